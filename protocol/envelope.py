@@ -1,0 +1,138 @@
+"""The relay envelope: small JSON text messages between each end and the relay.
+
+Layer 2 of the wire (see ``docs/PROTOCOL.md``). Before two ends are paired, each
+end and the relay exchange these messages as WebSocket *text* messages. After
+``paired`` the relay forwards *binary* messages between the two ends untouched;
+text messages keep flowing between each end and the relay only (``burn``,
+``end``, ``peer_gone``, ``error``).
+
+Connection: both ends open ``/v1/session`` (``WS_PATH``). A technician adds
+``Authorization: Bearer TOKEN`` to the upgrade; an agent connects anonymously.
+
+Messages (``type`` field first)::
+
+    end -> relay    {"type": "claim", "version": 1, "role": "agent"|"technician",
+                     "nameplate": "417"}
+    relay -> end    {"type": "waiting", "expires_in": 587}          # peer not here yet
+    relay -> end    {"type": "paired", "session_id": "...", "ticket_id": "T-1",
+                     "ticket_url": "...", "technician": "Ana"}
+    end -> relay    {"type": "burn", "reason": "key confirmation failed"}
+    end -> relay    {"type": "end", "reason": "finished"}
+    relay -> end    {"type": "peer_gone", "reason": "..."}
+    relay -> end    {"type": "error", "code": "<ErrorCode>", "message": "a sentence"}
+
+An ``error`` is always followed by the relay closing the connection.
+
+This module is pure: it builds and checks messages, nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+from .errors import EnvelopeError
+
+#: Version of the envelope and of the end-to-end protocol it carries.
+ENVELOPE_VERSION = 1
+
+#: The one WebSocket path of the relay.
+WS_PATH = "/v1/session"
+
+#: Largest text message either side accepts before pairing.
+MAX_ENVELOPE_SIZE = 4096
+
+#: Largest binary message the relay forwards (one secure record).
+MAX_RECORD_SIZE = 1 << 20
+
+
+class Role(enum.StrEnum):
+    AGENT = "agent"
+    TECHNICIAN = "technician"
+
+    @property
+    def peer(self) -> Role:
+        return Role.TECHNICIAN if self is Role.AGENT else Role.AGENT
+
+
+class ErrorCode(enum.StrEnum):
+    """Why the relay refused or ended a connection."""
+
+    BAD_REQUEST = "bad_request"  # malformed envelope message
+    VERSION = "version"  # envelope version not supported
+    UNAUTHORIZED = "unauthorized"  # technician token missing or wrong
+    UNKNOWN_NAMEPLATE = "unknown_nameplate"  # no such session code
+    EXPIRED = "expired"  # the code's 10 minutes are over
+    USED = "used"  # the code was already used or burnt
+    ROLE_TAKEN = "role_taken"  # someone already claimed this side
+    RATE_LIMITED = "rate_limited"  # too many attempts
+    ENDED = "ended"  # the session was ended (REST or peer)
+    IDLE = "idle"  # nothing moved for too long
+    TOO_LARGE = "too_large"  # message over the size limit
+    SHUTDOWN = "shutdown"  # the relay is stopping
+
+
+#: What the customer or technician is told for each error code.
+ERROR_SENTENCES: dict[ErrorCode, str] = {
+    ErrorCode.BAD_REQUEST: "The relay did not understand this program; update Puente and try again.",
+    ErrorCode.VERSION: "This version of Puente is not supported by the relay; download the current one.",
+    ErrorCode.UNAUTHORIZED: "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
+    ErrorCode.UNKNOWN_NAMEPLATE: "That session code does not exist; check the digits with your technician.",
+    ErrorCode.EXPIRED: "That session code has expired; ask your technician for a new one.",
+    ErrorCode.USED: "That session code was already used; ask your technician for a new one.",
+    ErrorCode.ROLE_TAKEN: "Someone is already connected with that code; ask your technician for a new one.",
+    ErrorCode.RATE_LIMITED: "Too many attempts from this computer; wait a minute and try again.",
+    ErrorCode.ENDED: "The session was ended.",
+    ErrorCode.IDLE: "The session was closed because nothing happened for too long.",
+    ErrorCode.TOO_LARGE: "A message was larger than the relay allows.",
+    ErrorCode.SHUTDOWN: "The relay is restarting; try again in a moment.",
+}
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Serialize an envelope message; ``type`` must be present."""
+    if "type" not in message:
+        raise ValueError("envelope messages need a type")
+    return json.dumps(message, separators=(",", ":"))
+
+
+def decode(text: str | bytes) -> dict[str, Any]:
+    """Parse one envelope message; raise :class:`EnvelopeError` if it is not one."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        raise EnvelopeError("expected a text message before pairing")
+    if len(text) > MAX_ENVELOPE_SIZE:
+        raise EnvelopeError("envelope message too large")
+    try:
+        message = json.loads(text)
+    except ValueError as exc:
+        raise EnvelopeError("envelope message is not JSON") from exc
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise EnvelopeError("envelope message must be an object with a type")
+    return message
+
+
+def claim(role: Role, nameplate: str) -> str:
+    return encode(
+        {"type": "claim", "version": ENVELOPE_VERSION, "role": str(role), "nameplate": nameplate}
+    )
+
+
+def parse_claim(message: dict[str, Any]) -> tuple[Role, str]:
+    """Check a ``claim`` message and return its role and nameplate."""
+    if message.get("type") != "claim":
+        raise EnvelopeError("the first message must be a claim")
+    if message.get("version") != ENVELOPE_VERSION:
+        raise EnvelopeError("unsupported envelope version", code=ErrorCode.VERSION)
+    try:
+        role = Role(message.get("role"))
+    except ValueError as exc:
+        raise EnvelopeError("role must be agent or technician") from exc
+    nameplate = message.get("nameplate")
+    if not isinstance(nameplate, str) or not nameplate.isdigit() or not 3 <= len(nameplate) <= 9:
+        raise EnvelopeError("nameplate must be 3 to 9 digits")
+    return role, nameplate
+
+
+def error(code: ErrorCode, message: str | None = None) -> str:
+    return encode({"type": "error", "code": str(code), "message": message or ERROR_SENTENCES[code]})

@@ -1,0 +1,88 @@
+"""Shared test fixtures: real relay processes on loopback, scaled timeouts.
+
+Set ``PUENTE_TEST_TIMEOUT_SCALE`` (a number, default 1) to stretch every timeout on
+slow machines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TIMEOUT_SCALE = float(os.environ.get("PUENTE_TEST_TIMEOUT_SCALE", "1"))
+
+
+def scaled(seconds: float) -> float:
+    """A timeout stretched by ``PUENTE_TEST_TIMEOUT_SCALE``."""
+    return seconds * TIMEOUT_SCALE
+
+
+@dataclass
+class RelayProcess:
+    """A real ``puente-relay serve`` process listening on a free loopback port."""
+
+    proc: subprocess.Popen[str]
+    data_dir: Path
+    port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def add_technician(self, name: str = "Ana Technician") -> str:
+        """Create a technician account and return its API token."""
+        out = subprocess.run(
+            [sys.executable, "-m", "relay.cli", "technician", "add", name,
+             "--data-dir", str(self.data_dir)],
+            check=True, capture_output=True, text=True, timeout=scaled(30),
+        )
+        return out.stdout.strip().splitlines()[-1]
+
+    def stop(self) -> str:
+        """Stop the relay (SIGTERM) and return what it logged on stderr."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=scaled(15))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err or ""
+
+
+def start_relay(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> RelayProcess:
+    """Start ``python -m relay.cli serve`` on port 0 and wait for its listening line."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay.cli", "serve", "--data-dir", str(data_dir),
+         "--host", "127.0.0.1", "--port", "0", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"listening on \S+://[^:]+:(\d+)", line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"relay did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+    return RelayProcess(proc=proc, data_dir=data_dir, port=int(match.group(1)))
+
+
+@pytest.fixture
+def relay_process(tmp_path: Path) -> Iterator[RelayProcess]:
+    relay = start_relay(tmp_path / "relay-data")
+    try:
+        yield relay
+    finally:
+        relay.stop()
