@@ -1,0 +1,176 @@
+"""The multiplexer: channels with ids, priorities and per-channel credits.
+
+Every secure record carries one frame: ``kind (1) || channel (1) || body``.
+
+Rules:
+
+1. Messages are cut into fragments of at most ``MAX_FRAGMENT`` bytes; the last one is
+   a ``END`` frame, earlier ones ``PART``. Fragments of different channels interleave,
+   so a big screen frame never delays a keystroke.
+2. Credits are counted in payload bytes per channel, per direction. A sender may
+   only send a fragment that fits its remaining credit; a receiver that sees more than
+   it granted fails with :class:`RemoteProtocolError`. Credit comes back in ``CREDIT``
+   frames (``body`` = 4-byte big-endian byte count) when the application says it has
+   consumed what it received.
+3. The next frame to send is taken from the highest-priority channel that has data
+   and credit: credits first, then control and input, screen last.
+4. Unknown frame kinds or channels are protocol errors: deny by default.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections import deque
+from dataclasses import dataclass
+
+from .errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
+
+MAX_FRAGMENT = 16 * 1024
+INITIAL_CREDIT = 1 << 20
+#: Largest reassembled message on any channel.
+MAX_MESSAGE = 32 * 1024 * 1024
+
+
+class Channel(enum.IntEnum):
+    """Channel ids; the order of ``PRIORITY`` decides who goes first."""
+
+    CONTROL = 0
+    INPUT = 1
+    CHAT = 2
+    DIAGNOSTICS = 3
+    FIX = 4
+    SSH = 5
+    SCREEN = 6
+
+
+PRIORITY: tuple[Channel, ...] = (
+    Channel.CONTROL,
+    Channel.INPUT,
+    Channel.CHAT,
+    Channel.DIAGNOSTICS,
+    Channel.FIX,
+    Channel.SSH,
+    Channel.SCREEN,
+)
+
+
+class FrameKind(enum.IntEnum):
+    PART = 1
+    END = 2
+    CREDIT = 3
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """A whole message arrived on ``channel``; call ``consumed()`` once it is handled."""
+
+    channel: Channel
+    payload: bytes
+
+
+class Multiplexer:
+    """Sans-I/O: ``send()`` and ``receive_frame()`` in; ``next_frame()`` and events out."""
+
+    def __init__(self, initial_credit: int = INITIAL_CREDIT) -> None:
+        self._initial_credit = initial_credit
+        self._send_credit = {ch: initial_credit for ch in Channel}
+        self._recv_allowance = {ch: initial_credit for ch in Channel}
+        self._to_grant = {ch: 0 for ch in Channel}
+        self._outgoing: dict[Channel, deque[bytes]] = {ch: deque() for ch in Channel}
+        self._credit_frames: deque[bytes] = deque()
+        self._partial: dict[Channel, list[bytes]] = {ch: [] for ch in Channel}
+        self._partial_size = {ch: 0 for ch in Channel}
+
+    # Sending -------------------------------------------------------------------
+
+    def send(self, channel: Channel, payload: bytes) -> None:
+        """Queue a whole message on a channel."""
+        if len(payload) > MAX_MESSAGE:
+            raise LocalProtocolError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE}")
+        queue = self._outgoing[Channel(channel)]
+        view = memoryview(payload)
+        for start in range(0, max(len(payload), 1), MAX_FRAGMENT):
+            chunk = bytes(view[start : start + MAX_FRAGMENT])
+            last = start + MAX_FRAGMENT >= len(payload)
+            kind = FrameKind.END if last else FrameKind.PART
+            queue.append(bytes([kind, channel]) + chunk)
+
+    def pending(self, channel: Channel) -> int:
+        """Number of frames queued on ``channel`` and not yet sent."""
+        return len(self._outgoing[channel])
+
+    def next_frame(self) -> bytes | None:
+        """The next frame to seal and send, or None if nothing may go now."""
+        if self._credit_frames:
+            return self._credit_frames.popleft()
+        for channel in PRIORITY:
+            queue = self._outgoing[channel]
+            if queue:
+                size = len(queue[0]) - 2
+                if size <= self._send_credit[channel]:
+                    self._send_credit[channel] -= size
+                    return queue.popleft()
+        return None
+
+    def blocked(self) -> list[Channel]:
+        """Channels with queued data but no credit: the peer is not keeping up."""
+        return [
+            ch
+            for ch, q in self._outgoing.items()
+            if q and len(q[0]) - 2 > self._send_credit[ch]
+        ]
+
+    # Receiving -----------------------------------------------------------------
+
+    def receive_frame(self, frame: bytes) -> MessageReceived | None:
+        """Take one frame; return a whole message when its last fragment arrives."""
+        if len(frame) < 2:
+            raise MalformedMessage("multiplexer frame too short")
+        try:
+            kind = FrameKind(frame[0])
+            channel = Channel(frame[1])
+        except ValueError:
+            raise MalformedMessage("unknown multiplexer frame kind or channel") from None
+        body = bytes(frame[2:])
+        if kind is FrameKind.CREDIT:
+            if len(body) != 4:
+                raise MalformedMessage("credit frame must carry 4 bytes")
+            (grant,) = struct.unpack(">I", body)
+            if self._send_credit[channel] + grant > self._initial_credit:
+                raise RemoteProtocolError("peer granted more credit than it could owe")
+            self._send_credit[channel] += grant
+            return None
+        if len(body) > MAX_FRAGMENT:
+            raise RemoteProtocolError("fragment larger than allowed")
+        if len(body) > self._recv_allowance[channel]:
+            raise RemoteProtocolError(f"peer sent more on {channel.name} than its credit")
+        self._recv_allowance[channel] -= len(body)
+        self._partial_size[channel] += len(body)
+        if self._partial_size[channel] > MAX_MESSAGE:
+            raise RemoteProtocolError("message larger than allowed")
+        self._partial[channel].append(body)
+        if kind is FrameKind.PART:
+            return None
+        payload = b"".join(self._partial[channel])
+        self._partial[channel] = []
+        self._partial_size[channel] = 0
+        return MessageReceived(channel, payload)
+
+    def consumed(self, channel: Channel, nbytes: int) -> None:
+        """The application handled ``nbytes`` of ``channel``: give the peer credit back."""
+        if nbytes < 0:
+            raise LocalProtocolError("cannot consume a negative amount")
+        self._to_grant[channel] += nbytes
+        # Batch grants so credit frames stay rare, but never hold back a whole window.
+        if self._to_grant[channel] >= min(self._initial_credit // 4, 64 * 1024) or (
+            self._recv_allowance[channel] + self._to_grant[channel] >= self._initial_credit
+        ):
+            self.flush_credit(channel)
+
+    def flush_credit(self, channel: Channel) -> None:
+        grant = self._to_grant[channel]
+        if grant:
+            self._to_grant[channel] = 0
+            self._recv_allowance[channel] += grant
+            self._credit_frames.append(bytes([FrameKind.CREDIT, channel]) + struct.pack(">I", grant))
