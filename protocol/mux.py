@@ -116,9 +116,7 @@ class Multiplexer:
     def blocked(self) -> list[Channel]:
         """Channels with queued data but no credit: the peer is not keeping up."""
         return [
-            ch
-            for ch, q in self._outgoing.items()
-            if q and len(q[0]) - 2 > self._send_credit[ch]
+            ch for ch, q in self._outgoing.items() if q and len(q[0]) - 2 > self._send_credit[ch]
         ]
 
     # Receiving -----------------------------------------------------------------
@@ -173,4 +171,6 @@ class Multiplexer:
         if grant:
             self._to_grant[channel] = 0
             self._recv_allowance[channel] += grant
-            self._credit_frames.append(bytes([FrameKind.CREDIT, channel]) + struct.pack(">I", grant))
+            self._credit_frames.append(
+                bytes([FrameKind.CREDIT, channel]) + struct.pack(">I", grant)
+            )

@@ -175,7 +175,9 @@ class Session:
         elif wire is Wire.CONFIRM:
             keys = self._pairing.receive_confirm(data[1:])
             self.keys = keys
-            kwargs = {} if self._rekey_interval is None else {"rekey_interval": self._rekey_interval}
+            kwargs = (
+                {} if self._rekey_interval is None else {"rekey_interval": self._rekey_interval}
+            )
             self._channel = SecureChannel(keys, **kwargs)
             self._events.append(Paired(keys))
         else:
