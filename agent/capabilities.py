@@ -1,0 +1,111 @@
+"""Capabilities: what a technician may ask this agent to do, each behind consent.
+
+A capability is a plugin with a ``name``, a customer-facing ``title`` and
+``description``, and a ``handler``. A handler cannot run without an
+:class:`agent.consent.Authorization`, which only the consent gate can mint.
+Later capabilities (screen, control, shell, files, fixes) register the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .audit import AgentLog
+    from .consent import Authorization
+
+ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class CapabilityCall:
+    """Everything a handler gets for one request."""
+
+    action: str
+    args: dict[str, Any]
+    authorization: Authorization
+    progress: ProgressCallback
+    log: AgentLog
+
+
+Handler = Callable[[CapabilityCall], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    title: str
+    description: str
+    handler: Handler
+    actions: tuple[str, ...]
+    #: Capabilities that must already be granted (control needs screen view).
+    requires: tuple[str, ...] = field(default=())
+
+
+class CapabilityRegistry:
+    """The capabilities this agent offers; anything not registered is refused."""
+
+    def __init__(self) -> None:
+        self._capabilities: dict[str, Capability] = {}
+
+    def register(self, capability: Capability) -> None:
+        if capability.name in self._capabilities:
+            raise ValueError(f"capability {capability.name!r} registered twice")
+        self._capabilities[capability.name] = capability
+
+    def get(self, name: str) -> Capability | None:
+        return self._capabilities.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._capabilities)
+
+
+# Diagnostics ------------------------------------------------------------------------
+
+
+async def _diagnostics_handler(call: CapabilityCall) -> dict[str, Any]:
+    from . import diagnostics
+
+    args = call.args
+    sample = float(args.get("sample_seconds", 0.5))
+    dns_names = args.get("dns_names") or ["localhost"]
+    if not isinstance(dns_names, list) or not all(isinstance(n, str) for n in dns_names):
+        raise ValueError("dns_names must be a list of host names")
+    sample = min(max(sample, 0.0), 30.0)
+    await call.progress({"stage": "collecting"})
+    # Collection blocks (psutil sampling), so it runs in a thread; check() is called
+    # between steps there and raises once consent is withdrawn, so the thread stops
+    # too, while this coroutine is cancelled at once by the session.
+    result: dict[str, Any] = await asyncio.to_thread(
+        diagnostics.collect,
+        check=call.authorization.check,
+        sample_seconds=sample,
+        dns_names=dns_names[:5],
+    )
+    return result
+
+
+def diagnostics_capability() -> Capability:
+    from . import diagnostics
+
+    return Capability(
+        name="diagnostics",
+        title="Diagnostics",
+        description=getattr(
+            diagnostics,
+            "CAPABILITY_DESCRIPTION",
+            "See basic facts about this computer (system, memory, disks, network, clock, "
+            "busiest programs, recent system messages). Passwords and files are not collected.",
+        ),
+        handler=_diagnostics_handler,
+        actions=("collect",),
+    )
+
+
+def default_registry() -> CapabilityRegistry:
+    registry = CapabilityRegistry()
+    registry.register(diagnostics_capability())
+    return registry

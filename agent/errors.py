@@ -1,0 +1,31 @@
+"""Exceptions of the customer's agent.
+
+The tree::
+
+    AgentError
+     ├── ConsentDeclined     the customer said no to a capability (or nobody answered)
+     ├── ConsentRevoked      the customer withdrew consent while the capability ran
+     └── CapabilityFailed    a capability ran and could not finish; the message says why
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base class of the agent's errors."""
+
+
+class ConsentDeclined(AgentError):
+    def __init__(self, capability: str, message: str = "") -> None:
+        super().__init__(message or f"The customer declined {capability}.")
+        self.capability = capability
+
+
+class ConsentRevoked(AgentError):
+    def __init__(self, capability: str) -> None:
+        super().__init__(f"The customer stopped {capability}.")
+        self.capability = capability
+
+
+class CapabilityFailed(AgentError):
+    pass

@@ -1,0 +1,172 @@
+"""The customer's side of the session: what they see and how they answer.
+
+:class:`CustomerUI` is the interface the session talks to. :class:`ConsoleUI` is the
+console implementation for headless machines (and for tests, which drive it through
+stdin like a customer at a keyboard). The Tk window implements the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from .capabilities import Capability
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    technician: str
+    verified: bool
+    organisation: str
+    ticket_id: str
+    ticket_url: str
+    sas: str
+
+
+CommandHandler = Callable[[str], Awaitable[None]]
+
+
+class CustomerUI(Protocol):
+    def session_started(self, info: SessionInfo) -> None: ...
+
+    async def ask_consent(self, capability: Capability, detail: str) -> bool: ...
+
+    def show_active(self, granted: list[str]) -> None: ...
+
+    def notify(self, text: str) -> None: ...
+
+    def session_ended(self, reason: str) -> None: ...
+
+    async def run(self, on_command: CommandHandler) -> None:
+        """Deliver the customer's own actions (``revoke NAME``, ``end``) until closed."""
+        ...
+
+
+YES = {"y", "yes", "s", "si", "sí", "allow"}
+
+HELP = (
+    "You can type at any time:\n"
+    "  status          what the technician may do right now\n"
+    "  stop NAME       stop one permission (for example: stop diagnostics)\n"
+    "  end             end the session now (Ctrl-C works too)"
+)
+
+
+class ConsoleUI:
+    """Plain-text UI on stdin/stdout. No answer (end of input) counts as no."""
+
+    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
+        self._in = stdin or sys.stdin
+        self._out = stdout or sys.stdout
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._answer: asyncio.Future[str | None] | None = None
+        self._granted: list[str] = []
+        self._reader_started = False
+        self._input_closed = False
+
+    def say(self, text: str = "") -> None:
+        self._out.write(text + "\n")
+        self._out.flush()
+
+    def session_started(self, info: SessionInfo) -> None:
+        self.say("")
+        self.say("Puente remote support - session started")
+        if info.verified:
+            self.say(f"Technician: {info.technician} (verified, {info.organisation})")
+        else:
+            self.say(f"Technician: {info.technician}")
+            self.say(
+                "  WARNING: this technician is NOT verified. Continue only if you contacted "
+                "your help desk yourself."
+            )
+        ticket = info.ticket_id + (f" ({info.ticket_url})" if info.ticket_url else "")
+        self.say(f"Ticket: {ticket}")
+        self.say(f"Check code: {info.sas}  (your technician sees the same; read it to them)")
+        self.say("The technician can do nothing on this computer until you allow it.")
+        self.say(HELP)
+
+    async def ask_consent(self, capability: Capability, detail: str) -> bool:
+        self._start_reader()
+        self.say("")
+        self.say(f"The technician asks for: {capability.title}")
+        self.say(f"  {capability.description}")
+        if detail:
+            self.say(f"  {detail}")
+        self.say(f"Allow {capability.title}? Type y for yes or n for no, then Enter:")
+        if self._input_closed:
+            self.say(f"Declined: {capability.title} (nobody can answer here).")
+            return False
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        try:
+            answer = await self._answer
+        finally:
+            self._answer = None
+        allowed = answer is not None and answer.strip().lower() in YES
+        self.say(f"{'Allowed' if allowed else 'Declined'}: {capability.title}.")
+        return allowed
+
+    def show_active(self, granted: list[str]) -> None:
+        self._granted = list(granted)
+        active = ", ".join(granted) if granted else "nothing"
+        self.say(f"Now allowed: {active}")
+
+    def notify(self, text: str) -> None:
+        self.say(text)
+
+    def session_ended(self, reason: str) -> None:
+        self.say("")
+        self.say(f"Session ended: {reason}")
+
+    async def run(self, on_command: CommandHandler) -> None:
+        self._start_reader()
+        while True:
+            line = await self._lines.get()
+            if self._answer is not None and not self._answer.done():
+                self._answer.set_result(line)
+                continue
+            if line is None:
+                return  # input closed: keep the session, answer future prompts with no
+            command = line.strip()
+            if not command:
+                continue
+            if command.lower() in ("help", "?"):
+                self.say(HELP)
+            elif command.lower() == "status":
+                self.show_active(self._granted)
+            else:
+                await on_command(command)
+
+    # The reader thread: stdin blocks, so it lives in a daemon thread and hands lines
+    # to the event loop; portable to Windows consoles, unlike add_reader on a pipe.
+
+    def _start_reader(self) -> None:
+        if self._reader_started:
+            return
+        self._reader_started = True
+        loop = asyncio.get_running_loop()
+
+        def read() -> None:
+            while True:
+                try:
+                    line = self._in.readline()
+                except (OSError, ValueError):
+                    line = ""
+                if not line:
+                    loop.call_soon_threadsafe(self._eof)
+                    return
+                loop.call_soon_threadsafe(self._lines.put_nowait, line.rstrip("\r\n"))
+
+        threading.Thread(target=read, name="puente-console-input", daemon=True).start()
+
+    def _eof(self) -> None:
+        # From now on every question is answered no.
+        self._input_closed = True
+        self._lines.put_nowait(None)
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(None)

@@ -1,0 +1,211 @@
+"""``puente-tech``: the technician's command line.
+
+Exit status: 0 done; 1 error (relay unreachable, session lost, integrity failure);
+2 usage or configuration; 3 the customer declined; 4 nobody joined in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from protocol.code import SessionCode
+from protocol.messages import ReplyStatus
+from relay.client import LinkError
+
+from .client import RelayAPI, TechnicianSession
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DECLINED, EXIT_NOBODY = 0, 1, 2, 3, 4
+
+DESCRIPTION = """\
+Help a customer through the Puente relay.
+
+Each command opens a session for a help-desk ticket and prints a session code
+(code: 417-862-093). Read it to the customer, who types it into puente-agent.
+When they join, both of you see the same check code: ask them to read theirs
+aloud; if it differs, stop. The customer approves every capability you ask for.
+"""
+
+EPILOG = """\
+examples:
+  export PUENTE_RELAY=wss://support.example.org PUENTE_TOKEN=pt_...
+  puente-tech diagnostics --ticket HD-1042 --out hd-1042.json
+  puente-tech --json diagnostics --ticket HD-1042 --out d.json --wait 300
+
+exit status: 0 done, 1 error, 2 usage, 3 customer declined, 4 nobody joined
+"""
+
+
+class Output:
+    """Human lines on stdout, or one JSON object per line with --json."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def event(self, name: str, text: str, **fields: Any) -> None:
+        if self.as_json:
+            print(json.dumps({"event": name, **fields}), flush=True)
+        else:
+            print(text, flush=True)
+
+    def error(self, text: str, **fields: Any) -> None:
+        if self.as_json:
+            print(json.dumps({"event": "error", "message": text, **fields}), flush=True)
+        print(text, file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="puente-tech",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--relay",
+        default=os.environ.get("PUENTE_RELAY"),
+        help="relay address (default: $PUENTE_RELAY)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("PUENTE_TOKEN"),
+        help="your API token (default: $PUENTE_TOKEN)",
+    )
+    parser.add_argument("--ca-file", help="trust this CA certificate for the relay (wss://)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    diag = commands.add_parser(
+        "diagnostics",
+        help="collect a customer's diagnostics into a JSON file",
+        description="Open a session for TICKET, ask the customer to allow diagnostics, "
+        "write them to FILE and end the session.",
+    )
+    diag.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
+    diag.add_argument("--ticket-url", help="link to the ticket in your help desk")
+    diag.add_argument("--out", required=True, type=Path, help="where to write the JSON")
+    diag.add_argument(
+        "--wait", type=float, default=600.0, help="seconds to wait for the customer (default 600)"
+    )
+    diag.add_argument(
+        "--sample", type=float, default=0.5, help="seconds to sample busy processes (default 0.5)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(args.json)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if not args.relay:
+        out.error("No relay address: pass --relay wss://... or set PUENTE_RELAY.")
+        return EXIT_USAGE
+    if not args.token:
+        out.error("No API token: pass --token or set PUENTE_TOKEN (ask your relay operator).")
+        return EXIT_USAGE
+    ssl_context = None
+    if args.ca_file:
+        import ssl
+
+        ssl_context = ssl.create_default_context(cafile=args.ca_file)
+    try:
+        return asyncio.run(run_diagnostics(args, out, ssl_context))
+    except KeyboardInterrupt:
+        out.error("Interrupted; the session was ended.")
+        return EXIT_ERROR
+    except LinkError as exc:
+        out.error(str(exc))
+        return EXIT_ERROR
+
+
+async def open_session(
+    args: argparse.Namespace, out: Output, ssl_context: Any
+) -> tuple[RelayAPI, dict[str, Any], TechnicianSession | None]:
+    """Create the session over REST, print the code, wait for the customer, pair."""
+    api = RelayAPI(args.relay, args.token, ssl_context)
+    created = await asyncio.to_thread(api.create_session, args.ticket, args.ticket_url)
+    code = SessionCode.new(created["nameplate"])
+    out.event(
+        "code",
+        f"code: {code}",
+        code=str(code),
+        session_id=created["session_id"],
+        join_url=created.get("join_url"),
+    )
+    out.event(
+        "waiting",
+        f"Read this code to the customer. Waiting up to {args.wait:.0f} s for them to join...",
+        wait=args.wait,
+    )
+    try:
+        session = await TechnicianSession.connect(
+            args.relay,
+            code,
+            args.ticket,
+            token=args.token,
+            technician_name=str(created.get("technician") or "Technician"),
+            ssl=ssl_context,
+            wait_timeout=args.wait,
+        )
+    except TimeoutError:
+        await asyncio.to_thread(_end_quietly, api, created["session_id"])
+        return api, created, None
+    out.event(
+        "paired",
+        f"Customer joined. Check code: {session.sas} - ask the customer to read theirs; "
+        "if it differs, end the session.",
+        sas=session.sas,
+    )
+    return api, created, session
+
+
+def _end_quietly(api: RelayAPI, session_id: str) -> None:
+    try:
+        api.end_session(session_id)
+    except LinkError:
+        pass
+
+
+async def run_diagnostics(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
+    api, created, session = await open_session(args, out, ssl_context)
+    if session is None:
+        out.error(f"Nobody joined within {args.wait:.0f} seconds; the code no longer works.")
+        return EXIT_NOBODY
+    try:
+        out.event("asking", "Asking the customer to allow diagnostics...", capability="diagnostics")
+        reply = await session.request(
+            "diagnostics",
+            "collect",
+            {"sample_seconds": args.sample},
+        )
+        if reply.status == ReplyStatus.DECLINED:
+            out.error(
+                "The customer declined diagnostics; nothing was collected.", status="declined"
+            )
+            return EXIT_DECLINED
+        if reply.status == ReplyStatus.REVOKED:
+            out.error(
+                "The customer stopped diagnostics before they finished; nothing was collected.",
+                status="revoked",
+            )
+            return EXIT_DECLINED
+        if reply.status != ReplyStatus.OK or reply.result is None:
+            out.error(f"Diagnostics failed on the customer's computer: {reply.message}")
+            return EXIT_ERROR
+        args.out.write_text(json.dumps(reply.result, indent=2, sort_keys=True), encoding="utf-8")
+        out.event("written", f"Diagnostics written to {args.out}", path=str(args.out))
+        return EXIT_OK
+    finally:
+        await session.end("the technician finished")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The technician's client library: the relay's REST API and a paired session.
+
+``RelayAPI`` creates and ends sessions for tickets over REST. ``TechnicianSession``
+is the paired, end-to-end encrypted session: ``request()`` asks the agent for a
+capability and returns the agent's reply, whose status says whether the customer
+declined, revoked, or the work was done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import ssl as ssl_module
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import messages
+from protocol.code import SessionCode
+from protocol.envelope import Role
+from protocol.errors import VersionMismatch
+from protocol.messages import ConsentState, ReplyStatus
+from protocol.pairing import PROTOCOL_VERSION
+from relay.client import Link, LinkError, RelayRefused, RelayUnavailable, SessionLost, http_url
+
+from . import __version__
+
+
+class APIError(LinkError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RelayAPI:
+    """Blocking REST client (call it from a thread inside asyncio code)."""
+
+    def __init__(
+        self, relay_url: str, token: str, ssl: ssl_module.SSLContext | None = None
+    ) -> None:
+        self.relay_url = relay_url.rstrip("/")
+        self.base = http_url(self.relay_url)
+        self._token = token
+        self._ssl = ssl
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self._token}")
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=20, context=self._ssl) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read())
+            except ValueError:
+                detail = {}
+            code = str(detail.get("error", exc.code))
+            message = str(detail.get("message", exc.reason))
+            if exc.code == 401:
+                message = "The relay did not accept your API token; check --token or PUENTE_TOKEN."
+            raise APIError(exc.code, code, message) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise RelayUnavailable(
+                f"Could not reach the relay at {self.relay_url} ({reason}); "
+                "check the address and that the relay is running."
+            ) from None
+
+    def create_session(self, ticket_id: str, ticket_url: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"ticket_id": ticket_id}
+        if ticket_url:
+            body["ticket_url"] = ticket_url
+        result: dict[str, Any] = self._call("POST", "/api/sessions", body)
+        return result
+
+    def list_sessions(self, ticket_id: str | None = None) -> list[dict[str, Any]]:
+        query = "?" + urllib.parse.urlencode({"ticket_id": ticket_id}) if ticket_id else ""
+        result = self._call("GET", "/api/sessions" + query)
+        return list(result.get("sessions", result) if isinstance(result, dict) else result)
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "GET", f"/api/sessions/{urllib.parse.quote(session_id)}"
+        )
+        return result
+
+    def end_session(self, session_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "DELETE", f"/api/sessions/{urllib.parse.quote(session_id)}"
+        )
+        return result
+
+
+@dataclass
+class ConsentEvent:
+    capability: str
+    state: str
+    message: str
+
+
+class TechnicianSession:
+    """A paired session seen from the technician's side."""
+
+    def __init__(self, link: Link, agent_hello: messages.Hello) -> None:
+        self.link = link
+        self.agent_hello = agent_hello
+        self.consent: dict[str, str] = {}
+        self.consent_log: list[ConsentEvent] = []
+        self.on_consent: Callable[[ConsentEvent], None] | None = None
+        self.on_chat: Callable[[str], None] | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[messages.Reply]] = {}
+        self._progress: dict[int, Callable[[dict[str, Any]], None]] = {}
+        self._reader = asyncio.create_task(self._read())
+
+    @property
+    def sas(self) -> str:
+        return self.link.sas
+
+    @classmethod
+    async def connect(
+        cls,
+        relay_url: str,
+        code: SessionCode,
+        ticket_id: str,
+        *,
+        token: str,
+        technician_name: str,
+        ssl: ssl_module.SSLContext | None = None,
+        wait_timeout: float | None = None,
+    ) -> TechnicianSession:
+        """Claim the nameplate, wait (up to ``wait_timeout``) for the customer, pair."""
+        link = await Link.open(
+            relay_url,
+            Role.TECHNICIAN,
+            code,
+            ticket_id=ticket_id,
+            token=token,
+            ssl=ssl,
+            wait_timeout=wait_timeout,
+        )
+        try:
+            await link.send_control(
+                messages.Hello(
+                    PROTOCOL_VERSION, "technician", f"puente-tech {__version__}", technician_name
+                )
+            )
+            hello = await asyncio.wait_for(link.receive_control(), 30)
+            if not isinstance(hello, messages.Hello):
+                raise SessionLost("The customer's agent did not introduce itself.")
+            messages.check_hello(hello)
+        except (VersionMismatch, TimeoutError) as exc:
+            await link.close(str(exc))
+            raise SessionLost(str(exc) or "The customer's agent did not answer.") from exc
+        except BaseException:
+            await link.close("technician client error")
+            raise
+        return cls(link, hello)
+
+    async def request(
+        self,
+        capability: str,
+        action: str,
+        args: dict[str, Any] | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> messages.Reply:
+        """Ask the agent for ``capability``/``action``; wait for its reply.
+
+        The customer may be asked first; the reply's status says what happened.
+        Raises :class:`SessionLost` if the session ends meanwhile.
+        """
+        request_id = next(self._ids)
+        future: asyncio.Future[messages.Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        if on_progress:
+            self._progress[request_id] = on_progress
+        try:
+            await self.link.send_control(
+                messages.Request(request_id, capability, action, args or {})
+            )
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+            self._progress.pop(request_id, None)
+
+    async def chat(self, text: str) -> None:
+        await self.link.send_control(messages.Chat(text))
+
+    async def end(self, reason: str = "finished") -> None:
+        with contextlib.suppress(LinkError):
+            await self.link.send_control(messages.Bye(reason))
+        await self.link.close(reason)
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.link.receive_control()
+            if message is None:
+                break
+            if isinstance(message, messages.Reply):
+                future = self._pending.get(message.request_id)
+                if future is not None and not future.done():
+                    future.set_result(message)
+            elif isinstance(message, messages.Progress):
+                callback = self._progress.get(message.request_id)
+                if callback:
+                    callback(message.data)
+            elif isinstance(message, messages.Consent):
+                event = ConsentEvent(message.capability, message.state, message.message)
+                self.consent[message.capability] = message.state
+                self.consent_log.append(event)
+                if self.on_consent:
+                    self.on_consent(event)
+            elif isinstance(message, messages.Chat):
+                if self.on_chat:
+                    self.on_chat(message.text)
+            elif isinstance(message, messages.Bye):
+                pass  # the CLOSE record that follows ends the link
+        try:
+            reason = await self.link.wait_closed()
+            error: LinkError = SessionLost(f"The session ended: {reason}.")
+        except LinkError as exc:
+            error = exc
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+                future.exception()
+
+
+__all__ = [
+    "APIError",
+    "ConsentState",
+    "RelayAPI",
+    "RelayRefused",
+    "RelayUnavailable",
+    "ReplyStatus",
+    "SessionLost",
+    "TechnicianSession",
+]
