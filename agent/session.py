@@ -56,6 +56,11 @@ class AgentSession:
             )
         )
         hello = await asyncio.wait_for(self.link.receive_control(), HELLO_TIMEOUT)
+        if hello is None:
+            await self.link.wait_closed()  # raises why the session was lost
+            raise SessionLost(
+                "The session ended before the technician's program introduced itself."
+            )
         if not isinstance(hello, messages.Hello):
             await self.link.close("the technician's program did not introduce itself")
             raise SessionLost("The technician's program did not introduce itself; session ended.")

@@ -156,6 +156,11 @@ class TechnicianSession:
                 )
             )
             hello = await asyncio.wait_for(link.receive_control(), 30)
+            if hello is None:
+                await link.wait_closed()  # raises why the session was lost
+                raise SessionLost(
+                    "The session ended before the customer's agent introduced itself."
+                )
             if not isinstance(hello, messages.Hello):
                 raise SessionLost("The customer's agent did not introduce itself.")
             messages.check_hello(hello)

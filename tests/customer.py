@@ -1,0 +1,160 @@
+"""Honest test doubles for people: a scripted customer and a technician process.
+
+``ScriptedCustomer`` runs the real ``puente-agent --console`` in a subprocess and
+answers its questions on stdin the way a customer at the keyboard would, following
+a script: which permissions to allow, and lines to type when something appears.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import scaled
+
+ASK = re.compile(r"^Allow (.+)\? Type y")
+
+
+class Process:
+    """A subprocess whose stdout lines are collected by a thread."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None, stdin: bool = False):
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.stderr = ""
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def expect(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+        """Wait for a stdout line matching ``pattern``; return the match."""
+        deadline = time.monotonic() + scaled(timeout)
+        regex = re.compile(pattern)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern!r} in {self.lines!r}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(
+                    f"process ended before {pattern!r}: {self.lines!r} {self.read_stderr()}"
+                )
+            match = regex.search(line)
+            if match:
+                return match
+
+    def send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout=scaled(timeout))
+        self.read_stderr()
+        return code
+
+    def read_stderr(self) -> str:
+        if self.proc.poll() is not None and self.proc.stderr and not self.stderr:
+            self.stderr = self.proc.stderr.read()
+        return self.stderr
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+class ScriptedCustomer(Process):
+    """The real agent, driven through its console by a script.
+
+    ``answers`` maps a capability title ("Diagnostics") to "y" or "n". ``after``
+    maps a regex to a line to type once a matching line appears (once each).
+    Questions not in ``answers`` are declined, as a cautious customer would.
+    """
+
+    def __init__(
+        self,
+        relay_url: str,
+        code: str,
+        log_dir: Path,
+        answers: dict[str, str] | None = None,
+        after: dict[str, str] | None = None,
+        extra: list[str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        self.answers = answers or {}
+        self.after = dict(after or {})
+        self.questions: list[str] = []
+        self._on_line = on_line
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "--relay",
+                relay_url,
+                "--console",
+                "--log-dir",
+                str(log_dir),
+                *(extra or []),
+                code,
+            ],
+            stdin=True,
+        )
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            self._queue.put(line)
+            if self._on_line:
+                self._on_line(line)
+            try:
+                ask = ASK.search(line)
+                if ask:
+                    self.questions.append(ask.group(1))
+                    self.send(self.answers.get(ask.group(1), "n"))
+                for pattern, reply in list(self.after.items()):
+                    if re.search(pattern, line):
+                        del self.after[pattern]
+                        self.send(reply)
+            except (BrokenPipeError, OSError):
+                pass
+        self._queue.put(None)
+
+
+def technician(relay_url: str, token: str, *args: str) -> Process:
+    """Run ``puente-tech`` with the given arguments."""
+    return Process(
+        [sys.executable, "-m", "technician.cli", "--relay", relay_url, "--token", token, *args]
+    )

@@ -1,0 +1,67 @@
+"""A recording TCP proxy: everything that crosses it is kept for inspection.
+
+It runs its own event loop in a thread, so subprocess-based tests can put it
+between a real agent and a real relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+
+class RecordingProxy:
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.upstream = bytearray()  # client -> relay
+        self.downstream = bytearray()  # relay -> client
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def recorded(self) -> bytes:
+        return bytes(self.upstream) + bytes(self.downstream)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", 0)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, log: bytearray
+        ) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    log.extend(data)
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(Exception):
+                dst.close()
+
+        await asyncio.gather(
+            pipe(reader, up_writer, self.upstream), pipe(up_reader, writer, self.downstream)
+        )
