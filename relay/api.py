@@ -1,0 +1,326 @@
+"""The REST API: sessions for tickets, health and the OpenAPI document.
+
+Routing rules (deny by default):
+
+* Paths are matched exactly against the canonical routes below; anything else,
+  including a trailing slash, ``..``, ``//`` or percent-escapes, is 404.
+* Every path under ``/api/`` needs a valid bearer token first (401 otherwise,
+  even for unknown paths), then the route (404), then the method (405 + Allow).
+* A technician only ever sees their own sessions; someone else's is 404.
+* Query parameters are accepted only where documented; others are 400.
+* Bodies are JSON objects with ``Content-Type: application/json``; unknown fields are 400.
+
+======  ============================  ===========================================
+method  path                          answer
+======  ============================  ===========================================
+GET     /healthz                      ``{"status": "ok"}`` (no auth)
+GET     /openapi.json                 :data:`relay.openapi.OPENAPI` (no auth)
+POST    /api/sessions                 201 + session (body: ticket_id, ticket_url)
+GET     /api/sessions[?ticket_id=T]   ``{"sessions": [...]}``, newest first
+GET     /api/sessions/{id}            the session
+DELETE  /api/sessions/{id}            ends the session, 200 + the session
+======  ============================  ===========================================
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import logging
+import re
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .http import HeaderError, bearer_token, error_response, json_response
+from .openapi import OPENAPI
+from .store import RelayStore, SessionRecord, SessionState, Technician
+
+logger = logging.getLogger("relay.api")
+
+_SESSION_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})")
+
+#: Longest ticket id and ticket URL accepted.
+MAX_TICKET_ID = 200
+MAX_TICKET_URL = 2000
+
+
+class SessionControl(Protocol):
+    """What the API needs from the running relay about live sessions."""
+
+    def end_session(self, session_id: str, reason: str) -> None:
+        """End a session, disconnecting its ends with error ``ended``."""
+
+    def live_byte_counts(self, session_id: str) -> tuple[int, int] | None:
+        """Bytes forwarded so far (agent→tech, tech→agent) if the session is live."""
+
+
+class ApiError(Exception):
+    """A refusal the API answers with ``{"error": code, "message": sentence}``."""
+
+    def __init__(
+        self,
+        status: http.HTTPStatus,
+        code: str,
+        message: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+    def response(self) -> Response:
+        return error_response(self.status, self.code, self.message, self.headers)
+
+
+def unauthorized(message: str = "") -> ApiError:
+    return ApiError(
+        http.HTTPStatus.UNAUTHORIZED,
+        "unauthorized",
+        message
+        or "This route needs 'Authorization: Bearer TOKEN' with a valid technician API token.",
+        (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
+    )
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """Wall-clock seconds as an ISO 8601 UTC timestamp (``2026-01-02T03:04:05Z``)."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class RestApi:
+    """Answers every HTTP request that is not a WebSocket upgrade.
+
+    ``clock`` gives wall-clock seconds; ``base_url`` gives the public base of join links.
+    """
+
+    def __init__(
+        self,
+        store: RelayStore,
+        control: SessionControl,
+        clock: Callable[[], float],
+        base_url: Callable[[], str],
+        nameplate_ttl: float,
+    ) -> None:
+        self._store = store
+        self._control = control
+        self._clock = clock
+        self._base_url = base_url
+        self._nameplate_ttl = nameplate_ttl
+
+    def handle(self, request: Request, body: bytes) -> Response:
+        """Route one request and always return a response (errors included)."""
+        try:
+            return self._route(request, body)
+        except ApiError as exc:
+            return exc.response()
+
+    # routing
+
+    def _route(self, request: Request, body: bytes) -> Response:
+        path, _, query = request.path.partition("?")
+        if path == "/api" or path.startswith("/api/"):
+            technician = self._authenticate(request.headers)
+            if path == "/api/sessions":
+                handlers: dict[str, Callable[[], Response]] = {
+                    "GET": lambda: self._list_sessions(technician, query),
+                    "POST": lambda: self._create_session(technician, request.headers, body, query),
+                }
+            elif match := _SESSION_PATH.fullmatch(path):
+                session_id = match.group(1)
+                handlers = {
+                    "GET": lambda: self._get_session(technician, session_id, query),
+                    "DELETE": lambda: self._delete_session(technician, session_id, query),
+                }
+            else:
+                raise _not_found()
+        elif path == "/healthz":
+            handlers = {"GET": lambda: _document(query, {"status": "ok"})}
+        elif path == "/openapi.json":
+            handlers = {"GET": lambda: _document(query, OPENAPI)}
+        else:
+            raise _not_found()
+        handler = handlers.get(request.method)
+        if handler is None:
+            allowed = ", ".join(sorted(handlers))
+            raise ApiError(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"This route does not accept {request.method}; use {allowed}.",
+                (("Allow", allowed),),
+            )
+        return handler()
+
+    def _authenticate(self, headers: Headers) -> Technician:
+        try:
+            token = bearer_token(headers)
+        except HeaderError as exc:
+            raise unauthorized(
+                f"Send exactly one 'Authorization: Bearer TOKEN' header ({exc})."
+            ) from None
+        technician = self._store.authenticate(token) if token else None
+        if technician is None:
+            raise unauthorized()
+        return technician
+
+    # routes
+
+    def _create_session(
+        self, technician: Technician, headers: Headers, body: bytes, query: str
+    ) -> Response:
+        _query_params(query, allowed=())
+        payload = _json_body(headers, body)
+        unknown = sorted(set(payload) - {"ticket_id", "ticket_url"})
+        if unknown:
+            raise _bad_request(f"Unknown field {unknown[0]!r}; send only ticket_id and ticket_url.")
+        ticket_id = payload.get("ticket_id")
+        if (
+            not isinstance(ticket_id, str)
+            or not ticket_id.strip()
+            or len(ticket_id) > MAX_TICKET_ID
+        ):
+            raise _bad_request(f"ticket_id must be a string of 1 to {MAX_TICKET_ID} characters.")
+        if not ticket_id.isprintable():
+            raise _bad_request("ticket_id must not contain control characters.")
+        ticket_url = payload.get("ticket_url")
+        if ticket_url is not None:
+            if not isinstance(ticket_url, str) or len(ticket_url) > MAX_TICKET_URL:
+                raise _bad_request(
+                    f"ticket_url must be a string of at most {MAX_TICKET_URL} characters."
+                )
+            parts = urllib.parse.urlsplit(ticket_url)
+            # Technician UIs show this as a link: only web links, never javascript: or file:.
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or not ticket_url.isprintable()
+            ):
+                raise _bad_request("ticket_url must be an http or https link.")
+        record = self._store.create_session(
+            technician, ticket_id, ticket_url, self._clock(), self._nameplate_ttl
+        )
+        logger.info(
+            "session created session=%s nameplate=%s technician=%s",
+            record.id,
+            record.nameplate,
+            technician.id,
+        )
+        return json_response(
+            http.HTTPStatus.CREATED,
+            self._session_json(record),
+            (("Location", f"/api/sessions/{record.id}"),),
+        )
+
+    def _list_sessions(self, technician: Technician, query: str) -> Response:
+        params = _query_params(query, allowed=("ticket_id",))
+        records = self._store.list_sessions(technician.id, params.get("ticket_id"))
+        return json_response(
+            http.HTTPStatus.OK, {"sessions": [self._session_json(r) for r in records]}
+        )
+
+    def _get_session(self, technician: Technician, session_id: str, query: str) -> Response:
+        _query_params(query, allowed=())
+        return json_response(
+            http.HTTPStatus.OK, self._session_json(self._owned(technician, session_id))
+        )
+
+    def _delete_session(self, technician: Technician, session_id: str, query: str) -> Response:
+        _query_params(query, allowed=())
+        record = self._owned(technician, session_id)
+        if record.state_at(self._clock()) in (SessionState.WAITING, SessionState.PAIRED):
+            self._control.end_session(record.id, "ended through the API")
+            record = self._owned(technician, session_id)
+        return json_response(http.HTTPStatus.OK, self._session_json(record))
+
+    # helpers
+
+    def _owned(self, technician: Technician, session_id: str) -> SessionRecord:
+        record = self._store.get_session(session_id)
+        # Someone else's session is "not found": its existence is not ours to reveal.
+        if record is None or record.technician_id != technician.id:
+            raise _not_found("No session with this id belongs to you.")
+        return record
+
+    def _session_json(self, record: SessionRecord) -> dict[str, Any]:
+        """The public view of a session: metadata only, never a secret."""
+        bytes_a2t, bytes_t2a = record.bytes_agent_to_tech, record.bytes_tech_to_agent
+        live = self._control.live_byte_counts(record.id)
+        if live is not None:
+            bytes_a2t, bytes_t2a = bytes_a2t + live[0], bytes_t2a + live[1]
+        return {
+            "session_id": record.id,
+            "nameplate": record.nameplate,
+            "ticket_id": record.ticket_id,
+            "ticket_url": record.ticket_url,
+            "technician": record.technician_name,
+            "state": str(record.state_at(self._clock())),
+            "created_at": iso_time(record.created_at),
+            "expires_at": iso_time(record.expires_at),
+            "paired_at": iso_time(record.paired_at),
+            "ended_at": iso_time(record.ended_at),
+            "end_reason": record.end_reason,
+            "bytes_agent_to_tech": bytes_a2t,
+            "bytes_tech_to_agent": bytes_t2a,
+            "join_url": f"{self._base_url().rstrip('/')}/join/{record.nameplate}",
+        }
+
+
+def _document(query: str, payload: dict[str, Any]) -> Response:
+    _query_params(query, allowed=())
+    return json_response(http.HTTPStatus.OK, payload)
+
+
+def _not_found(
+    message: str = "There is no such route; check the path against /openapi.json.",
+) -> ApiError:
+    return ApiError(http.HTTPStatus.NOT_FOUND, "not_found", message)
+
+
+def _bad_request(message: str) -> ApiError:
+    return ApiError(http.HTTPStatus.BAD_REQUEST, "bad_request", message)
+
+
+def _query_params(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """Parse a query string, refusing unknown, repeated or malformed parameters."""
+    if not query:
+        return {}
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise _bad_request("The query string is malformed.") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in allowed:
+            raise _bad_request(f"Unknown query parameter {name!r}.")
+        if name in params:
+            raise _bad_request(f"The query parameter {name!r} appears more than once.")
+        params[name] = value
+    return params
+
+
+def _json_body(headers: Headers, body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; 415 unless sent as application/json."""
+    content_type = (
+        headers.get("Content-Type", "") if len(headers.get_all("Content-Type")) <= 1 else ""
+    )
+    if content_type.partition(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the body as JSON with 'Content-Type: application/json'.",
+        )
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise _bad_request("The body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise _bad_request("The body must be a JSON object.")
+    return payload

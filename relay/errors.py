@@ -1,0 +1,36 @@
+"""Exceptions of the relay.
+
+Every error an operator can meet reads as a sentence that says what to do; the
+CLI prints it as it is and exits with status 2.
+
+The tree::
+
+    RelayError                  base of everything the relay raises on purpose
+     ├── ConfigError            a setting cannot work (bad port, unusable data dir)
+     └── StoreError             the store refused an operation
+          └── TechnicianExists  a technician account with that name already exists
+"""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """Base class of the errors the relay raises on purpose."""
+
+
+class ConfigError(RelayError):
+    """A setting cannot work; the message says which and what to do."""
+
+
+class StoreError(RelayError):
+    """The store refused an operation; the message says why."""
+
+
+class TechnicianExists(StoreError):
+    """A technician account with this name already exists (active or removed)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"A technician named {name!r} already exists; choose another name "
+            "(removed accounts keep their names so past sessions stay attributable)."
+        )

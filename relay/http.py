@@ -1,0 +1,198 @@
+"""HTTP plumbing shared by the WebSocket endpoint and the REST API.
+
+The relay serves REST and WebSocket on one port with the ``websockets`` server.
+Its HTTP parser reads request heads only and refuses any request that announces a
+body, so :class:`RelayConnection` reads bodies itself before websockets sees the
+request. Everything else here is small helpers to build JSON responses and to read
+headers strictly (a repeated ``Authorization`` or ``Origin`` is refused, never guessed).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+if TYPE_CHECKING:
+    from .store import Technician
+
+#: Largest request body the REST API reads; a larger one is answered with 413.
+MAX_BODY_SIZE = 64 * 1024
+
+#: Largest request head buffered while looking for a body; past that websockets decides.
+MAX_HEAD_SIZE = 64 * 1024
+
+
+class RelayConnection(ServerConnection):
+    """A websockets ``ServerConnection`` that can also read an HTTP request body.
+
+    It sits in front of websockets' parser while the request head arrives:
+
+    * no body announced: head and any following bytes (WebSocket frames) go to
+      websockets untouched, and the connection steps aside for good;
+    * ``Content-Length: N`` with ``0 < N <= MAX_BODY_SIZE``: the body is read into
+      :attr:`request_body`, then websockets gets the head with ``Content-Length: 0``;
+    * a body that cannot be read (too large, chunked, a malformed length):
+      websockets gets a body-less head and :attr:`request_error` holds the HTTP status
+      to answer; the body's bytes are dropped.
+
+    ``process_request`` must answer :attr:`request_error` when it is set. Attributes
+    set by ``process_request`` for the connection handler: :attr:`technician`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The request body (empty when there is none).
+        self.request_body = b""
+        #: HTTP status to answer instead of routing the request, if the body was unreadable.
+        self.request_error: http.HTTPStatus | None = None
+        #: The technician authenticated by the upgrade's bearer token, if any.
+        self.technician: Technician | None = None
+        #: True once the relay started saying goodbye (a last message, then close).
+        self.closing = False
+        self._pending = bytearray()  # bytes not yet given to websockets
+        self._head = b""
+        self._body_size = 0
+        self._mode = "head"  # head -> body -> (pass | drop)
+
+    def data_received(self, data: bytes) -> None:
+        if self._mode == "pass":
+            super().data_received(data)
+            return
+        if self._mode == "drop":  # the body's leftovers or pipelined bytes: never parsed
+            return
+        self._pending += data
+        if self._mode == "head":
+            end = self._pending.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._pending) > MAX_HEAD_SIZE:
+                    self._hand_over(bytes(self._pending), then="pass")  # websockets refuses it
+                return
+            self._head = bytes(self._pending[: end + 4])
+            del self._pending[: end + 4]
+            fields = _header_fields(self._head)
+            self._body_size, self.request_error = _announced_body(fields)
+            if self.request_error is not None:
+                self._hand_over(_without_body(self._head), then="drop")
+                return
+            if self._body_size == 0:
+                self._hand_over(self._head + bytes(self._pending), then="pass")
+                return
+            self._mode = "body"
+            if any(v.lower() == "100-continue" for v in fields.get("expect", [])):
+                # curl waits for this before sending a body over 1 KiB.
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if len(self._pending) >= self._body_size:
+            self.request_body = bytes(self._pending[: self._body_size])
+            self._hand_over(_without_body(self._head), then="drop")
+
+    def _hand_over(self, data: bytes, then: str) -> None:
+        self._mode = then
+        self._pending = bytearray()
+        super().data_received(data)
+
+
+def _header_fields(head: bytes) -> dict[str, list[str]]:
+    """Header values by lower-case name (only what the body decision needs)."""
+    fields: dict[str, list[str]] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            key = name.strip().decode("latin-1").lower()
+            fields.setdefault(key, []).append(value.strip().decode("latin-1"))
+    return fields
+
+
+def _announced_body(fields: dict[str, list[str]]) -> tuple[int, http.HTTPStatus | None]:
+    """The body size a head announces, or the HTTP status refusing it."""
+    if "transfer-encoding" in fields:
+        return 0, http.HTTPStatus.LENGTH_REQUIRED
+    lengths = set(fields.get("content-length", ["0"]))
+    if len(lengths) != 1:
+        return 0, http.HTTPStatus.BAD_REQUEST
+    (length,) = lengths
+    if not length.isascii() or not length.isdigit() or len(length) > 18:
+        return 0, http.HTTPStatus.BAD_REQUEST
+    if int(length) > MAX_BODY_SIZE:
+        return 0, http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    return int(length), None
+
+
+def _without_body(head: bytes) -> bytes:
+    """The head with Content-Length rewritten to 0 and Transfer-Encoding removed."""
+    lines = []
+    for line in head.split(b"\r\n"):
+        name = line.partition(b":")[0].strip().lower()
+        if name == b"content-length":
+            line = b"Content-Length: 0"
+        elif name == b"transfer-encoding":
+            continue
+        lines.append(line)
+    return b"\r\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Responses and headers
+# ---------------------------------------------------------------------------
+
+
+def json_response(
+    status: http.HTTPStatus, payload: Any, extra_headers: Iterable[tuple[str, str]] = ()
+) -> Response:
+    """A complete HTTP response with a JSON body; the connection closes after it."""
+    body = json.dumps(payload, indent=2).encode() + b"\n"
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            *extra_headers,
+        ]
+    )
+    return Response(status.value, status.phrase, headers, body)
+
+
+def error_response(
+    status: http.HTTPStatus,
+    code: str,
+    message: str,
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> Response:
+    """``{"error": code, "message": sentence}`` with the given status."""
+    return json_response(status, {"error": code, "message": message}, extra_headers)
+
+
+class HeaderError(ValueError):
+    """A header the relay relies on was repeated or malformed."""
+
+
+def single_header(headers: Headers, name: str) -> str | None:
+    """The value of a header that may appear at most once; raise HeaderError if repeated."""
+    values = headers.get_all(name)
+    if len(values) > 1:
+        raise HeaderError(f"the {name} header appears more than once")
+    return values[0] if values else None
+
+
+def bearer_token(headers: Headers) -> str | None:
+    """The token of ``Authorization: Bearer TOKEN``, or None if there is no such header.
+
+    Raise HeaderError if the header is present but not a single bearer token.
+    """
+    value = single_header(headers, "Authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise HeaderError("the Authorization header must be 'Bearer TOKEN'")
+    return token

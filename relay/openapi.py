@@ -1,0 +1,212 @@
+"""The OpenAPI 3.1 description of the relay's REST API, served at ``/openapi.json``.
+
+Kept by hand next to :mod:`relay.api`; ``tests/test_relay_rest.py`` checks that
+every route the API serves is described here and nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+
+_SESSION_ID = {
+    "name": "session_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Puente relay API",
+        "version": "1",
+        "description": (
+            "Create and manage remote-assistance sessions tied to help-desk tickets. "
+            "Every /api route needs 'Authorization: Bearer TOKEN' with a technician's API "
+            "token (made with 'puente-relay technician add'). Paths are matched exactly: a "
+            "trailing slash is a different, unknown path. Errors are JSON objects "
+            '{"error": code, "message": sentence}. The WebSocket endpoint /v1/session '
+            "(agent and technician ends) is described in docs/PROTOCOL.md."
+        ),
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness check",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The relay is serving.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"status": {"const": "ok"}},
+                                    "required": ["status"],
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "The OpenAPI description of the API."}},
+            }
+        },
+        "/api/sessions": {
+            "post": {
+                "summary": "Create a session for a ticket and get its nameplate",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/NewSession"}}
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "The session, waiting for both ends to claim the nameplate.",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Session"}}
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "413": _ERROR,
+                    "415": _ERROR,
+                },
+            },
+            "get": {
+                "summary": "List the caller's sessions, newest first",
+                "parameters": [
+                    {
+                        "name": "ticket_id",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Only the sessions of this ticket.",
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Up to 100 sessions.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "sessions": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/Session"},
+                                        }
+                                    },
+                                    "required": ["sessions"],
+                                }
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                },
+            },
+        },
+        "/api/sessions/{session_id}": {
+            "parameters": [_SESSION_ID],
+            "get": {
+                "summary": "One of the caller's sessions",
+                "responses": {
+                    "200": {
+                        "description": "The session.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Session"}}
+                        },
+                    },
+                    "401": _ERROR,
+                    "404": _ERROR,
+                },
+            },
+            "delete": {
+                "summary": "End a session; any connected ends are disconnected",
+                "responses": {
+                    "200": {
+                        "description": "The session, now ended (or as it was if already over).",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Session"}}
+                        },
+                    },
+                    "401": _ERROR,
+                    "404": _ERROR,
+                },
+            },
+        },
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "responses": {
+            "Error": {
+                "description": "The request was refused.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        },
+        "schemas": {
+            "NewSession": {
+                "type": "object",
+                "properties": {
+                    "ticket_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "ticket_url": {
+                        "type": ["string", "null"],
+                        "maxLength": 2000,
+                        "description": "An http or https link to the ticket.",
+                    },
+                },
+                "required": ["ticket_id"],
+                "additionalProperties": False,
+            },
+            "Session": {
+                "type": "object",
+                "properties": {
+                    "session_id": {"type": "string"},
+                    "nameplate": {"type": "string", "pattern": "^[0-9]{3,9}$"},
+                    "ticket_id": {"type": "string"},
+                    "ticket_url": {"type": ["string", "null"]},
+                    "technician": {"type": "string"},
+                    "state": {
+                        "type": "string",
+                        "enum": ["waiting", "paired", "ended", "expired", "failed"],
+                    },
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "paired_at": {"type": ["string", "null"], "format": "date-time"},
+                    "ended_at": {"type": ["string", "null"], "format": "date-time"},
+                    "end_reason": {"type": ["string", "null"]},
+                    "bytes_agent_to_tech": {"type": "integer"},
+                    "bytes_tech_to_agent": {"type": "integer"},
+                    "join_url": {"type": "string"},
+                },
+                "required": [
+                    "session_id",
+                    "nameplate",
+                    "ticket_id",
+                    "ticket_url",
+                    "technician",
+                    "state",
+                    "created_at",
+                    "expires_at",
+                    "join_url",
+                ],
+            },
+            "Error": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+                "required": ["error", "message"],
+            },
+        },
+    },
+}

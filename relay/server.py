@@ -1,0 +1,653 @@
+"""The relay server: pairs an agent with a technician and forwards their ciphertext.
+
+One port serves the WebSocket endpoint ``/v1/session`` (:data:`protocol.envelope.WS_PATH`)
+and the REST API (:mod:`relay.api`). The relay never looks inside forwarded
+messages and never logs them; it sees metadata only (accounts, tickets, times,
+byte counts, IPs).
+
+Rules of a WebSocket connection (anything not listed closes it with an error)::
+
+    upgrade      Origin absent or allowed, else HTTP 403; Authorization absent or a
+                 valid technician token, else HTTP 401; over max_connections: 503.
+    claim        the first message, a text ``claim``, within claim_timeout, else
+                 error bad_request. Refusals, in this order: bad_request / version
+                 (malformed), unauthorized (technician without a token), rate_limited
+                 (agent claims per IP), unknown_nameplate, unauthorized (not the
+                 session's technician), expired, used (paired, ended or burnt),
+                 rate_limited (agent claims per nameplate), role_taken.
+    waiting      "waiting" sent. The nameplate expiring → error expired. A binary
+                 or unknown message → error bad_request (the role is freed). A
+                 disconnect frees the role so that side may claim again.
+    paired       "paired" sent to both; the nameplate is used up. Binary messages
+                 are forwarded untouched, awaiting each send so a slow reader slows
+                 its sender (backpressure). No binary either way for idle_timeout →
+                 error idle to both.
+    ending       ``end`` → ended; ``burn`` (also while waiting) → failed; a
+                 disconnect or an oversized message (close 1009) → ended. The other
+                 end gets ``peer_gone`` and is closed. DELETE through the API →
+                 error ended to both; relay shutdown → error shutdown to everyone.
+
+Every refusal is one ``error`` text message followed by a close. Session state
+lives in the store (:mod:`relay.store`); only connections live in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import http
+import logging
+import math
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+
+from protocol import envelope
+from protocol.envelope import ErrorCode, Role
+from protocol.errors import EnvelopeError
+
+from .api import RestApi
+from .errors import ConfigError
+from .http import HeaderError, RelayConnection, bearer_token, error_response, single_header
+from .ratelimit import SlidingWindowLimiter
+from .store import RelayStore, SessionRecord, SessionState, SQLiteStore
+
+logger = logging.getLogger("relay.server")
+
+
+@dataclass
+class RelayConfig:
+    """Settings of one relay. Durations are seconds; times come from ``clock``.
+
+    ``clock`` is the wall clock (``time.time``) used for expiry, idleness, rate
+    limits and stored times; tests pass a fake one. ``housekeeping_interval`` is
+    how often (in real time) expiry and idleness are checked against ``clock``.
+    """
+
+    data_dir: str | Path
+    host: str = "127.0.0.1"
+    port: int = 8765
+    nameplate_ttl: float = 600.0
+    idle_timeout: float = 1800.0
+    max_message_size: int = envelope.MAX_RECORD_SIZE + 4096
+    joins_per_ip_per_minute: int = 20
+    claims_per_nameplate: int = 5
+    max_connections: int = 10000
+    allowed_origins: tuple[str, ...] = ()
+    public_url: str | None = None
+    clock: Callable[[], float] = time.time
+    claim_timeout: float = 10.0
+    open_timeout: float = 10.0
+    close_timeout: float = 5.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    housekeeping_interval: float = 1.0
+    #: Frames buffered per connection before reading pauses (TCP backpressure).
+    max_queue: int = 4
+    #: Bytes buffered per connection before a send waits for the network.
+    write_limit: int = 64 * 1024
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """One claimed end of a session: a connection with its role."""
+
+    connection: RelayConnection
+    role: Role
+    ip: str
+
+
+@dataclass(eq=False)
+class LiveSession:
+    """A session with at least one end connected. Lives only in memory."""
+
+    record: SessionRecord
+    ends: dict[Role, Endpoint] = field(default_factory=dict)
+    paired: bool = False
+    finished: bool = False
+    #: Bytes forwarded, by the role that sent them.
+    sent: dict[Role, int] = field(default_factory=lambda: {Role.AGENT: 0, Role.TECHNICIAN: 0})
+    last_activity: float = 0.0
+
+
+class RelayServer:
+    """A running relay. Use ``async with RelayServer(config) as relay:`` or start()/close().
+
+    ``store`` defaults to :class:`SQLiteStore` in ``config.data_dir``; the relay
+    closes the store it was given when it closes.
+    """
+
+    def __init__(self, config: RelayConfig, store: RelayStore | None = None) -> None:
+        self.config = config
+        self._clock = config.clock
+        self._store = store
+        self._server: Server | None = None
+        self._api: RestApi | None = None
+        self._live: dict[str, LiveSession] = {}
+        self._connections: set[RelayConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._ip_limiter = SlidingWindowLimiter(config.joins_per_ip_per_minute, 60.0)
+        self._closing = False
+
+    # ------------------------------------------------------------------
+    # Public API
+    # ------------------------------------------------------------------
+
+    @property
+    def store(self) -> RelayStore:
+        """The store (open between start() and close())."""
+        if self._store is None:
+            raise RuntimeError("the relay is not started")
+        return self._store
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful with ``port=0``)."""
+        if self._server is None:
+            raise RuntimeError("the relay is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        """``public_url`` if set, else ``http://HOST:PORT`` of the listening socket."""
+        if self.config.public_url:
+            return self.config.public_url.rstrip("/")
+        host = self.config.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Open the store and listen. Raise ConfigError (a sentence) if impossible."""
+        config = self.config
+        if self._store is None:
+            self._store = SQLiteStore(config.data_dir)
+        self._api = RestApi(
+            self._store, self, self._clock, lambda: self.base_url, config.nameplate_ttl
+        )
+        try:
+            self._server = await serve(
+                self._handle_connection,
+                config.host,
+                config.port,
+                create_connection=RelayConnection,
+                process_request=self._process_request,
+                server_header="puente-relay",
+                compression=None,  # ciphertext does not compress; deflate costs memory
+                max_size=config.max_message_size,
+                max_queue=config.max_queue,
+                write_limit=config.write_limit,
+                open_timeout=config.open_timeout,
+                close_timeout=config.close_timeout,
+                ping_interval=config.ping_interval,
+                ping_timeout=config.ping_timeout,
+            )
+        except OSError as exc:
+            self._store.close()
+            where = f"{config.host}:{config.port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"Port {config.port} on {config.host} is already in use; stop the other "
+                    "program or choose another port with --port."
+                ) from exc
+            raise ConfigError(
+                f"Cannot listen on {where} ({exc.strerror or exc}); check --host and --port."
+            ) from exc
+        self._housekeeping = asyncio.create_task(self._housekeeping_loop())
+        logger.info("relay listening on %s", self.base_url)
+
+    async def close(self) -> None:
+        """Say ``shutdown`` to every connection, stop listening and close the store.
+
+        Paired sessions are recorded as ended; waiting sessions stay waiting, so
+        their nameplates still work once the relay is back.
+        """
+        if self._closing or self._server is None:
+            return
+        self._closing = True
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
+        goodbye = envelope.error(ErrorCode.SHUTDOWN)
+        for live in list(self._live.values()):
+            state = SessionState.ENDED if live.paired else None
+            self._finish(live, state, "the relay shut down", dict.fromkeys(live.ends, goodbye))
+        for connection in list(self._connections):
+            self._spawn(self._say_goodbye(connection, goodbye))
+        await self._drain_tasks()
+        self._server.close()
+        await self._server.wait_closed()
+        await self._drain_tasks()
+        if self._store is not None:
+            self._store.close()
+        logger.info("relay stopped")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # SessionControl (used by the REST API)
+
+    def end_session(self, session_id: str, reason: str) -> None:
+        """End a session now; connected ends get error ``ended`` and are closed."""
+        live = self._live.get(session_id)
+        if live is not None:
+            notice = envelope.error(ErrorCode.ENDED)
+            self._finish(live, SessionState.ENDED, reason, dict.fromkeys(live.ends, notice))
+        elif self.store.finish_session(session_id, SessionState.ENDED, self._clock(), reason):
+            logger.info("session finished session=%s state=ended why=%s", session_id, reason)
+
+    def live_byte_counts(self, session_id: str) -> tuple[int, int] | None:
+        """Bytes forwarded so far (agent→tech, tech→agent) if the session is connected."""
+        live = self._live.get(session_id)
+        if live is None:
+            return None
+        return live.sent[Role.AGENT], live.sent[Role.TECHNICIAN]
+
+    # ------------------------------------------------------------------
+    # HTTP: every request passes here first
+    # ------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer REST requests and refused upgrades; return None to accept an upgrade."""
+        assert isinstance(connection, RelayConnection)  # create_connection guarantees it
+        assert self._api is not None
+        ip = _client_ip(connection)
+        if connection.request_error is not None:
+            response = _body_refusal(connection.request_error)
+        elif request.path == envelope.WS_PATH:
+            response = self._check_upgrade(connection, request, ip)
+        else:
+            response = self._api.handle(request, connection.request_body)
+        path = request.path.partition("?")[0]
+        status = response.status_code if response else "upgrade"
+        logger.info("http %s %s status=%s ip=%s", request.method, path, status, ip)
+        return response
+
+    def _check_upgrade(
+        self, connection: RelayConnection, request: Request, ip: str
+    ) -> Response | None:
+        """Refuse an upgrade with an HTTP error, or authenticate it and return None."""
+        if request.method != "GET":
+            return error_response(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Open the session endpoint with a WebSocket (GET) request.",
+                (("Allow", "GET"),),
+            )
+        if connection.request_body:
+            return error_response(
+                http.HTTPStatus.BAD_REQUEST, "bad_request", "A WebSocket upgrade has no body."
+            )
+        try:
+            origin = single_header(request.headers, "Origin")
+            token = bearer_token(request.headers)
+        except HeaderError as exc:
+            return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
+        # Native clients send no Origin; a browser page does, and only listed sites may
+        # open sessions (cross-site WebSocket hijacking).
+        if origin is not None and origin not in self.config.allowed_origins:
+            return error_response(
+                http.HTTPStatus.FORBIDDEN,
+                "forbidden",
+                "Web pages from this origin may not open relay sessions.",
+            )
+        if token is not None:
+            connection.technician = self.store.authenticate(token)
+            if connection.technician is None:
+                return error_response(
+                    http.HTTPStatus.UNAUTHORIZED,
+                    "unauthorized",
+                    envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED],
+                    (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
+                )
+        if self._closing or len(self._connections) >= self.config.max_connections:
+            return error_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The relay is at capacity or restarting; try again in a moment.",
+            )
+        return None
+
+    # ------------------------------------------------------------------
+    # WebSocket: one task per connection
+    # ------------------------------------------------------------------
+
+    async def _handle_connection(self, connection: ServerConnection) -> None:
+        assert isinstance(connection, RelayConnection)
+        ip = _client_ip(connection)
+        self._connections.add(connection)
+        logger.info("connection opened ip=%s", ip)
+        try:
+            claimed = await self._claim_phase(connection, ip)
+            if claimed is not None:
+                await self._relay_phase(*claimed)
+        finally:
+            self._connections.discard(connection)
+            logger.info("connection closed ip=%s", ip)
+
+    async def _claim_phase(
+        self, connection: RelayConnection, ip: str
+    ) -> tuple[LiveSession, Endpoint] | None:
+        """Read and judge the claim; return the session and end, or None if refused."""
+        try:
+            async with asyncio.timeout(self.config.claim_timeout):
+                message = await connection.recv()
+        except TimeoutError:
+            logger.info("claim refused code=bad_request why=no claim in time ip=%s", ip)
+            await self._say_goodbye(connection, envelope.error(ErrorCode.BAD_REQUEST))
+            return None
+        except ConnectionClosed:
+            return None
+        try:
+            role, nameplate = envelope.parse_claim(envelope.decode(message))
+        except EnvelopeError as exc:
+            logger.info("claim refused code=%s why=malformed claim ip=%s", exc.code, ip)
+            await self._say_goodbye(connection, envelope.error(exc.code))
+            return None
+        outcome = self._claim(connection, ip, role, nameplate)
+        if isinstance(outcome, ErrorCode):
+            logger.info(
+                "claim refused code=%s role=%s nameplate=%s ip=%s", outcome, role, nameplate, ip
+            )
+            await self._say_goodbye(connection, envelope.error(outcome))
+            return None
+        live, endpoint = outcome
+        logger.info(
+            "claim accepted session=%s nameplate=%s role=%s ip=%s",
+            live.record.id,
+            nameplate,
+            role,
+            ip,
+        )
+        expires_in = max(0, math.ceil(live.record.expires_at - self._clock()))
+        # websockets queues a whole message before its first await, so "waiting" always
+        # precedes the "paired" that another task may send to this end meanwhile.
+        await _send_quietly(
+            connection, envelope.encode({"type": "waiting", "expires_in": expires_in})
+        )
+        if len(live.ends) == 2 and not live.paired and not live.finished:
+            await self._pair(live)
+        return live, endpoint
+
+    def _claim(
+        self, connection: RelayConnection, ip: str, role: Role, nameplate: str
+    ) -> tuple[LiveSession, Endpoint] | ErrorCode:
+        """Judge a claim and register the end (synchronous: no other task interleaves)."""
+        now = self._clock()
+        technician = connection.technician
+        if self._closing:
+            return ErrorCode.SHUTDOWN
+        if role is Role.TECHNICIAN and technician is None:
+            return ErrorCode.UNAUTHORIZED
+        # Counted before the lookup so that guessing unknown nameplates is throttled too.
+        if role is Role.AGENT and not self._ip_limiter.allow(ip, now):
+            return ErrorCode.RATE_LIMITED
+        record = self.store.find_by_nameplate(nameplate)
+        if record is None:
+            return ErrorCode.UNKNOWN_NAMEPLATE
+        if role is Role.TECHNICIAN and (
+            technician is None or record.technician_id != technician.id
+        ):
+            return ErrorCode.UNAUTHORIZED
+        state = record.state_at(now)
+        if state is SessionState.EXPIRED:
+            return ErrorCode.EXPIRED
+        if state is not SessionState.WAITING:
+            return ErrorCode.USED
+        if role is Role.AGENT:
+            if self.store.count_agent_claim(record.id) > self.config.claims_per_nameplate:
+                return ErrorCode.RATE_LIMITED
+        live = self._live.get(record.id)
+        if live is None:
+            live = self._live[record.id] = LiveSession(record)
+        if role in live.ends:
+            return ErrorCode.ROLE_TAKEN
+        endpoint = live.ends[role] = Endpoint(connection, role, ip)
+        return live, endpoint
+
+    async def _pair(self, live: LiveSession) -> None:
+        """Both ends are here: record the pairing and tell both."""
+        now = self._clock()
+        live.paired = True
+        live.last_activity = now
+        self.store.mark_paired(live.record.id, now)
+        record = live.record
+        logger.info(
+            "session paired session=%s nameplate=%s ticket=%s",
+            record.id,
+            record.nameplate,
+            record.ticket_id,
+        )
+        paired = envelope.encode(
+            {
+                "type": "paired",
+                "session_id": record.id,
+                "ticket_id": record.ticket_id,
+                "ticket_url": record.ticket_url,
+                "technician": record.technician_name,
+            }
+        )
+        for end in list(live.ends.values()):
+            await _send_quietly(end.connection, paired)
+
+    async def _relay_phase(self, live: LiveSession, end: Endpoint) -> None:
+        """Read this end until it or the session is done; forward binary to the peer.
+
+        Each end's task forwards its own direction, so each direction is one task,
+        and awaiting the peer's send stops reading here while the peer is slow.
+        """
+        role = end.role
+        reason = f"the {role} disconnected"
+        try:
+            async for message in end.connection:
+                if live.finished:
+                    return
+                if isinstance(message, bytes):
+                    peer = live.ends.get(role.peer)
+                    if not live.paired or peer is None:
+                        self._misbehaved(live, end, "sent data before pairing")
+                        return
+                    try:
+                        await peer.connection.send(message)
+                    except ConnectionClosed:
+                        # The peer is gone; its own task may not have noticed yet.
+                        gone = f"the {role.peer} disconnected"
+                        self._finish(live, SessionState.ENDED, gone, {role: _peer_gone(gone)})
+                        return
+                    live.sent[role] += len(message)
+                    live.last_activity = self._clock()
+                elif not self._control_message(live, end, message):
+                    return
+        except ConnectionClosedError as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                reason = f"the {role} sent a message over the size limit"
+            else:
+                reason = f"the {role} disconnected abruptly"
+        finally:
+            self._leave(live, end, reason)
+
+    def _control_message(self, live: LiveSession, end: Endpoint, text: str) -> bool:
+        """Handle a text message after the claim; return False when this end is done."""
+        role = end.role
+        try:
+            message = envelope.decode(text)
+        except EnvelopeError:
+            self._misbehaved(live, end, "sent a malformed message")
+            return False
+        kind = message["type"]
+        if kind not in ("burn", "end"):
+            self._misbehaved(live, end, "sent an unexpected message")
+            return False
+        if kind == "burn":
+            state, why = SessionState.FAILED, f"the {role} burnt the session code"
+        else:
+            state, why = SessionState.ENDED, f"the {role} ended the session"
+        self._finish(live, state, why, {role.peer: _peer_gone(why)}, detail=_client_reason(message))
+        return False
+
+    def _misbehaved(self, live: LiveSession, end: Endpoint, what: str) -> None:
+        """Refuse a protocol violation: error bad_request to this end; a paired peer is told."""
+        why = f"the {end.role} {what}"
+        bad = envelope.error(ErrorCode.BAD_REQUEST)
+        if live.paired:
+            self._finish(
+                live, SessionState.ENDED, why, {end.role: bad, end.role.peer: _peer_gone(why)}
+            )
+        else:
+            logger.info("end refused session=%s role=%s why=%s", live.record.id, end.role, why)
+            self._leave(live, end, why)
+            self._spawn(self._say_goodbye(end.connection, bad))
+
+    def _leave(self, live: LiveSession, end: Endpoint, reason: str) -> None:
+        """This end's connection is over. A paired session ends; a waiting one frees the role."""
+        if live.finished or live.ends.get(end.role) is not end:
+            return
+        if live.paired:
+            self._finish(live, SessionState.ENDED, reason, {end.role.peer: _peer_gone(reason)})
+            return
+        del live.ends[end.role]
+        if not live.ends:
+            self._live.pop(live.record.id, None)
+
+    def _finish(
+        self,
+        live: LiveSession,
+        state: SessionState | None,
+        reason: str,
+        notices: Mapping[Role, str],
+        detail: str | None = None,
+    ) -> None:
+        """End a live session once: record it, send each end its notice, close every end.
+
+        ``state`` None leaves the stored session as it is (a waiting session on shutdown).
+        ``detail`` (an end's own words) is stored after the reason but never logged.
+        """
+        if live.finished:
+            return
+        live.finished = True
+        self._live.pop(live.record.id, None)
+        record = live.record
+        a2t, t2a = live.sent[Role.AGENT], live.sent[Role.TECHNICIAN]
+        if state is not None:
+            stored_reason = f"{reason}: {detail}" if detail else reason
+            self.store.finish_session(record.id, state, self._clock(), stored_reason, a2t, t2a)
+        logger.info(
+            "session finished session=%s nameplate=%s state=%s why=%s "
+            "bytes_agent_to_tech=%d bytes_tech_to_agent=%d",
+            record.id,
+            record.nameplate,
+            state or record.state,
+            reason,
+            a2t,
+            t2a,
+        )
+        for role, end in live.ends.items():
+            self._spawn(self._say_goodbye(end.connection, notices.get(role)))
+
+    # ------------------------------------------------------------------
+    # Timers and background tasks
+    # ------------------------------------------------------------------
+
+    async def _housekeeping_loop(self) -> None:
+        """Every housekeeping_interval: expire waiting nameplates, end idle sessions."""
+        while True:
+            await asyncio.sleep(self.config.housekeeping_interval)
+            try:
+                self._housekeeping_tick(self._clock())
+            except Exception:  # keep the timers alive whatever one tick met
+                logger.exception("housekeeping failed")
+
+    def _housekeeping_tick(self, now: float) -> None:
+        for live in list(self._live.values()):
+            if not live.paired and now >= live.record.expires_at:
+                notice = envelope.error(ErrorCode.EXPIRED)
+                why = "nobody joined before the code expired"
+                self._finish(live, SessionState.EXPIRED, why, dict.fromkeys(live.ends, notice))
+            elif live.paired and now - live.last_activity >= self.config.idle_timeout:
+                notice = envelope.error(ErrorCode.IDLE)
+                why = "nothing was forwarded for too long"
+                self._finish(live, SessionState.ENDED, why, dict.fromkeys(live.ends, notice))
+        self.store.expire_sessions(now)
+        self._ip_limiter.prune(now)
+
+    async def _say_goodbye(self, connection: RelayConnection, text: str | None) -> None:
+        """Send a last message (if any) and close, once per connection, within close_timeout."""
+        if connection.closing:
+            return
+        connection.closing = True
+        try:
+            # Twice close_timeout: websockets already aborts a close handshake after one.
+            async with asyncio.timeout(2 * self.config.close_timeout):
+                if text is not None:
+                    await connection.send(text)
+                await connection.close()
+        except ConnectionClosed:
+            pass
+        except TimeoutError:
+            # The peer stopped reading: nothing more can be said politely.
+            connection.transport.abort()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain_tasks(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _client_ip(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if address else "unknown"
+
+
+def _peer_gone(reason: str) -> str:
+    return envelope.encode({"type": "peer_gone", "reason": reason})
+
+
+def _client_reason(message: dict[str, Any]) -> str | None:
+    """An end's own ``reason`` field, cut to 200 printable characters for the store."""
+    reason = message.get("reason")
+    if not isinstance(reason, str):
+        return None
+    cleaned = "".join(ch for ch in reason if ch.isprintable())[:200]
+    return cleaned or None
+
+
+def _body_refusal(status: http.HTTPStatus) -> Response:
+    messages = {
+        http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE: ("too_large", "The request body is over 64 KiB."),
+        http.HTTPStatus.LENGTH_REQUIRED: (
+            "length_required",
+            "Send the body with a Content-Length header, not chunked.",
+        ),
+    }
+    code, message = messages.get(
+        status, ("bad_request", "The request's Content-Length is malformed.")
+    )
+    return error_response(status, code, message)
+
+
+async def _send_quietly(connection: ServerConnection, text: str) -> None:
+    """Send, ignoring a connection that already closed (its own task cleans up)."""
+    try:
+        await connection.send(text)
+    except ConnectionClosed:
+        pass

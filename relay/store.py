@@ -1,0 +1,466 @@
+"""Persistent relay state: technician accounts and sessions.
+
+:class:`RelayStore` is the interface the server uses; :class:`SQLiteStore` is the
+embedded default (one file, ``DATA_DIR/relay.sqlite3``, WAL mode). A PostgreSQL
+store only has to implement the same methods. Calls are short and synchronous:
+each is one or two indexed statements, so the relay calls them from the event loop.
+
+Times are wall-clock seconds (``time.time()`` values) passed in by the caller, so
+the store never reads a clock and tests can drive it with a fake one.
+
+API tokens look like ``pt_<token-id>_<secret>``. The token id finds the account;
+only the SHA-256 of the secret is stored. The secret is 256 random bits, so a fast
+hash is enough (no password-stretching needed), and digests are compared with
+:func:`hmac.compare_digest`.
+
+Nameplates are 3 digits (``100``-``999``, no leading zero so no UI can drop one)
+while fewer than half of the 3-digit nameplates are live, then 4 digits, and so on.
+A nameplate is *live* while its session is waiting and not expired, or paired; a
+nameplate is only ever allocated to one live session at a time. Claims look up the
+newest session with a nameplate, so an old, finished session never shadows a new one.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import StoreError, TechnicianExists
+
+#: File name of the SQLite database inside the data directory.
+DATABASE_NAME = "relay.sqlite3"
+
+#: Prefix of every API token, so leaked tokens are easy to recognise and scan for.
+TOKEN_PREFIX = "pt"
+
+#: Shortest nameplate, in digits.
+MIN_NAMEPLATE_DIGITS = 3
+
+#: Longest nameplate the envelope accepts (see ``protocol.envelope.parse_claim``).
+MAX_NAMEPLATE_DIGITS = 9
+
+
+class SessionState(enum.StrEnum):
+    """Life of a session: ``waiting`` → ``paired`` → ``ended``; or ``expired`` / ``failed``."""
+
+    WAITING = "waiting"  # created; nameplate claimable until expires_at
+    PAIRED = "paired"  # both ends met; the nameplate is used up
+    ENDED = "ended"  # finished normally, by an end, the API, idleness or a disconnect
+    EXPIRED = "expired"  # nobody paired before expires_at
+    FAILED = "failed"  # burnt by an end (for example a failed key confirmation)
+
+    @property
+    def finished(self) -> bool:
+        return self in (SessionState.ENDED, SessionState.EXPIRED, SessionState.FAILED)
+
+
+@dataclass(frozen=True)
+class Technician:
+    """A technician account. Holds no token material."""
+
+    id: str
+    name: str
+    created_at: float
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One stored session. Holds no secrets (the session code's secret never reaches the relay)."""
+
+    id: str
+    nameplate: str
+    ticket_id: str
+    ticket_url: str | None
+    technician_id: str
+    technician_name: str
+    state: SessionState
+    created_at: float
+    expires_at: float
+    paired_at: float | None
+    ended_at: float | None
+    end_reason: str | None
+    bytes_agent_to_tech: int
+    bytes_tech_to_agent: int
+
+    def state_at(self, now: float) -> SessionState:
+        """The state as of ``now``: a waiting session past ``expires_at`` is expired."""
+        if self.state is SessionState.WAITING and now >= self.expires_at:
+            return SessionState.EXPIRED
+        return self.state
+
+
+# ---------------------------------------------------------------------------
+# Tokens and nameplates (pure helpers)
+# ---------------------------------------------------------------------------
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 hex digest of a token secret (the only form in which it is stored)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_token() -> tuple[str, str, str]:
+    """Make an API token; return ``(token, token_id, secret_hash)``."""
+    token_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return f"{TOKEN_PREFIX}_{token_id}_{secret}", token_id, hash_secret(secret)
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """Split a token into ``(token_id, secret)``, or None if it is not shaped like one."""
+    parts = token.split("_", 2)  # the secret may itself contain "_"
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def nameplate_digits(live: Collection[str]) -> int:
+    """How many digits a new nameplate needs, given the live ones.
+
+    Widen while more than half of the current width's nameplates are live, so a
+    random pick needs two tries on average and a guess rarely hits a live code.
+    """
+    digits = MIN_NAMEPLATE_DIGITS
+    while digits < MAX_NAMEPLATE_DIGITS:
+        space = 9 * 10 ** (digits - 1)
+        if sum(1 for n in live if len(n) == digits) * 2 <= space:
+            break
+        digits += 1
+    return digits
+
+
+def choose_nameplate(live: Collection[str]) -> str:
+    """A random nameplate not among ``live``, as short as :func:`nameplate_digits` allows."""
+    taken = set(live)
+    digits = nameplate_digits(taken)
+    low = 10 ** (digits - 1)
+    while True:
+        candidate = str(low + secrets.randbelow(9 * low))
+        if candidate not in taken:
+            return candidate
+
+
+# ---------------------------------------------------------------------------
+# The interface
+# ---------------------------------------------------------------------------
+
+
+class RelayStore(abc.ABC):
+    """What the relay needs from a database. Methods never raise for "not found"."""
+
+    # technicians
+
+    @abc.abstractmethod
+    def add_technician(self, name: str, now: float) -> tuple[Technician, str]:
+        """Create an account; return it and its API token (shown once, never stored).
+
+        Raise :class:`TechnicianExists` if the name is taken, ``ValueError`` if it is blank.
+        """
+
+    @abc.abstractmethod
+    def list_technicians(self) -> list[Technician]:
+        """All accounts, removed ones included, oldest first."""
+
+    @abc.abstractmethod
+    def disable_technician(self, name: str) -> bool:
+        """Disable an account so its token stops working; False if no active one has that name."""
+
+    @abc.abstractmethod
+    def authenticate(self, token: str) -> Technician | None:
+        """The active technician owning ``token``, or None."""
+
+    # sessions
+
+    @abc.abstractmethod
+    def create_session(
+        self, technician: Technician, ticket_id: str, ticket_url: str | None, now: float, ttl: float
+    ) -> SessionRecord:
+        """Create a waiting session with a fresh nameplate that expires at ``now + ttl``."""
+
+    @abc.abstractmethod
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        """The session with this id, or None."""
+
+    @abc.abstractmethod
+    def find_by_nameplate(self, nameplate: str) -> SessionRecord | None:
+        """The newest session that was given this nameplate, or None."""
+
+    @abc.abstractmethod
+    def list_sessions(
+        self, technician_id: str, ticket_id: str | None = None, limit: int = 100
+    ) -> list[SessionRecord]:
+        """A technician's sessions, newest first, optionally for one ticket."""
+
+    @abc.abstractmethod
+    def count_agent_claim(self, session_id: str) -> int:
+        """Record one more agent claim of this session's nameplate; return the new count."""
+
+    @abc.abstractmethod
+    def mark_paired(self, session_id: str, now: float) -> bool:
+        """Move a waiting session to paired; False if it was not waiting."""
+
+    @abc.abstractmethod
+    def finish_session(
+        self,
+        session_id: str,
+        state: SessionState,
+        now: float,
+        reason: str,
+        bytes_agent_to_tech: int = 0,
+        bytes_tech_to_agent: int = 0,
+    ) -> bool:
+        """Move a waiting or paired session to a finished state; False if already finished."""
+
+    @abc.abstractmethod
+    def expire_sessions(self, now: float) -> int:
+        """Mark waiting sessions past their expiry as expired; return how many."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the database."""
+
+
+# ---------------------------------------------------------------------------
+# SQLite
+# ---------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS technicians (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    token_id    TEXT NOT NULL UNIQUE,
+    token_hash  TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    disabled    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id                   TEXT PRIMARY KEY,
+    nameplate            TEXT NOT NULL,
+    ticket_id            TEXT NOT NULL,
+    ticket_url           TEXT,
+    technician_id        TEXT NOT NULL REFERENCES technicians(id),
+    state                TEXT NOT NULL,
+    created_at           REAL NOT NULL,
+    expires_at           REAL NOT NULL,
+    paired_at            REAL,
+    ended_at             REAL,
+    end_reason           TEXT,
+    bytes_agent_to_tech  INTEGER NOT NULL DEFAULT 0,
+    bytes_tech_to_agent  INTEGER NOT NULL DEFAULT 0,
+    agent_claims         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_nameplate ON sessions (nameplate, created_at);
+CREATE INDEX IF NOT EXISTS sessions_by_technician ON sessions (technician_id, created_at);
+CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state);
+"""
+
+_SESSION_COLUMNS = """
+    s.id, s.nameplate, s.ticket_id, s.ticket_url, s.technician_id, t.name, s.state,
+    s.created_at, s.expires_at, s.paired_at, s.ended_at, s.end_reason,
+    s.bytes_agent_to_tech, s.bytes_tech_to_agent
+"""
+
+_SELECT_SESSION = (
+    f"SELECT {_SESSION_COLUMNS} FROM sessions s JOIN technicians t ON t.id = s.technician_id"
+)
+
+# A stand-in digest compared when a token id is unknown, so a miss costs the same as a hit.
+_DUMMY_HASH = hash_secret("no such token")
+
+
+class SQLiteStore(RelayStore):
+    """The embedded store: one SQLite file in WAL mode, safe to share with CLI processes."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        """Open (creating if needed) ``data_dir/relay.sqlite3``; raise StoreError if impossible."""
+        directory = Path(data_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: autocommit, with explicit BEGIN IMMEDIATE where a
+            # read and a write must not interleave with another process.
+            self._db = sqlite3.connect(directory / DATABASE_NAME, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"Cannot open the relay database in {str(directory)!r} ({exc}); "
+                "check that --data-dir points to a writable directory."
+            ) from exc
+
+    # technicians
+
+    def add_technician(self, name: str, now: float) -> tuple[Technician, str]:
+        name = name.strip()
+        if not name or len(name) > 100 or not name.isprintable():
+            raise ValueError("A technician name must be 1 to 100 printable characters.")
+        token, token_id, token_hash = new_token()
+        technician = Technician(id=uuid.uuid4().hex, name=name, created_at=now, disabled=False)
+        try:
+            self._db.execute(
+                "INSERT INTO technicians (id, name, token_id, token_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (technician.id, name, token_id, token_hash, now),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise TechnicianExists(name) from exc
+        return technician, token
+
+    def list_technicians(self) -> list[Technician]:
+        rows = self._db.execute(
+            "SELECT id, name, created_at, disabled FROM technicians ORDER BY created_at, name"
+        )
+        return [Technician(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def disable_technician(self, name: str) -> bool:
+        cursor = self._db.execute(
+            "UPDATE technicians SET disabled = 1 WHERE name = ? AND disabled = 0", (name.strip(),)
+        )
+        return cursor.rowcount == 1
+
+    def authenticate(self, token: str) -> Technician | None:
+        parsed = parse_token(token)
+        token_id, secret = parsed if parsed else ("", "")
+        row = self._db.execute(
+            "SELECT id, name, created_at, disabled, token_hash FROM technicians WHERE token_id = ?",
+            (token_id,),
+        ).fetchone()
+        stored = row[4] if row else _DUMMY_HASH
+        matches = hmac.compare_digest(stored, hash_secret(secret))
+        if not row or not parsed or not matches or row[3]:
+            return None
+        return Technician(row[0], row[1], row[2], False)
+
+    # sessions
+
+    def create_session(
+        self, technician: Technician, ticket_id: str, ticket_url: str | None, now: float, ttl: float
+    ) -> SessionRecord:
+        session_id = uuid.uuid4().hex
+        # BEGIN IMMEDIATE takes the write lock before reading the live nameplates, so
+        # two relay processes sharing the file cannot hand out the same nameplate.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            live = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT nameplate FROM sessions"
+                    " WHERE (state = 'waiting' AND expires_at > ?) OR state = 'paired'",
+                    (now,),
+                )
+            ]
+            nameplate = choose_nameplate(live)
+            self._db.execute(
+                "INSERT INTO sessions (id, nameplate, ticket_id, ticket_url, technician_id,"
+                " state, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'waiting', ?, ?)",
+                (session_id, nameplate, ticket_id, ticket_url, technician.id, now, now + ttl),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        record = self.get_session(session_id)
+        if record is None:  # pragma: no cover - the row was just committed
+            raise StoreError("The new session vanished from the database; check the data dir.")
+        return record
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        row = self._db.execute(f"{_SELECT_SESSION} WHERE s.id = ?", (session_id,)).fetchone()
+        return _session(row) if row else None
+
+    def find_by_nameplate(self, nameplate: str) -> SessionRecord | None:
+        row = self._db.execute(
+            f"{_SELECT_SESSION} WHERE s.nameplate = ? ORDER BY s.created_at DESC, s.rowid DESC"
+            " LIMIT 1",
+            (nameplate,),
+        ).fetchone()
+        return _session(row) if row else None
+
+    def list_sessions(
+        self, technician_id: str, ticket_id: str | None = None, limit: int = 100
+    ) -> list[SessionRecord]:
+        query = f"{_SELECT_SESSION} WHERE s.technician_id = ?"
+        params: list[object] = [technician_id]
+        if ticket_id is not None:
+            query += " AND s.ticket_id = ?"
+            params.append(ticket_id)
+        query += " ORDER BY s.created_at DESC, s.rowid DESC LIMIT ?"
+        params.append(limit)
+        return [_session(row) for row in self._db.execute(query, params)]
+
+    def count_agent_claim(self, session_id: str) -> int:
+        row = self._db.execute(
+            "UPDATE sessions SET agent_claims = agent_claims + 1 WHERE id = ? RETURNING agent_claims",
+            (session_id,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def mark_paired(self, session_id: str, now: float) -> bool:
+        cursor = self._db.execute(
+            "UPDATE sessions SET state = 'paired', paired_at = ? WHERE id = ? AND state = 'waiting'",
+            (now, session_id),
+        )
+        return cursor.rowcount == 1
+
+    def finish_session(
+        self,
+        session_id: str,
+        state: SessionState,
+        now: float,
+        reason: str,
+        bytes_agent_to_tech: int = 0,
+        bytes_tech_to_agent: int = 0,
+    ) -> bool:
+        if not state.finished:
+            raise ValueError(f"{state} is not a finished state")
+        cursor = self._db.execute(
+            "UPDATE sessions SET state = ?, ended_at = ?, end_reason = ?,"
+            " bytes_agent_to_tech = bytes_agent_to_tech + ?,"
+            " bytes_tech_to_agent = bytes_tech_to_agent + ?"
+            " WHERE id = ? AND state IN ('waiting', 'paired')",
+            (str(state), now, reason, bytes_agent_to_tech, bytes_tech_to_agent, session_id),
+        )
+        return cursor.rowcount == 1
+
+    def expire_sessions(self, now: float) -> int:
+        cursor = self._db.execute(
+            "UPDATE sessions SET state = 'expired', ended_at = expires_at,"
+            " end_reason = 'nobody joined before the code expired'"
+            " WHERE state = 'waiting' AND expires_at <= ?",
+            (now,),
+        )
+        return cursor.rowcount
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _session(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id=row[0],
+        nameplate=row[1],
+        ticket_id=row[2],
+        ticket_url=row[3],
+        technician_id=row[4],
+        technician_name=row[5],
+        state=SessionState(row[6]),
+        created_at=row[7],
+        expires_at=row[8],
+        paired_at=row[9],
+        ended_at=row[10],
+        end_reason=row[11],
+        bytes_agent_to_tech=row[12],
+        bytes_tech_to_agent=row[13],
+    )
