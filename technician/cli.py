@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import sys
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument(
         "--sample", type=float, default=0.5, help="seconds to sample busy processes (default 0.5)"
     )
+    console = commands.add_parser(
+        "session",
+        help="open a session and type commands (or pipe a script) into it",
+        description="Open a session for TICKET, print the code, wait for the customer, then "
+        "read one command per line from stdin and print one result line per command. "
+        "Type help inside for the list. End of input ends the session.",
+    )
+    console.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
+    console.add_argument("--ticket-url", help="link to the ticket in your help desk")
+    console.add_argument(
+        "--wait", type=float, default=600.0, help="seconds to wait for the customer (default 600)"
+    )
     return parser
 
 
@@ -116,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         import ssl
 
         ssl_context = ssl.create_default_context(cafile=args.ca_file)
+    runner = run_diagnostics if args.command == "diagnostics" else run_console
     try:
-        return asyncio.run(run_diagnostics(args, out, ssl_context))
+        return asyncio.run(runner(args, out, ssl_context))
     except KeyboardInterrupt:
         out.error("Interrupted; the session was ended.")
         return EXIT_ERROR
@@ -209,3 +224,44 @@ async def run_diagnostics(args: argparse.Namespace, out: Output, ssl_context: An
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+async def stdin_lines() -> AsyncIterator[str]:
+    """Lines from stdin without blocking the event loop (a reader thread feeds a queue)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=read, name="puente-tech-stdin", daemon=True).start()
+    while (line := await queue.get()) is not None:
+        yield line
+
+
+async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
+    from . import console as console_module
+
+    _, _, session = await open_session(args, out, ssl_context)
+    if session is None:
+        out.error(f"Nobody joined within {args.wait:.0f} seconds; the code no longer works.")
+        return EXIT_NOBODY
+    console = console_module.SessionConsole(session, as_json=out.as_json)
+    commands_task = asyncio.create_task(console.run(stdin_lines()))
+    closed_task = asyncio.create_task(session.link.wait_closed())
+    done, _ = await asyncio.wait([commands_task, closed_task], return_when=asyncio.FIRST_COMPLETED)
+    if closed_task in done:
+        commands_task.cancel()
+        try:
+            reason = closed_task.result()
+        except LinkError as exc:
+            out.event("ended", f"ended: {exc}", reason=str(exc))
+            return EXIT_ERROR
+        out.event("ended", f"ended: {reason}", reason=reason)
+        return EXIT_OK
+    closed_task.cancel()
+    if not console.ended:
+        await session.end("the technician finished")
+    return EXIT_OK

@@ -43,9 +43,20 @@ class RelayProcess:
     def add_technician(self, name: str = "Ana Technician") -> str:
         """Create a technician account and return its API token."""
         out = subprocess.run(
-            [sys.executable, "-m", "relay.cli", "technician", "add", name,
-             "--data-dir", str(self.data_dir)],
-            check=True, capture_output=True, text=True, timeout=scaled(30),
+            [
+                sys.executable,
+                "-m",
+                "relay.cli",
+                "technician",
+                "add",
+                name,
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=scaled(30),
         )
         return out.stdout.strip().splitlines()[-1]
 
@@ -65,9 +76,22 @@ def start_relay(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
     """Start ``python -m relay.cli serve`` on port 0 and wait for its listening line."""
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "serve", "--data-dir", str(data_dir),
-         "--host", "127.0.0.1", "--port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "relay.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, **(env or {})},
     )
     assert proc.stdout is not None
@@ -75,8 +99,20 @@ def start_relay(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
     match = re.search(r"listening on \S+://[^:]+:(\d+)", line)
     if not match:
         proc.kill()
-        raise RuntimeError(f"relay did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+        raise RuntimeError(
+            f"relay did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+        )
     return RelayProcess(proc=proc, data_dir=data_dir, port=int(match.group(1)))
+
+
+@pytest.fixture(autouse=True)
+def reap_processes() -> Iterator[None]:
+    """End every agent/technician process a test started, and close its pipes."""
+    from tests import customer
+
+    yield
+    while customer.LIVE:
+        customer.LIVE.pop().kill()
 
 
 @pytest.fixture

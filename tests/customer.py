@@ -22,10 +22,15 @@ from tests.conftest import scaled
 ASK = re.compile(r"^Allow (.+)\? Type y")
 
 
+#: Every process a test started; the ``reap_processes`` fixture ends them all.
+LIVE: list[Process] = []
+
+
 class Process:
     """A subprocess whose stdout lines are collected by a thread."""
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None, stdin: bool = False):
+        LIVE.append(self)
         self.argv = argv
         self.proc = subprocess.Popen(
             argv,
@@ -38,7 +43,8 @@ class Process:
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.stderr = ""
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -79,14 +85,28 @@ class Process:
         return code
 
     def read_stderr(self) -> str:
-        if self.proc.poll() is not None and self.proc.stderr and not self.stderr:
+        if self.proc.poll() is not None and self.proc.stderr and not self.proc.stderr.closed:
             self.stderr = self.proc.stderr.read()
+            self.proc.stderr.close()
         return self.stderr
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        """Release the pipes (the process must have ended)."""
+        self.read_stderr()
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        self._reader.join(scaled(5))
+        if self.proc.stdout and not self.proc.stdout.closed:
+            self.proc.stdout.close()
 
     @property
     def output(self) -> str:
