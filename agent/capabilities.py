@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from relay.client import Link
+
     from .audit import AgentLog
     from .consent import Authorization
 
@@ -22,13 +24,19 @@ ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
 @dataclass
 class CapabilityCall:
-    """Everything a handler gets for one request."""
+    """Everything a handler gets for one request.
+
+    ``link`` lets a streaming capability (screen, ssh) use its own multiplexer
+    channel; the handler must stop when it is cancelled (the customer revoked) and
+    should call ``authorization.check()`` before each unit of work.
+    """
 
     action: str
     args: dict[str, Any]
     authorization: Authorization
     progress: ProgressCallback
     log: AgentLog
+    link: Link | None = None
 
 
 Handler = Callable[[CapabilityCall], Awaitable[dict[str, Any]]]
@@ -105,7 +113,14 @@ def diagnostics_capability() -> Capability:
     )
 
 
+#: Factories of the capabilities every agent offers. Feature modules add theirs here.
+CAPABILITY_FACTORIES: list[Callable[[], Capability]] = [
+    diagnostics_capability,
+]
+
+
 def default_registry() -> CapabilityRegistry:
     registry = CapabilityRegistry()
-    registry.register(diagnostics_capability())
+    for factory in CAPABILITY_FACTORIES:
+        registry.register(factory())
     return registry

@@ -165,7 +165,9 @@ class AgentSession:
         async def progress(data: dict[str, Any]) -> None:
             await self.link.send_control(messages.Progress(request.request_id, data))
 
-        call = CapabilityCall(request.action, dict(request.args), auth, progress, self.audit)
+        call = CapabilityCall(
+            request.action, dict(request.args), auth, progress, self.audit, self.link
+        )
         self.audit.write(f"The technician started: {capability.title} ({request.action}).")
         work = asyncio.create_task(capability.handler(call))
         stop = asyncio.create_task(revoked.wait())

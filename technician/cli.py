@@ -222,10 +222,6 @@ async def run_diagnostics(args: argparse.Namespace, out: Output, ssl_context: An
         await session.end("the technician finished")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 async def stdin_lines() -> AsyncIterator[str]:
     """Lines from stdin without blocking the event loop (a reader thread feeds a queue)."""
     loop = asyncio.get_running_loop()
@@ -248,6 +244,7 @@ async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -
     if session is None:
         out.error(f"Nobody joined within {args.wait:.0f} seconds; the code no longer works.")
         return EXIT_NOBODY
+    console_module.load_commands()
     console = console_module.SessionConsole(session, as_json=out.as_json)
     commands_task = asyncio.create_task(console.run(stdin_lines()))
     closed_task = asyncio.create_task(session.link.wait_closed())
@@ -265,3 +262,7 @@ async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -
     if not console.ended:
         await session.end("the technician finished")
     return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

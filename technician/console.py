@@ -180,3 +180,15 @@ async def _end(console: SessionConsole, args: list[str]) -> Result:
     await console.session.end("the technician ended the session")
     console.ended = True
     return Result("ok", "session ended")
+
+
+#: Feature modules whose import registers more console commands.
+COMMAND_MODULES: list[str] = []
+
+
+def load_commands() -> None:
+    """Import every feature module so its commands are registered."""
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
