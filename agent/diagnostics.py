@@ -254,7 +254,7 @@ def _run_sections(context: _Context, sections: Iterable[tuple[str, Section]]) ->
 
 def _describe_error(context: _Context, exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return _truncate(context.redact(text), 300)
+    return _truncate(context.redact(_truncate(text, 2000)), 300)
 
 
 # ---------------------------------------------------------------------------
@@ -626,8 +626,13 @@ def _tail_lines(path: Path, count: int) -> list[str]:
 
 
 def _clean_lines(context: _Context, lines: list[str], count: int) -> list[str]:
-    """Redact the block as a whole (keys may span lines), then trim each line."""
-    masked = context.redact("\n".join(line.rstrip() for line in lines[-count:]))
+    """Redact the block as a whole (a private key spans lines), then trim each line.
+
+    Lines are cut to a generous length first so redaction time stays bounded, and
+    to ``MAX_LINE_CHARS`` after, so a secret is never cut before it is recognised.
+    """
+    raw = (_truncate(line.rstrip(), 4 * MAX_LINE_CHARS) for line in lines[-count:])
+    masked = context.redact("\n".join(raw))
     return [_truncate(line, MAX_LINE_CHARS) for line in masked.split("\n")]
 
 
@@ -806,7 +811,7 @@ def _gather_processes(context: _Context) -> dict[str, Any]:
     programs = [entry for entry in reading.processes if entry["pid"] != 0]
 
     def public(entry: dict[str, Any]) -> dict[str, Any]:
-        return {**entry, "name": context.redact(str(entry["name"]))}
+        return {**entry, "name": _truncate(context.redact(str(entry["name"])[:1000]), 256)}
 
     by_cpu = sorted(programs, key=lambda e: (e["cpu_percent"], e["rss"]), reverse=True)
     by_memory = sorted(programs, key=lambda e: e["rss"], reverse=True)
@@ -969,13 +974,16 @@ _PRIVATE_KEY = re.compile(
     r"(?:.*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*)",
     re.DOTALL,
 )
+# Quantifiers are bounded and keys start at word starts so that a hostile log line
+# cannot make a pattern backtrack for long (every rule stays close to linear).
 _URL_PASSWORD = re.compile(
-    r"(?P<start>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)(?!\[redacted\]@)[^\s/?#]+@"
+    r"(?P<start>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/@]{0,256}:)(?!\[redacted\]@)"
+    r"[^\s/?#]{1,256}@"
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 _HEADER = re.compile(
     r"(?i)(?<![\w-])(?P<key>(?:proxy-)?authorization|(?:set-)?cookie)(?P<sep>\s*:\s*)"
-    r"(?!\[redacted\])[^\r\n]*[^\s\r\n]"
+    r"(?!\[redacted\])\S(?:[^\r\n]*\S)?"
 )
 _BEARER = re.compile(
     r"(?<![\w-])(?P<scheme>[Bb]earer)\s+(?!\[redacted\])(?P<value>[A-Za-z0-9\-._~+/]{8,}=*)"
@@ -983,10 +991,11 @@ _BEARER = re.compile(
 _KEY_VALUE = re.compile(
     rf"""(?ix)
     (?<![\w-])
-    (?P<key>[\w-]*(?:{_KEY_WORDS})[\w-]*)
+    (?=[\w-]*?(?:{_KEY_WORDS}))
+    (?P<key>[\w-]+)
     (?P<sep>["']?\s*(?:=>|[:=])\s*)
     (?!["']?\[redacted\])
-    (?P<value>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|[^\s,;&"'<>()\[\]{{}}]+)
+    (?P<value>"(?:\\.|[^"\\\n]){{0,4096}}"|'(?:\\.|[^'\\\n]){{0,4096}}'|[^\s,;&"'<>()\[\]{{}}]+)
     """
 )
 _AWS_ACCESS_KEY = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
