@@ -9,6 +9,7 @@ headers strictly (a repeated ``Authorization`` or ``Origin`` is refused, never g
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import http
 import json
@@ -54,8 +55,8 @@ class RelayConnection(ServerConnection):
         self.request_error: http.HTTPStatus | None = None
         #: The technician authenticated by the upgrade's bearer token, if any.
         self.technician: Technician | None = None
-        #: True once the relay started saying goodbye (a last message, then close).
-        self.closing = False
+        #: The relay's last words to this connection (a message, then close), once started.
+        self.farewell: asyncio.Task[None] | None = None
         self._pending = bytearray()  # bytes not yet given to websockets
         self._head = b""
         self._body_size = 0

@@ -220,7 +220,7 @@ class RelayServer:
             state = SessionState.ENDED if live.paired else None
             self._finish(live, state, "the relay shut down", dict.fromkeys(live.ends, goodbye))
         for connection in list(self._connections):
-            self._spawn(self._say_goodbye(connection, goodbye))
+            self._farewell(connection, goodbye)
         await self._drain_tasks()
         self._server.close()
         await self._server.wait_closed()
@@ -338,6 +338,9 @@ class RelayServer:
             if claimed is not None:
                 await self._relay_phase(*claimed)
         finally:
+            # Returning lets websockets close the connection: first finish saying why.
+            if connection.farewell is not None:
+                await connection.farewell
             self._connections.discard(connection)
             logger.info("connection closed ip=%s", ip)
 
@@ -350,7 +353,7 @@ class RelayServer:
                 message = await connection.recv()
         except TimeoutError:
             logger.info("claim refused code=bad_request why=no claim in time ip=%s", ip)
-            await self._say_goodbye(connection, envelope.error(ErrorCode.BAD_REQUEST))
+            self._farewell(connection, envelope.error(ErrorCode.BAD_REQUEST))
             return None
         except ConnectionClosed:
             return None
@@ -358,14 +361,14 @@ class RelayServer:
             role, nameplate = envelope.parse_claim(envelope.decode(message))
         except EnvelopeError as exc:
             logger.info("claim refused code=%s why=malformed claim ip=%s", exc.code, ip)
-            await self._say_goodbye(connection, envelope.error(exc.code))
+            self._farewell(connection, envelope.error(exc.code))
             return None
         outcome = self._claim(connection, ip, role, nameplate)
         if isinstance(outcome, ErrorCode):
             logger.info(
                 "claim refused code=%s role=%s nameplate=%s ip=%s", outcome, role, nameplate, ip
             )
-            await self._say_goodbye(connection, envelope.error(outcome))
+            self._farewell(connection, envelope.error(outcome))
             return None
         live, endpoint = outcome
         logger.info(
@@ -512,7 +515,7 @@ class RelayServer:
         else:
             logger.info("end refused session=%s role=%s why=%s", live.record.id, end.role, why)
             self._leave(live, end, why)
-            self._spawn(self._say_goodbye(end.connection, bad))
+            self._farewell(end.connection, bad)
 
     def _leave(self, live: LiveSession, end: Endpoint, reason: str) -> None:
         """This end's connection is over. A paired session ends; a waiting one frees the role."""
@@ -558,7 +561,7 @@ class RelayServer:
             t2a,
         )
         for role, end in live.ends.items():
-            self._spawn(self._say_goodbye(end.connection, notices.get(role)))
+            self._farewell(end.connection, notices.get(role))
 
     # ------------------------------------------------------------------
     # Timers and background tasks
@@ -586,11 +589,12 @@ class RelayServer:
         self.store.expire_sessions(now)
         self._ip_limiter.prune(now)
 
+    def _farewell(self, connection: RelayConnection, text: str | None) -> None:
+        """Send ``text`` (if any) as the connection's last message and close it; once only."""
+        if connection.farewell is None:
+            connection.farewell = self._spawn(self._say_goodbye(connection, text))
+
     async def _say_goodbye(self, connection: RelayConnection, text: str | None) -> None:
-        """Send a last message (if any) and close, once per connection, within close_timeout."""
-        if connection.closing:
-            return
-        connection.closing = True
         try:
             # Twice close_timeout: websockets already aborts a close handshake after one.
             async with asyncio.timeout(2 * self.config.close_timeout):
@@ -603,10 +607,11 @@ class RelayServer:
             # The peer stopped reading: nothing more can be said politely.
             connection.transport.abort()
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _drain_tasks(self) -> None:
         while self._tasks:
