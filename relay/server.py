@@ -268,6 +268,7 @@ class RelayServer:
         assert isinstance(connection, RelayConnection)  # create_connection guarantees it
         assert self._api is not None
         ip = _client_ip(connection)
+        response: Response | None
         if connection.request_error is not None:
             response = _body_refusal(connection.request_error)
         elif request.path == envelope.WS_PATH:

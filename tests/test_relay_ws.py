@@ -574,7 +574,8 @@ def test_shutdown_tells_everyone(tmp_path: Path) -> None:
             await closing
         # A restarted relay keeps the waiting code usable and the paired one finished.
         async with RelayServer(relay_config(tmp_path)) as again:
-            assert again.store.get_session(paired_session["session_id"]).state == "ended"
+            stored = again.store.get_session(paired_session["session_id"])
+            assert stored is not None and stored.state == "ended"
             async with open_end(again) as agent:
                 reply = await claim(agent, AGENT, waiting_session["nameplate"])
                 assert reply["type"] == "waiting"
