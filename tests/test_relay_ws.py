@@ -48,9 +48,16 @@ def run_with_relay(tmp_path: Path, scenario: Scenario, **settings: Any) -> None:
     asyncio.run(asyncio.wait_for(main(), scaled(20)))
 
 
-def open_end(relay: RelayServer, token: str | None = None, origin: str | None = None) -> connect:
+def open_end(
+    relay: RelayServer,
+    token: str | None = None,
+    origin: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> connect:
     """A WebSocket client to the relay's session endpoint (use with ``async with``)."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     return connect(
         f"ws://127.0.0.1:{relay.port}{envelope.WS_PATH}",
         additional_headers=headers,
@@ -457,6 +464,31 @@ def test_claims_per_ip_are_rate_limited(tmp_path: Path) -> None:
             assert (await claim(agent, AGENT, session["nameplate"]))["type"] == "waiting"
 
     run_with_relay(tmp_path, scenario, clock=clock, joins_per_ip_per_minute=3)
+
+
+async def claim_code_via(relay: RelayServer, forwarded_for: str) -> str:
+    """The answer to an agent claim of an unknown nameplate sent with X-Forwarded-For."""
+    async with open_end(relay, headers={"X-Forwarded-For": forwarded_for}) as ws:
+        return str((await claim(ws, AGENT, "999"))["code"])
+
+
+def test_forwarded_address_counts_only_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    async def scenario(relay: RelayServer) -> None:
+        assert await claim_code_via(relay, "203.0.113.1") == "unknown_nameplate"
+        assert await claim_code_via(relay, "203.0.113.1") == "rate_limited"
+        assert await claim_code_via(relay, "203.0.113.2") == "unknown_nameplate"
+        # A client cannot escape its budget by prepending a made-up hop.
+        assert await claim_code_via(relay, "198.51.100.9, 203.0.113.1") == "rate_limited"
+
+    run_with_relay(tmp_path, scenario, trusted_proxies=("127.0.0.1",), joins_per_ip_per_minute=1)
+
+
+def test_forwarded_address_is_ignored_from_untrusted_peers(tmp_path: Path) -> None:
+    async def scenario(relay: RelayServer) -> None:
+        assert await claim_code_via(relay, "203.0.113.1") == "unknown_nameplate"
+        assert await claim_code_via(relay, "203.0.113.2") == "rate_limited"
+
+    run_with_relay(tmp_path, scenario, joins_per_ip_per_minute=1)
 
 
 def test_agent_claims_per_nameplate_are_limited(tmp_path: Path) -> None:
