@@ -18,7 +18,7 @@ from pathlib import Path
 
 from protocol.code import InvalidCodeError, SessionCode
 from protocol.envelope import Role
-from relay.client import Link, LinkError
+from relay.client import Link, LinkError, client_ssl_context
 
 from .audit import AgentLog
 from .capabilities import default_registry
@@ -107,13 +107,9 @@ async def run_agent(
     relay: str, code: SessionCode, log_dir: Path | None, ca_file: str | None
 ) -> int:
     ui = ConsoleUI()
-    ssl_context = None
-    if ca_file:
-        import ssl
-
-        ssl_context = ssl.create_default_context(cafile=ca_file)
     ui.say(f"Connecting to the relay to join session {code} ...")
     try:
+        ssl_context = client_ssl_context(ca_file)
         link = await Link.open(relay, Role.AGENT, code, ssl=ssl_context)
     except LinkError as exc:
         return fail(str(exc))

@@ -57,6 +57,8 @@ class RelayConnection(ServerConnection):
         self.client_ip = "unknown"
         #: The technician authenticated by the upgrade's bearer token, if any.
         self.technician: Technician | None = None
+        #: True when another node of the cluster passed this connection on (relay.cluster).
+        self.from_node = False
         #: The relay's last words to this connection (a message, then close), once started.
         self.farewell: asyncio.Task[None] | None = None
         self._pending = bytearray()  # bytes not yet given to websockets

@@ -26,6 +26,14 @@ Rules of a WebSocket connection (anything not listed closes it with an error)::
                  disconnect or an oversized message (close 1009) → ended. The other
                  end gets ``peer_gone`` and is closed. DELETE through the API →
                  error ended to both; relay shutdown → error shutdown to everyone.
+    draining     (SIGTERM with drain_timeout > 0) /healthz answers 503, upgrades are
+                 refused with 503 and waiting ends get error shutdown at once (they
+                 may claim again elsewhere); paired sessions go on until they end or
+                 the drain period is over, then shutdown as above.
+
+Also served on the same port: ``GET /metrics`` (:mod:`relay.metrics`, its own access
+rule). With ``redis_url`` the relay is one node of a cluster (:mod:`relay.cluster`):
+a claim for a session held by another node is passed through to it.
 
 Every refusal is one ``error`` text message followed by a close. Session state
 lives in the store (:mod:`relay.store`); only connections live in memory.
@@ -34,9 +42,11 @@ lives in the store (:mod:`relay.store`); only connections live in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import http
 import ipaddress
+import json
 import logging
 import math
 import time
@@ -47,6 +57,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
@@ -55,11 +66,15 @@ from protocol import envelope
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError
 
+from . import metrics as metrics_module
 from .api import RestApi
+from .cluster import ClusterNode, RedisUnavailable, default_node_url
 from .errors import ConfigError
 from .http import HeaderError, RelayConnection, bearer_token, error_response, single_header
 from .ratelimit import SlidingWindowLimiter
-from .store import RelayStore, SessionRecord, SessionState, SQLiteStore
+from .store import RelayStore, SessionRecord, SessionState
+from .stores import open_store
+from .tls import ServerTLS, check_pair
 
 logger = logging.getLogger("relay.server")
 
@@ -73,7 +88,8 @@ class RelayConfig:
     how often (in real time) expiry and idleness are checked against ``clock``.
     """
 
-    data_dir: str | Path
+    #: Directory of the SQLite store (unused with database_url).
+    data_dir: str | Path | None
     host: str = "127.0.0.1"
     port: int = 8765
     nameplate_ttl: float = 600.0
@@ -98,6 +114,22 @@ class RelayConfig:
     max_queue: int = 4
     #: Bytes buffered per connection before a send waits for the network.
     write_limit: int = 64 * 1024
+    # --- production settings (issue 7) ---
+    #: PEM certificate (chain) and key: serve wss:// and https:// (relay.tls).
+    tls_cert: str | Path | None = None
+    tls_key: str | Path | None = None
+    #: Bearer token for GET /metrics; None: metrics for direct loopback clients only.
+    metrics_token: str | None = None
+    #: On shutdown, let paired sessions go on for up to this many seconds.
+    drain_timeout: float = 0.0
+    #: PostgreSQL URL for the store; None: SQLite in data_dir.
+    database_url: str | None = None
+    #: Redis URL shared by the nodes of a cluster; None: a single relay.
+    redis_url: str | None = None
+    #: How other nodes reach this one (default: scheme://HOST:PORT, host name if wildcard).
+    node_url: str | None = None
+    cluster_heartbeat_interval: float = 2.0
+    cluster_heartbeat_ttl: float = 6.0
 
 
 @dataclass(eq=False)
@@ -141,6 +173,16 @@ class RelayServer:
         self._housekeeping: asyncio.Task[None] | None = None
         self._ip_limiter = SlidingWindowLimiter(config.joins_per_ip_per_minute, 60.0)
         self._closing = False
+        self._draining = False
+        self._tls: ServerTLS | None = None
+        self._cluster: ClusterNode | None = None
+        self._idle = asyncio.Event()  # set whenever no session is live here
+        self.metrics = metrics_module.RelayMetrics(
+            sessions_waiting=lambda: sum(1 for live in self._live.values() if not live.paired),
+            sessions_active=lambda: sum(1 for live in self._live.values() if live.paired),
+            connections_open=lambda: len(self._connections),
+            connections_proxied=lambda: self._cluster.proxied if self._cluster else 0,
+        )
 
     # ------------------------------------------------------------------
     # Public API
@@ -162,17 +204,33 @@ class RelayServer:
 
     @property
     def base_url(self) -> str:
-        """``public_url`` if set, else ``http://HOST:PORT`` of the listening socket."""
+        """``public_url`` if set, else ``http(s)://HOST:PORT`` of the listening socket."""
         if self.config.public_url:
             return self.config.public_url.rstrip("/")
         host = self.config.host
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        scheme = "https" if self._tls else "http"
+        return (
+            f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
+        )
+
+    @property
+    def tls(self) -> ServerTLS | None:
+        """The TLS settings when serving wss:// (reload() them to rotate certificates)."""
+        return self._tls
+
+    @property
+    def cluster(self) -> ClusterNode | None:
+        """This node's cluster membership, when running with redis_url."""
+        return self._cluster
 
     async def start(self) -> None:
         """Open the store and listen. Raise ConfigError (a sentence) if impossible."""
         config = self.config
+        check_pair(config.tls_cert, config.tls_key)
+        if config.tls_cert is not None and config.tls_key is not None:
+            self._tls = ServerTLS(config.tls_cert, config.tls_key)
         if self._store is None:
-            self._store = SQLiteStore(config.data_dir)
+            self._store = open_store(config.data_dir, config.database_url)
         self._api = RestApi(
             self._store, self, self._clock, lambda: self.base_url, config.nameplate_ttl
         )
@@ -192,6 +250,8 @@ class RelayServer:
                 close_timeout=config.close_timeout,
                 ping_interval=config.ping_interval,
                 ping_timeout=config.ping_timeout,
+                ssl=self._tls.context if self._tls else None,
+                ssl_handshake_timeout=config.open_timeout if self._tls else None,
             )
         except OSError as exc:
             self._store.close()
@@ -204,14 +264,73 @@ class RelayServer:
             raise ConfigError(
                 f"Cannot listen on {where} ({exc.strerror or exc}); check --host and --port."
             ) from exc
+        if config.redis_url:
+            await self._join_cluster(config.redis_url)
         self._housekeeping = asyncio.create_task(self._housekeeping_loop())
         logger.info("relay listening on %s", self.base_url)
+
+    async def _join_cluster(self, redis_url: str) -> None:
+        config = self.config
+        node_url = config.node_url or default_node_url(
+            "wss" if self._tls else "ws", config.host, self.port
+        )
+        self._cluster = ClusterNode(
+            redis_url,
+            node_url,
+            on_end=self._end_live_session,
+            heartbeat_interval=config.cluster_heartbeat_interval,
+            heartbeat_ttl=config.cluster_heartbeat_ttl,
+            joins_per_ip_per_minute=config.joins_per_ip_per_minute,
+            connect_settings={
+                "max_size": config.max_message_size,
+                "max_queue": config.max_queue,
+                "write_limit": config.write_limit,
+                "open_timeout": config.open_timeout,
+                "close_timeout": config.close_timeout,
+                "ping_interval": config.ping_interval,
+                "ping_timeout": config.ping_timeout,
+            },
+        )
+        try:
+            await self._cluster.start()
+        except ConfigError:
+            assert self._server is not None
+            self._server.close()
+            await self._server.wait_closed()
+            self.store.close()
+            raise
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking sessions and let paired ones go on for up to ``timeout`` seconds.
+
+        Waiting ends are told ``shutdown`` at once so they can claim again (on another
+        node of a cluster). Returns early when no session is left here.
+        """
+        if self._closing or self._server is None or self._draining:
+            return
+        self._draining = True
+        logger.info("relay draining for up to %.0f s", timeout)
+        if self._cluster is not None:
+            await self._cluster.leave()
+        goodbye = envelope.error(ErrorCode.SHUTDOWN)
+        for live in list(self._live.values()):
+            if not live.paired:
+                self._finish(live, None, "the relay is draining", dict.fromkeys(live.ends, goodbye))
+        try:
+            async with asyncio.timeout(timeout):
+                while self._live or (self._cluster is not None and self._cluster.proxied):
+                    self._idle.clear()
+                    # Proxied hops end without touching _live: poll them now and then.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._idle.wait(), 0.5)
+        except TimeoutError:
+            logger.info("drain period over with %d sessions still open", len(self._live))
 
     async def close(self) -> None:
         """Say ``shutdown`` to every connection, stop listening and close the store.
 
         Paired sessions are recorded as ended; waiting sessions stay waiting, so
-        their nameplates still work once the relay is back.
+        their nameplates still work once the relay is back (on any node).
         """
         if self._closing or self._server is None:
             return
@@ -229,6 +348,8 @@ class RelayServer:
         self._server.close()
         await self._server.wait_closed()
         await self._drain_tasks()
+        if self._cluster is not None:
+            await self._cluster.close()
         if self._store is not None:
             self._store.close()
         logger.info("relay stopped")
@@ -248,13 +369,26 @@ class RelayServer:
     # SessionControl (used by the REST API)
 
     def end_session(self, session_id: str, reason: str) -> None:
-        """End a session now; connected ends get error ``ended`` and are closed."""
-        live = self._live.get(session_id)
-        if live is not None:
-            notice = envelope.error(ErrorCode.ENDED)
-            self._finish(live, SessionState.ENDED, reason, dict.fromkeys(live.ends, notice))
-        elif self.store.finish_session(session_id, SessionState.ENDED, self._clock(), reason):
+        """End a session now; connected ends get error ``ended`` and are closed.
+
+        In a cluster the session may be held by another node: it is finished in the
+        shared store here and the holder is told to close its connections.
+        """
+        if self._end_live_session(session_id, reason):
+            return
+        if self.store.finish_session(session_id, SessionState.ENDED, self._clock(), reason):
             logger.info("session finished session=%s state=ended why=%s", session_id, reason)
+        if self._cluster is not None:
+            self._spawn(self._cluster.publish_end(session_id, reason))
+
+    def _end_live_session(self, session_id: str, reason: str) -> bool:
+        """End a session whose connections are here; False if they are not."""
+        live = self._live.get(session_id)
+        if live is None:
+            return False
+        notice = envelope.error(ErrorCode.ENDED)
+        self._finish(live, SessionState.ENDED, reason, dict.fromkeys(live.ends, notice))
+        return True
 
     def live_byte_counts(self, session_id: str) -> tuple[int, int] | None:
         """Bytes forwarded so far (agent→tech, tech→agent) if the session is connected."""
@@ -277,12 +411,47 @@ class RelayServer:
             response = _body_refusal(connection.request_error)
         elif request.path == envelope.WS_PATH:
             response = self._check_upgrade(connection, request, ip)
+            ip = connection.client_ip  # a node hop names the real client
+            if response is not None:
+                self._count_refusal(response)
+        elif request.path == "/metrics":
+            response = self._serve_metrics(connection, request)
+        elif request.path == "/healthz" and request.method == "GET" and self._draining:
+            response = error_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "draining",
+                "The relay is draining before it stops; send new sessions elsewhere.",
+            )
         else:
             response = self._api.handle(request, connection.request_body)
         path = request.path.partition("?")[0]
         status = response.status_code if response else "upgrade"
         logger.info("http %s %s status=%s ip=%s", request.method, path, status, ip)
         return response
+
+    def _serve_metrics(self, connection: RelayConnection, request: Request) -> Response:
+        """``GET /metrics`` for those :func:`relay.metrics.authorize` lets in."""
+        if request.method != "GET":
+            return error_response(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This route does not accept " + request.method + "; use GET.",
+                (("Allow", "GET"),),
+            )
+        address = connection.remote_address
+        peer = str(address[0]) if address else "unknown"
+        refusal = metrics_module.authorize(
+            request.headers, peer, self.config.trusted_proxies, self.config.metrics_token
+        )
+        return refusal or metrics_module.metrics_response(self.metrics.render())
+
+    def _count_refusal(self, response: Response) -> None:
+        """Count a refused upgrade under the error code its body names."""
+        try:
+            reason = str(json.loads(response.body)["error"])
+        except (ValueError, KeyError, TypeError):
+            reason = str(response.status_code)
+        self.metrics.joins_refused.labels(reason).value += 1
 
     def _check_upgrade(
         self, connection: RelayConnection, request: Request, ip: str
@@ -312,6 +481,18 @@ class RelayServer:
                 "forbidden",
                 "Web pages from this origin may not open relay sessions.",
             )
+        if self._cluster is not None and cluster_hop_headers(request.headers):
+            vouched_ip = self._cluster.verify_hop(request.headers)
+            if vouched_ip is None:
+                return error_response(
+                    http.HTTPStatus.FORBIDDEN, "forbidden", "Refused: not a node of this cluster."
+                )
+            connection.from_node = True
+            connection.client_ip = vouched_ip
+        elif cluster_hop_headers(request.headers):
+            return error_response(
+                http.HTTPStatus.FORBIDDEN, "forbidden", "Refused: this relay is not in a cluster."
+            )
         if token is not None:
             connection.technician = self.store.authenticate(token)
             if connection.technician is None:
@@ -321,7 +502,7 @@ class RelayServer:
                     envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED],
                     (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
                 )
-        if self._closing or len(self._connections) >= self.config.max_connections:
+        if self._closing or self._draining or len(self._connections) >= self.config.max_connections:
             return error_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -358,6 +539,7 @@ class RelayServer:
                 message = await connection.recv()
         except TimeoutError:
             logger.info("claim refused code=bad_request why=no claim in time ip=%s", ip)
+            self.metrics.joins_refused.labels(ErrorCode.BAD_REQUEST).value += 1
             self._farewell(connection, envelope.error(ErrorCode.BAD_REQUEST))
             return None
         except ConnectionClosed:
@@ -366,13 +548,32 @@ class RelayServer:
             role, nameplate = envelope.parse_claim(envelope.decode(message))
         except EnvelopeError as exc:
             logger.info("claim refused code=%s why=malformed claim ip=%s", exc.code, ip)
+            self.metrics.joins_refused.labels(exc.code).value += 1
             self._farewell(connection, envelope.error(exc.code))
             return None
-        outcome = self._claim(connection, ip, role, nameplate)
+        # Cluster hook: a session held by another node is passed on to it from here.
+        ip_checked = connection.from_node
+        if self._cluster is not None and not connection.from_node:
+            routed = await self._route_claim(connection, ip, role, nameplate, str(message))
+            if routed is not None:
+                if isinstance(routed, ErrorCode):
+                    logger.info(
+                        "claim refused code=%s role=%s nameplate=%s ip=%s",
+                        routed,
+                        role,
+                        nameplate,
+                        ip,
+                    )
+                    self.metrics.joins_refused.labels(routed).value += 1
+                    self._farewell(connection, envelope.error(routed))
+                return None
+            ip_checked = True
+        outcome = self._claim(connection, ip, role, nameplate, check_ip=not ip_checked)
         if isinstance(outcome, ErrorCode):
             logger.info(
                 "claim refused code=%s role=%s nameplate=%s ip=%s", outcome, role, nameplate, ip
             )
+            self.metrics.joins_refused.labels(outcome).value += 1
             self._farewell(connection, envelope.error(outcome))
             return None
         live, endpoint = outcome
@@ -393,18 +594,56 @@ class RelayServer:
             await self._pair(live)
         return live, endpoint
 
+    async def _route_claim(
+        self, connection: RelayConnection, ip: str, role: Role, nameplate: str, claim_text: str
+    ) -> ErrorCode | bool | None:
+        """In a cluster: None to judge the claim here, an ErrorCode to refuse it, or
+        True once the connection was passed to the node holding its session (and is over).
+
+        The cluster-wide per-IP limit is applied here, so ``_claim`` skips its own.
+        """
+        assert self._cluster is not None
+        now = self._clock()
+        if self._closing or self._draining:
+            return ErrorCode.SHUTDOWN
+        try:
+            if role is Role.AGENT and not await self._cluster.allow_join(ip, now):
+                return ErrorCode.RATE_LIMITED
+            record = self.store.find_by_nameplate(nameplate)
+            if record is None or record.state_at(now) is not SessionState.WAITING:
+                return None  # refused here, with the same code any node would give
+            owner_url = await self._cluster.owner_of(record.id, record.expires_at - now)
+        except RedisUnavailable as exc:
+            logger.warning("claim refused: Redis unreachable (%s)", exc)
+            return ErrorCode.SHUTDOWN
+        if owner_url is None:
+            return None
+        authorization = (
+            connection.request.headers.get("Authorization") if connection.request else None
+        )
+        await self._cluster.proxy(connection, owner_url, claim_text, ip, authorization)
+        return True
+
     def _claim(
-        self, connection: RelayConnection, ip: str, role: Role, nameplate: str
+        self,
+        connection: RelayConnection,
+        ip: str,
+        role: Role,
+        nameplate: str,
+        check_ip: bool = True,
     ) -> tuple[LiveSession, Endpoint] | ErrorCode:
-        """Judge a claim and register the end (synchronous: no other task interleaves)."""
+        """Judge a claim and register the end (synchronous: no other task interleaves).
+
+        ``check_ip`` False: the per-IP limit was already applied cluster-wide.
+        """
         now = self._clock()
         technician = connection.technician
-        if self._closing:
+        if self._closing or self._draining:
             return ErrorCode.SHUTDOWN
         if role is Role.TECHNICIAN and technician is None:
             return ErrorCode.UNAUTHORIZED
         # Counted before the lookup so that guessing unknown nameplates is throttled too.
-        if role is Role.AGENT and not self._ip_limiter.allow(ip, now):
+        if role is Role.AGENT and check_ip and not self._ip_limiter.allow(ip, now):
             return ErrorCode.RATE_LIMITED
         record = self.store.find_by_nameplate(nameplate)
         if record is None:
@@ -462,11 +701,16 @@ class RelayServer:
         """
         role = end.role
         reason = f"the {role} disconnected"
+        forwarded = self.metrics.bytes_forwarded.labels(
+            "agent_to_technician" if role is Role.AGENT else "technician_to_agent"
+        )
+        latency = self.metrics.forwarding_latency
         try:
             async for message in end.connection:
                 if live.finished:
                     return
                 if isinstance(message, bytes):
+                    received = time.perf_counter()
                     peer = live.ends.get(role.peer)
                     if not live.paired or peer is None:
                         self._misbehaved(live, end, "sent data before pairing")
@@ -478,6 +722,8 @@ class RelayServer:
                         gone = f"the {role.peer} disconnected"
                         self._finish(live, SessionState.ENDED, gone, {role: _peer_gone(gone)})
                         return
+                    latency.observe(time.perf_counter() - received)
+                    forwarded.value += len(message)
                     live.sent[role] += len(message)
                     live.last_activity = self._clock()
                 elif not self._control_message(live, end, message):
@@ -532,6 +778,8 @@ class RelayServer:
         del live.ends[end.role]
         if not live.ends:
             self._live.pop(live.record.id, None)
+            if not self._live:
+                self._idle.set()
 
     def _finish(
         self,
@@ -550,11 +798,19 @@ class RelayServer:
             return
         live.finished = True
         self._live.pop(live.record.id, None)
+        if not self._live:
+            self._idle.set()
         record = live.record
         a2t, t2a = live.sent[Role.AGENT], live.sent[Role.TECHNICIAN]
+        if state is SessionState.FAILED:
+            self.metrics.pairings_failed.inc()
         if state is not None:
             stored_reason = f"{reason}: {detail}" if detail else reason
-            self.store.finish_session(record.id, state, self._clock(), stored_reason, a2t, t2a)
+            if not self.store.finish_session(
+                record.id, state, self._clock(), stored_reason, a2t, t2a
+            ) and (a2t or t2a):
+                # Already finished elsewhere (the API on another node): keep the counts.
+                self.store.add_byte_counts(record.id, a2t, t2a)
         logger.info(
             "session finished session=%s nameplate=%s state=%s why=%s "
             "bytes_agent_to_tech=%d bytes_tech_to_agent=%d",
@@ -621,6 +877,11 @@ class RelayServer:
     async def _drain_tasks(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def cluster_hop_headers(headers: Headers) -> bool:
+    """Whether an upgrade claims to be a hop from another node of a cluster."""
+    return "X-Puente-Node-Secret" in headers
 
 
 def _client_ip(connection: ServerConnection, request: Request, trusted: tuple[str, ...]) -> str:

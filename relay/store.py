@@ -222,6 +222,13 @@ class RelayStore(abc.ABC):
         """Move a waiting or paired session to a finished state; False if already finished."""
 
     @abc.abstractmethod
+    def add_byte_counts(
+        self, session_id: str, bytes_agent_to_tech: int, bytes_tech_to_agent: int
+    ) -> None:
+        """Add forwarded byte counts to a session whatever its state (it may have been
+        finished by another relay node while this one still forwarded)."""
+
+    @abc.abstractmethod
     def expire_sessions(self, now: float) -> int:
         """Mark waiting sessions past their expiry as expired; return how many."""
 
@@ -433,6 +440,15 @@ class SQLiteStore(RelayStore):
             (str(state), now, reason, bytes_agent_to_tech, bytes_tech_to_agent, session_id),
         )
         return cursor.rowcount == 1
+
+    def add_byte_counts(
+        self, session_id: str, bytes_agent_to_tech: int, bytes_tech_to_agent: int
+    ) -> None:
+        self._db.execute(
+            "UPDATE sessions SET bytes_agent_to_tech = bytes_agent_to_tech + ?,"
+            " bytes_tech_to_agent = bytes_tech_to_agent + ? WHERE id = ?",
+            (bytes_agent_to_tech, bytes_tech_to_agent, session_id),
+        )
 
     def expire_sessions(self, now: float) -> int:
         cursor = self._db.execute(

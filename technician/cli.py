@@ -18,7 +18,7 @@ from typing import Any
 
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
-from relay.client import LinkError
+from relay.client import LinkError, client_ssl_context
 
 from .client import RelayAPI, TechnicianSession
 
@@ -125,13 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.token:
         out.error("No API token: pass --token or set PUENTE_TOKEN (ask your relay operator).")
         return EXIT_USAGE
-    ssl_context = None
-    if args.ca_file:
-        import ssl
-
-        ssl_context = ssl.create_default_context(cafile=args.ca_file)
     runner = run_diagnostics if args.command == "diagnostics" else run_console
     try:
+        ssl_context = client_ssl_context(args.ca_file)
         return asyncio.run(runner(args, out, ssl_context))
     except KeyboardInterrupt:
         out.error("Interrupted; the session was ended.")

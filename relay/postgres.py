@@ -1,0 +1,383 @@
+"""The relay's store in PostgreSQL, for several relay nodes sharing one database.
+
+Same contract as :class:`relay.store.SQLiteStore` (read :class:`relay.store.RelayStore`
+for what each method promises); only the SQL dialect and the locking differ.
+
+Rules::
+
+    connection   one connection per relay process, autocommit; calls are short
+                 indexed statements made from the event loop, like SQLite's. A lost
+                 connection fails the call in flight with StoreError and is
+                 reopened by the next call, so a database restart costs only the
+                 requests made while it was down.
+    schema       created on first use, under an advisory lock so nodes starting
+                 together do not race; tables mirror SQLite's, plus ``seq`` to
+                 order sessions created in the same instant.
+    nameplates   create_session takes a transaction-scoped advisory lock before
+                 reading the live nameplates, so two nodes never hand out the same
+                 one (SQLite's BEGIN IMMEDIATE, cluster-wide).
+    secrets      as in SQLite: only SHA-256 digests of token secrets are stored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from .errors import StoreError, TechnicianExists
+from .store import (
+    RelayStore,
+    SessionRecord,
+    SessionState,
+    Technician,
+    choose_nameplate,
+    hash_secret,
+    new_token,
+    parse_token,
+)
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError as exc:  # pragma: no cover - the postgres extra is missing
+    from .errors import ConfigError
+
+    raise ConfigError(
+        "--database-url needs the psycopg package; install puente with the 'postgres' "
+        "extra (pip install 'puente[postgres]')."
+    ) from exc
+
+T = TypeVar("T")
+
+#: Advisory lock keys (arbitrary constants, unique to Puente).
+_SCHEMA_LOCK = 0x50554E5445  # "PUNTE"
+_NAMEPLATE_LOCK = 0x50554E5446
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS technicians (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    token_id    TEXT NOT NULL UNIQUE,
+    token_hash  TEXT NOT NULL,
+    created_at  DOUBLE PRECISION NOT NULL,
+    disabled    BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id                   TEXT PRIMARY KEY,
+    seq                  BIGSERIAL,
+    nameplate            TEXT NOT NULL,
+    ticket_id            TEXT NOT NULL,
+    ticket_url           TEXT,
+    technician_id        TEXT NOT NULL REFERENCES technicians(id),
+    state                TEXT NOT NULL,
+    created_at           DOUBLE PRECISION NOT NULL,
+    expires_at           DOUBLE PRECISION NOT NULL,
+    paired_at            DOUBLE PRECISION,
+    ended_at             DOUBLE PRECISION,
+    end_reason           TEXT,
+    bytes_agent_to_tech  BIGINT NOT NULL DEFAULT 0,
+    bytes_tech_to_agent  BIGINT NOT NULL DEFAULT 0,
+    agent_claims         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_nameplate ON sessions (nameplate, created_at);
+CREATE INDEX IF NOT EXISTS sessions_by_technician ON sessions (technician_id, created_at);
+CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state);
+"""
+
+_SELECT_SESSION = """
+SELECT s.id, s.nameplate, s.ticket_id, s.ticket_url, s.technician_id, t.name, s.state,
+       s.created_at, s.expires_at, s.paired_at, s.ended_at, s.end_reason,
+       s.bytes_agent_to_tech, s.bytes_tech_to_agent
+FROM sessions s JOIN technicians t ON t.id = s.technician_id
+"""
+
+_DUMMY_HASH = hash_secret("no such token")
+
+
+def safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    return parts.geturl()
+
+
+class PostgresStore(RelayStore):
+    """The shared store of a relay cluster: one PostgreSQL database."""
+
+    def __init__(self, url: str) -> None:
+        """Connect and create the schema if needed; raise StoreError (a sentence) if impossible."""
+        self._url = url
+        self._conn: psycopg.Connection[Any] | None = None
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            conn.execute(_SCHEMA)  # type: ignore[arg-type]  # a constant, not user input
+
+    # connection handling
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+            try:
+                self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                self._conn = None
+                raise StoreError(
+                    f"Cannot connect to PostgreSQL at {safe_url(self._url)} "
+                    f"({_first_line(exc)}); check --database-url and that the database is up."
+                ) from exc
+        return self._conn
+
+    def _connection(self) -> _Using:
+        return _Using(self)
+
+    def _run(self, action: Callable[[psycopg.Connection[Any]], T]) -> T:
+        with self._connection() as conn:
+            return action(conn)
+
+    # technicians
+
+    def add_technician(self, name: str, now: float) -> tuple[Technician, str]:
+        name = name.strip()
+        if not name or len(name) > 100 or not name.isprintable():
+            raise ValueError("A technician name must be 1 to 100 printable characters.")
+        token, token_id, token_hash = new_token()
+        technician = Technician(id=uuid.uuid4().hex, name=name, created_at=now, disabled=False)
+        try:
+            self._run(
+                lambda c: c.execute(
+                    "INSERT INTO technicians (id, name, token_id, token_hash, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (technician.id, name, token_id, token_hash, now),
+                )
+            )
+        except StoreError as exc:
+            if isinstance(exc.__cause__, pg_errors.UniqueViolation):
+                raise TechnicianExists(name) from exc.__cause__
+            raise
+        return technician, token
+
+    def list_technicians(self) -> list[Technician]:
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT id, name, created_at, disabled FROM technicians ORDER BY created_at, name"
+            ).fetchall()
+        )
+        return [Technician(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def disable_technician(self, name: str) -> bool:
+        cursor = self._run(
+            lambda c: c.execute(
+                "UPDATE technicians SET disabled = TRUE WHERE name = %s AND NOT disabled",
+                (name.strip(),),
+            )
+        )
+        return cursor.rowcount == 1
+
+    def authenticate(self, token: str) -> Technician | None:
+        parsed = parse_token(token)
+        token_id, secret = parsed if parsed else ("", "")
+        row = self._run(
+            lambda c: c.execute(
+                "SELECT id, name, created_at, disabled, token_hash FROM technicians"
+                " WHERE token_id = %s",
+                (token_id,),
+            ).fetchone()
+        )
+        stored = row[4] if row else _DUMMY_HASH
+        matches = hmac.compare_digest(stored, hash_secret(secret))
+        if not row or not parsed or not matches or row[3]:
+            return None
+        return Technician(row[0], row[1], row[2], False)
+
+    # sessions
+
+    def create_session(
+        self, technician: Technician, ticket_id: str, ticket_url: str | None, now: float, ttl: float
+    ) -> SessionRecord:
+        session_id = uuid.uuid4().hex
+
+        def create(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_NAMEPLATE_LOCK,))
+                live = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT nameplate FROM sessions"
+                        " WHERE (state = 'waiting' AND expires_at > %s) OR state = 'paired'",
+                        (now,),
+                    )
+                ]
+                conn.execute(
+                    "INSERT INTO sessions (id, nameplate, ticket_id, ticket_url, technician_id,"
+                    " state, created_at, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s, 'waiting', %s, %s)",
+                    (
+                        session_id,
+                        choose_nameplate(live),
+                        ticket_id,
+                        ticket_url,
+                        technician.id,
+                        now,
+                        now + ttl,
+                    ),
+                )
+
+        self._run(create)
+        record = self.get_session(session_id)
+        if record is None:  # pragma: no cover - the row was just committed
+            raise StoreError("The new session vanished from the database; check the database.")
+        return record
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        row = self._run(
+            lambda c: c.execute(f"{_SELECT_SESSION} WHERE s.id = %s", (session_id,)).fetchone()
+        )
+        return _session(row) if row else None
+
+    def find_by_nameplate(self, nameplate: str) -> SessionRecord | None:
+        row = self._run(
+            lambda c: c.execute(
+                f"{_SELECT_SESSION} WHERE s.nameplate = %s"
+                " ORDER BY s.created_at DESC, s.seq DESC LIMIT 1",
+                (nameplate,),
+            ).fetchone()
+        )
+        return _session(row) if row else None
+
+    def list_sessions(
+        self, technician_id: str, ticket_id: str | None = None, limit: int = 100
+    ) -> list[SessionRecord]:
+        query = f"{_SELECT_SESSION} WHERE s.technician_id = %s"
+        params: list[object] = [technician_id]
+        if ticket_id is not None:
+            query += " AND s.ticket_id = %s"
+            params.append(ticket_id)
+        query += " ORDER BY s.created_at DESC, s.seq DESC LIMIT %s"
+        params.append(limit)
+        rows = self._run(lambda c: c.execute(query, params).fetchall())  # type: ignore[arg-type]
+        return [_session(row) for row in rows]
+
+    def count_agent_claim(self, session_id: str) -> int:
+        row = self._run(
+            lambda c: c.execute(
+                "UPDATE sessions SET agent_claims = agent_claims + 1 WHERE id = %s"
+                " RETURNING agent_claims",
+                (session_id,),
+            ).fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def mark_paired(self, session_id: str, now: float) -> bool:
+        cursor = self._run(
+            lambda c: c.execute(
+                "UPDATE sessions SET state = 'paired', paired_at = %s"
+                " WHERE id = %s AND state = 'waiting'",
+                (now, session_id),
+            )
+        )
+        return cursor.rowcount == 1
+
+    def finish_session(
+        self,
+        session_id: str,
+        state: SessionState,
+        now: float,
+        reason: str,
+        bytes_agent_to_tech: int = 0,
+        bytes_tech_to_agent: int = 0,
+    ) -> bool:
+        if not state.finished:
+            raise ValueError(f"{state} is not a finished state")
+        cursor = self._run(
+            lambda c: c.execute(
+                "UPDATE sessions SET state = %s, ended_at = %s, end_reason = %s,"
+                " bytes_agent_to_tech = bytes_agent_to_tech + %s,"
+                " bytes_tech_to_agent = bytes_tech_to_agent + %s"
+                " WHERE id = %s AND state IN ('waiting', 'paired')",
+                (
+                    str(state),
+                    now,
+                    reason,
+                    bytes_agent_to_tech,
+                    bytes_tech_to_agent,
+                    session_id,
+                ),
+            )
+        )
+        return cursor.rowcount == 1
+
+    def add_byte_counts(
+        self, session_id: str, bytes_agent_to_tech: int, bytes_tech_to_agent: int
+    ) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE sessions SET bytes_agent_to_tech = bytes_agent_to_tech + %s,"
+                " bytes_tech_to_agent = bytes_tech_to_agent + %s WHERE id = %s",
+                (bytes_agent_to_tech, bytes_tech_to_agent, session_id),
+            )
+        )
+
+    def expire_sessions(self, now: float) -> int:
+        cursor = self._run(
+            lambda c: c.execute(
+                "UPDATE sessions SET state = 'expired', ended_at = expires_at,"
+                " end_reason = 'nobody joined before the code expired'"
+                " WHERE state = 'waiting' AND expires_at <= %s",
+                (now,),
+            )
+        )
+        return cursor.rowcount
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class _Using:
+    """``with store._connection() as conn``: database errors become StoreError sentences."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> psycopg.Connection[Any]:
+        return self._store._connect()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        if isinstance(exc, psycopg.Error):
+            if isinstance(exc, pg_errors.UniqueViolation):
+                raise StoreError(_first_line(exc)) from exc
+            raise StoreError(
+                f"The PostgreSQL database refused an operation ({_first_line(exc)}); "
+                "check that it is up and reachable, then try again."
+            ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+
+
+def _session(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id=row[0],
+        nameplate=row[1],
+        ticket_id=row[2],
+        ticket_url=row[3],
+        technician_id=row[4],
+        technician_name=row[5],
+        state=SessionState(row[6]),
+        created_at=row[7],
+        expires_at=row[8],
+        paired_at=row[9],
+        ended_at=row[10],
+        end_reason=row[11],
+        bytes_agent_to_tech=row[12],
+        bytes_tech_to_agent=row[13],
+    )
