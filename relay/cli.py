@@ -203,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         "listening on every interface)",
     )
     serve.add_argument(
+        "--node-timeout",
+        type=_positive_seconds,
+        default=_env("PUENTE_NODE_TIMEOUT", "6"),
+        metavar="S",
+        help="with --redis: a node silent for S seconds counts as lost; its waiting sessions "
+        "move to other nodes and its paired ones are recorded as ended (env "
+        "PUENTE_NODE_TIMEOUT; default 6)",
+    )
+    serve.add_argument(
         "--log-level",
         default=_env("PUENTE_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -308,6 +317,8 @@ def _serve(args: argparse.Namespace) -> int:
         database_url=args.database_url or None,
         redis_url=args.redis or None,
         node_url=args.node_url or None,
+        cluster_heartbeat_ttl=args.node_timeout,
+        cluster_heartbeat_interval=args.node_timeout / 3,
     )
     return asyncio.run(_run(config))
 

@@ -9,9 +9,15 @@ nothing but the load balancer's address, and no load-balancer affinity is needed
 Rules::
 
     membership   a node writes node:<id> = its node URL, expiring after
-                 heartbeat_ttl, refreshed every heartbeat_interval. A node whose
-                 key lapsed (crashed, partitioned) or that deleted it (draining,
-                 stopping) is not a member: nothing is routed to it.
+                 heartbeat_ttl, refreshed every heartbeat_interval, and lists its id
+                 in the set ``nodes``. A draining node writes "draining" instead of
+                 its URL: still alive, but nothing new is routed to it. A node whose
+                 key lapsed (crashed, partitioned) or that deleted it (stopped) is
+                 not a member.
+    lost nodes   a node lists its paired sessions in sessions:<id>. Every node
+                 checks the member list each heartbeat_ttl; the sessions of a node
+                 whose key lapsed are recorded as ended in the store ("the relay
+                 node holding the session was lost"), once, by whoever sees it first.
     ownership    owner:<session id> = node id, set by the first claim of a waiting
                  session, for the nameplate's remaining life (one atomic script:
                  keep a live owner, else take it). Claims of unknown, expired or
@@ -71,6 +77,10 @@ logger = logging.getLogger("relay.cluster")
 PREFIX = "puente:"
 SECRET_KEY = PREFIX + "cluster-secret"
 CONTROL_CHANNEL = PREFIX + "control"
+NODES_KEY = PREFIX + "nodes"
+
+#: What a draining node writes instead of its URL.
+DRAINING = "draining"
 
 #: Headers of a node-to-node hop.
 NODE_HEADER = "X-Puente-Node"
@@ -83,7 +93,7 @@ _OWNER_SCRIPT = """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then
   local url = redis.call('GET', ARGV[3] .. owner)
-  if url then return {owner, url} end
+  if url and url ~= 'draining' then return {owner, url} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {ARGV[1], ''}
@@ -99,10 +109,16 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
 return 1
 """
 
-# Delete a node key only if it still holds this node's URL (another incarnation may own it).
-_LEAVE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# Claim a lost node's session list once: rename it away so only one janitor gets it.
+# KEYS[1] node key, KEYS[2] its sessions set, KEYS[3] the janitor's scratch key.
+_CLAIM_LOST_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+redis.call('SREM', ARGV[1], ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
+redis.call('RENAME', KEYS[2], KEYS[3])
+local ids = redis.call('SMEMBERS', KEYS[3])
+redis.call('DEL', KEYS[3])
+return ids
 """
 
 
@@ -123,6 +139,7 @@ class ClusterNode:
         node_url: str,
         *,
         on_end: Callable[[str, str], object],
+        on_lost: Callable[[list[str]], object],
         heartbeat_interval: float = 2.0,
         heartbeat_ttl: float = 6.0,
         joins_per_ip_per_minute: int = 20,
@@ -142,15 +159,17 @@ class ClusterNode:
             redis_url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=10
         )
         self._on_end = on_end
+        self._on_lost = on_lost
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_ttl_ms = int(heartbeat_ttl * 1000)
         self._joins_limit = joins_per_ip_per_minute
         self._connect_settings = connect_settings or {}
         self._owner_script = self._redis.register_script(_OWNER_SCRIPT)
         self._join_script = self._redis.register_script(_JOIN_SCRIPT)
-        self._leave_script = self._redis.register_script(_LEAVE_SCRIPT)
+        self._claim_lost_script = self._redis.register_script(_CLAIM_LOST_SCRIPT)
         self._secret = ""
         self._member = False
+        self._draining = False
         self._tasks: list[asyncio.Task[None]] = []
         self._join_ids = 0
         #: Connections this node currently passes on to other nodes.
@@ -174,29 +193,45 @@ class ClusterNode:
             ) from exc
         self._secret = secret.decode() if isinstance(secret, bytes) else str(secret)
         await self._heartbeat_once()
+        await self._redis.sadd(NODES_KEY, self.node_id)
         self._member = True
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="puente-cluster-heartbeat"),
             asyncio.create_task(self._control_loop(), name="puente-cluster-control"),
+            asyncio.create_task(self._janitor_loop(), name="puente-cluster-janitor"),
         ]
         logger.info("joined cluster node=%s url=%s", self.node_id, self.node_url)
 
-    async def leave(self) -> None:
-        """Stop being routed to (draining): delete the heartbeat; control messages still arrive."""
-        if not self._member:
-            return
-        self._member = False
+    async def drain(self) -> None:
+        """Stay alive but take nothing new: waiting sessions' next claims go elsewhere."""
+        self._draining = True
         with contextlib.suppress(Exception):
-            await self._leave_script(keys=[self._node_key(self.node_id)], args=[self.node_url])
-        logger.info("left cluster node=%s", self.node_id)
+            await self._heartbeat_once()
+        logger.info("draining: no new sessions routed to node=%s", self.node_id)
 
     async def close(self) -> None:
-        """Leave the cluster and close the Redis connections."""
-        await self.leave()
+        """Leave the cluster (its sessions were finished by the relay) and close Redis."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._member:
+            self._member = False
+            with contextlib.suppress(Exception):
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(self._node_key(self.node_id), self._sessions_key(self.node_id))
+                    pipe.srem(NODES_KEY, self.node_id)
+                    await pipe.execute()
+            logger.info("left cluster node=%s", self.node_id)
         await self._redis.aclose()
+
+    async def track(self, session_id: str) -> None:
+        """Note a paired session held here (so it is cleaned up if this node is lost)."""
+        with contextlib.suppress(Exception):
+            await self._redis.sadd(self._sessions_key(self.node_id), session_id)
+
+    async def untrack(self, session_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._redis.srem(self._sessions_key(self.node_id), session_id)
 
     # ------------------------------------------------------------------
     # Routing
@@ -300,20 +335,48 @@ class ClusterNode:
     def _node_key(self, node_id: str) -> str:
         return f"{PREFIX}node:{node_id}"
 
+    def _sessions_key(self, node_id: str) -> str:
+        return f"{PREFIX}sessions:{node_id}"
+
     async def _heartbeat_once(self) -> None:
-        await self._redis.set(
-            self._node_key(self.node_id), self.node_url, px=self._heartbeat_ttl_ms
-        )
+        value = DRAINING if self._draining else self.node_url
+        await self._redis.set(self._node_key(self.node_id), value, px=self._heartbeat_ttl_ms)
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_interval)
-            if not self._member:
-                continue
             try:
                 await self._heartbeat_once()
             except Exception as exc:
                 logger.warning("cluster heartbeat failed (%s); retrying", exc)
+
+    async def _janitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_ttl_ms / 1000)
+            try:
+                await self.collect_lost_nodes()
+            except Exception as exc:
+                logger.warning("checking for lost nodes failed (%s); retrying", exc)
+
+    async def collect_lost_nodes(self) -> None:
+        """Hand the sessions of nodes whose heartbeat lapsed to ``on_lost``, once each."""
+        for raw in await self._redis.smembers(NODES_KEY):
+            node_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if node_id == self.node_id:
+                continue
+            ids = await self._claim_lost_script(
+                keys=[
+                    self._node_key(node_id),
+                    self._sessions_key(node_id),
+                    f"{PREFIX}lost:{node_id}:{self.node_id}",
+                ],
+                args=[NODES_KEY, node_id],
+            )
+            sessions = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+            if sessions or not await self._redis.exists(self._node_key(node_id)):
+                logger.warning("node lost node=%s sessions=%d", node_id, len(sessions))
+            if sessions:
+                self._on_lost(sessions)
 
     async def _control_loop(self) -> None:
         while True:

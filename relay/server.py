@@ -278,6 +278,7 @@ class RelayServer:
             redis_url,
             node_url,
             on_end=self._end_live_session,
+            on_lost=self._sessions_lost,
             heartbeat_interval=config.cluster_heartbeat_interval,
             heartbeat_ttl=config.cluster_heartbeat_ttl,
             joins_per_ip_per_minute=config.joins_per_ip_per_minute,
@@ -311,7 +312,7 @@ class RelayServer:
         self._draining = True
         logger.info("relay draining for up to %.0f s", timeout)
         if self._cluster is not None:
-            await self._cluster.leave()
+            await self._cluster.drain()
         goodbye = envelope.error(ErrorCode.SHUTDOWN)
         for live in list(self._live.values()):
             if not live.paired:
@@ -380,6 +381,13 @@ class RelayServer:
             logger.info("session finished session=%s state=ended why=%s", session_id, reason)
         if self._cluster is not None:
             self._spawn(self._cluster.publish_end(session_id, reason))
+
+    def _sessions_lost(self, session_ids: list[str]) -> None:
+        """Record the paired sessions of a lost cluster node as ended."""
+        why = "the relay node holding the session was lost"
+        for session_id in session_ids:
+            if self.store.finish_session(session_id, SessionState.ENDED, self._clock(), why):
+                logger.info("session finished session=%s state=ended why=%s", session_id, why)
 
     def _end_live_session(self, session_id: str, reason: str) -> bool:
         """End a session whose connections are here; False if they are not."""
@@ -674,6 +682,8 @@ class RelayServer:
         live.paired = True
         live.last_activity = now
         self.store.mark_paired(live.record.id, now)
+        if self._cluster is not None:
+            self._spawn(self._cluster.track(live.record.id))
         record = live.record
         logger.info(
             "session paired session=%s nameplate=%s ticket=%s",
@@ -804,6 +814,8 @@ class RelayServer:
         a2t, t2a = live.sent[Role.AGENT], live.sent[Role.TECHNICIAN]
         if state is SessionState.FAILED:
             self.metrics.pairings_failed.inc()
+        if self._cluster is not None and live.paired:
+            self._spawn(self._cluster.untrack(record.id))
         if state is not None:
             stored_reason = f"{reason}: {detail}" if detail else reason
             if not self.store.finish_session(
