@@ -159,6 +159,10 @@ class Multiplexer:
         """The application handled ``nbytes`` of ``channel``: give the peer credit back."""
         if nbytes < 0:
             raise LocalProtocolError("cannot consume a negative amount")
+        # Returning credit for bytes never received would make the peer end the session
+        # for over-granting (or overflow the 4-byte CREDIT field): the bug is here.
+        if self._recv_allowance[channel] + self._to_grant[channel] + nbytes > self._initial_credit:
+            raise LocalProtocolError(f"consumed more on {Channel(channel).name} than was received")
         self._to_grant[channel] += nbytes
         # Batch grants so credit frames stay rare, but never hold back a whole window.
         if self._to_grant[channel] >= min(self._initial_credit // 4, 64 * 1024) or (
