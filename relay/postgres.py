@@ -116,7 +116,7 @@ class PostgresStore(RelayStore):
         self._conn: psycopg.Connection[Any] | None = None
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            conn.execute(_SCHEMA)  # type: ignore[arg-type]  # a constant, not user input
+            conn.execute(_SCHEMA)  # a constant, not user input
 
     # connection handling
 
@@ -261,7 +261,7 @@ class PostgresStore(RelayStore):
             params.append(ticket_id)
         query += " ORDER BY s.created_at DESC, s.seq DESC LIMIT %s"
         params.append(limit)
-        rows = self._run(lambda c: c.execute(query, params).fetchall())  # type: ignore[arg-type]
+        rows = self._run(lambda c: c.execute(query, params).fetchall())
         return [_session(row) for row in rows]
 
     def count_agent_claim(self, session_id: str) -> int:

@@ -157,7 +157,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     if user is not None:
         for path in (base, socket_dir):
             os.chown(path, user.pw_uid, user.pw_gid)
-    run_as = {"user": user.pw_uid, "group": user.pw_gid} if user else {}
+    uid, gid = (user.pw_uid, user.pw_gid) if user else (None, None)
     env = {**os.environ, "LC_ALL": "C.UTF-8"}
     subprocess.run(
         [initdb, "-D", str(data_dir), "-U", "puente", "--auth=trust", "-E", "UTF8", "--no-sync"],
@@ -165,7 +165,8 @@ def postgres_server() -> Iterator[PostgresServer]:
         capture_output=True,
         env=env,
         timeout=scaled(60),
-        **run_as,  # type: ignore[arg-type]
+        user=uid,
+        group=gid,
     )
     port = spare_port()
     proc = subprocess.Popen(
@@ -187,7 +188,8 @@ def postgres_server() -> Iterator[PostgresServer]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
-        **run_as,  # type: ignore[arg-type]
+        user=uid,
+        group=gid,
     )
     try:
         wait_for_port(port, 30)
