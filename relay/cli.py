@@ -69,6 +69,12 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
@@ -203,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
         "listening on every interface)",
     )
     serve.add_argument(
+        "--max-connections",
+        type=_count,
+        default=_env("PUENTE_MAX_CONNECTIONS", "10000"),
+        metavar="N",
+        help="WebSocket connections this process accepts at once, two per session; more are "
+        "refused with 503. Keep it under the open-file limit (ulimit -n) "
+        "(env PUENTE_MAX_CONNECTIONS; default 10000)",
+    )
+    serve.add_argument(
         "--node-timeout",
         type=_positive_seconds,
         default=_env("PUENTE_NODE_TIMEOUT", "6"),
@@ -317,6 +332,7 @@ def _serve(args: argparse.Namespace) -> int:
         database_url=args.database_url or None,
         redis_url=args.redis or None,
         node_url=args.node_url or None,
+        max_connections=args.max_connections,
         cluster_heartbeat_ttl=args.node_timeout,
         cluster_heartbeat_interval=args.node_timeout / 3,
     )
