@@ -868,9 +868,10 @@ def command_churn(args: argparse.Namespace) -> int:
         totals = {i: {"sessions": 0, "errors": 0} for i in range(workers)}
         while any(p.is_alive() for p in pool.procs):
             for i, pipe in enumerate(pool.pipes):
-                while pipe.poll(0):
-                    kind, value = pipe.recv()
-                    totals[i] = value
+                with contextlib.suppress(EOFError):  # a worker that finished
+                    while pipe.poll(0):
+                        kind, value = pipe.recv()
+                        totals[i] = value
             now = time.monotonic()
             samples.append((now - start, relays.rss()))
             if now - last_print >= 30:
@@ -883,10 +884,13 @@ def command_churn(args: argparse.Namespace) -> int:
                 )
             time.sleep(2)
         for i, pipe in enumerate(pool.pipes):
-            while pipe.poll(0):
-                kind, value = pipe.recv()
-                totals[i] = value
+            with contextlib.suppress(EOFError):
+                while pipe.poll(0):
+                    kind, value = pipe.recv()
+                    totals[i] = value
         pool.join()
+        if any(p.exitcode for p in pool.procs):
+            raise RuntimeError("a load generator failed; see its traceback above")
     finally:
         relays.close()
     done = sum(t["sessions"] for t in totals.values())
