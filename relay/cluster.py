@@ -193,7 +193,6 @@ class ClusterNode:
             ) from exc
         self._secret = secret.decode() if isinstance(secret, bytes) else str(secret)
         await self._heartbeat_once()
-        await self._redis.sadd(NODES_KEY, self.node_id)
         self._member = True
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="puente-cluster-heartbeat"),
@@ -340,7 +339,12 @@ class ClusterNode:
 
     async def _heartbeat_once(self) -> None:
         value = DRAINING if self._draining else self.node_url
-        await self._redis.set(self._node_key(self.node_id), value, px=self._heartbeat_ttl_ms)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._node_key(self.node_id), value, px=self._heartbeat_ttl_ms)
+            # Listed again each time: a node that stalled past its timeout and was
+            # collected as lost becomes a member again when it recovers.
+            pipe.sadd(NODES_KEY, self.node_id)
+            await pipe.execute()
 
     async def _heartbeat_loop(self) -> None:
         while True:
