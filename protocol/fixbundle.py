@@ -454,8 +454,8 @@ def make_bundle(
     return (json.dumps(document, indent=1) + "\n").encode("utf-8")
 
 
-def read_bundle(data: bytes) -> Bundle:
-    """Decode a bundle without verifying it. Raises :class:`MalformedDocument`."""
+def _decode(data: bytes) -> tuple[bytes, bytes, bytes | None, dict[str, Any] | None, bytes | None]:
+    """The raw parts of a bundle: manifest, script, undo, statement, signature."""
     if len(data) > MAX_BUNDLE_SIZE:
         raise MalformedDocument(f"This fix bundle is larger than {MAX_BUNDLE_SIZE} bytes.")
     document = load_json_document(data, "fix bundle", max_size=MAX_BUNDLE_SIZE)
@@ -475,6 +475,12 @@ def read_bundle(data: bytes) -> Bundle:
         signature = b64decode(document.get("signature"), "The bundle's signature")
         if len(signature) != 64:
             raise MalformedDocument("The fix bundle's signature is not an Ed25519 signature.")
+    return manifest_bytes, script, undo, statement, signature
+
+
+def read_bundle(data: bytes) -> Bundle:
+    """Decode a bundle without verifying it. Raises :class:`MalformedDocument`."""
+    manifest_bytes, script, undo, statement, signature = _decode(data)
     return Bundle(
         manifest_bytes, script, undo, parse_manifest(manifest_bytes), statement, signature
     )
@@ -489,17 +495,22 @@ def verify_bundle(
     :class:`NotSigned`, :class:`ForeignSigner`, :class:`SignatureMismatch`,
     :class:`Expired`, :class:`NotYetValid`, :class:`WrongPlatform`.
     """
+    # Integrity first: nothing of the manifest is parsed until its bytes are vouched for.
     try:
-        bundle = read_bundle(data)
+        manifest_bytes, script, undo, statement, signature = _decode(data)
     except MalformedDocument as exc:
         raise MalformedDocument(f"The fix is not a valid bundle: {exc}") from None
-    title = f"The fix {bundle.manifest.id!r}"
-    if bundle.statement is None or bundle.signature is None:
+    claimed_id = (statement or {}).get("fix_id")
+    title = f"The fix {claimed_id!r}" if isinstance(claimed_id, str) else "The fix"
+    if statement is None or signature is None:
+        try:  # only to name it in the refusal; an unsigned manifest decides nothing
+            title = f"The fix {parse_manifest(manifest_bytes).id!r}"
+        except MalformedDocument:
+            pass
         raise NotSigned(
             f"{title} is not signed. This computer only runs fixes signed by its "
             "organisation; sign it with 'puente-tech fix sign'."
         )
-    statement = bundle.statement
     trusted = key_id(organisation_key)
     signer = statement.get("organisation_key")
     if signer != trusted:
@@ -513,21 +524,24 @@ def verify_bundle(
     except MalformedDocument:
         raise SignatureMismatch(f"{title} has a malformed signed statement.") from None
     if statement.get("format") != STATEMENT_FORMAT or not verify_signature(
-        organisation_key, bundle.signature, FIX_LABEL + signed
+        organisation_key, signature, FIX_LABEL + signed
     ):
         raise SignatureMismatch(
             f"{title} does not carry a valid signature of this computer's organisation; "
             "it was altered after signing, or forged."
         )
-    if statement.get("manifest_sha256") != _sha256(bundle.manifest_bytes):
+    if statement.get("manifest_sha256") != _sha256(manifest_bytes):
         raise SignatureMismatch(f"{title} was changed after it was signed (its manifest differs).")
-    if statement.get("script_sha256") != _sha256(bundle.script):
+    if statement.get("script_sha256") != _sha256(script):
         raise SignatureMismatch(f"{title} was changed after it was signed (its script differs).")
-    if statement.get("undo_sha256") != _sha256(bundle.undo):
+    if statement.get("undo_sha256") != _sha256(undo):
         raise SignatureMismatch(
             f"{title} was changed after it was signed (its undo script differs)."
         )
-    manifest = bundle.manifest
+    try:
+        manifest = parse_manifest(manifest_bytes)
+    except MalformedDocument as exc:
+        raise MalformedDocument(f"{title} was signed with an invalid manifest: {exc}") from None
     if statement.get("fix_id") != manifest.id or statement.get("version") != manifest.version:
         raise SignatureMismatch(f"{title}'s signed statement names another fix.")
     signed_at, expires_at = statement.get("signed_at"), statement.get("expires_at")
@@ -548,13 +562,13 @@ def verify_bundle(
     organisation = statement.get("organisation")
     return VerifiedFix(
         manifest=manifest,
-        script=bundle.script,
-        undo=bundle.undo,
+        script=script,
+        undo=undo,
         organisation=organisation if isinstance(organisation, str) else "",
         organisation_key=trusted,
         signed_at=signed_at,
         expires_at=expires_at,
-        script_sha256=_sha256(bundle.script),
+        script_sha256=_sha256(script),
     )
 
 

@@ -302,7 +302,7 @@ def org_certify(args: argparse.Namespace, out: Output) -> int:
         f"{certificate.serial}, valid until {iso_date(certificate.not_after)}"
     )
     fields = {
-        "name": certificate.name,
+        "technician": certificate.name,
         "organisation": certificate.organisation,
         "serial": certificate.serial,
         "not_after": certificate.not_after,
@@ -332,7 +332,7 @@ def org_show(args: argparse.Namespace, out: Output) -> int:
         f"  valid {iso_date(certificate.not_before)} to {iso_date(certificate.not_after)}\n"
         f"  organisation key {short_key_id(certificate.organisation_key)} "
         "(not verified here; agents verify it)",
-        name=certificate.name,
+        technician=certificate.name,
         organisation=certificate.organisation,
         serial=certificate.serial,
         not_before=certificate.not_before,
