@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from protocol.identity import issue_certificate, parse_certificate
 from relay.client import SessionLost
 from technician.client import RelayAPI, TechnicianSession
 from technician.credentials import TechnicianCredentials, read_private_key
+from technician.fixlib import sign_fix_directory
 from tests.conftest import RelayProcess, scaled
 from tests.customer import Process, ScriptedCustomer
 from tests.trust_fixtures import (
@@ -37,6 +40,8 @@ from tests.trust_fixtures import (
     tech_cli,
     write_fix,
 )
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples" / "fixes"
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the test fixes are sh scripts")
 
@@ -73,6 +78,10 @@ def library(acme: Organisation, tmp_path_factory: pytest.TempPathFactory) -> Pat
     secret = acme.secret()
     acme.sign(secret, ECHO_ARGS, library / "echo-args.puentefix")
     acme.sign(secret, MARKER, library / "marker.puentefix")
+    now = int(time.time())
+    for variant in ("unix", "windows"):  # the console picks the customer's platform
+        bundle = sign_fix_directory(EXAMPLES / "disk-cleanup" / variant, secret, 2, now)
+        (library / f"disk-cleanup-{variant}.puentefix").write_bytes(bundle)
     return library
 
 
@@ -107,10 +116,19 @@ def console(
 
 
 def customer_env(tmp_path: Path) -> dict[str, str]:
+    """A customer's own HOME (and cache, data and temporary folders inside it), so no
+    fix in a test can touch the real ones."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     (home / "canary.txt").write_text("still here")
-    return {"HOME": str(home), "XDG_STATE_HOME": str(tmp_path / "state")}
+    (home / "tmp").mkdir(exist_ok=True)
+    return {
+        "HOME": str(home),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "TMPDIR": str(home / "tmp"),
+    }
 
 
 # Acceptance 1 and 3 (positive): a verified technician runs a signed fix ------------------
@@ -195,7 +213,7 @@ def test_parameter_reaches_script_literally(
     tech.expect(r"^ok fix: echo-args 1\.0\.0 finished with exit status 0")
     pwned = tmp_path / "pwned"
     # Console words are shell-like: this sends  $(touch …) `touch …` " '  as the value.
-    tech.send(f"fix echo-args \"text=$(touch {pwned}) `touch {pwned}` \\\" '\"")
+    tech.send(f'fix echo-args "text=$(touch {pwned}) `touch {pwned}` \\" \'"')
     tech.expect(r"^ok fix: echo-args 1\.0\.0 finished with exit status 0")
     tech.send("end")
     assert tech.wait() == 0, tech.output + tech.stderr
@@ -437,3 +455,102 @@ def test_pinned_agent_refuses_expired_or_copied_certificate(
     with pytest.raises(SessionLost, match="The customer's agent ended the session: .*" + reason):
         asyncio.run(asyncio.wait_for(technician(), scaled(30)))
     assert_refused(customer, reason)
+
+
+# The starter disk clean-up: triage suggests it, preview, second consent, past cases -------
+
+
+def test_triage_then_disk_cleanup_with_preview(
+    relay_process: RelayProcess,
+    acme: Organisation,
+    ana: tuple[Path, Path],
+    library: Path,
+    tmp_path: Path,
+) -> None:
+    env = customer_env(tmp_path)
+    home = Path(env["HOME"])
+    cache = home / ".cache" / "browser"
+    cache.mkdir(parents=True)
+    (cache / "blob").write_bytes(b"x" * 200_000)
+    trash = home / ".local" / "share" / "Trash" / "files"
+    trash.mkdir(parents=True)
+    (trash / "old.doc").write_bytes(b"y" * 100_000)
+    (home / "Documents").mkdir()
+    (home / "Documents" / "thesis.txt").write_text("keep me")
+    two_days_ago = time.time() - 2 * 86400
+    for path in (cache / "blob", trash / "old.doc"):
+        os.utime(path, (two_days_ago, two_days_ago))
+    snapshot = tmp_path / "full.json"
+    snapshot.write_text(
+        json.dumps(
+            {
+                "os": {"system": "Linux"},
+                "disks": [
+                    {
+                        "mountpoint": "/",
+                        "fstype": "ext4",
+                        "total": 64 * 2**30,
+                        "used": 63 * 2**30,
+                        "free": 2**30,
+                        "percent": 98.4,
+                    }
+                ],
+            }
+        )
+    )
+    outcomes = tmp_path / "outcomes.sqlite3"
+    token = relay_process.add_technician()
+    tech, code = console(
+        relay_process, token, "--fixes", str(library), credentials=ana, outcomes=outcomes
+    )
+    customer = ScriptedCustomer(
+        relay_process.ws_url,
+        code,
+        tmp_path / "logs",
+        answers={
+            "Fix: Free disk space": ["script", "y"],
+            "Fix: Free disk space, now that you have seen the preview": "y",
+        },
+        extra=["--org-key", str(acme.public)],
+        env=env,
+    )
+    tech.expect(r"Check code")
+    tech.send(f"triage {snapshot}")
+    tech.expect(r"^      suggested 1: fix disk-cleanup   \(no past cases\)$")
+    tech.expect(r"^ok triage: 1 problem\(s\): disk-nearly-full \(high\)$")
+    tech.send("fix disk-cleanup")
+    tech.expect(r"^  preview stdout\| would delete 196 KiB of files in .*/\.cache$")
+    tech.expect(r"^  stdout\| deleted 196 KiB of files in .*/\.cache$")
+    tech.expect(r"^ok fix: disk-cleanup 1\.0\.0 finished with exit status 0")
+    tech.send("end")
+    assert tech.wait() == 0, tech.output + tech.stderr
+    assert customer.wait() == 0
+
+    # The customer read the script, saw the preview, then allowed the real run.
+    assert customer.questions == [
+        "Fix: Free disk space",
+        "Fix: Free disk space",
+        "Fix: Free disk space, now that you have seen the preview",
+    ]
+    assert "   1 | #!/bin/sh" in customer.lines
+    assert (
+        "It first shows you what it would change, and asks you again before changing anything."
+        in customer.output
+    )
+    preview = customer.lines.index("Free disk space (preview) finished: exit status 0.")
+    second = customer.lines.index(
+        "Allow Fix: Free disk space, now that you have seen the preview? Type y for yes or n for no, then Enter:"
+    )
+    assert preview < second
+    assert not (cache / "blob").exists() and not (trash / "old.doc").exists()
+    assert (home / "Documents" / "thesis.txt").read_text() == "keep me"
+    assert (home / "canary.txt").exists()
+
+    # The run is a past case of this problem now; the next triage ranks with it.
+    with sqlite3.connect(outcomes) as db:
+        rows = db.execute(
+            "SELECT ticket_id, problem, fix_id, exit_status, solved FROM fix_outcomes"
+        ).fetchall()
+    assert rows == [("HD-77", "disk-nearly-full", "disk-cleanup", 0, 1)]
+    done = tech_cli("triage", str(snapshot), "--outcomes", str(outcomes), "--fixes", str(library))
+    assert "    suggested 1: fix disk-cleanup   (solved 1 of 1 past cases)" in done.stdout
