@@ -248,12 +248,8 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
     if op in ("<", "<=", ">", ">="):
         if not (_number(actual) and _number(expected)):
             return False
-        return {
-            "<": actual < expected,
-            "<=": actual <= expected,
-            ">": actual > expected,
-            ">=": actual >= expected,
-        }[op]
+        left, right = float(actual), float(expected)
+        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
     if op == "in":
         return isinstance(expected, list) and actual in expected
     if op == "not in":
