@@ -554,3 +554,39 @@ def test_triage_then_disk_cleanup_with_preview(
     assert rows == [("HD-77", "disk-nearly-full", "disk-cleanup", 0, 1)]
     done = tech_cli("triage", str(snapshot), "--outcomes", str(outcomes), "--fixes", str(library))
     assert "    suggested 1: fix disk-cleanup   (solved 1 of 1 past cases)" in done.stdout
+
+
+def test_customer_stop_kills_a_running_fix(
+    relay_process: RelayProcess,
+    acme: Organisation,
+    ana: tuple[Path, Path],
+    library: Path,
+    tmp_path: Path,
+) -> None:
+    token = relay_process.add_technician()
+    tech, code = console(relay_process, token, "--fixes", str(library), credentials=ana)
+    customer = ScriptedCustomer(
+        relay_process.ws_url,
+        code,
+        tmp_path / "logs",
+        answers={"Fix: Stream test": "y"},
+        after={r"^  \[stream-test\] started$": "stop fixes"},
+        extra=["--org-key", str(acme.public)],
+        env=customer_env(tmp_path),
+    )
+    tech.expect(r"Check code")
+    go = tmp_path / "go"
+    tech.send(f"fix stream-test go={go}")
+    tech.expect(r"^declined fix: The customer stopped fixes; nothing more was sent\.$")
+    go.write_text("go")  # had the script survived, it would print "done" now
+    time.sleep(0.5)
+    tech.send("status")
+    tech.expect(r"^ok status: allowed: nothing yet")
+    tech.send("end")
+    assert tech.wait() == 0
+    assert customer.wait() == 0
+    assert "  stdout| done" not in tech.lines
+    assert not (tmp_path / "go.after").exists()  # the script was killed, not left running
+    assert list((tmp_path / "state" / "puente" / "fix-runs").iterdir()) == []
+    [log] = (tmp_path / "logs").glob("session-*.log")
+    assert "Stopped before it finished: Fixes." in log.read_text()

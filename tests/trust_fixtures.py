@@ -39,6 +39,7 @@ max_length = 1000
 echo started
 n=0
 while [ ! -e "$PUENTE_PARAM_GO" ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n + 1)); done
+: > "$PUENTE_PARAM_GO.after"
 echo "a warning" >&2
 echo done
 exit 3
