@@ -165,3 +165,34 @@ def test_time_limit_stops_the_whole_process_group(
         or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
     )
     assert list((tmp_path / "state" / "puente" / "fix-runs").iterdir()) == []  # cleaned up
+
+
+def test_undo_runs_the_signed_undo_script(
+    acme: OrganisationSecret, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fix = tmp_path / "toggle"
+    fix.mkdir()
+    (fix / "manifest.toml").write_text(
+        'id = "toggle"\nversion = "1"\ntitle = "Toggle"\ndescription = "Sets a flag."\n'
+        'platforms = ["linux"]\ninterpreter = "sh"\nscript = "fix.sh"\nundo = "undo.sh"\n'
+        'timeout = 10\nneeds_admin = false\nrisk = "low"\n'
+    )
+    (fix / "fix.sh").write_text("echo on\n")
+    (fix / "undo.sh").write_text("echo off\n")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    bundle = sign_fix_directory(fix, acme, 1, int(time.time()))
+    trust = AgentTrust(organisation_key=acme.public_key, platform="linux")
+
+    async def main() -> list[tuple[str, str]]:
+        prepared = await prepare(RequestContext("undo", {"bundle": bundle}, trust))
+        lines: list[tuple[str, str]] = []
+
+        async def output(stream: str, line: str) -> None:
+            lines.append((stream, line))
+
+        await run_script(prepared.state, Authorization._mint("fixes"), output, undo=True)
+        return lines
+
+    assert asyncio.run(main()) == [("stdout", "off")]
+    with pytest.raises(RequestRefused, match="no undo script"):
+        run_fix(acme, EXAMPLES / "flush-dns" / "linux", {}, tmp_path, monkeypatch, action="undo")
