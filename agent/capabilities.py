@@ -17,7 +17,7 @@ time, and the handler gets the authorization for that run only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +97,7 @@ class CapabilityCall:
     notify: Callable[[str], None] | None = None
 
 
-Handler = Callable[[CapabilityCall], Awaitable[dict[str, Any]]]
+Handler = Callable[[CapabilityCall], Coroutine[Any, Any, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
