@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import AgentError
+from .errors import RequestRefused
 
 if TYPE_CHECKING:
     from relay.client import Link
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
     from .trust import AgentTrust
 
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class RequestRefused(AgentError):
-    """``prepare`` refused a request before anything ran; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +65,9 @@ class RequestContext:
 
 
 Preparer = Callable[[RequestContext], Awaitable[PreparedRequest]]
+
+#: Raised by ``prepare`` (defined in :mod:`agent.errors`, offered here for capabilities).
+__all__ = ["RequestRefused"]
 
 
 @dataclass

@@ -22,8 +22,9 @@ from relay.client import Link, LinkError
 
 from .audit import AgentLog
 from .capabilities import default_registry
+from .errors import TrustSetupError
 from .session import AgentSession
-from .trust import AgentTrust, TrustSetupError, fetch_revocations, load_pinned_key
+from .trust import AgentTrust, fetch_revocations, load_pinned_key
 from .ui import ConsoleUI
 
 DESCRIPTION = """\

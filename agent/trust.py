@@ -42,12 +42,10 @@ from protocol.identity import (
 )
 from relay.client import http_url
 
+from .errors import TrustSetupError
+
 #: How long the agent waits for the relay to hand over the revocation list.
 FETCH_TIMEOUT = 15.0
-
-
-class TrustSetupError(Exception):
-    """The pinned key or the revocation list could not be loaded; the agent must not start."""
 
 
 def current_platform() -> str:

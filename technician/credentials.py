@@ -36,12 +36,12 @@ from protocol.identity import (
     sign_transcript,
 )
 
+from .errors import (
+    CredentialsError as CredentialsError,  # raised here; the tree is in technician.errors
+)
+
 PASSPHRASE_VARIABLE = "PUENTE_ORG_PASSPHRASE"
 MIN_PASSPHRASE = 12
-
-
-class CredentialsError(Exception):
-    """A key, certificate or passphrase could not be used; the message says what to do."""
 
 
 def write_new_file(path: Path, data: bytes, mode: int) -> None:

@@ -21,12 +21,12 @@ from protocol.errors import TrustError
 from protocol.fixbundle import Bundle, make_bundle, parse_manifest, read_bundle, verify_bundle
 from protocol.identity import OrganisationSecret
 
+from .errors import (
+    FixLibraryError as FixLibraryError,  # raised here; the tree is in technician.errors
+)
+
 BUNDLE_SUFFIX = ".puentefix"
 MANIFEST_NAME = "manifest.toml"
-
-
-class FixLibraryError(Exception):
-    """A fix directory, bundle or library entry could not be used; says what to do."""
 
 
 def read_fix_directory(directory: Path) -> tuple[bytes, bytes, bytes | None]:

@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import RuleError as RuleError  # raised here; the tree is in technician.errors
+
 RULES_DIR = Path(__file__).with_name("rules")
 SEVERITIES = ("low", "medium", "high", "critical")
 OPERATORS = (
@@ -44,10 +46,6 @@ _RULE_KEYS = {"problem", "title", "severity", "for_each", "when", "evidence", "a
 _PLACEHOLDER = re.compile(r"\{([^{}|]+)(?:\|(\w+))?\}")
 _MISSING = object()
 _LOOPBACK = {"lo", "lo0"}
-
-
-class RuleError(Exception):
-    """A rule file is not valid; the message names the file and the rule."""
 
 
 @dataclass(frozen=True)

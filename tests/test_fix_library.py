@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.capabilities import RequestContext, RequestRefused
+from agent.capabilities import RequestContext
 from agent.consent import Authorization
+from agent.errors import RequestRefused
 from agent.fixes import FixRequest, prepare, run_script
 from agent.trust import AgentTrust
 from protocol.identity import OrganisationSecret

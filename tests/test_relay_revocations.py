@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.trust import TrustSetupError, fetch_revocations
+from agent.errors import TrustSetupError
+from agent.trust import fetch_revocations
 from protocol.identity import OrganisationSecret, issue_revocation_list, key_id
 from relay.server import RelayConfig, RelayServer
 from relay.testing import add_technician, http_request
