@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,11 @@ def add_commands(commands: Any) -> None:
         "0600) and DIR/org.pub (the public key agents pin).",
     )
     init.add_argument("--out", required=True, type=Path, help="folder to create the keys in")
-    init.add_argument("--name", required=True, help="the organisation's name, shown to customers")
+    init.add_argument(
+        "--name",
+        help="the organisation's name, shown to customers (asked on a terminal; otherwise "
+        "the folder's name)",
+    )
 
     keygen = org_commands.add_parser(
         "keygen",
@@ -102,6 +107,9 @@ def add_commands(commands: Any) -> None:
     )
     certify.add_argument("--valid-days", required=True, type=int, help="days of validity")
     certify.add_argument("--out", type=Path, help="certificate file (default: print it)")
+    certify.add_argument(
+        "--organisation", help="organisation name in the certificate (default: the key's)"
+    )
 
     revoke = org_commands.add_parser(
         "revoke",
@@ -219,7 +227,13 @@ def run(args: argparse.Namespace, out: Output) -> int | None:
 
 
 def org_init(args: argparse.Namespace, out: Output) -> int:
-    name = check_organisation_name(args.name)
+    name = args.name
+    if name is None:
+        if sys.stdin.isatty():
+            name = input("Organisation name, as customers will see it: ")
+        else:
+            name = args.out.resolve().name
+    name = check_organisation_name(name)
     key_path, public_path = args.out / "org.key", args.out / "org.pub"
     for path in (key_path, public_path):
         if path.exists():
@@ -231,7 +245,7 @@ def org_init(args: argparse.Namespace, out: Output) -> int:
     write_new_file(public_path, public_key_pem(secret.public_key), 0o644)
     out.event(
         "org_key",
-        f"Organisation key for {name} written:\n"
+        f"Organisation key for {name} written (customers see this name; --name sets it):\n"
         f"  {key_path}  private, encrypted, mode 0600: keep it offline and backed up\n"
         f"  {public_path}  public: agents pin it with --org-key\n"
         f"  key id {short_key_id(secret.key_id)} (full: {secret.key_id})",
@@ -292,6 +306,8 @@ def org_certify(args: argparse.Namespace, out: Output) -> int:
     if args.out is not None and args.out.exists():
         raise CredentialsError(f"{args.out} already exists; nothing was overwritten.")
     secret = open_organisation_key(args.org_key)
+    if args.organisation:
+        secret = OrganisationSecret(check_organisation_name(args.organisation), secret.private_key)
     now = int(time.time())
     document = issue_certificate(
         secret, args.name, technician_key, now - 60, now + args.valid_days * 86400
