@@ -237,6 +237,15 @@ class AgentSession:
             self.audit.write(f"Refused before anything ran ({capability.title}): {exc}")
             await self._reply(request.request_id, ReplyStatus.REFUSED, message=str(exc))
             return
+        except Exception as exc:  # a bug in a check must still answer, and run nothing
+            log.warning("checking a %s request failed: %s", capability.name, exc)
+            self.audit.write(f"Could not check a request ({capability.title}): {exc}")
+            await self._reply(
+                request.request_id,
+                ReplyStatus.FAILED,
+                message=f"The agent could not check this request ({exc}); nothing ran.",
+            )
+            return
         try:
             auth = await self.gate.authorize_run(
                 _view(capability, prepared.prompt), prepared.prompt.detail
