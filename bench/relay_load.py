@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from relay.store import SQLiteStore  # noqa: E402
 
-RECORD = 16 * 1024  # the multiplexer's fragment size
+RECORD = 16 * 1024  # a screen update of a 1.4 Mb/s stream at about 11 frames per second
 INPUT_RECORD = 64
 INPUT_INTERVAL = 0.5
 WRITE_BACKLOG = 1 << 20  # an agent stops sending (and counts a skipped record) above this
@@ -207,7 +207,7 @@ class WsEnd(asyncio.Protocol):
                 sent = int.from_bytes(payload[:8], "big")
                 if masked:
                     sent ^= int.from_bytes(key * 2, "big")
-                if self.stats.measuring and length >= RECORD:
+                if self.stats.measuring and length > INPUT_RECORD:
                     self.stats.latencies_ns.append(time.monotonic_ns() - sent)
             return
         if masked:
@@ -279,8 +279,8 @@ class Streamer:
         self.pair = pair
         self.stats = stats
         self.body = body
-        self.header = _header(0x2, RECORD)
-        self.interval = RECORD / rate
+        self.header = _header(0x2, len(body) + 8)
+        self.interval = (len(body) + 8) / rate
         self.loop = asyncio.get_running_loop()
         self.running = True
         now = self.loop.time()
@@ -368,7 +368,7 @@ async def run_worker(spec: dict[str, Any], pipe: Connection) -> None:
     pipe.send(("paired", len(pairs)))
     streamers = []
     if spec["mode"] == "stream":
-        body = os.urandom(RECORD - 8)
+        body = os.urandom(spec["record"] - 8)
         count = len(pairs)
         streamers = [
             Streamer(p, spec["rate"], stats, body, (i + spec["offset"]) / (count * spec["workers"]))
@@ -660,6 +660,8 @@ def stream_run(args: argparse.Namespace, through_peer: bool) -> dict[str, Any]:
     relays: Relays | None = None
     socats: list[subprocess.Popen[bytes]] = []
     workers = worker_count(args.sessions, args.workers)
+    sessions: list[dict[str, Any]]
+    specs: list[dict[str, Any]]
     try:
         if through_peer:
             sessions = [{"source": source_address(i)} for i in range(args.sessions)]
@@ -694,7 +696,14 @@ def stream_run(args: argparse.Namespace, through_peer: bool) -> dict[str, Any]:
             ]
             specs = [{"sessions": part, "token": relays.token} for part in split(sessions, workers)]
         for w, spec in enumerate(specs):
-            spec.update(mode="stream", rate=rate, peer=through_peer, offset=w, workers=workers)
+            spec.update(
+                mode="stream",
+                rate=rate,
+                record=args.record,
+                peer=through_peer,
+                offset=w,
+                workers=workers,
+            )
         pool = Workers(specs)
         started = time.monotonic()
         pool.expect("paired")
@@ -705,7 +714,8 @@ def stream_run(args: argparse.Namespace, through_peer: bool) -> dict[str, Any]:
         cpu_before = relays.cpu_seconds() if relays else 0.0
         pool.tell("measure")
         time.sleep(args.seconds)
-        reports = (pool.tell("report"), pool.expect("report"))[1]
+        pool.tell("report")
+        reports = pool.expect("report")
         cpu = (relays.cpu_seconds() - cpu_before) / args.seconds if relays else 0.0
         rss = relays.rss() if relays else 0
         histogram = relays.metrics() if relays else ""
@@ -751,7 +761,10 @@ def _histogram_p99(text: str) -> str:
 
 
 def command_stream(args: argparse.Namespace) -> int:
-    title = f"stream: {args.sessions} sessions x {args.mbps} Mb/s, {args.nodes} relay node(s)"
+    title = (
+        f"stream: {args.sessions} sessions x {args.mbps} Mb/s in {args.record}-byte records, "
+        f"{args.nodes} relay node(s)"
+    )
     print(title)
     peer = None if args.no_peer else stream_run(args, through_peer=True)
     relay = stream_run(args, through_peer=False)
@@ -931,6 +944,12 @@ def main() -> int:
     stream.add_argument("--seconds", type=float, default=30, help="measured window")
     stream.add_argument("--warmup", type=float, default=5)
     stream.add_argument("--no-peer", action="store_true", help="skip the socat run")
+    stream.add_argument(
+        "--record",
+        type=int,
+        default=RECORD,
+        help="bytes per record (default 16384, a screen update; 65536 is a bulk fragment)",
+    )
     idle = modes.add_parser("idle", help="idle paired sessions; memory per session")
     idle.add_argument("--sessions", type=int, default=9990)
     idle.add_argument("--hold", type=float, default=30, help="seconds to hold them")

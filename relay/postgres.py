@@ -85,6 +85,13 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_by_nameplate ON sessions (nameplate, created_at);
 CREATE INDEX IF NOT EXISTS sessions_by_technician ON sessions (technician_id, created_at);
 CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state);
+CREATE TABLE IF NOT EXISTS revocation_lists (
+    organisation_key  TEXT PRIMARY KEY,
+    number            BIGINT NOT NULL,
+    document          TEXT NOT NULL,
+    published_at      DOUBLE PRECISION NOT NULL,
+    technician_id     TEXT NOT NULL REFERENCES technicians(id)
+);
 """
 
 _SELECT_SESSION = """
@@ -334,6 +341,34 @@ class PostgresStore(RelayStore):
             )
         )
         return cursor.rowcount
+
+    # organisation revocation lists
+
+    def publish_revocation_list(
+        self, organisation_key: str, number: int, document: str, technician_id: str, now: float
+    ) -> bool:
+        cursor = self._run(
+            lambda c: c.execute(
+                "INSERT INTO revocation_lists"
+                " (organisation_key, number, document, published_at, technician_id)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (organisation_key) DO UPDATE SET number = excluded.number,"
+                " document = excluded.document, published_at = excluded.published_at,"
+                " technician_id = excluded.technician_id"
+                " WHERE excluded.number > revocation_lists.number",
+                (organisation_key, number, document, now, technician_id),
+            )
+        )
+        return cursor.rowcount == 1
+
+    def get_revocation_list(self, organisation_key: str) -> str | None:
+        row = self._run(
+            lambda c: c.execute(
+                "SELECT document FROM revocation_lists WHERE organisation_key = %s",
+                (organisation_key,),
+            ).fetchone()
+        )
+        return str(row[0]) if row else None
 
     def close(self) -> None:
         if self._conn is not None:

@@ -97,6 +97,18 @@ def test_listing_expiry_and_nameplate_reuse(store: RelayStore) -> None:
     assert len(store.create_session(ana, "T-x", None, NOW + 100, 600).nameplate) == 4
 
 
+def test_revocation_lists_keep_the_newest(store: RelayStore) -> None:
+    ana, _ = store.add_technician("Ana", NOW)
+    assert store.get_revocation_list("org-key") is None
+    assert store.publish_revocation_list("org-key", 2, '{"n": 2}', ana.id, NOW)
+    assert not store.publish_revocation_list("org-key", 1, '{"n": 1}', ana.id, NOW)
+    assert not store.publish_revocation_list("org-key", 2, '{"n": "2b"}', ana.id, NOW)
+    assert store.get_revocation_list("org-key") == '{"n": 2}'
+    assert store.publish_revocation_list("org-key", 3, '{"n": 3}', ana.id, NOW)
+    assert store.get_revocation_list("org-key") == '{"n": 3}'
+    assert store.get_revocation_list("other") is None
+
+
 def test_two_nodes_never_hand_out_the_same_nameplate(database_url: str) -> None:
     """Several stores (as several relay nodes) creating sessions at the same time."""
     stores = [open_store(None, database_url) for _ in range(4)]
