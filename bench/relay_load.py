@@ -962,8 +962,23 @@ def main() -> int:
     for mode in (stream, idle, churn_mode):
         mode.add_argument("--nodes", type=int, default=1, choices=(1, 3))
         mode.add_argument("--workers", type=int, default=2, help="generator processes")
+        mode.add_argument(
+            "--nice",
+            type=int,
+            default=0,
+            help="change the benchmark's scheduling priority (root may use e.g. -10 on a "
+            "machine shared with other jobs; relay and peer alike)",
+        )
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    if args.nice:
+        # Inherited by every process started here (relays, socat, Redis, generators),
+        # so the peer and the relay are favoured alike over other jobs on the machine.
+        os.nice(args.nice)
+    load = os.getloadavg()[0]
+    print(
+        f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"1-min load {load:.2f} at start, nice {os.nice(0)}"
+    )
     return {"stream": command_stream, "idle": command_idle, "churn": command_churn}[args.mode](args)
 
 
