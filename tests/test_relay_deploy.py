@@ -209,3 +209,49 @@ def test_deployment_files_set_only_variables_the_relay_reads() -> None:
         used = set(re.findall(r"PUENTE_[A-Z_]+", path.read_text()))
         assert used or path not in configuring, f"{path} sets no PUENTE_* variable"
         assert used <= read_by_relay, f"{path} sets unknown variables {used - read_by_relay}"
+
+
+def test_kubernetes_manifests_and_compose_hang_together() -> None:
+    """What the docs promise of the manifests: probes, drain, affinity, PDB, node URLs."""
+    import yaml
+
+    kube = ROOT / "installers" / "kubernetes"
+    docs = [
+        doc
+        for name in ("relay.yaml", "redis.yaml", "pdb.yaml")
+        for doc in yaml.safe_load_all((kube / name).read_text())
+    ]
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    relay = by_kind[("Deployment", "puente-relay")]
+    service = by_kind[("Service", "puente-relay")]
+    pdb = by_kind[("PodDisruptionBudget", "puente-relay")]
+    assert ("Deployment", "puente-redis") in by_kind and ("Service", "puente-redis") in by_kind
+    kustomization = yaml.safe_load((kube / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == ["pdb.yaml", "redis.yaml", "relay.yaml"]
+
+    labels = relay["spec"]["template"]["metadata"]["labels"]
+    assert relay["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["sessionAffinity"] == "None"
+    assert pdb["spec"]["minAvailable"] < relay["spec"]["replicas"]
+
+    pod = relay["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PUENTE_NODE_URL"]["value"] == "ws://$(POD_IP):8765"
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["PUENTE_REDIS_URL"]["value"].startswith("redis://puente-redis:")
+    assert "secretKeyRef" in env["PUENTE_DATABASE_URL"]["valueFrom"]
+    assert "secretKeyRef" in env["PUENTE_METRICS_TOKEN"]["valueFrom"]
+    assert pod["terminationGracePeriodSeconds"] > float(env["PUENTE_DRAIN_TIMEOUT"]["value"])
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+    compose = yaml.safe_load((ROOT / "installers" / "relay" / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"relay", "redis"}
+    relay_service = compose["services"]["relay"]
+    assert relay_service["environment"]["PUENTE_REDIS_URL"] == "redis://redis:6379/0"
+    assert relay_service["stop_signal"] == "SIGTERM"
+    assert any(v.endswith(":/var/lib/puente") for v in relay_service["volumes"])
