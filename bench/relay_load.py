@@ -966,14 +966,19 @@ def main() -> int:
             "--nice",
             type=int,
             default=0,
-            help="change the benchmark's scheduling priority (root may use e.g. -10 on a "
-            "machine shared with other jobs; relay and peer alike)",
+            help="change the benchmark's scheduling priority, and its session's under "
+            "autogroup scheduling (root may use e.g. -10 on a machine shared with other "
+            "jobs; relay and peer alike)",
         )
     args = parser.parse_args()
     if args.nice:
         # Inherited by every process started here (relays, socat, Redis, generators),
         # so the peer and the relay are favoured alike over other jobs on the machine.
+        # With autogroup scheduling the weight that counts against other sessions is the
+        # session's own (/proc/self/autogroup); a process's nice only ranks it within.
         os.nice(args.nice)
+        with contextlib.suppress(OSError):
+            Path("/proc/self/autogroup").write_text(str(args.nice))
     load = os.getloadavg()[0]
     print(
         f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "

@@ -16,8 +16,9 @@ The metrics (all of this node only; sum them across nodes in Prometheus)::
                                                           envelope error code or the HTTP refusal code
     puente_bytes_forwarded_total{direction}      counter  ciphertext forwarded, agent_to_technician or
                                                           technician_to_agent
-    puente_forwarding_latency_seconds            histogram  from the relay reading a message to the
-                                                          peer's socket accepting it (backpressure included)
+    puente_forwarding_latency_seconds            histogram  from the relay parsing a message to
+                                                          handing it to the peer (a slow reader shows
+                                                          as paused reading, not here)
     puente_webhook_backlog                       gauge    help-desk events not yet delivered
 
 Who may read them (deny by default; rules in :func:`authorize`): with a metrics token
@@ -203,7 +204,7 @@ class RelayMetrics:
         )
         self.forwarding_latency = Histogram(
             "puente_forwarding_latency_seconds",
-            "Time from the relay reading a message to the peer's connection accepting it.",
+            "Time from the relay parsing a message to handing it to the peer's connection.",
             LATENCY_BUCKETS,
         )
         self.webhook_backlog = Gauge(

@@ -19,9 +19,10 @@ Rules of a WebSocket connection (anything not listed closes it with an error)::
                  or unknown message → error bad_request (the role is freed). A
                  disconnect frees the role so that side may claim again.
     paired       "paired" sent to both; the nameplate is used up. Binary messages
-                 are forwarded untouched, awaiting each send so a slow reader slows
-                 its sender (backpressure). No binary either way for idle_timeout →
-                 error idle to both.
+                 are forwarded untouched as soon as they are parsed (_forward); while
+                 the peer's send buffer is over write_limit, reading from the sender
+                 pauses, so a slow reader slows its sender (backpressure). No binary
+                 either way for idle_timeout → error idle to both.
     ending       ``end`` → ended; ``burn`` (also while waiting) → failed; a
                  disconnect or an oversized message (close 1009) → ended. The other
                  end gets ``peer_gone`` and is closed. DELETE through the API →
@@ -44,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import http
 import ipaddress
 import json
@@ -58,7 +60,7 @@ from typing import Any, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidState
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
@@ -77,6 +79,8 @@ from .stores import open_store
 from .tls import ServerTLS, check_pair
 
 logger = logging.getLogger("relay.server")
+
+_DIRECTIONS = {Role.AGENT: "agent_to_technician", Role.TECHNICIAN: "technician_to_agent"}
 
 
 @dataclass
@@ -700,8 +704,40 @@ class RelayServer:
                 "technician": record.technician_name,
             }
         )
+        # From now on binary messages skip the reader tasks (see _forward); set before
+        # "paired" goes out, so that no end can send data the old way first.
+        for end in live.ends.values():
+            end.connection.forward_binary = functools.partial(self._forward, live, end)
         for end in list(live.ends.values()):
             await _send_quietly(end.connection, paired)
+
+    def _forward(
+        self, live: LiveSession, end: Endpoint, message: bytes | bytearray | memoryview
+    ) -> None:
+        """Pass one binary message from ``end`` to its peer (called as it is parsed).
+
+        Backpressure: when the peer's send buffer is over its limit, reading from
+        ``end`` pauses until the peer's buffer drains, so a slow reader slows its sender.
+        """
+        peer = live.ends.get(end.role.peer)
+        if live.finished or peer is None:
+            return
+        started = time.perf_counter()
+        connection = peer.connection
+        try:
+            connection.protocol.send_binary(message)
+        except InvalidState:
+            gone = f"the {end.role.peer} disconnected"
+            self._finish(live, SessionState.ENDED, gone, {end.role: _peer_gone(gone)})
+            return
+        connection.send_data()
+        self.metrics.forwarding_latency.observe(time.perf_counter() - started)
+        self.metrics.bytes_forwarded.labels(_DIRECTIONS[end.role]).value += len(message)
+        live.sent[end.role] += len(message)
+        live.last_activity = self._clock()
+        if connection.paused:  # the peer's transport is over its high-water mark
+            end.connection.transport.pause_reading()
+            connection.on_drained.append(end.connection.transport.resume_reading)
 
     async def _relay_phase(self, live: LiveSession, end: Endpoint) -> None:
         """Read this end until it or the session is done; forward binary to the peer.
@@ -807,6 +843,8 @@ class RelayServer:
         if live.finished:
             return
         live.finished = True
+        for end in live.ends.values():
+            end.connection.forward_binary = None
         self._live.pop(live.record.id, None)
         if not self._live:
             self._idle.set()
