@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import ipaddress
 import json
@@ -66,6 +67,7 @@ from protocol import envelope
 from protocol.envelope import ErrorCode
 
 from .errors import ConfigError
+from .http import ForwardingConnection, send_now
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -304,6 +306,7 @@ class ClusterNode:
             upstream = await connect(
                 url,
                 additional_headers=headers,
+                create_connection=HopConnection,
                 compression=None,
                 ssl=ssl_module.create_default_context() if url.startswith("wss://") else None,
                 **self._connect_settings,
@@ -318,6 +321,11 @@ class ClusterNode:
             return
         self.proxied += 1
         logger.info("connection passed to node url=%s ip=%s", owner_url, ip)
+        assert isinstance(upstream, HopConnection)  # create_connection guarantees it
+        # Binary messages cross as they are parsed, like the relay's own forwarding;
+        # the copying tasks below carry only text (and any fragmented message).
+        client.forward_binary = functools.partial(send_now, client, upstream)
+        upstream.forward_binary = functools.partial(send_now, upstream, client)
         try:
             await upstream.send(claim_text)
             await _forward_both_ways(client, upstream)
@@ -404,6 +412,10 @@ class ClusterNode:
             logger.warning("ignored a malformed control message")
             return
         self._on_end(session_id, reason)
+
+
+class HopConnection(ForwardingConnection, ClientConnection):
+    """The edge node's connection to the node holding a session."""
 
 
 async def _forward_both_ways(client: RelayConnection, upstream: ClientConnection) -> None:

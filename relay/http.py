@@ -16,8 +16,10 @@ import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Event
@@ -32,7 +34,62 @@ MAX_BODY_SIZE = 64 * 1024
 MAX_HEAD_SIZE = 64 * 1024
 
 
-class RelayConnection(ServerConnection):
+class ForwardingConnection(Connection):
+    """A websockets connection that can hand whole binary messages on as they are parsed.
+
+    While :attr:`forward_binary` is set, each whole binary message goes to it from the
+    parser, without queueing for a reader task (the relay forwards ciphertext as it
+    comes). Text and control frames take websockets' usual path. A fragmented binary
+    message switches the connection to that path for good, so that no later message
+    can overtake it. :attr:`on_drained` callbacks run once when the send buffer drains.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.forward_binary: Callable[[bytes | bytearray | memoryview], object] | None = None
+        self.on_drained: list[Callable[[], None]] = []
+        self._in_fragmented_message = False
+
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame) and self.forward_binary is not None:
+            if event.opcode is Opcode.BINARY and event.fin and not self._in_fragmented_message:
+                self.forward_binary(event.data)
+                return
+            if event.opcode in (Opcode.BINARY, Opcode.CONT) and not event.fin:
+                self.forward_binary = None
+        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            self._in_fragmented_message = not event.fin
+        super().process_event(event)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        drained, self.on_drained = self.on_drained, []
+        for callback in drained:
+            callback()
+
+
+def send_now(
+    source: ForwardingConnection,
+    sink: ForwardingConnection,
+    message: bytes | bytearray | memoryview,
+) -> bool:
+    """Send ``message`` on ``sink`` at once; False if ``sink`` is closing.
+
+    Backpressure: while ``sink``'s send buffer is over its limit, reading from
+    ``source`` pauses, so a slow reader slows its sender instead of filling memory.
+    """
+    try:
+        sink.protocol.send_binary(message)
+    except InvalidState:
+        return False
+    sink.send_data()
+    if sink.paused:  # the sink's transport is over its high-water mark
+        source.transport.pause_reading()
+        sink.on_drained.append(source.transport.resume_reading)
+    return True
+
+
+class RelayConnection(ForwardingConnection, ServerConnection):
     """A websockets ``ServerConnection`` that can also read an HTTP request body.
 
     It sits in front of websockets' parser while the request head arrives:
@@ -61,42 +118,12 @@ class RelayConnection(ServerConnection):
         self.technician: Technician | None = None
         #: True when another node of the cluster passed this connection on (relay.cluster).
         self.from_node = False
-        #: While paired: where each whole binary message goes as soon as it is parsed.
-        self.forward_binary: Callable[[bytes | bytearray | memoryview], None] | None = None
-        #: Run once when this connection's send buffer drains (a paused sender resumes).
-        self.on_drained: list[Callable[[], None]] = []
-        self._in_fragmented_message = False
         #: The relay's last words to this connection (a message, then close), once started.
         self.farewell: asyncio.Task[None] | None = None
         self._pending = bytearray()  # bytes not yet given to websockets
         self._head = b""
         self._body_size = 0
         self._mode = "head"  # head -> body -> (pass | drop)
-
-    def process_event(self, event: Event) -> None:
-        """Hand whole binary messages straight to ``forward_binary`` while it is set.
-
-        The relay forwards ciphertext as it comes: a paired end's binary frame goes to
-        the peer's protocol without queueing for a reader task. Text and control frames
-        take websockets' usual path (the connection's reader task). A fragmented binary
-        message switches this connection to that path for good, so that no later
-        message can overtake it.
-        """
-        if isinstance(event, Frame) and self.forward_binary is not None:
-            if event.opcode is Opcode.BINARY and event.fin and not self._in_fragmented_message:
-                self.forward_binary(event.data)
-                return
-            if event.opcode in (Opcode.BINARY, Opcode.CONT) and not event.fin:
-                self.forward_binary = None
-        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
-            self._in_fragmented_message = not event.fin
-        super().process_event(event)
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        drained, self.on_drained = self.on_drained, []
-        for callback in drained:
-            callback()
 
     def data_received(self, data: bytes) -> None:
         if self._mode == "pass":

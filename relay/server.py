@@ -60,7 +60,7 @@ from typing import Any, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidState
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
@@ -72,7 +72,14 @@ from . import metrics as metrics_module
 from .api import RestApi
 from .cluster import ClusterNode, RedisUnavailable, default_node_url
 from .errors import ConfigError
-from .http import HeaderError, RelayConnection, bearer_token, error_response, single_header
+from .http import (
+    HeaderError,
+    RelayConnection,
+    bearer_token,
+    error_response,
+    send_now,
+    single_header,
+)
 from .ratelimit import SlidingWindowLimiter
 from .store import RelayStore, SessionRecord, SessionState
 from .stores import open_store
@@ -723,21 +730,14 @@ class RelayServer:
         if live.finished or peer is None:
             return
         started = time.perf_counter()
-        connection = peer.connection
-        try:
-            connection.protocol.send_binary(message)
-        except InvalidState:
+        if not send_now(end.connection, peer.connection, message):
             gone = f"the {end.role.peer} disconnected"
             self._finish(live, SessionState.ENDED, gone, {end.role: _peer_gone(gone)})
             return
-        connection.send_data()
         self.metrics.forwarding_latency.observe(time.perf_counter() - started)
         self.metrics.bytes_forwarded.labels(_DIRECTIONS[end.role]).value += len(message)
         live.sent[end.role] += len(message)
         live.last_activity = self._clock()
-        if connection.paused:  # the peer's transport is over its high-water mark
-            end.connection.transport.pause_reading()
-            connection.on_drained.append(end.connection.transport.resume_reading)
 
     async def _relay_phase(self, live: LiveSession, end: Endpoint) -> None:
         """Read this end until it or the session is done; forward binary to the peer.

@@ -357,3 +357,47 @@ def test_redis_unreachable_is_a_clear_start_error(tmp_path: Path) -> None:
             await relay.start()
 
     asyncio.run(main())
+
+
+def test_a_passed_on_connection_keeps_order_and_backpressure(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Across the hop: bytes untouched and in order, and a slow reader slows its sender."""
+    import os
+
+    chunk = os.urandom(256 * 1024)
+    count = 160  # 40 MiB: more than every buffer on the path (two relays) can hold
+
+    async def scenario(a: RelayServer, b: RelayServer) -> None:
+        token = add_technician(a)
+        session = await create_session(a, token)
+        async with open_end(a, token, max_queue=1) as tech, open_end(b) as agent:
+            assert (await claim(tech, TECH, session["nameplate"]))["type"] == "waiting"
+            assert (await claim(agent, AGENT, session["nameplate"]))["type"] == "waiting"
+            assert (await recv_json(agent))["type"] == "paired"
+            await recv_json(tech)
+            assert b.cluster is not None and b.cluster.proxied == 1
+            sent = 0
+
+            async def send_all() -> None:
+                nonlocal sent
+                for i in range(count):
+                    await agent.send(i.to_bytes(4, "big") + chunk)
+                    sent += 1
+
+            sender = asyncio.create_task(send_all())
+            await asyncio.sleep(scaled(0.5))  # the technician reads nothing meanwhile
+            assert not sender.done() and sent < count, "the hop buffered without bound"
+            for i in range(count):
+                message = await asyncio.wait_for(tech.recv(), scaled(5))
+                assert message[:4] == i.to_bytes(4, "big") and message[4:] == chunk
+            await asyncio.wait_for(sender, scaled(5))
+            await agent.send([b"frag", b"mented"])  # then the hop's slow path, in order
+            await agent.send(b"last")
+            assert await asyncio.wait_for(tech.recv(), scaled(5)) == b"fragmented"
+            assert await asyncio.wait_for(tech.recv(), scaled(5)) == b"last"
+            await tech.send(b"back")
+            assert await asyncio.wait_for(agent.recv(), scaled(5)) == b"back"
+
+    run_nodes(tmp_path, redis_server.url, 2, scenario)
