@@ -22,13 +22,19 @@ if TYPE_CHECKING:
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+def _nobody_listening(text: str) -> None:
+    """Default ``notify`` for calls made outside a session (tests of one handler)."""
+
+
 @dataclass
 class CapabilityCall:
     """Everything a handler gets for one request.
 
     ``link`` lets a streaming capability (screen, ssh) use its own multiplexer
     channel; the handler must stop when it is cancelled (the customer revoked) and
-    should call ``authorization.check()`` before each unit of work.
+    should call ``authorization.check()`` before each unit of work. ``notify`` shows
+    a line to the customer (what a long-running capability is doing right now);
+    write the same to ``log`` so the record keeps it.
     """
 
     action: str
@@ -37,6 +43,24 @@ class CapabilityCall:
     progress: ProgressCallback
     log: AgentLog
     link: Link | None = None
+    notify: Callable[[str], None] = _nobody_listening
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A follow-up question the customer answers right after allowing a capability.
+
+    Example: which folder file transfer may use. ``default()`` gives the answer used
+    when the customer just presses Enter (or the UI cannot ask); ``check(answer)``
+    returns the canonical answer or raises ``ValueError`` with a sentence for the
+    customer. The consent gate stores the answer in the authorization
+    (``Authorization.choice``), so it comes from the customer and never from the
+    technician.
+    """
+
+    question: str
+    default: Callable[[], str]
+    check: Callable[[str], str]
 
 
 Handler = Callable[[CapabilityCall], Awaitable[dict[str, Any]]]
@@ -51,6 +75,8 @@ class Capability:
     actions: tuple[str, ...]
     #: Capabilities that must already be granted (control needs screen view).
     requires: tuple[str, ...] = field(default=())
+    #: A question asked after the customer says yes (files: which folder).
+    choice: Choice | None = None
 
 
 class CapabilityRegistry:
@@ -113,9 +139,26 @@ def diagnostics_capability() -> Capability:
     )
 
 
+# Shell and files (an SSH server inside the session) -----------------------------------
+
+
+def shell_capability() -> Capability:
+    from .shell import shell_capability as make
+
+    return make()
+
+
+def files_capability() -> Capability:
+    from .shell import files_capability as make
+
+    return make()
+
+
 #: Factories of the capabilities every agent offers. Feature modules add theirs here.
 CAPABILITY_FACTORIES: list[Callable[[], Capability]] = [
     diagnostics_capability,
+    shell_capability,
+    files_capability,
 ]
 
 

@@ -5,7 +5,10 @@ The tree::
     AgentError
      ├── ConsentDeclined     the customer said no to a capability (or nobody answered)
      ├── ConsentRevoked      the customer withdrew consent while the capability ran
-     └── CapabilityFailed    a capability ran and could not finish; the message says why
+     ├── CapabilityFailed    a capability ran and could not finish; the message says why
+     └── PathRefused         a path the technician asked for is outside the folder the
+                             customer shared (``..``, an absolute path elsewhere, or a
+                             symbolic link leading out)
 """
 
 from __future__ import annotations
@@ -29,3 +32,13 @@ class ConsentRevoked(AgentError):
 
 class CapabilityFailed(AgentError):
     pass
+
+
+class PathRefused(AgentError):
+    def __init__(self, path: str) -> None:
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        super().__init__(
+            f"{shown!r} is outside the folder the customer shared; "
+            "use a path inside it (the shared folder is / in file transfers)."
+        )
+        self.path = path

@@ -166,7 +166,13 @@ class AgentSession:
             await self.link.send_control(messages.Progress(request.request_id, data))
 
         call = CapabilityCall(
-            request.action, dict(request.args), auth, progress, self.audit, self.link
+            request.action,
+            dict(request.args),
+            auth,
+            progress,
+            self.audit,
+            self.link,
+            notify=self.ui.notify,
         )
         self.audit.write(f"The technician started: {capability.title} ({request.action}).")
         work = asyncio.create_task(capability.handler(call))

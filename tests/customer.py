@@ -20,6 +20,8 @@ from pathlib import Path
 from tests.conftest import scaled
 
 ASK = re.compile(r"^Allow (.+)\? Type y")
+#: A follow-up question after a yes (files: which folder); Enter keeps the default.
+CHOICE = re.compile(r"^(Which .+\?) Press Enter for")
 
 
 #: Every process a test started; the ``reap_processes`` fixture ends them all.
@@ -119,6 +121,8 @@ class ScriptedCustomer(Process):
     ``answers`` maps a capability title ("Diagnostics") to "y" or "n". ``after``
     maps a regex to a line to type once a matching line appears (once each).
     Questions not in ``answers`` are declined, as a cautious customer would.
+    ``choices`` maps a regex of a follow-up question ("Which folder") to the answer
+    typed every time it is asked; unlisted follow-ups get Enter (the default).
     """
 
     def __init__(
@@ -130,8 +134,10 @@ class ScriptedCustomer(Process):
         after: dict[str, str] | None = None,
         extra: list[str] | None = None,
         on_line: Callable[[str], None] | None = None,
+        choices: dict[str, str] | None = None,
     ) -> None:
         self.answers = answers or {}
+        self.choices = choices or {}
         self.after = dict(after or {})
         self.questions: list[str] = []
         self._on_line = on_line
@@ -164,6 +170,13 @@ class ScriptedCustomer(Process):
                 if ask:
                     self.questions.append(ask.group(1))
                     self.send(self.answers.get(ask.group(1), "n"))
+                choice = CHOICE.search(line)
+                if choice:
+                    self.questions.append(choice.group(1))
+                    answer = next(
+                        (a for pattern, a in self.choices.items() if re.search(pattern, line)), ""
+                    )
+                    self.send(answer)
                 for pattern, reply in list(self.after.items()):
                     if re.search(pattern, line):
                         del self.after[pattern]
