@@ -480,7 +480,11 @@ async def _get(console: SessionConsole, args: list[str]) -> Result:
         return await _download(access, sftp, remote, local, size)
     except Refused as exc:
         return exc.result
-    except (asyncssh.SFTPError, asyncssh.Error, ConnectionError) as exc:
+    except asyncssh.SFTPError as exc:  # the agent answered: no waiting for a revocation
+        if access.revoked("files"):
+            return Result("declined", "the customer stopped files")
+        return _sftp_failure(f"cannot get {remote}", exc)
+    except (asyncssh.Error, ConnectionError) as exc:
         refusal = await access.refusal_after_close("files")
         return refusal or _sftp_failure(f"cannot get {remote}", exc)
 
@@ -571,7 +575,11 @@ async def _put(console: SessionConsole, args: list[str]) -> Result:
         return await _upload(access, sftp, local, remote)
     except Refused as exc:
         return exc.result
-    except (asyncssh.SFTPError, asyncssh.Error, ConnectionError) as exc:
+    except asyncssh.SFTPError as exc:  # the agent answered: no waiting for a revocation
+        if access.revoked("files"):
+            return Result("declined", "the customer stopped files")
+        return _sftp_failure(f"cannot put {remote}", exc)
+    except (asyncssh.Error, ConnectionError) as exc:
         refusal = await access.refusal_after_close("files")
         return refusal or _sftp_failure(f"cannot put {remote}", exc)
 
