@@ -269,7 +269,7 @@ class Tunnel:
             self._paused = True
             for stream in list(self._streams.values()):
                 stream._pause()
-        elif self._paused and backlog < LOW_WATER:
+        elif self._paused and backlog <= LOW_WATER:
             self._paused = False
             for stream in list(self._streams.values()):
                 stream._resume()
@@ -318,8 +318,11 @@ class Tunnel:
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 await self._send_pending()
-                if self._paused:
-                    # Writers are paused until the link drains: nobody else will look.
+                # Paused writers write nothing, so nobody else would look again: wait
+                # here until the link drains below the low-water mark, then resume them.
+                while self._paused and not (self._dirty or self._control):
+                    if self.link.closed.done():
+                        return
                     await self.link.wait_sent(self.channel, LOW_WATER // MAX_FRAGMENT)
                     self._check_pressure()
 

@@ -28,6 +28,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -51,6 +52,8 @@ CHANNEL_MAX_PACKET = 128 * 1024
 #: Inner SSH ciphers, fastest first (the outer Puente channel encrypts too).
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 HASH_BLOCK = 1024 * 1024
+#: Blocks waiting for the disk thread before the download waits for it.
+DISK_QUEUE = 8
 
 
 class Refused(Exception):
@@ -505,22 +508,39 @@ async def _download(
     resumed_from = offset
     started = time.monotonic()
     bar = ProgressBar(f"get {posixpath.basename(remote)}", size, offset)
+    loop = asyncio.get_running_loop()
+    # Disk writes and hashing run in one worker thread, in order, beside the event loop
+    # (both release the GIL), so the copy keeps the network busy meanwhile.
+    disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="puente-get")
+    stored: deque[asyncio.Future[None]] = deque()
     with open(part, "r+b" if offset else "wb") as out:
         out.truncate(offset)
         out.seek(offset)
-        async with sftp.open(remote, "rb", block_size=BLOCK_SIZE) as source:
 
-            async def fetch(at: int) -> bytes:
-                data: bytes = await source.read(min(BLOCK_SIZE, size - at), at)
-                return data
+        def store(data: bytes) -> None:
+            out.write(data)
+            digest.update(data)
 
-            async for at, data in in_window(list(range(offset, size, BLOCK_SIZE)), fetch):
-                assert isinstance(data, bytes)
-                if len(data) != min(BLOCK_SIZE, size - at):
-                    raise asyncssh.SFTPFailure("the file got shorter while it was copied")
-                out.write(data)
-                digest.update(data)
-                bar.advance(len(data))
+        try:
+            async with sftp.open(remote, "rb", block_size=BLOCK_SIZE) as source:
+
+                async def fetch(at: int) -> bytes:
+                    data: bytes = await source.read(min(BLOCK_SIZE, size - at), at)
+                    return data
+
+                blocks = list(range(offset, size, BLOCK_SIZE))
+                async for at, data in in_window(blocks, fetch):
+                    assert isinstance(data, bytes)
+                    if len(data) != min(BLOCK_SIZE, size - at):
+                        raise asyncssh.SFTPFailure("the file got shorter while it was copied")
+                    stored.append(loop.run_in_executor(disk, store, data))
+                    while len(stored) > DISK_QUEUE:
+                        await stored.popleft()
+                    bar.advance(len(data))
+        finally:
+            while stored:
+                await stored.popleft()
+            disk.shutdown()
     bar.finish()
     seconds = time.monotonic() - started
     theirs = await access.remote_hash(remote)
@@ -601,13 +621,23 @@ async def _upload(access: SSHAccess, sftp: asyncssh.SFTPClient, local: Path, rem
     resumed_from = offset
     started = time.monotonic()
     bar = ProgressBar(f"put {local.name}", size, offset)
-    with open(local, "rb") as source:
+    loop = asyncio.get_running_loop()
+    disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="puente-put")
+    with open(local, "rb") as source, contextlib.ExitStack() as stack:
+        stack.callback(disk.shutdown)
         source.seek(offset)
+
+        def load() -> bytes:
+            data = source.read(BLOCK_SIZE)
+            digest.update(data)
+            return data
+
         async with sftp.open(part, "r+b" if offset else "wb", block_size=BLOCK_SIZE) as target:
 
             async def send(at: int) -> int:
-                data = source.read(BLOCK_SIZE)  # called in offset order by in_window
-                digest.update(data)
+                # in_window starts these in offset order, and the one worker thread reads
+                # in the order they were submitted: the file is read and hashed in order.
+                data = await loop.run_in_executor(disk, load)
                 await target.write(data, at)
                 return len(data)
 
