@@ -6,9 +6,15 @@ The tree::
      ├── ConsentDeclined     the customer said no to a capability (or nobody answered)
      ├── ConsentRevoked      the customer withdrew consent while the capability ran
      ├── CapabilityFailed    a capability ran and could not finish; the message says why
+     ├── RequestRefused      a request was refused before anything ran (a fix that failed
+     │                       verification); shown to the customer, sent as REFUSED
+     ├── TrustSetupError     the pinned organisation key or its revocation list could not
+     │                       be used; the agent does not start
      └── PathRefused         a path the technician asked for is outside the folder the
                              customer shared (``..``, an absolute path elsewhere, or a
                              symbolic link leading out)
+
+Failures of signed documents themselves are ``protocol.errors.TrustError``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,14 @@ class ConsentRevoked(AgentError):
 
 class CapabilityFailed(AgentError):
     pass
+
+
+class RequestRefused(AgentError):
+    """A capability's ``prepare`` refused a request before anything ran; says why."""
+
+
+class TrustSetupError(AgentError):
+    """The pinned key or the revocation list could not be loaded; the agent must not start."""
 
 
 class PathRefused(AgentError):

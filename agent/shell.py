@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
+from asyncssh.channel import SSHChannel
 
 from protocol.envelope import Role
 from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX
@@ -334,7 +335,7 @@ def service_for(call: CapabilityCall) -> SSHService:
         raise RuntimeError("the shell and files capabilities need the session's link")
     service = _SERVICES.get(call.link)
     if service is None:
-        service = SSHService(call.link, call.log, call.notify)
+        service = SSHService(call.link, call.log, call.notify or (lambda text: None))
         _SERVICES[call.link] = service
     return service
 
@@ -426,12 +427,13 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
 
     # File transfer --------------------------------------------------------------------
 
-    def _sftp_server(self, chan: asyncssh.SSHServerChannel[bytes]) -> ConfinedSFTPServer:
+    def _sftp_server(self, chan: SSHChannel[bytes]) -> ConfinedSFTPServer:
         root = self.service.files_root()
         if root is None or not self.service.allows("files"):
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "file transfer is not allowed"
             )
+        assert isinstance(chan, asyncssh.SSHServerChannel)
         return ConfinedSFTPServer(chan, self.service, root)
 
     # Commands and shells --------------------------------------------------------------

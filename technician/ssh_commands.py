@@ -114,7 +114,8 @@ class SSHAccess:
             )
         )
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
+        waiters: list[asyncio.Future[Any]] = [ready, task]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
             reply = task.result()  # raises LinkError if the session ended
             refused = reply_result(capability, reply.status, reply.message)
@@ -296,8 +297,7 @@ async def _run_command(
     command_text: str,
 ) -> Result:
     completed = await conn.run(command_text, stdin=asyncssh.DEVNULL, encoding=None)
-    out = bytes(completed.stdout or b"").decode("utf-8", "replace")
-    err = bytes(completed.stderr or b"").decode("utf-8", "replace")
+    out, err = _text(completed.stdout), _text(completed.stderr)
     status = completed.exit_status
     if status is None:
         refusal = await access.refusal_after_close("shell")
@@ -314,6 +314,12 @@ async def _run_command(
     if status == 0:
         return Result("ok", "exit status 0", data)
     return Result("error", f"the command ended with exit status {status}", data)
+
+
+def _text(output: bytes | str | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode("utf-8", "replace")
+    return output or ""
 
 
 async def interactive_shell(conn: asyncssh.SSHClientConnection) -> int | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
 from protocol.mux import (
@@ -58,7 +60,7 @@ def run(
 
 def test_large_message_is_fragmented_and_reassembled() -> None:
     sender, receiver = Multiplexer(), Multiplexer()
-    payload = bytes(range(256)) * 400  # 102 400 bytes
+    payload = bytes(range(256)) * (MAX_FRAGMENT * 25 // 1024)  # 6.25 fragments
     sender.send(Channel.DIAGNOSTICS, payload)
     assert sender.pending(Channel.DIAGNOSTICS) == 7
     frames = drain(sender)
@@ -133,7 +135,8 @@ def test_keystroke_overtakes_a_big_screen_frame() -> None:
     assert first is not None and first[1] == Channel.SCREEN
     sender.send(Channel.INPUT, b"key a")
     assert sender.next_frame() == bytes([FrameKind.END, Channel.INPUT]) + b"key a"
-    assert sender.pending(Channel.SCREEN) > 100  # the rest of the screen frame waits
+    # The rest of the screen frame waits.
+    assert sender.pending(Channel.SCREEN) == 2 * 1024 * 1024 // MAX_FRAGMENT - 1
 
 
 def test_priority_order_is_control_input_then_screen_last() -> None:
@@ -242,8 +245,9 @@ def test_consumed_refuses_more_than_was_received() -> None:
 
 
 def test_peer_exceeding_its_credit_is_a_protocol_error() -> None:
+    # Whole messages the application has not consumed keep their credit.
     receiver = Multiplexer(initial_credit=1000)
-    receiver.receive_frame(bytes([FrameKind.PART, Channel.SCREEN]) + bytes(600))
+    receiver.receive_frame(bytes([FrameKind.END, Channel.SCREEN]) + bytes(600))
     with pytest.raises(RemoteProtocolError, match="SCREEN"):
         receiver.receive_frame(bytes([FrameKind.END, Channel.SCREEN]) + bytes(401))
 
@@ -311,23 +315,74 @@ def test_sending_an_oversized_message_is_local_misuse() -> None:
         Multiplexer().send(Channel.SCREEN, bytes(MAX_MESSAGE + 1))
 
 
-# Known limitation ----------------------------------------------------------------------
+# Messages larger than the window ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A message larger than the credit window never completes: the receiver only "
-    "hands out whole messages, so the application cannot consume (and return credit for) "
-    "the fragments that fill the window. With INITIAL_CREDIT = 1 MiB this stalls any "
-    "screen frame above 1 MiB. Needs a design decision in protocol/mux.py.",
-)
 def test_message_larger_than_the_credit_window_is_delivered() -> None:
+    # PART fragments are credited back as they are buffered, so a message bigger than
+    # the window completes; only its END fragment waits for the application.
     sender = Multiplexer(initial_credit=4 * MAX_FRAGMENT)
     receiver = Multiplexer(initial_credit=4 * MAX_FRAGMENT)
     sender.send(Channel.SCREEN, bytes(5 * MAX_FRAGMENT))
     assert run(sender, receiver) == [MessageReceived(Channel.SCREEN, bytes(5 * MAX_FRAGMENT))]
 
 
+def test_end_fragment_credit_waits_for_the_application() -> None:
+    sender = Multiplexer(initial_credit=2 * MAX_FRAGMENT)
+    receiver = Multiplexer(initial_credit=2 * MAX_FRAGMENT)
+    for _ in range(2):
+        sender.send(Channel.CHAT, bytes(MAX_FRAGMENT))
+    sender.send(Channel.CHAT, b"third")
+    frames = []
+    while (frame := sender.next_frame()) is not None:
+        frames.append(frame)
+    assert len(frames) == 2  # the window is full of unconsumed single-fragment messages
+    assert sender.blocked() == [Channel.CHAT]
+    for frame in frames:
+        receiver.receive_frame(frame)
+    receiver.consumed(Channel.CHAT, MAX_FRAGMENT)
+    while (credit := receiver.next_frame()) is not None:
+        sender.receive_frame(credit)
+    assert sender.next_frame() is not None  # credit for one consumed message came back
+
+
+def test_consuming_a_message_in_pieces_returns_exactly_its_credit() -> None:
+    receiver = Multiplexer(initial_credit=4 * MAX_FRAGMENT)
+    sender = Multiplexer(initial_credit=4 * MAX_FRAGMENT)
+    sender.send(Channel.SSH, bytes(MAX_FRAGMENT + 10))
+    received = run(sender, receiver, consume=False)
+    assert [len(m.payload) for m in received] == [MAX_FRAGMENT + 10]
+    receiver.consumed(Channel.SSH, 5)
+    receiver.consumed(Channel.SSH, MAX_FRAGMENT + 5)
+    with pytest.raises(LocalProtocolError):
+        receiver.consumed(Channel.SSH, 1)
+
+
 def test_default_window_is_one_mebibyte() -> None:
     # The limitation above bites at this size; keep the two facts side by side.
     assert INITIAL_CREDIT == 1 << 20
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 3 * 4 * MAX_FRAGMENT), min_size=1, max_size=6))
+def test_any_sizes_complete_and_memory_stays_bounded(sizes: list[int]) -> None:
+    window = 4 * MAX_FRAGMENT
+    sender, receiver = Multiplexer(initial_credit=window), Multiplexer(initial_credit=window)
+    for i, size in enumerate(sizes):
+        sender.send(Channel.SCREEN, bytes([i % 256]) * size)
+    received: list[MessageReceived] = []
+    held = 0
+    while True:
+        frames = drain(sender)
+        events = deliver(frames, receiver)
+        # Hold messages for one round before consuming: memory is what is held.
+        held = sum(len(e.payload) for e in events)
+        assert held <= window + max(sizes)
+        received.extend(events)
+        for event in events:
+            receiver.consumed(event.channel, len(event.payload))
+        credits = drain(receiver)
+        deliver(credits, sender)
+        if not frames and not credits:
+            break
+    assert [len(m.payload) for m in received] == sizes
