@@ -462,6 +462,9 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         what = f"command {_printable(command, 80)!r}" if command else "terminal"
         self.service.audit.write(f"The technician's {what} ended (exit status {status}).")
 
+    def _typed(self, line: str) -> None:
+        self.service.tell(f"The technician typed in the terminal: {_printable(line)}")
+
     async def _run_with_pipes(
         self, process: asyncssh.SSHServerProcess[bytes], command: str | None
     ) -> int:
@@ -515,7 +518,7 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
             os.close(slave)
         self._child = child
         os.set_blocking(master, False)
-        feed = asyncio.ensure_future(_feed_terminal(process, master))
+        feed = asyncio.ensure_future(_feed_terminal(process, master, self._typed))
         output = asyncio.ensure_future(_drain(lambda n: _read_fd(master, n), process.stdout))
         try:
             status = _exit_status(await child.wait())
@@ -591,8 +594,15 @@ async def _feed_pipe(
             stdin.close()
 
 
-async def _feed_terminal(process: asyncssh.SSHServerProcess[bytes], master: int) -> None:
-    """Copy keystrokes to the terminal; apply window size changes and Ctrl-Break."""
+async def _feed_terminal(
+    process: asyncssh.SSHServerProcess[bytes], master: int, on_line: Callable[[str], None]
+) -> None:
+    """Copy keystrokes to the terminal; apply window size changes and Ctrl-Break.
+
+    Each line the technician types is handed to ``on_line`` for the customer's record,
+    except while the terminal does not echo (a password prompt): that is not recorded.
+    """
+    typed = TypedLines(master)
     with contextlib.suppress(ConnectionError, asyncssh.Error, OSError):
         while True:
             try:
@@ -606,7 +616,53 @@ async def _feed_terminal(process: asyncssh.SSHServerProcess[bytes], master: int)
                 continue
             if not data:
                 return
+            for line in typed.feed(data):
+                on_line(line)
             await _write_fd(master, data)
+
+
+class TypedLines:
+    """Best-effort reconstruction of the lines typed into a terminal, for the audit.
+
+    Printable characters are kept, backspace removes one, Ctrl-C or Ctrl-U forget
+    the line, escape sequences (arrow keys) are dropped. What the shell finally runs
+    can differ (tab completion, history), so the record says "typed".
+    """
+
+    def __init__(self, master: int) -> None:
+        self._master = master
+        self._line: list[str] = []
+        self._escape = False
+
+    def _echoing(self) -> bool:
+        import termios
+
+        try:
+            return bool(termios.tcgetattr(self._master)[3] & termios.ECHO)
+        except (termios.error, OSError):
+            return True
+
+    def feed(self, data: bytes) -> list[str]:
+        lines: list[str] = []
+        for ch in data.decode("utf-8", "replace"):
+            if self._escape:
+                self._escape = ch in "[O0123456789;?"  # inside an escape sequence
+                continue
+            if ch == "\x1b":
+                self._escape = True
+            elif ch in "\r\n":
+                text = "".join(self._line).strip()
+                self._line = []
+                if text and self._echoing():
+                    lines.append(text)
+            elif ch in "\x7f\x08":
+                if self._line:
+                    self._line.pop()
+            elif ch in "\x03\x15":
+                self._line = []
+            elif ch.isprintable():
+                self._line.append(ch)
+        return lines
 
 
 async def _read_fd(fd: int, size: int) -> bytes:

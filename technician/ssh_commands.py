@@ -359,7 +359,7 @@ async def interactive_shell(conn: asyncssh.SSHClientConnection) -> int | None:
             out.write(data)
             out.flush()
 
-    tty.setraw(stdin_fd)
+    tty.setraw(stdin_fd, termios.TCSANOW)  # keep what was typed ahead
     loop.add_reader(stdin_fd, on_keys)
     loop.add_signal_handler(signal.SIGWINCH, on_resize)
     try:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -179,6 +180,91 @@ def test_openssh_clients_through_forward(relay_process: RelayProcess, tmp_path: 
         assert f"copied a file to this computer: /big.bin (100.0 MB, SHA-256 {digest})" in seen
         assert "copied a file from this computer: /big.bin" in seen
         assert "rsync --server" in seen
+
+
+# The technician's interactive terminal -------------------------------------------------
+
+
+class Terminal:
+    """A pseudo-terminal the technician's console runs in (as in a real terminal window)."""
+
+    def __init__(self, argv: list[str], rows: int, cols: int) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        self.resize(rows, cols)
+        self.process = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+        )
+        os.close(slave)
+        self.output = b""
+        self._seen = 0
+
+    def resize(self, rows: int, cols: int) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def expect(self, pattern: bytes, timeout: float = 20) -> re.Match[bytes]:
+        import select
+
+        deadline = time.monotonic() + scaled(timeout)
+        while True:
+            match = re.compile(pattern).search(self.output, self._seen)
+            if match:
+                self._seen = match.end()
+                return match
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {pattern!r} in {self.output[-2000:]!r}"
+            if select.select([self.master], [], [], remaining)[0]:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:
+                    raise AssertionError(f"terminal closed: {self.output[-2000:]!r}") from None
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        os.close(self.master)
+
+
+def test_interactive_shell_follows_the_local_window(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    token = relay_process.add_technician()
+    argv = [sys.executable, "-m", "technician.cli", "--relay", relay_process.ws_url]
+    terminal = Terminal([*argv, "--token", token, "session", "--ticket", "HD-3"], 30, 100)
+    try:
+        code = terminal.expect(rb"code: (\S+)").group(1).decode()
+        customer = ScriptedCustomer(
+            relay_process.ws_url, code, tmp_path / "logs", answers={"Shell": "y"}
+        )
+        terminal.expect(rb"Check code")
+        terminal.type("shell\n")
+        terminal.type("stty size\r")
+        terminal.expect(rb"[\r\n]30 100\r")
+        terminal.resize(40, 120)  # the technician's window grows
+        terminal.process.send_signal(signal.SIGWINCH)
+        time.sleep(0.2)
+        terminal.type("stty size\r")
+        terminal.expect(rb"[\r\n]40 120\r")
+        terminal.type("exit\r")
+        terminal.expect(rb"ok shell: the shell ended \(exit status 0\)")
+        terminal.type("end\n")
+        terminal.expect(rb"ok end: session ended")
+        assert terminal.process.wait(scaled(20)) == 0
+    finally:
+        terminal.close()
+    assert customer.wait() == 0
+    record = agent_log(tmp_path / "logs")
+    assert "The technician opened a terminal on this computer." in record
+    assert "The technician typed in the terminal: stty size" in record
 
 
 # 2. A killed `get` resumes ------------------------------------------------------------------
@@ -356,6 +442,11 @@ def test_relay_sees_neither_file_content_nor_shell_output(tmp_path: Path) -> Non
     finally:
         relay.stop()
     assert back.read_bytes() == upload.read_bytes()
+    # The customer was told, with the hash of what arrived.
+    digest = hashlib.sha256(upload.read_bytes()).hexdigest()
+    assert f"copied a file to this computer: /upload.bin (3.0 MB, SHA-256 {digest})" in (
+        customer.output
+    )
     assert len(recorded) > 2 * upload.stat().st_size  # the file crossed both ways
     assert marker not in recorded
     assert shell_marker.encode() not in recorded

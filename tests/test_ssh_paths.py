@@ -78,3 +78,25 @@ def test_check_folder(tmp_path: Path) -> None:
         check_folder(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="There is no folder"):
         check_folder(str(tmp_path / "shared-file"))
+
+
+def test_typed_lines_for_the_record() -> None:
+    import termios
+
+    from agent.shell import TypedLines
+
+    master, slave = os.openpty()
+    try:
+        typed = TypedLines(master)
+        assert typed.feed(b"ls -l\r") == ["ls -l"]
+        assert typed.feed(b"ech") == []
+        assert typed.feed(b"o hi\x7f\x7fyo\r") == ["echo yo"]  # backspaces
+        assert typed.feed(b"\x1b[A\x1b[B\r") == []  # arrow keys alone: nothing typed
+        assert typed.feed(b"oops\x03\r") == []  # Ctrl-C forgets the line
+        attrs = termios.tcgetattr(slave)
+        attrs[3] &= ~termios.ECHO  # a password prompt turns echo off
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        assert typed.feed(b"secret-password\r") == []
+    finally:
+        os.close(master)
+        os.close(slave)
