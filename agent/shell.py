@@ -50,6 +50,7 @@ import struct
 import sys
 import weakref
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +158,13 @@ def _file_digest(path: str, length: int | None, check: Callable[[], None]) -> tu
     return size, digest.hexdigest()
 
 
+_HashKey = tuple[int, int, int, int, int | None]
+
+
+def _hash_key(st: os.stat_result, length: int | None) -> _HashKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, length)
+
+
 def default_folder() -> str:
     return str(Path.home())
 
@@ -190,7 +198,7 @@ class SSHService:
         }
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._connecting: set[asyncio.Task[None]] = set()
-        self._hashes: dict[tuple[str, int, int, int | None], asyncio.Future[tuple[int, str]]] = {}
+        self._hashes: dict[_HashKey, asyncio.Future[tuple[int, str]]] = {}
         self.tunnel = Tunnel(link, Role.AGENT, on_open=self._stream_opened)
 
     # Permissions ---------------------------------------------------------------------
@@ -254,21 +262,34 @@ class SSHService:
     async def file_hash(
         self, local: str, length: int | None = None, check: Callable[[], None] = lambda: None
     ) -> tuple[int, str]:
-        """Size and SHA-256 of ``local`` (its first ``length`` bytes), computed once."""
+        """Size and SHA-256 of ``local`` (its first ``length`` bytes), computed once.
+
+        Results are kept by file identity (device, inode, size, modification time), so a
+        file renamed into place, or hashed while it was copied, is not read again.
+        """
         st = os.stat(local)
-        key = (local, st.st_size, st.st_mtime_ns, length)
+        key = _hash_key(st, length)
         future = self._hashes.get(key)
         if future is None:
             future = asyncio.ensure_future(asyncio.to_thread(_file_digest, local, length, check))
-            self._hashes[key] = future
-            if len(self._hashes) > 64:
-                self._hashes.pop(next(iter(self._hashes)))
+            self._remember(key, future)
         try:
             return await asyncio.shield(future)
         except BaseException:
             if future.done():
                 self._hashes.pop(key, None)
             raise
+
+    def remember_hash(self, st: os.stat_result, sha256: str) -> None:
+        """The whole file described by ``st`` hashes to ``sha256`` (seen while copied)."""
+        future: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        future.set_result((st.st_size, sha256))
+        self._remember(_hash_key(st, None), future)
+
+    def _remember(self, key: _HashKey, future: asyncio.Future[tuple[int, str]]) -> None:
+        self._hashes[key] = future
+        if len(self._hashes) > 64:
+            self._hashes.pop(next(iter(self._hashes)))
 
     # Proof of the host key -----------------------------------------------------------
 
@@ -702,7 +723,17 @@ async def _write_fd(fd: int, data: bytes) -> None:
 
 
 class _OpenFile:
-    __slots__ = ("file", "client_path", "local", "writing", "read_bytes", "written_bytes")
+    """An open file of an SFTP session, with what the customer's record needs.
+
+    While a file is read or written in order from its start, its SHA-256 is computed
+    on the way (``digest``), so the audit and the technician's check need not read it
+    again; any other pattern drops the running digest.
+    """
+
+    __slots__ = (
+        "file", "client_path", "local", "writing", "read_bytes", "written_bytes",
+        "digest", "hashed", "opened",
+    )  # fmt: skip
 
     def __init__(self, file: Any, client_path: str, local: str, writing: bool) -> None:
         self.file = file
@@ -711,6 +742,47 @@ class _OpenFile:
         self.writing = writing
         self.read_bytes = 0
         self.written_bytes = 0
+        self.digest: Any = hashlib.sha256()
+        self.hashed = 0
+        self.opened = os.fstat(file.fileno())
+
+    def pread(self, offset: int, size: int) -> bytes:
+        data = os.pread(self.file.fileno(), size, offset)
+        self.read_bytes += len(data)
+        self._hash(offset, data)
+        return data
+
+    def pwrite(self, offset: int, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.file.fileno(), view, offset)
+            view, offset = view[written:], offset + written
+        self.written_bytes += len(data)
+        self._hash(offset - len(data), data)
+        return len(data)
+
+    def _hash(self, offset: int, data: bytes) -> None:
+        if self.digest is None:
+            return
+        if offset == self.hashed:
+            self.digest.update(data)
+            self.hashed += len(data)
+        elif offset + len(data) > self.hashed or self.writing:
+            self.digest = None  # out of order: hash the file afterwards instead
+
+    def whole_file_hash(self) -> tuple[os.stat_result, str] | None:
+        """(stat, SHA-256) if the running digest covers exactly the file as it is now."""
+        if self.digest is None:
+            return None
+        st = os.stat(self.local)
+        if st.st_size != self.hashed:
+            return None
+        if not self.writing and (st.st_mtime_ns, st.st_size) != (
+            self.opened.st_mtime_ns,
+            self.opened.st_size,
+        ):
+            return None  # changed by someone else while it was read
+        return st, self.digest.hexdigest()
 
 
 class ConfinedSFTPServer(asyncssh.SFTPServer):
@@ -722,6 +794,7 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
         super().__init__(chan)
         self.service = service
         self.root = root
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="puente-sftp")
 
     # Mapping -------------------------------------------------------------------------
 
@@ -811,6 +884,7 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
             )
 
     def exit(self) -> None:
+        self._disk.shutdown(wait=False)
         # OpenSSH's sftp and scp treat a session without an exit status as a failure
         # (asyncssh's scp server reports its own status).
         if self.channel.get_subsystem() == "sftp":
@@ -831,17 +905,19 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
         writing = bool(pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND))
         return _OpenFile(file, shown_path(self.root, local), local, writing)
 
-    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         assert isinstance(file_obj, _OpenFile)
-        data: bytes = super().read(file_obj.file, offset, size)  # type: ignore[assignment]
-        file_obj.read_bytes += len(data)
-        return data
+        # Disk work runs in this session's own thread, in request order, so the event
+        # loop keeps moving data meanwhile.
+        return await asyncio.get_running_loop().run_in_executor(
+            self._disk, file_obj.pread, offset, size
+        )
 
-    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         assert isinstance(file_obj, _OpenFile)
-        written: int = super().write(file_obj.file, offset, data)  # type: ignore[assignment]
-        file_obj.written_bytes += len(data)
-        return written
+        return await asyncio.get_running_loop().run_in_executor(
+            self._disk, file_obj.pwrite, offset, data
+        )
 
     def fstat(self, file_obj: object) -> os.stat_result:
         assert isinstance(file_obj, _OpenFile)
@@ -863,6 +939,10 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
         assert isinstance(file_obj, _OpenFile)
         super().close(file_obj.file)
         entry = file_obj
+        with contextlib.suppress(OSError):
+            seen = entry.whole_file_hash()
+            if seen is not None:
+                self.service.remember_hash(*seen)
         if entry.written_bytes and entry.local.endswith(PART_SUFFIX):
             # A resumable copy in progress: announced once it is renamed into place.
             self.service.audit.write(
