@@ -747,7 +747,11 @@ class _OpenFile:
         self.opened = os.fstat(file.fileno())
 
     def pread(self, offset: int, size: int) -> bytes:
-        data = os.pread(self.file.fileno(), size, offset)
+        if hasattr(os, "pread"):
+            data = os.pread(self.file.fileno(), size, offset)
+        else:  # Windows: one worker thread per session, so seek-then-read cannot interleave
+            self.file.seek(offset)
+            data = self.file.read(size)
         self.read_bytes += len(data)
         self._hash(offset, data)
         return data
@@ -755,7 +759,11 @@ class _OpenFile:
     def pwrite(self, offset: int, data: bytes) -> int:
         view = memoryview(data)
         while view:
-            written = os.pwrite(self.file.fileno(), view, offset)
+            if hasattr(os, "pwrite"):
+                written = os.pwrite(self.file.fileno(), view, offset)
+            else:  # Windows (see pread)
+                self.file.seek(offset)
+                written = self.file.write(view)
             view, offset = view[written:], offset + written
         self.written_bytes += len(data)
         self._hash(offset - len(data), data)

@@ -270,6 +270,11 @@ async def _shell(console: SessionConsole, args: list[str]) -> Result:
         command_text = " ".join(args[1:])
     elif not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("an interactive shell needs a terminal; here use -c")
+    elif os.name == "nt":
+        raise UsageError(
+            "an interactive shell from Windows is not available yet; use -c, or forward and "
+            "your ssh client"
+        )
     access = access_for(console)
     try:
         await access.ensure("shell")
@@ -653,26 +658,19 @@ async def _upload(access: SSHAccess, sftp: asyncssh.SFTPClient, local: Path, rem
     bar.finish()
     seconds = time.monotonic() - started
     ours = digest.hexdigest()
-    if await _exists(sftp, remote):
-        await sftp.remove(remote)
-    await sftp.posix_rename(part, remote)
-    theirs = await access.remote_hash(remote)
+    # Check the copy before it takes the file's place, so a bad copy replaces nothing.
+    theirs = await access.remote_hash(part)
     if theirs["sha256"] != ours:
+        with contextlib.suppress(asyncssh.SFTPError):
+            await sftp.remove(part)
         return Result(
             "error",
             f"SHA-256 mismatch after sending {local} (the local file may have changed during "
-            "the copy); run put again",
+            f"the copy); {remote} was left as it was: run put again",
             {"sha256": ours, "remote_sha256": theirs["sha256"]},
         )
+    await sftp.posix_rename(part, remote)
     return _transfer_result(str(local), remote, size, ours, resumed_from, seconds, "->")
-
-
-async def _exists(sftp: asyncssh.SFTPClient, path: str) -> bool:
-    try:
-        await sftp.lstat(path)
-    except asyncssh.SFTPNoSuchFile:
-        return False
-    return True
 
 
 # forward --------------------------------------------------------------------------------

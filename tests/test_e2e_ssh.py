@@ -303,6 +303,35 @@ def test_interrupted_get_resumes(relay_process: RelayProcess, tmp_path: Path) ->
     second.end()
 
 
+def test_put_resumes_a_matching_part_and_restarts_a_stale_one(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    local = tmp_path / "setup.bin"
+    content = os.urandom(3 * 1000 * 1000)
+    local.write_bytes(content)
+    # What an interrupted put leaves on the customer's side: the first 1.2 MB.
+    (shared / "setup.bin.puente-part").write_bytes(content[:1_200_000])
+    console = Console(relay_process.ws_url, relay_process.add_technician())
+    customer = customer_for(
+        console, relay_process.ws_url, tmp_path / "logs", {"Files": "y"}, shared
+    )
+    resumed = console.run(f"put {local} setup.bin")
+    assert resumed["status"] == "ok", resumed
+    assert resumed["data"]["resumed_from"] == 1_200_000
+    assert (shared / "setup.bin").read_bytes() == content
+    # A part that does not match the file (another file, or changed) is not trusted.
+    (shared / "other.bin.puente-part").write_bytes(os.urandom(1_000_000))
+    restarted = console.run(f"put {local} other.bin")
+    assert restarted["status"] == "ok", restarted
+    assert restarted["data"]["resumed_from"] == 0
+    assert (shared / "other.bin").read_bytes() == content
+    assert not list(shared.glob("*.puente-part"))
+    console.end()
+    customer.wait()
+
+
 # 3. Consent and confinement -----------------------------------------------------------------
 
 
