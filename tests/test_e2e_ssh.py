@@ -161,14 +161,17 @@ def test_openssh_clients_through_forward(relay_process: RelayProcess, tmp_path: 
     assert (shared / "via-sftp.txt").read_text() == small.read_text()
     assert (tmp_path / "sftp-back.txt").read_text() == small.read_text()
 
-    # rsync over ssh, both ways (rsync runs as a command, so it needs shell).
+    # rsync over ssh, both ways (rsync runs as a command, so it needs shell); 10 MB is
+    # many SSH windows, so the command pipes' flow control is exercised too.
+    medium = tmp_path / "medium.bin"
+    medium.write_bytes(os.urandom(10 * 1000 * 1000))
     rsync_ssh = f"ssh -F {config}"
-    remote = f"puente:{shared / 'via-rsync.txt'}"
-    sent = openssh("rsync", "-e", rsync_ssh, str(small), remote)
+    remote = f"puente:{shared / 'via-rsync.bin'}"
+    sent = openssh("rsync", "-e", rsync_ssh, str(medium), remote)
     assert sent.returncode == 0, sent.stderr
-    fetched = openssh("rsync", "-e", rsync_ssh, remote, str(tmp_path / "rsync-back.txt"))
+    fetched = openssh("rsync", "-e", rsync_ssh, remote, str(tmp_path / "rsync-back.bin"))
     assert fetched.returncode == 0, fetched.stderr
-    assert (tmp_path / "rsync-back.txt").read_text() == small.read_text()
+    assert sha256(shared / "via-rsync.bin") == sha256(medium) == sha256(tmp_path / "rsync-back.bin")
 
     console.end()
     assert customer.wait() == 0
@@ -354,6 +357,34 @@ def test_nothing_runs_or_moves_without_consent(relay_process: RelayProcess, tmp_
     assert customer.questions.count("Shell") == 2  # shell, then forward asked again
     assert not touched.exists()
     assert not (shared / "copy.txt").exists()
+    console.end()
+    customer.wait()
+
+
+@needs_openssh
+def test_sftp_and_scp_are_refused_without_files(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    small = tmp_path / "small.txt"
+    small.write_text("not to be copied\n")
+    console = Console(relay_process.ws_url, relay_process.add_technician())
+    customer = customer_for(
+        console, relay_process.ws_url, tmp_path / "logs", {"Shell": "y", "Files": "n"}
+    )
+    forward = console.run("forward 0")
+    assert forward["status"] == "ok", forward
+    assert forward["data"]["allowed"] == ["shell"]
+    config = forward["data"]["ssh_config"]
+    assert openssh("ssh", "-F", config, "puente", "echo", "shell-ok").stdout == "shell-ok\n"
+    batch = tmp_path / "batch"
+    batch.write_text("ls\n")
+    sftp = openssh("sftp", "-F", config, "-b", str(batch), "puente")
+    assert sftp.returncode != 0
+    assert "subsystem request failed" in sftp.stderr
+    for legacy in ([], ["-O"]):  # SFTP-based scp, and the old scp protocol
+        copied = openssh("scp", "-F", config, *legacy, str(small), "puente:copied.txt")
+        assert copied.returncode != 0, legacy
+    assert not (Path.home() / "copied.txt").exists()
     console.end()
     customer.wait()
 
