@@ -9,9 +9,10 @@ Both are measured in the same run, on the same file, on this machine:
   with ``put`` and ``get`` (SFTP through the tunnel), and with OpenSSH's ``scp``
   through ``forward``.
 
-It prints MB/s for each and the ratio to the direct scp (goal: at least 0.5). The
-``put``/``get`` figures are the copy itself; the SHA-256 verification they do
-afterwards is shown apart, since scp does not verify.
+It prints MB/s for each, the ratio to the direct scp (goal: at least 0.5), and the
+CPU seconds every process on both ends used per 100 MB (a figure a busy machine
+disturbs less than the wall clock). The ``put``/``get`` figures are the copy itself;
+the SHA-256 verification they do afterwards is shown apart, since scp does not verify.
 
 Run from the checkout::
 
@@ -27,6 +28,7 @@ import json
 import os
 import queue
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -36,6 +38,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,11 +102,67 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def timed(argv: list[str]) -> float:
-    """Seconds ``argv`` took (it must succeed)."""
-    started = time.perf_counter()
+def children_cpu() -> float:
+    """CPU seconds used so far by this program's finished child processes (scp, ssh)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a live process and its descendants (live ones, and those reaped)."""
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = process.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+class Cost:
+    """Wall-clock seconds and CPU seconds (every process on both ends) of one copy."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+
+    def _cpu(self) -> float:
+        return children_cpu() + sum(tree_cpu(pid) for pid in self.pids)
+
+    def __enter__(self) -> Cost:
+        self.started = time.perf_counter()
+        self.cpu_before = self._cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.started
+        self.cpu = self._cpu() - self.cpu_before
+
+
+def master_connection(argv: list[str], control: Path) -> subprocess.Popen[bytes]:
+    """An OpenSSH master connection (``ssh -M -N``) that later scp runs share.
+
+    Both scp peers reuse an open connection, as put/get do, so the figures compare
+    copying, not key exchanges.
+    """
+    master = subprocess.Popen(
+        [*argv[:1], "-M", "-N", "-o", f"ControlPath={control}", *argv[1:]],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while not control.exists():
+        if master.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"could not open an SSH connection: {' '.join(argv)}")
+        time.sleep(0.05)
+    return master
+
+
+def run(argv: list[str]) -> None:
     subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
-    return time.perf_counter() - started
 
 
 # Direct: sshd on loopback -----------------------------------------------------------------
@@ -152,12 +212,20 @@ class DirectSSH:
                 raise SystemExit("sshd did not start")
             time.sleep(0.1)
 
-    def scp(self, source: str, target: str) -> float:
-        return timed(["scp", *self.options, "-P", self.port, source, target])
+        self.control = keys / "control"
+        self.master = master_connection(["ssh", *self.options, "-p", self.port, self.target],
+                                        self.control)  # fmt: skip
+
+    def scp(self, source: str, target: str) -> Cost:
+        with Cost([self.server.pid, self.master.pid]) as cost:
+            run(["scp", *self.options, "-o", f"ControlPath={self.control}", "-P", self.port,
+                 source, target])  # fmt: skip
+        return cost
 
     def close(self) -> None:
-        self.server.terminate()
-        self.server.wait(10)
+        for process in (self.master, self.server):
+            process.terminate()
+            process.wait(10)
 
 
 # Puente: relay, agent, technician console -------------------------------------------------
@@ -197,6 +265,8 @@ class PuenteSession:
         warm.write_bytes(os.urandom(1000))
         self.command(f"put {warm} warm.bin")  # consent and the SSH connection, once
         self.ssh_config = self.command("forward 0 files")["data"]["ssh_config"]
+        self.control = work / "puente-control"
+        self.master: subprocess.Popen[bytes] | None = None
 
     def _start(self, argv: list[str], answers: list[tuple[str, str]] | None = None) -> Child:
         child = Child(argv, answers)
@@ -210,50 +280,62 @@ class PuenteSession:
             raise SystemExit(f"{line}: {record['message']}")
         return record
 
-    def transfer(self, line: str) -> tuple[float, float]:
-        """(seconds copying, seconds including the SHA-256 verification) of put/get."""
-        started = time.perf_counter()
-        copying = float(self.command(line)["data"]["seconds"])
-        return copying, time.perf_counter() - started
+    def cost(self) -> Cost:
+        return Cost([child.proc.pid for child in self.children])
+
+    def transfer(self, line: str) -> tuple[float, Cost]:
+        """(seconds copying, cost including the SHA-256 verification) of put/get."""
+        with self.cost() as cost:
+            copying = float(self.command(line)["data"]["seconds"])
+        return copying, cost
+
+    def forward_scp(self, source: str, target: str) -> Cost:
+        if self.master is None:
+            self.master = master_connection(["ssh", "-F", self.ssh_config, "puente"], self.control)
+        with Cost([*(child.proc.pid for child in self.children), self.master.pid]) as cost:
+            run(["scp", "-F", self.ssh_config, "-o", f"ControlPath={self.control}", source,
+                 target])  # fmt: skip
+        return cost
 
     def close(self) -> None:
+        if self.master is not None:
+            self.master.terminate()
+            self.master.wait(10)
         with contextlib.suppress(SystemExit):
             self.command("end")
         for child in reversed(self.children):
             child.stop()
 
 
-def measure(work: Path, data: Path, runs: int) -> dict[str, float]:
-    """Best time of each way, the direct and tunnelled runs interleaved (fair under load)."""
+def measure(work: Path, data: Path, runs: int) -> dict[str, tuple[float, float]]:
+    """Best (seconds, CPU seconds) of each way; direct and tunnelled runs interleaved."""
     direct = DirectSSH(work)
     tunnel = PuenteSession(work)
-    times: dict[str, list[float]] = {}
+    results: dict[str, list[tuple[float, float]]] = {}
 
-    def keep(name: str, seconds: float) -> None:
-        times.setdefault(name, []).append(seconds)
+    def keep(name: str, cost: Cost, seconds: float | None = None) -> None:
+        results.setdefault(name, []).append((cost.wall if seconds is None else seconds, cost.cpu))
 
     try:
         for _ in range(runs):
             remote_direct = str(work / "direct-copy.bin")
             keep("scp_up", direct.scp(str(data), f"{direct.target}:{remote_direct}"))
-            put, put_verified = tunnel.transfer(f"put {data} tunnel.bin")
-            keep("put", put)
-            keep("put_verified", put_verified)
-            keep("fwd_up", timed(["scp", "-F", tunnel.ssh_config, str(data), "puente:fwd.bin"]))
+            put, cost = tunnel.transfer(f"put {data} tunnel.bin")
+            keep("put", cost, put)
+            keep("put_verified", cost)
+            keep("fwd_up", tunnel.forward_scp(str(data), "puente:fwd.bin"))
             keep("scp_down", direct.scp(f"{direct.target}:{remote_direct}", str(work / "d.bin")))
-            get, get_verified = tunnel.transfer(f"get tunnel.bin {work / 't.bin'}")
-            keep("get", get)
-            keep("get_verified", get_verified)
-            keep(
-                "fwd_down",
-                timed(["scp", "-F", tunnel.ssh_config, "puente:fwd.bin", str(work / "f.bin")]),
-            )
+            get, cost = tunnel.transfer(f"get tunnel.bin {work / 't.bin'}")
+            keep("get", cost, get)
+            keep("get_verified", cost)
+            keep("fwd_down", tunnel.forward_scp("puente:fwd.bin", str(work / "f.bin")))
             for leftover in (work / "d.bin", work / "t.bin", work / "f.bin"):
                 leftover.unlink()
     finally:
         tunnel.close()
         direct.close()
-    return {name: min(values) for name, values in times.items()}
+    return {name: (min(v[0] for v in values), min(v[1] for v in values))
+            for name, values in results.items()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,17 +357,20 @@ def main(argv: list[str] | None = None) -> int:
         best = measure(work, data, args.runs)
 
     def rate(name: str) -> float:
-        return size / best[name] / 1e6
+        return size / best[name][0] / 1e6
+
+    def cpu(name: str) -> float:
+        return best[name][1] * 1e8 / size  # CPU seconds per 100 MB, every process
 
     rows = [
-        ("direct scp, upload", rate("scp_up"), None),
-        ("direct scp, download", rate("scp_down"), None),
-        ("puente put (SFTP in the tunnel)", rate("put"), rate("scp_up")),
-        ("puente get (SFTP in the tunnel)", rate("get"), rate("scp_down")),
-        ("puente put incl. SHA-256 check", rate("put_verified"), rate("scp_up")),
-        ("puente get incl. SHA-256 check", rate("get_verified"), rate("scp_down")),
-        ("scp via forward (tunnel), upload", rate("fwd_up"), rate("scp_up")),
-        ("scp via forward (tunnel), download", rate("fwd_down"), rate("scp_down")),
+        ("direct scp, upload", "scp_up", None),
+        ("direct scp, download", "scp_down", None),
+        ("puente put (SFTP in the tunnel)", "put", "scp_up"),
+        ("puente get (SFTP in the tunnel)", "get", "scp_down"),
+        ("puente put incl. SHA-256 check", "put_verified", "scp_up"),
+        ("puente get incl. SHA-256 check", "get_verified", "scp_down"),
+        ("scp via forward (tunnel), upload", "fwd_up", "scp_up"),
+        ("scp via forward (tunnel), download", "fwd_down", "scp_down"),
     ]
     if args.json:
         print(
@@ -293,16 +378,26 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "size_bytes": size,
                     "runs": args.runs,
-                    "mb_per_s": {name: round(value, 1) for name, value, _ in rows},
-                    "ratio": {n: round(v / p, 2) for n, v, p in rows if p is not None},
+                    "load_average": os.getloadavg()[0],
+                    "mb_per_s": {label: round(rate(key), 1) for label, key, _ in rows},
+                    "ratio": {
+                        label: round(rate(key) / rate(peer), 2)
+                        for label, key, peer in rows
+                        if peer is not None
+                    },
+                    "cpu_seconds_per_100mb": {label: round(cpu(key), 2) for label, key, _ in rows},
                 }
             )
         )
         return 0
-    print(f"SSH throughput, {args.size_mb} MB file, best of {args.runs} runs, loopback")
-    for name, value, peer in rows:
-        ratio = f"  ratio {value / peer:.2f}" if peer else ""
-        print(f"  {name:<38} {value:8.1f} MB/s{ratio}")
+    print(
+        f"SSH throughput, {args.size_mb} MB file, best of {args.runs} runs, loopback "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
+    print(f"  {'':<38} {'MB/s':>8}  {'ratio':>5}  CPU s per 100 MB (all processes)")
+    for label, key, peer in rows:
+        ratio = f"{rate(key) / rate(peer):5.2f}" if peer else "     "
+        print(f"  {label:<38} {rate(key):8.1f}  {ratio}  {cpu(key):5.2f}")
     print("goal: puente put/get at least 0.5 of direct scp")
     return 0
 
