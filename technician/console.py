@@ -183,7 +183,7 @@ async def _end(console: SessionConsole, args: list[str]) -> Result:
 
 
 #: Feature modules whose import registers more console commands.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["technician.screen_commands"]
 
 
 def load_commands() -> None:
