@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mss
 import numpy as np
+import pytest
 from PIL import Image
 
 from protocol.code import SessionCode
@@ -29,6 +30,7 @@ from tests.screen_fixtures import (
     PICTURE_SIZE,
     ScreenApp,
     known_picture,
+    xdotool,
 )
 
 TILE = 64
@@ -149,3 +151,78 @@ def test_small_change_sends_only_changed_tiles(
             await stream.stop()
 
     asyncio.run(scenario())
+
+
+# Acceptance 2 -------------------------------------------------------------------------
+
+
+def test_console_control_lands_on_the_display(
+    relay_process: RelayProcess, screen_app: ScreenApp, tmp_path: Path
+) -> None:
+    ex, ey, ew, eh = rect_of(screen_app, "entry")
+    token = relay_process.add_technician()
+    tech = console(relay_process, token)
+    code = tech.expect(r"^code: (\S+)$").group(1)
+    customer = ScriptedCustomer(
+        relay_process.ws_url,
+        code,
+        tmp_path / "logs",
+        answers={"Screen view": "y", "Remote control": "y"},
+    )
+    tech.expect(r"Check code")
+    tech.send("move 500 400")
+    tech.expect(r"^ok move: pointer at 500,400")
+    assert xdotool("getmouselocation").startswith("x:500 y:400 ")
+    cx, cy = ex + 20, ey + eh // 2
+    tech.send(f"click {cx} {cy}")
+    tech.expect(rf"^ok click: left click at {cx},{cy}")
+    assert screen_app.expect(r"^click \S+ (\d+) (\d+) 1$").groups() == (str(cx), str(cy))
+    tech.send("type Héllo wörld 42!")
+    tech.expect(r"^ok type: typed 15 characters")
+    screen_app.expect(r"^text Héllo wörld 42!$")
+    tech.send("key ctrl+a")
+    tech.expect(r"^ok key: pressed ctrl\+a")
+    screen_app.expect(r"^key \S+ Control_L ")
+    screen_app.expect(r"^key \S+ a '\\x01'$")  # the a arrived with Ctrl held
+    tech.send("key End")
+    tech.expect(r"^ok key: pressed end")
+    tech.send("key BackSpace")
+    tech.expect(r"^ok key: pressed backspace")
+    screen_app.expect(r"^text Héllo wörld 42$")
+    tech.send(f"click {cx} {cy} right")
+    tech.expect(r"^ok click: right click at")
+    screen_app.expect(r"^click \S+ \d+ \d+ 3$")
+    tech.send("key ctrl+nosuchkey")
+    tech.expect(r"^error key: unknown key 'nosuchkey'")
+    tech.send("end")
+    assert tech.wait() == 0
+    assert customer.wait() == 0
+    # Asked once each, in order: control is never asked before screen view.
+    assert customer.questions == ["Screen view", "Remote control"]
+    [log] = list((tmp_path / "logs").glob("session-*.log"))
+    assert "The technician used your mouse or keyboard" in log.read_text()
+
+
+@pytest.mark.parametrize("refuse", ["Screen view", "Remote control"])
+def test_console_control_refused_without_consent(
+    relay_process: RelayProcess, screen_app: ScreenApp, tmp_path: Path, refuse: str
+) -> None:
+    ex, ey, ew, eh = rect_of(screen_app, "entry")
+    token = relay_process.add_technician()
+    tech = console(relay_process, token)
+    code = tech.expect(r"^code: (\S+)$").group(1)
+    answers = {"Screen view": "y", "Remote control": "y", refuse: "n"}
+    customer = ScriptedCustomer(relay_process.ws_url, code, tmp_path / "logs", answers=answers)
+    tech.expect(r"Check code")
+    before = xdotool("getmouselocation")
+    tech.send(f"click {ex + 20} {ey + eh // 2}")
+    tech.expect(r"^declined click: ")
+    tech.send("type should not appear")
+    tech.expect(r"^declined type: ")
+    tech.send("move 10 10")
+    tech.expect(r"^declined move: ")
+    tech.send("end")
+    assert tech.wait() == 0
+    assert customer.wait() == 0
+    assert xdotool("getmouselocation") == before
+    assert not [line for line in screen_app.lines if line.startswith(("click", "key", "text"))]
