@@ -357,13 +357,13 @@ class FrameEncoder:
             inside_changed = changed[r0 : r0 + nr, c0 : c0 + nc].any()
             self._quiet = 0 if inside_changed else self._quiet + 1
             if self._quiet >= VIDEO_QUIET_FRAMES:
-                refresh = self._video_tiles
+                r0, c0, nr, nc = self._video_tiles
                 self._stop_video()
-                changed = changed.copy()
-                changed[
-                    refresh[0] : refresh[0] + refresh[2], refresh[1] : refresh[1] + refresh[3]
-                ] = True
-                return changed
+                refresh = np.zeros_like(changed)
+                refresh[r0 : r0 + nr, c0 : c0 + nc] = True
+                # The region is coded afresh as tiles, each in its own class.
+                kinds[refresh] = classify_tiles(image, refresh)[refresh]
+                return changed | refresh
         if self._video is None:
             return changed
         assert self._video_tiles is not None

@@ -8,8 +8,10 @@ process or, where frame-level detail is checked, the technician library in-proce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,10 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from protocol import input as input_protocol
 from protocol.code import SessionCode
+from protocol.messages import Consent, ReplyStatus
+from protocol.mux import Channel, MessageReceived
 from protocol.screen import Frame
 from technician.client import RelayAPI, TechnicianSession
-from technician.screen import ScreenStream, psnr
+from technician.screen import ControlStream, ScreenStream, psnr
 from tests.conftest import RelayProcess, scaled
 from tests.customer import Process, ScriptedCustomer
 from tests.screen_fixtures import (
@@ -226,3 +231,156 @@ def test_console_control_refused_without_consent(
     assert customer.wait() == 0
     assert xdotool("getmouselocation") == before
     assert not [line for line in screen_app.lines if line.startswith(("click", "key", "text"))]
+
+
+# Acceptance 4 -------------------------------------------------------------------------
+
+
+class ArrivalLog:
+    """Records, in arrival order, the frames and consent messages the technician gets.
+
+    It wraps the technician link's own dispatch (this test's side of the wire), so
+    the order is the order in which records came out of the secure channel.
+    """
+
+    def __init__(self, session: TechnicianSession) -> None:
+        from protocol import messages
+        from protocol import screen as screen_protocol
+
+        self.events: list[tuple[float, str]] = []
+        link = session.link
+        original = link._dispatch
+
+        def spy(event: object) -> None:
+            if isinstance(event, MessageReceived):
+                now = time.monotonic()
+                if event.channel == Channel.SCREEN:
+                    if isinstance(screen_protocol.parse(event.payload), Frame):
+                        self.events.append((now, "frame"))
+                elif event.channel == Channel.CONTROL:
+                    message = messages.parse(event.payload)
+                    if isinstance(message, Consent):
+                        self.events.append((now, f"{message.capability} {message.state}"))
+            original(event)  # type: ignore[arg-type]
+
+        link._dispatch = spy  # type: ignore[method-assign]
+
+    def times(self, kind: str) -> list[float]:
+        return [t for t, k in self.events if k == kind]
+
+    def index(self, kind: str) -> int:
+        return [k for _, k in self.events].index(kind)
+
+
+def key_times(app: ScreenApp, keysym: str) -> list[float]:
+    times = []
+    for line in app.lines:
+        match = re.match(rf"^key (\S+) {keysym} ", line)
+        if match:
+            times.append(float(match.group(1)))
+    return times
+
+
+async def typing(control: ControlStream, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(Exception):
+            await control.send([input_protocol.Key("z", True), input_protocol.Key("z", False)])
+        await asyncio.sleep(0.01)
+
+
+async def start_view_and_control(
+    session: TechnicianSession, app: ScreenApp
+) -> tuple[ScreenStream, ControlStream]:
+    stream = ScreenStream(session, monitor=1)
+    await stream.start(timeout=scaled(30))
+    await stream.wait_for(lambda: stream.decoder.complete, scaled(20))
+    control = ControlStream(session, monitor=1)
+    await control.start()
+    ex, ey, _, eh = rect_of(app, "entry")
+    async with asyncio.timeout(scaled(20)):
+        while session.consent.get("control") != "granted":
+            await asyncio.sleep(0.02)
+    await control.send([input_protocol.Click(ex + 10, ey + eh // 2)])
+    return stream, control
+
+
+@pytest.mark.parametrize("revoke", ["screen", "control"])
+def test_revocation_stops_frames_and_input(
+    relay_process: RelayProcess, screen_app: ScreenApp, tmp_path: Path, revoke: str
+) -> None:
+    answers = {"Screen view": "y", "Remote control": "y"}
+
+    async def scenario() -> None:
+        async with technician_session(relay_process, tmp_path, answers) as (session, customer):
+            arrivals = ArrivalLog(session)
+            stream, control = await start_view_and_control(session, screen_app)
+            screen_app.command("animate 400")  # the screen changes every 20 ms
+            stop_typing = asyncio.Event()
+            typist = asyncio.create_task(typing(control, stop_typing))
+            await asyncio.sleep(0.8)
+            assert len(key_times(screen_app, "z")) > 10
+            frames_before = len(arrivals.times("frame"))
+            assert frames_before > 10
+
+            customer_acted = time.monotonic()
+            customer.send(f"stop {revoke}")
+            assert control.reply is not None and stream.reply is not None
+            control_reply = await asyncio.wait_for(control.reply, scaled(5))
+            assert control_reply.status == ReplyStatus.REVOKED
+            acknowledged = arrivals.times("control revoked")[0]
+            await asyncio.sleep(0.6)  # input keeps coming from the technician meanwhile
+            stop_typing.set()
+            await typist
+            await asyncio.sleep(0.3)
+
+            # Input: nothing lands later than 200 ms after the customer acted, and
+            # nothing after the technician was told.
+            keys = key_times(screen_app, "z")
+            assert max(keys) - customer_acted < 0.2, max(keys) - customer_acted
+            assert max(keys) <= acknowledged + 0.02
+
+            frames = arrivals.times("frame")
+            if revoke == "screen":
+                screen_reply = await asyncio.wait_for(stream.reply, scaled(5))
+                assert screen_reply.status == ReplyStatus.REVOKED
+                # Frames: none after the revocation reached the technician, and the
+                # last one within 200 ms of the customer's action.
+                assert arrivals.index("screen revoked") > max(
+                    i for i, (_, k) in enumerate(arrivals.events) if k == "frame"
+                )
+                assert frames[-1] - customer_acted < 0.2, frames[-1] - customer_acted
+            else:
+                # Control alone was withdrawn: the picture keeps coming.
+                assert frames[-1] > acknowledged + 0.3
+                assert not stream.reply.done()
+                await stream.stop()
+
+    asyncio.run(scenario())
+
+
+# No desktop to capture ------------------------------------------------------------------
+
+
+def test_no_display_is_said_plainly_to_both(
+    relay_process: RelayProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("XDG_SESSION_TYPE", raising=False)
+    token = relay_process.add_technician()
+    tech = console(relay_process, token)
+    code = tech.expect(r"^code: (\S+)$").group(1)
+    customer = ScriptedCustomer(
+        relay_process.ws_url, code, tmp_path / "logs", answers={"Screen view": "y"}
+    )
+    tech.expect(r"Check code")
+    tech.send(f"screenshot {tmp_path / 'shot.png'}")
+    tech.expect(r"^error screenshot: Puente cannot see a screen on this computer: no graphical")
+    customer.expect(r"^Puente cannot see a screen on this computer: no graphical desktop")
+    tech.send("click 10 10")
+    tech.expect(r"^error click: Puente cannot see a screen")
+    tech.send("end")
+    assert tech.wait() == 0
+    assert customer.wait() == 0
+    assert customer.questions == []  # nobody is asked to allow what cannot work
+    assert not (tmp_path / "shot.png").exists()
