@@ -39,7 +39,11 @@ def known_picture(width: int = PICTURE_SIZE[0], height: int = PICTURE_SIZE[1]) -
     picture[..., 2] = ((x + y) % 256).astype(np.uint8)
     picture[20:60, 20:120] = (250, 250, 250)
     picture[30:50, 30:110] = (10, 10, 10)
-    picture[100:180, 180:300] = rng.integers(0, 256, (80, 120, 3), dtype=np.uint8)
+    # A photo-like block: smooth shading with sensor-like grain.
+    py, px = np.mgrid[0:80, 0:120]
+    shade = np.stack([128 + 100 * np.sin(px / 9), 128 + 90 * np.cos(py / 7), px + py], -1)
+    grain = rng.normal(0, 6, (80, 120, 3))
+    picture[100:180, 180:300] = (shade + grain).clip(0, 255).astype(np.uint8)
     return picture
 
 
