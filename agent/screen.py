@@ -62,6 +62,18 @@ IDLE_FPS = 30
 
 #: Links that have a screen stream or a control stream running (one each at a time).
 _streaming: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+#: Set by the control stream after injecting input, so the screen stream looks again
+#: soon: the technician sees the effect of a click without waiting for a slow poll.
+_input_activity: weakref.WeakKeyDictionary[Any, asyncio.Event] = weakref.WeakKeyDictionary()
+#: Delay after input before capturing: time for the application to redraw.
+AFTER_INPUT_S = 0.004
+
+
+def _activity(link: Any) -> asyncio.Event:
+    event = _input_activity.get(link)
+    if event is None:
+        event = _input_activity[link] = asyncio.Event()
+    return event
 
 
 def _arg_int(args: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -152,7 +164,10 @@ class ScreenPipeline:
         if self._previous_raw is not None and raw == self._previous_raw:
             rects = None  # the common case, decided by one memcmp
         else:
-            rects = self.encoder.encode(image, quality=quality, lossless=self.lossless) or None
+            rects = (
+                self.encoder.encode(image, quality=quality, lossless=self.lossless, now=now)
+                or None
+            )
         self._previous_raw = raw
         encode_ms = int((time.perf_counter() - started) * 1000)
         m = self.capture.monitors[self.monitor]
@@ -294,6 +309,7 @@ async def _send_frames(
     assert link is not None
     loop = asyncio.get_running_loop()
     last_change = loop.time()
+    activity = _activity(link)
     while not is_stopped():
         while not pacer.window_open() and not is_stopped():
             ack_or_stop.clear()
@@ -305,7 +321,15 @@ async def _send_frames(
         if now - last_change > IDLE_AFTER_S:
             delay = max(delay, pacer.delay(now, IDLE_FPS))
         if delay > 0:
-            await asyncio.sleep(delay)
+            activity.clear()
+            try:
+                await asyncio.wait_for(activity.wait(), delay)
+            except TimeoutError:
+                pass
+            else:
+                # Input just landed: look again shortly, and stay at the fast rate.
+                last_change = loop.time()
+                await asyncio.sleep(AFTER_INPUT_S)
         result = await loop.run_in_executor(executor, pipeline.step, pacer.quality)
         now = loop.time()
         # Nothing is queued for the technician without live consent; the check and
@@ -420,6 +444,7 @@ async def _stream_control(
         injected += await loop.run_in_executor(
             executor, context.inject, events, monitor, call.authorization.check
         )
+        _activity(link).set()
 
 
 def control_capability() -> Capability:

@@ -18,12 +18,19 @@ Rules:
    instead of tiles, at a bounded bit rate. When the motion stops, the region is
    sent once more as ordinary tiles, so no video blur stays on screen.
 5. A lossless request (screenshots) codes every changed tile losslessly, no video.
+6. Scrolling: when many tiles changed, the encoder looks for a vertical shift of
+   the changed area (rows of the new image equal to rows of the old one, moved).
+   The moved band goes as one COPY rectangle (the viewer moves pixels it already
+   has) and only what the copy does not explain is coded, as VNC's CopyRect does.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import struct
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -35,14 +42,18 @@ from protocol.screen import Codec, Rect
 TILE = 64
 #: A tile is text-like when at least this share of pixels equals its left neighbour.
 TEXT_LIKE_SHARE = 0.5
-#: Motion score: score = score * DECAY + changed; a tile changing every frame tends to 10.
-MOTION_DECAY = 0.9
-#: A tile is "moving" above this score (it changed in most recent frames).
-MOVING_SCORE = 5.0
+#: Motion score: each change adds 1, and the score decays with this time constant,
+#: so it approximates how many times a second the tile changes, whatever the capture
+#: rate (a 30 fps video scores about 30 whether captured at 30 or 60 Hz).
+MOTION_WINDOW_S = 1.0
+#: A tile is "moving" when it changes at least this often per second.
+MOVING_SCORE = 10.0
+#: Capture interval assumed when the caller gives no time.
+DEFAULT_INTERVAL_S = 1 / 30
 #: Smallest video region, in tiles; smaller motion is cheaper as tiles.
 MIN_VIDEO_TILES = 6
-#: Frames the video region must stay quiet before it is dropped.
-VIDEO_QUIET_FRAMES = 20
+#: Seconds the video region must stay still before it is dropped.
+VIDEO_QUIET_S = 0.7
 #: Bit rate cap of the video region, bits per second.
 VIDEO_MAX_BITRATE = 1_500_000
 ZLIB_LEVEL = 1
@@ -90,10 +101,35 @@ def as_pixels(image: np.ndarray) -> np.ndarray:
     return image.view(np.uint32).reshape(image.shape[0], image.shape[1])
 
 
-def changed_tiles(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Boolean (rows, cols): which tiles differ between two same-sized BGRA images."""
+def tiles_any(mask: np.ndarray) -> np.ndarray:
+    """Boolean (rows, cols): which tiles of a boolean (H, W) mask have a set pixel."""
+    height, width = mask.shape
+    full_h, full_w = height // TILE * TILE, width // TILE * TILE
+    by_row = mask[:full_h].reshape(height // TILE, TILE, width).any(axis=1)
+    if full_h < height:
+        by_row = np.vstack([by_row, mask[full_h:].any(axis=0, keepdims=True)])
+    tiles = by_row[:, :full_w].reshape(by_row.shape[0], width // TILE, TILE).any(axis=2)
+    if full_w < width:
+        tiles = np.hstack([tiles, by_row[:, full_w:].any(axis=1, keepdims=True)])
+    return tiles
+
+
+def changed_tiles(
+    previous: np.ndarray, current: np.ndarray, within: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """Boolean (rows, cols): which tiles differ between two same-sized BGRA images.
+
+    ``within`` (row, col, rows, cols) limits the comparison to those tiles.
+    """
     a, b = as_pixels(previous), as_pixels(current)
-    return _per_tile_sum(a != b) > 0
+    if within is None:
+        return tiles_any(a != b)
+    rows, cols = grid(*a.shape)
+    r0, c0, nr, nc = within
+    ys, xs = slice(r0 * TILE, (r0 + nr) * TILE), slice(c0 * TILE, (c0 + nc) * TILE)
+    result = np.zeros((rows, cols), dtype=bool)
+    result[r0 : r0 + nr, c0 : c0 + nc] = tiles_any(a[ys, xs] != b[ys, xs])
+    return result
 
 
 def tile_pixel_counts(height: int, width: int) -> np.ndarray:
@@ -117,6 +153,14 @@ def classify_tiles(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndar
     pixels = as_pixels(image)
     height, width = pixels.shape
     rows, cols = grid(height, width)
+    if mask is not None and mask.any() and mask.sum() * 4 >= mask.size:
+        # Classify only the tiles' bounding box (scrolling areas, moving windows).
+        r0, c0, nr, nc = _bounding_box(mask)
+        if nr < rows or nc < cols:
+            kinds = np.full((rows, cols), TileClass.TEXT, dtype=np.int8)
+            part = image[r0 * TILE : (r0 + nr) * TILE, c0 * TILE : (c0 + nc) * TILE]
+            kinds[r0 : r0 + nr, c0 : c0 + nc] = classify_tiles(part)
+            return kinds
     if mask is not None and mask.sum() * 4 < mask.size:
         kinds = np.full((rows, cols), TileClass.TEXT, dtype=np.int8)
         for r, c in zip(*np.nonzero(mask), strict=True):
@@ -169,6 +213,67 @@ def merge_tiles(mask: np.ndarray, kinds: np.ndarray) -> list[TileRect]:
     merged.extend(open_runs.values())
     merged.sort(key=lambda t: (t.row, t.col))
     return merged
+
+
+# Scrolling ----------------------------------------------------------------------------
+
+#: A moved band must be at least this many rows to be sent as a copy.
+MIN_COPY_ROWS = 48
+#: Look for scrolling only when at least this many tiles changed.
+MIN_COPY_TILES = 6
+
+
+def find_vertical_move(
+    previous: np.ndarray, current: np.ndarray, changed: np.ndarray
+) -> tuple[int, int, int, int, int] | None:
+    """Find a band of ``current`` that is a vertically moved band of ``previous``.
+
+    Looks inside the bounding box of the changed tiles, narrowed to the columns that
+    actually differ. Returns (x, y, width, rows, dy): rows y..y+rows of current equal
+    rows y+dy.. of previous over columns x..x+width; or None.
+    """
+    height, width = current.shape[:2]
+    r0, c0, nr, nc = _bounding_box(changed)
+    y0, y1 = r0 * TILE, min((r0 + nr) * TILE, height)
+    x0, x1 = c0 * TILE, min((c0 + nc) * TILE, width)
+    if y1 - y0 < 2 * MIN_COPY_ROWS:
+        return None
+    old = as_pixels(previous)[y0:y1, x0:x1]
+    new = as_pixels(current)[y0:y1, x0:x1]
+    columns = np.nonzero((old != new).any(axis=0))[0]
+    if len(columns) == 0:
+        return None
+    x0, x1 = x0 + int(columns[0]), x0 + int(columns[-1]) + 1
+    old = as_pixels(previous)[y0:y1, x0:x1]
+    new = as_pixels(current)[y0:y1, x0:x1]
+    old_rows = [hash(row.tobytes()) for row in old]
+    new_rows = [hash(row.tobytes()) for row in new]
+    seen = Counter(old_rows)
+    where = {fp: i for i, fp in enumerate(old_rows) if seen[fp] == 1}
+    votes = Counter(where[fp] - i for i, fp in enumerate(new_rows) if fp in where)
+    votes.pop(0, None)
+    if not votes:
+        return None
+    dy, count = votes.most_common(1)[0]
+    if count < 8:
+        return None
+    rows = len(new_rows)
+    best_start, best_len, start = 0, 0, None
+    for i in range(rows + 1):
+        match = i < rows and 0 <= i + dy < rows and new_rows[i] == old_rows[i + dy]
+        if match and start is None:
+            start = i
+        elif not match and start is not None:
+            if i - start > best_len:
+                best_start, best_len = start, i - start
+            start = None
+    if best_len < MIN_COPY_ROWS:
+        return None
+    band = new[best_start : best_start + best_len]
+    source = old[best_start + dy : best_start + dy + best_len]
+    if not np.array_equal(band, source):  # a hash collision: code it normally
+        return None
+    return x0, y0 + best_start, x1 - x0, best_len, dy
 
 
 # Codecs -------------------------------------------------------------------------------
@@ -262,7 +367,9 @@ class FrameEncoder:
         self._motion: np.ndarray | None = None
         self._video: VideoEncoder | None = None
         self._video_tiles: tuple[int, int, int, int] | None = None  # row, col, rows, cols
-        self._quiet = 0
+        self._quiet = 0.0
+        self._now = 0.0
+        self._dt = DEFAULT_INTERVAL_S
         self._pending_region: tuple[int, int, int, int] | None = None
         self._pending_count = 0
         self._video_fresh = False
@@ -273,8 +380,23 @@ class FrameEncoder:
         self._previous = None
         self._stop_video()
 
-    def encode(self, image: np.ndarray, *, quality: int = 80, lossless: bool = False) -> list[Rect]:
-        """Rectangles that bring the viewer from the previous image to ``image``."""
+    def encode(
+        self,
+        image: np.ndarray,
+        *,
+        quality: int = 80,
+        lossless: bool = False,
+        now: float | None = None,
+    ) -> list[Rect]:
+        """Rectangles that bring the viewer from the previous image to ``image``.
+
+        ``now`` (seconds, any origin) is when ``image`` was captured; without it
+        captures are taken to be DEFAULT_INTERVAL_S apart.
+        """
+        if now is None:
+            now = self._now + DEFAULT_INTERVAL_S
+        self._dt = min(max(now - self._now, 0.0), 1.0)
+        self._now = now
         height, width = image.shape[:2]
         rows, cols = grid(height, width)
         if self._previous is None or self._previous.shape != image.shape:
@@ -285,19 +407,41 @@ class FrameEncoder:
         else:
             changed = changed_tiles(self._previous, image)
             first = False
+        copy: Rect | None = None
+        if (
+            not first
+            and not lossless
+            and self._video is None
+            and changed.sum() >= MIN_COPY_TILES
+        ):
+            move = find_vertical_move(self._previous, image, changed)
+            if move is not None:
+                assert self._previous is not None
+                x, y, w, h, dy = move
+                # What the viewer will show after the copy; code only what differs.
+                predicted = self._previous.copy()
+                predicted[y : y + h, x : x + w] = self._previous[y + dy : y + dy + h, x : x + w]
+                copy = Rect(x, y, w, h, Codec.COPY, struct.pack(">II", x, y + dy))
+                moved = changed
+                changed = changed_tiles(predicted, image, _bounding_box(moved))
+                changed_motion = moved
+            else:
+                changed_motion = changed
+        else:
+            changed_motion = changed
         self._previous = image
         assert self._motion is not None
-        self._motion *= MOTION_DECAY
+        self._motion *= math.exp(-self._dt / MOTION_WINDOW_S)
         if not first:
-            self._motion += changed
+            self._motion += changed_motion
         self.last = EncodeStats(tiles_changed=int(changed.sum()))
         if not changed.any() and self._video is None:
-            return []
+            return [copy] if copy is not None else []
 
         kinds = classify_tiles(image, changed | (self._motion >= MOVING_SCORE))
         if lossless:
             kinds[kinds == TileClass.PHOTO] = TileClass.TEXT
-        rects: list[Rect] = []
+        rects: list[Rect] = [copy] if copy is not None else []
         if self.video_enabled and not lossless:
             changed = self._video_step(image, changed, kinds, rects)
         elif self._video is not None:
@@ -355,8 +499,8 @@ class FrameEncoder:
                 self._start_video(image, region)
             r0, c0, nr, nc = self._video_tiles
             inside_changed = changed[r0 : r0 + nr, c0 : c0 + nc].any()
-            self._quiet = 0 if inside_changed else self._quiet + 1
-            if self._quiet >= VIDEO_QUIET_FRAMES:
+            self._quiet = 0.0 if inside_changed else self._quiet + self._dt
+            if self._quiet >= VIDEO_QUIET_S:
                 r0, c0, nr, nc = self._video_tiles
                 self._stop_video()
                 refresh = np.zeros_like(changed)
@@ -388,7 +532,9 @@ class FrameEncoder:
         self._video = VideoEncoder(w, h)
         self._video_tiles = region
         self._video_fresh = True
-        self._quiet = 0
+        self._quiet = 0.0
+        self._now = 0.0
+        self._dt = DEFAULT_INTERVAL_S
         self._pending_region, self._pending_count = None, 0
 
     def _stop_video(self) -> None:

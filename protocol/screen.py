@@ -31,6 +31,7 @@ Rules:
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,13 @@ class Codec(enum.IntEnum):
     ZLIB = 1  #: lossless, for text-like regions: zlib of the rows of R, G, B bytes
     JPEG = 2  #: lossy, for photo-like regions
     H264 = 3  #: one access unit of an H.264 stream (``stream`` names it)
+    COPY = 4  #: copy of pixels already shown: ``data`` is source x, y (2 x 4 bytes, BE)
+
+
+def copy_source(rect: Rect) -> tuple[int, int]:
+    """The source (x, y) of a COPY rectangle."""
+    x, y = struct.unpack(">II", rect.data)
+    return x, y
 
 
 @dataclass(frozen=True)
@@ -301,6 +309,13 @@ def check(message: AgentMessage | ViewerMessage) -> None:
             _int(r.stream, "rect stream", 0, 2**31)
             if r.codec is Codec.FILL:
                 _want(len(r.data) == 3, "a FILL rect carries 3 bytes")
+            if r.codec is Codec.COPY:
+                _want(len(r.data) == 8, "a COPY rect carries 8 bytes")
+                sx, sy = copy_source(r)
+                _want(
+                    sx + r.width <= message.width and sy + r.height <= message.height,
+                    "a COPY rect's source lies outside the screen",
+                )
     elif isinstance(message, Cursor):
         _int(message.x, "CURSOR x", -MAX_SIDE, 2 * MAX_SIDE)
         _int(message.y, "CURSOR y", -MAX_SIDE, 2 * MAX_SIDE)

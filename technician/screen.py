@@ -1,7 +1,7 @@
 """The technician's side of screen view and remote control.
 
 :class:`FrameDecoder` turns :mod:`protocol.screen` messages into a picture (a numpy
-RGB canvas); it treats every byte from the agent as hostile: rectangles are checked
+picture); it treats every byte from the agent as hostile: rectangles are checked
 against the announced size and each codec's output against its rectangle.
 :class:`ScreenStream` runs one ``screen``/``stream`` request: it reads the screen
 channel, decodes (in a worker thread, so a GUI stays responsive), acknowledges each
@@ -53,10 +53,16 @@ class FrameDecoder:
 
     def __init__(self) -> None:
         self.info: Info | None = None
-        self.canvas: np.ndarray | None = None  # (H, W, 3) RGB
+        #: The picture as (H, W, 4) B, G, R, X bytes: what Qt paints without converting.
+        self.pixels: np.ndarray | None = None
         self.cursor = CursorState()
         self._painted: np.ndarray | None = None
         self._video: dict[int, Any] = {}
+
+    @property
+    def canvas(self) -> np.ndarray | None:
+        """The picture as an (H, W, 3) RGB view (no copy)."""
+        return None if self.pixels is None else self.pixels[..., 2::-1]
 
     @property
     def complete(self) -> bool:
@@ -67,22 +73,33 @@ class FrameDecoder:
         """Apply one message; return the rectangles (x, y, w, h) that changed."""
         if isinstance(message, Info):
             self.info = message
-            self.canvas = np.zeros((message.height, message.width, 3), dtype=np.uint8)
+            self.pixels = np.full((message.height, message.width, 4), 255, dtype=np.uint8)
+            self.pixels[..., :3] = 0
             self._painted = np.zeros((message.height, message.width), dtype=bool)
             self._close_video()
             return [(0, 0, message.width, message.height)]
         if isinstance(message, Cursor):
             self._apply_cursor(message)
             return []
-        if self.canvas is None or self._painted is None:
+        if self.pixels is None or self._painted is None:
             raise ScreenDataError("a frame arrived before the screen's size")
-        height, width = self.canvas.shape[:2]
+        height, width = self.pixels.shape[:2]
         if (message.width, message.height) != (width, height):
             raise ScreenDataError("a frame does not match the announced screen size")
         damaged = []
         for rect in message.rects:
-            pixels = self._decode(rect)
-            self.canvas[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width] = pixels
+            if rect.codec is Codec.COPY:
+                # Pixels already shown move (scrolling); numpy copes with the overlap.
+                sx, sy = screen_protocol.copy_source(rect)
+                pixels = self.pixels[sy : sy + rect.height, sx : sx + rect.width, :3].copy()
+                bgr = True
+            else:
+                pixels, bgr = self._decode(rect)
+            target = self.pixels[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
+            if bgr:
+                target[..., :3] = pixels[..., :3]
+            else:
+                target[..., 2::-1] = pixels
             self._painted[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width] = True
             damaged.append((rect.x, rect.y, rect.width, rect.height))
         return damaged
@@ -92,10 +109,11 @@ class FrameDecoder:
 
     # Private methods ---------------------------------------------------------------
 
-    def _decode(self, rect: Rect) -> np.ndarray:
+    def _decode(self, rect: Rect) -> tuple[np.ndarray, bool]:
+        """The rectangle's pixels, and whether they are in B, G, R order (else R, G, B)."""
         w, h = rect.width, rect.height
         if rect.codec is Codec.FILL:
-            return np.frombuffer(rect.data, dtype=np.uint8).reshape(1, 1, 3)
+            return np.frombuffer(rect.data, dtype=np.uint8).reshape(1, 1, 3), False
         if rect.codec is Codec.ZLIB:
             expected = w * h * 3
             inflater = zlib.decompressobj()
@@ -105,7 +123,7 @@ class FrameDecoder:
                 raise ScreenDataError(f"a lossless rectangle did not decode ({exc})") from None
             if len(raw) != expected or inflater.unconsumed_tail:
                 raise ScreenDataError("a lossless rectangle has the wrong size")
-            return np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+            return np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3), False
         if rect.codec is Codec.JPEG:
             import simplejpeg
 
@@ -113,10 +131,10 @@ class FrameDecoder:
                 jh, jw, _, _ = simplejpeg.decode_jpeg_header(rect.data)
                 if (jw, jh) != (w, h):
                     raise ScreenDataError("a JPEG rectangle has the wrong size")
-                return np.asarray(simplejpeg.decode_jpeg(rect.data, colorspace="RGB"))
+                return np.asarray(simplejpeg.decode_jpeg(rect.data, colorspace="BGR")), True
             except ValueError as exc:
                 raise ScreenDataError(f"a JPEG rectangle did not decode ({exc})") from None
-        return self._decode_video(rect)
+        return self._decode_video(rect), True
 
     def _decode_video(self, rect: Rect) -> np.ndarray:
         import av
@@ -134,7 +152,7 @@ class FrameDecoder:
             raise ScreenDataError(f"a video rectangle did not decode ({exc})") from None
         if not frames:
             raise ScreenDataError("a video rectangle held no picture")
-        picture = frames[-1].to_ndarray(format="rgb24")
+        picture = frames[-1].to_ndarray(format="bgr24")
         if picture.shape[0] < rect.height or picture.shape[1] < rect.width:
             raise ScreenDataError("a video rectangle is smaller than announced")
         return picture[: rect.height, : rect.width]
@@ -169,7 +187,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def save_png(canvas: np.ndarray, path: Any) -> None:
     from PIL import Image
 
-    Image.fromarray(canvas, "RGB").save(path, "PNG")
+    Image.fromarray(np.ascontiguousarray(canvas), "RGB").save(path, "PNG")
 
 
 # The stream -----------------------------------------------------------------------------

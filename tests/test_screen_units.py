@@ -136,7 +136,7 @@ def test_sustained_motion_becomes_video_and_back() -> None:
     assert psnr(canvas[64:256, 128:384], frame[64:256, 128:384, 2::-1]) > 25
     # Motion stops: after a while the region is sent once more as tiles.
     still = []
-    for _ in range(25):
+    for _ in range(40):
         still.append({r.codec for r in encoder.encode(frame, quality=80)})
     assert {Codec.JPEG} in still or {Codec.JPEG, Codec.ZLIB} in still
 
@@ -293,3 +293,23 @@ def test_mux_discard_drops_queued_and_aborts_half_sent() -> None:
     with pytest.raises(RemoteProtocolError):
         receiver.receive_frame(bytes([FrameKind.ABORT, Channel.SCREEN]))
     assert Multiplexer().discard(Channel.SCREEN) == 0
+
+
+def test_scrolling_is_sent_as_a_copy() -> None:
+    rng = np.random.default_rng(5)
+    # "Text": rows of dark and light runs, each row different.
+    lines = np.repeat(rng.integers(0, 2, (2000, 38)), 8, axis=1)[:, :300].astype(np.uint8) * 200
+    page = np.full((600, 512, 3), 250, dtype=np.uint8)
+    page[40:540, 100:400] = lines[:500, :, None]
+    encoder = FrameEncoder()
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, 512, 600)], 0, 512, 600))
+    decode_all(encoder.encode(bgra(page)), 512, 600, decoder)
+    for offset in (3, 6, 9):
+        page[40:540, 100:400] = lines[offset : offset + 500, :, None]
+        rects = encoder.encode(bgra(page))
+        assert rects[0].codec is Codec.COPY
+        coded = sum(r.width * r.height for r in rects[1:])
+        assert coded <= 2 * 64 * 512  # only the newly exposed strip, not the page
+        canvas = decode_all(rects, 512, 600, decoder)
+        assert np.array_equal(canvas, page)

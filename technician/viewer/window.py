@@ -131,12 +131,29 @@ class RemoteScreen(QWidget):
             return self.picture.size()
         return QSize(960, 600)
 
-    def set_picture(self, picture: QImage) -> None:
+    def set_picture(
+        self, picture: QImage, damage: list[tuple[int, int, int, int]] | None = None
+    ) -> None:
+        """Show a new picture; repaint only the ``damage`` rectangles when given."""
         resized = self.picture is None or self.picture.size() != picture.size()
         self.picture = picture
         if resized and not self.fit:
             self.setFixedSize(picture.size())
-        self.update()
+        if resized or not damage or len(damage) > 64:
+            self.update()
+            return
+        target = self.target()
+        scale_x = target.width() / max(picture.width(), 1)
+        scale_y = target.height() / max(picture.height(), 1)
+        for x, y, w, h in damage:
+            self.update(
+                QRect(
+                    target.x() + int(x * scale_x) - 1,
+                    target.y() + int(y * scale_y) - 1,
+                    int(w * scale_x) + 3,
+                    int(h * scale_y) + 3,
+                )
+            )
 
     def set_fit(self, fit: bool) -> None:
         self.fit = fit
@@ -160,9 +177,13 @@ class RemoteScreen(QWidget):
             )
             return
         target = self.target()
-        if self.fit and target.size() != self.picture.size():
+        if target.size() == self.picture.size():
+            # 1:1: copy only what needs repainting.
+            area = event.rect().intersected(target)
+            painter.drawImage(area, self.picture, area.translated(-target.topLeft()))
+        else:
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        painter.drawImage(target, self.picture)
+            painter.drawImage(target, self.picture)
         cursor = self.worker.cursor
         if cursor.visible and cursor.image is not None:
             scale_x = target.width() / max(self.picture.width(), 1)
@@ -346,9 +367,9 @@ class ViewerWindow(QMainWindow):
         self.allowed_label.setText("allowed: " + (", ".join(granted) or "nothing"))
 
     def _frame(self) -> None:
-        picture = self.worker.take_picture()
+        picture, damage = self.worker.take_picture()
         if picture is not None:
-            self.screen.set_picture(picture)
+            self.screen.set_picture(picture, damage)
             self.frames_painted += 1
 
     def _figures(self) -> None:

@@ -59,6 +59,7 @@ class SessionWorker(QObject):
         self._picture_lock = threading.Lock()
         self._picture: QImage | None = None
         self._picture_pending = False
+        self._damage: list[tuple[int, int, int, int]] = []
         self.cursor = CursorState()
 
     # Called from the GUI thread --------------------------------------------------------
@@ -91,12 +92,13 @@ class SessionWorker(QObject):
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
-    def take_picture(self) -> QImage | None:
-        """The newest picture (once); the next one is prepared after this call."""
+    def take_picture(self) -> tuple[QImage | None, list[tuple[int, int, int, int]]]:
+        """The newest picture (once) and the rectangles changed since the last one."""
         with self._picture_lock:
             picture, self._picture = self._picture, None
+            damage, self._damage = self._damage, []
             self._picture_pending = False
-        return picture
+        return picture, damage
 
     @property
     def figures(self) -> StreamFigures | None:
@@ -244,14 +246,16 @@ class SessionWorker(QObject):
 
     def _frame(self, stream: ScreenStream, frame: Any, damaged: Any) -> None:
         # Runs on the worker loop after decoding (never while the next frame decodes).
-        # The newest picture replaces any the GUI has not taken yet, and the GUI is
-        # signalled only once until it takes one, so a fast stream never floods it.
-        canvas = stream.decoder.canvas
-        if canvas is None:
+        # The newest picture replaces any the GUI has not taken yet (their damage adds
+        # up), and the GUI is signalled once until it takes one: a fast stream never
+        # floods it.
+        pixels = stream.decoder.pixels
+        if pixels is None:
             return
-        picture = _to_qimage(canvas)
+        picture = _to_qimage(pixels)
         with self._picture_lock:
             self._picture = picture
+            self._damage.extend(damaged)
             signal = not self._picture_pending
             self._picture_pending = True
         if signal:
@@ -276,7 +280,8 @@ class SessionWorker(QObject):
                 await asyncio.to_thread(self._api.end_session, self._session_id)
 
 
-def _to_qimage(canvas: np.ndarray) -> QImage:
-    height, width = canvas.shape[:2]
-    data = np.ascontiguousarray(canvas).tobytes()
-    return QImage(data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+def _to_qimage(pixels: np.ndarray) -> QImage:
+    """A detached QImage of (H, W, 4) B, G, R, X pixels: one copy, no conversion."""
+    height, width = pixels.shape[:2]
+    view = QImage(pixels.data, width, height, 4 * width, QImage.Format.Format_RGB32)
+    return view.copy()
