@@ -165,8 +165,7 @@ class ScreenPipeline:
             rects = None  # the common case, decided by one memcmp
         else:
             rects = (
-                self.encoder.encode(image, quality=quality, lossless=self.lossless, now=now)
-                or None
+                self.encoder.encode(image, quality=quality, lossless=self.lossless, now=now) or None
             )
         self._previous_raw = raw
         encode_ms = int((time.perf_counter() - started) * 1000)

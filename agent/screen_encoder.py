@@ -93,7 +93,8 @@ def _pad_to_tiles(mask: np.ndarray) -> np.ndarray:
 def _per_tile_sum(mask: np.ndarray) -> np.ndarray:
     rows, cols = grid(*mask.shape)
     padded = _pad_to_tiles(mask)
-    return padded.reshape(rows, TILE, cols, TILE).sum(axis=(1, 3), dtype=np.int32)
+    sums: np.ndarray = padded.reshape(rows, TILE, cols, TILE).sum(axis=(1, 3), dtype=np.int32)
+    return sums
 
 
 def as_pixels(image: np.ndarray) -> np.ndarray:
@@ -105,12 +106,13 @@ def tiles_any(mask: np.ndarray) -> np.ndarray:
     """Boolean (rows, cols): which tiles of a boolean (H, W) mask have a set pixel."""
     height, width = mask.shape
     full_h, full_w = height // TILE * TILE, width // TILE * TILE
-    by_row = mask[:full_h].reshape(height // TILE, TILE, width).any(axis=1)
+    by_row = np.asarray(mask[:full_h].reshape(height // TILE, TILE, width).any(axis=1))
     if full_h < height:
-        by_row = np.vstack([by_row, mask[full_h:].any(axis=0, keepdims=True)])
-    tiles = by_row[:, :full_w].reshape(by_row.shape[0], width // TILE, TILE).any(axis=2)
+        by_row = np.vstack([by_row, np.asarray(mask[full_h:].any(axis=0, keepdims=True))])
+    grouped = by_row[:, :full_w].reshape(by_row.shape[0], width // TILE, TILE)
+    tiles = np.asarray(grouped.any(axis=2))
     if full_w < width:
-        tiles = np.hstack([tiles, by_row[:, full_w:].any(axis=1, keepdims=True)])
+        tiles = np.hstack([tiles, np.asarray(by_row[:, full_w:].any(axis=1, keepdims=True))])
     return tiles
 
 
@@ -408,13 +410,15 @@ class FrameEncoder:
             changed = changed_tiles(self._previous, image)
             first = False
         copy: Rect | None = None
+        previous = self._previous
         if (
-            not first
+            previous is not None
+            and not first
             and not lossless
             and self._video is None
             and changed.sum() >= MIN_COPY_TILES
         ):
-            move = find_vertical_move(self._previous, image, changed)
+            move = find_vertical_move(previous, image, changed)
             if move is not None:
                 assert self._previous is not None
                 x, y, w, h, dy = move
@@ -507,7 +511,8 @@ class FrameEncoder:
                 refresh[r0 : r0 + nr, c0 : c0 + nc] = True
                 # The region is coded afresh as tiles, each in its own class.
                 kinds[refresh] = classify_tiles(image, refresh)[refresh]
-                return changed | refresh
+                refreshed: np.ndarray = changed | refresh
+                return refreshed
         if self._video is None:
             return changed
         assert self._video_tiles is not None

@@ -51,7 +51,7 @@ def ppm(rgb: np.ndarray) -> bytes:
 
 
 def hex_colour(rgb: tuple[int, int, int]) -> str:
-    return "#%02x%02x%02x" % rgb
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def photo_frame(index: int, width: int, height: int, seed: int) -> np.ndarray:

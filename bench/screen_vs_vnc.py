@@ -60,8 +60,17 @@ TECHNICIAN_SIZE = (2000, 1300)
 def start_xvfb(width: int, height: int) -> tuple[subprocess.Popen[bytes], str]:
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24",
-         "-nolisten", "tcp", "-noreset"],
+        [
+            "Xvfb",
+            "-displayfd",
+            str(write_fd),
+            "-screen",
+            "0",
+            f"{width}x{height}x24",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+        ],
         pass_fds=(write_fd,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -188,8 +197,9 @@ def find_offset(display: str, timeout: float = 60) -> tuple[int, int]:
     raise RuntimeError("the remote screen never appeared on the technician's display")
 
 
-def count_frames(display: str, offset: tuple[int, int], probe: tuple[int, int, int, int],
-                 seconds: float) -> float:
+def count_frames(
+    display: str, offset: tuple[int, int], probe: tuple[int, int, int, int], seconds: float
+) -> float:
     """Changes per second of the probe band as drawn on the technician's display."""
     x, y, w, h = probe
     region = {"left": x + offset[0], "top": y + offset[1], "width": w, "height": h}
@@ -244,10 +254,18 @@ def click_latencies(display: str, offset: tuple[int, int], clicks: int) -> list[
                 time.sleep(0.0005)
             else:
                 if os.environ.get("BENCH_DEBUG"):
-                    mss.tools.to_png(*(lambda g: (g.rgb, g.size))(sct.grab(sct.monitors[0])),
-                                     output="/tmp/click-debug.png")
-                    print("click not seen", before, target_colour(sct, region), cx, cy,
-                          file=sys.stderr)
+                    mss.tools.to_png(
+                        *(lambda g: (g.rgb, g.size))(sct.grab(sct.monitors[0])),
+                        output="/tmp/click-debug.png",
+                    )
+                    print(
+                        "click not seen",
+                        before,
+                        target_colour(sct, region),
+                        cx,
+                        cy,
+                        file=sys.stderr,
+                    )
             time.sleep(0.15 + (len(results) % 5) * 0.037)  # not in step with any poll
     x.close()
     return results
@@ -272,8 +290,15 @@ class SystemResult:
     latencies: list[float] = field(default_factory=list)
 
 
-def run_scenes(name: str, scenes_app: Lines, proxy: CountingProxy, server_pid: int,
-               tech_display: str, seconds: float, clicks: int) -> SystemResult:
+def run_scenes(
+    name: str,
+    scenes_app: Lines,
+    proxy: CountingProxy,
+    server_pid: int,
+    tech_display: str,
+    seconds: float,
+    clicks: int,
+) -> SystemResult:
     result = SystemResult(name)
     offset = find_offset(tech_display)
     for scene in SCENES:
@@ -299,30 +324,76 @@ def run_scenes(name: str, scenes_app: Lines, proxy: CountingProxy, server_pid: i
 # The two systems ----------------------------------------------------------------------
 
 
-def run_puente(customer: str, tech: str, scenes_app: Lines, seconds: float, clicks: int,
-               work: Path) -> SystemResult:
+def run_puente(
+    customer: str, tech: str, scenes_app: Lines, seconds: float, clicks: int, work: Path
+) -> SystemResult:
     python = sys.executable
     env = {"PYTHONPATH": str(ROOT)}
-    relay = Lines([python, "-m", "relay.cli", "serve", "--data-dir", str(work / "relay"),
-                   "--host", "127.0.0.1", "--port", "0"], env, stdin=False)
+    relay = Lines(
+        [
+            python,
+            "-m",
+            "relay.cli",
+            "serve",
+            "--data-dir",
+            str(work / "relay"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        env,
+        stdin=False,
+    )
     agent = viewer = None
     try:
         port = int(relay.expect(r"listening on \S+://[^:]+:(\d+)").group(1))
-        token = subprocess.run(
-            [python, "-m", "relay.cli", "technician", "add", "Bench Technician",
-             "--data-dir", str(work / "relay")],
-            check=True, capture_output=True, text=True, env={**os.environ, **env},
-        ).stdout.strip().splitlines()[-1]
+        token = (
+            subprocess.run(
+                [
+                    python,
+                    "-m",
+                    "relay.cli",
+                    "technician",
+                    "add",
+                    "Bench Technician",
+                    "--data-dir",
+                    str(work / "relay"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                env={**os.environ, **env},
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         proxy = CountingProxy(port)
         viewer = Lines(
-            [python, str(ROOT / "bench" / "viewer_driver.py"), f"ws://127.0.0.1:{port}", token,
-             "BENCH-1", str(TECHNICIAN_SIZE[0]), str(TECHNICIAN_SIZE[1])],
+            [
+                python,
+                str(ROOT / "bench" / "viewer_driver.py"),
+                f"ws://127.0.0.1:{port}",
+                token,
+                "BENCH-1",
+                str(TECHNICIAN_SIZE[0]),
+                str(TECHNICIAN_SIZE[1]),
+            ],
             {**env, "DISPLAY": tech, "QT_QPA_PLATFORM": "xcb"},
         )
         code = viewer.expect(r"^code (\S+)$").group(1)
         agent = Lines(
-            [python, "-m", "agent.cli", "--relay", f"ws://127.0.0.1:{proxy.port}", "--console",
-             "--log-dir", str(work / "logs"), code],
+            [
+                python,
+                "-m",
+                "agent.cli",
+                "--relay",
+                f"ws://127.0.0.1:{proxy.port}",
+                "--console",
+                "--log-dir",
+                str(work / "logs"),
+                code,
+            ],
             {**env, "DISPLAY": customer},
         )
 
@@ -345,19 +416,43 @@ def run_puente(customer: str, tech: str, scenes_app: Lines, seconds: float, clic
                 proc.stop()
 
 
-def run_vnc(customer: str, tech: str, scenes_app: Lines, seconds: float, clicks: int,
-            work: Path) -> SystemResult:
+def run_vnc(
+    customer: str, tech: str, scenes_app: Lines, seconds: float, clicks: int, work: Path
+) -> SystemResult:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
-    server = Lines(["x11vnc", "-display", customer, "-rfbport", str(free_port), "-localhost",
-                    "-nopw", "-shared", "-forever"], {}, stdin=False)
+    server = Lines(
+        [
+            "x11vnc",
+            "-display",
+            customer,
+            "-rfbport",
+            str(free_port),
+            "-localhost",
+            "-nopw",
+            "-shared",
+            "-forever",
+        ],
+        {},
+        stdin=False,
+    )
     viewer = None
     try:
         port = int(server.expect(r"^PORT=(\d+)").group(1))
         proxy = CountingProxy(port)
-        viewer = Lines(["xtigervncviewer", "-geometry", "1920x1080+0+0", "-SecurityTypes",
-                        "None", f"127.0.0.1::{proxy.port}"], {"DISPLAY": tech}, stdin=False)
+        viewer = Lines(
+            [
+                "xtigervncviewer",
+                "-geometry",
+                "1920x1080+0+0",
+                "-SecurityTypes",
+                "None",
+                f"127.0.0.1::{proxy.port}",
+            ],
+            {"DISPLAY": tech},
+            stdin=False,
+        )
         return run_scenes("x11vnc", scenes_app, proxy, server.proc.pid, tech, seconds, clicks)
     finally:
         for proc in (viewer, server):
@@ -390,7 +485,11 @@ def report(results: list[SystemResult], command: str) -> str:
                     f"| {scene} | {r.name} | {s.bytes_per_s / 1000:.2f} | {s.fps:.1f} | "
                     f"{s.cpu * 100:.0f} % |"
                 )
-    lines += ["", "| click-to-pixel | p50 ms | p95 ms | clicks seen |", "| --- | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "| click-to-pixel | p50 ms | p95 ms | clicks seen |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for r in results:
         lines.append(
             f"| {r.name} | {percentile(r.latencies, 0.5) * 1000:.1f} | "
@@ -444,24 +543,27 @@ def main() -> int:
     args = parser.parse_args()
     for program in ("Xvfb", "x11vnc", "xtigervncviewer"):
         if shutil.which(program) is None:
-            print(f"{program} is missing: apt-get install xvfb x11vnc tigervnc-viewer",
-                  file=sys.stderr)
+            print(
+                f"{program} is missing: apt-get install xvfb x11vnc tigervnc-viewer",
+                file=sys.stderr,
+            )
             return 2
     customer_x, customer = start_xvfb(*CUSTOMER_SIZE)
     tech_x, tech = start_xvfb(*TECHNICIAN_SIZE)
-    scenes_app = Lines([sys.executable, str(ROOT / "bench" / "screen_scenes.py")],
-                       {"DISPLAY": customer})
+    scenes_app = Lines(
+        [sys.executable, str(ROOT / "bench" / "screen_scenes.py")], {"DISPLAY": customer}
+    )
     results = []
     try:
         scenes_app.expect(r"^ready$")
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             if args.only in (None, "puente"):
-                results.append(run_puente(customer, tech, scenes_app, args.seconds,
-                                          args.clicks, work))
+                results.append(
+                    run_puente(customer, tech, scenes_app, args.seconds, args.clicks, work)
+                )
             if args.only in (None, "vnc"):
-                results.append(run_vnc(customer, tech, scenes_app, args.seconds, args.clicks,
-                                       work))
+                results.append(run_vnc(customer, tech, scenes_app, args.seconds, args.clicks, work))
     finally:
         scenes_app.stop()
         for proc in (customer_x, tech_x):

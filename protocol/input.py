@@ -250,7 +250,7 @@ def _key(value: Any) -> str:
 
 def event_from_wire(value: Any) -> InputEvent:
     """Check and decode one event; anything unexpected is MalformedMessage."""
-    _want(isinstance(value, list) and value and type(value[0]) is int, "bad input event")
+    _want(isinstance(value, list) and bool(value) and type(value[0]) is int, "bad input event")
     try:
         kind = InputKind(value[0])
     except ValueError:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from .errors import MalformedMessage, VersionMismatch
+from .errors import LocalProtocolError, MalformedMessage, VersionMismatch
 from .pairing import PROTOCOL_VERSION
 
 MAX_CONTROL_MESSAGE = 8 * 1024 * 1024
@@ -32,6 +32,7 @@ class MsgType(enum.IntEnum):
     CONSENT = 6
     CHAT = 7
     BYE = 8
+    IDENTITY = 9
 
 
 class ReplyStatus(enum.IntEnum):
@@ -41,6 +42,7 @@ class ReplyStatus(enum.IntEnum):
     FAILED = 3  # the capability ran and failed
     UNKNOWN = 4  # no such capability or action on this agent
     BUSY = 5  # a request with this id is already running
+    REFUSED = 6  # the agent refused it before asking anyone (a fix failed verification)
 
 
 class ConsentState(enum.StrEnum):
@@ -74,14 +76,19 @@ class Message:
                 raise MalformedMessage(f"{self.TYPE.name}.{f.name} must not be a boolean")
             if not isinstance(value, allowed):
                 raise MalformedMessage(f"{self.TYPE.name}.{f.name} has the wrong type")
-            if str(f.type) == "list[str]" and not all(isinstance(v, str) for v in value):
+            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
                 raise MalformedMessage(f"{self.TYPE.name}.{f.name} must hold strings")
             if str(f.type).startswith("dict") and isinstance(value, dict):
                 if not all(isinstance(k, str) for k in value):
                     raise MalformedMessage(f"{self.TYPE.name}.{f.name} keys must be strings")
 
     def serialize(self) -> bytes:
-        self.check()
+        """Encode this message; a field of the wrong type is a bug on this side."""
+        try:
+            self.check()
+        except MalformedMessage as exc:
+            # MalformedMessage would blame the peer; this message was built here.
+            raise LocalProtocolError(str(exc)) from None
         return pack([int(self.TYPE), *astuple(self)])
 
 
@@ -95,6 +102,9 @@ class Hello(Message):
     software: str
     name: str  # technician's display name, or the agent's customer-facing label
     capabilities: list[str] = field(default_factory=list)
+    #: The agent's operating system family (linux, macos, windows) so the technician
+    #: picks the matching variant of a fix; empty from the technician.
+    platform: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,14 +160,31 @@ class Bye(Message):
     reason: str
 
 
+@dataclass(frozen=True)
+class Identity(Message):
+    """The technician's organisation certificate and its signature over this session.
+
+    Sent by the technician right after its ``Hello``, always (both fields empty when it
+    has no certificate). ``signature`` is Ed25519 over ``TRANSCRIPT_LABEL ‖ th`` made
+    with the certificate's key (:mod:`protocol.identity`). An agent that pins an
+    organisation key answers with its own ``Hello`` only if both verify; otherwise it
+    closes the session with the reason.
+    """
+
+    TYPE = MsgType.IDENTITY
+    certificate: bytes = b""
+    signature: bytes = b""
+
+
 MESSAGE_CLASSES: dict[MsgType, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, Request, Reply, Progress, Cancel, Consent, Chat, Bye)
+    cls.TYPE: cls for cls in (Hello, Request, Reply, Progress, Cancel, Consent, Chat, Bye, Identity)
 }
 
 
 def pack(value: Any) -> bytes:
     """msgpack with the options every Puente payload uses."""
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 def unpack(data: bytes, max_size: int = MAX_CONTROL_MESSAGE) -> Any:
@@ -173,12 +200,12 @@ def unpack(data: bytes, max_size: int = MAX_CONTROL_MESSAGE) -> Any:
 def parse(data: bytes) -> Message:
     """Decode and check one control message."""
     value = unpack(data)
-    if not isinstance(value, list) or not value or isinstance(value[0], bool):
+    if not isinstance(value, list) or not value:
         raise MalformedMessage("a control message is a non-empty array")
-    try:
-        cls = MESSAGE_CLASSES[MsgType(value[0])]
-    except (ValueError, TypeError):
-        raise MalformedMessage(f"unknown message type {value[0]!r}") from None
+    # type() rather than isinstance(): True and 1.0 would otherwise be read as HELLO.
+    if type(value[0]) is not int or value[0] not in MESSAGE_CLASSES:
+        raise MalformedMessage(f"unknown message type {value[0]!r}")
+    cls = MESSAGE_CLASSES[MsgType(value[0])]
     try:
         message = cls(*value[1:])
     except TypeError:

@@ -42,6 +42,10 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -129,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(env PUENTE_ALLOWED_ORIGINS, comma-separated; default none)",
     )
     serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=None,
+        metavar="ADDR",
+        help="IP address of a reverse proxy whose X-Forwarded-For header names the real client "
+        "(for rate limits and logs); repeat for more (env PUENTE_TRUSTED_PROXIES, "
+        "comma-separated; default none: the TCP peer is the client)",
+    )
+    serve.add_argument(
         "--log-level",
         default=_env("PUENTE_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -187,11 +200,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # websockets logs frame contents at DEBUG; the relay must never log forwarded data.
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    origins = args.allowed_origin
-    if origins is None:
-        origins = [
-            o.strip() for o in (_env("PUENTE_ALLOWED_ORIGINS") or "").split(",") if o.strip()
-        ]
+    origins = args.allowed_origin or _env_list("PUENTE_ALLOWED_ORIGINS")
+    proxies = args.trusted_proxy or _env_list("PUENTE_TRUSTED_PROXIES")
     config = RelayConfig(
         data_dir=args.data_dir,
         host=args.host,
@@ -200,6 +210,7 @@ def _serve(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         nameplate_ttl=args.nameplate_ttl,
         allowed_origins=tuple(origins),
+        trusted_proxies=tuple(proxies),
     )
     return asyncio.run(_run(config))
 

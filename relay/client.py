@@ -29,8 +29,9 @@ from protocol import envelope, messages
 from protocol.code import SessionCode
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError, ProtocolError, WrongCodeError
-from protocol.mux import Channel
-from protocol.session import Closed, MessageReceived, Paired, Session
+from protocol.mux import Channel, MessageReceived
+from protocol.pairing import SessionKeys
+from protocol.session import Closed, Paired, Session
 
 log = logging.getLogger("puente.link")
 
@@ -90,6 +91,8 @@ class Link:
 
     role: Role
     sas: str
+    #: The pairing's keys (``keys.transcript_hash`` is what technicians sign), once paired.
+    keys: SessionKeys
     paired_info: dict[str, Any]
 
     def __init__(self, ws: ClientConnection, session: Session, paired_info: dict[str, Any]):
@@ -275,9 +278,8 @@ class Link:
         self._wakeup.set()
 
     async def _wait_paired(self) -> None:
-        done, _ = await asyncio.wait(
-            [self._paired, self.closed], return_when=asyncio.FIRST_COMPLETED
-        )
+        waiters: list[asyncio.Future[Any]] = [self._paired, self.closed]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if self._paired.done():
             self.keys = self._paired.result().keys
             self.sas = self.keys.sas

@@ -53,6 +53,8 @@ class RelayConnection(ServerConnection):
         self.request_body = b""
         #: HTTP status to answer instead of routing the request, if the body was unreadable.
         self.request_error: http.HTTPStatus | None = None
+        #: The client's IP address (the TCP peer unless a trusted proxy says otherwise).
+        self.client_ip = "unknown"
         #: The technician authenticated by the upgrade's bearer token, if any.
         self.technician: Technician | None = None
         #: The relay's last words to this connection (a message, then close), once started.

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import http
+import ipaddress
 import logging
 import math
 import time
@@ -82,6 +83,9 @@ class RelayConfig:
     claims_per_nameplate: int = 5
     max_connections: int = 10000
     allowed_origins: tuple[str, ...] = ()
+    #: Reverse proxies (IP addresses) whose ``X-Forwarded-For`` names the real client.
+    #: Empty: trust none, so a client cannot pick its own address for the rate limits.
+    trusted_proxies: tuple[str, ...] = ()
     public_url: str | None = None
     clock: Callable[[], float] = time.time
     claim_timeout: float = 10.0
@@ -267,7 +271,8 @@ class RelayServer:
         """Answer REST requests and refused upgrades; return None to accept an upgrade."""
         assert isinstance(connection, RelayConnection)  # create_connection guarantees it
         assert self._api is not None
-        ip = _client_ip(connection)
+        ip = connection.client_ip = _client_ip(connection, request, self.config.trusted_proxies)
+        response: Response | None
         if connection.request_error is not None:
             response = _body_refusal(connection.request_error)
         elif request.path == envelope.WS_PATH:
@@ -330,7 +335,7 @@ class RelayServer:
 
     async def _handle_connection(self, connection: ServerConnection) -> None:
         assert isinstance(connection, RelayConnection)
-        ip = _client_ip(connection)
+        ip = connection.client_ip
         self._connections.add(connection)
         logger.info("connection opened ip=%s", ip)
         try:
@@ -618,9 +623,29 @@ class RelayServer:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-def _client_ip(connection: ServerConnection) -> str:
+def _client_ip(connection: ServerConnection, request: Request, trusted: tuple[str, ...]) -> str:
+    """The client's address: the TCP peer, or what trusted proxies say it is.
+
+    ``X-Forwarded-For`` is read right to left and the first address that is not a
+    trusted proxy wins: hops to the left of it were written by the client and prove nothing.
+    """
     address = connection.remote_address
-    return str(address[0]) if address else "unknown"
+    peer = str(address[0]) if address else "unknown"
+    if peer not in trusted:
+        return peer
+    hops = [
+        hop.strip()
+        for value in request.headers.get_all("X-Forwarded-For")
+        for hop in value.split(",")
+    ]
+    for hop in reversed(hops):
+        if hop in trusted:
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            break
+    return peer
 
 
 def _peer_gone(reason: str) -> str:

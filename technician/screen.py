@@ -181,7 +181,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     if mse == 0:
         return float("inf")
-    return 10 * np.log10(255.0**2 / mse)
+    return float(10 * np.log10(255.0**2 / mse))
 
 
 def save_png(canvas: np.ndarray, path: Any) -> None:
@@ -270,10 +270,11 @@ class ScreenStream:
         """
         self._request_id, self.reply = await self.session.start("screen", "stream", self.args)
         self._reader = asyncio.create_task(self._read())
-        started = asyncio.create_task(self._started.wait())
+        started: asyncio.Future[Any] = asyncio.ensure_future(self._started.wait())
         try:
+            waits: list[asyncio.Future[Any]] = [started, self.reply, self._reader]
             await asyncio.wait(
-                [started, self.reply, self._reader],
+                waits,
                 timeout=timeout,
                 return_when=asyncio.FIRST_COMPLETED,
             )

@@ -444,12 +444,12 @@ def test_viewer_shows_the_screen(
         assert window.grab().save(str(fit_shot))
         # 1:1 mode: the known picture, pixel for pixel, where the screen widget shows it.
         QTest.mouseClick(window.scale_button, Qt.MouseButton.LeftButton)
-        wait_until(lambda: window.screen.width() == 1024)
+        wait_until(lambda: window.remote_screen.width() == 1024)
         app.processEvents()
         shot = tmp_path / "viewer.png"
         assert window.grab().save(str(shot))
         grabbed = np.asarray(Image.open(shot).convert("RGB"))
-        origin = window.screen.mapTo(window, QPoint(0, 0))
+        origin = window.remote_screen.mapTo(window, QPoint(0, 0))
         x, y = origin.x() + PICTURE_AT[0], origin.y() + PICTURE_AT[1]
         w, h = PICTURE_SIZE
         shown = grabbed[y : y + h, x : x + w]
@@ -462,7 +462,9 @@ def test_viewer_shows_the_screen(
         wait_until(lambda: window.allowed_label.text() == "allowed: control, screen")
         wait_until(lambda: window.worker.control_active)
         ex, ey, _, eh = rect_of(screen_app, "entry")
-        QTest.mouseClick(window.screen, Qt.MouseButton.LeftButton, pos=QPoint(ex + 5, ey + 5))
+        QTest.mouseClick(
+            window.remote_screen, Qt.MouseButton.LeftButton, pos=QPoint(ex + 5, ey + 5)
+        )
         screen_app.expect(rf"^click \S+ {ex + 5} {ey + 5} 1$")
         assert window.figures_label.text().endswith("ms")
 

@@ -52,7 +52,8 @@ def test_authenticate(store: SQLiteStore) -> None:
     ana, ana_token = store.add_technician("Ana", NOW)
     _, bob_token = store.add_technician("Bob", NOW)
     assert store.authenticate(ana_token) == ana
-    assert store.authenticate(bob_token).name == "Bob"
+    bob = store.authenticate(bob_token)
+    assert bob is not None and bob.name == "Bob"
     prefix, token_id, secret = ana_token.split("_", 2)
     assert store.authenticate(f"{prefix}_{token_id}_{secret}x") is None
     assert store.authenticate(f"{prefix}_{token_id}_") is None
@@ -99,6 +100,7 @@ def test_session_lifecycle(store: SQLiteStore) -> None:
     assert store.finish_session(record.id, SessionState.ENDED, NOW + 5, "done", 10, 20)
     assert not store.finish_session(record.id, SessionState.FAILED, NOW + 6, "again")
     done = store.get_session(record.id)
+    assert done is not None
     assert done.state is SessionState.ENDED and done.end_reason == "done"
     assert (done.paired_at, done.ended_at) == (NOW + 1, NOW + 5)
     assert (done.bytes_agent_to_tech, done.bytes_tech_to_agent) == (10, 20)
@@ -123,7 +125,8 @@ def test_expiry(store: SQLiteStore) -> None:
     assert record.state_at(NOW + 600) is SessionState.EXPIRED
     assert store.expire_sessions(NOW + 599) == 0
     assert store.expire_sessions(NOW + 600) == 1
-    assert store.get_session(record.id).state is SessionState.EXPIRED
+    expired = store.get_session(record.id)
+    assert expired is not None and expired.state is SessionState.EXPIRED
 
 
 def test_nameplates_unique_among_live_sessions(store: SQLiteStore) -> None:

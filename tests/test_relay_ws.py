@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,17 @@ def run_with_relay(tmp_path: Path, scenario: Scenario, **settings: Any) -> None:
     asyncio.run(asyncio.wait_for(main(), scaled(20)))
 
 
-def open_end(relay: RelayServer, token: str | None = None, origin: str | None = None) -> connect:
+def open_end(
+    relay: RelayServer,
+    token: str | None = None,
+    origin: str | None = None,
+    headers: dict[str, str] | None = None,
+    **options: Any,
+) -> connect:
     """A WebSocket client to the relay's session endpoint (use with ``async with``)."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     return connect(
         f"ws://127.0.0.1:{relay.port}{envelope.WS_PATH}",
         additional_headers=headers,
@@ -59,6 +68,7 @@ def open_end(relay: RelayServer, token: str | None = None, origin: str | None = 
         max_size=None,
         open_timeout=scaled(5),
         close_timeout=scaled(1),
+        **options,
     )
 
 
@@ -232,12 +242,24 @@ def test_waiting_end_may_reconnect(tmp_path: Path) -> None:
 
 def test_backpressure_slows_the_sender_instead_of_buffering(tmp_path: Path) -> None:
     chunk = os.urandom(256 * 1024)
-    count = 192  # 48 MiB: more than every socket buffer on the path can hold
+    count = 192  # 48 MiB: more than all the buffers on the path can hold
+
+    def small_buffer_socket(port: int) -> socket.socket:
+        # Small client-side buffers leave the relay's own buffering as the thing measured.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        return sock
 
     async def scenario(relay: RelayServer) -> None:
         token = add_technician(relay)
         session = await create_session(relay, token)
-        async with open_end(relay) as agent, open_end(relay, token) as tech:
+        async with (
+            open_end(relay, sock=small_buffer_socket(relay.port)) as agent,
+            open_end(relay, token, sock=small_buffer_socket(relay.port), max_queue=1) as tech,
+        ):
             await pair(relay, agent, tech, session["nameplate"])
             sent = 0
 
@@ -459,6 +481,31 @@ def test_claims_per_ip_are_rate_limited(tmp_path: Path) -> None:
     run_with_relay(tmp_path, scenario, clock=clock, joins_per_ip_per_minute=3)
 
 
+async def claim_code_via(relay: RelayServer, forwarded_for: str) -> str:
+    """The answer to an agent claim of an unknown nameplate sent with X-Forwarded-For."""
+    async with open_end(relay, headers={"X-Forwarded-For": forwarded_for}) as ws:
+        return str((await claim(ws, AGENT, "999"))["code"])
+
+
+def test_forwarded_address_counts_only_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    async def scenario(relay: RelayServer) -> None:
+        assert await claim_code_via(relay, "203.0.113.1") == "unknown_nameplate"
+        assert await claim_code_via(relay, "203.0.113.1") == "rate_limited"
+        assert await claim_code_via(relay, "203.0.113.2") == "unknown_nameplate"
+        # A client cannot escape its budget by prepending a made-up hop.
+        assert await claim_code_via(relay, "198.51.100.9, 203.0.113.1") == "rate_limited"
+
+    run_with_relay(tmp_path, scenario, trusted_proxies=("127.0.0.1",), joins_per_ip_per_minute=1)
+
+
+def test_forwarded_address_is_ignored_from_untrusted_peers(tmp_path: Path) -> None:
+    async def scenario(relay: RelayServer) -> None:
+        assert await claim_code_via(relay, "203.0.113.1") == "unknown_nameplate"
+        assert await claim_code_via(relay, "203.0.113.2") == "rate_limited"
+
+    run_with_relay(tmp_path, scenario, joins_per_ip_per_minute=1)
+
+
 def test_agent_claims_per_nameplate_are_limited(tmp_path: Path) -> None:
     async def scenario(relay: RelayServer) -> None:
         token = add_technician(relay)
@@ -574,7 +621,8 @@ def test_shutdown_tells_everyone(tmp_path: Path) -> None:
             await closing
         # A restarted relay keeps the waiting code usable and the paired one finished.
         async with RelayServer(relay_config(tmp_path)) as again:
-            assert again.store.get_session(paired_session["session_id"]).state == "ended"
+            stored = again.store.get_session(paired_session["session_id"])
+            assert stored is not None and stored.state == "ended"
             async with open_end(again) as agent:
                 reply = await claim(agent, AGENT, waiting_session["nameplate"])
                 assert reply["type"] == "waiting"

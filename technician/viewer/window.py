@@ -281,11 +281,11 @@ class ViewerWindow(QMainWindow):
         self.scale_button.setCheckable(True)
         self.end_button = QPushButton("End session")
 
-        self.screen = RemoteScreen(self.worker)
-        self.scroll = QScrollArea()
-        self.scroll.setWidget(self.screen)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.remote_screen = RemoteScreen(self.worker)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidget(self.remote_screen)
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setAlignment(Qt.AlignmentFlag.AlignCenter)
 
         self.status_label = plain_label("Sign in to the relay and start a session for a ticket.")
         self.figures_label = plain_label("")
@@ -315,7 +315,7 @@ class ViewerWindow(QMainWindow):
         layout.addLayout(top)
         layout.addLayout(identity)
         layout.addLayout(buttons)
-        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.scroll_area, 1)
         layout.addLayout(bottom)
         central = QWidget()
         central.setLayout(layout)
@@ -332,7 +332,7 @@ class ViewerWindow(QMainWindow):
         self.worker.consent_changed.connect(self._consent)
         self.worker.notice.connect(self.status_label.setText)
         self.worker.frame_ready.connect(self._frame)
-        self.worker.cursor_changed.connect(self.screen.update)
+        self.worker.cursor_changed.connect(self.remote_screen.update)
         self.worker.ended.connect(self._ended)
         self.frames_painted = 0
         self._timer = QTimer(self)
@@ -358,8 +358,8 @@ class ViewerWindow(QMainWindow):
             self.worker.ask_diagnostics(path)
 
     def _toggle_scale(self, one_to_one: bool) -> None:
-        self.scroll.setWidgetResizable(not one_to_one)
-        self.screen.set_fit(not one_to_one)
+        self.scroll_area.setWidgetResizable(not one_to_one)
+        self.remote_screen.set_fit(not one_to_one)
         self.scale_button.setText("Fit" if one_to_one else "1:1")
 
     def _consent(self, consent: dict[str, Any]) -> None:
@@ -369,7 +369,7 @@ class ViewerWindow(QMainWindow):
     def _frame(self) -> None:
         picture, damage = self.worker.take_picture()
         if picture is not None:
-            self.screen.set_picture(picture, damage)
+            self.remote_screen.set_picture(picture, damage)
             self.frames_painted += 1
 
     def _figures(self) -> None:
