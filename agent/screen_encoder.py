@@ -375,6 +375,8 @@ class FrameEncoder:
         self._pending_region: tuple[int, int, int, int] | None = None
         self._pending_count = 0
         self._video_fresh = False
+        self._kinds: np.ndarray | None = None
+        self._refreshing = False
         self.last = EncodeStats()
 
     def reset(self) -> None:
@@ -411,6 +413,8 @@ class FrameEncoder:
             first = False
         copy: Rect | None = None
         previous = self._previous
+        # What the viewer shows before this frame's tiles (None: it shows nothing yet).
+        reference = None if first else previous
         if (
             previous is not None
             and not first
@@ -426,6 +430,7 @@ class FrameEncoder:
                 predicted = self._previous.copy()
                 predicted[y : y + h, x : x + w] = self._previous[y + dy : y + dy + h, x : x + w]
                 copy = Rect(x, y, w, h, Codec.COPY, struct.pack(">II", x, y + dy))
+                reference = predicted
                 moved = changed
                 changed = changed_tiles(predicted, image, _bounding_box(moved))
                 changed_motion = moved
@@ -442,27 +447,53 @@ class FrameEncoder:
         if not changed.any() and self._video is None:
             return [copy] if copy is not None else []
 
-        kinds = classify_tiles(image, changed | (self._motion >= MOVING_SCORE))
+        # Classes of unchanged tiles are kept from when they last changed (a scrolled
+        # area keeps its class), so only changed tiles are looked at.
+        if self._kinds is None or first or self._kinds.shape != changed.shape:
+            self._kinds = classify_tiles(image)
+        else:
+            fresh = classify_tiles(image, changed)
+            self._kinds[changed] = fresh[changed]
+        kinds = self._kinds.copy()
         if lossless:
             kinds[kinds == TileClass.PHOTO] = TileClass.TEXT
         rects: list[Rect] = [copy] if copy is not None else []
+        self._refreshing = False
         if self.video_enabled and not lossless:
             changed = self._video_step(image, changed, kinds, rects)
         elif self._video is not None:
             self._stop_video()
+        if self._refreshing:
+            reference = None  # the viewer shows video pixels there, not ``previous``
         for tile_rect in merge_tiles(changed, kinds):
-            rects.append(self._code(image, tile_rect, quality))
+            rect = self._code(image, tile_rect, quality, reference)
+            if rect is not None:
+                rects.append(rect)
         self.last.rects = len(rects)
         self.last.bytes = sum(len(r.data) for r in rects)
         return rects
 
     # Private methods -----------------------------------------------------------------
 
-    def _code(self, image: np.ndarray, t: TileRect, quality: int) -> Rect:
+    def _code(
+        self, image: np.ndarray, t: TileRect, quality: int, reference: np.ndarray | None
+    ) -> Rect | None:
         height, width = image.shape[:2]
         x, y = t.col * TILE, t.row * TILE
         w = min(t.cols * TILE, width - x)
         h = min(t.rows * TILE, height - y)
+        if reference is not None:
+            # Send only the part that differs from what the viewer has (a typed
+            # character is a few pixels, not a 64x64 tile).
+            differs = (
+                as_pixels(reference)[y : y + h, x : x + w] != as_pixels(image)[y : y + h, x : x + w]
+            )
+            ys = np.nonzero(differs.any(axis=1))[0]
+            if len(ys) == 0:
+                return None
+            xs = np.nonzero(differs.any(axis=0))[0]
+            x, y = x + int(xs[0]), y + int(ys[0])
+            w, h = int(xs[-1] - xs[0]) + 1, int(ys[-1] - ys[0]) + 1
         region = image[y : y + h, x : x + w]
         if t.kind == TileClass.SOLID:
             b, g, r = (int(v) for v in region[0, 0, :3])
@@ -511,6 +542,7 @@ class FrameEncoder:
                 refresh[r0 : r0 + nr, c0 : c0 + nc] = True
                 # The region is coded afresh as tiles, each in its own class.
                 kinds[refresh] = classify_tiles(image, refresh)[refresh]
+                self._refreshing = True
                 refreshed: np.ndarray = changed | refresh
                 return refreshed
         if self._video is None:

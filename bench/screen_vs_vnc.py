@@ -501,15 +501,22 @@ def report(results: list[SystemResult], command: str) -> str:
         for scene in SCENES:
             p, v = puente.scenes.get(scene), vnc.scenes.get(scene)
             if p and v:
-                ratio_bytes = p.bytes_per_s / v.bytes_per_s if v.bytes_per_s else float("inf")
-                ratio_fps = p.fps / v.fps if v.fps else float("inf")
-                lines.append(f"- {scene}: bytes {ratio_bytes:.2f}x, frames/s {ratio_fps:.2f}x")
+                lines.append(
+                    f"- {scene}: bytes {ratio(p.bytes_per_s, v.bytes_per_s)}, "
+                    f"frames/s {ratio(p.fps, v.fps)}"
+                )
         lp, lv = percentile(puente.latencies, 0.5), percentile(vnc.latencies, 0.5)
         lines.append(f"- click-to-pixel p50: {lp / lv:.2f}x")
         lines += ["", "Goals:", ""]
         goals = goal_lines(puente, vnc)
         lines += goals
     return "\n".join(lines)
+
+
+def ratio(ours: float, theirs: float) -> str:
+    if theirs == 0:
+        return "n/a (both 0)" if ours == 0 else "n/a (peer 0)"
+    return f"{ours / theirs:.2f}x"
 
 
 def goal_lines(p: SystemResult, v: SystemResult) -> list[str]:

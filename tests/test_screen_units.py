@@ -96,7 +96,8 @@ def test_encoder_sends_whole_then_only_changes() -> None:
     changed = image.copy()
     changed[5:9, 70:80] = (0, 0, 255, 255)
     rects = encoder.encode(changed)
-    assert [(r.x, r.y, r.width, r.height) for r in rects] == [(64, 0, 64, 64)]
+    # Only the changed tile is coded, cropped to the pixels that differ.
+    assert [(r.x, r.y, r.width, r.height) for r in rects] == [(70, 5, 10, 4)]
     canvas = decode_all(rects, 320, 200, decoder)
     assert tuple(canvas[6, 75]) == (255, 0, 0)
 
