@@ -320,6 +320,9 @@ class Link:
             self._lost(SessionLost("The relay closed the connection; the session has ended."))
         except WrongCodeError as exc:
             with contextlib.suppress(websockets.ConnectionClosed):
+                # Our own confirmation tag may still be queued: send it before the burn,
+                # so the other side learns the code was wrong rather than that we left.
+                await self._flush()
                 await self._ws.send(
                     envelope.encode({"type": "burn", "reason": "key confirmation failed"})
                 )
