@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from protocol.mux import Channel
+
 from .errors import RequestRefused
 
 if TYPE_CHECKING:
@@ -76,7 +78,9 @@ class CapabilityCall:
 
     ``link`` lets a streaming capability (screen, ssh) use its own multiplexer
     channel; the handler must stop when it is cancelled (the customer revoked) and
-    should call ``authorization.check()`` before each unit of work.
+    should call ``authorization.check()`` before each unit of work. ``notify`` shows
+    a line to the customer (what a long-running capability is doing right now);
+    write the same to ``log`` so the record keeps it.
     """
 
     action: str
@@ -96,6 +100,23 @@ class CapabilityCall:
     notify: Callable[[str], None] | None = None
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A follow-up question the customer answers right after allowing a capability.
+
+    Example: which folder file transfer may use. ``default()`` gives the answer used
+    when the customer just presses Enter (or the UI cannot ask); ``check(answer)``
+    returns the canonical answer or raises ``ValueError`` with a sentence for the
+    customer. The consent gate stores the answer in the authorization
+    (``Authorization.choice``), so it comes from the customer and never from the
+    technician.
+    """
+
+    question: str
+    default: Callable[[], str]
+    check: Callable[[str], str]
+
+
 Handler = Callable[[CapabilityCall], Coroutine[Any, Any, dict[str, Any]]]
 
 
@@ -108,6 +129,14 @@ class Capability:
     actions: tuple[str, ...]
     #: Capabilities that must already be granted (control needs screen view).
     requires: tuple[str, ...] = field(default=())
+    #: A question asked after the customer says yes (files: which folder).
+    choice: Choice | None = None
+    #: Says why this capability cannot work on this machine (no display...), or None.
+    #: Checked before the customer is asked, so nobody consents to the impossible.
+    unavailable: Callable[[], str | None] | None = None
+    #: Multiplexer channels the capability streams on; what is still queued on them
+    #: is discarded the moment consent is withdrawn, so nothing leaves afterwards.
+    channels: tuple[Channel, ...] = field(default=())
     #: Per-run capabilities: check a request before the customer is asked (see above).
     prepare: Preparer | None = None
     #: Texts the customer may read before answering (set on per-run views).
@@ -174,6 +203,37 @@ def diagnostics_capability() -> Capability:
     )
 
 
+# Screen view and remote control (agent/screen.py; imported when a registry is built,
+# so the agent starts without loading numpy and the codecs).
+
+
+def screen_capability() -> Capability:
+    from . import screen
+
+    return screen.screen_capability()
+
+
+def control_capability() -> Capability:
+    from . import screen
+
+    return screen.control_capability()
+
+
+# Shell and files (an SSH server inside the session) -----------------------------------
+
+
+def shell_capability() -> Capability:
+    from .shell import shell_capability as make
+
+    return make()
+
+
+def files_capability() -> Capability:
+    from .shell import files_capability as make
+
+    return make()
+
+
 #: Factories of the capabilities every agent offers. Feature modules add theirs here.
 def _fixes_capability() -> Capability:
     from .fixes import fixes_capability
@@ -183,7 +243,11 @@ def _fixes_capability() -> Capability:
 
 CAPABILITY_FACTORIES: list[Callable[[], Capability]] = [
     diagnostics_capability,
+    screen_capability,
+    control_capability,
     _fixes_capability,
+    shell_capability,
+    files_capability,
 ]
 
 

@@ -129,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trust_cli.add_knowledge_options(console)
     trust_cli.add_commands(commands)
+    viewer = commands.add_parser(
+        "viewer",
+        help="open the desktop viewer (see and control the customer's screen)",
+        description="Open the desktop viewer: start a session for a ticket, read the code to "
+        "the customer, then ask to see their screen, to control it, or for diagnostics. "
+        "The check code and what the customer allowed stay visible. Needs PySide6 "
+        "(pip install 'puente[viewer]').",
+    )
+    viewer.add_argument("--ticket", default="", help="help-desk ticket id to prefill")
+    viewer.add_argument("--name", default="", help="your name as the customer sees it")
     return parser
 
 
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "viewer":
+        return run_viewer(args, out)
     offline = trust_cli.run(args, out)
     if offline is not None:
         return offline
@@ -172,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     except LinkError as exc:
         out.error(str(exc))
         return EXIT_ERROR
+
+
+def run_viewer(args: argparse.Namespace, out: Output) -> int:
+    try:
+        from .viewer.window import run
+    except ImportError as exc:
+        out.error(
+            f"The viewer needs PySide6 ({exc}); install it with: pip install 'puente[viewer]'"
+        )
+        return EXIT_USAGE
+    return run(args.relay or "", args.token or "", args.ticket, args.name)
 
 
 async def open_session(
@@ -278,17 +301,30 @@ async def run_diagnostics(args: argparse.Namespace, out: Output, ssl_context: An
 
 
 async def stdin_lines() -> AsyncIterator[str]:
-    """Lines from stdin without blocking the event loop (a reader thread feeds a queue)."""
+    """Lines from stdin without blocking the event loop (a reader thread feeds a queue).
+
+    The thread reads a line only when the console asks for the next one, so while a
+    command runs it leaves the terminal alone (``shell`` reads keystrokes itself).
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
+    wanted = threading.Semaphore(0)
 
     def read() -> None:
-        for line in sys.stdin:
+        while True:
+            wanted.acquire()
+            line = sys.stdin.readline()
+            if not line:
+                break
             loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
     threading.Thread(target=read, name="puente-tech-stdin", daemon=True).start()
-    while (line := await queue.get()) is not None:
+    while True:
+        wanted.release()
+        line = await queue.get()
+        if line is None:
+            return
         yield line
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from tests.conftest import scaled
 
 ASK = re.compile(r"^Allow (.+)\? Type y")
+#: A follow-up question after a yes (files: which folder); Enter keeps the default.
+CHOICE = re.compile(r"^(Which .+\?) Press Enter for")
 
 
 #: Every process a test started; the ``reap_processes`` fixture ends them all.
@@ -122,6 +124,8 @@ class ScriptedCustomer(Process):
     matching line appears (once each). Questions not in ``answers`` (or past the end
     of a list) are declined, as a cautious customer would. ``env`` adds environment
     variables (a test HOME, for example).
+    ``choices`` maps a regex of a follow-up question ("Which folder") to the answer
+    typed every time it is asked; unlisted follow-ups get Enter (the default).
     """
 
     def __init__(
@@ -134,10 +138,12 @@ class ScriptedCustomer(Process):
         extra: list[str] | None = None,
         on_line: Callable[[str], None] | None = None,
         env: dict[str, str] | None = None,
+        choices: dict[str, str] | None = None,
     ) -> None:
         self.answers = {
             k: list(v) if isinstance(v, list) else v for k, v in (answers or {}).items()
         }
+        self.choices = choices or {}
         self.after = dict(after or {})
         self.questions: list[str] = []
         self._on_line = on_line
@@ -173,6 +179,13 @@ class ScriptedCustomer(Process):
                     answer = self.answers.get(ask.group(1), "n")
                     if isinstance(answer, list):
                         answer = answer.pop(0) if answer else "n"
+                    self.send(answer)
+                choice = CHOICE.search(line)
+                if choice:
+                    self.questions.append(choice.group(1))
+                    answer = next(
+                        (a for pattern, a in self.choices.items() if re.search(pattern, line)), ""
+                    )
                     self.send(answer)
                 for pattern, reply in list(self.after.items()):
                     if re.search(pattern, line):
