@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .summary import SUMMARY_SCHEMA
+
 _ERROR = {"$ref": "#/components/responses/Error"}
+
+def _HTML(description: str) -> dict[str, Any]:  # noqa: N802 - reads like the _ERROR constant
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
 
 _SESSION_ID = {
     "name": "session_id",
@@ -28,7 +34,8 @@ OPENAPI: dict[str, Any] = {
             "token (made with 'puente-relay technician add'). Paths are matched exactly: a "
             "trailing slash is a different, unknown path. Errors are JSON objects "
             '{"error": code, "message": sentence}. The WebSocket endpoint /v1/session '
-            "(agent and technician ends) is described in docs/PROTOCOL.md."
+            "(agent and technician ends) is described in docs/PROTOCOL.md. Help-desk "
+            "events (webhook, Request Tracker) are described in docs/HELPDESK.md."
         ),
     },
     "security": [{"bearer": []}],
@@ -58,6 +65,32 @@ OPENAPI: dict[str, Any] = {
                 "summary": "This document",
                 "security": [],
                 "responses": {"200": {"description": "The OpenAPI description of the API."}},
+            }
+        },
+        "/join/{nameplate}": {
+            "get": {
+                "summary": "The customer's join page (HTML)",
+                "description": (
+                    "Who is waiting, for which ticket, how to get the agent, and the first "
+                    "part of the session code. Never the code's secret part: the relay does "
+                    "not know it. Rate-limited per client address."
+                ),
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "nameplate",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[1-9][0-9]{2,8}$"},
+                    }
+                ],
+                "responses": {
+                    "200": _HTML("The page for a waiting session."),
+                    "400": _ERROR,
+                    "404": _HTML("No session has this nameplate."),
+                    "410": _HTML("The session's code expired or was used."),
+                    "429": _HTML("Too many join pages opened from this address; wait a minute."),
+                },
             }
         },
         "/api/sessions": {
@@ -146,6 +179,58 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/api/sessions/{session_id}/summary": {
+            "parameters": [_SESSION_ID],
+            "get": {
+                "summary": "The session's summary",
+                "responses": {
+                    "200": {
+                        "description": "The summary as uploaded.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Summary"}}
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                },
+            },
+            "put": {
+                "summary": "Upload the session's summary (once; it never changes)",
+                "description": (
+                    "Written by the technician's client at the end of a session. The first "
+                    "upload is stored and sent to the help desk; the same summary again is "
+                    "200 (safe to retry); a different one is 409."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Summary"}}
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "This summary was already stored.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Summary"}}
+                        },
+                    },
+                    "201": {
+                        "description": "Stored; the help desk will receive it.",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Summary"}}
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "409": _ERROR,
+                    "413": _ERROR,
+                    "415": _ERROR,
+                },
+            },
+        },
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -189,6 +274,10 @@ OPENAPI: dict[str, Any] = {
                     "bytes_agent_to_tech": {"type": "integer"},
                     "bytes_tech_to_agent": {"type": "integer"},
                     "join_url": {"type": "string"},
+                    "summary": {
+                        "oneOf": [{"$ref": "#/components/schemas/Summary"}, {"type": "null"}]
+                    },
+                    "summary_uploaded_at": {"type": ["string", "null"], "format": "date-time"},
                 },
                 "required": [
                     "session_id",
@@ -200,8 +289,10 @@ OPENAPI: dict[str, Any] = {
                     "created_at",
                     "expires_at",
                     "join_url",
+                    "summary",
                 ],
             },
+            "Summary": SUMMARY_SCHEMA,
             "Error": {
                 "type": "object",
                 "properties": {"error": {"type": "string"}, "message": {"type": "string"}},

@@ -20,6 +20,7 @@ from protocol.messages import (
     Message,
     MsgType,
     Progress,
+    Rating,
     Reply,
     ReplyStatus,
     Request,
@@ -57,6 +58,8 @@ SAMPLES: list[Message] = [
     Chat("Hola, ¿me ves? 👋"),
     Chat(""),
     Bye("finished"),
+    Rating(5, "Fixed my printer, thanks!"),
+    Rating(0),
 ]
 
 
@@ -234,3 +237,18 @@ def test_check_hello_refuses_another_version(version: int) -> None:
     assert (info.value.ours, info.value.theirs) == (PROTOCOL_VERSION, version)
     assert f"version {version}" in str(info.value)
     assert f"version {PROTOCOL_VERSION}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(raw(MsgType.RATING, 6, ""), id="score-over-5"),
+        pytest.param(raw(MsgType.RATING, -1, ""), id="negative-score"),
+        pytest.param(raw(MsgType.RATING, 0, "a comment without a score"), id="comment-no-score"),
+        pytest.param(raw(MsgType.RATING, 3, "x" * 501), id="comment-too-long"),
+        pytest.param(raw(MsgType.RATING, True, ""), id="bool-score"),
+    ],
+)
+def test_bad_ratings_are_malformed(data: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        parse(data)
