@@ -20,6 +20,8 @@ from pathlib import Path
 from tests.conftest import scaled
 
 ASK = re.compile(r"^Allow (.+)\? Type y")
+RATE = re.compile(r"^How would you rate this help, 1 to 5\?")
+COMMENT = re.compile(r"^Any comment for the help desk\?")
 
 
 #: Every process a test started; the ``reap_processes`` fixture ends them all.
@@ -119,6 +121,8 @@ class ScriptedCustomer(Process):
     ``answers`` maps a capability title ("Diagnostics") to "y" or "n". ``after``
     maps a regex to a line to type once a matching line appears (once each).
     Questions not in ``answers`` are declined, as a cautious customer would.
+    At the end, the rating question is answered with ``rating`` (Enter skips it when
+    None) and the comment question with ``comment``.
     """
 
     def __init__(
@@ -130,8 +134,13 @@ class ScriptedCustomer(Process):
         after: dict[str, str] | None = None,
         extra: list[str] | None = None,
         on_line: Callable[[str], None] | None = None,
+        rating: int | None = None,
+        comment: str = "",
     ) -> None:
         self.answers = answers or {}
+        self.rating = rating
+        self.comment = comment
+        self.rating_asked = False
         self.after = dict(after or {})
         self.questions: list[str] = []
         self._on_line = on_line
@@ -164,6 +173,11 @@ class ScriptedCustomer(Process):
                 if ask:
                     self.questions.append(ask.group(1))
                     self.send(self.answers.get(ask.group(1), "n"))
+                if RATE.search(line):
+                    self.rating_asked = True
+                    self.send(str(self.rating) if self.rating is not None else "")
+                if COMMENT.search(line):
+                    self.send(self.comment)
                 for pattern, reply in list(self.after.items()):
                     if re.search(pattern, line):
                         del self.after[pattern]
