@@ -87,7 +87,14 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": _HTML("The page for a waiting session."),
                     "400": _ERROR,
-                    "404": _HTML("No session has this nameplate."),
+                    "404": {
+                        "description": "No session has this nameplate (a page), or the path "
+                        "is not a join link at all (a JSON error).",
+                        "content": {
+                            "text/html": {"schema": {"type": "string"}},
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                        },
+                    },
                     "410": _HTML("The session's code expired or was used."),
                     "429": _HTML("Too many join pages opened from this address; wait a minute."),
                 },
@@ -244,10 +251,19 @@ OPENAPI: dict[str, Any] = {
             "NewSession": {
                 "type": "object",
                 "properties": {
-                    "ticket_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "ticket_id": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200,
+                        "pattern": "^[!-~]([ -~]*[!-~])?$",
+                        "description": "The help desk's ticket reference: printable characters, "
+                        "not only spaces (the pattern shows the ASCII subset; other printable "
+                        "Unicode is accepted too).",
+                    },
                     "ticket_url": {
                         "type": ["string", "null"],
                         "maxLength": 2000,
+                        "pattern": "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$",
                         "description": "An http or https link to the ticket.",
                     },
                 },

@@ -322,7 +322,7 @@ class RelayStore(abc.ABC):
 
     @abc.abstractmethod
     def retry_deliveries_now(self, now: float) -> int:
-        """Make every undelivered row due at ``now`` (a restart retries at once); how many."""
+        """Make every undelivered row due by ``now`` (a restart retries at once); how many rows."""
 
     @abc.abstractmethod
     def list_deliveries(self, pending_only: bool = True, limit: int = 1000) -> list[Delivery]:
@@ -741,9 +741,9 @@ class SQLiteStore(RelayStore):
 
     def retry_deliveries_now(self, now: float) -> int:
         cursor = self._db.execute(
-            "UPDATE outbox SET next_attempt_at = ? WHERE delivered_at IS NULL"
-            " AND next_attempt_at > ?",
-            (now, now),
+            "UPDATE outbox SET next_attempt_at = MIN(next_attempt_at, ?)"
+            " WHERE delivered_at IS NULL",
+            (now,),
         )
         return cursor.rowcount
 
