@@ -224,7 +224,8 @@ class AgentSession:
             return
         self._surveyed = True
         ask = asyncio.create_task(self.ui.ask_rating())
-        await asyncio.wait([ask, self.link.closed], return_when=asyncio.FIRST_COMPLETED)
+        waiters: list[asyncio.Future[Any]] = [ask, self.link.closed]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if not ask.done():
             ask.cancel()
             with contextlib.suppress(BaseException):

@@ -187,8 +187,7 @@ class Rating(Message):
 
 
 MESSAGE_CLASSES: dict[MsgType, type[Message]] = {
-    cls.TYPE: cls
-    for cls in (Hello, Request, Reply, Progress, Cancel, Consent, Chat, Bye, Rating)
+    cls.TYPE: cls for cls in (Hello, Request, Reply, Progress, Cancel, Consent, Chat, Bye, Rating)
 }
 
 

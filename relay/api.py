@@ -183,7 +183,9 @@ class RestApi:
                 raise _not_found()
         elif match := _JOIN_PATH.fullmatch(path):
             nameplate = match.group(1)
-            handlers = {"GET": lambda: self._join_page(nameplate, request.headers, query, client_ip)}
+            handlers = {
+                "GET": lambda: self._join_page(nameplate, request.headers, query, client_ip)
+            }
         elif path == "/healthz":
             handlers = {"GET": lambda: _document(query, {"status": "ok"})}
         elif path == "/openapi.json":
@@ -327,9 +329,7 @@ class RestApi:
             raise _not_found("This session has no summary yet.")
         return json_response(http.HTTPStatus.OK, json.loads(stored.summary))
 
-    def _join_page(
-        self, nameplate: str, headers: Headers, query: str, client_ip: str
-    ) -> Response:
+    def _join_page(self, nameplate: str, headers: Headers, query: str, client_ip: str) -> Response:
         _query_params(query, allowed=())
         now = self._clock()
         if not self._join_limiter.allow(client_ip, now):

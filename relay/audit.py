@@ -72,8 +72,10 @@ class Verdict:
 
 def audit_time(seconds: float) -> str:
     """Wall-clock seconds as the ISO 8601 UTC text stored in ``at``."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(seconds, UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
     )
 
 

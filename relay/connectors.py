@@ -176,7 +176,9 @@ class RequestTrackerConnector(Connector):
     ) -> None:
         self.url = check_connector_url(url, "Request Tracker URL")
         if token and (user or password):
-            raise ConfigError("Give Request Tracker either a token or a user and password, not both.")
+            raise ConfigError(
+                "Give Request Tracker either a token or a user and password, not both."
+            )
         if token:
             self._authorization = f"token {token}"
         elif user and password:

@@ -219,12 +219,10 @@ def rt_comment(doc: dict[str, Any]) -> tuple[str, str]:
     if doc["type"] == EventType.SESSION_CREATED:
         subject = f"Remote support session created {tag}"
         lines = [
-            f"{session.get('technician')} created a Puente remote-support session for this "
-            "ticket.",
+            f"{session.get('technician')} created a Puente remote-support session for this ticket.",
             "",
             f"Join page for the customer: {session.get('join_url')}",
-            "The technician reads the full session code to the customer; the relay never "
-            "knows it.",
+            "The technician reads the full session code to the customer; the relay never knows it.",
             f"The code expires at {session.get('expires_at')}.",
             f"Session id: {session.get('session_id')}",
         ]

@@ -12,6 +12,7 @@ from .summary import SUMMARY_SCHEMA
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 
+
 def _HTML(description: str) -> dict[str, Any]:  # noqa: N802 - reads like the _ERROR constant
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 import abc
 import contextlib
 import enum
-import json
 import hashlib
 import hmac
+import json
 import secrets
 import sqlite3
 import uuid

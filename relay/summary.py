@@ -31,7 +31,11 @@ def _text(max_length: int, min_length: int = 0) -> dict[str, Any]:
     return {"type": "string", "minLength": min_length, "maxLength": max_length, "pattern": _LINE}
 
 
-_WHEN = {"type": "string", "pattern": _TIME, "description": "ISO 8601 UTC, e.g. 2026-01-02T03:04:05Z"}
+_WHEN = {
+    "type": "string",
+    "pattern": _TIME,
+    "description": "ISO 8601 UTC, e.g. 2026-01-02T03:04:05Z",
+}
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -248,8 +248,9 @@ class TechnicianSession:
             await self.link.send_control(messages.Bye(reason))
         wait = self.rating_wait if rating_wait is None else rating_wait
         if wait > 0 and not self.link.closed.done():
+            waiters: list[asyncio.Future[Any]] = [self._rating_heard, self.link.closed]
             await asyncio.wait(
-                [self._rating_heard, self.link.closed],
+                waiters,
                 timeout=wait,
                 return_when=asyncio.FIRST_COMPLETED,
             )

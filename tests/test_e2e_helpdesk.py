@@ -145,10 +145,10 @@ def test_relay_killed_while_the_receiver_is_down_loses_and_repeats_nothing(
         # Both "created" events were tried and failed; T-2's "ended" waits behind its
         # "created", so that the ticket sees its events in order.
         wait_until(
-            lambda: sorted(
-                (d["type"], d["attempts"] >= 1) for d in pending_deliveries(data)
-            )
-            == [("session.created", True), ("session.created", True), ("session.ended", False)],
+            lambda: (
+                sorted((d["type"], d["attempts"] >= 1) for d in pending_deliveries(data))
+                == [("session.created", True), ("session.created", True), ("session.ended", False)]
+            ),
             20,
             "failed attempts at both created events",
         )
@@ -228,7 +228,9 @@ def test_summary_and_audit_log_hold_no_session_content(
     summary = sessions[0]["summary"]
     assert summary["rating"] == {"score": 2, "comment": ""}
     export = tmp_path / "audit.jsonl"
-    result = relay_cli("audit", "export", "--data-dir", str(relay_process.data_dir), "--out", str(export))
+    result = relay_cli(
+        "audit", "export", "--data-dir", str(relay_process.data_dir), "--out", str(export)
+    )
     assert result.returncode == 0, result.stderr
     audit_text = export.read_text()
     types = [json.loads(line)["type"] for line in audit_text.splitlines()]
@@ -246,13 +248,11 @@ def test_summary_and_audit_log_hold_no_session_content(
         )
         if isinstance(value, str) and len(value) >= 6
     ]
-    content += [
-        line for line in data.get("system_log", {}).get("lines", []) if len(line) >= 12
-    ][:20]
+    content += [line for line in data.get("system_log", {}).get("lines", []) if len(line) >= 12][
+        :20
+    ]
     summary_text = json.dumps(summary)
-    relay_files = b"".join(
-        p.read_bytes() for p in relay_process.data_dir.rglob("*") if p.is_file()
-    )
+    relay_files = b"".join(p.read_bytes() for p in relay_process.data_dir.rglob("*") if p.is_file())
     for needle in content:
         assert needle not in summary_text, f"{needle!r} is in the summary"
         assert needle not in audit_text, f"{needle!r} is in the audit log"

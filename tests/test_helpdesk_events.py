@@ -59,7 +59,9 @@ def test_signature_verifies_only_the_same_body_secret_and_fresh_time() -> None:
     assert signature.startswith("sha256=") and len(signature) == 7 + 64
     assert verify_signature("a-long-shared-secret", "1800000000", body, signature, 1800000100)
     assert not verify_signature("another-secret-xx", "1800000000", body, signature, 1800000100)
-    assert not verify_signature("a-long-shared-secret", "1800000000", body + b" ", signature, 1800000100)
+    assert not verify_signature(
+        "a-long-shared-secret", "1800000000", body + b" ", signature, 1800000100
+    )
     assert not verify_signature("a-long-shared-secret", "1800000001", body, signature, 1800000100)
     # A replay long after the fact is refused even with a valid signature.
     assert not verify_signature("a-long-shared-secret", "1800000000", body, signature, 1800000400)
@@ -105,7 +107,9 @@ def test_rt_comments_carry_the_join_link_or_the_summary_and_the_event_tag() -> N
         "join_url": "https://relay.example.com/join/417",
         "expires_at": "2026-01-02T03:14:05Z",
     }
-    subject, text = rt_comment({"id": "evt_abc", "type": EventType.SESSION_CREATED, "session": session})
+    subject, text = rt_comment(
+        {"id": "evt_abc", "type": EventType.SESSION_CREATED, "session": session}
+    )
     assert "[puente evt_abc]" in subject
     assert "Join page for the customer: https://relay.example.com/join/417" in text
     subject, text = rt_comment(
@@ -135,11 +139,30 @@ def test_a_complete_summary_is_valid() -> None:
     [
         ({"screenshot": "iVBORw0KGgo="}, "has a field the summary format does not have"),
         ({"rating": {"score": 6}}, "rating/score"),
-        ({"rating": {"score": 3, "comment": "ok\x1b[2J"}}, "rating/comment must be one printable line"),
+        (
+            {"rating": {"score": 3, "comment": "ok\x1b[2J"}},
+            "rating/comment must be one printable line",
+        ),
         ({"technician": ""}, "technician"),
         ({"started_at": "yesterday"}, "started_at is not in the expected format"),
-        ({"consents": [{"capability": "shell", "state": "maybe", "at": "2026-01-02T03:04:05Z"}]}, "consents/0/state"),
-        ({"files": [{"direction": "to_customer", "name": "a.txt", "size": 3, "at": "2026-01-02T03:04:05Z", "content": "secret"}]}, "files/0"),
+        (
+            {"consents": [{"capability": "shell", "state": "maybe", "at": "2026-01-02T03:04:05Z"}]},
+            "consents/0/state",
+        ),
+        (
+            {
+                "files": [
+                    {
+                        "direction": "to_customer",
+                        "name": "a.txt",
+                        "size": 3,
+                        "at": "2026-01-02T03:04:05Z",
+                        "content": "secret",
+                    }
+                ]
+            },
+            "files/0",
+        ),
         ({"version": 2}, "version"),
     ],
 )
@@ -171,7 +194,9 @@ def chain(count: int) -> list[AuditEntry]:
         data = json.dumps({"session": {"ticket_id": f"T-{seq}"}})
         at = f"2026-01-02T03:04:{seq:02d}.000000Z"
         digest = entry_hash(prev, seq, at, f"evt_{seq}", "session.created", f"s{seq}", data)
-        entries.append(AuditEntry(seq, at, f"evt_{seq}", "session.created", f"s{seq}", data, prev, digest))
+        entries.append(
+            AuditEntry(seq, at, f"evt_{seq}", "session.created", f"s{seq}", data, prev, digest)
+        )
         prev = digest
     return entries
 
@@ -186,7 +211,11 @@ def test_an_intact_chain_verifies() -> None:
 @pytest.mark.parametrize(
     ("tamper", "bad_seq", "problem"),
     [
-        (lambda e: [*e[:2], replace(e[2], data='{"session":{"ticket_id":"T-999"}}'), *e[3:]], 3, "altered"),
+        (
+            lambda e: [*e[:2], replace(e[2], data='{"session":{"ticket_id":"T-999"}}'), *e[3:]],
+            3,
+            "altered",
+        ),
         (lambda e: [*e[:2], replace(e[2], at="2020-01-01T00:00:00.000000Z"), *e[3:]], 3, "altered"),
         (lambda e: [*e[:1], replace(e[1], type="session.ended"), *e[2:]], 2, "altered"),
         (lambda e: [*e[:2], *e[3:]], 4, "missing"),

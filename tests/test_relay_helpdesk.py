@@ -36,7 +36,9 @@ SECRET = "a-shared-webhook-secret"
 
 def run(tmp_path: Path, scenario: Any, **settings: Any) -> None:
     async def main() -> None:
-        config = RelayConfig(data_dir=tmp_path / "relay", port=0, close_timeout=scaled(1), **settings)
+        config = RelayConfig(
+            data_dir=tmp_path / "relay", port=0, close_timeout=scaled(1), **settings
+        )
         async with RelayServer(config) as relay:
             await scenario(relay)
 
@@ -82,7 +84,9 @@ def test_summary_upload_is_validated_stored_once_and_shown_with_the_session(
             relay, "PUT", path, token=token, body=b"{}", headers={"Content-Type": "text/plain"}
         )
         assert text.status == 415
-        assert (await http_request(relay, "PUT", path, token=other, json_body=SUMMARY)).status == 404
+        assert (
+            await http_request(relay, "PUT", path, token=other, json_body=SUMMARY)
+        ).status == 404
         assert (await http_request(relay, "GET", path, token=token)).status == 404
 
         first = await http_request(relay, "PUT", path, token=token, json_body=SUMMARY)
@@ -144,9 +148,7 @@ def test_join_page_for_waiting_used_and_unknown_codes(tmp_path: Path) -> None:
 
 def test_join_page_views_are_rate_limited_per_address(tmp_path: Path) -> None:
     async def scenario(relay: RelayServer) -> None:
-        statuses = [
-            (await http_request(relay, "GET", "/join/123456789")).status for _ in range(31)
-        ]
+        statuses = [(await http_request(relay, "GET", "/join/123456789")).status for _ in range(31)]
         assert statuses[:30] == [404] * 30
         assert statuses[30] == 429
 
@@ -200,7 +202,9 @@ def test_outbox_retries_with_backoff_until_the_help_desk_acknowledges(tmp_path: 
             assert store.list_deliveries() == []
             [event] = receiver.processed.values()
             assert event["type"] == "session.created"
-            assert event["session"]["join_url"] == f"https://relay.example.com/join/{record.nameplate}"
+            assert (
+                event["session"]["join_url"] == f"https://relay.example.com/join/{record.nameplate}"
+            )
             [delivery] = store.list_deliveries(pending_only=False)
             assert delivery.attempts == 7 and delivery.delivered_at == clock.now
             acks = [e for e in store.audit_entries() if e.type == "delivery.acknowledged"]
@@ -293,7 +297,12 @@ def test_relay_delivers_in_the_background_and_reconciles_after_a_crash(tmp_path:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://desk.example.com/hook", "ftp://127.0.0.1/x", "desk.example.com", "https://u:p@h.example/x"],
+    [
+        "http://desk.example.com/hook",
+        "ftp://127.0.0.1/x",
+        "desk.example.com",
+        "https://u:p@h.example/x",
+    ],
 )
 def test_connector_urls_must_be_https_or_loopback(url: str) -> None:
     with pytest.raises(ConfigError):
@@ -399,9 +408,7 @@ def test_audit_log_is_append_only_and_an_edit_fails_verification(tmp_path: Path)
             database.execute(statement)
     # Someone with the file drops the guard and rewrites entry 2's ticket.
     database.execute("DROP TRIGGER audit_log_no_update")
-    database.execute(
-        "UPDATE audit_log SET data = replace(data, 'T-2', 'T-666') WHERE seq = 2"
-    )
+    database.execute("UPDATE audit_log SET data = replace(data, 'T-2', 'T-666') WHERE seq = 2")
     database.commit()
     database.close()
     tampered = cli("audit", "verify", "--data-dir", str(tmp_path))
