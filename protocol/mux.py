@@ -179,7 +179,7 @@ class Multiplexer:
         if nbytes > sum(left for left, _ in pending):
             raise LocalProtocolError(f"consumed more on {Channel(channel).name} than was received")
         credit = 0
-        while nbytes:
+        while pending and (nbytes or pending[0][0] == 0):  # empty messages are consumed too
             head = pending[0]
             take = min(nbytes, head[0])
             owed = min(head[1], take)  # invariant: owed <= bytes left, so it ends at 0
@@ -196,9 +196,10 @@ class Multiplexer:
         """Credit back a partial message that alone fills the window (rule 2)."""
         if self._unconsumed[channel]:
             return  # the application holds messages: their consumption frees the window
-        window = self._recv_allowance[channel] + self._to_grant[channel]
+        # What the sender can see: grants still batched here do not count yet.
+        window = self._recv_allowance[channel]
         uncredited = self._partial_size[channel] - self._partial_credited[channel]
-        if window < MAX_FRAGMENT and uncredited:
+        if window < MAX_FRAGMENT and (uncredited or self._to_grant[channel]):
             self._partial_credited[channel] += uncredited
             self._to_grant[channel] += uncredited
             self.flush_credit(channel)

@@ -29,8 +29,8 @@ from protocol import envelope, messages
 from protocol.code import SessionCode
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError, ProtocolError, WrongCodeError
-from protocol.mux import Channel
-from protocol.session import Closed, MessageReceived, Paired, Session
+from protocol.mux import Channel, MessageReceived
+from protocol.session import Closed, Paired, Session
 
 log = logging.getLogger("puente.link")
 
@@ -267,9 +267,8 @@ class Link:
         self._wakeup.set()
 
     async def _wait_paired(self) -> None:
-        done, _ = await asyncio.wait(
-            [self._paired, self.closed], return_when=asyncio.FIRST_COMPLETED
-        )
+        waiters: list[asyncio.Future[Any]] = [self._paired, self.closed]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if self._paired.done():
             self.keys = self._paired.result().keys
             self.sas = self.keys.sas
