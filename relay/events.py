@@ -36,9 +36,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .store import SessionRecord
+if TYPE_CHECKING:
+    from .store import SessionRecord
 
 #: HTTP headers of a webhook delivery.
 SIGNATURE_HEADER = "X-Puente-Signature"

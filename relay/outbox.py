@@ -106,14 +106,21 @@ class Outbox:
             self.wake()
         return stored, created
 
-    def reconcile(self) -> int:
-        """Record every session event that is missing (after a crash); return how many."""
-        recorded = 0
-        for event_type in (
+    def reconcile(
+        self,
+        event_types: Sequence[EventType] = (
             EventType.SESSION_CREATED,
             EventType.SESSION_PAIRED,
             EventType.SESSION_ENDED,
-        ):
+        ),
+    ) -> int:
+        """Record every missing session event of these types; return how many.
+
+        At start-up this recovers events a crash cut off; after codes expire (the store
+        expires them in bulk) it records their ``session.ended``.
+        """
+        recorded = 0
+        for event_type in event_types:
             for record in self._store.sessions_missing_event(event_type):
                 recorded += self._record(event_type, record)
         if recorded:

@@ -58,6 +58,7 @@ from protocol.errors import EnvelopeError
 from .api import RestApi
 from .connectors import Connector
 from .errors import ConfigError
+from .events import EventType
 from .http import HeaderError, RelayConnection, bearer_token, error_response, single_header
 from .outbox import DeliverySettings, Outbox
 from .ratelimit import SlidingWindowLimiter
@@ -625,7 +626,8 @@ class RelayServer:
                 why = "nothing was forwarded for too long"
                 self._finish(live, SessionState.ENDED, why, dict.fromkeys(live.ends, notice))
         if self.store.expire_sessions(now):
-            self.outbox.reconcile()  # records session.ended for the codes that just expired
+            # The store expires codes in bulk: record session.ended for those that just did.
+            self.outbox.reconcile((EventType.SESSION_ENDED,))
         self._ip_limiter.prune(now)
 
     def _farewell(self, connection: RelayConnection, text: str | None) -> None:

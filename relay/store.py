@@ -34,13 +34,11 @@ import uuid
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .audit import GENESIS, AuditEntry, audit_time, canonical, entry_hash
 from .errors import StoreError, TechnicianExists
-
-if TYPE_CHECKING:
-    from .events import NewEvent
+from .events import ONCE_PER_SESSION, NewEvent, document
 
 #: File name of the SQLite database inside the data directory.
 DATABASE_NAME = "relay.sqlite3"
@@ -382,6 +380,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS audit_session_events ON audit_log (session_id, type)
     WHERE type IN ('session.created', 'session.paired', 'session.ended', 'session.summary');
+CREATE INDEX IF NOT EXISTS audit_by_session ON audit_log (session_id, type);
 CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN
     SELECT RAISE(ABORT, 'the audit log is append-only');
@@ -623,8 +622,6 @@ class SQLiteStore(RelayStore):
         self, event: NewEvent, now: float, connectors: Sequence[str]
     ) -> AuditEntry | None:
         """Append inside an open transaction (the write lock orders the chain)."""
-        from .events import ONCE_PER_SESSION, document
-
         if event.type in ONCE_PER_SESSION:
             exists = self._db.execute(
                 "SELECT 1 FROM audit_log WHERE session_id = ? AND type = ?",

@@ -334,6 +334,9 @@ async def _console_until_ended(session: TechnicianSession, out: Output) -> int:
     commands_task = asyncio.create_task(console.run(stdin_lines()))
     closed_task = asyncio.create_task(session.link.wait_closed())
     done, _ = await asyncio.wait([commands_task, closed_task], return_when=asyncio.FIRST_COMPLETED)
+    if closed_task in done and session.ended_by == "technician":
+        await commands_task  # our own "end" command closed the link: let it report
+        return EXIT_OK
     if closed_task in done:
         commands_task.cancel()
         await session.drained()  # the customer's Rating and Bye came before the close

@@ -421,3 +421,24 @@ def test_audit_log_is_append_only_and_an_edit_fails_verification(tmp_path: Path)
     nowhere = cli("audit", "verify", "--data-dir", str(tmp_path / "nothing-here"))
     assert nowhere.returncode == 2 and "no relay database" in nowhere.stderr
     assert not (tmp_path / "nothing-here").exists()  # checking never creates a database
+
+
+def test_an_expired_code_is_recorded_as_ended_once(tmp_path: Path) -> None:
+    clock = FakeClock()
+
+    async def scenario(relay: RelayServer) -> None:
+        token = add_technician(relay)
+        session = await create_session(relay, token, "T-5")
+        clock.advance(601)
+
+        def ended() -> list[Any]:
+            return [e for e in relay.store.audit_entries() if e.type == "session.ended"]
+
+        while not ended():
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # more housekeeping ticks record nothing more
+        [entry] = ended()
+        data = json.loads(entry.data)["session"]
+        assert data["session_id"] == session["session_id"] and data["state"] == "expired"
+
+    run(tmp_path, scenario, clock=clock, housekeeping_interval=0.02)
