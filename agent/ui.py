@@ -172,11 +172,16 @@ class ConsoleUI:
         self._start_reader()
         while True:
             line = await self._lines.get()
+            if line is None:
+                # Input closed, after every line typed before it was delivered: keep the
+                # session, and answer this and future prompts with no.
+                self._input_closed = True
+                if self._answer is not None and not self._answer.done():
+                    self._answer.set_result(None)
+                return
             if self._answer is not None and not self._answer.done():
                 self._answer.set_result(line)
                 continue
-            if line is None:
-                return  # input closed: keep the session, answer future prompts with no
             command = line.strip()
             if not command:
                 continue
@@ -210,8 +215,6 @@ class ConsoleUI:
         threading.Thread(target=read, name="puente-console-input", daemon=True).start()
 
     def _eof(self) -> None:
-        # From now on every question is answered no.
-        self._input_closed = True
+        # Queued behind the lines read before it, so a fast typist's last answer counts;
+        # run() then answers every question with no.
         self._lines.put_nowait(None)
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_result(None)
