@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,6 +55,11 @@ async def ask(lines: list[str]) -> tuple[tuple[int, str] | None, str]:
     runner = asyncio.create_task(ui.run(lambda command: asyncio.sleep(0)))
     try:
         answer = await asyncio.wait_for(ui.ask_rating(), scaled(5))
+        # Every scripted line is typed, then the input closes: let the reader thread
+        # hand its end-of-input to this loop before the loop goes away.
+        for thread in threading.enumerate():
+            if thread.name == "puente-console-input":
+                await asyncio.to_thread(thread.join, scaled(5))
     finally:
         runner.cancel()
     return answer, screen.getvalue()
