@@ -44,13 +44,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    """Poll ``condition()`` until true, or fail saying ``what`` did not happen."""
+def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``condition()`` every ``interval`` s until true, or fail saying ``what`` did not happen."""
     deadline = time.monotonic() + scaled(timeout)
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 @dataclass
