@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, DeliveryError
 from .events import (
     EVENT_HEADER,
     IDEMPOTENCY_HEADER,
@@ -42,13 +42,17 @@ from .events import (
     sign,
 )
 
+__all__ = [
+    "Connector",
+    "DeliveryError",
+    "RequestTrackerConnector",
+    "WebhookConnector",
+    "check_connector_url",
+]
+
 USER_AGENT = "puente-relay"
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class DeliveryError(Exception):
-    """The help desk did not acknowledge an event; the message says what it answered."""
 
 
 def check_connector_url(url: str, what: str) -> str:

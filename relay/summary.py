@@ -18,6 +18,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from .errors import SummaryInvalid
+
+__all__ = ["MAX_SUMMARY_BYTES", "SUMMARY_SCHEMA", "SummaryInvalid", "check_summary"]
+
 #: Largest summary accepted, in bytes of JSON.
 MAX_SUMMARY_BYTES = 48 * 1024
 
@@ -139,10 +143,6 @@ SUMMARY_SCHEMA: dict[str, Any] = {
 }
 
 _VALIDATOR = Draft202012Validator(SUMMARY_SCHEMA)
-
-
-class SummaryInvalid(ValueError):
-    """An uploaded summary does not fit the schema; the message says where and why."""
 
 
 def check_summary(value: Any) -> dict[str, Any]:
