@@ -177,6 +177,7 @@ class WebhookReceiver:
 # ---------------------------------------------------------------------------
 
 RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
+RT_LIB = Path("/usr/share/request-tracker5/lib")
 #: The SQLite database Debian's package sets up (root / password), copied per test run.
 RT_DATABASE = Path("/var/lib/dbconfig-common/sqlite3/request-tracker5/rtdb")
 
@@ -225,6 +226,7 @@ class RequestTracker:
             "RT_SITE_CONFIG": str(config),
             "RT_SITE_CONFIG_DIR": str(workdir / "conf.d"),
         }
+        self.token = self._make_token(env)
         self._log = (workdir / "rt.log").open("w")
         self.proc = subprocess.Popen(
             [str(RT_SERVER), "--port", str(self.port)],
@@ -240,6 +242,26 @@ class RequestTracker:
         except AssertionError:
             self.stop()
             raise AssertionError(f"RT did not start: {self._logfile.read_text()[-2000:]}") from None
+
+    @staticmethod
+    def _make_token(env: dict[str, str]) -> str:
+        """An RT auth token for root (RT::Authen::Token is part of RT 5), made with RT's API."""
+        script = (
+            "use strict; use RT; RT::LoadConfig(); RT::Init();"
+            'my $u = RT::User->new(RT->SystemUser); $u->Load("root");'
+            "my ($ok, $msg, $token) = RT::AuthToken->new(RT->SystemUser)"
+            '->Create(Owner => $u->Id, Description => "puente tests");'
+            'die "$msg\\n" unless $ok; print $token;'
+        )
+        result = subprocess.run(
+            ["perl", f"-I{RT_LIB}", "-e", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=scaled(60),
+        )
+        assert result.returncode == 0, f"cannot make an RT token: {result.stderr[-2000:]}"
+        return result.stdout.strip()
 
     def _answers(self) -> bool:
         if self.proc.poll() is not None:

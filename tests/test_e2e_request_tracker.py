@@ -94,7 +94,9 @@ def test_join_link_and_summary_become_comments_on_the_rt_ticket(
     assert rt.password not in logs
 
 
-def test_a_retry_never_comments_twice_and_refusals_are_reported(rt: RequestTracker) -> None:
+def test_token_auth_a_retry_never_comments_twice_and_refusals_are_reported(
+    rt: RequestTracker,
+) -> None:
     ticket = rt.create_ticket("Retry test")
     connector = RequestTrackerConnector(rt.url, user=rt.user, password=rt.password, timeout=10)
     document = {
@@ -109,9 +111,12 @@ def test_a_retry_never_comments_twice_and_refusals_are_reported(rt: RequestTrack
         },
     }
     assert connector.deliver(document, 1).startswith(f"comment on RT ticket {ticket}")
+    by_token = RequestTrackerConnector(rt.url, token=rt.token)
+    other = {**document, "id": f"evt_{uuid.uuid4().hex}"}
+    assert by_token.deliver(other, 1).startswith(f"comment on RT ticket {ticket}")
     # The acknowledgement was lost: the retry finds the comment and does not repeat it.
     assert connector.deliver(document, 2) == "already on the ticket"
-    assert len(rt.comments(ticket)) == 1
+    assert len(rt.comments(ticket)) == 2
     wrong = RequestTrackerConnector(rt.url, user=rt.user, password="not-the-password")
     with pytest.raises(DeliveryError, match="HTTP 401"):
         wrong.deliver(document, 1)
