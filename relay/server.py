@@ -28,7 +28,10 @@ Rules of a WebSocket connection (anything not listed closes it with an error)::
                  error ended to both; relay shutdown → error shutdown to everyone.
 
 Every refusal is one ``error`` text message followed by a close. Session state
-lives in the store (:mod:`relay.store`); only connections live in memory.
+lives in the store (:mod:`relay.store`); only connections live in memory. Each
+change of a session's state (created, paired, ended) is recorded right after it as
+a help-desk event in the audit log and the outbox (:mod:`relay.outbox`), which
+delivers it to the configured connectors (:mod:`relay.connectors`).
 """
 
 from __future__ import annotations
