@@ -22,7 +22,9 @@ from relay.client import Link, LinkError
 
 from .audit import AgentLog
 from .capabilities import default_registry
+from .errors import TrustSetupError
 from .session import AgentSession
+from .trust import AgentTrust, fetch_revocations, load_pinned_key
 from .ui import ConsoleUI
 
 DESCRIPTION = """\
@@ -39,8 +41,23 @@ EPILOG = """\
 examples:
   puente-agent --relay wss://support.example.org --console 417-862-093
   PUENTE_RELAY=ws://127.0.0.1:8765 puente-agent --console
+  puente-agent --org-key acme-org.pub --relay wss://support.example.org 417-862-093
+  puente-agent audit verify ~/.local/state/puente/session-20260102-100000-417.log
 
-Everything done on this computer is written to a log you keep (see --log-dir).
+With --org-key (your help desk's installer sets it), only technicians certified by
+that organisation can connect, you see their verified name, and only fixes that
+organisation signed can run. Without it you see an "unverified technician" warning
+and fixes are refused.
+
+Everything done on this computer is written to a hash-chained log you keep (see
+--log-dir); 'puente-agent audit verify FILE' checks that nobody edited it.
+"""
+
+AUDIT_DESCRIPTION = """\
+Check a Puente session log: every entry carries the hash of the one before, so an
+edited, removed or inserted entry is found. Prints the first broken entry.
+
+exit status: 0 the log is intact, 1 it was changed (or cannot be read), 2 usage
 """
 
 
@@ -67,8 +84,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the session log (default: your user's Puente state folder)",
     )
     parser.add_argument("--ca-file", help="trust this CA certificate for the relay (wss://)")
+    parser.add_argument(
+        "--org-key",
+        type=Path,
+        default=os.environ.get("PUENTE_ORG_KEY"),
+        help="your organisation's public key (org.pub): accept only technicians it certified "
+        "and fixes it signed (default: $PUENTE_ORG_KEY)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show technical details")
     return parser
+
+
+def build_audit_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="puente-agent audit",
+        description=AUDIT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    verify = commands.add_parser("verify", help="check that a session log was not edited")
+    verify.add_argument("file", type=Path, help="the session log (session-....log)")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def audit_main(argv: list[str]) -> int:
+    """``puente-agent audit verify FILE``."""
+    import json
+
+    from .audit import verify_log
+
+    args = build_audit_parser().parse_args(argv)
+    try:
+        verdict = verify_log(args.file)
+    except OSError as exc:
+        return fail(f"Cannot read {args.file} ({exc.strerror or exc}); check the path.")
+    if args.json:
+        print(json.dumps({"file": str(args.file), **verdict.as_dict()}), flush=True)
+    elif verdict.ok:
+        print(
+            f"OK: {args.file} is intact ({verdict.entries} entries; last entry fingerprint "
+            f"{verdict.last_hash[:16]}).",
+            flush=True,
+        )
+    else:
+        print(
+            f"BROKEN: {args.file}, line {verdict.broken_line}: {verdict.problem}. "
+            f"The {verdict.entries} entries before it are intact.",
+            flush=True,
+        )
+    return 0 if verdict.ok else 1
 
 
 def fail(message: str) -> int:
@@ -77,6 +142,9 @@ def fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["audit"]:
+        return audit_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -97,14 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidCodeError as exc:
         return fail(str(exc))
     try:
-        return asyncio.run(run_agent(args.relay, code, args.log_dir, args.ca_file))
+        return asyncio.run(run_agent(args.relay, code, args.log_dir, args.ca_file, args.org_key))
     except KeyboardInterrupt:
         print("\nSession ended by you.", flush=True)
         return 0
 
 
 async def run_agent(
-    relay: str, code: SessionCode, log_dir: Path | None, ca_file: str | None
+    relay: str,
+    code: SessionCode,
+    log_dir: Path | None,
+    ca_file: str | None,
+    org_key: Path | None = None,
 ) -> int:
     ui = ConsoleUI()
     ssl_context = None
@@ -112,13 +184,29 @@ async def run_agent(
         import ssl
 
         ssl_context = ssl.create_default_context(cafile=ca_file)
+    trust = AgentTrust()
+    if org_key is not None:
+        try:
+            trust.organisation_key = load_pinned_key(Path(org_key))
+            ui.say("Checking which technicians your organisation has revoked ...")
+            trust.revoked, trust.revocation_number = await asyncio.to_thread(
+                fetch_revocations, relay, trust.organisation_key, ssl_context
+            )
+        except TrustSetupError as exc:
+            return fail(str(exc))
     ui.say(f"Connecting to the relay to join session {code} ...")
     try:
         link = await Link.open(relay, Role.AGENT, code, ssl=ssl_context)
     except LinkError as exc:
         return fail(str(exc))
     audit = AgentLog.for_session(log_dir, code.nameplate)
-    session = AgentSession(link, ui, default_registry(), audit)
+    if trust.pinned:
+        audit.write(
+            f"Organisation key pinned ({trust.key_id[:16]}); revocation list "
+            f"{'number ' + str(trust.revocation_number) if trust.revocation_number else 'none published'}"
+            f" ({len(trust.revoked)} revoked certificates)."
+        )
+    session = AgentSession(link, ui, default_registry(), audit, trust)
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
         loop.add_signal_handler(
@@ -131,10 +219,12 @@ async def run_agent(
         audit.write(f"Session cut off: {exc}")
         return 1
     finally:
+        audit.write("Log closed.")
         audit.close()
         await link.close()
     ui.session_ended(reason)
     ui.say(f"A record of this session is in {audit.path}")
+    ui.say(f"  (its last entry's fingerprint is {audit.last_hash[:16]}; note it to check later)")
     return 0
 
 

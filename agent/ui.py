@@ -36,7 +36,13 @@ CommandHandler = Callable[[str], Awaitable[None]]
 class CustomerUI(Protocol):
     def session_started(self, info: SessionInfo) -> None: ...
 
-    async def ask_consent(self, capability: Capability, detail: str) -> bool: ...
+    async def ask_consent(self, capability: Capability, detail: str) -> bool:
+        """Ask about ``capability``; True only for a clear yes.
+
+        ``capability.documents`` (name, text) pairs, when present, are texts the
+        customer may ask to read before answering (a fix's script).
+        """
+        ...
 
     def show_active(self, granted: list[str]) -> None: ...
 
@@ -90,7 +96,11 @@ class ConsoleUI:
         self.say("")
         self.say("Puente remote support - session started")
         if info.verified:
-            self.say(f"Technician: {info.technician} (verified, {info.organisation})")
+            self.say(f"Verified: {info.technician}, {info.organisation}")
+            self.say(
+                f"  This technician holds a certificate from {info.organisation} that this "
+                "computer checked, and proved it for this session."
+            )
         else:
             self.say(f"Technician: {info.technician}")
             self.say(
@@ -105,19 +115,37 @@ class ConsoleUI:
 
     async def ask_consent(self, capability: Capability, detail: str) -> bool:
         self._start_reader()
+        documents = dict(getattr(capability, "documents", ()) or ())
         self.say("")
         self.say(f"The technician asks for: {capability.title}")
-        self.say(f"  {capability.description}")
+        for line in capability.description.splitlines() or [""]:
+            self.say(f"  {line}")
         if detail:
-            self.say(f"  {detail}")
-        self.say(f"Allow {capability.title}? Type y for yes or n for no, then Enter:")
-        if self._input_closed:
-            self.say(f"Declined: {capability.title} (nobody can answer here).")
-            return False
-        answer = await self._next_answer()
-        allowed = answer is not None and answer.strip().lower() in YES
-        self.say(f"{'Allowed' if allowed else 'Declined'}: {capability.title}.")
-        return allowed
+            for line in detail.splitlines():
+                self.say(f"  {line}")
+        if documents:
+            names = " or ".join(documents)
+            self.say(f"  Before you answer you can type {names} (then Enter) to read it.")
+        while True:
+            self.say(f"Allow {capability.title}? Type y for yes or n for no, then Enter:")
+            if self._input_closed:
+                self.say(f"Declined: {capability.title} (nobody can answer here).")
+                return False
+            answer = await self._next_answer()
+            word = (answer or "").strip().lower().removeprefix("show ").strip()
+            if answer is not None and word in documents:
+                self._show_document(word, documents[word])
+                continue
+            allowed = answer is not None and answer.strip().lower() in YES
+            self.say(f"{'Allowed' if allowed else 'Declined'}: {capability.title}.")
+            return allowed
+
+    def _show_document(self, name: str, text: str) -> None:
+        lines = text.splitlines()
+        self.say(f"----- {name} ({len(lines)} lines) -----")
+        for number, line in enumerate(lines, start=1):
+            self.say(f"{number:4d} | {printable(line)}")
+        self.say(f"----- end of {name} -----")
 
     async def ask_rating(self) -> tuple[int, str] | None:
         self._start_reader()
@@ -218,3 +246,12 @@ class ConsoleUI:
         # Queued behind the lines read before it, so a fast typist's last answer counts;
         # run() then answers every question with no.
         self._lines.put_nowait(None)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes, so a script or a peer's text
+    cannot move the cursor, recolour or rewrite what the customer sees."""
+    return "".join(
+        c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )

@@ -26,10 +26,17 @@ PUT     /api/sessions/{id}/summary    201 + the summary the first time, 200 for
                                       (summaries never change) or a session that
                                       never paired; :mod:`relay.summary`
 GET     /api/sessions/{id}/summary    the summary, or 404
+POST    /api/revocations              publish an organisation's signed revocation list
+GET     /revocations/{key_id}         the newest list for that organisation key (no auth)
 ======  ============================  ===========================================
 
 Sessions carry their summary (or null). Creating a session and storing a summary
 record help-desk events (:mod:`relay.outbox`).
+
+Revocation lists are signed by the organisation's key (:mod:`protocol.identity`).
+The relay holds no trusted key: it checks only that a list is well formed and signed
+by the key it names, keeps the highest-numbered list per key, and hands it to any
+agent. It cannot forge or edit one; agents verify it against their pinned key.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ from typing import Any, Protocol
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from protocol.errors import TrustError
+from protocol.identity import parse_revocation_list
 
 from .http import HeaderError, bearer_token, error_response, json_response
 from .joinpage import (
@@ -63,6 +73,7 @@ from .summary import MAX_SUMMARY_BYTES, SummaryInvalid, check_summary
 logger = logging.getLogger("relay.api")
 
 _SESSION_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})")
+_REVOCATIONS_PATH = re.compile(r"/revocations/([0-9a-f]{64})")
 _SUMMARY_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})/summary")
 _JOIN_PATH = re.compile(r"/join/([1-9][0-9]{2,8})")
 
@@ -179,8 +190,17 @@ class RestApi:
                         technician, session_id, request.headers, body, query
                     ),
                 }
+            elif path == "/api/revocations":
+                handlers = {
+                    "POST": lambda: self._publish_revocations(
+                        technician, request.headers, body, query
+                    )
+                }
             else:
                 raise _not_found()
+        elif match := _REVOCATIONS_PATH.fullmatch(path):
+            organisation_key = match.group(1)
+            handlers = {"GET": lambda: self._get_revocations(organisation_key, query)}
         elif match := _JOIN_PATH.fullmatch(path):
             nameplate = match.group(1)
             handlers = {
@@ -369,6 +389,58 @@ class RestApi:
         )
         return html_response(http.HTTPStatus.OK, render_join_page(view))
 
+    def _publish_revocations(
+        self, technician: Technician, headers: Headers, body: bytes, query: str
+    ) -> Response:
+        _query_params(query, allowed=())
+        _json_body(headers, body)  # JSON with the right content type, or 400/415
+        try:
+            revocations = parse_revocation_list(body)
+        except TrustError as exc:
+            raise _bad_request(f"This is not a valid signed revocation list: {exc}") from None
+        try:
+            stored = self._store.publish_revocation_list(
+                revocations.organisation_key,
+                revocations.number,
+                body.decode("utf-8"),
+                technician.id,
+                self._clock(),
+            )
+        except NotImplementedError:
+            raise _not_implemented() from None
+        if not stored:
+            raise ApiError(
+                http.HTTPStatus.CONFLICT,
+                "conflict",
+                f"A revocation list numbered {revocations.number} or higher is already "
+                "published for this organisation; make a newer one with "
+                "'puente-tech org revoke' and publish that.",
+            )
+        logger.info(
+            "revocation list published key=%s number=%d technician=%s",
+            revocations.organisation_key[:16],
+            revocations.number,
+            technician.id,
+        )
+        return json_response(
+            http.HTTPStatus.OK,
+            {
+                "organisation_key": revocations.organisation_key,
+                "number": revocations.number,
+                "revoked": len(revocations.certificates),
+            },
+        )
+
+    def _get_revocations(self, organisation_key: str, query: str) -> Response:
+        _query_params(query, allowed=())
+        try:
+            document = self._store.get_revocation_list(organisation_key)
+        except NotImplementedError:
+            raise _not_implemented() from None
+        if document is None:
+            raise _not_found("No revocation list has been published for this organisation key.")
+        return json_response(http.HTTPStatus.OK, json.loads(document))
+
     # helpers
 
     def _owned(self, technician: Technician, session_id: str) -> SessionRecord:
@@ -421,6 +493,15 @@ def _not_found(
     message: str = "There is no such route; check the path against /openapi.json.",
 ) -> ApiError:
     return ApiError(http.HTTPStatus.NOT_FOUND, "not_found", message)
+
+
+def _not_implemented() -> ApiError:
+    return ApiError(
+        http.HTTPStatus.NOT_IMPLEMENTED,
+        "not_implemented",
+        "This relay's store does not keep revocation lists; ask the operator to use the "
+        "SQLite store or a newer one.",
+    )
 
 
 def _bad_request(message: str) -> ApiError:

@@ -30,6 +30,7 @@ from protocol.code import SessionCode
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError, ProtocolError, WrongCodeError
 from protocol.mux import Channel, MessageReceived
+from protocol.pairing import SessionKeys
 from protocol.session import Closed, Paired, Session
 
 log = logging.getLogger("puente.link")
@@ -90,6 +91,8 @@ class Link:
 
     role: Role
     sas: str
+    #: The pairing's keys (``keys.transcript_hash`` is what technicians sign), once paired.
+    keys: SessionKeys
     paired_info: dict[str, Any]
 
     def __init__(self, ws: ClientConnection, session: Session, paired_info: dict[str, Any]):

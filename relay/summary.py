@@ -95,7 +95,7 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "fix_id": _text(100, 1),
                     "title": _text(200),
-                    "status": {"enum": ["succeeded", "failed", "declined", "stopped"]},
+                    "status": {"enum": ["succeeded", "failed", "declined", "stopped", "refused"]},
                     "exit_code": {"type": ["integer", "null"]},
                     "at": _WHEN,
                 },

@@ -59,17 +59,20 @@ class SessionJournal:
         facts = [one_line(fact, 300) for fact in summarize(result)]
         self.diagnostics = {"collected_at": iso(at), "facts": [f for f in facts if f][:50]}
 
-    def finding(self, title: str, detail: str = "") -> None:
-        """Note a triage finding (a known problem the diagnostics point to)."""
-        entry = {"title": one_line(title, 200) or "finding"}
-        if detail:
-            entry["detail"] = one_line(detail, 1000)
-        self.findings.append(entry)
+    def triaged(self, findings: list[tuple[str, str]]) -> None:
+        """Keep the latest triage's findings, ``(title, detail)`` each (it replaces older ones:
+        the latest triage says what is still wrong)."""
+        self.findings = []
+        for title, detail in findings[:50]:
+            entry = {"title": one_line(title, 200) or "finding"}
+            if detail:
+                entry["detail"] = one_line(detail, 1000)
+            self.findings.append(entry)
 
     def fix_run(
         self, at: float, fix_id: str, title: str, status: str, exit_code: int | None
     ) -> None:
-        """Note a fix: ``status`` is succeeded, failed, declined or stopped."""
+        """Note a fix run: ``status`` is succeeded, failed, declined, stopped or refused."""
         self.fixes.append(
             {
                 "fix_id": one_line(fix_id, 100) or "unknown",
