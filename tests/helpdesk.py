@@ -268,7 +268,7 @@ class RequestTracker:
             raise AssertionError(f"rt-server exited: {self._logfile.read_text()[-2000:]}")
         try:
             status, _ = self.rest("GET", "/queues/all")
-        except OSError:
+        except (OSError, ValueError):  # not listening yet, or still booting (not JSON yet)
             return False
         return status == 200
 
