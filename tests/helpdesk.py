@@ -214,34 +214,50 @@ class RequestTracker:
 
     def __init__(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        database = workdir / "rtdb"
-        shutil.copyfile(RT_DATABASE, database)
-        config = workdir / "RT_SiteConfig.pm"
-        config.write_text(_RT_CONFIG.format(port=self.port, database=database))
+        self._workdir = workdir
+        self._database = workdir / "rtdb"
+        shutil.copyfile(RT_DATABASE, self._database)
         (workdir / "conf.d").mkdir(exist_ok=True)
-        env = {
+        self.token = self._make_token(self._env(free_port()))
+        # A free port can be taken by someone else before RT binds it: then try another.
+        problems = []
+        for _ in range(3):
+            problem = self._start(free_port())
+            if problem is None:
+                return
+            problems.append(problem)
+        raise AssertionError("RT did not start:\n" + "\n---\n".join(problems))
+
+    def _env(self, port: int) -> dict[str, str]:
+        config = self._workdir / "RT_SiteConfig.pm"
+        config.write_text(_RT_CONFIG.format(port=port, database=self._database))
+        return {
             **os.environ,
             "RT_SITE_CONFIG": str(config),
-            "RT_SITE_CONFIG_DIR": str(workdir / "conf.d"),
+            "RT_SITE_CONFIG_DIR": str(self._workdir / "conf.d"),
         }
-        self.token = self._make_token(env)
-        self._log = (workdir / "rt.log").open("w")
+
+    def _start(self, port: int) -> str | None:
+        """Start rt-server on ``port``; None once it answers, else what went wrong."""
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        env = self._env(port)
+        self._logfile = self._workdir / f"rt-{port}.log"
+        self._log = self._logfile.open("w")
         self.proc = subprocess.Popen(
-            [str(RT_SERVER), "--port", str(self.port)],
-            cwd=workdir,
+            [str(RT_SERVER), "--port", str(port)],
+            cwd=self._workdir,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self._logfile = workdir / "rt.log"
         try:
-            wait_until(self._answers, 30, "Request Tracker to answer REST 2.0")
-        except AssertionError:
+            wait_until(self._answers, 60, "Request Tracker to answer REST 2.0", 0.2)
+        except AssertionError as exc:
             self.stop()
-            raise AssertionError(f"RT did not start: {self._logfile.read_text()[-2000:]}") from None
+            return f"{exc}: {self._logfile.read_text()[-2000:]}"
+        return None
 
     @staticmethod
     def _make_token(env: dict[str, str]) -> str:
@@ -265,7 +281,7 @@ class RequestTracker:
 
     def _answers(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"rt-server exited: {self._logfile.read_text()[-2000:]}")
+            raise AssertionError(f"rt-server exited with status {self.proc.returncode}")
         try:
             status, _ = self.rest("GET", "/queues/all")
         except (OSError, ValueError):  # not listening yet, or still booting (not JSON yet)
