@@ -156,6 +156,12 @@ class Session:
     def pending(self, channel: Channel) -> int:
         return self._mux.pending(channel)
 
+    def discard(self, channel: Channel) -> int:
+        """Drop messages queued on ``channel`` and not yet sent (see Multiplexer.discard)."""
+        if self.state is not State.OPEN:
+            return 0
+        return self._mux.discard(channel)
+
     # Private methods --------------------------------------------------------------
 
     def _receive(self, data: bytes) -> None:

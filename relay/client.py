@@ -186,6 +186,14 @@ class Link:
         self._session.send(channel, payload)
         self._wakeup.set()
 
+    def discard(self, channel: Channel) -> int:
+        """Drop every message queued on ``channel`` and not yet sent; return how many.
+
+        Used when consent is withdrawn: frames already queued must not leave. A message
+        caught half-sent is cut off, and the peer is told to drop its first part.
+        """
+        return self._session.discard(channel)
+
     async def send_control(self, message: messages.Message) -> None:
         await self.send(Channel.CONTROL, message.serialize())
 
@@ -296,6 +304,9 @@ class Link:
             self._lost(SessionLost("The relay closed the connection; the session has ended."))
         except WrongCodeError as exc:
             with contextlib.suppress(websockets.ConnectionClosed):
+                # Our own confirmation tag may still be queued: send it before the burn,
+                # so the other side learns the code was wrong rather than that we left.
+                await self._flush()
                 await self._ws.send(
                     envelope.encode({"type": "burn", "reason": "key confirmation failed"})
                 )
