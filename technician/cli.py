@@ -22,7 +22,7 @@ from protocol.messages import ReplyStatus
 from relay.client import LinkError
 
 from . import trust_cli
-from .client import RATING_WAIT, APIError, RelayAPI, TechnicianSession
+from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
 from .summary import build_summary, one_line
 
@@ -290,24 +290,14 @@ async def upload_summary(
         out.event("rating", "The customer did not rate this session.", score=None)
     summary = build_summary(session, str(created.get("technician") or "Technician"), time.time())
     session_id = str(created["session_id"])
-    problem = ""
-    for attempt in range(3):
-        try:
-            await asyncio.to_thread(api.put_summary, session_id, summary)
-        except APIError as exc:
-            problem = str(exc)
-            if exc.status < 500:
-                break  # the relay refused this summary: retrying will not change that
-        except LinkError as exc:
-            problem = str(exc)
-        else:
-            out.event(
-                "summary",
-                f"Session summary sent to the relay for ticket {created.get('ticket_id')}.",
-                session_id=session_id,
-            )
-            return True
-        await asyncio.sleep(2**attempt)
+    problem = await send_summary(api, session_id, summary)
+    if problem is None:
+        out.event(
+            "summary",
+            f"Session summary sent to the relay for ticket {created.get('ticket_id')}.",
+            session_id=session_id,
+        )
+        return True
     out.error(
         f"The session summary could not be uploaded ({problem}). It follows so you can add "
         "it to the ticket by hand:"

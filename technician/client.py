@@ -127,6 +127,27 @@ class RelayAPI:
         return result
 
 
+async def send_summary(api: RelayAPI, session_id: str, summary: dict[str, Any]) -> str | None:
+    """Upload a session's summary, retrying briefly; None once stored, else the problem.
+
+    A refusal (4xx) is not retried: the same summary would be refused again.
+    """
+    problem = ""
+    for attempt in range(3):
+        try:
+            await asyncio.to_thread(api.put_summary, session_id, summary)
+            return None
+        except APIError as exc:
+            problem = str(exc)
+            if exc.status < 500:
+                break
+        except LinkError as exc:
+            problem = str(exc)
+        if attempt < 2:
+            await asyncio.sleep(2**attempt)
+    return problem
+
+
 @dataclass
 class ConsentEvent:
     capability: str
