@@ -34,6 +34,14 @@ CommandHandler = Callable[[str], Awaitable[None]]
 
 
 class CustomerUI(Protocol):
+    """What the session needs from whatever the customer looks at.
+
+    Optional: ``async ask_choice(capability, question, default) -> str | None`` asks
+    the follow-up question of a capability (files: which folder) right after the
+    customer allowed it; return the answer, ``""`` for the default, or None to take
+    the permission back. A UI without it gets the default answer every time.
+    """
+
     def session_started(self, info: SessionInfo) -> None: ...
 
     async def ask_consent(self, capability: Capability, detail: str) -> bool:
@@ -146,6 +154,21 @@ class ConsoleUI:
         for number, line in enumerate(lines, start=1):
             self.say(f"{number:4d} | {printable(line)}")
         self.say(f"----- end of {name} -----")
+
+    async def ask_choice(self, capability: Capability, question: str, default: str) -> str | None:
+        """Ask the follow-up question; Enter keeps ``default``; no answer is a no."""
+        self._start_reader()
+        self.say(f"{question} Press Enter for {default}, or type another, then Enter:")
+        if self._input_closed:
+            self.say(f"Declined: {capability.title} (nobody can answer here).")
+            return None
+        answer = await self._next_answer()
+        if answer is None:
+            self.say(f"Declined: {capability.title}.")
+            return None
+        answer = answer.strip()
+        self.say(f"Using {answer or default}.")
+        return answer
 
     async def ask_rating(self) -> tuple[int, str] | None:
         self._start_reader()

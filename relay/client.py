@@ -101,6 +101,7 @@ class Link:
         self._ws = ws
         self._session = session
         self._wakeup = asyncio.Event()
+        self._sent = asyncio.Event()  # set each time records leave (see wait_sent)
         self._queues: dict[Channel, asyncio.Queue[bytes | None]] = {
             ch: asyncio.Queue() for ch in Channel
         }
@@ -185,6 +186,21 @@ class Link:
             raise SessionLost(f"The session is over: {self.closed.result()}")
         self._session.send(channel, payload)
         self._wakeup.set()
+
+    def pending(self, channel: Channel) -> int:
+        """Fragments queued on ``channel`` that have not left yet (no credit or slow socket)."""
+        return self._session.pending(channel)
+
+    async def wait_sent(self, channel: Channel, at_most: int) -> None:
+        """Wait until at most ``at_most`` fragments of ``channel`` are still queued.
+
+        Streaming writers (the SSH tunnel) use this for backpressure, so a fast local
+        producer cannot queue more than the peer's credit lets through. Returns at once
+        when the session is over.
+        """
+        while self._session.pending(channel) > at_most and not self.closed.done():
+            self._sent.clear()
+            await self._sent.wait()
 
     def discard(self, channel: Channel) -> int:
         """Drop every message queued on ``channel`` and not yet sent; return how many.
@@ -358,6 +374,7 @@ class Link:
     async def _flush(self) -> None:
         while (data := self._session.data_to_send()) is not None:
             await self._ws.send(data)
+            self._sent.set()
 
     async def _fail(self, exc: ProtocolError) -> None:
         self._lost(SessionLost(str(exc)), exc)
@@ -367,6 +384,7 @@ class Link:
         if not self.closed.done():
             self.closed.set_result(reason)
         self._end_queues()
+        self._sent.set()
 
     def _lost(self, error: SessionLost, cause: BaseException | None = None) -> None:
         if cause is not None:
@@ -377,6 +395,7 @@ class Link:
             self.closed.exception()
         self._end_queues()
         self._wakeup.set()
+        self._sent.set()
 
     def _end_queues(self) -> None:
         for queue in self._queues.values():

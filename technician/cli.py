@@ -370,17 +370,30 @@ async def run_diagnostics(args: argparse.Namespace, out: Output, ssl_context: An
 
 
 async def stdin_lines() -> AsyncIterator[str]:
-    """Lines from stdin without blocking the event loop (a reader thread feeds a queue)."""
+    """Lines from stdin without blocking the event loop (a reader thread feeds a queue).
+
+    The thread reads a line only when the console asks for the next one, so while a
+    command runs it leaves the terminal alone (``shell`` reads keystrokes itself).
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
+    wanted = threading.Semaphore(0)
 
     def read() -> None:
-        for line in sys.stdin:
+        while True:
+            wanted.acquire()
+            line = sys.stdin.readline()
+            if not line:
+                break
             loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
     threading.Thread(target=read, name="puente-tech-stdin", daemon=True).start()
-    while (line := await queue.get()) is not None:
+    while True:
+        wanted.release()
+        line = await queue.get()
+        if line is None:
+            return
         yield line
 
 
