@@ -28,7 +28,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from .errors import ConsentDeclined, ConsentRevoked
 
@@ -115,12 +115,7 @@ class ConsentGate:
                     capability.name,
                     f"{capability.title} needs {needed} to be allowed first.",
                 )
-        if self._declines.get(capability.name, 0) >= MAX_DECLINES:
-            raise ConsentDeclined(
-                capability.name,
-                f"The customer declined {capability.name} {MAX_DECLINES} times; "
-                "they will not be asked again in this session.",
-            )
+        self._refuse_if_declined_too_often(capability)
         async with self._prompt_lock:  # one question on screen at a time
             existing = self._granted.get(capability.name)
             if existing is not None and existing.active:
@@ -134,17 +129,13 @@ class ConsentGate:
             except (EOFError, OSError):
                 allowed = False
         if not allowed:
-            self._declines[capability.name] = self._declines.get(capability.name, 0) + 1
-            self._log.write(f"You declined: {capability.title}.")
-            raise ConsentDeclined(capability.name)
-        auth = Authorization._mint(capability.name, choice)
-        self._granted[capability.name] = auth
-        self._requires[capability.name] = capability.requires
-        self._log.write(
-            f"You allowed: {capability.title}" + (f" ({choice})." if choice is not None else ".")
+            self._declined(capability)
+        suffix = f" ({choice})." if choice is not None else "."
+        return self._grant(
+            Authorization._mint(capability.name, choice),
+            capability,
+            f"You allowed: {capability.title}{suffix}",
         )
-        self._ui.show_active(self.granted())
-        return auth
 
     async def _ask_choice(self, capability: Capability) -> str | None:
         """The customer's checked answer to the follow-up question; None means no.
@@ -174,35 +165,46 @@ class ConsentGate:
         will run). Raises :class:`ConsentDeclined` if the customer says no, cannot answer,
         has declined three times, or a run of the same capability is still going.
         """
-        if capability.name in self._granted:
-            raise ConsentDeclined(
-                capability.name,
-                f"Another {capability.name} run is still going; wait for it to finish.",
-            )
-        if self._declines.get(capability.name, 0) >= MAX_DECLINES:
-            raise ConsentDeclined(
-                capability.name,
-                f"The customer declined {capability.name} {MAX_DECLINES} times; "
-                "they will not be asked again in this session.",
-            )
+        self._refuse_if_running(capability)
+        self._refuse_if_declined_too_often(capability)
         async with self._prompt_lock:  # one question on screen at a time
             try:
                 allowed = await self._ui.ask_consent(capability, detail)
             except (EOFError, OSError):
                 allowed = False
         if not allowed:
-            self._declines[capability.name] = self._declines.get(capability.name, 0) + 1
-            self._log.write(f"You declined: {capability.title}.")
-            raise ConsentDeclined(capability.name)
-        if capability.name in self._granted:  # another run was allowed while we asked
+            self._declined(capability)
+        self._refuse_if_running(capability)  # another run was allowed while we asked
+        return self._grant(
+            Authorization._mint(capability.name),
+            capability,
+            f"You allowed (this run only): {capability.title}.",
+        )
+
+    def _refuse_if_running(self, capability: Capability) -> None:
+        if capability.name in self._granted:
             raise ConsentDeclined(
                 capability.name,
                 f"Another {capability.name} run is still going; wait for it to finish.",
             )
-        auth = Authorization._mint(capability.name)
+
+    def _refuse_if_declined_too_often(self, capability: Capability) -> None:
+        if self._declines.get(capability.name, 0) >= MAX_DECLINES:
+            raise ConsentDeclined(
+                capability.name,
+                f"The customer declined {capability.name} {MAX_DECLINES} times; "
+                "they will not be asked again in this session.",
+            )
+
+    def _declined(self, capability: Capability) -> NoReturn:
+        self._declines[capability.name] = self._declines.get(capability.name, 0) + 1
+        self._log.write(f"You declined: {capability.title}.")
+        raise ConsentDeclined(capability.name)
+
+    def _grant(self, auth: Authorization, capability: Capability, log_line: str) -> Authorization:
         self._granted[capability.name] = auth
         self._requires[capability.name] = capability.requires
-        self._log.write(f"You allowed (this run only): {capability.title}.")
+        self._log.write(log_line)
         self._ui.show_active(self.granted())
         return auth
 

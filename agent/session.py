@@ -9,6 +9,11 @@ run the handler with the authorization; revoked while running -> the handler is
 cancelled at once and the technician gets ``REVOKED``. Per-run capabilities (fixes)
 are checked first (``REFUSED`` with the reason, before anything runs) and the
 customer is asked for every run.
+
+When the session ends (the technician's ``Bye``, or the customer's ``end``) the
+customer is asked for a satisfaction rating once, and the answer travels to the
+technician as a ``Rating`` message inside the encrypted channel (score 0 when
+skipped). Ctrl-C and a lost link skip the question.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class AgentSession:
         self._running: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._revocations: dict[str, asyncio.Event] = {}
         self._end_reason: str | None = None
+        self._surveyed = False
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> str:
         """Serve the session until it ends; return why. Raises SessionLost if cut off.
@@ -190,8 +197,11 @@ class AgentSession:
             elif isinstance(message, messages.Chat):
                 self.ui.notify(f"Technician says: {message.text[:2000]}")
             elif isinstance(message, messages.Bye):
-                self._end_reason = f"the technician ended the session ({message.reason[:200]})"
-                self.audit.write(f"Session ended: {self._end_reason}.")
+                if self._end_reason is None:
+                    self._end_reason = f"the technician ended the session ({message.reason[:200]})"
+                    self.audit.write(f"Session ended: {self._end_reason}.")
+                # The technician waits briefly for the rating, then closes the link.
+                await self._survey()
             # Anything else from the technician is ignored: it grants nothing.
 
     async def _handle(self, request: messages.Request) -> None:
@@ -361,6 +371,34 @@ class AgentSession:
         with contextlib.suppress(SessionLost):
             await self.link.send_control(messages.Reply(request_id, status, result, message))
 
+    async def _survey(self) -> None:
+        """Ask the customer's rating (once) and send it; give up if the link closes first."""
+        if self._surveyed:
+            return
+        self._surveyed = True
+        ask = asyncio.create_task(self.ui.ask_rating())
+        waiters: list[asyncio.Future[Any]] = [ask, self.link.closed]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not ask.done():
+            ask.cancel()
+            with contextlib.suppress(BaseException):
+                await ask
+            return
+        try:
+            rating = ask.result()
+        except Exception as exc:  # a broken UI must not stop the session from ending
+            log.warning("asking the rating failed: %s", exc)
+            rating = None
+        score, comment = rating if rating else (0, "")
+        if score:
+            self.audit.write(f"You rated this help {score} out of 5.")
+        with contextlib.suppress(SessionLost):
+            await self.link.send_control(messages.Rating(score, comment))
+
+    async def _end_by_customer(self) -> None:
+        await self._survey()
+        await self.end("ended by the customer")
+
     def _revoked(self, capability: str, reason: str) -> None:
         # First drop whatever the capability still has queued for the technician
         # (screen frames), so nothing of it leaves after this moment.
@@ -379,7 +417,10 @@ class AgentSession:
         words = command.split()
         verb = words[0].lower()
         if verb in ("end", "quit", "exit") or (verb == "stop" and len(words) == 1):
-            await self.end("ended by the customer")
+            # In a task of its own: the rating question needs this UI loop to read answers.
+            task = asyncio.create_task(self._end_by_customer())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         elif verb in ("stop", "revoke") and len(words) == 2:
             if not self.gate.revoke(words[1].lower()):
                 self.ui.notify(f"{words[1]} is not allowed right now; nothing to stop.")

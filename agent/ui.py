@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from protocol.messages import MAX_RATING_COMMENT
+
 if TYPE_CHECKING:
     from .capabilities import Capability
 
@@ -56,12 +58,23 @@ class CustomerUI(Protocol):
 
     def session_ended(self, reason: str) -> None: ...
 
+    async def ask_rating(self) -> tuple[int, str] | None:
+        """Ask how the help was: ``(score 1-5, comment)``, or None if the customer skipped.
+
+        Called once, when the session ends. Must return promptly (None) when nobody can
+        answer, and may be cancelled if the technician stops waiting.
+        """
+        ...
+
     async def run(self, on_command: CommandHandler) -> None:
         """Deliver the customer's own actions (``revoke NAME``, ``end``) until closed."""
         ...
 
 
 YES = {"y", "yes", "s", "si", "sí", "allow"}
+
+RATING_QUESTION = "How would you rate this help, 1 to 5? (5 is best; press Enter to skip)"
+COMMENT_QUESTION = "Any comment for the help desk? Type one line, or press Enter to skip:"
 
 HELP = (
     "You can type at any time:\n"
@@ -126,12 +139,7 @@ class ConsoleUI:
             if self._input_closed:
                 self.say(f"Declined: {capability.title} (nobody can answer here).")
                 return False
-            loop = asyncio.get_running_loop()
-            self._answer = loop.create_future()
-            try:
-                answer = await self._answer
-            finally:
-                self._answer = None
+            answer = await self._next_answer()
             word = (answer or "").strip().lower().removeprefix("show ").strip()
             if answer is not None and word in documents:
                 self._show_document(word, documents[word])
@@ -154,18 +162,50 @@ class ConsoleUI:
         if self._input_closed:
             self.say(f"Declined: {capability.title} (nobody can answer here).")
             return None
-        loop = asyncio.get_running_loop()
-        self._answer = loop.create_future()
-        try:
-            answer = await self._answer
-        finally:
-            self._answer = None
+        answer = await self._next_answer()
         if answer is None:
             self.say(f"Declined: {capability.title}.")
             return None
         answer = answer.strip()
         self.say(f"Using {answer or default}.")
         return answer
+
+    async def ask_rating(self) -> tuple[int, str] | None:
+        self._start_reader()
+        if self._input_closed:
+            return None  # nobody at the keyboard: skip without a question left hanging
+        self.say("")
+        self.say("Before you go:")
+        for _ in range(3):
+            self.say(RATING_QUESTION)
+            answer = await self._next_answer()
+            text = (answer or "").strip()
+            if not text:
+                self.say("No rating given; that is fine.")
+                return None
+            if text in ("1", "2", "3", "4", "5"):
+                score = int(text)
+                break
+            self.say("Please type a number from 1 to 5, or just press Enter to skip.")
+        else:
+            self.say("No rating given; that is fine.")
+            return None
+        self.say(COMMENT_QUESTION)
+        comment = await self._next_answer()
+        self.say("Thank you for your rating.")
+        # One printable line: the comment lands in the help desk's ticket.
+        cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in comment or "").split())
+        return score, cleaned[:MAX_RATING_COMMENT]
+
+    async def _next_answer(self) -> str | None:
+        """The next line the customer types (None once input is closed)."""
+        if self._input_closed:
+            return None
+        self._answer = asyncio.get_running_loop().create_future()
+        try:
+            return await self._answer
+        finally:
+            self._answer = None
 
     def show_active(self, granted: list[str]) -> None:
         self._granted = list(granted)
@@ -183,11 +223,16 @@ class ConsoleUI:
         self._start_reader()
         while True:
             line = await self._lines.get()
+            if line is None:
+                # Input closed, after every line typed before it was delivered: keep the
+                # session, and answer this and future prompts with no.
+                self._input_closed = True
+                if self._answer is not None and not self._answer.done():
+                    self._answer.set_result(None)
+                return
             if self._answer is not None and not self._answer.done():
                 self._answer.set_result(line)
                 continue
-            if line is None:
-                return  # input closed: keep the session, answer future prompts with no
             command = line.strip()
             if not command:
                 continue
@@ -221,11 +266,9 @@ class ConsoleUI:
         threading.Thread(target=read, name="puente-console-input", daemon=True).start()
 
     def _eof(self) -> None:
-        # From now on every question is answered no.
-        self._input_closed = True
+        # Queued behind the lines read before it, so a fast typist's last answer counts;
+        # run() then answers every question with no.
         self._lines.put_nowait(None)
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_result(None)
 
 
 def printable(text: str) -> str:

@@ -209,7 +209,7 @@ class RelayMetrics:
         )
         self.webhook_backlog = Gauge(
             "puente_webhook_backlog",
-            "Help-desk events waiting in the outbox for delivery.",
+            "Outbox rows (one per help-desk event and connector) not delivered yet.",
             webhook_backlog,
         )
         self._metrics: list[_Metric] = [

@@ -16,22 +16,32 @@ Rules::
     nameplates   create_session takes a transaction-scoped advisory lock before
                  reading the live nameplates, so two nodes never hand out the same
                  one (SQLite's BEGIN IMMEDIATE, cluster-wide).
+    audit log    appending takes another advisory lock, so the hash chain stays one
+                 chain whichever node appends; triggers refuse UPDATE, DELETE and
+                 TRUNCATE of the log, as SQLite's do.
+    outbox       rows are leased (begin_delivery) with a conditional UPDATE, so two
+                 nodes never deliver the same row at once.
     secrets      as in SQLite: only SHA-256 digests of token secrets are stored.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from .audit import GENESIS, AuditEntry, audit_time, canonical, entry_hash
 from .errors import StoreError, TechnicianExists
+from .events import ONCE_PER_SESSION, NewEvent, document
 from .store import (
+    Delivery,
     RelayStore,
     SessionRecord,
     SessionState,
+    StoredSummary,
     Technician,
     choose_nameplate,
     hash_secret,
@@ -55,6 +65,7 @@ T = TypeVar("T")
 #: Advisory lock keys (arbitrary constants, unique to Puente).
 _SCHEMA_LOCK = 0x50554E5445  # "PUNTE"
 _NAMEPLATE_LOCK = 0x50554E5446
+_AUDIT_LOCK = 0x50554E5447
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS technicians (
@@ -92,6 +103,56 @@ CREATE TABLE IF NOT EXISTS revocation_lists (
     published_at      DOUBLE PRECISION NOT NULL,
     technician_id     TEXT NOT NULL REFERENCES technicians(id)
 );
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq         BIGINT PRIMARY KEY,
+    at          TEXT NOT NULL,
+    event_id    TEXT NOT NULL UNIQUE,
+    type        TEXT NOT NULL,
+    session_id  TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS audit_session_events ON audit_log (session_id, type)
+    WHERE type IN ('session.created', 'session.paired', 'session.ended', 'session.summary');
+CREATE INDEX IF NOT EXISTS audit_by_session ON audit_log (session_id, type);
+CREATE OR REPLACE FUNCTION puente_audit_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit log is append-only';
+END $$;
+CREATE OR REPLACE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION puente_audit_append_only();
+CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION puente_audit_append_only();
+CREATE TABLE IF NOT EXISTS summaries (
+    session_id   TEXT PRIMARY KEY REFERENCES sessions(id),
+    summary      TEXT NOT NULL,
+    uploaded_at  DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id               BIGSERIAL PRIMARY KEY,
+    event_id         TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    session_id       TEXT NOT NULL,
+    connector        TEXT NOT NULL,
+    document         TEXT NOT NULL,
+    created_at       DOUBLE PRECISION NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  DOUBLE PRECISION NOT NULL,
+    leased_until     DOUBLE PRECISION,
+    delivered_at     DOUBLE PRECISION,
+    last_error       TEXT,
+    UNIQUE (event_id, connector)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (connector, next_attempt_at)
+    WHERE delivered_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_by_session ON outbox (session_id, connector, id);
+"""
+
+_DELIVERY_COLUMNS = """
+    id, event_id, event_type, session_id, connector, document, created_at, attempts,
+    next_attempt_at, delivered_at, last_error
 """
 
 _SELECT_SESSION = """
@@ -342,6 +403,138 @@ class PostgresStore(RelayStore):
         )
         return cursor.rowcount
 
+    # help-desk events: audit log, summaries, outbox
+
+    def record_event(
+        self, event: NewEvent, now: float, connectors: Sequence[str]
+    ) -> AuditEntry | None:
+        def record(conn: psycopg.Connection[Any]) -> AuditEntry | None:
+            with conn.transaction():
+                return _append_event(conn, event, now, connectors)
+
+        return self._run(record)
+
+    def store_summary(
+        self, session_id: str, summary: str, now: float, event: NewEvent, connectors: Sequence[str]
+    ) -> tuple[StoredSummary, bool]:
+        def store(conn: psycopg.Connection[Any]) -> tuple[StoredSummary, bool]:
+            with conn.transaction():
+                # The audit lock also orders concurrent uploads of one session's summary.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+                row = conn.execute(
+                    "SELECT session_id, summary, uploaded_at FROM summaries WHERE session_id = %s",
+                    (session_id,),
+                ).fetchone()
+                if row is not None:
+                    return StoredSummary(row[0], row[1], row[2]), False
+                conn.execute(
+                    "INSERT INTO summaries (session_id, summary, uploaded_at) VALUES (%s, %s, %s)",
+                    (session_id, summary, now),
+                )
+                _append_event(conn, event, now, connectors)
+            return StoredSummary(session_id, summary, now), True
+
+        return self._run(store)
+
+    def get_summary(self, session_id: str) -> StoredSummary | None:
+        row = self._run(
+            lambda c: c.execute(
+                "SELECT session_id, summary, uploaded_at FROM summaries WHERE session_id = %s",
+                (session_id,),
+            ).fetchone()
+        )
+        return StoredSummary(row[0], row[1], row[2]) if row else None
+
+    def audit_entries(self) -> Iterator[AuditEntry]:
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT seq, at, event_id, type, session_id, data, prev_hash, hash"
+                " FROM audit_log ORDER BY seq"
+            ).fetchall()
+        )
+        for row in rows:
+            yield AuditEntry(*row)
+
+    def sessions_missing_event(self, event_type: str) -> list[SessionRecord]:
+        reached = {
+            "session.created": "TRUE",
+            "session.paired": "s.paired_at IS NOT NULL",
+            "session.ended": "s.state IN ('ended', 'expired', 'failed')",
+        }[event_type]
+        query = (
+            f"{_SELECT_SESSION} WHERE {reached} AND NOT EXISTS"
+            " (SELECT 1 FROM audit_log a WHERE a.session_id = s.id AND a.type = %s)"
+            " ORDER BY s.created_at, s.seq"
+        )
+        rows = self._run(lambda c: c.execute(query, (event_type,)).fetchall())
+        return [_session(row) for row in rows]
+
+    def due_deliveries(self, connector: str, now: float, limit: int) -> list[Delivery]:
+        query = (
+            f"SELECT {_DELIVERY_COLUMNS} FROM outbox o"
+            " WHERE o.connector = %s AND o.delivered_at IS NULL AND o.next_attempt_at <= %s"
+            " AND (o.leased_until IS NULL OR o.leased_until <= %s)"
+            " AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.session_id = o.session_id"
+            "   AND e.connector = o.connector AND e.delivered_at IS NULL AND e.id < o.id)"
+            " ORDER BY o.id LIMIT %s"
+        )
+        rows = self._run(lambda c: c.execute(query, (connector, now, now, limit)).fetchall())
+        return [Delivery(*row) for row in rows]
+
+    def begin_delivery(self, delivery_id: int, now: float, lease: float) -> int | None:
+        row = self._run(
+            lambda c: c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, leased_until = %s"
+                " WHERE id = %s AND delivered_at IS NULL"
+                " AND (leased_until IS NULL OR leased_until <= %s) RETURNING attempts",
+                (now + lease, delivery_id, now),
+            ).fetchone()
+        )
+        return int(row[0]) if row else None
+
+    def finish_delivery(self, delivery_id: int, now: float, acknowledgement: NewEvent) -> None:
+        def finish(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(
+                    "UPDATE outbox SET delivered_at = %s, leased_until = NULL, last_error = NULL"
+                    " WHERE id = %s",
+                    (now, delivery_id),
+                )
+                _append_event(conn, acknowledgement, now, ())
+
+        self._run(finish)
+
+    def fail_delivery(self, delivery_id: int, next_attempt_at: float, error: str) -> None:
+        self._run(
+            lambda c: c.execute(
+                "UPDATE outbox SET leased_until = NULL, next_attempt_at = %s, last_error = %s"
+                " WHERE id = %s AND delivered_at IS NULL",
+                (next_attempt_at, error[:500], delivery_id),
+            )
+        )
+
+    def retry_deliveries_now(self, now: float) -> int:
+        cursor = self._run(
+            lambda c: c.execute(
+                "UPDATE outbox SET next_attempt_at = LEAST(next_attempt_at, %s)"
+                " WHERE delivered_at IS NULL",
+                (now,),
+            )
+        )
+        return cursor.rowcount
+
+    def pending_deliveries(self) -> int:
+        row = self._run(
+            lambda c: c.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def list_deliveries(self, pending_only: bool = True, limit: int = 1000) -> list[Delivery]:
+        where = "WHERE delivered_at IS NULL" if pending_only else ""
+        query = f"SELECT {_DELIVERY_COLUMNS} FROM outbox {where} ORDER BY id LIMIT %s"
+        rows = self._run(lambda c: c.execute(query, (limit,)).fetchall())
+        return [Delivery(*row) for row in rows]
+
     # organisation revocation lists
 
     def publish_revocation_list(
@@ -393,6 +586,49 @@ class _Using:
                 f"The PostgreSQL database refused an operation ({_first_line(exc)}); "
                 "check that it is up and reachable, then try again."
             ) from exc
+
+
+def _append_event(
+    conn: psycopg.Connection[Any], event: NewEvent, now: float, connectors: Sequence[str]
+) -> AuditEntry | None:
+    """Append to the audit chain (and queue for ``connectors``) inside an open transaction.
+
+    The advisory lock makes appends from every node one sequence: read the head, link
+    to it, insert, all before anyone else may read the head.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+    if event.type in ONCE_PER_SESSION:
+        exists = conn.execute(
+            "SELECT 1 FROM audit_log WHERE session_id = %s AND type = %s",
+            (event.session_id, str(event.type)),
+        ).fetchone()
+        if exists:
+            return None
+    head = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS)
+    at = audit_time(now)
+    event_id = "evt_" + uuid.uuid4().hex
+    data = canonical(event.data)
+    digest = entry_hash(prev, seq, at, event_id, str(event.type), event.session_id, data)
+    conn.execute(
+        "INSERT INTO audit_log (seq, at, event_id, type, session_id, data, prev_hash, hash)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (seq, at, event_id, str(event.type), event.session_id, data, prev, digest),
+    )
+    if connectors:
+        doc = json.dumps(
+            document(event_id, str(event.type), at, event.data, event.extra, seq, digest)
+        )
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO outbox (event_id, event_type, session_id, connector, document,"
+                " created_at, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (event_id, str(event.type), event.session_id, name, doc, now, now)
+                    for name in connectors
+                ],
+            )
+    return AuditEntry(seq, at, event_id, str(event.type), event.session_id, data, prev, digest)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -37,7 +37,10 @@ rule). With ``redis_url`` the relay is one node of a cluster (:mod:`relay.cluste
 a claim for a session held by another node is passed through to it.
 
 Every refusal is one ``error`` text message followed by a close. Session state
-lives in the store (:mod:`relay.store`); only connections live in memory.
+lives in the store (:mod:`relay.store`); only connections live in memory. Each
+change of a session's state (created, paired, ended) is recorded right after it as
+a help-desk event in the audit log and the outbox (:mod:`relay.outbox`), which
+delivers it to the configured connectors (:mod:`relay.connectors`).
 """
 
 from __future__ import annotations
@@ -71,7 +74,9 @@ from protocol.errors import EnvelopeError
 from . import metrics as metrics_module
 from .api import RestApi
 from .cluster import ClusterNode, RedisUnavailable, default_node_url
+from .connectors import Connector
 from .errors import ConfigError
+from .events import EventType
 from .http import (
     HeaderError,
     RelayConnection,
@@ -80,6 +85,7 @@ from .http import (
     send_now,
     single_header,
 )
+from .outbox import DeliverySettings, Outbox
 from .ratelimit import SlidingWindowLimiter
 from .store import RelayStore, SessionRecord, SessionState
 from .stores import open_store
@@ -125,6 +131,12 @@ class RelayConfig:
     max_queue: int = 4
     #: Bytes buffered per connection before a send waits for the network.
     write_limit: int = 64 * 1024
+    #: Help desks that get session events (relay.connectors), through the outbox.
+    connectors: tuple[Connector, ...] = ()
+    #: Pacing of deliveries to the connectors (timeouts, backoff).
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    #: Where customers download the agent, shown on the join page (optional).
+    agent_download_url: str | None = None
     # --- production settings (issue 7) ---
     #: PEM certificate (chain) and key: serve wss:// and https:// (relay.tls).
     tls_cert: str | Path | None = None
@@ -178,6 +190,7 @@ class RelayServer:
         self._store = store
         self._server: Server | None = None
         self._api: RestApi | None = None
+        self._outbox: Outbox | None = None
         self._live: dict[str, LiveSession] = {}
         self._connections: set[RelayConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -193,6 +206,7 @@ class RelayServer:
             sessions_active=lambda: sum(1 for live in self._live.values() if live.paired),
             connections_open=lambda: len(self._connections),
             connections_proxied=lambda: self._cluster.proxied if self._cluster else 0,
+            webhook_backlog=lambda: self._store.pending_deliveries() if self._store else 0,
         )
 
     # ------------------------------------------------------------------
@@ -205,6 +219,13 @@ class RelayServer:
         if self._store is None:
             raise RuntimeError("the relay is not started")
         return self._store
+
+    @property
+    def outbox(self) -> Outbox:
+        """Help-desk events: recording and delivery (open between start() and close())."""
+        if self._outbox is None:
+            raise RuntimeError("the relay is not started")
+        return self._outbox
 
     @property
     def port(self) -> int:
@@ -242,8 +263,17 @@ class RelayServer:
             self._tls = ServerTLS(config.tls_cert, config.tls_key)
         if self._store is None:
             self._store = open_store(config.data_dir, config.database_url)
+        self._outbox = Outbox(
+            self._store, config.connectors, self._clock, lambda: self.base_url, config.delivery
+        )
         self._api = RestApi(
-            self._store, self, self._clock, lambda: self.base_url, config.nameplate_ttl
+            self._store,
+            self,
+            self._clock,
+            lambda: self.base_url,
+            config.nameplate_ttl,
+            outbox=self._outbox,
+            agent_download_url=config.agent_download_url,
         )
         try:
             self._server = await serve(
@@ -278,6 +308,9 @@ class RelayServer:
         if config.redis_url:
             await self._join_cluster(config.redis_url)
         self._housekeeping = asyncio.create_task(self._housekeeping_loop())
+        # Events a crash cut off are recorded now; then pending deliveries resume.
+        self._outbox.reconcile()
+        self._outbox.start()
         logger.info("relay listening on %s", self.base_url)
 
     async def _join_cluster(self, redis_url: str) -> None:
@@ -360,6 +393,8 @@ class RelayServer:
         self._server.close()
         await self._server.wait_closed()
         await self._drain_tasks()
+        if self._outbox is not None:
+            await self._outbox.close()
         if self._cluster is not None:
             await self._cluster.close()
         if self._store is not None:
@@ -390,6 +425,7 @@ class RelayServer:
             return
         if self.store.finish_session(session_id, SessionState.ENDED, self._clock(), reason):
             logger.info("session finished session=%s state=ended why=%s", session_id, reason)
+            self.outbox.session_ended(session_id)
         if self._cluster is not None:
             self._spawn(self._cluster.publish_end(session_id, reason))
 
@@ -399,6 +435,7 @@ class RelayServer:
         for session_id in session_ids:
             if self.store.finish_session(session_id, SessionState.ENDED, self._clock(), why):
                 logger.info("session finished session=%s state=ended why=%s", session_id, why)
+                self.outbox.session_ended(session_id)
 
     def _end_live_session(self, session_id: str, reason: str) -> bool:
         """End a session whose connections are here; False if they are not."""
@@ -442,7 +479,7 @@ class RelayServer:
                 "The relay is draining before it stops; send new sessions elsewhere.",
             )
         else:
-            response = self._api.handle(request, connection.request_body)
+            response = self._api.handle(request, connection.request_body, ip)
         path = request.path.partition("?")[0]
         status = response.status_code if response else "upgrade"
         logger.info("http %s %s status=%s ip=%s", request.method, path, status, ip)
@@ -692,7 +729,8 @@ class RelayServer:
         now = self._clock()
         live.paired = True
         live.last_activity = now
-        self.store.mark_paired(live.record.id, now)
+        if self.store.mark_paired(live.record.id, now):
+            self.outbox.session_paired(live.record.id)
         if self._cluster is not None:
             self._spawn(self._cluster.track(live.record.id))
         record = live.record
@@ -856,9 +894,9 @@ class RelayServer:
             self._spawn(self._cluster.untrack(record.id))
         if state is not None:
             stored_reason = f"{reason}: {detail}" if detail else reason
-            if not self.store.finish_session(
-                record.id, state, self._clock(), stored_reason, a2t, t2a
-            ) and (a2t or t2a):
+            if self.store.finish_session(record.id, state, self._clock(), stored_reason, a2t, t2a):
+                self.outbox.session_ended(record.id)
+            elif a2t or t2a:
                 # Already finished elsewhere (the API on another node): keep the counts.
                 self.store.add_byte_counts(record.id, a2t, t2a)
         logger.info(
@@ -897,7 +935,9 @@ class RelayServer:
                 notice = envelope.error(ErrorCode.IDLE)
                 why = "nothing was forwarded for too long"
                 self._finish(live, SessionState.ENDED, why, dict.fromkeys(live.ends, notice))
-        self.store.expire_sessions(now)
+        if self.store.expire_sessions(now):
+            # The store expires codes in bulk: record session.ended for those that just did.
+            self.outbox.reconcile((EventType.SESSION_ENDED,))
         self._ip_limiter.prune(now)
 
     def _farewell(self, connection: RelayConnection, text: str | None) -> None:

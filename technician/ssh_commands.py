@@ -491,7 +491,9 @@ async def _get(console: SessionConsole, args: list[str]) -> Result:
         size = int(attrs.size or 0)
         if local.is_dir():
             local = local / posixpath.basename(remote.rstrip("/"))
-        return await _download(access, sftp, remote, local, size)
+        return _noted(
+            console, "from_customer", remote, await _download(access, sftp, remote, local, size)
+        )
     except Refused as exc:
         return exc.result
     except asyncssh.SFTPError as exc:  # the agent answered: no waiting for a revocation
@@ -568,6 +570,17 @@ async def _download(
     return _transfer_result(remote, str(local), size, ours, resumed_from, seconds, "->")
 
 
+def _noted(console: SessionConsole, direction: str, remote: str, result: Result) -> Result:
+    """Note a completed transfer in the session journal (name, size, SHA-256: never the
+    contents), for the ticket's summary; return ``result``."""
+    data = result.data or {}
+    if result.status == "ok" and isinstance(data.get("size"), int):
+        console.session.journal.file_moved(
+            time.time(), direction, remote, data["size"], data.get("sha256")
+        )
+    return result
+
+
 def _transfer_result(
     source: str, target: str, size: int, sha: str, resumed_from: int, seconds: float, arrow: str
 ) -> Result:
@@ -603,7 +616,7 @@ async def _put(console: SessionConsole, args: list[str]) -> Result:
         with contextlib.suppress(asyncssh.SFTPNoSuchFile):
             if await sftp.isdir(remote):
                 remote = posixpath.join(remote, local.name)
-        return await _upload(access, sftp, local, remote)
+        return _noted(console, "to_customer", remote, await _upload(access, sftp, local, remote))
     except Refused as exc:
         return exc.result
     except asyncssh.SFTPError as exc:  # the agent answered: no waiting for a revocation

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -511,3 +512,18 @@ def test_relay_sees_neither_file_content_nor_shell_output(tmp_path: Path) -> Non
     assert marker not in recorded
     assert shell_marker.encode() not in recorded
     assert re.search(rb"PUENTE-MARKER", recorded) is None
+    # The ticket's summary names the files moved (name, size, SHA-256), and nothing the
+    # relay keeps holds their contents or the shell's output.
+    database = sqlite3.connect(tmp_path / "relay-data" / "relay.sqlite3")
+    try:
+        [(text,)] = database.execute("SELECT summary FROM summaries").fetchall()
+    finally:
+        database.close()
+    files = [(f["direction"], f["name"], f["size"], f["sha256"]) for f in json.loads(text)["files"]]
+    size = upload.stat().st_size
+    assert files == [
+        ("to_customer", "upload.bin", size, digest),
+        ("from_customer", "upload.bin", size, digest),
+    ]
+    kept = b"".join(p.read_bytes() for p in (tmp_path / "relay-data").rglob("*") if p.is_file())
+    assert b"PUENTE-MARKER" not in kept and shell_marker.encode() not in kept

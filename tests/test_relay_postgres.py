@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from relay import audit
 from relay.errors import ConfigError, StoreError, TechnicianExists
-from relay.store import RelayStore, SessionState
+from relay.events import EventType, NewEvent
+from relay.store import RelayStore, SessionRecord, SessionState
 from relay.stores import open_store
 from tests.conftest import scaled
 from tests.services import PostgresServer, postgres_server  # noqa: F401  (fixture)
@@ -184,3 +186,110 @@ def test_cli_manages_technicians_in_postgres(database_url: str) -> None:
     store = open_store(None, database_url)
     assert store.authenticate(token) is not None
     store.close()
+
+
+# ---------------------------------------------------------------------------
+# help-desk events: audit chain, summaries, outbox (both stores)
+# ---------------------------------------------------------------------------
+
+
+def event(kind: EventType, session_id: str, **data: object) -> NewEvent:
+    return NewEvent(kind, session_id, {"session_id": session_id, **data})
+
+
+def test_audit_chain_and_once_per_session_events(store: RelayStore) -> None:
+    ana, _ = store.add_technician("Ana", NOW)
+    record = store.create_session(ana, "T-1", None, NOW, 600)
+    first = store.record_event(event(EventType.SESSION_CREATED, record.id), NOW, ("webhook",))
+    assert first is not None and first.seq == 1 and first.prev_hash == audit.GENESIS
+    assert (
+        store.record_event(event(EventType.SESSION_CREATED, record.id), NOW, ("webhook",)) is None
+    )
+    second = store.record_event(event(EventType.SESSION_PAIRED, record.id), NOW + 1, ())
+    assert second is not None and second.prev_hash == first.hash
+    entries = list(store.audit_entries())
+    assert [e.seq for e in entries] == [1, 2]
+    assert audit.verify(entries).ok
+    assert [s.id for s in store.sessions_missing_event("session.ended")] == []
+    store.finish_session(record.id, SessionState.ENDED, NOW + 2, "done")
+    assert [s.id for s in store.sessions_missing_event("session.ended")] == [record.id]
+    assert store.sessions_missing_event("session.paired") == []
+
+
+def test_summaries_are_kept_once(store: RelayStore) -> None:
+    ana, _ = store.add_technician("Ana", NOW)
+    record = store.create_session(ana, "T-1", None, NOW, 600)
+    summary_event = event(EventType.SESSION_SUMMARY, record.id)
+    stored, first = store.store_summary(record.id, '{"a": 1}', NOW, summary_event, ("webhook",))
+    assert first and stored.summary == '{"a": 1}'
+    again, first = store.store_summary(record.id, '{"a": 2}', NOW + 1, summary_event, ("webhook",))
+    assert not first and again == stored and store.get_summary(record.id) == stored
+    assert store.get_summary("nope") is None
+    assert [e.type for e in store.audit_entries()] == ["session.summary"]
+
+
+def test_outbox_leases_retries_and_delivers_in_order(store: RelayStore) -> None:
+    ana, _ = store.add_technician("Ana", NOW)
+    record = store.create_session(ana, "T-1", None, NOW, 600)
+    for kind in (EventType.SESSION_CREATED, EventType.SESSION_PAIRED):
+        store.record_event(event(kind, record.id), NOW, ("webhook", "rt"))
+    assert store.pending_deliveries() == 4
+    due = store.due_deliveries("webhook", NOW, 10)
+    assert [d.event_type for d in due] == ["session.created"]  # the next waits its turn
+    row = due[0]
+    assert store.begin_delivery(row.id, NOW, 30) == 1
+    assert store.begin_delivery(row.id, NOW + 1, 30) is None  # leased by someone else
+    store.fail_delivery(row.id, NOW + 100, "HTTP 503")
+    assert store.due_deliveries("webhook", NOW + 50, 10) == []
+    assert store.retry_deliveries_now(NOW + 50) == 4
+    assert store.begin_delivery(row.id, NOW + 50, 30) == 2
+    ack = NewEvent(EventType.DELIVERY_ACKNOWLEDGED, record.id, {"event_id": row.event_id})
+    store.finish_delivery(row.id, NOW + 51, ack)
+    assert [d.event_type for d in store.due_deliveries("webhook", NOW + 51, 10)] == [
+        "session.paired"
+    ]
+    assert store.pending_deliveries() == 3
+    listed = store.list_deliveries(pending_only=False)
+    assert len(listed) == 4 and listed[0].delivered_at == NOW + 51
+    assert listed[0].attempts == 2 and listed[0].last_error is None
+    assert audit.verify(list(store.audit_entries())).ok
+
+
+def test_postgres_audit_log_is_append_only(database_url: str) -> None:
+    import psycopg
+
+    store = open_store(None, database_url)
+    ana, _ = store.add_technician("Ana", NOW)
+    record = store.create_session(ana, "T-1", None, NOW, 600)
+    store.record_event(event(EventType.SESSION_CREATED, record.id), NOW, ())
+    store.close()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for statement in (
+            "UPDATE audit_log SET data = '{}'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log",
+        ):
+            with pytest.raises(psycopg.Error, match="append-only"):
+                conn.execute(statement)  # type: ignore[arg-type]
+
+
+def test_nodes_appending_at_once_keep_one_chain(database_url: str) -> None:
+    stores = [open_store(None, database_url) for _ in range(4)]
+    ana, _ = stores[0].add_technician("Ana", NOW)
+    records = [stores[0].create_session(ana, f"T-{i}", None, NOW, 600) for i in range(40)]
+
+    def append(store: RelayStore, part: list[SessionRecord]) -> None:
+        for record in part:
+            store.record_event(event(EventType.SESSION_CREATED, record.id), NOW, ("webhook",))
+
+    threads = [
+        threading.Thread(target=append, args=(s, records[i::4])) for i, s in enumerate(stores)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(scaled(60))
+    entries = list(stores[0].audit_entries())
+    for store in stores:
+        store.close()
+    assert len(entries) == 40 and audit.verify(entries).ok
