@@ -231,3 +231,20 @@ def test_sigterm_drains_then_a_second_sigterm_stops_at_once(tmp_path: Path) -> N
     log = relay.stop()
     assert relay.proc.returncode == 0
     assert "relay draining for up to 60 s" in log and "relay stopped" in log
+
+
+def test_webhook_backlog_counts_undelivered_events(tmp_path: Path) -> None:
+    """A help desk that is down: every event waits in the outbox, and the gauge says so."""
+    from relay.connectors import WebhookConnector
+    from tests.services import spare_port
+
+    down = WebhookConnector(f"http://127.0.0.1:{spare_port()}/hook", "a-secret-of-16-chars")
+
+    async def scenario(relay: RelayServer) -> None:
+        token = add_technician(relay)
+        assert (await scrape(relay))["puente_webhook_backlog"] == 0
+        for ticket in ("T-1", "T-2"):
+            await create_session(relay, token, ticket)
+        assert (await scrape(relay))["puente_webhook_backlog"] == 2  # session.created each
+
+    run_with_relay(tmp_path, scenario, connectors=(down,))
