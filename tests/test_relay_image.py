@@ -89,6 +89,8 @@ def test_the_image_answers_healthz_and_pairs_an_agent_with_a_technician(
             assert json.loads(reply.read()) == {"status": "ok"}
         # The image's own healthcheck command, inside the container.
         assert "healthy" in buildah(*run, "puente-relay", "health")
+        # The cluster and PostgreSQL modules find their libraries (requirements.txt).
+        buildah(*run, "python3", "-c", "import relay.cluster, relay.postgres, redis.asyncio")
         # It runs as the unprivileged user, and the store is in the data volume.
         [server] = [
             p

@@ -3,8 +3,8 @@
 #
 #   1. a Debian bookworm base made with `debootstrap --variant=minbase`, trimmed like
 #      Debian's bookworm-slim and imported as $BASE_IMAGE (skipped if it exists);
-#   2. wheels of Puente and its dependencies, built by the host's Python 3.11 (the
-#      same Python as bookworm's), so the image build needs no network;
+#   2. wheels of Puente and of the relay's dependencies (requirements.txt), built by
+#      the host's Python 3.11 (bookworm's too), so the image build needs no network;
 #   3. installers/relay/Containerfile on top of the base -> $IMAGE.
 #
 # Run as root (debootstrap needs it). Settings, from the environment:
@@ -59,14 +59,15 @@ else
 fi
 
 # --- 2. wheels --------------------------------------------------------------------
-step 2 "building wheels of Puente and its dependencies..."
-rm -rf "$WORK_DIR/wheels"
-# bookworm's Python is 3.11.2: redis needs async-timeout below 3.11.3, which a newer
-# host Python would not fetch, so it is asked for explicitly.
+step 2 "building wheels of Puente and the relay's dependencies (requirements.txt)..."
+rm -rf "$WORK_DIR/wheels" && mkdir -p "$WORK_DIR/wheels"
 "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$WORK_DIR/wheels" \
-    "$root[redis,postgres]" "async-timeout>=4.0.3" 2>&1 | grep -v "is ignored" >&2 || true
-ls "$WORK_DIR"/wheels/puente-*.whl >/dev/null 2>&1 \
+    --no-deps "$root" 2>&1 | grep -v "is ignored" >&2 || true
+"$PYTHON" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$WORK_DIR/wheels" \
+    -r "$here/requirements.txt" 2>&1 | grep -v "is ignored" >&2 || true
+ls "$WORK_DIR"/wheels/puente-*.whl "$WORK_DIR"/wheels/websockets-*.whl >/dev/null 2>&1 \
     || fail "building the wheels failed (see pip's message above)."
+cp "$here/requirements.txt" "$WORK_DIR/wheels/requirements.txt"
 cp "$here/Containerfile" "$WORK_DIR/Containerfile"
 
 # --- 3. the image -----------------------------------------------------------------
