@@ -80,3 +80,36 @@ class RecordingProxy:
         await asyncio.gather(
             pipe(reader, up_writer, self.upstream), pipe(up_reader, writer, self.downstream)
         )
+
+
+class FaultInjectingProxy(RecordingProxy):
+    """A TCP proxy that can cut the network: ``cut()`` drops every connection at once
+    (as a dead Wi-Fi would, without any close handshake) and refuses new ones until
+    ``restore()``. Use it between an agent and a real relay.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self._cut = threading.Event()
+        self.connections = 0
+        self.refused = 0
+
+    def cut(self) -> None:
+        self._cut.set()
+        asyncio.run_coroutine_threadsafe(self._abort_all(), self._loop).result(10)
+
+    def restore(self) -> None:
+        self._cut.clear()
+
+    async def _abort_all(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut.is_set():
+            self.refused += 1
+            writer.transport.abort()
+            return
+        self.connections += 1
+        await super()._handle(reader, writer)
