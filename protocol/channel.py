@@ -63,6 +63,8 @@ class SecureChannel:
     """Seal records to send and open records received, strictly in order."""
 
     def __init__(self, keys: SessionKeys, rekey_interval: int = REKEY_INTERVAL) -> None:
+        if rekey_interval < 1:  # 0 would divide by zero on the first record
+            raise LocalProtocolError("rekey_interval must be at least one record")
         self._send = _Direction(keys.session_id, keys.send_key, rekey_interval)
         self._recv = _Direction(keys.session_id, keys.recv_key, rekey_interval)
         self._broken = False

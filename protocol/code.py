@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 SECRET_DIGITS = 6
 
 _SEPARATORS = re.compile(r"[\s\-_.]")
+
+
+def _ascii_digits(text: str) -> bool:
+    # str.isdigit() alone also accepts "²" and other scripts' digits, which the
+    # PAKE password (ASCII) and the relay's nameplate lookup cannot carry.
+    return text.isascii() and text.isdigit()
 
 
 class InvalidCodeError(ValueError):
@@ -32,9 +39,9 @@ class SessionCode:
     secret: str
 
     def __post_init__(self) -> None:
-        if not (self.nameplate.isdigit() and 3 <= len(self.nameplate) <= 9):
+        if not (_ascii_digits(self.nameplate) and 3 <= len(self.nameplate) <= 9):
             raise InvalidCodeError(self.nameplate)
-        if not (self.secret.isdigit() and len(self.secret) == SECRET_DIGITS):
+        if not (_ascii_digits(self.secret) and len(self.secret) == SECRET_DIGITS):
             raise InvalidCodeError(self.secret)
 
     @classmethod
@@ -45,11 +52,21 @@ class SessionCode:
 
     @classmethod
     def parse(cls, text: str) -> SessionCode:
-        """Parse what a customer typed: dashes, spaces and dots are ignored."""
-        digits = _SEPARATORS.sub("", text)
-        if not digits.isdigit() or len(digits) < 3 + SECRET_DIGITS:
+        """Parse what a customer typed: dashes, spaces and dots are ignored.
+
+        Decimal digits of any script (full-width ``４１７``, Arabic-Indic ``٤١٧``) are
+        read as the ASCII digits they stand for, so a phone keyboard or an input method
+        cannot make a correct code fail.
+        """
+        typed = _SEPARATORS.sub("", text)
+        if not typed.isdecimal() or len(typed) < 3 + SECRET_DIGITS:
             raise InvalidCodeError(text)
-        return cls(digits[:-SECRET_DIGITS], digits[-SECRET_DIGITS:])
+        digits = "".join(str(unicodedata.decimal(ch)) for ch in typed)
+        try:
+            return cls(digits[:-SECRET_DIGITS], digits[-SECRET_DIGITS:])
+        except InvalidCodeError:
+            # Quote what the customer typed, not the part that was too long.
+            raise InvalidCodeError(text) from None
 
     def __str__(self) -> str:
         return f"{self.nameplate}-{self.secret[:3]}-{self.secret[3:]}"

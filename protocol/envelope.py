@@ -117,7 +117,8 @@ def decode(text: str | bytes) -> dict[str, Any]:
         raise EnvelopeError("envelope message too large")
     try:
         message = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: a few thousand nested brackets fit in MAX_ENVELOPE_SIZE.
         raise EnvelopeError("envelope message is not JSON") from exc
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise EnvelopeError("envelope message must be an object with a type")
@@ -134,14 +135,23 @@ def parse_claim(message: dict[str, Any]) -> tuple[Role, str]:
     """Check a ``claim`` message and return its role and nameplate."""
     if message.get("type") != "claim":
         raise EnvelopeError("the first message must be a claim")
-    if message.get("version") != ENVELOPE_VERSION:
+    version = message.get("version")
+    # type() rather than ==: JSON true and 1.0 compare equal to 1 but are not versions.
+    if type(version) is not int or version != ENVELOPE_VERSION:
         raise EnvelopeError("unsupported envelope version", code=ErrorCode.VERSION)
+    role_name = message.get("role")
+    if not isinstance(role_name, str):
+        raise EnvelopeError("role must be agent or technician")
     try:
-        role = Role(message.get("role"))
+        role = Role(role_name)
     except ValueError as exc:
         raise EnvelopeError("role must be agent or technician") from exc
     nameplate = message.get("nameplate")
-    if not isinstance(nameplate, str) or not nameplate.isdigit() or not 3 <= len(nameplate) <= 9:
+    if (
+        not isinstance(nameplate, str)
+        or not (nameplate.isascii() and nameplate.isdigit())
+        or not 3 <= len(nameplate) <= 9
+    ):
         raise EnvelopeError("nameplate must be 3 to 9 digits")
     return role, nameplate
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from .errors import MalformedMessage, VersionMismatch
+from .errors import LocalProtocolError, MalformedMessage, VersionMismatch
 from .pairing import PROTOCOL_VERSION
 
 MAX_CONTROL_MESSAGE = 8 * 1024 * 1024
@@ -74,14 +74,19 @@ class Message:
                 raise MalformedMessage(f"{self.TYPE.name}.{f.name} must not be a boolean")
             if not isinstance(value, allowed):
                 raise MalformedMessage(f"{self.TYPE.name}.{f.name} has the wrong type")
-            if str(f.type) == "list[str]" and not all(isinstance(v, str) for v in value):
+            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
                 raise MalformedMessage(f"{self.TYPE.name}.{f.name} must hold strings")
             if str(f.type).startswith("dict") and isinstance(value, dict):
                 if not all(isinstance(k, str) for k in value):
                     raise MalformedMessage(f"{self.TYPE.name}.{f.name} keys must be strings")
 
     def serialize(self) -> bytes:
-        self.check()
+        """Encode this message; a field of the wrong type is a bug on this side."""
+        try:
+            self.check()
+        except MalformedMessage as exc:
+            # MalformedMessage would blame the peer; this message was built here.
+            raise LocalProtocolError(str(exc)) from None
         return pack([int(self.TYPE), *astuple(self)])
 
 
@@ -157,7 +162,8 @@ MESSAGE_CLASSES: dict[MsgType, type[Message]] = {
 
 def pack(value: Any) -> bytes:
     """msgpack with the options every Puente payload uses."""
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 def unpack(data: bytes, max_size: int = MAX_CONTROL_MESSAGE) -> Any:
@@ -173,12 +179,12 @@ def unpack(data: bytes, max_size: int = MAX_CONTROL_MESSAGE) -> Any:
 def parse(data: bytes) -> Message:
     """Decode and check one control message."""
     value = unpack(data)
-    if not isinstance(value, list) or not value or isinstance(value[0], bool):
+    if not isinstance(value, list) or not value:
         raise MalformedMessage("a control message is a non-empty array")
-    try:
-        cls = MESSAGE_CLASSES[MsgType(value[0])]
-    except (ValueError, TypeError):
-        raise MalformedMessage(f"unknown message type {value[0]!r}") from None
+    # type() rather than isinstance(): True and 1.0 would otherwise be read as HELLO.
+    if type(value[0]) is not int or value[0] not in MESSAGE_CLASSES:
+        raise MalformedMessage(f"unknown message type {value[0]!r}")
+    cls = MESSAGE_CLASSES[MsgType(value[0])]
     try:
         message = cls(*value[1:])
     except TypeError:

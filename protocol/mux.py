@@ -10,8 +10,12 @@ Rules:
 2. Credits are counted in payload bytes per channel, per direction. A sender may
    only send a fragment that fits its remaining credit; a receiver that sees more than
    it granted fails with :class:`RemoteProtocolError`. Credit comes back in ``CREDIT``
-   frames (``body`` = 4-byte big-endian byte count) when the application says it has
-   consumed what it received.
+   frames (``body`` = 4-byte big-endian byte count) as the application consumes whole
+   messages. One exception keeps a message larger than the window from stalling: when a
+   channel has no unconsumed message and the fragments of the one being reassembled
+   leave less than a fragment of window, the receiver credits those buffered fragments
+   back at once (reassembly is bounded by ``MAX_MESSAGE`` instead). So receive memory
+   per channel stays within the window plus one message in reassembly.
 3. The next frame to send is taken from the highest-priority channel that has data
    and credit: credits first, then control and input, screen last.
 4. Unknown frame kinds or channels are protocol errors: deny by default.
@@ -81,6 +85,9 @@ class Multiplexer:
         self._credit_frames: deque[bytes] = deque()
         self._partial: dict[Channel, list[bytes]] = {ch: [] for ch in Channel}
         self._partial_size = {ch: 0 for ch in Channel}
+        self._partial_credited = {ch: 0 for ch in Channel}
+        # Per delivered, not yet consumed message: [bytes left to consume, credit owed].
+        self._unconsumed: dict[Channel, deque[list[int]]] = {ch: deque() for ch in Channel}
 
     # Sending -------------------------------------------------------------------
 
@@ -149,16 +156,55 @@ class Multiplexer:
             raise RemoteProtocolError("message larger than allowed")
         self._partial[channel].append(body)
         if kind is FrameKind.PART:
+            self._unblock_reassembly(channel)
             return None
         payload = b"".join(self._partial[channel])
+        owed = len(payload) - self._partial_credited[channel]
         self._partial[channel] = []
         self._partial_size[channel] = 0
+        self._partial_credited[channel] = 0
+        self._unconsumed[channel].append([len(payload), owed])
         return MessageReceived(channel, payload)
 
     def consumed(self, channel: Channel, nbytes: int) -> None:
-        """The application handled ``nbytes`` of ``channel``: give the peer credit back."""
+        """The application handled ``nbytes`` of ``channel``: give the peer credit back.
+
+        ``nbytes`` counts payload bytes of delivered messages, in delivery order.
+        """
         if nbytes < 0:
             raise LocalProtocolError("cannot consume a negative amount")
+        pending = self._unconsumed[channel]
+        # Returning credit for bytes never received would make the peer end the session
+        # for over-granting (or overflow the 4-byte CREDIT field): the bug is here.
+        if nbytes > sum(left for left, _ in pending):
+            raise LocalProtocolError(f"consumed more on {Channel(channel).name} than was received")
+        credit = 0
+        while pending and (nbytes or pending[0][0] == 0):  # empty messages are consumed too
+            head = pending[0]
+            take = min(nbytes, head[0])
+            owed = min(head[1], take)  # invariant: owed <= bytes left, so it ends at 0
+            head[0] -= take
+            head[1] -= owed
+            credit += owed
+            nbytes -= take
+            if head[0] == 0:
+                pending.popleft()
+        self._grant(channel, credit)
+        self._unblock_reassembly(channel)
+
+    def _unblock_reassembly(self, channel: Channel) -> None:
+        """Credit back a partial message that alone fills the window (rule 2)."""
+        if self._unconsumed[channel]:
+            return  # the application holds messages: their consumption frees the window
+        # What the sender can see: grants still batched here do not count yet.
+        window = self._recv_allowance[channel]
+        uncredited = self._partial_size[channel] - self._partial_credited[channel]
+        if window < MAX_FRAGMENT and (uncredited or self._to_grant[channel]):
+            self._partial_credited[channel] += uncredited
+            self._to_grant[channel] += uncredited
+            self.flush_credit(channel)
+
+    def _grant(self, channel: Channel, nbytes: int) -> None:
         self._to_grant[channel] += nbytes
         # Batch grants so credit frames stay rare, but never hold back a whole window.
         if self._to_grant[channel] >= min(self._initial_credit // 4, 64 * 1024) or (

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from websockets.asyncio.client import connect
 from protocol import envelope
 from protocol.envelope import Role
 from relay.store import SQLiteStore
-from tests.conftest import RelayProcess, scaled
+from tests.conftest import RelayProcess, scaled, start_relay
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -186,3 +187,20 @@ def test_a_session_through_the_process_logs_no_content(relay_process: RelayProce
     for payload in payloads:
         assert payload.hex() not in log
     assert token not in log and token.split("_", 2)[2] not in log
+
+
+def test_serve_reads_settings_from_the_environment(tmp_path: Path) -> None:
+    relay = start_relay(
+        tmp_path / "relay",
+        env={"PUENTE_PUBLIC_URL": "https://relay.example.com", "PUENTE_NAMEPLATE_TTL": "120"},
+    )
+    try:
+        token = relay.add_technician()
+        status, session = rest(relay, "POST", "/api/sessions", token, {"ticket_id": "T-1"})
+        assert status == 201
+        assert session["join_url"] == f"https://relay.example.com/join/{session['nameplate']}"
+        created = datetime.fromisoformat(session["created_at"])
+        expires = datetime.fromisoformat(session["expires_at"])
+        assert (expires - created).total_seconds() == 120
+    finally:
+        relay.stop()

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ def open_end(
     token: str | None = None,
     origin: str | None = None,
     headers: dict[str, str] | None = None,
+    **options: Any,
 ) -> connect:
     """A WebSocket client to the relay's session endpoint (use with ``async with``)."""
     headers = dict(headers or {})
@@ -66,6 +68,7 @@ def open_end(
         max_size=None,
         open_timeout=scaled(5),
         close_timeout=scaled(1),
+        **options,
     )
 
 
@@ -240,12 +243,24 @@ def test_waiting_end_may_reconnect(tmp_path: Path) -> None:
 
 def test_backpressure_slows_the_sender_instead_of_buffering(tmp_path: Path) -> None:
     chunk = os.urandom(256 * 1024)
-    count = 192  # 48 MiB: more than every socket buffer on the path can hold
+    count = 192  # 48 MiB: more than all the buffers on the path can hold
+
+    def small_buffer_socket(port: int) -> socket.socket:
+        # Small client-side buffers leave the relay's own buffering as the thing measured.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        return sock
 
     async def scenario(relay: RelayServer) -> None:
         token = add_technician(relay)
         session = await create_session(relay, token)
-        async with open_end(relay) as agent, open_end(relay, token) as tech:
+        async with (
+            open_end(relay, sock=small_buffer_socket(relay.port)) as agent,
+            open_end(relay, token, sock=small_buffer_socket(relay.port), max_queue=1) as tech,
+        ):
             await pair(relay, agent, tech, session["nameplate"])
             sent = 0
 
