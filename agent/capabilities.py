@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
+#: Shows the customer a result about to leave the machine; returns the paths
+#: (see :mod:`agent.review`) they struck out. Given by a UI that can show it.
+ReviewCallback = Callable[[str, dict[str, Any]], Awaitable[list[tuple[str | int, ...]]]]
+
 
 @dataclass
 class CapabilityCall:
@@ -28,7 +32,9 @@ class CapabilityCall:
 
     ``link`` lets a streaming capability (screen, ssh) use its own multiplexer
     channel; the handler must stop when it is cancelled (the customer revoked) and
-    should call ``authorization.check()`` before each unit of work.
+    should call ``authorization.check()`` before each unit of work. ``review``, when
+    the customer's UI offers it, lets them strike items out of a result before it is
+    sent (:mod:`agent.review`); the handler applies what they struck.
     """
 
     action: str
@@ -37,6 +43,7 @@ class CapabilityCall:
     progress: ProgressCallback
     log: AgentLog
     link: Link | None = None
+    review: ReviewCallback | None = None
 
 
 Handler = Callable[[CapabilityCall], Awaitable[dict[str, Any]]]
@@ -93,6 +100,20 @@ async def _diagnostics_handler(call: CapabilityCall) -> dict[str, Any]:
         sample_seconds=sample,
         dns_names=dns_names[:5],
     )
+    if call.review is not None:
+        from .review import path_text, strike
+
+        call.authorization.check()
+        await call.progress({"stage": "customer reviewing"})
+        struck = await call.review("diagnostics", result)
+        call.authorization.check()
+        if struck:
+            result = strike(result, struck)
+            call.log.write(
+                "You held back from the diagnostics: "
+                + ", ".join(sorted(path_text(p) for p in struck))
+                + "."
+            )
     return result
 
 

@@ -3,6 +3,10 @@
 Exit status: 0 the session ended normally (either side ended it); 1 the session
 could not start or was cut off (one plain sentence on stderr says why and what to
 do); 2 the command line was wrong.
+
+The default is a window (:mod:`agent.tk_ui`); ``--console`` (or a machine without a
+display) uses the terminal. The session code comes from the command line, else from
+the program's own file name (``puente-agent-417862093``), else the customer types it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -22,8 +27,10 @@ from relay.client import Link, LinkError
 
 from .audit import AgentLog
 from .capabilities import default_registry
+from .i18n import LANGUAGES, customer_error, set_language, t
 from .session import AgentSession
-from .ui import ConsoleUI
+from .settings import BakedSettings, SettingsError, code_from_filename, load_baked
+from .ui import ConsoleUI, CustomerUI
 
 DESCRIPTION = """\
 Let a help-desk technician help you with this computer.
@@ -37,14 +44,17 @@ moment.
 
 EPILOG = """\
 examples:
+  puente-agent --relay wss://support.example.org 417-862-093
   puente-agent --relay wss://support.example.org --console 417-862-093
   PUENTE_RELAY=ws://127.0.0.1:8765 puente-agent --console
+  ./puente-agent-417862093          (a download named with its code: nothing to type)
 
 Everything done on this computer is written to a log you keep (see --log-dir).
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(baked: BakedSettings | None = None) -> argparse.ArgumentParser:
+    baked = baked or BakedSettings()
     parser = argparse.ArgumentParser(
         prog="puente-agent",
         description=DESCRIPTION,
@@ -54,11 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("code", nargs="?", help="the session code from your technician")
     parser.add_argument(
         "--relay",
-        default=os.environ.get("PUENTE_RELAY"),
-        help="relay address, wss://... (default: $PUENTE_RELAY)",
+        default=os.environ.get("PUENTE_RELAY") or baked.relay,
+        help="relay address, wss://... (default: $PUENTE_RELAY, or the one built in)",
     )
     parser.add_argument(
         "--console", action="store_true", help="use this terminal instead of a window"
+    )
+    parser.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        help="language of the messages (default: this computer's language)",
     )
     parser.add_argument(
         "--log-dir",
@@ -77,64 +92,98 @@ def fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        baked = load_baked()
+    except SettingsError as exc:
+        return fail(str(exc))
+    args = build_parser(baked).parse_args(argv)
+    if args.lang:
+        set_language(args.lang)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     if not args.relay:
-        return fail("No relay address: pass --relay wss://... or set PUENTE_RELAY.")
-    if not args.console:
-        print("(No window toolkit yet in this build; using the console.)", flush=True)
-    code_text = args.code
-    if not code_text:
+        return fail(t("app.no_relay"))
+    code: SessionCode | None = None
+    if args.code:
         try:
-            code_text = input("Type the session code your technician gave you: ")
+            code = SessionCode.parse(args.code)
+        except InvalidCodeError:
+            if args.console:
+                return fail(t("app.bad_code", code=args.code))
+    else:
+        code = code_from_filename(sys.argv[0])
+    if not args.console:
+        from . import tk_ui
+
+        problem = tk_ui.display_problem()
+        if problem is None:
+            return tk_ui.run_window(args, code, baked)
+        print(t("app.no_display", detail=problem), flush=True)
+    if code is None:
+        try:
+            code_text = input(t("app.code_prompt"))
         except EOFError:
-            return fail("No session code given; run again with the code your technician gave you.")
-    try:
-        code = SessionCode.parse(code_text)
-    except InvalidCodeError as exc:
-        return fail(str(exc))
+            return fail(t("app.no_code"))
+        try:
+            code = SessionCode.parse(code_text)
+        except InvalidCodeError:
+            return fail(t("app.bad_code", code=code_text.strip()))
     try:
         return asyncio.run(run_agent(args.relay, code, args.log_dir, args.ca_file))
     except KeyboardInterrupt:
-        print("\nSession ended by you.", flush=True)
+        print("\n" + t("app.interrupted"), flush=True)
         return 0
 
 
-async def run_agent(
-    relay: str, code: SessionCode, log_dir: Path | None, ca_file: str | None
-) -> int:
-    ui = ConsoleUI()
-    ssl_context = None
-    if ca_file:
-        import ssl
+def ssl_context_for(ca_file: str | None) -> ssl.SSLContext | None:
+    if not ca_file:
+        return None
+    return ssl.create_default_context(cafile=ca_file)
 
-        ssl_context = ssl.create_default_context(cafile=ca_file)
-    ui.say(f"Connecting to the relay to join session {code} ...")
+
+async def run_agent(
+    relay: str,
+    code: SessionCode,
+    log_dir: Path | None,
+    ca_file: str | None,
+    ui: CustomerUI | None = None,
+) -> int:
+    """Join the session and serve it with ``ui`` (the console by default); exit status."""
+    console = ConsoleUI() if ui is None else None
+    ui = ui or console
+    assert ui is not None
+    if console is not None:
+        console.say(t("app.connecting", code=code))
     try:
-        link = await Link.open(relay, Role.AGENT, code, ssl=ssl_context)
+        link = await Link.open(relay, Role.AGENT, code, ssl=ssl_context_for(ca_file))
     except LinkError as exc:
-        return fail(str(exc))
+        message = customer_error(exc, relay)
+        if console is None:
+            ui.session_ended(message)
+        return fail(message)
     audit = AgentLog.for_session(log_dir, code.nameplate)
     session = AgentSession(link, ui, default_registry(), audit)
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; not main thread
         loop.add_signal_handler(
             signal.SIGINT, lambda: asyncio.ensure_future(session.end("ended by the customer"))
         )
     try:
         reason = await session.run()
     except (LinkError, TimeoutError) as exc:
-        ui.session_ended(str(exc) or "the technician did not respond")
+        message = customer_error(exc, relay, link.resume_grace)
+        ui.session_ended(message)
         audit.write(f"Session cut off: {exc}")
+        print(message, file=sys.stderr, flush=True)
         return 1
     finally:
         audit.close()
         await link.close()
-    ui.session_ended(reason)
-    ui.say(f"A record of this session is in {audit.path}")
+    ui.session_ended(session.customer_reason(reason))
+    if console is not None:
+        console.say(t("app.log_kept", path=audit.path))
     return 0
 
 

@@ -26,6 +26,7 @@ from .audit import AgentLog
 from .capabilities import CapabilityCall, CapabilityRegistry
 from .consent import ConsentGate
 from .errors import ConsentDeclined, ConsentRevoked
+from .i18n import t
 from .ui import CustomerUI, SessionInfo
 
 log = logging.getLogger("puente.agent")
@@ -47,6 +48,9 @@ class AgentSession:
         self._running: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._revocations: dict[str, asyncio.Event] = {}
         self._end_reason: str | None = None
+        #: Who ended the session: "customer", "technician", or None (cut off / not yet).
+        self.ended_by: str | None = None
+        link.on_link_state.append(self._link_state)
 
     async def run(self) -> str:
         """Serve the session until it ends; return why. Raises SessionLost if cut off."""
@@ -96,6 +100,7 @@ class AgentSession:
     async def end(self, reason: str) -> None:
         """End the session from this side (the customer's Stop, Ctrl-C)."""
         if self._end_reason is None:
+            self.ended_by = self.ended_by or ("customer" if "customer" in reason else None)
             self._end_reason = reason
             self.audit.write(f"Session ended: {reason}.")
             with contextlib.suppress(Exception):
@@ -123,8 +128,9 @@ class AgentSession:
                 if entry:
                     entry[1].cancel()
             elif isinstance(message, messages.Chat):
-                self.ui.notify(f"Technician says: {message.text[:2000]}")
+                self.ui.notify(t("chat.from_technician", text=message.text[:2000]))
             elif isinstance(message, messages.Bye):
+                self.ended_by = self.ended_by or "technician"
                 self._end_reason = f"the technician ended the session ({message.reason[:200]})"
                 self.audit.write(f"Session ended: {self._end_reason}.")
             # Anything else from the technician is ignored: it grants nothing.
@@ -166,7 +172,13 @@ class AgentSession:
             await self.link.send_control(messages.Progress(request.request_id, data))
 
         call = CapabilityCall(
-            request.action, dict(request.args), auth, progress, self.audit, self.link
+            request.action,
+            dict(request.args),
+            auth,
+            progress,
+            self.audit,
+            self.link,
+            getattr(self.ui, "review_outgoing", None),
         )
         self.audit.write(f"The technician started: {capability.title} ({request.action}).")
         work = asyncio.create_task(capability.handler(call))
@@ -226,6 +238,33 @@ class AgentSession:
             await self.end("ended by the customer")
         elif verb in ("stop", "revoke") and len(words) == 2:
             if not self.gate.revoke(words[1].lower()):
-                self.ui.notify(f"{words[1]} is not allowed right now; nothing to stop.")
+                self.ui.notify(t("console.not_allowed", name=words[1]))
+        elif verb == "chat":
+            text = command.strip()[len(words[0]) :].strip()
+            if not text:
+                self.ui.notify(t("console.chat_usage"))
+                return
+            text = text[:2000]
+            await self.link.send_control(messages.Chat(text))
+            self.audit.write("You sent a chat message to the technician.")
+            self.ui.notify(t("chat.from_you", text=text))
         else:
-            self.ui.notify(f"Unknown command {command!r}. Type help for the list.")
+            self.ui.notify(t("console.unknown", command=command.strip()))
+
+    def customer_reason(self, reason: str) -> str:
+        """How the session ended, in the customer's language."""
+        if self.ended_by == "customer":
+            return t("ended.by_you")
+        if self.ended_by == "technician" or reason:
+            return t("ended.by_technician")
+        return t("ended.lost")
+
+    def _link_state(self, state: str) -> None:
+        if state == "reconnecting":
+            self.audit.write("The connection was lost; reconnecting.")
+            self.ui.notify(t("link.reconnecting", grace=f"{self.link.resume_grace:g}"))
+        elif state == "peer_reconnecting":
+            self.ui.notify(t("link.peer_reconnecting"))
+        elif state == "resumed":
+            self.audit.write("The connection was restored; the session continues.")
+            self.ui.notify(t("link.resumed"))

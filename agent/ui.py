@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from .i18n import current, t
+
 if TYPE_CHECKING:
     from .capabilities import Capability
 
@@ -47,14 +49,7 @@ class CustomerUI(Protocol):
         ...
 
 
-YES = {"y", "yes", "s", "si", "sí", "allow"}
-
-HELP = (
-    "You can type at any time:\n"
-    "  status          what the technician may do right now\n"
-    "  stop NAME       stop one permission (for example: stop diagnostics)\n"
-    "  end             end the session now (Ctrl-C works too)"
-)
+YES = {"y", "yes", "s", "si", "sí", "allow", "permitir"}
 
 
 class ConsoleUI:
@@ -75,31 +70,29 @@ class ConsoleUI:
 
     def session_started(self, info: SessionInfo) -> None:
         self.say("")
-        self.say("Puente remote support - session started")
+        self.say(t("session.started"))
         if info.verified:
-            self.say(f"Technician: {info.technician} (verified, {info.organisation})")
+            self.say(t("session.verified", name=info.technician, organisation=info.organisation))
         else:
-            self.say(f"Technician: {info.technician}")
-            self.say(
-                "  WARNING: this technician is NOT verified. Continue only if you contacted "
-                "your help desk yourself."
-            )
+            self.say(t("session.unverified", name=info.technician))
+            self.say("  " + t("session.unverified_warning"))
         ticket = info.ticket_id + (f" ({info.ticket_url})" if info.ticket_url else "")
-        self.say(f"Ticket: {ticket}")
-        self.say(f"Check code: {info.sas}  (your technician sees the same; read it to them)")
-        self.say("The technician can do nothing on this computer until you allow it.")
-        self.say(HELP)
+        self.say(t("session.ticket", ticket=ticket))
+        self.say(t("session.sas", sas=info.sas))
+        self.say(t("session.nothing_yet"))
+        self.say(t("console.help"))
 
     async def ask_consent(self, capability: Capability, detail: str) -> bool:
         self._start_reader()
+        title = current().capability_title(capability)
         self.say("")
-        self.say(f"The technician asks for: {capability.title}")
-        self.say(f"  {capability.description}")
+        self.say(t("consent.asks", title=title))
+        self.say(f"  {current().capability_description(capability)}")
         if detail:
             self.say(f"  {detail}")
-        self.say(f"Allow {capability.title}? Type y for yes or n for no, then Enter:")
+        self.say(t("consent.question", title=title))
         if self._input_closed:
-            self.say(f"Declined: {capability.title} (nobody can answer here).")
+            self.say(t("consent.nobody", title=title))
             return False
         loop = asyncio.get_running_loop()
         self._answer = loop.create_future()
@@ -108,20 +101,20 @@ class ConsoleUI:
         finally:
             self._answer = None
         allowed = answer is not None and answer.strip().lower() in YES
-        self.say(f"{'Allowed' if allowed else 'Declined'}: {capability.title}.")
+        self.say(t("consent.allowed" if allowed else "consent.declined", title=title))
         return allowed
 
     def show_active(self, granted: list[str]) -> None:
         self._granted = list(granted)
-        active = ", ".join(granted) if granted else "nothing"
-        self.say(f"Now allowed: {active}")
+        active = ", ".join(granted) if granted else t("consent.nothing")
+        self.say(t("consent.now_allowed", names=active))
 
     def notify(self, text: str) -> None:
         self.say(text)
 
     def session_ended(self, reason: str) -> None:
         self.say("")
-        self.say(f"Session ended: {reason}")
+        self.say(t("ended.title", reason=reason))
 
     async def run(self, on_command: CommandHandler) -> None:
         self._start_reader()
@@ -135,8 +128,8 @@ class ConsoleUI:
             command = line.strip()
             if not command:
                 continue
-            if command.lower() in ("help", "?"):
-                self.say(HELP)
+            if command.lower() in ("help", "?", "ayuda"):
+                self.say(t("console.help"))
             elif command.lower() == "status":
                 self.show_active(self._granted)
             else:

@@ -95,9 +95,11 @@ class SessionLost(LinkError):
     ``peer_gone`` (the other side left), ``relay`` (the relay ended it).
     """
 
-    def __init__(self, message: str, kind: str = "lost") -> None:
+    def __init__(self, message: str, kind: str = "lost", code: str = "") -> None:
         super().__init__(message)
         self.kind = kind
+        #: The relay's error code when ``kind`` is ``relay``.
+        self.code = code
 
 
 def check_relay_url(url: str) -> str:
@@ -402,7 +404,7 @@ class Link:
                 self._session.start_resume()
         elif kind == "error":
             refusal = _refusal(message)
-            self._lost(SessionLost(str(refusal), "relay"))
+            self._lost(SessionLost(str(refusal), "relay", refusal.code))
 
     async def _dispatch(
         self, event: Paired | Resumed | MessageReceived | Closed, ws: ClientConnection

@@ -1,0 +1,503 @@
+"""Every sentence the customer sees, in English and Spanish, chosen from the system locale.
+
+A small catalog rather than gettext files: the agent is one file a customer downloads,
+and a dict needs no compile step, no files next to the binary and no build hooks.
+:func:`t` looks a key up in the current language and fills its ``{placeholders}``.
+
+Rules:
+
+1. Every key has a non-empty text in every language of :data:`LANGUAGES`, with the
+   same placeholders (a test walks the catalog).
+2. The language comes from ``PUENTE_LANG``, then the POSIX variables ``LANGUAGE``,
+   ``LC_ALL``, ``LC_MESSAGES``, ``LANG`` (as gettext reads them), then the operating
+   system's setting (Windows user UI language, macOS ``AppleLanguages``); anything
+   that is not Spanish is English.
+3. Capabilities have their title and description here under ``cap.NAME.title`` and
+   ``cap.NAME.description``; a capability added without them fails the catalog test.
+4. Technician-supplied text (names, chat, reasons) is shown as it came, inside a
+   translated sentence.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .capabilities import Capability
+
+LANGUAGES = ("en", "es")
+DEFAULT_LANGUAGE = "en"
+
+CATALOG: dict[str, dict[str, str]] = {
+    # Program and connection ------------------------------------------------------------
+    "app.title": {"en": "Puente remote support", "es": "Asistencia remota Puente"},
+    "app.connecting": {
+        "en": "Connecting to the relay to join session {code} ...",
+        "es": "Conectando con el servidor para unirse a la sesión {code} ...",
+    },
+    "app.code_prompt": {
+        "en": "Type the session code your technician gave you: ",
+        "es": "Escriba el código de sesión que le dio su técnico: ",
+    },
+    "app.no_code": {
+        "en": "No session code given; run again with the code your technician gave you.",
+        "es": "No se indicó ningún código de sesión; vuelva a ejecutar el programa con el código que le dio su técnico.",
+    },
+    "app.bad_code": {
+        "en": "{code} is not a session code. A code looks like 417-862-093: check the digits with your technician.",
+        "es": "{code} no es un código de sesión. Un código tiene esta forma: 417-862-093. Compruebe las cifras con su técnico.",
+    },
+    "app.no_relay": {
+        "en": "This program does not know which support server to use: pass --relay wss://... or set PUENTE_RELAY.",
+        "es": "Este programa no sabe qué servidor de asistencia usar: indique --relay wss://... o defina PUENTE_RELAY.",
+    },
+    "app.no_display": {
+        "en": "No window can be opened here ({detail}); using this terminal instead.",
+        "es": "No se puede abrir una ventana aquí ({detail}); se usará este terminal.",
+    },
+    "app.interrupted": {"en": "Session ended by you.", "es": "Sesión terminada por usted."},
+    "app.log_kept": {
+        "en": "A record of this session is in {path}",
+        "es": "Hay un registro de esta sesión en {path}",
+    },
+    "app.waiting": {
+        "en": "Waiting for the technician to join ...",
+        "es": "Esperando a que el técnico se conecte ...",
+    },
+    # Session start -----------------------------------------------------------------------
+    "session.started": {
+        "en": "Puente remote support - session started",
+        "es": "Asistencia remota Puente - sesión iniciada",
+    },
+    "session.verified": {
+        "en": "Technician: {name} (verified, {organisation})",
+        "es": "Técnico: {name} (verificado, {organisation})",
+    },
+    "session.unverified": {"en": "Technician: {name}", "es": "Técnico: {name}"},
+    "session.unverified_warning": {
+        "en": "WARNING: this technician is NOT verified. Continue only if you contacted your help desk yourself.",
+        "es": "ATENCIÓN: este técnico NO está verificado. Continúe solo si usted mismo contactó con su servicio de asistencia.",
+    },
+    "session.ticket": {"en": "Ticket: {ticket}", "es": "Incidencia: {ticket}"},
+    "session.sas": {
+        "en": "Check code: {sas}  (your technician sees the same; read it to them)",
+        "es": "Código de comprobación: {sas}  (su técnico ve el mismo; léaselo)",
+    },
+    "session.nothing_yet": {
+        "en": "The technician can do nothing on this computer until you allow it.",
+        "es": "El técnico no puede hacer nada en este equipo hasta que usted lo permita.",
+    },
+    "session.no_hello": {
+        "en": "The technician's program did not introduce itself; the session was ended.",
+        "es": "El programa del técnico no se presentó; la sesión se terminó.",
+    },
+    # Console help and commands -------------------------------------------------------------
+    "console.help": {
+        "en": "You can type at any time:\n"
+        "  status          what the technician may do right now\n"
+        "  stop NAME       stop one permission (for example: stop diagnostics)\n"
+        "  chat TEXT       send a message to the technician\n"
+        "  end             end the session now (Ctrl-C works too)",
+        "es": "Puede escribir en cualquier momento:\n"
+        "  status          qué puede hacer el técnico ahora\n"
+        "  stop NOMBRE     retirar un permiso (por ejemplo: stop diagnostics)\n"
+        "  chat TEXTO      enviar un mensaje al técnico\n"
+        "  end             terminar la sesión ahora (también con Ctrl-C)",
+    },
+    "console.unknown": {
+        "en": "Unknown command '{command}'. Type help for the list.",
+        "es": "Orden desconocida '{command}'. Escriba help para ver la lista.",
+    },
+    "console.not_allowed": {
+        "en": "{name} is not allowed right now; nothing to stop.",
+        "es": "{name} no está permitido ahora; no hay nada que detener.",
+    },
+    "console.chat_sent": {"en": "Sent to the technician.", "es": "Enviado al técnico."},
+    "console.chat_usage": {
+        "en": "Type chat and your message, for example: chat the printer is on",
+        "es": "Escriba chat y su mensaje, por ejemplo: chat la impresora está encendida",
+    },
+    # Consent -------------------------------------------------------------------------------
+    "consent.asks": {
+        "en": "The technician asks for: {title}",
+        "es": "El técnico solicita: {title}",
+    },
+    "consent.question": {
+        "en": "Allow {title}? Type y for yes or n for no, then Enter:",
+        "es": "¿Permitir {title}? Escriba s para sí o n para no y pulse Intro:",
+    },
+    "consent.nobody": {
+        "en": "Declined: {title} (nobody can answer here).",
+        "es": "Rechazado: {title} (nadie puede responder aquí).",
+    },
+    "consent.allowed": {"en": "Allowed: {title}.", "es": "Permitido: {title}."},
+    "consent.declined": {"en": "Declined: {title}.", "es": "Rechazado: {title}."},
+    "consent.now_allowed": {"en": "Now allowed: {names}", "es": "Permitido ahora: {names}"},
+    "consent.nothing": {"en": "nothing", "es": "nada"},
+    # Chat ----------------------------------------------------------------------------------
+    "chat.from_technician": {
+        "en": "Technician says: {text}",
+        "es": "El técnico dice: {text}",
+    },
+    "chat.from_you": {"en": "You: {text}", "es": "Usted: {text}"},
+    # Link state ---------------------------------------------------------------------------
+    "link.reconnecting": {
+        "en": "The connection was lost; reconnecting ... The session is kept for {grace} seconds and nothing needs to be allowed again.",
+        "es": "Se perdió la conexión; reconectando ... La sesión se mantiene {grace} segundos y no hace falta volver a permitir nada.",
+    },
+    "link.peer_reconnecting": {
+        "en": "The technician's connection dropped; waiting for it to come back ...",
+        "es": "Se cortó la conexión del técnico; esperando a que vuelva ...",
+    },
+    "link.resumed": {
+        "en": "Connection restored; the session continues.",
+        "es": "Conexión restablecida; la sesión continúa.",
+    },
+    # How a session ended -------------------------------------------------------------------
+    "ended.title": {"en": "Session ended: {reason}", "es": "Sesión terminada: {reason}"},
+    "ended.by_you": {"en": "you ended the session", "es": "usted terminó la sesión"},
+    "ended.by_technician": {
+        "en": "the technician ended the session",
+        "es": "el técnico terminó la sesión",
+    },
+    "ended.resume_timeout": {
+        "en": "the connection was lost for more than {grace} seconds, so the session ended. Ask your technician for a new code if you still need help.",
+        "es": "la conexión estuvo cortada más de {grace} segundos, así que la sesión terminó. Pida un código nuevo a su técnico si aún necesita ayuda.",
+    },
+    "ended.peer_timeout": {
+        "en": "the technician's connection was lost and did not come back in time, so the session ended.",
+        "es": "la conexión del técnico se perdió y no volvió a tiempo, así que la sesión terminó.",
+    },
+    "ended.peer_gone": {
+        "en": "the technician disconnected.",
+        "es": "el técnico se desconectó.",
+    },
+    "ended.lost": {
+        "en": "the connection to the technician was lost.",
+        "es": "se perdió la conexión con el técnico.",
+    },
+    "ended.no_answer": {
+        "en": "the technician's program did not answer.",
+        "es": "el programa del técnico no respondió.",
+    },
+    # Errors of the link --------------------------------------------------------------------
+    "error.unavailable": {
+        "en": "Could not reach the relay at {relay} (the support server). Check your internet connection and try again.",
+        "es": "No se pudo contactar con el relé {relay} (el servidor de asistencia). Compruebe su conexión a internet y vuelva a intentarlo.",
+    },
+    "error.wrong_code": {
+        "en": "The session code did not match on both ends (a mistyped code, or someone tried to intercept). This code no longer works; ask for a new one.",
+        "es": "El código de sesión no coincidió en los dos extremos (un código mal escrito, o alguien intentó interceptarlo). Este código ya no sirve; pida uno nuevo.",
+    },
+    "error.integrity": {
+        "en": "A message failed its integrity check (it was altered on the way); the session was ended to keep this computer safe. Start a new session.",
+        "es": "Un mensaje no superó la comprobación de integridad (se alteró por el camino); la sesión se terminó para proteger este equipo. Inicie una sesión nueva.",
+    },
+    "error.version": {
+        "en": "The technician's program speaks another version of Puente; both of you need the current release.",
+        "es": "El programa del técnico usa otra versión de Puente; ambos necesitan la versión actual.",
+    },
+    "error.resume_refused": {
+        "en": "The reconnected link could not prove it belongs to this session; the session was ended to keep this computer safe. Start a new session.",
+        "es": "El enlace reconectado no pudo demostrar que pertenece a esta sesión; la sesión se terminó para proteger este equipo. Inicie una sesión nueva.",
+    },
+    "error.relay.bad_request": {
+        "en": "The support server did not understand this program; download the current version and try again.",
+        "es": "El servidor de asistencia no entendió este programa; descargue la versión actual y vuelva a intentarlo.",
+    },
+    "error.relay.version": {
+        "en": "This version of Puente is not supported by the support server; download the current one.",
+        "es": "El servidor de asistencia no admite esta versión de Puente; descargue la actual.",
+    },
+    "error.relay.unauthorized": {
+        "en": "The support server refused this program; ask your technician for a new download.",
+        "es": "El servidor de asistencia rechazó este programa; pida a su técnico una descarga nueva.",
+    },
+    "error.relay.unknown_nameplate": {
+        "en": "That session code does not exist; check the digits with your technician.",
+        "es": "Ese código de sesión no existe; compruebe las cifras con su técnico.",
+    },
+    "error.relay.expired": {
+        "en": "That session code has expired; ask your technician for a new one.",
+        "es": "Ese código de sesión ha caducado; pida uno nuevo a su técnico.",
+    },
+    "error.relay.used": {
+        "en": "That session code was already used; ask your technician for a new one.",
+        "es": "Ese código de sesión ya se usó; pida uno nuevo a su técnico.",
+    },
+    "error.relay.role_taken": {
+        "en": "Someone is already connected with that code; ask your technician for a new one.",
+        "es": "Ya hay alguien conectado con ese código; pida uno nuevo a su técnico.",
+    },
+    "error.relay.rate_limited": {
+        "en": "Too many attempts from this computer; wait a minute and try again.",
+        "es": "Demasiados intentos desde este equipo; espere un minuto y vuelva a intentarlo.",
+    },
+    "error.relay.ended": {"en": "The session was ended.", "es": "La sesión se terminó."},
+    "error.relay.idle": {
+        "en": "The session was closed because nothing happened for too long.",
+        "es": "La sesión se cerró porque no pasó nada durante demasiado tiempo.",
+    },
+    "error.relay.too_large": {
+        "en": "A message was larger than the support server allows; the session ended.",
+        "es": "Un mensaje superó el tamaño que admite el servidor de asistencia; la sesión terminó.",
+    },
+    "error.relay.shutdown": {
+        "en": "The support server is restarting; try again in a moment.",
+        "es": "El servidor de asistencia se está reiniciando; vuelva a intentarlo en un momento.",
+    },
+    "error.relay.not_resumable": {
+        "en": "The session could not be resumed: it has ended or the time to reconnect ran out.",
+        "es": "No se pudo reanudar la sesión: ha terminado o se agotó el tiempo para reconectar.",
+    },
+    # Capabilities --------------------------------------------------------------------------
+    "cap.diagnostics.title": {"en": "Diagnostics", "es": "Diagnóstico"},
+    "cap.diagnostics.description": {
+        "en": "See basic facts about this computer (system, memory, disks, network, clock, busiest programs, recent system messages). Passwords and files are not collected.",
+        "es": "Ver datos básicos de este equipo (sistema, memoria, discos, red, reloj, programas más activos, mensajes recientes del sistema). No se recogen contraseñas ni archivos.",
+    },
+    # Diagnostics review --------------------------------------------------------------------
+    "review.title": {"en": "Check what will be sent", "es": "Revise lo que se enviará"},
+    "review.intro": {
+        "en": "These facts about this computer are ready for the technician. Untick anything you do not want to send, then press Send.",
+        "es": "Estos datos de este equipo están listos para el técnico. Desmarque lo que no quiera enviar y pulse Enviar.",
+    },
+    "review.send": {"en": "Send", "es": "Enviar"},
+    "review.send_nothing": {"en": "Send nothing", "es": "No enviar nada"},
+    "review.withheld": {
+        "en": "Not sent (you struck it out): {items}",
+        "es": "No enviado (lo tachó usted): {items}",
+    },
+    "review.section.os": {"en": "Operating system", "es": "Sistema operativo"},
+    "review.section.hostname": {"en": "Computer name", "es": "Nombre del equipo"},
+    "review.section.uptime": {"en": "Time since start-up", "es": "Tiempo desde el arranque"},
+    "review.section.cpu": {"en": "Processor", "es": "Procesador"},
+    "review.section.memory": {"en": "Memory", "es": "Memoria"},
+    "review.section.disks": {"en": "Disks", "es": "Discos"},
+    "review.section.network": {"en": "Network", "es": "Red"},
+    "review.section.clock": {"en": "Clock", "es": "Reloj"},
+    "review.section.processes": {"en": "Busiest programs", "es": "Programas más activos"},
+    "review.section.system_log": {
+        "en": "Recent system messages",
+        "es": "Mensajes recientes del sistema",
+    },
+    "review.section.pending_reboot": {"en": "Pending restart", "es": "Reinicio pendiente"},
+    # The window ----------------------------------------------------------------------------
+    "tk.code_label": {
+        "en": "Session code from your technician:",
+        "es": "Código de sesión de su técnico:",
+    },
+    "tk.connect": {"en": "Connect", "es": "Conectar"},
+    "tk.try_again": {"en": "Try again", "es": "Reintentar"},
+    "tk.verified": {
+        "en": "Verified technician: {name}, {organisation}",
+        "es": "Técnico verificado: {name}, {organisation}",
+    },
+    "tk.unverified": {
+        "en": "Unverified technician: {name}",
+        "es": "Técnico no verificado: {name}",
+    },
+    "tk.sas": {"en": "Check code: {sas}", "es": "Código de comprobación: {sas}"},
+    "tk.sas_hint": {
+        "en": "Read this code to your technician; it must match the one they see.",
+        "es": "Lea este código a su técnico; debe coincidir con el que él ve.",
+    },
+    "tk.allowed_heading": {"en": "Allowed now", "es": "Permitido ahora"},
+    "tk.nothing_allowed": {
+        "en": "Nothing. The technician can do nothing until you allow it.",
+        "es": "Nada. El técnico no puede hacer nada hasta que usted lo permita.",
+    },
+    "tk.stop_one": {"en": "Stop", "es": "Detener"},
+    "tk.stop_all": {"en": "Stop and end the session", "es": "Detener y terminar la sesión"},
+    "tk.chat_heading": {"en": "Chat with the technician", "es": "Chat con el técnico"},
+    "tk.send": {"en": "Send", "es": "Enviar"},
+    "tk.consent_title": {"en": "Permission requested", "es": "Permiso solicitado"},
+    "tk.consent_heading": {
+        "en": "{name} asks for: {title}",
+        "es": "{name} solicita: {title}",
+    },
+    "tk.consent_hint": {
+        "en": "You can stop this at any moment with the Stop buttons.",
+        "es": "Puede detenerlo en cualquier momento con los botones Detener.",
+    },
+    "tk.allow": {"en": "Allow", "es": "Permitir"},
+    "tk.deny": {"en": "Deny", "es": "Denegar"},
+    "tk.banner_screen": {
+        "en": "Your screen is being shared with {name}",
+        "es": "Su pantalla se está compartiendo con {name}",
+    },
+    "tk.banner_control": {
+        "en": "{name} can see your screen and control your mouse and keyboard",
+        "es": "{name} puede ver su pantalla y controlar su ratón y teclado",
+    },
+    "tk.banner_stop": {"en": "Stop sharing", "es": "Dejar de compartir"},
+    "tk.ended": {"en": "The session has ended.", "es": "La sesión ha terminado."},
+    "tk.close": {"en": "Close", "es": "Cerrar"},
+    "tk.rating_scale": {"en": "1 = poor, 5 = excellent", "es": "1 = mala, 5 = excelente"},
+    "tk.rating_send": {"en": "Send rating", "es": "Enviar valoración"},
+    "tk.rating_skip": {"en": "Skip", "es": "Omitir"},
+    "tk.comment_label": {"en": "Comment (optional):", "es": "Comentario (opcional):"},
+    # Satisfaction rating -------------------------------------------------------------------
+    "rating.before_you_go": {"en": "Before you go:", "es": "Antes de irse:"},
+    "rating.question": {
+        "en": "How would you rate this help, 1 to 5? (5 is best; press Enter to skip)",
+        "es": "¿Cómo valora esta ayuda, de 1 a 5? (5 es la mejor; pulse Intro para omitir)",
+    },
+    "rating.invalid": {
+        "en": "Please type a number from 1 to 5, or just press Enter to skip.",
+        "es": "Escriba un número del 1 al 5, o pulse Intro para omitir.",
+    },
+    "rating.none": {
+        "en": "No rating given; that is fine.",
+        "es": "Sin valoración; no pasa nada.",
+    },
+    "rating.comment": {
+        "en": "Any comment for the help desk? Type one line, or press Enter to skip:",
+        "es": "¿Algún comentario para el servicio de asistencia? Escriba una línea, o pulse Intro para omitir:",
+    },
+    "rating.thanks": {"en": "Thank you for your rating.", "es": "Gracias por su valoración."},
+}
+
+
+def placeholders(text: str) -> set[str]:
+    """The ``{names}`` a catalog text expects."""
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def _language_of(value: str) -> str | None:
+    """``es_ES.UTF-8`` -> ``es``; C/POSIX/empty -> None (meaning: keep looking)."""
+    value = value.strip()
+    if not value or value in ("C", "POSIX") or value.startswith("C."):
+        return None
+    return value.split(".")[0].split("@")[0].replace("-", "_").split("_")[0].lower() or None
+
+
+def detect_language(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str:
+    """The customer's language: one of :data:`LANGUAGES` (rule 2 of the module doc)."""
+    env = os.environ if environ is None else environ
+    platform = platform or sys.platform
+    found: str | None = None
+    forced = env.get("PUENTE_LANG", "")
+    if forced:
+        found = _language_of(forced)
+    if found is None:
+        for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+            value = env.get(name, "")
+            # LANGUAGE is a colon-separated preference list.
+            candidates = value.split(":") if name == "LANGUAGE" else [value]
+            for candidate in candidates:
+                found = _language_of(candidate)
+                if found is not None:
+                    break
+            if found is not None:
+                break
+    if found is None and environ is None:
+        found = _system_language(platform)
+    return found if found in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def _system_language(platform: str) -> str | None:
+    """The desktop's language where no POSIX variable says it (Windows, macOS apps)."""
+    try:
+        if platform == "win32":
+            import ctypes
+            import locale
+
+            lang_id = ctypes.windll.kernel32.GetUserDefaultUILanguage()  # type: ignore[attr-defined]
+            return _language_of(locale.windows_locale.get(lang_id, ""))
+        if platform == "darwin":
+            out = subprocess.run(
+                ["defaults", "read", "-g", "AppleLanguages"],
+                capture_output=True,
+                text=True,
+                timeout=2,
+            ).stdout
+            first = out.replace("(", " ").replace('"', " ").replace(",", " ").split()
+            return _language_of(first[0]) if first else None
+    except (OSError, ValueError, AttributeError, subprocess.SubprocessError):
+        return None
+    return None
+
+
+class Translator:
+    """Texts of one language; call it with a key and the placeholders' values."""
+
+    def __init__(self, language: str) -> None:
+        if language not in LANGUAGES:
+            raise ValueError(f"unsupported language {language!r}; use one of {LANGUAGES}")
+        self.language = language
+
+    def __call__(self, key: str, **values: object) -> str:
+        entry = CATALOG[key]  # a missing key is a bug: fail loudly in tests
+        return entry[self.language].format(**values)
+
+    def capability_title(self, capability: Capability) -> str:
+        key = f"cap.{capability.name}.title"
+        return self(key) if key in CATALOG else capability.title
+
+    def capability_description(self, capability: Capability) -> str:
+        key = f"cap.{capability.name}.description"
+        return self(key) if key in CATALOG else capability.description
+
+
+_current = Translator(detect_language())
+
+
+def t(key: str, **values: object) -> str:
+    """The text for ``key`` in the customer's language."""
+    return _current(key, **values)
+
+
+def current() -> Translator:
+    return _current
+
+
+def set_language(language: str) -> None:
+    """Switch the language (``--lang``, tests)."""
+    global _current
+    _current = Translator(language)
+
+
+def section_labels() -> dict[str, str]:
+    """Customer words for the top-level keys of a diagnostics result."""
+    prefix = "review.section."
+    return {key[len(prefix) :]: t(key) for key in CATALOG if key.startswith(prefix)}
+
+
+def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -> str:
+    """A sentence in the customer's language for why the session could not go on."""
+    from protocol.errors import IntegrityError, VersionMismatch, WrongCodeError
+    from protocol.resume import ResumeRefused
+    from relay.client import RelayRefused, RelayUnavailable, SessionLost
+
+    cause = error.__cause__
+    for kind, key in (
+        (WrongCodeError, "error.wrong_code"),
+        (ResumeRefused, "error.resume_refused"),
+        (IntegrityError, "error.integrity"),
+        (VersionMismatch, "error.version"),
+    ):
+        if isinstance(error, kind) or isinstance(cause, kind):
+            return t(key)
+    if isinstance(error, RelayRefused):
+        key = f"error.relay.{error.code}"
+        return t(key) if key in CATALOG else str(error)
+    if isinstance(error, RelayUnavailable):
+        return t("error.unavailable", relay=relay)
+    if isinstance(error, SessionLost):
+        if error.kind == "resume_timeout":
+            return t("ended.resume_timeout", grace=f"{grace:g}")
+        if error.kind in ("peer_timeout", "peer_gone"):
+            return t(f"ended.{error.kind}")
+        code = getattr(error, "code", "")
+        if error.kind == "relay" and f"error.relay.{code}" in CATALOG:
+            return t(f"error.relay.{code}")
+        return t("ended.lost")
+    if isinstance(error, TimeoutError):
+        return t("ended.no_answer")
+    return t("ended.lost")
