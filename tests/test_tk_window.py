@@ -1,0 +1,189 @@
+"""The customer's real Tk window on Xvfb, driven with xdotool (acceptance 1 of issue 8).
+
+A real relay process, a real technician console process and the real agent in
+window mode. The test is the customer: it looks at the screen (screenshots, saved
+in the test's tmp dir for a person to check), finds buttons by their colour, and
+clicks them with xdotool. What the window shows is read from the live widget tree
+the agent dumps (``PUENTE_TK_SNAPSHOT``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import tk_ui
+from agent.capabilities import default_registry
+from tests.conftest import RelayProcess, scaled
+from tests.customer import Process
+from tests.xdisplay import (
+    Rect,
+    click_colour,
+    count_colour,
+    screenshot,
+    wait_window,
+    xvfb,
+)
+
+Shown = list[dict[str, Any]]
+
+SCREEN_AVAILABLE = "screen" in default_registry().names()
+
+
+def read_snapshot(path: Path) -> Shown:
+    try:
+        data: Shown = json.loads(path.read_text(encoding="utf-8"))
+        return data
+    except (OSError, ValueError):
+        return []
+
+
+def wait_shown(path: Path, test: Callable[[Shown], bool], what: str, timeout: float = 20) -> Shown:
+    deadline = time.monotonic() + scaled(timeout)
+    while time.monotonic() < deadline:
+        shown = read_snapshot(path)
+        if shown and test(shown):
+            return shown
+        time.sleep(0.1)
+    raise AssertionError(f"the window never showed {what}: {read_snapshot(path)}")
+
+
+def texts(shown: Shown, window: str | None = None) -> list[str]:
+    return [w["text"] for w in shown if window is None or w["window"] == window]
+
+
+def has(fragment: str, window: str | None = None) -> Callable[[Shown], bool]:
+    return lambda shown: any(fragment in text for text in texts(shown, window))
+
+
+def technician_console(relay: RelayProcess, token: str) -> Process:
+    return Process(
+        [sys.executable, "-m", "technician.cli", "--relay", relay.ws_url, "--token", token]
+        + ["session", "--ticket", "HD-1042", "--ticket-url", "https://desk.example/HD-1042"],
+        stdin=True,
+    )
+
+
+def test_the_window_shows_who_asks_grants_on_allow_and_stop_ends_both_sides(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    snapshot = tmp_path / "window.json"
+    token = relay_process.add_technician("Ana Technician")
+    with xvfb() as display:
+        tech = technician_console(relay_process, token)
+        code = tech.expect(r"^code: (\S+)$").group(1)
+        agent = Process(
+            [sys.executable, "-m", "agent.cli", "--relay", relay_process.ws_url]
+            + ["--log-dir", str(tmp_path / "logs"), code],
+            env={"DISPLAY": display, tk_ui.SNAPSHOT_ENV: str(snapshot)},
+        )
+        main = wait_window(display, "Puente remote support")
+        tech.expect(r"^Customer joined")
+        sas = tech.lines[-1].split("Check code: ")[1].split(" - ")[0]
+
+        # 1. Who is connecting, for which ticket, and the check code.
+        shown = wait_shown(snapshot, has(f"Check code: {sas}"), "the check code")
+        screenshot(display, shots / "1-session.png")
+        assert has("Unverified technician: Ana Technician")(shown)
+        assert has("NOT verified")(shown)
+        assert has("Ticket: HD-1042 (https://desk.example/HD-1042)")(shown)
+        assert has("Nothing. The technician can do nothing until you allow it.")(shown)
+
+        # 2. The technician asks for diagnostics; the customer clicks Allow.
+        out = tmp_path / "diag.json"
+        tech.send(f"diagnostics {out}")
+        dialog = wait_window(display, "Permission requested")
+        shown = wait_shown(snapshot, has("Ana Technician asks for: Diagnostics"), "the question")
+        assert has("Passwords and files are not collected.")(shown)
+        screenshot(display, shots / "2-consent.png")
+        click_colour(display, dialog, tk_ui.ALLOW_COLOUR)
+
+        # Before anything leaves, the customer sees it and may untick items.
+        review = wait_window(display, "Check what will be sent")
+        shown = wait_shown(snapshot, has("Computer name", "Check what will be sent"), "the review")
+        screenshot(display, shots / "3-review.png")
+        click_colour(display, review, tk_ui.ALLOW_COLOUR)  # Send
+        tech.expect(r"^ok diagnostics: written to")
+        assert json.loads(out.read_text())["hostname"]
+        shown = wait_shown(snapshot, has("• Diagnostics"), "diagnostics as allowed")
+        screenshot(display, shots / "4-allowed.png")
+
+        # 3. While the screen is shared, a banner and a red border are always visible.
+        if SCREEN_AVAILABLE:
+            share_screen(display, tech, snapshot, tmp_path, shots)
+
+        # 4. Stop ends everything, on both sides.
+        click_colour(display, main, tk_ui.STOP_COLOUR)
+        tech.expect(r"^ended: ")
+        assert tech.wait(20) == 0
+        wait_shown(snapshot, has("The session has ended."), "the end")
+        shown = read_snapshot(snapshot)
+        assert has("you ended the session")(shown)
+        assert not has("Your screen is being shared")(shown)  # the banner is gone
+        screenshot(display, shots / "6-ended.png")
+        agent.kill()
+    for name in ("1-session", "2-consent", "3-review", "4-allowed", "6-ended"):
+        assert (shots / f"{name}.png").stat().st_size > 1000
+
+
+def share_screen(display: str, tech: Process, snapshot: Path, tmp_path: Path, shots: Path) -> None:
+    """The technician views the screen; the customer allows it; the indicator shows."""
+    tech.send(f"screenshot {tmp_path / 'remote.png'}")
+    dialog = wait_window(display, "Permission requested")
+    click_colour(display, dialog, tk_ui.ALLOW_COLOUR)
+    tech.expect(r"^ok screenshot")
+    shown = wait_shown(
+        snapshot, has("Your screen is being shared with Ana Technician"), "the banner"
+    )
+    screenshot(display, shots / "5-sharing.png")
+    border = [w for w in shown if w["class"] == "Border"]
+    assert border and border[0]["bg"] == tk_ui.BORDER_SHARING
+    top_strip = Rect(0, 0, 1280, 40)
+    assert count_colour(display, tk_ui.BANNER_COLOUR, top_strip) > 1000
+
+
+@pytest.mark.skipif(SCREEN_AVAILABLE, reason="covered end to end by the test above")
+def test_the_indicator_follows_the_granted_capabilities() -> None:
+    """Until the screen capability exists, the window's hook is checked in-process."""
+    import tkinter
+
+    with xvfb() as display:
+        import os
+
+        os.environ["DISPLAY"] = display
+        try:
+            root = tkinter.Tk()
+            window = tk_ui.CustomerWindow(root, lambda code: None, None, {"screen": "Screen"})
+            from agent.ui import SessionInfo
+
+            window.show_session(SessionInfo("Ana", True, "Example Org", "T-1", "", "1234 5678"))
+            window.show_active(["screen"], {"screen": "Screen"})
+            root.update()
+            time.sleep(0.2)
+            root.update()
+            texts_now = [w["text"] for w in window.snapshot()]
+            assert "Your screen is being shared with Ana" in texts_now
+            assert "✔ Verified technician: Ana, Example Org" in texts_now
+            assert count_colour(display, tk_ui.BANNER_COLOUR, Rect(0, 0, 1280, 40)) > 1000
+            window.show_active(["screen", "control"], {})
+            root.update()
+            assert "Ana can see your screen and control your mouse and keyboard" in [
+                w["text"] for w in window.snapshot()
+            ]
+            window.show_active([], {})
+            root.update()
+            time.sleep(0.2)
+            root.update()
+            assert count_colour(display, tk_ui.BANNER_COLOUR, Rect(0, 0, 1280, 40)) == 0
+            assert window.border.cget("bg") == tk_ui.BORDER_IDLE
+            root.destroy()
+        finally:
+            del os.environ["DISPLAY"]
