@@ -9,7 +9,7 @@ Later capabilities (screen, control, shell, files, fixes) register the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,7 @@ class CapabilityCall:
     review: ReviewCallback | None = None
 
 
-Handler = Callable[[CapabilityCall], Awaitable[dict[str, Any]]]
+Handler = Callable[[CapabilityCall], Coroutine[Any, Any, dict[str, Any]]]
 
 
 @dataclass(frozen=True)

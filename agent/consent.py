@@ -21,7 +21,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from .errors import ConsentDeclined, ConsentRevoked
 
@@ -45,12 +45,12 @@ class Authorization:
     granted_at: float
     _revoked: threading.Event
 
-    def __init__(self) -> NoReturn:
+    def __init__(self) -> None:
         raise TypeError("only the consent gate can authorise a capability")
 
     @classmethod
     def _mint(cls, capability: str) -> Authorization:
-        auth = object.__new__(cls)
+        auth: Authorization = object.__new__(cls)
         auth.capability = capability
         auth.granted_at = time.time()
         auth._revoked = threading.Event()

@@ -167,7 +167,7 @@ def parse_resume(message: dict[str, Any]) -> tuple[Role, str, bytes]:
     if message.get("version") != ENVELOPE_VERSION:
         raise EnvelopeError("unsupported envelope version", code=ErrorCode.VERSION)
     try:
-        role = Role(message.get("role"))
+        role = Role(str(message.get("role")))
     except ValueError as exc:
         raise EnvelopeError("role must be agent or technician") from exc
     session_id = message.get("session_id")

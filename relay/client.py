@@ -38,9 +38,9 @@ from protocol import envelope, messages
 from protocol.code import SessionCode
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError, ProtocolError, WrongCodeError
-from protocol.mux import Channel
+from protocol.mux import Channel, MessageReceived
 from protocol.resume import resume_verifier
-from protocol.session import Closed, MessageReceived, Paired, Resumed, Session
+from protocol.session import Closed, Paired, Resumed, Session
 
 log = logging.getLogger("puente.link")
 
@@ -69,7 +69,7 @@ def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> flo
     """
     if attempt <= 0:
         return 0.0
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    ceiling: float = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
     return ceiling / 2 + rng() * ceiling / 2
 
 
@@ -295,7 +295,8 @@ class Link:
         self._wakeup.set()
 
     async def _wait_paired(self) -> None:
-        await asyncio.wait([self._paired, self.closed], return_when=asyncio.FIRST_COMPLETED)
+        waiters: list[asyncio.Future[Any]] = [self._paired, self.closed]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if self._paired.done():
             self.keys = self._paired.result().keys
             self.sas = self.keys.sas
