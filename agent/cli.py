@@ -32,24 +32,12 @@ from .session import AgentSession
 from .settings import BakedSettings, SettingsError, code_from_filename, load_baked
 from .ui import ConsoleUI, CustomerUI
 
-DESCRIPTION = """\
-Let a help-desk technician help you with this computer.
-
-Your technician gives you a session code such as 417-862-093. Type it here (or
-pass it on the command line). You will see the technician's name, the ticket and a
-check code to read to them. The technician can do nothing until you allow it, one
-permission at a time, and you can stop any permission or the whole session at any
-moment.
-"""
-
-EPILOG = """\
+EXAMPLES = """\
 examples:
   puente-agent --relay wss://support.example.org 417-862-093
   puente-agent --relay wss://support.example.org --console 417-862-093
   PUENTE_RELAY=ws://127.0.0.1:8765 puente-agent --console
-  ./puente-agent-417862093          (a download named with its code: nothing to type)
-
-Everything done on this computer is written to a log you keep (see --log-dir).
+  ./puente-agent-417862093
 """
 
 
@@ -57,32 +45,30 @@ def build_parser(baked: BakedSettings | None = None) -> argparse.ArgumentParser:
     baked = baked or BakedSettings()
     parser = argparse.ArgumentParser(
         prog="puente-agent",
-        description=DESCRIPTION,
-        epilog=EPILOG,
+        description=t("app.help"),
+        epilog=EXAMPLES + "\n" + t("app.help_log"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("code", nargs="?", help="the session code from your technician")
+    parser.add_argument("code", nargs="?", help=t("opt.code"))
     parser.add_argument(
         "--relay",
         default=os.environ.get("PUENTE_RELAY") or baked.relay,
-        help="relay address, wss://... (default: $PUENTE_RELAY, or the one built in)",
+        help=t("opt.relay"),
     )
-    parser.add_argument(
-        "--console", action="store_true", help="use this terminal instead of a window"
-    )
+    parser.add_argument("--console", action="store_true", help=t("opt.console"))
     parser.add_argument(
         "--lang",
         choices=LANGUAGES,
-        help="language of the messages (default: this computer's language)",
+        help=t("opt.lang"),
     )
     parser.add_argument(
         "--log-dir",
         type=Path,
         default=os.environ.get("PUENTE_LOG_DIR"),
-        help="folder for the session log (default: your user's Puente state folder)",
+        help=t("opt.log_dir"),
     )
-    parser.add_argument("--ca-file", help="trust this CA certificate for the relay (wss://)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show technical details")
+    parser.add_argument("--ca-file", help=t("opt.ca_file"))
+    parser.add_argument("-v", "--verbose", action="store_true", help=t("opt.verbose"))
     return parser
 
 

@@ -36,6 +36,52 @@ DEFAULT_LANGUAGE = "en"
 CATALOG: dict[str, dict[str, str]] = {
     # Program and connection ------------------------------------------------------------
     "app.title": {"en": "Puente remote support", "es": "Asistencia remota Puente"},
+    "app.help": {
+        "en": "Let a help-desk technician help you with this computer.\n\n"
+        "Your technician gives you a session code such as 417-862-093. Type it here (or "
+        "pass it on the command line). You will see the technician's name, the ticket and "
+        "a check code to read to them. The technician can do nothing until you allow it, "
+        "one permission at a time, and you can stop any permission or the whole session "
+        "at any moment.",
+        "es": "Permita que un técnico del servicio de asistencia le ayude con este equipo.\n\n"
+        "Su técnico le da un código de sesión como 417-862-093. Escríbalo aquí (o "
+        "indíquelo en la línea de órdenes). Verá el nombre del técnico, la incidencia y un "
+        "código de comprobación para leérselo. El técnico no puede hacer nada hasta que "
+        "usted lo permita, permiso a permiso, y usted puede retirar cualquier permiso o "
+        "terminar la sesión en cualquier momento.",
+    },
+    "app.help_log": {
+        "en": "Everything done on this computer is written to a log you keep (see --log-dir).",
+        "es": "Todo lo que se hace en este equipo queda anotado en un registro que usted conserva (vea --log-dir).",
+    },
+    "opt.code": {
+        "en": "the session code from your technician",
+        "es": "el código de sesión de su técnico",
+    },
+    "opt.relay": {
+        "en": "relay address, wss://... (default: $PUENTE_RELAY, or the one built in)",
+        "es": "dirección del servidor, wss://... (por defecto: $PUENTE_RELAY, o la incluida en el programa)",
+    },
+    "opt.console": {
+        "en": "use this terminal instead of a window",
+        "es": "usar este terminal en lugar de una ventana",
+    },
+    "opt.lang": {
+        "en": "language of the messages (default: this computer's language)",
+        "es": "idioma de los mensajes (por defecto: el de este equipo)",
+    },
+    "opt.log_dir": {
+        "en": "folder for the session log (default: your user's Puente state folder)",
+        "es": "carpeta del registro de la sesión (por defecto: la carpeta de estado de Puente de su usuario)",
+    },
+    "opt.ca_file": {
+        "en": "trust this CA certificate for the relay (wss://)",
+        "es": "confiar en este certificado de CA para el servidor (wss://)",
+    },
+    "opt.verbose": {
+        "en": "show technical details",
+        "es": "mostrar detalles técnicos",
+    },
     "app.connecting": {
         "en": "Connecting to the relay to join session {code} ...",
         "es": "Conectando con el servidor para unirse a la sesión {code} ...",
@@ -188,7 +234,7 @@ CATALOG: dict[str, dict[str, str]] = {
     # Errors of the link --------------------------------------------------------------------
     "error.unavailable": {
         "en": "Could not reach the relay at {relay} (the support server). Check your internet connection and try again.",
-        "es": "No se pudo contactar con el relé {relay} (el servidor de asistencia). Compruebe su conexión a internet y vuelva a intentarlo.",
+        "es": "No se pudo contactar con el servidor de asistencia {relay}. Compruebe su conexión a internet y vuelva a intentarlo.",
     },
     "error.wrong_code": {
         "en": "The session code did not match on both ends (a mistyped code, or someone tried to intercept). This code no longer works; ask for a new one.",

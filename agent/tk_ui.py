@@ -489,6 +489,8 @@ class CustomerWindow:
         return dialog
 
     def close_dialog(self) -> None:
+        for sequence in ("<MouseWheel>", "<Button-4>", "<Button-5>"):
+            self.root.unbind_all(sequence)
         if self._dialog is not None:
             self._dialog.destroy()
             self._dialog = None
@@ -543,41 +545,55 @@ class CustomerWindow:
         tk.Label(dialog, text=t("review.intro"), wraplength=520, justify="left").pack(
             anchor="w", pady=(4, 8)
         )
+        # The buttons first, at the bottom, so a long list can never push them away.
+        row = tk.Frame(dialog)
+        row.pack(side="bottom", fill="x", pady=(10, 0))
         canvas = tk.Canvas(dialog, width=560, height=340, highlightthickness=0)
         scroll = tk.Scrollbar(dialog, orient="vertical", command=canvas.yview)
+        scroll.pack(side="right", fill="y")
         inner = tk.Frame(canvas)
         inner.bind("<Configure>", lambda _: canvas.configure(scrollregion=canvas.bbox("all")))
         canvas.create_window((0, 0), window=inner, anchor="nw")
         canvas.configure(yscrollcommand=scroll.set)
         boxes: list[tuple[tuple[str | int, ...], Any]] = []
+        self.review_checkbuttons: dict[tuple[str | int, ...], Any] = {}
         for item in items:
             keep = tk.BooleanVar(value=True)
-            tk.Checkbutton(
+            box = tk.Checkbutton(
                 inner,
                 text=item.label,
                 variable=keep,
                 font=("TkDefaultFont", 11, "bold"),
                 anchor="w",
-            ).pack(fill="x", anchor="w")
+            )
+            box.pack(fill="x", anchor="w")
+            self.review_checkbuttons[item.path] = box
             tk.Label(inner, text=item.preview, fg="#455a64", wraplength=520, justify="left").pack(
                 anchor="w", padx=(26, 0)
             )
             boxes.append((item.path, keep))
             for child in item.children:
                 child_keep = tk.BooleanVar(value=True)
-                tk.Checkbutton(
+                child_box = tk.Checkbutton(
                     inner,
                     text=f"{child.label}: {child.preview}",
                     variable=child_keep,
                     anchor="w",
                     wraplength=500,
                     justify="left",
-                ).pack(fill="x", anchor="w", padx=(26, 0))
+                )
+                child_box.pack(fill="x", anchor="w", padx=(26, 0))
+                self.review_checkbuttons[child.path] = child_box
                 boxes.append((child.path, child_keep))
-        canvas.pack(side="top", fill="both", expand=True)
+        canvas.pack(side="left", fill="both", expand=True)
+
+        def wheel(event: Any) -> None:
+            step = -1 if getattr(event, "num", 0) == 4 or getattr(event, "delta", 0) > 0 else 1
+            canvas.yview_scroll(step * 3, "units")
+
+        for sequence in ("<MouseWheel>", "<Button-4>", "<Button-5>"):
+            dialog.bind_all(sequence, wheel)
         self.review_boxes = boxes
-        row = tk.Frame(dialog)
-        row.pack(fill="x", pady=(10, 0))
 
         def send() -> None:
             answer([path for path, keep in boxes if not keep.get()])

@@ -187,3 +187,60 @@ def test_the_indicator_follows_the_granted_capabilities() -> None:
             root.destroy()
         finally:
             del os.environ["DISPLAY"]
+
+
+def test_the_window_speaks_spanish_on_a_spanish_system(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    from tests.test_i18n import spanish_templates
+
+    snapshot = tmp_path / "window.json"
+    token = relay_process.add_technician("Ana Técnica")
+    with xvfb() as display:
+        tech = technician_console(relay_process, token)
+        code = tech.expect(r"^code: (\S+)$").group(1)
+        Process(
+            [sys.executable, "-m", "agent.cli", "--relay", relay_process.ws_url]
+            + ["--log-dir", str(tmp_path / "logs"), code],
+            env={
+                "DISPLAY": display,
+                tk_ui.SNAPSHOT_ENV: str(snapshot),
+                "PUENTE_LANG": "",
+                "LANGUAGE": "",
+                "LC_ALL": "",
+                "LANG": "es_ES.UTF-8",
+            },
+        )
+        main = wait_window(display, "Asistencia remota Puente")
+        tech.expect(r"^Customer joined")
+        tech.send("chat hola")
+        tech.send(f"diagnostics {tmp_path / 'd.json'}")
+        dialog = wait_window(display, "Permiso solicitado")
+        shown = wait_shown(snapshot, has("Ana Técnica solicita: Diagnóstico"), "the question")
+        screenshot(display, tmp_path / "es-consent.png")
+        click_colour(display, dialog, tk_ui.DENY_COLOUR)
+        tech.expect(r"^declined diagnostics")
+        click_colour(display, main, tk_ui.STOP_COLOUR)
+        tech.expect(r"^ended: ")
+        shown += wait_shown(snapshot, has("La sesión ha terminado."), "the end")
+        screenshot(display, tmp_path / "es-ended.png")
+
+    templates = spanish_templates()
+    dynamic = ("Ana Técnica", "HD-1042", "hola")
+    lines = {
+        line.strip().lstrip("⚠✔• ").strip()
+        for widget in shown
+        if widget["class"] not in ("Border", "Entry")
+        for line in widget["text"].splitlines()
+        if line.strip()
+    }
+    foreign = sorted(
+        line
+        for line in lines
+        if not any(p.match(line) for p in templates)
+        and not any(line.startswith(d) or line == d for d in dynamic)
+        and not line.isdigit()
+    )
+    assert foreign == [], foreign
+    assert len(lines) > 12 and "Detener y terminar la sesión" in lines
+    assert "Técnico no verificado: Ana Técnica" in lines
