@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -141,25 +140,26 @@ def find_button(widget: Any, text: str) -> Any:
 
 
 def test_unticking_a_box_in_the_window_strikes_that_item() -> None:
+    from tests.xdisplay import run_in_child, xvfb
+
+    with xvfb() as display:
+        run_in_child(display, "tests.test_review", "review_scenario")
+
+
+def review_scenario(display: str) -> None:
     import tkinter
 
     from agent import tk_ui
-    from tests.xdisplay import xvfb
 
-    with xvfb() as display:
-        os.environ["DISPLAY"] = display
-        try:
-            root = tkinter.Tk()
-            window = tk_ui.CustomerWindow(root, lambda code: None, None, {})
-            answers: list[list[tuple[Any, ...]]] = []
-            window.review("diagnostics", outline(RESULT, section_labels()), answers.append)
-            root.update()
-            window.review_checkbuttons[("hostname",)].invoke()  # what a click does
-            window.review_checkbuttons[("system_log", 1)].invoke()
-            assert {w["text"] for w in window.snapshot()} >= {"Computer name", "Send"}
-            find_button(root, "Send").invoke()
-            root.update()
-            assert answers == [[("hostname",), ("system_log", 1)]]
-            root.destroy()
-        finally:
-            del os.environ["DISPLAY"]
+    root = tkinter.Tk()
+    window = tk_ui.CustomerWindow(root, lambda code: None, None, {})
+    answers: list[list[tuple[Any, ...]]] = []
+    window.review("diagnostics", outline(RESULT, section_labels()), answers.append)
+    root.update()
+    window.review_checkbuttons[("hostname",)].invoke()  # what a click does
+    window.review_checkbuttons[("system_log", 1)].invoke()
+    assert {w["text"] for w in window.snapshot()} >= {"Computer name", "Send"}
+    find_button(root, "Send").invoke()
+    root.update()
+    assert answers == [[("hostname",), ("system_log", 1)]]
+    root.destroy()

@@ -26,6 +26,7 @@ from tests.xdisplay import (
     Rect,
     click_colour,
     count_colour,
+    run_in_child,
     screenshot,
     wait_window,
     xvfb,
@@ -150,43 +151,49 @@ def share_screen(display: str, tech: Process, snapshot: Path, tmp_path: Path, sh
     assert count_colour(display, tk_ui.BANNER_COLOUR, top_strip) > 1000
 
 
+def settle(root: Any, condition: Callable[[], bool]) -> None:
+    """Let Tk draw until ``condition`` holds (the X server paints asynchronously)."""
+    deadline = time.monotonic() + scaled(5)
+    while True:
+        root.update()
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the window did not show it in time")
+        time.sleep(0.05)
+
+
 @pytest.mark.skipif(SCREEN_AVAILABLE, reason="covered end to end by the test above")
 def test_the_indicator_follows_the_granted_capabilities() -> None:
-    """Until the screen capability exists, the window's hook is checked in-process."""
+    """Until the screen capability exists, the window's hook is checked directly."""
+    with xvfb() as display:
+        run_in_child(display, "tests.test_tk_window", "indicator_scenario")
+
+
+def indicator_scenario(display: str) -> None:
     import tkinter
 
-    with xvfb() as display:
-        import os
+    from agent.ui import SessionInfo
 
-        os.environ["DISPLAY"] = display
-        try:
-            root = tkinter.Tk()
-            window = tk_ui.CustomerWindow(root, lambda code: None, None, {"screen": "Screen"})
-            from agent.ui import SessionInfo
-
-            window.show_session(SessionInfo("Ana", True, "Example Org", "T-1", "", "1234 5678"))
-            window.show_active(["screen"], {"screen": "Screen"})
-            root.update()
-            time.sleep(0.2)
-            root.update()
-            texts_now = [w["text"] for w in window.snapshot()]
-            assert "Your screen is being shared with Ana" in texts_now
-            assert "✔ Verified technician: Ana, Example Org" in texts_now
-            assert count_colour(display, tk_ui.BANNER_COLOUR, Rect(0, 0, 1280, 40)) > 1000
-            window.show_active(["screen", "control"], {})
-            root.update()
-            assert "Ana can see your screen and control your mouse and keyboard" in [
-                w["text"] for w in window.snapshot()
-            ]
-            window.show_active([], {})
-            root.update()
-            time.sleep(0.2)
-            root.update()
-            assert count_colour(display, tk_ui.BANNER_COLOUR, Rect(0, 0, 1280, 40)) == 0
-            assert window.border.cget("bg") == tk_ui.BORDER_IDLE
-            root.destroy()
-        finally:
-            del os.environ["DISPLAY"]
+    root = tkinter.Tk()
+    window = tk_ui.CustomerWindow(root, lambda code: None, None, {"screen": "Screen"})
+    window.show_session(SessionInfo("Ana", True, "Example Org", "T-1", "", "1234 5678"))
+    window.show_active(["screen"], {"screen": "Screen"})
+    top = Rect(0, 0, 1280, 40)
+    settle(root, lambda: count_colour(display, tk_ui.BANNER_COLOUR, top) > 1000)
+    texts_now = [w["text"] for w in window.snapshot()]
+    assert "Your screen is being shared with Ana" in texts_now
+    assert "✔ Verified technician: Ana, Example Org" in texts_now
+    assert window.border.cget("bg") == tk_ui.BORDER_SHARING
+    window.show_active(["screen", "control"], {})
+    root.update()
+    assert "Ana can see your screen and control your mouse and keyboard" in [
+        w["text"] for w in window.snapshot()
+    ]
+    window.show_active([], {})
+    settle(root, lambda: count_colour(display, tk_ui.BANNER_COLOUR, top) == 0)
+    assert window.border.cget("bg") == tk_ui.BORDER_IDLE
+    root.destroy()
 
 
 def test_the_window_speaks_spanish_on_a_spanish_system(

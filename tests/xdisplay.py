@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -175,3 +176,27 @@ def click_colour(display: str, window: str, colour: str, timeout: float = 10.0) 
         time.sleep(0.1)
     xdotool(display, "mousemove", "--sync", str(spot[0]), str(spot[1]))
     xdotool(display, "click", "1")
+
+
+def run_in_child(display: str, module: str, function: str) -> None:
+    """Run ``module.function(display)`` in a fresh Python process and check it passed.
+
+    Tk keeps its X connection for the life of the process, so a window test that
+    stops its Xvfb would make a later Tk call in the same process exit; each
+    in-process window scenario therefore gets a process of its own.
+    """
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; from {module} import {function} as f; f(sys.argv[1])",
+            display,
+        ],
+        cwd=root,
+        env={**os.environ, "DISPLAY": display, "PUENTE_LANG": "en"},
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
