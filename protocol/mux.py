@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 from .errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
 
-MAX_FRAGMENT = 16 * 1024
+# 64 KiB: bulk data crosses the relay in large WebSocket messages (fast to forward), while
+# a keystroke waits behind at most one fragment (well under a millisecond on loopback).
+MAX_FRAGMENT = 64 * 1024
 INITIAL_CREDIT = 1 << 20
 #: Largest reassembled message on any channel.
 MAX_MESSAGE = 32 * 1024 * 1024

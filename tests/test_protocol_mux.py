@@ -60,7 +60,7 @@ def run(
 
 def test_large_message_is_fragmented_and_reassembled() -> None:
     sender, receiver = Multiplexer(), Multiplexer()
-    payload = bytes(range(256)) * 400  # 102 400 bytes
+    payload = bytes(range(256)) * (MAX_FRAGMENT * 25 // 1024)  # 6.25 fragments
     sender.send(Channel.DIAGNOSTICS, payload)
     assert sender.pending(Channel.DIAGNOSTICS) == 7
     frames = drain(sender)
@@ -135,7 +135,8 @@ def test_keystroke_overtakes_a_big_screen_frame() -> None:
     assert first is not None and first[1] == Channel.SCREEN
     sender.send(Channel.INPUT, b"key a")
     assert sender.next_frame() == bytes([FrameKind.END, Channel.INPUT]) + b"key a"
-    assert sender.pending(Channel.SCREEN) > 100  # the rest of the screen frame waits
+    # The rest of the screen frame waits.
+    assert sender.pending(Channel.SCREEN) == 2 * 1024 * 1024 // MAX_FRAGMENT - 1
 
 
 def test_priority_order_is_control_input_then_screen_last() -> None:
