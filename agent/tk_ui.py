@@ -302,6 +302,7 @@ class CustomerWindow:
         if code is not None:
             self.code_entry.insert(0, str(code))
         self.code_entry.bind("<Return>", lambda _: self._on_connect())
+        self.code_entry.focus_set()
         self.connect_button = self._button(row, t("tk.connect"), CONNECT_COLOUR, self._on_connect)
         self.connect_button.pack(side="left", padx=10)
         self.status = tk.Label(self.connect_frame, text="", wraplength=460, justify="left")

@@ -251,3 +251,29 @@ def test_the_window_speaks_spanish_on_a_spanish_system(
     assert foreign == [], foreign
     assert len(lines) > 12 and "Detener y terminar la sesión" in lines
     assert "Técnico no verificado: Ana Técnica" in lines
+
+
+def test_a_typed_code_that_is_wrong_gets_a_clear_error_and_a_retry(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    from tests.xdisplay import xdotool
+
+    snapshot = tmp_path / "window.json"
+    with xvfb() as display:
+        Process(
+            [sys.executable, "-m", "agent.cli", "--relay", relay_process.ws_url]
+            + ["--log-dir", str(tmp_path / "logs")],
+            env={"DISPLAY": display, tk_ui.SNAPSHOT_ENV: str(snapshot)},
+        )
+        main = wait_window(display, "Puente remote support")
+        wait_shown(snapshot, has("Session code from your technician:"), "the code field")
+        xdotool(display, "windowfocus", "--sync", main)  # the code field has the focus
+        xdotool(display, "type", "12")
+        click_colour(display, main, tk_ui.CONNECT_COLOUR)
+        wait_shown(snapshot, has("12 is not a session code"), "the format error")
+        xdotool(display, "type", "3456789")
+        click_colour(display, main, tk_ui.CONNECT_COLOUR)
+        shown = wait_shown(snapshot, has("That session code does not exist"), "the relay's answer")
+        screenshot(display, tmp_path / "unknown-code.png")
+        assert has("Try again")(shown)
+        assert {"123456789"} <= set(texts(shown))  # what they typed is kept to correct

@@ -174,7 +174,10 @@ def click_colour(display: str, window: str, colour: str, timeout: float = 10.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"no {colour} button in window {window}")
         time.sleep(0.1)
-    xdotool(display, "mousemove", "--sync", str(spot[0]), str(spot[1]))
+    # No --sync: it waits for a motion event, which never comes when the pointer is
+    # already there (a second click on the same button).
+    xdotool(display, "mousemove", str(spot[0]), str(spot[1]))
+    time.sleep(0.05)
     xdotool(display, "click", "1")
 
 
