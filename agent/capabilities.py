@@ -4,6 +4,14 @@ A capability is a plugin with a ``name``, a customer-facing ``title`` and
 ``description``, and a ``handler``. A handler cannot run without an
 :class:`agent.consent.Authorization`, which only the consent gate can mint.
 Later capabilities (screen, control, shell, files, fixes) register the same way.
+
+Most capabilities are allowed once per session. A capability with a ``prepare``
+hook is allowed one run at a time (fixes): the session first calls ``prepare``,
+which checks the request without running anything (a fix's signature, platform,
+parameters) and either refuses it with :class:`RequestRefused` (the reason is shown
+to the customer and sent to the technician) or returns the :class:`ConsentPrompt`
+that tells the customer exactly what will run. Then the customer is asked, every
+time, and the handler gets the authorization for that run only.
 """
 
 from __future__ import annotations
@@ -13,17 +21,57 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .errors import RequestRefused
+
 if TYPE_CHECKING:
     from relay.client import Link
 
     from .audit import AgentLog
     from .consent import Authorization
+    from .trust import AgentTrust
 
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: Shows the customer a result about to leave the machine; returns the paths
 #: (see :mod:`agent.review`) they struck out. Given by a UI that can show it.
 ReviewCallback = Callable[[str, dict[str, Any]], Awaitable[list[tuple[str | int, ...]]]]
+
+
+@dataclass(frozen=True)
+class ConsentPrompt:
+    """What the customer is asked before one run of a per-run capability.
+
+    ``documents`` are texts the customer may read before answering (a fix's script),
+    as ``(name, text)`` pairs; the console shows one when the customer types its name.
+    """
+
+    title: str
+    description: str
+    detail: str = ""
+    documents: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """What ``prepare`` hands on: the question for the customer and the checked request."""
+
+    prompt: ConsentPrompt
+    state: Any
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What ``prepare`` may look at: the request and what this agent trusts."""
+
+    action: str
+    args: dict[str, Any]
+    trust: AgentTrust | None
+
+
+Preparer = Callable[[RequestContext], Awaitable[PreparedRequest]]
+
+#: Raised by ``prepare`` (defined in :mod:`agent.errors`, offered here for capabilities).
+__all__ = ["RequestRefused"]
 
 
 @dataclass
@@ -43,6 +91,16 @@ class CapabilityCall:
     progress: ProgressCallback
     log: AgentLog
     link: Link | None = None
+    #: What ``prepare`` returned (per-run capabilities only).
+    prepared: Any = None
+    #: Ask the customer for one more run within this request (a fix's second step);
+    #: returns that run's authorization, raises ConsentDeclined.
+    confirm: Callable[[ConsentPrompt], Awaitable[Authorization]] | None = None
+    #: End a run's authorization that ``confirm`` returned.
+    release: Callable[[Authorization], None] | None = None
+    #: Show the customer a line of text.
+    notify: Callable[[str], None] | None = None
+    #: The customer's review of a result before it is sent (see ``ReviewCallback``).
     review: ReviewCallback | None = None
 
 
@@ -58,6 +116,10 @@ class Capability:
     actions: tuple[str, ...]
     #: Capabilities that must already be granted (control needs screen view).
     requires: tuple[str, ...] = field(default=())
+    #: Per-run capabilities: check a request before the customer is asked (see above).
+    prepare: Preparer | None = None
+    #: Texts the customer may read before answering (set on per-run views).
+    documents: tuple[tuple[str, str], ...] = ()
 
 
 class CapabilityRegistry:
@@ -135,8 +197,15 @@ def diagnostics_capability() -> Capability:
 
 
 #: Factories of the capabilities every agent offers. Feature modules add theirs here.
+def _fixes_capability() -> Capability:
+    from .fixes import fixes_capability
+
+    return fixes_capability()
+
+
 CAPABILITY_FACTORIES: list[Callable[[], Capability]] = [
     diagnostics_capability,
+    _fixes_capability,
 ]
 
 

@@ -27,9 +27,11 @@ from relay.client import Link, LinkError
 
 from .audit import AgentLog
 from .capabilities import default_registry
+from .errors import TrustSetupError
 from .i18n import LANGUAGES, customer_error, set_language, t
 from .session import AgentSession
 from .settings import BakedSettings, SettingsError, code_from_filename, load_baked
+from .trust import AgentTrust, fetch_revocations, load_pinned_key
 from .ui import ConsoleUI, CustomerUI
 
 EXAMPLES = """\
@@ -38,6 +40,15 @@ examples:
   puente-agent --relay wss://support.example.org --console 417-862-093
   PUENTE_RELAY=ws://127.0.0.1:8765 puente-agent --console
   ./puente-agent-417862093
+  puente-agent --org-key acme-org.pub --relay wss://support.example.org 417-862-093
+  puente-agent audit verify ~/.local/state/puente/session-20260102-100000-417.log
+"""
+
+AUDIT_DESCRIPTION = """\
+Check a Puente session log: every entry carries the hash of the one before, so an
+edited, removed or inserted entry is found. Prints the first broken entry.
+
+exit status: 0 the log is intact, 1 it was changed (or cannot be read), 2 usage
 """
 
 
@@ -46,7 +57,7 @@ def build_parser(baked: BakedSettings | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="puente-agent",
         description=t("app.help"),
-        epilog=EXAMPLES + "\n" + t("app.help_log"),
+        epilog=EXAMPLES + "\n" + t("app.help_org") + "\n\n" + t("app.help_log"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("code", nargs="?", help=t("opt.code"))
@@ -68,8 +79,55 @@ def build_parser(baked: BakedSettings | None = None) -> argparse.ArgumentParser:
         help=t("opt.log_dir"),
     )
     parser.add_argument("--ca-file", help=t("opt.ca_file"))
+    parser.add_argument(
+        "--org-key",
+        type=Path,
+        default=os.environ.get("PUENTE_ORG_KEY"),
+        help=t("opt.org_key"),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help=t("opt.verbose"))
     return parser
+
+
+def build_audit_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="puente-agent audit",
+        description=AUDIT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    verify = commands.add_parser("verify", help="check that a session log was not edited")
+    verify.add_argument("file", type=Path, help="the session log (session-....log)")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def audit_main(argv: list[str]) -> int:
+    """``puente-agent audit verify FILE``."""
+    import json
+
+    from .audit import verify_log
+
+    args = build_audit_parser().parse_args(argv)
+    try:
+        verdict = verify_log(args.file)
+    except OSError as exc:
+        return fail(f"Cannot read {args.file} ({exc.strerror or exc}); check the path.")
+    if args.json:
+        print(json.dumps({"file": str(args.file), **verdict.as_dict()}), flush=True)
+    elif verdict.ok:
+        print(
+            f"OK: {args.file} is intact ({verdict.entries} entries; last entry fingerprint "
+            f"{verdict.last_hash[:16]}).",
+            flush=True,
+        )
+    else:
+        print(
+            f"BROKEN: {args.file}, line {verdict.broken_line}: {verdict.problem}. "
+            f"The {verdict.entries} entries before it are intact.",
+            flush=True,
+        )
+    return 0 if verdict.ok else 1
 
 
 def fail(message: str) -> int:
@@ -78,6 +136,9 @@ def fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["audit"]:
+        return audit_main(argv[1:])
     try:
         baked = load_baked()
     except SettingsError as exc:
@@ -117,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         except InvalidCodeError:
             return fail(t("app.bad_code", code=code_text.strip()))
     try:
-        return asyncio.run(run_agent(args.relay, code, args.log_dir, args.ca_file))
+        return asyncio.run(
+            run_agent(args.relay, code, args.log_dir, args.ca_file, args.org_key or baked)
+        )
     except KeyboardInterrupt:
         print("\n" + t("app.interrupted"), flush=True)
         return 0
@@ -129,28 +192,74 @@ def ssl_context_for(ca_file: str | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ca_file)
 
 
+async def load_trust(
+    org_key: Path | BakedSettings | None, relay: str, ssl_context: ssl.SSLContext | None
+) -> AgentTrust:
+    """The pinned organisation key (from --org-key or built in) and its revocations."""
+    from protocol.errors import TrustError
+    from protocol.identity import load_public_key
+
+    trust = AgentTrust()
+    if isinstance(org_key, BakedSettings):
+        if not org_key.org_public_key:
+            return trust
+        try:
+            trust.organisation_key = load_public_key(org_key.org_public_key.encode("ascii"))
+        except (TrustError, UnicodeError) as exc:
+            raise TrustSetupError(f"The built-in organisation key is unusable ({exc}).") from None
+    elif org_key is not None:
+        trust.organisation_key = load_pinned_key(Path(org_key))
+    else:
+        return trust
+    trust.revoked, trust.revocation_number = await asyncio.to_thread(
+        fetch_revocations, relay, trust.organisation_key, ssl_context
+    )
+    return trust
+
+
 async def run_agent(
     relay: str,
     code: SessionCode,
     log_dir: Path | None,
     ca_file: str | None,
+    org_key: Path | BakedSettings | None = None,
     ui: CustomerUI | None = None,
 ) -> int:
-    """Join the session and serve it with ``ui`` (the console by default); exit status."""
+    """Join the session and serve it with ``ui`` (the console by default); exit status.
+
+    ``org_key`` pins the organisation: a key file (--org-key) or the built-in settings.
+    """
     console = ConsoleUI() if ui is None else None
     ui = ui or console
     assert ui is not None
+    ssl_context = ssl_context_for(ca_file)
+    try:
+        if console is not None and org_key is not None:
+            if not isinstance(org_key, BakedSettings) or org_key.org_public_key:
+                console.say(t("app.checking_revocations"))
+        trust = await load_trust(org_key, relay, ssl_context)
+    except TrustSetupError as exc:
+        message = t("error.trust_setup", detail=str(exc))
+        if console is None:
+            ui.session_ended(message)
+        return fail(message)
     if console is not None:
         console.say(t("app.connecting", code=code))
     try:
-        link = await Link.open(relay, Role.AGENT, code, ssl=ssl_context_for(ca_file))
+        link = await Link.open(relay, Role.AGENT, code, ssl=ssl_context)
     except LinkError as exc:
         message = customer_error(exc, relay)
         if console is None:
             ui.session_ended(message)
         return fail(message)
     audit = AgentLog.for_session(log_dir, code.nameplate)
-    session = AgentSession(link, ui, default_registry(), audit)
+    if trust.pinned:
+        audit.write(
+            f"Organisation key pinned ({trust.key_id[:16]}); revocation list "
+            f"{'number ' + str(trust.revocation_number) if trust.revocation_number else 'none published'}"
+            f" ({len(trust.revoked)} revoked certificates)."
+        )
+    session = AgentSession(link, ui, default_registry(), audit, trust)
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; not main thread
         loop.add_signal_handler(
@@ -165,11 +274,13 @@ async def run_agent(
         print(message, file=sys.stderr, flush=True)
         return 1
     finally:
+        audit.write("Log closed.")
         audit.close()
         await link.close()
     ui.session_ended(session.customer_reason(reason))
     if console is not None:
         console.say(t("app.log_kept", path=audit.path))
+        console.say("  " + t("app.log_fingerprint", fingerprint=audit.last_hash[:16]))
     return 0
 
 

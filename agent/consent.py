@@ -13,6 +13,9 @@ Rules:
    one is granted first.
 5. A customer who declines the same capability three times is not asked again in
    this session (no prompt spamming).
+6. Some capabilities (fixes) are allowed one run at a time: :meth:`ConsentGate.authorize_run`
+   always asks, and its authorization ends with the run (:meth:`ConsentGate.release`).
+   While the run lasts it counts as granted, so ``stop NAME`` revokes it at once.
 """
 
 from __future__ import annotations
@@ -129,6 +132,53 @@ class ConsentGate:
         self._log.write(f"You allowed: {capability.title}.")
         self._ui.show_active(self.granted())
         return auth
+
+    async def authorize_run(self, capability: Capability, detail: str = "") -> Authorization:
+        """Ask the customer for ONE run of ``capability``; the answer is never remembered.
+
+        ``capability`` may be a per-run view (its title and description say exactly what
+        will run). Raises :class:`ConsentDeclined` if the customer says no, cannot answer,
+        has declined three times, or a run of the same capability is still going.
+        """
+        if capability.name in self._granted:
+            raise ConsentDeclined(
+                capability.name,
+                f"Another {capability.name} run is still going; wait for it to finish.",
+            )
+        if self._declines.get(capability.name, 0) >= MAX_DECLINES:
+            raise ConsentDeclined(
+                capability.name,
+                f"The customer declined {capability.name} {MAX_DECLINES} times; "
+                "they will not be asked again in this session.",
+            )
+        async with self._prompt_lock:  # one question on screen at a time
+            try:
+                allowed = await self._ui.ask_consent(capability, detail)
+            except (EOFError, OSError):
+                allowed = False
+        if not allowed:
+            self._declines[capability.name] = self._declines.get(capability.name, 0) + 1
+            self._log.write(f"You declined: {capability.title}.")
+            raise ConsentDeclined(capability.name)
+        if capability.name in self._granted:  # another run was allowed while we asked
+            raise ConsentDeclined(
+                capability.name,
+                f"Another {capability.name} run is still going; wait for it to finish.",
+            )
+        auth = Authorization._mint(capability.name)
+        self._granted[capability.name] = auth
+        self._requires[capability.name] = capability.requires
+        self._log.write(f"You allowed (this run only): {capability.title}.")
+        self._ui.show_active(self.granted())
+        return auth
+
+    def release(self, auth: Authorization) -> None:
+        """A one-run authorization's run is over: it stops counting as granted."""
+        if self._granted.get(auth.capability) is auth:
+            del self._granted[auth.capability]
+            self._requires.pop(auth.capability, None)
+            auth._revoke()
+            self._ui.show_active(self.granted())
 
     def revoke(self, name: str, reason: str = "stopped by the customer") -> bool:
         """Withdraw consent for ``name`` (and anything that requires it) at once."""

@@ -5,7 +5,13 @@ The tree::
     AgentError
      ├── ConsentDeclined     the customer said no to a capability (or nobody answered)
      ├── ConsentRevoked      the customer withdrew consent while the capability ran
-     └── CapabilityFailed    a capability ran and could not finish; the message says why
+     ├── CapabilityFailed    a capability ran and could not finish; the message says why
+     ├── RequestRefused      a request was refused before anything ran (a fix that failed
+     │                       verification); shown to the customer, sent as REFUSED
+     └── TrustSetupError     the pinned organisation key or its revocation list could not
+                             be used; the agent does not start
+
+Failures of signed documents themselves are ``protocol.errors.TrustError``.
 """
 
 from __future__ import annotations
@@ -29,3 +35,11 @@ class ConsentRevoked(AgentError):
 
 class CapabilityFailed(AgentError):
     pass
+
+
+class RequestRefused(AgentError):
+    """A capability's ``prepare`` refused a request before anything ran; says why."""
+
+
+class TrustSetupError(AgentError):
+    """The pinned key or the revocation list could not be loaded; the agent must not start."""

@@ -50,9 +50,25 @@ CATALOG: dict[str, dict[str, str]] = {
         "usted lo permita, permiso a permiso, y usted puede retirar cualquier permiso o "
         "terminar la sesión en cualquier momento.",
     },
+    "app.help_org": {
+        "en": 'With --org-key (your help desk\'s installer sets it), only technicians certified by that organisation can connect, you see their verified name, and only fixes that organisation signed can run. Without it you see an "unverified technician" warning and fixes are refused.',
+        "es": 'Con --org-key (el instalador de su servicio de asistencia lo incluye), solo pueden conectarse técnicos certificados por esa organización, usted ve su nombre verificado y solo pueden ejecutarse arreglos firmados por ella. Sin él verá un aviso de "técnico no verificado" y los arreglos se rechazan.',
+    },
     "app.help_log": {
-        "en": "Everything done on this computer is written to a log you keep (see --log-dir).",
-        "es": "Todo lo que se hace en este equipo queda anotado en un registro que usted conserva (vea --log-dir).",
+        "en": "Everything done on this computer is written to a hash-chained log you keep (see --log-dir); 'puente-agent audit verify FILE' checks that nobody edited it.",
+        "es": "Todo lo que se hace en este equipo queda anotado en un registro encadenado que usted conserva (vea --log-dir); 'puente-agent audit verify ARCHIVO' comprueba que nadie lo ha modificado.",
+    },
+    "app.checking_revocations": {
+        "en": "Checking which technicians your organisation has revoked ...",
+        "es": "Comprobando qué técnicos ha revocado su organización ...",
+    },
+    "app.log_fingerprint": {
+        "en": "(its last entry's fingerprint is {fingerprint}; note it to check later)",
+        "es": "(la huella de su última entrada es {fingerprint}; anótela para comprobarlo más adelante)",
+    },
+    "opt.org_key": {
+        "en": "your organisation's public key (org.pub): accept only technicians it certified and fixes it signed (default: $PUENTE_ORG_KEY, or the one built in)",
+        "es": "la clave pública de su organización (org.pub): aceptar solo técnicos certificados y arreglos firmados por ella (por defecto: $PUENTE_ORG_KEY, o la incluida en el programa)",
     },
     "opt.code": {
         "en": "the session code from your technician",
@@ -121,8 +137,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "Asistencia remota Puente - sesión iniciada",
     },
     "session.verified": {
-        "en": "Technician: {name} (verified, {organisation})",
-        "es": "Técnico: {name} (verificado, {organisation})",
+        "en": "Verified: {name}, {organisation}",
+        "es": "Verificado: {name}, {organisation}",
+    },
+    "session.verified_detail": {
+        "en": "This technician holds a certificate from {organisation} that this computer checked, and proved it for this session.",
+        "es": "Este técnico tiene un certificado de {organisation} que este equipo ha comprobado, y lo ha demostrado en esta sesión.",
     },
     "session.unverified": {"en": "Technician: {name}", "es": "Técnico: {name}"},
     "session.unverified_warning": {
@@ -183,6 +203,17 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "consent.allowed": {"en": "Allowed: {title}.", "es": "Permitido: {title}."},
     "consent.declined": {"en": "Declined: {title}.", "es": "Rechazado: {title}."},
+    "consent.documents": {
+        "en": "Before you answer you can type {names} (then Enter) to read it.",
+        "es": "Antes de responder puede escribir {names} (y pulsar Intro) para leerlo.",
+    },
+    "consent.or": {"en": " or ", "es": " o "},
+    "document.start": {
+        "en": "----- {name} ({lines} lines) -----",
+        "es": "----- {name} ({lines} líneas) -----",
+    },
+    "document.end": {"en": "----- end of {name} -----", "es": "----- fin de {name} -----"},
+    "tk.show_document": {"en": "Read the {name}", "es": "Leer el {name}"},
     "consent.now_allowed": {"en": "Now allowed: {names}", "es": "Permitido ahora: {names}"},
     "consent.nothing": {"en": "nothing", "es": "nada"},
     # Chat ----------------------------------------------------------------------------------
@@ -252,6 +283,14 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "The reconnected link could not prove it belongs to this session; the session was ended to keep this computer safe. Start a new session.",
         "es": "El enlace reconectado no pudo demostrar que pertenece a esta sesión; la sesión se terminó para proteger este equipo. Inicie una sesión nueva.",
     },
+    "error.trust_setup": {
+        "en": "This program's organisation settings could not be used, so it did not connect ({detail}). Contact your help desk.",
+        "es": "No se pudieron usar los ajustes de organización de este programa, así que no se conectó ({detail}). Contacte con su servicio de asistencia.",
+    },
+    "error.untrusted": {
+        "en": "This computer only accepts technicians certified by its organisation, and {name} could not be verified: {detail} Nothing was shown or allowed.",
+        "es": "Este equipo solo acepta técnicos certificados por su organización, y {name} no se pudo verificar: {detail} No se mostró ni se permitió nada.",
+    },
     "error.relay.bad_request": {
         "en": "The support server did not understand this program; download the current version and try again.",
         "es": "El servidor de asistencia no entendió este programa; descargue la versión actual y vuelva a intentarlo.",
@@ -304,8 +343,73 @@ CATALOG: dict[str, dict[str, str]] = {
     # Capabilities --------------------------------------------------------------------------
     "cap.diagnostics.title": {"en": "Diagnostics", "es": "Diagnóstico"},
     "cap.diagnostics.description": {
-        "en": "See basic facts about this computer (system, memory, disks, network, clock, busiest programs, recent system messages). Passwords and files are not collected.",
-        "es": "Ver datos básicos de este equipo (sistema, memoria, discos, red, reloj, programas más activos, mensajes recientes del sistema). No se recogen contraseñas ni archivos.",
+        "en": "See basic facts about this computer: system version, computer name, processor, memory, disks, network settings, clock, the busiest programs, whether a restart is pending and recent system messages. Passwords, files and personal documents are not collected.",
+        "es": "Ver datos básicos de este equipo: versión del sistema, nombre del equipo, procesador, memoria, discos, ajustes de red, reloj, los programas más activos, si hay un reinicio pendiente y mensajes recientes del sistema. No se recogen contraseñas, archivos ni documentos personales.",
+    },
+    "cap.fixes.title": {"en": "Fixes", "es": "Arreglos"},
+    "cap.fixes.description": {
+        "en": "Run a fix (a small script) that your organisation signed. You see what it does and can read the script first; you are asked before every run.",
+        "es": "Ejecutar un arreglo (un pequeño programa) firmado por su organización. Usted ve lo que hace y puede leer el programa antes; se le pregunta antes de cada ejecución.",
+    },
+    # Fixes ---------------------------------------------------------------------------------
+    "fix.title": {"en": "Fix: {title}", "es": "Arreglo: {title}"},
+    "fix.title_preview": {
+        "en": "Preview of fix: {title}",
+        "es": "Vista previa del arreglo: {title}",
+    },
+    "fix.title_undo": {"en": "Undo fix: {title}", "es": "Deshacer el arreglo: {title}"},
+    "fix.title_after_preview": {
+        "en": "Fix: {title}, now that you have seen the preview",
+        "es": "Arreglo: {title}, ahora que ha visto la vista previa",
+    },
+    "fix.preview_changes_nothing": {
+        "en": "It only lists what the fix would change; it changes nothing.",
+        "es": "Solo enumera lo que el arreglo cambiaría; no cambia nada.",
+    },
+    "fix.undoes": {
+        "en": "It undoes what this fix changed earlier.",
+        "es": "Deshace lo que este arreglo cambió antes.",
+    },
+    "fix.preview_above": {
+        "en": "The preview above lists what it will change.",
+        "es": "La vista previa de arriba enumera lo que va a cambiar.",
+    },
+    "fix.signed_by": {
+        "en": "Signed by {organisation} (fix {id}, version {version}; signature valid until {until}).",
+        "es": "Firmado por {organisation} (arreglo {id}, versión {version}; firma válida hasta {until}).",
+    },
+    "fix.values": {
+        "en": "Values chosen by the technician:",
+        "es": "Valores elegidos por el técnico:",
+    },
+    "fix.risk": {
+        "en": "Risk: {risk}. Needs administrator rights: {admin}. Stopped automatically after {timeout} seconds.",
+        "es": "Riesgo: {risk}. Necesita permisos de administrador: {admin}. Se detiene automáticamente tras {timeout} segundos.",
+    },
+    "fix.yes": {"en": "yes", "es": "sí"},
+    "fix.no": {"en": "no", "es": "no"},
+    "fix.asks_again": {
+        "en": "It first shows you what it would change, and asks you again before changing anything.",
+        "es": "Primero le muestra lo que cambiaría, y le vuelve a preguntar antes de cambiar nada.",
+    },
+    "fix.phase_run": {"en": "run", "es": "ejecución"},
+    "fix.phase_preview": {"en": "preview", "es": "vista previa"},
+    "fix.phase_undo": {"en": "undo", "es": "deshacer"},
+    "fix.finished_status": {
+        "en": "{title} ({phase}) finished: exit status {status}.",
+        "es": "{title} ({phase}) terminó: código de salida {status}.",
+    },
+    "fix.finished_timeout": {
+        "en": "{title} ({phase}) finished: stopped after {timeout} s (time limit).",
+        "es": "{title} ({phase}) terminó: detenido tras {timeout} s (límite de tiempo).",
+    },
+    "fix.preview_failed": {
+        "en": "The preview did not succeed, so the fix was not run.",
+        "es": "La vista previa no salió bien, así que el arreglo no se ejecutó.",
+    },
+    "fix.refused": {
+        "en": "Refused before anything ran: {detail}",
+        "es": "Rechazado antes de ejecutar nada: {detail}",
     },
     # Diagnostics review --------------------------------------------------------------------
     "review.title": {"en": "Check what will be sent", "es": "Revise lo que se enviará"},
@@ -341,8 +445,8 @@ CATALOG: dict[str, dict[str, str]] = {
     "tk.connect": {"en": "Connect", "es": "Conectar"},
     "tk.try_again": {"en": "Try again", "es": "Reintentar"},
     "tk.verified": {
-        "en": "Verified technician: {name}, {organisation}",
-        "es": "Técnico verificado: {name}, {organisation}",
+        "en": "Verified: {name}, {organisation}",
+        "es": "Verificado: {name}, {organisation}",
     },
     "tk.unverified": {
         "en": "Unverified technician: {name}",
@@ -483,12 +587,18 @@ class Translator:
         return entry[self.language].format(**values)
 
     def capability_title(self, capability: Capability) -> str:
-        key = f"cap.{capability.name}.title"
-        return self(key) if key in CATALOG else capability.title
+        """The capability's title in this language; a per-run title (a fix's own words,
+        already translated by the capability) is shown as it is."""
+        return self._capability_text(capability.name, "title", capability.title)
 
     def capability_description(self, capability: Capability) -> str:
-        key = f"cap.{capability.name}.description"
-        return self(key) if key in CATALOG else capability.description
+        return self._capability_text(capability.name, "description", capability.description)
+
+    def _capability_text(self, name: str, field: str, text: str) -> str:
+        entry = CATALOG.get(f"cap.{name}.{field}")
+        if entry is None or text != entry[DEFAULT_LANGUAGE]:
+            return text
+        return entry[self.language]
 
 
 _current = Translator(detect_language())
@@ -522,6 +632,10 @@ def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -
     from relay.client import RelayRefused, RelayUnavailable, SessionLost
 
     cause = error.__cause__
+    from protocol.errors import TrustError
+
+    if isinstance(cause, TrustError):
+        return str(error)  # AgentSession already put it in the customer's words
     for kind, key in (
         (WrongCodeError, "error.wrong_code"),
         (ResumeRefused, "error.resume_refused"),

@@ -1,32 +1,47 @@
 """The agent's side of a paired session: every request goes through the consent gate.
 
-Flow: exchange ``Hello``; show the customer who is connecting, for which ticket, and
-the check code (SAS); then serve requests. For each request: unknown capability ->
-``UNKNOWN``; not allowed -> ask the customer; declined -> ``DECLINED``; allowed -> run
-the handler with the authorization; revoked while running -> the handler is cancelled
-at once and the technician gets ``REVOKED``.
+Flow: receive the technician's ``Hello`` and ``Identity``; with a pinned organisation
+key, verify the certificate and the transcript signature or end the session; send our
+``Hello``; show the customer who is connecting (verified or not), for which ticket,
+and the check code (SAS); then serve requests. For each request: unknown capability
+-> ``UNKNOWN``; not allowed -> ask the customer; declined -> ``DECLINED``; allowed ->
+run the handler with the authorization; revoked while running -> the handler is
+cancelled at once and the technician gets ``REVOKED``. Per-run capabilities (fixes)
+are checked first (``REFUSED`` with the reason, before anything runs) and the
+customer is asked for every run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from protocol import messages
-from protocol.errors import VersionMismatch
+from protocol.errors import TrustError, VersionMismatch
+from protocol.identity import Certificate
 from protocol.messages import ConsentState, ReplyStatus
 from protocol.pairing import PROTOCOL_VERSION
 from relay.client import Link, SessionLost
 
 from . import __version__
 from .audit import AgentLog
-from .capabilities import CapabilityCall, CapabilityRegistry
-from .consent import ConsentGate
+from .capabilities import (
+    Capability,
+    CapabilityCall,
+    CapabilityRegistry,
+    ConsentPrompt,
+    RequestContext,
+    RequestRefused,
+)
+from .consent import Authorization, ConsentGate
 from .errors import ConsentDeclined, ConsentRevoked
 from .i18n import t
+from .trust import AgentTrust, current_platform
 from .ui import CustomerUI, SessionInfo
 
 log = logging.getLogger("puente.agent")
@@ -36,9 +51,15 @@ HELLO_TIMEOUT = 30.0
 
 class AgentSession:
     def __init__(
-        self, link: Link, ui: CustomerUI, registry: CapabilityRegistry, audit: AgentLog
+        self,
+        link: Link,
+        ui: CustomerUI,
+        registry: CapabilityRegistry,
+        audit: AgentLog,
+        trust: AgentTrust | None = None,
     ) -> None:
         self.link = link
+        self.trust = trust
         self.ui = ui
         self.registry = registry
         self.audit = audit
@@ -53,18 +74,14 @@ class AgentSession:
         link.on_link_state.append(self._link_state)
 
     async def run(self) -> str:
-        """Serve the session until it ends; return why. Raises SessionLost if cut off."""
-        await self.link.send_control(
-            messages.Hello(
-                PROTOCOL_VERSION, "agent", f"puente-agent {__version__}", "", self.registry.names()
-            )
-        )
-        hello = await asyncio.wait_for(self.link.receive_control(), HELLO_TIMEOUT)
-        if hello is None:
-            await self.link.wait_closed()  # raises why the session was lost
-            raise SessionLost(
-                "The session ended before the technician's program introduced itself."
-            )
+        """Serve the session until it ends; return why. Raises SessionLost if cut off.
+
+        The technician speaks first (``Hello``, then ``Identity``). With a pinned
+        organisation key the certificate and the transcript signature must verify, or
+        the session ends here with the reason on both sides, before the customer is
+        shown or asked anything. Only then does the agent send its own ``Hello``.
+        """
+        hello = await self._receive_first("introduced itself")
         if not isinstance(hello, messages.Hello):
             await self.link.close("the technician's program did not introduce itself")
             raise SessionLost("The technician's program did not introduce itself; session ended.")
@@ -73,19 +90,41 @@ class AgentSession:
         except VersionMismatch as exc:
             await self.link.close(str(exc))
             raise SessionLost(str(exc)) from exc
-        self.technician = hello.name[:100] or "Unnamed technician"
+        identity = await self._receive_first("presented its identity")
+        if not isinstance(identity, messages.Identity):
+            reason = "the technician's program did not present its identity"
+            await self.link.close(reason)
+            raise SessionLost(f"The session ended: {reason}.")
+        claimed = _clean_name(hello.name) or "Unnamed technician"
+        certificate = await self._verify_technician(identity, claimed)
+        await self.link.send_control(
+            messages.Hello(
+                PROTOCOL_VERSION,
+                "agent",
+                f"puente-agent {__version__}",
+                "",
+                self.registry.names(),
+                self.trust.platform if self.trust else current_platform(),
+            )
+        )
+        self.technician = certificate.name if certificate else claimed
         info = SessionInfo(
             technician=self.technician,
-            verified=False,
-            organisation="",
+            verified=certificate is not None,
+            organisation=certificate.organisation if certificate else "",
             ticket_id=str(self.link.paired_info.get("ticket_id", "")),
             ticket_url=str(self.link.paired_info.get("ticket_url") or ""),
             sas=self.link.sas,
         )
         self.ui.session_started(info)
+        who = (
+            f"{self.technician} (verified: {certificate.organisation}, certificate "
+            f"{certificate.serial[:8]})"
+            if certificate
+            else f"{self.technician} (not verified)"
+        )
         self.audit.write(
-            f"Technician {self.technician} (not verified) connected for ticket {info.ticket_id}; "
-            f"check code {info.sas}."
+            f"Technician {who} connected for ticket {info.ticket_id}; check code {info.sas}."
         )
         ui_task = asyncio.create_task(self.ui.run(self._customer_command))
         try:
@@ -108,6 +147,32 @@ class AgentSession:
             await self.link.close(reason)
 
     # Private methods -----------------------------------------------------------------
+
+    async def _receive_first(self, what: str) -> messages.Message:
+        message = await asyncio.wait_for(self.link.receive_control(), HELLO_TIMEOUT)
+        if message is None:
+            await self.link.wait_closed()  # raises why the session was lost
+            raise SessionLost(f"The session ended before the technician's program {what}.")
+        return message
+
+    async def _verify_technician(
+        self, identity: messages.Identity, claimed: str
+    ) -> Certificate | None:
+        """The verified certificate, None when no key is pinned; ends the session if invalid."""
+        if self.trust is None or not self.trust.pinned:
+            return None
+        try:
+            return self.trust.verify_technician(
+                identity.certificate, identity.signature, self.link.keys.transcript_hash
+            )
+        except TrustError as exc:
+            reason = (
+                "This computer only accepts technicians certified by its organisation, and "
+                f"{claimed} could not be verified: {exc} Nothing was shown or allowed."
+            )
+            self.audit.write(f"Refused a technician who could not be verified ({claimed}): {exc}")
+            await self.link.close(reason)  # the technician's side reads English
+            raise SessionLost(t("error.untrusted", name=claimed, detail=str(exc))) from exc
 
     async def _serve(self) -> str:
         while True:
@@ -153,18 +218,82 @@ class AgentSession:
                 message=f"This agent has no {request.capability}/{request.action}.",
             )
             return
+        if capability.prepare is not None:
+            await self._handle_per_run(request, capability)
+            return
         was_granted = capability.name in self.gate.granted()
         try:
             auth = await self.gate.authorize(capability)
         except ConsentDeclined as exc:
-            await self.link.send_control(
-                messages.Consent(capability.name, ConsentState.DECLINED, str(exc))
-            )
-            await self._reply(request.request_id, ReplyStatus.DECLINED, message=str(exc))
+            await self._declined(request, capability, exc)
             return
         if not was_granted:
             await self.link.send_control(messages.Consent(capability.name, ConsentState.GRANTED))
+        await self._run_handler(request, capability, auth)
 
+    async def _handle_per_run(self, request: messages.Request, capability: Capability) -> None:
+        """Check the request, ask the customer for this run, run it, end the grant."""
+        assert capability.prepare is not None
+        try:
+            prepared = await capability.prepare(
+                RequestContext(request.action, dict(request.args), self.trust)
+            )
+        except RequestRefused as exc:
+            self.ui.notify(t("fix.refused", detail=str(exc)))
+            self.audit.write(f"Refused before anything ran ({capability.title}): {exc}")
+            await self._reply(request.request_id, ReplyStatus.REFUSED, message=str(exc))
+            return
+        except Exception as exc:  # a bug in a check must still answer, and run nothing
+            log.warning("checking a %s request failed: %s", capability.name, exc)
+            self.audit.write(f"Could not check a request ({capability.title}): {exc}")
+            await self._reply(
+                request.request_id,
+                ReplyStatus.FAILED,
+                message=f"The agent could not check this request ({exc}); nothing ran.",
+            )
+            return
+        try:
+            auth = await self.gate.authorize_run(
+                _view(capability, prepared.prompt), prepared.prompt.detail
+            )
+        except ConsentDeclined as exc:
+            await self._declined(request, capability, exc)
+            return
+        await self.link.send_control(messages.Consent(capability.name, ConsentState.GRANTED))
+
+        async def confirm(prompt: ConsentPrompt) -> Authorization:
+            return await self.gate.authorize_run(_view(capability, prompt), prompt.detail)
+
+        try:
+            await self._run_handler(
+                request,
+                capability,
+                auth,
+                per_run=True,
+                prepared=prepared.state,
+                confirm=confirm,
+            )
+        finally:
+            self.gate.release(auth)
+
+    async def _declined(
+        self, request: messages.Request, capability: Capability, exc: ConsentDeclined
+    ) -> None:
+        await self.link.send_control(
+            messages.Consent(capability.name, ConsentState.DECLINED, str(exc))
+        )
+        await self._reply(request.request_id, ReplyStatus.DECLINED, message=str(exc))
+
+    async def _run_handler(
+        self,
+        request: messages.Request,
+        capability: Capability,
+        auth: Authorization,
+        *,
+        per_run: bool = False,
+        prepared: Any = None,
+        confirm: Callable[[ConsentPrompt], Awaitable[Authorization]] | None = None,
+    ) -> None:
         revoked = self._revocations.setdefault(capability.name, asyncio.Event())
         revoked.clear()
 
@@ -178,7 +307,11 @@ class AgentSession:
             progress,
             self.audit,
             self.link,
-            getattr(self.ui, "review_outgoing", None),
+            prepared=prepared,
+            confirm=confirm,
+            release=self.gate.release,
+            notify=self.ui.notify,
+            review=getattr(self.ui, "review_outgoing", None),
         )
         self.audit.write(f"The technician started: {capability.title} ({request.action}).")
         work = asyncio.create_task(capability.handler(call))
@@ -187,7 +320,10 @@ class AgentSession:
             await asyncio.wait([work, stop], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-        if not work.done() or not auth.active:
+        # A per-run handler ends its own grants (release), so only the revocation event
+        # says the customer stopped it; a session grant is simply no longer active.
+        stopped = revoked.is_set() if per_run else not auth.active
+        if not work.done() or stopped:
             work.cancel()
             with contextlib.suppress(BaseException):
                 await work
@@ -202,6 +338,9 @@ class AgentSession:
             result = work.result()
         except ConsentRevoked as exc:
             await self._reply(request.request_id, ReplyStatus.REVOKED, message=str(exc))
+            return
+        except ConsentDeclined as exc:
+            await self._declined(request, capability, exc)
             return
         except Exception as exc:  # a capability failure is reported, never fatal
             log.warning("capability %s failed: %s", capability.name, exc)
@@ -268,3 +407,18 @@ class AgentSession:
         elif state == "resumed":
             self.audit.write("The connection was restored; the session continues.")
             self.ui.notify(t("link.resumed"))
+
+
+def _view(capability: Capability, prompt: ConsentPrompt) -> Capability:
+    """The capability as the customer is asked about it for one run."""
+    return dataclasses.replace(
+        capability,
+        title=prompt.title,
+        description=prompt.description,
+        documents=prompt.documents,
+    )
+
+
+def _clean_name(name: str) -> str:
+    """A claimed name fit to show: printable characters only, at most 100."""
+    return "".join(c for c in name if c.isprintable())[:100].strip()

@@ -100,10 +100,11 @@ class TkUI:
     async def ask_consent(self, capability: Capability, detail: str) -> bool:
         title = current().capability_title(capability)
         description = current().capability_description(capability)
+        documents = tuple(getattr(capability, "documents", ()) or ())
         answer: asyncio.Future[bool] = self._loop.create_future()
         self._window.post(
             lambda: self._window.ask_consent(
-                title, description, detail, self._resolver(answer, False)
+                title, description, detail, self._resolver(answer, False), documents
             )
         )
         try:
@@ -342,6 +343,13 @@ class CustomerWindow:
             tk.Label(
                 frame, text="✔ " + who, fg=VERIFIED_COLOUR, font=("TkDefaultFont", 13, "bold")
             ).pack(anchor="w", pady=(8, 0))
+            tk.Label(
+                frame,
+                text=t("session.verified_detail", organisation=info.organisation),
+                fg=VERIFIED_COLOUR,
+                wraplength=480,
+                justify="left",
+            ).pack(anchor="w")
         else:
             who = t("tk.unverified", name=info.technician)
             tk.Label(
@@ -497,7 +505,12 @@ class CustomerWindow:
             self._dialog = None
 
     def ask_consent(
-        self, title: str, description: str, detail: str, answer: Callable[[bool], None]
+        self,
+        title: str,
+        description: str,
+        detail: str,
+        answer: Callable[[bool], None],
+        documents: tuple[tuple[str, str], ...] = (),
     ) -> None:
         tk = self.tk
         dialog = self._open_dialog(t("tk.consent_title"))
@@ -518,6 +531,12 @@ class CustomerWindow:
         tk.Label(
             dialog, text=t("tk.consent_hint"), wraplength=440, justify="left", fg="#455a64"
         ).pack(anchor="w", pady=(8, 0))
+        for name, text in documents:
+            tk.Button(
+                dialog,
+                text=t("tk.show_document", name=name),
+                command=lambda n=name, x=text: self._show_document(n, x),
+            ).pack(anchor="w", pady=(6, 0))
         row = tk.Frame(dialog)
         row.pack(fill="x", pady=(14, 0))
 
@@ -531,6 +550,20 @@ class CustomerWindow:
         self._button(row, t("tk.deny"), DENY_COLOUR, lambda: done(False)).pack(
             side="left", expand=True, fill="x", padx=(6, 0)
         )
+
+    def _show_document(self, name: str, text: str) -> None:
+        """A read-only window with a document (a fix's script), lines numbered."""
+        tk = self.tk
+        viewer = tk.Toplevel(self.root, padx=10, pady=10)
+        viewer.title(name)
+        viewer.attributes("-topmost", True)
+        box = tk.Text(viewer, width=90, height=30, wrap="none", font=("TkFixedFont", 10))
+        for number, line in enumerate(text.splitlines(), start=1):
+            shown = "".join(c if c.isprintable() or c == "\t" else "?" for c in line)
+            box.insert("end", f"{number:4d} | {shown}\n")
+        box.configure(state="disabled")
+        box.pack(fill="both", expand=True)
+        tk.Button(viewer, text=t("tk.close"), command=viewer.destroy).pack(anchor="e", pady=4)
 
     def review(
         self,
@@ -715,7 +748,9 @@ def run_window(args: argparse.Namespace, code: SessionCode | None, baked: BakedS
         async def main() -> int:
             ui = TkUI(window, asyncio.get_running_loop())
             window.ui = ui
-            return await run_agent(args.relay, chosen, args.log_dir, args.ca_file, ui)
+            return await run_agent(
+                args.relay, chosen, args.log_dir, args.ca_file, args.org_key or baked, ui
+            )
 
         try:
             status["code"] = asyncio.run(main())

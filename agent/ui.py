@@ -36,7 +36,13 @@ CommandHandler = Callable[[str], Awaitable[None]]
 class CustomerUI(Protocol):
     def session_started(self, info: SessionInfo) -> None: ...
 
-    async def ask_consent(self, capability: Capability, detail: str) -> bool: ...
+    async def ask_consent(self, capability: Capability, detail: str) -> bool:
+        """Ask about ``capability``; True only for a clear yes.
+
+        ``capability.documents`` (name, text) pairs, when present, are texts the
+        customer may ask to read before answering (a fix's script).
+        """
+        ...
 
     def show_active(self, granted: list[str]) -> None: ...
 
@@ -73,6 +79,7 @@ class ConsoleUI:
         self.say(t("session.started"))
         if info.verified:
             self.say(t("session.verified", name=info.technician, organisation=info.organisation))
+            self.say("  " + t("session.verified_detail", organisation=info.organisation))
         else:
             self.say(t("session.unverified", name=info.technician))
             self.say("  " + t("session.unverified_warning"))
@@ -84,25 +91,43 @@ class ConsoleUI:
 
     async def ask_consent(self, capability: Capability, detail: str) -> bool:
         self._start_reader()
+        documents = dict(getattr(capability, "documents", ()) or ())
         title = current().capability_title(capability)
         self.say("")
         self.say(t("consent.asks", title=title))
-        self.say(f"  {current().capability_description(capability)}")
+        for line in current().capability_description(capability).splitlines() or [""]:
+            self.say(f"  {line}")
         if detail:
-            self.say(f"  {detail}")
-        self.say(t("consent.question", title=title))
-        if self._input_closed:
-            self.say(t("consent.nobody", title=title))
-            return False
-        loop = asyncio.get_running_loop()
-        self._answer = loop.create_future()
-        try:
-            answer = await self._answer
-        finally:
-            self._answer = None
-        allowed = answer is not None and answer.strip().lower() in YES
-        self.say(t("consent.allowed" if allowed else "consent.declined", title=title))
-        return allowed
+            for line in detail.splitlines():
+                self.say(f"  {line}")
+        if documents:
+            names = t("consent.or").join(documents)
+            self.say("  " + t("consent.documents", names=names))
+        while True:
+            self.say(t("consent.question", title=title))
+            if self._input_closed:
+                self.say(t("consent.nobody", title=title))
+                return False
+            loop = asyncio.get_running_loop()
+            self._answer = loop.create_future()
+            try:
+                answer = await self._answer
+            finally:
+                self._answer = None
+            word = (answer or "").strip().lower().removeprefix("show ").strip()
+            if answer is not None and word in documents:
+                self._show_document(word, documents[word])
+                continue
+            allowed = answer is not None and answer.strip().lower() in YES
+            self.say(t("consent.allowed" if allowed else "consent.declined", title=title))
+            return allowed
+
+    def _show_document(self, name: str, text: str) -> None:
+        lines = text.splitlines()
+        self.say(t("document.start", name=name, lines=len(lines)))
+        for number, line in enumerate(lines, start=1):
+            self.say(f"{number:4d} | {printable(line)}")
+        self.say(t("document.end", name=name))
 
     def show_active(self, granted: list[str]) -> None:
         self._granted = list(granted)
@@ -163,3 +188,12 @@ class ConsoleUI:
         self._lines.put_nowait(None)
         if self._answer is not None and not self._answer.done():
             self._answer.set_result(None)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes, so a script or a peer's text
+    cannot move the cursor, recolour or rewrite what the customer sees."""
+    return "".join(
+        c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )

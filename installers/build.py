@@ -46,30 +46,27 @@ def check_relay(url: str) -> str:
 
 
 def read_public_key(path: Path) -> str:
-    """The organisation's Ed25519 public key as PEM text; refuse anything else."""
+    """The organisation's Ed25519 public key (``org.pub`` from ``puente-tech org init``)
+    as PEM text; refuse anything else."""
+    sys.path.insert(0, str(ROOT))
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from protocol.errors import TrustError
+    from protocol.identity import load_public_key
 
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise BuildError(f"--org-key: cannot read {path} ({exc.strerror}).") from None
-    if b"PRIVATE" in data:
+    if b"PRIVATE" in data or b"puente-organisation-key" in data:
         raise BuildError(
-            f"--org-key: {path} is a PRIVATE key. Never put it in an installer; pass the "
-            "organisation's public key file instead."
+            f"--org-key: {path} is a PRIVATE key (even encrypted, it never belongs in an "
+            "installer); pass the organisation's public key file (org.pub) instead."
         )
     try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
-        try:
-            key = serialization.load_ssh_public_key(data)
-        except ValueError:
-            raise BuildError(
-                f"--org-key: {path} is not a public key in PEM or OpenSSH format."
-            ) from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise BuildError(f"--org-key: {path} is not an Ed25519 key; Puente uses Ed25519.")
+        key = load_public_key(data)
+    except TrustError as exc:
+        raise BuildError(f"--org-key: {path}: {exc}") from None
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")

@@ -15,7 +15,18 @@ The tree::
      │    └── VersionMismatch      the peer speaks another protocol version
      ├── PairingError              the two ends could not agree keys
      │    └── WrongCodeError       key confirmation failed: wrong code or an attack
-     └── EnvelopeError             a relay envelope message was malformed
+     ├── EnvelopeError             a relay envelope message was malformed
+     ├── TrustError                a signed document (certificate, revocation list, fix)
+     │    │                        failed verification; nothing it carried is used
+     │    ├── MalformedDocument    not a well-formed key, certificate, list or fix bundle
+     │    ├── NotSigned            no signature, or no certificate where one is required
+     │    ├── ForeignSigner        signed by another organisation's key
+     │    ├── SignatureMismatch    the bytes changed after signing, or a forged signature
+     │    ├── NotYetValid          its validity period has not started
+     │    ├── Expired              its validity period is over
+     │    ├── Revoked              the organisation revoked it
+     │    └── WrongPlatform        a fix made for another operating system
+     └── FixRequestError           a fix was asked for with parameters its manifest refuses
 
 ``ProtocolError`` is the common base of the first three branches; property tests
 check that decoders raise nothing but ``PuenteError`` subclasses.
@@ -96,3 +107,43 @@ class EnvelopeError(PuenteError):
 
         super().__init__(message)
         self.code = code if code is not None else ErrorCode.BAD_REQUEST
+
+
+class TrustError(PuenteError):
+    """A signed document failed verification; nothing it carried may be used."""
+
+
+class MalformedDocument(TrustError):
+    """Bytes that are not a well-formed key, certificate, revocation list or fix bundle."""
+
+
+class NotSigned(TrustError):
+    """The document carries no signature (or no certificate was presented)."""
+
+
+class ForeignSigner(TrustError):
+    """The document was signed by another organisation's key than the trusted one."""
+
+
+class SignatureMismatch(TrustError):
+    """The signature does not match the bytes: they changed after signing, or it is forged."""
+
+
+class NotYetValid(TrustError):
+    """The document's validity period has not started yet."""
+
+
+class Expired(TrustError):
+    """The document's validity period is over."""
+
+
+class Revoked(TrustError):
+    """The organisation revoked this certificate."""
+
+
+class WrongPlatform(TrustError):
+    """A fix made for other operating systems than this one."""
+
+
+class FixRequestError(PuenteError):
+    """A fix was asked for with parameter values its manifest does not accept."""

@@ -32,6 +32,7 @@ class MsgType(enum.IntEnum):
     CONSENT = 6
     CHAT = 7
     BYE = 8
+    IDENTITY = 9
 
 
 class ReplyStatus(enum.IntEnum):
@@ -41,6 +42,7 @@ class ReplyStatus(enum.IntEnum):
     FAILED = 3  # the capability ran and failed
     UNKNOWN = 4  # no such capability or action on this agent
     BUSY = 5  # a request with this id is already running
+    REFUSED = 6  # the agent refused it before asking anyone (a fix failed verification)
 
 
 class ConsentState(enum.StrEnum):
@@ -100,6 +102,9 @@ class Hello(Message):
     software: str
     name: str  # technician's display name, or the agent's customer-facing label
     capabilities: list[str] = field(default_factory=list)
+    #: The agent's operating system family (linux, macos, windows) so the technician
+    #: picks the matching variant of a fix; empty from the technician.
+    platform: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,8 +160,24 @@ class Bye(Message):
     reason: str
 
 
+@dataclass(frozen=True)
+class Identity(Message):
+    """The technician's organisation certificate and its signature over this session.
+
+    Sent by the technician right after its ``Hello``, always (both fields empty when it
+    has no certificate). ``signature`` is Ed25519 over ``TRANSCRIPT_LABEL ‖ th`` made
+    with the certificate's key (:mod:`protocol.identity`). An agent that pins an
+    organisation key answers with its own ``Hello`` only if both verify; otherwise it
+    closes the session with the reason.
+    """
+
+    TYPE = MsgType.IDENTITY
+    certificate: bytes = b""
+    signature: bytes = b""
+
+
 MESSAGE_CLASSES: dict[MsgType, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, Request, Reply, Progress, Cancel, Consent, Chat, Bye)
+    cls.TYPE: cls for cls in (Hello, Request, Reply, Progress, Cancel, Consent, Chat, Bye, Identity)
 }
 
 

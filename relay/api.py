@@ -19,7 +19,14 @@ POST    /api/sessions                 201 + session (body: ticket_id, ticket_url
 GET     /api/sessions[?ticket_id=T]   ``{"sessions": [...]}``, newest first
 GET     /api/sessions/{id}            the session
 DELETE  /api/sessions/{id}            ends the session, 200 + the session
+POST    /api/revocations              publish an organisation's signed revocation list
+GET     /revocations/{key_id}         the newest list for that organisation key (no auth)
 ======  ============================  ===========================================
+
+Revocation lists are signed by the organisation's key (:mod:`protocol.identity`).
+The relay holds no trusted key: it checks only that a list is well formed and signed
+by the key it names, keeps the highest-numbered list per key, and hands it to any
+agent. It cannot forge or edit one; agents verify it against their pinned key.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ from typing import Any, Protocol
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from protocol.errors import TrustError
+from protocol.identity import parse_revocation_list
+
 from .http import HeaderError, bearer_token, error_response, json_response
 from .openapi import OPENAPI
 from .store import RelayStore, SessionRecord, SessionState, Technician
@@ -43,6 +53,7 @@ from .store import RelayStore, SessionRecord, SessionState, Technician
 logger = logging.getLogger("relay.api")
 
 _SESSION_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})")
+_REVOCATIONS_PATH = re.compile(r"/revocations/([0-9a-f]{64})")
 
 #: Longest ticket id and ticket URL accepted.
 MAX_TICKET_ID = 200
@@ -140,8 +151,17 @@ class RestApi:
                     "GET": lambda: self._get_session(technician, session_id, query),
                     "DELETE": lambda: self._delete_session(technician, session_id, query),
                 }
+            elif path == "/api/revocations":
+                handlers = {
+                    "POST": lambda: self._publish_revocations(
+                        technician, request.headers, body, query
+                    )
+                }
             else:
                 raise _not_found()
+        elif match := _REVOCATIONS_PATH.fullmatch(path):
+            organisation_key = match.group(1)
+            handlers = {"GET": lambda: self._get_revocations(organisation_key, query)}
         elif path == "/healthz":
             handlers = {"GET": lambda: _document(query, {"status": "ok"})}
         elif path == "/openapi.json":
@@ -240,6 +260,58 @@ class RestApi:
             record = self._owned(technician, session_id)
         return json_response(http.HTTPStatus.OK, self._session_json(record))
 
+    def _publish_revocations(
+        self, technician: Technician, headers: Headers, body: bytes, query: str
+    ) -> Response:
+        _query_params(query, allowed=())
+        _json_body(headers, body)  # JSON with the right content type, or 400/415
+        try:
+            revocations = parse_revocation_list(body)
+        except TrustError as exc:
+            raise _bad_request(f"This is not a valid signed revocation list: {exc}") from None
+        try:
+            stored = self._store.publish_revocation_list(
+                revocations.organisation_key,
+                revocations.number,
+                body.decode("utf-8"),
+                technician.id,
+                self._clock(),
+            )
+        except NotImplementedError:
+            raise _not_implemented() from None
+        if not stored:
+            raise ApiError(
+                http.HTTPStatus.CONFLICT,
+                "conflict",
+                f"A revocation list numbered {revocations.number} or higher is already "
+                "published for this organisation; make a newer one with "
+                "'puente-tech org revoke' and publish that.",
+            )
+        logger.info(
+            "revocation list published key=%s number=%d technician=%s",
+            revocations.organisation_key[:16],
+            revocations.number,
+            technician.id,
+        )
+        return json_response(
+            http.HTTPStatus.OK,
+            {
+                "organisation_key": revocations.organisation_key,
+                "number": revocations.number,
+                "revoked": len(revocations.certificates),
+            },
+        )
+
+    def _get_revocations(self, organisation_key: str, query: str) -> Response:
+        _query_params(query, allowed=())
+        try:
+            document = self._store.get_revocation_list(organisation_key)
+        except NotImplementedError:
+            raise _not_implemented() from None
+        if document is None:
+            raise _not_found("No revocation list has been published for this organisation key.")
+        return json_response(http.HTTPStatus.OK, json.loads(document))
+
     # helpers
 
     def _owned(self, technician: Technician, session_id: str) -> SessionRecord:
@@ -282,6 +354,15 @@ def _not_found(
     message: str = "There is no such route; check the path against /openapi.json.",
 ) -> ApiError:
     return ApiError(http.HTTPStatus.NOT_FOUND, "not_found", message)
+
+
+def _not_implemented() -> ApiError:
+    return ApiError(
+        http.HTTPStatus.NOT_IMPLEMENTED,
+        "not_implemented",
+        "This relay's store does not keep revocation lists; ask the operator to use the "
+        "SQLite store or a newer one.",
+    )
 
 
 def _bad_request(message: str) -> ApiError:

@@ -39,6 +39,7 @@ from protocol.code import SessionCode
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError, ProtocolError, WrongCodeError
 from protocol.mux import Channel, MessageReceived
+from protocol.pairing import SessionKeys
 from protocol.resume import resume_verifier
 from protocol.session import Closed, Paired, Resumed, Session
 
@@ -137,6 +138,8 @@ class Link:
 
     role: Role
     sas: str
+    #: The pairing's keys (``keys.transcript_hash`` is what technicians sign), once paired.
+    keys: SessionKeys
     paired_info: dict[str, Any]
     #: Called with "reconnecting", "peer_reconnecting" or "resumed" (in the loop thread).
     on_link_state: list[LinkStateCallback]
@@ -222,7 +225,10 @@ class Link:
     async def send(self, channel: Channel, payload: bytes) -> None:
         """Queue a message for the peer; it leaves in priority order (after a resume)."""
         if self.closed.done():
-            raise SessionLost(f"The session is over: {_reason(self.closed)}")
+            error = self.closed.exception()
+            if isinstance(error, SessionLost):
+                raise error  # why it was lost, with its cause
+            raise SessionLost(f"The session is over: {self.closed.result()}")
         self._session.send(channel, payload)
         self._wakeup.set()
 
@@ -533,11 +539,6 @@ class Link:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._ws.close()
-
-
-def _reason(closed: asyncio.Future[str]) -> str:
-    error = closed.exception()
-    return str(error) if error is not None else closed.result()
 
 
 async def _connect(

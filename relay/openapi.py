@@ -146,6 +146,77 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/api/revocations": {
+            "post": {
+                "summary": "Publish an organisation's signed revocation list",
+                "description": (
+                    "The body is the list exactly as 'puente-tech org revoke' wrote it. The relay "
+                    "checks that it is signed by the key it names and keeps it if its number is "
+                    "higher than the kept one's. The relay cannot forge or edit a list: agents "
+                    "verify it against their pinned organisation key."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/RevocationList"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The list is published.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "organisation_key": {"type": "string"},
+                                        "number": {"type": "integer"},
+                                        "revoked": {"type": "integer"},
+                                    },
+                                    "required": ["organisation_key", "number", "revoked"],
+                                }
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "409": _ERROR,
+                    "413": _ERROR,
+                    "415": _ERROR,
+                    "501": _ERROR,
+                },
+            }
+        },
+        "/revocations/{organisation_key}": {
+            "parameters": [
+                {
+                    "name": "organisation_key",
+                    "in": "path",
+                    "required": True,
+                    "description": "SHA-256 of the organisation's raw Ed25519 public key, hex.",
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                }
+            ],
+            "get": {
+                "summary": "The newest revocation list of an organisation (agents fetch it)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The signed list.",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/RevocationList"}
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "404": _ERROR,
+                    "501": _ERROR,
+                },
+            },
+        },
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -201,6 +272,16 @@ OPENAPI: dict[str, Any] = {
                     "expires_at",
                     "join_url",
                 ],
+            },
+            "RevocationList": {
+                "type": "object",
+                "description": "Signed by the organisation key; see docs/PROTOCOL.md.",
+                "properties": {
+                    "revocations": {"type": "object"},
+                    "signature": {"type": "string", "contentEncoding": "base64"},
+                },
+                "required": ["revocations", "signature"],
+                "additionalProperties": False,
             },
             "Error": {
                 "type": "object",

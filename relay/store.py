@@ -1,4 +1,4 @@
-"""Persistent relay state: technician accounts and sessions.
+"""Persistent relay state: technician accounts, sessions and published revocation lists.
 
 :class:`RelayStore` is the interface the server uses; :class:`SQLiteStore` is the
 embedded default (one file, ``DATA_DIR/relay.sqlite3``, WAL mode). A PostgreSQL
@@ -229,6 +229,20 @@ class RelayStore(abc.ABC):
     def close(self) -> None:
         """Release the database."""
 
+    # organisation revocation lists (signed by the organisation; the relay only keeps them)
+
+    def publish_revocation_list(
+        self, organisation_key: str, number: int, document: str, technician_id: str, now: float
+    ) -> bool:
+        """Keep ``document`` as the organisation's list unless one numbered >= ``number`` is
+        kept already (then return False). Stores that do not keep lists raise
+        NotImplementedError (the API answers 501)."""
+        raise NotImplementedError
+
+    def get_revocation_list(self, organisation_key: str) -> str | None:
+        """The organisation's newest published list (the JSON text), or None."""
+        raise NotImplementedError
+
 
 # ---------------------------------------------------------------------------
 # SQLite
@@ -262,6 +276,13 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_by_nameplate ON sessions (nameplate, created_at);
 CREATE INDEX IF NOT EXISTS sessions_by_technician ON sessions (technician_id, created_at);
 CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state);
+CREATE TABLE IF NOT EXISTS revocation_lists (
+    organisation_key  TEXT PRIMARY KEY,
+    number            INTEGER NOT NULL,
+    document          TEXT NOT NULL,
+    published_at      REAL NOT NULL,
+    technician_id     TEXT NOT NULL REFERENCES technicians(id)
+);
 """
 
 _SESSION_COLUMNS = """
@@ -442,6 +463,28 @@ class SQLiteStore(RelayStore):
             (now,),
         )
         return cursor.rowcount
+
+    def publish_revocation_list(
+        self, organisation_key: str, number: int, document: str, technician_id: str, now: float
+    ) -> bool:
+        cursor = self._db.execute(
+            "INSERT INTO revocation_lists"
+            " (organisation_key, number, document, published_at, technician_id)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (organisation_key) DO UPDATE SET number = excluded.number,"
+            " document = excluded.document, published_at = excluded.published_at,"
+            " technician_id = excluded.technician_id"
+            " WHERE excluded.number > revocation_lists.number",
+            (organisation_key, number, document, now, technician_id),
+        )
+        return cursor.rowcount == 1
+
+    def get_revocation_list(self, organisation_key: str) -> str | None:
+        row = self._db.execute(
+            "SELECT document FROM revocation_lists WHERE organisation_key = ?",
+            (organisation_key,),
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def close(self) -> None:
         self._db.close()

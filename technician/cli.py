@@ -20,7 +20,9 @@ from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
 from relay.client import LinkError
 
+from . import trust_cli
 from .client import RelayAPI, TechnicianSession
+from .credentials import CredentialsError, load_credentials
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DECLINED, EXIT_NOBODY = 0, 1, 2, 3, 4
 
@@ -36,8 +38,12 @@ aloud; if it differs, stop. The customer approves every capability you ask for.
 EPILOG = """\
 examples:
   export PUENTE_RELAY=wss://support.example.org PUENTE_TOKEN=pt_...
+  export PUENTE_CERT=ana.cert PUENTE_KEY=ana.key      # prove who you are to customers
   puente-tech diagnostics --ticket HD-1042 --out hd-1042.json
   puente-tech --json diagnostics --ticket HD-1042 --out d.json --wait 300
+  puente-tech session --ticket HD-1042 --fixes library/   # then: triage, fix disk-cleanup
+  puente-tech triage hd-1042.json
+  puente-tech org --help ; puente-tech fix --help
 
 exit status: 0 done, 1 error, 2 usage, 3 customer declined, 4 nobody joined
 """
@@ -80,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ca-file", help="trust this CA certificate for the relay (wss://)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+    parser.add_argument(
+        "--cert",
+        type=Path,
+        default=os.environ.get("PUENTE_CERT"),
+        help="your technician certificate, shown verified to customers (default: $PUENTE_CERT)",
+    )
+    parser.add_argument(
+        "--key",
+        type=Path,
+        default=os.environ.get("PUENTE_KEY"),
+        help="your private key, which belongs to --cert (default: $PUENTE_KEY)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     diag = commands.add_parser(
@@ -109,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument(
         "--wait", type=float, default=600.0, help="seconds to wait for the customer (default 600)"
     )
+    trust_cli.add_knowledge_options(console)
+    trust_cli.add_commands(commands)
     return parser
 
 
@@ -119,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    offline = trust_cli.run(args, out)
+    if offline is not None:
+        return offline
     if not args.relay:
         out.error("No relay address: pass --relay wss://... or set PUENTE_RELAY.")
         return EXIT_USAGE
@@ -130,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         import ssl
 
         ssl_context = ssl.create_default_context(cafile=args.ca_file)
+    if args.command == "org":  # org publish: the only org command that needs the relay
+        return publish_revocations(args, out, ssl_context)
+    try:
+        args.credentials = load_credentials(args.cert, args.key) if args.cert or args.key else None
+    except CredentialsError as exc:
+        out.error(str(exc))
+        return EXIT_USAGE
+    if (args.cert is None) != (args.key is None):
+        out.error("Pass both --cert and --key (or PUENTE_CERT and PUENTE_KEY), or neither.")
+        return EXIT_USAGE
     runner = run_diagnostics if args.command == "diagnostics" else run_console
     try:
         return asyncio.run(runner(args, out, ssl_context))
@@ -169,6 +202,7 @@ async def open_session(
             technician_name=str(created.get("technician") or "Technician"),
             ssl=ssl_context,
             wait_timeout=args.wait,
+            credentials=args.credentials,
         )
     except TimeoutError:
         await asyncio.to_thread(_end_quietly, api, created["session_id"])
@@ -180,6 +214,27 @@ async def open_session(
         sas=session.sas,
     )
     return api, created, session
+
+
+def publish_revocations(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
+    """``org publish --list FILE``: upload the signed revocation list to the relay."""
+    try:
+        document = args.list.read_bytes()
+    except OSError as exc:
+        out.error(f"Cannot read {args.list} ({exc.strerror or exc}); check --list.")
+        return EXIT_USAGE
+    try:
+        answer = RelayAPI(args.relay, args.token, ssl_context).publish_revocations(document)
+    except LinkError as exc:
+        out.error(str(exc))
+        return EXIT_ERROR
+    out.event(
+        "published",
+        f"Revocation list number {answer.get('number')} ({answer.get('revoked')} certificates) "
+        "is published; agents honour it from their next session.",
+        **answer,
+    )
+    return EXIT_OK
 
 
 def _end_quietly(api: RelayAPI, session_id: str) -> None:
@@ -271,7 +326,17 @@ async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -
         return EXIT_NOBODY
     watch_session(session, out)
     console_module.load_commands()
-    console = console_module.SessionConsole(session, as_json=out.as_json)
+    from .outcomes import default_outcomes_path
+
+    console = console_module.SessionConsole(
+        session,
+        as_json=out.as_json,
+        settings={
+            "fixes_dir": args.fixes,
+            "outcomes": args.outcomes or default_outcomes_path(),
+            "rules_dirs": args.rules,
+        },
+    )
     commands_task = asyncio.create_task(console.run(stdin_lines()))
     closed_task = asyncio.create_task(session.link.wait_closed())
     done, _ = await asyncio.wait([commands_task, closed_task], return_when=asyncio.FIRST_COMPLETED)

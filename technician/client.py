@@ -29,6 +29,7 @@ from protocol.pairing import PROTOCOL_VERSION
 from relay.client import Link, LinkError, RelayRefused, RelayUnavailable, SessionLost, http_url
 
 from . import __version__
+from .credentials import TechnicianCredentials
 
 
 class APIError(LinkError):
@@ -94,6 +95,15 @@ class RelayAPI:
         )
         return result
 
+    def publish_revocations(self, document: bytes) -> dict[str, Any]:
+        """Upload an organisation's signed revocation list (``org revoke`` wrote it)."""
+        try:
+            body = json.loads(document)
+        except ValueError:
+            raise APIError(400, "bad_request", "The revocation list file is not JSON.") from None
+        result: dict[str, Any] = self._call("POST", "/api/revocations", body)
+        return result
+
     def end_session(self, session_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
             "DELETE", f"/api/sessions/{urllib.parse.quote(session_id)}"
@@ -138,8 +148,15 @@ class TechnicianSession:
         technician_name: str,
         ssl: ssl_module.SSLContext | None = None,
         wait_timeout: float | None = None,
+        credentials: TechnicianCredentials | None = None,
     ) -> TechnicianSession:
-        """Claim the nameplate, wait (up to ``wait_timeout``) for the customer, pair."""
+        """Claim the nameplate, wait (up to ``wait_timeout``) for the customer, pair.
+
+        Right after ``Hello`` the technician presents its ``Identity``: the certificate
+        and a signature over this session's transcript (empty without ``credentials``).
+        An agent that pins an organisation key and does not accept it closes the
+        session; that reason is raised here as :class:`SessionLost`.
+        """
         link = await Link.open(
             relay_url,
             Role.TECHNICIAN,
@@ -150,17 +167,19 @@ class TechnicianSession:
             wait_timeout=wait_timeout,
         )
         try:
+            name = credentials.certificate.name if credentials else technician_name
             await link.send_control(
-                messages.Hello(
-                    PROTOCOL_VERSION, "technician", f"puente-tech {__version__}", technician_name
-                )
+                messages.Hello(PROTOCOL_VERSION, "technician", f"puente-tech {__version__}", name)
+            )
+            await link.send_control(
+                credentials.identity(link.keys.transcript_hash)
+                if credentials
+                else messages.Identity()
             )
             hello = await asyncio.wait_for(link.receive_control(), 30)
             if hello is None:
-                await link.wait_closed()  # raises why the session was lost
-                raise SessionLost(
-                    "The session ended before the customer's agent introduced itself."
-                )
+                reason = await link.wait_closed()  # raises why the session was lost
+                raise SessionLost(f"The customer's agent ended the session: {reason}")
             if not isinstance(hello, messages.Hello):
                 raise SessionLost("The customer's agent did not introduce itself.")
             messages.check_hello(hello)

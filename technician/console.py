@@ -75,10 +75,35 @@ def reply_result(what: str, status: int, message: str) -> Result | None:
 
 
 class SessionConsole:
-    def __init__(self, session: TechnicianSession, as_json: bool = False) -> None:
+    """Runs command lines against one session.
+
+    ``settings`` holds the command line's options for feature commands (for example
+    ``fixes_dir``, ``outcomes``); ``state`` is where feature commands keep what they
+    learn during the session (for example the last triage's findings).
+    """
+
+    def __init__(
+        self,
+        session: TechnicianSession,
+        as_json: bool = False,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.session = session
         self.as_json = as_json
         self.ended = False
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.state: dict[str, Any] = {}
+
+    def stream(self, name: str, event: str, text: str, **fields: Any) -> None:
+        """An intermediate line of a running command (never a result line).
+
+        Text mode prints ``  <event>| <text>``; JSON mode prints
+        ``{"command": name, "event": event, "line": text, ...}``.
+        """
+        if self.as_json:
+            print(json.dumps({"command": name, "event": event, "line": text, **fields}), flush=True)
+        else:
+            print(f"  {event}| {text}", flush=True)
 
     def emit(self, name: str, result: Result) -> None:
         if self.as_json:
@@ -183,7 +208,7 @@ async def _end(console: SessionConsole, args: list[str]) -> Result:
 
 
 #: Feature modules whose import registers more console commands.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["technician.fix_commands"]
 
 
 def load_commands() -> None:

@@ -117,9 +117,12 @@ class Process:
 class ScriptedCustomer(Process):
     """The real agent, driven through its console by a script.
 
-    ``answers`` maps a capability title ("Diagnostics") to "y" or "n". ``after``
-    maps a regex to a line to type once a matching line appears (once each).
-    Questions not in ``answers`` are declined, as a cautious customer would.
+    ``answers`` maps a capability title ("Diagnostics") to "y" or "n", or to a list of
+    lines typed at successive showings of that question (["script", "y"]: read the
+    script first, then allow). ``after`` maps a regex to a line to type once a
+    matching line appears (once each). Questions not in ``answers`` (or past the end
+    of a list) are declined, as a cautious customer would. ``env`` adds environment
+    variables (a test HOME, for example).
     """
 
     def __init__(
@@ -127,12 +130,15 @@ class ScriptedCustomer(Process):
         relay_url: str,
         code: str,
         log_dir: Path,
-        answers: dict[str, str] | None = None,
+        answers: dict[str, str | list[str]] | None = None,
         after: dict[str, str] | None = None,
         extra: list[str] | None = None,
         on_line: Callable[[str], None] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
-        self.answers = answers or {}
+        self.answers = {
+            k: list(v) if isinstance(v, list) else v for k, v in (answers or {}).items()
+        }
         self.after = dict(after or {})
         self.questions: list[str] = []
         self._on_line = on_line
@@ -150,6 +156,7 @@ class ScriptedCustomer(Process):
                 code,
             ],
             stdin=True,
+            env=env,
         )
 
     def _read(self) -> None:
@@ -164,7 +171,10 @@ class ScriptedCustomer(Process):
                 ask = ASK.search(line)
                 if ask:
                     self.questions.append(ask.group(1))
-                    self.send(self.answers.get(ask.group(1), "n"))
+                    answer = self.answers.get(ask.group(1), "n")
+                    if isinstance(answer, list):
+                        answer = answer.pop(0) if answer else "n"
+                    self.send(answer)
                 for pattern, reply in list(self.after.items()):
                     if re.search(pattern, line):
                         del self.after[pattern]

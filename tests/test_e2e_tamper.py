@@ -144,8 +144,10 @@ def integrity_failure(result: object) -> bool:
     return isinstance(result, SessionLost) and isinstance(result.__cause__, IntegrityError)
 
 
-# Binary messages from the technician: 1 PAKE, 2 CONFIRM, 3 Hello, 4 Request, ...
-# From the agent: 1 PAKE, 2 CONFIRM, 3 Hello, 4 Consent granted, 5 Progress, 6+ Reply.
+# Binary messages from the technician: 1 PAKE, 2 CONFIRM, 3 Hello, 4 Identity, then
+# credit frames and the Request. The agent answers only after the technician's Hello and
+# Identity: 1 PAKE, 2 CONFIRM, 3 CREDIT, 4 Hello, 5 CREDIT, 6 Consent granted,
+# 7 Progress, 8+ Reply.
 @pytest.mark.parametrize("make_fault", [flip, drop, replay, reorder], ids=lambda f: f.__name__)
 def test_tampered_request_is_refused_by_agent(
     make_fault: Callable[[int], Fault], tmp_path: Path
@@ -165,5 +167,8 @@ def test_tampered_request_is_refused_by_agent(
 def test_tampered_reply_is_refused_by_technician(
     make_fault: Callable[[int], Fault], tmp_path: Path
 ) -> None:
-    agent_result, tech_result, ui = asyncio.run(run_session({Role.AGENT: make_fault(4)}, tmp_path))
+    # The agent's Hello (4) is the last thing it says before the Request, so a dropped or
+    # held-back Hello leaves nothing later to expose it: drop/reorder the Consent (6).
+    n = 6 if make_fault in (drop, reorder) else 4
+    agent_result, tech_result, ui = asyncio.run(run_session({Role.AGENT: make_fault(n)}, tmp_path))
     assert integrity_failure(tech_result), repr(tech_result)

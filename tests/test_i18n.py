@@ -36,9 +36,15 @@ def test_every_key_has_every_language_with_the_same_placeholders() -> None:
 
 
 def test_every_capability_has_a_translated_title_and_description() -> None:
-    for name in default_registry().names():
-        assert f"cap.{name}.title" in CATALOG, f"add cap.{name}.title to agent/i18n.py"
-        assert f"cap.{name}.description" in CATALOG, f"add cap.{name}.description"
+    registry = default_registry()
+    for name in registry.names():
+        capability = registry.get(name)
+        assert capability is not None
+        for field in ("title", "description"):
+            key = f"cap.{name}.{field}"
+            assert key in CATALOG, f"add {key} to agent/i18n.py"
+            # The English must be the capability's own words, or Spanish is never used.
+            assert CATALOG[key]["en"] == getattr(capability, field), f"update {key}"
 
 
 def test_every_key_the_code_uses_exists() -> None:

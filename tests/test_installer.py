@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import tk_ui
 from tests.conftest import RelayProcess, scaled, start_relay
 from tests.customer import Process
+from tests.trust_fixtures import Organisation, make_organisation
 from tests.xdisplay import wait_window, xvfb
 
 # One test, so that pytest-xdist cannot build twice in two workers; the build alone
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class Built:
     binary: Path
     relay: RelayProcess
-    private_pem: bytes
+    organisation: Organisation
     public_pem: bytes
 
 
@@ -58,22 +57,13 @@ def build(tmp_path: Path) -> Iterator[Built]:
     work = tmp_path / "build"
     work.mkdir()
     relay = start_relay(work / "relay")
-    private = Ed25519PrivateKey.generate()
-    private_pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    (work / "org.pem").write_bytes(private_pem)
-    (work / "org.pub.pem").write_bytes(public_pem)
+    # The organisation's keys, made the way a help desk makes them (puente-tech org init).
+    organisation = make_organisation(work / "acme", "Acme IT")
     try:
-        # A private key is refused before anything is built.
+        # The (encrypted) private key is refused before anything is built.
         refused = subprocess.run(
-            [sys.executable, "installers/build.py", "agent", "--org-key", str(work / "org.pem")]
-            + ["--org-name", "Example IT", "--dist", str(work / "never")],
+            [sys.executable, "installers/build.py", "agent", "--org-key", str(organisation.key)]
+            + ["--org-name", "Acme IT", "--dist", str(work / "never")],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -84,7 +74,7 @@ def build(tmp_path: Path) -> Iterator[Built]:
 
         result = subprocess.run(
             [sys.executable, "installers/build.py", "agent", "--relay", relay.ws_url]
-            + ["--org-key", str(work / "org.pub.pem"), "--org-name", "Example IT"]
+            + ["--org-key", str(organisation.public), "--org-name", "Acme IT"]
             + ["--dist", str(work / "dist")],
             cwd=ROOT,
             capture_output=True,
@@ -92,7 +82,9 @@ def build(tmp_path: Path) -> Iterator[Built]:
             timeout=scaled(300),
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        yield Built(work / "dist" / "puente-agent", relay, private_pem, public_pem)
+        yield Built(
+            work / "dist" / "puente-agent", relay, organisation, organisation.public.read_bytes()
+        )
     finally:
         relay.stop()
 
@@ -105,12 +97,16 @@ def check_small_and_no_secret(built: Built) -> None:
     baked = json.loads(CArchiveReader(str(built.binary)).extract("puente-settings.json"))
     assert baked == {
         "relay": built.relay.ws_url,
-        "org_name": "Example IT",
+        "org_name": "Acme IT",
         "org_public_key": built.public_pem.decode(),
     }
+    # Nothing of the organisation's private key file is inside, not even encrypted.
     content = built.binary.read_bytes()
-    assert built.private_pem not in content
-    assert b"PRIVATE KEY" not in content.split(b"puente-settings.json")[0][-4096:]
+    private = json.loads(built.organisation.key.read_text())
+    for field in ("ciphertext", "nonce", "salt"):
+        value = private.get(field) or private.get("kdf", {}).get(field)
+        if value:
+            assert value.encode() not in content, field
 
 
 def check_starts_to_its_window_in_under_three_seconds(built: Built, tmp_path: Path) -> None:
@@ -146,9 +142,12 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
 ) -> None:
     tmp_path.mkdir()
     token = built.relay.add_technician("Ana Technician")
+    # The agent pins the organisation's key it was built with: only a certified
+    # technician gets in, and the customer sees the verified name.
+    cert, key = built.organisation.technician("Ana Lopez", "ana")
     tech = Process(
         [sys.executable, "-m", "technician.cli", "--relay", built.relay.ws_url, "--token", token]
-        + ["session", "--ticket", "HD-5"],
+        + ["--cert", str(cert), "--key", str(key), "session", "--ticket", "HD-5"],
         stdin=True,
     )
     code = tech.expect(r"^code: (\S+)$").group(1)
@@ -165,6 +164,7 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
         env={**clean_env, "HOME": str(home), "TMPDIR": str(temp), "PUENTE_LANG": "en"},
         stdin=True,
     )
+    customer.expect(r"^Verified: Ana Lopez, Acme IT$")
     customer.expect(r"^Check code")
     tech.expect(r"^Customer joined")
     tech.send(f"diagnostics {tmp_path / 'diag.json'}")

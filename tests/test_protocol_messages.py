@@ -17,6 +17,7 @@ from protocol.messages import (
     Consent,
     ConsentState,
     Hello,
+    Identity,
     Message,
     MsgType,
     Progress,
@@ -57,6 +58,9 @@ SAMPLES: list[Message] = [
     Chat("Hola, ¿me ves? 👋"),
     Chat(""),
     Bye("finished"),
+    Identity(),
+    Identity(b'{"certificate": {}}', b"\x01" * 64),
+    Hello(PROTOCOL_VERSION, "agent", "puente-agent 0.1.0", "", ["fixes"], "linux"),
 ]
 
 
@@ -174,7 +178,8 @@ def test_unknown_message_type_is_malformed(data: bytes) -> None:
         pytest.param(raw(MsgType.BYE), id="bye-no-fields"),
         pytest.param(raw(MsgType.BYE, "a", "b"), id="bye-extra"),
         pytest.param(raw(MsgType.HELLO, 1, "agent", "s"), id="hello-short"),
-        pytest.param(raw(MsgType.HELLO, 1, "agent", "s", "n", [], "x"), id="hello-long"),
+        pytest.param(raw(MsgType.HELLO, 1, "agent", "s", "n", [], "x", "y"), id="hello-long"),
+        pytest.param(raw(MsgType.IDENTITY, b"", b"", b""), id="identity-long"),
         pytest.param(raw(MsgType.REPLY, 1), id="reply-short"),
         pytest.param(raw(MsgType.CANCEL), id="cancel-none"),
         pytest.param(raw(MsgType.CANCEL, 1, 2), id="cancel-two"),

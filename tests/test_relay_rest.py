@@ -66,6 +66,8 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
             "/openapi.json",
             "/api/sessions",
             "/api/sessions/{session_id}",
+            "/api/revocations",
+            "/revocations/{organisation_key}",
         }
         assert set(document["paths"]["/api/sessions"]) == {"get", "post"}
         assert set(document["paths"]["/api/sessions/{session_id}"]) == {

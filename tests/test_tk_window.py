@@ -22,6 +22,7 @@ from agent import tk_ui
 from agent.capabilities import default_registry
 from tests.conftest import RelayProcess, scaled
 from tests.customer import Process
+from tests.trust_fixtures import make_organisation
 from tests.xdisplay import (
     Rect,
     click_colour,
@@ -63,10 +64,11 @@ def has(fragment: str, window: str | None = None) -> Callable[[Shown], bool]:
     return lambda shown: any(fragment in text for text in texts(shown, window))
 
 
-def technician_console(relay: RelayProcess, token: str) -> Process:
+def technician_console(relay: RelayProcess, token: str, *identity: str) -> Process:
     return Process(
         [sys.executable, "-m", "technician.cli", "--relay", relay.ws_url, "--token", token]
-        + ["session", "--ticket", "HD-1042", "--ticket-url", "https://desk.example/HD-1042"],
+        + [*identity, "session", "--ticket", "HD-1042"]
+        + ["--ticket-url", "https://desk.example/HD-1042"],
         stdin=True,
     )
 
@@ -78,12 +80,15 @@ def test_the_window_shows_who_asks_grants_on_allow_and_stop_ends_both_sides(
     shots.mkdir()
     snapshot = tmp_path / "window.json"
     token = relay_process.add_technician("Ana Technician")
+    # The help desk's organisation certified Ana; the agent pins the organisation's key.
+    organisation = make_organisation(tmp_path / "acme", "Acme IT")
+    cert, key = organisation.technician("Ana Lopez", "ana")
     with xvfb() as display:
-        tech = technician_console(relay_process, token)
+        tech = technician_console(relay_process, token, "--cert", str(cert), "--key", str(key))
         code = tech.expect(r"^code: (\S+)$").group(1)
         agent = Process(
             [sys.executable, "-m", "agent.cli", "--relay", relay_process.ws_url]
-            + ["--log-dir", str(tmp_path / "logs"), code],
+            + ["--org-key", str(organisation.public), "--log-dir", str(tmp_path / "logs"), code],
             env={"DISPLAY": display, tk_ui.SNAPSHOT_ENV: str(snapshot)},
         )
         main = wait_window(display, "Puente remote support")
@@ -93,8 +98,8 @@ def test_the_window_shows_who_asks_grants_on_allow_and_stop_ends_both_sides(
         # 1. Who is connecting, for which ticket, and the check code.
         shown = wait_shown(snapshot, has(f"Check code: {sas}"), "the check code")
         screenshot(display, shots / "1-session.png")
-        assert has("Unverified technician: Ana Technician")(shown)
-        assert has("NOT verified")(shown)
+        assert has("✔ Verified: Ana Lopez, Acme IT")(shown)
+        assert not has("NOT verified")(shown)
         assert has("Ticket: HD-1042 (https://desk.example/HD-1042)")(shown)
         assert has("Nothing. The technician can do nothing until you allow it.")(shown)
 
@@ -102,8 +107,8 @@ def test_the_window_shows_who_asks_grants_on_allow_and_stop_ends_both_sides(
         out = tmp_path / "diag.json"
         tech.send(f"diagnostics {out}")
         dialog = wait_window(display, "Permission requested")
-        shown = wait_shown(snapshot, has("Ana Technician asks for: Diagnostics"), "the question")
-        assert has("Passwords and files are not collected.")(shown)
+        shown = wait_shown(snapshot, has("Ana Lopez asks for: Diagnostics"), "the question")
+        assert has("Passwords, files and personal documents are not collected.")(shown)
         screenshot(display, shots / "2-consent.png")
         click_colour(display, dialog, tk_ui.ALLOW_COLOUR)
 
@@ -141,9 +146,7 @@ def share_screen(display: str, tech: Process, snapshot: Path, tmp_path: Path, sh
     dialog = wait_window(display, "Permission requested")
     click_colour(display, dialog, tk_ui.ALLOW_COLOUR)
     tech.expect(r"^ok screenshot")
-    shown = wait_shown(
-        snapshot, has("Your screen is being shared with Ana Technician"), "the banner"
-    )
+    shown = wait_shown(snapshot, has("Your screen is being shared with Ana Lopez"), "the banner")
     screenshot(display, shots / "5-sharing.png")
     border = [w for w in shown if w["class"] == "Border"]
     assert border and border[0]["bg"] == tk_ui.BORDER_SHARING
@@ -183,7 +186,7 @@ def indicator_scenario(display: str) -> None:
     settle(root, lambda: count_colour(display, tk_ui.BANNER_COLOUR, top) > 1000)
     texts_now = [w["text"] for w in window.snapshot()]
     assert "Your screen is being shared with Ana" in texts_now
-    assert "✔ Verified technician: Ana, Example Org" in texts_now
+    assert "✔ Verified: Ana, Example Org" in texts_now
     assert window.border.cget("bg") == tk_ui.BORDER_SHARING
     window.show_active(["screen", "control"], {})
     root.update()

@@ -1,0 +1,3 @@
+# Flush the Windows DNS client cache.
+ipconfig /flushdns
+exit $LASTEXITCODE

@@ -1,0 +1,3 @@
+# Restart the print spooler and report its state.
+Restart-Service -Name Spooler -Force -ErrorAction Stop
+(Get-Service -Name Spooler).Status

@@ -1,0 +1,233 @@
+"""Session console commands for fixes and triage: ``fix`` and ``triage``.
+
+``fix BUNDLE_OR_ID [--dry-run | --undo] [NAME=VALUE ...]`` sends a fix to the
+customer's agent: a bundle file, a fix directory (sent unsigned, which an agent with
+a pinned key refuses) or an id from the library (``--fixes DIR`` / ``PUENTE_FIXES``),
+picking the variant for the customer's platform. The agent verifies it and asks the
+customer; output lines stream here as ``  stdout| ...`` / ``  stderr| ...`` (``preview
+stdout|`` for a dry run) and one result line carries the exit status.
+
+``triage [FILE]`` matches a diagnostics snapshot against the knowledge base: FILE, or
+a fresh snapshot from the customer (asks for diagnostics if not yet allowed). It
+prints the findings with the suggested fixes ranked by past cases. A later ``fix``
+run is recorded against the problems the last triage suggested it for; a later
+fresh ``triage`` of the same session checks whether those problems are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from protocol.errors import FixRequestError
+from protocol.fixbundle import resolve_parameters
+from protocol.messages import ReplyStatus
+
+from .console import Result, SessionConsole, UsageError, command, need, reply_result
+from .display import printable
+from .fixlib import FixLibrary, FixLibraryError, load_fix_target
+from .outcomes import OutcomeStore
+from .triage import Finding, RuleError, describe, load_rules, platform_of, rank, triage
+
+
+def _library(console: SessionConsole) -> FixLibrary | None:
+    directory = console.settings.get("fixes_dir")
+    return FixLibrary(Path(directory)) if directory else None
+
+
+def _outcomes(console: SessionConsole) -> OutcomeStore | None:
+    store = console.state.get("outcomes")
+    if store is None and console.settings.get("outcomes"):
+        try:
+            store = OutcomeStore(Path(console.settings["outcomes"]))
+        except (OSError, sqlite3.Error):
+            return None  # past cases are a help, never a reason to fail a command
+        console.state["outcomes"] = store
+    return store
+
+
+def _parse_fix_words(words: list[str]) -> tuple[str, dict[str, str]]:
+    action = "run"
+    params: dict[str, str] = {}
+    for word in words:
+        if word in ("--dry-run", "--preview"):
+            action = "dry_run"
+        elif word == "--undo":
+            action = "undo"
+        else:
+            name, sep, value = word.partition("=")
+            if not sep or not name:
+                raise UsageError(f"{word!r} is not NAME=VALUE")
+            if name in params:
+                raise UsageError(f"{name} is given twice")
+            params[name] = value
+    return action, params
+
+
+@command(
+    "fix",
+    "fix BUNDLE_OR_ID [--dry-run|--undo] [NAME=VALUE ...]",
+    "run a signed fix (the customer approves each run); output streams here",
+)
+async def _fix(console: SessionConsole, args: list[str]) -> Result:
+    need(args, 1)
+    action, params = _parse_fix_words(args[1:])
+    platform = console.session.agent_hello.platform or None
+    try:
+        data, bundle = load_fix_target(args[0], _library(console), platform)
+    except FixLibraryError as exc:
+        return Result("error", str(exc))
+    if bundle is not None:
+        try:  # the agent checks again; this only saves a round trip for a typo
+            resolve_parameters(bundle.manifest, params)
+        except FixRequestError as exc:
+            return Result("error", str(exc))
+
+    def on_progress(progress: dict[str, Any]) -> None:
+        stream = progress.get("stream")
+        line = progress.get("line")
+        if stream not in ("stdout", "stderr") or not isinstance(line, str):
+            return  # anything else from the agent is not shown
+        phase = "preview " if progress.get("phase") == "preview" else ""
+        console.stream("fix", f"{phase}{stream}", printable(line), stream=stream)
+
+    reply = await console.session.request(
+        "fixes", action, {"bundle": data, "parameters": params}, on_progress
+    )
+    if reply.status == ReplyStatus.REFUSED:
+        return Result("error", f"refused before anything ran: {printable(reply.message, 600)}")
+    refused = reply_result("fix", reply.status, printable(reply.message, 600))
+    if refused:
+        return refused
+    result = reply.result or {}
+    fix_id = printable(result.get("fix", args[0]), 64)
+    version = printable(result.get("version", ""), 32)
+    exit_status = result.get("exit_status")
+    if not isinstance(exit_status, int) or isinstance(exit_status, bool):
+        exit_status = None
+    if action == "run" and not result.get("stopped_after_preview"):
+        _record(console, fix_id, version, exit_status)
+    data_out = {k: result[k] for k in result if isinstance(k, str)}
+    if result.get("stopped_after_preview"):
+        return Result(
+            "error",
+            f"{fix_id} {version}: the preview exited with status {exit_status}; "
+            "the fix was not run",
+            data_out,
+        )
+    what = {"run": "", "dry_run": " (preview)", "undo": " (undo)"}[action]
+    if result.get("timed_out"):
+        return Result("error", f"{fix_id} {version}{what} was stopped at its time limit", data_out)
+    lines = result.get("output_lines", 0)
+    if exit_status == 0:
+        return Result(
+            "ok",
+            f"{fix_id} {version}{what} finished with exit status 0 ({lines} lines of output)",
+            data_out,
+        )
+    return Result(
+        "error",
+        f"{fix_id} {version}{what} finished with exit status {exit_status} "
+        f"({lines} lines of output)",
+        data_out,
+    )
+
+
+def _record(console: SessionConsole, fix_id: str, version: str, exit_status: int | None) -> None:
+    store = _outcomes(console)
+    if store is None:
+        return
+    findings: list[Finding] = console.state.get("last_findings", [])
+    problems = [f.problem for f in findings if any(s.fix_id == fix_id for s in f.suggestions)]
+    link = console.session.link
+    try:
+        store.record(
+            session_id=link.session_id,
+            ticket_id=str(link.paired_info.get("ticket_id", "")),
+            problems=problems,
+            fix_id=fix_id,
+            fix_version=version,
+            exit_status=exit_status,
+            now=time.time(),
+        )
+    except sqlite3.Error:
+        pass  # past cases are a help, never a reason to fail a command
+
+
+def run_triage(
+    diagnostics: dict[str, Any],
+    *,
+    reference_time: float | None,
+    rules_dirs: list[Path],
+    library: FixLibrary | None,
+    outcomes: OutcomeStore | None,
+    platform: str | None = None,
+) -> list[Finding]:
+    """Findings for a snapshot, suggestions ranked by past cases and marked by availability."""
+    findings = triage(diagnostics, load_rules(rules_dirs), reference_time)
+    history = outcomes.history(f.problem for f in findings) if outcomes else {}
+    available = None
+    if library is not None:
+        platform = platform or platform_of(diagnostics)
+        available = {}
+        for finding in findings:
+            for suggestion in finding.suggestions:
+                try:
+                    library.find(suggestion.fix_id, platform)
+                    available[suggestion.fix_id] = True
+                except FixLibraryError:
+                    available[suggestion.fix_id] = False
+    return rank(findings, history, available)
+
+
+@command(
+    "triage",
+    "triage [FILE]",
+    "find known problems in diagnostics (FILE, or fresh from the customer) and suggest fixes",
+)
+async def _triage(console: SessionConsole, args: list[str]) -> Result:
+    reference_time: float | None = None
+    if args:
+        try:
+            diagnostics = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            return Result("error", f"{args[0]} is not diagnostics JSON ({exc})")
+        if not isinstance(diagnostics, dict):
+            return Result("error", f"{args[0]} is not diagnostics JSON (not an object)")
+    else:
+        reply = await console.session.request("diagnostics", "collect", {"sample_seconds": 0.5})
+        refused = reply_result("diagnostics", reply.status, printable(reply.message, 600))
+        if refused:
+            return refused
+        reference_time = time.time()
+        diagnostics = reply.result or {}
+    outcomes = _outcomes(console)
+    try:
+        findings = run_triage(
+            diagnostics,
+            reference_time=reference_time,
+            rules_dirs=[Path(p) for p in console.settings.get("rules_dirs", [])],
+            library=_library(console),
+            outcomes=outcomes,
+            platform=console.session.agent_hello.platform or None,
+        )
+    except (RuleError, FixLibraryError) as exc:
+        return Result("error", str(exc))
+    if not args and outcomes is not None:
+        try:
+            outcomes.recheck(console.session.link.session_id, {f.problem for f in findings})
+        except sqlite3.Error:
+            pass
+    console.state["last_findings"] = findings
+    if not console.as_json:
+        for line in describe(findings):
+            print(f"  {line}", flush=True)
+    summary = ", ".join(f"{f.problem} ({f.severity})" for f in findings) or "no known problem"
+    return Result(
+        "ok",
+        f"{len(findings)} problem(s): {summary}",
+        {"findings": [f.as_dict() for f in findings]},
+    )
