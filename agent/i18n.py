@@ -488,6 +488,9 @@ CATALOG: dict[str, dict[str, str]] = {
     "tk.banner_stop": {"en": "Stop sharing", "es": "Dejar de compartir"},
     "tk.ended": {"en": "The session has ended.", "es": "La sesión ha terminado."},
     "tk.close": {"en": "Close", "es": "Cerrar"},
+    "tk.choose": {"en": "Choose…", "es": "Elegir…"},
+    "tk.ok": {"en": "OK", "es": "Aceptar"},
+    "tk.cancel": {"en": "Cancel", "es": "Cancelar"},
     "tk.rating_scale": {"en": "1 = poor, 5 = excellent", "es": "1 = mala, 5 = excelente"},
     "tk.rating_send": {"en": "Send rating", "es": "Enviar valoración"},
     "tk.rating_skip": {"en": "Skip", "es": "Omitir"},
@@ -593,6 +596,10 @@ class Translator:
 
     def capability_description(self, capability: Capability) -> str:
         return self._capability_text(capability.name, "description", capability.description)
+
+    def capability_choice(self, capability: Capability, question: str) -> str:
+        """A capability's follow-up question (files: which folder) in this language."""
+        return self._capability_text(capability.name, "choice", question)
 
     def _capability_text(self, name: str, field: str, text: str) -> str:
         entry = CATALOG.get(f"cap.{name}.{field}")

@@ -112,6 +112,19 @@ class TkUI:
         finally:
             self._window.post(self._window.close_dialog)
 
+    async def ask_choice(self, capability: Capability, question: str, default: str) -> str | None:
+        """The follow-up question of a capability (files: which folder); None is a no."""
+        title = current().capability_title(capability)
+        shown = current().capability_choice(capability, question)
+        answer: asyncio.Future[str | None] = self._loop.create_future()
+        self._window.post(
+            lambda: self._window.ask_choice(title, shown, default, self._resolver(answer, None))
+        )
+        try:
+            return await answer
+        finally:
+            self._window.post(self._window.close_dialog)
+
     def show_active(self, granted: list[str]) -> None:
         titles = {name: self._window.title_of(name) for name in granted}
         self._window.post(lambda: self._window.show_active(granted, titles))
@@ -548,6 +561,48 @@ class CustomerWindow:
             side="left", expand=True, fill="x", padx=(0, 6)
         )
         self._button(row, t("tk.deny"), DENY_COLOUR, lambda: done(False)).pack(
+            side="left", expand=True, fill="x", padx=(6, 0)
+        )
+
+    def ask_choice(
+        self, title: str, question: str, default: str, answer: Callable[[str | None], None]
+    ) -> None:
+        """A question with a default (a folder), a Choose button for folders, OK, Cancel."""
+        tk = self.tk
+        dialog = self._open_dialog(title)
+        tk.Label(
+            dialog,
+            text=question,
+            font=("TkDefaultFont", 12, "bold"),
+            wraplength=440,
+            justify="left",
+        ).pack(anchor="w")
+        row = tk.Frame(dialog)
+        row.pack(fill="x", pady=8)
+        entry = tk.Entry(row, width=44)
+        entry.insert(0, default)
+        entry.pack(side="left", fill="x", expand=True)
+
+        def browse() -> None:
+            from tkinter import filedialog
+
+            folder = filedialog.askdirectory(parent=dialog, initialdir=entry.get() or default)
+            if folder:
+                entry.delete(0, "end")
+                entry.insert(0, folder)
+
+        tk.Button(row, text=t("tk.choose"), command=browse).pack(side="left", padx=(6, 0))
+        buttons = tk.Frame(dialog)
+        buttons.pack(fill="x", pady=(8, 0))
+
+        def done(value: str | None) -> None:
+            answer(value)
+            self.close_dialog()
+
+        self._button(buttons, t("tk.ok"), ALLOW_COLOUR, lambda: done(entry.get().strip())).pack(
+            side="left", expand=True, fill="x", padx=(0, 6)
+        )
+        self._button(buttons, t("tk.cancel"), DENY_COLOUR, lambda: done(None)).pack(
             side="left", expand=True, fill="x", padx=(6, 0)
         )
 
