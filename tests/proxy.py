@@ -85,12 +85,15 @@ class RecordingProxy:
 class FaultInjectingProxy(RecordingProxy):
     """A TCP proxy that can cut the network: ``cut()`` drops every connection at once
     (as a dead Wi-Fi would, without any close handshake) and refuses new ones until
-    ``restore()``. Use it between an agent and a real relay.
+    ``restore()``. ``rate`` (bytes per second, each direction) makes it a slow link, so
+    a transfer lasts long enough to be cut in the middle. Put it between an agent and a
+    real relay.
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, rate: float | None = None) -> None:
         super().__init__(target_host, target_port)
         self._cut = threading.Event()
+        self.rate = rate
         self.connections = 0
         self.refused = 0
 
@@ -112,4 +115,21 @@ class FaultInjectingProxy(RecordingProxy):
             writer.transport.abort()
             return
         self.connections += 1
-        await super()._handle(reader, writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(16384):
+                    dst.write(data)
+                    await dst.drain()
+                    if self.rate:
+                        await asyncio.sleep(len(data) / self.rate)
+            with contextlib.suppress(Exception):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
