@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from protocol.mux import Channel
+
 from .errors import RequestRefused
 
 if TYPE_CHECKING:
@@ -116,6 +118,12 @@ class Capability:
     actions: tuple[str, ...]
     #: Capabilities that must already be granted (control needs screen view).
     requires: tuple[str, ...] = field(default=())
+    #: Says why this capability cannot work on this machine (no display...), or None.
+    #: Checked before the customer is asked, so nobody consents to the impossible.
+    unavailable: Callable[[], str | None] | None = None
+    #: Multiplexer channels the capability streams on; what is still queued on them
+    #: is discarded the moment consent is withdrawn, so nothing leaves afterwards.
+    channels: tuple[Channel, ...] = field(default=())
     #: Per-run capabilities: check a request before the customer is asked (see above).
     prepare: Preparer | None = None
     #: Texts the customer may read before answering (set on per-run views).
@@ -196,6 +204,22 @@ def diagnostics_capability() -> Capability:
     )
 
 
+# Screen view and remote control (agent/screen.py; imported when a registry is built,
+# so the agent starts without loading numpy and the codecs).
+
+
+def screen_capability() -> Capability:
+    from . import screen
+
+    return screen.screen_capability()
+
+
+def control_capability() -> Capability:
+    from . import screen
+
+    return screen.control_capability()
+
+
 #: Factories of the capabilities every agent offers. Feature modules add theirs here.
 def _fixes_capability() -> Capability:
     from .fixes import fixes_capability
@@ -205,6 +229,8 @@ def _fixes_capability() -> Capability:
 
 CAPABILITY_FACTORIES: list[Callable[[], Capability]] = [
     diagnostics_capability,
+    screen_capability,
+    control_capability,
     _fixes_capability,
 ]
 

@@ -346,6 +346,16 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "See basic facts about this computer: system version, computer name, processor, memory, disks, network settings, clock, the busiest programs, whether a restart is pending and recent system messages. Passwords, files and personal documents are not collected.",
         "es": "Ver datos básicos de este equipo: versión del sistema, nombre del equipo, procesador, memoria, discos, ajustes de red, reloj, los programas más activos, si hay un reinicio pendiente y mensajes recientes del sistema. No se recogen contraseñas, archivos ni documentos personales.",
     },
+    "cap.screen.title": {"en": "Screen view", "es": "Ver la pantalla"},
+    "cap.screen.description": {
+        "en": "Let the technician see your screen, live: everything shown on it, including open windows and notifications. They cannot click or type unless you also allow remote control.",
+        "es": "Permitir que el técnico vea su pantalla en directo: todo lo que se muestra, incluidas las ventanas abiertas y las notificaciones. No puede hacer clic ni escribir salvo que usted permita también el control remoto.",
+    },
+    "cap.control.title": {"en": "Remote control", "es": "Control remoto"},
+    "cap.control.description": {
+        "en": "Let the technician move your mouse pointer, click and type on this computer while you watch. Type 'stop control' at any moment to take it back at once.",
+        "es": "Permitir que el técnico mueva el puntero del ratón, haga clic y escriba en este equipo mientras usted mira. Escriba 'stop control' en cualquier momento para retirarlo al instante.",
+    },
     "cap.fixes.title": {"en": "Fixes", "es": "Arreglos"},
     "cap.fixes.description": {
         "en": "Run a fix (a small script) that your organisation signed. You see what it does and can read the script first; you are asked before every run.",

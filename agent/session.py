@@ -218,6 +218,13 @@ class AgentSession:
                 message=f"This agent has no {request.capability}/{request.action}.",
             )
             return
+        reason = capability.unavailable() if capability.unavailable is not None else None
+        if reason:
+            # Say it to both people instead of asking for something that cannot work.
+            self.ui.notify(reason)
+            self.audit.write(f"Not available here: {capability.title} ({reason})")
+            await self._reply(request.request_id, ReplyStatus.FAILED, message=reason)
+            return
         if capability.prepare is not None:
             await self._handle_per_run(request, capability)
             return
@@ -362,6 +369,11 @@ class AgentSession:
             await self.link.send_control(messages.Reply(request_id, status, result, message))
 
     def _revoked(self, capability: str, reason: str) -> None:
+        # First drop whatever the capability still has queued for the technician
+        # (screen frames), so nothing of it leaves after this moment.
+        spec = self.registry.get(capability)
+        for channel in spec.channels if spec is not None else ():
+            self.link.discard(channel)
         event = self._revocations.get(capability)
         if event is not None:
             event.set()

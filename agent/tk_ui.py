@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol.code import InvalidCodeError, SessionCode
 
-from .i18n import current, section_labels, t
+from .i18n import CATALOG, current, section_labels, t
 from .review import ReviewItem, outline
 from .settings import BakedSettings
 from .ui import CommandHandler, SessionInfo
@@ -786,15 +786,15 @@ def run_window(args: argparse.Namespace, code: SessionCode | None, baked: BakedS
     """Open the window; run sessions from it on a worker thread. Returns the exit status."""
     import tkinter as tk
 
-    from .capabilities import default_registry
     from .cli import run_agent
 
-    registry = default_registry()
-    titles = {}
-    for name in registry.names():
-        capability = registry.get(name)
-        assert capability is not None
-        titles[name] = current().capability_title(capability)
+    # Titles come from the catalog, so the window opens before the capabilities (numpy
+    # and the rest of the screen pipeline) are imported: that happens in the session.
+    titles = {
+        key.split(".")[1]: t(key)
+        for key in CATALOG
+        if key.startswith("cap.") and key.endswith(".title")
+    }
     root = tk.Tk(className="puente-agent")
     status: dict[str, int] = {"code": 1}
     window: CustomerWindow

@@ -103,6 +103,8 @@ def build_agent(args: argparse.Namespace) -> Path:
         else:
             os.environ.pop("PUENTE_BUILD_SETTINGS", None)
         os.environ["PUENTE_BUILD_NAME"] = args.name
+        # The Python archive too at zlib's best (PyInstaller's default is 6 there).
+        os.environ["PYINSTALLER_ZLIB_COMPRESSION_LEVEL"] = "9"
         try:
             PyInstaller.__main__.run(
                 [

@@ -19,6 +19,10 @@ Rules:
 3. The next frame to send is taken from the highest-priority channel that has data
    and credit: credits first, then control and input, screen last.
 4. Unknown frame kinds or channels are protocol errors: deny by default.
+5. ``discard(channel)`` drops the messages queued on a channel and not yet sent
+   (consent withdrawn: queued screen frames must not leave). If one was caught
+   half-sent, an ``ABORT`` frame tells the receiver to drop its first part and to
+   give back the credit it used.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class FrameKind(enum.IntEnum):
     PART = 1
     END = 2
     CREDIT = 3
+    ABORT = 4
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class Multiplexer:
         self._credit_frames: deque[bytes] = deque()
         self._partial: dict[Channel, list[bytes]] = {ch: [] for ch in Channel}
         self._partial_size = {ch: 0 for ch in Channel}
+        #: True while a message of the channel is half-sent (its PARTs went out).
+        self._midway = {ch: False for ch in Channel}
         self._partial_credited = {ch: 0 for ch in Channel}
         # Per delivered, not yet consumed message: [bytes left to consume, credit owed].
         self._unconsumed: dict[Channel, deque[list[int]]] = {ch: deque() for ch in Channel}
@@ -119,8 +126,20 @@ class Multiplexer:
                 size = len(queue[0]) - 2
                 if size <= self._send_credit[channel]:
                     self._send_credit[channel] -= size
-                    return queue.popleft()
+                    frame = queue.popleft()
+                    self._midway[channel] = frame[0] == FrameKind.PART
+                    return frame
         return None
+
+    def discard(self, channel: Channel) -> int:
+        """Drop the messages queued on ``channel`` and not yet sent; return how many (rule 5)."""
+        queue = self._outgoing[channel]
+        dropped = sum(1 for frame in queue if frame[0] == FrameKind.END)
+        queue.clear()
+        if self._midway[channel]:
+            queue.append(bytes([FrameKind.ABORT, channel]))
+            self._midway[channel] = False
+        return dropped
 
     def blocked(self) -> list[Channel]:
         """Channels with queued data but no credit: the peer is not keeping up."""
@@ -147,6 +166,15 @@ class Multiplexer:
             if self._send_credit[channel] + grant > self._initial_credit:
                 raise RemoteProtocolError("peer granted more credit than it could owe")
             self._send_credit[channel] += grant
+            return None
+        if kind is FrameKind.ABORT:
+            if body or not self._partial[channel]:
+                raise RemoteProtocolError("ABORT without a half-received message")
+            owed = self._partial_size[channel] - self._partial_credited[channel]
+            self._partial[channel] = []
+            self._partial_size[channel] = 0
+            self._partial_credited[channel] = 0
+            self._grant(channel, owed)  # the dropped part's credit goes back
             return None
         if len(body) > MAX_FRAGMENT:
             raise RemoteProtocolError("fragment larger than allowed")

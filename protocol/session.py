@@ -247,6 +247,16 @@ class Session:
     def pending(self, channel: Channel) -> int:
         return self._mux.pending(channel)
 
+    def discard(self, channel: Channel) -> int:
+        """Drop messages queued on ``channel`` and not yet sent (see Multiplexer.discard).
+
+        Works while a resume is pending too: what was queued during the cut must not
+        leave once the link is back if consent was withdrawn meanwhile.
+        """
+        if not self.resumable or self.keys is None:
+            return 0
+        return self._mux.discard(channel)
+
     # Private methods --------------------------------------------------------------
 
     def _next_data(self) -> bytes | None:

@@ -232,6 +232,14 @@ class Link:
         self._session.send(channel, payload)
         self._wakeup.set()
 
+    def discard(self, channel: Channel) -> int:
+        """Drop every message queued on ``channel`` and not yet sent; return how many.
+
+        Used when consent is withdrawn: frames already queued must not leave. A message
+        caught half-sent is cut off, and the peer is told to drop its first part.
+        """
+        return self._session.discard(channel)
+
     async def send_control(self, message: messages.Message) -> None:
         await self.send(Channel.CONTROL, message.serialize())
 

@@ -129,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trust_cli.add_knowledge_options(console)
     trust_cli.add_commands(commands)
+    viewer = commands.add_parser(
+        "viewer",
+        help="open the desktop viewer (see and control the customer's screen)",
+        description="Open the desktop viewer: start a session for a ticket, read the code to "
+        "the customer, then ask to see their screen, to control it, or for diagnostics. "
+        "The check code and what the customer allowed stay visible. Needs PySide6 "
+        "(pip install 'puente[viewer]').",
+    )
+    viewer.add_argument("--ticket", default="", help="help-desk ticket id to prefill")
+    viewer.add_argument("--name", default="", help="your name as the customer sees it")
     return parser
 
 
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "viewer":
+        return run_viewer(args, out)
     offline = trust_cli.run(args, out)
     if offline is not None:
         return offline
@@ -172,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     except LinkError as exc:
         out.error(str(exc))
         return EXIT_ERROR
+
+
+def run_viewer(args: argparse.Namespace, out: Output) -> int:
+    try:
+        from .viewer.window import run
+    except ImportError as exc:
+        out.error(
+            f"The viewer needs PySide6 ({exc}); install it with: pip install 'puente[viewer]'"
+        )
+        return EXIT_USAGE
+    return run(args.relay or "", args.token or "", args.ticket, args.name)
 
 
 async def open_session(

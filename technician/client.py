@@ -203,6 +203,25 @@ class TechnicianSession:
         The customer may be asked first; the reply's status says what happened.
         Raises :class:`SessionLost` if the session ends meanwhile.
         """
+        request_id, future = await self.start(capability, action, args, on_progress)
+        try:
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+            self._progress.pop(request_id, None)
+
+    async def start(
+        self,
+        capability: str,
+        action: str,
+        args: dict[str, Any] | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> tuple[int, asyncio.Future[messages.Reply]]:
+        """Send a request without waiting: return its id and the future of its reply.
+
+        For streaming capabilities (screen, control) whose reply comes when they end.
+        The future fails with :class:`SessionLost` if the session ends first.
+        """
         request_id = next(self._ids)
         future: asyncio.Future[messages.Reply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -212,10 +231,16 @@ class TechnicianSession:
             await self.link.send_control(
                 messages.Request(request_id, capability, action, args or {})
             )
-            return await future
-        finally:
+        except BaseException:
             self._pending.pop(request_id, None)
             self._progress.pop(request_id, None)
+            raise
+        future.add_done_callback(lambda _: self._pending.pop(request_id, None))
+        return request_id, future
+
+    async def cancel(self, request_id: int) -> None:
+        """Ask the agent to stop a running request (its reply still comes)."""
+        await self.link.send_control(messages.Cancel(request_id))
 
     async def chat(self, text: str) -> None:
         await self.link.send_control(messages.Chat(text))

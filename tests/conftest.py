@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+#: Fixtures of feature areas, shared by their test modules.
+pytest_plugins = ["tests.screen_fixtures"]
+
 TIMEOUT_SCALE = float(os.environ.get("PUENTE_TEST_TIMEOUT_SCALE", "1"))
 
 

@@ -282,7 +282,7 @@ def test_zero_credit_grant_is_harmless() -> None:
         b"",
         b"\x01",
         bytes([0, Channel.CONTROL]),
-        bytes([4, Channel.CONTROL]),
+        bytes([5, Channel.CONTROL]),  # 4 is ABORT
         bytes([255, Channel.CONTROL]) + b"x",
         bytes([FrameKind.END, 7]),
         bytes([FrameKind.END, 255]) + b"x",

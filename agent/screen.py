@@ -1,0 +1,469 @@
+"""The ``screen`` (view) and ``control`` (mouse and keyboard) capabilities.
+
+``screen`` actions:
+
+* ``monitors`` -> the monitor layout (asks for consent; used by the console first).
+* ``stream`` (args: ``stream`` id, ``monitor`` (0 = all, default 1), ``max_fps``,
+  ``quality`` (0 = automatic), ``lossless``) -> streams :mod:`protocol.screen`
+  messages on the ``screen`` channel until the viewer sends ``Stop`` (reply OK with
+  counts) or the customer withdraws consent (reply REVOKED).
+
+``control`` actions (control requires screen: the gate refuses it otherwise):
+
+* ``inject`` (args: ``monitor``, ``events`` as in :mod:`protocol.input`) -> injects
+  them and replies with how many landed.
+* ``stream`` (args: ``stream`` id) -> injects events arriving on the ``input``
+  channel until cancelled or revoked.
+
+Consent is checked (``authorization.check()``) immediately before every frame is
+queued and every event is injected; the session also discards frames still queued
+on the screen channel at the moment of revocation, so none leaves after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import input as input_protocol
+from protocol import screen as screen_protocol
+from protocol.errors import MalformedMessage
+from protocol.mux import Channel
+from protocol.screen import Codec, Cursor, Frame, Info, Rect
+
+from .capabilities import Capability, CapabilityCall
+from .capture import CaptureUnavailable, ScreenCapture, unavailable_reason
+from .errors import CapabilityFailed
+from .screen_encoder import FrameEncoder
+from .screen_pacing import FramePacer
+
+SCREEN_DESCRIPTION = (
+    "Let the technician see your screen, live: everything shown on it, including "
+    "open windows and notifications. They cannot click or type unless you also allow "
+    "remote control."
+)
+CONTROL_DESCRIPTION = (
+    "Let the technician move your mouse pointer, click and type on this computer while "
+    "you watch. Type 'stop control' at any moment to take it back at once."
+)
+
+#: Largest frame message; bigger updates are split over several frames.
+FRAME_BUDGET = 8 * 1024 * 1024
+#: How often the monitor layout is read again (resolution changes).
+LAYOUT_CHECK_S = 1.0
+#: After this long without change, poll more slowly to spare the customer's CPU.
+IDLE_AFTER_S = 1.0
+IDLE_FPS = 30
+
+#: Links that have a screen stream or a control stream running (one each at a time).
+_streaming: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+#: Set by the control stream after injecting input, so the screen stream looks again
+#: soon: the technician sees the effect of a click without waiting for a slow poll.
+_input_activity: weakref.WeakKeyDictionary[Any, asyncio.Event] = weakref.WeakKeyDictionary()
+#: Delay after input before capturing: time for the application to redraw.
+AFTER_INPUT_S = 0.004
+
+
+def _activity(link: Any) -> asyncio.Event:
+    event = _input_activity.get(link)
+    if event is None:
+        event = _input_activity[link] = asyncio.Event()
+    return event
+
+
+def _arg_int(args: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = args.get(name, default)
+    if type(value) is not int or not low <= value <= high:
+        raise CapabilityFailed(f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+@contextlib.contextmanager
+def _exclusive(call: CapabilityCall, what: str) -> Any:
+    running = _streaming.setdefault(call.link, set())
+    if what in running:
+        raise CapabilityFailed(
+            f"A {what} stream is already running in this session; stop it first."
+        )
+    running.add(what)
+    try:
+        yield
+    finally:
+        running.discard(what)
+
+
+# The pipeline (runs in one worker thread per stream) ----------------------------------
+
+
+@dataclass
+class StepResult:
+    info: Info | None
+    rects: list[Rect] | None  # None: nothing changed
+    cursor: Cursor | None
+    encode_ms: int
+    width: int
+    height: int
+
+
+class ScreenPipeline:
+    """Capture -> tile diff -> encode for the selected monitor; one thread uses it."""
+
+    def __init__(self, stream: int, monitor: int, *, lossless: bool) -> None:
+        self.stream = stream
+        self.capture = ScreenCapture()
+        monitors = self.capture.monitors
+        if not 0 <= monitor < len(monitors):
+            count = len(monitors) - 1
+            self.capture.close()
+            raise CapabilityFailed(
+                f"This computer has {count} monitor{'s' if count != 1 else ''}; ask for "
+                f"1 to {count}, or 0 for all of them."
+            )
+        self.monitor = monitor
+        self.lossless = lossless
+        self.encoder = FrameEncoder(video=not lossless)
+        self._previous_raw: bytearray | None = None
+        self._info_due = True
+        self._layout_checked = time.monotonic()
+        self._cursor_pos: tuple[int, int, bool] | None = None
+        self._cursor_shape: bytes | None = None
+
+    def select(self, monitor: int) -> None:
+        if 0 <= monitor < len(self.capture.monitors):
+            self.monitor = monitor
+            self.refresh()
+
+    def refresh(self) -> None:
+        self.encoder.reset()
+        self._previous_raw = None
+        self._info_due = True
+
+    def info(self) -> Info:
+        m = self.capture.monitors[self.monitor]
+        return Info(self.stream, list(self.capture.monitors), self.monitor, m.width, m.height)
+
+    def step(self, quality: int) -> StepResult:
+        now = time.monotonic()
+        if now - self._layout_checked >= LAYOUT_CHECK_S:
+            self._layout_checked = now
+            if self.capture.refresh_monitors():
+                # Resolution or layout changed: start over with a whole frame.
+                if self.monitor >= len(self.capture.monitors):
+                    self.monitor = 1 if len(self.capture.monitors) > 1 else 0
+                self.refresh()
+        info = self.info() if self._info_due else None
+        self._info_due = False
+        started = time.perf_counter()
+        image, raw = self.capture.grab(self.monitor)
+        rects: list[Rect] | None
+        if self._previous_raw is not None and raw == self._previous_raw:
+            rects = None  # the common case, decided by one memcmp
+        else:
+            rects = (
+                self.encoder.encode(image, quality=quality, lossless=self.lossless, now=now) or None
+            )
+        self._previous_raw = raw
+        encode_ms = int((time.perf_counter() - started) * 1000)
+        m = self.capture.monitors[self.monitor]
+        return StepResult(info, rects, self._cursor(m), encode_ms, m.width, m.height)
+
+    def close(self) -> None:
+        self.capture.close()
+
+    def _cursor(self, m: screen_protocol.Monitor) -> Cursor | None:
+        image = self.capture.cursor()
+        if image is None:
+            return None
+        x, y = image.x - m.left, image.y - m.top
+        visible = -image.width < x < m.width and -image.height < y < m.height
+        position = (x, y, visible)
+        shape = b""
+        if image.bgra != self._cursor_shape:
+            self._cursor_shape = image.bgra
+            shape = image.png()
+        elif position == self._cursor_pos:
+            return None
+        self._cursor_pos = position
+        return Cursor(
+            max(-screen_protocol.MAX_SIDE, min(x, 2 * screen_protocol.MAX_SIDE)),
+            max(-screen_protocol.MAX_SIDE, min(y, 2 * screen_protocol.MAX_SIDE)),
+            visible,
+            shape,
+        )
+
+
+def split_rects(rects: list[Rect], budget: int = FRAME_BUDGET) -> list[list[Rect]]:
+    """Group rectangles into frames of at most ``budget`` bytes of pixel data each."""
+    groups: list[list[Rect]] = [[]]
+    size = 0
+    for rect in rects:
+        if groups[-1] and size + len(rect.data) > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(rect)
+        size += len(rect.data)
+    return groups
+
+
+# Screen capability ----------------------------------------------------------------------
+
+
+async def _screen_handler(call: CapabilityCall) -> dict[str, Any]:
+    if call.action == "monitors":
+        capture = await asyncio.to_thread(ScreenCapture)
+        try:
+            monitors = capture.monitors
+        finally:
+            capture.close()
+        return {"monitors": [m.to_wire() for m in monitors]}
+    if call.link is None:
+        raise CapabilityFailed("screen streaming needs a session link")
+    with _exclusive(call, "screen"):
+        return await _stream_screen(call)
+
+
+async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
+    link = call.link
+    assert link is not None
+    args = call.args
+    stream = _arg_int(args, "stream", 0, 0, 2**63)
+    monitor = _arg_int(args, "monitor", 1, 0, screen_protocol.MAX_MONITORS)
+    pacer = FramePacer(
+        max_fps=_arg_int(args, "max_fps", 0, 0, 120),
+        quality=_arg_int(args, "quality", 0, 0, 100),
+    )
+    lossless = bool(args.get("lossless", False))
+    loop = asyncio.get_running_loop()
+    # One thread owns the capture connection and the encoder for the whole stream.
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="puente-screen")
+    pipeline: ScreenPipeline | None = None
+    ack_or_stop = asyncio.Event()
+    stopped = False
+    problem: list[CapabilityFailed] = []
+
+    async def read_viewer() -> None:
+        nonlocal stopped
+        while not stopped:
+            data = await link.receive(Channel.SCREEN)
+            if data is None:
+                stopped = True
+                break
+            try:
+                message = screen_protocol.parse(data)
+            except MalformedMessage as exc:
+                problem.append(
+                    CapabilityFailed(f"The technician's viewer sent a bad message ({exc}).")
+                )
+                stopped = True
+                break
+            if getattr(message, "stream", None) != stream:
+                continue  # an older stream's leftovers
+            if isinstance(message, screen_protocol.Ack):
+                pacer.acked(message.seq, loop.time())
+            elif isinstance(message, screen_protocol.Settings):
+                pacer.configure(max_fps=message.max_fps, quality=message.quality)
+                if pipeline is not None and message.monitor >= 0:
+                    executor.submit(pipeline.select, message.monitor)
+                elif pipeline is not None and message.refresh:
+                    executor.submit(pipeline.refresh)
+            elif isinstance(message, screen_protocol.Stop):
+                stopped = True
+            ack_or_stop.set()
+        ack_or_stop.set()
+
+    try:
+        pipeline = await loop.run_in_executor(
+            executor, lambda: ScreenPipeline(stream, monitor, lossless=lossless)
+        )
+        reader = asyncio.create_task(read_viewer())
+        try:
+            await _send_frames(call, pipeline, pacer, executor, ack_or_stop, lambda: stopped)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        if problem:
+            raise problem[0]
+    finally:
+        if pipeline is not None:
+            executor.submit(pipeline.close)
+        executor.shutdown(wait=False)
+    return {"frames": pacer.frames_sent, "bytes": pacer.bytes_sent}
+
+
+async def _send_frames(
+    call: CapabilityCall,
+    pipeline: ScreenPipeline,
+    pacer: FramePacer,
+    executor: concurrent.futures.Executor,
+    ack_or_stop: asyncio.Event,
+    is_stopped: Any,
+) -> None:
+    link = call.link
+    assert link is not None
+    loop = asyncio.get_running_loop()
+    last_change = loop.time()
+    activity = _activity(link)
+    while not is_stopped():
+        while not pacer.window_open() and not is_stopped():
+            ack_or_stop.clear()
+            await ack_or_stop.wait()
+        if is_stopped():
+            return
+        now = loop.time()
+        delay = pacer.delay(now)
+        if now - last_change > IDLE_AFTER_S:
+            delay = max(delay, pacer.delay(now, IDLE_FPS))
+        if delay > 0:
+            activity.clear()
+            try:
+                await asyncio.wait_for(activity.wait(), delay)
+            except TimeoutError:
+                pass
+            else:
+                # Input just landed: look again shortly, and stay at the fast rate.
+                last_change = loop.time()
+                await asyncio.sleep(AFTER_INPUT_S)
+        result = await loop.run_in_executor(executor, pipeline.step, pacer.quality)
+        now = loop.time()
+        # Nothing is queued for the technician without live consent; the check and
+        # the sends below have no await between them, so a revocation (which runs on
+        # this loop) cannot slip in between.
+        call.authorization.check()
+        if result.info is not None:
+            await link.send(Channel.SCREEN, screen_protocol.serialize(result.info))
+        if result.rects:
+            last_change = now
+            rtt_ms = int((pacer.srtt or 0) * 1000)
+            for group in split_rects(result.rects):
+                frame = Frame(
+                    pacer.peek_seq(), result.width, result.height, group, rtt_ms, result.encode_ms
+                )
+                data = screen_protocol.serialize(frame)
+                pacer.sent(len(data), now)
+                await link.send(Channel.SCREEN, data)
+        else:
+            pacer.polled(now)
+        if result.cursor is not None:
+            await link.send(Channel.SCREEN, screen_protocol.serialize(result.cursor))
+
+
+def screen_capability() -> Capability:
+    return Capability(
+        name="screen",
+        title="Screen view",
+        description=SCREEN_DESCRIPTION,
+        handler=_screen_handler,
+        actions=("monitors", "stream"),
+        unavailable=unavailable_reason,
+        channels=(Channel.SCREEN,),
+    )
+
+
+# Control capability ---------------------------------------------------------------------
+
+
+class _ControlContext:
+    """The injector and the monitor layout, owned by one worker thread."""
+
+    def __init__(self) -> None:
+        from .inject import InputInjector, input_scale
+
+        self.capture = ScreenCapture()
+        self.injector = InputInjector()
+        self.scale = input_scale()
+        self._checked = time.monotonic()
+
+    def inject(self, events: list[Any], monitor: int, check: Any) -> int:
+        now = time.monotonic()
+        if now - self._checked > LAYOUT_CHECK_S:
+            self._checked = now
+            self.capture.refresh_monitors()
+        monitors = self.capture.monitors
+        if not 0 <= monitor < len(monitors):
+            raise CapabilityFailed(f"There is no monitor {monitor} on this computer.")
+        return self.injector.inject(events, monitors[monitor], check, self.scale)
+
+    def close(self) -> None:
+        self.injector.release_all()
+        self.capture.close()
+
+
+async def _control_handler(call: CapabilityCall) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="puente-control")
+    context: _ControlContext | None = None
+    try:
+        context = await loop.run_in_executor(executor, _ControlContext)
+        if call.action == "inject":
+            monitor = _arg_int(call.args, "monitor", 0, 0, screen_protocol.MAX_MONITORS)
+            try:
+                events = input_protocol.events_from_wire(call.args.get("events"))
+            except MalformedMessage as exc:
+                raise CapabilityFailed(f"Cannot do that input: {exc}.") from None
+            done = await loop.run_in_executor(
+                executor, context.inject, events, monitor, call.authorization.check
+            )
+            call.log.write(f"The technician used your mouse or keyboard ({done} actions).")
+            return {"injected": done}
+        if call.link is None:
+            raise CapabilityFailed("control streaming needs a session link")
+        with _exclusive(call, "control"):
+            return await _stream_control(call, context, executor)
+    finally:
+        if context is not None:
+            executor.submit(context.close)
+        executor.shutdown(wait=False)
+
+
+async def _stream_control(
+    call: CapabilityCall, context: _ControlContext, executor: concurrent.futures.Executor
+) -> dict[str, Any]:
+    link = call.link
+    assert link is not None
+    loop = asyncio.get_running_loop()
+    stream = _arg_int(call.args, "stream", 0, 0, 2**63)
+    injected = 0
+    while True:
+        data = await link.receive(Channel.INPUT)
+        if data is None:
+            return {"injected": injected}
+        call.authorization.check()
+        try:
+            stream_id, monitor, events = input_protocol.parse(data)
+        except MalformedMessage as exc:
+            raise CapabilityFailed(f"The technician's viewer sent bad input ({exc}).") from None
+        if stream_id != stream:
+            continue  # input meant for an earlier control stream: never replayed
+        injected += await loop.run_in_executor(
+            executor, context.inject, events, monitor, call.authorization.check
+        )
+        _activity(link).set()
+
+
+def control_capability() -> Capability:
+    return Capability(
+        name="control",
+        title="Remote control",
+        description=CONTROL_DESCRIPTION,
+        handler=_control_handler,
+        actions=("inject", "stream"),
+        requires=("screen",),
+        unavailable=unavailable_reason,
+        channels=(Channel.INPUT,),
+    )
+
+
+__all__ = [
+    "CaptureUnavailable",
+    "Codec",
+    "ScreenPipeline",
+    "control_capability",
+    "screen_capability",
+    "split_rects",
+]

@@ -1,0 +1,72 @@
+"""Run the real Puente viewer window for the benchmark, doing the technician's setup clicks.
+
+Usage: python bench/viewer_driver.py RELAY TOKEN TICKET WIDTH HEIGHT
+
+Prints ``code CODE`` (for the customer's agent), then ``ready`` once the screen is
+shown at 1:1 with control granted, in a window of WIDTH x HEIGHT at the display's
+top left. Runs until stdin closes.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from technician.viewer.window import ViewerWindow
+
+
+def main() -> None:
+    relay, token, ticket, width, height = sys.argv[1:6]
+    app = QApplication([])
+    window = ViewerWindow(relay, token, ticket, "Bench Technician")
+    window.setGeometry(0, 0, int(width), int(height))
+    window.show()
+    state = {"step": "start"}
+
+    stdin_closed = threading.Event()
+
+    def tick() -> None:
+        if stdin_closed.is_set():
+            timer.stop()
+            window.close()
+            return
+        step = state["step"]
+        worker = window.worker
+        state["ticks"] = state.get("ticks", 0) + 1
+        if state["ticks"] % 40 == 0 and worker.figures is not None:
+            f = worker.figures
+            print(f"figures {f.fps:.1f} fps painted {window.frames_painted}", file=sys.stderr)
+        if step == "start":
+            window.start_button.click()
+            state["step"] = "code"
+        elif step == "code" and window.code_label.text() != "code: -":
+            print(window.code_label.text().replace("code: ", "code "), flush=True)
+            state["step"] = "pair"
+        elif step == "pair" and worker.session is not None:
+            window.view_button.click()
+            state["step"] = "view"
+        elif step == "view" and window.frames_painted > 0:
+            window.control_button.click()
+            state["step"] = "control"
+        elif step == "control" and worker.control_active:
+            window.scale_button.click()  # 1:1
+            state["step"] = "ready"
+            QTimer.singleShot(500, lambda: print("ready", flush=True))
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(50)
+
+    def watch_stdin() -> None:
+        sys.stdin.read()
+        stdin_closed.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    app.exec()
+
+
+if __name__ == "__main__":
+    main()

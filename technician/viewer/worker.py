@@ -1,0 +1,287 @@
+"""The viewer's network side: an asyncio loop in its own thread, talking to Qt by signals.
+
+The GUI thread never waits on the network and never decodes pixels: it calls the
+public methods here (each schedules a coroutine on the worker's loop and returns at
+once) and reacts to the signals. Decoding runs in a worker thread of the loop; a
+finished picture is handed over as a detached ``QImage``, and only when the GUI
+has painted the previous one, so a fast stream never floods the GUI.
+
+Everything the agent says (names, messages, errors) is passed on as plain text;
+the window shows it with ``Qt.PlainText`` so nothing in it is ever interpreted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from protocol import input as input_protocol
+from protocol.code import SessionCode
+from protocol.messages import ReplyStatus
+from relay.client import LinkError
+
+from ..client import ConsentEvent, RelayAPI, TechnicianSession
+from ..screen import ControlStream, CursorState, ScreenStream, StreamFigures, StreamRefused
+
+
+class SessionWorker(QObject):
+    """Owns the session; its signals carry plain values to the GUI thread."""
+
+    code_ready = Signal(str)  # the session code to read to the customer
+    paired = Signal(str)  # the check code (SAS)
+    consent_changed = Signal(dict)  # capability -> granted/declined/revoked
+    notice = Signal(str)  # a plain sentence for the status line
+    screen_info = Signal(int, int)  # remote width, height
+    frame_ready = Signal()  # a new picture is waiting in take_picture()
+    cursor_changed = Signal()
+    ended = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="puente-viewer-net", daemon=True)
+        self._thread.start()
+        self.session: TechnicianSession | None = None
+        self.screen: ScreenStream | None = None
+        self.control: ControlStream | None = None
+        self._api: RelayAPI | None = None
+        self._session_id = ""
+        self._picture_lock = threading.Lock()
+        self._picture: QImage | None = None
+        self._picture_pending = False
+        self._damage: list[tuple[int, int, int, int]] = []
+        self.cursor = CursorState()
+
+    # Called from the GUI thread --------------------------------------------------------
+
+    def start_session(self, relay: str, token: str, ticket: str, name: str = "") -> None:
+        self._submit(self._start_session(relay, token, ticket, name))
+
+    def ask_view(self, monitor: int = 1) -> None:
+        self._submit(self._ask_view(monitor))
+
+    def ask_control(self) -> None:
+        self._submit(self._ask_control())
+
+    def ask_diagnostics(self, path: str) -> None:
+        self._submit(self._ask_diagnostics(Path(path)))
+
+    def send_input(self, events: list[input_protocol.InputEvent]) -> None:
+        control = self.control
+        if control is not None and control.active:
+            self._submit(control.send(events))
+
+    def end(self) -> None:
+        self._submit(self._end("the technician ended the session"))
+
+    def shutdown(self) -> None:
+        """End the session (if any) and stop the worker thread."""
+        future = self._submit(self._end("the technician closed the viewer"))
+        with contextlib.suppress(Exception):
+            future.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def take_picture(self) -> tuple[QImage | None, list[tuple[int, int, int, int]]]:
+        """The newest picture (once) and the rectangles changed since the last one."""
+        with self._picture_lock:
+            picture, self._picture = self._picture, None
+            damage, self._damage = self._damage, []
+            self._picture_pending = False
+        return picture, damage
+
+    @property
+    def figures(self) -> StreamFigures | None:
+        return self.screen.figures if self.screen is not None else None
+
+    @property
+    def control_active(self) -> bool:
+        return self.control is not None and self.control.active
+
+    # The worker thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
+
+    def _submit(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        async def guarded() -> None:
+            try:
+                await coro
+            except LinkError as exc:
+                self.notice.emit(str(exc))
+            except Exception as exc:  # shown, never fatal for the viewer
+                self.notice.emit(f"Something went wrong: {exc}")
+
+        return asyncio.run_coroutine_threadsafe(guarded(), self._loop)
+
+    async def _start_session(self, relay: str, token: str, ticket: str, name: str) -> None:
+        if self.session is not None:
+            self.notice.emit("A session is already open; end it first.")
+            return
+        if not relay or not token or not ticket:
+            self.notice.emit("Fill in the relay address, your API token and the ticket.")
+            return
+        self._api = RelayAPI(relay, token)
+        created = await asyncio.to_thread(self._api.create_session, ticket)
+        self._session_id = str(created["session_id"])
+        code = SessionCode.new(created["nameplate"])
+        self.code_ready.emit(str(code))
+        self.notice.emit("Read the code to the customer; waiting for them to join...")
+        session = await TechnicianSession.connect(
+            relay,
+            code,
+            ticket,
+            token=token,
+            technician_name=name or str(created.get("technician") or "Technician"),
+            wait_timeout=600,
+        )
+        self.session = session
+        session.on_consent = self._consent
+        self.paired.emit(session.sas)
+        self.notice.emit(
+            "Customer joined. Ask them to read their check code; if it differs, end now."
+        )
+        asyncio.create_task(self._watch_end(session))
+
+    async def _watch_end(self, session: TechnicianSession) -> None:
+        try:
+            reason = await session.link.wait_closed()
+        except LinkError as exc:
+            reason = str(exc)
+        self.ended.emit(reason)
+
+    def _consent(self, event: ConsentEvent) -> None:
+        if self.session is not None:
+            self.consent_changed.emit(dict(self.session.consent))
+        if event.state != "granted":
+            message = f"The customer {event.state} {event.capability}"
+            self.notice.emit(message + (f": {event.message}" if event.message else "."))
+
+    async def _ask_view(self, monitor: int) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        if self.screen is not None and self.screen.reply and not self.screen.reply.done():
+            await self.screen.settings(monitor=monitor)
+            return
+        self.notice.emit("Asking the customer to allow screen view...")
+        stream = ScreenStream(session, monitor=monitor)
+        stream.on_frame = self._frame
+        stream.on_info = lambda info: self.screen_info.emit(info.width, info.height)
+        stream.on_cursor = self._cursor
+        self.screen = stream
+        try:
+            await stream.start(timeout=600)
+        except StreamRefused as exc:
+            self.screen = None
+            self.notice.emit(f"Screen view not started: {exc}")
+            return
+        self.notice.emit("Screen view is on.")
+        assert stream.reply is not None
+        reply = await stream.reply
+        if reply.status == ReplyStatus.REVOKED:
+            self.notice.emit("The customer stopped screen view.")
+        elif reply.status != ReplyStatus.OK:
+            self.notice.emit(f"Screen view ended: {reply.message}")
+        if stream.error is not None:
+            self.notice.emit(f"Stopped showing the screen: {stream.error}")
+
+    async def _ask_control(self) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        if self.screen is None:
+            self.notice.emit("Ask for screen view first: control needs it.")
+            return
+        if self.control_active:
+            return
+        self.notice.emit("Asking the customer to allow remote control...")
+        assert self.screen.decoder.info is not None
+        control = ControlStream(session, monitor=self.screen.decoder.info.selected)
+        self.control = control
+        await control.start()
+        assert control.reply is not None
+        reply = await control.reply
+        if reply.status == ReplyStatus.DECLINED:
+            self.notice.emit(f"Remote control declined: {reply.message}")
+        elif reply.status == ReplyStatus.REVOKED:
+            self.notice.emit("The customer took back control.")
+        elif reply.status not in (ReplyStatus.OK,):
+            self.notice.emit(f"Remote control ended: {reply.message}")
+
+    async def _ask_diagnostics(self, path: Path) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        self.notice.emit("Asking the customer to allow diagnostics...")
+        reply = await session.request("diagnostics", "collect", {"sample_seconds": 0.5})
+        if reply.status != ReplyStatus.OK:
+            self.notice.emit(f"No diagnostics: {reply.message or 'declined'}")
+            return
+        text = json.dumps(reply.result, indent=2, sort_keys=True)
+        await asyncio.to_thread(path.write_text, text, encoding="utf-8")
+        self.notice.emit(f"Diagnostics saved to {path}")
+
+    def _need_session(self) -> TechnicianSession | None:
+        if self.session is None:
+            self.notice.emit("No customer is connected yet.")
+        return self.session
+
+    def _frame(self, stream: ScreenStream, frame: Any, damaged: Any) -> None:
+        # Runs on the worker loop after decoding (never while the next frame decodes).
+        # The newest picture replaces any the GUI has not taken yet (their damage adds
+        # up), and the GUI is signalled once until it takes one: a fast stream never
+        # floods it.
+        pixels = stream.decoder.pixels
+        if pixels is None:
+            return
+        picture = _to_qimage(pixels)
+        with self._picture_lock:
+            self._picture = picture
+            self._damage.extend(damaged)
+            signal = not self._picture_pending
+            self._picture_pending = True
+        if signal:
+            self.frame_ready.emit()
+
+    def _cursor(self, cursor: CursorState) -> None:
+        self.cursor = CursorState(cursor.x, cursor.y, cursor.visible, cursor.image)
+        self.cursor_changed.emit()
+
+    async def _end(self, reason: str) -> None:
+        session, self.session = self.session, None
+        if self.control is not None:
+            with contextlib.suppress(Exception):
+                await self.control.stop()
+        if self.screen is not None:
+            with contextlib.suppress(Exception):
+                await self.screen.stop(timeout=3)
+        if session is not None:
+            await session.end(reason)
+        elif self._api is not None and self._session_id:
+            with contextlib.suppress(LinkError):
+                await asyncio.to_thread(self._api.end_session, self._session_id)
+
+
+def _to_qimage(pixels: np.ndarray) -> QImage:
+    """A detached QImage of (H, W, 4) B, G, R, X pixels: one copy, no conversion."""
+    height, width = pixels.shape[:2]
+    view = QImage(pixels.data, width, height, 4 * width, QImage.Format.Format_RGB32)
+    return view.copy()

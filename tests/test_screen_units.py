@@ -1,0 +1,316 @@
+"""The screen and input pipeline's pure parts, without a display or a network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.capture import NO_DISPLAY, WAYLAND, unavailable_reason
+from agent.inject import desktop_point
+from agent.screen import split_rects
+from agent.screen_encoder import (
+    FrameEncoder,
+    TileClass,
+    changed_tiles,
+    classify_tiles,
+    merge_tiles,
+)
+from agent.screen_pacing import LEVELS, FramePacer
+from protocol import input as input_protocol
+from protocol import screen as screen_protocol
+from protocol.errors import MalformedMessage, RemoteProtocolError
+from protocol.mux import Channel, FrameKind, Multiplexer
+from protocol.screen import Codec, Frame, Info, Monitor, Rect
+from technician.screen import FrameDecoder, ScreenDataError, psnr
+
+
+def bgra(rgb: np.ndarray) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    out = np.full((height, width, 4), 255, dtype=np.uint8)
+    out[..., :3] = rgb[..., ::-1]
+    return out
+
+
+def desktop(width: int = 320, height: int = 200) -> np.ndarray:
+    """Text-like background with a photo-like block and a flat block."""
+    rng = np.random.default_rng(7)
+    rgb = np.full((height, width, 3), 240, dtype=np.uint8)
+    rgb[10:20, 10:150] = 20  # a "line of text"
+    # A photo: smooth colour changes with grain, so few neighbours are equal.
+    y, x = np.mgrid[0:64, 0:128]
+    photo = np.stack([x * 2, y * 4, (x + y) * 2], -1) + rng.integers(0, 12, (64, 128, 3))
+    rgb[64:128, 128:256] = photo.clip(0, 255).astype(np.uint8)
+    return bgra(rgb)
+
+
+def decode_all(rects: list[Rect], width: int, height: int, decoder: FrameDecoder) -> np.ndarray:
+    decoder.apply(Frame(1, width, height, rects))
+    assert decoder.canvas is not None
+    return decoder.canvas
+
+
+# Tiles ----------------------------------------------------------------------------------
+
+
+def test_tile_diff_and_classes() -> None:
+    image = desktop()
+    changed = image.copy()
+    changed[150, 300] = (0, 0, 0, 255)
+    mask = changed_tiles(image, changed)
+    assert mask.shape == (4, 5)
+    assert mask.sum() == 1 and mask[2, 4]
+    kinds = classify_tiles(image)
+    assert kinds[1, 2] == TileClass.PHOTO and kinds[1, 3] == TileClass.PHOTO
+    assert kinds[0, 0] == TileClass.TEXT
+    assert kinds[3, 4] == TileClass.SOLID
+    # The per-tile path (few changed tiles) agrees with the whole-image path.
+    few = np.zeros_like(mask)
+    few[1, 2] = few[0, 0] = few[3, 4] = True
+    partial = classify_tiles(image, few)
+    for r, c in zip(*np.nonzero(few), strict=True):
+        assert partial[r, c] == kinds[r, c]
+
+
+def test_merge_tiles_into_rectangles() -> None:
+    mask = np.zeros((3, 4), dtype=bool)
+    mask[0:2, 1:3] = True
+    mask[2, 0] = True
+    kinds = np.full((3, 4), TileClass.TEXT, dtype=np.int8)
+    rects = merge_tiles(mask, kinds)
+    assert [(r.col, r.row, r.cols, r.rows) for r in rects] == [(1, 0, 2, 2), (0, 2, 1, 1)]
+    kinds[0, 2] = TileClass.PHOTO
+    assert len(merge_tiles(mask, kinds)) == 4
+
+
+def test_encoder_sends_whole_then_only_changes() -> None:
+    encoder = FrameEncoder()
+    decoder = FrameDecoder()
+    image = desktop()
+    decoder.apply(Info(1, [Monitor(0, 0, 320, 200)], 0, 320, 200))
+    first = encoder.encode(image, quality=90)
+    assert {r.codec for r in first} == {Codec.FILL, Codec.ZLIB, Codec.JPEG}
+    canvas = decode_all(first, 320, 200, decoder)
+    assert decoder.complete
+    assert psnr(canvas, image[..., 2::-1]) > 30
+    assert encoder.encode(image) == []
+    changed = image.copy()
+    changed[5:9, 70:80] = (0, 0, 255, 255)
+    rects = encoder.encode(changed)
+    # Only the changed tile is coded, cropped to the pixels that differ.
+    assert [(r.x, r.y, r.width, r.height) for r in rects] == [(70, 5, 10, 4)]
+    canvas = decode_all(rects, 320, 200, decoder)
+    assert tuple(canvas[6, 75]) == (255, 0, 0)
+
+
+def test_lossless_is_exact_and_size_change_restarts() -> None:
+    encoder = FrameEncoder()
+    decoder = FrameDecoder()
+    image = desktop()
+    decoder.apply(Info(1, [Monitor(0, 0, 320, 200)], 0, 320, 200))
+    canvas = decode_all(encoder.encode(image, lossless=True), 320, 200, decoder)
+    assert psnr(canvas, image[..., 2::-1]) == float("inf")
+    smaller = desktop(300, 150)
+    rects = encoder.encode(smaller, lossless=True)
+    assert sum(r.width * r.height for r in rects) == 300 * 150  # whole again
+
+
+def test_sustained_motion_becomes_video_and_back() -> None:
+    rng = np.random.default_rng(3)
+    encoder = FrameEncoder()
+    decoder = FrameDecoder()
+    base = desktop(640, 384)
+    decoder.apply(Info(1, [Monitor(0, 0, 640, 384)], 0, 640, 384))
+    decode_all(encoder.encode(base), 640, 384, decoder)
+    y, x = np.mgrid[0:192, 0:256]
+    codecs = []
+    for step in range(30):
+        frame = base.copy()
+        # A moving smooth picture with some grain, like a video.
+        picture = np.stack([(x + 4 * step) % 256, (y + 2 * step) % 256, (x + y) % 256], -1)
+        grain = rng.integers(0, 24, picture.shape)
+        frame[64:256, 128:384, :3] = (picture + grain).clip(0, 255).astype(np.uint8)
+        rects = encoder.encode(frame, quality=80)
+        codecs.append({r.codec for r in rects})
+        canvas = decode_all(rects, 640, 384, decoder)
+    assert Codec.JPEG in codecs[0]
+    assert codecs[-1] == {Codec.H264}
+    assert psnr(canvas[64:256, 128:384], frame[64:256, 128:384, 2::-1]) > 25
+    # Motion stops: after a while the region is sent once more as tiles.
+    still = []
+    for _ in range(40):
+        still.append({r.codec for r in encoder.encode(frame, quality=80)})
+    assert {Codec.JPEG} in still or {Codec.JPEG, Codec.ZLIB} in still
+
+
+def test_split_rects_keeps_frames_bounded() -> None:
+    rects = [Rect(0, 0, 1, 1, Codec.ZLIB, b"x" * 600) for _ in range(5)]
+    assert [len(g) for g in split_rects(rects, budget=1000)] == [1, 1, 1, 1, 1]
+    assert [len(g) for g in split_rects(rects, budget=1300)] == [2, 2, 1]
+
+
+# Messages -------------------------------------------------------------------------------
+
+
+def test_screen_messages_round_trip_and_hostile_input() -> None:
+    info = Info(5, [Monitor(0, 0, 800, 600, True)], 0, 800, 600)
+    frame = Frame(3, 800, 600, [Rect(0, 0, 64, 64, Codec.FILL, b"\x01\x02\x03")], 12, 3)
+    for message in (info, frame, screen_protocol.Ack(5, 3, 1), screen_protocol.Stop(5)):
+        assert screen_protocol.parse(screen_protocol.serialize(message)) == message
+    outside = Frame(3, 800, 600, [Rect(780, 0, 64, 64, Codec.FILL, b"\x01\x02\x03")])
+    with pytest.raises(MalformedMessage):
+        screen_protocol.serialize(outside)
+    from protocol.messages import pack
+
+    for bad in (
+        pack([2, 1, 800, 600, [[0, 0, 10, 10, 9, b"", 0]], 0, 0]),  # unknown codec
+        pack([2, 1, 800, 600, [[700, 0, 200, 10, 1, b"", 0]], 0, 0]),  # outside
+        pack([1, 1, [], 0, 800, 600]),  # no monitors
+        pack([99]),
+        b"\xc1",
+    ):
+        with pytest.raises(MalformedMessage):
+            screen_protocol.parse(bad)
+
+
+def test_decoder_rejects_pixels_that_do_not_match() -> None:
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, 100, 100)], 0, 100, 100))
+    import zlib
+
+    short = Rect(0, 0, 10, 10, Codec.ZLIB, zlib.compress(b"\x00" * 299))
+    with pytest.raises(ScreenDataError):
+        decoder.apply(Frame(1, 100, 100, [short]))
+    from agent.screen_encoder import encode_jpeg
+
+    wrong = Rect(0, 0, 10, 10, Codec.JPEG, encode_jpeg(np.zeros((20, 20, 4), np.uint8), 80))
+    with pytest.raises(ScreenDataError):
+        decoder.apply(Frame(1, 100, 100, [wrong]))
+    with pytest.raises(ScreenDataError):
+        decoder.apply(Frame(1, 100, 100, [Rect(0, 0, 16, 16, Codec.H264, b"garbage", 1)]))
+    with pytest.raises(ScreenDataError):
+        decoder.apply(Frame(1, 50, 50, []))
+
+
+def test_input_events_round_trip_and_checks() -> None:
+    events: list[input_protocol.InputEvent] = [
+        input_protocol.Move(1, 2),
+        input_protocol.ButtonEvent(3, 4, input_protocol.Button.RIGHT, True),
+        input_protocol.Click(5, 6, input_protocol.Button.MIDDLE, 2),
+        input_protocol.Wheel(7, 8, 0, 3),
+        input_protocol.Key("enter", False),
+        input_protocol.parse_combo("ctrl+alt+t"),
+        input_protocol.Text("ñandú ✓"),
+    ]
+    assert input_protocol.parse(input_protocol.serialize(9, 1, events)) == (9, 1, events)
+    assert input_protocol.parse_combo("Control+Return").keys == ("ctrl", "enter")
+    assert input_protocol.parse_combo("ctrl++").keys == ("ctrl", "+")
+    for bad_combo in ("", "ctrl+", "ctrl+launch_missiles"):
+        with pytest.raises(ValueError):
+            input_protocol.parse_combo(bad_combo)
+    for bad in (
+        [[5, "not_a_key", True]],
+        [[3, 0, 0, "left", 9]],
+        [[1, 0]],
+        [[42]],
+        [[7, "x" * 5000]],
+    ):
+        with pytest.raises(MalformedMessage):
+            input_protocol.events_from_wire(bad)
+
+
+def test_desktop_point_maps_monitors_and_scaling() -> None:
+    right = Monitor(1920, 0, 1280, 1024)
+    assert desktop_point(right, 10, 20) == (1930, 20)
+    assert desktop_point(right, 5000, -3) == (1920 + 1279, 0)  # clamped to its monitor
+    retina = Monitor(0, 0, 1440, 900)  # points; captured at 2880x1800 pixels
+    assert desktop_point(retina, 2000, 1000, scale=2.0) == (1000, 500)
+    assert desktop_point(retina, 2879, 1799, scale=2.0) == (1439, 899)
+
+
+def test_unavailable_reasons() -> None:
+    assert unavailable_reason({}, "linux") == NO_DISPLAY
+    assert unavailable_reason({"DISPLAY": ":0"}, "linux") is None
+    wayland = {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland"}
+    assert unavailable_reason(wayland, "linux") == WAYLAND
+    assert unavailable_reason({}, "win32") is None
+
+
+# Pacing ---------------------------------------------------------------------------------
+
+
+def test_pacer_window_and_adaptation() -> None:
+    pacer = FramePacer(window=3)
+    now = 0.0
+    seqs = [pacer.sent(1000, now) for _ in range(3)]
+    assert not pacer.window_open()
+    assert pacer.acked(seqs[0], 0.01) == pytest.approx(0.01)
+    assert pacer.window_open()
+    start_level = pacer.level
+    # Round trips grow far beyond the base: frames are queueing -> lower quality.
+    now = 1.0
+    for _ in range(20):
+        seq = pacer.sent(1000, now)
+        now += 0.6
+        pacer.acked(seq, now)
+    assert pacer.level > start_level
+    assert pacer.quality < LEVELS[start_level][0]
+    # Calm again for long enough -> back up.
+    level = pacer.level
+    for _ in range(200):
+        seq = pacer.sent(1000, now)
+        now += 0.05
+        pacer.acked(seq, now + 0.01 - 0.05)
+    assert pacer.level < level
+    fixed = FramePacer(quality=50, max_fps=10)
+    assert fixed.quality == 50 and fixed.max_fps == 10
+    assert fixed.delay(0.0) == 0.0
+    fixed.sent(1, 0.0)
+    assert fixed.delay(0.05) == pytest.approx(0.05)
+
+
+# Multiplexer: discarding a channel ------------------------------------------------------
+
+
+def test_mux_discard_drops_queued_and_aborts_half_sent() -> None:
+    sender, receiver = Multiplexer(), Multiplexer()
+    big = bytes(range(256)) * 1000  # 256000 bytes: 4 fragments
+    sender.send(Channel.SCREEN, big)
+    sender.send(Channel.SCREEN, b"second")
+    sender.send(Channel.CONTROL, b"revoked")
+    assert receiver.receive_frame(sender.next_frame()) is not None  # control first
+    assert receiver.receive_frame(sender.next_frame()) is None  # first part of big
+    assert sender.discard(Channel.SCREEN) == 2
+    abort = sender.next_frame()
+    assert abort == bytes([FrameKind.ABORT, Channel.SCREEN])
+    assert sender.next_frame() is None
+    assert receiver.receive_frame(abort) is None
+    # The receiver gives back the credit of the dropped part, and the channel works on.
+    credit = receiver.next_frame()
+    assert credit is not None and credit[0] == FrameKind.CREDIT
+    sender.receive_frame(credit)
+    sender.send(Channel.SCREEN, b"after")
+    message = receiver.receive_frame(sender.next_frame())
+    assert message is not None and message.payload == b"after"
+    with pytest.raises(RemoteProtocolError):
+        receiver.receive_frame(bytes([FrameKind.ABORT, Channel.SCREEN]))
+    assert Multiplexer().discard(Channel.SCREEN) == 0
+
+
+def test_scrolling_is_sent_as_a_copy() -> None:
+    rng = np.random.default_rng(5)
+    # "Text": rows of dark and light runs, each row different.
+    lines = np.repeat(rng.integers(0, 2, (2000, 38)), 8, axis=1)[:, :300].astype(np.uint8) * 200
+    page = np.full((600, 512, 3), 250, dtype=np.uint8)
+    page[40:540, 100:400] = lines[:500, :, None]
+    encoder = FrameEncoder()
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, 512, 600)], 0, 512, 600))
+    decode_all(encoder.encode(bgra(page)), 512, 600, decoder)
+    for offset in (3, 6, 9):
+        page[40:540, 100:400] = lines[offset : offset + 500, :, None]
+        rects = encoder.encode(bgra(page))
+        assert rects[0].codec is Codec.COPY
+        coded = sum(r.width * r.height for r in rects[1:])
+        assert coded <= 2 * 64 * 512  # only the newly exposed strip, not the page
+        canvas = decode_all(rects, 512, 600, decoder)
+        assert np.array_equal(canvas, page)
