@@ -82,9 +82,11 @@ class CapabilityCall:
 
     ``link`` lets a streaming capability (screen, ssh) use its own multiplexer
     channel; the handler must stop when it is cancelled (the customer revoked) and
-    should call ``authorization.check()`` before each unit of work. ``review``, when
-    the customer's UI offers it, lets them strike items out of a result before it is
-    sent (:mod:`agent.review`); the handler applies what they struck.
+    should call ``authorization.check()`` before each unit of work. ``notify`` shows
+    a line to the customer (what a long-running capability is doing right now);
+    write the same to ``log`` so the record keeps it. ``review``, when the customer's
+    UI offers it, lets them strike items out of a result before it is sent
+    (:mod:`agent.review`); the handler applies what they struck.
     """
 
     action: str
@@ -106,6 +108,23 @@ class CapabilityCall:
     review: ReviewCallback | None = None
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A follow-up question the customer answers right after allowing a capability.
+
+    Example: which folder file transfer may use. ``default()`` gives the answer used
+    when the customer just presses Enter (or the UI cannot ask); ``check(answer)``
+    returns the canonical answer or raises ``ValueError`` with a sentence for the
+    customer. The consent gate stores the answer in the authorization
+    (``Authorization.choice``), so it comes from the customer and never from the
+    technician.
+    """
+
+    question: str
+    default: Callable[[], str]
+    check: Callable[[str], str]
+
+
 Handler = Callable[[CapabilityCall], Coroutine[Any, Any, dict[str, Any]]]
 
 
@@ -118,6 +137,8 @@ class Capability:
     actions: tuple[str, ...]
     #: Capabilities that must already be granted (control needs screen view).
     requires: tuple[str, ...] = field(default=())
+    #: A question asked after the customer says yes (files: which folder).
+    choice: Choice | None = None
     #: Says why this capability cannot work on this machine (no display...), or None.
     #: Checked before the customer is asked, so nobody consents to the impossible.
     unavailable: Callable[[], str | None] | None = None
@@ -220,6 +241,21 @@ def control_capability() -> Capability:
     return screen.control_capability()
 
 
+# Shell and files (an SSH server inside the session) -----------------------------------
+
+
+def shell_capability() -> Capability:
+    from .shell import shell_capability as make
+
+    return make()
+
+
+def files_capability() -> Capability:
+    from .shell import files_capability as make
+
+    return make()
+
+
 #: Factories of the capabilities every agent offers. Feature modules add theirs here.
 def _fixes_capability() -> Capability:
     from .fixes import fixes_capability
@@ -232,6 +268,8 @@ CAPABILITY_FACTORIES: list[Callable[[], Capability]] = [
     screen_capability,
     control_capability,
     _fixes_capability,
+    shell_capability,
+    files_capability,
 ]
 
 

@@ -16,6 +16,10 @@ Rules:
 6. Some capabilities (fixes) are allowed one run at a time: :meth:`ConsentGate.authorize_run`
    always asks, and its authorization ends with the run (:meth:`ConsentGate.release`).
    While the run lasts it counts as granted, so ``stop NAME`` revokes it at once.
+7. A capability with a follow-up :class:`agent.capabilities.Choice` (files: which
+   folder) asks it right after the yes; the checked answer is stored in the
+   authorization (``choice``). An answer that fails its check is asked again, up to
+   three times; then, or if the customer cancels, it counts as a no.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from .errors import ConsentDeclined, ConsentRevoked
 
@@ -42,20 +46,23 @@ class Authorization:
     Thread-safe to check: handlers running in worker threads call :meth:`check`.
     """
 
-    __slots__ = ("capability", "granted_at", "_revoked")
+    __slots__ = ("capability", "granted_at", "choice", "_revoked")
 
     capability: str
     granted_at: float
+    #: The customer's answer to the capability's follow-up question, if it has one.
+    choice: str | None
     _revoked: threading.Event
 
     def __init__(self) -> None:
         raise TypeError("only the consent gate can authorise a capability")
 
     @classmethod
-    def _mint(cls, capability: str) -> Authorization:
+    def _mint(cls, capability: str, choice: str | None = None) -> Authorization:
         auth: Authorization = object.__new__(cls)
         auth.capability = capability
         auth.granted_at = time.time()
+        auth.choice = choice
         auth._revoked = threading.Event()
         return auth
 
@@ -108,30 +115,48 @@ class ConsentGate:
                     capability.name,
                     f"{capability.title} needs {needed} to be allowed first.",
                 )
-        if self._declines.get(capability.name, 0) >= MAX_DECLINES:
-            raise ConsentDeclined(
-                capability.name,
-                f"The customer declined {capability.name} {MAX_DECLINES} times; "
-                "they will not be asked again in this session.",
-            )
+        self._refuse_if_declined_too_often(capability)
         async with self._prompt_lock:  # one question on screen at a time
             existing = self._granted.get(capability.name)
             if existing is not None and existing.active:
                 return existing
+            choice: str | None = None
             try:
                 allowed = await self._ui.ask_consent(capability, detail)
+                if allowed and capability.choice is not None:
+                    choice = await self._ask_choice(capability)
+                    allowed = choice is not None
             except (EOFError, OSError):
                 allowed = False
         if not allowed:
-            self._declines[capability.name] = self._declines.get(capability.name, 0) + 1
-            self._log.write(f"You declined: {capability.title}.")
-            raise ConsentDeclined(capability.name)
-        auth = Authorization._mint(capability.name)
-        self._granted[capability.name] = auth
-        self._requires[capability.name] = capability.requires
-        self._log.write(f"You allowed: {capability.title}.")
-        self._ui.show_active(self.granted())
-        return auth
+            self._declined(capability)
+        suffix = f" ({choice})." if choice is not None else "."
+        return self._grant(
+            Authorization._mint(capability.name, choice),
+            capability,
+            f"You allowed: {capability.title}{suffix}",
+        )
+
+    async def _ask_choice(self, capability: Capability) -> str | None:
+        """The customer's checked answer to the follow-up question; None means no.
+
+        A UI without ``ask_choice`` (see :class:`agent.ui.CustomerUI`) gets the default.
+        """
+        choice = capability.choice
+        assert choice is not None
+        default = choice.default()
+        ask = getattr(self._ui, "ask_choice", None)
+        for _ in range(MAX_DECLINES):
+            answer = default if ask is None else await ask(capability, choice.question, default)
+            if answer is None:
+                return None
+            try:
+                return choice.check(answer or default)
+            except ValueError as exc:
+                self._ui.notify(str(exc))
+                if ask is None:
+                    return None
+        return None
 
     async def authorize_run(self, capability: Capability, detail: str = "") -> Authorization:
         """Ask the customer for ONE run of ``capability``; the answer is never remembered.
@@ -140,35 +165,46 @@ class ConsentGate:
         will run). Raises :class:`ConsentDeclined` if the customer says no, cannot answer,
         has declined three times, or a run of the same capability is still going.
         """
-        if capability.name in self._granted:
-            raise ConsentDeclined(
-                capability.name,
-                f"Another {capability.name} run is still going; wait for it to finish.",
-            )
-        if self._declines.get(capability.name, 0) >= MAX_DECLINES:
-            raise ConsentDeclined(
-                capability.name,
-                f"The customer declined {capability.name} {MAX_DECLINES} times; "
-                "they will not be asked again in this session.",
-            )
+        self._refuse_if_running(capability)
+        self._refuse_if_declined_too_often(capability)
         async with self._prompt_lock:  # one question on screen at a time
             try:
                 allowed = await self._ui.ask_consent(capability, detail)
             except (EOFError, OSError):
                 allowed = False
         if not allowed:
-            self._declines[capability.name] = self._declines.get(capability.name, 0) + 1
-            self._log.write(f"You declined: {capability.title}.")
-            raise ConsentDeclined(capability.name)
-        if capability.name in self._granted:  # another run was allowed while we asked
+            self._declined(capability)
+        self._refuse_if_running(capability)  # another run was allowed while we asked
+        return self._grant(
+            Authorization._mint(capability.name),
+            capability,
+            f"You allowed (this run only): {capability.title}.",
+        )
+
+    def _refuse_if_running(self, capability: Capability) -> None:
+        if capability.name in self._granted:
             raise ConsentDeclined(
                 capability.name,
                 f"Another {capability.name} run is still going; wait for it to finish.",
             )
-        auth = Authorization._mint(capability.name)
+
+    def _refuse_if_declined_too_often(self, capability: Capability) -> None:
+        if self._declines.get(capability.name, 0) >= MAX_DECLINES:
+            raise ConsentDeclined(
+                capability.name,
+                f"The customer declined {capability.name} {MAX_DECLINES} times; "
+                "they will not be asked again in this session.",
+            )
+
+    def _declined(self, capability: Capability) -> NoReturn:
+        self._declines[capability.name] = self._declines.get(capability.name, 0) + 1
+        self._log.write(f"You declined: {capability.title}.")
+        raise ConsentDeclined(capability.name)
+
+    def _grant(self, auth: Authorization, capability: Capability, log_line: str) -> Authorization:
         self._granted[capability.name] = auth
         self._requires[capability.name] = capability.requires
-        self._log.write(f"You allowed (this run only): {capability.title}.")
+        self._log.write(log_line)
         self._ui.show_active(self.granted())
         return auth
 

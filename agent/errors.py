@@ -8,8 +8,11 @@ The tree::
      ├── CapabilityFailed    a capability ran and could not finish; the message says why
      ├── RequestRefused      a request was refused before anything ran (a fix that failed
      │                       verification); shown to the customer, sent as REFUSED
-     └── TrustSetupError     the pinned organisation key or its revocation list could not
-                             be used; the agent does not start
+     ├── TrustSetupError     the pinned organisation key or its revocation list could not
+     │                       be used; the agent does not start
+     └── PathRefused         a path the technician asked for is outside the folder the
+                             customer shared (``..``, an absolute path elsewhere, or a
+                             symbolic link leading out)
 
 Failures of signed documents themselves are ``protocol.errors.TrustError``.
 """
@@ -43,3 +46,13 @@ class RequestRefused(AgentError):
 
 class TrustSetupError(AgentError):
     """The pinned key or the revocation list could not be loaded; the agent must not start."""
+
+
+class PathRefused(AgentError):
+    def __init__(self, path: str) -> None:
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        super().__init__(
+            f"{shown!r} is outside the folder the customer shared; "
+            "use a path inside it (the shared folder is / in file transfers)."
+        )
+        self.path = path

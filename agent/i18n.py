@@ -21,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import os
+import re
 import string
 import subprocess
 import sys
@@ -208,6 +209,11 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "Antes de responder puede escribir {names} (y pulsar Intro) para leerlo.",
     },
     "consent.or": {"en": " or ", "es": " o "},
+    "choice.question": {
+        "en": "{question} Press Enter for {default}, or type another, then Enter:",
+        "es": "{question} Pulse Intro para usar {default}, o escriba otra y pulse Intro:",
+    },
+    "choice.using": {"en": "Using {answer}.", "es": "Se usará {answer}."},
     "document.start": {
         "en": "----- {name} ({lines} lines) -----",
         "es": "----- {name} ({lines} líneas) -----",
@@ -356,6 +362,77 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Let the technician move your mouse pointer, click and type on this computer while you watch. Type 'stop control' at any moment to take it back at once.",
         "es": "Permitir que el técnico mueva el puntero del ratón, haga clic y escriba en este equipo mientras usted mira. Escriba 'stop control' en cualquier momento para retirarlo al instante.",
     },
+    "cap.shell.title": {"en": "Shell", "es": "Terminal"},
+    "cap.shell.description": {
+        "en": "Open a terminal and run commands on this computer as you ({user}). The technician can do anything you could do from a terminal. Every command started is shown here and written to your log.",
+        "es": "Abrir un terminal y ejecutar órdenes en este equipo como usted ({user}). El técnico puede hacer todo lo que usted podría hacer desde un terminal. Cada orden iniciada se muestra aquí y queda anotada en su registro.",
+    },
+    "cap.files.title": {"en": "Files", "es": "Archivos"},
+    "cap.files.description": {
+        "en": "Copy files to and from one folder you choose (and the folders inside it). Nothing outside that folder can be seen or changed. Every file copied is shown here and written to your log.",
+        "es": "Copiar archivos desde y hacia una carpeta que usted elige (y las carpetas que contiene). Nada fuera de esa carpeta se puede ver ni cambiar. Cada archivo copiado se muestra aquí y queda anotado en su registro.",
+    },
+    "cap.files.choice": {
+        "en": "Which folder may the technician use for files?",
+        "es": "¿Qué carpeta puede usar el técnico para los archivos?",
+    },
+    "files.no_folder": {
+        "en": "There is no folder '{path}'; type the full path of a folder.",
+        "es": "No existe la carpeta '{path}'; escriba la ruta completa de una carpeta.",
+    },
+    "shell.closed": {
+        "en": "Closed the technician's {capability} connections ({count}).",
+        "es": "Se cerraron las conexiones de {capability} del técnico ({count}).",
+    },
+    "shell.ran_command": {
+        "en": "The technician ran a command: {command}",
+        "es": "El técnico ejecutó una orden: {command}",
+    },
+    "shell.opened_terminal": {
+        "en": "The technician opened a terminal on this computer.",
+        "es": "El técnico abrió un terminal en este equipo.",
+    },
+    "shell.typed": {
+        "en": "The technician typed in the terminal: {line}",
+        "es": "El técnico escribió en el terminal: {line}",
+    },
+    "files.deleted_file": {
+        "en": "The technician deleted a file: {path}",
+        "es": "El técnico borró un archivo: {path}",
+    },
+    "files.deleted_folder": {
+        "en": "The technician deleted a folder: {path}",
+        "es": "El técnico borró una carpeta: {path}",
+    },
+    "files.created_folder": {
+        "en": "The technician created a folder: {path}",
+        "es": "El técnico creó una carpeta: {path}",
+    },
+    "files.renamed": {
+        "en": "The technician renamed {old} to {new}",
+        "es": "El técnico cambió el nombre de {old} a {new}",
+    },
+    "files.facts": {"en": "{size}, SHA-256 {sha}", "es": "{size}, SHA-256 {sha}"},
+    "files.no_facts": {
+        "en": "size and hash unavailable: {error}",
+        "es": "tamaño y huella no disponibles: {error}",
+    },
+    "files.copied_to": {
+        "en": "The technician copied a file to this computer: {path} ({facts})",
+        "es": "El técnico copió un archivo a este equipo: {path} ({facts})",
+    },
+    "files.copied_from": {
+        "en": "The technician copied a file from this computer: {path} ({sent} bytes read; {facts})",
+        "es": "El técnico copió un archivo de este equipo: {path} ({sent} bytes leídos; {facts})",
+    },
+    "screen.no_display": {
+        "en": "Puente cannot see a screen on this computer: no graphical desktop is running (no DISPLAY). Screen view and remote control are not possible in this session; diagnostics and the other tools still work.",
+        "es": "Puente no puede ver una pantalla en este equipo: no hay un escritorio gráfico en marcha (sin DISPLAY). Ver la pantalla y el control remoto no son posibles en esta sesión; el diagnóstico y las demás herramientas siguen funcionando.",
+    },
+    "screen.wayland": {
+        "en": "This computer's desktop uses Wayland, which does not let programs like Puente see or control the screen. To share the screen, log out and choose an Xorg session (for example 'GNOME on Xorg') at the login screen, then start a new session.",
+        "es": "El escritorio de este equipo usa Wayland, que no permite a programas como Puente ver ni controlar la pantalla. Para compartir la pantalla, cierre la sesión y elija una sesión Xorg (por ejemplo 'GNOME on Xorg') en la pantalla de inicio, y luego inicie una sesión nueva.",
+    },
     "cap.fixes.title": {"en": "Fixes", "es": "Arreglos"},
     "cap.fixes.description": {
         "en": "Run a fix (a small script) that your organisation signed. You see what it does and can read the script first; you are asked before every run.",
@@ -501,6 +578,10 @@ CATALOG: dict[str, dict[str, str]] = {
     "tk.choose": {"en": "Choose…", "es": "Elegir…"},
     "tk.ok": {"en": "OK", "es": "Aceptar"},
     "tk.cancel": {"en": "Cancel", "es": "Cancelar"},
+    "tk.rating_question": {
+        "en": "How would you rate this help?",
+        "es": "¿Cómo valora esta ayuda?",
+    },
     "tk.rating_scale": {"en": "1 = poor, 5 = excellent", "es": "1 = mala, 5 = excelente"},
     "tk.rating_send": {"en": "Send rating", "es": "Enviar valoración"},
     "tk.rating_skip": {"en": "Skip", "es": "Omitir"},
@@ -525,6 +606,17 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "rating.thanks": {"en": "Thank you for your rating.", "es": "Gracias por su valoración."},
 }
+
+
+def match_template(template: str, text: str) -> dict[str, str] | None:
+    """The placeholder values if ``text`` is ``template`` filled in, else None."""
+    parts = re.split(r"\{([a-z_]+)\}", template)
+    pattern = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>.+?)"
+        for index, part in enumerate(parts)
+    )
+    found = re.fullmatch(pattern, text, re.DOTALL)
+    return found.groupdict() if found else None
 
 
 def placeholders(text: str) -> set[str]:
@@ -613,9 +705,10 @@ class Translator:
 
     def _capability_text(self, name: str, field: str, text: str) -> str:
         entry = CATALOG.get(f"cap.{name}.{field}")
-        if entry is None or text != entry[DEFAULT_LANGUAGE]:
+        values = None if entry is None else match_template(entry[DEFAULT_LANGUAGE], text)
+        if entry is None or values is None:
             return text
-        return entry[self.language]
+        return entry[self.language].format(**values)
 
 
 _current = Translator(detect_language())
@@ -624,6 +717,21 @@ _current = Translator(detect_language())
 def t(key: str, **values: object) -> str:
     """The text for ``key`` in the customer's language."""
     return _current(key, **values)
+
+
+def english(key: str, **values: object) -> str:
+    """The text for ``key`` in English: for the log and the technician, who read English."""
+    return CATALOG[key][DEFAULT_LANGUAGE].format(**values)
+
+
+def translated(text: str) -> str:
+    """``text`` in the customer's language if it is a catalog sentence in English (a
+    fixed message some module wrote in English, such as why the screen cannot be
+    shared); anything else unchanged."""
+    for entry in CATALOG.values():
+        if entry[DEFAULT_LANGUAGE] == text and not placeholders(text):
+            return entry[_current.language]
+    return text
 
 
 def current() -> Translator:

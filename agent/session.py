@@ -9,6 +9,11 @@ run the handler with the authorization; revoked while running -> the handler is
 cancelled at once and the technician gets ``REVOKED``. Per-run capabilities (fixes)
 are checked first (``REFUSED`` with the reason, before anything runs) and the
 customer is asked for every run.
+
+When the session ends (the technician's ``Bye``, or the customer's ``end``) the
+customer is asked for a satisfaction rating once, and the answer travels to the
+technician as a ``Rating`` message inside the encrypted channel (score 0 when
+skipped). Ctrl-C and a lost link skip the question.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from .capabilities import (
 )
 from .consent import Authorization, ConsentGate
 from .errors import ConsentDeclined, ConsentRevoked
-from .i18n import t
+from .i18n import t, translated
 from .trust import AgentTrust, current_platform
 from .ui import CustomerUI, SessionInfo
 
@@ -72,6 +77,9 @@ class AgentSession:
         #: Who ended the session: "customer", "technician", or None (cut off / not yet).
         self.ended_by: str | None = None
         link.on_link_state.append(self._link_state)
+        self._surveyed = False
+        self._ending = False
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> str:
         """Serve the session until it ends; return why. Raises SessionLost if cut off.
@@ -196,8 +204,11 @@ class AgentSession:
                 self.ui.notify(t("chat.from_technician", text=message.text[:2000]))
             elif isinstance(message, messages.Bye):
                 self.ended_by = self.ended_by or "technician"
-                self._end_reason = f"the technician ended the session ({message.reason[:200]})"
-                self.audit.write(f"Session ended: {self._end_reason}.")
+                if self._end_reason is None:
+                    self._end_reason = f"the technician ended the session ({message.reason[:200]})"
+                    self.audit.write(f"Session ended: {self._end_reason}.")
+                # The technician waits briefly for the rating, then closes the link.
+                await self._survey()
             # Anything else from the technician is ignored: it grants nothing.
 
     async def _handle(self, request: messages.Request) -> None:
@@ -210,6 +221,13 @@ class AgentSession:
             self._running.pop(request.request_id, None)
 
     async def _handle_request(self, request: messages.Request) -> None:
+        if self._ending:
+            await self._reply(
+                request.request_id,
+                ReplyStatus.DECLINED,
+                message="The customer stopped the session; nothing more can be asked.",
+            )
+            return
         capability = self.registry.get(request.capability)
         if capability is None or request.action not in capability.actions:
             await self._reply(
@@ -221,7 +239,7 @@ class AgentSession:
         reason = capability.unavailable() if capability.unavailable is not None else None
         if reason:
             # Say it to both people instead of asking for something that cannot work.
-            self.ui.notify(reason)
+            self.ui.notify(translated(reason))
             self.audit.write(f"Not available here: {capability.title} ({reason})")
             await self._reply(request.request_id, ReplyStatus.FAILED, message=reason)
             return
@@ -368,6 +386,45 @@ class AgentSession:
         with contextlib.suppress(SessionLost):
             await self.link.send_control(messages.Reply(request_id, status, result, message))
 
+    async def _survey(self) -> None:
+        """Ask the customer's rating (once) and send it; give up if the link closes first."""
+        if self._surveyed:
+            return
+        self._surveyed = True
+        ask = asyncio.create_task(self.ui.ask_rating())
+        waiters: list[asyncio.Future[Any]] = [ask, self.link.closed]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not ask.done():
+            ask.cancel()
+            with contextlib.suppress(BaseException):
+                await ask
+            return
+        try:
+            rating = ask.result()
+        except Exception as exc:  # a broken UI must not stop the session from ending
+            log.warning("asking the rating failed: %s", exc)
+            rating = None
+        score, comment = rating if rating else (0, "")
+        if score:
+            self.audit.write(f"You rated this help {score} out of 5.")
+        with contextlib.suppress(SessionLost):
+            await self.link.send_control(messages.Rating(score, comment))
+
+    async def _end_by_customer(self) -> None:
+        """The customer's Stop: everything stops at once, then the rating, then the end.
+
+        Every permission is withdrawn and every running capability cancelled before the
+        question is even shown, and requests that arrive meanwhile are declined: the
+        rating only keeps the line open long enough to say how the help was.
+        """
+        self.ended_by = "customer"
+        self._ending = True
+        self.gate.revoke_all("the customer ended the session")
+        for _, task in list(self._running.values()):
+            task.cancel()
+        await self._survey()
+        await self.end("ended by the customer")
+
     def _revoked(self, capability: str, reason: str) -> None:
         # First drop whatever the capability still has queued for the technician
         # (screen frames), so nothing of it leaves after this moment.
@@ -386,7 +443,10 @@ class AgentSession:
         words = command.split()
         verb = words[0].lower()
         if verb in ("end", "quit", "exit") or (verb == "stop" and len(words) == 1):
-            await self.end("ended by the customer")
+            # In a task of its own: the rating question needs this UI loop to read answers.
+            task = asyncio.create_task(self._end_by_customer())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         elif verb in ("stop", "revoke") and len(words) == 2:
             if not self.gate.revoke(words[1].lower()):
                 self.ui.notify(t("console.not_allowed", name=words[1]))

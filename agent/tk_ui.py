@@ -705,7 +705,7 @@ class CustomerWindow:
         frame.pack(fill="x")
         tk.Label(
             frame,
-            text=t("rating.question").split("(")[0].strip(),
+            text=t("tk.rating_question"),
             font=("TkDefaultFont", 12, "bold"),
         ).pack(anchor="w")
         tk.Label(frame, text=t("tk.rating_scale")).pack(anchor="w")

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from protocol.messages import MAX_RATING_COMMENT
+
 from .i18n import current, t
 
 if TYPE_CHECKING:
@@ -34,6 +36,14 @@ CommandHandler = Callable[[str], Awaitable[None]]
 
 
 class CustomerUI(Protocol):
+    """What the session needs from whatever the customer looks at.
+
+    Optional: ``async ask_choice(capability, question, default) -> str | None`` asks
+    the follow-up question of a capability (files: which folder) right after the
+    customer allowed it; return the answer, ``""`` for the default, or None to take
+    the permission back. A UI without it gets the default answer every time.
+    """
+
     def session_started(self, info: SessionInfo) -> None: ...
 
     async def ask_consent(self, capability: Capability, detail: str) -> bool:
@@ -49,6 +59,14 @@ class CustomerUI(Protocol):
     def notify(self, text: str) -> None: ...
 
     def session_ended(self, reason: str) -> None: ...
+
+    async def ask_rating(self) -> tuple[int, str] | None:
+        """Ask how the help was: ``(score 1-5, comment)``, or None if the customer skipped.
+
+        Called once, when the session ends. Must return promptly (None) when nobody can
+        answer, and may be cancelled if the technician stops waiting.
+        """
+        ...
 
     async def run(self, on_command: CommandHandler) -> None:
         """Deliver the customer's own actions (``revoke NAME``, ``end``) until closed."""
@@ -108,12 +126,7 @@ class ConsoleUI:
             if self._input_closed:
                 self.say(t("consent.nobody", title=title))
                 return False
-            loop = asyncio.get_running_loop()
-            self._answer = loop.create_future()
-            try:
-                answer = await self._answer
-            finally:
-                self._answer = None
+            answer = await self._next_answer()
             word = (answer or "").strip().lower().removeprefix("show ").strip()
             if answer is not None and word in documents:
                 self._show_document(word, documents[word])
@@ -128,6 +141,60 @@ class ConsoleUI:
         for number, line in enumerate(lines, start=1):
             self.say(f"{number:4d} | {printable(line)}")
         self.say(t("document.end", name=name))
+
+    async def ask_choice(self, capability: Capability, question: str, default: str) -> str | None:
+        """Ask the follow-up question; Enter keeps ``default``; no answer is a no."""
+        self._start_reader()
+        title = current().capability_title(capability)
+        question = current().capability_choice(capability, question)
+        self.say(t("choice.question", question=question, default=default))
+        if self._input_closed:
+            self.say(t("consent.nobody", title=title))
+            return None
+        answer = await self._next_answer()
+        if answer is None:
+            self.say(t("consent.declined", title=title))
+            return None
+        answer = answer.strip()
+        self.say(t("choice.using", answer=answer or default))
+        return answer
+
+    async def ask_rating(self) -> tuple[int, str] | None:
+        self._start_reader()
+        if self._input_closed:
+            return None  # nobody at the keyboard: skip without a question left hanging
+        self.say("")
+        self.say(t("rating.before_you_go"))
+        for _ in range(3):
+            self.say(t("rating.question"))
+            answer = await self._next_answer()
+            text = (answer or "").strip()
+            if not text:
+                self.say(t("rating.none"))
+                return None
+            if text in ("1", "2", "3", "4", "5"):
+                score = int(text)
+                break
+            self.say(t("rating.invalid"))
+        else:
+            self.say(t("rating.none"))
+            return None
+        self.say(t("rating.comment"))
+        comment = await self._next_answer()
+        self.say(t("rating.thanks"))
+        # One printable line: the comment lands in the help desk's ticket.
+        cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in comment or "").split())
+        return score, cleaned[:MAX_RATING_COMMENT]
+
+    async def _next_answer(self) -> str | None:
+        """The next line the customer types (None once input is closed)."""
+        if self._input_closed:
+            return None
+        self._answer = asyncio.get_running_loop().create_future()
+        try:
+            return await self._answer
+        finally:
+            self._answer = None
 
     def show_active(self, granted: list[str]) -> None:
         self._granted = list(granted)
@@ -145,11 +212,16 @@ class ConsoleUI:
         self._start_reader()
         while True:
             line = await self._lines.get()
+            if line is None:
+                # Input closed, after every line typed before it was delivered: keep the
+                # session, and answer this and future prompts with no.
+                self._input_closed = True
+                if self._answer is not None and not self._answer.done():
+                    self._answer.set_result(None)
+                return
             if self._answer is not None and not self._answer.done():
                 self._answer.set_result(line)
                 continue
-            if line is None:
-                return  # input closed: keep the session, answer future prompts with no
             command = line.strip()
             if not command:
                 continue
@@ -183,11 +255,9 @@ class ConsoleUI:
         threading.Thread(target=read, name="puente-console-input", daemon=True).start()
 
     def _eof(self) -> None:
-        # From now on every question is answered no.
-        self._input_closed = True
+        # Queued behind the lines read before it, so a fast typist's last answer counts;
+        # run() then answers every question with no.
         self._lines.put_nowait(None)
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_result(None)
 
 
 def printable(text: str) -> str:

@@ -33,6 +33,7 @@ class MsgType(enum.IntEnum):
     CHAT = 7
     BYE = 8
     IDENTITY = 9
+    RATING = 10
 
 
 class ReplyStatus(enum.IntEnum):
@@ -176,8 +177,39 @@ class Identity(Message):
     signature: bytes = b""
 
 
+#: Highest satisfaction score; :attr:`Rating.score` 0 means the customer did not rate.
+MAX_RATING = 5
+
+#: Longest rating comment, in characters.
+MAX_RATING_COMMENT = 500
+
+
+@dataclass(frozen=True)
+class Rating(Message):
+    """The customer's satisfaction rating, agent -> technician, at most once per session.
+
+    Sent when the session ends (after the technician's ``Bye``, or before the agent's
+    own ``Bye`` when the customer ends it). ``score`` is 1 to 5, or 0 when the customer
+    chose not to rate (or nobody could answer), so the technician stops waiting.
+    """
+
+    TYPE = MsgType.RATING
+    score: int
+    comment: str = ""
+
+    def check(self) -> None:
+        super().check()
+        if not 0 <= self.score <= MAX_RATING:
+            raise MalformedMessage(f"RATING.score must be 0 to {MAX_RATING}")
+        if len(self.comment) > MAX_RATING_COMMENT:
+            raise MalformedMessage(f"RATING.comment is over {MAX_RATING_COMMENT} characters")
+        if self.score == 0 and self.comment:
+            raise MalformedMessage("RATING.comment needs a score")
+
+
 MESSAGE_CLASSES: dict[MsgType, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, Request, Reply, Progress, Cancel, Consent, Chat, Bye, Identity)
+    cls.TYPE: cls
+    for cls in (Hello, Request, Reply, Progress, Cancel, Consent, Chat, Bye, Identity, Rating)
 }
 
 

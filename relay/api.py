@@ -15,13 +15,23 @@ method  path                          answer
 ======  ============================  ===========================================
 GET     /healthz                      ``{"status": "ok"}`` (no auth)
 GET     /openapi.json                 :data:`relay.openapi.OPENAPI` (no auth)
+GET     /join/{nameplate}             the customer's join page, HTML (no auth,
+                                      rate-limited per IP; :mod:`relay.joinpage`)
 POST    /api/sessions                 201 + session (body: ticket_id, ticket_url)
 GET     /api/sessions[?ticket_id=T]   ``{"sessions": [...]}``, newest first
 GET     /api/sessions/{id}            the session
 DELETE  /api/sessions/{id}            ends the session, 200 + the session
+PUT     /api/sessions/{id}/summary    201 + the summary the first time, 200 for
+                                      the same summary again, 409 for another one
+                                      (summaries never change) or a session that
+                                      never paired; :mod:`relay.summary`
+GET     /api/sessions/{id}/summary    the summary, or 404
 POST    /api/revocations              publish an organisation's signed revocation list
 GET     /revocations/{key_id}         the newest list for that organisation key (no auth)
 ======  ============================  ===========================================
+
+Sessions carry their summary (or null). Creating a session and storing a summary
+record help-desk events (:mod:`relay.outbox`).
 
 Revocation lists are signed by the organisation's key (:mod:`protocol.identity`).
 The relay holds no trusted key: it checks only that a list is well formed and signed
@@ -47,13 +57,28 @@ from protocol.errors import TrustError
 from protocol.identity import parse_revocation_list
 
 from .http import HeaderError, bearer_token, error_response, json_response
+from .joinpage import (
+    JoinView,
+    html_response,
+    render_join_page,
+    render_problem_page,
+    visitor_os,
+)
 from .openapi import OPENAPI
+from .outbox import Outbox
+from .ratelimit import SlidingWindowLimiter
 from .store import RelayStore, SessionRecord, SessionState, Technician
+from .summary import MAX_SUMMARY_BYTES, SummaryInvalid, check_summary
 
 logger = logging.getLogger("relay.api")
 
 _SESSION_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})")
 _REVOCATIONS_PATH = re.compile(r"/revocations/([0-9a-f]{64})")
+_SUMMARY_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})/summary")
+_JOIN_PATH = re.compile(r"/join/([1-9][0-9]{2,8})")
+
+#: Join page views per client IP per minute (the page names a technician and a ticket).
+JOIN_PAGE_VIEWS_PER_MINUTE = 30
 
 #: Longest ticket id and ticket URL accepted.
 MAX_TICKET_ID = 200
@@ -120,23 +145,29 @@ class RestApi:
         clock: Callable[[], float],
         base_url: Callable[[], str],
         nameplate_ttl: float,
+        *,
+        outbox: Outbox,
+        agent_download_url: str | None = None,
     ) -> None:
         self._store = store
         self._control = control
         self._clock = clock
         self._base_url = base_url
         self._nameplate_ttl = nameplate_ttl
+        self._outbox = outbox
+        self._agent_download_url = agent_download_url
+        self._join_limiter = SlidingWindowLimiter(JOIN_PAGE_VIEWS_PER_MINUTE, 60.0)
 
-    def handle(self, request: Request, body: bytes) -> Response:
+    def handle(self, request: Request, body: bytes, client_ip: str = "unknown") -> Response:
         """Route one request and always return a response (errors included)."""
         try:
-            return self._route(request, body)
+            return self._route(request, body, client_ip)
         except ApiError as exc:
             return exc.response()
 
     # routing
 
-    def _route(self, request: Request, body: bytes) -> Response:
+    def _route(self, request: Request, body: bytes, client_ip: str) -> Response:
         path, _, query = request.path.partition("?")
         if path == "/api" or path.startswith("/api/"):
             technician = self._authenticate(request.headers)
@@ -151,6 +182,14 @@ class RestApi:
                     "GET": lambda: self._get_session(technician, session_id, query),
                     "DELETE": lambda: self._delete_session(technician, session_id, query),
                 }
+            elif match := _SUMMARY_PATH.fullmatch(path):
+                session_id = match.group(1)
+                handlers = {
+                    "GET": lambda: self._get_summary(technician, session_id, query),
+                    "PUT": lambda: self._put_summary(
+                        technician, session_id, request.headers, body, query
+                    ),
+                }
             elif path == "/api/revocations":
                 handlers = {
                     "POST": lambda: self._publish_revocations(
@@ -162,6 +201,11 @@ class RestApi:
         elif match := _REVOCATIONS_PATH.fullmatch(path):
             organisation_key = match.group(1)
             handlers = {"GET": lambda: self._get_revocations(organisation_key, query)}
+        elif match := _JOIN_PATH.fullmatch(path):
+            nameplate = match.group(1)
+            handlers = {
+                "GET": lambda: self._join_page(nameplate, request.headers, query, client_ip)
+            }
         elif path == "/healthz":
             handlers = {"GET": lambda: _document(query, {"status": "ok"})}
         elif path == "/openapi.json":
@@ -233,6 +277,7 @@ class RestApi:
             record.nameplate,
             technician.id,
         )
+        self._outbox.session_created(record)
         return json_response(
             http.HTTPStatus.CREATED,
             self._session_json(record),
@@ -259,6 +304,90 @@ class RestApi:
             self._control.end_session(record.id, "ended through the API")
             record = self._owned(technician, session_id)
         return json_response(http.HTTPStatus.OK, self._session_json(record))
+
+    def _put_summary(
+        self, technician: Technician, session_id: str, headers: Headers, body: bytes, query: str
+    ) -> Response:
+        _query_params(query, allowed=())
+        record = self._owned(technician, session_id)
+        if len(body) > MAX_SUMMARY_BYTES:
+            raise ApiError(
+                http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "too_large",
+                f"A summary is at most {MAX_SUMMARY_BYTES // 1024} KiB; shorten its lists.",
+            )
+        payload = _json_body(headers, body)
+        try:
+            check_summary(payload)
+        except SummaryInvalid as exc:
+            raise _bad_request(str(exc)) from None
+        if record.paired_at is None:
+            raise ApiError(
+                http.HTTPStatus.CONFLICT,
+                "conflict",
+                "Nobody joined this session, so there is nothing to summarise.",
+            )
+        summary_json = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        stored, created = self._outbox.store_summary(record, summary_json)
+        if not created and stored.summary != summary_json:
+            raise ApiError(
+                http.HTTPStatus.CONFLICT,
+                "conflict",
+                "This session already has a different summary; summaries cannot be changed.",
+            )
+        return json_response(
+            http.HTTPStatus.CREATED if created else http.HTTPStatus.OK,
+            json.loads(stored.summary),
+            (("Location", f"/api/sessions/{record.id}/summary"),),
+        )
+
+    def _get_summary(self, technician: Technician, session_id: str, query: str) -> Response:
+        _query_params(query, allowed=())
+        record = self._owned(technician, session_id)
+        stored = self._store.get_summary(record.id)
+        if stored is None:
+            raise _not_found("This session has no summary yet.")
+        return json_response(http.HTTPStatus.OK, json.loads(stored.summary))
+
+    def _join_page(self, nameplate: str, headers: Headers, query: str, client_ip: str) -> Response:
+        _query_params(query, allowed=())
+        now = self._clock()
+        if not self._join_limiter.allow(client_ip, now):
+            page = render_problem_page(
+                "Too many tries",
+                "This address opened too many join pages in a minute; wait a minute and "
+                "open the link again.",
+            )
+            return html_response(http.HTTPStatus.TOO_MANY_REQUESTS, page, (("Retry-After", "60"),))
+        record = self._store.find_by_nameplate(nameplate)
+        if record is None:
+            page = render_problem_page(
+                "No such session",
+                "This link does not belong to any session. Check the link your help desk "
+                "sent you, or ask your technician for a new one.",
+            )
+            return html_response(http.HTTPStatus.NOT_FOUND, page)
+        if record.state_at(now) is not SessionState.WAITING:
+            page = render_problem_page(
+                "This session code no longer works",
+                "The code for this link has expired or was already used. Ask your "
+                "technician for a new session.",
+            )
+            return html_response(http.HTTPStatus.GONE, page)
+        base = self._base_url().rstrip("/")
+        relay_url = "wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]
+        agents = headers.get_all("User-Agent")
+        user_agent = agents[0] if len(agents) == 1 else None
+        view = JoinView(
+            technician=record.technician_name,
+            ticket_id=record.ticket_id,
+            nameplate=record.nameplate,
+            expires_at=iso_time(record.expires_at) or "",
+            relay_url=relay_url,
+            download_url=self._agent_download_url,
+            visitor_os=visitor_os(user_agent),
+        )
+        return html_response(http.HTTPStatus.OK, render_join_page(view))
 
     def _publish_revocations(
         self, technician: Technician, headers: Headers, body: bytes, query: str
@@ -342,6 +471,16 @@ class RestApi:
             "bytes_agent_to_tech": bytes_a2t,
             "bytes_tech_to_agent": bytes_t2a,
             "join_url": f"{self._base_url().rstrip('/')}/join/{record.nameplate}",
+            **self._summary_fields(record.id),
+        }
+
+    def _summary_fields(self, session_id: str) -> dict[str, Any]:
+        stored = self._store.get_summary(session_id)
+        if stored is None:
+            return {"summary": None, "summary_uploaded_at": None}
+        return {
+            "summary": json.loads(stored.summary),
+            "summary_uploaded_at": iso_time(stored.uploaded_at),
         }
 
 

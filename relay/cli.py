@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -16,12 +17,18 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
-from .errors import RelayError
+from . import audit
+from .connectors import Connector, RequestTrackerConnector, WebhookConnector
+from .errors import ConfigError, RelayError
+from .outbox import DeliverySettings
 from .server import RelayConfig, RelayServer
-from .store import SQLiteStore
+from .store import DATABASE_NAME, SQLiteStore
 
 EXIT_USAGE = 2
+#: ``audit verify`` found an entry that does not hold.
+EXIT_TAMPERED = 1
 
 _DESCRIPTION = """\
 The Puente relay pairs a customer's agent with a technician and forwards their
@@ -35,6 +42,12 @@ examples:
   puente-relay technician add "Ana Lopez" --data-dir /var/lib/puente
   puente-relay technician list --data-dir /var/lib/puente
   puente-relay technician remove "Ana Lopez" --data-dir /var/lib/puente
+  PUENTE_WEBHOOK_SECRET=... puente-relay serve --data-dir /var/lib/puente \
+      --webhook https://desk.example.com/hooks/puente
+  PUENTE_RT_TOKEN=... puente-relay serve --data-dir /var/lib/puente --rt-url https://rt.example.com
+  puente-relay audit verify --data-dir /var/lib/puente
+  puente-relay audit export --data-dir /var/lib/puente --out audit.jsonl
+  puente-relay deliveries --data-dir /var/lib/puente
 """
 
 
@@ -161,6 +174,75 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-separated; default none: the TCP peer is the client)",
     )
     serve.add_argument(
+        "--agent-download-url",
+        default=_env("PUENTE_AGENT_DOWNLOAD_URL"),
+        metavar="URL",
+        help="where customers download the agent, linked from the join page "
+        "(env PUENTE_AGENT_DOWNLOAD_URL; default: the page tells them to ask their help desk)",
+    )
+    helpdesk = serve.add_argument_group(
+        "help-desk connectors",
+        "Session events (join link at creation, summary at the end) are queued in the "
+        "database and delivered until the help desk acknowledges them (HTTP 2xx), with "
+        "exponential backoff. Prefer the environment variables for secrets: command lines "
+        "are visible to other users of the machine.",
+    )
+    helpdesk.add_argument(
+        "--webhook",
+        default=_env("PUENTE_WEBHOOK_URL"),
+        metavar="URL",
+        help="POST every session event as signed JSON to URL (https://, or http:// on "
+        "loopback) (env PUENTE_WEBHOOK_URL)",
+    )
+    helpdesk.add_argument(
+        "--webhook-secret",
+        default=_env("PUENTE_WEBHOOK_SECRET"),
+        metavar="SECRET",
+        help="HMAC-SHA256 key for the webhook's X-Puente-Signature, at least 16 characters "
+        "(env PUENTE_WEBHOOK_SECRET; required with --webhook)",
+    )
+    helpdesk.add_argument(
+        "--rt-url",
+        default=_env("PUENTE_RT_URL"),
+        metavar="URL",
+        help="Request Tracker base URL, e.g. https://rt.example.com: comments on the ticket "
+        "(numeric ticket ids) through REST 2.0 (env PUENTE_RT_URL)",
+    )
+    helpdesk.add_argument(
+        "--rt-token",
+        default=_env("PUENTE_RT_TOKEN"),
+        metavar="TOKEN",
+        help="RT auth token (env PUENTE_RT_TOKEN)",
+    )
+    helpdesk.add_argument(
+        "--rt-user",
+        default=_env("PUENTE_RT_USER"),
+        metavar="USER",
+        help="RT user for basic authentication, instead of a token (env PUENTE_RT_USER)",
+    )
+    helpdesk.add_argument(
+        "--rt-password",
+        default=_env("PUENTE_RT_PASSWORD"),
+        metavar="PASSWORD",
+        help="RT password for --rt-user (env PUENTE_RT_PASSWORD)",
+    )
+    helpdesk.add_argument(
+        "--delivery-timeout",
+        type=_positive_seconds,
+        default=_env("PUENTE_DELIVERY_TIMEOUT", "10"),
+        metavar="S",
+        help="seconds to wait for a help desk to answer one delivery "
+        "(env PUENTE_DELIVERY_TIMEOUT; default 10)",
+    )
+    helpdesk.add_argument(
+        "--retry-max",
+        type=_positive_seconds,
+        default=_env("PUENTE_RETRY_MAX", "900"),
+        metavar="S",
+        help="longest wait between two delivery attempts; waits double from 2 s up to this, "
+        "with jitter (env PUENTE_RETRY_MAX; default 900)",
+    )
+    serve.add_argument(
         "--log-level",
         default=_env("PUENTE_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -193,6 +275,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("name", help="the technician's name as shown by 'technician list'")
     _add_data_dir(remove)
+
+    audit_parser = commands.add_parser(
+        "audit",
+        help="check or export the tamper-evident audit log",
+        description="The relay keeps a hash-chained, append-only log of session metadata "
+        "events (created, paired, ended, summary stored, help desk acknowledged). It holds "
+        "no screen content, keystrokes or file contents.",
+    )
+    audit_actions = audit_parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    verify = audit_actions.add_parser(
+        "verify",
+        help="check the hash chain; exit 0 if intact, 1 naming the first bad entry",
+        description="Recompute every entry's hash and link. Exit 0 if the log is intact; "
+        "exit 1 naming the first entry that was altered, removed or inserted. Works while "
+        "the relay is running.",
+    )
+    _add_data_dir(verify)
+    verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    export = audit_actions.add_parser(
+        "export",
+        help="write the log as JSON lines for a compliance review",
+        description="Write every entry, oldest first, one JSON object per line (seq, at, "
+        "event_id, type, session_id, data, prev_hash, hash), then print the head hash. "
+        "The export is verified as it is written; a broken chain is reported (exit 1).",
+    )
+    _add_data_dir(export)
+    export.add_argument(
+        "--out", required=True, metavar="FILE", help="file to write; - for standard output"
+    )
+
+    deliveries = commands.add_parser(
+        "deliveries",
+        help="list help-desk events not yet acknowledged",
+        description="List the outbox rows the help desks have not acknowledged yet, with "
+        "their attempts, next attempt and last error.",
+    )
+    _add_data_dir(deliveries)
+    deliveries.add_argument("--all", action="store_true", help="include delivered events")
+    deliveries.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -205,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "audit":
+            return _audit(args)
+        if args.command == "deliveries":
+            return _deliveries(args)
         return _technician(args)
     except (RelayError, ValueError) as exc:
         print(f"puente-relay: {exc}", file=sys.stderr)
@@ -221,6 +346,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     origins = args.allowed_origin or _env_list("PUENTE_ALLOWED_ORIGINS")
     proxies = args.trusted_proxy or _env_list("PUENTE_TRUSTED_PROXIES")
+    connectors = _connectors(args)
     config = RelayConfig(
         data_dir=args.data_dir,
         host=args.host,
@@ -231,8 +357,141 @@ def _serve(args: argparse.Namespace) -> int:
         resume_grace=args.resume_grace,
         allowed_origins=tuple(origins),
         trusted_proxies=tuple(proxies),
+        connectors=connectors,
+        delivery=DeliverySettings(timeout=args.delivery_timeout, backoff_cap=args.retry_max),
+        agent_download_url=args.agent_download_url or None,
     )
     return asyncio.run(_run(config))
+
+
+def _connectors(args: argparse.Namespace) -> tuple[Connector, ...]:
+    """The help-desk connectors the flags ask for; ConfigError if they do not fit together."""
+    connectors: list[Connector] = []
+    if args.webhook:
+        if not args.webhook_secret:
+            raise ConfigError(
+                "--webhook needs --webhook-secret (or PUENTE_WEBHOOK_SECRET) so the help desk "
+                "can check that events come from this relay."
+            )
+        connectors.append(
+            WebhookConnector(args.webhook, args.webhook_secret, timeout=args.delivery_timeout)
+        )
+    elif args.webhook_secret:
+        raise ConfigError("--webhook-secret was given without --webhook URL.")
+    if args.rt_url:
+        connectors.append(
+            RequestTrackerConnector(
+                args.rt_url,
+                token=args.rt_token,
+                user=args.rt_user,
+                password=args.rt_password,
+                timeout=args.delivery_timeout,
+            )
+        )
+    elif args.rt_token or args.rt_user or args.rt_password:
+        raise ConfigError("Request Tracker credentials were given without --rt-url URL.")
+    return tuple(connectors)
+
+
+def _existing_store(data_dir: str) -> SQLiteStore:
+    """Open the store of a relay that has run; ConfigError if DIR holds no database."""
+    if not (Path(data_dir) / DATABASE_NAME).is_file():
+        raise ConfigError(
+            f"There is no relay database in {data_dir!r}; pass the --data-dir the relay "
+            "was started with."
+        )
+    return SQLiteStore(data_dir)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    store = _existing_store(args.data_dir)
+    try:
+        if args.action == "verify":
+            verdict = audit.verify(store.audit_entries())
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "ok": verdict.ok,
+                            "entries": verdict.entries,
+                            "head": verdict.head,
+                            "bad_seq": verdict.bad_seq,
+                            "problem": verdict.problem or None,
+                        }
+                    )
+                )
+            elif verdict.ok:
+                print(f"The audit log is intact: {verdict.entries} entries, head {verdict.head}.")
+            if not verdict.ok:
+                print(
+                    f"puente-relay: The audit log was tampered with: {verdict.problem}. "
+                    f"The {verdict.entries} entries before it are intact. Keep this database "
+                    "as evidence and compare it with your last export.",
+                    file=sys.stderr,
+                )
+                return EXIT_TAMPERED
+            return 0
+        return _audit_export(store, args.out)
+    finally:
+        store.close()
+
+
+def _audit_export(store: SQLiteStore, out: str) -> int:
+    entries = list(store.audit_entries())
+    verdict = audit.verify(entries)
+    lines = "".join(json.dumps(entry.as_json(), sort_keys=True) + "\n" for entry in entries)
+    if out == "-":
+        sys.stdout.write(lines)
+    else:
+        Path(out).write_text(lines, encoding="utf-8")
+        print(f"Exported {len(entries)} audit entries to {out}; head hash {verdict.head}.")
+    if not verdict.ok:
+        print(
+            f"puente-relay: Exported, but the audit log was tampered with: {verdict.problem}.",
+            file=sys.stderr,
+        )
+        return EXIT_TAMPERED
+    return 0
+
+
+def _deliveries(args: argparse.Namespace) -> int:
+    store = _existing_store(args.data_dir)
+    try:
+        rows = store.list_deliveries(pending_only=not args.all)
+    finally:
+        store.close()
+    if not rows and not args.json:
+        print("Every help-desk event was acknowledged." if not args.all else "No events yet.")
+    for row in rows:
+        record = {
+            "event_id": row.event_id,
+            "type": row.event_type,
+            "session_id": row.session_id,
+            "connector": row.connector,
+            "attempts": row.attempts,
+            "created_at": _utc(row.created_at),
+            "next_attempt_at": None if row.delivered_at else _utc(row.next_attempt_at),
+            "delivered_at": _utc(row.delivered_at) if row.delivered_at else None,
+            "last_error": row.last_error,
+        }
+        if args.json:
+            print(json.dumps(record))
+        else:
+            state = (
+                f"delivered {record['delivered_at']}"
+                if row.delivered_at
+                else f"next try {record['next_attempt_at']}"
+            )
+            error = f"  last error: {row.last_error}" if row.last_error else ""
+            print(
+                f"{row.event_id}\t{row.event_type}\t{row.connector}\t"
+                f"{row.attempts} attempts\t{state}{error}"
+            )
+    return 0
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 async def _run(config: RelayConfig) -> int:

@@ -93,7 +93,8 @@ class SessionLost(LinkError):
 
     Kinds: ``lost`` (generic), ``resume_timeout`` (this end could not get back in
     time), ``peer_timeout`` (the other side did not come back in time),
-    ``peer_gone`` (the other side left), ``relay`` (the relay ended it).
+    ``peer_gone`` (the other side left), ``relay`` (the relay ended it), ``bug`` (this
+    program failed; never resumed, so a bug cannot pass for a network problem).
     """
 
     def __init__(self, message: str, kind: str = "lost", code: str = "") -> None:
@@ -158,6 +159,7 @@ class Link:
         self._dial = dial
         self._session = session
         self._wakeup = asyncio.Event()
+        self._sent = asyncio.Event()  # set each time records leave (see wait_sent)
         self._queues: dict[Channel, asyncio.Queue[bytes | None]] = {
             ch: asyncio.Queue() for ch in Channel
         }
@@ -166,6 +168,7 @@ class Link:
         self._paired: asyncio.Future[Paired] = loop.create_future()
         self._tasks: list[asyncio.Task[None]] = []
         self._resume_grace = float(paired_info.get("resume_grace") or 0)
+        self._announce_resumable = False
         self._resumes = 0
 
     # Public methods ----------------------------------------------------------------
@@ -231,6 +234,21 @@ class Link:
             raise SessionLost(f"The session is over: {self.closed.result()}")
         self._session.send(channel, payload)
         self._wakeup.set()
+
+    def pending(self, channel: Channel) -> int:
+        """Fragments queued on ``channel`` that have not left yet (no credit or slow socket)."""
+        return self._session.pending(channel)
+
+    async def wait_sent(self, channel: Channel, at_most: int) -> None:
+        """Wait until at most ``at_most`` fragments of ``channel`` are still queued.
+
+        Streaming writers (the SSH tunnel) use this for backpressure, so a fast local
+        producer cannot queue more than the peer's credit lets through. Returns at once
+        when the session is over.
+        """
+        while self._session.pending(channel) > at_most and not self.closed.done():
+            self._sent.clear()
+            await self._sent.wait()
 
     def discard(self, channel: Channel) -> int:
         """Drop every message queued on ``channel`` and not yet sent; return how many.
@@ -325,8 +343,8 @@ class Link:
                 lost = await self._serve(self._ws)
                 if self.closed.done():
                     return
-                if not (self._session.resumable and self._resume_grace > 0):
-                    self._lost(lost)
+                if lost.kind == "bug" or not (self._session.resumable and self._resume_grace > 0):
+                    self._lost(lost, lost.__cause__)
                     return
                 log.info("link to the relay lost (%s); resuming", lost)
                 self._session.suspend()
@@ -347,10 +365,15 @@ class Link:
                 task.cancel()
             await asyncio.gather(reader, writer, return_exceptions=True)
         for task in done:
-            if not task.cancelled() and isinstance(task.exception(), SessionLost):
-                error = task.exception()
-                assert isinstance(error, SessionLost)
+            error = None if task.cancelled() else task.exception()
+            if isinstance(error, SessionLost):
                 return error
+            if error is not None:
+                # A bug here must not pass for a network problem (and loop on resumes).
+                log.error("the link failed", exc_info=error)
+                failed = SessionLost(f"The link failed ({type(error).__name__}: {error}).", "bug")
+                failed.__cause__ = error
+                return failed
         return SessionLost("The connection to the relay was lost; the session has ended.")
 
     async def _reader(self, ws: ClientConnection) -> None:
@@ -362,13 +385,21 @@ class Link:
                 else:
                     self._session.receive_data(raw)
                     for event in self._session.events_received():
-                        await self._dispatch(event, ws)
+                        self._dispatch(event)
+                    if self._announce_resumable:
+                        # Let the relay hold the session for us if the link drops.
+                        self._announce_resumable = False
+                        verifier = resume_verifier(self._session.resume_id)
+                        await ws.send(envelope.encode({"type": "resumable", "verifier": verifier}))
                 self._wakeup.set()
                 if self.closed.done():
                     return
             raise SessionLost("The relay closed the connection; the session has ended.")
         except WrongCodeError as exc:
             with contextlib.suppress(websockets.ConnectionClosed):
+                # Our own confirmation tag may still be queued: send it before the burn,
+                # so the other side learns the code was wrong rather than that we left.
+                await self._flush(ws)
                 await ws.send(
                     envelope.encode({"type": "burn", "reason": "key confirmation failed"})
                 )
@@ -394,6 +425,7 @@ class Link:
     async def _flush(self, ws: ClientConnection) -> None:
         while (data := self._session.data_to_send()) is not None:
             await ws.send(data)
+            self._sent.set()
 
     async def _relay_message(self, raw: str) -> None:
         try:
@@ -421,16 +453,11 @@ class Link:
             refusal = _refusal(message)
             self._lost(SessionLost(str(refusal), "relay", refusal.code))
 
-    async def _dispatch(
-        self, event: Paired | Resumed | MessageReceived | Closed, ws: ClientConnection
-    ) -> None:
+    def _dispatch(self, event: Paired | Resumed | MessageReceived | Closed) -> None:
         if isinstance(event, Paired):
             if not self._paired.done():
                 self._paired.set_result(event)
-            if self._resume_grace > 0:
-                # Let the relay hold the session for us if the link drops.
-                verifier = resume_verifier(self._session.resume_id)
-                await ws.send(envelope.encode({"type": "resumable", "verifier": verifier}))
+            self._announce_resumable = self._resume_grace > 0
         elif isinstance(event, Resumed):
             self._resumes += 1
             log.info("session resumed; %d frames sent again", event.resent)
@@ -522,6 +549,7 @@ class Link:
             self.closed.set_result(reason)
         self._end_queues()
         self._wakeup.set()
+        self._sent.set()
 
     def _lost(self, error: SessionLost, cause: BaseException | None = None) -> None:
         if cause is not None:
@@ -532,6 +560,7 @@ class Link:
             self.closed.exception()
         self._end_queues()
         self._wakeup.set()
+        self._sent.set()
 
     def _end_queues(self) -> None:
         for queue in self._queues.values():

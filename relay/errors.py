@@ -6,9 +6,14 @@ CLI prints it as it is and exits with status 2.
 The tree::
 
     RelayError                  base of everything the relay raises on purpose
-     ├── ConfigError            a setting cannot work (bad port, unusable data dir)
-     └── StoreError             the store refused an operation
-          └── TechnicianExists  a technician account with that name already exists
+     ├── ConfigError            a setting cannot work (bad port, unusable data dir,
+     │                          a connector without its secret)
+     ├── StoreError             the store refused an operation
+     │    └── TechnicianExists  a technician account with that name already exists
+     ├── SummaryInvalid         an uploaded summary does not fit the schema (also a
+     │                          ValueError); the API answers 400 with its sentence
+     └── DeliveryError          a help desk did not acknowledge an event; the outbox
+                                retries it later (never seen by an operator's command)
 """
 
 from __future__ import annotations
@@ -34,3 +39,11 @@ class TechnicianExists(StoreError):
             f"A technician named {name!r} already exists; choose another name "
             "(removed accounts keep their names so past sessions stay attributable)."
         )
+
+
+class SummaryInvalid(RelayError, ValueError):
+    """An uploaded summary does not fit the schema; the message says where and why."""
+
+
+class DeliveryError(RelayError):
+    """The help desk did not acknowledge an event; the message says what it answered."""

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .summary import SUMMARY_SCHEMA
+
 _ERROR = {"$ref": "#/components/responses/Error"}
+
+
+def _HTML(description: str) -> dict[str, Any]:  # noqa: N802 - reads like the _ERROR constant
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
 
 _SESSION_ID = {
     "name": "session_id",
@@ -28,7 +35,8 @@ OPENAPI: dict[str, Any] = {
             "token (made with 'puente-relay technician add'). Paths are matched exactly: a "
             "trailing slash is a different, unknown path. Errors are JSON objects "
             '{"error": code, "message": sentence}. The WebSocket endpoint /v1/session '
-            "(agent and technician ends) is described in docs/PROTOCOL.md."
+            "(agent and technician ends) is described in docs/PROTOCOL.md. Help-desk "
+            "events (webhook, Request Tracker) are described in docs/HELPDESK.md."
         ),
     },
     "security": [{"bearer": []}],
@@ -58,6 +66,39 @@ OPENAPI: dict[str, Any] = {
                 "summary": "This document",
                 "security": [],
                 "responses": {"200": {"description": "The OpenAPI description of the API."}},
+            }
+        },
+        "/join/{nameplate}": {
+            "get": {
+                "summary": "The customer's join page (HTML)",
+                "description": (
+                    "Who is waiting, for which ticket, how to get the agent, and the first "
+                    "part of the session code. Never the code's secret part: the relay does "
+                    "not know it. Rate-limited per client address."
+                ),
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "nameplate",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[1-9][0-9]{2,8}$"},
+                    }
+                ],
+                "responses": {
+                    "200": _HTML("The page for a waiting session."),
+                    "400": _ERROR,
+                    "404": {
+                        "description": "No session has this nameplate (a page), or the path "
+                        "is not a join link at all (a JSON error).",
+                        "content": {
+                            "text/html": {"schema": {"type": "string"}},
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                        },
+                    },
+                    "410": _HTML("The session's code expired or was used."),
+                    "429": _HTML("Too many join pages opened from this address; wait a minute."),
+                },
             }
         },
         "/api/sessions": {
@@ -146,6 +187,58 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/api/sessions/{session_id}/summary": {
+            "parameters": [_SESSION_ID],
+            "get": {
+                "summary": "The session's summary",
+                "responses": {
+                    "200": {
+                        "description": "The summary as uploaded.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Summary"}}
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                },
+            },
+            "put": {
+                "summary": "Upload the session's summary (once; it never changes)",
+                "description": (
+                    "Written by the technician's client at the end of a session. The first "
+                    "upload is stored and sent to the help desk; the same summary again is "
+                    "200 (safe to retry); a different one is 409."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Summary"}}
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "This summary was already stored.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Summary"}}
+                        },
+                    },
+                    "201": {
+                        "description": "Stored; the help desk will receive it.",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Summary"}}
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "409": _ERROR,
+                    "413": _ERROR,
+                    "415": _ERROR,
+                },
+            },
+        },
         "/api/revocations": {
             "post": {
                 "summary": "Publish an organisation's signed revocation list",
@@ -230,10 +323,19 @@ OPENAPI: dict[str, Any] = {
             "NewSession": {
                 "type": "object",
                 "properties": {
-                    "ticket_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "ticket_id": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200,
+                        "pattern": "^[!-~]([ -~]*[!-~])?$",
+                        "description": "The help desk's ticket reference: printable characters, "
+                        "not only spaces (the pattern shows the ASCII subset; other printable "
+                        "Unicode is accepted too).",
+                    },
                     "ticket_url": {
                         "type": ["string", "null"],
                         "maxLength": 2000,
+                        "pattern": "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$",
                         "description": "An http or https link to the ticket.",
                     },
                 },
@@ -260,6 +362,10 @@ OPENAPI: dict[str, Any] = {
                     "bytes_agent_to_tech": {"type": "integer"},
                     "bytes_tech_to_agent": {"type": "integer"},
                     "join_url": {"type": "string"},
+                    "summary": {
+                        "oneOf": [{"$ref": "#/components/schemas/Summary"}, {"type": "null"}]
+                    },
+                    "summary_uploaded_at": {"type": ["string", "null"], "format": "date-time"},
                 },
                 "required": [
                     "session_id",
@@ -271,8 +377,10 @@ OPENAPI: dict[str, Any] = {
                     "created_at",
                     "expires_at",
                     "join_url",
+                    "summary",
                 ],
             },
+            "Summary": SUMMARY_SCHEMA,
             "RevocationList": {
                 "type": "object",
                 "description": "Signed by the organisation key; see docs/PROTOCOL.md.",

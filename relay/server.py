@@ -42,7 +42,10 @@ Rules of a WebSocket connection (anything not listed closes it with an error)::
                  present end gets ``peer_gone`` saying who did not come back.
 
 Every refusal is one ``error`` text message followed by a close. Session state
-lives in the store (:mod:`relay.store`); only connections live in memory.
+lives in the store (:mod:`relay.store`); only connections live in memory. Each
+change of a session's state (created, paired, ended) is recorded right after it as
+a help-desk event in the audit log and the outbox (:mod:`relay.outbox`), which
+delivers it to the configured connectors (:mod:`relay.connectors`).
 """
 
 from __future__ import annotations
@@ -72,8 +75,11 @@ from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError
 
 from .api import RestApi
+from .connectors import Connector
 from .errors import ConfigError
+from .events import EventType
 from .http import HeaderError, RelayConnection, bearer_token, error_response, single_header
+from .outbox import DeliverySettings, Outbox
 from .ratelimit import SlidingWindowLimiter
 from .store import RelayStore, SessionRecord, SessionState, SQLiteStore
 
@@ -116,6 +122,12 @@ class RelayConfig:
     max_queue: int = 4
     #: Bytes buffered per connection before a send waits for the network.
     write_limit: int = 64 * 1024
+    #: Help desks that get session events (relay.connectors), through the outbox.
+    connectors: tuple[Connector, ...] = ()
+    #: Pacing of deliveries to the connectors (timeouts, backoff).
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    #: Where customers download the agent, shown on the join page (optional).
+    agent_download_url: str | None = None
 
 
 @dataclass(eq=False)
@@ -157,6 +169,7 @@ class RelayServer:
         self._store = store
         self._server: Server | None = None
         self._api: RestApi | None = None
+        self._outbox: Outbox | None = None
         self._live: dict[str, LiveSession] = {}
         self._connections: set[RelayConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -174,6 +187,13 @@ class RelayServer:
         if self._store is None:
             raise RuntimeError("the relay is not started")
         return self._store
+
+    @property
+    def outbox(self) -> Outbox:
+        """Help-desk events: recording and delivery (open between start() and close())."""
+        if self._outbox is None:
+            raise RuntimeError("the relay is not started")
+        return self._outbox
 
     @property
     def port(self) -> int:
@@ -195,8 +215,17 @@ class RelayServer:
         config = self.config
         if self._store is None:
             self._store = SQLiteStore(config.data_dir)
+        self._outbox = Outbox(
+            self._store, config.connectors, self._clock, lambda: self.base_url, config.delivery
+        )
         self._api = RestApi(
-            self._store, self, self._clock, lambda: self.base_url, config.nameplate_ttl
+            self._store,
+            self,
+            self._clock,
+            lambda: self.base_url,
+            config.nameplate_ttl,
+            outbox=self._outbox,
+            agent_download_url=config.agent_download_url,
         )
         try:
             self._server = await serve(
@@ -227,6 +256,9 @@ class RelayServer:
                 f"Cannot listen on {where} ({exc.strerror or exc}); check --host and --port."
             ) from exc
         self._housekeeping = asyncio.create_task(self._housekeeping_loop())
+        # Events a crash cut off are recorded now; then pending deliveries resume.
+        self._outbox.reconcile()
+        self._outbox.start()
         logger.info("relay listening on %s", self.base_url)
 
     async def close(self) -> None:
@@ -251,6 +283,8 @@ class RelayServer:
         self._server.close()
         await self._server.wait_closed()
         await self._drain_tasks()
+        if self._outbox is not None:
+            await self._outbox.close()
         if self._store is not None:
             self._store.close()
         logger.info("relay stopped")
@@ -277,6 +311,7 @@ class RelayServer:
             self._finish(live, SessionState.ENDED, reason, dict.fromkeys(live.ends, notice))
         elif self.store.finish_session(session_id, SessionState.ENDED, self._clock(), reason):
             logger.info("session finished session=%s state=ended why=%s", session_id, reason)
+            self.outbox.session_ended(session_id)
 
     def live_byte_counts(self, session_id: str) -> tuple[int, int] | None:
         """Bytes forwarded so far (agent→tech, tech→agent) if the session is connected."""
@@ -300,7 +335,7 @@ class RelayServer:
         elif request.path == envelope.WS_PATH:
             response = self._check_upgrade(connection, request, ip)
         else:
-            response = self._api.handle(request, connection.request_body)
+            response = self._api.handle(request, connection.request_body, ip)
         path = request.path.partition("?")[0]
         status = response.status_code if response else "upgrade"
         logger.info("http %s %s status=%s ip=%s", request.method, path, status, ip)
@@ -459,7 +494,8 @@ class RelayServer:
         now = self._clock()
         live.paired = True
         live.last_activity = now
-        self.store.mark_paired(live.record.id, now)
+        if self.store.mark_paired(live.record.id, now):
+            self.outbox.session_paired(live.record.id)
         record = live.record
         logger.info(
             "session paired session=%s nameplate=%s ticket=%s",
@@ -678,7 +714,8 @@ class RelayServer:
         a2t, t2a = live.sent[Role.AGENT], live.sent[Role.TECHNICIAN]
         if state is not None:
             stored_reason = f"{reason}: {detail}" if detail else reason
-            self.store.finish_session(record.id, state, self._clock(), stored_reason, a2t, t2a)
+            if self.store.finish_session(record.id, state, self._clock(), stored_reason, a2t, t2a):
+                self.outbox.session_ended(record.id)
         logger.info(
             "session finished session=%s nameplate=%s state=%s why=%s "
             "bytes_agent_to_tech=%d bytes_tech_to_agent=%d",
@@ -724,7 +761,9 @@ class RelayServer:
                 notice = envelope.error(ErrorCode.IDLE)
                 why = "nothing was forwarded for too long"
                 self._finish(live, SessionState.ENDED, why, dict.fromkeys(live.ends, notice))
-        self.store.expire_sessions(now)
+        if self.store.expire_sessions(now):
+            # The store expires codes in bulk: record session.ended for those that just did.
+            self.outbox.reconcile((EventType.SESSION_ENDED,))
         self._ip_limiter.prune(now)
 
     def _farewell(self, connection: RelayConnection, text: str | None) -> None:

@@ -23,18 +23,22 @@ newest session with a nameplate, so an old, finished session never shadows a new
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 import hashlib
 import hmac
+import json
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .audit import GENESIS, AuditEntry, audit_time, canonical, entry_hash
 from .errors import StoreError, TechnicianExists
+from .events import ONCE_PER_SESSION, NewEvent, document
 
 #: File name of the SQLite database inside the data directory.
 DATABASE_NAME = "relay.sqlite3"
@@ -97,6 +101,32 @@ class SessionRecord:
         if self.state is SessionState.WAITING and now >= self.expires_at:
             return SessionState.EXPIRED
         return self.state
+
+
+@dataclass(frozen=True)
+class StoredSummary:
+    """A session summary as uploaded by the technician's client (JSON text)."""
+
+    session_id: str
+    summary: str
+    uploaded_at: float
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event queued for one help-desk connector (a row of the outbox)."""
+
+    id: int
+    event_id: str
+    event_type: str
+    session_id: str
+    connector: str
+    document: str  # the event document, JSON text
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+    delivered_at: float | None
+    last_error: str | None
 
 
 # ---------------------------------------------------------------------------
@@ -225,6 +255,77 @@ class RelayStore(abc.ABC):
     def expire_sessions(self, now: float) -> int:
         """Mark waiting sessions past their expiry as expired; return how many."""
 
+    # help-desk events: audit log, summaries, outbox
+
+    @abc.abstractmethod
+    def record_event(
+        self, event: NewEvent, now: float, connectors: Sequence[str]
+    ) -> AuditEntry | None:
+        """Append ``event`` to the audit log and queue it for each of ``connectors``.
+
+        One transaction: the entry and its outbox rows exist together or not at all.
+        Session events (:data:`relay.events.ONCE_PER_SESSION`) are recorded once per
+        session: a repeat returns None and changes nothing.
+        """
+
+    @abc.abstractmethod
+    def store_summary(
+        self, session_id: str, summary: str, now: float, event: NewEvent, connectors: Sequence[str]
+    ) -> tuple[StoredSummary, bool]:
+        """Keep the first summary of a session and record ``event`` with it, atomically.
+
+        Return ``(stored, True)`` the first time; later calls return the summary already
+        stored and False, and record nothing (summaries never change).
+        """
+
+    @abc.abstractmethod
+    def get_summary(self, session_id: str) -> StoredSummary | None:
+        """The session's summary, or None."""
+
+    @abc.abstractmethod
+    def audit_entries(self) -> Iterator[AuditEntry]:
+        """Every audit entry in ``seq`` order."""
+
+    @abc.abstractmethod
+    def sessions_missing_event(self, event_type: str) -> list[SessionRecord]:
+        """Sessions that reached the point of ``event_type`` but have no such event.
+
+        ``session.created``: every session; ``session.paired``: sessions that paired;
+        ``session.ended``: finished sessions. Used at start-up to record events a
+        crash may have cut off between a state change and its event.
+        """
+
+    @abc.abstractmethod
+    def due_deliveries(self, connector: str, now: float, limit: int) -> list[Delivery]:
+        """Undelivered, unleased rows of ``connector`` due by ``now``, oldest first.
+
+        A row waits while an older row of the same session and connector is undelivered,
+        so a ticket sees its events in order.
+        """
+
+    @abc.abstractmethod
+    def begin_delivery(self, delivery_id: int, now: float, lease: float) -> int | None:
+        """Lease a row for ``lease`` seconds and count the attempt; return the attempt number.
+
+        None if it was delivered or is leased by someone else (another relay process).
+        """
+
+    @abc.abstractmethod
+    def finish_delivery(self, delivery_id: int, now: float, acknowledgement: NewEvent) -> None:
+        """Mark a row delivered and audit the help desk's acknowledgement, atomically."""
+
+    @abc.abstractmethod
+    def fail_delivery(self, delivery_id: int, next_attempt_at: float, error: str) -> None:
+        """Release a row after a failed attempt; it is due again at ``next_attempt_at``."""
+
+    @abc.abstractmethod
+    def retry_deliveries_now(self, now: float) -> int:
+        """Make every undelivered row due by ``now`` (a restart retries at once); how many rows."""
+
+    @abc.abstractmethod
+    def list_deliveries(self, pending_only: bool = True, limit: int = 1000) -> list[Delivery]:
+        """Outbox rows, oldest first (only undelivered ones by default)."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the database."""
@@ -285,6 +386,60 @@ CREATE TABLE IF NOT EXISTS revocation_lists (
 );
 """
 
+# The audit log is append-only: triggers refuse UPDATE and DELETE, and the hash chain
+# (relay.audit) shows any edit made around them. Session events are unique per session.
+_HELPDESK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq         INTEGER PRIMARY KEY,
+    at          TEXT NOT NULL,
+    event_id    TEXT NOT NULL UNIQUE,
+    type        TEXT NOT NULL,
+    session_id  TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS audit_session_events ON audit_log (session_id, type)
+    WHERE type IN ('session.created', 'session.paired', 'session.ended', 'session.summary');
+CREATE INDEX IF NOT EXISTS audit_by_session ON audit_log (session_id, type);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
+CREATE TABLE IF NOT EXISTS summaries (
+    session_id   TEXT PRIMARY KEY REFERENCES sessions(id),
+    summary      TEXT NOT NULL,
+    uploaded_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id               INTEGER PRIMARY KEY,
+    event_id         TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    session_id       TEXT NOT NULL,
+    connector        TEXT NOT NULL,
+    document         TEXT NOT NULL,
+    created_at       REAL NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL NOT NULL,
+    leased_until     REAL,
+    delivered_at     REAL,
+    last_error       TEXT,
+    UNIQUE (event_id, connector)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (connector, next_attempt_at)
+    WHERE delivered_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_by_session ON outbox (session_id, connector, id);
+"""
+
+_DELIVERY_COLUMNS = """
+    id, event_id, event_type, session_id, connector, document, created_at, attempts,
+    next_attempt_at, delivered_at, last_error
+"""
+
 _SESSION_COLUMNS = """
     s.id, s.nameplate, s.ticket_id, s.ticket_url, s.technician_id, t.name, s.state,
     s.created_at, s.expires_at, s.paired_at, s.ended_at, s.end_reason,
@@ -315,6 +470,7 @@ class SQLiteStore(RelayStore):
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(_HELPDESK_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"Cannot open the relay database in {str(directory)!r} ({exc}); "
@@ -463,6 +619,160 @@ class SQLiteStore(RelayStore):
             (now,),
         )
         return cursor.rowcount
+
+    # help-desk events
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def record_event(
+        self, event: NewEvent, now: float, connectors: Sequence[str]
+    ) -> AuditEntry | None:
+        with self._transaction():
+            return self._append_event(event, now, connectors)
+
+    def _append_event(
+        self, event: NewEvent, now: float, connectors: Sequence[str]
+    ) -> AuditEntry | None:
+        """Append inside an open transaction (the write lock orders the chain)."""
+        if event.type in ONCE_PER_SESSION:
+            exists = self._db.execute(
+                "SELECT 1 FROM audit_log WHERE session_id = ? AND type = ?",
+                (event.session_id, str(event.type)),
+            ).fetchone()
+            if exists:
+                return None
+        head = self._db.execute(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        at = audit_time(now)
+        event_id = "evt_" + uuid.uuid4().hex
+        data = canonical(event.data)
+        digest = entry_hash(prev, seq, at, event_id, str(event.type), event.session_id, data)
+        self._db.execute(
+            "INSERT INTO audit_log (seq, at, event_id, type, session_id, data, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, at, event_id, str(event.type), event.session_id, data, prev, digest),
+        )
+        if connectors:
+            doc = json.dumps(
+                document(event_id, str(event.type), at, event.data, event.extra, seq, digest)
+            )
+            self._db.executemany(
+                "INSERT INTO outbox (event_id, event_type, session_id, connector, document,"
+                " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (event_id, str(event.type), event.session_id, name, doc, now, now)
+                    for name in connectors
+                ],
+            )
+        return AuditEntry(seq, at, event_id, str(event.type), event.session_id, data, prev, digest)
+
+    def store_summary(
+        self, session_id: str, summary: str, now: float, event: NewEvent, connectors: Sequence[str]
+    ) -> tuple[StoredSummary, bool]:
+        with self._transaction():
+            existing = self.get_summary(session_id)
+            if existing is not None:
+                return existing, False
+            self._db.execute(
+                "INSERT INTO summaries (session_id, summary, uploaded_at) VALUES (?, ?, ?)",
+                (session_id, summary, now),
+            )
+            self._append_event(event, now, connectors)
+        return StoredSummary(session_id, summary, now), True
+
+    def get_summary(self, session_id: str) -> StoredSummary | None:
+        row = self._db.execute(
+            "SELECT session_id, summary, uploaded_at FROM summaries WHERE session_id = ?",
+            (session_id,),
+        ).fetchone()
+        return StoredSummary(row[0], row[1], row[2]) if row else None
+
+    def audit_entries(self) -> Iterator[AuditEntry]:
+        rows = self._db.execute(
+            "SELECT seq, at, event_id, type, session_id, data, prev_hash, hash"
+            " FROM audit_log ORDER BY seq"
+        )
+        for row in rows:
+            yield AuditEntry(*row)
+
+    def sessions_missing_event(self, event_type: str) -> list[SessionRecord]:
+        reached = {
+            "session.created": "1",
+            "session.paired": "s.paired_at IS NOT NULL",
+            "session.ended": "s.state IN ('ended', 'expired', 'failed')",
+        }[event_type]
+        rows = self._db.execute(
+            f"{_SELECT_SESSION} WHERE {reached} AND NOT EXISTS"
+            " (SELECT 1 FROM audit_log a WHERE a.session_id = s.id AND a.type = ?)"
+            " ORDER BY s.created_at, s.rowid",
+            (event_type,),
+        )
+        return [_session(row) for row in rows]
+
+    def due_deliveries(self, connector: str, now: float, limit: int) -> list[Delivery]:
+        rows = self._db.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM outbox o"
+            " WHERE o.connector = ? AND o.delivered_at IS NULL AND o.next_attempt_at <= ?"
+            " AND (o.leased_until IS NULL OR o.leased_until <= ?)"
+            " AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.session_id = o.session_id"
+            "   AND e.connector = o.connector AND e.delivered_at IS NULL AND e.id < o.id)"
+            " ORDER BY o.id LIMIT ?",
+            (connector, now, now, limit),
+        )
+        return [Delivery(*row) for row in rows]
+
+    def begin_delivery(self, delivery_id: int, now: float, lease: float) -> int | None:
+        row = self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, leased_until = ?"
+            " WHERE id = ? AND delivered_at IS NULL"
+            " AND (leased_until IS NULL OR leased_until <= ?) RETURNING attempts",
+            (now + lease, delivery_id, now),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def finish_delivery(self, delivery_id: int, now: float, acknowledgement: NewEvent) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE outbox SET delivered_at = ?, leased_until = NULL, last_error = NULL"
+                " WHERE id = ?",
+                (now, delivery_id),
+            )
+            self._append_event(acknowledgement, now, ())
+
+    def fail_delivery(self, delivery_id: int, next_attempt_at: float, error: str) -> None:
+        self._db.execute(
+            "UPDATE outbox SET leased_until = NULL, next_attempt_at = ?, last_error = ?"
+            " WHERE id = ? AND delivered_at IS NULL",
+            (next_attempt_at, error[:500], delivery_id),
+        )
+
+    def retry_deliveries_now(self, now: float) -> int:
+        cursor = self._db.execute(
+            "UPDATE outbox SET next_attempt_at = MIN(next_attempt_at, ?)"
+            " WHERE delivered_at IS NULL",
+            (now,),
+        )
+        return cursor.rowcount
+
+    def list_deliveries(self, pending_only: bool = True, limit: int = 1000) -> list[Delivery]:
+        where = "WHERE delivered_at IS NULL" if pending_only else ""
+        rows = self._db.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM outbox {where} ORDER BY id LIMIT ?", (limit,)
+        )
+        return [Delivery(*row) for row in rows]
+
+    # organisation revocation lists
 
     def publish_revocation_list(
         self, organisation_key: str, number: int, document: str, technician_id: str, now: float

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from protocol.messages import ReplyStatus
 from relay.client import LinkError
 
 from . import trust_cli
-from .client import RelayAPI, TechnicianSession
+from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
+from .summary import build_summary, one_line
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DECLINED, EXIT_NOBODY = 0, 1, 2, 3, 4
 
@@ -30,9 +32,12 @@ DESCRIPTION = """\
 Help a customer through the Puente relay.
 
 Each command opens a session for a help-desk ticket and prints a session code
-(code: 417-862-093). Read it to the customer, who types it into puente-agent.
-When they join, both of you see the same check code: ask them to read theirs
-aloud; if it differs, stop. The customer approves every capability you ask for.
+(code: 417-862-093) and a join page to send the customer. Read the code to the
+customer, who types it into puente-agent. When they join, both of you see the same
+check code: ask them to read theirs aloud; if it differs, stop. The customer
+approves every capability you ask for. When the session ends the customer is asked
+to rate the help, and a summary (who, when, consents, diagnostics digest, rating)
+goes to the relay and on to the help desk's ticket.
 """
 
 EPILOG = """\
@@ -44,6 +49,7 @@ examples:
   puente-tech session --ticket HD-1042 --fixes library/   # then: triage, fix disk-cleanup
   puente-tech triage hd-1042.json
   puente-tech org --help ; puente-tech fix --help
+  puente-tech sessions --ticket HD-1042
 
 exit status: 0 done, 1 error, 2 usage, 3 customer declined, 4 nobody joined
 """
@@ -115,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument(
         "--sample", type=float, default=0.5, help="seconds to sample busy processes (default 0.5)"
     )
+    _add_rating_wait(diag)
     console = commands.add_parser(
         "session",
         help="open a session and type commands (or pipe a script) into it",
@@ -127,7 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument(
         "--wait", type=float, default=600.0, help="seconds to wait for the customer (default 600)"
     )
+    _add_rating_wait(console)
     trust_cli.add_knowledge_options(console)
+    sessions = commands.add_parser(
+        "sessions",
+        help="list a ticket's sessions with their summaries",
+        description="List your sessions for TICKET, newest first, with their summaries "
+        "(times, consents, diagnostics digest, the customer's rating). With --json, one "
+        'JSON object: {"ticket_id": ..., "sessions": [...]}.',
+    )
+    sessions.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
     trust_cli.add_commands(commands)
     viewer = commands.add_parser(
         "viewer",
@@ -140,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     viewer.add_argument("--ticket", default="", help="help-desk ticket id to prefill")
     viewer.add_argument("--name", default="", help="your name as the customer sees it")
     return parser
+
+
+def _add_rating_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rating-wait",
+        type=float,
+        default=RATING_WAIT,
+        metavar="S",
+        help=f"seconds to wait for the customer's rating when you end (default {RATING_WAIT:.0f})",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if (args.cert is None) != (args.key is None):
         out.error("Pass both --cert and --key (or PUENTE_CERT and PUENTE_KEY), or neither.")
         return EXIT_USAGE
-    runner = run_diagnostics if args.command == "diagnostics" else run_console
+    runners = {"diagnostics": run_diagnostics, "session": run_console, "sessions": run_sessions}
+    runner = runners[args.command]
     try:
         return asyncio.run(runner(args, out, ssl_context))
     except KeyboardInterrupt:
@@ -211,6 +238,12 @@ async def open_session(
         session_id=created["session_id"],
         join_url=created.get("join_url"),
     )
+    if created.get("join_url"):
+        out.event(
+            "join_page",
+            f"Join page for the customer (it never shows the code): {created['join_url']}",
+            join_url=created["join_url"],
+        )
     out.event(
         "waiting",
         f"Read this code to the customer. Waiting up to {args.wait:.0f} s for them to join...",
@@ -230,6 +263,7 @@ async def open_session(
     except TimeoutError:
         await asyncio.to_thread(_end_quietly, api, created["session_id"])
         return api, created, None
+    session.rating_wait = args.rating_wait
     out.event(
         "paired",
         f"Customer joined. Check code: {session.sas} - ask the customer to read theirs; "
@@ -237,6 +271,39 @@ async def open_session(
         sas=session.sas,
     )
     return api, created, session
+
+
+async def upload_summary(
+    api: RelayAPI, created: dict[str, Any], session: TechnicianSession, out: Output
+) -> bool:
+    """Report the rating, then upload the session's summary (retrying briefly)."""
+    if session.rating is not None:
+        score, comment = session.rating
+        said = f' "{one_line(comment, 500)}"' if comment else ""
+        out.event(
+            "rating",
+            f"Customer rating: {score}/5{said}",
+            score=score,
+            comment=one_line(comment, 500),
+        )
+    else:
+        out.event("rating", "The customer did not rate this session.", score=None)
+    summary = build_summary(session, str(created.get("technician") or "Technician"), time.time())
+    session_id = str(created["session_id"])
+    problem = await send_summary(api, session_id, summary)
+    if problem is None:
+        out.event(
+            "summary",
+            f"Session summary sent to the relay for ticket {created.get('ticket_id')}.",
+            session_id=session_id,
+        )
+        return True
+    out.error(
+        f"The session summary could not be uploaded ({problem}). It follows so you can add "
+        "it to the ticket by hand:"
+    )
+    print(json.dumps(summary, indent=2), file=sys.stderr, flush=True)
+    return False
 
 
 def publish_revocations(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
@@ -298,21 +365,36 @@ async def run_diagnostics(args: argparse.Namespace, out: Output, ssl_context: An
         out.event("written", f"Diagnostics written to {args.out}", path=str(args.out))
         return EXIT_OK
     finally:
+        out.event("ending", "Ending the session; the customer is asked to rate it...")
         await session.end("the technician finished")
+        await upload_summary(api, created, session, out)
 
 
 async def stdin_lines() -> AsyncIterator[str]:
-    """Lines from stdin without blocking the event loop (a reader thread feeds a queue)."""
+    """Lines from stdin without blocking the event loop (a reader thread feeds a queue).
+
+    The thread reads a line only when the console asks for the next one, so while a
+    command runs it leaves the terminal alone (``shell`` reads keystrokes itself).
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
+    wanted = threading.Semaphore(0)
 
     def read() -> None:
-        for line in sys.stdin:
+        while True:
+            wanted.acquire()
+            line = sys.stdin.readline()
+            if not line:
+                break
             loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
     threading.Thread(target=read, name="puente-tech-stdin", daemon=True).start()
-    while (line := await queue.get()) is not None:
+    while True:
+        wanted.release()
+        line = await queue.get()
+        if line is None:
+            return
         yield line
 
 
@@ -341,15 +423,23 @@ def watch_session(session: TechnicianSession, out: Output) -> None:
 
 
 async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
-    from . import console as console_module
-
-    _, _, session = await open_session(args, out, ssl_context)
+    api, created, session = await open_session(args, out, ssl_context)
     if session is None:
         out.error(f"Nobody joined within {args.wait:.0f} seconds; the code no longer works.")
         return EXIT_NOBODY
     watch_session(session, out)
-    console_module.load_commands()
+    status = await _console_until_ended(args, session, out)
+    await upload_summary(api, created, session, out)
+    return status
+
+
+async def _console_until_ended(
+    args: argparse.Namespace, session: TechnicianSession, out: Output
+) -> int:
+    from . import console as console_module
     from .outcomes import default_outcomes_path
+
+    console_module.load_commands()
 
     console = console_module.SessionConsole(
         session,
@@ -363,8 +453,12 @@ async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -
     commands_task = asyncio.create_task(console.run(stdin_lines()))
     closed_task = asyncio.create_task(session.link.wait_closed())
     done, _ = await asyncio.wait([commands_task, closed_task], return_when=asyncio.FIRST_COMPLETED)
+    if closed_task in done and session.ended_by == "technician":
+        await commands_task  # our own "end" command closed the link: let it report
+        return EXIT_OK
     if closed_task in done:
         commands_task.cancel()
+        await session.drained()  # the customer's Rating and Bye came before the close
         try:
             reason = closed_task.result()
         except LinkError as exc:
@@ -375,6 +469,46 @@ async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -
     closed_task.cancel()
     if not console.ended:
         await session.end("the technician finished")
+    return EXIT_OK
+
+
+async def run_sessions(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
+    """List a ticket's sessions with their summaries (everything shown is sanitised)."""
+    api = RelayAPI(args.relay, args.token, ssl_context)
+    sessions = await asyncio.to_thread(api.list_sessions, args.ticket)
+    if out.as_json:
+        print(json.dumps({"ticket_id": args.ticket, "sessions": sessions}), flush=True)
+        return EXIT_OK
+    from relay.events import summary_lines
+
+    ticket = one_line(args.ticket, 200)
+    if not sessions:
+        print(f"No sessions of yours for ticket {ticket}.")
+        return EXIT_OK
+    print(f"Ticket {ticket}: {len(sessions)} session{'s' if len(sessions) != 1 else ''}")
+    for item in sessions:
+        summary = item.get("summary") if isinstance(item, dict) else None
+        rating = (summary or {}).get("rating") if isinstance(summary, dict) else None
+        rated = f"rating {rating.get('score')}/5" if isinstance(rating, dict) else "no rating"
+        head = "  ".join(
+            one_line(part, 100)
+            for part in (
+                item.get("created_at"),
+                item.get("state"),
+                item.get("technician"),
+                rated if summary else "no summary",
+                f"session {item.get('session_id')}",
+            )
+        )
+        print("")
+        print(head)
+        if isinstance(summary, dict):
+            try:
+                lines = summary_lines(summary, item)
+            except (KeyError, TypeError, AttributeError):
+                lines = ["(the summary could not be read)"]
+            for line in lines:
+                print("    " + one_line(line, 400))
     return EXIT_OK
 
 

@@ -4,6 +4,10 @@
 is the paired, end-to-end encrypted session: ``request()`` asks the agent for a
 capability and returns the agent's reply, whose status says whether the customer
 declined, revoked, or the work was done.
+
+Ending: ``end()`` says ``Bye``, waits up to ``rating_wait`` seconds for the customer's
+``Rating`` (the agent asks them), then closes. The session keeps a journal
+(:mod:`technician.summary`) from which the summary is built and uploaded.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import itertools
 import json
 import ssl as ssl_module
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,6 +35,10 @@ from relay.client import Link, LinkError, RelayRefused, RelayUnavailable, Sessio
 
 from . import __version__
 from .credentials import TechnicianCredentials
+from .summary import SessionJournal
+
+#: Seconds ``end()`` waits for the customer's rating by default.
+RATING_WAIT = 60.0
 
 
 class APIError(LinkError):
@@ -110,20 +119,65 @@ class RelayAPI:
         )
         return result
 
+    def put_summary(self, session_id: str, summary: dict[str, Any]) -> dict[str, Any]:
+        """Upload a session's summary (safe to repeat with the same summary)."""
+        result: dict[str, Any] = self._call(
+            "PUT", f"/api/sessions/{urllib.parse.quote(session_id)}/summary", summary
+        )
+        return result
+
+
+async def send_summary(api: RelayAPI, session_id: str, summary: dict[str, Any]) -> str | None:
+    """Upload a session's summary, retrying briefly; None once stored, else the problem.
+
+    A refusal (4xx) is not retried: the same summary would be refused again.
+    """
+    problem = ""
+    for attempt in range(3):
+        try:
+            await asyncio.to_thread(api.put_summary, session_id, summary)
+            return None
+        except APIError as exc:
+            problem = str(exc)
+            if exc.status < 500:
+                break
+        except LinkError as exc:
+            problem = str(exc)
+        if attempt < 2:
+            await asyncio.sleep(2**attempt)
+    return problem
+
 
 @dataclass
 class ConsentEvent:
     capability: str
     state: str
     message: str
+    at: float = 0.0  # wall-clock seconds when the technician's client heard of it
 
 
 class TechnicianSession:
     """A paired session seen from the technician's side."""
 
-    def __init__(self, link: Link, agent_hello: messages.Hello) -> None:
+    def __init__(
+        self,
+        link: Link,
+        agent_hello: messages.Hello,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.link = link
         self.agent_hello = agent_hello
+        self.clock = clock
+        self.started_at = clock()
+        self.ended_at: float | None = None
+        #: "technician", "customer" or "connection" once the session is over.
+        self.ended_by: str | None = None
+        self.end_reason: str | None = None
+        #: The customer's ``(score, comment)``, once they rated (None if skipped).
+        self.rating: tuple[int, str] | None = None
+        self.rating_wait = RATING_WAIT
+        self.journal = SessionJournal()
+        self._rating_heard: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.consent: dict[str, str] = {}
         self.consent_log: list[ConsentEvent] = []
         self.on_consent: Callable[[ConsentEvent], None] | None = None
@@ -205,10 +259,17 @@ class TechnicianSession:
         """
         request_id, future = await self.start(capability, action, args, on_progress)
         try:
-            return await future
+            reply = await future
         finally:
             self._pending.pop(request_id, None)
             self._progress.pop(request_id, None)
+        if (
+            capability == "diagnostics"
+            and reply.status == ReplyStatus.OK
+            and isinstance(reply.result, dict)
+        ):
+            self.journal.diagnostics_collected(self.clock(), reply.result)
+        return reply
 
     async def start(
         self,
@@ -245,13 +306,33 @@ class TechnicianSession:
     async def chat(self, text: str) -> None:
         await self.link.send_control(messages.Chat(text))
 
-    async def end(self, reason: str = "finished") -> None:
+    async def end(self, reason: str = "finished", rating_wait: float | None = None) -> None:
+        """Say goodbye, wait up to ``rating_wait`` s for the customer's rating, then close."""
+        self._ended("technician", reason)
         with contextlib.suppress(LinkError):
             await self.link.send_control(messages.Bye(reason))
+        wait = self.rating_wait if rating_wait is None else rating_wait
+        if wait > 0 and not self.link.closed.done():
+            waiters: list[asyncio.Future[Any]] = [self._rating_heard, self.link.closed]
+            await asyncio.wait(
+                waiters,
+                timeout=wait,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         await self.link.close(reason)
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+
+    async def drained(self) -> None:
+        """Wait until every message the agent sent before the session closed was handled."""
+        await asyncio.wait([self._reader])
+
+    def _ended(self, by: str, reason: str) -> None:
+        if self.ended_by is None:
+            self.ended_by = by
+            self.end_reason = reason
+            self.ended_at = self.clock()
 
     async def _read(self) -> None:
         while True:
@@ -267,7 +348,9 @@ class TechnicianSession:
                 if callback:
                     callback(message.data)
             elif isinstance(message, messages.Consent):
-                event = ConsentEvent(message.capability, message.state, message.message)
+                event = ConsentEvent(
+                    message.capability, message.state, message.message, self.clock()
+                )
                 self.consent[message.capability] = message.state
                 self.consent_log.append(event)
                 if self.on_consent:
@@ -275,13 +358,21 @@ class TechnicianSession:
             elif isinstance(message, messages.Chat):
                 if self.on_chat:
                     self.on_chat(message.text)
+            elif isinstance(message, messages.Rating):
+                if not self._rating_heard.done():  # the first rating counts; no second vote
+                    if message.score:
+                        self.rating = (message.score, message.comment)
+                    self._rating_heard.set_result(None)
             elif isinstance(message, messages.Bye):
-                pass  # the CLOSE record that follows ends the link
+                # The customer ended it; the CLOSE record that follows ends the link.
+                self._ended("customer", message.reason[:500])
         try:
             reason = await self.link.wait_closed()
             error: LinkError = SessionLost(f"The session ended: {reason}.")
+            self._ended("customer", reason)
         except LinkError as exc:
             error = exc
+            self._ended("connection", str(exc))
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)

@@ -208,7 +208,11 @@ async def _end(console: SessionConsole, args: list[str]) -> Result:
 
 
 #: Feature modules whose import registers more console commands.
-COMMAND_MODULES: list[str] = ["technician.fix_commands", "technician.screen_commands"]
+COMMAND_MODULES: list[str] = [
+    "technician.fix_commands",
+    "technician.screen_commands",
+    "technician.ssh_commands",
+]
 
 
 def load_commands() -> None:

@@ -97,6 +97,7 @@ async def _fix(console: SessionConsole, args: list[str]) -> Result:
     reply = await console.session.request(
         "fixes", action, {"bundle": data, "parameters": params}, on_progress
     )
+    _journal_fix(console, action, args[0], reply.status, reply.result or {})
     if reply.status == ReplyStatus.REFUSED:
         return Result("error", f"refused before anything ran: {printable(reply.message, 600)}")
     refused = reply_result("fix", reply.status, printable(reply.message, 600))
@@ -134,6 +135,31 @@ async def _fix(console: SessionConsole, args: list[str]) -> Result:
         f"({lines} lines of output)",
         data_out,
     )
+
+
+def _journal_fix(
+    console: SessionConsole, action: str, target: str, status: int, result: dict[str, Any]
+) -> None:
+    """Note a run or an undo in the session journal, for the ticket's summary."""
+    if action == "dry_run":
+        return  # a preview changes nothing on the customer's computer
+    exit_status = result.get("exit_status")
+    if not isinstance(exit_status, int) or isinstance(exit_status, bool):
+        exit_status = None
+    if status == ReplyStatus.OK:
+        failed = result.get("timed_out") or result.get("stopped_after_preview") or exit_status
+        outcome = "failed" if failed else "succeeded"
+    else:
+        outcomes: dict[int, str] = {
+            ReplyStatus.DECLINED: "declined",
+            ReplyStatus.REVOKED: "stopped",
+            ReplyStatus.REFUSED: "refused",
+        }
+        outcome = outcomes.get(status, "failed")
+    fix_id = printable(result.get("fix") or Path(target).name, 64)
+    version = printable(result.get("version", ""), 32)
+    title = f"{fix_id} {version}".strip() + (" (undo)" if action == "undo" else "")
+    console.session.journal.fix_run(time.time(), fix_id, title, outcome, exit_status)
 
 
 def _record(console: SessionConsole, fix_id: str, version: str, exit_status: int | None) -> None:
@@ -222,6 +248,9 @@ async def _triage(console: SessionConsole, args: list[str]) -> Result:
         except sqlite3.Error:
             pass
     console.state["last_findings"] = findings
+    console.session.journal.triaged(
+        [(f.title, f"{f.severity}: " + "; ".join(f.evidence)) for f in findings]
+    )
     if not console.as_json:
         for line in describe(findings):
             print(f"  {line}", flush=True)

@@ -20,6 +20,10 @@ from pathlib import Path
 from tests.conftest import scaled
 
 ASK = re.compile(r"^Allow (.+)\? Type y")
+RATE = re.compile(r"^How would you rate this help, 1 to 5\?")
+COMMENT = re.compile(r"^Any comment for the help desk\?")
+#: A follow-up question after a yes (files: which folder); Enter keeps the default.
+CHOICE = re.compile(r"^(Which .+\?) Press Enter for")
 
 
 #: Every process a test started; the ``reap_processes`` fixture ends them all.
@@ -123,6 +127,10 @@ class ScriptedCustomer(Process):
     matching line appears (once each). Questions not in ``answers`` (or past the end
     of a list) are declined, as a cautious customer would. ``env`` adds environment
     variables (a test HOME, for example).
+    ``choices`` maps a regex of a follow-up question ("Which folder") to the answer
+    typed every time it is asked; unlisted follow-ups get Enter (the default).
+    At the end, the rating question is answered with ``rating`` (Enter skips it when
+    None) and the comment question with ``comment``.
     """
 
     def __init__(
@@ -135,10 +143,17 @@ class ScriptedCustomer(Process):
         extra: list[str] | None = None,
         on_line: Callable[[str], None] | None = None,
         env: dict[str, str] | None = None,
+        choices: dict[str, str] | None = None,
+        rating: int | None = None,
+        comment: str = "",
     ) -> None:
         self.answers = {
             k: list(v) if isinstance(v, list) else v for k, v in (answers or {}).items()
         }
+        self.rating = rating
+        self.comment = comment
+        self.rating_asked = False
+        self.choices = choices or {}
         self.after = dict(after or {})
         self.questions: list[str] = []
         self._on_line = on_line
@@ -174,6 +189,18 @@ class ScriptedCustomer(Process):
                     answer = self.answers.get(ask.group(1), "n")
                     if isinstance(answer, list):
                         answer = answer.pop(0) if answer else "n"
+                    self.send(answer)
+                if RATE.search(line):
+                    self.rating_asked = True
+                    self.send(str(self.rating) if self.rating is not None else "")
+                if COMMENT.search(line):
+                    self.send(self.comment)
+                choice = CHOICE.search(line)
+                if choice:
+                    self.questions.append(choice.group(1))
+                    answer = next(
+                        (a for pattern, a in self.choices.items() if re.search(pattern, line)), ""
+                    )
                     self.send(answer)
                 for pattern, reply in list(self.after.items()):
                     if re.search(pattern, line):

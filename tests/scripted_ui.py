@@ -11,8 +11,12 @@ from agent.ui import CommandHandler, SessionInfo
 class ScriptedUI:
     """Implements ``agent.ui.CustomerUI``; unknown questions are declined."""
 
-    def __init__(self, answers: dict[str, bool] | None = None) -> None:
+    def __init__(
+        self, answers: dict[str, bool] | None = None, rating: tuple[int, str] | None = None
+    ) -> None:
         self.answers = answers or {}
+        self.rating = rating
+        self.rating_asked = False
         self.asked: list[str] = []
         self.info: SessionInfo | None = None
         self.notices: list[str] = []
@@ -35,6 +39,10 @@ class ScriptedUI:
 
     def session_ended(self, reason: str) -> None:
         self.ended = reason
+
+    async def ask_rating(self) -> tuple[int, str] | None:
+        self.rating_asked = True
+        return self.rating
 
     async def run(self, on_command: CommandHandler) -> None:
         while True:

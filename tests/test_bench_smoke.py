@@ -1,4 +1,4 @@
-"""bench/relay_throughput.py still runs end to end: a tiny workload, no timed assertion.
+"""The benchmarks still run end to end: a tiny workload, no timed assertion.
 
 The figures of such a short run mean nothing; only that every measurement is made
 through real processes and the report comes out whole.
@@ -6,9 +6,13 @@ through real processes and the report comes out whole.
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import scaled
 
@@ -39,3 +43,22 @@ def test_relay_benchmark_quick_run_prints_its_table() -> None:
     for peer in ("raw asyncio fwd (streams)", "puente relay", "direct (no middle box)"):
         assert table.count(peer) == 2, table  # one row in each of the two tables
     assert table.count("[met   ]") + table.count("[MISSED]") == 4, table
+
+
+def test_ssh_benchmark_tiny_run_reports_every_row() -> None:
+    if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
+        pytest.skip("needs Debian's openssh-server for the direct scp peer")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ssh_throughput.py"), "--size-mb", "1"]
+        + ["--runs", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["mb_per_s"]) == 8
+    assert set(report["ratio"]) >= {
+        "puente put (SFTP in the tunnel)",
+        "puente get (SFTP in the tunnel)",
+    }

@@ -222,6 +222,10 @@ def test_relay_is_blind(tmp_path: Path) -> None:
             )
             customer.expect(r"^Allow Diagnostics\?")
             customer.send("y")
+            customer.expect(r"^How would you rate this help")
+            customer.send("5")
+            customer.expect(r"^Any comment")
+            customer.send("")
             assert tech.wait(60) == 0, tech.stderr
             assert customer.wait(30) == 0
             recorded = agent_side.recorded + tech_side.recorded

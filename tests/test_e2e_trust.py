@@ -31,6 +31,7 @@ from technician.credentials import TechnicianCredentials, read_private_key
 from technician.fixlib import sign_fix_directory
 from tests.conftest import RelayProcess, scaled
 from tests.customer import Process, ScriptedCustomer
+from tests.test_relay_cli import rest
 from tests.trust_fixtures import (
     ECHO_ARGS,
     MARKER,
@@ -525,6 +526,19 @@ def test_triage_then_disk_cleanup_with_preview(
     tech.send("end")
     assert tech.wait() == 0, tech.output + tech.stderr
     assert customer.wait() == 0
+
+    # The ticket's summary says what triage found and which fix ran, with its result.
+    _, listed = rest(relay_process, "GET", "/api/sessions?ticket_id=HD-77", token)
+    summary = listed["sessions"][0]["summary"]
+    assert [f["title"] for f in summary["findings"]] == ["A disk is nearly full"]
+    assert summary["findings"][0]["detail"].startswith("high: ")
+    [fix] = summary["fixes"]
+    assert (fix["fix_id"], fix["title"], fix["status"], fix["exit_code"]) == (
+        "disk-cleanup",
+        "disk-cleanup 1.0.0",
+        "succeeded",
+        0,
+    )
 
     # The customer read the script, saw the preview, then allowed the real run.
     assert customer.questions == [

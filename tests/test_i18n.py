@@ -16,7 +16,14 @@ import pytest
 
 from agent import i18n
 from agent.capabilities import default_registry
-from agent.i18n import CATALOG, LANGUAGES, Translator, detect_language, placeholders
+from agent.i18n import (
+    CATALOG,
+    LANGUAGES,
+    Translator,
+    detect_language,
+    match_template,
+    placeholders,
+)
 from tests.conftest import RelayProcess
 from tests.customer import Process
 
@@ -44,7 +51,12 @@ def test_every_capability_has_a_translated_title_and_description() -> None:
             key = f"cap.{name}.{field}"
             assert key in CATALOG, f"add {key} to agent/i18n.py"
             # The English must be the capability's own words, or Spanish is never used.
-            assert CATALOG[key]["en"] == getattr(capability, field), f"update {key}"
+            assert match_template(CATALOG[key]["en"], getattr(capability, field)) is not None, (
+                f"update {key}"
+            )
+        if capability.choice is not None:
+            key = f"cap.{name}.choice"
+            assert key in CATALOG and CATALOG[key]["en"] == capability.choice.question, key
 
 
 def test_every_key_the_code_uses_exists() -> None:
@@ -140,6 +152,11 @@ def test_a_whole_console_session_in_spanish_shows_only_spanish(
     customer.send("stop diagnostics")
     customer.expect(r"no está permitido ahora")
     customer.send("end")
+    customer.expect(r"^¿Cómo valora esta ayuda, de 1 a 5\?")
+    customer.send("5")
+    customer.expect(r"^¿Algún comentario")
+    customer.send("muy amable")
+    customer.expect(r"^Gracias por su valoración.")
     assert customer.wait(30) == 0, customer.output + customer.stderr
     tech.wait(30)
 

@@ -193,6 +193,10 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
         tech.expect(r"^ok screenshot", timeout=60)
         assert (tmp_path / "screen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         tech.send("end")
+        customer.expect(r"^How would you rate this help")
+        customer.send("5")
+        customer.expect(r"^Any comment")
+        customer.send("")
         assert tech.wait(30) == 0
         assert customer.wait(30) == 0, customer.output + customer.stderr
 

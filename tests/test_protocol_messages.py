@@ -21,6 +21,7 @@ from protocol.messages import (
     Message,
     MsgType,
     Progress,
+    Rating,
     Reply,
     ReplyStatus,
     Request,
@@ -61,6 +62,8 @@ SAMPLES: list[Message] = [
     Identity(),
     Identity(b'{"certificate": {}}', b"\x01" * 64),
     Hello(PROTOCOL_VERSION, "agent", "puente-agent 0.1.0", "", ["fixes"], "linux"),
+    Rating(5, "Fixed my printer, thanks!"),
+    Rating(0),
 ]
 
 
@@ -239,3 +242,18 @@ def test_check_hello_refuses_another_version(version: int) -> None:
     assert (info.value.ours, info.value.theirs) == (PROTOCOL_VERSION, version)
     assert f"version {version}" in str(info.value)
     assert f"version {PROTOCOL_VERSION}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(raw(MsgType.RATING, 6, ""), id="score-over-5"),
+        pytest.param(raw(MsgType.RATING, -1, ""), id="negative-score"),
+        pytest.param(raw(MsgType.RATING, 0, "a comment without a score"), id="comment-no-score"),
+        pytest.param(raw(MsgType.RATING, 3, "x" * 501), id="comment-too-long"),
+        pytest.param(raw(MsgType.RATING, True, ""), id="bool-score"),
+    ],
+)
+def test_bad_ratings_are_malformed(data: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        parse(data)

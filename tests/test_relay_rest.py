@@ -64,8 +64,10 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
         assert set(document["paths"]) == {
             "/healthz",
             "/openapi.json",
+            "/join/{nameplate}",
             "/api/sessions",
             "/api/sessions/{session_id}",
+            "/api/sessions/{session_id}/summary",
             "/api/revocations",
             "/revocations/{organisation_key}",
         }
@@ -139,7 +141,10 @@ def test_only_canonical_paths_match(tmp_path: Path) -> None:
             "/healthz/",
             "/openapi.json/",
             "//healthz",
-            "/join/123",
+            "/join/123/",
+            "/join/",
+            "/join/0123",
+            f"/api/sessions/{sid}/summary/",
             "/",
         ]:
             reply = await http_request(relay, "GET", path, token=token)

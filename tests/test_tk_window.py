@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agent import tk_ui
 from agent.capabilities import default_registry
 from tests.conftest import RelayProcess, scaled
@@ -126,8 +124,13 @@ def test_the_window_shows_who_asks_grants_on_allow_and_stop_ends_both_sides(
         if SCREEN_AVAILABLE:
             share_screen(display, tech, snapshot, tmp_path, shots)
 
-        # 4. Stop ends everything, on both sides.
+        # 4. Stop ends everything, on both sides: every permission is withdrawn at once,
+        # then the satisfaction question (skipped here), then the session is over.
         click_colour(display, main, tk_ui.STOP_COLOUR)
+        shown = wait_shown(snapshot, has("How would you rate this help"), "the rating question")
+        assert has("Nothing. The technician can do nothing until you allow it.")(shown)
+        screenshot(display, shots / "5b-rating.png")
+        click_colour(display, main, tk_ui.DENY_COLOUR)  # Skip
         tech.expect(r"^ended: ")
         assert tech.wait(20) == 0
         wait_shown(snapshot, has("The session has ended."), "the end")
@@ -166,9 +169,9 @@ def settle(root: Any, condition: Callable[[], bool]) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.skipif(SCREEN_AVAILABLE, reason="covered end to end by the test above")
 def test_the_indicator_follows_the_granted_capabilities() -> None:
-    """Until the screen capability exists, the window's hook is checked directly."""
+    """The window's hook on its own: banner for view, another text for control, gone
+    when both stop (the test above shows it for real with a shared screen)."""
     with xvfb() as display:
         run_in_child(display, "tests.test_tk_window", "indicator_scenario")
 
@@ -231,6 +234,8 @@ def test_the_window_speaks_spanish_on_a_spanish_system(
         click_colour(display, dialog, tk_ui.DENY_COLOUR)
         tech.expect(r"^declined diagnostics")
         click_colour(display, main, tk_ui.STOP_COLOUR)
+        shown += wait_shown(snapshot, has("¿Cómo valora esta ayuda"), "the rating question")
+        click_colour(display, main, tk_ui.DENY_COLOUR)  # Omitir
         tech.expect(r"^ended: ")
         shown += wait_shown(snapshot, has("La sesión ha terminado."), "the end")
         screenshot(display, tmp_path / "es-ended.png")

@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
 from relay.client import LinkError
 
-from ..client import ConsentEvent, RelayAPI, TechnicianSession
+from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
 from ..screen import ControlStream, CursorState, ScreenStream, StreamFigures, StreamRefused
+from ..summary import build_summary
 
 
 class SessionWorker(QObject):
@@ -56,6 +58,7 @@ class SessionWorker(QObject):
         self.control: ControlStream | None = None
         self._api: RelayAPI | None = None
         self._session_id = ""
+        self._technician = "Technician"
         self._picture_lock = threading.Lock()
         self._picture: QImage | None = None
         self._picture_pending = False
@@ -141,6 +144,7 @@ class SessionWorker(QObject):
         self._api = RelayAPI(relay, token)
         created = await asyncio.to_thread(self._api.create_session, ticket)
         self._session_id = str(created["session_id"])
+        self._technician = str(created.get("technician") or "Technician")
         code = SessionCode.new(created["nameplate"])
         self.code_ready.emit(str(code))
         self.notice.emit("Read the code to the customer; waiting for them to join...")
@@ -166,6 +170,20 @@ class SessionWorker(QObject):
         except LinkError as exc:
             reason = str(exc)
         self.ended.emit(reason)
+        await session.drained()  # the customer's Rating and Bye came before the close
+        if session.ended_by != "technician":  # our own end sends the summary itself
+            await self._send_summary(session)
+
+    async def _send_summary(self, session: TechnicianSession) -> None:
+        """Build the session's summary and upload it for the ticket."""
+        if self._api is None or not self._session_id:
+            return
+        summary = build_summary(session, self._technician, time.time())
+        problem = await send_summary(self._api, self._session_id, summary)
+        if problem is None:
+            self.notice.emit("The session summary was sent to the relay for the ticket.")
+        else:
+            self.notice.emit(f"The session summary could not be uploaded: {problem}")
 
     def _consent(self, event: ConsentEvent) -> None:
         if self.session is not None:
@@ -274,7 +292,9 @@ class SessionWorker(QObject):
             with contextlib.suppress(Exception):
                 await self.screen.stop(timeout=3)
         if session is not None:
+            self.notice.emit("Ending the session; the customer is asked to rate the help...")
             await session.end(reason)
+            await self._send_summary(session)
         elif self._api is not None and self._session_id:
             with contextlib.suppress(LinkError):
                 await asyncio.to_thread(self._api.end_session, self._session_id)
