@@ -63,21 +63,27 @@ class RelayProcess:
         )
         return out.stdout.strip().splitlines()[-1]
 
+    @property
+    def log_path(self) -> Path:
+        """Where the relay's stderr goes (a file, so a chatty relay never blocks)."""
+        return self.data_dir.parent / f"{self.data_dir.name}.stderr.log"
+
     def stop(self) -> str:
         """Stop the relay (SIGTERM) and return what it logged on stderr."""
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
-            _, err = self.proc.communicate(timeout=scaled(15))
+            self.proc.communicate(timeout=scaled(15))
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-        return err or ""
+            self.proc.communicate()
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def start_relay(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> RelayProcess:
     """Start ``python -m relay.cli serve`` on port 0 and wait for its listening line."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(data_dir.parent / f"{data_dir.name}.stderr.log", "a")  # noqa: SIM115
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -93,18 +99,19 @@ def start_relay(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
             *extra,
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
         env={**os.environ, **(env or {})},
     )
+    log.close()  # the child holds its own copy
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"listening on \S+://[^:]+:(\d+)", line)
     if not match:
         proc.kill()
-        raise RuntimeError(
-            f"relay did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
-        )
+        proc.communicate()
+        logged = (data_dir.parent / f"{data_dir.name}.stderr.log").read_text(errors="replace")
+        raise RuntimeError(f"relay did not start: {line!r} {logged}")
     return RelayProcess(proc=proc, data_dir=data_dir, port=int(match.group(1)))
 
 
