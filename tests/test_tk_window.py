@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -285,3 +285,36 @@ def test_a_typed_code_that_is_wrong_gets_a_clear_error_and_a_retry(
         screenshot(display, tmp_path / "unknown-code.png")
         assert has("Try again")(shown)
         assert {"123456789"} <= set(texts(shown))  # what they typed is kept to correct
+
+
+def test_the_rating_in_the_window_gives_score_and_comment() -> None:
+    with xvfb() as display:
+        run_in_child(display, "tests.test_tk_window", "rating_scenario")
+
+
+def rating_scenario(display: str) -> None:
+    import tkinter
+
+    root = tkinter.Tk()
+    window = tk_ui.CustomerWindow(root, lambda code: None, None, {})
+    answers: list[tuple[int, str] | None] = []
+    window.ask_rating(answers.append)
+    root.update()
+    widgets = list(walk(root))
+    four = next(w for w in widgets if w.winfo_class() == "Radiobutton" and w.cget("text") == "4")
+    four.invoke()
+    comment = [w for w in widgets if w.winfo_class() == "Entry"][-1]  # the rating's, last
+    comment.insert(0, "quick and\x1b[31m kind")  # control characters never reach the ticket
+    next(
+        w for w in widgets if w.winfo_class() == "Button" and w.cget("text") == "Send rating"
+    ).invoke()
+    root.update()
+    assert answers == [(4, "quick and [31m kind")], answers
+    assert "Thank you for your rating." in [w["text"] for w in window.snapshot()]
+    root.destroy()
+
+
+def walk(widget: Any) -> Iterator[Any]:
+    for child in widget.winfo_children():
+        yield child
+        yield from walk(child)
