@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
+#: Shows the customer a result about to leave the machine; returns the paths
+#: (see :mod:`agent.review`) they struck out. Given by a UI that can show it.
+ReviewCallback = Callable[[str, dict[str, Any]], Awaitable[list[tuple[str | int, ...]]]]
+
 
 @dataclass(frozen=True)
 class ConsentPrompt:
@@ -80,7 +84,9 @@ class CapabilityCall:
     channel; the handler must stop when it is cancelled (the customer revoked) and
     should call ``authorization.check()`` before each unit of work. ``notify`` shows
     a line to the customer (what a long-running capability is doing right now);
-    write the same to ``log`` so the record keeps it.
+    write the same to ``log`` so the record keeps it. ``review``, when the customer's
+    UI offers it, lets them strike items out of a result before it is sent
+    (:mod:`agent.review`); the handler applies what they struck.
     """
 
     action: str
@@ -98,6 +104,8 @@ class CapabilityCall:
     release: Callable[[Authorization], None] | None = None
     #: Show the customer a line of text.
     notify: Callable[[str], None] | None = None
+    #: The customer's review of a result before it is sent (see ``ReviewCallback``).
+    review: ReviewCallback | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,20 @@ async def _diagnostics_handler(call: CapabilityCall) -> dict[str, Any]:
         sample_seconds=sample,
         dns_names=dns_names[:5],
     )
+    if call.review is not None:
+        from .review import path_text, strike
+
+        call.authorization.check()
+        await call.progress({"stage": "customer reviewing"})
+        struck = await call.review("diagnostics", result)
+        call.authorization.check()
+        if struck:
+            result = strike(result, struck)
+            call.log.write(
+                "You held back from the diagnostics: "
+                + ", ".join(sorted(path_text(p) for p in struck))
+                + "."
+            )
     return result
 
 

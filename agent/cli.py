@@ -3,6 +3,10 @@
 Exit status: 0 the session ended normally (either side ended it); 1 the session
 could not start or was cut off (one plain sentence on stderr says why and what to
 do); 2 the command line was wrong.
+
+The default is a window (:mod:`agent.tk_ui`); ``--console`` (or a machine without a
+display) uses the terminal. The session code comes from the command line, else from
+the program's own file name (``puente-agent-417862093``), else the customer types it.
 """
 
 from __future__ import annotations
@@ -15,42 +19,31 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protocol.code import InvalidCodeError, SessionCode
-from protocol.envelope import Role
-from relay.client import Link, LinkError, client_ssl_context
 
-from .audit import AgentLog
-from .capabilities import default_registry
 from .errors import TrustSetupError
-from .session import AgentSession
-from .trust import AgentTrust, fetch_revocations, load_pinned_key
-from .ui import ConsoleUI
+from .i18n import LANGUAGES, customer_error, set_language, t
+from .settings import BakedSettings, SettingsError, code_from_filename, load_baked
 
-DESCRIPTION = """\
-Let a help-desk technician help you with this computer.
+# The session's modules (the link, the capabilities with the screen pipeline and
+# numpy, the trust checks) are imported where they are used, not here: the window
+# must be on the screen before they load (acceptance: a window in under 3 seconds).
+if TYPE_CHECKING:
+    import ssl
 
-Your technician gives you a session code such as 417-862-093. Type it here (or
-pass it on the command line). You will see the technician's name, the ticket and a
-check code to read to them. The technician can do nothing until you allow it, one
-permission at a time, and you can stop any permission or the whole session at any
-moment.
-"""
+    from .trust import AgentTrust
+    from .ui import CustomerUI
 
-EPILOG = """\
+EXAMPLES = """\
 examples:
+  puente-agent --relay wss://support.example.org 417-862-093
   puente-agent --relay wss://support.example.org --console 417-862-093
   PUENTE_RELAY=ws://127.0.0.1:8765 puente-agent --console
+  ./puente-agent-417862093
   puente-agent --org-key acme-org.pub --relay wss://support.example.org 417-862-093
   puente-agent audit verify ~/.local/state/puente/session-20260102-100000-417.log
-
-With --org-key (your help desk's installer sets it), only technicians certified by
-that organisation can connect, you see their verified name, and only fixes that
-organisation signed can run. Without it you see an "unverified technician" warning
-and fixes are refused.
-
-Everything done on this computer is written to a hash-chained log you keep (see
---log-dir); 'puente-agent audit verify FILE' checks that nobody edited it.
 """
 
 AUDIT_DESCRIPTION = """\
@@ -61,37 +54,40 @@ exit status: 0 the log is intact, 1 it was changed (or cannot be read), 2 usage
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(baked: BakedSettings | None = None) -> argparse.ArgumentParser:
+    baked = baked or BakedSettings()
     parser = argparse.ArgumentParser(
         prog="puente-agent",
-        description=DESCRIPTION,
-        epilog=EPILOG,
+        description=t("app.help"),
+        epilog=EXAMPLES + "\n" + t("app.help_org") + "\n\n" + t("app.help_log"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("code", nargs="?", help="the session code from your technician")
+    parser.add_argument("code", nargs="?", help=t("opt.code"))
     parser.add_argument(
         "--relay",
-        default=os.environ.get("PUENTE_RELAY"),
-        help="relay address, wss://... (default: $PUENTE_RELAY)",
+        default=os.environ.get("PUENTE_RELAY") or baked.relay,
+        help=t("opt.relay"),
     )
+    parser.add_argument("--console", action="store_true", help=t("opt.console"))
     parser.add_argument(
-        "--console", action="store_true", help="use this terminal instead of a window"
+        "--lang",
+        choices=LANGUAGES,
+        help=t("opt.lang"),
     )
     parser.add_argument(
         "--log-dir",
         type=Path,
         default=os.environ.get("PUENTE_LOG_DIR"),
-        help="folder for the session log (default: your user's Puente state folder)",
+        help=t("opt.log_dir"),
     )
-    parser.add_argument("--ca-file", help="trust this CA certificate for the relay (wss://)")
+    parser.add_argument("--ca-file", help=t("opt.ca_file"))
     parser.add_argument(
         "--org-key",
         type=Path,
         default=os.environ.get("PUENTE_ORG_KEY"),
-        help="your organisation's public key (org.pub): accept only technicians it certified "
-        "and fixes it signed (default: $PUENTE_ORG_KEY)",
+        help=t("opt.org_key"),
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="show technical details")
+    parser.add_argument("-v", "--verbose", action="store_true", help=t("opt.verbose"))
     return parser
 
 
@@ -145,30 +141,85 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["audit"]:
         return audit_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        baked = load_baked()
+    except SettingsError as exc:
+        return fail(str(exc))
+    args = build_parser(baked).parse_args(argv)
+    if args.lang:
+        set_language(args.lang)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     if not args.relay:
-        return fail("No relay address: pass --relay wss://... or set PUENTE_RELAY.")
-    if not args.console:
-        print("(No window toolkit yet in this build; using the console.)", flush=True)
-    code_text = args.code
-    if not code_text:
+        return fail(t("app.no_relay"))
+    code: SessionCode | None = None
+    if args.code:
         try:
-            code_text = input("Type the session code your technician gave you: ")
+            code = SessionCode.parse(args.code)
+        except InvalidCodeError:
+            if args.console:
+                return fail(t("app.bad_code", code=args.code))
+    else:
+        code = code_from_filename(sys.argv[0])
+    if not args.console:
+        from . import tk_ui
+
+        problem = tk_ui.display_problem()
+        if problem is None:
+            return tk_ui.run_window(args, code, baked)
+        print(t("app.no_display", detail=problem), flush=True)
+    if code is None:
+        try:
+            code_text = input(t("app.code_prompt"))
         except EOFError:
-            return fail("No session code given; run again with the code your technician gave you.")
+            return fail(t("app.no_code"))
+        try:
+            code = SessionCode.parse(code_text)
+        except InvalidCodeError:
+            return fail(t("app.bad_code", code=code_text.strip()))
     try:
-        code = SessionCode.parse(code_text)
-    except InvalidCodeError as exc:
-        return fail(str(exc))
-    try:
-        return asyncio.run(run_agent(args.relay, code, args.log_dir, args.ca_file, args.org_key))
+        return asyncio.run(
+            run_agent(args.relay, code, args.log_dir, args.ca_file, args.org_key or baked)
+        )
     except KeyboardInterrupt:
-        print("\nSession ended by you.", flush=True)
+        print("\n" + t("app.interrupted"), flush=True)
         return 0
+
+
+def ssl_context_for(ca_file: str | None) -> ssl.SSLContext | None:
+    """The TLS context of --ca-file (None: the system's CAs); LinkError if unusable."""
+    from relay.client import client_ssl_context
+
+    return client_ssl_context(ca_file)
+
+
+async def load_trust(
+    org_key: Path | BakedSettings | None, relay: str, ssl_context: ssl.SSLContext | None
+) -> AgentTrust:
+    """The pinned organisation key (from --org-key or built in) and its revocations."""
+    from protocol.errors import TrustError
+    from protocol.identity import load_public_key
+
+    from .trust import AgentTrust, fetch_revocations, load_pinned_key
+
+    trust = AgentTrust()
+    if isinstance(org_key, BakedSettings):
+        if not org_key.org_public_key:
+            return trust
+        try:
+            trust.organisation_key = load_public_key(org_key.org_public_key.encode("ascii"))
+        except (TrustError, UnicodeError) as exc:
+            raise TrustSetupError(f"The built-in organisation key is unusable ({exc}).") from None
+    elif org_key is not None:
+        trust.organisation_key = load_pinned_key(Path(org_key))
+    else:
+        return trust
+    trust.revoked, trust.revocation_number = await asyncio.to_thread(
+        fetch_revocations, relay, trust.organisation_key, ssl_context
+    )
+    return trust
 
 
 async def run_agent(
@@ -176,28 +227,47 @@ async def run_agent(
     code: SessionCode,
     log_dir: Path | None,
     ca_file: str | None,
-    org_key: Path | None = None,
+    org_key: Path | BakedSettings | None = None,
+    ui: CustomerUI | None = None,
 ) -> int:
-    ui = ConsoleUI()
+    """Join the session and serve it with ``ui`` (the console by default); exit status.
+
+    ``org_key`` pins the organisation: a key file (--org-key) or the built-in settings.
+    """
+    from protocol.envelope import Role
+    from relay.client import Link, LinkError
+
+    from .audit import AgentLog
+    from .capabilities import default_registry
+    from .session import AgentSession
+    from .ui import ConsoleUI
+
+    console = ConsoleUI() if ui is None else None
+    ui = ui or console
+    assert ui is not None
     try:
-        ssl_context = client_ssl_context(ca_file)
+        ssl_context = ssl_context_for(ca_file)
     except LinkError as exc:
         return fail(str(exc))
-    trust = AgentTrust()
-    if org_key is not None:
-        try:
-            trust.organisation_key = load_pinned_key(Path(org_key))
-            ui.say("Checking which technicians your organisation has revoked ...")
-            trust.revoked, trust.revocation_number = await asyncio.to_thread(
-                fetch_revocations, relay, trust.organisation_key, ssl_context
-            )
-        except TrustSetupError as exc:
-            return fail(str(exc))
-    ui.say(f"Connecting to the relay to join session {code} ...")
+    try:
+        if console is not None and org_key is not None:
+            if not isinstance(org_key, BakedSettings) or org_key.org_public_key:
+                console.say(t("app.checking_revocations"))
+        trust = await load_trust(org_key, relay, ssl_context)
+    except TrustSetupError as exc:
+        message = t("error.trust_setup", detail=str(exc))
+        if console is None:
+            ui.session_ended(message)
+        return fail(message)
+    if console is not None:
+        console.say(t("app.connecting", code=code))
     try:
         link = await Link.open(relay, Role.AGENT, code, ssl=ssl_context)
     except LinkError as exc:
-        return fail(str(exc))
+        message = customer_error(exc, relay)
+        if console is None:
+            ui.session_ended(message)
+        return fail(message)
     audit = AgentLog.for_session(log_dir, code.nameplate)
     if trust.pinned:
         audit.write(
@@ -207,23 +277,26 @@ async def run_agent(
         )
     session = AgentSession(link, ui, default_registry(), audit, trust)
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; not main thread
         loop.add_signal_handler(
             signal.SIGINT, lambda: asyncio.ensure_future(session.end("ended by the customer"))
         )
     try:
         reason = await session.run()
     except (LinkError, TimeoutError) as exc:
-        ui.session_ended(str(exc) or "the technician did not respond")
+        message = customer_error(exc, relay, link.resume_grace)
+        ui.session_ended(message)
         audit.write(f"Session cut off: {exc}")
+        print(message, file=sys.stderr, flush=True)
         return 1
     finally:
         audit.write("Log closed.")
         audit.close()
         await link.close()
-    ui.session_ended(reason)
-    ui.say(f"A record of this session is in {audit.path}")
-    ui.say(f"  (its last entry's fingerprint is {audit.last_hash[:16]}; note it to check later)")
+    ui.session_ended(session.customer_reason(reason))
+    if console is not None:
+        console.say(t("app.log_kept", path=audit.path))
+        console.say("  " + t("app.log_fingerprint", fingerprint=audit.last_hash[:16]))
     return 0
 
 

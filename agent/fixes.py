@@ -67,6 +67,7 @@ from .capabilities import (
 )
 from .consent import Authorization
 from .errors import CapabilityFailed
+from .i18n import CATALOG, t
 from .ui import printable
 
 NAME = "fixes"
@@ -183,37 +184,45 @@ async def prepare(context: RequestContext) -> PreparedRequest:
 
 def _prompt(request: FixRequest, action: str, after_preview: bool = False) -> ConsentPrompt:
     fix, manifest = request.fix, request.fix.manifest
+    # The framing is the agent's (translated); the fix's title and description are the
+    # organisation's own words and are shown as they were signed.
     if action == "dry_run":
-        title = f"Preview of fix: {manifest.title}"
-        description = "It only lists what the fix would change; it changes nothing.\n"
+        title = t("fix.title_preview", title=manifest.title)
+        description = t("fix.preview_changes_nothing") + "\n"
     elif action == "undo":
-        title = f"Undo fix: {manifest.title}"
-        description = "It undoes what this fix changed earlier.\n"
+        title = t("fix.title_undo", title=manifest.title)
+        description = t("fix.undoes") + "\n"
     elif after_preview:
-        title = f"Fix: {manifest.title}, now that you have seen the preview"
-        description = "The preview above lists what it will change.\n"
+        title = t("fix.title_after_preview", title=manifest.title)
+        description = t("fix.preview_above") + "\n"
     else:
-        title = f"Fix: {manifest.title}"
+        title = t("fix.title", title=manifest.title)
         description = ""
     description += manifest.description
     lines = [
-        f"Signed by {fix.organisation} (fix {manifest.id}, version {manifest.version}; "
-        f"signature valid until {iso_date(fix.expires_at)}).",
+        t(
+            "fix.signed_by",
+            organisation=fix.organisation,
+            id=manifest.id,
+            version=manifest.version,
+            until=iso_date(fix.expires_at),
+        ),
     ]
     if request.values:
-        lines.append("Values chosen by the technician:")
+        lines.append(t("fix.values"))
         described = {p.name: p.description for p in manifest.parameters}
         for name, value in request.values.items():
             lines.append(f"  {name} = {printable(value)}   ({described[name]})")
     lines.append(
-        f"Risk: {manifest.risk}. Needs administrator rights: "
-        f"{'yes' if manifest.needs_admin else 'no'}. "
-        f"Stopped automatically after {manifest.timeout} seconds."
+        t(
+            "fix.risk",
+            risk=manifest.risk,
+            admin=t("fix.yes" if manifest.needs_admin else "fix.no"),
+            timeout=manifest.timeout,
+        )
     )
     if action == "run" and manifest.dry_run and not after_preview:
-        lines.append(
-            "It first shows you what it would change, and asks you again before changing anything."
-        )
+        lines.append(t("fix.asks_again"))
     documents = [("script", fix.script.decode("utf-8", "replace"))]
     if fix.undo is not None:
         documents.append(("undo", fix.undo.decode("utf-8", "replace")))
@@ -423,7 +432,25 @@ async def handle(call: CapabilityCall) -> dict[str, Any]:
             else f"exit status {outcome.exit_status}"
         )
         call.log.write(f"Fix {manifest.id} {manifest.version} ({phase}) finished: {how}.")
-        notify(f"{manifest.title} ({phase}) finished: {how}.")
+        shown_phase = t(f"fix.phase_{phase}") if f"fix.phase_{phase}" in CATALOG else phase
+        if outcome.timed_out:
+            notify(
+                t(
+                    "fix.finished_timeout",
+                    title=manifest.title,
+                    phase=shown_phase,
+                    timeout=manifest.timeout,
+                )
+            )
+        else:
+            notify(
+                t(
+                    "fix.finished_status",
+                    title=manifest.title,
+                    phase=shown_phase,
+                    status=outcome.exit_status,
+                )
+            )
 
     def summary(outcome: RunOutcome) -> dict[str, Any]:
         return {
@@ -456,7 +483,7 @@ async def handle(call: CapabilityCall) -> dict[str, Any]:
         record(preview, "preview")
         result["preview"] = summary(preview)
         if preview.exit_status != 0:
-            notify("The preview did not succeed, so the fix was not run.")
+            notify(t("fix.preview_failed"))
             return {**result, **summary(preview), "stopped_after_preview": True}
         assert call.confirm is not None and call.release is not None
         call.release(call.authorization)

@@ -356,6 +356,13 @@ class EncodeStats:
     video: bool = False
 
 
+def video_available() -> bool:
+    """Whether PyAV (the H.264 video mode) is installed; tiles work without it."""
+    import importlib.util
+
+    return importlib.util.find_spec("av") is not None
+
+
 class FrameEncoder:
     """Turns successive captures of one monitor into the rectangles of each frame.
 
@@ -364,7 +371,8 @@ class FrameEncoder:
     """
 
     def __init__(self, *, video: bool = True) -> None:
-        self.video_enabled = video
+        # The one-file download leaves PyAV out to stay small: tiles only there.
+        self.video_enabled = video and video_available()
         self._previous: np.ndarray | None = None
         self._motion: np.ndarray | None = None
         self._video: VideoEncoder | None = None

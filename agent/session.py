@@ -45,6 +45,7 @@ from .capabilities import (
 )
 from .consent import Authorization, ConsentGate
 from .errors import ConsentDeclined, ConsentRevoked
+from .i18n import t, translated
 from .trust import AgentTrust, current_platform
 from .ui import CustomerUI, SessionInfo
 
@@ -73,7 +74,11 @@ class AgentSession:
         self._running: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._revocations: dict[str, asyncio.Event] = {}
         self._end_reason: str | None = None
+        #: Who ended the session: "customer", "technician", or None (cut off / not yet).
+        self.ended_by: str | None = None
+        link.on_link_state.append(self._link_state)
         self._surveyed = False
+        self._ending = False
         self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> str:
@@ -142,6 +147,7 @@ class AgentSession:
     async def end(self, reason: str) -> None:
         """End the session from this side (the customer's Stop, Ctrl-C)."""
         if self._end_reason is None:
+            self.ended_by = self.ended_by or ("customer" if "customer" in reason else None)
             self._end_reason = reason
             self.audit.write(f"Session ended: {reason}.")
             with contextlib.suppress(Exception):
@@ -173,8 +179,8 @@ class AgentSession:
                 f"{claimed} could not be verified: {exc} Nothing was shown or allowed."
             )
             self.audit.write(f"Refused a technician who could not be verified ({claimed}): {exc}")
-            await self.link.close(reason)
-            raise SessionLost(reason) from exc
+            await self.link.close(reason)  # the technician's side reads English
+            raise SessionLost(t("error.untrusted", name=claimed, detail=str(exc))) from exc
 
     async def _serve(self) -> str:
         while True:
@@ -195,8 +201,9 @@ class AgentSession:
                 if entry:
                     entry[1].cancel()
             elif isinstance(message, messages.Chat):
-                self.ui.notify(f"Technician says: {message.text[:2000]}")
+                self.ui.notify(t("chat.from_technician", text=message.text[:2000]))
             elif isinstance(message, messages.Bye):
+                self.ended_by = self.ended_by or "technician"
                 if self._end_reason is None:
                     self._end_reason = f"the technician ended the session ({message.reason[:200]})"
                     self.audit.write(f"Session ended: {self._end_reason}.")
@@ -214,6 +221,13 @@ class AgentSession:
             self._running.pop(request.request_id, None)
 
     async def _handle_request(self, request: messages.Request) -> None:
+        if self._ending:
+            await self._reply(
+                request.request_id,
+                ReplyStatus.DECLINED,
+                message="The customer stopped the session; nothing more can be asked.",
+            )
+            return
         capability = self.registry.get(request.capability)
         if capability is None or request.action not in capability.actions:
             await self._reply(
@@ -225,7 +239,7 @@ class AgentSession:
         reason = capability.unavailable() if capability.unavailable is not None else None
         if reason:
             # Say it to both people instead of asking for something that cannot work.
-            self.ui.notify(reason)
+            self.ui.notify(translated(reason))
             self.audit.write(f"Not available here: {capability.title} ({reason})")
             await self._reply(request.request_id, ReplyStatus.FAILED, message=reason)
             return
@@ -250,7 +264,7 @@ class AgentSession:
                 RequestContext(request.action, dict(request.args), self.trust)
             )
         except RequestRefused as exc:
-            self.ui.notify(f"Refused before anything ran: {exc}")
+            self.ui.notify(t("fix.refused", detail=str(exc)))
             self.audit.write(f"Refused before anything ran ({capability.title}): {exc}")
             await self._reply(request.request_id, ReplyStatus.REFUSED, message=str(exc))
             return
@@ -322,6 +336,7 @@ class AgentSession:
             confirm=confirm,
             release=self.gate.release,
             notify=self.ui.notify,
+            review=getattr(self.ui, "review_outgoing", None),
         )
         self.audit.write(f"The technician started: {capability.title} ({request.action}).")
         work = asyncio.create_task(capability.handler(call))
@@ -396,6 +411,17 @@ class AgentSession:
             await self.link.send_control(messages.Rating(score, comment))
 
     async def _end_by_customer(self) -> None:
+        """The customer's Stop: everything stops at once, then the rating, then the end.
+
+        Every permission is withdrawn and every running capability cancelled before the
+        question is even shown, and requests that arrive meanwhile are declined: the
+        rating only keeps the line open long enough to say how the help was.
+        """
+        self.ended_by = "customer"
+        self._ending = True
+        self.gate.revoke_all("the customer ended the session")
+        for _, task in list(self._running.values()):
+            task.cancel()
         await self._survey()
         await self.end("ended by the customer")
 
@@ -423,9 +449,36 @@ class AgentSession:
             task.add_done_callback(self._background.discard)
         elif verb in ("stop", "revoke") and len(words) == 2:
             if not self.gate.revoke(words[1].lower()):
-                self.ui.notify(f"{words[1]} is not allowed right now; nothing to stop.")
+                self.ui.notify(t("console.not_allowed", name=words[1]))
+        elif verb == "chat":
+            text = command.strip()[len(words[0]) :].strip()
+            if not text:
+                self.ui.notify(t("console.chat_usage"))
+                return
+            text = text[:2000]
+            await self.link.send_control(messages.Chat(text))
+            self.audit.write("You sent a chat message to the technician.")
+            self.ui.notify(t("chat.from_you", text=text))
         else:
-            self.ui.notify(f"Unknown command {command!r}. Type help for the list.")
+            self.ui.notify(t("console.unknown", command=command.strip()))
+
+    def customer_reason(self, reason: str) -> str:
+        """How the session ended, in the customer's language."""
+        if self.ended_by == "customer":
+            return t("ended.by_you")
+        if self.ended_by == "technician" or reason:
+            return t("ended.by_technician")
+        return t("ended.lost")
+
+    def _link_state(self, state: str) -> None:
+        if state == "reconnecting":
+            self.audit.write("The connection was lost; reconnecting.")
+            self.ui.notify(t("link.reconnecting", grace=f"{self.link.resume_grace:g}"))
+        elif state == "peer_reconnecting":
+            self.ui.notify(t("link.peer_reconnecting"))
+        elif state == "resumed":
+            self.audit.write("The connection was restored; the session continues.")
+            self.ui.notify(t("link.resumed"))
 
 
 def _view(capability: Capability, prompt: ConsentPrompt) -> Capability:

@@ -62,6 +62,7 @@ from relay.tunnel import StreamTransport, Tunnel, TunnelConnector
 
 from .capabilities import Capability, CapabilityCall, Choice
 from .errors import PathRefused
+from .i18n import english, t
 
 if TYPE_CHECKING:
     from relay.client import Link
@@ -174,7 +175,7 @@ def check_folder(answer: str) -> str:
     if not path.is_absolute():
         path = Path.home() / path
     if not path.is_dir():
-        raise ValueError(f"There is no folder {str(path)!r}; type the full path of a folder.")
+        raise ValueError(t("files.no_folder", path=str(path)))
     return os.path.realpath(path)
 
 
@@ -221,7 +222,7 @@ class SSHService:
         for process in processes:
             process.stop(f"the customer's permission for {capability} ended")
         if processes:
-            self.tell(f"Closed the technician's {capability} connections ({len(processes)}).")
+            self.tell("shell.closed", capability=capability, count=len(processes))
         if not self._grants:
             for conn in list(self._connections):
                 conn.close()
@@ -247,10 +248,11 @@ class SSHService:
 
     # Audit ---------------------------------------------------------------------------
 
-    def tell(self, text: str) -> None:
-        """Write to the customer's log and show it to them."""
-        self.audit.write(text)
-        self.notify(text)
+    def tell(self, key: str, **values: object) -> None:
+        """Write catalog sentence ``key`` to the customer's log (English) and show it to
+        them (in their language)."""
+        self.audit.write(english(key, **values))
+        self.notify(t(key, **values))
 
     def track(self, capability: str, process: ConsentedProcess) -> None:
         self._processes[capability].add(process)
@@ -462,9 +464,9 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         command = process.command
         term = process.term_type
         if command:
-            self.service.tell(f"The technician ran a command: {_printable(command)}")
+            self.service.tell("shell.ran_command", command=_printable(command))
         else:
-            self.service.tell("The technician opened a terminal on this computer.")
+            self.service.tell("shell.opened_terminal")
         try:
             if term and os.name != "nt":
                 status = await self._run_in_terminal(process, command, term)
@@ -483,7 +485,7 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         self.service.audit.write(f"The technician's {what} ended (exit status {status}).")
 
     def _typed(self, line: str) -> None:
-        self.service.tell(f"The technician typed in the terminal: {_printable(line)}")
+        self.service.tell("shell.typed", line=_printable(line))
 
     async def _run_with_pipes(
         self, process: asyncssh.SSHServerProcess[bytes], command: str | None
@@ -850,17 +852,17 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
     def remove(self, path: bytes) -> None:
         local = self._local(path, follow=False)
         os.remove(local)
-        self.service.tell(f"The technician deleted a file: {shown_path(self.root, local)}")
+        self.service.tell("files.deleted_file", path=shown_path(self.root, local))
 
     def rmdir(self, path: bytes) -> None:
         local = self._local(path, follow=False)
         os.rmdir(local)
-        self.service.tell(f"The technician deleted a folder: {shown_path(self.root, local)}")
+        self.service.tell("files.deleted_folder", path=shown_path(self.root, local))
 
     def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         local = self._local(path, follow=False)
         os.mkdir(local, 0o777 if attrs.permissions is None else attrs.permissions)
-        self.service.tell(f"The technician created a folder: {shown_path(self.root, local)}")
+        self.service.tell("files.created_folder", path=shown_path(self.root, local))
 
     def readlink(self, path: bytes) -> bytes:
         # The link's target is shown only when it stays inside the shared folder.
@@ -885,8 +887,7 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
             self._announce(shown_path(self.root, new), new, received=0, sent=0, finished=True)
         else:
             self.service.tell(
-                f"The technician renamed {shown_path(self.root, old)} "
-                f"to {shown_path(self.root, new)}"
+                "files.renamed", old=shown_path(self.root, old), new=shown_path(self.root, new)
             )
 
     def exit(self) -> None:
@@ -962,18 +963,21 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
         async def announce() -> None:
             try:
                 size, sha = await self.service.file_hash(local)
-                facts = f"{human_size(size)}, SHA-256 {sha}"
+                facts_key, facts_values = "files.facts", {"size": human_size(size), "sha": sha}
             except (OSError, ValueError) as exc:
-                facts = f"size and hash unavailable: {exc}"
-            if finished or received:
-                self.service.tell(
-                    f"The technician copied a file to this computer: {shown} ({facts})"
-                )
-            if sent:
-                self.service.tell(
-                    f"The technician copied a file from this computer: {shown} "
-                    f"({sent} bytes read; {facts})"
-                )
+                facts_key, facts_values = "files.no_facts", {"error": str(exc)}
+            for wanted, key, extra in (
+                (finished or received, "files.copied_to", {}),
+                (sent, "files.copied_from", {"sent": sent}),
+            ):
+                if wanted:
+                    # The facts in each language: the log's English, the customer's own.
+                    self.service.audit.write(
+                        english(key, path=shown, facts=english(facts_key, **facts_values), **extra)
+                    )
+                    self.service.notify(
+                        t(key, path=shown, facts=t(facts_key, **facts_values), **extra)
+                    )
 
         task = asyncio.ensure_future(announce())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -1048,11 +1052,7 @@ def shell_capability() -> Capability:
     return Capability(
         name="shell",
         title="Shell",
-        description=(
-            f"Open a terminal and run commands on this computer as you ({getpass.getuser()}). "
-            "The technician can do anything you could do from a terminal. Every command "
-            "started is shown here and written to your log."
-        ),
+        description=english("cap.shell.description", user=getpass.getuser()),
         handler=_shell_handler,
         actions=("open",),
     )

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 from protocol.messages import MAX_RATING_COMMENT
 
+from .i18n import current, t
+
 if TYPE_CHECKING:
     from .capabilities import Capability
 
@@ -71,17 +73,7 @@ class CustomerUI(Protocol):
         ...
 
 
-YES = {"y", "yes", "s", "si", "sí", "allow"}
-
-RATING_QUESTION = "How would you rate this help, 1 to 5? (5 is best; press Enter to skip)"
-COMMENT_QUESTION = "Any comment for the help desk? Type one line, or press Enter to skip:"
-
-HELP = (
-    "You can type at any time:\n"
-    "  status          what the technician may do right now\n"
-    "  stop NAME       stop one permission (for example: stop diagnostics)\n"
-    "  end             end the session now (Ctrl-C works too)"
-)
+YES = {"y", "yes", "s", "si", "sí", "allow", "permitir"}
 
 
 class ConsoleUI:
@@ -102,42 +94,37 @@ class ConsoleUI:
 
     def session_started(self, info: SessionInfo) -> None:
         self.say("")
-        self.say("Puente remote support - session started")
+        self.say(t("session.started"))
         if info.verified:
-            self.say(f"Verified: {info.technician}, {info.organisation}")
-            self.say(
-                f"  This technician holds a certificate from {info.organisation} that this "
-                "computer checked, and proved it for this session."
-            )
+            self.say(t("session.verified", name=info.technician, organisation=info.organisation))
+            self.say("  " + t("session.verified_detail", organisation=info.organisation))
         else:
-            self.say(f"Technician: {info.technician}")
-            self.say(
-                "  WARNING: this technician is NOT verified. Continue only if you contacted "
-                "your help desk yourself."
-            )
+            self.say(t("session.unverified", name=info.technician))
+            self.say("  " + t("session.unverified_warning"))
         ticket = info.ticket_id + (f" ({info.ticket_url})" if info.ticket_url else "")
-        self.say(f"Ticket: {ticket}")
-        self.say(f"Check code: {info.sas}  (your technician sees the same; read it to them)")
-        self.say("The technician can do nothing on this computer until you allow it.")
-        self.say(HELP)
+        self.say(t("session.ticket", ticket=ticket))
+        self.say(t("session.sas", sas=info.sas))
+        self.say(t("session.nothing_yet"))
+        self.say(t("console.help"))
 
     async def ask_consent(self, capability: Capability, detail: str) -> bool:
         self._start_reader()
         documents = dict(getattr(capability, "documents", ()) or ())
+        title = current().capability_title(capability)
         self.say("")
-        self.say(f"The technician asks for: {capability.title}")
-        for line in capability.description.splitlines() or [""]:
+        self.say(t("consent.asks", title=title))
+        for line in current().capability_description(capability).splitlines() or [""]:
             self.say(f"  {line}")
         if detail:
             for line in detail.splitlines():
                 self.say(f"  {line}")
         if documents:
-            names = " or ".join(documents)
-            self.say(f"  Before you answer you can type {names} (then Enter) to read it.")
+            names = t("consent.or").join(documents)
+            self.say("  " + t("consent.documents", names=names))
         while True:
-            self.say(f"Allow {capability.title}? Type y for yes or n for no, then Enter:")
+            self.say(t("consent.question", title=title))
             if self._input_closed:
-                self.say(f"Declined: {capability.title} (nobody can answer here).")
+                self.say(t("consent.nobody", title=title))
                 return False
             answer = await self._next_answer()
             word = (answer or "").strip().lower().removeprefix("show ").strip()
@@ -145,29 +132,31 @@ class ConsoleUI:
                 self._show_document(word, documents[word])
                 continue
             allowed = answer is not None and answer.strip().lower() in YES
-            self.say(f"{'Allowed' if allowed else 'Declined'}: {capability.title}.")
+            self.say(t("consent.allowed" if allowed else "consent.declined", title=title))
             return allowed
 
     def _show_document(self, name: str, text: str) -> None:
         lines = text.splitlines()
-        self.say(f"----- {name} ({len(lines)} lines) -----")
+        self.say(t("document.start", name=name, lines=len(lines)))
         for number, line in enumerate(lines, start=1):
             self.say(f"{number:4d} | {printable(line)}")
-        self.say(f"----- end of {name} -----")
+        self.say(t("document.end", name=name))
 
     async def ask_choice(self, capability: Capability, question: str, default: str) -> str | None:
         """Ask the follow-up question; Enter keeps ``default``; no answer is a no."""
         self._start_reader()
-        self.say(f"{question} Press Enter for {default}, or type another, then Enter:")
+        title = current().capability_title(capability)
+        question = current().capability_choice(capability, question)
+        self.say(t("choice.question", question=question, default=default))
         if self._input_closed:
-            self.say(f"Declined: {capability.title} (nobody can answer here).")
+            self.say(t("consent.nobody", title=title))
             return None
         answer = await self._next_answer()
         if answer is None:
-            self.say(f"Declined: {capability.title}.")
+            self.say(t("consent.declined", title=title))
             return None
         answer = answer.strip()
-        self.say(f"Using {answer or default}.")
+        self.say(t("choice.using", answer=answer or default))
         return answer
 
     async def ask_rating(self) -> tuple[int, str] | None:
@@ -175,24 +164,24 @@ class ConsoleUI:
         if self._input_closed:
             return None  # nobody at the keyboard: skip without a question left hanging
         self.say("")
-        self.say("Before you go:")
+        self.say(t("rating.before_you_go"))
         for _ in range(3):
-            self.say(RATING_QUESTION)
+            self.say(t("rating.question"))
             answer = await self._next_answer()
             text = (answer or "").strip()
             if not text:
-                self.say("No rating given; that is fine.")
+                self.say(t("rating.none"))
                 return None
             if text in ("1", "2", "3", "4", "5"):
                 score = int(text)
                 break
-            self.say("Please type a number from 1 to 5, or just press Enter to skip.")
+            self.say(t("rating.invalid"))
         else:
-            self.say("No rating given; that is fine.")
+            self.say(t("rating.none"))
             return None
-        self.say(COMMENT_QUESTION)
+        self.say(t("rating.comment"))
         comment = await self._next_answer()
-        self.say("Thank you for your rating.")
+        self.say(t("rating.thanks"))
         # One printable line: the comment lands in the help desk's ticket.
         cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in comment or "").split())
         return score, cleaned[:MAX_RATING_COMMENT]
@@ -209,15 +198,15 @@ class ConsoleUI:
 
     def show_active(self, granted: list[str]) -> None:
         self._granted = list(granted)
-        active = ", ".join(granted) if granted else "nothing"
-        self.say(f"Now allowed: {active}")
+        active = ", ".join(granted) if granted else t("consent.nothing")
+        self.say(t("consent.now_allowed", names=active))
 
     def notify(self, text: str) -> None:
         self.say(text)
 
     def session_ended(self, reason: str) -> None:
         self.say("")
-        self.say(f"Session ended: {reason}")
+        self.say(t("ended.title", reason=reason))
 
     async def run(self, on_command: CommandHandler) -> None:
         self._start_reader()
@@ -236,8 +225,8 @@ class ConsoleUI:
             command = line.strip()
             if not command:
                 continue
-            if command.lower() in ("help", "?"):
-                self.say(HELP)
+            if command.lower() in ("help", "?", "ayuda"):
+                self.say(t("console.help"))
             elif command.lower() == "status":
                 self.show_active(self._granted)
             else:

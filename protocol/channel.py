@@ -30,6 +30,7 @@ TAG_SIZE = 16
 class RecordType(enum.IntEnum):
     DATA = 0x10  # multiplexer frames
     CLOSE = 0x11  # authenticated end of the session, with a reason
+    ACK = 0x12  # how many DATA frames arrived so far (the sender may forget them)
 
 
 class _Direction:

@@ -21,6 +21,16 @@ Messages (``type`` field first)::
     relay -> end    {"type": "peer_gone", "reason": "..."}
     relay -> end    {"type": "error", "code": "<ErrorCode>", "message": "a sentence"}
 
+Resume (see ``protocol.resume``): ``paired`` also carries ``"resume_grace": 60``, the
+seconds the relay keeps a session whose end dropped (0: no resume). Then::
+
+    end -> relay    {"type": "resumable", "verifier": "<64 hex: SHA-256 of the resume id>"}
+    relay -> end    {"type": "peer_suspended", "grace": 60}   # the other end dropped
+    end -> relay    {"type": "resume", "version": 1, "role": "agent",   # first message
+                     "session_id": "...", "resume_id": "<32 hex>"}     # of a new connection
+    relay -> end    {"type": "waiting", "expires_in": 41}       # the other end is away too
+    relay -> both   {"type": "resumed"}                          # both back: run RESUME
+
 An ``error`` is always followed by the relay closing the connection.
 
 This module is pure: it builds and checks messages, nothing else.
@@ -71,6 +81,7 @@ class ErrorCode(enum.StrEnum):
     IDLE = "idle"  # nothing moved for too long
     TOO_LARGE = "too_large"  # message over the size limit
     SHUTDOWN = "shutdown"  # the relay is stopping
+    NOT_RESUMABLE = "not_resumable"  # no such session to resume (ended, or grace over)
 
 
 #: What the customer or technician is told for each error code.
@@ -87,6 +98,7 @@ ERROR_SENTENCES: dict[ErrorCode, str] = {
     ErrorCode.IDLE: "The session was closed because nothing happened for too long.",
     ErrorCode.TOO_LARGE: "A message was larger than the relay allows.",
     ErrorCode.SHUTDOWN: "The relay is restarting; try again in a moment.",
+    ErrorCode.NOT_RESUMABLE: "The session could not be resumed: it has ended or the time to reconnect ran out.",
 }
 
 
@@ -146,3 +158,38 @@ def parse_claim(message: dict[str, Any]) -> tuple[Role, str]:
 
 def error(code: ErrorCode, message: str | None = None) -> str:
     return encode({"type": "error", "code": str(code), "message": message or ERROR_SENTENCES[code]})
+
+
+def parse_resume(message: dict[str, Any]) -> tuple[Role, str, bytes]:
+    """Check a ``resume`` message; return its role, session id and resume id."""
+    if message.get("type") != "resume":
+        raise EnvelopeError("expected a resume message")
+    if message.get("version") != ENVELOPE_VERSION:
+        raise EnvelopeError("unsupported envelope version", code=ErrorCode.VERSION)
+    try:
+        role = Role(str(message.get("role")))
+    except ValueError as exc:
+        raise EnvelopeError("role must be agent or technician") from exc
+    session_id = message.get("session_id")
+    if not isinstance(session_id, str) or not 1 <= len(session_id) <= 64:
+        raise EnvelopeError("session_id must be a short string")
+    resume_id = message.get("resume_id")
+    try:
+        raw = bytes.fromhex(resume_id) if isinstance(resume_id, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise EnvelopeError("resume_id must be 32 hex digits")
+    return role, session_id, raw
+
+
+def parse_verifier(message: dict[str, Any]) -> str:
+    """Check a ``resumable`` message; return its verifier (64 lower-case hex digits)."""
+    verifier = message.get("verifier")
+    if (
+        not isinstance(verifier, str)
+        or len(verifier) != 64
+        or any(c not in "0123456789abcdef" for c in verifier)
+    ):
+        raise EnvelopeError("verifier must be 64 lower-case hex digits")
+    return verifier

@@ -9,22 +9,40 @@ in the clear during pairing; ``DATA`` and ``CLOSE`` are secure records.
 
 State rules (everything that affects transitions lives in ``TRANSITIONS``):
 
-    ============  ==============  ============  ===========================================
-    state         input           next state    what happens
-    ============  ==============  ============  ===========================================
-    PAKE_SENT     recv PAKE       CONFIRMING    keys derived, our confirmation tag queued
-    CONFIRMING    recv CONFIRM    OPEN          tag checked (WrongCodeError otherwise)
-    OPEN          recv DATA       OPEN          record opened, frames demultiplexed
-    OPEN          recv CLOSE      CLOSED        the peer ended the session
-    OPEN          local close     CLOSED        an authenticated CLOSE record is queued
-    ============  ==============  ============  ===========================================
+    =================  ===============  =================  ================================
+    state              input            next state         what happens
+    =================  ===============  =================  ================================
+    PAKE_SENT          recv PAKE        CONFIRMING         keys derived, our tag queued
+    CONFIRMING         recv CONFIRM     OPEN               tag checked (WrongCodeError)
+    OPEN               recv DATA        OPEN               record opened, frames demuxed
+    OPEN               recv ACK         OPEN               acknowledged frames forgotten
+    OPEN               recv CLOSE       CLOSED             the peer ended the session
+    RESUMING           recv RESUME      RESUME_CONFIRMING  new keys derived, our tag queued
+    RESUME_CONFIRMING  recv RESUME_     OPEN               tag checked (ResumeRefused);
+                       CONFIRM                             unacknowledged frames resent
+    SUSPENDED,         recv DATA, ACK,  (unchanged)        discarded: sealed under the keys
+    RESUMING           CLOSE                               of the link that broke
+    OPEN               local suspend    SUSPENDED          the link to the relay dropped
+    OPEN, SUSPENDED,   local resume     RESUMING           our RESUME queued (fresh keys)
+    RESUMING, R._C.
+    any but CLOSED     local close      CLOSED             authenticated CLOSE if OPEN
+    =================  ===============  =================  ================================
 
 Any (state, input) pair not in the table closes the session with a protocol error.
+
+Resume (see :mod:`protocol.resume`): every DATA frame sent is kept until the peer
+acknowledges it (an ACK record every ``ACK_EVERY`` frames). When the link drops the
+adapter calls :meth:`Session.suspend`; once both ends are back it calls
+:meth:`Session.start_resume`. Each RESUME message says how many frames its sender
+received; after confirmation each side resends exactly the frames the other has not
+seen, sealed under the new keys, so no message is lost, repeated or reordered.
+Messages queued meanwhile wait in the multiplexer.
 """
 
 from __future__ import annotations
 
 import enum
+import struct
 from collections import deque
 from dataclasses import dataclass
 
@@ -34,6 +52,7 @@ from .envelope import Role
 from .errors import LocalProtocolError, MalformedMessage, ProtocolError, RemoteProtocolError
 from .mux import Channel, MessageReceived, Multiplexer
 from .pairing import Pairing, SessionKeys
+from .resume import Resumption, resume_id
 
 
 class Wire(enum.IntEnum):
@@ -41,8 +60,11 @@ class Wire(enum.IntEnum):
 
     PAKE = 0x01
     CONFIRM = 0x02
+    RESUME = 0x03
+    RESUME_CONFIRM = 0x04
     DATA = RecordType.DATA
     CLOSE = RecordType.CLOSE
+    ACK = RecordType.ACK
 
 
 class State(enum.Enum):
@@ -50,6 +72,9 @@ class State(enum.Enum):
     PAKE_SENT = "pake sent"
     CONFIRMING = "confirming"
     OPEN = "open"
+    SUSPENDED = "suspended"
+    RESUMING = "resuming"
+    RESUME_CONFIRMING = "resume confirming"
     CLOSED = "closed"
 
 
@@ -57,8 +82,22 @@ TRANSITIONS: dict[tuple[State, Wire], State] = {
     (State.PAKE_SENT, Wire.PAKE): State.CONFIRMING,
     (State.CONFIRMING, Wire.CONFIRM): State.OPEN,
     (State.OPEN, Wire.DATA): State.OPEN,
+    (State.OPEN, Wire.ACK): State.OPEN,
     (State.OPEN, Wire.CLOSE): State.CLOSED,
+    (State.RESUMING, Wire.RESUME): State.RESUME_CONFIRMING,
+    (State.RESUME_CONFIRMING, Wire.RESUME_CONFIRM): State.OPEN,
 }
+
+#: Records of a broken link that may still arrive while resuming; they are dropped
+#: unread (they cannot be opened with the new keys, and the peer resends their frames).
+STALE: frozenset[tuple[State, Wire]] = frozenset(
+    (state, wire)
+    for state in (State.SUSPENDED, State.RESUMING)
+    for wire in (Wire.DATA, Wire.ACK, Wire.CLOSE)
+)
+
+#: The receiver acknowledges DATA frames in batches of this many.
+ACK_EVERY = 16
 
 
 @dataclass(frozen=True)
@@ -73,6 +112,13 @@ class Paired:
 
 
 @dataclass(frozen=True)
+class Resumed:
+    """The link is back with fresh keys; ``resent`` frames went out again."""
+
+    resent: int
+
+
+@dataclass(frozen=True)
 class Closed:
     """The session is over; ``by_peer`` tells who ended it."""
 
@@ -80,7 +126,7 @@ class Closed:
     by_peer: bool
 
 
-Event = Paired | MessageReceived | Closed
+Event = Paired | Resumed | MessageReceived | Closed
 
 MAX_CLOSE_REASON = 1024
 
@@ -100,6 +146,14 @@ class Session:
         self._mux = Multiplexer()
         self._outbox: deque[bytes] = deque()
         self._events: list[Event] = []
+        self._resumption: Resumption | None = None
+        # Frames sent and not yet acknowledged: frame number _unacked_base is the first.
+        self._unacked: deque[bytes] = deque()
+        self._unacked_base = 0
+        self._frames_sent = 0
+        self._next_resend = 0  # below _frames_sent after a resume: resend these first
+        self._frames_received = 0
+        self._frames_acked = 0  # what we last told the peer we received
 
     # Public methods ---------------------------------------------------------------
 
@@ -122,47 +176,111 @@ class Session:
         events, self._events = self._events, []
         return events
 
+    @property
+    def resume_id(self) -> bytes:
+        """The id to show the relay when reconnecting (only once paired)."""
+        if self.keys is None:
+            raise LocalProtocolError("no resume id before pairing")
+        return resume_id(self.keys)
+
+    @property
+    def resumable(self) -> bool:
+        """True once paired and until closed: a dropped link may be resumed."""
+        return self.keys is not None and self.state is not State.CLOSED
+
+    @property
+    def unacknowledged(self) -> int:
+        """Frames kept for a possible resend (the peer has not acknowledged them)."""
+        return len(self._unacked)
+
     def send(self, channel: Channel, payload: bytes) -> None:
-        """Queue an application message on a channel (only once OPEN)."""
-        if self.state is not State.OPEN:
+        """Queue an application message on a channel (once paired; kept while resuming)."""
+        if not self.resumable:
             raise LocalProtocolError(f"cannot send while the session is {self.state.value}")
         self._mux.send(channel, payload)
 
     def consumed(self, channel: Channel, nbytes: int) -> None:
         """The application handled ``nbytes`` received on ``channel``."""
-        if self.state is State.OPEN:
+        if self.resumable:
             self._mux.consumed(channel, nbytes)
 
     def close(self, reason: str) -> None:
-        """End the session with an authenticated CLOSE record (if keys exist)."""
+        """End the session with an authenticated CLOSE record (if the link is open)."""
         if self.state is State.OPEN and self._channel is not None:
             # Flush what is already queued (it was sent before we closed).
-            while (frame := self._mux.next_frame()) is not None:
-                self._outbox.append(self._channel.seal(RecordType.DATA, frame))
+            while (data := self._next_data()) is not None:
+                self._outbox.append(data)
             payload = reason.encode("utf-8")[:MAX_CLOSE_REASON]
             self._outbox.append(self._channel.seal(RecordType.CLOSE, payload))
         self.state = State.CLOSED
+
+    def suspend(self) -> None:
+        """The link to the relay dropped: stop sending; keep everything for a resume."""
+        if self.state is State.OPEN or self.state in (State.RESUMING, State.RESUME_CONFIRMING):
+            self.state = State.SUSPENDED
+            self._channel = None
+            self._resumption = None
+            # Sealed records not yet sent belong to the dead link; their frames are
+            # still in _unacked and are resent after the resume if the peer lacks them.
+            self._outbox.clear()
+        elif self.state is not State.SUSPENDED:
+            raise LocalProtocolError(f"cannot suspend while the session is {self.state.value}")
+
+    def start_resume(self) -> None:
+        """Both ends are back: queue our RESUME message with fresh ephemeral keys."""
+        if not self.resumable or self.state in (State.START, State.PAKE_SENT, State.CONFIRMING):
+            raise LocalProtocolError(f"cannot resume while the session is {self.state.value}")
+        assert self.keys is not None
+        self.suspend()
+        self._resumption = Resumption(self.keys, self._frames_received)
+        self._outbox.append(bytes([Wire.RESUME]) + self._resumption.start())
+        self.state = State.RESUMING
 
     def data_to_send(self) -> bytes | None:
         """The next binary message to send, or None. Call until None after each step."""
         if self._outbox:
             return self._outbox.popleft()
-        if self.state is State.OPEN and self._channel is not None:
-            frame = self._mux.next_frame()
-            if frame is not None:
-                return self._channel.seal(RecordType.DATA, frame)
+        if self.state is State.OPEN:
+            return self._next_data()
         return None
 
     def pending(self, channel: Channel) -> int:
         return self._mux.pending(channel)
 
     def discard(self, channel: Channel) -> int:
-        """Drop messages queued on ``channel`` and not yet sent (see Multiplexer.discard)."""
-        if self.state is not State.OPEN:
+        """Drop messages queued on ``channel`` and not yet sent (see Multiplexer.discard).
+
+        Works while a resume is pending too: what was queued during the cut must not
+        leave once the link is back if consent was withdrawn meanwhile.
+        """
+        if not self.resumable or self.keys is None:
             return 0
         return self._mux.discard(channel)
 
     # Private methods --------------------------------------------------------------
+
+    def _next_data(self) -> bytes | None:
+        """Seal the next frame: a resend first, else a new one from the multiplexer."""
+        assert self._channel is not None
+        if self._next_resend < self._frames_sent:
+            frame = self._unacked[self._next_resend - self._unacked_base]
+            self._next_resend += 1
+            return self._channel.seal(RecordType.DATA, frame)
+        new = self._mux.next_frame()
+        if new is None:
+            return None
+        self._unacked.append(new)
+        self._frames_sent += 1
+        self._next_resend = self._frames_sent
+        return self._channel.seal(RecordType.DATA, new)
+
+    def _acknowledged(self, count: int) -> None:
+        """The peer has every frame below ``count``: forget them."""
+        if not self._unacked_base <= count <= self._frames_sent:
+            raise RemoteProtocolError("the peer acknowledged frames that were never sent")
+        while self._unacked_base < count:
+            self._unacked.popleft()
+            self._unacked_base += 1
 
     def _receive(self, data: bytes) -> None:
         if not data:
@@ -171,6 +289,8 @@ class Session:
             wire = Wire(data[0])
         except ValueError:
             raise MalformedMessage(f"unknown wire kind {data[0]}") from None
+        if (self.state, wire) in STALE:
+            return
         next_state = TRANSITIONS.get((self.state, wire))
         if next_state is None:
             raise RemoteProtocolError(f"{wire.name} is not allowed while {self.state.value}")
@@ -181,19 +301,44 @@ class Session:
         elif wire is Wire.CONFIRM:
             keys = self._pairing.receive_confirm(data[1:])
             self.keys = keys
-            kwargs = (
-                {} if self._rekey_interval is None else {"rekey_interval": self._rekey_interval}
-            )
-            self._channel = SecureChannel(keys, **kwargs)
+            self._channel = self._new_channel(keys)
             self._events.append(Paired(keys))
+        elif wire is Wire.RESUME:
+            assert self._resumption is not None
+            tag = self._resumption.receive_resume(data[1:])
+            self._outbox.append(bytes([Wire.RESUME_CONFIRM]) + tag)
+        elif wire is Wire.RESUME_CONFIRM:
+            assert self._resumption is not None
+            keys = self._resumption.receive_confirm(data[1:])
+            peer_received = self._resumption.peer_received
+            assert peer_received is not None
+            self._resumption = None
+            self._acknowledged(peer_received)
+            self._next_resend = peer_received
+            self._channel = self._new_channel(keys)
+            self._events.append(Resumed(self._frames_sent - peer_received))
         else:
             assert self._channel is not None
             record_type, plaintext = self._channel.open(data)
             if record_type is RecordType.CLOSE:
                 reason = plaintext.decode("utf-8", errors="replace")
                 self._events.append(Closed(reason, by_peer=True))
+            elif record_type is RecordType.ACK:
+                if len(plaintext) != 8:
+                    raise MalformedMessage("an ACK record carries 8 bytes")
+                self._acknowledged(struct.unpack(">Q", plaintext)[0])
             else:
+                self._frames_received += 1
                 message = self._mux.receive_frame(plaintext)
                 if message is not None:
                     self._events.append(message)
+                if self._frames_received - self._frames_acked >= ACK_EVERY:
+                    self._frames_acked = self._frames_received
+                    count = struct.pack(">Q", self._frames_received)
+                    self._outbox.append(self._channel.seal(RecordType.ACK, count))
         self.state = next_state
+
+    def _new_channel(self, keys: SessionKeys) -> SecureChannel:
+        if self._rekey_interval is None:
+            return SecureChannel(keys)
+        return SecureChannel(keys, rekey_interval=self._rekey_interval)

@@ -89,6 +89,16 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _seconds_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or a positive number of seconds")
+    return value
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
@@ -157,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="end a paired session after S seconds without traffic (env PUENTE_IDLE_TIMEOUT; "
         "default 1800)",
+    )
+    serve.add_argument(
+        "--resume-grace",
+        type=_seconds_or_zero,
+        default=_env("PUENTE_RESUME_GRACE", "60"),
+        metavar="S",
+        help="seconds a session waits for an end whose network dropped to reconnect and "
+        "resume, without asking the customer again; 0 turns resume off "
+        "(env PUENTE_RESUME_GRACE; default 60)",
     )
     serve.add_argument(
         "--nameplate-ttl",
@@ -450,6 +469,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_url=args.public_url or None,
         idle_timeout=args.idle_timeout,
         nameplate_ttl=args.nameplate_ttl,
+        resume_grace=args.resume_grace,
         allowed_origins=tuple(origins),
         trusted_proxies=tuple(proxies),
         tls_cert=args.tls_cert or None,

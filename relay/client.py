@@ -4,6 +4,14 @@ It dials the relay, claims a nameplate through the envelope, then drives the pur
 :class:`protocol.session.Session` over the paired link: it only feeds bytes in,
 flushes bytes out and hands events to whoever waits for them.
 
+If the connection to the relay drops after pairing, the link reconnects on its own
+with jittered exponential backoff and resumes the same session (fresh keys from the
+resume secret, unacknowledged frames resent; see :mod:`protocol.resume`), for as long
+as the relay keeps the session (its *resume grace*, 60 s by default, announced in
+``paired``). Callers see nothing but a pause, and :attr:`Link.on_link_state`
+callbacks (``reconnecting``, ``peer_reconnecting``, ``resumed``) if they want to show
+it. After the grace period the session ends with :class:`SessionLost` saying why.
+
 Errors a caller can meet (each reads as a sentence that says what to do)::
 
     LinkError
@@ -18,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import ssl as ssl_module
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import websockets
@@ -31,12 +40,38 @@ from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError, ProtocolError, WrongCodeError
 from protocol.mux import Channel, MessageReceived
 from protocol.pairing import SessionKeys
-from protocol.session import Closed, Paired, Session
+from protocol.resume import resume_verifier
+from protocol.session import Closed, Paired, Resumed, Session
 
 log = logging.getLogger("puente.link")
 
 #: How long to wait for the relay to answer a claim.
 CLAIM_TIMEOUT = 15.0
+
+#: Keepalive: a ping every PING_INTERVAL seconds; no pong within PING_TIMEOUT means
+#: the link is dead (a silently dropped network), which starts a resume.
+PING_INTERVAL = 10.0
+PING_TIMEOUT = 15.0
+
+#: Reconnect backoff: the n-th wait is drawn from [d/2, d] with d = min(CAP, BASE * 2**n).
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 4.0
+
+#: How long past the relay's grace period an end keeps trying before it gives up.
+GIVE_UP_MARGIN = 5.0
+
+LinkStateCallback = Callable[[str], None]
+
+
+def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (0 = the first, at once).
+
+    Jittered so that many agents cut off by one outage do not all return at once.
+    """
+    if attempt <= 0:
+        return 0.0
+    ceiling: float = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
+    return ceiling / 2 + rng() * ceiling / 2
 
 
 class LinkError(Exception):
@@ -54,7 +89,19 @@ class RelayRefused(LinkError):
 
 
 class SessionLost(LinkError):
-    pass
+    """The session ended abnormally; ``kind`` says how, for a translated message.
+
+    Kinds: ``lost`` (generic), ``resume_timeout`` (this end could not get back in
+    time), ``peer_timeout`` (the other side did not come back in time),
+    ``peer_gone`` (the other side left), ``relay`` (the relay ended it), ``bug`` (this
+    program failed; never resumed, so a bug cannot pass for a network problem).
+    """
+
+    def __init__(self, message: str, kind: str = "lost", code: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        #: The relay's error code when ``kind`` is ``relay``.
+        self.code = code
 
 
 def check_relay_url(url: str) -> str:
@@ -110,7 +157,8 @@ class Link:
     """A paired, end-to-end encrypted session with the other end.
 
     Make one with :meth:`Link.open`. Then ``send`` / ``receive`` messages per channel,
-    and ``close`` when done. ``closed`` resolves to the reason once it is over.
+    and ``close`` when done. ``closed`` resolves to the reason once it is over. A
+    dropped connection to the relay is resumed transparently (see the module doc).
     """
 
     # Public attributes ----------------------------------------------------------------
@@ -120,11 +168,21 @@ class Link:
     #: The pairing's keys (``keys.transcript_hash`` is what technicians sign), once paired.
     keys: SessionKeys
     paired_info: dict[str, Any]
+    #: Called with "reconnecting", "peer_reconnecting" or "resumed" (in the loop thread).
+    on_link_state: list[LinkStateCallback]
 
-    def __init__(self, ws: ClientConnection, session: Session, paired_info: dict[str, Any]):
+    def __init__(
+        self,
+        ws: ClientConnection,
+        session: Session,
+        paired_info: dict[str, Any],
+        dial: Callable[[], Any],
+    ):
         self.role = session.role
         self.paired_info = paired_info
+        self.on_link_state = []
         self._ws = ws
+        self._dial = dial
         self._session = session
         self._wakeup = asyncio.Event()
         self._sent = asyncio.Event()  # set each time records leave (see wait_sent)
@@ -135,6 +193,9 @@ class Link:
         self.closed: asyncio.Future[str] = loop.create_future()
         self._paired: asyncio.Future[Paired] = loop.create_future()
         self._tasks: list[asyncio.Task[None]] = []
+        self._resume_grace = float(paired_info.get("resume_grace") or 0)
+        self._announce_resumable = False
+        self._resumes = 0
 
     # Public methods ----------------------------------------------------------------
 
@@ -157,42 +218,16 @@ class Link:
         binds it into the PAKE, so a relay that lies about the ticket breaks pairing.
         ``wait_timeout`` bounds the wait for the other end (``TimeoutError``).
         """
-        url = check_relay_url(relay_url) + envelope.WS_PATH
-        headers: Mapping[str, str] = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            ws = await connect(
-                url,
-                additional_headers=headers,
-                # wss:// without a context trusts the system's certificate authorities.
-                ssl=(ssl or ssl_module.create_default_context())
-                if url.startswith("wss://")
-                else None,
-                compression=None,
-                max_size=envelope.MAX_RECORD_SIZE + 4096,
-                open_timeout=CLAIM_TIMEOUT,
-            )
-        except ssl_module.SSLCertVerificationError as exc:
-            raise RelayUnavailable(untrusted_certificate(relay_url, exc)) from exc
-        except websockets.InvalidStatus as exc:
-            status = exc.response.status_code
-            if status == 401:
-                raise RelayRefused(
-                    str(ErrorCode.UNAUTHORIZED), envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED]
-                ) from exc
-            raise RelayUnavailable(
-                f"The relay at {relay_url} refused the connection (HTTP {status}); "
-                "check the address and try again."
-            ) from exc
-        except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            raise RelayUnavailable(
-                f"Could not reach the relay at {relay_url} ({exc.__class__.__name__}: {exc}); "
-                "check the address and your network connection, then try again."
-            ) from exc
+
+        async def dial() -> ClientConnection:
+            return await _connect(relay_url, token, ssl)
+
+        ws = await dial()
         link: Link | None = None
         try:
             paired = await cls._claim(ws, role, code, wait_timeout, on_waiting)
             ticket = ticket_id if ticket_id is not None else str(paired.get("ticket_id", ""))
-            link = cls(ws, Session(role, code, ticket), paired)
+            link = cls(ws, Session(role, code, ticket), paired, dial)
             link._start()
             await link._wait_paired()
             return link
@@ -206,9 +241,22 @@ class Link:
     def session_id(self) -> str:
         return str(self.paired_info.get("session_id", ""))
 
+    @property
+    def resume_grace(self) -> float:
+        """Seconds the relay keeps the session for a dropped end (0: no resume)."""
+        return self._resume_grace
+
+    @property
+    def resumes(self) -> int:
+        """How many times the link was resumed after a drop."""
+        return self._resumes
+
     async def send(self, channel: Channel, payload: bytes) -> None:
-        """Queue a message for the peer; it leaves in priority order."""
+        """Queue a message for the peer; it leaves in priority order (after a resume)."""
         if self.closed.done():
+            error = self.closed.exception()
+            if isinstance(error, SessionLost):
+                raise error  # why it was lost, with its cause
             raise SessionLost(f"The session is over: {self.closed.result()}")
         self._session.send(channel, payload)
         self._wakeup.set()
@@ -261,9 +309,9 @@ class Link:
         """End the session: an authenticated CLOSE to the peer, then tell the relay."""
         if not self.closed.done():
             self._session.close(reason)
-            await self._flush()
-            if end_session:
-                with contextlib.suppress(websockets.ConnectionClosed):
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await self._flush(self._ws)
+                if end_session:
                     await self._ws.send(envelope.encode({"type": "end", "reason": reason[:200]}))
             self._finish(reason)
         await self._shutdown()
@@ -285,16 +333,9 @@ class Link:
         await ws.send(envelope.claim(role, code.nameplate))
         async with asyncio.timeout(wait_timeout):
             while True:
-                try:
-                    raw = await ws.recv()
-                except websockets.ConnectionClosed as exc:
-                    raise RelayUnavailable(
-                        "The relay closed the connection before the session started; try again."
-                    ) from exc
-                try:
-                    message = envelope.decode(raw)
-                except EnvelopeError as exc:
-                    raise RelayUnavailable(f"The relay sent something unexpected ({exc}).") from exc
+                message = await _next_envelope(
+                    ws, "The relay closed the connection before the session started; try again."
+                )
                 kind = message["type"]
                 if kind == "waiting":
                     if on_waiting is not None:
@@ -302,21 +343,13 @@ class Link:
                 elif kind == "paired":
                     return message
                 elif kind == "error":
-                    code_ = str(message.get("code", ""))
-                    try:
-                        sentence = envelope.ERROR_SENTENCES[ErrorCode(code_)]
-                    except ValueError:
-                        sentence = str(message.get("message", "The relay refused the session."))
-                    raise RelayRefused(code_, sentence)
+                    raise _refusal(message)
                 else:
                     raise RelayUnavailable(f"The relay sent an unexpected {kind!r} message.")
 
     def _start(self) -> None:
         self._session.start()
-        self._tasks = [
-            asyncio.create_task(self._reader(), name="puente-link-reader"),
-            asyncio.create_task(self._writer(), name="puente-link-writer"),
-        ]
+        self._tasks = [asyncio.create_task(self._supervise(), name="puente-link")]
         self._wakeup.set()
 
     async def _wait_paired(self) -> None:
@@ -329,36 +362,96 @@ class Link:
         self.closed.result()  # raises the reason pairing failed
         raise SessionLost("The other side left before the session could start.")
 
-    async def _reader(self) -> None:
+    async def _supervise(self) -> None:
+        """Serve the current connection; when it drops, resume on a new one if allowed."""
         try:
-            async for raw in self._ws:
+            while not self.closed.done():
+                lost = await self._serve(self._ws)
+                if self.closed.done():
+                    return
+                if lost.kind == "bug" or not (self._session.resumable and self._resume_grace > 0):
+                    self._lost(lost, lost.__cause__)
+                    return
+                log.info("link to the relay lost (%s); resuming", lost)
+                self._session.suspend()
+                self._notify("reconnecting")
+                if not await self._reconnect():
+                    return
+        finally:
+            await self._ws.close()
+
+    async def _serve(self, ws: ClientConnection) -> SessionLost:
+        """Run reader and writer on ``ws`` until it fails or the session is over."""
+        reader = asyncio.create_task(self._reader(ws))
+        writer = asyncio.create_task(self._writer(ws))
+        try:
+            done, _ = await asyncio.wait([reader, writer], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if isinstance(error, SessionLost):
+                return error
+            if error is not None:
+                # A bug here must not pass for a network problem (and loop on resumes).
+                log.error("the link failed", exc_info=error)
+                failed = SessionLost(f"The link failed ({type(error).__name__}: {error}).", "bug")
+                failed.__cause__ = error
+                return failed
+        return SessionLost("The connection to the relay was lost; the session has ended.")
+
+    async def _reader(self, ws: ClientConnection) -> None:
+        """Feed what arrives to the session; raise SessionLost when the connection drops."""
+        try:
+            async for raw in ws:
                 if isinstance(raw, str):
                     await self._relay_message(raw)
-                    if self.closed.done():
-                        return
-                    continue
-                self._session.receive_data(raw)
-                for event in self._session.events_received():
-                    self._dispatch(event)
+                else:
+                    self._session.receive_data(raw)
+                    for event in self._session.events_received():
+                        self._dispatch(event)
+                    if self._announce_resumable:
+                        # Let the relay hold the session for us if the link drops.
+                        self._announce_resumable = False
+                        verifier = resume_verifier(self._session.resume_id)
+                        await ws.send(envelope.encode({"type": "resumable", "verifier": verifier}))
                 self._wakeup.set()
                 if self.closed.done():
                     return
-            self._lost(SessionLost("The relay closed the connection; the session has ended."))
+            raise SessionLost("The relay closed the connection; the session has ended.")
         except WrongCodeError as exc:
             with contextlib.suppress(websockets.ConnectionClosed):
                 # Our own confirmation tag may still be queued: send it before the burn,
                 # so the other side learns the code was wrong rather than that we left.
-                await self._flush()
-                await self._ws.send(
+                await self._flush(ws)
+                await ws.send(
                     envelope.encode({"type": "burn", "reason": "key confirmation failed"})
                 )
             self._lost(SessionLost(str(exc)), exc)
         except ProtocolError as exc:
             self._lost(SessionLost(str(exc)), exc)
-        except websockets.ConnectionClosed:
-            self._lost(SessionLost("The connection to the relay was lost; the session has ended."))
-        finally:
-            await self._ws.close()
+        except websockets.ConnectionClosed as exc:
+            raise SessionLost(
+                "The connection to the relay was lost; the session has ended."
+            ) from exc
+
+    async def _writer(self, ws: ClientConnection) -> None:
+        try:
+            while not self.closed.done():
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                await self._flush(ws)
+        except websockets.ConnectionClosed as exc:
+            raise SessionLost(
+                "The connection to the relay was lost; the session has ended."
+            ) from exc
+
+    async def _flush(self, ws: ClientConnection) -> None:
+        while (data := self._session.data_to_send()) is not None:
+            await ws.send(data)
+            self._sent.set()
 
     async def _relay_message(self, raw: str) -> None:
         try:
@@ -369,38 +462,109 @@ class Link:
         if kind == "peer_gone":
             reason = str(message.get("reason", ""))
             self._lost(
-                SessionLost(f"The other side disconnected{': ' + reason if reason else ''}.")
+                SessionLost(
+                    f"The other side disconnected{': ' + reason if reason else ''}.",
+                    "peer_timeout" if "reconnect" in reason else "peer_gone",
+                )
             )
+        elif kind == "peer_suspended":
+            # The other end lost its connection; hold everything until it is back.
+            if self._session.resumable:
+                self._session.suspend()
+                self._notify("peer_reconnecting")
+        elif kind == "resumed":
+            if self._session.resumable:
+                self._session.start_resume()
         elif kind == "error":
-            code_ = str(message.get("code", ""))
-            try:
-                sentence = envelope.ERROR_SENTENCES[ErrorCode(code_)]
-            except ValueError:
-                sentence = str(message.get("message", "The relay ended the session."))
-            self._lost(SessionLost(sentence))
+            refusal = _refusal(message)
+            self._lost(SessionLost(str(refusal), "relay", refusal.code))
 
-    def _dispatch(self, event: Paired | MessageReceived | Closed) -> None:
+    def _dispatch(self, event: Paired | Resumed | MessageReceived | Closed) -> None:
         if isinstance(event, Paired):
             if not self._paired.done():
                 self._paired.set_result(event)
+            self._announce_resumable = self._resume_grace > 0
+        elif isinstance(event, Resumed):
+            self._resumes += 1
+            log.info("session resumed; %d frames sent again", event.resent)
+            self._notify("resumed")
         elif isinstance(event, MessageReceived):
             self._queues[event.channel].put_nowait(event.payload)
         elif isinstance(event, Closed):
             self._finish(event.reason or "the other side ended the session")
 
-    async def _writer(self) -> None:
-        try:
-            while not self.closed.done():
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                await self._flush()
-        except websockets.ConnectionClosed:
-            self._lost(SessionLost("The connection to the relay was lost; the session has ended."))
+    async def _reconnect(self) -> bool:
+        """Dial the relay again until it lets us back into the session, or time runs out.
 
-    async def _flush(self) -> None:
-        while (data := self._session.data_to_send()) is not None:
-            await self._ws.send(data)
-            self._sent.set()
+        Returns True with ``self._ws`` replaced and our RESUME queued; False once the
+        session is over (``closed`` then says why).
+        """
+        loop = asyncio.get_running_loop()
+        grace = self._resume_grace
+        deadline = loop.time() + grace + GIVE_UP_MARGIN
+        claim = envelope.encode(
+            {
+                "type": "resume",
+                "version": envelope.ENVELOPE_VERSION,
+                "role": str(self.role),
+                "session_id": self.session_id,
+                "resume_id": self._session.resume_id.hex(),
+            }
+        )
+        attempt = 0
+        while not self.closed.done():
+            wait = min(backoff_delay(attempt), max(0.0, deadline - loop.time()))
+            attempt += 1
+            await asyncio.sleep(wait)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(remaining):
+                    ws = await self._dial()
+                    try:
+                        await ws.send(claim)
+                        while True:
+                            message = await _next_envelope(ws, "")
+                            if message["type"] == "resumed":
+                                break
+                            if message["type"] == "error":
+                                raise _refusal(message)
+                    except BaseException:
+                        await ws.close()
+                        raise
+            except RelayRefused as exc:
+                log.info("the relay refused to resume the session: %s", exc)
+                self._lost(
+                    SessionLost(
+                        "The connection was lost for too long and the relay closed the session "
+                        f"({exc}). Start a new session if you still need help.",
+                        "resume_timeout",
+                    )
+                )
+                return False
+            except (LinkError, TimeoutError, OSError, websockets.WebSocketException) as exc:
+                log.info("reconnect attempt %d failed: %s", attempt, exc)
+                continue
+            self._ws = ws
+            self._session.start_resume()
+            self._wakeup.set()
+            return True
+        self._lost(
+            SessionLost(
+                f"The connection to the relay was lost for more than {grace:g} seconds; the "
+                "session has ended. Start a new session if you still need help.",
+                "resume_timeout",
+            )
+        )
+        return False
+
+    def _notify(self, state: str) -> None:
+        for callback in list(self.on_link_state):
+            try:
+                callback(state)
+            except Exception:  # a display hook must never break the link
+                log.exception("link state callback failed")
 
     async def _fail(self, exc: ProtocolError) -> None:
         self._lost(SessionLost(str(exc)), exc)
@@ -410,6 +574,7 @@ class Link:
         if not self.closed.done():
             self.closed.set_result(reason)
         self._end_queues()
+        self._wakeup.set()
         self._sent.set()
 
     def _lost(self, error: SessionLost, cause: BaseException | None = None) -> None:
@@ -437,3 +602,63 @@ class Link:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._ws.close()
+
+
+async def _connect(
+    relay_url: str, token: str | None, ssl: ssl_module.SSLContext | None
+) -> ClientConnection:
+    """Open a WebSocket to the relay, turning every failure into a sentence."""
+    url = check_relay_url(relay_url) + envelope.WS_PATH
+    headers: Mapping[str, str] = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        return await connect(
+            url,
+            additional_headers=headers,
+            # wss:// without a context trusts the system's certificate authorities.
+            ssl=(ssl or ssl_module.create_default_context()) if url.startswith("wss://") else None,
+            compression=None,
+            max_size=envelope.MAX_RECORD_SIZE + 4096,
+            open_timeout=CLAIM_TIMEOUT,
+            ping_interval=PING_INTERVAL,
+            ping_timeout=PING_TIMEOUT,
+        )
+    except ssl_module.SSLCertVerificationError as exc:
+        raise RelayUnavailable(untrusted_certificate(relay_url, exc)) from exc
+    except websockets.InvalidStatus as exc:
+        status = exc.response.status_code
+        if status == 401:
+            raise RelayRefused(
+                str(ErrorCode.UNAUTHORIZED), envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED]
+            ) from exc
+        raise RelayUnavailable(
+            f"The relay at {relay_url} refused the connection (HTTP {status}); "
+            "check the address and try again."
+        ) from exc
+    except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+        raise RelayUnavailable(
+            f"Could not reach the relay at {relay_url} ({exc.__class__.__name__}: {exc}); "
+            "check the address and your network connection, then try again."
+        ) from exc
+
+
+async def _next_envelope(ws: ClientConnection, closed_sentence: str) -> dict[str, Any]:
+    """The next text message from the relay, decoded (binary is not expected here)."""
+    try:
+        raw = await ws.recv()
+    except websockets.ConnectionClosed as exc:
+        raise RelayUnavailable(
+            closed_sentence or "The relay closed the connection; try again."
+        ) from exc
+    try:
+        return envelope.decode(raw)
+    except EnvelopeError as exc:
+        raise RelayUnavailable(f"The relay sent something unexpected ({exc}).") from exc
+
+
+def _refusal(message: dict[str, Any]) -> RelayRefused:
+    code_ = str(message.get("code", ""))
+    try:
+        sentence = envelope.ERROR_SENTENCES[ErrorCode(code_)]
+    except ValueError:
+        sentence = str(message.get("message", "The relay refused the session."))
+    return RelayRefused(code_, sentence)

@@ -10,10 +10,10 @@ Rules::
 
     membership   a node writes node:<id> = its node URL, expiring after
                  heartbeat_ttl, refreshed every heartbeat_interval, and lists its id
-                 in the set ``nodes``. A draining node writes "draining" instead of
-                 its URL: still alive, but nothing new is routed to it. A node whose
-                 key lapsed (crashed, partitioned) or that deleted it (stopped) is
-                 not a member.
+                 in the set ``nodes``. A draining node also writes draining:<id>:
+                 still alive and holding its sessions, but no new session is routed
+                 to it. A node whose key lapsed (crashed, partitioned) or that deleted
+                 it (stopped) is not a member.
     lost nodes   a node lists its paired sessions in sessions:<id>. Every node
                  checks the member list each heartbeat_ttl; the sessions of a node
                  whose key lapsed are recorded as ended in the store ("the relay
@@ -28,6 +28,10 @@ Rules::
                  opens owner-URL/v1/session with the node headers below, replays
                  the claim and forwards every message both ways, untouched. The
                  owner judges the claim as if the client were local.
+    resume       a paired session is listed in sessions:<holder id>; a ``resume``
+                 reaching another node is proxied to the holder the same way (also
+                 while the holder drains). A session held by a lost node cannot be
+                 resumed: the claim is judged here and refused as not resumable.
     node hops    an upgrade carrying X-Puente-Node-Secret must carry the cluster
                  secret (else 403); then X-Puente-Client-IP names the client (for
                  rate limits and logs) and the claim is judged locally, never
@@ -81,8 +85,6 @@ SECRET_KEY = PREFIX + "cluster-secret"
 CONTROL_CHANNEL = PREFIX + "control"
 NODES_KEY = PREFIX + "nodes"
 
-#: What a draining node writes instead of its URL.
-DRAINING = "draining"
 
 #: Headers of a node-to-node hop.
 NODE_HEADER = "X-Puente-Node"
@@ -95,7 +97,7 @@ _OWNER_SCRIPT = """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then
   local url = redis.call('GET', ARGV[3] .. owner)
-  if url and url ~= 'draining' then return {owner, url} end
+  if url and redis.call('EXISTS', ARGV[4] .. owner) == 0 then return {owner, url} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {ARGV[1], ''}
@@ -109,6 +111,18 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
 return 1
+"""
+
+# Which live node holds a paired session: "" if this node, its URL, or nil if none.
+# ARGV: nodes set, sessions prefix, node prefix, session id, my id.
+_HOLDER_SCRIPT = """
+for _, id in ipairs(redis.call('SMEMBERS', ARGV[1])) do
+  if redis.call('SISMEMBER', ARGV[2] .. id, ARGV[4]) == 1 then
+    if id == ARGV[5] then return '' end
+    return redis.call('GET', ARGV[3] .. id)
+  end
+end
+return false
 """
 
 # Claim a lost node's session list once: rename it away so only one janitor gets it.
@@ -169,6 +183,7 @@ class ClusterNode:
         self._owner_script = self._redis.register_script(_OWNER_SCRIPT)
         self._join_script = self._redis.register_script(_JOIN_SCRIPT)
         self._claim_lost_script = self._redis.register_script(_CLAIM_LOST_SCRIPT)
+        self._holder_script = self._redis.register_script(_HOLDER_SCRIPT)
         self._secret = ""
         self._member = False
         self._draining = False
@@ -219,7 +234,11 @@ class ClusterNode:
             self._member = False
             with contextlib.suppress(Exception):
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.delete(self._node_key(self.node_id), self._sessions_key(self.node_id))
+                    pipe.delete(
+                        self._node_key(self.node_id),
+                        self._sessions_key(self.node_id),
+                        f"{PREFIX}draining:{self.node_id}",
+                    )
                     pipe.srem(NODES_KEY, self.node_id)
                     await pipe.execute()
             logger.info("left cluster node=%s", self.node_id)
@@ -255,10 +274,29 @@ class ClusterNode:
         try:
             owner, url = await self._owner_script(
                 keys=[f"{PREFIX}owner:{session_id}"],
-                args=[self.node_id, max(1000, int(ttl * 1000)), PREFIX + "node:"],
+                args=[
+                    self.node_id,
+                    max(1000, int(ttl * 1000)),
+                    PREFIX + "node:",
+                    PREFIX + "draining:",
+                ],
             )
         except Exception as exc:
             raise RedisUnavailable(str(exc)) from exc
+        url = url.decode() if isinstance(url, bytes) else str(url)
+        return url or None
+
+    async def holder_of(self, session_id: str) -> str | None:
+        """The URL of the other live node holding a paired session, or None (here or nowhere)."""
+        try:
+            url = await self._holder_script(
+                keys=[],
+                args=[NODES_KEY, PREFIX + "sessions:", PREFIX + "node:", session_id, self.node_id],
+            )
+        except Exception as exc:
+            raise RedisUnavailable(str(exc)) from exc
+        if url is None:
+            return None
         url = url.decode() if isinstance(url, bytes) else str(url)
         return url or None
 
@@ -322,10 +360,13 @@ class ClusterNode:
         self.proxied += 1
         logger.info("connection passed to node url=%s ip=%s", owner_url, ip)
         assert isinstance(upstream, HopConnection)  # create_connection guarantees it
-        # Binary messages cross as they are parsed, like the relay's own forwarding;
-        # the copying tasks below carry only text (and any fragmented message).
+        # Messages cross as they are parsed, text and binary alike so that neither
+        # overtakes the other (a "paired" before the first record, an "end" after the
+        # last); the copying tasks below only carry fragmented messages, if any.
         client.forward_binary = functools.partial(send_now, client, upstream)
+        client.forward_text = functools.partial(send_now, client, upstream, text=True)
         upstream.forward_binary = functools.partial(send_now, upstream, client)
+        upstream.forward_text = functools.partial(send_now, upstream, client, text=True)
         try:
             await upstream.send(claim_text)
             await _forward_both_ways(client, upstream)
@@ -346,9 +387,10 @@ class ClusterNode:
         return f"{PREFIX}sessions:{node_id}"
 
     async def _heartbeat_once(self) -> None:
-        value = DRAINING if self._draining else self.node_url
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._node_key(self.node_id), value, px=self._heartbeat_ttl_ms)
+            pipe.set(self._node_key(self.node_id), self.node_url, px=self._heartbeat_ttl_ms)
+            if self._draining:
+                pipe.set(f"{PREFIX}draining:{self.node_id}", 1, px=self._heartbeat_ttl_ms)
             # Listed again each time: a node that stalled past its timeout and was
             # collected as lost becomes a member again when it recovers.
             pipe.sadd(NODES_KEY, self.node_id)

@@ -35,29 +35,37 @@ MAX_HEAD_SIZE = 64 * 1024
 
 
 class ForwardingConnection(Connection):
-    """A websockets connection that can hand whole binary messages on as they are parsed.
+    """A websockets connection that can hand whole messages on as they are parsed.
 
-    While :attr:`forward_binary` is set, each whole binary message goes to it from the
-    parser, without queueing for a reader task (the relay forwards ciphertext as it
-    comes). Text and control frames take websockets' usual path. A fragmented binary
-    message switches the connection to that path for good, so that no later message
-    can overtake it. :attr:`on_drained` callbacks run once when the send buffer drains.
+    While :attr:`forward_binary` (or :attr:`forward_text`) is set, each whole binary
+    (text) message goes to it from the parser, without queueing for a reader task:
+    the relay forwards ciphertext as it comes. Other messages take websockets' usual
+    path. A fragmented message switches the connection to that path for good (both
+    callbacks are dropped), so that no later message can overtake it.
+    :attr:`on_drained` callbacks run once when the send buffer drains.
+
+    The relay's own ends forward binary only (their text is for the relay); a hop
+    between nodes forwards both, in the order they came.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.forward_binary: Callable[[bytes | bytearray | memoryview], object] | None = None
+        self.forward_text: Callable[[bytes | bytearray | memoryview], object] | None = None
         self.on_drained: list[Callable[[], None]] = []
         self._in_fragmented_message = False
 
     def process_event(self, event: Event) -> None:
-        if isinstance(event, Frame) and self.forward_binary is not None:
-            if event.opcode is Opcode.BINARY and event.fin and not self._in_fragmented_message:
+        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            whole = event.fin and not self._in_fragmented_message
+            if whole and event.opcode is Opcode.BINARY and self.forward_binary is not None:
                 self.forward_binary(event.data)
                 return
-            if event.opcode in (Opcode.BINARY, Opcode.CONT) and not event.fin:
-                self.forward_binary = None
-        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            if whole and event.opcode is Opcode.TEXT and self.forward_text is not None:
+                self.forward_text(event.data)
+                return
+            if not event.fin:
+                self.forward_binary = self.forward_text = None
             self._in_fragmented_message = not event.fin
         super().process_event(event)
 
@@ -72,14 +80,18 @@ def send_now(
     source: ForwardingConnection,
     sink: ForwardingConnection,
     message: bytes | bytearray | memoryview,
+    text: bool = False,
 ) -> bool:
-    """Send ``message`` on ``sink`` at once; False if ``sink`` is closing.
+    """Send ``message`` (binary, or UTF-8 text) on ``sink`` at once; False if it is closing.
 
     Backpressure: while ``sink``'s send buffer is over its limit, reading from
     ``source`` pauses, so a slow reader slows its sender instead of filling memory.
     """
     try:
-        sink.protocol.send_binary(message)
+        if text:
+            sink.protocol.send_text(message)
+        else:
+            sink.protocol.send_binary(message)
     except InvalidState:
         return False
     sink.send_data()

@@ -27,14 +27,28 @@ Rules of a WebSocket connection (anything not listed closes it with an error)::
                  disconnect or an oversized message (close 1009) → ended. The other
                  end gets ``peer_gone`` and is closed. DELETE through the API →
                  error ended to both; relay shutdown → error shutdown to everyone.
-    draining     (SIGTERM with drain_timeout > 0) /healthz answers 503, upgrades are
-                 refused with 503 and waiting ends get error shutdown at once (they
-                 may claim again elsewhere); paired sessions go on until they end or
-                 the drain period is over, then shutdown as above.
+    resumable    a paired end may send ``resumable`` with the verifier of its resume
+                 id (``protocol.resume``). Such an end that DROPS (no close frame: a
+                 network cut, a ping timeout) suspends the session instead of ending
+                 it: the other end gets ``peer_suspended``, binary to the absent end
+                 is dropped (the ends resend it), the idle timer stops. A clean close
+                 without ``end`` still ends the session.
+    resume       a new connection whose first message is ``resume`` (role, session id,
+                 resume id whose SHA-256 is that role's verifier; a technician must
+                 also be the session's technician) takes that role again, replacing a
+                 stale connection if the relay had not noticed the drop yet. When both
+                 ends are present, both get ``resumed`` and run the RESUME handshake
+                 through the relay as binary. Anything else → error not_resumable.
+                 No end back within resume_grace (60 s) of the drop → ended; the
+                 present end gets ``peer_gone`` saying who did not come back.
+    draining     (SIGTERM with drain_timeout > 0) /healthz answers 503, new claims are
+                 refused with error shutdown and waiting ends get it at once (they may
+                 claim again elsewhere); paired sessions go on (and may resume here)
+                 until they end or the drain period is over, then shutdown as above.
 
 Also served on the same port: ``GET /metrics`` (:mod:`relay.metrics`, its own access
 rule). With ``redis_url`` the relay is one node of a cluster (:mod:`relay.cluster`):
-a claim for a session held by another node is passed through to it.
+a claim, or a resume, for a session held by another node is passed through to it.
 
 Every refusal is one ``error`` text message followed by a close. Session state
 lives in the store (:mod:`relay.store`); only connections live in memory. Each
@@ -49,6 +63,8 @@ import asyncio
 import contextlib
 import errno
 import functools
+import hashlib
+import hmac
 import http
 import ipaddress
 import json
@@ -127,6 +143,8 @@ class RelayConfig:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     housekeeping_interval: float = 1.0
+    #: Seconds a paired session waits for an end whose connection dropped (0: no resume).
+    resume_grace: float = 60.0
     #: Frames buffered per connection before reading pauses (TCP backpressure).
     max_queue: int = 4
     #: Bytes buffered per connection before a send waits for the network.
@@ -175,6 +193,10 @@ class LiveSession:
     #: Bytes forwarded, by the role that sent them.
     sent: dict[Role, int] = field(default_factory=lambda: {Role.AGENT: 0, Role.TECHNICIAN: 0})
     last_activity: float = 0.0
+    #: SHA-256 of each end's resume id, once it asked to be resumable.
+    verifiers: dict[Role, str] = field(default_factory=dict)
+    #: When an end dropped and the session began waiting for it (None: not suspended).
+    suspended_at: float | None = None
 
 
 class RelayServer:
@@ -558,7 +580,8 @@ class RelayServer:
                     envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED],
                     (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
                 )
-        if self._closing or self._draining or len(self._connections) >= self.config.max_connections:
+        # While draining, upgrades still come in: ends resume here, claims are refused.
+        if self._closing or len(self._connections) >= self.config.max_connections:
             return error_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -601,7 +624,14 @@ class RelayServer:
         except ConnectionClosed:
             return None
         try:
-            role, nameplate = envelope.parse_claim(envelope.decode(message))
+            decoded = envelope.decode(message)
+            if decoded.get("type") == "resume":
+                resume = envelope.parse_resume(decoded)
+                # Cluster hook: a session held by another node is resumed there.
+                if await self._route_resume(connection, ip, resume[1], str(message)):
+                    return None
+                return await self._resume_phase(connection, ip, *resume)
+            role, nameplate = envelope.parse_claim(decoded)
         except EnvelopeError as exc:
             logger.info("claim refused code=%s why=malformed claim ip=%s", exc.code, ip)
             self.metrics.joins_refused.labels(exc.code).value += 1
@@ -649,6 +679,25 @@ class RelayServer:
         if len(live.ends) == 2 and not live.paired and not live.finished:
             await self._pair(live)
         return live, endpoint
+
+    async def _route_resume(
+        self, connection: RelayConnection, ip: str, session_id: str, resume_text: str
+    ) -> bool:
+        """In a cluster: pass a resume to the node holding the session; True once done."""
+        if self._cluster is None or connection.from_node or session_id in self._live:
+            return False
+        try:
+            holder_url = await self._cluster.holder_of(session_id)
+        except RedisUnavailable as exc:
+            logger.warning("resume judged here: Redis unreachable (%s)", exc)
+            return False
+        if holder_url is None:
+            return False
+        authorization = (
+            connection.request.headers.get("Authorization") if connection.request else None
+        )
+        await self._cluster.proxy(connection, holder_url, resume_text, ip, authorization)
+        return True
 
     async def _route_claim(
         self, connection: RelayConnection, ip: str, role: Role, nameplate: str, claim_text: str
@@ -747,6 +796,7 @@ class RelayServer:
                 "ticket_id": record.ticket_id,
                 "ticket_url": record.ticket_url,
                 "technician": record.technician_name,
+                "resume_grace": self.config.resume_grace,
             }
         )
         # From now on binary messages skip the reader tasks (see _forward); set before
@@ -764,18 +814,89 @@ class RelayServer:
         Backpressure: when the peer's send buffer is over its limit, reading from
         ``end`` pauses until the peer's buffer drains, so a slow reader slows its sender.
         """
+        if live.finished or live.ends.get(end.role) is not end:
+            return  # over, or this connection was replaced by a resumed one
         peer = live.ends.get(end.role.peer)
-        if live.finished or peer is None:
-            return
+        if peer is None:
+            return  # the peer dropped and may come back: the ends resend what it missed
         started = time.perf_counter()
         if not send_now(end.connection, peer.connection, message):
-            gone = f"the {end.role.peer} disconnected"
-            self._finish(live, SessionState.ENDED, gone, {end.role: _peer_gone(gone)})
+            # The peer is closing; its own task decides whether the session ends or
+            # waits for it to resume. Either way this message is not needed.
             return
         self.metrics.forwarding_latency.observe(time.perf_counter() - started)
         self.metrics.bytes_forwarded.labels(_DIRECTIONS[end.role]).value += len(message)
         live.sent[end.role] += len(message)
         live.last_activity = self._clock()
+
+    async def _resume_phase(
+        self, connection: RelayConnection, ip: str, role: Role, session_id: str, resume_id: bytes
+    ) -> tuple[LiveSession, Endpoint] | None:
+        """An end comes back to a suspended (or not yet suspended) session."""
+        outcome = self._resume(connection, ip, role, session_id, resume_id)
+        if isinstance(outcome, str):
+            logger.info(
+                "resume refused session=%s role=%s why=%s ip=%s", session_id, role, outcome, ip
+            )
+            self._farewell(connection, envelope.error(ErrorCode.NOT_RESUMABLE))
+            return None
+        live, endpoint, stale = outcome
+        if stale is not None:
+            self._farewell(stale.connection, None)
+        logger.info("resume accepted session=%s role=%s ip=%s", session_id, role, ip)
+        peer = live.ends.get(role.peer)
+        if peer is None:
+            assert live.suspended_at is not None
+            left = max(0, math.ceil(live.suspended_at + self.config.resume_grace - self._clock()))
+            await _send_quietly(
+                connection, envelope.encode({"type": "waiting", "expires_in": left})
+            )
+        else:
+            live.suspended_at = None
+            live.last_activity = self._clock()
+            resumed = envelope.encode({"type": "resumed"})
+            # This end first: websockets queues a message before its first await, so
+            # "resumed" precedes anything the peer's task forwards to this end.
+            await _send_quietly(connection, resumed)
+            await _send_quietly(peer.connection, resumed)
+            logger.info("session resumed session=%s", session_id)
+        return live, endpoint
+
+    def _resume(
+        self, connection: RelayConnection, ip: str, role: Role, session_id: str, resume_id: bytes
+    ) -> tuple[LiveSession, Endpoint, Endpoint | None] | str:
+        """Judge a resume (synchronous); return the session, the new end and a stale one."""
+        now = self._clock()
+        if self._closing:
+            return "the relay is shutting down"
+        live = self._live.get(session_id)
+        if live is None or not live.paired or live.finished:
+            # Counted like a claim so that guessing session ids is throttled too.
+            self._ip_limiter.allow(ip, now)
+            return "no such live session"
+        verifier = live.verifiers.get(role)
+        given = hashlib.sha256(resume_id).hexdigest()
+        if verifier is None or not hmac.compare_digest(verifier, given):
+            self._ip_limiter.allow(ip, now)
+            return "wrong resume id"
+        technician = connection.technician
+        if role is Role.TECHNICIAN and (
+            technician is None or technician.id != live.record.technician_id
+        ):
+            return "not the session's technician"
+        if live.suspended_at is not None and now - live.suspended_at >= self.config.resume_grace:
+            return "the grace period is over"
+        stale = live.ends.get(role)
+        if stale is not None and live.suspended_at is None:
+            # The relay had not noticed this end's old connection die: the other end
+            # must learn that the link is being rebuilt.
+            live.suspended_at = now
+        endpoint = live.ends[role] = Endpoint(connection, role, ip)
+        # The new connection's binary takes the direct path at once, as at pairing.
+        connection.forward_binary = functools.partial(self._forward, live, endpoint)
+        if stale is not None:
+            stale.connection.forward_binary = None
+        return live, endpoint, stale
 
     async def _relay_phase(self, live: LiveSession, end: Endpoint) -> None:
         """Read this end until it or the session is done; forward binary to the peer.
@@ -785,27 +906,30 @@ class RelayServer:
         """
         role = end.role
         reason = f"the {role} disconnected"
-        forwarded = self.metrics.bytes_forwarded.labels(
-            "agent_to_technician" if role is Role.AGENT else "technician_to_agent"
-        )
+        forwarded = self.metrics.bytes_forwarded.labels(_DIRECTIONS[role])
         latency = self.metrics.forwarding_latency
+        dropped = False
         try:
             async for message in end.connection:
                 if live.finished:
                     return
+                if live.ends.get(role) is not end:
+                    return  # replaced by a resumed connection
                 if isinstance(message, bytes):
                     received = time.perf_counter()
-                    peer = live.ends.get(role.peer)
-                    if not live.paired or peer is None:
+                    if not live.paired:
                         self._misbehaved(live, end, "sent data before pairing")
                         return
+                    peer = live.ends.get(role.peer)
+                    if peer is None:
+                        # The peer dropped and may come back: it will get these again.
+                        continue
                     try:
                         await peer.connection.send(message)
                     except ConnectionClosed:
-                        # The peer is gone; its own task may not have noticed yet.
-                        gone = f"the {role.peer} disconnected"
-                        self._finish(live, SessionState.ENDED, gone, {role: _peer_gone(gone)})
-                        return
+                        # The peer is gone; its own task decides whether the session
+                        # ends or waits for it. Either way this message is not needed.
+                        continue
                     latency.observe(time.perf_counter() - received)
                     forwarded.value += len(message)
                     live.sent[role] += len(message)
@@ -817,8 +941,9 @@ class RelayServer:
                 reason = f"the {role} sent a message over the size limit"
             else:
                 reason = f"the {role} disconnected abruptly"
+                dropped = True
         finally:
-            self._leave(live, end, reason)
+            self._leave(live, end, reason, dropped=dropped)
 
     def _control_message(self, live: LiveSession, end: Endpoint, text: str) -> bool:
         """Handle a text message after the claim; return False when this end is done."""
@@ -829,6 +954,13 @@ class RelayServer:
             self._misbehaved(live, end, "sent a malformed message")
             return False
         kind = message["type"]
+        if kind == "resumable" and live.paired:
+            try:
+                live.verifiers[role] = envelope.parse_verifier(message)
+            except EnvelopeError:
+                self._misbehaved(live, end, "sent a malformed message")
+                return False
+            return True
         if kind not in ("burn", "end"):
             self._misbehaved(live, end, "sent an unexpected message")
             return False
@@ -852,9 +984,29 @@ class RelayServer:
             self._leave(live, end, why)
             self._farewell(end.connection, bad)
 
-    def _leave(self, live: LiveSession, end: Endpoint, reason: str) -> None:
-        """This end's connection is over. A paired session ends; a waiting one frees the role."""
+    def _leave(self, live: LiveSession, end: Endpoint, reason: str, dropped: bool = False) -> None:
+        """This end's connection is over.
+
+        A paired session ends, or waits for a resumable end that dropped; a waiting
+        one frees the role.
+        """
         if live.finished or live.ends.get(end.role) is not end:
+            return
+        if live.paired and dropped and end.role in live.verifiers and self.config.resume_grace > 0:
+            del live.ends[end.role]
+            now = self._clock()
+            if live.suspended_at is None:
+                live.suspended_at = now
+            left = max(0, math.ceil(live.suspended_at + self.config.resume_grace - now))
+            logger.info(
+                "session suspended session=%s role=%s grace=%d", live.record.id, end.role, left
+            )
+            peer = live.ends.get(end.role.peer)
+            if peer is not None:
+                notice = envelope.encode({"type": "peer_suspended", "grace": left})
+                self._spawn(_send_quietly(peer.connection, notice))
+            elif not live.ends:
+                pass  # both away: the housekeeping timer ends it after the grace period
             return
         if live.paired:
             self._finish(live, SessionState.ENDED, reason, {end.role.peer: _peer_gone(reason)})
@@ -931,6 +1083,15 @@ class RelayServer:
                 notice = envelope.error(ErrorCode.EXPIRED)
                 why = "nobody joined before the code expired"
                 self._finish(live, SessionState.EXPIRED, why, dict.fromkeys(live.ends, notice))
+            elif live.paired and live.suspended_at is not None:
+                if now - live.suspended_at >= self.config.resume_grace:
+                    absent = [str(role) for role in Role if role not in live.ends]
+                    why = (
+                        f"the {' and the '.join(absent)} did not reconnect within "
+                        f"{self.config.resume_grace:g} seconds"
+                    )
+                    notices = {role: _peer_gone(why) for role in live.ends}
+                    self._finish(live, SessionState.ENDED, why, notices)
             elif live.paired and now - live.last_activity >= self.config.idle_timeout:
                 notice = envelope.error(ErrorCode.IDLE)
                 why = "nothing was forwarded for too long"

@@ -339,6 +339,7 @@ async def run_diagnostics(args: argparse.Namespace, out: Output, ssl_context: An
     if session is None:
         out.error(f"Nobody joined within {args.wait:.0f} seconds; the code no longer works.")
         return EXIT_NOBODY
+    watch_session(session, out)
     try:
         out.event("asking", "Asking the customer to allow diagnostics...", capability="diagnostics")
         reply = await session.request(
@@ -397,11 +398,36 @@ async def stdin_lines() -> AsyncIterator[str]:
         yield line
 
 
+#: What the technician is told when the link to the relay drops and comes back.
+LINK_STATES = {
+    "reconnecting": "link: the connection to the relay was lost; reconnecting "
+    "(the session and the customer's consent are kept)",
+    "peer_reconnecting": "link: the customer's connection dropped; waiting for it to come back",
+    "resumed": "link: connection restored; the session continues",
+}
+
+
+def printable(text: str) -> str:
+    """The customer's text made safe for a terminal: no escape sequences, one line."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:2000]
+
+
+def watch_session(session: TechnicianSession, out: Output) -> None:
+    """Show the customer's chat messages and the link's ups and downs as they happen."""
+    session.on_chat = lambda text: out.event(
+        "chat", f"chat: the customer says: {printable(text)}", message=printable(text)
+    )
+    session.link.on_link_state.append(
+        lambda state: out.event("link", LINK_STATES.get(state, f"link: {state}"), state=state)
+    )
+
+
 async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
     api, created, session = await open_session(args, out, ssl_context)
     if session is None:
         out.error(f"Nobody joined within {args.wait:.0f} seconds; the code no longer works.")
         return EXIT_NOBODY
+    watch_session(session, out)
     status = await _console_until_ended(args, session, out)
     await upload_summary(api, created, session, out)
     return status

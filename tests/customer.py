@@ -42,7 +42,8 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, **(env or {})},
+            # English unless a test asks otherwise, whatever this machine's locale.
+            env={**os.environ, "PUENTE_LANG": "en", **(env or {})},
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()

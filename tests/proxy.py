@@ -80,3 +80,56 @@ class RecordingProxy:
         await asyncio.gather(
             pipe(reader, up_writer, self.upstream), pipe(up_reader, writer, self.downstream)
         )
+
+
+class FaultInjectingProxy(RecordingProxy):
+    """A TCP proxy that can cut the network: ``cut()`` drops every connection at once
+    (as a dead Wi-Fi would, without any close handshake) and refuses new ones until
+    ``restore()``. ``rate`` (bytes per second, each direction) makes it a slow link, so
+    a transfer lasts long enough to be cut in the middle. Put it between an agent and a
+    real relay.
+    """
+
+    def __init__(self, target_host: str, target_port: int, rate: float | None = None) -> None:
+        super().__init__(target_host, target_port)
+        self._cut = threading.Event()
+        self.rate = rate
+        self.connections = 0
+        self.refused = 0
+
+    def cut(self) -> None:
+        self._cut.set()
+        asyncio.run_coroutine_threadsafe(self._abort_all(), self._loop).result(10)
+
+    def restore(self) -> None:
+        self._cut.clear()
+
+    async def _abort_all(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut.is_set():
+            self.refused += 1
+            writer.transport.abort()
+            return
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(16384):
+                    dst.write(data)
+                    await dst.drain()
+                    if self.rate:
+                        await asyncio.sleep(len(data) / self.rate)
+            with contextlib.suppress(Exception):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))

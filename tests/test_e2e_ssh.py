@@ -274,7 +274,18 @@ def test_interactive_shell_follows_the_local_window(
 # 2. A killed `get` resumes ------------------------------------------------------------------
 
 
-def test_interrupted_get_resumes(relay_process: RelayProcess, tmp_path: Path) -> None:
+def test_interrupted_get_resumes(tmp_path: Path) -> None:
+    # A killed technician looks like a dropped network to the relay, which keeps the
+    # session for its grace period in case the technician comes back; 1 s here, so
+    # the customer's side ends promptly (issue 8's resume).
+    relay_process = start_relay(tmp_path / "relay-data", "--resume-grace", "1")
+    try:
+        _interrupted_get_resumes(relay_process, tmp_path)
+    finally:
+        relay_process.stop()
+
+
+def _interrupted_get_resumes(relay_process: RelayProcess, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     source = shared / "report.bin"

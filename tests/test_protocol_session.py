@@ -22,7 +22,9 @@ from protocol.messages import Hello, parse
 from protocol.mux import Channel, MessageReceived
 from protocol.pairing import CONFIRM_SIZE, PROTOCOL_VERSION, Pairing
 from protocol.session import (
+    ACK_EVERY,
     MAX_CLOSE_REASON,
+    STALE,
     TRANSITIONS,
     Closed,
     Event,
@@ -295,7 +297,7 @@ def test_pake_twice_is_a_protocol_error() -> None:
     assert pair.agent.state is State.CLOSED
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00", b"\x03", b"\x12" + bytes(40), b"\xff"])
+@pytest.mark.parametrize("data", [b"", b"\x00", b"\x05", b"\x13" + bytes(40), b"\xff"])
 def test_unknown_wire_kind_is_malformed(data: bytes) -> None:
     pair = paired()
     with pytest.raises(MalformedMessage):
@@ -325,6 +327,17 @@ def session_in(state: State) -> tuple[Session, Pair]:
         pair.pump()
         if state is State.CLOSED:
             pair.agent.close("done")
+    elif state in (State.SUSPENDED, State.RESUMING, State.RESUME_CONFIRMING):
+        pair.pump()
+        pair.agent.suspend()
+        pair.tech.suspend()
+        if state is not State.SUSPENDED:
+            pair.agent.start_resume()
+            pair.tech.start_resume()
+        if state is State.RESUME_CONFIRMING:
+            resume_b = pair.tech.data_to_send()
+            assert resume_b is not None
+            pair.agent.receive_data(resume_b)
     assert pair.agent.state is state
     return pair.agent, pair
 
@@ -335,14 +348,29 @@ def well_formed(wire: Wire) -> bytes:
         return bytes([Wire.PAKE]) + Pairing(Role.TECHNICIAN, CODE, TICKET).start()
     if wire is Wire.CONFIRM:
         return bytes([Wire.CONFIRM]) + bytes(CONFIRM_SIZE)
+    if wire is Wire.RESUME:
+        return bytes([Wire.RESUME, PROTOCOL_VERSION]) + bytes(32 + 8)
+    if wire is Wire.RESUME_CONFIRM:
+        return bytes([Wire.RESUME_CONFIRM]) + bytes(CONFIRM_SIZE)
     return bytes([wire]) + bytes(TAG_SIZE + 8)
 
 
-MISSING = [(s, w) for s in State for w in Wire if (s, w) not in TRANSITIONS]
+MISSING = [(s, w) for s in State for w in Wire if (s, w) not in TRANSITIONS and (s, w) not in STALE]
 
 
 def test_table_leaves_pairs_to_the_closing_default() -> None:
-    assert len(MISSING) == len(State) * len(Wire) - len(TRANSITIONS) == 16
+    assert len(STALE) == 6
+    assert len(MISSING) == len(State) * len(Wire) - len(TRANSITIONS) - len(STALE) == 43
+
+
+@pytest.mark.parametrize(
+    ("state", "wire"), sorted(STALE, key=lambda p: (p[0].name, p[1].name)), ids=lambda v: v.name
+)
+def test_stale_records_of_a_broken_link_are_dropped_unread(state: State, wire: Wire) -> None:
+    session, _ = session_in(state)
+    session.receive_data(well_formed(wire))  # garbage under any key: not even opened
+    assert session.state is state
+    assert session.events_received() == []
 
 
 @pytest.mark.parametrize(("state", "wire"), MISSING, ids=lambda v: getattr(v, "name", str(v)))
@@ -365,6 +393,20 @@ def test_every_pair_in_the_table_leads_where_it_says(state: State, wire: Wire) -
         data = pair.tech.data_to_send()
     elif wire is Wire.DATA:
         pair.tech.send(Channel.CHAT, b"hi")
+        data = pair.tech.data_to_send()
+    elif wire is Wire.ACK:
+        for _ in range(ACK_EVERY):
+            session.send(Channel.CHAT, b"x")
+            record = session.data_to_send()
+            assert record is not None
+            pair.tech.receive_data(record)
+        data = pair.tech.data_to_send()
+    elif wire is Wire.RESUME:
+        data = pair.tech.data_to_send()
+    elif wire is Wire.RESUME_CONFIRM:
+        outgoing = [session.data_to_send(), session.data_to_send()]  # RESUME, CONFIRM
+        assert all(outgoing)
+        pair.tech.receive_data(outgoing[0])  # type: ignore[arg-type]
         data = pair.tech.data_to_send()
     else:
         pair.tech.close("bye")

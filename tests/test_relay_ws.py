@@ -162,6 +162,7 @@ def test_pairing_and_byte_exact_forwarding_both_ways(tmp_path: Path) -> None:
                 "ticket_id": "T-42",
                 "ticket_url": "https://desk.example/T-42",
                 "technician": "Ana Lopez",
+                "resume_grace": 60.0,
             }
             assert await recv_json(tech) == paired
             assert (await session_state(relay, token, session["session_id"]))["state"] == "paired"

@@ -1,0 +1,788 @@
+"""Every sentence the customer sees, in English and Spanish, chosen from the system locale.
+
+A small catalog rather than gettext files: the agent is one file a customer downloads,
+and a dict needs no compile step, no files next to the binary and no build hooks.
+:func:`t` looks a key up in the current language and fills its ``{placeholders}``.
+
+Rules:
+
+1. Every key has a non-empty text in every language of :data:`LANGUAGES`, with the
+   same placeholders (a test walks the catalog).
+2. The language comes from ``PUENTE_LANG``, then the POSIX variables ``LANGUAGE``,
+   ``LC_ALL``, ``LC_MESSAGES``, ``LANG`` (as gettext reads them), then the operating
+   system's setting (Windows user UI language, macOS ``AppleLanguages``); anything
+   that is not Spanish is English.
+3. Capabilities have their title and description here under ``cap.NAME.title`` and
+   ``cap.NAME.description``; a capability added without them fails the catalog test.
+4. Technician-supplied text (names, chat, reasons) is shown as it came, inside a
+   translated sentence.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .capabilities import Capability
+
+LANGUAGES = ("en", "es")
+DEFAULT_LANGUAGE = "en"
+
+CATALOG: dict[str, dict[str, str]] = {
+    # Program and connection ------------------------------------------------------------
+    "app.title": {"en": "Puente remote support", "es": "Asistencia remota Puente"},
+    "app.help": {
+        "en": "Let a help-desk technician help you with this computer.\n\n"
+        "Your technician gives you a session code such as 417-862-093. Type it here (or "
+        "pass it on the command line). You will see the technician's name, the ticket and "
+        "a check code to read to them. The technician can do nothing until you allow it, "
+        "one permission at a time, and you can stop any permission or the whole session "
+        "at any moment.",
+        "es": "Permita que un técnico del servicio de asistencia le ayude con este equipo.\n\n"
+        "Su técnico le da un código de sesión como 417-862-093. Escríbalo aquí (o "
+        "indíquelo en la línea de órdenes). Verá el nombre del técnico, la incidencia y un "
+        "código de comprobación para leérselo. El técnico no puede hacer nada hasta que "
+        "usted lo permita, permiso a permiso, y usted puede retirar cualquier permiso o "
+        "terminar la sesión en cualquier momento.",
+    },
+    "app.help_org": {
+        "en": 'With --org-key (your help desk\'s installer sets it), only technicians certified by that organisation can connect, you see their verified name, and only fixes that organisation signed can run. Without it you see an "unverified technician" warning and fixes are refused.',
+        "es": 'Con --org-key (el instalador de su servicio de asistencia lo incluye), solo pueden conectarse técnicos certificados por esa organización, usted ve su nombre verificado y solo pueden ejecutarse arreglos firmados por ella. Sin él verá un aviso de "técnico no verificado" y los arreglos se rechazan.',
+    },
+    "app.help_log": {
+        "en": "Everything done on this computer is written to a hash-chained log you keep (see --log-dir); 'puente-agent audit verify FILE' checks that nobody edited it.",
+        "es": "Todo lo que se hace en este equipo queda anotado en un registro encadenado que usted conserva (vea --log-dir); 'puente-agent audit verify ARCHIVO' comprueba que nadie lo ha modificado.",
+    },
+    "app.checking_revocations": {
+        "en": "Checking which technicians your organisation has revoked ...",
+        "es": "Comprobando qué técnicos ha revocado su organización ...",
+    },
+    "app.log_fingerprint": {
+        "en": "(its last entry's fingerprint is {fingerprint}; note it to check later)",
+        "es": "(la huella de su última entrada es {fingerprint}; anótela para comprobarlo más adelante)",
+    },
+    "opt.org_key": {
+        "en": "your organisation's public key (org.pub): accept only technicians it certified and fixes it signed (default: $PUENTE_ORG_KEY, or the one built in)",
+        "es": "la clave pública de su organización (org.pub): aceptar solo técnicos certificados y arreglos firmados por ella (por defecto: $PUENTE_ORG_KEY, o la incluida en el programa)",
+    },
+    "opt.code": {
+        "en": "the session code from your technician",
+        "es": "el código de sesión de su técnico",
+    },
+    "opt.relay": {
+        "en": "relay address, wss://... (default: $PUENTE_RELAY, or the one built in)",
+        "es": "dirección del servidor, wss://... (por defecto: $PUENTE_RELAY, o la incluida en el programa)",
+    },
+    "opt.console": {
+        "en": "use this terminal instead of a window",
+        "es": "usar este terminal en lugar de una ventana",
+    },
+    "opt.lang": {
+        "en": "language of the messages (default: this computer's language)",
+        "es": "idioma de los mensajes (por defecto: el de este equipo)",
+    },
+    "opt.log_dir": {
+        "en": "folder for the session log (default: your user's Puente state folder)",
+        "es": "carpeta del registro de la sesión (por defecto: la carpeta de estado de Puente de su usuario)",
+    },
+    "opt.ca_file": {
+        "en": "trust this CA certificate for the relay (wss://)",
+        "es": "confiar en este certificado de CA para el servidor (wss://)",
+    },
+    "opt.verbose": {
+        "en": "show technical details",
+        "es": "mostrar detalles técnicos",
+    },
+    "app.connecting": {
+        "en": "Connecting to the relay to join session {code} ...",
+        "es": "Conectando con el servidor para unirse a la sesión {code} ...",
+    },
+    "app.code_prompt": {
+        "en": "Type the session code your technician gave you: ",
+        "es": "Escriba el código de sesión que le dio su técnico: ",
+    },
+    "app.no_code": {
+        "en": "No session code given; run again with the code your technician gave you.",
+        "es": "No se indicó ningún código de sesión; vuelva a ejecutar el programa con el código que le dio su técnico.",
+    },
+    "app.bad_code": {
+        "en": "{code} is not a session code. A code looks like 417-862-093: check the digits with your technician.",
+        "es": "{code} no es un código de sesión. Un código tiene esta forma: 417-862-093. Compruebe las cifras con su técnico.",
+    },
+    "app.no_relay": {
+        "en": "This program does not know which support server to use: pass --relay wss://... or set PUENTE_RELAY.",
+        "es": "Este programa no sabe qué servidor de asistencia usar: indique --relay wss://... o defina PUENTE_RELAY.",
+    },
+    "app.no_display": {
+        "en": "No window can be opened here ({detail}); using this terminal instead.",
+        "es": "No se puede abrir una ventana aquí ({detail}); se usará este terminal.",
+    },
+    "app.interrupted": {"en": "Session ended by you.", "es": "Sesión terminada por usted."},
+    "app.log_kept": {
+        "en": "A record of this session is in {path}",
+        "es": "Hay un registro de esta sesión en {path}",
+    },
+    "app.waiting": {
+        "en": "Waiting for the technician to join ...",
+        "es": "Esperando a que el técnico se conecte ...",
+    },
+    # Session start -----------------------------------------------------------------------
+    "session.started": {
+        "en": "Puente remote support - session started",
+        "es": "Asistencia remota Puente - sesión iniciada",
+    },
+    "session.verified": {
+        "en": "Verified: {name}, {organisation}",
+        "es": "Verificado: {name}, {organisation}",
+    },
+    "session.verified_detail": {
+        "en": "This technician holds a certificate from {organisation} that this computer checked, and proved it for this session.",
+        "es": "Este técnico tiene un certificado de {organisation} que este equipo ha comprobado, y lo ha demostrado en esta sesión.",
+    },
+    "session.unverified": {"en": "Technician: {name}", "es": "Técnico: {name}"},
+    "session.unverified_warning": {
+        "en": "WARNING: this technician is NOT verified. Continue only if you contacted your help desk yourself.",
+        "es": "ATENCIÓN: este técnico NO está verificado. Continúe solo si usted mismo contactó con su servicio de asistencia.",
+    },
+    "session.ticket": {"en": "Ticket: {ticket}", "es": "Incidencia: {ticket}"},
+    "session.sas": {
+        "en": "Check code: {sas}  (your technician sees the same; read it to them)",
+        "es": "Código de comprobación: {sas}  (su técnico ve el mismo; léaselo)",
+    },
+    "session.nothing_yet": {
+        "en": "The technician can do nothing on this computer until you allow it.",
+        "es": "El técnico no puede hacer nada en este equipo hasta que usted lo permita.",
+    },
+    "session.no_hello": {
+        "en": "The technician's program did not introduce itself; the session was ended.",
+        "es": "El programa del técnico no se presentó; la sesión se terminó.",
+    },
+    # Console help and commands -------------------------------------------------------------
+    "console.help": {
+        "en": "You can type at any time:\n"
+        "  status          what the technician may do right now\n"
+        "  stop NAME       stop one permission (for example: stop diagnostics)\n"
+        "  chat TEXT       send a message to the technician\n"
+        "  end             end the session now (Ctrl-C works too)",
+        "es": "Puede escribir en cualquier momento:\n"
+        "  status          qué puede hacer el técnico ahora\n"
+        "  stop NOMBRE     retirar un permiso (por ejemplo: stop diagnostics)\n"
+        "  chat TEXTO      enviar un mensaje al técnico\n"
+        "  end             terminar la sesión ahora (también con Ctrl-C)",
+    },
+    "console.unknown": {
+        "en": "Unknown command '{command}'. Type help for the list.",
+        "es": "Orden desconocida '{command}'. Escriba help para ver la lista.",
+    },
+    "console.not_allowed": {
+        "en": "{name} is not allowed right now; nothing to stop.",
+        "es": "{name} no está permitido ahora; no hay nada que detener.",
+    },
+    "console.chat_sent": {"en": "Sent to the technician.", "es": "Enviado al técnico."},
+    "console.chat_usage": {
+        "en": "Type chat and your message, for example: chat the printer is on",
+        "es": "Escriba chat y su mensaje, por ejemplo: chat la impresora está encendida",
+    },
+    # Consent -------------------------------------------------------------------------------
+    "consent.asks": {
+        "en": "The technician asks for: {title}",
+        "es": "El técnico solicita: {title}",
+    },
+    "consent.question": {
+        "en": "Allow {title}? Type y for yes or n for no, then Enter:",
+        "es": "¿Permitir {title}? Escriba s para sí o n para no y pulse Intro:",
+    },
+    "consent.nobody": {
+        "en": "Declined: {title} (nobody can answer here).",
+        "es": "Rechazado: {title} (nadie puede responder aquí).",
+    },
+    "consent.allowed": {"en": "Allowed: {title}.", "es": "Permitido: {title}."},
+    "consent.declined": {"en": "Declined: {title}.", "es": "Rechazado: {title}."},
+    "consent.documents": {
+        "en": "Before you answer you can type {names} (then Enter) to read it.",
+        "es": "Antes de responder puede escribir {names} (y pulsar Intro) para leerlo.",
+    },
+    "consent.or": {"en": " or ", "es": " o "},
+    "choice.question": {
+        "en": "{question} Press Enter for {default}, or type another, then Enter:",
+        "es": "{question} Pulse Intro para usar {default}, o escriba otra y pulse Intro:",
+    },
+    "choice.using": {"en": "Using {answer}.", "es": "Se usará {answer}."},
+    "document.start": {
+        "en": "----- {name} ({lines} lines) -----",
+        "es": "----- {name} ({lines} líneas) -----",
+    },
+    "document.end": {"en": "----- end of {name} -----", "es": "----- fin de {name} -----"},
+    "tk.show_document": {"en": "Read the {name}", "es": "Leer el {name}"},
+    "consent.now_allowed": {"en": "Now allowed: {names}", "es": "Permitido ahora: {names}"},
+    "consent.nothing": {"en": "nothing", "es": "nada"},
+    # Chat ----------------------------------------------------------------------------------
+    "chat.from_technician": {
+        "en": "Technician says: {text}",
+        "es": "El técnico dice: {text}",
+    },
+    "chat.from_you": {"en": "You: {text}", "es": "Usted: {text}"},
+    # Link state ---------------------------------------------------------------------------
+    "link.reconnecting": {
+        "en": "The connection was lost; reconnecting ... The session is kept for {grace} seconds and nothing needs to be allowed again.",
+        "es": "Se perdió la conexión; reconectando ... La sesión se mantiene {grace} segundos y no hace falta volver a permitir nada.",
+    },
+    "link.peer_reconnecting": {
+        "en": "The technician's connection dropped; waiting for it to come back ...",
+        "es": "Se cortó la conexión del técnico; esperando a que vuelva ...",
+    },
+    "link.resumed": {
+        "en": "Connection restored; the session continues.",
+        "es": "Conexión restablecida; la sesión continúa.",
+    },
+    # How a session ended -------------------------------------------------------------------
+    "ended.title": {"en": "Session ended: {reason}", "es": "Sesión terminada: {reason}"},
+    "ended.by_you": {"en": "you ended the session", "es": "usted terminó la sesión"},
+    "ended.by_technician": {
+        "en": "the technician ended the session",
+        "es": "el técnico terminó la sesión",
+    },
+    "ended.resume_timeout": {
+        "en": "the connection was lost for more than {grace} seconds, so the session ended. Ask your technician for a new code if you still need help.",
+        "es": "la conexión estuvo cortada más de {grace} segundos, así que la sesión terminó. Pida un código nuevo a su técnico si aún necesita ayuda.",
+    },
+    "ended.peer_timeout": {
+        "en": "the technician's connection was lost and did not come back in time, so the session ended.",
+        "es": "la conexión del técnico se perdió y no volvió a tiempo, así que la sesión terminó.",
+    },
+    "ended.peer_gone": {
+        "en": "the technician disconnected.",
+        "es": "el técnico se desconectó.",
+    },
+    "ended.lost": {
+        "en": "the connection to the technician was lost.",
+        "es": "se perdió la conexión con el técnico.",
+    },
+    "ended.no_answer": {
+        "en": "the technician's program did not answer.",
+        "es": "el programa del técnico no respondió.",
+    },
+    # Errors of the link --------------------------------------------------------------------
+    "error.unavailable": {
+        "en": "Could not reach the relay at {relay} (the support server). Check your internet connection and try again.",
+        "es": "No se pudo contactar con el servidor de asistencia {relay}. Compruebe su conexión a internet y vuelva a intentarlo.",
+    },
+    "error.wrong_code": {
+        "en": "The session code did not match on both ends (a mistyped code, or someone tried to intercept). This code no longer works; ask for a new one.",
+        "es": "El código de sesión no coincidió en los dos extremos (un código mal escrito, o alguien intentó interceptarlo). Este código ya no sirve; pida uno nuevo.",
+    },
+    "error.integrity": {
+        "en": "A message failed its integrity check (it was altered on the way); the session was ended to keep this computer safe. Start a new session.",
+        "es": "Un mensaje no superó la comprobación de integridad (se alteró por el camino); la sesión se terminó para proteger este equipo. Inicie una sesión nueva.",
+    },
+    "error.version": {
+        "en": "The technician's program speaks another version of Puente; both of you need the current release.",
+        "es": "El programa del técnico usa otra versión de Puente; ambos necesitan la versión actual.",
+    },
+    "error.resume_refused": {
+        "en": "The reconnected link could not prove it belongs to this session; the session was ended to keep this computer safe. Start a new session.",
+        "es": "El enlace reconectado no pudo demostrar que pertenece a esta sesión; la sesión se terminó para proteger este equipo. Inicie una sesión nueva.",
+    },
+    "error.trust_setup": {
+        "en": "This program's organisation settings could not be used, so it did not connect ({detail}). Contact your help desk.",
+        "es": "No se pudieron usar los ajustes de organización de este programa, así que no se conectó ({detail}). Contacte con su servicio de asistencia.",
+    },
+    "error.untrusted": {
+        "en": "This computer only accepts technicians certified by its organisation, and {name} could not be verified: {detail} Nothing was shown or allowed.",
+        "es": "Este equipo solo acepta técnicos certificados por su organización, y {name} no se pudo verificar: {detail} No se mostró ni se permitió nada.",
+    },
+    "error.relay.bad_request": {
+        "en": "The support server did not understand this program; download the current version and try again.",
+        "es": "El servidor de asistencia no entendió este programa; descargue la versión actual y vuelva a intentarlo.",
+    },
+    "error.relay.version": {
+        "en": "This version of Puente is not supported by the support server; download the current one.",
+        "es": "El servidor de asistencia no admite esta versión de Puente; descargue la actual.",
+    },
+    "error.relay.unauthorized": {
+        "en": "The support server refused this program; ask your technician for a new download.",
+        "es": "El servidor de asistencia rechazó este programa; pida a su técnico una descarga nueva.",
+    },
+    "error.relay.unknown_nameplate": {
+        "en": "That session code does not exist; check the digits with your technician.",
+        "es": "Ese código de sesión no existe; compruebe las cifras con su técnico.",
+    },
+    "error.relay.expired": {
+        "en": "That session code has expired; ask your technician for a new one.",
+        "es": "Ese código de sesión ha caducado; pida uno nuevo a su técnico.",
+    },
+    "error.relay.used": {
+        "en": "That session code was already used; ask your technician for a new one.",
+        "es": "Ese código de sesión ya se usó; pida uno nuevo a su técnico.",
+    },
+    "error.relay.role_taken": {
+        "en": "Someone is already connected with that code; ask your technician for a new one.",
+        "es": "Ya hay alguien conectado con ese código; pida uno nuevo a su técnico.",
+    },
+    "error.relay.rate_limited": {
+        "en": "Too many attempts from this computer; wait a minute and try again.",
+        "es": "Demasiados intentos desde este equipo; espere un minuto y vuelva a intentarlo.",
+    },
+    "error.relay.ended": {"en": "The session was ended.", "es": "La sesión se terminó."},
+    "error.relay.idle": {
+        "en": "The session was closed because nothing happened for too long.",
+        "es": "La sesión se cerró porque no pasó nada durante demasiado tiempo.",
+    },
+    "error.relay.too_large": {
+        "en": "A message was larger than the support server allows; the session ended.",
+        "es": "Un mensaje superó el tamaño que admite el servidor de asistencia; la sesión terminó.",
+    },
+    "error.relay.shutdown": {
+        "en": "The support server is restarting; try again in a moment.",
+        "es": "El servidor de asistencia se está reiniciando; vuelva a intentarlo en un momento.",
+    },
+    "error.relay.not_resumable": {
+        "en": "The session could not be resumed: it has ended or the time to reconnect ran out.",
+        "es": "No se pudo reanudar la sesión: ha terminado o se agotó el tiempo para reconectar.",
+    },
+    # Capabilities --------------------------------------------------------------------------
+    "cap.diagnostics.title": {"en": "Diagnostics", "es": "Diagnóstico"},
+    "cap.diagnostics.description": {
+        "en": "See basic facts about this computer: system version, computer name, processor, memory, disks, network settings, clock, the busiest programs, whether a restart is pending and recent system messages. Passwords, files and personal documents are not collected.",
+        "es": "Ver datos básicos de este equipo: versión del sistema, nombre del equipo, procesador, memoria, discos, ajustes de red, reloj, los programas más activos, si hay un reinicio pendiente y mensajes recientes del sistema. No se recogen contraseñas, archivos ni documentos personales.",
+    },
+    "cap.screen.title": {"en": "Screen view", "es": "Ver la pantalla"},
+    "cap.screen.description": {
+        "en": "Let the technician see your screen, live: everything shown on it, including open windows and notifications. They cannot click or type unless you also allow remote control.",
+        "es": "Permitir que el técnico vea su pantalla en directo: todo lo que se muestra, incluidas las ventanas abiertas y las notificaciones. No puede hacer clic ni escribir salvo que usted permita también el control remoto.",
+    },
+    "cap.control.title": {"en": "Remote control", "es": "Control remoto"},
+    "cap.control.description": {
+        "en": "Let the technician move your mouse pointer, click and type on this computer while you watch. Type 'stop control' at any moment to take it back at once.",
+        "es": "Permitir que el técnico mueva el puntero del ratón, haga clic y escriba en este equipo mientras usted mira. Escriba 'stop control' en cualquier momento para retirarlo al instante.",
+    },
+    "cap.shell.title": {"en": "Shell", "es": "Terminal"},
+    "cap.shell.description": {
+        "en": "Open a terminal and run commands on this computer as you ({user}). The technician can do anything you could do from a terminal. Every command started is shown here and written to your log.",
+        "es": "Abrir un terminal y ejecutar órdenes en este equipo como usted ({user}). El técnico puede hacer todo lo que usted podría hacer desde un terminal. Cada orden iniciada se muestra aquí y queda anotada en su registro.",
+    },
+    "cap.files.title": {"en": "Files", "es": "Archivos"},
+    "cap.files.description": {
+        "en": "Copy files to and from one folder you choose (and the folders inside it). Nothing outside that folder can be seen or changed. Every file copied is shown here and written to your log.",
+        "es": "Copiar archivos desde y hacia una carpeta que usted elige (y las carpetas que contiene). Nada fuera de esa carpeta se puede ver ni cambiar. Cada archivo copiado se muestra aquí y queda anotado en su registro.",
+    },
+    "cap.files.choice": {
+        "en": "Which folder may the technician use for files?",
+        "es": "¿Qué carpeta puede usar el técnico para los archivos?",
+    },
+    "files.no_folder": {
+        "en": "There is no folder '{path}'; type the full path of a folder.",
+        "es": "No existe la carpeta '{path}'; escriba la ruta completa de una carpeta.",
+    },
+    "shell.closed": {
+        "en": "Closed the technician's {capability} connections ({count}).",
+        "es": "Se cerraron las conexiones de {capability} del técnico ({count}).",
+    },
+    "shell.ran_command": {
+        "en": "The technician ran a command: {command}",
+        "es": "El técnico ejecutó una orden: {command}",
+    },
+    "shell.opened_terminal": {
+        "en": "The technician opened a terminal on this computer.",
+        "es": "El técnico abrió un terminal en este equipo.",
+    },
+    "shell.typed": {
+        "en": "The technician typed in the terminal: {line}",
+        "es": "El técnico escribió en el terminal: {line}",
+    },
+    "files.deleted_file": {
+        "en": "The technician deleted a file: {path}",
+        "es": "El técnico borró un archivo: {path}",
+    },
+    "files.deleted_folder": {
+        "en": "The technician deleted a folder: {path}",
+        "es": "El técnico borró una carpeta: {path}",
+    },
+    "files.created_folder": {
+        "en": "The technician created a folder: {path}",
+        "es": "El técnico creó una carpeta: {path}",
+    },
+    "files.renamed": {
+        "en": "The technician renamed {old} to {new}",
+        "es": "El técnico cambió el nombre de {old} a {new}",
+    },
+    "files.facts": {"en": "{size}, SHA-256 {sha}", "es": "{size}, SHA-256 {sha}"},
+    "files.no_facts": {
+        "en": "size and hash unavailable: {error}",
+        "es": "tamaño y huella no disponibles: {error}",
+    },
+    "files.copied_to": {
+        "en": "The technician copied a file to this computer: {path} ({facts})",
+        "es": "El técnico copió un archivo a este equipo: {path} ({facts})",
+    },
+    "files.copied_from": {
+        "en": "The technician copied a file from this computer: {path} ({sent} bytes read; {facts})",
+        "es": "El técnico copió un archivo de este equipo: {path} ({sent} bytes leídos; {facts})",
+    },
+    "screen.no_display": {
+        "en": "Puente cannot see a screen on this computer: no graphical desktop is running (no DISPLAY). Screen view and remote control are not possible in this session; diagnostics and the other tools still work.",
+        "es": "Puente no puede ver una pantalla en este equipo: no hay un escritorio gráfico en marcha (sin DISPLAY). Ver la pantalla y el control remoto no son posibles en esta sesión; el diagnóstico y las demás herramientas siguen funcionando.",
+    },
+    "screen.wayland": {
+        "en": "This computer's desktop uses Wayland, which does not let programs like Puente see or control the screen. To share the screen, log out and choose an Xorg session (for example 'GNOME on Xorg') at the login screen, then start a new session.",
+        "es": "El escritorio de este equipo usa Wayland, que no permite a programas como Puente ver ni controlar la pantalla. Para compartir la pantalla, cierre la sesión y elija una sesión Xorg (por ejemplo 'GNOME on Xorg') en la pantalla de inicio, y luego inicie una sesión nueva.",
+    },
+    "cap.fixes.title": {"en": "Fixes", "es": "Arreglos"},
+    "cap.fixes.description": {
+        "en": "Run a fix (a small script) that your organisation signed. You see what it does and can read the script first; you are asked before every run.",
+        "es": "Ejecutar un arreglo (un pequeño programa) firmado por su organización. Usted ve lo que hace y puede leer el programa antes; se le pregunta antes de cada ejecución.",
+    },
+    # Fixes ---------------------------------------------------------------------------------
+    "fix.title": {"en": "Fix: {title}", "es": "Arreglo: {title}"},
+    "fix.title_preview": {
+        "en": "Preview of fix: {title}",
+        "es": "Vista previa del arreglo: {title}",
+    },
+    "fix.title_undo": {"en": "Undo fix: {title}", "es": "Deshacer el arreglo: {title}"},
+    "fix.title_after_preview": {
+        "en": "Fix: {title}, now that you have seen the preview",
+        "es": "Arreglo: {title}, ahora que ha visto la vista previa",
+    },
+    "fix.preview_changes_nothing": {
+        "en": "It only lists what the fix would change; it changes nothing.",
+        "es": "Solo enumera lo que el arreglo cambiaría; no cambia nada.",
+    },
+    "fix.undoes": {
+        "en": "It undoes what this fix changed earlier.",
+        "es": "Deshace lo que este arreglo cambió antes.",
+    },
+    "fix.preview_above": {
+        "en": "The preview above lists what it will change.",
+        "es": "La vista previa de arriba enumera lo que va a cambiar.",
+    },
+    "fix.signed_by": {
+        "en": "Signed by {organisation} (fix {id}, version {version}; signature valid until {until}).",
+        "es": "Firmado por {organisation} (arreglo {id}, versión {version}; firma válida hasta {until}).",
+    },
+    "fix.values": {
+        "en": "Values chosen by the technician:",
+        "es": "Valores elegidos por el técnico:",
+    },
+    "fix.risk": {
+        "en": "Risk: {risk}. Needs administrator rights: {admin}. Stopped automatically after {timeout} seconds.",
+        "es": "Riesgo: {risk}. Necesita permisos de administrador: {admin}. Se detiene automáticamente tras {timeout} segundos.",
+    },
+    "fix.yes": {"en": "yes", "es": "sí"},
+    "fix.no": {"en": "no", "es": "no"},
+    "fix.asks_again": {
+        "en": "It first shows you what it would change, and asks you again before changing anything.",
+        "es": "Primero le muestra lo que cambiaría, y le vuelve a preguntar antes de cambiar nada.",
+    },
+    "fix.phase_run": {"en": "run", "es": "ejecución"},
+    "fix.phase_preview": {"en": "preview", "es": "vista previa"},
+    "fix.phase_undo": {"en": "undo", "es": "deshacer"},
+    "fix.finished_status": {
+        "en": "{title} ({phase}) finished: exit status {status}.",
+        "es": "{title} ({phase}) terminó: código de salida {status}.",
+    },
+    "fix.finished_timeout": {
+        "en": "{title} ({phase}) finished: stopped after {timeout} s (time limit).",
+        "es": "{title} ({phase}) terminó: detenido tras {timeout} s (límite de tiempo).",
+    },
+    "fix.preview_failed": {
+        "en": "The preview did not succeed, so the fix was not run.",
+        "es": "La vista previa no salió bien, así que el arreglo no se ejecutó.",
+    },
+    "fix.refused": {
+        "en": "Refused before anything ran: {detail}",
+        "es": "Rechazado antes de ejecutar nada: {detail}",
+    },
+    # Diagnostics review --------------------------------------------------------------------
+    "review.title": {"en": "Check what will be sent", "es": "Revise lo que se enviará"},
+    "review.intro": {
+        "en": "These facts about this computer are ready for the technician. Untick anything you do not want to send, then press Send.",
+        "es": "Estos datos de este equipo están listos para el técnico. Desmarque lo que no quiera enviar y pulse Enviar.",
+    },
+    "review.send": {"en": "Send", "es": "Enviar"},
+    "review.send_nothing": {"en": "Send nothing", "es": "No enviar nada"},
+    "review.withheld": {
+        "en": "Not sent (you struck it out): {items}",
+        "es": "No enviado (lo tachó usted): {items}",
+    },
+    "review.section.os": {"en": "Operating system", "es": "Sistema operativo"},
+    "review.section.hostname": {"en": "Computer name", "es": "Nombre del equipo"},
+    "review.section.uptime": {"en": "Time since start-up", "es": "Tiempo desde el arranque"},
+    "review.section.cpu": {"en": "Processor", "es": "Procesador"},
+    "review.section.memory": {"en": "Memory", "es": "Memoria"},
+    "review.section.disks": {"en": "Disks", "es": "Discos"},
+    "review.section.network": {"en": "Network", "es": "Red"},
+    "review.section.clock": {"en": "Clock", "es": "Reloj"},
+    "review.section.processes": {"en": "Busiest programs", "es": "Programas más activos"},
+    "review.section.system_log": {
+        "en": "Recent system messages",
+        "es": "Mensajes recientes del sistema",
+    },
+    "review.section.pending_reboot": {"en": "Pending restart", "es": "Reinicio pendiente"},
+    # The window ----------------------------------------------------------------------------
+    "tk.code_label": {
+        "en": "Session code from your technician:",
+        "es": "Código de sesión de su técnico:",
+    },
+    "tk.connect": {"en": "Connect", "es": "Conectar"},
+    "tk.try_again": {"en": "Try again", "es": "Reintentar"},
+    "tk.verified": {
+        "en": "Verified: {name}, {organisation}",
+        "es": "Verificado: {name}, {organisation}",
+    },
+    "tk.unverified": {
+        "en": "Unverified technician: {name}",
+        "es": "Técnico no verificado: {name}",
+    },
+    "tk.sas": {"en": "Check code: {sas}", "es": "Código de comprobación: {sas}"},
+    "tk.sas_hint": {
+        "en": "Read this code to your technician; it must match the one they see.",
+        "es": "Lea este código a su técnico; debe coincidir con el que él ve.",
+    },
+    "tk.allowed_heading": {"en": "Allowed now", "es": "Permitido ahora"},
+    "tk.nothing_allowed": {
+        "en": "Nothing. The technician can do nothing until you allow it.",
+        "es": "Nada. El técnico no puede hacer nada hasta que usted lo permita.",
+    },
+    "tk.stop_one": {"en": "Stop", "es": "Detener"},
+    "tk.stop_all": {"en": "Stop and end the session", "es": "Detener y terminar la sesión"},
+    "tk.chat_heading": {"en": "Chat with the technician", "es": "Chat con el técnico"},
+    "tk.send": {"en": "Send", "es": "Enviar"},
+    "tk.consent_title": {"en": "Permission requested", "es": "Permiso solicitado"},
+    "tk.consent_heading": {
+        "en": "{name} asks for: {title}",
+        "es": "{name} solicita: {title}",
+    },
+    "tk.consent_hint": {
+        "en": "You can stop this at any moment with the Stop buttons.",
+        "es": "Puede detenerlo en cualquier momento con los botones Detener.",
+    },
+    "tk.allow": {"en": "Allow", "es": "Permitir"},
+    "tk.deny": {"en": "Deny", "es": "Denegar"},
+    "tk.banner_screen": {
+        "en": "Your screen is being shared with {name}",
+        "es": "Su pantalla se está compartiendo con {name}",
+    },
+    "tk.banner_control": {
+        "en": "{name} can see your screen and control your mouse and keyboard",
+        "es": "{name} puede ver su pantalla y controlar su ratón y teclado",
+    },
+    "tk.banner_stop": {"en": "Stop sharing", "es": "Dejar de compartir"},
+    "tk.ended": {"en": "The session has ended.", "es": "La sesión ha terminado."},
+    "tk.close": {"en": "Close", "es": "Cerrar"},
+    "tk.choose": {"en": "Choose…", "es": "Elegir…"},
+    "tk.ok": {"en": "OK", "es": "Aceptar"},
+    "tk.cancel": {"en": "Cancel", "es": "Cancelar"},
+    "tk.rating_question": {
+        "en": "How would you rate this help?",
+        "es": "¿Cómo valora esta ayuda?",
+    },
+    "tk.rating_scale": {"en": "1 = poor, 5 = excellent", "es": "1 = mala, 5 = excelente"},
+    "tk.rating_send": {"en": "Send rating", "es": "Enviar valoración"},
+    "tk.rating_skip": {"en": "Skip", "es": "Omitir"},
+    "tk.comment_label": {"en": "Comment (optional):", "es": "Comentario (opcional):"},
+    # Satisfaction rating -------------------------------------------------------------------
+    "rating.before_you_go": {"en": "Before you go:", "es": "Antes de irse:"},
+    "rating.question": {
+        "en": "How would you rate this help, 1 to 5? (5 is best; press Enter to skip)",
+        "es": "¿Cómo valora esta ayuda, de 1 a 5? (5 es la mejor; pulse Intro para omitir)",
+    },
+    "rating.invalid": {
+        "en": "Please type a number from 1 to 5, or just press Enter to skip.",
+        "es": "Escriba un número del 1 al 5, o pulse Intro para omitir.",
+    },
+    "rating.none": {
+        "en": "No rating given; that is fine.",
+        "es": "Sin valoración; no pasa nada.",
+    },
+    "rating.comment": {
+        "en": "Any comment for the help desk? Type one line, or press Enter to skip:",
+        "es": "¿Algún comentario para el servicio de asistencia? Escriba una línea, o pulse Intro para omitir:",
+    },
+    "rating.thanks": {"en": "Thank you for your rating.", "es": "Gracias por su valoración."},
+}
+
+
+def match_template(template: str, text: str) -> dict[str, str] | None:
+    """The placeholder values if ``text`` is ``template`` filled in, else None."""
+    parts = re.split(r"\{([a-z_]+)\}", template)
+    pattern = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>.+?)"
+        for index, part in enumerate(parts)
+    )
+    found = re.fullmatch(pattern, text, re.DOTALL)
+    return found.groupdict() if found else None
+
+
+def placeholders(text: str) -> set[str]:
+    """The ``{names}`` a catalog text expects."""
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def _language_of(value: str) -> str | None:
+    """``es_ES.UTF-8`` -> ``es``; C/POSIX/empty -> None (meaning: keep looking)."""
+    value = value.strip()
+    if not value or value in ("C", "POSIX") or value.startswith("C."):
+        return None
+    return value.split(".")[0].split("@")[0].replace("-", "_").split("_")[0].lower() or None
+
+
+def detect_language(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str:
+    """The customer's language: one of :data:`LANGUAGES` (rule 2 of the module doc)."""
+    env = os.environ if environ is None else environ
+    platform = platform or sys.platform
+    found: str | None = None
+    forced = env.get("PUENTE_LANG", "")
+    if forced:
+        found = _language_of(forced)
+    if found is None:
+        for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+            value = env.get(name, "")
+            # LANGUAGE is a colon-separated preference list.
+            candidates = value.split(":") if name == "LANGUAGE" else [value]
+            for candidate in candidates:
+                found = _language_of(candidate)
+                if found is not None:
+                    break
+            if found is not None:
+                break
+    if found is None and environ is None:
+        found = _system_language(platform)
+    return found if found in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def _system_language(platform: str) -> str | None:
+    """The desktop's language where no POSIX variable says it (Windows, macOS apps)."""
+    try:
+        if platform == "win32":
+            import ctypes
+            import locale
+
+            lang_id = ctypes.windll.kernel32.GetUserDefaultUILanguage()  # type: ignore[attr-defined]
+            return _language_of(locale.windows_locale.get(lang_id, ""))
+        if platform == "darwin":
+            out = subprocess.run(
+                ["defaults", "read", "-g", "AppleLanguages"],
+                capture_output=True,
+                text=True,
+                timeout=2,
+            ).stdout
+            first = out.replace("(", " ").replace('"', " ").replace(",", " ").split()
+            return _language_of(first[0]) if first else None
+    except (OSError, ValueError, AttributeError, subprocess.SubprocessError):
+        return None
+    return None
+
+
+class Translator:
+    """Texts of one language; call it with a key and the placeholders' values."""
+
+    def __init__(self, language: str) -> None:
+        if language not in LANGUAGES:
+            raise ValueError(f"unsupported language {language!r}; use one of {LANGUAGES}")
+        self.language = language
+
+    def __call__(self, key: str, **values: object) -> str:
+        entry = CATALOG[key]  # a missing key is a bug: fail loudly in tests
+        return entry[self.language].format(**values)
+
+    def capability_title(self, capability: Capability) -> str:
+        """The capability's title in this language; a per-run title (a fix's own words,
+        already translated by the capability) is shown as it is."""
+        return self._capability_text(capability.name, "title", capability.title)
+
+    def capability_description(self, capability: Capability) -> str:
+        return self._capability_text(capability.name, "description", capability.description)
+
+    def capability_choice(self, capability: Capability, question: str) -> str:
+        """A capability's follow-up question (files: which folder) in this language."""
+        return self._capability_text(capability.name, "choice", question)
+
+    def _capability_text(self, name: str, field: str, text: str) -> str:
+        entry = CATALOG.get(f"cap.{name}.{field}")
+        values = None if entry is None else match_template(entry[DEFAULT_LANGUAGE], text)
+        if entry is None or values is None:
+            return text
+        return entry[self.language].format(**values)
+
+
+_current = Translator(detect_language())
+
+
+def t(key: str, **values: object) -> str:
+    """The text for ``key`` in the customer's language."""
+    return _current(key, **values)
+
+
+def english(key: str, **values: object) -> str:
+    """The text for ``key`` in English: for the log and the technician, who read English."""
+    return CATALOG[key][DEFAULT_LANGUAGE].format(**values)
+
+
+def translated(text: str) -> str:
+    """``text`` in the customer's language if it is a catalog sentence in English (a
+    fixed message some module wrote in English, such as why the screen cannot be
+    shared); anything else unchanged."""
+    for entry in CATALOG.values():
+        if entry[DEFAULT_LANGUAGE] == text and not placeholders(text):
+            return entry[_current.language]
+    return text
+
+
+def current() -> Translator:
+    return _current
+
+
+def set_language(language: str) -> None:
+    """Switch the language (``--lang``, tests)."""
+    global _current
+    _current = Translator(language)
+
+
+def section_labels() -> dict[str, str]:
+    """Customer words for the top-level keys of a diagnostics result."""
+    prefix = "review.section."
+    return {key[len(prefix) :]: t(key) for key in CATALOG if key.startswith(prefix)}
+
+
+def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -> str:
+    """A sentence in the customer's language for why the session could not go on."""
+    from protocol.errors import IntegrityError, VersionMismatch, WrongCodeError
+    from protocol.resume import ResumeRefused
+    from relay.client import RelayRefused, RelayUnavailable, SessionLost
+
+    cause = error.__cause__
+    from protocol.errors import TrustError
+
+    if isinstance(cause, TrustError):
+        return str(error)  # AgentSession already put it in the customer's words
+    for kind, key in (
+        (WrongCodeError, "error.wrong_code"),
+        (ResumeRefused, "error.resume_refused"),
+        (IntegrityError, "error.integrity"),
+        (VersionMismatch, "error.version"),
+    ):
+        if isinstance(error, kind) or isinstance(cause, kind):
+            return t(key)
+    if isinstance(error, RelayRefused):
+        key = f"error.relay.{error.code}"
+        return t(key) if key in CATALOG else str(error)
+    if isinstance(error, RelayUnavailable):
+        return t("error.unavailable", relay=relay)
+    if isinstance(error, SessionLost):
+        if error.kind == "resume_timeout":
+            return t("ended.resume_timeout", grace=f"{grace:g}")
+        if error.kind in ("peer_timeout", "peer_gone"):
+            return t(f"ended.{error.kind}")
+        code = getattr(error, "code", "")
+        if error.kind == "relay" and f"error.relay.{code}" in CATALOG:
+            return t(f"error.relay.{code}")
+        return t("ended.lost")
+    if isinstance(error, TimeoutError):
+        return t("ended.no_answer")
+    return t("ended.lost")
