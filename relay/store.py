@@ -252,6 +252,13 @@ class RelayStore(abc.ABC):
         """Move a waiting or paired session to a finished state; False if already finished."""
 
     @abc.abstractmethod
+    def add_byte_counts(
+        self, session_id: str, bytes_agent_to_tech: int, bytes_tech_to_agent: int
+    ) -> None:
+        """Add forwarded byte counts to a session whatever its state (it may have been
+        finished by another relay node while this one still forwarded)."""
+
+    @abc.abstractmethod
     def expire_sessions(self, now: float) -> int:
         """Mark waiting sessions past their expiry as expired; return how many."""
 
@@ -325,6 +332,10 @@ class RelayStore(abc.ABC):
     @abc.abstractmethod
     def list_deliveries(self, pending_only: bool = True, limit: int = 1000) -> list[Delivery]:
         """Outbox rows, oldest first (only undelivered ones by default)."""
+
+    @abc.abstractmethod
+    def pending_deliveries(self) -> int:
+        """How many outbox rows are not delivered yet (the webhook backlog metric)."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -611,6 +622,15 @@ class SQLiteStore(RelayStore):
         )
         return cursor.rowcount == 1
 
+    def add_byte_counts(
+        self, session_id: str, bytes_agent_to_tech: int, bytes_tech_to_agent: int
+    ) -> None:
+        self._db.execute(
+            "UPDATE sessions SET bytes_agent_to_tech = bytes_agent_to_tech + ?,"
+            " bytes_tech_to_agent = bytes_tech_to_agent + ? WHERE id = ?",
+            (bytes_agent_to_tech, bytes_tech_to_agent, session_id),
+        )
+
     def expire_sessions(self, now: float) -> int:
         cursor = self._db.execute(
             "UPDATE sessions SET state = 'expired', ended_at = expires_at,"
@@ -764,6 +784,10 @@ class SQLiteStore(RelayStore):
             (now,),
         )
         return cursor.rowcount
+
+    def pending_deliveries(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()
+        return int(row[0])
 
     def list_deliveries(self, pending_only: bool = True, limit: int = 1000) -> list[Delivery]:
         where = "WHERE delivered_at IS NULL" if pending_only else ""
