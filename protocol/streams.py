@@ -42,6 +42,9 @@ from .errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
 
 #: Largest DATA body; the adapter coalesces writes up to this size.
 MAX_DATA = 256 * 1024
+#: Largest SSH channel packet (``max_pktsize``) both ends offer inside the tunnel: a
+#: whole SSH packet, with its own framing and MAC (under 100 bytes), fits one DATA frame.
+SSH_MAX_PACKET = MAX_DATA - 1024
 MAX_STREAMS = 32
 MAX_REASON = 200
 #: What the agent's SSH host key signs, followed by the pairing transcript hash.
@@ -51,6 +54,8 @@ HOST_KEY_PROOF_LABEL = b"puente/1 ssh host key\x00"
 PART_SUFFIX = ".puente-part"
 
 _HEADER = struct.Struct(">BI")
+#: Bytes a stream frame adds in front of its body.
+DATA_HEADER_SIZE = _HEADER.size
 
 
 class StreamKind(enum.IntEnum):
@@ -109,13 +114,16 @@ class StreamTable:
         self._open.add(self._last_id)
         return self._last_id, _HEADER.pack(StreamKind.OPEN, self._last_id)
 
-    def data(self, stream_id: int, payload: bytes | memoryview) -> bytes:
-        """A DATA frame for an open stream (the caller cuts at ``MAX_DATA``)."""
+    def data(self, stream_id: int, *pieces: bytes | bytearray | memoryview) -> bytes:
+        """A DATA frame for an open stream whose body is ``pieces`` joined (copied once).
+
+        The caller cuts at ``MAX_DATA``.
+        """
         if stream_id not in self._open:
             raise LocalProtocolError(f"stream {stream_id} is not open")
-        if not 0 < len(payload) <= MAX_DATA:
+        if not 0 < sum(len(piece) for piece in pieces) <= MAX_DATA:
             raise LocalProtocolError("a DATA frame carries 1 to MAX_DATA bytes")
-        return _HEADER.pack(StreamKind.DATA, stream_id) + payload
+        return b"".join((_HEADER.pack(StreamKind.DATA, stream_id), *pieces))
 
     def close(self, stream_id: int, reason: str = "") -> bytes | None:
         """The CLOSE frame for ``stream_id``, or None if it is already closed."""

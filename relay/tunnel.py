@@ -6,11 +6,19 @@ asyncssh runs a whole SSH connection over the Puente ``ssh`` channel (asyncssh's
 ``tunnel=`` argument takes an object with ``create_connection``:
 :class:`TunnelConnector` is that object).
 
-Flow control: writes are coalesced per stream into DATA frames of up to
-``MAX_DATA`` bytes; when more than ``HIGH_WATER`` bytes wait (in our buffers plus
-the link's queue, which only empties as the peer returns credit), every stream's
-protocol gets ``pause_writing()``, and ``resume_writing()`` below ``LOW_WATER``.
-Incoming data goes straight to the protocols; SSH's own channel windows bound it.
+Framing: writes are coalesced per stream into DATA frames of up to ``MAX_DATA`` bytes,
+except that a write of at least ``BULK_WRITE`` bytes always starts a new frame (and is
+cut at ``MAX_DATA`` only if it is larger). asyncssh writes one SSH packet per call, so
+the peer's asyncssh receives each large packet at the start of a chunk, followed by at
+most a few small ones: asyncssh slices away the packets it parses from the front of
+its input buffer, so every packet parsed before a large one would cost another copy of
+it. Written bytes are kept as the caller's ``bytes`` objects and copied once, into the
+frame.
+
+Flow control: when more than ``HIGH_WATER`` bytes wait (in our buffers plus the
+link's queue, which only empties as the peer returns credit), every stream's protocol
+gets ``pause_writing()``, and ``resume_writing()`` below ``LOW_WATER``. Incoming data
+goes straight to the protocols; SSH's own channel windows bound it.
 """
 
 from __future__ import annotations
@@ -25,7 +33,14 @@ from typing import Any
 from protocol.envelope import Role
 from protocol.errors import RemoteProtocolError
 from protocol.mux import MAX_FRAGMENT, Channel
-from protocol.streams import MAX_DATA, StreamClosed, StreamData, StreamOpened, StreamTable
+from protocol.streams import (
+    DATA_HEADER_SIZE,
+    MAX_DATA,
+    StreamClosed,
+    StreamData,
+    StreamOpened,
+    StreamTable,
+)
 
 from .client import Link, LinkError
 
@@ -33,6 +48,8 @@ log = logging.getLogger("puente.tunnel")
 
 HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 1024 * 1024
+#: A write at least this large is sent in DATA frames of its own (see the module doc).
+BULK_WRITE = 16 * 1024
 
 
 class StreamTransport(asyncio.Transport):
@@ -44,7 +61,8 @@ class StreamTransport(asyncio.Transport):
         self._tunnel = tunnel
         self._protocol: asyncio.BaseProtocol | None = None
         self._early: list[bytes] = []  # data that arrived before a protocol was attached
-        self._write_buffer = bytearray()
+        self._write_chunks: deque[bytes | memoryview] = deque()  # written, not yet framed
+        self._write_size = 0
         self._pending_close: str | None = None  # close() waits for the buffer to drain
         self._closing = False
         self._lost = False
@@ -72,8 +90,11 @@ class StreamTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or not data:
             return
-        self._write_buffer += data
-        self._tunnel._queued(self, len(data))
+        # bytes cannot change under us: keep it as it is; anything else is copied now.
+        chunk = data if type(data) is bytes else bytes(data)
+        self._write_chunks.append(chunk)
+        self._write_size += len(chunk)
+        self._tunnel._queued(self, len(chunk))
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
@@ -83,7 +104,7 @@ class StreamTransport(asyncio.Transport):
         return False
 
     def get_write_buffer_size(self) -> int:
-        return len(self._write_buffer)
+        return self._write_size
 
     def pause_reading(self) -> None:
         self._paused_reading = True
@@ -105,7 +126,7 @@ class StreamTransport(asyncio.Transport):
             self._tunnel._close_stream(self, "closed", flush=True)
 
     def abort(self) -> None:
-        self._write_buffer.clear()
+        self._tunnel._drop_buffer(self)
         if not self._closing:
             self._closing = True
             self._tunnel._close_stream(self, "aborted", flush=False)
@@ -130,10 +151,34 @@ class StreamTransport(asyncio.Transport):
             return
         self._protocol.data_received(data)  # type: ignore[attr-defined]
 
-    def _take(self, limit: int) -> bytes:
-        chunk = bytes(self._write_buffer[:limit])
-        del self._write_buffer[:limit]
-        return chunk
+    def _take(self, limit: int) -> list[bytes | memoryview]:
+        """The written pieces of the next DATA frame: at most ``limit`` bytes, at least one.
+
+        Writes are gathered up to ``limit``; a bulk write starts a frame (module doc).
+        """
+        chunks = self._write_chunks
+        pieces: list[bytes | memoryview] = []
+        room = limit
+        while chunks:
+            chunk = chunks[0]
+            if pieces and (len(chunk) >= BULK_WRITE or len(chunk) > room):
+                break
+            if len(chunk) > room:  # first and too large: cut it, keep the rest as a view
+                view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+                chunks[0] = view[room:]
+                pieces.append(view[:room])
+                room = 0
+                break
+            pieces.append(chunks.popleft())
+            room -= len(chunk)
+        self._write_size -= limit - room
+        return pieces
+
+    def _clear_writes(self) -> int:
+        """Forget what was written and not sent; return how many bytes that was."""
+        dropped, self._write_size = self._write_size, 0
+        self._write_chunks.clear()
+        return dropped
 
     def _connection_lost(self, reason: str, exc: Exception | None) -> None:
         if self._lost:
@@ -237,14 +282,13 @@ class Tunnel:
             self._wakeup.set()
             self._check_pressure()
         else:  # closed underneath its protocol: drop
-            stream._write_buffer.clear()
+            stream._clear_writes()
 
     def _drop_buffer(self, stream: StreamTransport) -> None:
-        self._buffered -= len(stream._write_buffer)
-        stream._write_buffer.clear()
+        self._buffered -= stream._clear_writes()
 
     def _close_stream(self, stream: StreamTransport, reason: str, flush: bool) -> None:
-        if flush and stream._write_buffer and stream.stream_id in self._streams:
+        if flush and stream._write_size and stream.stream_id in self._streams:
             # The writer sends the rest, then the CLOSE (see _send_pending).
             stream._pending_close = reason
             self._dirty.append(stream)
@@ -334,14 +378,15 @@ class Tunnel:
                 await self.link.send(self.channel, self._control.popleft())
             while self._dirty:
                 stream = self._dirty.popleft()
-                while stream._write_buffer and self._table.is_open(stream.stream_id):
-                    chunk = stream._take(MAX_DATA)
-                    self._buffered -= len(chunk)
-                    await self.link.send(self.channel, self._table.data(stream.stream_id, chunk))
+                while stream._write_size and self._table.is_open(stream.stream_id):
+                    pieces = stream._take(MAX_DATA)
+                    frame = self._table.data(stream.stream_id, *pieces)
+                    self._buffered -= len(frame) - DATA_HEADER_SIZE
+                    await self.link.send(self.channel, frame)
                     if self.link.pending(self.channel) * MAX_FRAGMENT > HIGH_WATER:
                         self._check_pressure()
                         await self.link.wait_sent(self.channel, LOW_WATER // MAX_FRAGMENT)
-                if stream._pending_close is not None and not stream._write_buffer:
+                if stream._pending_close is not None and not stream._write_size:
                     reason, stream._pending_close = stream._pending_close, None
                     self._close_stream(stream, reason, flush=False)
             self._check_pressure()
