@@ -6,14 +6,14 @@ asyncssh runs a whole SSH connection over the Puente ``ssh`` channel (asyncssh's
 ``tunnel=`` argument takes an object with ``create_connection``:
 :class:`TunnelConnector` is that object).
 
-Framing: writes are coalesced per stream into DATA frames of up to ``MAX_DATA`` bytes,
-except that a write of at least ``BULK_WRITE`` bytes always starts a new frame (and is
-cut at ``MAX_DATA`` only if it is larger). asyncssh writes one SSH packet per call, so
-the peer's asyncssh receives each large packet at the start of a chunk, followed by at
-most a few small ones: asyncssh slices away the packets it parses from the front of
-its input buffer, so every packet parsed before a large one would cost another copy of
-it. Written bytes are kept as the caller's ``bytes`` objects and copied once, into the
-frame.
+Framing: whole writes are packed per stream into DATA frames of up to ``MAX_DATA``
+bytes; a write that does not fit in the frame being filled starts the next one, and
+only a write larger than ``MAX_DATA`` is cut. asyncssh writes one SSH packet per call
+and waits for a whole packet before it decrypts it, so the peer's asyncssh then never
+holds half a packet (it copies its whole input buffer each time more arrives), and the
+small packet asyncssh sends before each data packet shares that packet's frame rather
+than costing a record of its own. Written bytes are kept as the caller's ``bytes``
+objects and copied once, into the frame.
 
 Flow control: when more than ``HIGH_WATER`` bytes wait (in our buffers plus the
 link's queue, which only empties as the peer returns credit), every stream's protocol
@@ -48,8 +48,6 @@ log = logging.getLogger("puente.tunnel")
 
 HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 1024 * 1024
-#: A write at least this large is sent in DATA frames of its own (see the module doc).
-BULK_WRITE = 16 * 1024
 
 
 class StreamTransport(asyncio.Transport):
@@ -154,14 +152,14 @@ class StreamTransport(asyncio.Transport):
     def _take(self, limit: int) -> list[bytes | memoryview]:
         """The written pieces of the next DATA frame: at most ``limit`` bytes, at least one.
 
-        Writes are gathered up to ``limit``; a bulk write starts a frame (module doc).
+        Whole writes are packed up to ``limit``; only a write larger than that is cut.
         """
         chunks = self._write_chunks
         pieces: list[bytes | memoryview] = []
         room = limit
         while chunks:
             chunk = chunks[0]
-            if pieces and (len(chunk) >= BULK_WRITE or len(chunk) > room):
+            if pieces and len(chunk) > room:
                 break
             if len(chunk) > room:  # first and too large: cut it, keep the rest as a view
                 view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
