@@ -34,9 +34,13 @@ from dataclasses import dataclass
 
 from .errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
 
-# 64 KiB: bulk data crosses the relay in large WebSocket messages (fast to forward), while
-# a keystroke waits behind at most one fragment (well under a millisecond on loopback).
-MAX_FRAGMENT = 64 * 1024
+# 256 KiB: a whole SSH tunnel frame (protocol.streams.MAX_DATA) is one record, one
+# WebSocket message through the relay: each record costs a seal, a send, a forward, an
+# open and a dispatch in three processes, whatever its size (bench/ssh_throughput.py:
+# about a tenth of the CPU of a file copy against 64 KiB). A keystroke waits behind at
+# most one fragment: about a millisecond on loopback, and on a slow link much less than
+# what the operating system's socket buffers already hold during a bulk transfer.
+MAX_FRAGMENT = 256 * 1024
 INITIAL_CREDIT = 1 << 20
 #: Largest reassembled message on any channel.
 MAX_MESSAGE = 32 * 1024 * 1024

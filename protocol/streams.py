@@ -39,9 +39,14 @@ from dataclasses import dataclass
 
 from .envelope import Role
 from .errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
+from .mux import MAX_FRAGMENT
 
-#: Largest DATA body; the adapter coalesces writes up to this size.
-MAX_DATA = 256 * 1024
+_HEADER = struct.Struct(">BI")
+#: Bytes a stream frame adds in front of its body.
+DATA_HEADER_SIZE = _HEADER.size
+#: Largest DATA body; the adapter coalesces writes up to this size. A whole DATA frame
+#: fits one multiplexer fragment, so it crosses the relay as one record.
+MAX_DATA = MAX_FRAGMENT - DATA_HEADER_SIZE
 #: Largest SSH channel packet (``max_pktsize``) both ends offer inside the tunnel: a
 #: whole SSH packet, with its own framing and MAC (under 100 bytes), fits one DATA frame.
 SSH_MAX_PACKET = MAX_DATA - 1024
@@ -52,10 +57,6 @@ HOST_KEY_PROOF_LABEL = b"puente/1 ssh host key\x00"
 #: Suffix of a partly copied file kept for resuming (``put`` and ``get`` agree on it,
 #: and the agent's log tells a finished copy from a partial one by it).
 PART_SUFFIX = ".puente-part"
-
-_HEADER = struct.Struct(">BI")
-#: Bytes a stream frame adds in front of its body.
-DATA_HEADER_SIZE = _HEADER.size
 
 
 class StreamKind(enum.IntEnum):

@@ -59,7 +59,8 @@ def run(
 
 
 def test_large_message_is_fragmented_and_reassembled() -> None:
-    sender, receiver = Multiplexer(), Multiplexer()
+    window = 8 * MAX_FRAGMENT  # the whole message fits the credit: no consumer needed
+    sender, receiver = Multiplexer(window), Multiplexer(window)
     payload = bytes(range(256)) * (MAX_FRAGMENT * 25 // 1024)  # 6.25 fragments
     sender.send(Channel.DIAGNOSTICS, payload)
     assert sender.pending(Channel.DIAGNOSTICS) == 7
