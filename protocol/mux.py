@@ -41,7 +41,10 @@ from .errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
 # most one fragment: about a millisecond on loopback, and on a slow link much less than
 # what the operating system's socket buffers already hold during a bulk transfer.
 MAX_FRAGMENT = 256 * 1024
-INITIAL_CREDIT = 1 << 20
+# 4 MiB: sixteen whole fragments in flight per channel, and credit granted back a
+# quarter window (1 MiB) at a time, so that a bulk copy's return traffic stays a few
+# small records per MiB (version 1: 1 MiB and 64 KiB fragments).
+INITIAL_CREDIT = 4 << 20
 #: Largest reassembled message on any channel.
 MAX_MESSAGE = 32 * 1024 * 1024
 
