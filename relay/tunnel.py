@@ -6,14 +6,9 @@ asyncssh runs a whole SSH connection over the Puente ``ssh`` channel (asyncssh's
 ``tunnel=`` argument takes an object with ``create_connection``:
 :class:`TunnelConnector` is that object).
 
-Framing: whole writes are packed per stream into DATA frames of up to ``MAX_DATA``
-bytes; a write that does not fit in the frame being filled starts the next one, and
-only a write larger than ``MAX_DATA`` is cut. asyncssh writes one SSH packet per call
-and waits for a whole packet before it decrypts it, so the peer's asyncssh then never
-holds half a packet (it copies its whole input buffer each time more arrives), and the
-small packet asyncssh sends before each data packet shares that packet's frame rather
-than costing a record of its own. Written bytes are kept as the caller's ``bytes``
-objects and copied once, into the frame.
+Framing: each stream's writes wait in a :class:`protocol.streams.WriteBuffer`, which
+packs whole writes into DATA frames (its docstring says how, and why that matters to
+asyncssh at the other end).
 
 Flow control: when more than ``HIGH_WATER`` bytes wait (in our buffers plus the
 link's queue, which only empties as the peer returns credit), every stream's protocol
@@ -35,11 +30,11 @@ from protocol.errors import RemoteProtocolError
 from protocol.mux import MAX_FRAGMENT, Channel
 from protocol.streams import (
     DATA_HEADER_SIZE,
-    MAX_DATA,
     StreamClosed,
     StreamData,
     StreamOpened,
     StreamTable,
+    WriteBuffer,
 )
 
 from .client import Link, LinkError
@@ -59,8 +54,7 @@ class StreamTransport(asyncio.Transport):
         self._tunnel = tunnel
         self._protocol: asyncio.BaseProtocol | None = None
         self._early: list[bytes] = []  # data that arrived before a protocol was attached
-        self._write_chunks: deque[bytes | memoryview] = deque()  # written, not yet framed
-        self._write_size = 0
+        self._writes = WriteBuffer()
         self._pending_close: str | None = None  # close() waits for the buffer to drain
         self._closing = False
         self._lost = False
@@ -88,11 +82,7 @@ class StreamTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or not data:
             return
-        # bytes cannot change under us: keep it as it is; anything else is copied now.
-        chunk = data if type(data) is bytes else bytes(data)
-        self._write_chunks.append(chunk)
-        self._write_size += len(chunk)
-        self._tunnel._queued(self, len(chunk))
+        self._tunnel._queued(self, self._writes.write(data))
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
@@ -102,7 +92,7 @@ class StreamTransport(asyncio.Transport):
         return False
 
     def get_write_buffer_size(self) -> int:
-        return self._write_size
+        return self._writes.size
 
     def pause_reading(self) -> None:
         self._paused_reading = True
@@ -148,35 +138,6 @@ class StreamTransport(asyncio.Transport):
             self._early.append(data)
             return
         self._protocol.data_received(data)  # type: ignore[attr-defined]
-
-    def _take(self, limit: int) -> list[bytes | memoryview]:
-        """The written pieces of the next DATA frame: at most ``limit`` bytes, at least one.
-
-        Whole writes are packed up to ``limit``; only a write larger than that is cut.
-        """
-        chunks = self._write_chunks
-        pieces: list[bytes | memoryview] = []
-        room = limit
-        while chunks:
-            chunk = chunks[0]
-            if pieces and len(chunk) > room:
-                break
-            if len(chunk) > room:  # first and too large: cut it, keep the rest as a view
-                view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
-                chunks[0] = view[room:]
-                pieces.append(view[:room])
-                room = 0
-                break
-            pieces.append(chunks.popleft())
-            room -= len(chunk)
-        self._write_size -= limit - room
-        return pieces
-
-    def _clear_writes(self) -> int:
-        """Forget what was written and not sent; return how many bytes that was."""
-        dropped, self._write_size = self._write_size, 0
-        self._write_chunks.clear()
-        return dropped
 
     def _connection_lost(self, reason: str, exc: Exception | None) -> None:
         if self._lost:
@@ -280,13 +241,13 @@ class Tunnel:
             self._wakeup.set()
             self._check_pressure()
         else:  # closed underneath its protocol: drop
-            stream._clear_writes()
+            stream._writes.clear()
 
     def _drop_buffer(self, stream: StreamTransport) -> None:
-        self._buffered -= stream._clear_writes()
+        self._buffered -= stream._writes.clear()
 
     def _close_stream(self, stream: StreamTransport, reason: str, flush: bool) -> None:
-        if flush and stream._write_size and stream.stream_id in self._streams:
+        if flush and stream._writes.size and stream.stream_id in self._streams:
             # The writer sends the rest, then the CLOSE (see _send_pending).
             stream._pending_close = reason
             self._dirty.append(stream)
@@ -376,15 +337,14 @@ class Tunnel:
                 await self.link.send(self.channel, self._control.popleft())
             while self._dirty:
                 stream = self._dirty.popleft()
-                while stream._write_size and self._table.is_open(stream.stream_id):
-                    pieces = stream._take(MAX_DATA)
-                    frame = self._table.data(stream.stream_id, *pieces)
+                while stream._writes.size and self._table.is_open(stream.stream_id):
+                    frame = self._table.data(stream.stream_id, *stream._writes.take())
                     self._buffered -= len(frame) - DATA_HEADER_SIZE
                     await self.link.send(self.channel, frame)
                     if self.link.pending(self.channel) * MAX_FRAGMENT > HIGH_WATER:
                         self._check_pressure()
                         await self.link.wait_sent(self.channel, LOW_WATER // MAX_FRAGMENT)
-                if stream._pending_close is not None and not stream._write_size:
+                if stream._pending_close is not None and not stream._writes.size:
                     reason, stream._pending_close = stream._pending_close, None
                     self._close_stream(stream, reason, flush=False)
             self._check_pressure()
