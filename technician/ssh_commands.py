@@ -47,9 +47,10 @@ from .console import Result, SessionConsole, UsageError, command, need, reply_re
 #: frame, see protocol.streams).
 CHANNEL_WINDOW = 8 * 1024 * 1024
 CHANNEL_MAX_PACKET = SSH_MAX_PACKET
-#: SFTP request size (a request or reply and its SFTP header fill one SSH packet, so one
-#: tunnel frame: nothing spills into a small extra packet) and requests in flight.
-BLOCK_SIZE = SSH_MAX_PACKET - 1024
+#: SFTP request size (a request or reply and its SFTP header fit one SSH packet, so one
+#: tunnel frame: nothing spills into a small extra packet; 252 KiB, whole pages on disk)
+#: and requests in flight.
+BLOCK_SIZE = (SSH_MAX_PACKET - 1024) // 4096 * 4096
 WINDOW = 16
 #: Inner SSH ciphers, fastest first (the outer Puente channel encrypts too).
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
