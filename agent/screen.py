@@ -329,6 +329,8 @@ async def _send_frames(
                 # Input just landed: look again shortly, and stay at the fast rate.
                 last_change = loop.time()
                 await asyncio.sleep(AFTER_INPUT_S)
+        # Rule 2 of the pacer counts from here: coding time is part of the interval.
+        pacer.captured(loop.time())
         result = await loop.run_in_executor(executor, pipeline.step, pacer.quality)
         now = loop.time()
         # Nothing is queued for the technician without live consent; the check and
@@ -347,8 +349,6 @@ async def _send_frames(
                 data = screen_protocol.serialize(frame)
                 pacer.sent(len(data), now)
                 await link.send(Channel.SCREEN, data)
-        else:
-            pacer.polled(now)
         if result.cursor is not None:
             await link.send(Channel.SCREEN, screen_protocol.serialize(result.cursor))
 

@@ -18,10 +18,15 @@ Rules:
    instead of tiles, at a bounded bit rate. When the motion stops, the region is
    sent once more as ordinary tiles, so no video blur stays on screen.
 5. A lossless request (screenshots) codes every changed tile losslessly, no video.
-6. Scrolling: when many tiles changed, the encoder looks for a vertical shift of
-   the changed area (rows of the new image equal to rows of the old one, moved).
-   The moved band goes as one COPY rectangle (the viewer moves pixels it already
+6. Moves: when many tiles changed, the encoder looks for a band of the changed
+   area that moved: scrolled up or down (rows of the new image equal rows of the
+   old one, shifted), else slid sideways (a window dragged left or right: columns,
+   shifted). Lines are matched by cheap numpy fingerprints and then confirmed pixel
+   by pixel. The band goes as one COPY rectangle (the viewer moves pixels it already
    has) and only what the copy does not explain is coded, as VNC's CopyRect does.
+7. Cost: one pixel comparison of the whole image per frame gives the mask of
+   pixels that differ; the tiles, the move search and the cropping of each coded
+   rectangle all read that mask instead of comparing images again.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ import itertools
 import math
 import struct
 import zlib
-from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -217,65 +221,136 @@ def merge_tiles(mask: np.ndarray, kinds: np.ndarray) -> list[TileRect]:
     return merged
 
 
-# Scrolling ----------------------------------------------------------------------------
+# Moves (scrolling, dragged windows) ---------------------------------------------------
 
-#: A moved band must be at least this many rows to be sent as a copy.
+#: A moved band must be at least this many lines long (along the move) to be a copy.
 MIN_COPY_ROWS = 48
-#: Look for scrolling only when at least this many tiles changed.
+#: Look for a move only when at least this many tiles changed.
 MIN_COPY_TILES = 6
+#: Lines are told apart by a weighted sum of about this many of their pixels.
+FINGERPRINT_SAMPLES = 128
+#: Fixed odd weights for the fingerprints (any fixed values work; odd ones mix well).
+_WEIGHTS = np.random.default_rng(0x5C4011).integers(
+    1, 2**63, 2 * FINGERPRINT_SAMPLES, dtype=np.uint64
+) | np.uint64(1)
 
 
-def find_vertical_move(
-    previous: np.ndarray, current: np.ndarray, changed: np.ndarray
-) -> tuple[int, int, int, int, int] | None:
-    """Find a band of ``current`` that is a vertically moved band of ``previous``.
+@dataclass(frozen=True)
+class Move:
+    """Pixels x..x+width, y..y+height of the new image equal those of the previous image
+    at (x + dx, y + dy): the viewer can copy them instead of receiving them."""
 
-    Looks inside the bounding box of the changed tiles, narrowed to the columns that
-    actually differ. Returns (x, y, width, rows, dy): rows y..y+rows of current equal
-    rows y+dy.. of previous over columns x..x+width; or None.
+    x: int
+    y: int
+    width: int
+    height: int
+    dx: int
+    dy: int
+
+    def rect(self) -> Rect:
+        source = struct.pack(">II", self.x + self.dx, self.y + self.dy)
+        return Rect(self.x, self.y, self.width, self.height, Codec.COPY, source)
+
+
+def line_fingerprints(lines: np.ndarray) -> np.ndarray:
+    """One uint64 per line (row) of a 2-D uint32 array; equal lines, equal values.
+
+    A weighted sum (wrapping) of an evenly spread sample of each line's pixels: cheap,
+    and different lines rarely collide. Callers confirm any match pixel by pixel.
+    """
+    step = max(1, lines.shape[1] // FINGERPRINT_SAMPLES)
+    sample = lines[:, ::step]
+    weighted = sample * _WEIGHTS[: sample.shape[1]]
+    sums: np.ndarray = weighted.sum(axis=1, dtype=np.uint64)
+    return sums
+
+
+def _run_starts(prints: np.ndarray) -> np.ndarray:
+    """Indices of the lines that differ from the line before them (and of the first)."""
+    starts = np.ones(len(prints), dtype=bool)
+    starts[1:] = prints[1:] != prints[:-1]
+    found: np.ndarray = np.flatnonzero(starts)
+    return found
+
+
+def _find_shift(old: np.ndarray, new: np.ndarray) -> tuple[int, int, int] | None:
+    """The longest run of lines of ``new`` that are lines of ``old`` shifted by one offset.
+
+    ``old`` and ``new`` are same-shaped 2-D uint32 arrays whose rows are the lines
+    (pass transposed views to look for sideways moves). Returns (start, length, d):
+    new[start : start + length] equals old[start + d : start + d + length] exactly,
+    with d != 0 and length >= MIN_COPY_ROWS; or None.
+    """
+    n = old.shape[0]
+    if n < 2 * MIN_COPY_ROWS:
+        return None
+    old_prints, new_prints = line_fingerprints(old), line_fingerprints(new)
+    # Vote: each line of new that is a unique line of old says how far it moved. Only
+    # the first of a run of equal lines takes part (blank lines between lines of text,
+    # the equal columns of a flat button), so repeats do not hide everything else.
+    old_at = _run_starts(old_prints)
+    values, where, counts = np.unique(old_prints[old_at], return_index=True, return_counts=True)
+    values, where = values[counts == 1], old_at[where[counts == 1]]
+    if len(values) == 0:
+        return None
+    new_at = _run_starts(new_prints)
+    slot = np.minimum(np.searchsorted(values, new_prints[new_at]), len(values) - 1)
+    found = values[slot] == new_prints[new_at]
+    shifts = where[slot[found]] - new_at[found]
+    shifts = shifts[shifts != 0]
+    if len(shifts) < 8:
+        return None
+    votes = np.bincount(shifts + n)
+    d = int(votes.argmax()) - n
+    if votes[d + n] < 8:
+        return None
+    # The longest run of lines that match exactly at that offset.
+    lo, hi = max(0, -d), min(n, n - d)
+    same = (new[lo:hi] == old[lo + d : hi + d]).all(axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], same.view(np.int8), [0]))))
+    if len(edges) == 0:
+        return None
+    starts, ends = edges[::2], edges[1::2]
+    best = int((ends - starts).argmax())
+    length = int(ends[best] - starts[best])
+    if length < MIN_COPY_ROWS:
+        return None
+    return lo + int(starts[best]), length, d
+
+
+def find_move(
+    previous: np.ndarray, current: np.ndarray, differs: np.ndarray, changed: np.ndarray
+) -> Move | None:
+    """Find a band of ``current`` that is a band of ``previous`` moved up, down or sideways.
+
+    ``differs`` is the (H, W) mask of pixels that differ between the two images and
+    ``changed`` its (rows, cols) tile summary. Scrolling (a vertical move) is looked for
+    first, then a window dragged sideways (a horizontal move); diagonal moves are not
+    detected (they are coded as tiles). Every pixel of the band returned matches.
     """
     height, width = current.shape[:2]
     r0, c0, nr, nc = _bounding_box(changed)
     y0, y1 = r0 * TILE, min((r0 + nr) * TILE, height)
     x0, x1 = c0 * TILE, min((c0 + nc) * TILE, width)
-    if y1 - y0 < 2 * MIN_COPY_ROWS:
-        return None
-    old = as_pixels(previous)[y0:y1, x0:x1]
-    new = as_pixels(current)[y0:y1, x0:x1]
-    columns = np.nonzero((old != new).any(axis=0))[0]
+    box = differs[y0:y1, x0:x1]
+    columns = np.flatnonzero(box.any(axis=0))
+    rows = np.flatnonzero(box.any(axis=1))
     if len(columns) == 0:
         return None
-    x0, x1 = x0 + int(columns[0]), x0 + int(columns[-1]) + 1
-    old = as_pixels(previous)[y0:y1, x0:x1]
-    new = as_pixels(current)[y0:y1, x0:x1]
-    old_rows = [hash(row.tobytes()) for row in old]
-    new_rows = [hash(row.tobytes()) for row in new]
-    seen = Counter(old_rows)
-    where = {fp: i for i, fp in enumerate(old_rows) if seen[fp] == 1}
-    votes = Counter(where[fp] - i for i, fp in enumerate(new_rows) if fp in where)
-    votes.pop(0, None)
-    if not votes:
-        return None
-    dy, count = votes.most_common(1)[0]
-    if count < 8:
-        return None
-    rows = len(new_rows)
-    best_start, best_len, start = 0, 0, None
-    for i in range(rows + 1):
-        match = i < rows and 0 <= i + dy < rows and new_rows[i] == old_rows[i + dy]
-        if match and start is None:
-            start = i
-        elif not match and start is not None:
-            if i - start > best_len:
-                best_start, best_len = start, i - start
-            start = None
-    if best_len < MIN_COPY_ROWS:
-        return None
-    band = new[best_start : best_start + best_len]
-    source = old[best_start + dy : best_start + dy + best_len]
-    if not np.array_equal(band, source):  # a hash collision: code it normally
-        return None
-    return x0, y0 + best_start, x1 - x0, best_len, dy
+    old, new = as_pixels(previous), as_pixels(current)
+    # Scrolling: the lines are rows, over the columns that changed.
+    cx0, cx1 = x0 + int(columns[0]), x0 + int(columns[-1]) + 1
+    shift = _find_shift(old[y0:y1, cx0:cx1], new[y0:y1, cx0:cx1])
+    if shift is not None:
+        start, length, d = shift
+        return Move(cx0, y0 + start, cx1 - cx0, length, 0, d)
+    # A window dragged sideways: the lines are columns, over the rows that changed.
+    ry0, ry1 = y0 + int(rows[0]), y0 + int(rows[-1]) + 1
+    shift = _find_shift(old[ry0:ry1, x0:x1].T, new[ry0:ry1, x0:x1].T)
+    if shift is not None:
+        start, length, d = shift
+        return Move(x0 + start, ry0, length, ry1 - ry0, d, 0)
+    return None
 
 
 # Codecs -------------------------------------------------------------------------------
@@ -411,41 +486,34 @@ class FrameEncoder:
         self._now = now
         height, width = image.shape[:2]
         rows, cols = grid(height, width)
+        # Pixels that differ from what the viewer shows (None: it shows nothing yet).
+        differs: np.ndarray | None
         if self._previous is None or self._previous.shape != image.shape:
             changed = np.ones((rows, cols), dtype=bool)
             self._motion = np.zeros((rows, cols), dtype=np.float32)
             self._stop_video()
             first = True
+            differs = None
         else:
-            changed = changed_tiles(self._previous, image)
+            differs = as_pixels(self._previous) != as_pixels(image)
+            changed = tiles_any(differs)
             first = False
         copy: Rect | None = None
-        previous = self._previous
-        # What the viewer shows before this frame's tiles (None: it shows nothing yet).
-        reference = None if first else previous
+        changed_motion = changed
         if (
-            previous is not None
-            and not first
+            differs is not None
+            and self._previous is not None
             and not lossless
             and self._video is None
             and changed.sum() >= MIN_COPY_TILES
         ):
-            move = find_vertical_move(previous, image, changed)
+            move = find_move(self._previous, image, differs, changed)
             if move is not None:
-                assert self._previous is not None
-                x, y, w, h, dy = move
-                # What the viewer will show after the copy; code only what differs.
-                predicted = self._previous.copy()
-                predicted[y : y + h, x : x + w] = self._previous[y + dy : y + dy + h, x : x + w]
-                copy = Rect(x, y, w, h, Codec.COPY, struct.pack(">II", x, y + dy))
-                reference = predicted
-                moved = changed
-                changed = changed_tiles(predicted, image, _bounding_box(moved))
-                changed_motion = moved
-            else:
-                changed_motion = changed
-        else:
-            changed_motion = changed
+                # After the copy the viewer shows the new pixels in the band: only what
+                # lies outside it still differs (what scrolled or slid into view).
+                copy = move.rect()
+                differs[move.y : move.y + move.height, move.x : move.x + move.width] = False
+                changed = _tiles_any_within(differs, _bounding_box(changed))
         self._previous = image
         assert self._motion is not None
         self._motion *= math.exp(-self._dt / MOTION_WINDOW_S)
@@ -472,9 +540,9 @@ class FrameEncoder:
         elif self._video is not None:
             self._stop_video()
         if self._refreshing:
-            reference = None  # the viewer shows video pixels there, not ``previous``
+            differs = None  # the viewer shows video pixels there, not ``previous``
         for tile_rect in merge_tiles(changed, kinds):
-            rect = self._code(image, tile_rect, quality, reference)
+            rect = self._code(image, tile_rect, quality, differs)
             if rect is not None:
                 rects.append(rect)
         self.last.rects = len(rects)
@@ -484,22 +552,20 @@ class FrameEncoder:
     # Private methods -----------------------------------------------------------------
 
     def _code(
-        self, image: np.ndarray, t: TileRect, quality: int, reference: np.ndarray | None
+        self, image: np.ndarray, t: TileRect, quality: int, differs: np.ndarray | None
     ) -> Rect | None:
         height, width = image.shape[:2]
         x, y = t.col * TILE, t.row * TILE
         w = min(t.cols * TILE, width - x)
         h = min(t.rows * TILE, height - y)
-        if reference is not None:
+        if differs is not None:
             # Send only the part that differs from what the viewer has (a typed
             # character is a few pixels, not a 64x64 tile).
-            differs = (
-                as_pixels(reference)[y : y + h, x : x + w] != as_pixels(image)[y : y + h, x : x + w]
-            )
-            ys = np.nonzero(differs.any(axis=1))[0]
+            part = differs[y : y + h, x : x + w]
+            ys = np.nonzero(part.any(axis=1))[0]
             if len(ys) == 0:
                 return None
-            xs = np.nonzero(differs.any(axis=0))[0]
+            xs = np.nonzero(part.any(axis=0))[0]
             x, y = x + int(xs[0]), y + int(ys[0])
             w, h = int(xs[-1] - xs[0]) + 1, int(ys[-1] - ys[0]) + 1
         region = image[y : y + h, x : x + w]
@@ -588,6 +654,16 @@ class FrameEncoder:
         self._video = None
         self._video_tiles = None
         self._video_fresh = False
+
+
+def _tiles_any_within(differs: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Like :func:`tiles_any`, looking only at the tiles of ``box`` (row, col, rows, cols)."""
+    rows, cols = grid(*differs.shape)
+    r0, c0, nr, nc = box
+    result = np.zeros((rows, cols), dtype=bool)
+    part = differs[r0 * TILE : (r0 + nr) * TILE, c0 * TILE : (c0 + nc) * TILE]
+    result[r0 : r0 + nr, c0 : c0 + nc] = tiles_any(part)
+    return result
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -9,11 +9,15 @@ from agent.capture import NO_DISPLAY, WAYLAND, unavailable_reason
 from agent.inject import desktop_point
 from agent.screen import split_rects
 from agent.screen_encoder import (
+    FINGERPRINT_SAMPLES,
     FrameEncoder,
     TileClass,
     changed_tiles,
     classify_tiles,
+    find_move,
+    line_fingerprints,
     merge_tiles,
+    tiles_any,
 )
 from agent.screen_pacing import LEVELS, FramePacer
 from protocol import input as input_protocol
@@ -264,7 +268,8 @@ def test_pacer_window_and_adaptation() -> None:
     fixed = FramePacer(quality=50, max_fps=10)
     assert fixed.quality == 50 and fixed.max_fps == 10
     assert fixed.delay(0.0) == 0.0
-    fixed.sent(1, 0.0)
+    fixed.captured(0.0)
+    fixed.sent(1, 0.03)  # coding took 30 ms: the next capture is still due at 0.1
     assert fixed.delay(0.05) == pytest.approx(0.05)
 
 
@@ -314,3 +319,101 @@ def test_scrolling_is_sent_as_a_copy() -> None:
         assert coded <= 2 * 64 * 512  # only the newly exposed strip, not the page
         canvas = decode_all(rects, 512, 600, decoder)
         assert np.array_equal(canvas, page)
+
+
+def text_lines(rng: np.random.Generator, rows: int, width: int) -> np.ndarray:
+    """Text-like RGB rows (runs of 8 pixels, dark or light), every row different."""
+    runs = rng.integers(0, 2, (rows, width // 8 + 1))
+    return (np.repeat(runs, 8, axis=1)[:, :width].astype(np.uint8) * 200 + 30)[..., None].repeat(
+        3, axis=2
+    )
+
+
+def full_update(image: np.ndarray) -> np.ndarray:
+    """What the viewer shows after a whole, lossless frame of ``image``."""
+    height, width = image.shape[:2]
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    return decode_all(FrameEncoder().encode(image, lossless=True), width, height, decoder).copy()
+
+
+def test_window_dragged_sideways_is_sent_as_a_copy() -> None:
+    rng = np.random.default_rng(11)
+    width, height = 640, 400
+    window = text_lines(rng, 200, 240)
+    encoder = FrameEncoder(video=False)
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    x = 100
+    for dx in (0, 13, 30, -7, -41, 2):
+        x += dx
+        rgb = np.full((height, width, 3), (59, 110, 165), dtype=np.uint8)
+        rgb[120:320, x : x + 240] = window
+        rects = encoder.encode(bgra(rgb))
+        canvas = decode_all(rects, width, height, decoder)
+        assert np.array_equal(canvas, rgb)
+        assert np.array_equal(canvas, full_update(bgra(rgb)))
+        if dx == 0:
+            continue
+        copy = rects[0]
+        assert copy.codec is Codec.COPY
+        assert screen_protocol.copy_source(copy) == (copy.x - dx, copy.y)
+        # The copy covers the window (and any background that matches as well).
+        assert copy.x <= x and copy.x + copy.width >= x + 240 and copy.height == 200
+        # Besides the copy, only the uncovered strip of background is sent.
+        assert sum(r.width * r.height for r in rects[1:]) <= abs(dx) * 200
+        assert sum(len(r.data) for r in rects) < 200
+
+
+def test_moves_decode_to_the_same_pixels_as_a_full_update() -> None:
+    """Random scrolls both ways, sideways slides and edits: the viewer's picture is
+    always exactly the image, as if the whole screen had been sent losslessly."""
+    rng = np.random.default_rng(2024)
+    width, height = 576, 448
+    page = text_lines(rng, 3000, 400)
+    panel = text_lines(rng, 160, 200)
+    background = np.tile(text_lines(rng, 16, 64), (height // 16, width // 64, 1))
+    encoder = FrameEncoder(video=False)
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    top, left, copies = 1000, 300, 0
+    for _ in range(40):
+        top += int(rng.choice([-23, -5, -1, 0, 1, 3, 17, 64]))
+        left = int(np.clip(left + rng.integers(-40, 41), 0, width - 200))
+        rgb = background.copy()
+        rgb[20:420, 30:430] = page[top : top + 400]
+        rgb[250:410, left : left + 200] = panel
+        if rng.random() < 0.3:  # something else changes too
+            y, x = rng.integers(0, height - 10), rng.integers(0, width - 10)
+            rgb[y : y + 10, x : x + 10] = rng.integers(0, 256, 3, dtype=np.uint8)
+        rects = encoder.encode(bgra(rgb))
+        copies += sum(r.codec is Codec.COPY for r in rects)
+        canvas = decode_all(rects, width, height, decoder)
+        assert np.array_equal(canvas, rgb)
+    assert copies >= 10
+
+
+def test_move_is_confirmed_pixel_by_pixel() -> None:
+    """Lines that look alike to the fingerprints but differ elsewhere are never copied."""
+    rng = np.random.default_rng(4)
+    width, height = 512, 512
+    old_rgb = np.full((height, width, 3), 240, dtype=np.uint8)
+    old_rgb[:, :400] = text_lines(rng, height, 400)
+    new_rgb = old_rgb.copy()
+    new_rgb[0:-16] = old_rgb[16:]  # scrolled by 16 lines...
+    # ...except one pixel in every other line, at a column the fingerprints skip.
+    assert 400 // FINGERPRINT_SAMPLES > 1
+    new_rgb[::2, 1] ^= 0xFF
+    old_lines = bgra(old_rgb).view(np.uint32)[..., 0][:, :400]
+    new_lines = bgra(new_rgb).view(np.uint32)[..., 0][:, :400]
+    # The premise: the fingerprints alone would take every line for a moved one.
+    assert np.array_equal(line_fingerprints(new_lines[:-16]), line_fingerprints(old_lines[16:]))
+    old, new = bgra(old_rgb), bgra(new_rgb)
+    differs = old.view(np.uint32)[..., 0] != new.view(np.uint32)[..., 0]
+    move = find_move(old, new, differs, tiles_any(differs))
+    assert move is None or move.height <= 1
+    encoder = FrameEncoder(video=False)
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    decode_all(encoder.encode(old), width, height, decoder)
+    assert np.array_equal(decode_all(encoder.encode(new), width, height, decoder), new_rgb)
