@@ -67,6 +67,9 @@ _streaming: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary
 _input_activity: weakref.WeakKeyDictionary[Any, asyncio.Event] = weakref.WeakKeyDictionary()
 #: Delay after input before capturing: time for the application to redraw.
 AFTER_INPUT_S = 0.004
+#: For this long after input, a capture that finds no change is followed by another one
+#: AFTER_INPUT_S later (an application may take a few milliseconds to redraw).
+INPUT_WATCH_S = 0.05
 
 
 def _activity(link: Any) -> asyncio.Event:
@@ -309,6 +312,8 @@ async def _send_frames(
     loop = asyncio.get_running_loop()
     last_change = loop.time()
     activity = _activity(link)
+    input_at = -1e9  # when input last landed
+    found_nothing = False  # whether the last capture saw no change
     while not is_stopped():
         while not pacer.window_open() and not is_stopped():
             ack_or_stop.clear()
@@ -319,20 +324,25 @@ async def _send_frames(
         delay = pacer.delay(now)
         if now - last_change > IDLE_AFTER_S:
             delay = max(delay, pacer.delay(now, IDLE_FPS))
-        if delay > 0:
-            activity.clear()
-            try:
+        if found_nothing and now - input_at < INPUT_WATCH_S:
+            # Input landed but the screen showed nothing new yet: the application
+            # is still drawing, look again soon instead of a whole frame later.
+            delay = min(delay, AFTER_INPUT_S)
+        if delay > 0 and not activity.is_set():
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(activity.wait(), delay)
-            except TimeoutError:
-                pass
-            else:
-                # Input just landed: look again shortly, and stay at the fast rate.
-                last_change = loop.time()
-                await asyncio.sleep(AFTER_INPUT_S)
+        if activity.is_set():
+            # Input landed (perhaps while the last capture ran): look again shortly,
+            # and stay at the fast rate. Cleared here, before the capture, so input
+            # that lands during the capture is seen on the next turn.
+            activity.clear()
+            input_at = last_change = loop.time()
+            await asyncio.sleep(AFTER_INPUT_S)
         # Rule 2 of the pacer counts from here: coding time is part of the interval.
         pacer.captured(loop.time())
         result = await loop.run_in_executor(executor, pipeline.step, pacer.quality)
         now = loop.time()
+        found_nothing = not result.rects
         # Nothing is queued for the technician without live consent; the check and
         # the sends below have no await between them, so a revocation (which runs on
         # this loop) cannot slip in between.
