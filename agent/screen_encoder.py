@@ -35,7 +35,7 @@ import itertools
 import math
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
@@ -467,6 +467,11 @@ class FrameEncoder:
         self._previous = None
         self._stop_video()
 
+    @property
+    def has_previous(self) -> bool:
+        """Whether a whole image was coded (so :meth:`encode_window` may follow)."""
+        return self._previous is not None
+
     def encode(
         self,
         image: np.ndarray,
@@ -478,43 +483,97 @@ class FrameEncoder:
         """Rectangles that bring the viewer from the previous image to ``image``.
 
         ``now`` (seconds, any origin) is when ``image`` was captured; without it
-        captures are taken to be DEFAULT_INTERVAL_S apart.
+        captures are taken to be DEFAULT_INTERVAL_S apart. The encoder keeps
+        ``image`` as its previous image without copying it, and later windows
+        (:meth:`encode_window`) are written into it: pass a fresh array each time.
         """
+        return self._encode(image, None, quality, lossless, now)
+
+    def encode_window(
+        self,
+        pixels: np.ndarray,
+        x: int,
+        y: int,
+        *,
+        quality: int = 80,
+        lossless: bool = False,
+        now: float | None = None,
+    ) -> list[Rect]:
+        """Like :meth:`encode` when only one window of the screen can have changed.
+
+        ``pixels`` is the window's new content, its top left at (``x``, ``y``), both
+        multiples of TILE; its right and bottom edges are tile edges or the screen's.
+        Everything outside the window is taken to be unchanged. Needs a whole image
+        first (:attr:`has_previous`); raises ValueError otherwise.
+        """
+        if self._previous is None:
+            raise ValueError("a window can only follow a whole image")
+        height, width = self._previous.shape[:2]
+        h, w = pixels.shape[:2]
+        if (
+            x % TILE
+            or y % TILE
+            or not (0 < w and x + w <= width and 0 < h and y + h <= height)
+            or (w % TILE and x + w != width)
+            or (h % TILE and y + h != height)
+        ):
+            raise ValueError(f"window {w}x{h} at ({x}, {y}) is not made of whole tiles")
+        return self._encode(pixels, (y, x), quality, lossless, now)
+
+    # Private methods -----------------------------------------------------------------
+
+    def _encode(
+        self,
+        current: np.ndarray,
+        origin: tuple[int, int] | None,
+        quality: int,
+        lossless: bool,
+        now: float | None,
+    ) -> list[Rect]:
+        """Code ``current``: the whole image (``origin`` None) or the window at origin."""
         if now is None:
             now = self._now + DEFAULT_INTERVAL_S
         self._dt = min(max(now - self._now, 0.0), 1.0)
         self._now = now
-        height, width = image.shape[:2]
-        rows, cols = grid(height, width)
-        # Pixels that differ from what the viewer shows (None: it shows nothing yet).
-        differs: np.ndarray | None
-        if self._previous is None or self._previous.shape != image.shape:
+        oy, ox = origin or (0, 0)
+        first = origin is None and (self._previous is None or self._previous.shape != current.shape)
+        # Pixels of the window that differ from what the viewer shows (None: the
+        # viewer shows nothing yet), the tiles they touch, and those that moved.
+        differs: np.ndarray | None = None
+        copy: Rect | None = None
+        if first:
+            rows, cols = grid(*current.shape[:2])
             changed = np.ones((rows, cols), dtype=bool)
+            changed_motion = changed
             self._motion = np.zeros((rows, cols), dtype=np.float32)
             self._stop_video()
-            first = True
-            differs = None
+            self._previous = current
         else:
-            differs = as_pixels(self._previous) != as_pixels(image)
-            changed = tiles_any(differs)
-            first = False
-        copy: Rect | None = None
-        changed_motion = changed
-        if (
-            differs is not None
-            and self._previous is not None
-            and not lossless
-            and self._video is None
-            and changed.sum() >= MIN_COPY_TILES
-        ):
-            move = find_move(self._previous, image, differs, changed)
-            if move is not None:
-                # After the copy the viewer shows the new pixels in the band: only what
-                # lies outside it still differs (what scrolled or slid into view).
-                copy = move.rect()
-                differs[move.y : move.y + move.height, move.x : move.x + move.width] = False
-                changed = _tiles_any_within(differs, _bounding_box(changed))
-        self._previous = image
+            assert self._previous is not None
+            h, w = current.shape[:2]
+            previous = self._previous[oy : oy + h, ox : ox + w]
+            differs = as_pixels(previous) != as_pixels(current)
+            local = tiles_any(differs)
+            local_motion = local
+            if not lossless and self._video is None and local.sum() >= MIN_COPY_TILES:
+                move = find_move(previous, current, differs, local)
+                if move is not None:
+                    # After the copy the viewer shows the new pixels in the band: only
+                    # what lies outside it still differs (what scrolled or slid in).
+                    copy = replace(move, x=move.x + ox, y=move.y + oy).rect()
+                    differs[move.y : move.y + move.height, move.x : move.x + move.width] = False
+                    local = _tiles_any_within(differs, _bounding_box(local))
+            if origin is None:
+                changed, changed_motion = local, local_motion
+                self._previous = current
+            else:
+                if not self._previous.flags.writeable:
+                    self._previous = self._previous.copy()
+                    previous = self._previous[oy : oy + h, ox : ox + w]
+                previous[...] = current
+                changed = self._whole_grid(local, oy, ox)
+                changed_motion = self._whole_grid(local_motion, oy, ox)
+        image = self._previous  # the whole current picture
         assert self._motion is not None
         self._motion *= math.exp(-self._dt / MOTION_WINDOW_S)
         if not first:
@@ -542,18 +601,31 @@ class FrameEncoder:
         if self._refreshing:
             differs = None  # the viewer shows video pixels there, not ``previous``
         for tile_rect in merge_tiles(changed, kinds):
-            rect = self._code(image, tile_rect, quality, differs)
+            rect = self._code(image, tile_rect, quality, differs, oy, ox)
             if rect is not None:
                 rects.append(rect)
         self.last.rects = len(rects)
         self.last.bytes = sum(len(r.data) for r in rects)
         return rects
 
-    # Private methods -----------------------------------------------------------------
+    def _whole_grid(self, local: np.ndarray, oy: int, ox: int) -> np.ndarray:
+        """A window's tile mask placed in the whole screen's tile grid."""
+        assert self._previous is not None
+        whole = np.zeros(grid(*self._previous.shape[:2]), dtype=bool)
+        r0, c0 = oy // TILE, ox // TILE
+        whole[r0 : r0 + local.shape[0], c0 : c0 + local.shape[1]] = local
+        return whole
 
     def _code(
-        self, image: np.ndarray, t: TileRect, quality: int, differs: np.ndarray | None
+        self,
+        image: np.ndarray,
+        t: TileRect,
+        quality: int,
+        differs: np.ndarray | None,
+        oy: int = 0,
+        ox: int = 0,
     ) -> Rect | None:
+        """Code one rectangle of tiles; ``differs`` is the mask of the window at (ox, oy)."""
         height, width = image.shape[:2]
         x, y = t.col * TILE, t.row * TILE
         w = min(t.cols * TILE, width - x)
@@ -561,7 +633,7 @@ class FrameEncoder:
         if differs is not None:
             # Send only the part that differs from what the viewer has (a typed
             # character is a few pixels, not a 64x64 tile).
-            part = differs[y : y + h, x : x + w]
+            part = differs[y - oy : y - oy + h, x - ox : x - ox + w]
             ys = np.nonzero(part.any(axis=1))[0]
             if len(ys) == 0:
                 return None

@@ -417,3 +417,47 @@ def test_move_is_confirmed_pixel_by_pixel() -> None:
     decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
     decode_all(encoder.encode(old), width, height, decoder)
     assert np.array_equal(decode_all(encoder.encode(new), width, height, decoder), new_rgb)
+
+
+def test_window_updates_decode_like_whole_frames() -> None:
+    """Coding only a window that holds every change gives the viewer the same picture
+    as coding the whole screen, edges of odd-sized screens and moves included."""
+    rng = np.random.default_rng(77)
+    width, height = 600, 420  # not whole tiles: the last column and row are partial
+    rgb = np.tile(text_lines(rng, 30, 600), (14, 1, 1))
+    page = text_lines(rng, 1000, 300)
+    encoder = FrameEncoder(video=False)
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    with pytest.raises(ValueError):
+        encoder.encode_window(bgra(rgb[:64, :64]), 0, 0)
+    decode_all(encoder.encode(bgra(rgb)), width, height, decoder)
+    top, copies = 0, 0
+    for step in range(30):
+        rgb = rgb.copy()
+        if step % 3 == 0:  # a scrolled text area
+            top += int(rng.integers(1, 40))
+            rgb[70:370, 140:440] = page[top : top + 300]
+            y0, y1, x0, x1 = 70, 370, 140, 440
+        else:  # a small change anywhere, often at the screen's edges
+            y0 = int(rng.choice([0, int(rng.integers(0, height - 8)), height - 8]))
+            x0 = int(rng.choice([0, int(rng.integers(0, width - 8)), width - 8]))
+            y1, x1 = y0 + 8, x0 + 8
+            rgb[y0:y1, x0:x1] = rng.integers(0, 256, 3, dtype=np.uint8)
+        # The window: the change's tiles, sometimes with more around them.
+        grow = int(rng.integers(0, 2)) * 64
+        wy0, wx0 = max(0, y0 // 64 * 64 - grow), max(0, x0 // 64 * 64 - grow)
+        wy1 = min(height, -(-y1 // 64) * 64 + grow)
+        wx1 = min(width, -(-x1 // 64) * 64 + grow)
+        rects = encoder.encode_window(bgra(rgb[wy0:wy1, wx0:wx1]), wx0, wy0)
+        copies += sum(r.codec is Codec.COPY for r in rects)
+        for r in rects:  # nothing outside the window is sent
+            assert wx0 <= r.x and r.x + r.width <= wx1 and wy0 <= r.y and r.y + r.height <= wy1
+        assert np.array_equal(decode_all(rects, width, height, decoder), rgb)
+    assert copies >= 5
+    # A whole image after windows still compares with everything the windows wrote.
+    assert encoder.encode(bgra(rgb)) == []
+    with pytest.raises(ValueError):
+        encoder.encode_window(bgra(rgb[:64, :64]), 10, 0)  # not on a tile edge
+    with pytest.raises(ValueError):
+        encoder.encode_window(bgra(rgb[:64, :100]), 0, 0)  # ends inside a tile
