@@ -18,6 +18,14 @@
 Consent is checked (``authorization.check()``) immediately before every frame is
 queued and every event is injected; the session also discards frames still queued
 on the screen channel at the moment of revocation, so none leaves after it.
+
+When to look at the screen: where the X server reports what was drawn (X11 DAMAGE),
+the stream captures just the tiles under the drawing, as soon as it is reported (at
+once after the technician's input, else at most ``max_fps`` times a second), looks
+at the pointer 30 times a second and compares the whole screen once a second in case
+something was drawn without a report. Elsewhere (Windows, macOS, no DAMAGE, or
+``PUENTE_SCREEN_POLL`` set) it compares the whole screen up to ``max_fps`` times a
+second (30 when nothing changed for a second).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import time
 import weakref
 from dataclasses import dataclass
@@ -70,6 +79,9 @@ _streaming: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary
 _input_activity: weakref.WeakKeyDictionary[Any, asyncio.Event] = weakref.WeakKeyDictionary()
 #: Delay after input before capturing: time for the application to redraw.
 AFTER_INPUT_S = 0.004
+#: Set (to anything) to compare the whole screen many times a second even where the X
+#: server reports drawing: for an X server whose reports are wrong, and for tests.
+POLL_ENV = "PUENTE_SCREEN_POLL"
 #: With reports of drawing (X11 DAMAGE), the whole screen is still compared this often,
 #: in case something was drawn without a report.
 FULL_CHECK_S = 1.0
@@ -180,7 +192,7 @@ class ScreenPipeline:
         if not pixels:
             pass
         elif drawn is not None and self.encoder.has_previous:
-            window = _tile_window(drawn, m)
+            window = tile_window(drawn, m)
             if window is not None:
                 x, y, w, h = window
                 image, _ = self.capture.grab(self.monitor, window)
@@ -224,7 +236,7 @@ class ScreenPipeline:
         )
 
 
-def _tile_window(drawn: Box, m: screen_protocol.Monitor) -> Box | None:
+def tile_window(drawn: Box, m: screen_protocol.Monitor) -> Box | None:
     """The whole tiles of monitor ``m`` under ``drawn`` (desktop pixels), in the
     monitor's pixels (x, y, width, height); None if ``drawn`` misses the monitor."""
     x0 = max(drawn[0] - m.left, 0)
@@ -347,7 +359,7 @@ async def _send_frames(
 ) -> None:
     """Capture and send frames until stopped: driven by the X server's reports of what
     was drawn where it gives them (X11 DAMAGE), else by polling the whole screen."""
-    watcher = DamageWatcher.open()
+    watcher = None if os.environ.get(POLL_ENV) else DamageWatcher.open()
     if watcher is None:
         await _poll_frames(call, pipeline, pacer, executor, ack_or_stop, is_stopped)
         return

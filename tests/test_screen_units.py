@@ -7,7 +7,7 @@ import pytest
 
 from agent.capture import NO_DISPLAY, WAYLAND, unavailable_reason
 from agent.inject import desktop_point
-from agent.screen import split_rects
+from agent.screen import tile_window, split_rects
 from agent.screen_encoder import (
     FINGERPRINT_SAMPLES,
     FrameEncoder,
@@ -461,3 +461,17 @@ def test_window_updates_decode_like_whole_frames() -> None:
         encoder.encode_window(bgra(rgb[:64, :64]), 10, 0)  # not on a tile edge
     with pytest.raises(ValueError):
         encoder.encode_window(bgra(rgb[:64, :100]), 0, 0)  # ends inside a tile
+
+
+def test_drawn_boxes_become_whole_tiles_of_the_monitor() -> None:
+    left = Monitor(0, 0, 1000, 700)
+    right = Monitor(1000, 0, 1920, 1080)
+    assert tile_window((100, 70, 30, 20), left) == (64, 64, 128, 64)
+    # Edges: the last tiles are partial; boxes are cut to the monitor.
+    assert tile_window((990, 690, 50, 50), left) == (960, 640, 40, 60)
+    assert tile_window((-50, -50, 60, 60), left) == (0, 0, 64, 64)
+    # Desktop coordinates: the second monitor's own pixels start at its left edge.
+    assert tile_window((1000, 0, 1, 1), right) == (0, 0, 64, 64)
+    assert tile_window((1100, 500, 10, 10), left) is None
+    assert tile_window((999, 10, 2, 2), right) == (0, 0, 64, 64)
+    assert tile_window((10, 10, 0, 5), left) is None
