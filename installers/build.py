@@ -127,20 +127,30 @@ def cache_root() -> Path:
     return Path(base) / "puente"
 
 
+def numpy_without_blas_folder(cache: Path, version: str) -> Path:
+    """Where numpy ``version`` built without BLAS for this Python and platform is kept."""
+    tag = f"{sys.implementation.cache_tag}-{sysconfig.get_platform()}"
+    return cache / "numpy-without-blas" / f"numpy-{version}-{tag}"
+
+
+def numpy_without_blas_ready(target: Path, version: str) -> bool:
+    """Whether ``target`` holds a complete build with today's options."""
+    done = target / "built-with.json"
+    wanted = {"numpy": version, "options": NUMPY_WITHOUT_BLAS}
+    return done.exists() and json.loads(done.read_text(encoding="utf-8")) == wanted
+
+
 def numpy_without_blas(cache: Path) -> Path:
     """A folder holding the installed numpy's version built without BLAS; put it first
     on PYTHONPATH and PyInstaller bundles that numpy. Built once per numpy version and
     Python, then reused from ``cache``."""
     version = importlib.metadata.version("numpy")
-    tag = f"{sys.implementation.cache_tag}-{sysconfig.get_platform()}"
-    target = cache / "numpy-without-blas" / f"numpy-{version}-{tag}"
-    done = target / "built-with.json"
-    wanted = {"numpy": version, "options": NUMPY_WITHOUT_BLAS}
-    if done.exists() and json.loads(done.read_text(encoding="utf-8")) == wanted:
+    target = numpy_without_blas_folder(cache, version)
+    if numpy_without_blas_ready(target, version):
         return target
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    log_path = target.parent / f"numpy-{version}-{tag}.log"
+    log_path = target.parent / f"{target.name}.log"
     print(
         f"Building numpy {version} without OpenBLAS for the download (once; a few minutes, "
         f"kept in {target.parent})",
@@ -168,7 +178,8 @@ def numpy_without_blas(cache: Path) -> Path:
             raise BuildFailed(
                 f"Unpacking the numpy built without OpenBLAS failed: {done_install.stderr}"
             )
-    done.write_text(json.dumps(wanted), encoding="utf-8")
+    wanted = {"numpy": version, "options": NUMPY_WITHOUT_BLAS}
+    (target / "built-with.json").write_text(json.dumps(wanted), encoding="utf-8")
     return target
 
 
