@@ -123,6 +123,7 @@ def settings_for(args: argparse.Namespace) -> dict[str, str] | None:
 
 
 def cache_root() -> Path:
+    """Where builds keep what they reuse (``$XDG_CACHE_HOME/puente``, ``~/.cache/puente``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "puente"
 
@@ -164,10 +165,10 @@ def numpy_without_blas(cache: Path) -> Path:
         command += [f"-Csetup-args={option}" for option in NUMPY_WITHOUT_BLAS]
         if run_with_progress(command, log_path, f"numpy {version} without OpenBLAS") != 0:
             raise BuildFailed(
-                f"Building numpy without OpenBLAS failed; its log is {log_path}. It needs a C "
-                "and a C++ compiler and Python's headers (Debian: apt-get install "
-                "build-essential python3-dev). Or build with --keep-openblas: the download "
-                "is then about 8 MB bigger, over the 30 MB budget."
+                f"numpy could not be compiled without OpenBLAS (its log: {log_path}). That "
+                "needs a C and a C++ compiler and Python's headers (Debian: apt-get install "
+                "build-essential python3-dev); install them and build again. Or build with "
+                "--keep-openblas: the download is then about 9 MB bigger, over the 30 MB budget."
             )
         built = sorted(Path(wheels).glob("numpy-*.whl"))
         install = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q"]
@@ -176,7 +177,8 @@ def numpy_without_blas(cache: Path) -> Path:
         )
         if not built or done_install.returncode != 0:
             raise BuildFailed(
-                f"Unpacking the numpy built without OpenBLAS failed: {done_install.stderr}"
+                f"numpy built without OpenBLAS could not be unpacked into {target}: "
+                f"{done_install.stderr.strip()} Delete that folder and build again."
             )
     wanted = {"numpy": version, "options": NUMPY_WITHOUT_BLAS}
     (target / "built-with.json").write_text(json.dumps(wanted), encoding="utf-8")
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-openblas",
         action="store_true",
         help="Linux: bundle numpy as installed, with OpenBLAS (no compiler needed; the "
-        "download is about 8 MB bigger)",
+        "download is about 9 MB bigger)",
     )
     args = parser.parse_args(argv)
     started = time.monotonic()
