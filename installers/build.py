@@ -17,7 +17,9 @@ wheels carry OpenBLAS (a third of the download) for linear algebra, and the agen
 only compares and counts pixels. It is compiled once, with a progress bar (a few
 minutes; it needs gcc, g++ and Python's headers), and kept in
 ``~/.cache/puente/numpy-without-blas`` (``$XDG_CACHE_HOME`` is honoured) for the next
-builds. ``--keep-openblas`` skips this and bundles numpy as installed.
+builds. ``--keep-openblas`` skips this and bundles numpy as installed;
+``python installers/build.py numpy`` only prepares that numpy (for CI, before the
+tests, so that no test waits for the compile).
 
 Exit status: 0 built; 1 the build failed (PyInstaller's log is shown); 2 bad options.
 Windows and macOS builds run on those systems (see ``installers/ci/github-build.yml``).
@@ -258,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example:\n  python installers/build.py agent --relay wss://support.example.org "
         "--org-key org.pub.pem --org-name 'Example IT'",
     )
-    parser.add_argument("target", choices=["agent"], help="what to build")
+    parser.add_argument(
+        "target",
+        choices=["agent", "numpy"],
+        help="agent: the download; numpy: only the numpy without BLAS that Linux agent "
+        "builds bundle, compiled now and cached (for CI, before the tests)",
+    )
     parser.add_argument("--relay", help="the relay's wss:// address, baked in")
     parser.add_argument("--org-key", help="the organisation's Ed25519 PUBLIC key file (PEM)")
     parser.add_argument("--org-name", help="the organisation's name, shown to customers")
@@ -272,13 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     started = time.monotonic()
-    if sys.platform.startswith("linux") and shutil.which("strip") is None:
+    if args.target == "agent" and sys.platform.startswith("linux") and not shutil.which("strip"):
         print(
             "warning: 'strip' (binutils) is not installed; the download will be about "
             "10 MB bigger. Install binutils and build again.",
             file=sys.stderr,
         )
     try:
+        if args.target == "numpy":
+            print(f"numpy without BLAS is ready in {numpy_without_blas(cache_root())}")
+            return 0
         built = build_agent(args)
     except BuildError as exc:
         print(exc, file=sys.stderr)
