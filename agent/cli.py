@@ -189,11 +189,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def ssl_context_for(ca_file: str | None) -> ssl.SSLContext | None:
-    if not ca_file:
-        return None
-    import ssl
+    """The TLS context of --ca-file (None: the system's CAs); LinkError if unusable."""
+    from relay.client import client_ssl_context
 
-    return ssl.create_default_context(cafile=ca_file)
+    return client_ssl_context(ca_file)
 
 
 async def load_trust(
@@ -246,7 +245,10 @@ async def run_agent(
     console = ConsoleUI() if ui is None else None
     ui = ui or console
     assert ui is not None
-    ssl_context = ssl_context_for(ca_file)
+    try:
+        ssl_context = ssl_context_for(ca_file)
+    except LinkError as exc:
+        return fail(str(exc))
     try:
         if console is not None and org_key is not None:
             if not isinstance(org_key, BakedSettings) or org_key.org_public_key:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import string
 import subprocess
 import sys
@@ -272,6 +273,10 @@ CATALOG: dict[str, dict[str, str]] = {
     "error.unavailable": {
         "en": "Could not reach the relay at {relay} (the support server). Check your internet connection and try again.",
         "es": "No se pudo contactar con el servidor de asistencia {relay}. Compruebe su conexión a internet y vuelva a intentarlo.",
+    },
+    "error.untrusted_certificate": {
+        "en": "The relay at {relay} presented a certificate this computer does not trust ({detail}). Check the address; if your support team runs its own certificate authority, start the agent with --ca-file and their certificate.",
+        "es": "El servidor de asistencia {relay} presentó un certificado en el que este equipo no confía ({detail}). Compruebe la dirección; si su equipo de soporte usa su propia autoridad de certificación, inicie el agente con --ca-file y su certificado.",
     },
     "error.wrong_code": {
         "en": "The session code did not match on both ends (a mistyped code, or someone tried to intercept). This code no longer works; ask for a new one.",
@@ -773,6 +778,8 @@ def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -
         key = f"error.relay.{error.code}"
         return t(key) if key in CATALOG else str(error)
     if isinstance(error, RelayUnavailable):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return t("error.untrusted_certificate", relay=relay, detail=cause.verify_message)
         return t("error.unavailable", relay=relay)
     if isinstance(error, SessionLost):
         if error.kind == "resume_timeout":

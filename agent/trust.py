@@ -40,7 +40,7 @@ from protocol.identity import (
     verify_revocation_list,
     verify_transcript,
 )
-from relay.client import http_url
+from relay.client import http_url, untrusted_certificate
 
 from .errors import TrustSetupError
 
@@ -125,6 +125,8 @@ def fetch_revocations(
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl_module.SSLCertVerificationError):
+            raise TrustSetupError(untrusted_certificate(relay_url, reason)) from None
         raise TrustSetupError(
             f"Could not reach the relay at {relay_url} to check revoked technicians ({reason}); "
             "check the address and your network connection, then try again."

@@ -24,7 +24,8 @@ from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
 from .server import RelayConfig, RelayServer
-from .store import DATABASE_NAME, SQLiteStore
+from .store import DATABASE_NAME, RelayStore, SQLiteStore
+from .stores import open_store
 
 EXIT_USAGE = 2
 #: ``audit verify`` found an entry that does not hold.
@@ -39,6 +40,9 @@ a small REST API for help desks (see /openapi.json) and /healthz.
 _EPILOG = """\
 examples:
   puente-relay serve --data-dir /var/lib/puente --host 0.0.0.0 --public-url https://relay.example.com
+  puente-relay serve --data-dir /var/lib/puente --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
+  PUENTE_DATABASE_URL=postgresql://puente@db/puente puente-relay serve --redis redis://redis:6379/0
+  puente-relay health
   puente-relay technician add "Ana Lopez" --data-dir /var/lib/puente
   puente-relay technician list --data-dir /var/lib/puente
   puente-relay technician remove "Ana Lopez" --data-dir /var/lib/puente
@@ -59,6 +63,16 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be zero or a positive number of seconds")
+    return value
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -67,6 +81,12 @@ def _positive_seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
     return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _seconds_or_zero(text: str) -> float:
@@ -91,7 +111,16 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
         default=_env("PUENTE_DATA_DIR"),
         metavar="DIR",
         help="directory holding the relay database relay.sqlite3, created if missing "
-        "(env PUENTE_DATA_DIR; required)",
+        "(env PUENTE_DATA_DIR; required unless --database-url is given)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=_env("PUENTE_DATABASE_URL"),
+        metavar="URL",
+        help="PostgreSQL database shared by several relay nodes, e.g. "
+        "postgresql://puente:PASSWORD@db.internal/puente, instead of SQLite; prefer the "
+        "environment variable, command lines are visible to other users "
+        "(env PUENTE_DATABASE_URL; default none: SQLite in --data-dir)",
     )
 
 
@@ -174,6 +203,63 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-separated; default none: the TCP peer is the client)",
     )
     serve.add_argument(
+        "--tls-cert",
+        default=_env("PUENTE_TLS_CERT"),
+        metavar="FILE",
+        help="PEM certificate (chain) to serve wss:// and https:// directly; reloaded on "
+        "SIGHUP (env PUENTE_TLS_CERT; default none: plain HTTP for loopback or behind a "
+        "TLS reverse proxy, see docs/deploy.md)",
+    )
+    serve.add_argument(
+        "--tls-key",
+        default=_env("PUENTE_TLS_KEY"),
+        metavar="FILE",
+        help="PEM private key of --tls-cert, without a passphrase (env PUENTE_TLS_KEY)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=_env("PUENTE_DRAIN_TIMEOUT", "0"),
+        metavar="S",
+        help="on SIGTERM, refuse new sessions and let paired ones go on for up to S "
+        "seconds before telling everyone to reconnect; a second SIGTERM stops at once "
+        "(env PUENTE_DRAIN_TIMEOUT; default 0)",
+    )
+    serve.add_argument(
+        "--redis",
+        default=_env("PUENTE_REDIS_URL"),
+        metavar="URL",
+        help="Redis shared by the relay nodes of a cluster, e.g. redis://redis:6379/0; every "
+        "node must also use the same --database-url (env PUENTE_REDIS_URL; default none: "
+        "a single relay)",
+    )
+    serve.add_argument(
+        "--node-url",
+        default=_env("PUENTE_NODE_URL"),
+        metavar="URL",
+        help="how the other nodes reach this one, e.g. ws://10.0.3.7:8765, on a private "
+        "network (env PUENTE_NODE_URL; default ws(s)://HOST:PORT, the host name when "
+        "listening on every interface)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_count,
+        default=_env("PUENTE_MAX_CONNECTIONS", "10000"),
+        metavar="N",
+        help="WebSocket connections this process accepts at once, two per session; more are "
+        "refused with 503. Keep it under the open-file limit (ulimit -n) "
+        "(env PUENTE_MAX_CONNECTIONS; default 10000)",
+    )
+    serve.add_argument(
+        "--node-timeout",
+        type=_positive_seconds,
+        default=_env("PUENTE_NODE_TIMEOUT", "6"),
+        metavar="S",
+        help="with --redis: a node silent for S seconds counts as lost; its waiting sessions "
+        "move to other nodes and its paired ones are recorded as ended (env "
+        "PUENTE_NODE_TIMEOUT; default 6)",
+    )
+    serve.add_argument(
         "--agent-download-url",
         default=_env("PUENTE_AGENT_DOWNLOAD_URL"),
         metavar="URL",
@@ -250,6 +336,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="log verbosity on stderr; logs never contain forwarded data or tokens "
         "(env PUENTE_LOG_LEVEL; default INFO)",
     )
+    serve.epilog = (
+        "GET /metrics serves Prometheus metrics to this machine only, unless the "
+        "PUENTE_METRICS_TOKEN environment variable holds a token that scrapers send as "
+        "'Authorization: Bearer TOKEN'."
+    )
+
+    health = commands.add_parser(
+        "health",
+        help="exit 0 if the relay on this machine answers /healthz (for container healthchecks)",
+        description="Ask the relay listening on this machine for /healthz; exit 0 if it is "
+        "healthy, 1 if not. Reads PUENTE_PORT and PUENTE_TLS_CERT like serve does.",
+    )
+    health.add_argument(
+        "--port",
+        type=_port,
+        default=_env("PUENTE_PORT", "8765"),
+        help="the relay's port (env PUENTE_PORT; default 8765)",
+    )
+    health.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=bool(_env("PUENTE_TLS_CERT")),
+        help="use https (default: yes when PUENTE_TLS_CERT is set)",
+    )
 
     technician = commands.add_parser(
         "technician",
@@ -321,8 +431,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``puente-relay`` with ``argv`` (default: the command line); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.data_dir:
-        parser.error("--data-dir (or the PUENTE_DATA_DIR environment variable) is required")
+    if args.command == "health":
+        return _health(args)
+    if not args.data_dir and not args.database_url:
+        parser.error(
+            "--data-dir (or the PUENTE_DATA_DIR environment variable) is required, "
+            "unless the store is PostgreSQL (--database-url or PUENTE_DATABASE_URL)"
+        )
     try:
         if args.command == "serve":
             return _serve(args)
@@ -357,6 +472,16 @@ def _serve(args: argparse.Namespace) -> int:
         resume_grace=args.resume_grace,
         allowed_origins=tuple(origins),
         trusted_proxies=tuple(proxies),
+        tls_cert=args.tls_cert or None,
+        tls_key=args.tls_key or None,
+        metrics_token=_env("PUENTE_METRICS_TOKEN") or None,
+        drain_timeout=args.drain_timeout,
+        database_url=args.database_url or None,
+        redis_url=args.redis or None,
+        node_url=args.node_url or None,
+        max_connections=args.max_connections,
+        cluster_heartbeat_ttl=args.node_timeout,
+        cluster_heartbeat_interval=args.node_timeout / 3,
         connectors=connectors,
         delivery=DeliverySettings(timeout=args.delivery_timeout, backoff_cap=args.retry_max),
         agent_download_url=args.agent_download_url or None,
@@ -393,8 +518,11 @@ def _connectors(args: argparse.Namespace) -> tuple[Connector, ...]:
     return tuple(connectors)
 
 
-def _existing_store(data_dir: str) -> SQLiteStore:
+def _existing_store(args: argparse.Namespace) -> RelayStore:
     """Open the store of a relay that has run; ConfigError if DIR holds no database."""
+    if args.database_url:
+        return open_store(None, args.database_url)
+    data_dir = args.data_dir
     if not (Path(data_dir) / DATABASE_NAME).is_file():
         raise ConfigError(
             f"There is no relay database in {data_dir!r}; pass the --data-dir the relay "
@@ -404,7 +532,7 @@ def _existing_store(data_dir: str) -> SQLiteStore:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    store = _existing_store(args.data_dir)
+    store = _existing_store(args)
     try:
         if args.action == "verify":
             verdict = audit.verify(store.audit_entries())
@@ -436,7 +564,7 @@ def _audit(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _audit_export(store: SQLiteStore, out: str) -> int:
+def _audit_export(store: RelayStore, out: str) -> int:
     entries = list(store.audit_entries())
     verdict = audit.verify(entries)
     lines = "".join(json.dumps(entry.as_json(), sort_keys=True) + "\n" for entry in entries)
@@ -455,7 +583,7 @@ def _audit_export(store: SQLiteStore, out: str) -> int:
 
 
 def _deliveries(args: argparse.Namespace) -> int:
-    store = _existing_store(args.data_dir)
+    store = _existing_store(args)
     try:
         rows = store.list_deliveries(pending_only=not args.all)
     finally:
@@ -498,20 +626,70 @@ async def _run(config: RelayConfig) -> int:
     relay = RelayServer(config)
     await relay.start()
     host = f"[{config.host}]" if ":" in config.host else config.host
-    print(f"puente-relay listening on http://{host}:{relay.port}", flush=True)
-    stop = asyncio.Event()
+    scheme = "https" if relay.tls else "http"
+    print(f"puente-relay listening on {scheme}://{host}:{relay.port}", flush=True)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
     try:
-        await stop.wait()
+        while (signum := await signals.get()) == signal.SIGHUP:
+            _reload_tls(relay)
+        if config.drain_timeout > 0:
+            # A second SIGTERM or Ctrl-C cuts the drain short.
+            draining = asyncio.create_task(relay.drain(config.drain_timeout))
+            stopped = asyncio.create_task(_next_stop(signals))
+            await asyncio.wait([draining, stopped], return_when=asyncio.FIRST_COMPLETED)
+            for task in (draining, stopped):
+                task.cancel()
+            await asyncio.gather(draining, stopped, return_exceptions=True)
     finally:
         await relay.close()
     return 0
 
 
+async def _next_stop(signals: asyncio.Queue[signal.Signals]) -> None:
+    while await signals.get() == signal.SIGHUP:
+        pass
+
+
+def _reload_tls(relay: RelayServer) -> None:
+    log = logging.getLogger("relay.cli")
+    if relay.tls is None:
+        log.info("SIGHUP ignored: the relay serves no TLS certificate")
+        return
+    try:
+        relay.tls.reload()
+    except RelayError as exc:
+        log.error("TLS certificate not reloaded, the old one stays: %s", exc)
+    else:
+        log.info("TLS certificate reloaded from %s", relay.tls.cert_file)
+
+
+def _health(args: argparse.Namespace) -> int:
+    """Exit 0 if /healthz on this machine answers ok (TLS not verified: it is our own relay)."""
+    import json
+    import ssl
+    import urllib.request
+
+    scheme = "https" if args.tls else "http"
+    context = ssl._create_unverified_context() if args.tls else None
+    try:
+        with urllib.request.urlopen(
+            f"{scheme}://127.0.0.1:{args.port}/healthz", timeout=5, context=context
+        ) as response:
+            healthy = json.loads(response.read()).get("status") == "ok"
+    except (OSError, ValueError) as exc:
+        print(
+            f"puente-relay: the relay on port {args.port} is not healthy ({exc}).", file=sys.stderr
+        )
+        return 1
+    print("healthy" if healthy else "unhealthy")
+    return 0 if healthy else 1
+
+
 def _technician(args: argparse.Namespace) -> int:
-    store = SQLiteStore(args.data_dir)
+    store = open_store(args.data_dir, args.database_url)
     try:
         if args.action == "add":
             technician, token = store.add_technician(args.name, time.time())

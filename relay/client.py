@@ -118,6 +118,32 @@ def check_relay_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def client_ssl_context(ca_file: str | None) -> ssl_module.SSLContext | None:
+    """The TLS context of ``--ca-file``: trust that CA (and the system's) for the relay.
+
+    None without a file: ``wss://`` then trusts the system's certificate authorities.
+    Raise :class:`LinkError` (a sentence) if the file cannot be used.
+    """
+    if not ca_file:
+        return None
+    try:
+        return ssl_module.create_default_context(cafile=ca_file)
+    except (OSError, ssl_module.SSLError) as exc:
+        raise LinkError(
+            f"Cannot use {ca_file!r} as the relay's CA certificate "
+            f"({getattr(exc, 'strerror', None) or exc}); pass a PEM certificate file with --ca-file."
+        ) from exc
+
+
+def untrusted_certificate(relay_url: str, exc: ssl_module.SSLCertVerificationError) -> str:
+    """The sentence for a relay whose TLS certificate this computer does not trust."""
+    return (
+        f"The relay at {relay_url} presented a certificate this computer does not trust "
+        f"({exc.verify_message}); check the address, or if the relay uses its own "
+        "certificate authority, pass its certificate with --ca-file."
+    )
+
+
 def http_url(relay_url: str) -> str:
     """The REST base URL of a relay given by its WebSocket URL."""
     if relay_url.startswith("wss://"):
@@ -588,7 +614,8 @@ async def _connect(
         return await connect(
             url,
             additional_headers=headers,
-            ssl=ssl if url.startswith("wss://") else None,
+            # wss:// without a context trusts the system's certificate authorities.
+            ssl=(ssl or ssl_module.create_default_context()) if url.startswith("wss://") else None,
             compression=None,
             max_size=envelope.MAX_RECORD_SIZE + 4096,
             open_timeout=CLAIM_TIMEOUT,
@@ -596,10 +623,7 @@ async def _connect(
             ping_timeout=PING_TIMEOUT,
         )
     except ssl_module.SSLCertVerificationError as exc:
-        raise RelayUnavailable(
-            f"The relay at {relay_url} presented a certificate this computer does not "
-            f"trust ({exc.verify_message}); check the address or install its CA."
-        ) from exc
+        raise RelayUnavailable(untrusted_certificate(relay_url, exc)) from exc
     except websockets.InvalidStatus as exc:
         status = exc.response.status_code
         if status == 401:

@@ -13,12 +13,16 @@ import asyncio
 import email.utils
 import http
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidState
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import Event
 
 if TYPE_CHECKING:
     from .store import Technician
@@ -30,7 +34,74 @@ MAX_BODY_SIZE = 64 * 1024
 MAX_HEAD_SIZE = 64 * 1024
 
 
-class RelayConnection(ServerConnection):
+class ForwardingConnection(Connection):
+    """A websockets connection that can hand whole messages on as they are parsed.
+
+    While :attr:`forward_binary` (or :attr:`forward_text`) is set, each whole binary
+    (text) message goes to it from the parser, without queueing for a reader task:
+    the relay forwards ciphertext as it comes. Other messages take websockets' usual
+    path. A fragmented message switches the connection to that path for good (both
+    callbacks are dropped), so that no later message can overtake it.
+    :attr:`on_drained` callbacks run once when the send buffer drains.
+
+    The relay's own ends forward binary only (their text is for the relay); a hop
+    between nodes forwards both, in the order they came.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.forward_binary: Callable[[bytes | bytearray | memoryview], object] | None = None
+        self.forward_text: Callable[[bytes | bytearray | memoryview], object] | None = None
+        self.on_drained: list[Callable[[], None]] = []
+        self._in_fragmented_message = False
+
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            whole = event.fin and not self._in_fragmented_message
+            if whole and event.opcode is Opcode.BINARY and self.forward_binary is not None:
+                self.forward_binary(event.data)
+                return
+            if whole and event.opcode is Opcode.TEXT and self.forward_text is not None:
+                self.forward_text(event.data)
+                return
+            if not event.fin:
+                self.forward_binary = self.forward_text = None
+            self._in_fragmented_message = not event.fin
+        super().process_event(event)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        drained, self.on_drained = self.on_drained, []
+        for callback in drained:
+            callback()
+
+
+def send_now(
+    source: ForwardingConnection,
+    sink: ForwardingConnection,
+    message: bytes | bytearray | memoryview,
+    text: bool = False,
+) -> bool:
+    """Send ``message`` (binary, or UTF-8 text) on ``sink`` at once; False if it is closing.
+
+    Backpressure: while ``sink``'s send buffer is over its limit, reading from
+    ``source`` pauses, so a slow reader slows its sender instead of filling memory.
+    """
+    try:
+        if text:
+            sink.protocol.send_text(message)
+        else:
+            sink.protocol.send_binary(message)
+    except InvalidState:
+        return False
+    sink.send_data()
+    if sink.paused:  # the sink's transport is over its high-water mark
+        source.transport.pause_reading()
+        sink.on_drained.append(source.transport.resume_reading)
+    return True
+
+
+class RelayConnection(ForwardingConnection, ServerConnection):
     """A websockets ``ServerConnection`` that can also read an HTTP request body.
 
     It sits in front of websockets' parser while the request head arrives:
@@ -57,6 +128,8 @@ class RelayConnection(ServerConnection):
         self.client_ip = "unknown"
         #: The technician authenticated by the upgrade's bearer token, if any.
         self.technician: Technician | None = None
+        #: True when another node of the cluster passed this connection on (relay.cluster).
+        self.from_node = False
         #: The relay's last words to this connection (a message, then close), once started.
         self.farewell: asyncio.Task[None] | None = None
         self._pending = bytearray()  # bytes not yet given to websockets

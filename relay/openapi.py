@@ -57,7 +57,34 @@ OPENAPI: dict[str, Any] = {
                                 }
                             }
                         },
-                    }
+                    },
+                    "503": {
+                        "description": "The relay is draining before it stops (error "
+                        "'draining'); load balancers should send new sessions elsewhere.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                    },
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics of this relay node (text exposition format)",
+                "description": (
+                    "Denied by default: served to clients on the relay's own machine that "
+                    "connect directly, or to anyone sending the metrics token "
+                    "(PUENTE_METRICS_TOKEN) as 'Authorization: Bearer TOKEN' when one is set. "
+                    "A technician's API token is not the metrics token."
+                ),
+                "security": [{}, {"bearer": []}],
+                "responses": {
+                    "200": {
+                        "description": "puente_* metrics (see docs/deploy.md).",
+                        "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+                    },
+                    "401": _ERROR,
+                    "403": _ERROR,
                 },
             }
         },

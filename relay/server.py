@@ -19,9 +19,10 @@ Rules of a WebSocket connection (anything not listed closes it with an error)::
                  or unknown message → error bad_request (the role is freed). A
                  disconnect frees the role so that side may claim again.
     paired       "paired" sent to both; the nameplate is used up. Binary messages
-                 are forwarded untouched, awaiting each send so a slow reader slows
-                 its sender (backpressure). No binary either way for idle_timeout →
-                 error idle to both.
+                 are forwarded untouched as soon as they are parsed (_forward); while
+                 the peer's send buffer is over write_limit, reading from the sender
+                 pauses, so a slow reader slows its sender (backpressure). No binary
+                 either way for idle_timeout → error idle to both.
     ending       ``end`` → ended; ``burn`` (also while waiting) → failed; a
                  disconnect or an oversized message (close 1009) → ended. The other
                  end gets ``peer_gone`` and is closed. DELETE through the API →
@@ -40,6 +41,14 @@ Rules of a WebSocket connection (anything not listed closes it with an error)::
                  through the relay as binary. Anything else → error not_resumable.
                  No end back within resume_grace (60 s) of the drop → ended; the
                  present end gets ``peer_gone`` saying who did not come back.
+    draining     (SIGTERM with drain_timeout > 0) /healthz answers 503, new claims are
+                 refused with error shutdown and waiting ends get it at once (they may
+                 claim again elsewhere); paired sessions go on (and may resume here)
+                 until they end or the drain period is over, then shutdown as above.
+
+Also served on the same port: ``GET /metrics`` (:mod:`relay.metrics`, its own access
+rule). With ``redis_url`` the relay is one node of a cluster (:mod:`relay.cluster`):
+a claim, or a resume, for a session held by another node is passed through to it.
 
 Every refusal is one ``error`` text message followed by a close. Session state
 lives in the store (:mod:`relay.store`); only connections live in memory. Each
@@ -51,11 +60,14 @@ delivers it to the configured connectors (:mod:`relay.connectors`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import functools
 import hashlib
 import hmac
 import http
 import ipaddress
+import json
 import logging
 import math
 import time
@@ -66,6 +78,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
@@ -74,16 +87,29 @@ from protocol import envelope
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError
 
+from . import metrics as metrics_module
 from .api import RestApi
+from .cluster import ClusterNode, RedisUnavailable, default_node_url
 from .connectors import Connector
 from .errors import ConfigError
 from .events import EventType
-from .http import HeaderError, RelayConnection, bearer_token, error_response, single_header
+from .http import (
+    HeaderError,
+    RelayConnection,
+    bearer_token,
+    error_response,
+    send_now,
+    single_header,
+)
 from .outbox import DeliverySettings, Outbox
 from .ratelimit import SlidingWindowLimiter
-from .store import RelayStore, SessionRecord, SessionState, SQLiteStore
+from .store import RelayStore, SessionRecord, SessionState
+from .stores import open_store
+from .tls import ServerTLS, check_pair
 
 logger = logging.getLogger("relay.server")
+
+_DIRECTIONS = {Role.AGENT: "agent_to_technician", Role.TECHNICIAN: "technician_to_agent"}
 
 
 @dataclass
@@ -95,7 +121,8 @@ class RelayConfig:
     how often (in real time) expiry and idleness are checked against ``clock``.
     """
 
-    data_dir: str | Path
+    #: Directory of the SQLite store (unused with database_url).
+    data_dir: str | Path | None
     host: str = "127.0.0.1"
     port: int = 8765
     nameplate_ttl: float = 600.0
@@ -128,6 +155,22 @@ class RelayConfig:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     #: Where customers download the agent, shown on the join page (optional).
     agent_download_url: str | None = None
+    # --- production settings (issue 7) ---
+    #: PEM certificate (chain) and key: serve wss:// and https:// (relay.tls).
+    tls_cert: str | Path | None = None
+    tls_key: str | Path | None = None
+    #: Bearer token for GET /metrics; None: metrics for direct loopback clients only.
+    metrics_token: str | None = None
+    #: On shutdown, let paired sessions go on for up to this many seconds.
+    drain_timeout: float = 0.0
+    #: PostgreSQL URL for the store; None: SQLite in data_dir.
+    database_url: str | None = None
+    #: Redis URL shared by the nodes of a cluster; None: a single relay.
+    redis_url: str | None = None
+    #: How other nodes reach this one (default: scheme://HOST:PORT, host name if wildcard).
+    node_url: str | None = None
+    cluster_heartbeat_interval: float = 2.0
+    cluster_heartbeat_ttl: float = 6.0
 
 
 @dataclass(eq=False)
@@ -176,6 +219,17 @@ class RelayServer:
         self._housekeeping: asyncio.Task[None] | None = None
         self._ip_limiter = SlidingWindowLimiter(config.joins_per_ip_per_minute, 60.0)
         self._closing = False
+        self._draining = False
+        self._tls: ServerTLS | None = None
+        self._cluster: ClusterNode | None = None
+        self._idle = asyncio.Event()  # set whenever no session is live here
+        self.metrics = metrics_module.RelayMetrics(
+            sessions_waiting=lambda: sum(1 for live in self._live.values() if not live.paired),
+            sessions_active=lambda: sum(1 for live in self._live.values() if live.paired),
+            connections_open=lambda: len(self._connections),
+            connections_proxied=lambda: self._cluster.proxied if self._cluster else 0,
+            webhook_backlog=lambda: self._store.pending_deliveries() if self._store else 0,
+        )
 
     # ------------------------------------------------------------------
     # Public API
@@ -204,17 +258,33 @@ class RelayServer:
 
     @property
     def base_url(self) -> str:
-        """``public_url`` if set, else ``http://HOST:PORT`` of the listening socket."""
+        """``public_url`` if set, else ``http(s)://HOST:PORT`` of the listening socket."""
         if self.config.public_url:
             return self.config.public_url.rstrip("/")
         host = self.config.host
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        scheme = "https" if self._tls else "http"
+        return (
+            f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
+        )
+
+    @property
+    def tls(self) -> ServerTLS | None:
+        """The TLS settings when serving wss:// (reload() them to rotate certificates)."""
+        return self._tls
+
+    @property
+    def cluster(self) -> ClusterNode | None:
+        """This node's cluster membership, when running with redis_url."""
+        return self._cluster
 
     async def start(self) -> None:
         """Open the store and listen. Raise ConfigError (a sentence) if impossible."""
         config = self.config
+        check_pair(config.tls_cert, config.tls_key)
+        if config.tls_cert is not None and config.tls_key is not None:
+            self._tls = ServerTLS(config.tls_cert, config.tls_key)
         if self._store is None:
-            self._store = SQLiteStore(config.data_dir)
+            self._store = open_store(config.data_dir, config.database_url)
         self._outbox = Outbox(
             self._store, config.connectors, self._clock, lambda: self.base_url, config.delivery
         )
@@ -243,6 +313,8 @@ class RelayServer:
                 close_timeout=config.close_timeout,
                 ping_interval=config.ping_interval,
                 ping_timeout=config.ping_timeout,
+                ssl=self._tls.context if self._tls else None,
+                ssl_handshake_timeout=config.open_timeout if self._tls else None,
             )
         except OSError as exc:
             self._store.close()
@@ -255,17 +327,77 @@ class RelayServer:
             raise ConfigError(
                 f"Cannot listen on {where} ({exc.strerror or exc}); check --host and --port."
             ) from exc
+        if config.redis_url:
+            await self._join_cluster(config.redis_url)
         self._housekeeping = asyncio.create_task(self._housekeeping_loop())
         # Events a crash cut off are recorded now; then pending deliveries resume.
         self._outbox.reconcile()
         self._outbox.start()
         logger.info("relay listening on %s", self.base_url)
 
+    async def _join_cluster(self, redis_url: str) -> None:
+        config = self.config
+        node_url = config.node_url or default_node_url(
+            "wss" if self._tls else "ws", config.host, self.port
+        )
+        self._cluster = ClusterNode(
+            redis_url,
+            node_url,
+            on_end=self._end_live_session,
+            on_lost=self._sessions_lost,
+            heartbeat_interval=config.cluster_heartbeat_interval,
+            heartbeat_ttl=config.cluster_heartbeat_ttl,
+            joins_per_ip_per_minute=config.joins_per_ip_per_minute,
+            connect_settings={
+                "max_size": config.max_message_size,
+                "max_queue": config.max_queue,
+                "write_limit": config.write_limit,
+                "open_timeout": config.open_timeout,
+                "close_timeout": config.close_timeout,
+                "ping_interval": config.ping_interval,
+                "ping_timeout": config.ping_timeout,
+            },
+        )
+        try:
+            await self._cluster.start()
+        except ConfigError:
+            assert self._server is not None
+            self._server.close()
+            await self._server.wait_closed()
+            self.store.close()
+            raise
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking sessions and let paired ones go on for up to ``timeout`` seconds.
+
+        Waiting ends are told ``shutdown`` at once so they can claim again (on another
+        node of a cluster). Returns early when no session is left here.
+        """
+        if self._closing or self._server is None or self._draining:
+            return
+        self._draining = True
+        logger.info("relay draining for up to %.0f s", timeout)
+        if self._cluster is not None:
+            await self._cluster.drain()
+        goodbye = envelope.error(ErrorCode.SHUTDOWN)
+        for live in list(self._live.values()):
+            if not live.paired:
+                self._finish(live, None, "the relay is draining", dict.fromkeys(live.ends, goodbye))
+        try:
+            async with asyncio.timeout(timeout):
+                while self._live or (self._cluster is not None and self._cluster.proxied):
+                    self._idle.clear()
+                    # Proxied hops end without touching _live: poll them now and then.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._idle.wait(), 0.5)
+        except TimeoutError:
+            logger.info("drain period over with %d sessions still open", len(self._live))
+
     async def close(self) -> None:
         """Say ``shutdown`` to every connection, stop listening and close the store.
 
         Paired sessions are recorded as ended; waiting sessions stay waiting, so
-        their nameplates still work once the relay is back.
+        their nameplates still work once the relay is back (on any node).
         """
         if self._closing or self._server is None:
             return
@@ -285,6 +417,8 @@ class RelayServer:
         await self._drain_tasks()
         if self._outbox is not None:
             await self._outbox.close()
+        if self._cluster is not None:
+            await self._cluster.close()
         if self._store is not None:
             self._store.close()
         logger.info("relay stopped")
@@ -304,14 +438,35 @@ class RelayServer:
     # SessionControl (used by the REST API)
 
     def end_session(self, session_id: str, reason: str) -> None:
-        """End a session now; connected ends get error ``ended`` and are closed."""
-        live = self._live.get(session_id)
-        if live is not None:
-            notice = envelope.error(ErrorCode.ENDED)
-            self._finish(live, SessionState.ENDED, reason, dict.fromkeys(live.ends, notice))
-        elif self.store.finish_session(session_id, SessionState.ENDED, self._clock(), reason):
+        """End a session now; connected ends get error ``ended`` and are closed.
+
+        In a cluster the session may be held by another node: it is finished in the
+        shared store here and the holder is told to close its connections.
+        """
+        if self._end_live_session(session_id, reason):
+            return
+        if self.store.finish_session(session_id, SessionState.ENDED, self._clock(), reason):
             logger.info("session finished session=%s state=ended why=%s", session_id, reason)
             self.outbox.session_ended(session_id)
+        if self._cluster is not None:
+            self._spawn(self._cluster.publish_end(session_id, reason))
+
+    def _sessions_lost(self, session_ids: list[str]) -> None:
+        """Record the paired sessions of a lost cluster node as ended."""
+        why = "the relay node holding the session was lost"
+        for session_id in session_ids:
+            if self.store.finish_session(session_id, SessionState.ENDED, self._clock(), why):
+                logger.info("session finished session=%s state=ended why=%s", session_id, why)
+                self.outbox.session_ended(session_id)
+
+    def _end_live_session(self, session_id: str, reason: str) -> bool:
+        """End a session whose connections are here; False if they are not."""
+        live = self._live.get(session_id)
+        if live is None:
+            return False
+        notice = envelope.error(ErrorCode.ENDED)
+        self._finish(live, SessionState.ENDED, reason, dict.fromkeys(live.ends, notice))
+        return True
 
     def live_byte_counts(self, session_id: str) -> tuple[int, int] | None:
         """Bytes forwarded so far (agent→tech, tech→agent) if the session is connected."""
@@ -334,12 +489,47 @@ class RelayServer:
             response = _body_refusal(connection.request_error)
         elif request.path == envelope.WS_PATH:
             response = self._check_upgrade(connection, request, ip)
+            ip = connection.client_ip  # a node hop names the real client
+            if response is not None:
+                self._count_refusal(response)
+        elif request.path == "/metrics":
+            response = self._serve_metrics(connection, request)
+        elif request.path == "/healthz" and request.method == "GET" and self._draining:
+            response = error_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "draining",
+                "The relay is draining before it stops; send new sessions elsewhere.",
+            )
         else:
             response = self._api.handle(request, connection.request_body, ip)
         path = request.path.partition("?")[0]
         status = response.status_code if response else "upgrade"
         logger.info("http %s %s status=%s ip=%s", request.method, path, status, ip)
         return response
+
+    def _serve_metrics(self, connection: RelayConnection, request: Request) -> Response:
+        """``GET /metrics`` for those :func:`relay.metrics.authorize` lets in."""
+        if request.method != "GET":
+            return error_response(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This route does not accept " + request.method + "; use GET.",
+                (("Allow", "GET"),),
+            )
+        address = connection.remote_address
+        peer = str(address[0]) if address else "unknown"
+        refusal = metrics_module.authorize(
+            request.headers, peer, self.config.trusted_proxies, self.config.metrics_token
+        )
+        return refusal or metrics_module.metrics_response(self.metrics.render())
+
+    def _count_refusal(self, response: Response) -> None:
+        """Count a refused upgrade under the error code its body names."""
+        try:
+            reason = str(json.loads(response.body)["error"])
+        except (ValueError, KeyError, TypeError):
+            reason = str(response.status_code)
+        self.metrics.joins_refused.labels(reason).value += 1
 
     def _check_upgrade(
         self, connection: RelayConnection, request: Request, ip: str
@@ -369,6 +559,18 @@ class RelayServer:
                 "forbidden",
                 "Web pages from this origin may not open relay sessions.",
             )
+        if self._cluster is not None and cluster_hop_headers(request.headers):
+            vouched_ip = self._cluster.verify_hop(request.headers)
+            if vouched_ip is None:
+                return error_response(
+                    http.HTTPStatus.FORBIDDEN, "forbidden", "Refused: not a node of this cluster."
+                )
+            connection.from_node = True
+            connection.client_ip = vouched_ip
+        elif cluster_hop_headers(request.headers):
+            return error_response(
+                http.HTTPStatus.FORBIDDEN, "forbidden", "Refused: this relay is not in a cluster."
+            )
         if token is not None:
             connection.technician = self.store.authenticate(token)
             if connection.technician is None:
@@ -378,6 +580,7 @@ class RelayServer:
                     envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED],
                     (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
                 )
+        # While draining, upgrades still come in: ends resume here, claims are refused.
         if self._closing or len(self._connections) >= self.config.max_connections:
             return error_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
@@ -415,6 +618,7 @@ class RelayServer:
                 message = await connection.recv()
         except TimeoutError:
             logger.info("claim refused code=bad_request why=no claim in time ip=%s", ip)
+            self.metrics.joins_refused.labels(ErrorCode.BAD_REQUEST).value += 1
             self._farewell(connection, envelope.error(ErrorCode.BAD_REQUEST))
             return None
         except ConnectionClosed:
@@ -422,17 +626,40 @@ class RelayServer:
         try:
             decoded = envelope.decode(message)
             if decoded.get("type") == "resume":
-                return await self._resume_phase(connection, ip, *envelope.parse_resume(decoded))
+                resume = envelope.parse_resume(decoded)
+                # Cluster hook: a session held by another node is resumed there.
+                if await self._route_resume(connection, ip, resume[1], str(message)):
+                    return None
+                return await self._resume_phase(connection, ip, *resume)
             role, nameplate = envelope.parse_claim(decoded)
         except EnvelopeError as exc:
             logger.info("claim refused code=%s why=malformed claim ip=%s", exc.code, ip)
+            self.metrics.joins_refused.labels(exc.code).value += 1
             self._farewell(connection, envelope.error(exc.code))
             return None
-        outcome = self._claim(connection, ip, role, nameplate)
+        # Cluster hook: a session held by another node is passed on to it from here.
+        ip_checked = connection.from_node
+        if self._cluster is not None and not connection.from_node:
+            routed = await self._route_claim(connection, ip, role, nameplate, str(message))
+            if routed is not None:
+                if isinstance(routed, ErrorCode):
+                    logger.info(
+                        "claim refused code=%s role=%s nameplate=%s ip=%s",
+                        routed,
+                        role,
+                        nameplate,
+                        ip,
+                    )
+                    self.metrics.joins_refused.labels(routed).value += 1
+                    self._farewell(connection, envelope.error(routed))
+                return None
+            ip_checked = True
+        outcome = self._claim(connection, ip, role, nameplate, check_ip=not ip_checked)
         if isinstance(outcome, ErrorCode):
             logger.info(
                 "claim refused code=%s role=%s nameplate=%s ip=%s", outcome, role, nameplate, ip
             )
+            self.metrics.joins_refused.labels(outcome).value += 1
             self._farewell(connection, envelope.error(outcome))
             return None
         live, endpoint = outcome
@@ -453,18 +680,75 @@ class RelayServer:
             await self._pair(live)
         return live, endpoint
 
+    async def _route_resume(
+        self, connection: RelayConnection, ip: str, session_id: str, resume_text: str
+    ) -> bool:
+        """In a cluster: pass a resume to the node holding the session; True once done."""
+        if self._cluster is None or connection.from_node or session_id in self._live:
+            return False
+        try:
+            holder_url = await self._cluster.holder_of(session_id)
+        except RedisUnavailable as exc:
+            logger.warning("resume judged here: Redis unreachable (%s)", exc)
+            return False
+        if holder_url is None:
+            return False
+        authorization = (
+            connection.request.headers.get("Authorization") if connection.request else None
+        )
+        await self._cluster.proxy(connection, holder_url, resume_text, ip, authorization)
+        return True
+
+    async def _route_claim(
+        self, connection: RelayConnection, ip: str, role: Role, nameplate: str, claim_text: str
+    ) -> ErrorCode | bool | None:
+        """In a cluster: None to judge the claim here, an ErrorCode to refuse it, or
+        True once the connection was passed to the node holding its session (and is over).
+
+        The cluster-wide per-IP limit is applied here, so ``_claim`` skips its own.
+        """
+        assert self._cluster is not None
+        now = self._clock()
+        if self._closing or self._draining:
+            return ErrorCode.SHUTDOWN
+        try:
+            if role is Role.AGENT and not await self._cluster.allow_join(ip, now):
+                return ErrorCode.RATE_LIMITED
+            record = self.store.find_by_nameplate(nameplate)
+            if record is None or record.state_at(now) is not SessionState.WAITING:
+                return None  # refused here, with the same code any node would give
+            owner_url = await self._cluster.owner_of(record.id, record.expires_at - now)
+        except RedisUnavailable as exc:
+            logger.warning("claim refused: Redis unreachable (%s)", exc)
+            return ErrorCode.SHUTDOWN
+        if owner_url is None:
+            return None
+        authorization = (
+            connection.request.headers.get("Authorization") if connection.request else None
+        )
+        await self._cluster.proxy(connection, owner_url, claim_text, ip, authorization)
+        return True
+
     def _claim(
-        self, connection: RelayConnection, ip: str, role: Role, nameplate: str
+        self,
+        connection: RelayConnection,
+        ip: str,
+        role: Role,
+        nameplate: str,
+        check_ip: bool = True,
     ) -> tuple[LiveSession, Endpoint] | ErrorCode:
-        """Judge a claim and register the end (synchronous: no other task interleaves)."""
+        """Judge a claim and register the end (synchronous: no other task interleaves).
+
+        ``check_ip`` False: the per-IP limit was already applied cluster-wide.
+        """
         now = self._clock()
         technician = connection.technician
-        if self._closing:
+        if self._closing or self._draining:
             return ErrorCode.SHUTDOWN
         if role is Role.TECHNICIAN and technician is None:
             return ErrorCode.UNAUTHORIZED
         # Counted before the lookup so that guessing unknown nameplates is throttled too.
-        if role is Role.AGENT and not self._ip_limiter.allow(ip, now):
+        if role is Role.AGENT and check_ip and not self._ip_limiter.allow(ip, now):
             return ErrorCode.RATE_LIMITED
         record = self.store.find_by_nameplate(nameplate)
         if record is None:
@@ -496,6 +780,8 @@ class RelayServer:
         live.last_activity = now
         if self.store.mark_paired(live.record.id, now):
             self.outbox.session_paired(live.record.id)
+        if self._cluster is not None:
+            self._spawn(self._cluster.track(live.record.id))
         record = live.record
         logger.info(
             "session paired session=%s nameplate=%s ticket=%s",
@@ -513,8 +799,35 @@ class RelayServer:
                 "resume_grace": self.config.resume_grace,
             }
         )
+        # From now on binary messages skip the reader tasks (see _forward); set before
+        # "paired" goes out, so that no end can send data the old way first.
+        for end in live.ends.values():
+            end.connection.forward_binary = functools.partial(self._forward, live, end)
         for end in list(live.ends.values()):
             await _send_quietly(end.connection, paired)
+
+    def _forward(
+        self, live: LiveSession, end: Endpoint, message: bytes | bytearray | memoryview
+    ) -> None:
+        """Pass one binary message from ``end`` to its peer (called as it is parsed).
+
+        Backpressure: when the peer's send buffer is over its limit, reading from
+        ``end`` pauses until the peer's buffer drains, so a slow reader slows its sender.
+        """
+        if live.finished or live.ends.get(end.role) is not end:
+            return  # over, or this connection was replaced by a resumed one
+        peer = live.ends.get(end.role.peer)
+        if peer is None:
+            return  # the peer dropped and may come back: the ends resend what it missed
+        started = time.perf_counter()
+        if not send_now(end.connection, peer.connection, message):
+            # The peer is closing; its own task decides whether the session ends or
+            # waits for it to resume. Either way this message is not needed.
+            return
+        self.metrics.forwarding_latency.observe(time.perf_counter() - started)
+        self.metrics.bytes_forwarded.labels(_DIRECTIONS[end.role]).value += len(message)
+        live.sent[end.role] += len(message)
+        live.last_activity = self._clock()
 
     async def _resume_phase(
         self, connection: RelayConnection, ip: str, role: Role, session_id: str, resume_id: bytes
@@ -579,6 +892,10 @@ class RelayServer:
             # must learn that the link is being rebuilt.
             live.suspended_at = now
         endpoint = live.ends[role] = Endpoint(connection, role, ip)
+        # The new connection's binary takes the direct path at once, as at pairing.
+        connection.forward_binary = functools.partial(self._forward, live, endpoint)
+        if stale is not None:
+            stale.connection.forward_binary = None
         return live, endpoint, stale
 
     async def _relay_phase(self, live: LiveSession, end: Endpoint) -> None:
@@ -589,6 +906,8 @@ class RelayServer:
         """
         role = end.role
         reason = f"the {role} disconnected"
+        forwarded = self.metrics.bytes_forwarded.labels(_DIRECTIONS[role])
+        latency = self.metrics.forwarding_latency
         dropped = False
         try:
             async for message in end.connection:
@@ -597,6 +916,7 @@ class RelayServer:
                 if live.ends.get(role) is not end:
                     return  # replaced by a resumed connection
                 if isinstance(message, bytes):
+                    received = time.perf_counter()
                     if not live.paired:
                         self._misbehaved(live, end, "sent data before pairing")
                         return
@@ -610,6 +930,8 @@ class RelayServer:
                         # The peer is gone; its own task decides whether the session
                         # ends or waits for it. Either way this message is not needed.
                         continue
+                    latency.observe(time.perf_counter() - received)
+                    forwarded.value += len(message)
                     live.sent[role] += len(message)
                     live.last_activity = self._clock()
                 elif not self._control_message(live, end, message):
@@ -692,6 +1014,8 @@ class RelayServer:
         del live.ends[end.role]
         if not live.ends:
             self._live.pop(live.record.id, None)
+            if not self._live:
+                self._idle.set()
 
     def _finish(
         self,
@@ -709,13 +1033,24 @@ class RelayServer:
         if live.finished:
             return
         live.finished = True
+        for end in live.ends.values():
+            end.connection.forward_binary = None
         self._live.pop(live.record.id, None)
+        if not self._live:
+            self._idle.set()
         record = live.record
         a2t, t2a = live.sent[Role.AGENT], live.sent[Role.TECHNICIAN]
+        if state is SessionState.FAILED:
+            self.metrics.pairings_failed.inc()
+        if self._cluster is not None and live.paired:
+            self._spawn(self._cluster.untrack(record.id))
         if state is not None:
             stored_reason = f"{reason}: {detail}" if detail else reason
             if self.store.finish_session(record.id, state, self._clock(), stored_reason, a2t, t2a):
                 self.outbox.session_ended(record.id)
+            elif a2t or t2a:
+                # Already finished elsewhere (the API on another node): keep the counts.
+                self.store.add_byte_counts(record.id, a2t, t2a)
         logger.info(
             "session finished session=%s nameplate=%s state=%s why=%s "
             "bytes_agent_to_tech=%d bytes_tech_to_agent=%d",
@@ -793,6 +1128,11 @@ class RelayServer:
     async def _drain_tasks(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def cluster_hop_headers(headers: Headers) -> bool:
+    """Whether an upgrade claims to be a hop from another node of a cluster."""
+    return "X-Puente-Node-Secret" in headers
 
 
 def _client_ip(connection: ServerConnection, request: Request, trusted: tuple[str, ...]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
-from relay.client import LinkError
+from relay.client import LinkError, client_ssl_context
 
 from . import trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
@@ -186,11 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.token:
         out.error("No API token: pass --token or set PUENTE_TOKEN (ask your relay operator).")
         return EXIT_USAGE
-    ssl_context = None
-    if args.ca_file:
-        import ssl
-
-        ssl_context = ssl.create_default_context(cafile=args.ca_file)
+    try:
+        ssl_context = client_ssl_context(args.ca_file)
+    except LinkError as exc:
+        out.error(str(exc))
+        return EXIT_USAGE
     if args.command == "org":  # org publish: the only org command that needs the relay
         return publish_revocations(args, out, ssl_context)
     try:

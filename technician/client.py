@@ -31,7 +31,15 @@ from protocol.envelope import Role
 from protocol.errors import VersionMismatch
 from protocol.messages import ConsentState, ReplyStatus
 from protocol.pairing import PROTOCOL_VERSION
-from relay.client import Link, LinkError, RelayRefused, RelayUnavailable, SessionLost, http_url
+from relay.client import (
+    Link,
+    LinkError,
+    RelayRefused,
+    RelayUnavailable,
+    SessionLost,
+    http_url,
+    untrusted_certificate,
+)
 
 from . import __version__
 from .credentials import TechnicianCredentials
@@ -81,6 +89,8 @@ class RelayAPI:
             raise APIError(exc.code, code, message) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl_module.SSLCertVerificationError):
+                raise RelayUnavailable(untrusted_certificate(self.relay_url, reason)) from None
             raise RelayUnavailable(
                 f"Could not reach the relay at {self.relay_url} ({reason}); "
                 "check the address and that the relay is running."

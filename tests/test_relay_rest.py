@@ -63,6 +63,7 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
         assert document["openapi"].startswith("3.1")
         assert set(document["paths"]) == {
             "/healthz",
+            "/metrics",
             "/openapi.json",
             "/join/{nameplate}",
             "/api/sessions",

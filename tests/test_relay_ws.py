@@ -281,6 +281,26 @@ def test_backpressure_slows_the_sender_instead_of_buffering(tmp_path: Path) -> N
     run_with_relay(tmp_path, scenario)
 
 
+def test_fragmented_messages_keep_their_place(tmp_path: Path) -> None:
+    """Whole messages skip the reader task; a fragmented one must not be overtaken."""
+
+    async def scenario(relay: RelayServer) -> None:
+        token = add_technician(relay)
+        session = await create_session(relay, token)
+        async with open_end(relay) as agent, open_end(relay, token) as tech:
+            await pair(relay, agent, tech, session["nameplate"])
+            await agent.send(b"first")
+            await agent.send([b"sec", b"ond"])  # one message in three frames
+            for i in range(20):
+                await agent.send(b"after-%d" % i)
+            received = [await asyncio.wait_for(tech.recv(), scaled(5)) for _ in range(22)]
+            assert received == [b"first", b"second"] + [b"after-%d" % i for i in range(20)]
+            await tech.send(b"reply")
+            assert await asyncio.wait_for(agent.recv(), scaled(5)) == b"reply"
+
+    run_with_relay(tmp_path, scenario)
+
+
 # ---------------------------------------------------------------------------
 # ending and burning
 # ---------------------------------------------------------------------------
