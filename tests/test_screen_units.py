@@ -7,7 +7,7 @@ import pytest
 
 from agent.capture import NO_DISPLAY, WAYLAND, unavailable_reason
 from agent.inject import desktop_point
-from agent.screen import tile_window, split_rects
+from agent.screen import split_rects, tile_window
 from agent.screen_encoder import (
     FINGERPRINT_SAMPLES,
     FrameEncoder,
