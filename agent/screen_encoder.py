@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import struct
 import zlib
 from dataclasses import dataclass, replace
@@ -230,9 +231,11 @@ MIN_COPY_TILES = 6
 #: Lines are told apart by a weighted sum of about this many of their pixels.
 FINGERPRINT_SAMPLES = 128
 #: Fixed odd weights for the fingerprints (any fixed values work; odd ones mix well).
-_WEIGHTS = np.random.default_rng(0x5C4011).integers(
-    1, 2**63, 2 * FINGERPRINT_SAMPLES, dtype=np.uint64
-) | np.uint64(1)
+#: From Python's random, not numpy.random: the one-file agent leaves numpy.random out.
+_WEIGHT_SOURCE = random.Random(0x5C4011)
+_WEIGHTS = np.array(
+    [_WEIGHT_SOURCE.getrandbits(64) | 1 for _ in range(2 * FINGERPRINT_SAMPLES)], dtype=np.uint64
+)
 
 
 @dataclass(frozen=True)
