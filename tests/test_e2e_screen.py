@@ -75,14 +75,19 @@ def rect_of(app: ScreenApp, name: str) -> tuple[int, int, int, int]:
 
 @asynccontextmanager
 async def technician_session(
-    relay: RelayProcess, tmp_path: Path, answers: dict[str, str]
+    relay: RelayProcess,
+    tmp_path: Path,
+    answers: dict[str, str],
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[TechnicianSession, ScriptedCustomer]]:
     """The technician library in this process, a scripted customer's real agent."""
     token = relay.add_technician()
     api = RelayAPI(relay.ws_url, token)
     created = await asyncio.to_thread(api.create_session, "HD-3")
     code = SessionCode.new(created["nameplate"])
-    customer = ScriptedCustomer(relay.ws_url, str(code), tmp_path / "logs", answers=answers)
+    customer = ScriptedCustomer(
+        relay.ws_url, str(code), tmp_path / "logs", answers=answers, env=env
+    )
     session = await TechnicianSession.connect(
         relay.ws_url, code, "HD-3", token=token, technician_name="Ana", wait_timeout=scaled(30)
     )
@@ -123,13 +128,17 @@ def test_screenshot_matches_direct_capture(
     assert customer.questions == ["Screen view"]
 
 
+@pytest.mark.parametrize("capture", ["damage", "poll"])
 def test_small_change_sends_only_changed_tiles(
-    relay_process: RelayProcess, screen_app: ScreenApp, tmp_path: Path
+    relay_process: RelayProcess, screen_app: ScreenApp, tmp_path: Path, capture: str
 ) -> None:
+    """Both ways of finding changes: the X server's reports of drawing, and comparing
+    the whole screen (what Windows, macOS and X servers without DAMAGE get)."""
     px, py, pw, ph = rect_of(screen_app, "patch")
+    env = {"PUENTE_SCREEN_POLL": "1"} if capture == "poll" else {}
 
     async def scenario() -> None:
-        async with technician_session(relay_process, tmp_path, {"Screen view": "y"}) as (
+        async with technician_session(relay_process, tmp_path, {"Screen view": "y"}, env) as (
             session,
             _,
         ):
