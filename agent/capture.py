@@ -116,6 +116,10 @@ class ScreenCapture:
         with mss.MSS() as probe:  # a fresh connection: mss caches the layout it saw
             monitors = _to_monitors(probe.monitors)
         changed = monitors != self._monitors
+        if changed:
+            # The grabbing connection sized its shared memory for the old screen.
+            self._mss.close()
+            self._mss = mss.MSS()
         self._monitors = monitors
         return changed
 

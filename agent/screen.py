@@ -179,11 +179,28 @@ class ScreenPipeline:
         now = time.monotonic()
         if now - self._layout_checked >= LAYOUT_CHECK_S:
             self._layout_checked = now
-            if self.capture.refresh_monitors():
-                # Resolution or layout changed: start over with a whole frame.
-                if self.monitor >= len(self.capture.monitors):
-                    self.monitor = 1 if len(self.capture.monitors) > 1 else 0
-                self.refresh()
+            self._check_layout()
+        try:
+            return self._look(quality, drawn, pixels, now)
+        except CaptureUnavailable:
+            # The screen may have changed size since the last layout check (the X
+            # server refuses a grab of the old size): start over with the new one.
+            self._layout_checked = now
+            if not self._check_layout():
+                raise
+            return self._look(quality, None, pixels, now)
+
+    def _check_layout(self) -> bool:
+        """Read the monitor layout again; on a change (a resolution change) start over
+        with a whole frame and a new Info. Return whether it changed."""
+        if not self.capture.refresh_monitors():
+            return False
+        if self.monitor >= len(self.capture.monitors):
+            self.monitor = 1 if len(self.capture.monitors) > 1 else 0
+        self.refresh()
+        return True
+
+    def _look(self, quality: int, drawn: Box | None, pixels: bool, now: float) -> StepResult:
         info = self.info() if self._info_due else None
         self._info_due = False
         started = time.perf_counter()

@@ -273,6 +273,8 @@ class ScreenStream:
         Raises :class:`StreamRefused` with the agent's reply if it did not start.
         """
         self._request_id, self.reply = await self.session.start("screen", "stream", self.args)
+        # The agent's reply ends the stream (a refusal, a failure): wake any wait_for.
+        self.reply.add_done_callback(lambda _: asyncio.ensure_future(self._notify()))
         self._reader = asyncio.create_task(self._read())
         started: asyncio.Future[Any] = asyncio.ensure_future(self._started.wait())
         try:
