@@ -18,6 +18,14 @@
 Consent is checked (``authorization.check()``) immediately before every frame is
 queued and every event is injected; the session also discards frames still queued
 on the screen channel at the moment of revocation, so none leaves after it.
+
+When to look at the screen: where the X server reports what was drawn (X11 DAMAGE),
+the stream captures just the tiles under the drawing, as soon as it is reported (at
+once after the technician's input, else at most ``max_fps`` times a second), looks
+at the pointer 30 times a second and compares the whole screen once a second in case
+something was drawn without a report. Elsewhere (Windows, macOS, no DAMAGE, or
+``PUENTE_SCREEN_POLL`` set) it compares the whole screen up to ``max_fps`` times a
+second (30 when nothing changed for a second).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import time
 import weakref
 from dataclasses import dataclass
@@ -37,9 +46,9 @@ from protocol.mux import Channel
 from protocol.screen import Codec, Cursor, Frame, Info, Rect
 
 from .capabilities import Capability, CapabilityCall
-from .capture import CaptureUnavailable, ScreenCapture, unavailable_reason
+from .capture import CaptureUnavailable, DamageWatcher, ScreenCapture, unavailable_reason
 from .errors import CapabilityFailed
-from .screen_encoder import FrameEncoder
+from .screen_encoder import TILE, FrameEncoder
 from .screen_pacing import FramePacer
 
 SCREEN_DESCRIPTION = (
@@ -60,6 +69,9 @@ LAYOUT_CHECK_S = 1.0
 IDLE_AFTER_S = 1.0
 IDLE_FPS = 30
 
+#: A box on the desktop: x, y, width, height.
+Box = tuple[int, int, int, int]
+
 #: Links that have a screen stream or a control stream running (one each at a time).
 _streaming: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 #: Set by the control stream after injecting input, so the screen stream looks again
@@ -67,6 +79,15 @@ _streaming: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary
 _input_activity: weakref.WeakKeyDictionary[Any, asyncio.Event] = weakref.WeakKeyDictionary()
 #: Delay after input before capturing: time for the application to redraw.
 AFTER_INPUT_S = 0.004
+#: Set (to anything) to compare the whole screen many times a second even where the X
+#: server reports drawing: for an X server whose reports are wrong, and for tests.
+POLL_ENV = "PUENTE_SCREEN_POLL"
+#: With reports of drawing (X11 DAMAGE), the whole screen is still compared this often,
+#: in case something was drawn without a report.
+FULL_CHECK_S = 1.0
+#: For this long after input, a capture that finds no change is followed by another one
+#: AFTER_INPUT_S later (an application may take a few milliseconds to redraw).
+INPUT_WATCH_S = 0.05
 
 
 def _activity(link: Any) -> asyncio.Event:
@@ -147,30 +168,65 @@ class ScreenPipeline:
         m = self.capture.monitors[self.monitor]
         return Info(self.stream, list(self.capture.monitors), self.monitor, m.width, m.height)
 
-    def step(self, quality: int) -> StepResult:
+    def step(self, quality: int, drawn: Box | None = None, *, pixels: bool = True) -> StepResult:
+        """Look at the screen once: the rectangles that changed, the pointer, any Info.
+
+        ``drawn`` (x, y, width, height in desktop pixels) says only that part can have
+        changed since the last look: only the tiles under it are captured and
+        compared. None looks at the whole monitor; ``pixels=False`` only at the
+        pointer (and the layout).
+        """
         now = time.monotonic()
         if now - self._layout_checked >= LAYOUT_CHECK_S:
             self._layout_checked = now
-            if self.capture.refresh_monitors():
-                # Resolution or layout changed: start over with a whole frame.
-                if self.monitor >= len(self.capture.monitors):
-                    self.monitor = 1 if len(self.capture.monitors) > 1 else 0
-                self.refresh()
+            self._check_layout()
+        try:
+            return self._look(quality, drawn, pixels, now)
+        except CaptureUnavailable:
+            # The screen may have changed size since the last layout check (the X
+            # server refuses a grab of the old size): start over with the new one.
+            self._layout_checked = now
+            if not self._check_layout():
+                raise
+            return self._look(quality, None, pixels, now)
+
+    def _check_layout(self) -> bool:
+        """Read the monitor layout again; on a change (a resolution change) start over
+        with a whole frame and a new Info. Return whether it changed."""
+        if not self.capture.refresh_monitors():
+            return False
+        if self.monitor >= len(self.capture.monitors):
+            self.monitor = 1 if len(self.capture.monitors) > 1 else 0
+        self.refresh()
+        return True
+
+    def _look(self, quality: int, drawn: Box | None, pixels: bool, now: float) -> StepResult:
         info = self.info() if self._info_due else None
         self._info_due = False
         started = time.perf_counter()
-        image, raw = self.capture.grab(self.monitor)
-        rects: list[Rect] | None
-        if self._previous_raw is not None and raw == self._previous_raw:
-            rects = None  # the common case, decided by one memcmp
-        else:
-            rects = (
-                self.encoder.encode(image, quality=quality, lossless=self.lossless, now=now) or None
-            )
-        self._previous_raw = raw
-        encode_ms = int((time.perf_counter() - started) * 1000)
         m = self.capture.monitors[self.monitor]
-        return StepResult(info, rects, self._cursor(m), encode_ms, m.width, m.height)
+        rects: list[Rect] | None = None
+        if not pixels:
+            pass
+        elif drawn is not None and self.encoder.has_previous:
+            window = tile_window(drawn, m)
+            if window is not None:
+                x, y, w, h = window
+                image, _ = self.capture.grab(self.monitor, window)
+                rects = self.encoder.encode_window(
+                    image, x, y, quality=quality, lossless=self.lossless, now=now
+                )
+                # The whole picture changed under the last whole capture's bytes.
+                self._previous_raw = None
+        else:
+            image, raw = self.capture.grab(self.monitor)
+            if self._previous_raw is not None and raw == self._previous_raw:
+                pass  # the common case when polling, decided by one memcmp
+            else:
+                rects = self.encoder.encode(image, quality=quality, lossless=self.lossless, now=now)
+            self._previous_raw = raw
+        encode_ms = int((time.perf_counter() - started) * 1000)
+        return StepResult(info, rects or None, self._cursor(m), encode_ms, m.width, m.height)
 
     def close(self) -> None:
         self.capture.close()
@@ -195,6 +251,20 @@ class ScreenPipeline:
             visible,
             shape,
         )
+
+
+def tile_window(drawn: Box, m: screen_protocol.Monitor) -> Box | None:
+    """The whole tiles of monitor ``m`` under ``drawn`` (desktop pixels), in the
+    monitor's pixels (x, y, width, height); None if ``drawn`` misses the monitor."""
+    x0 = max(drawn[0] - m.left, 0)
+    y0 = max(drawn[1] - m.top, 0)
+    x1 = min(drawn[0] + drawn[2] - m.left, m.width)
+    y1 = min(drawn[1] + drawn[3] - m.top, m.height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    x0, y0 = x0 // TILE * TILE, y0 // TILE * TILE
+    x1, y1 = min(-(-x1 // TILE) * TILE, m.width), min(-(-y1 // TILE) * TILE, m.height)
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def split_rects(rects: list[Rect], budget: int = FRAME_BUDGET) -> list[list[Rect]]:
@@ -304,53 +374,199 @@ async def _send_frames(
     ack_or_stop: asyncio.Event,
     is_stopped: Any,
 ) -> None:
+    """Capture and send frames until stopped: driven by the X server's reports of what
+    was drawn where it gives them (X11 DAMAGE), else by polling the whole screen."""
+    watcher = None if os.environ.get(POLL_ENV) else DamageWatcher.open()
+    if watcher is None:
+        await _poll_frames(call, pipeline, pacer, executor, ack_or_stop, is_stopped)
+        return
+    try:
+        await _watch_frames(call, pipeline, pacer, executor, ack_or_stop, is_stopped, watcher)
+    finally:
+        watcher.close()
+
+
+async def _poll_frames(
+    call: CapabilityCall,
+    pipeline: ScreenPipeline,
+    pacer: FramePacer,
+    executor: concurrent.futures.Executor,
+    ack_or_stop: asyncio.Event,
+    is_stopped: Any,
+) -> None:
+    """Look at the whole screen up to ``max_fps`` times a second (30 when idle)."""
     link = call.link
     assert link is not None
     loop = asyncio.get_running_loop()
     last_change = loop.time()
     activity = _activity(link)
+    input_at = -1e9  # when input last landed
+    found_nothing = False  # whether the last capture saw no change
     while not is_stopped():
-        while not pacer.window_open() and not is_stopped():
-            ack_or_stop.clear()
-            await ack_or_stop.wait()
-        if is_stopped():
+        if not await _window_open(pacer, ack_or_stop, is_stopped):
             return
         now = loop.time()
         delay = pacer.delay(now)
         if now - last_change > IDLE_AFTER_S:
             delay = max(delay, pacer.delay(now, IDLE_FPS))
-        if delay > 0:
-            activity.clear()
-            try:
+        if found_nothing and now - input_at < INPUT_WATCH_S:
+            # Input landed but the screen showed nothing new yet: the application
+            # is still drawing, look again soon instead of a whole frame later.
+            delay = min(delay, AFTER_INPUT_S)
+        if delay > 0 and not activity.is_set():
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(activity.wait(), delay)
-            except TimeoutError:
-                pass
-            else:
-                # Input just landed: look again shortly, and stay at the fast rate.
-                last_change = loop.time()
-                await asyncio.sleep(AFTER_INPUT_S)
+        if activity.is_set():
+            # Input landed (perhaps while the last capture ran): look again shortly,
+            # and stay at the fast rate. Cleared here, before the capture, so input
+            # that lands during the capture is seen on the next turn.
+            activity.clear()
+            input_at = last_change = loop.time()
+            await asyncio.sleep(AFTER_INPUT_S)
+        # Rule 2 of the pacer counts from here: coding time is part of the interval.
+        pacer.captured(loop.time())
         result = await loop.run_in_executor(executor, pipeline.step, pacer.quality)
-        now = loop.time()
-        # Nothing is queued for the technician without live consent; the check and
-        # the sends below have no await between them, so a revocation (which runs on
-        # this loop) cannot slip in between.
-        call.authorization.check()
-        if result.info is not None:
-            await link.send(Channel.SCREEN, screen_protocol.serialize(result.info))
+        found_nothing = not result.rects
         if result.rects:
-            last_change = now
-            rtt_ms = int((pacer.srtt or 0) * 1000)
-            for group in split_rects(result.rects):
-                frame = Frame(
-                    pacer.peek_seq(), result.width, result.height, group, rtt_ms, result.encode_ms
+            last_change = loop.time()
+        await _deliver(call, pacer, result)
+
+
+async def _watch_frames(
+    call: CapabilityCall,
+    pipeline: ScreenPipeline,
+    pacer: FramePacer,
+    executor: concurrent.futures.Executor,
+    ack_or_stop: asyncio.Event,
+    is_stopped: Any,
+    watcher: DamageWatcher,
+) -> None:
+    """Capture where the X server reports drawing, as soon as the pacer allows (at
+    once after input, so a click shows without waiting for a poll). The pointer is
+    looked at IDLE_FPS times a second and the whole screen every FULL_CHECK_S, in
+    case something was drawn without a report."""
+    link = call.link
+    assert link is not None
+    loop = asyncio.get_running_loop()
+    activity = _activity(link)
+    drawn = asyncio.Event()
+    broken: list[Exception] = []
+
+    def on_readable() -> None:
+        try:
+            if watcher.read():
+                drawn.set()
+        except Exception as exc:  # the X connection broke
+            broken.append(exc)
+            loop.remove_reader(watcher.fileno())
+            drawn.set()
+
+    loop.add_reader(watcher.fileno(), on_readable)
+    input_at = last_whole = last_look = -1e9
+    try:
+        while not is_stopped():
+            if broken:
+                # No more reports: polling the whole screen still finds every change.
+                await _poll_frames(call, pipeline, pacer, executor, ack_or_stop, is_stopped)
+                return
+            if not await _window_open(pacer, ack_or_stop, is_stopped):
+                return
+            # Wait for something to look at: drawing (when the pacer allows), the
+            # pointer's turn, the whole screen's turn. Input wakes the wait so the
+            # drawing it causes is captured at once.
+            while True:
+                now = loop.time()
+                if activity.is_set():
+                    activity.clear()
+                    input_at = now
+                after_input = now - input_at < INPUT_WATCH_S
+                if watcher.pending and (after_input or pacer.delay(now) == 0):
+                    kind = "drawn"
+                    break
+                if now - last_whole >= FULL_CHECK_S:
+                    kind = "whole"
+                    break
+                if now - last_look >= 1 / IDLE_FPS:
+                    kind = "pointer"
+                    break
+                if broken:
+                    kind = "whole"
+                    break
+                wake_at = min(last_whole + FULL_CHECK_S, last_look + 1 / IDLE_FPS)
+                if watcher.pending:
+                    # Drawing is waiting for the pacer: only input can hurry it.
+                    wake_at = min(wake_at, now + pacer.delay(now))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(activity.wait(), wake_at - now)
+                else:
+                    drawn.clear()
+                    await _wait_for_either(drawn, activity, wake_at - now)
+            last_look = loop.time()
+            area: Box | None = None
+            if kind == "pointer":
+                result = await loop.run_in_executor(
+                    executor, lambda: pipeline.step(pacer.quality, pixels=False)
                 )
-                data = screen_protocol.serialize(frame)
-                pacer.sent(len(data), now)
-                await link.send(Channel.SCREEN, data)
-        else:
-            pacer.polled(now)
-        if result.cursor is not None:
-            await link.send(Channel.SCREEN, screen_protocol.serialize(result.cursor))
+            else:
+                # Taken on this thread, before the capture starts: whatever is drawn
+                # from now on is reported again and captured next time.
+                try:
+                    area = watcher.take()
+                except Exception as exc:  # the X connection broke
+                    broken.append(exc)
+                    kind = "whole"
+                if kind == "whole":
+                    area, last_whole = None, last_look
+                pacer.captured(last_look)
+                result = await loop.run_in_executor(executor, pipeline.step, pacer.quality, area)
+            await _deliver(call, pacer, result)
+    finally:
+        with contextlib.suppress(Exception):
+            loop.remove_reader(watcher.fileno())
+
+
+async def _window_open(pacer: FramePacer, ack_or_stop: asyncio.Event, is_stopped: Any) -> bool:
+    """Wait until the pacer lets another frame go; False if the stream stopped."""
+    while not pacer.window_open() and not is_stopped():
+        ack_or_stop.clear()
+        await ack_or_stop.wait()
+    return not is_stopped()
+
+
+async def _wait_for_either(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:
+    """Return when either event is set or after ``timeout`` seconds."""
+    if first.is_set() or second.is_set() or timeout <= 0:
+        return
+    waiters = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _deliver(call: CapabilityCall, pacer: FramePacer, result: StepResult) -> None:
+    """Send what one look at the screen found: Info, the frame(s), the pointer."""
+    link = call.link
+    assert link is not None
+    now = asyncio.get_running_loop().time()
+    # Nothing is queued for the technician without live consent; the check and
+    # the sends below have no await between them, so a revocation (which runs on
+    # this loop) cannot slip in between.
+    call.authorization.check()
+    if result.info is not None:
+        await link.send(Channel.SCREEN, screen_protocol.serialize(result.info))
+    if result.rects:
+        rtt_ms = int((pacer.srtt or 0) * 1000)
+        for group in split_rects(result.rects):
+            frame = Frame(
+                pacer.peek_seq(), result.width, result.height, group, rtt_ms, result.encode_ms
+            )
+            data = screen_protocol.serialize(frame)
+            pacer.sent(len(data), now)
+            await link.send(Channel.SCREEN, data)
+    if result.cursor is not None:
+        await link.send(Channel.SCREEN, screen_protocol.serialize(result.cursor))
 
 
 def screen_capability() -> Capability:

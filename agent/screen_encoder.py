@@ -18,20 +18,25 @@ Rules:
    instead of tiles, at a bounded bit rate. When the motion stops, the region is
    sent once more as ordinary tiles, so no video blur stays on screen.
 5. A lossless request (screenshots) codes every changed tile losslessly, no video.
-6. Scrolling: when many tiles changed, the encoder looks for a vertical shift of
-   the changed area (rows of the new image equal to rows of the old one, moved).
-   The moved band goes as one COPY rectangle (the viewer moves pixels it already
+6. Moves: when many tiles changed, the encoder looks for a band of the changed
+   area that moved: scrolled up or down (rows of the new image equal rows of the
+   old one, shifted), else slid sideways (a window dragged left or right: columns,
+   shifted). Lines are matched by cheap numpy fingerprints and then confirmed pixel
+   by pixel. The band goes as one COPY rectangle (the viewer moves pixels it already
    has) and only what the copy does not explain is coded, as VNC's CopyRect does.
+7. Cost: one pixel comparison of the whole image per frame gives the mask of
+   pixels that differ; the tiles, the move search and the cropping of each coded
+   rectangle all read that mask instead of comparing images again.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import random
 import struct
 import zlib
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
@@ -217,65 +222,138 @@ def merge_tiles(mask: np.ndarray, kinds: np.ndarray) -> list[TileRect]:
     return merged
 
 
-# Scrolling ----------------------------------------------------------------------------
+# Moves (scrolling, dragged windows) ---------------------------------------------------
 
-#: A moved band must be at least this many rows to be sent as a copy.
+#: A moved band must be at least this many lines long (along the move) to be a copy.
 MIN_COPY_ROWS = 48
-#: Look for scrolling only when at least this many tiles changed.
+#: Look for a move only when at least this many tiles changed.
 MIN_COPY_TILES = 6
+#: Lines are told apart by a weighted sum of about this many of their pixels.
+FINGERPRINT_SAMPLES = 128
+#: Fixed odd weights for the fingerprints (any fixed values work; odd ones mix well).
+#: From Python's random, not numpy.random: the one-file agent leaves numpy.random out.
+_WEIGHT_SOURCE = random.Random(0x5C4011)
+_WEIGHTS = np.array(
+    [_WEIGHT_SOURCE.getrandbits(64) | 1 for _ in range(2 * FINGERPRINT_SAMPLES)], dtype=np.uint64
+)
 
 
-def find_vertical_move(
-    previous: np.ndarray, current: np.ndarray, changed: np.ndarray
-) -> tuple[int, int, int, int, int] | None:
-    """Find a band of ``current`` that is a vertically moved band of ``previous``.
+@dataclass(frozen=True)
+class Move:
+    """Pixels x..x+width, y..y+height of the new image equal those of the previous image
+    at (x + dx, y + dy): the viewer can copy them instead of receiving them."""
 
-    Looks inside the bounding box of the changed tiles, narrowed to the columns that
-    actually differ. Returns (x, y, width, rows, dy): rows y..y+rows of current equal
-    rows y+dy.. of previous over columns x..x+width; or None.
+    x: int
+    y: int
+    width: int
+    height: int
+    dx: int
+    dy: int
+
+    def rect(self) -> Rect:
+        source = struct.pack(">II", self.x + self.dx, self.y + self.dy)
+        return Rect(self.x, self.y, self.width, self.height, Codec.COPY, source)
+
+
+def line_fingerprints(lines: np.ndarray) -> np.ndarray:
+    """One uint64 per line (row) of a 2-D uint32 array; equal lines, equal values.
+
+    A weighted sum (wrapping) of an evenly spread sample of each line's pixels: cheap,
+    and different lines rarely collide. Callers confirm any match pixel by pixel.
+    """
+    step = max(1, lines.shape[1] // FINGERPRINT_SAMPLES)
+    sample = lines[:, ::step]
+    weighted = sample * _WEIGHTS[: sample.shape[1]]
+    sums: np.ndarray = weighted.sum(axis=1, dtype=np.uint64)
+    return sums
+
+
+def _run_starts(prints: np.ndarray) -> np.ndarray:
+    """Indices of the lines that differ from the line before them (and of the first)."""
+    starts = np.ones(len(prints), dtype=bool)
+    starts[1:] = prints[1:] != prints[:-1]
+    found: np.ndarray = np.flatnonzero(starts)
+    return found
+
+
+def _find_shift(old: np.ndarray, new: np.ndarray) -> tuple[int, int, int] | None:
+    """The longest run of lines of ``new`` that are lines of ``old`` shifted by one offset.
+
+    ``old`` and ``new`` are same-shaped 2-D uint32 arrays whose rows are the lines
+    (pass transposed views to look for sideways moves). Returns (start, length, d):
+    new[start : start + length] equals old[start + d : start + d + length] exactly,
+    with d != 0 and length >= MIN_COPY_ROWS; or None.
+    """
+    n = old.shape[0]
+    if n < 2 * MIN_COPY_ROWS:
+        return None
+    old_prints, new_prints = line_fingerprints(old), line_fingerprints(new)
+    # Vote: each line of new that is a unique line of old says how far it moved. Only
+    # the first of a run of equal lines takes part (blank lines between lines of text,
+    # the equal columns of a flat button), so repeats do not hide everything else.
+    old_at = _run_starts(old_prints)
+    values, where, counts = np.unique(old_prints[old_at], return_index=True, return_counts=True)
+    values, where = values[counts == 1], old_at[where[counts == 1]]
+    if len(values) == 0:
+        return None
+    new_at = _run_starts(new_prints)
+    slot = np.minimum(np.searchsorted(values, new_prints[new_at]), len(values) - 1)
+    found = values[slot] == new_prints[new_at]
+    shifts = where[slot[found]] - new_at[found]
+    shifts = shifts[shifts != 0]
+    if len(shifts) < 8:
+        return None
+    votes = np.bincount(shifts + n)
+    d = int(votes.argmax()) - n
+    if votes[d + n] < 8:
+        return None
+    # The longest run of lines that match exactly at that offset.
+    lo, hi = max(0, -d), min(n, n - d)
+    same = (new[lo:hi] == old[lo + d : hi + d]).all(axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], same.view(np.int8), [0]))))
+    if len(edges) == 0:
+        return None
+    starts, ends = edges[::2], edges[1::2]
+    best = int((ends - starts).argmax())
+    length = int(ends[best] - starts[best])
+    if length < MIN_COPY_ROWS:
+        return None
+    return lo + int(starts[best]), length, d
+
+
+def find_move(
+    previous: np.ndarray, current: np.ndarray, differs: np.ndarray, changed: np.ndarray
+) -> Move | None:
+    """Find a band of ``current`` that is a band of ``previous`` moved up, down or sideways.
+
+    ``differs`` is the (H, W) mask of pixels that differ between the two images and
+    ``changed`` its (rows, cols) tile summary. Scrolling (a vertical move) is looked for
+    first, then a window dragged sideways (a horizontal move); diagonal moves are not
+    detected (they are coded as tiles). Every pixel of the band returned matches.
     """
     height, width = current.shape[:2]
     r0, c0, nr, nc = _bounding_box(changed)
     y0, y1 = r0 * TILE, min((r0 + nr) * TILE, height)
     x0, x1 = c0 * TILE, min((c0 + nc) * TILE, width)
-    if y1 - y0 < 2 * MIN_COPY_ROWS:
-        return None
-    old = as_pixels(previous)[y0:y1, x0:x1]
-    new = as_pixels(current)[y0:y1, x0:x1]
-    columns = np.nonzero((old != new).any(axis=0))[0]
+    box = differs[y0:y1, x0:x1]
+    columns = np.flatnonzero(box.any(axis=0))
+    rows = np.flatnonzero(box.any(axis=1))
     if len(columns) == 0:
         return None
-    x0, x1 = x0 + int(columns[0]), x0 + int(columns[-1]) + 1
-    old = as_pixels(previous)[y0:y1, x0:x1]
-    new = as_pixels(current)[y0:y1, x0:x1]
-    old_rows = [hash(row.tobytes()) for row in old]
-    new_rows = [hash(row.tobytes()) for row in new]
-    seen = Counter(old_rows)
-    where = {fp: i for i, fp in enumerate(old_rows) if seen[fp] == 1}
-    votes = Counter(where[fp] - i for i, fp in enumerate(new_rows) if fp in where)
-    votes.pop(0, None)
-    if not votes:
-        return None
-    dy, count = votes.most_common(1)[0]
-    if count < 8:
-        return None
-    rows = len(new_rows)
-    best_start, best_len, start = 0, 0, None
-    for i in range(rows + 1):
-        match = i < rows and 0 <= i + dy < rows and new_rows[i] == old_rows[i + dy]
-        if match and start is None:
-            start = i
-        elif not match and start is not None:
-            if i - start > best_len:
-                best_start, best_len = start, i - start
-            start = None
-    if best_len < MIN_COPY_ROWS:
-        return None
-    band = new[best_start : best_start + best_len]
-    source = old[best_start + dy : best_start + dy + best_len]
-    if not np.array_equal(band, source):  # a hash collision: code it normally
-        return None
-    return x0, y0 + best_start, x1 - x0, best_len, dy
+    old, new = as_pixels(previous), as_pixels(current)
+    # Scrolling: the lines are rows, over the columns that changed.
+    cx0, cx1 = x0 + int(columns[0]), x0 + int(columns[-1]) + 1
+    shift = _find_shift(old[y0:y1, cx0:cx1], new[y0:y1, cx0:cx1])
+    if shift is not None:
+        start, length, d = shift
+        return Move(cx0, y0 + start, cx1 - cx0, length, 0, d)
+    # A window dragged sideways: the lines are columns, over the rows that changed.
+    ry0, ry1 = y0 + int(rows[0]), y0 + int(rows[-1]) + 1
+    shift = _find_shift(old[ry0:ry1, x0:x1].T, new[ry0:ry1, x0:x1].T)
+    if shift is not None:
+        start, length, d = shift
+        return Move(x0 + start, ry0, length, ry1 - ry0, d, 0)
+    return None
 
 
 # Codecs -------------------------------------------------------------------------------
@@ -392,6 +470,11 @@ class FrameEncoder:
         self._previous = None
         self._stop_video()
 
+    @property
+    def has_previous(self) -> bool:
+        """Whether a whole image was coded (so :meth:`encode_window` may follow)."""
+        return self._previous is not None
+
     def encode(
         self,
         image: np.ndarray,
@@ -403,50 +486,97 @@ class FrameEncoder:
         """Rectangles that bring the viewer from the previous image to ``image``.
 
         ``now`` (seconds, any origin) is when ``image`` was captured; without it
-        captures are taken to be DEFAULT_INTERVAL_S apart.
+        captures are taken to be DEFAULT_INTERVAL_S apart. The encoder keeps
+        ``image`` as its previous image without copying it, and later windows
+        (:meth:`encode_window`) are written into it: pass a fresh array each time.
         """
+        return self._encode(image, None, quality, lossless, now)
+
+    def encode_window(
+        self,
+        pixels: np.ndarray,
+        x: int,
+        y: int,
+        *,
+        quality: int = 80,
+        lossless: bool = False,
+        now: float | None = None,
+    ) -> list[Rect]:
+        """Like :meth:`encode` when only one window of the screen can have changed.
+
+        ``pixels`` is the window's new content, its top left at (``x``, ``y``), both
+        multiples of TILE; its right and bottom edges are tile edges or the screen's.
+        Everything outside the window is taken to be unchanged. Needs a whole image
+        first (:attr:`has_previous`); raises ValueError otherwise.
+        """
+        if self._previous is None:
+            raise ValueError("a window can only follow a whole image")
+        height, width = self._previous.shape[:2]
+        h, w = pixels.shape[:2]
+        if (
+            x % TILE
+            or y % TILE
+            or not (0 < w and x + w <= width and 0 < h and y + h <= height)
+            or (w % TILE and x + w != width)
+            or (h % TILE and y + h != height)
+        ):
+            raise ValueError(f"window {w}x{h} at ({x}, {y}) is not made of whole tiles")
+        return self._encode(pixels, (y, x), quality, lossless, now)
+
+    # Private methods -----------------------------------------------------------------
+
+    def _encode(
+        self,
+        current: np.ndarray,
+        origin: tuple[int, int] | None,
+        quality: int,
+        lossless: bool,
+        now: float | None,
+    ) -> list[Rect]:
+        """Code ``current``: the whole image (``origin`` None) or the window at origin."""
         if now is None:
             now = self._now + DEFAULT_INTERVAL_S
         self._dt = min(max(now - self._now, 0.0), 1.0)
         self._now = now
-        height, width = image.shape[:2]
-        rows, cols = grid(height, width)
-        if self._previous is None or self._previous.shape != image.shape:
+        oy, ox = origin or (0, 0)
+        first = origin is None and (self._previous is None or self._previous.shape != current.shape)
+        # Pixels of the window that differ from what the viewer shows (None: the
+        # viewer shows nothing yet), the tiles they touch, and those that moved.
+        differs: np.ndarray | None = None
+        copy: Rect | None = None
+        if first:
+            rows, cols = grid(*current.shape[:2])
             changed = np.ones((rows, cols), dtype=bool)
+            changed_motion = changed
             self._motion = np.zeros((rows, cols), dtype=np.float32)
             self._stop_video()
-            first = True
+            self._previous = current
         else:
-            changed = changed_tiles(self._previous, image)
-            first = False
-        copy: Rect | None = None
-        previous = self._previous
-        # What the viewer shows before this frame's tiles (None: it shows nothing yet).
-        reference = None if first else previous
-        if (
-            previous is not None
-            and not first
-            and not lossless
-            and self._video is None
-            and changed.sum() >= MIN_COPY_TILES
-        ):
-            move = find_vertical_move(previous, image, changed)
-            if move is not None:
-                assert self._previous is not None
-                x, y, w, h, dy = move
-                # What the viewer will show after the copy; code only what differs.
-                predicted = self._previous.copy()
-                predicted[y : y + h, x : x + w] = self._previous[y + dy : y + dy + h, x : x + w]
-                copy = Rect(x, y, w, h, Codec.COPY, struct.pack(">II", x, y + dy))
-                reference = predicted
-                moved = changed
-                changed = changed_tiles(predicted, image, _bounding_box(moved))
-                changed_motion = moved
+            assert self._previous is not None
+            h, w = current.shape[:2]
+            previous = self._previous[oy : oy + h, ox : ox + w]
+            differs = as_pixels(previous) != as_pixels(current)
+            local = tiles_any(differs)
+            local_motion = local
+            if not lossless and self._video is None and local.sum() >= MIN_COPY_TILES:
+                move = find_move(previous, current, differs, local)
+                if move is not None:
+                    # After the copy the viewer shows the new pixels in the band: only
+                    # what lies outside it still differs (what scrolled or slid in).
+                    copy = replace(move, x=move.x + ox, y=move.y + oy).rect()
+                    differs[move.y : move.y + move.height, move.x : move.x + move.width] = False
+                    local = _tiles_any_within(differs, _bounding_box(local))
+            if origin is None:
+                changed, changed_motion = local, local_motion
+                self._previous = current
             else:
-                changed_motion = changed
-        else:
-            changed_motion = changed
-        self._previous = image
+                if not self._previous.flags.writeable:
+                    self._previous = self._previous.copy()
+                    previous = self._previous[oy : oy + h, ox : ox + w]
+                previous[...] = current
+                changed = self._whole_grid(local, oy, ox)
+                changed_motion = self._whole_grid(local_motion, oy, ox)
+        image = self._previous  # the whole current picture
         assert self._motion is not None
         self._motion *= math.exp(-self._dt / MOTION_WINDOW_S)
         if not first:
@@ -472,34 +602,45 @@ class FrameEncoder:
         elif self._video is not None:
             self._stop_video()
         if self._refreshing:
-            reference = None  # the viewer shows video pixels there, not ``previous``
+            differs = None  # the viewer shows video pixels there, not ``previous``
         for tile_rect in merge_tiles(changed, kinds):
-            rect = self._code(image, tile_rect, quality, reference)
+            rect = self._code(image, tile_rect, quality, differs, oy, ox)
             if rect is not None:
                 rects.append(rect)
         self.last.rects = len(rects)
         self.last.bytes = sum(len(r.data) for r in rects)
         return rects
 
-    # Private methods -----------------------------------------------------------------
+    def _whole_grid(self, local: np.ndarray, oy: int, ox: int) -> np.ndarray:
+        """A window's tile mask placed in the whole screen's tile grid."""
+        assert self._previous is not None
+        whole = np.zeros(grid(*self._previous.shape[:2]), dtype=bool)
+        r0, c0 = oy // TILE, ox // TILE
+        whole[r0 : r0 + local.shape[0], c0 : c0 + local.shape[1]] = local
+        return whole
 
     def _code(
-        self, image: np.ndarray, t: TileRect, quality: int, reference: np.ndarray | None
+        self,
+        image: np.ndarray,
+        t: TileRect,
+        quality: int,
+        differs: np.ndarray | None,
+        oy: int = 0,
+        ox: int = 0,
     ) -> Rect | None:
+        """Code one rectangle of tiles; ``differs`` is the mask of the window at (ox, oy)."""
         height, width = image.shape[:2]
         x, y = t.col * TILE, t.row * TILE
         w = min(t.cols * TILE, width - x)
         h = min(t.rows * TILE, height - y)
-        if reference is not None:
+        if differs is not None:
             # Send only the part that differs from what the viewer has (a typed
             # character is a few pixels, not a 64x64 tile).
-            differs = (
-                as_pixels(reference)[y : y + h, x : x + w] != as_pixels(image)[y : y + h, x : x + w]
-            )
-            ys = np.nonzero(differs.any(axis=1))[0]
+            part = differs[y - oy : y - oy + h, x - ox : x - ox + w]
+            ys = np.nonzero(part.any(axis=1))[0]
             if len(ys) == 0:
                 return None
-            xs = np.nonzero(differs.any(axis=0))[0]
+            xs = np.nonzero(part.any(axis=0))[0]
             x, y = x + int(xs[0]), y + int(ys[0])
             w, h = int(xs[-1] - xs[0]) + 1, int(ys[-1] - ys[0]) + 1
         region = image[y : y + h, x : x + w]
@@ -588,6 +729,16 @@ class FrameEncoder:
         self._video = None
         self._video_tiles = None
         self._video_fresh = False
+
+
+def _tiles_any_within(differs: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Like :func:`tiles_any`, looking only at the tiles of ``box`` (row, col, rows, cols)."""
+    rows, cols = grid(*differs.shape)
+    r0, c0, nr, nc = box
+    result = np.zeros((rows, cols), dtype=bool)
+    part = differs[r0 * TILE : (r0 + nr) * TILE, c0 * TILE : (c0 + nc) * TILE]
+    result[r0 : r0 + nr, c0 : c0 + nc] = tiles_any(part)
+    return result
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -7,7 +7,10 @@ Rules:
 
 1. At most ``window`` frames are unacknowledged at once (VNC-style update
    requests): a slow link or viewer gets fewer, fresher frames, never a queue.
-2. Frames are at least ``1 / max_fps`` apart.
+2. Captures start at least ``1 / max_fps`` apart, counted from the start of one
+   capture to the start of the next: the time spent capturing and coding is part
+   of the interval, not added to it (else a frame that takes 20 ms to code would
+   hold 60 fps down to 27).
 3. The round-trip time of each acknowledged frame is measured; the lowest one seen
    is the link's base delay. When frames come back much later than that, frames
    are queueing somewhere: step down one level (lower JPEG quality, then frame
@@ -55,7 +58,7 @@ class FramePacer:
         self.frames_sent = 0
         self.bytes_sent = 0
         self._next_seq = 1
-        self._last_sent = -1e9
+        self._last_capture = -1e9
         self._last_change = -1e9
         self._calm_since: float | None = None
 
@@ -82,24 +85,23 @@ class FramePacer:
 
     def delay(self, now: float, fps: int | None = None) -> float:
         """Seconds to wait before the next capture (rule 2, or at ``fps``); 0 when due."""
-        return max(0.0, self._last_sent + 1.0 / (fps or self.max_fps) - now)
+        return max(0.0, self._last_capture + 1.0 / (fps or self.max_fps) - now)
+
+    def captured(self, now: float) -> None:
+        """A capture starts now (whether or not it finds a change): rule 2 counts from here."""
+        self._last_capture = now
 
     def sent(self, size: int, now: float) -> int:
         """Record a frame just sent; return its sequence number."""
         seq = self._next_seq
         self._next_seq += 1
         self.in_flight[seq] = InFlight(now, size)
-        self._last_sent = now
         self.frames_sent += 1
         self.bytes_sent += size
         return seq
 
     def peek_seq(self) -> int:
         return self._next_seq
-
-    def polled(self, now: float) -> None:
-        """A capture found nothing to send; it still counts for rule 2's spacing."""
-        self._last_sent = now
 
     def acked(self, seq: int, now: float) -> float | None:
         """Record the viewer's acknowledgement of ``seq``; return its round trip."""

@@ -130,7 +130,8 @@ class ScriptedCustomer(Process):
     ``choices`` maps a regex of a follow-up question ("Which folder") to the answer
     typed every time it is asked; unlisted follow-ups get Enter (the default).
     At the end, the rating question is answered with ``rating`` (Enter skips it when
-    None) and the comment question with ``comment``.
+    None) and the comment question with ``comment``. ``program`` runs another build of
+    the agent (the one-file download) instead of ``python -m agent.cli``.
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class ScriptedCustomer(Process):
         choices: dict[str, str] | None = None,
         rating: int | None = None,
         comment: str = "",
+        program: list[str] | None = None,
     ) -> None:
         self.answers = {
             k: list(v) if isinstance(v, list) else v for k, v in (answers or {}).items()
@@ -159,9 +161,7 @@ class ScriptedCustomer(Process):
         self._on_line = on_line
         super().__init__(
             [
-                sys.executable,
-                "-m",
-                "agent.cli",
+                *(program or [sys.executable, "-m", "agent.cli"]),
                 "--relay",
                 relay_url,
                 "--console",

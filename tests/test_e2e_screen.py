@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -75,14 +77,19 @@ def rect_of(app: ScreenApp, name: str) -> tuple[int, int, int, int]:
 
 @asynccontextmanager
 async def technician_session(
-    relay: RelayProcess, tmp_path: Path, answers: dict[str, str]
+    relay: RelayProcess,
+    tmp_path: Path,
+    answers: dict[str, str],
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[TechnicianSession, ScriptedCustomer]]:
     """The technician library in this process, a scripted customer's real agent."""
     token = relay.add_technician()
     api = RelayAPI(relay.ws_url, token)
     created = await asyncio.to_thread(api.create_session, "HD-3")
     code = SessionCode.new(created["nameplate"])
-    customer = ScriptedCustomer(relay.ws_url, str(code), tmp_path / "logs", answers=answers)
+    customer = ScriptedCustomer(
+        relay.ws_url, str(code), tmp_path / "logs", answers=answers, env=env
+    )
     session = await TechnicianSession.connect(
         relay.ws_url, code, "HD-3", token=token, technician_name="Ana", wait_timeout=scaled(30)
     )
@@ -123,13 +130,17 @@ def test_screenshot_matches_direct_capture(
     assert customer.questions == ["Screen view"]
 
 
+@pytest.mark.parametrize("capture", ["damage", "poll"])
 def test_small_change_sends_only_changed_tiles(
-    relay_process: RelayProcess, screen_app: ScreenApp, tmp_path: Path
+    relay_process: RelayProcess, screen_app: ScreenApp, tmp_path: Path, capture: str
 ) -> None:
+    """Both ways of finding changes: the X server's reports of drawing, and comparing
+    the whole screen (what Windows, macOS and X servers without DAMAGE get)."""
     px, py, pw, ph = rect_of(screen_app, "patch")
+    env = {"PUENTE_SCREEN_POLL": "1"} if capture == "poll" else {}
 
     async def scenario() -> None:
-        async with technician_session(relay_process, tmp_path, {"Screen view": "y"}) as (
+        async with technician_session(relay_process, tmp_path, {"Screen view": "y"}, env) as (
             session,
             _,
         ):
@@ -154,6 +165,51 @@ def test_small_change_sends_only_changed_tiles(
             assert tuple(stream.decoder.canvas[py + ph // 2, px + pw // 2]) == (255, 0, 0)
             tiles = (allowed_x[1] - allowed_x[0]) * (allowed_y[1] - allowed_y[0]) // TILE**2
             assert sum(r.width * r.height for r in changed) <= tiles * TILE**2
+            await stream.stop()
+
+    asyncio.run(scenario())
+
+
+def test_resolution_change_mid_session(
+    relay_process: RelayProcess, screen_app: ScreenApp, tmp_path: Path
+) -> None:
+    """The customer's screen changes size while shared: the technician is told the new
+    size and gets a whole new picture of it, without asking for the stream again."""
+    if shutil.which("xrandr") is None:
+        pytest.skip("xrandr is not installed (Debian package x11-xserver-utils)")
+
+    async def scenario() -> None:
+        async with technician_session(relay_process, tmp_path, {"Screen view": "y"}) as (
+            session,
+            _,
+        ):
+            stream = ScreenStream(session, monitor=1)
+            infos: list[tuple[int, int]] = []
+            stream.on_info = lambda info: infos.append((info.width, info.height))
+            info = await stream.start(timeout=scaled(30))
+            assert (info.width, info.height) == (1024, 768)
+            await stream.wait_for(lambda: stream.decoder.complete, scaled(20))
+            # Xvfb shrinks its screen (xrandr complains that its one output does not
+            # fit, but the screen, which is what gets captured, does change).
+            await asyncio.to_thread(
+                subprocess.run, ["xrandr", "--fb", "800x600"], capture_output=True, check=False
+            )
+
+            def new_picture() -> bool:
+                canvas = stream.decoder.canvas
+                return (
+                    (800, 600) in infos
+                    and stream.decoder.complete
+                    and canvas is not None
+                    and canvas.shape[:2] == (600, 800)
+                )
+
+            await stream.wait_for(new_picture, scaled(20))
+            assert stream.decoder.info is not None
+            assert (stream.decoder.info.width, stream.decoder.info.height) == (800, 600)
+            assert stream.decoder.canvas is not None
+            # The new picture is the screen as it is now, pixel for pixel.
+            assert psnr(stream.decoder.canvas[:, :, :3], direct_capture()) >= 40
             await stream.stop()
 
     asyncio.run(scenario())

@@ -1,14 +1,18 @@
 """The one-file agent (acceptance 2 of issue 8): built here with PyInstaller, then used.
 
-Marked ``build``: the module builds once (about 20-40 s) and every test uses that
-binary. It is built the way an organisation would: baked relay address, its public
-key and name. Then: small, nothing secret inside, a window in under 3 seconds, a
-real session in console mode with the code taken from the file's name, and nothing
-left behind but the audit log.
+Marked ``build``: the module builds once (about 20-40 s, plus a few minutes the
+first time on a machine, when build.py compiles numpy without OpenBLAS) and every
+check uses that binary. It is built the way an organisation would: baked relay
+address, its public key and name. Then: under 30 MB, nothing secret inside, a window
+in under 3 seconds, a real session in console mode with the code taken from the
+file's name, and nothing left behind but the audit log; and, since the download
+leaves out what the agent does not use, a live screen stream from it with every
+tile codec and the pointer's shape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,22 +24,31 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import mss
+import numpy as np
 import pytest
 
 from agent import tk_ui
+from protocol.code import SessionCode
+from protocol.screen import Codec, Frame
+from technician.client import RelayAPI, TechnicianSession
+from technician.credentials import load_credentials
+from technician.screen import ScreenStream, psnr
 from tests.conftest import RelayProcess, scaled, start_relay
-from tests.customer import Process
+from tests.customer import Process, ScriptedCustomer
+from tests.screen_fixtures import APP, PICTURE_AT, known_picture, write_ppm
 from tests.trust_fixtures import Organisation, make_organisation
 from tests.xdisplay import wait_window, xvfb
 
-# One test, so that pytest-xdist cannot build twice in two workers; the build alone
-# takes 20-40 s, hence the longer timeout.
-pytestmark = [pytest.mark.build, pytest.mark.timeout(600)]
+# One test, so that pytest-xdist cannot build twice in two workers; the build takes
+# 20-40 s, and compiling numpy the first time on a machine several minutes more.
+pytestmark = [pytest.mark.build, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: What the download may weigh (see check_small_and_no_secret: over the 30 MB asked).
-SIZE_BUDGET_MB = 36
+#: What the download may weigh, as acceptance 2 asks (MB of 10^6 bytes, as build.py
+#: reports it).
+SIZE_BUDGET_MB = 30
 
 
 @dataclass
@@ -52,6 +65,8 @@ def test_the_one_file_agent(tmp_path: Path) -> None:
         check_small_and_no_secret(built)
         check_starts_to_its_window_in_under_three_seconds(built, tmp_path / "window")
         check_joins_with_the_code_from_its_name_and_leaves_only_the_log(built, tmp_path / "session")
+        check_shares_the_screen_with_every_codec(built, tmp_path / "screen")
+    check_numpy_benchmark_runs()
 
 
 @contextmanager
@@ -82,7 +97,7 @@ def build(tmp_path: Path) -> Iterator[Built]:
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=scaled(300),
+            timeout=scaled(1500),
         )
         assert result.returncode == 0, result.stdout + result.stderr
         yield Built(
@@ -96,12 +111,11 @@ def check_small_and_no_secret(built: Built) -> None:
     from PyInstaller.archive.readers import CArchiveReader
 
     size = built.binary.stat().st_size
-    # Acceptance 2 asks for under 30 MB. That held (17.9 MB) until the screen pipeline
-    # made numpy (with OpenBLAS: 8.3 MB compressed, not separable), Pillow and
-    # simplejpeg part of the agent; with PyAV, Pillow's plugins and unused numpy parts
-    # left out it is 34.0 MB. This guards against growth; it does not claim the 30.
     assert size < SIZE_BUDGET_MB * 1e6, f"{size / 1e6:.1f} MB"
-    baked = json.loads(CArchiveReader(str(built.binary)).extract("puente-settings.json"))
+    archive = CArchiveReader(str(built.binary))
+    # numpy built without BLAS (build.py): OpenBLAS alone was 8.5 MB of a 35.7 MB file.
+    assert not [name for name in archive.toc if "openblas" in name.lower()]
+    baked = json.loads(archive.extract("puente-settings.json"))
     assert baked == {
         "relay": built.relay.ws_url,
         "org_name": "Acme IT",
@@ -192,6 +206,19 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
         customer.send("y")
         tech.expect(r"^ok screenshot", timeout=60)
         assert (tmp_path / "screen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # Remote control too: pynput's X11 backend is inside (PyInstaller misses it).
+        tech.send("move 100 80")
+        customer.expect(r"^Allow Remote control\?")
+        customer.send("y")
+        tech.expect(r"^ok move: pointer at 100,80")
+        pointer = subprocess.run(
+            ["xdotool", "getmouselocation"],
+            env={**os.environ, "DISPLAY": display},
+            capture_output=True,
+            text=True,
+            timeout=scaled(10),
+        )
+        assert pointer.stdout.startswith("x:100 y:80 "), pointer.stdout + pointer.stderr
         tech.send("end")
         customer.expect(r"^How would you rate this help")
         customer.send("5")
@@ -205,3 +232,98 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
     left = sorted(p.relative_to(home) for p in home.rglob("*") if p.is_file())
     assert len(left) == 1 and str(left[0]).startswith(".local/state/puente/session-"), left
     assert sorted(p.name for p in downloads.iterdir()) == [named.name]
+
+
+def check_shares_the_screen_with_every_codec(built: Built, tmp_path: Path) -> None:
+    """The download leaves out what the agent does not use (OpenBLAS, Pillow's other
+    formats): a live stream from it still brings lossless, JPEG and fill tiles that
+    match the screen, and the pointer's shape (a PNG made with Pillow)."""
+    tmp_path.mkdir()
+    token = built.relay.add_technician("Bea Technician")
+    cert, key = built.organisation.technician("Bea Ruiz", "bea")
+    credentials = load_credentials(cert, key)
+    picture = tmp_path / "picture.ppm"
+    write_ppm(known_picture(), picture)
+
+    async def stream_from(
+        customer_code: SessionCode, customer: ScriptedCustomer, display: str
+    ) -> None:
+        session = await TechnicianSession.connect(
+            built.relay.ws_url,
+            customer_code,
+            "HD-6",
+            token=token,
+            technician_name="Ana",
+            wait_timeout=scaled(30),
+            credentials=credentials,
+        )
+        try:
+            stream = ScreenStream(session, monitor=1)
+            frames: list[Frame] = []
+            stream.on_frame = lambda s, frame, damaged: frames.append(frame)
+            await stream.start(timeout=scaled(30))
+            await stream.wait_for(
+                lambda: stream.decoder.complete and stream.decoder.cursor.image is not None,
+                scaled(30),
+            )
+            codecs = {rect.codec for frame in frames for rect in frame.rects}
+            assert {Codec.ZLIB, Codec.JPEG, Codec.FILL} <= codecs, codecs
+            assert stream.decoder.cursor.image is not None
+            assert stream.decoder.cursor.image.shape[2] == 4  # RGBA: the shape has alpha
+            with mss.MSS(display=display) as screen:
+                shot = screen.grab(screen.monitors[1])
+            direct = np.frombuffer(shot.rgb, np.uint8).reshape(shot.height, shot.width, 3)
+            assert stream.decoder.canvas is not None
+            assert psnr(stream.decoder.canvas, direct) > 30
+            await stream.stop()
+        finally:
+            await session.end("test over")
+        assert customer.wait(30) == 0, customer.output + customer.stderr
+        assert customer.questions == ["Screen view"]
+
+    with xvfb() as display:
+        env = {"DISPLAY": display}
+        app = Process(
+            [sys.executable, str(APP), str(picture), f"+{PICTURE_AT[0]}+{PICTURE_AT[1]}"],
+            env=env,
+            stdin=True,
+        )
+        try:
+            app.expect(r"^ready ", timeout=scaled(20))
+            api = RelayAPI(built.relay.ws_url, token)
+            code = SessionCode.new(api.create_session("HD-6")["nameplate"])
+            customer = ScriptedCustomer(
+                built.relay.ws_url,
+                str(code),
+                tmp_path / "logs",
+                answers={"Screen view": "y"},
+                env={**env, "HOME": str(tmp_path)},
+                program=[str(built.binary)],
+            )
+            try:
+                asyncio.run(stream_from(code, customer, display))
+            finally:
+                if customer.proc.poll() is None:
+                    customer.proc.terminate()  # the bootloader passes it on (see above)
+                    customer.proc.wait(timeout=scaled(10))
+                customer.close()
+        finally:
+            app.kill()
+
+
+def check_numpy_benchmark_runs() -> None:
+    """bench/agent_numpy.py still runs (its smoke run lives here: it needs the numpy
+    build.py has just built). Tiny workload; its figures mean nothing and are not
+    checked."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "agent_numpy.py"), "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["download"]["blas"] == "none"
+    assert report["installed"]["numpy"] == report["download"]["numpy"]
+    assert set(report["ratios"]) == {"diff_small", "diff_full", "classify", "encode"}

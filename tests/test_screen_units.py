@@ -7,13 +7,17 @@ import pytest
 
 from agent.capture import NO_DISPLAY, WAYLAND, unavailable_reason
 from agent.inject import desktop_point
-from agent.screen import split_rects
+from agent.screen import split_rects, tile_window
 from agent.screen_encoder import (
+    FINGERPRINT_SAMPLES,
     FrameEncoder,
     TileClass,
     changed_tiles,
     classify_tiles,
+    find_move,
+    line_fingerprints,
     merge_tiles,
+    tiles_any,
 )
 from agent.screen_pacing import LEVELS, FramePacer
 from protocol import input as input_protocol
@@ -264,7 +268,8 @@ def test_pacer_window_and_adaptation() -> None:
     fixed = FramePacer(quality=50, max_fps=10)
     assert fixed.quality == 50 and fixed.max_fps == 10
     assert fixed.delay(0.0) == 0.0
-    fixed.sent(1, 0.0)
+    fixed.captured(0.0)
+    fixed.sent(1, 0.03)  # coding took 30 ms: the next capture is still due at 0.1
     assert fixed.delay(0.05) == pytest.approx(0.05)
 
 
@@ -314,3 +319,159 @@ def test_scrolling_is_sent_as_a_copy() -> None:
         assert coded <= 2 * 64 * 512  # only the newly exposed strip, not the page
         canvas = decode_all(rects, 512, 600, decoder)
         assert np.array_equal(canvas, page)
+
+
+def text_lines(rng: np.random.Generator, rows: int, width: int) -> np.ndarray:
+    """Text-like RGB rows (runs of 8 pixels, dark or light), every row different."""
+    runs = rng.integers(0, 2, (rows, width // 8 + 1))
+    return (np.repeat(runs, 8, axis=1)[:, :width].astype(np.uint8) * 200 + 30)[..., None].repeat(
+        3, axis=2
+    )
+
+
+def full_update(image: np.ndarray) -> np.ndarray:
+    """What the viewer shows after a whole, lossless frame of ``image``."""
+    height, width = image.shape[:2]
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    return decode_all(FrameEncoder().encode(image, lossless=True), width, height, decoder).copy()
+
+
+def test_window_dragged_sideways_is_sent_as_a_copy() -> None:
+    rng = np.random.default_rng(11)
+    width, height = 640, 400
+    window = text_lines(rng, 200, 240)
+    encoder = FrameEncoder(video=False)
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    x = 100
+    for dx in (0, 13, 30, -7, -41, 2):
+        x += dx
+        rgb = np.full((height, width, 3), (59, 110, 165), dtype=np.uint8)
+        rgb[120:320, x : x + 240] = window
+        rects = encoder.encode(bgra(rgb))
+        canvas = decode_all(rects, width, height, decoder)
+        assert np.array_equal(canvas, rgb)
+        assert np.array_equal(canvas, full_update(bgra(rgb)))
+        if dx == 0:
+            continue
+        copy = rects[0]
+        assert copy.codec is Codec.COPY
+        assert screen_protocol.copy_source(copy) == (copy.x - dx, copy.y)
+        # The copy covers the window (and any background that matches as well).
+        assert copy.x <= x and copy.x + copy.width >= x + 240 and copy.height == 200
+        # Besides the copy, only the uncovered strip of background is sent.
+        assert sum(r.width * r.height for r in rects[1:]) <= abs(dx) * 200
+        assert sum(len(r.data) for r in rects) < 200
+
+
+def test_moves_decode_to_the_same_pixels_as_a_full_update() -> None:
+    """Random scrolls both ways, sideways slides and edits: the viewer's picture is
+    always exactly the image, as if the whole screen had been sent losslessly."""
+    rng = np.random.default_rng(2024)
+    width, height = 576, 448
+    page = text_lines(rng, 3000, 400)
+    panel = text_lines(rng, 160, 200)
+    background = np.tile(text_lines(rng, 16, 64), (height // 16, width // 64, 1))
+    encoder = FrameEncoder(video=False)
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    top, left, copies = 1000, 300, 0
+    for _ in range(40):
+        top += int(rng.choice([-23, -5, -1, 0, 1, 3, 17, 64]))
+        left = int(np.clip(left + rng.integers(-40, 41), 0, width - 200))
+        rgb = background.copy()
+        rgb[20:420, 30:430] = page[top : top + 400]
+        rgb[250:410, left : left + 200] = panel
+        if rng.random() < 0.3:  # something else changes too
+            y, x = rng.integers(0, height - 10), rng.integers(0, width - 10)
+            rgb[y : y + 10, x : x + 10] = rng.integers(0, 256, 3, dtype=np.uint8)
+        rects = encoder.encode(bgra(rgb))
+        copies += sum(r.codec is Codec.COPY for r in rects)
+        canvas = decode_all(rects, width, height, decoder)
+        assert np.array_equal(canvas, rgb)
+    assert copies >= 10
+
+
+def test_move_is_confirmed_pixel_by_pixel() -> None:
+    """Lines that look alike to the fingerprints but differ elsewhere are never copied."""
+    rng = np.random.default_rng(4)
+    width, height = 512, 512
+    old_rgb = np.full((height, width, 3), 240, dtype=np.uint8)
+    old_rgb[:, :400] = text_lines(rng, height, 400)
+    new_rgb = old_rgb.copy()
+    new_rgb[0:-16] = old_rgb[16:]  # scrolled by 16 lines...
+    # ...except one pixel in every other line, at a column the fingerprints skip.
+    assert 400 // FINGERPRINT_SAMPLES > 1
+    new_rgb[::2, 1] ^= 0xFF
+    old_lines = bgra(old_rgb).view(np.uint32)[..., 0][:, :400]
+    new_lines = bgra(new_rgb).view(np.uint32)[..., 0][:, :400]
+    # The premise: the fingerprints alone would take every line for a moved one.
+    assert np.array_equal(line_fingerprints(new_lines[:-16]), line_fingerprints(old_lines[16:]))
+    old, new = bgra(old_rgb), bgra(new_rgb)
+    differs = old.view(np.uint32)[..., 0] != new.view(np.uint32)[..., 0]
+    move = find_move(old, new, differs, tiles_any(differs))
+    assert move is None or move.height <= 1
+    encoder = FrameEncoder(video=False)
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    decode_all(encoder.encode(old), width, height, decoder)
+    assert np.array_equal(decode_all(encoder.encode(new), width, height, decoder), new_rgb)
+
+
+def test_window_updates_decode_like_whole_frames() -> None:
+    """Coding only a window that holds every change gives the viewer the same picture
+    as coding the whole screen, edges of odd-sized screens and moves included."""
+    rng = np.random.default_rng(77)
+    width, height = 600, 420  # not whole tiles: the last column and row are partial
+    rgb = np.tile(text_lines(rng, 30, 600), (14, 1, 1))
+    page = text_lines(rng, 1000, 300)
+    encoder = FrameEncoder(video=False)
+    decoder = FrameDecoder()
+    decoder.apply(Info(1, [Monitor(0, 0, width, height)], 0, width, height))
+    with pytest.raises(ValueError):
+        encoder.encode_window(bgra(rgb[:64, :64]), 0, 0)
+    decode_all(encoder.encode(bgra(rgb)), width, height, decoder)
+    top, copies = 0, 0
+    for step in range(30):
+        rgb = rgb.copy()
+        if step % 3 == 0:  # a scrolled text area
+            top += int(rng.integers(1, 40))
+            rgb[70:370, 140:440] = page[top : top + 300]
+            y0, y1, x0, x1 = 70, 370, 140, 440
+        else:  # a small change anywhere, often at the screen's edges
+            y0 = int(rng.choice([0, int(rng.integers(0, height - 8)), height - 8]))
+            x0 = int(rng.choice([0, int(rng.integers(0, width - 8)), width - 8]))
+            y1, x1 = y0 + 8, x0 + 8
+            rgb[y0:y1, x0:x1] = rng.integers(0, 256, 3, dtype=np.uint8)
+        # The window: the change's tiles, sometimes with more around them.
+        grow = int(rng.integers(0, 2)) * 64
+        wy0, wx0 = max(0, y0 // 64 * 64 - grow), max(0, x0 // 64 * 64 - grow)
+        wy1 = min(height, -(-y1 // 64) * 64 + grow)
+        wx1 = min(width, -(-x1 // 64) * 64 + grow)
+        rects = encoder.encode_window(bgra(rgb[wy0:wy1, wx0:wx1]), wx0, wy0)
+        copies += sum(r.codec is Codec.COPY for r in rects)
+        for r in rects:  # nothing outside the window is sent
+            assert wx0 <= r.x and r.x + r.width <= wx1 and wy0 <= r.y and r.y + r.height <= wy1
+        assert np.array_equal(decode_all(rects, width, height, decoder), rgb)
+    assert copies >= 5
+    # A whole image after windows still compares with everything the windows wrote.
+    assert encoder.encode(bgra(rgb)) == []
+    with pytest.raises(ValueError):
+        encoder.encode_window(bgra(rgb[:64, :64]), 10, 0)  # not on a tile edge
+    with pytest.raises(ValueError):
+        encoder.encode_window(bgra(rgb[:64, :100]), 0, 0)  # ends inside a tile
+
+
+def test_drawn_boxes_become_whole_tiles_of_the_monitor() -> None:
+    left = Monitor(0, 0, 1000, 700)
+    right = Monitor(1000, 0, 1920, 1080)
+    assert tile_window((100, 70, 30, 20), left) == (64, 64, 128, 64)
+    # Edges: the last tiles are partial; boxes are cut to the monitor.
+    assert tile_window((990, 690, 50, 50), left) == (960, 640, 40, 60)
+    assert tile_window((-50, -50, 60, 60), left) == (0, 0, 64, 64)
+    # Desktop coordinates: the second monitor's own pixels start at its left edge.
+    assert tile_window((1000, 0, 1, 1), right) == (0, 0, 64, 64)
+    assert tile_window((1100, 500, 10, 10), left) is None
+    assert tile_window((999, 10, 2, 2), right) == (0, 0, 64, 64)
+    assert tile_window((10, 10, 0, 5), left) is None

@@ -50,6 +50,9 @@ def xvfb() -> Iterator[str]:
             f"{WIDTH}x{HEIGHT}x24",
             "-nolisten",
             "tcp",
+            # Without it the server resets (pointer back to the middle) whenever its last
+            # client leaves, as the agent's capture does between two requests.
+            "-noreset",
         ],
         pass_fds=(write,),
         stdout=subprocess.DEVNULL,

@@ -177,13 +177,15 @@ class RemoteScreen(QWidget):
             )
             return
         target = self.target()
-        if target.size() == self.picture.size():
-            # 1:1: copy only what needs repainting.
-            area = event.rect().intersected(target)
-            painter.drawImage(area, self.picture, area.translated(-target.topLeft()))
-        else:
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            painter.drawImage(target, self.picture)
+        # The worker writes the next frame's rectangles into this same picture.
+        with self.worker.picture_lock:
+            if target.size() == self.picture.size():
+                # 1:1: copy only what needs repainting.
+                area = event.rect().intersected(target)
+                painter.drawImage(area, self.picture, area.translated(-target.topLeft()))
+            else:
+                painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+                painter.drawImage(target, self.picture)
         cursor = self.worker.cursor
         if cursor.visible and cursor.image is not None:
             scale_x = target.width() / max(self.picture.width(), 1)

@@ -2,9 +2,11 @@
 
 The GUI thread never waits on the network and never decodes pixels: it calls the
 public methods here (each schedules a coroutine on the worker's loop and returns at
-once) and reacts to the signals. Decoding runs in a worker thread of the loop; a
-finished picture is handed over as a detached ``QImage``, and only when the GUI
-has painted the previous one, so a fast stream never floods the GUI.
+once) and reacts to the signals. Decoding runs in a worker thread of the loop; the
+picture the GUI paints is one ``QImage`` that only the changed rectangles of each
+frame are copied into (under ``picture_lock``, which the GUI holds while painting),
+and the GUI is signalled only when it has taken the previous damage, so a fast
+stream never floods the GUI.
 
 Everything the agent says (names, messages, errors) is passed on as plain text;
 the window shows it with ``Qt.PlainText`` so nothing in it is ever interpreted.
@@ -59,8 +61,11 @@ class SessionWorker(QObject):
         self._api: RelayAPI | None = None
         self._session_id = ""
         self._technician = "Technician"
-        self._picture_lock = threading.Lock()
+        #: Held while the shown picture is written (here) or painted (by the GUI).
+        self.picture_lock = threading.Lock()
         self._picture: QImage | None = None
+        self._canvas: QImage | None = None
+        self._canvas_pixels: np.ndarray | None = None
         self._picture_pending = False
         self._damage: list[tuple[int, int, int, int]] = []
         self.cursor = CursorState()
@@ -97,7 +102,7 @@ class SessionWorker(QObject):
 
     def take_picture(self) -> tuple[QImage | None, list[tuple[int, int, int, int]]]:
         """The newest picture (once) and the rectangles changed since the last one."""
-        with self._picture_lock:
+        with self.picture_lock:
             picture, self._picture = self._picture, None
             damage, self._damage = self._damage, []
             self._picture_pending = False
@@ -264,15 +269,28 @@ class SessionWorker(QObject):
 
     def _frame(self, stream: ScreenStream, frame: Any, damaged: Any) -> None:
         # Runs on the worker loop after decoding (never while the next frame decodes).
-        # The newest picture replaces any the GUI has not taken yet (their damage adds
-        # up), and the GUI is signalled once until it takes one: a fast stream never
-        # floods it.
+        # Only the rectangles that changed are copied into the picture the GUI paints
+        # (a whole 1080p picture per frame would be 8 MB); their damage adds up until
+        # the GUI takes it, and the GUI is signalled once until it does: a fast stream
+        # never floods it.
         pixels = stream.decoder.pixels
         if pixels is None:
             return
-        picture = _to_qimage(pixels)
-        with self._picture_lock:
-            self._picture = picture
+        height, width = pixels.shape[:2]
+        with self.picture_lock:
+            canvas = self._canvas
+            if canvas is None or (canvas.width(), canvas.height()) != (width, height):
+                # Qt owns this picture's memory; the GUI keeps the old one alive as long
+                # as it still shows it.
+                canvas = self._canvas = QImage(width, height, QImage.Format.Format_RGB32)
+                rows = np.frombuffer(canvas.bits(), dtype=np.uint8)
+                self._canvas_pixels = rows.reshape(height, canvas.bytesPerLine() // 4, 4)
+                damaged = [(0, 0, width, height)]
+            target = self._canvas_pixels
+            assert target is not None
+            for x, y, w, h in damaged:
+                target[y : y + h, x : x + w] = pixels[y : y + h, x : x + w]
+            self._picture = canvas
             self._damage.extend(damaged)
             signal = not self._picture_pending
             self._picture_pending = True
@@ -298,10 +316,3 @@ class SessionWorker(QObject):
         elif self._api is not None and self._session_id:
             with contextlib.suppress(LinkError):
                 await asyncio.to_thread(self._api.end_session, self._session_id)
-
-
-def _to_qimage(pixels: np.ndarray) -> QImage:
-    """A detached QImage of (H, W, 4) B, G, R, X pixels: one copy, no conversion."""
-    height, width = pixels.shape[:2]
-    view = QImage(pixels.data, width, height, 4 * width, QImage.Format.Format_RGB32)
-    return view.copy()
