@@ -5,8 +5,9 @@ times a second in every process on the way (SSH packets, stream frames, records,
 WebSocket frames). With its default, self-adjusting settings glibc gives the top of
 the heap back to the kernel as soon as a little more than two such buffers are free
 there, and the next allocation takes the pages back: each page is faulted in and
-zeroed again. Measured with ``bench/ssh_throughput.py``, that cost a tenth of the CPU
-of a copy (about 40,000 page faults per 100 MB in each end).
+zeroed again. Measured on ``put`` and ``get`` (``docs/PERFORMANCE.md``), that was
+15,000 to 30,000 page faults per 100 MB over relay, agent and console, and a tenth of
+the CPU of the copy.
 
 :func:`keep_freed_memory` fixes the two thresholds instead: blocks up to
 ``MMAP_THRESHOLD`` come from the heap, and the heap is trimmed only once
