@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from protocol.code import InvalidCodeError, SessionCode
+from relay.allocator import keep_freed_memory
 
 from .errors import TrustSetupError
 from .i18n import LANGUAGES, customer_error, set_language, t
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.relay:
         return fail(t("app.no_relay"))
+    keep_freed_memory()  # file copies through the tunnel (relay.allocator)
     code: SessionCode | None = None
     if args.code:
         try:

@@ -57,7 +57,7 @@ import asyncssh
 from asyncssh.channel import SSHChannel
 
 from protocol.envelope import Role
-from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX
+from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX, SSH_MAX_PACKET
 from relay.tunnel import StreamTransport, Tunnel, TunnelConnector
 
 from .capabilities import Capability, CapabilityCall, Choice
@@ -74,9 +74,10 @@ log = logging.getLogger("puente.agent.shell")
 
 SSH_CAPABILITIES = ("shell", "files")
 HASH_BLOCK = 1024 * 1024
-#: SSH channel window and packet size the agent offers (bigger = fewer round trips).
+#: SSH channel window and packet size the agent offers (bigger = fewer round trips;
+#: one SSH packet per tunnel DATA frame, see protocol.streams).
 CHANNEL_WINDOW = 8 * 1024 * 1024
-CHANNEL_MAX_PACKET = 128 * 1024
+CHANNEL_MAX_PACKET = SSH_MAX_PACKET
 #: After a command exits, how long to wait for its last output (background jobs may
 #: keep the terminal open).
 OUTPUT_GRACE = 1.0

@@ -77,14 +77,20 @@ class SecureChannel:
     def records_received(self) -> int:
         return self._recv.counter
 
-    def seal(self, record_type: RecordType, plaintext: bytes) -> bytes:
-        """Encrypt one record: ``type byte || ciphertext``."""
+    def seal(self, record_type: RecordType, plaintext: bytes | bytearray | memoryview) -> bytearray:
+        """Encrypt one record: ``type byte || ciphertext``.
+
+        The ciphertext is written straight after the type byte (no copy of the record
+        afterwards: bulk data crosses this layer at hundreds of MB/s).
+        """
         nonce, aad = self._send.nonce_and_aad(record_type)
-        sealed = bytes([record_type]) + self._send.aead.encrypt(nonce, plaintext, aad)
+        sealed = bytearray(1 + len(plaintext) + TAG_SIZE)
+        sealed[0] = record_type
+        self._send.aead.encrypt_into(nonce, plaintext, aad, memoryview(sealed)[1:])
         self._send.advance()
         return sealed
 
-    def open(self, record: bytes) -> tuple[RecordType, bytes]:
+    def open(self, record: bytes | bytearray | memoryview) -> tuple[RecordType, bytes]:
         """Decrypt the next record; any failure is final."""
         if self._broken:
             raise IntegrityError("the channel already failed an integrity check")
@@ -98,7 +104,8 @@ class SecureChannel:
             raise MalformedMessage(f"unknown record type {record[0]}") from None
         nonce, aad = self._recv.nonce_and_aad(record_type)
         try:
-            plaintext = self._recv.aead.decrypt(nonce, bytes(record[1:]), aad)
+            # A view, not a slice: the record is not copied before it is decrypted.
+            plaintext = self._recv.aead.decrypt(nonce, memoryview(record)[1:], aad)
         except InvalidTag:
             self._broken = True
             raise IntegrityError() from None

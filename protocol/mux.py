@@ -34,10 +34,17 @@ from dataclasses import dataclass
 
 from .errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
 
-# 64 KiB: bulk data crosses the relay in large WebSocket messages (fast to forward), while
-# a keystroke waits behind at most one fragment (well under a millisecond on loopback).
-MAX_FRAGMENT = 64 * 1024
-INITIAL_CREDIT = 1 << 20
+# 256 KiB: a whole SSH tunnel frame (protocol.streams.MAX_DATA) is one record, one
+# WebSocket message through the relay: each record costs a seal, a send, a forward, an
+# open and a dispatch in three processes, whatever its size (bench/ssh_throughput.py:
+# about a tenth of the CPU of a file copy against 64 KiB). A keystroke waits behind at
+# most one fragment: about a millisecond on loopback, and on a slow link much less than
+# what the operating system's socket buffers already hold during a bulk transfer.
+MAX_FRAGMENT = 256 * 1024
+# 4 MiB: sixteen whole fragments in flight per channel, and credit granted back a
+# quarter window (1 MiB) at a time, so that a bulk copy's return traffic stays a few
+# small records per MiB (version 1: 1 MiB and 64 KiB fragments).
+INITIAL_CREDIT = 4 << 20
 #: Largest reassembled message on any channel.
 MAX_MESSAGE = 32 * 1024 * 1024
 
@@ -90,7 +97,7 @@ class Multiplexer:
         self._to_grant = {ch: 0 for ch in Channel}
         self._outgoing: dict[Channel, deque[bytes]] = {ch: deque() for ch in Channel}
         self._credit_frames: deque[bytes] = deque()
-        self._partial: dict[Channel, list[bytes]] = {ch: [] for ch in Channel}
+        self._partial: dict[Channel, list[memoryview]] = {ch: [] for ch in Channel}
         self._partial_size = {ch: 0 for ch in Channel}
         #: True while a message of the channel is half-sent (its PARTs went out).
         self._midway = {ch: False for ch in Channel}
@@ -100,17 +107,19 @@ class Multiplexer:
 
     # Sending -------------------------------------------------------------------
 
-    def send(self, channel: Channel, payload: bytes) -> None:
-        """Queue a whole message on a channel."""
+    def send(self, channel: Channel, payload: bytes | bytearray | memoryview) -> None:
+        """Queue a whole message on a channel (copied: the caller may reuse its buffer)."""
         if len(payload) > MAX_MESSAGE:
             raise LocalProtocolError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE}")
         queue = self._outgoing[Channel(channel)]
-        view = memoryview(payload)
-        for start in range(0, max(len(payload), 1), MAX_FRAGMENT):
-            chunk = bytes(view[start : start + MAX_FRAGMENT])
-            last = start + MAX_FRAGMENT >= len(payload)
-            kind = FrameKind.END if last else FrameKind.PART
-            queue.append(bytes([kind, channel]) + chunk)
+        if len(payload) <= MAX_FRAGMENT:  # the common case: one copy, header and payload
+            queue.append(b"".join((bytes([FrameKind.END, channel]), payload)))
+            return
+        part, end = bytes([FrameKind.PART, channel]), bytes([FrameKind.END, channel])
+        with memoryview(payload) as view:
+            for start in range(0, len(payload), MAX_FRAGMENT):
+                last = start + MAX_FRAGMENT >= len(payload)
+                queue.append(b"".join((end if last else part, view[start : start + MAX_FRAGMENT])))
 
     def pending(self, channel: Channel) -> int:
         """Number of frames queued on ``channel`` and not yet sent."""
@@ -149,7 +158,7 @@ class Multiplexer:
 
     # Receiving -----------------------------------------------------------------
 
-    def receive_frame(self, frame: bytes) -> MessageReceived | None:
+    def receive_frame(self, frame: bytes | bytearray) -> MessageReceived | None:
         """Take one frame; return a whole message when its last fragment arrives."""
         if len(frame) < 2:
             raise MalformedMessage("multiplexer frame too short")
@@ -158,7 +167,8 @@ class Multiplexer:
             channel = Channel(frame[1])
         except ValueError:
             raise MalformedMessage("unknown multiplexer frame kind or channel") from None
-        body = bytes(frame[2:])
+        # A view: the fragment's bytes are copied once, into the delivered message.
+        body = memoryview(frame)[2:]
         if kind is FrameKind.CREDIT:
             if len(body) != 4:
                 raise MalformedMessage("credit frame must carry 4 bytes")
@@ -188,7 +198,7 @@ class Multiplexer:
         if kind is FrameKind.PART:
             self._unblock_reassembly(channel)
             return None
-        payload = b"".join(self._partial[channel])
+        payload = b"".join(self._partial[channel])  # (a lone fragment is copied too)
         owed = len(payload) - self._partial_credited[channel]
         self._partial[channel] = []
         self._partial_size[channel] = 0
@@ -236,8 +246,9 @@ class Multiplexer:
 
     def _grant(self, channel: Channel, nbytes: int) -> None:
         self._to_grant[channel] += nbytes
-        # Batch grants so credit frames stay rare, but never hold back a whole window.
-        if self._to_grant[channel] >= min(self._initial_credit // 4, 64 * 1024) or (
+        # Batch grants so credit frames stay rare (each is a record through the relay and
+        # both ends: a quarter window leaves three in flight), never a whole window.
+        if self._to_grant[channel] >= self._initial_credit // 4 or (
             self._recv_allowance[channel] + self._to_grant[channel] >= self._initial_credit
         ):
             self.flush_credit(channel)

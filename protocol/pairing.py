@@ -30,7 +30,8 @@ from .code import SessionCode
 from .envelope import Role
 from .errors import LocalProtocolError, MalformedMessage, VersionMismatch, WrongCodeError
 
-PROTOCOL_VERSION = 1
+#: 2: multiplexer fragments of up to 256 KiB (version 1 refused those over 64 KiB).
+PROTOCOL_VERSION = 2
 PROTOCOL_ID = b"puente/1"
 
 #: SPAKE2 (Ed25519 group) messages are one side byte and a 32-byte point.

@@ -144,7 +144,7 @@ class Session:
         self._channel: SecureChannel | None = None
         self._rekey_interval = rekey_interval
         self._mux = Multiplexer()
-        self._outbox: deque[bytes] = deque()
+        self._outbox: deque[bytes | bytearray] = deque()
         self._events: list[Event] = []
         self._resumption: Resumption | None = None
         # Frames sent and not yet acknowledged: frame number _unacked_base is the first.
@@ -236,7 +236,7 @@ class Session:
         self._outbox.append(bytes([Wire.RESUME]) + self._resumption.start())
         self.state = State.RESUMING
 
-    def data_to_send(self) -> bytes | None:
+    def data_to_send(self) -> bytes | bytearray | None:
         """The next binary message to send, or None. Call until None after each step."""
         if self._outbox:
             return self._outbox.popleft()
@@ -259,7 +259,7 @@ class Session:
 
     # Private methods --------------------------------------------------------------
 
-    def _next_data(self) -> bytes | None:
+    def _next_data(self) -> bytes | bytearray | None:
         """Seal the next frame: a resend first, else a new one from the multiplexer."""
         assert self._channel is not None
         if self._next_resend < self._frames_sent:

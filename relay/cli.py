@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import audit
+from .allocator import keep_freed_memory
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
@@ -486,6 +487,7 @@ def _serve(args: argparse.Namespace) -> int:
         delivery=DeliverySettings(timeout=args.delivery_timeout, backoff_cap=args.retry_max),
         agent_download_url=args.agent_download_url or None,
     )
+    keep_freed_memory()  # forwarding bulk data (relay.allocator)
     return asyncio.run(_run(config))
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidState
 
 from protocol import envelope, messages
 from protocol.code import SessionCode
@@ -292,7 +293,11 @@ class Link:
         payload = await self._queues[channel].get()
         if payload is not None:
             self._session.consumed(channel, len(payload))
-            self._wakeup.set()
+            # Credit leaves now, not when the writer task next runs: a reader with more
+            # messages queued keeps the loop busy, and the peer would stall meanwhile.
+            with contextlib.suppress(websockets.ConnectionClosed):
+                if self._send_ready(self._ws):
+                    self._wakeup.set()  # the socket is full: the writer waits for it
         return payload
 
     async def receive_control(self) -> messages.Message | None:
@@ -449,9 +454,30 @@ class Link:
             ) from exc
 
     async def _flush(self, ws: ClientConnection) -> None:
-        while (data := self._session.data_to_send()) is not None:
-            await ws.send(data)
+        """Send every record the session has ready, waiting whenever the socket is full."""
+        while self._send_ready(ws):
+            await ws.drain()
+
+    def _send_ready(self, ws: ClientConnection) -> bool:
+        """Hand ``ws`` the records the session has ready, without waiting for anything.
+
+        Returns True if some remain because the socket's send buffer is full. Records go
+        to the connection's protocol as the relay forwards them (``relay.http.send_now``):
+        ``ws.send`` would add a coroutine and a context manager per record.
+        """
+        while not ws.paused:
+            data = self._session.data_to_send()
+            if data is None:
+                return False
+            try:
+                ws.protocol.send_binary(data)
+            except InvalidState as exc:  # closing: say so as ws.send would
+                raise websockets.ConnectionClosed(
+                    ws.protocol.close_rcvd, ws.protocol.close_sent
+                ) from exc
+            ws.send_data()
             self._sent.set()
+        return True
 
     async def _relay_message(self, raw: str) -> None:
         try:

@@ -6,11 +6,14 @@ asyncssh runs a whole SSH connection over the Puente ``ssh`` channel (asyncssh's
 ``tunnel=`` argument takes an object with ``create_connection``:
 :class:`TunnelConnector` is that object).
 
-Flow control: writes are coalesced per stream into DATA frames of up to
-``MAX_DATA`` bytes; when more than ``HIGH_WATER`` bytes wait (in our buffers plus
-the link's queue, which only empties as the peer returns credit), every stream's
-protocol gets ``pause_writing()``, and ``resume_writing()`` below ``LOW_WATER``.
-Incoming data goes straight to the protocols; SSH's own channel windows bound it.
+Framing: each stream's writes wait in a :class:`protocol.streams.WriteBuffer`, which
+packs whole writes into DATA frames (its docstring says how, and why that matters to
+asyncssh at the other end).
+
+Flow control: when more than ``HIGH_WATER`` bytes wait (in our buffers plus the
+link's queue, which only empties as the peer returns credit), every stream's protocol
+gets ``pause_writing()``, and ``resume_writing()`` below ``LOW_WATER``. Incoming data
+goes straight to the protocols; SSH's own channel windows bound it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from typing import Any
 from protocol.envelope import Role
 from protocol.errors import RemoteProtocolError
 from protocol.mux import MAX_FRAGMENT, Channel
-from protocol.streams import MAX_DATA, StreamClosed, StreamData, StreamOpened, StreamTable
+from protocol.streams import (
+    DATA_HEADER_SIZE,
+    StreamClosed,
+    StreamData,
+    StreamOpened,
+    StreamTable,
+    WriteBuffer,
+)
 
 from .client import Link, LinkError
 
@@ -44,7 +54,7 @@ class StreamTransport(asyncio.Transport):
         self._tunnel = tunnel
         self._protocol: asyncio.BaseProtocol | None = None
         self._early: list[bytes] = []  # data that arrived before a protocol was attached
-        self._write_buffer = bytearray()
+        self._writes = WriteBuffer()
         self._pending_close: str | None = None  # close() waits for the buffer to drain
         self._closing = False
         self._lost = False
@@ -72,8 +82,7 @@ class StreamTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or not data:
             return
-        self._write_buffer += data
-        self._tunnel._queued(self, len(data))
+        self._tunnel._queued(self, self._writes.write(data))
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
@@ -83,7 +92,7 @@ class StreamTransport(asyncio.Transport):
         return False
 
     def get_write_buffer_size(self) -> int:
-        return len(self._write_buffer)
+        return self._writes.size
 
     def pause_reading(self) -> None:
         self._paused_reading = True
@@ -105,7 +114,7 @@ class StreamTransport(asyncio.Transport):
             self._tunnel._close_stream(self, "closed", flush=True)
 
     def abort(self) -> None:
-        self._write_buffer.clear()
+        self._tunnel._drop_buffer(self)
         if not self._closing:
             self._closing = True
             self._tunnel._close_stream(self, "aborted", flush=False)
@@ -129,11 +138,6 @@ class StreamTransport(asyncio.Transport):
             self._early.append(data)
             return
         self._protocol.data_received(data)  # type: ignore[attr-defined]
-
-    def _take(self, limit: int) -> bytes:
-        chunk = bytes(self._write_buffer[:limit])
-        del self._write_buffer[:limit]
-        return chunk
 
     def _connection_lost(self, reason: str, exc: Exception | None) -> None:
         if self._lost:
@@ -237,14 +241,13 @@ class Tunnel:
             self._wakeup.set()
             self._check_pressure()
         else:  # closed underneath its protocol: drop
-            stream._write_buffer.clear()
+            stream._writes.clear()
 
     def _drop_buffer(self, stream: StreamTransport) -> None:
-        self._buffered -= len(stream._write_buffer)
-        stream._write_buffer.clear()
+        self._buffered -= stream._writes.clear()
 
     def _close_stream(self, stream: StreamTransport, reason: str, flush: bool) -> None:
-        if flush and stream._write_buffer and stream.stream_id in self._streams:
+        if flush and stream._writes.size and stream.stream_id in self._streams:
             # The writer sends the rest, then the CLOSE (see _send_pending).
             stream._pending_close = reason
             self._dirty.append(stream)
@@ -334,14 +337,14 @@ class Tunnel:
                 await self.link.send(self.channel, self._control.popleft())
             while self._dirty:
                 stream = self._dirty.popleft()
-                while stream._write_buffer and self._table.is_open(stream.stream_id):
-                    chunk = stream._take(MAX_DATA)
-                    self._buffered -= len(chunk)
-                    await self.link.send(self.channel, self._table.data(stream.stream_id, chunk))
+                while stream._writes.size and self._table.is_open(stream.stream_id):
+                    frame = self._table.data(stream.stream_id, *stream._writes.take())
+                    self._buffered -= len(frame) - DATA_HEADER_SIZE
+                    await self.link.send(self.channel, frame)
                     if self.link.pending(self.channel) * MAX_FRAGMENT > HIGH_WATER:
                         self._check_pressure()
                         await self.link.wait_sent(self.channel, LOW_WATER // MAX_FRAGMENT)
-                if stream._pending_close is not None and not stream._write_buffer:
+                if stream._pending_close is not None and not stream._writes.size:
                     reason, stream._pending_close = stream._pending_close, None
                     self._close_stream(stream, reason, flush=False)
             self._check_pressure()

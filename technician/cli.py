@@ -19,6 +19,7 @@ from typing import Any
 
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
+from relay.allocator import keep_freed_memory
 from relay.client import LinkError, client_ssl_context
 
 from . import trust_cli
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     runners = {"diagnostics": run_diagnostics, "session": run_console, "sessions": run_sessions}
     runner = runners[args.command]
+    keep_freed_memory()  # file copies through the tunnel (relay.allocator)
     try:
         return asyncio.run(runner(args, out, ssl_context))
     except KeyboardInterrupt:

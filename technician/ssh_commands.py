@@ -36,19 +36,22 @@ from typing import Any, TextIO
 import asyncssh
 
 from protocol.messages import ReplyStatus
-from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX
+from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX, SSH_MAX_PACKET
 from relay.client import LinkError, SessionLost
 from relay.tunnel import Tunnel, TunnelConnector
 
 from .client import TechnicianSession
 from .console import Result, SessionConsole, UsageError, command, need, reply_result
 
-#: SFTP request size and how many requests are in flight at once.
-BLOCK_SIZE = 256 * 1024
-WINDOW = 16
-#: SSH channel window and packet size this side offers.
+#: SSH channel window and packet size this side offers (one SSH packet per tunnel DATA
+#: frame, see protocol.streams).
 CHANNEL_WINDOW = 8 * 1024 * 1024
-CHANNEL_MAX_PACKET = 128 * 1024
+CHANNEL_MAX_PACKET = SSH_MAX_PACKET
+#: SFTP request size (a request or reply and its SFTP header fit one SSH packet, so one
+#: tunnel frame: nothing spills into a small extra packet; 252 KiB, whole pages on disk)
+#: and requests in flight.
+BLOCK_SIZE = (SSH_MAX_PACKET - 1024) // 4096 * 4096
+WINDOW = 16
 #: Inner SSH ciphers, fastest first (the outer Puente channel encrypts too).
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 HASH_BLOCK = 1024 * 1024

@@ -19,7 +19,7 @@ from protocol.errors import (
     WrongCodeError,
 )
 from protocol.messages import Hello, parse
-from protocol.mux import Channel, MessageReceived
+from protocol.mux import INITIAL_CREDIT, Channel, MessageReceived
 from protocol.pairing import CONFIRM_SIZE, PROTOCOL_VERSION, Pairing
 from protocol.session import (
     ACK_EVERY,
@@ -162,15 +162,16 @@ def test_credit_keeps_flowing_over_many_megabytes() -> None:
 
 def test_without_consumption_the_sender_waits() -> None:
     pair = paired()
-    for i in range(20):
+    fit = INITIAL_CREDIT // 100_000  # whole messages in one window
+    for i in range(2 * fit):
         pair.agent.send(Channel.SCREEN, bytes([i]) * 100_000)
     pair.pump(consume=False)
-    assert len(pair.received(pair.tech, Channel.SCREEN)) == 10  # 1 MiB window
+    assert len(pair.received(pair.tech, Channel.SCREEN)) == fit
     assert pair.agent.pending(Channel.SCREEN) > 0
     for _ in pair.received(pair.tech, Channel.SCREEN):
         pair.tech.consumed(Channel.SCREEN, 100_000)
     pair.pump()
-    assert len(pair.received(pair.tech, Channel.SCREEN)) == 20
+    assert len(pair.received(pair.tech, Channel.SCREEN)) == 2 * fit
 
 
 def test_rekeying_sessions_keep_talking() -> None:

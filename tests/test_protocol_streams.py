@@ -8,13 +8,17 @@ import pytest
 
 from protocol.envelope import Role
 from protocol.errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
+from protocol.mux import MAX_FRAGMENT
 from protocol.streams import (
+    DATA_HEADER_SIZE,
     MAX_DATA,
+    SSH_MAX_PACKET,
     StreamClosed,
     StreamData,
     StreamKind,
     StreamOpened,
     StreamTable,
+    WriteBuffer,
 )
 
 
@@ -127,3 +131,71 @@ def test_close_reason_is_bounded_and_decoded_safely() -> None:
     event = agent.receive(frame(StreamKind.CLOSE, 1, b"\xff" + b"r" * 500))
     assert isinstance(event, StreamClosed)
     assert len(event.reason) <= 200
+
+
+# Writes into DATA bodies (WriteBuffer) -------------------------------------------------
+
+
+def joined(pieces: list[bytes | memoryview]) -> bytes:
+    return b"".join(pieces)
+
+
+def test_a_whole_data_frame_is_one_multiplexer_fragment() -> None:
+    assert DATA_HEADER_SIZE + MAX_DATA == MAX_FRAGMENT
+    assert SSH_MAX_PACKET + 100 < MAX_DATA  # an SSH packet and its framing fit one frame
+
+
+def test_writes_are_packed_whole_and_one_that_does_not_fit_starts_the_next_body() -> None:
+    buffer = WriteBuffer()
+    for data in (b"a" * 40, b"b" * 900, b"c" * 40, b"d" * 900):
+        buffer.write(data)
+    assert buffer.size == 1880
+    assert joined(buffer.take(1000)) == b"a" * 40 + b"b" * 900 + b"c" * 40
+    assert joined(buffer.take(1000)) == b"d" * 900
+    assert buffer.size == 0
+    assert buffer.take(1000) == []
+
+
+def test_only_a_write_larger_than_a_body_is_cut_and_its_rest_is_not_copied() -> None:
+    buffer = WriteBuffer()
+    big = bytes(range(256)) * 10
+    buffer.write(b"x")
+    buffer.write(big)
+    assert buffer.take(1000) == [b"x"]
+    first, second, third = buffer.take(1000), buffer.take(1000), buffer.take(1000)
+    assert joined(first + second + third) == big
+    assert [len(joined(p)) for p in (first, second, third)] == [1000, 1000, 560]
+    assert all(isinstance(p, memoryview) for p in first + second + third)
+    assert buffer.size == 0
+
+
+def test_bytes_are_kept_as_written_and_anything_else_is_copied() -> None:
+    buffer = WriteBuffer()
+    data = b"packet"
+    scratch = bytearray(b"reused")
+    buffer.write(data)
+    buffer.write(scratch)
+    scratch[:] = b"CHANGED"
+    pieces = buffer.take(100)
+    assert pieces[0] is data
+    assert joined(pieces) == b"packetreused"
+
+
+def test_clear_forgets_everything_and_says_how_much() -> None:
+    buffer = WriteBuffer()
+    buffer.write(b"abc")
+    buffer.write(b"")  # nothing to keep
+    buffer.write(memoryview(b"defg"))
+    assert buffer.clear() == 7
+    assert buffer.size == 0 and buffer.take(10) == []
+    with pytest.raises(LocalProtocolError):
+        buffer.take(0)
+
+
+def test_a_body_of_pieces_makes_one_data_frame() -> None:
+    tech, agent = pair()
+    agent.receive(tech.open()[1])
+    buffer = WriteBuffer()
+    buffer.write(b"one ")
+    buffer.write(memoryview(b"two"))
+    assert agent.receive(tech.data(1, *buffer.take())) == StreamData(1, b"one two")

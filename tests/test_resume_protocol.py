@@ -17,7 +17,7 @@ from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.mux import Channel, MessageReceived
-from protocol.pairing import SessionKeys
+from protocol.pairing import PROTOCOL_VERSION, SessionKeys
 from protocol.resume import ResumeRefused, Resumption, resume_id, resume_verifier
 from protocol.session import ACK_EVERY, Resumed, Session, State, Wire
 
@@ -263,4 +263,4 @@ def test_resume_message_checks() -> None:
     with pytest.raises(RemoteProtocolError):
         r.receive_resume(bytes([9]) + r.start()[1:])
     with pytest.raises(ResumeRefused):  # an all-zero (low-order) public key
-        Resumption(agent.keys, 0).receive_resume(bytes([1]) + bytes(32) + bytes(8))
+        Resumption(agent.keys, 0).receive_resume(bytes([PROTOCOL_VERSION]) + bytes(32) + bytes(8))
