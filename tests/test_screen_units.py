@@ -278,7 +278,7 @@ def test_pacer_window_and_adaptation() -> None:
 
 def test_mux_discard_drops_queued_and_aborts_half_sent() -> None:
     sender, receiver = Multiplexer(), Multiplexer()
-    big = bytes(range(256)) * 1000  # 256000 bytes: 4 fragments
+    big = bytes(range(256)) * 4000  # 1,024,000 bytes: four 256 KiB fragments
     sender.send(Channel.SCREEN, big)
     sender.send(Channel.SCREEN, b"second")
     sender.send(Channel.CONTROL, b"revoked")
