@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.screen_scenes import LAYOUT, MARKER_RGB, PROBES, TARGET_RGB  # noqa: E402
+from tests.xdisplay import start_xvfb  # noqa: E402
 
 SCENES = tuple(os.environ.get("BENCH_SCENES", "static typing scroll drag slideshow video").split())
 CUSTOMER_SIZE = (1920, 1080)
@@ -55,30 +56,6 @@ TECHNICIAN_SIZE = (2000, 1300)
 
 
 # Processes and displays ---------------------------------------------------------------
-
-
-def start_xvfb(width: int, height: int) -> tuple[subprocess.Popen[bytes], str]:
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [
-            "Xvfb",
-            "-displayfd",
-            str(write_fd),
-            "-screen",
-            "0",
-            f"{width}x{height}x24",
-            "-nolisten",
-            "tcp",
-            "-noreset",
-        ],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        number = pipe.readline().strip()
-    return proc, f":{number}"
 
 
 class Lines:

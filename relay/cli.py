@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -106,22 +107,45 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _env_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    env: str,
+    help: str,
+    *,
+    default: str | None = None,
+    shown: str | None = None,
+    **kwargs: object,
+) -> None:
+    """Add ``flag``, taken from the environment variable ``env`` when not given.
+
+    Its help ends "(env ENV; SHOWN)", SHOWN being "default DEFAULT" unless told,
+    so that ``--help`` always names the real variable and default.
+    """
+    if shown is None and default is not None:
+        shown = f"default {default}"
+    tail = f"env {env}" + (f"; {shown}" if shown else "")
+    parser.add_argument(flag, default=_env(env, default), help=f"{help} ({tail})", **kwargs)  # type: ignore[arg-type]
+
+
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    _env_option(
+        parser,
         "--data-dir",
-        default=_env("PUENTE_DATA_DIR"),
+        "PUENTE_DATA_DIR",
+        "directory holding the relay database relay.sqlite3, created if missing",
+        shown="required unless --database-url is given",
         metavar="DIR",
-        help="directory holding the relay database relay.sqlite3, created if missing "
-        "(env PUENTE_DATA_DIR; required unless --database-url is given)",
     )
-    parser.add_argument(
+    _env_option(
+        parser,
         "--database-url",
-        default=_env("PUENTE_DATABASE_URL"),
-        metavar="URL",
-        help="PostgreSQL database shared by several relay nodes, e.g. "
+        "PUENTE_DATABASE_URL",
+        "PostgreSQL database shared by several relay nodes, e.g. "
         "postgresql://puente:PASSWORD@db.internal/puente, instead of SQLite; prefer the "
-        "environment variable, command lines are visible to other users "
-        "(env PUENTE_DATABASE_URL; default none: SQLite in --data-dir)",
+        "environment variable, command lines are visible to other users",
+        shown="default none: SQLite in --data-dir",
+        metavar="URL",
     )
 
 
@@ -142,53 +166,56 @@ def build_parser() -> argparse.ArgumentParser:
         "'puente-relay listening on http://HOST:PORT' (the real port, also with --port 0).",
     )
     _add_data_dir(serve)
-    serve.add_argument(
+    option = functools.partial(_env_option, serve)
+    option(
         "--host",
-        default=_env("PUENTE_HOST", "127.0.0.1"),
-        help="address to listen on; 0.0.0.0 for every interface (env PUENTE_HOST; "
-        "default 127.0.0.1)",
+        "PUENTE_HOST",
+        "address to listen on; 0.0.0.0 for every interface",
+        default="127.0.0.1",
     )
-    serve.add_argument(
+    option(
         "--port",
+        "PUENTE_PORT",
+        "TCP port for WebSocket and REST; 0 picks a free one",
+        default="8765",
         type=_port,
-        default=_env("PUENTE_PORT", "8765"),
-        help="TCP port for WebSocket and REST; 0 picks a free one (env PUENTE_PORT; default 8765)",
     )
-    serve.add_argument(
+    option(
         "--public-url",
-        default=_env("PUENTE_PUBLIC_URL"),
+        "PUENTE_PUBLIC_URL",
+        "URL customers reach the relay at, used in join links, e.g. https://relay.example.com",
+        shown="default http://HOST:PORT",
         metavar="URL",
-        help="URL customers reach the relay at, used in join links, e.g. "
-        "https://relay.example.com (env PUENTE_PUBLIC_URL; default http://HOST:PORT)",
     )
-    serve.add_argument(
+    option(
         "--idle-timeout",
+        "PUENTE_IDLE_TIMEOUT",
+        "end a paired session after S seconds without traffic",
+        default="1800",
         type=_positive_seconds,
-        default=_env("PUENTE_IDLE_TIMEOUT", "1800"),
         metavar="S",
-        help="end a paired session after S seconds without traffic (env PUENTE_IDLE_TIMEOUT; "
-        "default 1800)",
     )
-    serve.add_argument(
+    option(
         "--resume-grace",
+        "PUENTE_RESUME_GRACE",
+        "seconds a session waits for an end whose network dropped to reconnect and "
+        "resume, without asking the customer again; 0 turns resume off",
+        default="60",
         type=_seconds_or_zero,
-        default=_env("PUENTE_RESUME_GRACE", "60"),
         metavar="S",
-        help="seconds a session waits for an end whose network dropped to reconnect and "
-        "resume, without asking the customer again; 0 turns resume off "
-        "(env PUENTE_RESUME_GRACE; default 60)",
     )
-    serve.add_argument(
+    option(
         "--nameplate-ttl",
+        "PUENTE_NAMEPLATE_TTL",
+        "seconds a new session code stays claimable",
+        default="600",
         type=_positive_seconds,
-        default=_env("PUENTE_NAMEPLATE_TTL", "600"),
         metavar="S",
-        help="seconds a new session code stays claimable (env PUENTE_NAMEPLATE_TTL; default 600)",
     )
+    # Repeatable; their variables hold comma-separated lists, read in _serve.
     serve.add_argument(
         "--allowed-origin",
         action="append",
-        default=None,
         metavar="ORIGIN",
         help="a web origin allowed to open WebSocket sessions, e.g. https://desk.example.com; "
         "repeat for more. Native clients send no Origin and are always allowed "
@@ -197,75 +224,73 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--trusted-proxy",
         action="append",
-        default=None,
         metavar="ADDR",
         help="IP address of a reverse proxy whose X-Forwarded-For header names the real client "
         "(for rate limits and logs); repeat for more (env PUENTE_TRUSTED_PROXIES, "
         "comma-separated; default none: the TCP peer is the client)",
     )
-    serve.add_argument(
+    option(
         "--tls-cert",
-        default=_env("PUENTE_TLS_CERT"),
+        "PUENTE_TLS_CERT",
+        "PEM certificate (chain) to serve wss:// and https:// directly; reloaded on SIGHUP",
+        shown="default none: plain HTTP for loopback or behind a TLS reverse proxy, "
+        "see docs/deploy.md",
         metavar="FILE",
-        help="PEM certificate (chain) to serve wss:// and https:// directly; reloaded on "
-        "SIGHUP (env PUENTE_TLS_CERT; default none: plain HTTP for loopback or behind a "
-        "TLS reverse proxy, see docs/deploy.md)",
     )
-    serve.add_argument(
+    option(
         "--tls-key",
-        default=_env("PUENTE_TLS_KEY"),
+        "PUENTE_TLS_KEY",
+        "PEM private key of --tls-cert, without a passphrase",
         metavar="FILE",
-        help="PEM private key of --tls-cert, without a passphrase (env PUENTE_TLS_KEY)",
     )
-    serve.add_argument(
+    option(
         "--drain-timeout",
+        "PUENTE_DRAIN_TIMEOUT",
+        "on SIGTERM, refuse new sessions and let paired ones go on for up to S "
+        "seconds before telling everyone to reconnect; a second SIGTERM stops at once",
+        default="0",
         type=_seconds,
-        default=_env("PUENTE_DRAIN_TIMEOUT", "0"),
         metavar="S",
-        help="on SIGTERM, refuse new sessions and let paired ones go on for up to S "
-        "seconds before telling everyone to reconnect; a second SIGTERM stops at once "
-        "(env PUENTE_DRAIN_TIMEOUT; default 0)",
     )
-    serve.add_argument(
+    option(
         "--redis",
-        default=_env("PUENTE_REDIS_URL"),
+        "PUENTE_REDIS_URL",
+        "Redis shared by the relay nodes of a cluster, e.g. redis://redis:6379/0; every "
+        "node must also use the same --database-url",
+        shown="default none: a single relay",
         metavar="URL",
-        help="Redis shared by the relay nodes of a cluster, e.g. redis://redis:6379/0; every "
-        "node must also use the same --database-url (env PUENTE_REDIS_URL; default none: "
-        "a single relay)",
     )
-    serve.add_argument(
+    option(
         "--node-url",
-        default=_env("PUENTE_NODE_URL"),
+        "PUENTE_NODE_URL",
+        "how the other nodes reach this one, e.g. ws://10.0.3.7:8765, on a private network",
+        shown="default ws(s)://HOST:PORT, the host name when listening on every interface",
         metavar="URL",
-        help="how the other nodes reach this one, e.g. ws://10.0.3.7:8765, on a private "
-        "network (env PUENTE_NODE_URL; default ws(s)://HOST:PORT, the host name when "
-        "listening on every interface)",
     )
-    serve.add_argument(
+    option(
         "--max-connections",
+        "PUENTE_MAX_CONNECTIONS",
+        "WebSocket connections this process accepts at once, two per session; more are "
+        "refused with 503. Keep it under the open-file limit (ulimit -n)",
+        default="10000",
         type=_count,
-        default=_env("PUENTE_MAX_CONNECTIONS", "10000"),
         metavar="N",
-        help="WebSocket connections this process accepts at once, two per session; more are "
-        "refused with 503. Keep it under the open-file limit (ulimit -n) "
-        "(env PUENTE_MAX_CONNECTIONS; default 10000)",
     )
-    serve.add_argument(
+    option(
         "--node-timeout",
+        "PUENTE_NODE_TIMEOUT",
+        "with --redis: a node silent for S seconds counts as lost; its waiting sessions "
+        "move to other nodes and its paired ones are recorded as ended",
+        default="6",
         type=_positive_seconds,
-        default=_env("PUENTE_NODE_TIMEOUT", "6"),
         metavar="S",
-        help="with --redis: a node silent for S seconds counts as lost; its waiting sessions "
-        "move to other nodes and its paired ones are recorded as ended (env "
-        "PUENTE_NODE_TIMEOUT; default 6)",
     )
-    serve.add_argument(
+    option(
         "--agent-download-url",
-        default=_env("PUENTE_AGENT_DOWNLOAD_URL"),
+        "PUENTE_AGENT_DOWNLOAD_URL",
+        "where customers download the agent, linked from the join page",
+        shown="default: the page tells them to ask their help desk",
         metavar="URL",
-        help="where customers download the agent, linked from the join page "
-        "(env PUENTE_AGENT_DOWNLOAD_URL; default: the page tells them to ask their help desk)",
     )
     helpdesk = serve.add_argument_group(
         "help-desk connectors",
@@ -274,68 +299,60 @@ def build_parser() -> argparse.ArgumentParser:
         "exponential backoff. Prefer the environment variables for secrets: command lines "
         "are visible to other users of the machine.",
     )
-    helpdesk.add_argument(
+    connector = functools.partial(_env_option, helpdesk)
+    connector(
         "--webhook",
-        default=_env("PUENTE_WEBHOOK_URL"),
+        "PUENTE_WEBHOOK_URL",
+        "POST every session event as signed JSON to URL (https://, or http:// on loopback)",
         metavar="URL",
-        help="POST every session event as signed JSON to URL (https://, or http:// on "
-        "loopback) (env PUENTE_WEBHOOK_URL)",
     )
-    helpdesk.add_argument(
+    connector(
         "--webhook-secret",
-        default=_env("PUENTE_WEBHOOK_SECRET"),
+        "PUENTE_WEBHOOK_SECRET",
+        "HMAC-SHA256 key for the webhook's X-Puente-Signature, at least 16 characters",
+        shown="required with --webhook",
         metavar="SECRET",
-        help="HMAC-SHA256 key for the webhook's X-Puente-Signature, at least 16 characters "
-        "(env PUENTE_WEBHOOK_SECRET; required with --webhook)",
     )
-    helpdesk.add_argument(
+    connector(
         "--rt-url",
-        default=_env("PUENTE_RT_URL"),
+        "PUENTE_RT_URL",
+        "Request Tracker base URL, e.g. https://rt.example.com: comments on the ticket "
+        "(numeric ticket ids) through REST 2.0",
         metavar="URL",
-        help="Request Tracker base URL, e.g. https://rt.example.com: comments on the ticket "
-        "(numeric ticket ids) through REST 2.0 (env PUENTE_RT_URL)",
     )
-    helpdesk.add_argument(
-        "--rt-token",
-        default=_env("PUENTE_RT_TOKEN"),
-        metavar="TOKEN",
-        help="RT auth token (env PUENTE_RT_TOKEN)",
-    )
-    helpdesk.add_argument(
+    connector("--rt-token", "PUENTE_RT_TOKEN", "RT auth token", metavar="TOKEN")
+    connector(
         "--rt-user",
-        default=_env("PUENTE_RT_USER"),
+        "PUENTE_RT_USER",
+        "RT user for basic authentication, instead of a token",
         metavar="USER",
-        help="RT user for basic authentication, instead of a token (env PUENTE_RT_USER)",
     )
-    helpdesk.add_argument(
-        "--rt-password",
-        default=_env("PUENTE_RT_PASSWORD"),
-        metavar="PASSWORD",
-        help="RT password for --rt-user (env PUENTE_RT_PASSWORD)",
+    connector(
+        "--rt-password", "PUENTE_RT_PASSWORD", "RT password for --rt-user", metavar="PASSWORD"
     )
-    helpdesk.add_argument(
+    connector(
         "--delivery-timeout",
+        "PUENTE_DELIVERY_TIMEOUT",
+        "seconds to wait for a help desk to answer one delivery",
+        default="10",
         type=_positive_seconds,
-        default=_env("PUENTE_DELIVERY_TIMEOUT", "10"),
         metavar="S",
-        help="seconds to wait for a help desk to answer one delivery "
-        "(env PUENTE_DELIVERY_TIMEOUT; default 10)",
     )
-    helpdesk.add_argument(
+    connector(
         "--retry-max",
+        "PUENTE_RETRY_MAX",
+        "longest wait between two delivery attempts; waits double from 2 s up to this, with jitter",
+        default="900",
         type=_positive_seconds,
-        default=_env("PUENTE_RETRY_MAX", "900"),
         metavar="S",
-        help="longest wait between two delivery attempts; waits double from 2 s up to this, "
-        "with jitter (env PUENTE_RETRY_MAX; default 900)",
     )
-    serve.add_argument(
+    option(
         "--log-level",
-        default=_env("PUENTE_LOG_LEVEL", "INFO"),
+        "PUENTE_LOG_LEVEL",
+        "log verbosity on stderr; logs never contain forwarded data or tokens",
+        default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
-        help="log verbosity on stderr; logs never contain forwarded data or tokens "
-        "(env PUENTE_LOG_LEVEL; default INFO)",
     )
     serve.epilog = (
         "GET /metrics serves Prometheus metrics to this machine only, unless the "
@@ -349,12 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ask the relay listening on this machine for /healthz; exit 0 if it is "
         "healthy, 1 if not. Reads PUENTE_PORT and PUENTE_TLS_CERT like serve does.",
     )
-    health.add_argument(
-        "--port",
-        type=_port,
-        default=_env("PUENTE_PORT", "8765"),
-        help="the relay's port (env PUENTE_PORT; default 8765)",
-    )
+    _env_option(health, "--port", "PUENTE_PORT", "the relay's port", default="8765", type=_port)
     health.add_argument(
         "--tls",
         action=argparse.BooleanOptionalAction,

@@ -9,7 +9,6 @@ not installed (CI installs it).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 
 from tests.conftest import scaled
 from tests.customer import Process
+from tests.xdisplay import start_xvfb
 
 APP = Path(__file__).with_name("screen_app.py")
 SCREEN_SIZE = (1024, 768)
@@ -57,31 +57,8 @@ def xvfb(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh Xvfb display; DISPLAY points at it for this test."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (Debian package xvfb)")
-    read_fd, write_fd = os.pipe()
-    width, height = SCREEN_SIZE
-    proc = subprocess.Popen(
-        [
-            "Xvfb",
-            "-displayfd",
-            str(write_fd),
-            "-screen",
-            "0",
-            f"{width}x{height}x24",
-            "-nolisten",
-            "tcp",
-            "-noreset",
-        ],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
+    proc, display = start_xvfb(*SCREEN_SIZE)
     try:
-        with os.fdopen(read_fd) as pipe:
-            number = pipe.readline().strip()
-        if not number:
-            raise RuntimeError("Xvfb did not start")
-        display = f":{number}"
         monkeypatch.setenv("DISPLAY", display)
         monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
         monkeypatch.delenv("XDG_SESSION_TYPE", raising=False)

@@ -35,10 +35,12 @@ def need_x_tools() -> None:
         pytest.skip("mss is not installed (pip install -e '.[dev]')")
 
 
-@contextmanager
-def xvfb() -> Iterator[str]:
-    """Start Xvfb on a free display; yield ``:N``; stop it afterwards."""
-    need_x_tools()
+def start_xvfb(width: int = WIDTH, height: int = HEIGHT) -> tuple[subprocess.Popen[bytes], str]:
+    """Start Xvfb (24-bit, no TCP) on a display number it picks; return it and ``:N``.
+
+    The caller stops it. Shared by the window tests, the screen tests and
+    bench/screen_vs_vnc.py.
+    """
     read, write = os.pipe()
     proc = subprocess.Popen(
         [
@@ -47,7 +49,7 @@ def xvfb() -> Iterator[str]:
             str(write),
             "-screen",
             "0",
-            f"{WIDTH}x{HEIGHT}x24",
+            f"{width}x{height}x24",
             "-nolisten",
             "tcp",
             # Without it the server resets (pointer back to the middle) whenever its last
@@ -63,9 +65,18 @@ def xvfb() -> Iterator[str]:
         number = pipe.readline().strip()
     if not number:
         proc.kill()
+        proc.wait()
         raise RuntimeError("Xvfb did not start")
+    return proc, f":{number}"
+
+
+@contextmanager
+def xvfb() -> Iterator[str]:
+    """Start Xvfb on a free display; yield ``:N``; stop it afterwards."""
+    need_x_tools()
+    proc, display = start_xvfb()
     try:
-        yield f":{number}"
+        yield display
     finally:
         proc.terminate()
         proc.wait(timeout=scaled(10))
