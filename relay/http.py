@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 #: Largest request body the REST API reads; a larger one is answered with 413.
 MAX_BODY_SIZE = 64 * 1024
 
+_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+
 #: Largest request head buffered while looking for a body; past that websockets decides.
 MAX_HEAD_SIZE = 64 * 1024
 
@@ -56,17 +58,21 @@ class ForwardingConnection(Connection):
         self._in_fragmented_message = False
 
     def process_event(self, event: Event) -> None:
-        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
-            whole = event.fin and not self._in_fragmented_message
-            if whole and event.opcode is Opcode.BINARY and self.forward_binary is not None:
-                self.forward_binary(event.data)
-                return
-            if whole and event.opcode is Opcode.TEXT and self.forward_text is not None:
-                self.forward_text(event.data)
-                return
-            if not event.fin:
-                self.forward_binary = self.forward_text = None
-            self._in_fragmented_message = not event.fin
+        # Runs for every frame the relay receives: the common case (a whole binary
+        # message, a callback set) is tested first.
+        if type(event) is Frame:
+            opcode = event.opcode
+            if event.fin and not self._in_fragmented_message:
+                if opcode is Opcode.BINARY and self.forward_binary is not None:
+                    self.forward_binary(event.data)
+                    return
+                if opcode is Opcode.TEXT and self.forward_text is not None:
+                    self.forward_text(event.data)
+                    return
+            elif opcode in _DATA_OPCODES:  # a fragment: from here on websockets' own path
+                if not event.fin:
+                    self.forward_binary = self.forward_text = None
+                self._in_fragmented_message = not event.fin
         super().process_event(event)
 
     def resume_writing(self) -> None:

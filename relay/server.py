@@ -74,6 +74,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from types import TracebackType
 from typing import Any, Self
 
@@ -101,6 +102,7 @@ from .http import (
     send_now,
     single_header,
 )
+from .metrics import Value
 from .outbox import DeliverySettings, Outbox
 from .ratelimit import SlidingWindowLimiter
 from .store import RelayStore, SessionRecord, SessionState
@@ -802,31 +804,51 @@ class RelayServer:
         # From now on binary messages skip the reader tasks (see _forward); set before
         # "paired" goes out, so that no end can send data the old way first.
         for end in live.ends.values():
-            end.connection.forward_binary = functools.partial(self._forward, live, end)
+            end.connection.forward_binary = self._direct_path(live, end)
         for end in list(live.ends.values()):
             await _send_quietly(end.connection, paired)
 
+    def _direct_path(
+        self, live: LiveSession, end: Endpoint
+    ) -> Callable[[bytes | bytearray | memoryview], None]:
+        """The callback that forwards ``end``'s binary messages as they are parsed."""
+        return functools.partial(
+            self._forward,
+            live,
+            end,
+            end.role.peer,
+            self.metrics.bytes_forwarded.labels(_DIRECTIONS[end.role]),
+        )
+
     def _forward(
-        self, live: LiveSession, end: Endpoint, message: bytes | bytearray | memoryview
+        self,
+        live: LiveSession,
+        end: Endpoint,
+        peer_role: Role,
+        forwarded: Value,
+        message: bytes | bytearray | memoryview,
     ) -> None:
         """Pass one binary message from ``end`` to its peer (called as it is parsed).
 
         Backpressure: when the peer's send buffer is over its limit, reading from
         ``end`` pauses until the peer's buffer drains, so a slow reader slows its sender.
+        This runs for every message the relay forwards: keep it lean.
         """
-        if live.finished or live.ends.get(end.role) is not end:
+        ends = live.ends
+        if live.finished or ends.get(end.role) is not end:
             return  # over, or this connection was replaced by a resumed one
-        peer = live.ends.get(end.role.peer)
+        peer = ends.get(peer_role)
         if peer is None:
             return  # the peer dropped and may come back: the ends resend what it missed
-        started = time.perf_counter()
+        started = perf_counter()
         if not send_now(end.connection, peer.connection, message):
             # The peer is closing; its own task decides whether the session ends or
             # waits for it to resume. Either way this message is not needed.
             return
-        self.metrics.forwarding_latency.observe(time.perf_counter() - started)
-        self.metrics.bytes_forwarded.labels(_DIRECTIONS[end.role]).value += len(message)
-        live.sent[end.role] += len(message)
+        self.metrics.forwarding_latency.observe(perf_counter() - started)
+        size = len(message)
+        forwarded.value += size
+        live.sent[end.role] += size
         live.last_activity = self._clock()
 
     async def _resume_phase(
@@ -893,7 +915,7 @@ class RelayServer:
             live.suspended_at = now
         endpoint = live.ends[role] = Endpoint(connection, role, ip)
         # The new connection's binary takes the direct path at once, as at pairing.
-        connection.forward_binary = functools.partial(self._forward, live, endpoint)
+        connection.forward_binary = self._direct_path(live, endpoint)
         if stale is not None:
             stale.connection.forward_binary = None
         return live, endpoint, stale

@@ -7,6 +7,7 @@ report comes out whole.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,19 @@ def test_stream_mode_against_socat() -> None:
     assert "socat (peer)" in out and "latency p99" in out
     assert "sessions lost           0" in out
     assert "p99 added latency" in out
+    assert "load generator CPU" in out and "upper bound on the latency it adds" in out
+
+
+def test_stream_mode_pinned() -> None:
+    """--pin: the relay on one CPU, the generator on the others (affinity checked)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("--pin needs two CPUs; this machine lets us use one")
+    out = bench(
+        "stream", "--sessions", "4", "--seconds", "1", "--warmup", "0.5", "--pin", "--no-peer"
+    )
+    first = sorted(os.sched_getaffinity(0))[0]
+    assert f"forwarders on CPU [{first}]" in out
+    assert "sessions lost           0" in out and "p99 through the relay" in out
 
 
 def test_idle_and_churn_modes() -> None:
