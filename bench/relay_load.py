@@ -13,6 +13,10 @@ Modes (issue 7, acceptance 4; record the figures in docs/PERFORMANCE.md, "Relay 
     churn   sessions opening, exchanging a little and closing, C at a time, for a
             duration. Samples the relay's memory; goal: flat at the end.
 
+``--pin`` runs the relays (or socat) on the first CPU and the load generator on the
+others, so that the two do not take turns on the same cores (as if the generator were
+another machine); the relay's whole p99 then bounds the latency it adds.
+
 ``--nodes 3`` runs three relay processes sharing a real Redis (redis-server, started
 here) and one SQLite file; each session's technician reaches node i and its agent
 node i+1, so every session crosses nodes (the worst case: the agent's node passes the
