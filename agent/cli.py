@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from protocol.code import InvalidCodeError, SessionCode
 from relay.allocator import keep_freed_memory
+from relay.stdio import quiet_on_closed_stdout
 
 from .errors import TrustSetupError
 from .i18n import LANGUAGES, customer_error, set_language, t
@@ -138,6 +139,7 @@ def fail(message: str) -> int:
     return 1
 
 
+@quiet_on_closed_stdout
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["audit"]:

@@ -26,6 +26,7 @@ from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
 from .server import RelayConfig, RelayServer
+from .stdio import quiet_on_closed_stdout
 from .store import DATABASE_NAME, RelayStore, SQLiteStore
 from .stores import open_store
 
@@ -440,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``puente-relay`` with ``argv`` (default: the command line); return the exit status."""
     parser = build_parser()

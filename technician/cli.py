@@ -21,6 +21,7 @@ from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
 from relay.allocator import keep_freed_memory
 from relay.client import LinkError, client_ssl_context
+from relay.stdio import quiet_on_closed_stdout
 
 from . import trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
@@ -169,6 +170,7 @@ def _add_rating_wait(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@quiet_on_closed_stdout
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
