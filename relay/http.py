@@ -30,10 +30,10 @@ if TYPE_CHECKING:
 #: Largest request body the REST API reads; a larger one is answered with 413.
 MAX_BODY_SIZE = 64 * 1024
 
-_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
-
 #: Largest request head buffered while looking for a body; past that websockets decides.
 MAX_HEAD_SIZE = 64 * 1024
+
+_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
 
 class ForwardingConnection(Connection):
