@@ -225,6 +225,8 @@ def test_sigterm_drains_then_a_second_sigterm_stops_at_once(tmp_path: Path) -> N
             await expect_error(tech, "shutdown")
 
     asyncio.run(asyncio.wait_for(main(), scaled(30)))
+    # It stops by itself; relay.stop() must not send a third SIGTERM into its last moments.
+    relay.proc.wait(timeout=scaled(15))
     log = relay.stop()
     assert relay.proc.returncode == 0
     assert "relay draining for up to 60 s" in log and "relay stopped" in log
