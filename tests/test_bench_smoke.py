@@ -62,3 +62,27 @@ def test_ssh_benchmark_tiny_run_reports_every_row() -> None:
         "puente put (SFTP in the tunnel)",
         "puente get (SFTP in the tunnel)",
     }
+
+
+def test_screen_benchmark_tiny_run_reports_every_goal() -> None:
+    """bench/screen_vs_vnc.py: both systems through every scene, the report whole."""
+    for program, package in (
+        ("Xvfb", "xvfb"),
+        ("x11vnc", "x11vnc"),
+        ("xtigervncviewer", "tigervnc-viewer"),
+    ):
+        if shutil.which(program) is None:
+            pytest.skip(f"{program} is not installed (apt-get install {package})")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "screen_vs_vnc.py")]
+        + ["--seconds", "0.3", "--clicks", "2"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(180),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.stdout
+    for scene in ("static", "typing", "scroll", "drag", "slideshow", "video"):
+        assert f"- {scene}: bytes" in report, report
+    goals = report.split("Goals:", 1)[1]
+    assert goals.count(", met") + goals.count(", NOT met") == 6, report
