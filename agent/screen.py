@@ -36,6 +36,7 @@ import contextlib
 import os
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,7 +353,8 @@ async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
         )
         reader = asyncio.create_task(read_viewer())
         try:
-            await _send_frames(call, pipeline, pacer, executor, ack_or_stop, lambda: stopped)
+            run = _FrameLoop(call, pipeline, pacer, executor, ack_or_stop, lambda: stopped)
+            await _send_frames(run)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -366,35 +368,36 @@ async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
     return {"frames": pacer.frames_sent, "bytes": pacer.bytes_sent}
 
 
-async def _send_frames(
-    call: CapabilityCall,
-    pipeline: ScreenPipeline,
-    pacer: FramePacer,
-    executor: concurrent.futures.Executor,
-    ack_or_stop: asyncio.Event,
-    is_stopped: Any,
-) -> None:
+@dataclass
+class _FrameLoop:
+    """What the frame loops share: the call and its pipeline, the pacer, the capture
+    thread, the event set by every ack (and at the stop), and the stop test."""
+
+    call: CapabilityCall
+    pipeline: ScreenPipeline
+    pacer: FramePacer
+    executor: concurrent.futures.Executor
+    ack_or_stop: asyncio.Event
+    is_stopped: Callable[[], bool]
+
+
+async def _send_frames(run: _FrameLoop) -> None:
     """Capture and send frames until stopped: driven by the X server's reports of what
     was drawn where it gives them (X11 DAMAGE), else by polling the whole screen."""
     watcher = None if os.environ.get(POLL_ENV) else DamageWatcher.open()
     if watcher is None:
-        await _poll_frames(call, pipeline, pacer, executor, ack_or_stop, is_stopped)
+        await _poll_frames(run)
         return
     try:
-        await _watch_frames(call, pipeline, pacer, executor, ack_or_stop, is_stopped, watcher)
+        await _watch_frames(run, watcher)
     finally:
         watcher.close()
 
 
-async def _poll_frames(
-    call: CapabilityCall,
-    pipeline: ScreenPipeline,
-    pacer: FramePacer,
-    executor: concurrent.futures.Executor,
-    ack_or_stop: asyncio.Event,
-    is_stopped: Any,
-) -> None:
+async def _poll_frames(run: _FrameLoop) -> None:
     """Look at the whole screen up to ``max_fps`` times a second (30 when idle)."""
+    call, pipeline, pacer, executor = run.call, run.pipeline, run.pacer, run.executor
+    ack_or_stop, is_stopped = run.ack_or_stop, run.is_stopped
     link = call.link
     assert link is not None
     loop = asyncio.get_running_loop()
@@ -432,19 +435,13 @@ async def _poll_frames(
         await _deliver(call, pacer, result)
 
 
-async def _watch_frames(
-    call: CapabilityCall,
-    pipeline: ScreenPipeline,
-    pacer: FramePacer,
-    executor: concurrent.futures.Executor,
-    ack_or_stop: asyncio.Event,
-    is_stopped: Any,
-    watcher: DamageWatcher,
-) -> None:
+async def _watch_frames(run: _FrameLoop, watcher: DamageWatcher) -> None:
     """Capture where the X server reports drawing, as soon as the pacer allows (at
     once after input, so a click shows without waiting for a poll). The pointer is
     looked at IDLE_FPS times a second and the whole screen every FULL_CHECK_S, in
     case something was drawn without a report."""
+    call, pipeline, pacer, executor = run.call, run.pipeline, run.pacer, run.executor
+    ack_or_stop, is_stopped = run.ack_or_stop, run.is_stopped
     link = call.link
     assert link is not None
     loop = asyncio.get_running_loop()
@@ -467,7 +464,7 @@ async def _watch_frames(
         while not is_stopped():
             if broken:
                 # No more reports: polling the whole screen still finds every change.
-                await _poll_frames(call, pipeline, pacer, executor, ack_or_stop, is_stopped)
+                await _poll_frames(run)
                 return
             if not await _window_open(pacer, ack_or_stop, is_stopped):
                 return
