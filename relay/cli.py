@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from . import audit
 from .allocator import keep_freed_memory
@@ -116,7 +117,7 @@ def _env_option(
     *,
     default: str | None = None,
     shown: str | None = None,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> None:
     """Add ``flag``, taken from the environment variable ``env`` when not given.
 
@@ -126,7 +127,7 @@ def _env_option(
     if shown is None and default is not None:
         shown = f"default {default}"
     tail = f"env {env}" + (f"; {shown}" if shown else "")
-    parser.add_argument(flag, default=_env(env, default), help=f"{help} ({tail})", **kwargs)  # type: ignore[arg-type]
+    parser.add_argument(flag, default=_env(env, default), help=f"{help} ({tail})", **kwargs)
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
