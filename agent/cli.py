@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from protocol.code import InvalidCodeError, SessionCode
 from relay.allocator import keep_freed_memory
-from relay.stdio import quiet_on_closed_stdout
+from relay.stdio import quiet_library_warnings, quiet_on_closed_stdout
 
 from .errors import TrustSetupError
 from .i18n import LANGUAGES, customer_error, set_language, t
@@ -143,12 +143,14 @@ def fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["audit"]:
+        quiet_library_warnings()
         return audit_main(argv[1:])
     try:
         baked = load_baked()
     except SettingsError as exc:
         return fail(str(exc))
     args = build_parser(baked).parse_args(argv)
+    quiet_library_warnings(show=args.verbose)
     if args.lang:
         set_language(args.lang)
     logging.basicConfig(

@@ -143,16 +143,40 @@ def numpy_without_blas_ready(target: Path, version: str) -> bool:
     return done.exists() and json.loads(done.read_text(encoding="utf-8")) == wanted
 
 
+def locked_hashes(name: str, version: str) -> list[str]:
+    """The hashes the lock (requirements/dev.txt) gives ``name==version``'s files; none
+    when the lock does not pin that version (pip then checks nothing)."""
+    lock = ROOT / "requirements" / "dev.txt"
+    hashes: list[str] = []
+    inside = False
+    for line in lock.read_text(encoding="utf-8").splitlines() if lock.exists() else []:
+        if not line.startswith((" ", "#")):
+            inside = line.startswith(f"{name}=={version} ") or line == f"{name}=={version}"
+        elif inside and "--hash=" in line:
+            hashes.append(line.split("--hash=", 1)[1].rstrip(" \\"))
+    return hashes
+
+
 def numpy_without_blas(cache: Path) -> Path:
     """A folder holding the installed numpy's version built without BLAS; put it first
     on PYTHONPATH and PyInstaller bundles that numpy. Built once per numpy version and
     Python, then reused from ``cache``."""
+    import fcntl  # the numpy build is for Linux only
+
     version = importlib.metadata.version("numpy")
     target = numpy_without_blas_folder(cache, version)
-    if numpy_without_blas_ready(target, version):
-        return target
-    shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Two builds at once (two test workers, two terminals) compile it once: the second
+    # waits here, then finds it ready.
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not numpy_without_blas_ready(target, version):
+            _compile_numpy_without_blas(target, version)
+    return target
+
+
+def _compile_numpy_without_blas(target: Path, version: str) -> None:
+    shutil.rmtree(target, ignore_errors=True)
     log_path = target.parent / f"{target.name}.log"
     print(
         f"Building numpy {version} without OpenBLAS for the download (once; a few minutes, "
@@ -162,7 +186,11 @@ def numpy_without_blas(cache: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="puente-numpy-") as wheels:
         # --no-cache-dir: pip's wheel cache does not tell builds with other options apart,
         # so it could hand back a numpy built with OpenBLAS (or give ours to others).
-        command = [sys.executable, "-m", "pip", "wheel", f"numpy=={version}"]
+        # The source is the one the lock names: its hashes are checked.
+        wanted_source = Path(wheels) / "numpy-source.txt"
+        hashes = " ".join(f"--hash={h}" for h in locked_hashes("numpy", version))
+        wanted_source.write_text(f"numpy=={version} {hashes}\n", encoding="utf-8")
+        command = [sys.executable, "-m", "pip", "wheel", "-r", str(wanted_source)]
         command += ["--no-binary", "numpy", "--no-deps", "--no-cache-dir", "-v", "-w", wheels]
         command += [f"-Csetup-args={option}" for option in NUMPY_WITHOUT_BLAS]
         if run_with_progress(command, log_path, f"numpy {version} without OpenBLAS") != 0:
@@ -184,7 +212,6 @@ def numpy_without_blas(cache: Path) -> Path:
             )
     wanted = {"numpy": version, "options": NUMPY_WITHOUT_BLAS}
     (target / "built-with.json").write_text(json.dumps(wanted), encoding="utf-8")
-    return target
 
 
 def run_with_progress(command: list[str], log_path: Path, title: str) -> int:
@@ -221,7 +248,10 @@ def build_agent(args: argparse.Namespace) -> Path:
     """Run PyInstaller on the spec; return the built file."""
     settings = settings_for(args)
     if importlib.util.find_spec("PyInstaller") is None:
-        raise BuildError("PyInstaller is not installed here: pip install -e '.[build]' first.")
+        raise BuildError(
+            "PyInstaller is not installed here: install the lock first "
+            "(pip install --require-hashes -r requirements/dev.txt)."
+        )
     dist = Path(args.dist).resolve()
     env = dict(os.environ)
     env["PUENTE_BUILD_NAME"] = args.name

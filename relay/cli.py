@@ -27,7 +27,7 @@ from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
 from .server import RelayConfig, RelayServer
-from .stdio import quiet_on_closed_stdout
+from .stdio import quiet_library_warnings, quiet_on_closed_stdout
 from .store import DATABASE_NAME, RelayStore, SQLiteStore
 from .stores import open_store
 
@@ -447,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``puente-relay`` with ``argv`` (default: the command line); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Library warnings are for developers; --log-level DEBUG logs them.
+    quiet_library_warnings(show=getattr(args, "log_level", None) == "DEBUG")
     if args.command == "health":
         return _health(args)
     if not args.data_dir and not args.database_url:

@@ -1,4 +1,10 @@
-"""Command-line entry points that stop quietly when their reader goes away.
+"""Command-line entry points that keep their output for their user.
+
+Library warnings (:func:`quiet_library_warnings`): a deprecation raised inside asyncssh
+is for developers; a customer or an operator never sees it, and ``-v`` logs it.
+
+A closed pipe (:func:`quiet_on_closed_stdout`): programs stop quietly when their
+reader goes away.
 
 ``puente-tech sessions | head`` closes the pipe while the command still prints; Python
 then raises BrokenPipeError at the next write, and again when it flushes at exit.
@@ -10,9 +16,11 @@ not swallowed.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import select
 import sys
+import warnings
 from collections.abc import Callable
 from typing import ParamSpec
 
@@ -20,6 +28,23 @@ P = ParamSpec("P")
 
 #: What a shell reports for a program killed by SIGPIPE (128 + 13).
 EXIT_BROKEN_PIPE = 141
+
+
+def quiet_library_warnings(show: bool = False) -> None:
+    """Keep third-party libraries' warnings off a customer's or an operator's screen.
+
+    cryptography 51, for one, deprecates DSA and asyncssh touches it when imported: five
+    lines of Python warnings would stand above "session started". With ``show`` (the
+    program's ``-v``) they go to the log instead. Whoever set ``-W`` or
+    ``PYTHONWARNINGS`` asked for warnings their own way: that is left as it is.
+    """
+    if sys.warnoptions:
+        return
+    if show:
+        warnings.simplefilter("default")
+        logging.captureWarnings(True)
+    else:
+        warnings.simplefilter("ignore")
 
 
 def quiet_on_closed_stdout(main: Callable[P, int]) -> Callable[P, int]:

@@ -21,7 +21,7 @@ from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
 from relay.allocator import keep_freed_memory
 from relay.client import LinkError, client_ssl_context
-from relay.stdio import quiet_on_closed_stdout
+from relay.stdio import quiet_library_warnings, quiet_on_closed_stdout
 
 from . import trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ca-file", help="trust this CA certificate for the relay (wss://)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' own warnings (for reporting a problem)",
+    )
     parser.add_argument(
         "--cert",
         type=Path,
@@ -174,6 +180,7 @@ def _add_rating_wait(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_library_warnings(show=args.verbose)
     out = Output(args.json)
     if args.command is None:
         parser.print_help()

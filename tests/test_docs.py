@@ -41,3 +41,26 @@ def test_protocol_md_state_diagram_matches_code() -> None:
 
 if __name__ == "__main__":
     print(state_diagram())
+
+
+def quick_start_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```sh\n")[1:]
+    return [block.split("```", 1)[0].strip() for block in blocks]
+
+
+def test_the_quick_start_is_two_commands_that_install_from_the_lock() -> None:
+    first, second = quick_start_commands()
+    for command in (first, second):
+        assert "\n" not in command  # one copy-pasteable line each
+        assert "--require-hashes -r requirements/" in command
+        assert "--no-deps" in command  # Puente itself adds nothing beyond the lock
+    assert first.endswith("puente-relay serve --data-dir relay-data")
+    assert second.startswith(".ci/system-packages && ") and second.endswith("pytest -n 2")
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    _, second = quick_start_commands()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert second in ci.splitlines()

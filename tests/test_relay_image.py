@@ -26,6 +26,8 @@ import pytest
 
 from tests.conftest import scaled
 from tests.customer import ScriptedCustomer, technician
+from tests.lockfiles import locked_versions
+from tests.once import once_per_run
 from tests.services import spare_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,12 +44,15 @@ def buildah(*args: str, timeout: float = 60) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def image() -> str:
+def needs_root_and_buildah() -> None:
     if shutil.which("buildah") is None or shutil.which("debootstrap") is None:
         pytest.skip("buildah or debootstrap is not installed (apt install buildah debootstrap)")
     if os.geteuid() != 0:
         pytest.skip("building the image needs root (debootstrap, buildah chroot isolation)")
+
+
+def build_image() -> str:
+    needs_root_and_buildah()
     build = subprocess.run(
         [str(ROOT / "installers" / "relay" / "build-image.sh")],
         env={**os.environ, "PYTHON": sys.executable, "IMAGE": IMAGE},
@@ -57,6 +62,12 @@ def image() -> str:
     )
     assert build.returncode == 0, build.stderr
     return IMAGE
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The image, built once per run: every worker of ``pytest -n`` shares the build."""
+    return once_per_run(tmp_path_factory, "relay-image", build_image)
 
 
 def test_image_configuration(image: str) -> None:
@@ -123,3 +134,95 @@ def test_the_image_answers_healthz_and_pairs_an_agent_with_a_technician(
             relay.kill()
             relay.communicate()
         buildah("rm", container)
+
+
+def test_the_image_has_the_locked_versions(image: str) -> None:
+    """The image installs installers/relay/requirements.txt, the lock: same versions any day."""
+    container = buildah("from", "--name", f"puente-test-{secrets.token_hex(4)}", image).strip()
+    try:
+        names = ["websockets", "cryptography", "jsonschema", "redis", "psycopg"]
+        script = "import importlib.metadata as m, sys; print(*(m.version(n) for n in sys.argv[1:]))"
+        found = buildah(
+            "run", "--isolation", "chroot", container, "--", "python3", "-c", script, *names
+        )
+        locked = locked_versions(ROOT / "installers" / "relay" / "requirements.txt")
+        assert dict(zip(names, found.split(), strict=True)) == {n: locked[n] for n in names}
+    finally:
+        buildah("rm", container)
+
+
+FAKE_DEBOOTSTRAP = """#!/bin/sh
+# Stands in for debootstrap and fails midway the way a real one can: after it has made
+# the root file system and mounted /proc and /sys inside it (its second stage does).
+for target; do :; done
+mkdir -p "$target/proc" "$target/sys" "$target/usr/bin"
+echo partial > "$target/usr/bin/half-installed"
+mount -t proc proc "$target/proc" || exit 3
+mount -t sysfs sysfs "$target/sys" || exit 3
+echo "E: Tried to extract package, but file already exists" >&2
+exit 1
+"""
+
+
+def test_a_build_that_fails_midway_leaves_nothing_mounted_or_behind(tmp_path: Path) -> None:
+    needs_root_and_buildah()
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "debootstrap").write_text(FAKE_DEBOOTSTRAP)
+    (fake_bin / "debootstrap").chmod(0o755)
+    work = tmp_path / "work"
+    build = subprocess.run(
+        [str(ROOT / "installers" / "relay" / "build-image.sh")],
+        env={
+            **os.environ,
+            "PATH": f"{fake_bin}:{os.environ['PATH']}",
+            "PYTHON": sys.executable,
+            "WORK_DIR": str(work),
+            "REBUILD_BASE": "1",
+            "BASE_IMAGE": f"localhost/puente-test-base-{secrets.token_hex(4)}",
+            "IMAGE": f"localhost/puente-test-{secrets.token_hex(4)}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert build.returncode != 0
+    assert "debootstrap failed" in build.stderr and "debootstrap.log" in build.stderr
+    assert "what it had mounted and made is removed" in build.stderr
+    mounts = Path("/proc/self/mounts").read_text()
+    assert str(work) not in mounts, mounts
+    # The root file system is gone; only the log (named in the message) and the lock stay.
+    assert sorted(p.name for p in work.iterdir()) == [".lock", "debootstrap.log"]
+    assert "file already exists" in (work / "debootstrap.log").read_text()
+
+
+def test_a_build_killed_outright_is_cleaned_up_by_the_next(tmp_path: Path) -> None:
+    """SIGKILL gives the script no chance to clean up: the next build does it first."""
+    needs_root_and_buildah()
+    work = tmp_path / "work"
+    (work / "rootfs" / "proc").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "proc", "proc", str(work / "rootfs" / "proc")], check=True)
+    try:
+        fake_bin = tmp_path / "bin"
+        fake_bin.mkdir()
+        (fake_bin / "debootstrap").write_text("#!/bin/sh\nexit 1\n")
+        (fake_bin / "debootstrap").chmod(0o755)
+        build = subprocess.run(
+            [str(ROOT / "installers" / "relay" / "build-image.sh")],
+            env={
+                **os.environ,
+                "PATH": f"{fake_bin}:{os.environ['PATH']}",
+                "PYTHON": sys.executable,
+                "WORK_DIR": str(work),
+                "REBUILD_BASE": "1",
+                "BASE_IMAGE": f"localhost/puente-test-base-{secrets.token_hex(4)}",
+            },
+            capture_output=True,
+            text=True,
+            timeout=scaled(120),
+        )
+        assert build.returncode != 0
+        assert str(work) not in Path("/proc/self/mounts").read_text()
+        assert not (work / "rootfs").exists()
+    finally:
+        subprocess.run(["umount", str(work / "rootfs" / "proc")], capture_output=True)

@@ -12,6 +12,11 @@
 #   DEBIAN_MIRROR=<url>  (debootstrap's default mirror if unset)
 #   PYTHON=python3       (a Python 3.11 with pip, to build the wheels)
 #   WORK_DIR=build/relay-image   REBUILD_BASE=1 (make the base again)
+#
+# Two builds at once wait for each other (a lock in WORK_DIR). A build that fails or is
+# interrupted unmounts what debootstrap mounted inside its root file system and removes
+# what it made (keeping only debootstrap.log); one killed outright is cleaned up by the
+# next build before it starts.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,13 +35,51 @@ need buildah buildah
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
     || fail "$PYTHON is not Python 3.11 (bookworm's); set PYTHON to a Python 3.11 with pip."
 mkdir -p "$WORK_DIR"
+WORK_DIR=$(cd "$WORK_DIR" && pwd -P)
+rootfs="$WORK_DIR/rootfs"
+container=
+
+# Unmount everything mounted at or below the root file system (deepest first: debootstrap
+# mounts /proc, /sys and /dev/pts inside it), then remove it without ever crossing into a
+# file system that is still mounted there.
+release_rootfs() {
+    local mounts
+    mounts=$(awk -v root="$rootfs" '$2 == root || index($2, root "/") == 1 { print $2 }' \
+        /proc/self/mounts | sort -r)
+    for mount in $mounts; do
+        umount "$mount" 2>/dev/null || umount --lazy "$mount" 2>/dev/null \
+            || echo "build-image.sh: could not unmount $mount; unmount it by hand" >&2
+    done
+    [ -e "$rootfs" ] && rm -rf --one-file-system "$rootfs"
+    return 0
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [ "$status" != 0 ]; then
+        release_rootfs
+        rm -f "$WORK_DIR/rootfs.tar" "$WORK_DIR/Containerfile"
+        rm -rf "$WORK_DIR/wheels"
+        [ -n "$container" ] && buildah rm "$container" >/dev/null 2>&1
+        echo "build-image.sh: the build stopped; what it had mounted and made is removed." >&2
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# One build at a time in this folder: a second one waits here.
+exec 9>"$WORK_DIR/.lock"
+flock 9
+release_rootfs  # what a build killed outright (no chance to clean up) left behind
 
 # --- 1. the base ------------------------------------------------------------------
 if [ -n "${REBUILD_BASE:-}" ] || ! buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
     need debootstrap debootstrap
     step 1 "making a Debian bookworm base with debootstrap (downloads about 40 MB)..."
-    rootfs="$WORK_DIR/rootfs"
-    rm -rf "$rootfs" && mkdir -p "$rootfs"
+    mkdir -p "$rootfs"
     # shellcheck disable=SC2086  # DEBIAN_MIRROR is one optional word
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,passwd \
         bookworm "$rootfs" ${DEBIAN_MIRROR:-} >"$WORK_DIR/debootstrap.log" 2>&1 \
@@ -47,24 +90,27 @@ if [ -n "${REBUILD_BASE:-}" ] || ! buildah inspect --type image "$BASE_IMAGE" >/
         "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/log/* "$rootfs"/tmp/*
     tar -C "$rootfs" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' \
         --exclude='./sys/*' -cf "$WORK_DIR/rootfs.tar" .
-    rm -rf "$rootfs"
+    release_rootfs
     container=$(buildah from scratch)
     buildah add --quiet "$container" "$WORK_DIR/rootfs.tar" / >/dev/null
     buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         --env LANG=C.UTF-8 --cmd /bin/bash "$container"
     buildah commit --quiet --rm "$container" "$BASE_IMAGE" >/dev/null
+    container=
     rm -f "$WORK_DIR/rootfs.tar"
 else
     step 1 "base image $BASE_IMAGE already exists (REBUILD_BASE=1 to make it again)"
 fi
 
 # --- 2. wheels --------------------------------------------------------------------
-step 2 "building wheels of Puente and the relay's dependencies (requirements.txt)..."
+step 2 "building wheels of Puente and the relay's locked dependencies (requirements.txt)..."
 rm -rf "$WORK_DIR/wheels" && mkdir -p "$WORK_DIR/wheels"
 "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$WORK_DIR/wheels" \
     --no-deps "$root" 2>&1 | grep -v "is ignored" >&2 || true
+# requirements.txt is the lock (hashes included; .ci/refresh-lock writes it from
+# requirements.in): the image gets the same versions every day.
 "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$WORK_DIR/wheels" \
-    -r "$here/requirements.txt" 2>&1 | grep -v "is ignored" >&2 || true
+    --require-hashes -r "$here/requirements.txt" 2>&1 | grep -v "is ignored" >&2 || true
 ls "$WORK_DIR"/wheels/puente-*.whl "$WORK_DIR"/wheels/websockets-*.whl >/dev/null 2>&1 \
     || fail "building the wheels failed (see pip's message above)."
 cp "$here/requirements.txt" "$WORK_DIR/wheels/requirements.txt"
