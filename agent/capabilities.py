@@ -26,7 +26,7 @@ from protocol.mux import Channel
 from .errors import RequestRefused
 
 if TYPE_CHECKING:
-    from relay.client import Link
+    from link.connection import Link
 
     from .audit import AgentLog
     from .consent import Authorization

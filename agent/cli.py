@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from protocol.allocator import keep_freed_memory
 from protocol.code import InvalidCodeError, SessionCode
-from relay.allocator import keep_freed_memory
-from relay.stdio import quiet_library_warnings, quiet_on_closed_stdout
+from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
 from .errors import TrustSetupError
 from .i18n import LANGUAGES, customer_error, set_language, t
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.relay:
         return fail(t("app.no_relay"))
-    keep_freed_memory()  # file copies through the tunnel (relay.allocator)
+    keep_freed_memory()  # file copies through the tunnel (protocol.allocator)
     code: SessionCode | None = None
     if args.code:
         try:
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def ssl_context_for(ca_file: str | None) -> ssl.SSLContext | None:
     """The TLS context of --ca-file (None: the system's CAs); LinkError if unusable."""
-    from relay.client import client_ssl_context
+    from link.connection import client_ssl_context
 
     return client_ssl_context(ca_file)
 
@@ -240,8 +240,8 @@ async def run_agent(
 
     ``org_key`` pins the organisation: a key file (--org-key) or the built-in settings.
     """
+    from link.connection import Link, LinkError
     from protocol.envelope import Role
-    from relay.client import Link, LinkError
 
     from .audit import AgentLog
     from .capabilities import default_registry

@@ -757,9 +757,9 @@ def section_labels() -> dict[str, str]:
 
 def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -> str:
     """A sentence in the customer's language for why the session could not go on."""
+    from link.connection import RelayRefused, RelayUnavailable, SessionLost
     from protocol.errors import IntegrityError, VersionMismatch, WrongCodeError
     from protocol.resume import ResumeRefused
-    from relay.client import RelayRefused, RelayUnavailable, SessionLost
 
     cause = error.__cause__
     from protocol.errors import TrustError

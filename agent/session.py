@@ -26,12 +26,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from link.connection import Link, SessionLost
 from protocol import messages
 from protocol.errors import TrustError, VersionMismatch
 from protocol.identity import Certificate
 from protocol.messages import ConsentState, ReplyStatus
 from protocol.pairing import PROTOCOL_VERSION
-from relay.client import Link, SessionLost
 
 from . import __version__
 from .audit import AgentLog

@@ -17,7 +17,7 @@ How it fits together:
    message, this session's SSH host key and a signature by that key over the
    pairing transcript hash, so the technician pins the key with no prompt, and a
    recording of another session's key cannot be replayed.
-2. The technician opens streams on the ``ssh`` channel (:mod:`relay.tunnel`); each
+2. The technician opens streams on the ``ssh`` channel (:mod:`link.tunnel`); each
    stream is one SSH connection, served here by asyncssh. Only the one-time public
    keys sent in live ``open`` requests can log in.
 3. Every SSH channel request is checked against the live permissions: a command,
@@ -56,16 +56,16 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 from asyncssh.channel import SSHChannel
 
+from link.tunnel import StreamTransport, Tunnel, TunnelConnector
 from protocol.envelope import Role
 from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX, SSH_MAX_PACKET
-from relay.tunnel import StreamTransport, Tunnel, TunnelConnector
 
 from .capabilities import Capability, CapabilityCall, Choice
 from .errors import PathRefused
 from .i18n import english, t
 
 if TYPE_CHECKING:
-    from relay.client import Link
+    from link.connection import Link
 
     from .audit import AgentLog
     from .consent import Authorization

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from link.connection import http_url, untrusted_certificate
 from protocol.errors import TrustError
 from protocol.identity import (
     Certificate,
@@ -40,7 +41,6 @@ from protocol.identity import (
     verify_revocation_list,
     verify_transcript,
 )
-from relay.client import http_url, untrusted_certificate
 
 from .errors import TrustSetupError
 

@@ -88,7 +88,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 from protocol import envelope  # noqa: E402
 from protocol.envelope import Role  # noqa: E402
 
-#: Settings every WebSocket end uses, the same as the real link (relay/client.py).
+#: Settings every WebSocket end uses, the same as the real link (link/connection.py).
 WS_OPTIONS: dict[str, Any] = {"compression": None, "max_size": envelope.MAX_RECORD_SIZE + 4096}
 
 SMALL = 100

@@ -73,7 +73,7 @@ class BuildFailed(RuntimeError):
 
 def check_relay(url: str) -> str:
     sys.path.insert(0, str(ROOT))
-    from relay.client import LinkError, check_relay_url
+    from link.connection import LinkError, check_relay_url
 
     try:
         return check_relay_url(url)

@@ -26,7 +26,9 @@ The tree::
      │    ├── Expired              its validity period is over
      │    ├── Revoked              the organisation revoked it
      │    └── WrongPlatform        a fix made for another operating system
-     └── FixRequestError           a fix was asked for with parameters its manifest refuses
+     ├── FixRequestError           a fix was asked for with parameters its manifest refuses
+     └── SummaryInvalid            a session summary does not fit its schema (also a
+                                   ValueError); the relay's API answers 400 with it
 
 ``ProtocolError`` is the common base of the first three branches; property tests
 check that decoders raise nothing but ``PuenteError`` subclasses.
@@ -147,3 +149,7 @@ class WrongPlatform(TrustError):
 
 class FixRequestError(PuenteError):
     """A fix was asked for with parameter values its manifest does not accept."""
+
+
+class SummaryInvalid(PuenteError, ValueError):
+    """A session summary does not fit the schema; the message says where and why."""

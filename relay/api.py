@@ -24,7 +24,7 @@ DELETE  /api/sessions/{id}            ends the session, 200 + the session
 PUT     /api/sessions/{id}/summary    201 + the summary the first time, 200 for
                                       the same summary again, 409 for another one
                                       (summaries never change) or a session that
-                                      never paired; :mod:`relay.summary`
+                                      never paired; :mod:`protocol.summary`
 GET     /api/sessions/{id}/summary    the summary, or 404
 POST    /api/revocations              publish an organisation's signed revocation list
 GET     /revocations/{key_id}         the newest list for that organisation key (no auth)
@@ -53,8 +53,9 @@ from typing import Any, Protocol
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from protocol.errors import TrustError
+from protocol.errors import SummaryInvalid, TrustError
 from protocol.identity import parse_revocation_list
+from protocol.summary import MAX_SUMMARY_BYTES, check_summary
 
 from .http import HeaderError, bearer_token, error_response, json_response
 from .joinpage import (
@@ -68,7 +69,6 @@ from .openapi import OPENAPI
 from .outbox import Outbox
 from .ratelimit import SlidingWindowLimiter
 from .store import RelayStore, SessionRecord, SessionState, Technician
-from .summary import MAX_SUMMARY_BYTES, SummaryInvalid, check_summary
 
 logger = logging.getLogger("relay.api")
 

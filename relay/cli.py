@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from protocol.allocator import keep_freed_memory
+from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
+
 from . import audit
-from .allocator import keep_freed_memory
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
 from .server import RelayConfig, RelayServer
-from .stdio import quiet_library_warnings, quiet_on_closed_stdout
 from .store import DATABASE_NAME, RelayStore, SQLiteStore
 from .stores import open_store
 
@@ -504,7 +505,7 @@ def _serve(args: argparse.Namespace) -> int:
         delivery=DeliverySettings(timeout=args.delivery_timeout, backoff_cap=args.retry_max),
         agent_download_url=args.agent_download_url or None,
     )
-    keep_freed_memory()  # forwarding bulk data (relay.allocator)
+    keep_freed_memory()  # forwarding bulk data (protocol.allocator)
     return asyncio.run(_run(config))
 
 

@@ -10,8 +10,6 @@ The tree::
      │                          a connector without its secret)
      ├── StoreError             the store refused an operation
      │    └── TechnicianExists  a technician account with that name already exists
-     ├── SummaryInvalid         an uploaded summary does not fit the schema (also a
-     │                          ValueError); the API answers 400 with its sentence
      └── DeliveryError          a help desk did not acknowledge an event; the outbox
                                 retries it later (never seen by an operator's command)
 """
@@ -39,10 +37,6 @@ class TechnicianExists(StoreError):
             f"A technician named {name!r} already exists; choose another name "
             "(removed accounts keep their names so past sessions stay attributable)."
         )
-
-
-class SummaryInvalid(RelayError, ValueError):
-    """An uploaded summary does not fit the schema; the message says where and why."""
 
 
 class DeliveryError(RelayError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .summary import SUMMARY_SCHEMA
+from protocol.summary import SUMMARY_SCHEMA
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 

@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from link.connection import LinkError, client_ssl_context
+from protocol.allocator import keep_freed_memory
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
-from relay.allocator import keep_freed_memory
-from relay.client import LinkError, client_ssl_context
-from relay.stdio import quiet_library_warnings, quiet_on_closed_stdout
+from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
 from . import trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     runners = {"diagnostics": run_diagnostics, "session": run_console, "sessions": run_sessions}
     runner = runners[args.command]
-    keep_freed_memory()  # file copies through the tunnel (relay.allocator)
+    keep_freed_memory()  # file copies through the tunnel (protocol.allocator)
     try:
         return asyncio.run(runner(args, out, ssl_context))
     except KeyboardInterrupt:
@@ -490,7 +490,7 @@ async def run_sessions(args: argparse.Namespace, out: Output, ssl_context: Any) 
     if out.as_json:
         print(json.dumps({"ticket_id": args.ticket, "sessions": sessions}), flush=True)
         return EXIT_OK
-    from relay.events import summary_lines
+    from protocol.summary import summary_lines
 
     ticket = one_line(args.ticket, 200)
     if not sessions:

@@ -25,13 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import messages
-from protocol.code import SessionCode
-from protocol.envelope import Role
-from protocol.errors import VersionMismatch
-from protocol.messages import ConsentState, ReplyStatus
-from protocol.pairing import PROTOCOL_VERSION
-from relay.client import (
+from link.connection import (
     Link,
     LinkError,
     RelayRefused,
@@ -40,6 +34,12 @@ from relay.client import (
     http_url,
     untrusted_certificate,
 )
+from protocol import messages
+from protocol.code import SessionCode
+from protocol.envelope import Role
+from protocol.errors import VersionMismatch
+from protocol.messages import ConsentState, ReplyStatus
+from protocol.pairing import PROTOCOL_VERSION
 
 from . import __version__
 from .credentials import TechnicianCredentials

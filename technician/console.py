@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from link.connection import LinkError
 from protocol.messages import ReplyStatus
-from relay.client import LinkError
 
 from .client import TechnicianSession
 

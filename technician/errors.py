@@ -1,4 +1,4 @@
-"""Exceptions of the technician's tools (besides the link errors of ``relay.client``).
+"""Exceptions of the technician's tools (besides the link errors of ``link.connection``).
 
 The tree::
 
@@ -7,7 +7,7 @@ The tree::
      ├── FixLibraryError    a fix directory, bundle or library entry could not be used
      └── RuleError          a knowledge-base rule file is not valid (names file and rule)
 
-``APIError`` (REST refusals) is a ``relay.client.LinkError`` and lives in
+``APIError`` (REST refusals) is a ``link.connection.LinkError`` and lives in
 :mod:`technician.client`. Every message says what to do.
 """
 

@@ -35,10 +35,10 @@ from typing import Any, TextIO
 
 import asyncssh
 
+from link.connection import LinkError, SessionLost
+from link.tunnel import Tunnel, TunnelConnector
 from protocol.messages import ReplyStatus
 from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX, SSH_MAX_PACKET
-from relay.client import LinkError, SessionLost
-from relay.tunnel import Tunnel, TunnelConnector
 
 from .client import TechnicianSession
 from .console import Result, SessionConsole, UsageError, command, need, reply_result

@@ -3,7 +3,7 @@
 :class:`SessionJournal` notes what happened while a session runs: consents with their
 times, the diagnostics digest, triage findings, fixes run and files moved. When the
 session ends, :func:`build_summary` turns it into the relay's summary format
-(:data:`relay.summary.SUMMARY_SCHEMA`) and the client uploads it.
+(:data:`protocol.summary.SUMMARY_SCHEMA`) and the client uploads it.
 
 What the agent reported is hostile: every string is cut to one printable line of
 bounded length before it leaves, and lists are cut to the schema's limits, so a

@@ -1,4 +1,4 @@
-"""relay.allocator: freed buffers stay in the process instead of being faulted in again."""
+"""protocol.allocator: freed buffers stay in the process instead of being faulted in again."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHURN = textwrap.dedent(
     """
     import resource, sys
-    from relay.allocator import keep_freed_memory
+    from protocol.allocator import keep_freed_memory
     if sys.argv[1] == "keep":
         assert keep_freed_memory()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -55,7 +55,7 @@ def test_freed_buffers_are_not_faulted_in_again() -> None:
 
 
 def test_elsewhere_it_reports_that_nothing_was_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    from relay import allocator
+    from protocol import allocator
 
     monkeypatch.setattr(allocator.platform, "system", lambda: "Darwin")
     assert allocator.keep_freed_memory() is False

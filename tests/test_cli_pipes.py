@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.stdio import EXIT_BROKEN_PIPE, quiet_on_closed_stdout
+from protocol.process import EXIT_BROKEN_PIPE, quiet_on_closed_stdout
 from tests.conftest import RelayProcess, scaled
 
 BIN = Path(sys.executable).parent

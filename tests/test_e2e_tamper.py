@@ -18,11 +18,11 @@ from websockets.asyncio.server import ServerConnection, serve
 from agent.audit import AgentLog
 from agent.capabilities import default_registry
 from agent.session import AgentSession
+from link.connection import Link, SessionLost
 from protocol import envelope
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.errors import IntegrityError
-from relay.client import Link, SessionLost
 from technician.client import TechnicianSession
 from tests.conftest import scaled
 from tests.scripted_ui import ScriptedUI

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from link.connection import SessionLost
 from protocol.code import SessionCode
 from protocol.identity import issue_certificate, parse_certificate
-from relay.client import SessionLost
 from technician.client import RelayAPI, TechnicianSession
 from technician.credentials import TechnicianCredentials, read_private_key
 from technician.fixlib import sign_fix_directory

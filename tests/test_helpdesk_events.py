@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from protocol.summary import SummaryInvalid, check_summary, summary_lines
 from relay import audit
 from relay.audit import GENESIS, AuditEntry, entry_hash
 from relay.events import (
@@ -16,11 +17,9 @@ from relay.events import (
     rt_comment,
     rt_ticket_number,
     sign,
-    summary_lines,
     verify_signature,
 )
 from relay.joinpage import JoinView, render_join_page, visitor_os
-from relay.summary import SummaryInvalid, check_summary
 
 SUMMARY = {
     "version": 1,

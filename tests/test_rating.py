@@ -17,9 +17,9 @@ from agent.audit import AgentLog
 from agent.capabilities import default_registry
 from agent.session import AgentSession
 from agent.ui import ConsoleUI
+from link.connection import Link
 from protocol.code import SessionCode
 from protocol.envelope import Role
-from relay.client import Link
 from relay.server import RelayConfig, RelayServer
 from relay.testing import add_technician, create_session
 from technician.client import TechnicianSession

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from link.connection import Link, SessionLost
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.mux import Channel
-from relay.client import Link, SessionLost
 from relay.server import RelayConfig, RelayServer
 from relay.stores import open_store
 from relay.testing import add_technician, create_session, http_request

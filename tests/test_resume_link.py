@@ -1,6 +1,6 @@
 """Resume through a real relay process, with a fault-injecting proxy cutting the agent off.
 
-The two ends are real :class:`relay.client.Link` objects (the one adapter both the
+The two ends are real :class:`link.connection.Link` objects (the one adapter both the
 agent and the technician use), the relay is a real ``puente-relay serve`` process,
 and the proxy drops the agent's TCP connection without a close handshake, as a dead
 network would, and refuses new connections for the length of the cut.
@@ -13,10 +13,10 @@ import hashlib
 import time
 from pathlib import Path
 
+from link.connection import BACKOFF_CAP, Link, SessionLost, backoff_delay
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.mux import Channel
-from relay.client import BACKOFF_CAP, Link, SessionLost, backoff_delay
 from relay.server import RelayConfig
 from technician.client import RelayAPI
 from tests.conftest import RelayProcess, scaled, start_relay

@@ -17,10 +17,10 @@ from agent.capabilities import default_registry
 from agent.i18n import section_labels
 from agent.review import outline, path_text, strike
 from agent.session import AgentSession
+from link.connection import Link
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.messages import ReplyStatus
-from relay.client import Link
 from relay.server import RelayConfig, RelayServer
 from relay.testing import add_technician, create_session
 from technician.client import TechnicianSession

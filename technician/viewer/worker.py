@@ -28,10 +28,10 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from link.connection import LinkError
 from protocol import input as input_protocol
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
-from relay.client import LinkError
 
 from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
 from ..screen import ControlStream, CursorState, ScreenStream, StreamFigures, StreamRefused

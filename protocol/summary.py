@@ -20,7 +20,13 @@ from jsonschema import Draft202012Validator
 
 from .errors import SummaryInvalid
 
-__all__ = ["MAX_SUMMARY_BYTES", "SUMMARY_SCHEMA", "SummaryInvalid", "check_summary"]
+__all__ = [
+    "MAX_SUMMARY_BYTES",
+    "SUMMARY_SCHEMA",
+    "SummaryInvalid",
+    "check_summary",
+    "summary_lines",
+]
 
 #: Largest summary accepted, in bytes of JSON.
 MAX_SUMMARY_BYTES = 48 * 1024
@@ -161,3 +167,61 @@ def check_summary(value: Any) -> dict[str, Any]:
         raise SummaryInvalid(f"The summary is invalid: {where} {why}.")
     assert isinstance(value, dict)
     return value
+
+
+def summary_lines(summary: dict[str, Any], session: dict[str, Any]) -> list[str]:
+    """A summary as plain-text lines, for tickets and terminals."""
+    rating = summary.get("rating")
+    if rating:
+        comment = rating.get("comment") or ""
+        rated = f"{rating['score']}/5" + (f' - "{comment}"' if comment else "")
+    else:
+        rated = "not given"
+    lines = [
+        f"Technician: {summary.get('technician') or session.get('technician')}",
+        f"Started: {summary.get('started_at')}   Ended: {summary.get('ended_at')}   "
+        f"Duration: {_duration(summary.get('duration_seconds'))}",
+        f"Ended by: {summary.get('ended_by')}"
+        + (f" ({summary['end_reason']})" if summary.get("end_reason") else ""),
+        f"Customer rating: {rated}",
+        "Consent:",
+    ]
+    consents = summary.get("consents") or []
+    lines += [
+        f"  - {c['at']} {c['capability']} {c['state']}"
+        + (f" ({c['message']})" if c.get("message") else "")
+        for c in consents
+    ] or ["  - nothing was asked"]
+    diagnostics = summary.get("diagnostics")
+    lines.append("Diagnostics digest:")
+    if diagnostics:
+        lines += [f"  - {fact}" for fact in diagnostics.get("facts", [])] or ["  - no facts"]
+    else:
+        lines.append("  - not collected")
+    lines.append("Findings:")
+    lines += [
+        f"  - {f['title']}" + (f": {f['detail']}" if f.get("detail") else "")
+        for f in summary.get("findings") or []
+    ] or ["  - none"]
+    lines.append("Fixes run:")
+    lines += [
+        f"  - {f['at']} {f['fix_id']} {f.get('title', '')} {f['status']}"
+        + (f" (exit {f['exit_code']})" if f.get("exit_code") is not None else "")
+        for f in summary.get("fixes") or []
+    ] or ["  - none"]
+    lines.append("Files moved:")
+    lines += [
+        f"  - {f['at']} {f['direction'].replace('_', ' ')}: {f['name']} ({f['size']} bytes)"
+        for f in summary.get("files") or []
+    ] or ["  - none"]
+    return lines
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "unknown"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"

@@ -1,4 +1,4 @@
-"""Byte streams over one channel of a paired :class:`relay.client.Link`, as asyncio transports.
+"""Byte streams over one channel of a paired :class:`link.connection.Link`, as asyncio transports.
 
 The thin asyncio adapter around :class:`protocol.streams.StreamTable`: each stream
 is a :class:`StreamTransport` that any ``asyncio.Protocol`` can sit on, which is how
@@ -37,7 +37,7 @@ from protocol.streams import (
     WriteBuffer,
 )
 
-from .client import Link, LinkError
+from .connection import Link, LinkError
 
 log = logging.getLogger("puente.tunnel")
 
