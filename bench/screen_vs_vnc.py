@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.screen_scenes import LAYOUT, MARKER_RGB, PROBES, TARGET_RGB  # noqa: E402
-from tests.xdisplay import start_xvfb  # noqa: E402
+from tests.support.xdisplay import start_xvfb  # noqa: E402
 
 SCENES = tuple(os.environ.get("BENCH_SCENES", "static typing scroll drag slideshow video").split())
 CUSTOMER_SIZE = (1920, 1080)

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the relay's REST API, served at ``/openapi.json``.
 
-Kept by hand next to :mod:`relay.api`; ``tests/test_relay_rest.py`` checks that
+Kept by hand next to :mod:`relay.api`; ``tests/relay/test_rest.py`` checks that
 every route the API serves is described here and nothing more.
 """
 

@@ -1,0 +1,88 @@
+"""The benchmarks still run end to end: a tiny workload, no timed assertion.
+
+The figures of such a short run mean nothing; only that every measurement is made
+through real processes and the report comes out whole.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.timeouts import scaled
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_relay_benchmark_quick_run_prints_its_table() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "relay_throughput.py"),
+            "--quick",
+            "--duration",
+            "0.05",
+            "--pings",
+            "20",
+            "--sessions",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert result.returncode == 0, result.stderr
+    table = result.stdout
+    for heading in ("Throughput:", "Latency:", "Memory: 4 idle paired sessions", "Goals"):
+        assert heading in table, table
+    for peer in ("raw asyncio fwd (streams)", "puente relay", "direct (no middle box)"):
+        assert table.count(peer) == 2, table  # one row in each of the two tables
+    assert table.count("[met   ]") + table.count("[MISSED]") == 4, table
+
+
+def test_ssh_benchmark_tiny_run_reports_every_row() -> None:
+    if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
+        pytest.skip("needs Debian's openssh-server for the direct scp peer")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ssh_throughput.py"), "--size-mb", "1"]
+        + ["--runs", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["mb_per_s"]) == 8
+    assert set(report["ratio"]) >= {
+        "puente put (SFTP in the tunnel)",
+        "puente get (SFTP in the tunnel)",
+    }
+
+
+def test_screen_benchmark_tiny_run_reports_every_goal() -> None:
+    """bench/screen_vs_vnc.py: both systems through every scene, the report whole."""
+    for program, package in (
+        ("Xvfb", "xvfb"),
+        ("x11vnc", "x11vnc"),
+        ("xtigervncviewer", "tigervnc-viewer"),
+    ):
+        if shutil.which(program) is None:
+            pytest.skip(f"{program} is not installed (apt-get install {package})")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "screen_vs_vnc.py")]
+        + ["--seconds", "0.3", "--clicks", "2"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(180),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.stdout
+    for scene in ("static", "typing", "scroll", "drag", "slideshow", "video"):
+        assert f"- {scene}: bytes" in report, report
+    goals = report.split("Goals:", 1)[1]
+    assert goals.count(", met") + goals.count(", NOT met") == 6, report

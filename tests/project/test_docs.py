@@ -1,0 +1,66 @@
+"""The docs stay true: PROTOCOL.md's state diagram is generated from the code's table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from protocol.session import STALE, TRANSITIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def state_diagram() -> str:
+    lines = ["stateDiagram-v2", "    [*] --> start", "    start --> pake_sent: local start"]
+    for (state, wire), target in TRANSITIONS.items():
+        lines.append(f"    {state.name.lower()} --> {target.name.lower()}: recv {wire.name}")
+    for state, wire in sorted(STALE, key=lambda pair: (pair[0].name, pair[1].name)):
+        lines.append(
+            f"    {state.name.lower()} --> {state.name.lower()}: recv {wire.name} (stale, dropped)"
+        )
+    lines += [
+        "    open --> closed: local close",
+        "    open --> suspended: local suspend (link to the relay lost)",
+        "    open --> resuming: local resume",
+        "    suspended --> resuming: local resume",
+        "    resuming --> suspended: link lost again",
+        "    resume_confirming --> suspended: link lost again",
+        "    pake_sent --> closed: anything else (protocol error)",
+        "    confirming --> closed: anything else (protocol error)",
+        "    open --> closed: anything else (protocol error)",
+        "    resuming --> closed: anything else (protocol error)",
+        "    resume_confirming --> closed: anything else (protocol error)",
+        "    closed --> [*]",
+    ]
+    return "\n".join(lines)
+
+
+def test_protocol_md_state_diagram_matches_code() -> None:
+    text = (ROOT / "docs" / "PROTOCOL.md").read_text()
+    assert state_diagram() in text, "regenerate the diagram: python -m tests.project.test_docs"
+
+
+if __name__ == "__main__":
+    print(state_diagram())
+
+
+def quick_start_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```sh\n")[1:]
+    return [block.split("```", 1)[0].strip() for block in blocks]
+
+
+def test_the_quick_start_is_two_commands_that_install_from_the_lock() -> None:
+    first, second = quick_start_commands()
+    for command in (first, second):
+        assert "\n" not in command  # one copy-pasteable line each
+        assert "--require-hashes -r requirements/" in command
+        assert "--no-deps" in command  # Puente itself adds nothing beyond the lock
+    assert first.endswith("puente-relay serve --data-dir relay-data")
+    assert second.startswith(".ci/system-packages && ") and second.endswith("pytest -n 2")
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    _, second = quick_start_commands()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert second in ci.splitlines()
