@@ -21,13 +21,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.errors import TrustSetupError
+from agent.i18n import LANGUAGES, customer_error, set_language, t
+from agent.settings import BakedSettings, SettingsError, code_from_filename, load_baked
 from protocol.allocator import keep_freed_memory
 from protocol.code import InvalidCodeError, SessionCode
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
-
-from .errors import TrustSetupError
-from .i18n import LANGUAGES, customer_error, set_language, t
-from .settings import BakedSettings, SettingsError, code_from_filename, load_baked
 
 # The session's modules (the link, the capabilities with the screen pipeline and
 # numpy, the trust checks) are imported where they are used, not here: the window
@@ -35,8 +34,8 @@ from .settings import BakedSettings, SettingsError, code_from_filename, load_bak
 if TYPE_CHECKING:
     import ssl
 
-    from .trust import AgentTrust
-    from .ui import CustomerUI
+    from agent.trust import AgentTrust
+    from agent.ui import CustomerUI
 
 EXAMPLES = """\
 examples:
@@ -110,7 +109,7 @@ def audit_main(argv: list[str]) -> int:
     """``puente-agent audit verify FILE``."""
     import json
 
-    from .audit import verify_log
+    from agent.audit import verify_log
 
     args = build_audit_parser().parse_args(argv)
     try:
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         code = code_from_filename(sys.argv[0])
     if not args.console:
-        from . import tk_ui
+        from agent import tk_ui
 
         problem = tk_ui.display_problem()
         if problem is None:
@@ -205,10 +204,9 @@ async def load_trust(
     org_key: Path | BakedSettings | None, relay: str, ssl_context: ssl.SSLContext | None
 ) -> AgentTrust:
     """The pinned organisation key (from --org-key or built in) and its revocations."""
+    from agent.trust import AgentTrust, fetch_revocations, load_pinned_key
     from protocol.errors import TrustError
     from protocol.identity import load_public_key
-
-    from .trust import AgentTrust, fetch_revocations, load_pinned_key
 
     trust = AgentTrust()
     if isinstance(org_key, BakedSettings):
@@ -240,13 +238,12 @@ async def run_agent(
 
     ``org_key`` pins the organisation: a key file (--org-key) or the built-in settings.
     """
+    from agent.audit import AgentLog
+    from agent.capabilities.base import default_registry
+    from agent.session import AgentSession
+    from agent.ui import ConsoleUI
     from link.connection import Link, LinkError
     from protocol.envelope import Role
-
-    from .audit import AgentLog
-    from .capabilities import default_registry
-    from .session import AgentSession
-    from .ui import ConsoleUI
 
     console = ConsoleUI() if ui is None else None
     ui = ui or console

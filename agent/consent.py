@@ -16,7 +16,7 @@ Rules:
 6. Some capabilities (fixes) are allowed one run at a time: :meth:`ConsentGate.authorize_run`
    always asks, and its authorization ends with the run (:meth:`ConsentGate.release`).
    While the run lasts it counts as granted, so ``stop NAME`` revokes it at once.
-7. A capability with a follow-up :class:`agent.capabilities.Choice` (files: which
+7. A capability with a follow-up :class:`agent.capabilities.base.Choice` (files: which
    folder) asks it right after the yes; the checked answer is stored in the
    authorization (``choice``). An answer that fails its check is asked again, up to
    three times; then, or if the customer cancels, it counts as a no.
@@ -30,12 +30,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-from .errors import ConsentDeclined, ConsentRevoked
+from agent.errors import ConsentDeclined, ConsentRevoked
 
 if TYPE_CHECKING:
-    from .audit import AgentLog
-    from .capabilities import Capability
-    from .ui import CustomerUI
+    from agent.audit import AgentLog
+    from agent.capabilities.base import Capability
+    from agent.ui import CustomerUI
 
 MAX_DECLINES = 3
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .capabilities import Capability
+    from agent.capabilities.base import Capability
 
 LANGUAGES = ("en", "es")
 DEFAULT_LANGUAGE = "en"

@@ -26,16 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from link.connection import Link, SessionLost
-from protocol import messages
-from protocol.errors import TrustError, VersionMismatch
-from protocol.identity import Certificate
-from protocol.messages import ConsentState, ReplyStatus
-from protocol.pairing import PROTOCOL_VERSION
-
-from . import __version__
-from .audit import AgentLog
-from .capabilities import (
+from agent import __version__
+from agent.audit import AgentLog
+from agent.capabilities.base import (
     Capability,
     CapabilityCall,
     CapabilityRegistry,
@@ -43,11 +36,17 @@ from .capabilities import (
     RequestContext,
     RequestRefused,
 )
-from .consent import Authorization, ConsentGate
-from .errors import ConsentDeclined, ConsentRevoked
-from .i18n import t, translated
-from .trust import AgentTrust, current_platform
-from .ui import CustomerUI, SessionInfo
+from agent.consent import Authorization, ConsentGate
+from agent.errors import ConsentDeclined, ConsentRevoked
+from agent.i18n import t, translated
+from agent.trust import AgentTrust, current_platform
+from agent.ui import CustomerUI, SessionInfo
+from link.connection import Link, SessionLost
+from protocol import messages
+from protocol.errors import TrustError, VersionMismatch
+from protocol.identity import Certificate
+from protocol.messages import ConsentState, ReplyStatus
+from protocol.pairing import PROTOCOL_VERSION
 
 log = logging.getLogger("puente.agent")
 

@@ -33,17 +33,16 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from agent.i18n import CATALOG, current, section_labels, t
+from agent.review import ReviewItem, outline
+from agent.settings import BakedSettings
+from agent.ui import CommandHandler, SessionInfo
 from protocol.code import InvalidCodeError, SessionCode
-
-from .i18n import CATALOG, current, section_labels, t
-from .review import ReviewItem, outline
-from .settings import BakedSettings
-from .ui import CommandHandler, SessionInfo
 
 if TYPE_CHECKING:
     import tkinter as tk
 
-    from .capabilities import Capability
+    from agent.capabilities.base import Capability
 
 PUMP_MS = 30
 
@@ -786,7 +785,7 @@ def run_window(args: argparse.Namespace, code: SessionCode | None, baked: BakedS
     """Open the window; run sessions from it on a worker thread. Returns the exit status."""
     import tkinter as tk
 
-    from .cli import run_agent
+    from agent.cli import run_agent
 
     # Titles come from the catalog, so the window opens before the capabilities (numpy
     # and the rest of the screen pipeline) are imported: that happens in the session.

@@ -6,7 +6,7 @@ installer) pins that Ed25519 public key. Then:
 * the technician must present a certificate signed by it, not expired and not
   revoked, and sign this session's pairing transcript with the certificate's key;
   otherwise the session ends before anything is shown or asked;
-* fixes run only when that key signed them (:mod:`agent.fixes`).
+* fixes run only when that key signed them (:mod:`agent.capabilities.fixes`).
 
 Without a pinned key the customer sees a prominent "not verified" warning and fixes
 are refused (there is nothing to check a fix's signature against).
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.errors import TrustSetupError
 from link.connection import http_url, untrusted_certificate
 from protocol.errors import TrustError
 from protocol.identity import (
@@ -41,8 +42,6 @@ from protocol.identity import (
     verify_revocation_list,
     verify_transcript,
 )
-
-from .errors import TrustSetupError
 
 #: How long the agent waits for the relay to hand over the revocation list.
 FETCH_TIMEOUT = 15.0

@@ -14,12 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from agent.i18n import current, t
 from protocol.messages import MAX_RATING_COMMENT
 
-from .i18n import current, t
-
 if TYPE_CHECKING:
-    from .capabilities import Capability
+    from agent.capabilities.base import Capability
 
 
 @dataclass(frozen=True)

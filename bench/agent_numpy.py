@@ -53,7 +53,7 @@ def measure(rounds: int) -> dict[str, Any]:
     """In this process: best time of ``rounds`` rounds for each row, in ms."""
     import numpy as np
 
-    from agent.screen_encoder import FrameEncoder, changed_tiles, classify_tiles
+    from agent.capabilities.screen.encoder import FrameEncoder, changed_tiles, classify_tiles
 
     rng = np.random.default_rng(1)
     height, width = 1080, 1920

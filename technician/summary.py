@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.diagnostics import summarize
+from agent.capabilities.diagnostics.collection import summarize
 from protocol.messages import ConsentState
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Tests of agent.diagnostics on the real machine: real psutil, real DNS, real files."""
+"""Tests of agent.capabilities.diagnostics.collection on the real machine: real psutil, real DNS, real files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ from typing import Any
 import psutil
 import pytest
 
-from agent import diagnostics
-from agent.diagnostics import CAPABILITY_DESCRIPTION, collect, redact, summarize
+from agent.capabilities.diagnostics import collection as diagnostics
+from agent.capabilities.diagnostics.collection import (
+    CAPABILITY_DESCRIPTION,
+    collect,
+    redact,
+    summarize,
+)
 from tests.support.timeouts import scaled
 
 PLANTED_SECRET = "hunter2-very-secret-value"

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.capabilities import RequestContext
+from agent.capabilities.base import RequestContext
+from agent.capabilities.fixes import FixRequest, prepare, run_script
 from agent.consent import Authorization
 from agent.errors import RequestRefused
-from agent.fixes import FixRequest, prepare, run_script
 from agent.trust import AgentTrust
 from protocol.identity import OrganisationSecret
 from technician.fixlib import sign_fix_directory
@@ -136,9 +136,9 @@ def test_show_pending_updates_runs(
 def test_admin_fixes_are_refused_for_ordinary_users(
     acme: OrganisationSecret, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agent.fixes
+    import agent.capabilities.fixes
 
-    monkeypatch.setattr(agent.fixes, "is_admin", lambda: False)
+    monkeypatch.setattr(agent.capabilities.fixes, "is_admin", lambda: False)
     with pytest.raises(RequestRefused, match="needs administrator rights"):
         run_fix(acme, EXAMPLES / "restart-print-spooler" / "linux", {}, tmp_path, monkeypatch)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.audit import AgentLog
-from agent.capabilities import default_registry
+from agent.capabilities.base import default_registry
 from agent.i18n import section_labels
 from agent.review import outline, path_text, strike
 from agent.session import AgentSession
@@ -69,7 +69,7 @@ def test_strike_removes_items_and_says_what_was_withheld() -> None:
 
 
 def test_every_diagnostics_section_has_a_customer_label() -> None:
-    from agent import diagnostics
+    from agent.capabilities.diagnostics import collection as diagnostics
 
     result = diagnostics.collect(sample_seconds=0, dns_names=[])
     labels = section_labels()

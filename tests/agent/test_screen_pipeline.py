@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.capture import NO_DISPLAY, WAYLAND, unavailable_reason
-from agent.inject import desktop_point
-from agent.screen import split_rects, tile_window
-from agent.screen_encoder import (
+from agent.capabilities.screen.capability import split_rects, tile_window
+from agent.capabilities.screen.capture import NO_DISPLAY, WAYLAND, unavailable_reason
+from agent.capabilities.screen.encoder import (
     FINGERPRINT_SAMPLES,
     FrameEncoder,
     TileClass,
@@ -19,7 +18,8 @@ from agent.screen_encoder import (
     merge_tiles,
     tiles_any,
 )
-from agent.screen_pacing import LEVELS, FramePacer
+from agent.capabilities.screen.input import desktop_point
+from agent.capabilities.screen.pacing import LEVELS, FramePacer
 from protocol import input as input_protocol
 from protocol import screen as screen_protocol
 from protocol.errors import MalformedMessage, RemoteProtocolError
@@ -184,7 +184,7 @@ def test_decoder_rejects_pixels_that_do_not_match() -> None:
     short = Rect(0, 0, 10, 10, Codec.ZLIB, zlib.compress(b"\x00" * 299))
     with pytest.raises(ScreenDataError):
         decoder.apply(Frame(1, 100, 100, [short]))
-    from agent.screen_encoder import encode_jpeg
+    from agent.capabilities.screen.encoder import encode_jpeg
 
     wrong = Rect(0, 0, 10, 10, Codec.JPEG, encode_jpeg(np.zeros((20, 20, 4), np.uint8), 80))
     with pytest.raises(ScreenDataError):

@@ -104,7 +104,9 @@ def test_join_link_and_rated_summary_reach_the_webhook(tmp_path: Path) -> None:
             assert [(c["capability"], c["state"]) for c in summary["consents"]] == [
                 ("diagnostics", "granted")
             ]
-            assert summary["diagnostics"]["facts"]  # the digest, from agent.diagnostics.summarize
+            assert summary["diagnostics"][
+                "facts"
+            ]  # the digest, from agent.capabilities.diagnostics.collection.summarize
             assert summary["fixes"] == [] and summary["files"] == []
             assert event["session"]["session_id"] == session["session_id"]
             receiver.wait_for("session.ended")

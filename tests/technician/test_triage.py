@@ -1,7 +1,7 @@
 """Knowledge base and triage (acceptance 4): a nearly full disk is named, with the disk
 clean-up fix suggested first; past cases (a real SQLite file) reorder suggestions.
 
-The snapshots are real ones of this machine (``agent.diagnostics.collect``), edited to
+The snapshots are real ones of this machine (``agent.capabilities.diagnostics.collection.collect``), edited to
 describe the broken machine (the issue allows recorded diagnostics).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from agent.diagnostics import collect
+from agent.capabilities.diagnostics.collection import collect
 from technician.outcomes import OutcomeStore
 from technician.triage import RuleError, load_rules, rank, triage
 from tests.support.timeouts import scaled

@@ -46,6 +46,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.capabilities.base import (
+    Capability,
+    CapabilityCall,
+    ConsentPrompt,
+    PreparedRequest,
+    RequestContext,
+    RequestRefused,
+)
+from agent.consent import Authorization
+from agent.errors import CapabilityFailed
+from agent.i18n import CATALOG, t
+from agent.ui import printable
 from protocol.errors import FixRequestError, TrustError
 from protocol.fixbundle import (
     MAX_BUNDLE_SIZE,
@@ -56,19 +68,6 @@ from protocol.fixbundle import (
     verify_bundle,
 )
 from protocol.identity import iso_date
-
-from .capabilities import (
-    Capability,
-    CapabilityCall,
-    ConsentPrompt,
-    PreparedRequest,
-    RequestContext,
-    RequestRefused,
-)
-from .consent import Authorization
-from .errors import CapabilityFailed
-from .i18n import CATALOG, t
-from .ui import printable
 
 NAME = "fixes"
 ACTIONS = ("run", "dry_run", "undo")

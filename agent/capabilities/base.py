@@ -21,16 +21,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agent.errors import RequestRefused
 from protocol.mux import Channel
 
-from .errors import RequestRefused
-
 if TYPE_CHECKING:
+    from agent.audit import AgentLog
+    from agent.consent import Authorization
+    from agent.trust import AgentTrust
     from link.connection import Link
-
-    from .audit import AgentLog
-    from .consent import Authorization
-    from .trust import AgentTrust
 
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -173,7 +171,7 @@ class CapabilityRegistry:
 
 
 async def _diagnostics_handler(call: CapabilityCall) -> dict[str, Any]:
-    from . import diagnostics
+    from agent.capabilities.diagnostics import collection as diagnostics
 
     args = call.args
     sample = float(args.get("sample_seconds", 0.5))
@@ -192,7 +190,7 @@ async def _diagnostics_handler(call: CapabilityCall) -> dict[str, Any]:
         dns_names=dns_names[:5],
     )
     if call.review is not None:
-        from .review import path_text, strike
+        from agent.review import path_text, strike
 
         call.authorization.check()
         await call.progress({"stage": "customer reviewing"})
@@ -209,7 +207,7 @@ async def _diagnostics_handler(call: CapabilityCall) -> dict[str, Any]:
 
 
 def diagnostics_capability() -> Capability:
-    from . import diagnostics
+    from agent.capabilities.diagnostics import collection as diagnostics
 
     return Capability(
         name="diagnostics",
@@ -225,18 +223,18 @@ def diagnostics_capability() -> Capability:
     )
 
 
-# Screen view and remote control (agent/screen.py; imported when a registry is built,
+# Screen view and remote control (agent/capabilities/screen/capability.py; imported when a registry is built,
 # so the agent starts without loading numpy and the codecs).
 
 
 def screen_capability() -> Capability:
-    from . import screen
+    from agent.capabilities.screen import capability as screen
 
     return screen.screen_capability()
 
 
 def control_capability() -> Capability:
-    from . import screen
+    from agent.capabilities.screen import capability as screen
 
     return screen.control_capability()
 
@@ -245,20 +243,20 @@ def control_capability() -> Capability:
 
 
 def shell_capability() -> Capability:
-    from .shell import shell_capability as make
+    from agent.capabilities.shell.service import shell_capability as make
 
     return make()
 
 
 def files_capability() -> Capability:
-    from .shell import files_capability as make
+    from agent.capabilities.shell.service import files_capability as make
 
     return make()
 
 
 #: Factories of the capabilities every agent offers. Feature modules add theirs here.
 def _fixes_capability() -> Capability:
-    from .fixes import fixes_capability
+    from agent.capabilities.fixes import fixes_capability
 
     return fixes_capability()
 

@@ -1,7 +1,7 @@
 """Screen capture on the customer's machine: a thin adapter over ``mss``.
 
 It only grabs pixels, lists monitors and reads the pointer's shape; all decisions
-live in :mod:`agent.screen_encoder` and :mod:`agent.screen_pacing`.
+live in :mod:`agent.capabilities.screen.encoder` and :mod:`agent.capabilities.screen.pacing`.
 
 Where the desktop cannot be captured (no display, a Wayland session), it says so
 in a plain sentence instead of producing black frames; :func:`unavailable_reason`
@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.errors import CapabilityFailed
 from protocol.screen import Monitor
-
-from .errors import CapabilityFailed
 
 
 class CaptureUnavailable(CapabilityFailed):

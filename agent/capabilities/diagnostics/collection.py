@@ -1316,7 +1316,7 @@ _FACT_FINDERS: tuple[Callable[[Mapping[str, Any]], list[str]], ...] = (
 )
 
 
-if __name__ == "__main__":  # a quick look: python -m agent.diagnostics
+if __name__ == "__main__":  # a quick look: python -m agent.capabilities.diagnostics.collection
     snapshot = collect()
     print(json.dumps(snapshot, indent=2))
     print("\n".join(summarize(snapshot)))

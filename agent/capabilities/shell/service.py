@@ -56,21 +56,19 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 from asyncssh.channel import SSHChannel
 
+from agent.capabilities.base import Capability, CapabilityCall, Choice
+from agent.errors import PathRefused
+from agent.i18n import english, t
 from link.tunnel import StreamTransport, Tunnel, TunnelConnector
 from protocol.envelope import Role
 from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX, SSH_MAX_PACKET
 
-from .capabilities import Capability, CapabilityCall, Choice
-from .errors import PathRefused
-from .i18n import english, t
-
 if TYPE_CHECKING:
+    from agent.audit import AgentLog
+    from agent.consent import Authorization
     from link.connection import Link
 
-    from .audit import AgentLog
-    from .consent import Authorization
-
-log = logging.getLogger("puente.agent.shell")
+log = logging.getLogger("puente.agent.capabilities.shell.service")
 
 SSH_CAPABILITIES = ("shell", "files")
 HASH_BLOCK = 1024 * 1024

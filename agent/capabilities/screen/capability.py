@@ -40,17 +40,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.capabilities.base import Capability, CapabilityCall
+from agent.capabilities.screen.capture import (
+    CaptureUnavailable,
+    DamageWatcher,
+    ScreenCapture,
+    unavailable_reason,
+)
+from agent.capabilities.screen.encoder import TILE, FrameEncoder
+from agent.capabilities.screen.pacing import FramePacer
+from agent.errors import CapabilityFailed
 from protocol import input as input_protocol
 from protocol import screen as screen_protocol
 from protocol.errors import MalformedMessage
 from protocol.mux import Channel
 from protocol.screen import Codec, Cursor, Frame, Info, Rect
-
-from .capabilities import Capability, CapabilityCall
-from .capture import CaptureUnavailable, DamageWatcher, ScreenCapture, unavailable_reason
-from .errors import CapabilityFailed
-from .screen_encoder import TILE, FrameEncoder
-from .screen_pacing import FramePacer
 
 SCREEN_DESCRIPTION = (
     "Let the technician see your screen, live: everything shown on it, including "
@@ -585,7 +589,7 @@ class _ControlContext:
     """The injector and the monitor layout, owned by one worker thread."""
 
     def __init__(self) -> None:
-        from .inject import InputInjector, input_scale
+        from agent.capabilities.screen.input import InputInjector, input_scale
 
         self.capture = ScreenCapture()
         self.injector = InputInjector()

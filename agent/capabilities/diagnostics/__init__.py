@@ -1,0 +1,1 @@
+"""The Diagnostics capability: facts about this computer, collected with consent."""

@@ -1,0 +1,1 @@
+"""Screen view and remote control: capture, tile encoding, pacing and input injection."""

@@ -1,0 +1,1 @@
+"""Shell and Files: an SSH server inside the session, confined to what was allowed."""
