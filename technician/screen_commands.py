@@ -15,7 +15,7 @@ from protocol import input as input_protocol
 from protocol.messages import ReplyStatus
 
 from .console import Result, SessionConsole, UsageError, command, need, reply_result
-from .screen import ScreenStream, StreamRefused, save_png
+from .screen_stream import ScreenStream, StreamRefused, save_png
 
 SCREENSHOT_TIMEOUT = 30.0
 

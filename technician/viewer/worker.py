@@ -34,7 +34,7 @@ from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
 
 from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
-from ..screen import ControlStream, CursorState, ScreenStream, StreamFigures, StreamRefused
+from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigures, StreamRefused
 from ..summary import build_summary
 
 
