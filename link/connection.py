@@ -37,8 +37,8 @@ from websockets.exceptions import InvalidState
 
 from protocol import envelope, messages
 from protocol.code import SessionCode
-from protocol.envelope import ErrorCode, Role
-from protocol.errors import EnvelopeError, ProtocolError, WrongCodeError
+from protocol.envelope import Role
+from protocol.errors import ERROR_SENTENCES, EnvelopeError, ErrorCode, ProtocolError, WrongCodeError
 from protocol.mux import Channel, MessageReceived
 from protocol.pairing import SessionKeys
 from protocol.resume import resume_verifier
@@ -654,7 +654,7 @@ async def _connect(
         status = exc.response.status_code
         if status == 401:
             raise RelayRefused(
-                str(ErrorCode.UNAUTHORIZED), envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED]
+                str(ErrorCode.UNAUTHORIZED), ERROR_SENTENCES[ErrorCode.UNAUTHORIZED]
             ) from exc
         raise RelayUnavailable(
             f"The relay at {relay_url} refused the connection (HTTP {status}); "
@@ -684,7 +684,7 @@ async def _next_envelope(ws: ClientConnection, closed_sentence: str) -> dict[str
 def _refusal(message: dict[str, Any]) -> RelayRefused:
     code_ = str(message.get("code", ""))
     try:
-        sentence = envelope.ERROR_SENTENCES[ErrorCode(code_)]
+        sentence = ERROR_SENTENCES[ErrorCode(code_)]
     except ValueError:
         sentence = str(message.get("message", "The relay refused the session."))
     return RelayRefused(code_, sentence)
