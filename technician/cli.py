@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from link.connection import LinkError, client_ssl_context
+from link.errors import LinkError
+from link.relay_address import client_ssl_context
 from protocol.allocator import keep_freed_memory
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus

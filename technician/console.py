@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from link.connection import LinkError
+from link.errors import LinkError
 from protocol.messages import ReplyStatus
 
 from .client import TechnicianSession
+from .errors import UsageError
 
 
 @dataclass
@@ -147,10 +148,6 @@ class SessionConsole:
                 self.emit(words[0], result)
             if self.ended:
                 return
-
-
-class UsageError(Exception):
-    pass
 
 
 def need(args: list[str], count: int) -> None:
