@@ -7,7 +7,7 @@ declined, revoked, or the work was done.
 
 Ending: ``end()`` says ``Bye``, waits up to ``rating_wait`` seconds for the customer's
 ``Rating`` (the agent asks them), then closes. The session keeps a journal
-(:mod:`technician.summary`) from which the summary is built and uploaded.
+(:mod:`technician.journal`) from which the summary is built and uploaded.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from protocol.pairing import PROTOCOL_VERSION
 from . import __version__
 from .credentials import TechnicianCredentials
 from .errors import RelayApiError
-from .summary import SessionJournal
+from .journal import SessionJournal
 
 #: Seconds ``end()`` waits for the customer's rating by default.
 RATING_WAIT = 60.0
