@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.capabilities.diagnostics.collection import summarize
+from protocol.diagnostics_facts import summarize
 
 
 def one_line(text: object, limit: int) -> str:
