@@ -12,13 +12,8 @@ as the relay keeps the session (its *resume grace*, 60 s by default, announced i
 callbacks (``reconnecting``, ``peer_reconnecting``, ``resumed``) if they want to show
 it. After the grace period the session ends with :class:`SessionLost` saying why.
 
-Errors a caller can meet (each reads as a sentence that says what to do)::
-
-    LinkError
-     ├── RelayUnavailable     the relay could not be reached or dropped us
-     ├── RelayRefused         the relay said no (wrong/expired code, token, rate limit)
-     └── SessionLost          the session ended abnormally after pairing
-          (protocol errors such as WrongCodeError / IntegrityError are the ``__cause__``)
+Errors a caller can meet are drawn in :mod:`link.errors`; the relay's address and TLS
+helpers are in :mod:`link.relay_address`.
 """
 
 from __future__ import annotations
@@ -37,12 +32,25 @@ from websockets.exceptions import InvalidState
 
 from protocol import envelope, messages
 from protocol.code import SessionCode
-from protocol.envelope import ErrorCode, Role
-from protocol.errors import EnvelopeError, ProtocolError, WrongCodeError
+from protocol.envelope import Role
+from protocol.errors import ERROR_SENTENCES, EnvelopeError, ErrorCode, ProtocolError, WrongCodeError
 from protocol.mux import Channel, MessageReceived
 from protocol.pairing import SessionKeys
 from protocol.resume import resume_verifier
 from protocol.session import Closed, Paired, Resumed, Session
+
+# The link raises these; named here too for callers that import them from this module.
+from .errors import LinkError as LinkError
+from .errors import RelayRefused as RelayRefused
+from .errors import RelayUnavailable as RelayUnavailable
+from .errors import SessionLost as SessionLost
+
+# The link checks the address with these; all four are named here too for callers that
+# import them from this module (agent/cli.py, agent/trust.py, installers/build.py).
+from .relay_address import check_relay_url as check_relay_url
+from .relay_address import client_ssl_context as client_ssl_context
+from .relay_address import http_url as http_url
+from .relay_address import untrusted_certificate as untrusted_certificate
 
 log = logging.getLogger("puente.link")
 
@@ -73,85 +81,6 @@ def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> flo
         return 0.0
     ceiling: float = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
     return ceiling / 2 + rng() * ceiling / 2
-
-
-class LinkError(Exception):
-    """Base class of errors of the link to the relay and the peer."""
-
-
-class RelayUnavailable(LinkError):
-    pass
-
-
-class RelayRefused(LinkError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class SessionLost(LinkError):
-    """The session ended abnormally; ``kind`` says how, for a translated message.
-
-    Kinds: ``lost`` (generic), ``resume_timeout`` (this end could not get back in
-    time), ``peer_timeout`` (the other side did not come back in time),
-    ``peer_gone`` (the other side left), ``relay`` (the relay ended it), ``bug`` (this
-    program failed; never resumed, so a bug cannot pass for a network problem).
-    """
-
-    def __init__(self, message: str, kind: str = "lost", code: str = "") -> None:
-        super().__init__(message)
-        self.kind = kind
-        #: The relay's error code when ``kind`` is ``relay``.
-        self.code = code
-
-
-def check_relay_url(url: str) -> str:
-    """Accept ``wss://`` anywhere and ``ws://`` only on loopback (no plaintext mode)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise LinkError(f"{url!r} is not a relay address; it looks like wss://relay.example.org")
-    if parts.scheme == "ws" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise LinkError(
-            f"{url} is not encrypted; use wss:// (plain ws:// is only for loopback tests)"
-        )
-    return url.rstrip("/")
-
-
-def client_ssl_context(ca_file: str | None) -> ssl_module.SSLContext | None:
-    """The TLS context of ``--ca-file``: trust that CA (and the system's) for the relay.
-
-    None without a file: ``wss://`` then trusts the system's certificate authorities.
-    Raise :class:`LinkError` (a sentence) if the file cannot be used.
-    """
-    if not ca_file:
-        return None
-    try:
-        return ssl_module.create_default_context(cafile=ca_file)
-    except (OSError, ssl_module.SSLError) as exc:
-        raise LinkError(
-            f"Cannot use {ca_file!r} as the relay's CA certificate "
-            f"({getattr(exc, 'strerror', None) or exc}); pass a PEM certificate file with --ca-file."
-        ) from exc
-
-
-def untrusted_certificate(relay_url: str, exc: ssl_module.SSLCertVerificationError) -> str:
-    """The sentence for a relay whose TLS certificate this computer does not trust."""
-    return (
-        f"The relay at {relay_url} presented a certificate this computer does not trust "
-        f"({exc.verify_message}); check the address, or if the relay uses its own "
-        "certificate authority, pass its certificate with --ca-file."
-    )
-
-
-def http_url(relay_url: str) -> str:
-    """The REST base URL of a relay given by its WebSocket URL."""
-    if relay_url.startswith("wss://"):
-        return "https://" + relay_url[len("wss://") :]
-    if relay_url.startswith("ws://"):
-        return "http://" + relay_url[len("ws://") :]
-    return relay_url
 
 
 class Link:
@@ -654,7 +583,7 @@ async def _connect(
         status = exc.response.status_code
         if status == 401:
             raise RelayRefused(
-                str(ErrorCode.UNAUTHORIZED), envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED]
+                str(ErrorCode.UNAUTHORIZED), ERROR_SENTENCES[ErrorCode.UNAUTHORIZED]
             ) from exc
         raise RelayUnavailable(
             f"The relay at {relay_url} refused the connection (HTTP {status}); "
@@ -684,7 +613,7 @@ async def _next_envelope(ws: ClientConnection, closed_sentence: str) -> dict[str
 def _refusal(message: dict[str, Any]) -> RelayRefused:
     code_ = str(message.get("code", ""))
     try:
-        sentence = envelope.ERROR_SENTENCES[ErrorCode(code_)]
+        sentence = ERROR_SENTENCES[ErrorCode(code_)]
     except ValueError:
         sentence = str(message.get("message", "The relay refused the session."))
     return RelayRefused(code_, sentence)

@@ -37,7 +37,8 @@ from protocol.streams import (
     WriteBuffer,
 )
 
-from .connection import Link, LinkError
+from .connection import Link
+from .errors import LinkError
 
 log = logging.getLogger("puente.tunnel")
 

@@ -12,6 +12,9 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 
+# Raised here; named here too for callers that import it from this module.
+from .errors import InvalidCodeError as InvalidCodeError
+
 SECRET_DIGITS = 6
 
 _SEPARATORS = re.compile(r"[\s\-_.]")
@@ -21,16 +24,6 @@ def _ascii_digits(text: str) -> bool:
     # str.isdigit() alone also accepts "²" and other scripts' digits, which the
     # PAKE password (ASCII) and the relay's nameplate lookup cannot carry.
     return text.isascii() and text.isdigit()
-
-
-class InvalidCodeError(ValueError):
-    """The text is not a session code."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(
-            f"{text!r} is not a session code; it looks like 417-862-093 "
-            "(nine or more digits, dashes optional)."
-        )
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,11 @@ import enum
 import json
 from typing import Any
 
+# ErrorCode and ERROR_SENTENCES live in protocol.errors; named here too for the relay,
+# which imports them from this module.
+from .errors import ERROR_SENTENCES as ERROR_SENTENCES
 from .errors import EnvelopeError
+from .errors import ErrorCode as ErrorCode
 
 #: Version of the envelope and of the end-to-end protocol it carries.
 ENVELOPE_VERSION = 1
@@ -64,42 +68,6 @@ class Role(enum.StrEnum):
     @property
     def peer(self) -> Role:
         return Role.TECHNICIAN if self is Role.AGENT else Role.AGENT
-
-
-class ErrorCode(enum.StrEnum):
-    """Why the relay refused or ended a connection."""
-
-    BAD_REQUEST = "bad_request"  # malformed envelope message
-    VERSION = "version"  # envelope version not supported
-    UNAUTHORIZED = "unauthorized"  # technician token missing or wrong
-    UNKNOWN_NAMEPLATE = "unknown_nameplate"  # no such session code
-    EXPIRED = "expired"  # the code's 10 minutes are over
-    USED = "used"  # the code was already used or burnt
-    ROLE_TAKEN = "role_taken"  # someone already claimed this side
-    RATE_LIMITED = "rate_limited"  # too many attempts
-    ENDED = "ended"  # the session was ended (REST or peer)
-    IDLE = "idle"  # nothing moved for too long
-    TOO_LARGE = "too_large"  # message over the size limit
-    SHUTDOWN = "shutdown"  # the relay is stopping
-    NOT_RESUMABLE = "not_resumable"  # no such session to resume (ended, or grace over)
-
-
-#: What the customer or technician is told for each error code.
-ERROR_SENTENCES: dict[ErrorCode, str] = {
-    ErrorCode.BAD_REQUEST: "The relay did not understand this program; update Puente and try again.",
-    ErrorCode.VERSION: "This version of Puente is not supported by the relay; download the current one.",
-    ErrorCode.UNAUTHORIZED: "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
-    ErrorCode.UNKNOWN_NAMEPLATE: "That session code does not exist; check the digits with your technician.",
-    ErrorCode.EXPIRED: "That session code has expired; ask your technician for a new one.",
-    ErrorCode.USED: "That session code was already used; ask your technician for a new one.",
-    ErrorCode.ROLE_TAKEN: "Someone is already connected with that code; ask your technician for a new one.",
-    ErrorCode.RATE_LIMITED: "Too many attempts from this computer; wait a minute and try again.",
-    ErrorCode.ENDED: "The session was ended.",
-    ErrorCode.IDLE: "The session was closed because nothing happened for too long.",
-    ErrorCode.TOO_LARGE: "A message was larger than the relay allows.",
-    ErrorCode.SHUTDOWN: "The relay is restarting; try again in a moment.",
-    ErrorCode.NOT_RESUMABLE: "The session could not be resumed: it has ended or the time to reconnect ran out.",
-}
 
 
 def encode(message: dict[str, Any]) -> str:

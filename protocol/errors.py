@@ -1,4 +1,4 @@
-"""Exceptions of the Puente protocol core.
+"""Exceptions of the Puente protocol core, and the relay's error codes.
 
 Every error a user can meet reads as a sentence that says what to do. Errors we
 caused (misusing the API) and errors the peer caused are different classes; the
@@ -14,8 +14,11 @@ The tree::
      │    │                        dropped or reordered on the way; the session ends
      │    └── VersionMismatch      the peer speaks another protocol version
      ├── PairingError              the two ends could not agree keys
-     │    └── WrongCodeError       key confirmation failed: wrong code or an attack
-     ├── EnvelopeError             a relay envelope message was malformed
+     │    ├── WrongCodeError       key confirmation failed: wrong code or an attack
+     │    └── ResumeRefused        a reconnected link could not prove it holds this
+     │                             session's resume secret: an attack or a bug
+     ├── EnvelopeError             a relay envelope message was malformed; ``code`` is
+     │                             the :class:`ErrorCode` the relay answers with
      ├── TrustError                a signed document (certificate, revocation list, fix)
      │    │                        failed verification; nothing it carried is used
      │    ├── MalformedDocument    not a well-formed key, certificate, list or fix bundle
@@ -27,16 +30,58 @@ The tree::
      │    ├── Revoked              the organisation revoked it
      │    └── WrongPlatform        a fix made for another operating system
      ├── FixRequestError           a fix was asked for with parameters its manifest refuses
-     └── SummaryInvalid            a session summary does not fit its schema (also a
-                                   ValueError); the relay's API answers 400 with it
+     ├── SummaryInvalid            a session summary does not fit its schema (also a
+     │                             ValueError); the relay's API answers 400 with it
+     └── InvalidCodeError          text a person typed is not a session code (also a
+                                   ValueError, which callers catch)
 
 ``ProtocolError`` is the common base of the first three branches; property tests
 check that decoders raise nothing but ``PuenteError`` subclasses.
+
+:class:`ErrorCode` lives here too: it is why the relay refused or ended a connection,
+carried by :class:`EnvelopeError` and by the envelope's ``error`` message
+(:mod:`protocol.envelope`), with :data:`ERROR_SENTENCES`, what a person is told for each.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    """Why the relay refused or ended a connection."""
+
+    BAD_REQUEST = "bad_request"  # malformed envelope message
+    VERSION = "version"  # envelope version not supported
+    UNAUTHORIZED = "unauthorized"  # technician token missing or wrong
+    UNKNOWN_NAMEPLATE = "unknown_nameplate"  # no such session code
+    EXPIRED = "expired"  # the code's 10 minutes are over
+    USED = "used"  # the code was already used or burnt
+    ROLE_TAKEN = "role_taken"  # someone already claimed this side
+    RATE_LIMITED = "rate_limited"  # too many attempts
+    ENDED = "ended"  # the session was ended (REST or peer)
+    IDLE = "idle"  # nothing moved for too long
+    TOO_LARGE = "too_large"  # message over the size limit
+    SHUTDOWN = "shutdown"  # the relay is stopping
+    NOT_RESUMABLE = "not_resumable"  # no such session to resume (ended, or grace over)
+
+
+#: What the customer or technician is told for each error code.
+ERROR_SENTENCES: dict[ErrorCode, str] = {
+    ErrorCode.BAD_REQUEST: "The relay did not understand this program; update Puente and try again.",
+    ErrorCode.VERSION: "This version of Puente is not supported by the relay; download the current one.",
+    ErrorCode.UNAUTHORIZED: "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
+    ErrorCode.UNKNOWN_NAMEPLATE: "That session code does not exist; check the digits with your technician.",
+    ErrorCode.EXPIRED: "That session code has expired; ask your technician for a new one.",
+    ErrorCode.USED: "That session code was already used; ask your technician for a new one.",
+    ErrorCode.ROLE_TAKEN: "Someone is already connected with that code; ask your technician for a new one.",
+    ErrorCode.RATE_LIMITED: "Too many attempts from this computer; wait a minute and try again.",
+    ErrorCode.ENDED: "The session was ended.",
+    ErrorCode.IDLE: "The session was closed because nothing happened for too long.",
+    ErrorCode.TOO_LARGE: "A message was larger than the relay allows.",
+    ErrorCode.SHUTDOWN: "The relay is restarting; try again in a moment.",
+    ErrorCode.NOT_RESUMABLE: "The session could not be resumed: it has ended or the time to reconnect ran out.",
+}
 
 
 class PuenteError(Exception):
@@ -101,12 +146,21 @@ class WrongCodeError(PairingError):
         )
 
 
+class ResumeRefused(PairingError):
+    """The resume handshake failed: the other end does not hold this session's secret."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "The reconnected link could not prove it belongs to this session (an attack or "
+            "a bug); the session was ended to keep this computer safe. Start a new session."
+        )
+
+
 class EnvelopeError(PuenteError):
     """A relay envelope message was malformed or refused."""
 
-    def __init__(self, message: str, code: Any = None) -> None:
-        from .envelope import ErrorCode  # local import: envelope imports this module
-
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
         super().__init__(message)
         self.code = code if code is not None else ErrorCode.BAD_REQUEST
 
@@ -153,3 +207,13 @@ class FixRequestError(PuenteError):
 
 class SummaryInvalid(PuenteError, ValueError):
     """A session summary does not fit the schema; the message says where and why."""
+
+
+class InvalidCodeError(PuenteError, ValueError):
+    """The text is not a session code."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(
+            f"{text!r} is not a session code; it looks like 417-862-093 "
+            "(nine or more digits, dashes optional)."
+        )

@@ -33,23 +33,15 @@ import struct
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from .envelope import Role
-from .errors import LocalProtocolError, MalformedMessage, PairingError, VersionMismatch
+from .errors import LocalProtocolError, MalformedMessage, VersionMismatch
+
+# Raised here; named here too for callers that import it from this module.
+from .errors import ResumeRefused as ResumeRefused
 from .pairing import CONFIRM_SIZE, PROTOCOL_ID, PROTOCOL_VERSION, SessionKeys, _hkdf, _lp
 
 RESUME_ID_SIZE = 16
 PUBLIC_KEY_SIZE = 32
 RESUME_MESSAGE_SIZE = 1 + PUBLIC_KEY_SIZE + 8
-
-
-class ResumeRefused(PairingError):
-    """The resume handshake failed: the other end does not hold this session's secret."""
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(
-            message
-            or "The reconnected link could not prove it belongs to this session (an attack or "
-            "a bug); the session was ended to keep this computer safe. Start a new session."
-        )
 
 
 def resume_id(keys: SessionKeys) -> bytes:

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from link.connection import LinkError, client_ssl_context
+from link.errors import LinkError
+from link.relay_address import client_ssl_context
 from protocol.allocator import keep_freed_memory
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
@@ -26,7 +27,9 @@ from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from . import trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
-from .summary import build_summary, one_line
+from .journal import one_line
+from .output import Output
+from .summary import build_summary
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DECLINED, EXIT_NOBODY = 0, 1, 2, 3, 4
 
@@ -55,24 +58,6 @@ examples:
 
 exit status: 0 done, 1 error, 2 usage, 3 customer declined, 4 nobody joined
 """
-
-
-class Output:
-    """Human lines on stdout, or one JSON object per line with --json."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-
-    def event(self, name: str, text: str, **fields: Any) -> None:
-        if self.as_json:
-            print(json.dumps({"event": name, **fields}), flush=True)
-        else:
-            print(text, flush=True)
-
-    def error(self, text: str, **fields: Any) -> None:
-        if self.as_json:
-            print(json.dumps({"event": "error", "message": text, **fields}), flush=True)
-        print(text, file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -447,12 +432,13 @@ async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -
 async def _console_until_ended(
     args: argparse.Namespace, session: TechnicianSession, out: Output
 ) -> int:
-    from . import console as console_module
+    from .console import SessionConsole
+    from .console_commands import load_commands
     from .outcomes import default_outcomes_path
 
-    console_module.load_commands()
+    load_commands()
 
-    console = console_module.SessionConsole(
+    console = SessionConsole(
         session,
         as_json=out.as_json,
         settings={

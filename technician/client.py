@@ -7,7 +7,7 @@ declined, revoked, or the work was done.
 
 Ending: ``end()`` says ``Bye``, waits up to ``rating_wait`` seconds for the customer's
 ``Rating`` (the agent asks them), then closes. The session keeps a journal
-(:mod:`technician.summary`) from which the summary is built and uploaded.
+(:mod:`technician.journal`) from which the summary is built and uploaded.
 """
 
 from __future__ import annotations
@@ -25,15 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from link.connection import (
-    Link,
-    LinkError,
-    RelayRefused,
-    RelayUnavailable,
-    SessionLost,
-    http_url,
-    untrusted_certificate,
-)
+from link.connection import Link
+from link.errors import LinkError, RelayRefused, RelayUnavailable, SessionLost
+from link.relay_address import http_url, untrusted_certificate
 from protocol import messages
 from protocol.code import SessionCode
 from protocol.envelope import Role
@@ -43,17 +37,11 @@ from protocol.pairing import PROTOCOL_VERSION
 
 from . import __version__
 from .credentials import TechnicianCredentials
-from .summary import SessionJournal
+from .errors import RelayApiError
+from .journal import SessionJournal
 
 #: Seconds ``end()`` waits for the customer's rating by default.
 RATING_WAIT = 60.0
-
-
-class APIError(LinkError):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 class RelayAPI:
@@ -86,7 +74,7 @@ class RelayAPI:
             message = str(detail.get("message", exc.reason))
             if exc.code == 401:
                 message = "The relay did not accept your API token; check --token or PUENTE_TOKEN."
-            raise APIError(exc.code, code, message) from None
+            raise RelayApiError(exc.code, code, message) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, ssl_module.SSLCertVerificationError):
@@ -119,7 +107,9 @@ class RelayAPI:
         try:
             body = json.loads(document)
         except ValueError:
-            raise APIError(400, "bad_request", "The revocation list file is not JSON.") from None
+            raise RelayApiError(
+                400, "bad_request", "The revocation list file is not JSON."
+            ) from None
         result: dict[str, Any] = self._call("POST", "/api/revocations", body)
         return result
 
@@ -147,7 +137,7 @@ async def send_summary(api: RelayAPI, session_id: str, summary: dict[str, Any]) 
         try:
             await asyncio.to_thread(api.put_summary, session_id, summary)
             return None
-        except APIError as exc:
+        except RelayApiError as exc:
             problem = str(exc)
             if exc.status < 500:
                 break
@@ -390,9 +380,9 @@ class TechnicianSession:
 
 
 __all__ = [
-    "APIError",
     "ConsentState",
     "RelayAPI",
+    "RelayApiError",
     "RelayRefused",
     "RelayUnavailable",
     "ReplyStatus",

@@ -9,7 +9,8 @@
 
 With ``--json`` each result is one JSON object instead. Commands are registered with
 :func:`command`; feature modules add their own (screen, shell, fixes, ...) by
-importing this module and decorating coroutines. A command that needs consent asks
+importing this module and decorating coroutines; :mod:`technician.console_commands`
+imports them all (this module cannot: they import it). A command that needs consent asks
 for it through the session and reports a refusal as a result line, never a crash.
 """
 
@@ -22,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from link.connection import LinkError
+from link.errors import LinkError
 from protocol.messages import ReplyStatus
 
 from .client import TechnicianSession
+from .errors import UsageError
 
 
 @dataclass
@@ -149,10 +151,6 @@ class SessionConsole:
                 return
 
 
-class UsageError(Exception):
-    pass
-
-
 def need(args: list[str], count: int) -> None:
     if len(args) < count:
         raise UsageError("missing arguments")
@@ -205,19 +203,3 @@ async def _end(console: SessionConsole, args: list[str]) -> Result:
     await console.session.end("the technician ended the session")
     console.ended = True
     return Result("ok", "session ended")
-
-
-#: Feature modules whose import registers more console commands.
-COMMAND_MODULES: list[str] = [
-    "technician.fix_commands",
-    "technician.screen_commands",
-    "technician.ssh_commands",
-]
-
-
-def load_commands() -> None:
-    """Import every feature module so its commands are registered."""
-    import importlib
-
-    for name in COMMAND_MODULES:
-        importlib.import_module(name)

@@ -26,8 +26,9 @@ from protocol.errors import FixRequestError
 from protocol.fixbundle import resolve_parameters
 from protocol.messages import ReplyStatus
 
-from .console import Result, SessionConsole, UsageError, command, need, reply_result
+from .console import Result, SessionConsole, command, need, reply_result
 from .display import printable
+from .errors import UsageError
 from .fixlib import FixLibrary, FixLibraryError, load_fix_target
 from .outcomes import OutcomeStore
 from .triage import Finding, RuleError, describe, load_rules, platform_of, rank, triage

@@ -14,8 +14,9 @@ from pathlib import Path
 from protocol import input as input_protocol
 from protocol.messages import ReplyStatus
 
-from .console import Result, SessionConsole, UsageError, command, need, reply_result
-from .screen import ScreenStream, StreamRefused, save_png
+from .console import Result, SessionConsole, command, need, reply_result
+from .errors import StreamRefused, UsageError
+from .screen_stream import ScreenStream, save_png
 
 SCREENSHOT_TIMEOUT = 30.0
 

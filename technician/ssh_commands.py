@@ -35,13 +35,14 @@ from typing import Any, TextIO
 
 import asyncssh
 
-from link.connection import LinkError, SessionLost
+from link.errors import LinkError, SessionLost
 from link.tunnel import Tunnel, TunnelConnector
 from protocol.messages import ReplyStatus
 from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX, SSH_MAX_PACKET
 
 from .client import TechnicianSession
-from .console import Result, SessionConsole, UsageError, command, need, reply_result
+from .console import Result, SessionConsole, command, need, reply_result
+from .errors import UsageError
 
 #: SSH channel window and packet size this side offers (one SSH packet per tunnel DATA
 #: frame, see protocol.streams).

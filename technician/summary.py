@@ -1,9 +1,10 @@
 """The session summary, written by the technician's client (it alone sees the content).
 
-:class:`SessionJournal` notes what happened while a session runs: consents with their
-times, the diagnostics digest, triage findings, fixes run and files moved. When the
-session ends, :func:`build_summary` turns it into the relay's summary format
-(:data:`protocol.summary.SUMMARY_SCHEMA`) and the client uploads it.
+The session notes what happened while it runs: consents with their times, and in its
+:class:`technician.journal.SessionJournal` the diagnostics digest, triage findings,
+fixes run and files moved. When the session ends, :func:`build_summary` turns them
+into the relay's summary format (:data:`protocol.summary.SUMMARY_SCHEMA`) and the
+client uploads it.
 
 What the agent reported is hostile: every string is cut to one printable line of
 bounded length before it leaves, and lists are cut to the schema's limits, so a
@@ -14,88 +15,17 @@ themselves, screen content, keystrokes or file contents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.capabilities.diagnostics.collection import summarize
 from protocol.messages import ConsentState
 
-if TYPE_CHECKING:
-    from .client import TechnicianSession
+from .client import TechnicianSession
+from .journal import iso, one_line
 
 #: The summary format version this client writes.
 SUMMARY_VERSION = 1
 
 _CONSENT_STATES = {str(state) for state in ConsentState}
-
-
-def one_line(text: object, limit: int) -> str:
-    """``text`` as one printable line of at most ``limit`` characters.
-
-    Control characters (terminal escapes included) become spaces; runs of spaces
-    collapse. Safe to print in a terminal or put in a ticket.
-    """
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    return " ".join(cleaned.split())[:limit]
-
-
-def iso(seconds: float) -> str:
-    """Wall-clock seconds as ISO 8601 UTC to the second."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-@dataclass
-class SessionJournal:
-    """What happened in a session, as the technician's client saw it."""
-
-    diagnostics: dict[str, Any] | None = None
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    fixes: list[dict[str, Any]] = field(default_factory=list)
-    files: list[dict[str, Any]] = field(default_factory=list)
-
-    def diagnostics_collected(self, at: float, result: dict[str, Any]) -> None:
-        """Keep the digest of diagnostics the agent returned (the latest collection wins)."""
-        facts = [one_line(fact, 300) for fact in summarize(result)]
-        self.diagnostics = {"collected_at": iso(at), "facts": [f for f in facts if f][:50]}
-
-    def triaged(self, findings: list[tuple[str, str]]) -> None:
-        """Keep the latest triage's findings, ``(title, detail)`` each (it replaces older ones:
-        the latest triage says what is still wrong)."""
-        self.findings = []
-        for title, detail in findings[:50]:
-            entry = {"title": one_line(title, 200) or "finding"}
-            if detail:
-                entry["detail"] = one_line(detail, 1000)
-            self.findings.append(entry)
-
-    def fix_run(
-        self, at: float, fix_id: str, title: str, status: str, exit_code: int | None
-    ) -> None:
-        """Note a fix run: ``status`` is succeeded, failed, declined, stopped or refused."""
-        self.fixes.append(
-            {
-                "fix_id": one_line(fix_id, 100) or "unknown",
-                "title": one_line(title, 200),
-                "status": status,
-                "exit_code": exit_code,
-                "at": iso(at),
-            }
-        )
-
-    def file_moved(
-        self, at: float, direction: str, name: str, size: int, sha256: str | None
-    ) -> None:
-        """Note a file transfer (its name and size only): to_customer or from_customer."""
-        self.files.append(
-            {
-                "direction": direction,
-                "name": one_line(name, 255) or "unnamed",
-                "size": max(0, int(size)),
-                "sha256": sha256,
-                "at": iso(at),
-            }
-        )
 
 
 def build_summary(session: TechnicianSession, technician: str, now: float) -> dict[str, Any]:

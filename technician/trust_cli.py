@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -41,9 +41,7 @@ from protocol.identity import (
 from .credentials import CredentialsError, open_organisation_key, read_passphrase, write_new_file
 from .display import printable
 from .fixlib import FixLibrary, FixLibraryError, bundle_file_name, sign_fix_directory
-
-if TYPE_CHECKING:
-    from .cli import Output
+from .output import Output
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 

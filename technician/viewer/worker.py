@@ -28,13 +28,14 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from link.connection import LinkError
+from link.errors import LinkError
 from protocol import input as input_protocol
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
 
 from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
-from ..screen import ControlStream, CursorState, ScreenStream, StreamFigures, StreamRefused
+from ..errors import StreamRefused
+from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigures
 from ..summary import build_summary
 
 

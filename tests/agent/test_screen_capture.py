@@ -12,7 +12,7 @@ from Xlib import display as xdisplay
 from agent.capabilities.screen.capability import ScreenPipeline
 from agent.capabilities.screen.capture import DamageWatcher
 from protocol.screen import Frame
-from technician.screen import FrameDecoder
+from technician.screen_stream import FrameDecoder
 from tests.support.screen_fixtures import SCREEN_SIZE
 from tests.support.timeouts import scaled
 

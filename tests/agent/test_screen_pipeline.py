@@ -25,7 +25,8 @@ from protocol import screen as screen_protocol
 from protocol.errors import MalformedMessage, RemoteProtocolError
 from protocol.mux import Channel, FrameKind, Multiplexer
 from protocol.screen import Codec, Frame, Info, Monitor, Rect
-from technician.screen import FrameDecoder, ScreenDataError, psnr
+from technician.errors import ScreenDataError
+from technician.screen_stream import FrameDecoder, psnr
 
 
 def bgra(rgb: np.ndarray) -> np.ndarray:

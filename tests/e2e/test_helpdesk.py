@@ -106,7 +106,7 @@ def test_join_link_and_rated_summary_reach_the_webhook(tmp_path: Path) -> None:
             ]
             assert summary["diagnostics"][
                 "facts"
-            ]  # the digest, from agent.capabilities.diagnostics.collection.summarize
+            ]  # the digest, from protocol.diagnostics_facts.summarize
             assert summary["fixes"] == [] and summary["files"] == []
             assert event["session"]["session_id"] == session["session_id"]
             receiver.wait_for("session.ended")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from protocol.code import SessionCode
 from technician.client import RelayAPI, TechnicianSession
-from technician.screen import ScreenStream
+from technician.screen_stream import ScreenStream
 from tests.support.customer import Process, ScriptedCustomer
 from tests.support.proxy import FaultInjectingProxy
 from tests.support.relay import RelayProcess, start_relay

@@ -30,7 +30,7 @@ from protocol.messages import Consent, ReplyStatus
 from protocol.mux import Channel, MessageReceived
 from protocol.screen import Frame
 from technician.client import RelayAPI, TechnicianSession
-from technician.screen import ControlStream, ScreenStream, psnr
+from technician.screen_stream import ControlStream, ScreenStream, psnr
 from tests.support.customer import Process, ScriptedCustomer
 from tests.support.relay import RelayProcess
 from tests.support.screen_fixtures import (

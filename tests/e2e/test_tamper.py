@@ -18,7 +18,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from agent.audit import AgentLog
 from agent.capabilities.base import default_registry
 from agent.session import AgentSession
-from link.connection import Link, SessionLost
+from link.connection import Link
+from link.errors import SessionLost
 from protocol import envelope
 from protocol.code import SessionCode
 from protocol.envelope import Role

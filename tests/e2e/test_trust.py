@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from link.connection import SessionLost
+from link.errors import SessionLost
 from protocol.code import SessionCode
 from protocol.identity import issue_certificate, parse_certificate
 from technician.client import RelayAPI, TechnicianSession

@@ -33,7 +33,7 @@ from protocol.code import SessionCode
 from protocol.screen import Codec, Frame
 from technician.client import RelayAPI, TechnicianSession
 from technician.credentials import load_credentials
-from technician.screen import ScreenStream, psnr
+from technician.screen_stream import ScreenStream, psnr
 from tests.support.customer import Process, ScriptedCustomer
 from tests.support.relay import RelayProcess, start_relay
 from tests.support.screen_fixtures import APP, PICTURE_AT, known_picture, write_ppm

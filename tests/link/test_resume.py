@@ -13,7 +13,8 @@ import hashlib
 import time
 from pathlib import Path
 
-from link.connection import BACKOFF_CAP, Link, SessionLost, backoff_delay
+from link.connection import BACKOFF_CAP, Link, backoff_delay
+from link.errors import SessionLost
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.mux import Channel

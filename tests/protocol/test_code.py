@@ -6,7 +6,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from protocol.code import SECRET_DIGITS, InvalidCodeError, SessionCode
+from protocol.code import SECRET_DIGITS, SessionCode
+from protocol.errors import InvalidCodeError
 
 nameplates = st.text(alphabet="0123456789", min_size=3, max_size=9)
 secrets_ = st.text(alphabet="0123456789", min_size=SECRET_DIGITS, max_size=SECRET_DIGITS)

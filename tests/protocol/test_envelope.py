@@ -8,14 +8,8 @@ from typing import Any
 import pytest
 
 from protocol import envelope
-from protocol.envelope import (
-    ENVELOPE_VERSION,
-    ERROR_SENTENCES,
-    MAX_ENVELOPE_SIZE,
-    ErrorCode,
-    Role,
-)
-from protocol.errors import EnvelopeError, PuenteError
+from protocol.envelope import ENVELOPE_VERSION, MAX_ENVELOPE_SIZE, Role
+from protocol.errors import ERROR_SENTENCES, EnvelopeError, ErrorCode, PuenteError
 
 
 def test_role_peer() -> None:

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from protocol import envelope, messages
 from protocol.channel import RecordType, SecureChannel
-from protocol.code import InvalidCodeError, SessionCode
+from protocol.code import SessionCode
 from protocol.envelope import Role
-from protocol.errors import EnvelopeError, PuenteError, WrongCodeError
+from protocol.errors import EnvelopeError, InvalidCodeError, PuenteError, WrongCodeError
 from protocol.mux import MAX_FRAGMENT, Channel, MessageReceived, Multiplexer
 from protocol.pairing import PROTOCOL_VERSION, Pairing, SessionKeys
 from protocol.session import Session, State, Wire

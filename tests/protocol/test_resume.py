@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from protocol.code import SessionCode
 from protocol.envelope import Role
-from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.errors import LocalProtocolError, RemoteProtocolError, ResumeRefused
 from protocol.mux import Channel, MessageReceived
 from protocol.pairing import PROTOCOL_VERSION, SessionKeys
-from protocol.resume import ResumeRefused, Resumption, resume_id, resume_verifier
+from protocol.resume import Resumption, resume_id, resume_verifier
 from protocol.session import ACK_EVERY, Resumed, Session, State, Wire
 
 Filter = Callable[[bytes], bytes | None]

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from link.connection import Link, SessionLost
+from link.connection import Link
+from link.errors import SessionLost
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.mux import Channel

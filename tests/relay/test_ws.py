@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from protocol import envelope
 from protocol.envelope import Role
+from protocol.errors import ERROR_SENTENCES, ErrorCode
 from relay.server import RelayConfig, RelayServer
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.support.timeouts import scaled
@@ -94,7 +95,7 @@ async def expect_error(ws: ClientConnection, code: str) -> None:
     message = await recv_json(ws)
     assert message["type"] == "error", message
     assert message["code"] == code, message
-    assert message["message"] == envelope.ERROR_SENTENCES[envelope.ErrorCode(code)]
+    assert message["message"] == ERROR_SENTENCES[ErrorCode(code)]
     await expect_closed(ws)
 
 

@@ -23,9 +23,12 @@ Privacy rules
   wherever they would appear.
 * Processes are reported by name only: never their command lines or arguments.
 * Every system log line (and every process name and error text) goes through
-  :func:`redact`, which masks passwords, tokens, keys, cookies, credentials in
-  URLs and long token-like strings with ``[redacted]``. ``redactions`` in the
-  result counts what was masked.
+  :func:`~agent.capabilities.diagnostics.redaction.redact`, which masks passwords,
+  tokens, keys, cookies, credentials in URLs and long token-like strings with
+  ``[redacted]``. ``redactions`` in the result counts what was masked.
+
+The digest a technician reads (a few one-line facts) is
+:func:`protocol.diagnostics_facts.summarize`; it takes the result as untrusted input.
 
 Sections of the result (``schema`` 1): ``collected_at``, ``os``, ``hostname``,
 ``uptime``, ``cpu``, ``memory``, ``disks``, ``network``, ``clock``, ``processes``,
@@ -39,7 +42,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import socket
 import struct
@@ -47,8 +49,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +57,9 @@ from typing import Any
 
 import psutil
 
-__all__ = ["CAPABILITY_DESCRIPTION", "NAME", "SCHEMA_VERSION", "collect", "redact", "summarize"]
+from agent.capabilities.diagnostics.redaction import redact, scrub_environment_values
+
+__all__ = ["CAPABILITY_DESCRIPTION", "NAME", "SCHEMA_VERSION", "collect"]
 
 NAME = "diagnostics"
 """The capability name the consent gate and the technician use."""
@@ -84,7 +87,6 @@ _SLICE = 0.05  # how long we ever wait without calling check()
 _COMMAND_TIMEOUT = 2.0
 _SLOW_COMMAND_TIMEOUT = 5.0
 _TAIL_BYTES = 256 * 1024
-_REDACTED = "[redacted]"
 
 Check = Callable[[], None]
 Section = Callable[["_Context"], Any]
@@ -127,43 +129,9 @@ def collect(
     gathered = _run_sections(context, _SECTIONS)
     result: dict[str, Any] = {"schema": SCHEMA_VERSION, "collected_at": collected_at}
     result.update((name, gathered[name]) for name in _RESULT_ORDER)
-    scrubbed, masked = _scrub_environment_values(result)
+    scrubbed, masked = scrub_environment_values(result)
     scrubbed["redactions"] = context.redactions + masked
     return scrubbed
-
-
-def redact(text: str) -> tuple[str, int]:
-    """Mask secrets in ``text``; return the masked text and how many were masked.
-
-    Masked with ``[redacted]``: values of password/passwd/pwd/secret/token/api key/
-    authorization/bearer/session/cookie keys (``key=value``, ``key: value``,
-    ``"key": "value"``), ``Authorization:``/``Cookie:`` header values, ``Bearer``
-    tokens, JWTs, AWS access key ids, private key blocks, passwords in URLs
-    (``scheme://user:password@host``) and hex or base64 strings of 32+ characters
-    that look like tokens. Ordinary text comes back unchanged with a count of 0.
-    """
-    total = 0
-    for pattern, mask in _REDACTION_RULES:
-        text, count = _apply_rule(pattern, mask, text)
-        total += count
-    return text, total
-
-
-def summarize(diagnostics: Mapping[str, Any]) -> list[str]:
-    """Turn a diagnostics dict into a few one-line, human-readable facts.
-
-    Meant for ticket summaries and the knowledge base. The input may come from a
-    remote agent, so it is treated as untrusted: missing or malformed parts are
-    skipped, never raised on. Sizes use binary units (1 GB = 2**30 bytes), as
-    most desktop systems show them.
-    """
-    facts: list[str] = []
-    for describe in _FACT_FINDERS:
-        try:
-            facts.extend(describe(diagnostics))
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError):
-            continue
-    return facts
 
 
 # ---------------------------------------------------------------------------
@@ -959,364 +927,9 @@ def _first_line(text: str | None) -> str:
     return ""
 
 
-# ---------------------------------------------------------------------------
-# Redaction
-# ---------------------------------------------------------------------------
-
-
-_KEY_WORDS = (
-    r"pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
-    r"|authorization|bearer|session|cookie|credentials?"
-)
-
-_PRIVATE_KEY = re.compile(
-    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-    r"(?:.*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|.*)",
-    re.DOTALL,
-)
-# Quantifiers are bounded and keys start at word starts so that a hostile log line
-# cannot make a pattern backtrack for long (every rule stays close to linear).
-_URL_PASSWORD = re.compile(
-    r"(?P<start>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/@]{0,256}:)(?!\[redacted\]@)"
-    r"[^\s/?#]{1,256}@"
-)
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
-_HEADER = re.compile(
-    r"(?i)(?<![\w-])(?P<key>(?:proxy-)?authorization|(?:set-)?cookie)(?P<sep>\s*:\s*)"
-    r"(?!\[redacted\])\S(?:[^\r\n]*\S)?"
-)
-_BEARER = re.compile(
-    r"(?<![\w-])(?P<scheme>[Bb]earer)\s+(?!\[redacted\])(?P<value>[A-Za-z0-9\-._~+/]{8,}=*)"
-)
-_KEY_VALUE = re.compile(
-    rf"""(?ix)
-    (?<![\w-])
-    (?=[\w-]*?(?:{_KEY_WORDS}))
-    (?P<key>[\w-]+)
-    (?P<sep>["']?\s*(?:=>|[:=])\s*)
-    (?!["']?\[redacted\])
-    (?P<value>"(?:\\.|[^"\\\n]){{0,4096}}"|'(?:\\.|[^'\\\n]){{0,4096}}'|[^\s,;&"'<>()\[\]{{}}]+)
-    """
-)
-_AWS_ACCESS_KEY = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
-_LONG_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_-]{32,}={0,2}(?![A-Za-z0-9+/_=-])")
-_HEX = re.compile(r"[0-9A-Fa-f]+")
-
-
-# A mask returns the replacement for a match, or None to leave the match as it is.
-Mask = Callable[[re.Match[str]], str | None]
-
-
-def _apply_rule(pattern: re.Pattern[str], mask: Mask, text: str) -> tuple[str, int]:
-    """Substitute every match of ``pattern`` that ``mask`` masks; count those only."""
-    masked = 0
-
-    def replace(match: re.Match[str]) -> str:
-        nonlocal masked
-        replacement = mask(match)
-        if replacement is None:
-            return match.group(0)
-        masked += 1
-        return replacement
-
-    return pattern.sub(replace, text), masked
-
-
-def _mask_all(match: re.Match[str]) -> str | None:
-    return _REDACTED
-
-
-def _mask_url_password(match: re.Match[str]) -> str | None:
-    return f"{match.group('start')}{_REDACTED}@"
-
-
-def _mask_header(match: re.Match[str]) -> str | None:
-    return f"{match.group('key')}{match.group('sep')}{_REDACTED}"
-
-
-def _mask_bearer(match: re.Match[str]) -> str | None:
-    value = match.group("value")
-    if value.isalpha() and value.islower():  # "bearer authentication", not a token
-        return None
-    return f"{match.group('scheme')} {_REDACTED}"
-
-
-def _mask_key_value(match: re.Match[str]) -> str | None:
-    value = match.group("value")
-    if value in ('""', "''"):
-        return None
-    quote = value[0] if value[0] in "\"'" else ""
-    return f"{match.group('key')}{match.group('sep')}{quote}{_REDACTED}{quote}"
-
-
-def _mask_long_token(match: re.Match[str]) -> str | None:
-    return _REDACTED if _looks_like_token(match.group(0)) else None
-
-
-def _looks_like_token(candidate: str) -> bool:
-    """Whether a 32+ character run of hex/base64 characters is probably a secret.
-
-    Hex counts when it mixes digits and letters. Base64 counts when it mixes
-    upper case, lower case and digits, or is as varied as random data; a path
-    (leading or doubled ``/``) never counts.
-    """
-    core = candidate.rstrip("=")
-    if _HEX.fullmatch(core):
-        return any(c.isdigit() for c in core) and any(c.isalpha() for c in core)
-    if core.startswith("/") or "//" in core:
-        return False
-    mixed = (
-        any(c.isupper() for c in core)
-        and any(c.islower() for c in core)
-        and any(c.isdigit() for c in core)
-    )
-    entropy = _entropy(core)
-    if "/" in core:
-        return mixed and entropy >= 4.0
-    return (mixed and entropy >= 3.5) or entropy >= 4.3
-
-
-def _entropy(text: str) -> float:
-    """Shannon entropy in bits per character."""
-    counts = Counter(text)
-    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
-
-
-_REDACTION_RULES: tuple[tuple[re.Pattern[str], Mask], ...] = (
-    (_PRIVATE_KEY, _mask_all),
-    (_URL_PASSWORD, _mask_url_password),
-    (_JWT, _mask_all),
-    (_HEADER, _mask_header),
-    (_BEARER, _mask_bearer),
-    (_KEY_VALUE, _mask_key_value),
-    (_AWS_ACCESS_KEY, _mask_all),
-    (_LONG_TOKEN, _mask_long_token),
-)
-
-# Environment variables whose values must never leak, even through a log line.
-_SECRET_VARIABLE = re.compile(
-    r"(?i)pass|secret|token|api_?key|access_?key|private_?key|auth|cookie|credential"
-)
-
-
-def _environment_secrets() -> list[str]:
-    """Values of secret-looking environment variables, longest first (paths excluded)."""
-    values = {
-        value
-        for name, value in os.environ.items()
-        if _SECRET_VARIABLE.search(name) and len(value) >= 8 and not value.startswith("/")
-    }
-    return sorted(values, key=len, reverse=True)
-
-
-def _scrub_environment_values(document: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """Mask secret environment values in every string of ``document``; count them."""
-    secrets = _environment_secrets()
-    if not secrets:
-        return document, 0
-    masked = 0
-
-    def scrub(value: Any) -> Any:
-        nonlocal masked
-        if isinstance(value, str):
-            for secret in secrets:
-                if secret in value:
-                    masked += value.count(secret)
-                    value = value.replace(secret, _REDACTED)
-            return value
-        if isinstance(value, dict):
-            return {key: scrub(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [scrub(item) for item in value]
-        return value
-
-    return scrub(document), masked
-
-
-# ---------------------------------------------------------------------------
-# Summaries
-# ---------------------------------------------------------------------------
-
-
-def _human_bytes(count: float) -> str:
-    size = float(count)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if abs(size) < 1024:
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
-
-
-def _human_duration(seconds: float) -> str:
-    days, rest = divmod(int(seconds), 86400)
-    if days:
-        return f"{days} day{'s' if days != 1 else ''}"
-    hours = rest // 3600
-    if hours:
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    return f"{rest // 60} minutes"
-
-
-def _text(value: Any, limit: int = 64) -> str:
-    """A short, single-line rendering of an untrusted value."""
-    return _truncate(" ".join(str(value).split()), limit)
-
-
-def _section(diagnostics: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    value = diagnostics.get(name)
-    return value if isinstance(value, Mapping) and "error" not in value else None
-
-
-def _facts_os(d: Mapping[str, Any]) -> list[str]:
-    system = _section(d, "os")
-    if system is None:
-        return []
-    name = system.get("pretty_name") or f"{system.get('system', '')} {system.get('release', '')}"
-    fact = f"{_text(name)} on {_text(system.get('machine') or 'unknown hardware')}"
-    uptime = _section(d, "uptime")
-    if uptime is not None and isinstance(uptime.get("seconds"), int | float):
-        fact += f", up {_human_duration(uptime['seconds'])}"
-    return [fact]
-
-
-def _facts_uptime(d: Mapping[str, Any]) -> list[str]:
-    uptime = _section(d, "uptime")
-    if uptime is not None and float(uptime["seconds"]) >= 30 * 86400:
-        return [f"Not restarted for {_human_duration(uptime['seconds'])}"]
-    return []
-
-
-_OPTICAL = frozenset({"iso9660", "udf", "cdfs", "squashfs"})
-
-
-def _facts_disks(d: Mapping[str, Any]) -> list[str]:
-    disks = d.get("disks")
-    if not isinstance(disks, list):
-        return []
-    facts = []
-    for disk in disks:
-        if not isinstance(disk, Mapping) or disk.get("fstype") in _OPTICAL:
-            continue
-        percent, free = float(disk["percent"]), float(disk["free"])
-        if percent >= 90 or (free < 1024**3 and float(disk["total"]) > 4 * 1024**3):
-            mount = _text(disk.get("mountpoint"))
-            facts.append(f"Disk {mount} is {percent:.0f}% full ({_human_bytes(free)} free)")
-    return facts
-
-
-def _facts_memory(d: Mapping[str, Any]) -> list[str]:
-    memory = _section(d, "memory")
-    if memory is None:
-        return []
-    facts = []
-    percent = float(memory["percent"])
-    if percent >= 80:
-        available = _human_bytes(float(memory["available"]))
-        facts.append(f"Memory {percent:.0f}% used ({available} available)")
-    swap_total, swap_used = float(memory["swap_total"]), float(memory["swap_used"])
-    if swap_total > 0 and swap_used / swap_total >= 0.5:
-        facts.append(f"Swap {swap_used / swap_total:.0%} used ({_human_bytes(swap_used)})")
-    return facts
-
-
-def _facts_cpu(d: Mapping[str, Any]) -> list[str]:
-    cpu = _section(d, "cpu")
-    if cpu is None:
-        return []
-    facts = []
-    if isinstance(cpu.get("percent"), int | float) and cpu["percent"] >= 90:
-        facts.append(f"Processor {cpu['percent']:.0f}% busy")
-    load, count = cpu.get("load_average"), cpu.get("logical_count")
-    if isinstance(load, list) and load and isinstance(count, int) and count > 0:
-        if float(load[0]) >= 2 * count:
-            facts.append(f"Load average {float(load[0]):.1f} on {count} processors")
-    return facts
-
-
-def _facts_processes(d: Mapping[str, Any]) -> list[str]:
-    processes = _section(d, "processes")
-    if processes is None or not isinstance(processes.get("top_cpu"), list):
-        return []
-    facts = []
-    for entry in processes["top_cpu"][:3]:
-        if isinstance(entry, Mapping) and float(entry["cpu_percent"]) >= 80:
-            name, pid = _text(entry.get("name")), _text(entry.get("pid"))
-            facts.append(
-                f"Program {name} (pid {pid}) uses {float(entry['cpu_percent']):.0f}% of a processor"
-            )
-    return facts
-
-
-def _facts_network(d: Mapping[str, Any]) -> list[str]:
-    network = _section(d, "network")
-    if network is None:
-        return []
-    facts = []
-    interfaces = network.get("interfaces")
-    if isinstance(interfaces, list) and interfaces:
-        up = [
-            i
-            for i in interfaces
-            if isinstance(i, Mapping)
-            and i.get("is_up")
-            and not str(i.get("name", "")).lower().startswith(("lo", "loopback"))
-        ]
-        if not up:
-            facts.append("No network connection is up")
-    system = _section(d, "os")
-    if system is not None and system.get("system") == "Linux" and "default_gateway" in network:
-        if network["default_gateway"] is None:
-            facts.append("No default gateway (this computer may not reach the internet)")
-    dns = network.get("dns")
-    for answer in dns if isinstance(dns, list) else []:
-        if isinstance(answer, Mapping) and answer.get("ok") is False:
-            fact = f"DNS lookup of {_text(answer.get('name'))} failed"
-            if answer.get("error"):
-                fact += f" ({_text(answer['error'], 80)})"
-            facts.append(fact)
-    return facts
-
-
-def _facts_clock(d: Mapping[str, Any]) -> list[str]:
-    clock = _section(d, "clock")
-    if clock is not None and clock.get("synchronized") is False:
-        return ["Clock is not synchronized with a time server"]
-    return []
-
-
-def _facts_reboot(d: Mapping[str, Any]) -> list[str]:
-    reboot = _section(d, "pending_reboot")
-    if reboot is None or reboot.get("detected") is not True:
-        return []
-    reasons = reboot.get("reasons")
-    if isinstance(reasons, list) and reasons:
-        return [f"Reboot pending: {_text(reasons[0], 120)}"]
-    return ["Reboot pending"]
-
-
-def _facts_errors(d: Mapping[str, Any]) -> list[str]:
-    return [
-        f"Could not collect {_text(name)}"
-        for name, value in d.items()
-        if isinstance(value, Mapping) and set(value) == {"error"}
-    ]
-
-
-_FACT_FINDERS: tuple[Callable[[Mapping[str, Any]], list[str]], ...] = (
-    _facts_os,
-    _facts_uptime,
-    _facts_disks,
-    _facts_memory,
-    _facts_cpu,
-    _facts_processes,
-    _facts_network,
-    _facts_clock,
-    _facts_reboot,
-    _facts_errors,
-)
-
-
 if __name__ == "__main__":  # a quick look: python -m agent.capabilities.diagnostics.collection
     snapshot = collect()
     print(json.dumps(snapshot, indent=2))
+    from protocol.diagnostics_facts import summarize
+
     print("\n".join(summarize(snapshot)))

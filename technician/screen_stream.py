@@ -31,10 +31,9 @@ from protocol.screen import Codec, Cursor, Frame, Info, Rect
 
 from .client import TechnicianSession
 
-
-class ScreenDataError(MalformedMessage):
-    """The agent sent pixels that do not decode as announced."""
-
+# Raised here; named here too for callers that import them from this module.
+from .errors import ScreenDataError as ScreenDataError
+from .errors import StreamRefused as StreamRefused
 
 # Decoding -------------------------------------------------------------------------------
 
@@ -218,14 +217,6 @@ class StreamFigures:
         span = max(now - self._window[0][0], 0.5)
         self.fps = (len(self._window) - 1) / span if len(self._window) > 1 else 0.0
         self.bytes_per_s = sum(s for _, s in self._window) / span
-
-
-class StreamRefused(Exception):
-    """The stream did not start; ``reply`` says why (declined, failed...)."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.message or "the screen stream did not start")
-        self.reply = reply
 
 
 FrameCallback = Callable[["ScreenStream", Frame, list[tuple[int, int, int, int]]], None]

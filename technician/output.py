@@ -1,0 +1,29 @@
+"""What the ``puente-tech`` commands print: human lines, or one JSON object per line.
+
+Apart from :mod:`technician.cli` so that the command modules it dispatches to (such as
+:mod:`technician.trust_cli`) can print the same way without importing the CLI back.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+class Output:
+    """Human lines on stdout, or one JSON object per line with --json."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def event(self, name: str, text: str, **fields: Any) -> None:
+        if self.as_json:
+            print(json.dumps({"event": name, **fields}), flush=True)
+        else:
+            print(text, flush=True)
+
+    def error(self, text: str, **fields: Any) -> None:
+        if self.as_json:
+            print(json.dumps({"event": "error", "message": text, **fields}), flush=True)
+        print(text, file=sys.stderr, flush=True)
