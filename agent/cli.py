@@ -239,7 +239,7 @@ async def run_agent(
     ``org_key`` pins the organisation: a key file (--org-key) or the built-in settings.
     """
     from agent.audit import AgentLog
-    from agent.capabilities.base import default_registry
+    from agent.capabilities.registry import default_registry
     from agent.session import AgentSession
     from agent.ui import ConsoleUI
     from link.connection import Link, LinkError
