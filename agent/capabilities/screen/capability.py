@@ -35,12 +35,11 @@ import concurrent.futures
 import contextlib
 import os
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.capabilities.base import Capability, CapabilityCall
+from agent.capabilities.base import Capability, CapabilityCall, ChannelPort
 from agent.capabilities.screen.capture import (
     CaptureUnavailable,
     DamageWatcher,
@@ -77,11 +76,6 @@ IDLE_FPS = 30
 #: A box on the desktop: x, y, width, height.
 Box = tuple[int, int, int, int]
 
-#: Links that have a screen stream or a control stream running (one each at a time).
-_streaming: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-#: Set by the control stream after injecting input, so the screen stream looks again
-#: soon: the technician sees the effect of a click without waiting for a slow poll.
-_input_activity: weakref.WeakKeyDictionary[Any, asyncio.Event] = weakref.WeakKeyDictionary()
 #: Delay after input before capturing: time for the application to redraw.
 AFTER_INPUT_S = 0.004
 #: Set (to anything) to compare the whole screen many times a second even where the X
@@ -95,11 +89,31 @@ FULL_CHECK_S = 1.0
 INPUT_WATCH_S = 0.05
 
 
-def _activity(link: Any) -> asyncio.Event:
-    event = _input_activity.get(link)
-    if event is None:
-        event = _input_activity[link] = asyncio.Event()
-    return event
+class ScreenSession:
+    """What screen view and remote control share within one session (kept in the
+    call's :class:`agent.capabilities.base.SessionState`)."""
+
+    def __init__(self) -> None:
+        #: The streams running (``"screen"``, ``"control"``; one of each at a time).
+        self.streaming: set[str] = set()
+        #: Set by the control stream after injecting input, so the screen stream looks
+        #: again soon: the technician sees the effect of a click without a slow poll.
+        self.input_activity = asyncio.Event()
+
+
+def _shared(call: CapabilityCall) -> ScreenSession:
+    return call.session.get(ScreenSession, ScreenSession)
+
+
+def _activity(call: CapabilityCall) -> asyncio.Event:
+    return _shared(call).input_activity
+
+
+def _port(call: CapabilityCall, channel: Channel, what: str) -> ChannelPort:
+    port = call.channels.get(channel)
+    if port is None:
+        raise CapabilityFailed(f"{what} streaming needs a session link")
+    return port
 
 
 def _arg_int(args: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -111,7 +125,7 @@ def _arg_int(args: dict[str, Any], name: str, default: int, low: int, high: int)
 
 @contextlib.contextmanager
 def _exclusive(call: CapabilityCall, what: str) -> Any:
-    running = _streaming.setdefault(call.link, set())
+    running = _shared(call).streaming
     if what in running:
         raise CapabilityFailed(
             f"A {what} stream is already running in this session; stop it first."
@@ -296,15 +310,12 @@ async def _screen_handler(call: CapabilityCall) -> dict[str, Any]:
         finally:
             capture.close()
         return {"monitors": [m.to_wire() for m in monitors]}
-    if call.link is None:
-        raise CapabilityFailed("screen streaming needs a session link")
+    port = _port(call, Channel.SCREEN, "screen")
     with _exclusive(call, "screen"):
-        return await _stream_screen(call)
+        return await _stream_screen(call, port)
 
 
-async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
-    link = call.link
-    assert link is not None
+async def _stream_screen(call: CapabilityCall, port: ChannelPort) -> dict[str, Any]:
     args = call.args
     stream = _arg_int(args, "stream", 0, 0, 2**63)
     monitor = _arg_int(args, "monitor", 1, 0, screen_protocol.MAX_MONITORS)
@@ -324,7 +335,7 @@ async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
     async def read_viewer() -> None:
         nonlocal stopped
         while not stopped:
-            data = await link.receive(Channel.SCREEN)
+            data = await port.receive()
             if data is None:
                 stopped = True
                 break
@@ -357,7 +368,7 @@ async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
         )
         reader = asyncio.create_task(read_viewer())
         try:
-            run = _FrameLoop(call, pipeline, pacer, executor, ack_or_stop, lambda: stopped)
+            run = _FrameLoop(call, port, pipeline, pacer, executor, ack_or_stop, lambda: stopped)
             await _send_frames(run)
         finally:
             reader.cancel()
@@ -374,10 +385,12 @@ async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
 
 @dataclass
 class _FrameLoop:
-    """What the frame loops share: the call and its pipeline, the pacer, the capture
-    thread, the event set by every ack (and at the stop), and the stop test."""
+    """What the frame loops share: the call, the screen channel and the pipeline, the
+    pacer, the capture thread, the event set by every ack (and at the stop), and the
+    stop test."""
 
     call: CapabilityCall
+    port: ChannelPort
     pipeline: ScreenPipeline
     pacer: FramePacer
     executor: concurrent.futures.Executor
@@ -402,11 +415,9 @@ async def _poll_frames(run: _FrameLoop) -> None:
     """Look at the whole screen up to ``max_fps`` times a second (30 when idle)."""
     call, pipeline, pacer, executor = run.call, run.pipeline, run.pacer, run.executor
     ack_or_stop, is_stopped = run.ack_or_stop, run.is_stopped
-    link = call.link
-    assert link is not None
     loop = asyncio.get_running_loop()
     last_change = loop.time()
-    activity = _activity(link)
+    activity = _activity(call)
     input_at = -1e9  # when input last landed
     found_nothing = False  # whether the last capture saw no change
     while not is_stopped():
@@ -436,7 +447,7 @@ async def _poll_frames(run: _FrameLoop) -> None:
         found_nothing = not result.rects
         if result.rects:
             last_change = loop.time()
-        await _deliver(call, pacer, result)
+        await _deliver(call, run.port, pacer, result)
 
 
 async def _watch_frames(run: _FrameLoop, watcher: DamageWatcher) -> None:
@@ -446,10 +457,8 @@ async def _watch_frames(run: _FrameLoop, watcher: DamageWatcher) -> None:
     case something was drawn without a report."""
     call, pipeline, pacer, executor = run.call, run.pipeline, run.pacer, run.executor
     ack_or_stop, is_stopped = run.ack_or_stop, run.is_stopped
-    link = call.link
-    assert link is not None
     loop = asyncio.get_running_loop()
-    activity = _activity(link)
+    activity = _activity(call)
     drawn = asyncio.Event()
     broken: list[Exception] = []
 
@@ -520,7 +529,7 @@ async def _watch_frames(run: _FrameLoop, watcher: DamageWatcher) -> None:
                     area, last_whole = None, last_look
                 pacer.captured(last_look)
                 result = await loop.run_in_executor(executor, pipeline.step, pacer.quality, area)
-            await _deliver(call, pacer, result)
+            await _deliver(call, run.port, pacer, result)
     finally:
         with contextlib.suppress(Exception):
             loop.remove_reader(watcher.fileno())
@@ -546,17 +555,17 @@ async def _wait_for_either(first: asyncio.Event, second: asyncio.Event, timeout:
             waiter.cancel()
 
 
-async def _deliver(call: CapabilityCall, pacer: FramePacer, result: StepResult) -> None:
+async def _deliver(
+    call: CapabilityCall, port: ChannelPort, pacer: FramePacer, result: StepResult
+) -> None:
     """Send what one look at the screen found: Info, the frame(s), the pointer."""
-    link = call.link
-    assert link is not None
     now = asyncio.get_running_loop().time()
     # Nothing is queued for the technician without live consent; the check and
     # the sends below have no await between them, so a revocation (which runs on
     # this loop) cannot slip in between.
     call.authorization.check()
     if result.info is not None:
-        await link.send(Channel.SCREEN, screen_protocol.serialize(result.info))
+        await port.send(screen_protocol.serialize(result.info))
     if result.rects:
         rtt_ms = int((pacer.srtt or 0) * 1000)
         for group in split_rects(result.rects):
@@ -565,9 +574,9 @@ async def _deliver(call: CapabilityCall, pacer: FramePacer, result: StepResult) 
             )
             data = screen_protocol.serialize(frame)
             pacer.sent(len(data), now)
-            await link.send(Channel.SCREEN, data)
+            await port.send(data)
     if result.cursor is not None:
-        await link.send(Channel.SCREEN, screen_protocol.serialize(result.cursor))
+        await port.send(screen_protocol.serialize(result.cursor))
 
 
 def screen_capability() -> Capability:
@@ -628,10 +637,9 @@ async def _control_handler(call: CapabilityCall) -> dict[str, Any]:
             )
             call.log.write(f"The technician used your mouse or keyboard ({done} actions).")
             return {"injected": done}
-        if call.link is None:
-            raise CapabilityFailed("control streaming needs a session link")
+        port = _port(call, Channel.INPUT, "control")
         with _exclusive(call, "control"):
-            return await _stream_control(call, context, executor)
+            return await _stream_control(call, port, context, executor)
     finally:
         if context is not None:
             executor.submit(context.close)
@@ -639,15 +647,16 @@ async def _control_handler(call: CapabilityCall) -> dict[str, Any]:
 
 
 async def _stream_control(
-    call: CapabilityCall, context: _ControlContext, executor: concurrent.futures.Executor
+    call: CapabilityCall,
+    port: ChannelPort,
+    context: _ControlContext,
+    executor: concurrent.futures.Executor,
 ) -> dict[str, Any]:
-    link = call.link
-    assert link is not None
     loop = asyncio.get_running_loop()
     stream = _arg_int(call.args, "stream", 0, 0, 2**63)
     injected = 0
     while True:
-        data = await link.receive(Channel.INPUT)
+        data = await port.receive()
         if data is None:
             return {"injected": injected}
         call.authorization.check()
@@ -660,7 +669,7 @@ async def _stream_control(
         injected += await loop.run_in_executor(
             executor, context.inject, events, monitor, call.authorization.check
         )
-        _activity(link).set()
+        _activity(call).set()
 
 
 def control_capability() -> Capability:

@@ -17,7 +17,8 @@ How it fits together:
    message, this session's SSH host key and a signature by that key over the
    pairing transcript hash, so the technician pins the key with no prompt, and a
    recording of another session's key cannot be replayed.
-2. The technician opens streams on the ``ssh`` channel (:mod:`link.tunnel`); each
+2. The technician opens streams on the ``ssh`` channel (the call's
+   :class:`agent.capabilities.base.StreamPort`, which the session builds); each
    stream is one SSH connection, served here by asyncssh. Only the one-time public
    keys sent in live ``open`` requests can log in.
 3. Every SSH channel request is checked against the live permissions: a command,
@@ -48,7 +49,6 @@ import shutil
 import signal
 import struct
 import sys
-import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,17 +56,15 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 from asyncssh.channel import SSHChannel
 
-from agent.capabilities.base import Capability, CapabilityCall, Choice
+from agent.capabilities.base import ByteStream, Capability, CapabilityCall, Choice, StreamPort
 from agent.errors import PathRefused
 from agent.i18n import english, t
-from link.tunnel import StreamTransport, Tunnel, TunnelConnector
-from protocol.envelope import Role
+from protocol.mux import Channel
 from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX, SSH_MAX_PACKET
 
 if TYPE_CHECKING:
     from agent.audit import AgentLog
     from agent.consent import Authorization
-    from link.connection import Link
 
 log = logging.getLogger("puente.agent.capabilities.shell.service")
 
@@ -184,8 +182,15 @@ def check_folder(answer: str) -> str:
 class SSHService:
     """The SSH side of one session: host key, permitted keys, connections, audit."""
 
-    def __init__(self, link: Link, audit: AgentLog, notify: Callable[[str], None]) -> None:
-        self.link = link
+    def __init__(
+        self,
+        streams: StreamPort,
+        transcript_hash: bytes,
+        audit: AgentLog,
+        notify: Callable[[str], None],
+    ) -> None:
+        self.streams = streams
+        self.transcript_hash = transcript_hash
         self.audit = audit
         self.notify = notify
         self.host_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -198,7 +203,7 @@ class SSHService:
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         self._hashes: dict[_HashKey, asyncio.Future[tuple[int, str]]] = {}
-        self.tunnel = Tunnel(link, Role.AGENT, on_open=self._stream_opened)
+        streams.accept(self._stream_opened)
 
     # Permissions ---------------------------------------------------------------------
 
@@ -225,7 +230,7 @@ class SSHService:
         if not self._grants:
             for conn in list(self._connections):
                 conn.close()
-            self.tunnel.close_all("no permission for shell or files any more")
+            self.streams.close_all("no permission for shell or files any more")
 
     def allows(self, capability: str) -> bool:
         return any(auth.active for auth in self._grants.get(capability, []))
@@ -294,7 +299,7 @@ class SSHService:
     # Proof of the host key -----------------------------------------------------------
 
     def host_key_offer(self) -> dict[str, Any]:
-        transcript = self.link.keys.transcript_hash
+        transcript = self.transcript_hash
         signature = self.host_key.sign(
             HOST_KEY_PROOF_LABEL + transcript, self.host_key.sig_algorithms[0]
         )
@@ -306,7 +311,7 @@ class SSHService:
 
     # Streams and connections ---------------------------------------------------------
 
-    def _stream_opened(self, stream: StreamTransport) -> None:
+    def _stream_opened(self, stream: ByteStream) -> None:
         if not self._grants:
             stream.abort()  # deny by default: no SSH at all without a permission
             return
@@ -314,11 +319,11 @@ class SSHService:
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
-    async def _serve(self, stream: StreamTransport) -> None:
+    async def _serve(self, stream: ByteStream) -> None:
         try:
             conn = await asyncssh.connect_reverse(
                 "puente",
-                tunnel=TunnelConnector(stream=stream),
+                tunnel=_AcceptedStream(stream),
                 config=None,
                 server_factory=lambda: _Server(self),
                 server_host_keys=[self.host_key],
@@ -345,20 +350,44 @@ class SSHService:
             task.cancel()
         for conn in list(self._connections):
             conn.close()
-        await self.tunnel.aclose("the session ended")
+        await self.streams.aclose("the session ended")
 
 
-_SERVICES: weakref.WeakKeyDictionary[Link, SSHService] = weakref.WeakKeyDictionary()
+class _AcceptedStream:
+    """What asyncssh's ``tunnel=`` argument wants, for a stream the technician opened:
+    ``create_connection`` attaches asyncssh's protocol to it (once)."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream: ByteStream | None = stream
+
+    async def create_connection(
+        self, session_factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+    ) -> tuple[ByteStream, asyncio.BaseProtocol]:
+        if self._stream is None:
+            raise OSError("this SSH stream was already used")
+        stream, self._stream = self._stream, None
+        protocol = session_factory()
+        stream.attach(protocol)
+        return stream, protocol
+
+    def close(self) -> None:
+        """Nothing to release: the streams belong to the port."""
+
+    async def wait_closed(self) -> None:
+        """Nothing to wait for (see :meth:`close`)."""
 
 
 def service_for(call: CapabilityCall) -> SSHService:
-    if call.link is None:
-        raise RuntimeError("the shell and files capabilities need the session's link")
-    service = _SERVICES.get(call.link)
-    if service is None:
-        service = SSHService(call.link, call.log, call.notify or (lambda text: None))
-        _SERVICES[call.link] = service
-    return service
+    """This session's SSH service (made on the first ``shell`` or ``files`` request)."""
+    streams = call.streams
+    if streams is None:
+        raise RuntimeError("the shell and files capabilities need the session's ssh channel")
+    return call.session.get(
+        SSHService,
+        lambda: SSHService(
+            streams, call.transcript_hash, call.log, call.notify or (lambda text: None)
+        ),
+    )
 
 
 # asyncssh server hooks --------------------------------------------------------------
@@ -1054,6 +1083,7 @@ def shell_capability() -> Capability:
         description=english("cap.shell.description", user=getpass.getuser()),
         handler=_shell_handler,
         actions=("open",),
+        stream_channel=Channel.SSH,
     )
 
 
@@ -1073,6 +1103,7 @@ def files_capability() -> Capability:
             default=default_folder,
             check=check_folder,
         ),
+        stream_channel=Channel.SSH,
     )
 
 
