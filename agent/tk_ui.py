@@ -787,7 +787,7 @@ def run_window(args: argparse.Namespace, code: SessionCode | None, baked: BakedS
     """Open the window; run sessions from it on a worker thread. Returns the exit status."""
     import tkinter as tk
 
-    from agent.cli import run_agent
+    from agent.app import run_agent
 
     # Titles come from the catalog, so the window opens before the capabilities (numpy
     # and the rest of the screen pipeline) are imported: that happens in the session.
