@@ -51,7 +51,7 @@ import struct
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncssh
 from asyncssh.channel import SSHChannel
@@ -120,7 +120,7 @@ def shown_path(root: str, local: str) -> str:
     return "/" if relative == "." else "/" + relative.replace(os.sep, "/")
 
 
-def _printable(text: str, limit: int = 300) -> str:
+def shown_text(text: str, limit: int = 300) -> str:
     """Technician-supplied text made safe to show the customer on one line."""
     cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
     return cleaned if len(cleaned) <= limit else cleaned[:limit] + "..."
@@ -445,7 +445,7 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
     def _allow(self, capability: str, what: str) -> bool:
         if not self.service.allows(capability):
             self.service.audit.write(
-                f"Refused: the technician tried {_printable(what)} without your permission "
+                f"Refused: the technician tried {shown_text(what)} without your permission "
                 f"for {capability}."
             )
             return False
@@ -492,14 +492,14 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         command = process.command
         term = process.term_type
         if command:
-            self.service.tell("shell.ran_command", command=_printable(command))
+            self.service.tell("shell.ran_command", command=shown_text(command))
         else:
             self.service.tell("shell.opened_terminal")
         try:
             if term and os.name != "nt":
-                status = await self._run_in_terminal(process, command, term)
+                status = await run_in_terminal(process, command, term, self._started, self._typed)
             else:
-                status = await self._run_with_pipes(process, command)
+                status = await run_with_pipes(process, command, self._started)
         except OSError as exc:
             with contextlib.suppress(Exception):
                 process.stderr.write(f"puente: could not start the shell: {exc}\r\n".encode())
@@ -509,78 +509,14 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         if not self._stopped:
             with contextlib.suppress(Exception):
                 process.exit(status)
-        what = f"command {_printable(command, 80)!r}" if command else "terminal"
+        what = f"command {shown_text(command, 80)!r}" if command else "terminal"
         self.service.audit.write(f"The technician's {what} ended (exit status {status}).")
 
     def _typed(self, line: str) -> None:
-        self.service.tell("shell.typed", line=_printable(line))
+        self.service.tell("shell.typed", line=shown_text(line))
 
-    async def _run_with_pipes(
-        self, process: asyncssh.SSHServerProcess[bytes], command: str | None
-    ) -> int:
-        child = await asyncio.create_subprocess_exec(
-            *shell_argv(command, terminal=False),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=str(Path.home()),
-            start_new_session=os.name != "nt",
-        )
+    def _started(self, child: asyncio.subprocess.Process) -> None:
         self._child = child
-        assert child.stdin and child.stdout and child.stderr
-        feed = asyncio.ensure_future(_feed_pipe(process, child.stdin))
-        try:
-            await asyncio.gather(
-                _drain(child.stdout.read, process.stdout),
-                _drain(child.stderr.read, process.stderr),
-            )
-            return _exit_status(await child.wait())
-        finally:
-            feed.cancel()
-
-    async def _run_in_terminal(
-        self, process: asyncssh.SSHServerProcess[bytes], command: str | None, term: str
-    ) -> int:
-        import fcntl
-        import termios
-
-        master, slave = os.openpty()
-        try:
-            width, height, pixwidth, pixheight = process.term_size
-            if width and height:
-                _set_window(master, width, height, pixwidth, pixheight)
-            env = dict(os.environ, TERM=term)
-
-            def take_terminal() -> None:  # in the child, after setsid()
-                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-            child = await asyncio.create_subprocess_exec(
-                *shell_argv(command, terminal=True),
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                cwd=str(Path.home()),
-                env=env,
-                start_new_session=True,
-                preexec_fn=take_terminal,
-            )
-        finally:
-            os.close(slave)
-        self._child = child
-        os.set_blocking(master, False)
-        feed = asyncio.ensure_future(_feed_terminal(process, master, self._typed))
-        output = asyncio.ensure_future(_drain(lambda n: _read_fd(master, n), process.stdout))
-        try:
-            status = _exit_status(await child.wait())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(output), OUTPUT_GRACE)
-            return status
-        finally:
-            feed.cancel()
-            output.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await output
-            os.close(master)
 
 
 def shell_argv(command: str | None, terminal: bool) -> list[str]:
@@ -600,6 +536,84 @@ def shell_argv(command: str | None, terminal: bool) -> list[str]:
     if command:
         return [shell, "-c", command]
     return [shell, "-l"] if terminal else [shell]
+
+
+async def run_with_pipes(
+    process: asyncssh.SSHServerProcess[bytes],
+    command: str | None,
+    started: Callable[[asyncio.subprocess.Process], None],
+) -> int:
+    """Run ``command`` (or the shell) with pipes; ``started`` gets the child at once."""
+    child = await asyncio.create_subprocess_exec(
+        *shell_argv(command, terminal=False),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(Path.home()),
+        start_new_session=os.name != "nt",
+    )
+    started(child)
+    assert child.stdin and child.stdout and child.stderr
+    feed = asyncio.ensure_future(_feed_pipe(process, child.stdin))
+    try:
+        await asyncio.gather(
+            _drain(child.stdout.read, process.stdout),
+            _drain(child.stderr.read, process.stderr),
+        )
+        return _exit_status(await child.wait())
+    finally:
+        feed.cancel()
+
+
+async def run_in_terminal(
+    process: asyncssh.SSHServerProcess[bytes],
+    command: str | None,
+    term: str,
+    started: Callable[[asyncio.subprocess.Process], None],
+    on_line: Callable[[str], None],
+) -> int:
+    """Run ``command`` (or a login shell) in a new terminal; ``started`` gets the child
+    at once, ``on_line`` each line typed (see :func:`_feed_terminal`)."""
+    import fcntl
+    import termios
+
+    master, slave = os.openpty()
+    try:
+        width, height, pixwidth, pixheight = process.term_size
+        if width and height:
+            _set_window(master, width, height, pixwidth, pixheight)
+        env = dict(os.environ, TERM=term)
+
+        def take_terminal() -> None:  # in the child, after setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        child = await asyncio.create_subprocess_exec(
+            *shell_argv(command, terminal=True),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=str(Path.home()),
+            env=env,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+        )
+    finally:
+        os.close(slave)
+    started(child)
+    os.set_blocking(master, False)
+    feed = asyncio.ensure_future(_feed_terminal(process, master, on_line))
+    output = asyncio.ensure_future(_drain(lambda n: _read_fd(master, n), process.stdout))
+    try:
+        status = _exit_status(await child.wait())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(output), OUTPUT_GRACE)
+        return status
+    finally:
+        feed.cancel()
+        output.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await output
+        os.close(master)
 
 
 def _exit_status(returncode: int) -> int:
@@ -751,6 +765,26 @@ async def _write_fd(fd: int, data: bytes) -> None:
 # SFTP, confined -----------------------------------------------------------------------
 
 
+class FilesService(Protocol):
+    """What the SFTP server needs of the session's SSH service (:class:`SSHService`)."""
+
+    @property
+    def audit(self) -> AgentLog: ...
+
+    @property
+    def notify(self) -> Callable[[str], None]: ...
+
+    def allows(self, capability: str) -> bool: ...
+
+    def tell(self, key: str, **values: object) -> None: ...
+
+    async def file_hash(
+        self, local: str, length: int | None = None, check: Callable[[], None] = ...
+    ) -> tuple[int, str]: ...
+
+    def remember_hash(self, st: os.stat_result, sha256: str) -> None: ...
+
+
 class _OpenFile:
     """An open file of an SFTP session, with what the customer's record needs.
 
@@ -826,7 +860,7 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
     """SFTP inside the customer's chosen folder; every path goes through :func:`confine`."""
 
     def __init__(
-        self, chan: asyncssh.SSHServerChannel[bytes], service: SSHService, root: str
+        self, chan: asyncssh.SSHServerChannel[bytes], service: FilesService, root: str
     ) -> None:
         super().__init__(chan)
         self.service = service
@@ -842,7 +876,7 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
             return confine(self.root, client_path, follow=follow)
         except PathRefused as exc:
             self.service.audit.write(
-                f"Refused: the technician asked for {_printable(client_path)!r} (outside {self.root})."
+                f"Refused: the technician asked for {shown_text(client_path)!r} (outside {self.root})."
             )
             raise asyncssh.SFTPPermissionDenied(str(exc)) from None
 
