@@ -13,7 +13,7 @@ from agent.capabilities.base import Capability, CapabilityRegistry
 from agent.capabilities.diagnostics.capability import diagnostics_capability
 from agent.capabilities.fixes import fixes_capability
 from agent.capabilities.screen.capability import control_capability, screen_capability
-from agent.capabilities.shell.service import files_capability, shell_capability
+from agent.capabilities.shell.capability import files_capability, shell_capability
 
 #: Factories of the capabilities every agent offers. A new capability adds its own here.
 CAPABILITY_FACTORIES: list[Callable[[], Capability]] = [
