@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 from agent.app import fail, run_agent
+from agent.errors import SettingsError
 from agent.i18n import LANGUAGES, set_language, t
-from agent.settings import BakedSettings, SettingsError, code_from_filename, load_baked
+from agent.settings import BakedSettings, code_from_filename, load_baked
 from protocol.allocator import keep_freed_memory
 from protocol.code import InvalidCodeError, SessionCode
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
