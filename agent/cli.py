@@ -13,29 +13,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from agent.errors import TrustSetupError
-from agent.i18n import LANGUAGES, customer_error, set_language, t
-from agent.settings import BakedSettings, SettingsError, code_from_filename, load_baked
+from agent.app import fail, run_agent
+from agent.errors import SettingsError
+from agent.i18n import LANGUAGES, set_language, t
+from agent.settings import BakedSettings, code_from_filename, load_baked
 from protocol.allocator import keep_freed_memory
 from protocol.code import InvalidCodeError, SessionCode
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
 # The session's modules (the link, the capabilities with the screen pipeline and
-# numpy, the trust checks) are imported where they are used, not here: the window
-# must be on the screen before they load (acceptance: a window in under 3 seconds).
-if TYPE_CHECKING:
-    import ssl
-
-    from agent.trust import AgentTrust
-    from agent.ui import CustomerUI
+# numpy, the trust checks) are imported where they are used (agent.app), not here:
+# the window must be on the screen before they load (acceptance: a window in under
+# 3 seconds).
 
 EXAMPLES = """\
 examples:
@@ -133,11 +127,6 @@ def audit_main(argv: list[str]) -> int:
     return 0 if verdict.ok else 1
 
 
-def fail(message: str) -> int:
-    print(message, file=sys.stderr, flush=True)
-    return 1
-
-
 @quiet_on_closed_stdout
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -191,116 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\n" + t("app.interrupted"), flush=True)
         return 0
-
-
-def ssl_context_for(ca_file: str | None) -> ssl.SSLContext | None:
-    """The TLS context of --ca-file (None: the system's CAs); LinkError if unusable."""
-    from link.connection import client_ssl_context
-
-    return client_ssl_context(ca_file)
-
-
-async def load_trust(
-    org_key: Path | BakedSettings | None, relay: str, ssl_context: ssl.SSLContext | None
-) -> AgentTrust:
-    """The pinned organisation key (from --org-key or built in) and its revocations."""
-    from agent.trust import AgentTrust, fetch_revocations, load_pinned_key
-    from protocol.errors import TrustError
-    from protocol.identity import load_public_key
-
-    trust = AgentTrust()
-    if isinstance(org_key, BakedSettings):
-        if not org_key.org_public_key:
-            return trust
-        try:
-            trust.organisation_key = load_public_key(org_key.org_public_key.encode("ascii"))
-        except (TrustError, UnicodeError) as exc:
-            raise TrustSetupError(f"The built-in organisation key is unusable ({exc}).") from None
-    elif org_key is not None:
-        trust.organisation_key = load_pinned_key(Path(org_key))
-    else:
-        return trust
-    trust.revoked, trust.revocation_number = await asyncio.to_thread(
-        fetch_revocations, relay, trust.organisation_key, ssl_context
-    )
-    return trust
-
-
-async def run_agent(
-    relay: str,
-    code: SessionCode,
-    log_dir: Path | None,
-    ca_file: str | None,
-    org_key: Path | BakedSettings | None = None,
-    ui: CustomerUI | None = None,
-) -> int:
-    """Join the session and serve it with ``ui`` (the console by default); exit status.
-
-    ``org_key`` pins the organisation: a key file (--org-key) or the built-in settings.
-    """
-    from agent.audit import AgentLog
-    from agent.capabilities.base import default_registry
-    from agent.session import AgentSession
-    from agent.ui import ConsoleUI
-    from link.connection import Link, LinkError
-    from protocol.envelope import Role
-
-    console = ConsoleUI() if ui is None else None
-    ui = ui or console
-    assert ui is not None
-    try:
-        ssl_context = ssl_context_for(ca_file)
-    except LinkError as exc:
-        return fail(str(exc))
-    try:
-        if console is not None and org_key is not None:
-            if not isinstance(org_key, BakedSettings) or org_key.org_public_key:
-                console.say(t("app.checking_revocations"))
-        trust = await load_trust(org_key, relay, ssl_context)
-    except TrustSetupError as exc:
-        message = t("error.trust_setup", detail=str(exc))
-        if console is None:
-            ui.session_ended(message)
-        return fail(message)
-    if console is not None:
-        console.say(t("app.connecting", code=code))
-    try:
-        link = await Link.open(relay, Role.AGENT, code, ssl=ssl_context)
-    except LinkError as exc:
-        message = customer_error(exc, relay)
-        if console is None:
-            ui.session_ended(message)
-        return fail(message)
-    audit = AgentLog.for_session(log_dir, code.nameplate)
-    if trust.pinned:
-        audit.write(
-            f"Organisation key pinned ({trust.key_id[:16]}); revocation list "
-            f"{'number ' + str(trust.revocation_number) if trust.revocation_number else 'none published'}"
-            f" ({len(trust.revoked)} revoked certificates)."
-        )
-    session = AgentSession(link, ui, default_registry(), audit, trust)
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; not main thread
-        loop.add_signal_handler(
-            signal.SIGINT, lambda: asyncio.ensure_future(session.end("ended by the customer"))
-        )
-    try:
-        reason = await session.run()
-    except (LinkError, TimeoutError) as exc:
-        message = customer_error(exc, relay, link.resume_grace)
-        ui.session_ended(message)
-        audit.write(f"Session cut off: {exc}")
-        print(message, file=sys.stderr, flush=True)
-        return 1
-    finally:
-        audit.write("Log closed.")
-        audit.close()
-        await link.close()
-    ui.session_ended(session.customer_reason(reason))
-    if console is not None:
-        console.say(t("app.log_kept", path=audit.path))
-        console.say("  " + t("app.log_fingerprint", fingerprint=audit.last_hash[:16]))
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ Rules:
    folder) asks it right after the yes; the checked answer is stored in the
    authorization (``choice``). An answer that fails its check is asked again, up to
    three times; then, or if the customer cancels, it counts as a no.
+
+This module is the bottom of the agent's stack: it imports no capability and no UI.
+It names what it asks about (:class:`ConsentSubject`, which every
+:class:`agent.capabilities.base.Capability` is) and whom it asks
+(:class:`ConsentAsker`, the part of :class:`agent.ui.CustomerUI` it uses), so the
+capabilities can name :class:`Authorization` without an import loop.
 """
 
 from __future__ import annotations
@@ -28,16 +34,70 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from agent.errors import ConsentDeclined, ConsentRevoked
 
 if TYPE_CHECKING:
     from agent.audit import AgentLog
-    from agent.capabilities.base import Capability
-    from agent.ui import CustomerUI
 
 MAX_DECLINES = 3
+
+
+class FollowUpQuestion(Protocol):
+    """A question asked right after the customer allowed something (files: which folder).
+
+    :class:`agent.capabilities.base.Choice` is one.
+    """
+
+    @property
+    def question(self) -> str: ...
+
+    @property
+    def default(self) -> Callable[[], str]: ...
+
+    @property
+    def check(self) -> Callable[[str], str]: ...
+
+
+class ConsentSubject(Protocol):
+    """What the customer is asked about: a capability, or its view for one run.
+
+    :class:`agent.capabilities.base.Capability` is one.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def requires(self) -> tuple[str, ...]: ...
+
+    @property
+    def choice(self) -> FollowUpQuestion | None: ...
+
+    @property
+    def documents(self) -> tuple[tuple[str, str], ...]: ...
+
+
+class ConsentAsker(Protocol):
+    """The part of the customer's UI the gate talks to (see :class:`agent.ui.CustomerUI`).
+
+    Optional: ``async ask_choice(capability, question, default) -> str | None``.
+    """
+
+    async def ask_consent(self, capability: ConsentSubject, detail: str) -> bool:
+        """Ask about ``capability``; True only for a clear yes."""
+        ...
+
+    def show_active(self, granted: list[str]) -> None: ...
+
+    def notify(self, text: str) -> None: ...
 
 
 class Authorization:
@@ -85,7 +145,7 @@ RevocationCallback = Callable[[str, str], None]
 class ConsentGate:
     """Asks the customer, remembers the answer for this session, revokes on request."""
 
-    def __init__(self, ui: CustomerUI, log: AgentLog) -> None:
+    def __init__(self, ui: ConsentAsker, log: AgentLog) -> None:
         self._ui = ui
         self._log = log
         self._granted: dict[str, Authorization] = {}
@@ -101,7 +161,7 @@ class ConsentGate:
     def granted(self) -> list[str]:
         return sorted(self._granted)
 
-    async def authorize(self, capability: Capability, detail: str = "") -> Authorization:
+    async def authorize(self, capability: ConsentSubject, detail: str = "") -> Authorization:
         """Return a live authorization, asking the customer if needed.
 
         Raises :class:`ConsentDeclined` if the customer says no (or cannot answer).
@@ -137,7 +197,7 @@ class ConsentGate:
             f"You allowed: {capability.title}{suffix}",
         )
 
-    async def _ask_choice(self, capability: Capability) -> str | None:
+    async def _ask_choice(self, capability: ConsentSubject) -> str | None:
         """The customer's checked answer to the follow-up question; None means no.
 
         A UI without ``ask_choice`` (see :class:`agent.ui.CustomerUI`) gets the default.
@@ -158,7 +218,7 @@ class ConsentGate:
                     return None
         return None
 
-    async def authorize_run(self, capability: Capability, detail: str = "") -> Authorization:
+    async def authorize_run(self, capability: ConsentSubject, detail: str = "") -> Authorization:
         """Ask the customer for ONE run of ``capability``; the answer is never remembered.
 
         ``capability`` may be a per-run view (its title and description say exactly what
@@ -181,14 +241,14 @@ class ConsentGate:
             f"You allowed (this run only): {capability.title}.",
         )
 
-    def _refuse_if_running(self, capability: Capability) -> None:
+    def _refuse_if_running(self, capability: ConsentSubject) -> None:
         if capability.name in self._granted:
             raise ConsentDeclined(
                 capability.name,
                 f"Another {capability.name} run is still going; wait for it to finish.",
             )
 
-    def _refuse_if_declined_too_often(self, capability: Capability) -> None:
+    def _refuse_if_declined_too_often(self, capability: ConsentSubject) -> None:
         if self._declines.get(capability.name, 0) >= MAX_DECLINES:
             raise ConsentDeclined(
                 capability.name,
@@ -196,12 +256,14 @@ class ConsentGate:
                 "they will not be asked again in this session.",
             )
 
-    def _declined(self, capability: Capability) -> NoReturn:
+    def _declined(self, capability: ConsentSubject) -> NoReturn:
         self._declines[capability.name] = self._declines.get(capability.name, 0) + 1
         self._log.write(f"You declined: {capability.title}.")
         raise ConsentDeclined(capability.name)
 
-    def _grant(self, auth: Authorization, capability: Capability, log_line: str) -> Authorization:
+    def _grant(
+        self, auth: Authorization, capability: ConsentSubject, log_line: str
+    ) -> Authorization:
         self._granted[capability.name] = auth
         self._requires[capability.name] = capability.requires
         self._log.write(log_line)

@@ -6,15 +6,20 @@ The tree::
      ├── ConsentDeclined     the customer said no to a capability (or nobody answered)
      ├── ConsentRevoked      the customer withdrew consent while the capability ran
      ├── CapabilityFailed    a capability ran and could not finish; the message says why
+     │    └── CaptureUnavailable   this desktop cannot be captured; the message says
+     │                             why, for both people
      ├── RequestRefused      a request was refused before anything ran (a fix that failed
      │                       verification); shown to the customer, sent as REFUSED
      ├── TrustSetupError     the pinned organisation key or its revocation list could not
      │                       be used; the agent does not start
+     ├── SettingsError       the settings built into this agent are unusable; the agent
+     │                       does not start
      └── PathRefused         a path the technician asked for is outside the folder the
                              customer shared (``..``, an absolute path elsewhere, or a
                              symbolic link leading out)
 
-Failures of signed documents themselves are ``protocol.errors.TrustError``.
+Failures of signed documents themselves are ``protocol.errors.TrustError``; the link's
+errors (``SessionLost``...) are drawn in :mod:`link.connection`.
 """
 
 from __future__ import annotations
@@ -40,12 +45,20 @@ class CapabilityFailed(AgentError):
     pass
 
 
+class CaptureUnavailable(CapabilityFailed):
+    """This desktop cannot be captured; the message says why, for both people."""
+
+
 class RequestRefused(AgentError):
     """A capability's ``prepare`` refused a request before anything ran; says why."""
 
 
 class TrustSetupError(AgentError):
     """The pinned key or the revocation list could not be loaded; the agent must not start."""
+
+
+class SettingsError(AgentError):
+    """The baked settings are unusable; the sentence says what to do."""
 
 
 class PathRefused(AgentError):

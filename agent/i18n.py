@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent.capabilities.base import Capability
+    from agent.consent import ConsentSubject
 
 LANGUAGES = ("en", "es")
 DEFAULT_LANGUAGE = "en"
@@ -696,15 +696,15 @@ class Translator:
         entry = CATALOG[key]  # a missing key is a bug: fail loudly in tests
         return entry[self.language].format(**values)
 
-    def capability_title(self, capability: Capability) -> str:
+    def capability_title(self, capability: ConsentSubject) -> str:
         """The capability's title in this language; a per-run title (a fix's own words,
         already translated by the capability) is shown as it is."""
         return self._capability_text(capability.name, "title", capability.title)
 
-    def capability_description(self, capability: Capability) -> str:
+    def capability_description(self, capability: ConsentSubject) -> str:
         return self._capability_text(capability.name, "description", capability.description)
 
-    def capability_choice(self, capability: Capability, question: str) -> str:
+    def capability_choice(self, capability: ConsentSubject, question: str) -> str:
         """A capability's follow-up question (files: which folder) in this language."""
         return self._capability_text(capability.name, "choice", question)
 

@@ -35,10 +35,12 @@ from agent.capabilities.base import (
     ConsentPrompt,
     RequestContext,
     RequestRefused,
+    SessionState,
 )
 from agent.consent import Authorization, ConsentGate
 from agent.errors import ConsentDeclined, ConsentRevoked
 from agent.i18n import t, translated
+from agent.ports import LinkChannelPort, TunnelStreamPort
 from agent.trust import AgentTrust, current_platform
 from agent.ui import CustomerUI, SessionInfo
 from link.connection import Link, SessionLost
@@ -46,6 +48,7 @@ from protocol import messages
 from protocol.errors import TrustError, VersionMismatch
 from protocol.identity import Certificate
 from protocol.messages import ConsentState, ReplyStatus
+from protocol.mux import Channel
 from protocol.pairing import PROTOCOL_VERSION
 
 log = logging.getLogger("puente.agent")
@@ -79,6 +82,10 @@ class AgentSession:
         self._surveyed = False
         self._ending = False
         self._background: set[asyncio.Task[None]] = set()
+        #: What the capabilities keep for this session (the SSH service, the screen's
+        #: running streams); it goes with the session.
+        self.state = SessionState()
+        self._stream_ports: dict[Channel, TunnelStreamPort] = {}
 
     async def run(self) -> str:
         """Serve the session until it ends; return why. Raises SessionLost if cut off.
@@ -330,7 +337,10 @@ class AgentSession:
             auth,
             progress,
             self.audit,
-            self.link,
+            channels={ch: LinkChannelPort(self.link, ch) for ch in capability.channels},
+            streams=self._streams(capability),
+            session=self.state,
+            transcript_hash=self.link.keys.transcript_hash,
             prepared=prepared,
             confirm=confirm,
             release=self.gate.release,
@@ -374,6 +384,16 @@ class AgentSession:
         size = len(json.dumps(result, default=str))
         self.audit.write(f"Sent to the technician: {capability.title} result ({size} bytes).")
         await self._reply(request.request_id, ReplyStatus.OK, result=result)
+
+    def _streams(self, capability: Capability) -> TunnelStreamPort | None:
+        """The session's port to ``capability``'s stream channel (one per channel)."""
+        channel = capability.stream_channel
+        if channel is None:
+            return None
+        port = self._stream_ports.get(channel)
+        if port is None:
+            port = self._stream_ports[channel] = TunnelStreamPort(self.link, channel)
+        return port
 
     async def _reply(
         self,

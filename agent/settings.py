@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.errors import SettingsError
 from protocol.code import InvalidCodeError, SessionCode
 
 SETTINGS_FILE = "puente-settings.json"
@@ -27,10 +28,6 @@ SETTINGS_FILE = "puente-settings.json"
 #: Fields a settings file may hold; anything else is refused (it would be ignored
 #: silently otherwise, and a secret put there by mistake must not ship).
 FIELDS = ("relay", "org_name", "org_public_key")
-
-
-class SettingsError(Exception):
-    """The baked settings are unusable; the sentence says what to do."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from protocol.code import InvalidCodeError, SessionCode
 if TYPE_CHECKING:
     import tkinter as tk
 
-    from agent.capabilities.base import Capability
+    from agent.consent import ConsentSubject
 
 PUMP_MS = 30
 
@@ -96,7 +96,7 @@ class TkUI:
         self.info = info
         self._window.post(lambda: self._window.show_session(info))
 
-    async def ask_consent(self, capability: Capability, detail: str) -> bool:
+    async def ask_consent(self, capability: ConsentSubject, detail: str) -> bool:
         title = current().capability_title(capability)
         description = current().capability_description(capability)
         documents = tuple(getattr(capability, "documents", ()) or ())
@@ -111,7 +111,9 @@ class TkUI:
         finally:
             self._window.post(self._window.close_dialog)
 
-    async def ask_choice(self, capability: Capability, question: str, default: str) -> str | None:
+    async def ask_choice(
+        self, capability: ConsentSubject, question: str, default: str
+    ) -> str | None:
         """The follow-up question of a capability (files: which folder); None is a no."""
         title = current().capability_title(capability)
         shown = current().capability_choice(capability, question)
@@ -785,7 +787,7 @@ def run_window(args: argparse.Namespace, code: SessionCode | None, baked: BakedS
     """Open the window; run sessions from it on a worker thread. Returns the exit status."""
     import tkinter as tk
 
-    from agent.cli import run_agent
+    from agent.app import run_agent
 
     # Titles come from the catalog, so the window opens before the capabilities (numpy
     # and the rest of the screen pipeline) are imported: that happens in the session.

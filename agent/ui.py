@@ -12,13 +12,11 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import Protocol, TextIO
 
+from agent.consent import ConsentAsker, ConsentSubject
 from agent.i18n import current, t
 from protocol.messages import MAX_RATING_COMMENT
-
-if TYPE_CHECKING:
-    from agent.capabilities.base import Capability
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,7 @@ class SessionInfo:
 CommandHandler = Callable[[str], Awaitable[None]]
 
 
-class CustomerUI(Protocol):
+class CustomerUI(ConsentAsker, Protocol):
     """What the session needs from whatever the customer looks at.
 
     Optional: ``async ask_choice(capability, question, default) -> str | None`` asks
@@ -45,7 +43,7 @@ class CustomerUI(Protocol):
 
     def session_started(self, info: SessionInfo) -> None: ...
 
-    async def ask_consent(self, capability: Capability, detail: str) -> bool:
+    async def ask_consent(self, capability: ConsentSubject, detail: str) -> bool:
         """Ask about ``capability``; True only for a clear yes.
 
         ``capability.documents`` (name, text) pairs, when present, are texts the
@@ -106,7 +104,7 @@ class ConsoleUI:
         self.say(t("session.nothing_yet"))
         self.say(t("console.help"))
 
-    async def ask_consent(self, capability: Capability, detail: str) -> bool:
+    async def ask_consent(self, capability: ConsentSubject, detail: str) -> bool:
         self._start_reader()
         documents = dict(getattr(capability, "documents", ()) or ())
         title = current().capability_title(capability)
@@ -141,7 +139,9 @@ class ConsoleUI:
             self.say(f"{number:4d} | {printable(line)}")
         self.say(t("document.end", name=name))
 
-    async def ask_choice(self, capability: Capability, question: str, default: str) -> str | None:
+    async def ask_choice(
+        self, capability: ConsentSubject, question: str, default: str
+    ) -> str | None:
         """Ask the follow-up question; Enter keeps ``default``; no answer is a no."""
         self._start_reader()
         title = current().capability_title(capability)

@@ -12,14 +12,21 @@ parameters) and either refuses it with :class:`RequestRefused` (the reason is sh
 to the customer and sent to the technician) or returns the :class:`ConsentPrompt`
 that tells the customer exactly what will run. Then the customer is asked, every
 time, and the handler gets the authorization for that run only.
+
+Capabilities never touch the transport. A capability that streams declares its
+multiplexer channels (``channels``: messages; ``stream_channel``: byte streams) and
+its handler gets a port for each (:class:`ChannelPort`, :class:`StreamPort`), built
+by the session; credits, priorities and the discard on revocation stay the link's.
+What a capability keeps for the length of a session lives in the call's
+:class:`SessionState`, never in module globals.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from agent.errors import RequestRefused
 from protocol.mux import Channel
@@ -28,7 +35,6 @@ if TYPE_CHECKING:
     from agent.audit import AgentLog
     from agent.consent import Authorization
     from agent.trust import AgentTrust
-    from link.connection import Link
 
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -70,6 +76,72 @@ class RequestContext:
 
 Preparer = Callable[[RequestContext], Awaitable[PreparedRequest]]
 
+
+class ChannelPort(Protocol):
+    """One multiplexer channel a capability owns (screen, input), as messages.
+
+    The session builds it from the link; the channel keeps its credits and priority,
+    and what is queued on it is discarded the moment consent is withdrawn.
+    """
+
+    async def send(self, payload: bytes) -> None:
+        """Queue one message for the technician; raises if the session is over."""
+        ...
+
+    async def receive(self) -> bytes | None:
+        """The technician's next message on this channel, or None once the session is over."""
+        ...
+
+
+class ByteStream(Protocol):
+    """One byte stream the technician opened on a stream channel: an asyncio
+    transport that delivers to the protocol attached to it."""
+
+    def attach(self, protocol: asyncio.BaseProtocol) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class StreamPort(Protocol):
+    """The byte streams of a capability's stream channel (the ``ssh`` channel).
+
+    ``accept(on_open)`` starts taking streams, once per session: ``on_open`` gets each
+    new stream (attach a protocol to it, or ``abort()`` it).
+    """
+
+    def accept(self, on_open: Callable[[ByteStream], None]) -> None: ...
+
+    def close_all(self, reason: str) -> None:
+        """Close every stream now (consent withdrawn)."""
+        ...
+
+    async def aclose(self, reason: str) -> None:
+        """Close every stream and stop taking new ones."""
+        ...
+
+
+_State = TypeVar("_State")
+
+
+class SessionState:
+    """What capabilities keep for the length of one session, one object of each kind.
+
+    Owned by the session and handed to every call, so two sessions in one process
+    never share state (and nothing of a session outlives it in a module global).
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[type[Any], Any] = {}
+
+    def get(self, kind: type[_State], make: Callable[[], _State]) -> _State:
+        """This session's ``kind`` object, made by ``make()`` the first time."""
+        found = self._objects.get(kind)
+        if found is None:
+            found = self._objects[kind] = make()
+        assert isinstance(found, kind)
+        return found
+
+
 #: Raised by ``prepare`` (defined in :mod:`agent.errors`, offered here for capabilities).
 __all__ = ["RequestRefused"]
 
@@ -78,8 +150,8 @@ __all__ = ["RequestRefused"]
 class CapabilityCall:
     """Everything a handler gets for one request.
 
-    ``link`` lets a streaming capability (screen, ssh) use its own multiplexer
-    channel; the handler must stop when it is cancelled (the customer revoked) and
+    ``channels`` are ports to the capability's own multiplexer channels and ``streams``
+    to its stream channel (see :class:`Capability`); the handler must stop when it is cancelled (the customer revoked) and
     should call ``authorization.check()`` before each unit of work. ``notify`` shows
     a line to the customer (what a long-running capability is doing right now);
     write the same to ``log`` so the record keeps it. ``review``, when the customer's
@@ -92,7 +164,15 @@ class CapabilityCall:
     authorization: Authorization
     progress: ProgressCallback
     log: AgentLog
-    link: Link | None = None
+    #: Ports to the channels the capability declared (``Capability.channels``).
+    channels: Mapping[Channel, ChannelPort] = field(default_factory=dict)
+    #: The byte streams of ``Capability.stream_channel``, if it declared one.
+    streams: StreamPort | None = None
+    #: This session's state, shared by its capabilities (see :class:`SessionState`).
+    session: SessionState = field(default_factory=SessionState)
+    #: The pairing transcript hash: a capability proves its own keys by signing it
+    #: (the shell's SSH host key), so a recording from another session cannot pass.
+    transcript_hash: bytes = b""
     #: What ``prepare`` returned (per-run capabilities only).
     prepared: Any = None
     #: Ask the customer for one more run within this request (a fix's second step);
@@ -143,6 +223,10 @@ class Capability:
     #: Multiplexer channels the capability streams on; what is still queued on them
     #: is discarded the moment consent is withdrawn, so nothing leaves afterwards.
     channels: tuple[Channel, ...] = field(default=())
+    #: The channel whose byte streams the capability serves (shell, files: ssh), handed
+    #: to the handler as ``CapabilityCall.streams``. Not discarded on revocation: the
+    #: capability closes its streams itself.
+    stream_channel: Channel | None = None
     #: Per-run capabilities: check a request before the customer is asked (see above).
     prepare: Preparer | None = None
     #: Texts the customer may read before answering (set on per-run views).
@@ -165,114 +249,3 @@ class CapabilityRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._capabilities)
-
-
-# Diagnostics ------------------------------------------------------------------------
-
-
-async def _diagnostics_handler(call: CapabilityCall) -> dict[str, Any]:
-    from agent.capabilities.diagnostics import collection as diagnostics
-
-    args = call.args
-    sample = float(args.get("sample_seconds", 0.5))
-    dns_names = args.get("dns_names") or ["localhost"]
-    if not isinstance(dns_names, list) or not all(isinstance(n, str) for n in dns_names):
-        raise ValueError("dns_names must be a list of host names")
-    sample = min(max(sample, 0.0), 30.0)
-    await call.progress({"stage": "collecting"})
-    # Collection blocks (psutil sampling), so it runs in a thread; check() is called
-    # between steps there and raises once consent is withdrawn, so the thread stops
-    # too, while this coroutine is cancelled at once by the session.
-    result: dict[str, Any] = await asyncio.to_thread(
-        diagnostics.collect,
-        check=call.authorization.check,
-        sample_seconds=sample,
-        dns_names=dns_names[:5],
-    )
-    if call.review is not None:
-        from agent.review import path_text, strike
-
-        call.authorization.check()
-        await call.progress({"stage": "customer reviewing"})
-        struck = await call.review("diagnostics", result)
-        call.authorization.check()
-        if struck:
-            result = strike(result, struck)
-            call.log.write(
-                "You held back from the diagnostics: "
-                + ", ".join(sorted(path_text(p) for p in struck))
-                + "."
-            )
-    return result
-
-
-def diagnostics_capability() -> Capability:
-    from agent.capabilities.diagnostics import collection as diagnostics
-
-    return Capability(
-        name="diagnostics",
-        title="Diagnostics",
-        description=getattr(
-            diagnostics,
-            "CAPABILITY_DESCRIPTION",
-            "See basic facts about this computer (system, memory, disks, network, clock, "
-            "busiest programs, recent system messages). Passwords and files are not collected.",
-        ),
-        handler=_diagnostics_handler,
-        actions=("collect",),
-    )
-
-
-# Screen view and remote control (agent/capabilities/screen/capability.py; imported when a registry is built,
-# so the agent starts without loading numpy and the codecs).
-
-
-def screen_capability() -> Capability:
-    from agent.capabilities.screen import capability as screen
-
-    return screen.screen_capability()
-
-
-def control_capability() -> Capability:
-    from agent.capabilities.screen import capability as screen
-
-    return screen.control_capability()
-
-
-# Shell and files (an SSH server inside the session) -----------------------------------
-
-
-def shell_capability() -> Capability:
-    from agent.capabilities.shell.service import shell_capability as make
-
-    return make()
-
-
-def files_capability() -> Capability:
-    from agent.capabilities.shell.service import files_capability as make
-
-    return make()
-
-
-#: Factories of the capabilities every agent offers. Feature modules add theirs here.
-def _fixes_capability() -> Capability:
-    from agent.capabilities.fixes import fixes_capability
-
-    return fixes_capability()
-
-
-CAPABILITY_FACTORIES: list[Callable[[], Capability]] = [
-    diagnostics_capability,
-    screen_capability,
-    control_capability,
-    _fixes_capability,
-    shell_capability,
-    files_capability,
-]
-
-
-def default_registry() -> CapabilityRegistry:
-    registry = CapabilityRegistry()
-    for factory in CAPABILITY_FACTORIES:
-        registry.register(factory())
-    return registry

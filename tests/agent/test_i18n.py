@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent import i18n
-from agent.capabilities.base import default_registry
+from agent.capabilities.registry import default_registry
 from agent.i18n import (
     CATALOG,
     LANGUAGES,

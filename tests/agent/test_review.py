@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.audit import AgentLog
-from agent.capabilities.base import default_registry
+from agent.capabilities.registry import default_registry
 from agent.i18n import section_labels
 from agent.review import outline, path_text, strike
 from agent.session import AgentSession

@@ -9,8 +9,8 @@ import mss
 import numpy as np
 from Xlib import display as xdisplay
 
-from agent.capabilities.screen.capability import ScreenPipeline
 from agent.capabilities.screen.capture import DamageWatcher
+from agent.capabilities.screen.pipeline import ScreenPipeline
 from protocol.screen import Frame
 from technician.screen_stream import FrameDecoder
 from tests.support.screen_fixtures import SCREEN_SIZE

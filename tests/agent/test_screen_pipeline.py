@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.capabilities.screen.capability import split_rects, tile_window
 from agent.capabilities.screen.capture import NO_DISPLAY, WAYLAND, unavailable_reason
 from agent.capabilities.screen.encoder import (
     FINGERPRINT_SAMPLES,
@@ -20,6 +19,7 @@ from agent.capabilities.screen.encoder import (
 )
 from agent.capabilities.screen.input import desktop_point
 from agent.capabilities.screen.pacing import LEVELS, FramePacer
+from agent.capabilities.screen.pipeline import split_rects, tile_window
 from protocol import input as input_protocol
 from protocol import screen as screen_protocol
 from protocol.errors import MalformedMessage, RemoteProtocolError

@@ -1,4 +1,4 @@
-"""Confinement of file-transfer paths to the customer's shared folder (agent.capabilities.shell.service.confine)."""
+"""Confinement of file-transfer paths to the customer's shared folder (agent.capabilities.shell.confinement.confine)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.capabilities.shell.service import check_folder, confine, shown_path
+from agent.capabilities.shell.confinement import check_folder, confine, shown_path
 from agent.errors import PathRefused
 
 
@@ -83,7 +83,7 @@ def test_check_folder(tmp_path: Path) -> None:
 def test_typed_lines_for_the_record() -> None:
     import termios
 
-    from agent.capabilities.shell.service import TypedLines
+    from agent.capabilities.shell.processes import TypedLines
 
     master, slave = os.openpty()
     try:

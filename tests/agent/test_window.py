@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import tk_ui
-from agent.capabilities.base import default_registry
+from agent.capabilities.registry import default_registry
 from tests.support.customer import Process
 from tests.support.relay import RelayProcess
 from tests.support.timeouts import scaled

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.audit import AgentLog
-from agent.capabilities.base import default_registry
+from agent.capabilities.registry import default_registry
 from agent.session import AgentSession
 from agent.ui import ConsoleUI
 from link.connection import Link

@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from agent.audit import AgentLog
-from agent.capabilities.base import default_registry
+from agent.capabilities.registry import default_registry
 from agent.session import AgentSession
 from link.connection import Link
 from link.errors import SessionLost

@@ -35,26 +35,31 @@ import concurrent.futures
 import contextlib
 import os
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.capabilities.base import Capability, CapabilityCall
+from agent.capabilities.base import Capability, CapabilityCall, ChannelPort
 from agent.capabilities.screen.capture import (
     CaptureUnavailable,
     DamageWatcher,
     ScreenCapture,
     unavailable_reason,
 )
-from agent.capabilities.screen.encoder import TILE, FrameEncoder
 from agent.capabilities.screen.pacing import FramePacer
+from agent.capabilities.screen.pipeline import (
+    LAYOUT_CHECK_S,
+    Box,
+    ScreenPipeline,
+    StepResult,
+    split_rects,
+)
 from agent.errors import CapabilityFailed
 from protocol import input as input_protocol
 from protocol import screen as screen_protocol
 from protocol.errors import MalformedMessage
 from protocol.mux import Channel
-from protocol.screen import Codec, Cursor, Frame, Info, Rect
+from protocol.screen import Codec, Frame
 
 SCREEN_DESCRIPTION = (
     "Let the technician see your screen, live: everything shown on it, including "
@@ -66,22 +71,9 @@ CONTROL_DESCRIPTION = (
     "you watch. Type 'stop control' at any moment to take it back at once."
 )
 
-#: Largest frame message; bigger updates are split over several frames.
-FRAME_BUDGET = 8 * 1024 * 1024
-#: How often the monitor layout is read again (resolution changes).
-LAYOUT_CHECK_S = 1.0
 #: After this long without change, poll more slowly to spare the customer's CPU.
 IDLE_AFTER_S = 1.0
 IDLE_FPS = 30
-
-#: A box on the desktop: x, y, width, height.
-Box = tuple[int, int, int, int]
-
-#: Links that have a screen stream or a control stream running (one each at a time).
-_streaming: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-#: Set by the control stream after injecting input, so the screen stream looks again
-#: soon: the technician sees the effect of a click without waiting for a slow poll.
-_input_activity: weakref.WeakKeyDictionary[Any, asyncio.Event] = weakref.WeakKeyDictionary()
 #: Delay after input before capturing: time for the application to redraw.
 AFTER_INPUT_S = 0.004
 #: Set (to anything) to compare the whole screen many times a second even where the X
@@ -95,11 +87,31 @@ FULL_CHECK_S = 1.0
 INPUT_WATCH_S = 0.05
 
 
-def _activity(link: Any) -> asyncio.Event:
-    event = _input_activity.get(link)
-    if event is None:
-        event = _input_activity[link] = asyncio.Event()
-    return event
+class ScreenSession:
+    """What screen view and remote control share within one session (kept in the
+    call's :class:`agent.capabilities.base.SessionState`)."""
+
+    def __init__(self) -> None:
+        #: The streams running (``"screen"``, ``"control"``; one of each at a time).
+        self.streaming: set[str] = set()
+        #: Set by the control stream after injecting input, so the screen stream looks
+        #: again soon: the technician sees the effect of a click without a slow poll.
+        self.input_activity = asyncio.Event()
+
+
+def _shared(call: CapabilityCall) -> ScreenSession:
+    return call.session.get(ScreenSession, ScreenSession)
+
+
+def _activity(call: CapabilityCall) -> asyncio.Event:
+    return _shared(call).input_activity
+
+
+def _port(call: CapabilityCall, channel: Channel, what: str) -> ChannelPort:
+    port = call.channels.get(channel)
+    if port is None:
+        raise CapabilityFailed(f"{what} streaming needs a session link")
+    return port
 
 
 def _arg_int(args: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -111,7 +123,7 @@ def _arg_int(args: dict[str, Any], name: str, default: int, low: int, high: int)
 
 @contextlib.contextmanager
 def _exclusive(call: CapabilityCall, what: str) -> Any:
-    running = _streaming.setdefault(call.link, set())
+    running = _shared(call).streaming
     if what in running:
         raise CapabilityFailed(
             f"A {what} stream is already running in this session; stop it first."
@@ -121,168 +133,6 @@ def _exclusive(call: CapabilityCall, what: str) -> Any:
         yield
     finally:
         running.discard(what)
-
-
-# The pipeline (runs in one worker thread per stream) ----------------------------------
-
-
-@dataclass
-class StepResult:
-    info: Info | None
-    rects: list[Rect] | None  # None: nothing changed
-    cursor: Cursor | None
-    encode_ms: int
-    width: int
-    height: int
-
-
-class ScreenPipeline:
-    """Capture -> tile diff -> encode for the selected monitor; one thread uses it."""
-
-    def __init__(self, stream: int, monitor: int, *, lossless: bool) -> None:
-        self.stream = stream
-        self.capture = ScreenCapture()
-        monitors = self.capture.monitors
-        if not 0 <= monitor < len(monitors):
-            count = len(monitors) - 1
-            self.capture.close()
-            raise CapabilityFailed(
-                f"This computer has {count} monitor{'s' if count != 1 else ''}; ask for "
-                f"1 to {count}, or 0 for all of them."
-            )
-        self.monitor = monitor
-        self.lossless = lossless
-        self.encoder = FrameEncoder(video=not lossless)
-        self._previous_raw: bytearray | None = None
-        self._info_due = True
-        self._layout_checked = time.monotonic()
-        self._cursor_pos: tuple[int, int, bool] | None = None
-        self._cursor_shape: bytes | None = None
-
-    def select(self, monitor: int) -> None:
-        if 0 <= monitor < len(self.capture.monitors):
-            self.monitor = monitor
-            self.refresh()
-
-    def refresh(self) -> None:
-        self.encoder.reset()
-        self._previous_raw = None
-        self._info_due = True
-
-    def info(self) -> Info:
-        m = self.capture.monitors[self.monitor]
-        return Info(self.stream, list(self.capture.monitors), self.monitor, m.width, m.height)
-
-    def step(self, quality: int, drawn: Box | None = None, *, pixels: bool = True) -> StepResult:
-        """Look at the screen once: the rectangles that changed, the pointer, any Info.
-
-        ``drawn`` (x, y, width, height in desktop pixels) says only that part can have
-        changed since the last look: only the tiles under it are captured and
-        compared. None looks at the whole monitor; ``pixels=False`` only at the
-        pointer (and the layout).
-        """
-        now = time.monotonic()
-        if now - self._layout_checked >= LAYOUT_CHECK_S:
-            self._layout_checked = now
-            self._check_layout()
-        try:
-            return self._look(quality, drawn, pixels, now)
-        except CaptureUnavailable:
-            # The screen may have changed size since the last layout check (the X
-            # server refuses a grab of the old size): start over with the new one.
-            self._layout_checked = now
-            if not self._check_layout():
-                raise
-            return self._look(quality, None, pixels, now)
-
-    def _check_layout(self) -> bool:
-        """Read the monitor layout again; on a change (a resolution change) start over
-        with a whole frame and a new Info. Return whether it changed."""
-        if not self.capture.refresh_monitors():
-            return False
-        if self.monitor >= len(self.capture.monitors):
-            self.monitor = 1 if len(self.capture.monitors) > 1 else 0
-        self.refresh()
-        return True
-
-    def _look(self, quality: int, drawn: Box | None, pixels: bool, now: float) -> StepResult:
-        info = self.info() if self._info_due else None
-        self._info_due = False
-        started = time.perf_counter()
-        m = self.capture.monitors[self.monitor]
-        rects: list[Rect] | None = None
-        if not pixels:
-            pass
-        elif drawn is not None and self.encoder.has_previous:
-            window = tile_window(drawn, m)
-            if window is not None:
-                x, y, w, h = window
-                image, _ = self.capture.grab(self.monitor, window)
-                rects = self.encoder.encode_window(
-                    image, x, y, quality=quality, lossless=self.lossless, now=now
-                )
-                # The whole picture changed under the last whole capture's bytes.
-                self._previous_raw = None
-        else:
-            image, raw = self.capture.grab(self.monitor)
-            if self._previous_raw is not None and raw == self._previous_raw:
-                pass  # the common case when polling, decided by one memcmp
-            else:
-                rects = self.encoder.encode(image, quality=quality, lossless=self.lossless, now=now)
-            self._previous_raw = raw
-        encode_ms = int((time.perf_counter() - started) * 1000)
-        return StepResult(info, rects or None, self._cursor(m), encode_ms, m.width, m.height)
-
-    def close(self) -> None:
-        self.capture.close()
-
-    def _cursor(self, m: screen_protocol.Monitor) -> Cursor | None:
-        image = self.capture.cursor()
-        if image is None:
-            return None
-        x, y = image.x - m.left, image.y - m.top
-        visible = -image.width < x < m.width and -image.height < y < m.height
-        position = (x, y, visible)
-        shape = b""
-        if image.bgra != self._cursor_shape:
-            self._cursor_shape = image.bgra
-            shape = image.png()
-        elif position == self._cursor_pos:
-            return None
-        self._cursor_pos = position
-        return Cursor(
-            max(-screen_protocol.MAX_SIDE, min(x, 2 * screen_protocol.MAX_SIDE)),
-            max(-screen_protocol.MAX_SIDE, min(y, 2 * screen_protocol.MAX_SIDE)),
-            visible,
-            shape,
-        )
-
-
-def tile_window(drawn: Box, m: screen_protocol.Monitor) -> Box | None:
-    """The whole tiles of monitor ``m`` under ``drawn`` (desktop pixels), in the
-    monitor's pixels (x, y, width, height); None if ``drawn`` misses the monitor."""
-    x0 = max(drawn[0] - m.left, 0)
-    y0 = max(drawn[1] - m.top, 0)
-    x1 = min(drawn[0] + drawn[2] - m.left, m.width)
-    y1 = min(drawn[1] + drawn[3] - m.top, m.height)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    x0, y0 = x0 // TILE * TILE, y0 // TILE * TILE
-    x1, y1 = min(-(-x1 // TILE) * TILE, m.width), min(-(-y1 // TILE) * TILE, m.height)
-    return x0, y0, x1 - x0, y1 - y0
-
-
-def split_rects(rects: list[Rect], budget: int = FRAME_BUDGET) -> list[list[Rect]]:
-    """Group rectangles into frames of at most ``budget`` bytes of pixel data each."""
-    groups: list[list[Rect]] = [[]]
-    size = 0
-    for rect in rects:
-        if groups[-1] and size + len(rect.data) > budget:
-            groups.append([])
-            size = 0
-        groups[-1].append(rect)
-        size += len(rect.data)
-    return groups
 
 
 # Screen capability ----------------------------------------------------------------------
@@ -296,15 +146,12 @@ async def _screen_handler(call: CapabilityCall) -> dict[str, Any]:
         finally:
             capture.close()
         return {"monitors": [m.to_wire() for m in monitors]}
-    if call.link is None:
-        raise CapabilityFailed("screen streaming needs a session link")
+    port = _port(call, Channel.SCREEN, "screen")
     with _exclusive(call, "screen"):
-        return await _stream_screen(call)
+        return await _stream_screen(call, port)
 
 
-async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
-    link = call.link
-    assert link is not None
+async def _stream_screen(call: CapabilityCall, port: ChannelPort) -> dict[str, Any]:
     args = call.args
     stream = _arg_int(args, "stream", 0, 0, 2**63)
     monitor = _arg_int(args, "monitor", 1, 0, screen_protocol.MAX_MONITORS)
@@ -324,7 +171,7 @@ async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
     async def read_viewer() -> None:
         nonlocal stopped
         while not stopped:
-            data = await link.receive(Channel.SCREEN)
+            data = await port.receive()
             if data is None:
                 stopped = True
                 break
@@ -357,7 +204,7 @@ async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
         )
         reader = asyncio.create_task(read_viewer())
         try:
-            run = _FrameLoop(call, pipeline, pacer, executor, ack_or_stop, lambda: stopped)
+            run = _FrameLoop(call, port, pipeline, pacer, executor, ack_or_stop, lambda: stopped)
             await _send_frames(run)
         finally:
             reader.cancel()
@@ -374,10 +221,12 @@ async def _stream_screen(call: CapabilityCall) -> dict[str, Any]:
 
 @dataclass
 class _FrameLoop:
-    """What the frame loops share: the call and its pipeline, the pacer, the capture
-    thread, the event set by every ack (and at the stop), and the stop test."""
+    """What the frame loops share: the call, the screen channel and the pipeline, the
+    pacer, the capture thread, the event set by every ack (and at the stop), and the
+    stop test."""
 
     call: CapabilityCall
+    port: ChannelPort
     pipeline: ScreenPipeline
     pacer: FramePacer
     executor: concurrent.futures.Executor
@@ -402,11 +251,9 @@ async def _poll_frames(run: _FrameLoop) -> None:
     """Look at the whole screen up to ``max_fps`` times a second (30 when idle)."""
     call, pipeline, pacer, executor = run.call, run.pipeline, run.pacer, run.executor
     ack_or_stop, is_stopped = run.ack_or_stop, run.is_stopped
-    link = call.link
-    assert link is not None
     loop = asyncio.get_running_loop()
     last_change = loop.time()
-    activity = _activity(link)
+    activity = _activity(call)
     input_at = -1e9  # when input last landed
     found_nothing = False  # whether the last capture saw no change
     while not is_stopped():
@@ -436,7 +283,7 @@ async def _poll_frames(run: _FrameLoop) -> None:
         found_nothing = not result.rects
         if result.rects:
             last_change = loop.time()
-        await _deliver(call, pacer, result)
+        await _deliver(call, run.port, pacer, result)
 
 
 async def _watch_frames(run: _FrameLoop, watcher: DamageWatcher) -> None:
@@ -446,10 +293,8 @@ async def _watch_frames(run: _FrameLoop, watcher: DamageWatcher) -> None:
     case something was drawn without a report."""
     call, pipeline, pacer, executor = run.call, run.pipeline, run.pacer, run.executor
     ack_or_stop, is_stopped = run.ack_or_stop, run.is_stopped
-    link = call.link
-    assert link is not None
     loop = asyncio.get_running_loop()
-    activity = _activity(link)
+    activity = _activity(call)
     drawn = asyncio.Event()
     broken: list[Exception] = []
 
@@ -520,7 +365,7 @@ async def _watch_frames(run: _FrameLoop, watcher: DamageWatcher) -> None:
                     area, last_whole = None, last_look
                 pacer.captured(last_look)
                 result = await loop.run_in_executor(executor, pipeline.step, pacer.quality, area)
-            await _deliver(call, pacer, result)
+            await _deliver(call, run.port, pacer, result)
     finally:
         with contextlib.suppress(Exception):
             loop.remove_reader(watcher.fileno())
@@ -546,17 +391,17 @@ async def _wait_for_either(first: asyncio.Event, second: asyncio.Event, timeout:
             waiter.cancel()
 
 
-async def _deliver(call: CapabilityCall, pacer: FramePacer, result: StepResult) -> None:
+async def _deliver(
+    call: CapabilityCall, port: ChannelPort, pacer: FramePacer, result: StepResult
+) -> None:
     """Send what one look at the screen found: Info, the frame(s), the pointer."""
-    link = call.link
-    assert link is not None
     now = asyncio.get_running_loop().time()
     # Nothing is queued for the technician without live consent; the check and
     # the sends below have no await between them, so a revocation (which runs on
     # this loop) cannot slip in between.
     call.authorization.check()
     if result.info is not None:
-        await link.send(Channel.SCREEN, screen_protocol.serialize(result.info))
+        await port.send(screen_protocol.serialize(result.info))
     if result.rects:
         rtt_ms = int((pacer.srtt or 0) * 1000)
         for group in split_rects(result.rects):
@@ -565,9 +410,9 @@ async def _deliver(call: CapabilityCall, pacer: FramePacer, result: StepResult) 
             )
             data = screen_protocol.serialize(frame)
             pacer.sent(len(data), now)
-            await link.send(Channel.SCREEN, data)
+            await port.send(data)
     if result.cursor is not None:
-        await link.send(Channel.SCREEN, screen_protocol.serialize(result.cursor))
+        await port.send(screen_protocol.serialize(result.cursor))
 
 
 def screen_capability() -> Capability:
@@ -628,10 +473,9 @@ async def _control_handler(call: CapabilityCall) -> dict[str, Any]:
             )
             call.log.write(f"The technician used your mouse or keyboard ({done} actions).")
             return {"injected": done}
-        if call.link is None:
-            raise CapabilityFailed("control streaming needs a session link")
+        port = _port(call, Channel.INPUT, "control")
         with _exclusive(call, "control"):
-            return await _stream_control(call, context, executor)
+            return await _stream_control(call, port, context, executor)
     finally:
         if context is not None:
             executor.submit(context.close)
@@ -639,15 +483,16 @@ async def _control_handler(call: CapabilityCall) -> dict[str, Any]:
 
 
 async def _stream_control(
-    call: CapabilityCall, context: _ControlContext, executor: concurrent.futures.Executor
+    call: CapabilityCall,
+    port: ChannelPort,
+    context: _ControlContext,
+    executor: concurrent.futures.Executor,
 ) -> dict[str, Any]:
-    link = call.link
-    assert link is not None
     loop = asyncio.get_running_loop()
     stream = _arg_int(call.args, "stream", 0, 0, 2**63)
     injected = 0
     while True:
-        data = await link.receive(Channel.INPUT)
+        data = await port.receive()
         if data is None:
             return {"injected": injected}
         call.authorization.check()
@@ -660,7 +505,7 @@ async def _stream_control(
         injected += await loop.run_in_executor(
             executor, context.inject, events, monitor, call.authorization.check
         )
-        _activity(link).set()
+        _activity(call).set()
 
 
 def control_capability() -> Capability:

@@ -20,13 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import CapabilityFailed
+from agent.errors import CaptureUnavailable
 from protocol.screen import Monitor
-
-
-class CaptureUnavailable(CapabilityFailed):
-    """This desktop cannot be captured; the message says why, for both people."""
-
 
 NO_DISPLAY = (
     "Puente cannot see a screen on this computer: no graphical desktop is running "

@@ -1,37 +1,9 @@
-"""Shell and file transfer: a real SSH server (asyncssh) inside the session's ``ssh`` channel.
+"""The SSH service of one session: an asyncssh server on the ``ssh`` channel's streams.
 
-Two capabilities, each consented on its own:
-
-``shell``
-    Terminal sessions and commands as the customer's user (their login shell on
-    Linux and macOS, PowerShell on Windows), with a PTY when the client asks for one.
-``files``
-    SFTP (and legacy ``scp``), confined to the folder the customer chose when they
-    allowed it (their home folder by default).
-
-How it fits together:
-
-1. The technician sends ``Request(shell|files, "open", {"client_key": ...})``. The
-   consent gate asks the customer (for ``files`` also which folder). The handler then
-   stays running for as long as the permission lasts: it reports, in a ``Progress``
-   message, this session's SSH host key and a signature by that key over the
-   pairing transcript hash, so the technician pins the key with no prompt, and a
-   recording of another session's key cannot be replayed.
-2. The technician opens streams on the ``ssh`` channel (:mod:`link.tunnel`); each
-   stream is one SSH connection, served here by asyncssh. Only the one-time public
-   keys sent in live ``open`` requests can log in.
-3. Every SSH channel request is checked against the live permissions: a command,
-   shell or PTY needs ``shell``; SFTP and ``scp`` need ``files``; anything else
-   (port forwarding, agent or X11 forwarding, other subsystems) is refused.
-4. Revoking a permission cancels its ``open`` handler (the session does that at once),
-   which closes its SSH channels and kills the processes they started. With neither
-   permission left, every SSH connection is closed and new streams are refused.
-5. Every command started and every file moved (name, size, SHA-256) is written to the
-   customer's log and shown to them.
-
-Every path an SFTP client names is canonicalised and confined by :func:`confine`:
-``..`` above the shared folder is refused, and symbolic links are resolved, so a
-link that leads outside the folder is refused too.
+:class:`SSHService` holds the session's host key, the one-time client keys of live
+permissions, the SSH connections and the processes they started; every SSH channel
+request is checked against the live permissions (:class:`ConsentedProcess`). How the
+``shell`` and ``files`` capabilities use it: :mod:`agent.capabilities.shell.capability`.
 """
 
 from __future__ import annotations
@@ -39,34 +11,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import getpass
 import hashlib
 import logging
 import os
-import shutil
 import signal
-import struct
-import sys
-import weakref
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
 from asyncssh.channel import SSHChannel
 
-from agent.capabilities.base import Capability, CapabilityCall, Choice
-from agent.errors import PathRefused
+from agent.capabilities.base import ByteStream, CapabilityCall, StreamPort
+from agent.capabilities.shell.confinement import shown_text
+from agent.capabilities.shell.processes import run_in_terminal, run_with_pipes
+from agent.capabilities.shell.sftp import ConfinedSFTPServer
 from agent.i18n import english, t
-from link.tunnel import StreamTransport, Tunnel, TunnelConnector
-from protocol.envelope import Role
-from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX, SSH_MAX_PACKET
+from protocol.streams import HOST_KEY_PROOF_LABEL, SSH_MAX_PACKET
 
 if TYPE_CHECKING:
     from agent.audit import AgentLog
     from agent.consent import Authorization
-    from link.connection import Link
+
 
 log = logging.getLogger("puente.agent.capabilities.shell.service")
 
@@ -76,65 +42,6 @@ HASH_BLOCK = 1024 * 1024
 #: one SSH packet per tunnel DATA frame, see protocol.streams).
 CHANNEL_WINDOW = 8 * 1024 * 1024
 CHANNEL_MAX_PACKET = SSH_MAX_PACKET
-#: After a command exits, how long to wait for its last output (background jobs may
-#: keep the terminal open).
-OUTPUT_GRACE = 1.0
-
-
-# Paths ------------------------------------------------------------------------------
-
-
-def confine(root: str, client_path: str, *, follow: bool = True) -> str:
-    """The local path for ``client_path`` inside ``root``, or :class:`PathRefused`.
-
-    ``root`` must already be canonical (``os.path.realpath``). The client sees the
-    shared folder as ``/``: absolute and relative paths both start there. A ``..``
-    that climbs above it is refused, as is any path whose canonical form (symbolic
-    links resolved) lies outside. With ``follow=False`` the last component is not
-    resolved (lstat, remove, rename act on a link itself), but every folder above it
-    is.
-    """
-    parts: list[str] = []
-    for part in client_path.replace("\\", "/").split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise PathRefused(client_path)
-            parts.pop()
-            continue
-        if os.name == "nt" and (":" in part):
-            raise PathRefused(client_path)  # drive letters and streams (C:, file:ads)
-        parts.append(part)
-    local = os.path.join(root, *parts)
-    if follow or not parts:
-        canonical = os.path.realpath(local)
-    else:
-        canonical = os.path.join(os.path.realpath(os.path.dirname(local)), parts[-1])
-    if canonical != root and not canonical.startswith(root.rstrip(os.sep) + os.sep):
-        raise PathRefused(client_path)
-    return canonical
-
-
-def shown_path(root: str, local: str) -> str:
-    """How a confined local path is shown to the technician: relative to ``/``."""
-    relative = os.path.relpath(local, root)
-    return "/" if relative == "." else "/" + relative.replace(os.sep, "/")
-
-
-def _printable(text: str, limit: int = 300) -> str:
-    """Technician-supplied text made safe to show the customer on one line."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return cleaned if len(cleaned) <= limit else cleaned[:limit] + "..."
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} bytes"  # pragma: no cover - loop always returns
 
 
 def _file_digest(path: str, length: int | None, check: Callable[[], None]) -> tuple[int, str]:
@@ -164,28 +71,21 @@ def _hash_key(st: os.stat_result, length: int | None) -> _HashKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, length)
 
 
-def default_folder() -> str:
-    return str(Path.home())
-
-
-def check_folder(answer: str) -> str:
-    """The canonical folder for the customer's answer, or ValueError saying what to do."""
-    path = Path(answer.strip()).expanduser()
-    if not path.is_absolute():
-        path = Path.home() / path
-    if not path.is_dir():
-        raise ValueError(t("files.no_folder", path=str(path)))
-    return os.path.realpath(path)
-
-
 # The service: one per session ---------------------------------------------------------
 
 
 class SSHService:
     """The SSH side of one session: host key, permitted keys, connections, audit."""
 
-    def __init__(self, link: Link, audit: AgentLog, notify: Callable[[str], None]) -> None:
-        self.link = link
+    def __init__(
+        self,
+        streams: StreamPort,
+        transcript_hash: bytes,
+        audit: AgentLog,
+        notify: Callable[[str], None],
+    ) -> None:
+        self.streams = streams
+        self.transcript_hash = transcript_hash
         self.audit = audit
         self.notify = notify
         self.host_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -198,7 +98,7 @@ class SSHService:
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         self._hashes: dict[_HashKey, asyncio.Future[tuple[int, str]]] = {}
-        self.tunnel = Tunnel(link, Role.AGENT, on_open=self._stream_opened)
+        streams.accept(self._stream_opened)
 
     # Permissions ---------------------------------------------------------------------
 
@@ -225,7 +125,7 @@ class SSHService:
         if not self._grants:
             for conn in list(self._connections):
                 conn.close()
-            self.tunnel.close_all("no permission for shell or files any more")
+            self.streams.close_all("no permission for shell or files any more")
 
     def allows(self, capability: str) -> bool:
         return any(auth.active for auth in self._grants.get(capability, []))
@@ -294,7 +194,7 @@ class SSHService:
     # Proof of the host key -----------------------------------------------------------
 
     def host_key_offer(self) -> dict[str, Any]:
-        transcript = self.link.keys.transcript_hash
+        transcript = self.transcript_hash
         signature = self.host_key.sign(
             HOST_KEY_PROOF_LABEL + transcript, self.host_key.sig_algorithms[0]
         )
@@ -306,7 +206,7 @@ class SSHService:
 
     # Streams and connections ---------------------------------------------------------
 
-    def _stream_opened(self, stream: StreamTransport) -> None:
+    def _stream_opened(self, stream: ByteStream) -> None:
         if not self._grants:
             stream.abort()  # deny by default: no SSH at all without a permission
             return
@@ -314,11 +214,11 @@ class SSHService:
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
-    async def _serve(self, stream: StreamTransport) -> None:
+    async def _serve(self, stream: ByteStream) -> None:
         try:
             conn = await asyncssh.connect_reverse(
                 "puente",
-                tunnel=TunnelConnector(stream=stream),
+                tunnel=_AcceptedStream(stream),
                 config=None,
                 server_factory=lambda: _Server(self),
                 server_host_keys=[self.host_key],
@@ -345,20 +245,44 @@ class SSHService:
             task.cancel()
         for conn in list(self._connections):
             conn.close()
-        await self.tunnel.aclose("the session ended")
+        await self.streams.aclose("the session ended")
 
 
-_SERVICES: weakref.WeakKeyDictionary[Link, SSHService] = weakref.WeakKeyDictionary()
+class _AcceptedStream:
+    """What asyncssh's ``tunnel=`` argument wants, for a stream the technician opened:
+    ``create_connection`` attaches asyncssh's protocol to it (once)."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream: ByteStream | None = stream
+
+    async def create_connection(
+        self, session_factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+    ) -> tuple[ByteStream, asyncio.BaseProtocol]:
+        if self._stream is None:
+            raise OSError("this SSH stream was already used")
+        stream, self._stream = self._stream, None
+        protocol = session_factory()
+        stream.attach(protocol)
+        return stream, protocol
+
+    def close(self) -> None:
+        """Nothing to release: the streams belong to the port."""
+
+    async def wait_closed(self) -> None:
+        """Nothing to wait for (see :meth:`close`)."""
 
 
 def service_for(call: CapabilityCall) -> SSHService:
-    if call.link is None:
-        raise RuntimeError("the shell and files capabilities need the session's link")
-    service = _SERVICES.get(call.link)
-    if service is None:
-        service = SSHService(call.link, call.log, call.notify or (lambda text: None))
-        _SERVICES[call.link] = service
-    return service
+    """This session's SSH service (made on the first ``shell`` or ``files`` request)."""
+    streams = call.streams
+    if streams is None:
+        raise RuntimeError("the shell and files capabilities need the session's ssh channel")
+    return call.session.get(
+        SSHService,
+        lambda: SSHService(
+            streams, call.transcript_hash, call.log, call.notify or (lambda text: None)
+        ),
+    )
 
 
 # asyncssh server hooks --------------------------------------------------------------
@@ -416,7 +340,7 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
     def _allow(self, capability: str, what: str) -> bool:
         if not self.service.allows(capability):
             self.service.audit.write(
-                f"Refused: the technician tried {_printable(what)} without your permission "
+                f"Refused: the technician tried {shown_text(what)} without your permission "
                 f"for {capability}."
             )
             return False
@@ -463,14 +387,14 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         command = process.command
         term = process.term_type
         if command:
-            self.service.tell("shell.ran_command", command=_printable(command))
+            self.service.tell("shell.ran_command", command=shown_text(command))
         else:
             self.service.tell("shell.opened_terminal")
         try:
             if term and os.name != "nt":
-                status = await self._run_in_terminal(process, command, term)
+                status = await run_in_terminal(process, command, term, self._started, self._typed)
             else:
-                status = await self._run_with_pipes(process, command)
+                status = await run_with_pipes(process, command, self._started)
         except OSError as exc:
             with contextlib.suppress(Exception):
                 process.stderr.write(f"puente: could not start the shell: {exc}\r\n".encode())
@@ -480,606 +404,11 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         if not self._stopped:
             with contextlib.suppress(Exception):
                 process.exit(status)
-        what = f"command {_printable(command, 80)!r}" if command else "terminal"
+        what = f"command {shown_text(command, 80)!r}" if command else "terminal"
         self.service.audit.write(f"The technician's {what} ended (exit status {status}).")
 
     def _typed(self, line: str) -> None:
-        self.service.tell("shell.typed", line=_printable(line))
+        self.service.tell("shell.typed", line=shown_text(line))
 
-    async def _run_with_pipes(
-        self, process: asyncssh.SSHServerProcess[bytes], command: str | None
-    ) -> int:
-        child = await asyncio.create_subprocess_exec(
-            *shell_argv(command, terminal=False),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=str(Path.home()),
-            start_new_session=os.name != "nt",
-        )
+    def _started(self, child: asyncio.subprocess.Process) -> None:
         self._child = child
-        assert child.stdin and child.stdout and child.stderr
-        feed = asyncio.ensure_future(_feed_pipe(process, child.stdin))
-        try:
-            await asyncio.gather(
-                _drain(child.stdout.read, process.stdout),
-                _drain(child.stderr.read, process.stderr),
-            )
-            return _exit_status(await child.wait())
-        finally:
-            feed.cancel()
-
-    async def _run_in_terminal(
-        self, process: asyncssh.SSHServerProcess[bytes], command: str | None, term: str
-    ) -> int:
-        import fcntl
-        import termios
-
-        master, slave = os.openpty()
-        try:
-            width, height, pixwidth, pixheight = process.term_size
-            if width and height:
-                _set_window(master, width, height, pixwidth, pixheight)
-            env = dict(os.environ, TERM=term)
-
-            def take_terminal() -> None:  # in the child, after setsid()
-                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-            child = await asyncio.create_subprocess_exec(
-                *shell_argv(command, terminal=True),
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                cwd=str(Path.home()),
-                env=env,
-                start_new_session=True,
-                preexec_fn=take_terminal,
-            )
-        finally:
-            os.close(slave)
-        self._child = child
-        os.set_blocking(master, False)
-        feed = asyncio.ensure_future(_feed_terminal(process, master, self._typed))
-        output = asyncio.ensure_future(_drain(lambda n: _read_fd(master, n), process.stdout))
-        try:
-            status = _exit_status(await child.wait())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(output), OUTPUT_GRACE)
-            return status
-        finally:
-            feed.cancel()
-            output.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await output
-            os.close(master)
-
-
-def shell_argv(command: str | None, terminal: bool) -> list[str]:
-    """The customer's own shell: interactive, or running ``command``."""
-    if os.name == "nt":
-        powershell = shutil.which("pwsh") or shutil.which("powershell") or "powershell.exe"
-        if command:
-            return [powershell, "-NoLogo", "-NoProfile", "-Command", command]
-        return [powershell, "-NoLogo", "-NoProfile", "-Command", "-"]
-    shell = os.environ.get("SHELL") or ""
-    if not shell:
-        with contextlib.suppress(ImportError, KeyError):
-            import pwd
-
-            shell = pwd.getpwuid(os.getuid()).pw_shell
-    shell = shell or "/bin/sh"
-    if command:
-        return [shell, "-c", command]
-    return [shell, "-l"] if terminal else [shell]
-
-
-def _exit_status(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _set_window(fd: int, width: int, height: int, pixwidth: int, pixheight: int) -> None:
-    import fcntl
-    import termios
-
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, pixwidth, pixheight))
-
-
-async def _drain(read: Callable[[int], Any], writer: asyncssh.SSHWriter[bytes]) -> None:
-    """Copy a child's output to the SSH channel until end of file."""
-    while True:
-        data = await read(65536)
-        if not data:
-            return
-        writer.write(data)
-        await writer.drain()
-
-
-async def _feed_pipe(
-    process: asyncssh.SSHServerProcess[bytes], stdin: asyncio.StreamWriter
-) -> None:
-    """Copy the SSH channel's input to a child's stdin; close it at end of input."""
-    try:
-        while True:
-            try:
-                data = await process.stdin.read(65536)
-            except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):
-                continue
-            if not data:
-                break
-            stdin.write(data)
-            await stdin.drain()
-    except (ConnectionError, asyncssh.Error):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            stdin.close()
-
-
-async def _feed_terminal(
-    process: asyncssh.SSHServerProcess[bytes], master: int, on_line: Callable[[str], None]
-) -> None:
-    """Copy keystrokes to the terminal; apply window size changes and Ctrl-Break.
-
-    Each line the technician types is handed to ``on_line`` for the customer's record,
-    except while the terminal does not echo (a password prompt): that is not recorded.
-    """
-    typed = TypedLines(master)
-    with contextlib.suppress(ConnectionError, asyncssh.Error, OSError):
-        while True:
-            try:
-                data = await process.stdin.read(65536)
-            except asyncssh.TerminalSizeChanged as exc:
-                _set_window(master, exc.width, exc.height, exc.pixwidth, exc.pixheight)
-                continue
-            except asyncssh.BreakReceived:
-                data = b"\x03"
-            except asyncssh.SignalReceived:
-                continue
-            if not data:
-                return
-            for line in typed.feed(data):
-                on_line(line)
-            await _write_fd(master, data)
-
-
-class TypedLines:
-    """Best-effort reconstruction of the lines typed into a terminal, for the audit.
-
-    Printable characters are kept, backspace removes one, Ctrl-C or Ctrl-U forget
-    the line, escape sequences (arrow keys) are dropped. What the shell finally runs
-    can differ (tab completion, history), so the record says "typed".
-    """
-
-    def __init__(self, master: int) -> None:
-        self._master = master
-        self._line: list[str] = []
-        self._escape = False
-
-    def _echoing(self) -> bool:
-        import termios
-
-        try:
-            return bool(termios.tcgetattr(self._master)[3] & termios.ECHO)
-        except (termios.error, OSError):
-            return True
-
-    def feed(self, data: bytes) -> list[str]:
-        lines: list[str] = []
-        for ch in data.decode("utf-8", "replace"):
-            if self._escape:
-                self._escape = ch in "[O0123456789;?"  # inside an escape sequence
-                continue
-            if ch == "\x1b":
-                self._escape = True
-            elif ch in "\r\n":
-                text = "".join(self._line).strip()
-                self._line = []
-                if text and self._echoing():
-                    lines.append(text)
-            elif ch in "\x7f\x08":
-                if self._line:
-                    self._line.pop()
-            elif ch in "\x03\x15":
-                self._line = []
-            elif ch.isprintable():
-                self._line.append(ch)
-        return lines
-
-
-async def _read_fd(fd: int, size: int) -> bytes:
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            return os.read(fd, size)
-        except BlockingIOError:
-            ready = loop.create_future()
-            loop.add_reader(fd, ready.set_result, None)
-            try:
-                await ready
-            finally:
-                loop.remove_reader(fd)
-        except OSError as exc:
-            if exc.errno == errno.EIO:  # the terminal's last user went away
-                return b""
-            raise
-
-
-async def _write_fd(fd: int, data: bytes) -> None:
-    loop = asyncio.get_running_loop()
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            ready = loop.create_future()
-            loop.add_writer(fd, ready.set_result, None)
-            try:
-                await ready
-            finally:
-                loop.remove_writer(fd)
-
-
-# SFTP, confined -----------------------------------------------------------------------
-
-
-class _OpenFile:
-    """An open file of an SFTP session, with what the customer's record needs.
-
-    While a file is read or written in order from its start, its SHA-256 is computed
-    on the way (``digest``), so the audit and the technician's check need not read it
-    again; any other pattern drops the running digest.
-    """
-
-    __slots__ = (
-        "file", "client_path", "local", "writing", "read_bytes", "written_bytes",
-        "digest", "hashed", "opened",
-    )  # fmt: skip
-
-    def __init__(self, file: Any, client_path: str, local: str, writing: bool) -> None:
-        self.file = file
-        self.client_path = client_path
-        self.local = local
-        self.writing = writing
-        self.read_bytes = 0
-        self.written_bytes = 0
-        self.digest: Any = hashlib.sha256()
-        self.hashed = 0
-        self.opened = os.fstat(file.fileno())
-
-    def pread(self, offset: int, size: int) -> bytes:
-        if hasattr(os, "pread"):
-            data = os.pread(self.file.fileno(), size, offset)
-        else:  # Windows: requests of a session are served one at a time, so seeking is safe
-            self.file.seek(offset)
-            data = self.file.read(size)
-        self.read_bytes += len(data)
-        self._hash(offset, data)
-        return data
-
-    def pwrite(self, offset: int, data: bytes) -> int:
-        view = memoryview(data)
-        while view:
-            if hasattr(os, "pwrite"):
-                written = os.pwrite(self.file.fileno(), view, offset)
-            else:  # Windows (see pread)
-                self.file.seek(offset)
-                written = self.file.write(view)
-            view, offset = view[written:], offset + written
-        self.written_bytes += len(data)
-        self._hash(offset - len(data), data)
-        return len(data)
-
-    def _hash(self, offset: int, data: bytes) -> None:
-        if self.digest is None:
-            return
-        if offset == self.hashed:
-            self.digest.update(data)
-            self.hashed += len(data)
-        elif offset + len(data) > self.hashed or self.writing:
-            self.digest = None  # out of order: hash the file afterwards instead
-
-    def whole_file_hash(self) -> tuple[os.stat_result, str] | None:
-        """(stat, SHA-256) if the running digest covers exactly the file as it is now."""
-        if self.digest is None:
-            return None
-        st = os.stat(self.local)
-        if st.st_size != self.hashed:
-            return None
-        if not self.writing and (st.st_mtime_ns, st.st_size) != (
-            self.opened.st_mtime_ns,
-            self.opened.st_size,
-        ):
-            return None  # changed by someone else while it was read
-        return st, self.digest.hexdigest()
-
-
-class ConfinedSFTPServer(asyncssh.SFTPServer):
-    """SFTP inside the customer's chosen folder; every path goes through :func:`confine`."""
-
-    def __init__(
-        self, chan: asyncssh.SSHServerChannel[bytes], service: SSHService, root: str
-    ) -> None:
-        super().__init__(chan)
-        self.service = service
-        self.root = root
-
-    # Mapping -------------------------------------------------------------------------
-
-    def _local(self, path: bytes, follow: bool = True) -> str:
-        if not self.service.allows("files"):
-            raise asyncssh.SFTPPermissionDenied("The customer stopped file transfer.")
-        client_path = os.fsdecode(path)
-        try:
-            return confine(self.root, client_path, follow=follow)
-        except PathRefused as exc:
-            self.service.audit.write(
-                f"Refused: the technician asked for {_printable(client_path)!r} (outside {self.root})."
-            )
-            raise asyncssh.SFTPPermissionDenied(str(exc)) from None
-
-    def map_path(self, path: bytes) -> bytes:
-        return os.fsencode(self._local(path))
-
-    def reverse_map_path(self, path: bytes) -> bytes:
-        local = os.fsdecode(path)
-        if local != self.root and not local.startswith(self.root.rstrip(os.sep) + os.sep):
-            raise asyncssh.SFTPNoSuchFile("No such file")
-        return os.fsencode(shown_path(self.root, local))
-
-    def realpath(self, path: bytes) -> bytes:
-        return self.reverse_map_path(self.map_path(path))
-
-    # Operations that act on a link itself (no following of the last component) ------
-
-    def lstat(self, path: bytes) -> os.stat_result:
-        return os.lstat(self._local(path, follow=False))
-
-    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
-        local = self._local(path)
-        # ".." of the shared folder is the shared folder itself, as in a chroot.
-        parent = local if local == self.root else os.path.dirname(local)
-        for name, where in ((b".", local), (b"..", parent)):
-            yield asyncssh.SFTPName(name, attrs=asyncssh.SFTPAttrs.from_local(os.stat(where)))
-        with os.scandir(local) as entries:
-            for entry in entries:
-                attrs = asyncssh.SFTPAttrs.from_local(entry.stat(follow_symlinks=False))
-                yield asyncssh.SFTPName(os.fsencode(entry.name), attrs=attrs)
-
-    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        raise asyncssh.SFTPOpUnsupported("Changing a link's attributes is not supported.")
-
-    def remove(self, path: bytes) -> None:
-        local = self._local(path, follow=False)
-        os.remove(local)
-        self.service.tell("files.deleted_file", path=shown_path(self.root, local))
-
-    def rmdir(self, path: bytes) -> None:
-        local = self._local(path, follow=False)
-        os.rmdir(local)
-        self.service.tell("files.deleted_folder", path=shown_path(self.root, local))
-
-    def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        local = self._local(path, follow=False)
-        os.mkdir(local, 0o777 if attrs.permissions is None else attrs.permissions)
-        self.service.tell("files.created_folder", path=shown_path(self.root, local))
-
-    def readlink(self, path: bytes) -> bytes:
-        # The link's target is shown only when it stays inside the shared folder.
-        return self.reverse_map_path(os.fsencode(self._local(path, follow=True)))
-
-    def rename(self, oldpath: bytes, newpath: bytes) -> None:
-        old = self._local(oldpath, follow=False)
-        new = self._local(newpath, follow=False)
-        if os.path.lexists(new):
-            raise asyncssh.SFTPFileAlreadyExists("File already exists")
-        os.rename(old, new)
-        self._renamed(old, new)
-
-    def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        old = self._local(oldpath, follow=False)
-        new = self._local(newpath, follow=False)
-        os.replace(old, new)
-        self._renamed(old, new)
-
-    def _renamed(self, old: str, new: str) -> None:
-        if old.endswith(PART_SUFFIX) and new == old[: -len(PART_SUFFIX)]:
-            self._announce(shown_path(self.root, new), new, received=0, sent=0, finished=True)
-        else:
-            self.service.tell(
-                "files.renamed", old=shown_path(self.root, old), new=shown_path(self.root, new)
-            )
-
-    def exit(self) -> None:
-        # OpenSSH's sftp and scp treat a session without an exit status as a failure
-        # (asyncssh's scp server reports its own status).
-        if self.channel.get_subsystem() == "sftp":
-            with contextlib.suppress(Exception):
-                self.channel.exit(0)
-
-    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
-        raise asyncssh.SFTPPermissionDenied("Creating links is not allowed in a Puente session.")
-
-    def link(self, oldpath: bytes, newpath: bytes) -> None:
-        raise asyncssh.SFTPPermissionDenied("Creating links is not allowed in a Puente session.")
-
-    # Files ------------------------------------------------------------------------------
-
-    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> _OpenFile:
-        local = self._local(path)
-        file = super().open(os.fsencode(shown_path(self.root, local)), pflags, attrs)
-        writing = bool(pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND))
-        return _OpenFile(file, shown_path(self.root, local), local, writing)
-
-    # Reads and writes run inline: the page cache makes them quick, and handing them to a
-    # thread cost more CPU (GIL hand-offs) than it saved, measured with the benchmark.
-
-    def read(self, file_obj: object, offset: int, size: int) -> bytes:
-        assert isinstance(file_obj, _OpenFile)
-        return file_obj.pread(offset, size)
-
-    def write(self, file_obj: object, offset: int, data: bytes) -> int:
-        assert isinstance(file_obj, _OpenFile)
-        return file_obj.pwrite(offset, data)
-
-    def fstat(self, file_obj: object) -> os.stat_result:
-        assert isinstance(file_obj, _OpenFile)
-        return super().fstat(file_obj.file)  # type: ignore[return-value]
-
-    def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
-        assert isinstance(file_obj, _OpenFile)
-        super().fsetstat(file_obj.file, attrs)
-
-    def fstatvfs(self, file_obj: object) -> Any:
-        assert isinstance(file_obj, _OpenFile)
-        return super().fstatvfs(file_obj.file)
-
-    def fsync(self, file_obj: object) -> None:
-        assert isinstance(file_obj, _OpenFile)
-        super().fsync(file_obj.file)
-
-    def close(self, file_obj: object) -> None:
-        assert isinstance(file_obj, _OpenFile)
-        super().close(file_obj.file)
-        entry = file_obj
-        with contextlib.suppress(OSError):
-            seen = entry.whole_file_hash()
-            if seen is not None:
-                self.service.remember_hash(*seen)
-        if entry.written_bytes and entry.local.endswith(PART_SUFFIX):
-            # A resumable copy in progress: announced once it is renamed into place.
-            self.service.audit.write(
-                f"Partly copied to this computer, kept to resume: {entry.client_path} "
-                f"({entry.written_bytes} bytes written now)"
-            )
-        elif entry.written_bytes or entry.read_bytes:
-            self._announce(
-                entry.client_path, entry.local, entry.written_bytes, entry.read_bytes, False
-            )
-
-    def _announce(self, shown: str, local: str, received: int, sent: int, finished: bool) -> None:
-        """Tell the customer about a file moved, with its size and SHA-256 (computed aside)."""
-
-        async def announce() -> None:
-            try:
-                size, sha = await self.service.file_hash(local)
-                facts_key, facts_values = "files.facts", {"size": human_size(size), "sha": sha}
-            except (OSError, ValueError) as exc:
-                facts_key, facts_values = "files.no_facts", {"error": str(exc)}
-            for wanted, key, extra in (
-                (finished or received, "files.copied_to", {}),
-                (sent, "files.copied_from", {"sent": sent}),
-            ):
-                if wanted:
-                    # The facts in each language: the log's English, the customer's own.
-                    self.service.audit.write(
-                        english(key, path=shown, facts=english(facts_key, **facts_values), **extra)
-                    )
-                    self.service.notify(
-                        t(key, path=shown, facts=t(facts_key, **facts_values), **extra)
-                    )
-
-        task = asyncio.ensure_future(announce())
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-
-# Capabilities -------------------------------------------------------------------------
-
-
-def _client_key(call: CapabilityCall) -> asyncssh.SSHKey:
-    text = call.args.get("client_key")
-    if not isinstance(text, str) or len(text) > 4096:
-        raise ValueError("the request carries no client_key (an OpenSSH public key)")
-    try:
-        return asyncssh.import_public_key(text)
-    except (asyncssh.KeyImportError, ValueError) as exc:
-        raise ValueError(f"the client_key is not a usable public key ({exc})") from None
-
-
-async def _hold_open(
-    call: CapabilityCall, capability: str, extra: dict[str, Any]
-) -> dict[str, Any]:
-    """Keep the permission's SSH access alive until revoked, cancelled or the session ends."""
-    service = service_for(call)
-    key = _client_key(call)
-    call.authorization.check()
-    service.grant(capability, call.authorization, key)
-    try:
-        await call.progress(
-            {
-                "state": "ready",
-                "user": service.user,
-                "platform": sys.platform,
-                **service.host_key_offer(),
-                **extra,
-            }
-        )
-        await asyncio.Event().wait()
-    finally:
-        service.withdraw(capability, call.authorization)
-    return {}  # pragma: no cover - the wait above only ends by cancellation
-
-
-async def _shell_handler(call: CapabilityCall) -> dict[str, Any]:
-    return await _hold_open(call, "shell", {"shell": shell_argv(None, terminal=True)[0]})
-
-
-async def _files_handler(call: CapabilityCall) -> dict[str, Any]:
-    root = call.authorization.choice
-    if not root:
-        raise ValueError("no folder was chosen for file transfer")
-    if call.action == "hash":
-        return await _hash(call, root)
-    return await _hold_open(call, "files", {"root": root})
-
-
-async def _hash(call: CapabilityCall, root: str) -> dict[str, Any]:
-    path = call.args.get("path")
-    length = call.args.get("length")
-    if not isinstance(path, str):
-        raise ValueError("hash needs a path")
-    if length is not None and (not isinstance(length, int) or length < 0):
-        raise ValueError("length must be a whole number of bytes")
-    local = confine(root, path)
-    if not os.path.isfile(local):
-        raise ValueError(f"{shown_path(root, local)} is not a file on the customer's computer")
-    service = service_for(call)
-    size, sha = await service.file_hash(local, length, call.authorization.check)
-    return {"path": shown_path(root, local), "size": size, "length": length, "sha256": sha}
-
-
-def shell_capability() -> Capability:
-    return Capability(
-        name="shell",
-        title="Shell",
-        description=english("cap.shell.description", user=getpass.getuser()),
-        handler=_shell_handler,
-        actions=("open",),
-    )
-
-
-def files_capability() -> Capability:
-    return Capability(
-        name="files",
-        title="Files",
-        description=(
-            "Copy files to and from one folder you choose (and the folders inside it). "
-            "Nothing outside that folder can be seen or changed. Every file copied is shown "
-            "here and written to your log."
-        ),
-        handler=_files_handler,
-        actions=("open", "hash"),
-        choice=Choice(
-            question="Which folder may the technician use for files?",
-            default=default_folder,
-            check=check_folder,
-        ),
-    )
-
-
-__all__ = [
-    "ConfinedSFTPServer",
-    "SSHService",
-    "confine",
-    "files_capability",
-    "shell_capability",
-]
