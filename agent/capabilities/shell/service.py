@@ -320,6 +320,8 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         self.capability = ""
         self._child: asyncio.subprocess.Process | None = None
         self._stopped = False
+        #: Stopped or disconnected: any child, even one still being started, is killed.
+        self._killed = False
 
     # Requests (asyncssh calls these; False refuses the request) ---------------------
 
@@ -349,6 +351,7 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._killed = True
         self._kill_child()
         if self.capability:
             self.service.untrack(self.capability, self)
@@ -357,6 +360,7 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
     def stop(self, reason: str) -> None:
         """Permission withdrawn: kill what runs and close the channel now."""
         self._stopped = True
+        self._killed = True
         self._kill_child()
         with contextlib.suppress(Exception):
             self.channel.close()
@@ -412,3 +416,7 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
 
     def _started(self, child: asyncio.subprocess.Process) -> None:
         self._child = child
+        # The child can be forked (and running) before this callback: a stop or a lost
+        # connection that came in between found no child to kill, so kill it now.
+        if self._killed:
+            self._kill_child()
