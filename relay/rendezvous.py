@@ -330,7 +330,7 @@ class When(enum.Enum):
     EXPIRED = "now ≥ expiry"
     IDLE = "idle timeout passed"
     GRACE_OVER = "grace period over"
-    CAN_SUSPEND = "R gave a verifier, grace > 0"
+    CAN_SUSPEND = "it gave a verifier, grace > 0"
     VERIFIER_MALFORMED = "malformed verifier"
     RESUME_REFUSED = "resume refused"
 
