@@ -68,7 +68,7 @@ from .joinpage import (
 from .openapi import OPENAPI
 from .outbox import Outbox
 from .ratelimit import SlidingWindowLimiter
-from .store import RelayStore, SessionRecord, SessionState, Technician
+from .sqlite_store import RelayStore, SessionRecord, SessionState, Technician
 
 logger = logging.getLogger("relay.api")
 

@@ -29,7 +29,7 @@ from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
 from .server import RelayConfig, RelayServer
-from .store import DATABASE_NAME, RelayStore, SQLiteStore
+from .sqlite_store import DATABASE_NAME, RelayStore, SQLiteStore
 from .stores import open_store
 
 EXIT_USAGE = 2

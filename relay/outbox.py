@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from .connectors import Connector, DeliveryError
 from .events import EventType, NewEvent, retry_delay, session_view, summary_digest
-from .store import RelayStore, SessionRecord, StoredSummary
+from .sqlite_store import RelayStore, SessionRecord, StoredSummary
 
 logger = logging.getLogger("relay.outbox")
 

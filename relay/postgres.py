@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import StoreError
-from .store import SqlStore
+from .sqlite_store import SqlStore
 
 try:
     import psycopg

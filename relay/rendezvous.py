@@ -92,7 +92,7 @@ from dataclasses import dataclass, field
 from protocol import envelope
 from protocol.envelope import ErrorCode, Role
 
-from .store import SessionState
+from .sqlite_store import SessionState
 
 
 class Phase(enum.Enum):

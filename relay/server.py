@@ -106,7 +106,7 @@ from .rendezvous import (
     Send,
     Suspended,
 )
-from .store import RelayStore, SessionRecord, SessionState
+from .sqlite_store import RelayStore, SessionRecord, SessionState
 from .stores import open_store
 from .tls import ServerTLS, check_pair
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ConfigError
-from .store import RelayStore, SQLiteStore
+from .sqlite_store import RelayStore, SQLiteStore
 
 
 def open_store(data_dir: str | Path | None, database_url: str | None) -> RelayStore:

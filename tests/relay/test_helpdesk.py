@@ -25,7 +25,7 @@ from relay.errors import ConfigError
 from relay.events import EventType
 from relay.outbox import DeliverySettings, Outbox
 from relay.server import RelayConfig, RelayServer
-from relay.store import SessionState, SQLiteStore
+from relay.sqlite_store import SessionState, SQLiteStore
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.relay.test_events import SUMMARY
 from tests.support.helpdesk import WebhookReceiver, free_port

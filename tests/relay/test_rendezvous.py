@@ -36,7 +36,7 @@ from relay.rendezvous import (
     Suspended,
     closing_default,
 )
-from relay.store import SessionState
+from relay.sqlite_store import SessionState
 
 A, T = Role.AGENT, Role.TECHNICIAN
 EXPIRES_AT = 1000.0

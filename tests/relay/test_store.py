@@ -10,7 +10,7 @@ import pytest
 
 from relay.errors import StoreError, TechnicianExists
 from relay.ratelimit import SlidingWindowLimiter
-from relay.store import (
+from relay.sqlite_store import (
     DATABASE_NAME,
     SessionState,
     SQLiteStore,
