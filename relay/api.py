@@ -68,7 +68,8 @@ from .joinpage import (
 from .openapi import OPENAPI
 from .outbox import Outbox
 from .ratelimit import SlidingWindowLimiter
-from .sqlite_store import RelayStore, SessionRecord, SessionState, Technician
+from .records import SessionRecord, SessionState, Technician
+from .store import RelayStore
 
 logger = logging.getLogger("relay.api")
 

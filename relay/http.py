@@ -25,7 +25,7 @@ from websockets.http11 import Response
 from websockets.protocol import Event
 
 if TYPE_CHECKING:
-    from .sqlite_store import Technician
+    from .records import Technician
 
 #: Largest request body the REST API reads; a larger one is answered with 413.
 MAX_BODY_SIZE = 64 * 1024

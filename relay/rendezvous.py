@@ -92,7 +92,7 @@ from dataclasses import dataclass, field
 from protocol import envelope
 from protocol.envelope import ErrorCode, Role
 
-from .sqlite_store import SessionState
+from .records import SessionState
 
 
 class Phase(enum.Enum):

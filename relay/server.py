@@ -87,6 +87,7 @@ from .http import (
 from .metrics import Value
 from .outbox import DeliverySettings, Outbox
 from .ratelimit import SlidingWindowLimiter
+from .records import SessionRecord, SessionState
 from .rendezvous import (
     Action,
     Attach,
@@ -106,7 +107,7 @@ from .rendezvous import (
     Send,
     Suspended,
 )
-from .sqlite_store import RelayStore, SessionRecord, SessionState
+from .store import RelayStore
 from .stores import open_store
 from .tls import ServerTLS, check_pair
 

@@ -15,6 +15,7 @@ import json
 import pytest
 
 from protocol.envelope import ErrorCode, Role
+from relay.records import SessionState
 from relay.rendezvous import (
     TRANSITIONS,
     Action,
@@ -36,7 +37,6 @@ from relay.rendezvous import (
     Suspended,
     closing_default,
 )
-from relay.sqlite_store import SessionState
 
 A, T = Role.AGENT, Role.TECHNICIAN
 EXPIRES_AT = 1000.0
