@@ -24,6 +24,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Event
 
+from .errors import HeaderError
+
 if TYPE_CHECKING:
     from .records import Technician
 
@@ -251,10 +253,6 @@ def error_response(
 ) -> Response:
     """``{"error": code, "message": sentence}`` with the given status."""
     return json_response(status, {"error": code, "message": message}, extra_headers)
-
-
-class HeaderError(ValueError):
-    """A header the relay relies on was repeated or malformed."""
 
 
 def single_header(headers: Headers, name: str) -> str | None:

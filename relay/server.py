@@ -72,12 +72,11 @@ from protocol.errors import EnvelopeError
 
 from . import metrics as metrics_module
 from .api import RestApi
-from .cluster import ClusterNode, RedisUnavailable, default_node_url
+from .cluster import ClusterNode, default_node_url
 from .connectors import Connector
-from .errors import ConfigError
+from .errors import ConfigError, HeaderError, RedisUnavailable
 from .events import EventType
 from .http import (
-    HeaderError,
     RelayConnection,
     bearer_token,
     error_response,
