@@ -62,7 +62,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from relay.store import SQLiteStore  # noqa: E402
+from relay.sqlite_store import SQLiteStore  # noqa: E402
 
 RECORD = 16 * 1024  # a screen update of a 1.4 Mb/s stream at about 11 frames per second
 INPUT_RECORD = 64

@@ -57,7 +57,8 @@ from protocol.errors import SummaryInvalid, TrustError
 from protocol.identity import parse_revocation_list
 from protocol.summary import MAX_SUMMARY_BYTES, check_summary
 
-from .http import HeaderError, bearer_token, error_response, json_response
+from .errors import ApiRefusal, HeaderError
+from .http import bearer_token, error_response, json_response
 from .joinpage import (
     JoinView,
     html_response,
@@ -68,7 +69,8 @@ from .joinpage import (
 from .openapi import OPENAPI
 from .outbox import Outbox
 from .ratelimit import SlidingWindowLimiter
-from .store import RelayStore, SessionRecord, SessionState, Technician
+from .records import SessionRecord, SessionState, Technician
+from .store import RelayStore
 
 logger = logging.getLogger("relay.api")
 
@@ -95,28 +97,13 @@ class SessionControl(Protocol):
         """Bytes forwarded so far (agent→tech, tech→agent) if the session is live."""
 
 
-class ApiError(Exception):
-    """A refusal the API answers with ``{"error": code, "message": sentence}``."""
-
-    def __init__(
-        self,
-        status: http.HTTPStatus,
-        code: str,
-        message: str,
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
-
-    def response(self) -> Response:
-        return error_response(self.status, self.code, self.message, self.headers)
+def refusal_response(refusal: ApiRefusal) -> Response:
+    """The HTTP answer to a refusal."""
+    return error_response(refusal.status, refusal.code, refusal.message, refusal.headers)
 
 
-def unauthorized(message: str = "") -> ApiError:
-    return ApiError(
+def unauthorized(message: str = "") -> ApiRefusal:
+    return ApiRefusal(
         http.HTTPStatus.UNAUTHORIZED,
         "unauthorized",
         message
@@ -162,8 +149,8 @@ class RestApi:
         """Route one request and always return a response (errors included)."""
         try:
             return self._route(request, body, client_ip)
-        except ApiError as exc:
-            return exc.response()
+        except ApiRefusal as exc:
+            return refusal_response(exc)
 
     # routing
 
@@ -215,7 +202,7 @@ class RestApi:
         handler = handlers.get(request.method)
         if handler is None:
             allowed = ", ".join(sorted(handlers))
-            raise ApiError(
+            raise ApiRefusal(
                 http.HTTPStatus.METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 f"This route does not accept {request.method}; use {allowed}.",
@@ -311,7 +298,7 @@ class RestApi:
         _query_params(query, allowed=())
         record = self._owned(technician, session_id)
         if len(body) > MAX_SUMMARY_BYTES:
-            raise ApiError(
+            raise ApiRefusal(
                 http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 "too_large",
                 f"A summary is at most {MAX_SUMMARY_BYTES // 1024} KiB; shorten its lists.",
@@ -322,7 +309,7 @@ class RestApi:
         except SummaryInvalid as exc:
             raise _bad_request(str(exc)) from None
         if record.paired_at is None:
-            raise ApiError(
+            raise ApiRefusal(
                 http.HTTPStatus.CONFLICT,
                 "conflict",
                 "Nobody joined this session, so there is nothing to summarise.",
@@ -330,7 +317,7 @@ class RestApi:
         summary_json = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         stored, created = self._outbox.store_summary(record, summary_json)
         if not created and stored.summary != summary_json:
-            raise ApiError(
+            raise ApiRefusal(
                 http.HTTPStatus.CONFLICT,
                 "conflict",
                 "This session already has a different summary; summaries cannot be changed.",
@@ -409,7 +396,7 @@ class RestApi:
         except NotImplementedError:
             raise _not_implemented() from None
         if not stored:
-            raise ApiError(
+            raise ApiRefusal(
                 http.HTTPStatus.CONFLICT,
                 "conflict",
                 f"A revocation list numbered {revocations.number} or higher is already "
@@ -491,12 +478,12 @@ def _document(query: str, payload: dict[str, Any]) -> Response:
 
 def _not_found(
     message: str = "There is no such route; check the path against /openapi.json.",
-) -> ApiError:
-    return ApiError(http.HTTPStatus.NOT_FOUND, "not_found", message)
+) -> ApiRefusal:
+    return ApiRefusal(http.HTTPStatus.NOT_FOUND, "not_found", message)
 
 
-def _not_implemented() -> ApiError:
-    return ApiError(
+def _not_implemented() -> ApiRefusal:
+    return ApiRefusal(
         http.HTTPStatus.NOT_IMPLEMENTED,
         "not_implemented",
         "This relay's store does not keep revocation lists; ask the operator to use the "
@@ -504,8 +491,8 @@ def _not_implemented() -> ApiError:
     )
 
 
-def _bad_request(message: str) -> ApiError:
-    return ApiError(http.HTTPStatus.BAD_REQUEST, "bad_request", message)
+def _bad_request(message: str) -> ApiRefusal:
+    return ApiRefusal(http.HTTPStatus.BAD_REQUEST, "bad_request", message)
 
 
 def _query_params(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
@@ -532,7 +519,7 @@ def _json_body(headers: Headers, body: bytes) -> dict[str, Any]:
         headers.get("Content-Type", "") if len(headers.get_all("Content-Type")) <= 1 else ""
     )
     if content_type.partition(";")[0].strip().lower() != "application/json":
-        raise ApiError(
+        raise ApiRefusal(
             http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "Send the body as JSON with 'Content-Type: application/json'.",

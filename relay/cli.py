@@ -29,7 +29,8 @@ from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
 from .server import RelayConfig, RelayServer
-from .store import DATABASE_NAME, RelayStore, SQLiteStore
+from .sqlite_store import DATABASE_NAME, SQLiteStore
+from .store import RelayStore
 from .stores import open_store
 
 EXIT_USAGE = 2

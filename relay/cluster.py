@@ -70,7 +70,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from protocol import envelope
 from protocol.envelope import ErrorCode
 
-from .errors import ConfigError
+from .errors import ConfigError, RedisUnavailable
 from .http import ForwardingConnection, send_now
 
 if TYPE_CHECKING:
@@ -136,10 +136,6 @@ local ids = redis.call('SMEMBERS', KEYS[3])
 redis.call('DEL', KEYS[3])
 return ids
 """
-
-
-class RedisUnavailable(Exception):
-    """Redis could not be asked; the caller refuses what needed it."""
 
 
 class ClusterNode:

@@ -10,11 +10,21 @@ The tree::
      │                          a connector without its secret)
      ├── StoreError             the store refused an operation
      │    └── TechnicianExists  a technician account with that name already exists
-     └── DeliveryError          a help desk did not acknowledge an event; the outbox
-                                retries it later (never seen by an operator's command)
+     ├── DeliveryError          a help desk did not acknowledge an event; the outbox
+     │                          retries it later (never seen by an operator's command)
+     ├── ApiRefusal             the REST API refuses a request: answered with its
+     │                          status and {"error": code, "message": sentence}
+     │                          (not the technician client's APIError, which is the
+     │                          other side of the same answer)
+     ├── HeaderError            a header the relay relies on was repeated or
+     │                          malformed (also a ValueError); the request is refused
+     └── RedisUnavailable       Redis could not be asked; the caller refuses what
+                                needed it (a claim gets error shutdown)
 """
 
 from __future__ import annotations
+
+import http
 
 
 class RelayError(Exception):
@@ -41,3 +51,28 @@ class TechnicianExists(StoreError):
 
 class DeliveryError(RelayError):
     """The help desk did not acknowledge an event; the message says what it answered."""
+
+
+class ApiRefusal(RelayError):
+    """A refusal the API answers with ``{"error": code, "message": sentence}``."""
+
+    def __init__(
+        self,
+        status: http.HTTPStatus,
+        code: str,
+        message: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+class HeaderError(RelayError, ValueError):
+    """A header the relay relies on was repeated or malformed."""
+
+
+class RedisUnavailable(RelayError):
+    """Redis could not be asked; the caller refuses what needed it."""

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from protocol.summary import summary_lines
 
 if TYPE_CHECKING:
-    from .store import SessionRecord
+    from .records import SessionRecord
 
 #: HTTP headers of a webhook delivery.
 SIGNATURE_HEADER = "X-Puente-Signature"

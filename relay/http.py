@@ -24,8 +24,10 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Event
 
+from .errors import HeaderError
+
 if TYPE_CHECKING:
-    from .store import Technician
+    from .records import Technician
 
 #: Largest request body the REST API reads; a larger one is answered with 413.
 MAX_BODY_SIZE = 64 * 1024
@@ -251,10 +253,6 @@ def error_response(
 ) -> Response:
     """``{"error": code, "message": sentence}`` with the given status."""
     return json_response(status, {"error": code, "message": message}, extra_headers)
-
-
-class HeaderError(ValueError):
-    """A header the relay relies on was repeated or malformed."""
 
 
 def single_header(headers: Headers, name: str) -> str | None:

@@ -39,7 +39,8 @@ from collections.abc import Callable, Iterable, Sequence
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from .http import HeaderError, bearer_token, error_response
+from .errors import HeaderError
+from .http import bearer_token, error_response
 
 #: Content type of the text exposition format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

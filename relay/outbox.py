@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from .connectors import Connector, DeliveryError
 from .events import EventType, NewEvent, retry_delay, session_view, summary_digest
-from .store import RelayStore, SessionRecord, StoredSummary
+from .records import SessionRecord, StoredSummary
+from .store import RelayStore
 
 logger = logging.getLogger("relay.outbox")
 

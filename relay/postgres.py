@@ -1,7 +1,7 @@
 """The relay's store in PostgreSQL, for several relay nodes sharing one database.
 
-Same contract and the same SQL as :class:`relay.store.SQLiteStore` (both are
-:class:`relay.store.SqlStore`; read :class:`relay.store.RelayStore` for what each method
+Same contract and the same SQL as :class:`relay.sqlite_store.SQLiteStore` (both are
+:class:`relay.sqlite_store.SqlStore`; read :class:`relay.store.RelayStore` for what each method
 promises); this module only supplies the connection, the schema and the locking.
 
 Rules::
@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import StoreError
-from .store import SqlStore
+from .sqlite_store import SqlStore
 
 try:
     import psycopg

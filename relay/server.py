@@ -9,42 +9,27 @@ Rules of a WebSocket connection (anything not listed closes it with an error)::
 
     upgrade      Origin absent or allowed, else HTTP 403; Authorization absent or a
                  valid technician token, else HTTP 401; over max_connections: 503.
-    claim        the first message, a text ``claim``, within claim_timeout, else
-                 error bad_request. Refusals, in this order: bad_request / version
-                 (malformed), unauthorized (technician without a token), rate_limited
-                 (agent claims per IP), unknown_nameplate, unauthorized (not the
-                 session's technician), expired, used (paired, ended or burnt),
-                 rate_limited (agent claims per nameplate), role_taken.
-    waiting      "waiting" sent. The nameplate expiring → error expired. A binary
-                 or unknown message → error bad_request (the role is freed). A
-                 disconnect frees the role so that side may claim again.
-    paired       "paired" sent to both; the nameplate is used up. Binary messages
-                 are forwarded untouched as soon as they are parsed (_forward); while
-                 the peer's send buffer is over write_limit, reading from the sender
-                 pauses, so a slow reader slows its sender (backpressure). No binary
-                 either way for idle_timeout → error idle to both.
-    ending       ``end`` → ended; ``burn`` (also while waiting) → failed; a
-                 disconnect or an oversized message (close 1009) → ended. The other
-                 end gets ``peer_gone`` and is closed. DELETE through the API →
-                 error ended to both; relay shutdown → error shutdown to everyone.
-    resumable    a paired end may send ``resumable`` with the verifier of its resume
-                 id (``protocol.resume``). Such an end that DROPS (no close frame: a
-                 network cut, a ping timeout) suspends the session instead of ending
-                 it: the other end gets ``peer_suspended``, binary to the absent end
-                 is dropped (the ends resend it), the idle timer stops. A clean close
-                 without ``end`` still ends the session.
-    resume       a new connection whose first message is ``resume`` (role, session id,
-                 resume id whose SHA-256 is that role's verifier; a technician must
-                 also be the session's technician) takes that role again, replacing a
-                 stale connection if the relay had not noticed the drop yet. When both
-                 ends are present, both get ``resumed`` and run the RESUME handshake
-                 through the relay as binary. Anything else → error not_resumable.
-                 No end back within resume_grace (60 s) of the drop → ended; the
-                 present end gets ``peer_gone`` saying who did not come back.
-    draining     (SIGTERM with drain_timeout > 0) /healthz answers 503, new claims are
-                 refused with error shutdown and waiting ends get it at once (they may
-                 claim again elsewhere); paired sessions go on (and may resume here)
-                 until they end or the drain period is over, then shutdown as above.
+    claim        the first message, a text ``claim`` (or ``resume``), within
+                 claim_timeout, else error bad_request. The claim is judged against
+                 the store here (the refusals up to rate_limited per nameplate, in the
+                 order listed in :mod:`relay.rendezvous`), then fed to the session's
+                 rendezvous.
+    the rest     what a claim, a resume, each message and each disconnect do to a
+                 session, and the timers (nameplate expiry, idle timeout, resume
+                 grace, drain, shutdown, DELETE through the API) are the rules of
+                 :mod:`relay.rendezvous`: a sans-I/O table this adapter feeds with the
+                 time as ``now``, performing the actions it returns (sends, forwarding,
+                 closes, store writes, metrics, help-desk events).
+    forwarding   once paired, binary messages are forwarded untouched as soon as they
+                 are parsed (:meth:`RelayServer._forward`, which never consults the
+                 table per message); while the peer's send buffer is over write_limit,
+                 reading from the sender pauses, so a slow reader slows its sender
+                 (backpressure). An oversized message closes with 1009 and ends the
+                 session.
+    draining     (SIGTERM with drain_timeout > 0) /healthz answers 503 and new claims
+                 are refused with error shutdown; the rendezvous tells waiting ends
+                 shutdown at once, paired sessions go on until they end or the drain
+                 period is over, then shutdown.
 
 Also served on the same port: ``GET /metrics`` (:mod:`relay.metrics`, its own access
 rule). With ``redis_url`` the relay is one node of a cluster (:mod:`relay.cluster`):
@@ -63,15 +48,12 @@ import asyncio
 import contextlib
 import errno
 import functools
-import hashlib
-import hmac
 import http
 import ipaddress
 import json
 import logging
-import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -90,12 +72,11 @@ from protocol.errors import EnvelopeError
 
 from . import metrics as metrics_module
 from .api import RestApi
-from .cluster import ClusterNode, RedisUnavailable, default_node_url
+from .cluster import ClusterNode, default_node_url
 from .connectors import Connector
-from .errors import ConfigError
+from .errors import ConfigError, HeaderError, RedisUnavailable
 from .events import EventType
 from .http import (
-    HeaderError,
     RelayConnection,
     bearer_token,
     error_response,
@@ -105,7 +86,27 @@ from .http import (
 from .metrics import Value
 from .outbox import DeliverySettings, Outbox
 from .ratelimit import SlidingWindowLimiter
-from .store import RelayStore, SessionRecord, SessionState
+from .records import SessionRecord, SessionState
+from .rendezvous import (
+    Action,
+    Attach,
+    Detach,
+    Event,
+    Finish,
+    Forget,
+    Forward,
+    Input,
+    Kind,
+    Pair,
+    Phase,
+    RefuseClaim,
+    Refused,
+    RefuseResume,
+    Rendezvous,
+    Send,
+    Suspended,
+)
+from .store import RelayStore
 from .stores import open_store
 from .tls import ServerTLS, check_pair
 
@@ -186,19 +187,19 @@ class Endpoint:
 
 @dataclass(eq=False)
 class LiveSession:
-    """A session with at least one end connected. Lives only in memory."""
+    """A session with at least one end connected. Lives only in memory.
+
+    ``rendezvous`` holds its phase (:mod:`relay.rendezvous`); this holds the
+    connections of its roles and the byte counts.
+    """
 
     record: SessionRecord
+    rendezvous: Rendezvous
     ends: dict[Role, Endpoint] = field(default_factory=dict)
-    paired: bool = False
+    #: Set once the rendezvous finished the session (read by the forwarding hot path).
     finished: bool = False
     #: Bytes forwarded, by the role that sent them.
     sent: dict[Role, int] = field(default_factory=lambda: {Role.AGENT: 0, Role.TECHNICIAN: 0})
-    last_activity: float = 0.0
-    #: SHA-256 of each end's resume id, once it asked to be resumable.
-    verifiers: dict[Role, str] = field(default_factory=dict)
-    #: When an end dropped and the session began waiting for it (None: not suspended).
-    suspended_at: float | None = None
 
 
 class RelayServer:
@@ -226,8 +227,12 @@ class RelayServer:
         self._cluster: ClusterNode | None = None
         self._idle = asyncio.Event()  # set whenever no session is live here
         self.metrics = metrics_module.RelayMetrics(
-            sessions_waiting=lambda: sum(1 for live in self._live.values() if not live.paired),
-            sessions_active=lambda: sum(1 for live in self._live.values() if live.paired),
+            sessions_waiting=lambda: sum(
+                1 for live in self._live.values() if not live.rendezvous.paired
+            ),
+            sessions_active=lambda: sum(
+                1 for live in self._live.values() if live.rendezvous.paired
+            ),
             connections_open=lambda: len(self._connections),
             connections_proxied=lambda: self._cluster.proxied if self._cluster else 0,
             webhook_backlog=lambda: self._store.pending_deliveries() if self._store else 0,
@@ -381,10 +386,9 @@ class RelayServer:
         logger.info("relay draining for up to %.0f s", timeout)
         if self._cluster is not None:
             await self._cluster.drain()
-        goodbye = envelope.error(ErrorCode.SHUTDOWN)
+        now = self._clock()
         for live in list(self._live.values()):
-            if not live.paired:
-                self._finish(live, None, "the relay is draining", dict.fromkeys(live.ends, goodbye))
+            self._dispatch(live, Event(Input.DRAIN, now))
         try:
             async with asyncio.timeout(timeout):
                 while self._live or (self._cluster is not None and self._cluster.proxied):
@@ -407,10 +411,10 @@ class RelayServer:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             await asyncio.gather(self._housekeeping, return_exceptions=True)
-        goodbye = envelope.error(ErrorCode.SHUTDOWN)
+        now = self._clock()
         for live in list(self._live.values()):
-            state = SessionState.ENDED if live.paired else None
-            self._finish(live, state, "the relay shut down", dict.fromkeys(live.ends, goodbye))
+            self._dispatch(live, Event(Input.SHUTDOWN, now))
+        goodbye = envelope.error(ErrorCode.SHUTDOWN)
         for connection in list(self._connections):
             self._farewell(connection, goodbye)
         await self._drain_tasks()
@@ -466,8 +470,7 @@ class RelayServer:
         live = self._live.get(session_id)
         if live is None:
             return False
-        notice = envelope.error(ErrorCode.ENDED)
-        self._finish(live, SessionState.ENDED, reason, dict.fromkeys(live.ends, notice))
+        self._dispatch(live, Event(Input.DELETE, self._clock(), reason=reason))
         return True
 
     def live_byte_counts(self, session_id: str) -> tuple[int, int] | None:
@@ -664,7 +667,7 @@ class RelayServer:
             self.metrics.joins_refused.labels(outcome).value += 1
             self._farewell(connection, envelope.error(outcome))
             return None
-        live, endpoint = outcome
+        live, endpoint, sends = outcome
         logger.info(
             "claim accepted session=%s nameplate=%s role=%s ip=%s",
             live.record.id,
@@ -672,14 +675,12 @@ class RelayServer:
             role,
             ip,
         )
-        expires_in = max(0, math.ceil(live.record.expires_at - self._clock()))
         # websockets queues a whole message before its first await, so "waiting" always
         # precedes the "paired" that another task may send to this end meanwhile.
-        await _send_quietly(
-            connection, envelope.encode({"type": "waiting", "expires_in": expires_in})
-        )
-        if len(live.ends) == 2 and not live.paired and not live.finished:
-            await self._pair(live)
+        await _send_all(sends)
+        # Both ends may be here now: the rendezvous pairs them (once, whichever claimer
+        # gets here first).
+        await _send_all(self._perform(live, self._feed(live, Input.PAIR)))
         return live, endpoint
 
     async def _route_resume(
@@ -738,9 +739,11 @@ class RelayServer:
         role: Role,
         nameplate: str,
         check_ip: bool = True,
-    ) -> tuple[LiveSession, Endpoint] | ErrorCode:
+    ) -> tuple[LiveSession, Endpoint, list[_Message]] | ErrorCode:
         """Judge a claim and register the end (synchronous: no other task interleaves).
 
+        The store's refusals are judged here; then the session's rendezvous takes the
+        claim. Returns the session, the end and the messages to send it, or a refusal.
         ``check_ip`` False: the per-IP limit was already applied cluster-wide.
         """
         now = self._clock()
@@ -769,17 +772,21 @@ class RelayServer:
                 return ErrorCode.RATE_LIMITED
         live = self._live.get(record.id)
         if live is None:
-            live = self._live[record.id] = LiveSession(record)
-        if role in live.ends:
-            return ErrorCode.ROLE_TAKEN
-        endpoint = live.ends[role] = Endpoint(connection, role, ip)
-        return live, endpoint
+            rendezvous = Rendezvous(
+                record.expires_at,
+                resume_grace=self.config.resume_grace,
+                idle_timeout=self.config.idle_timeout,
+            )
+            live = self._live[record.id] = LiveSession(record, rendezvous)
+        actions = live.rendezvous.handle(Event(Input.of(Kind.CLAIM, role), now))
+        for action in actions:
+            if isinstance(action, RefuseClaim):
+                return action.code
+        sends = self._perform(live, actions, connection, ip)
+        return live, live.ends[role], sends
 
-    async def _pair(self, live: LiveSession) -> None:
-        """Both ends are here: record the pairing and tell both."""
-        now = self._clock()
-        live.paired = True
-        live.last_activity = now
+    def _pair(self, live: LiveSession, now: float) -> list[_Message]:
+        """Both ends are here: record the pairing; return "paired" for both."""
         if self.store.mark_paired(live.record.id, now):
             self.outbox.session_paired(live.record.id)
         if self._cluster is not None:
@@ -805,8 +812,7 @@ class RelayServer:
         # "paired" goes out, so that no end can send data the old way first.
         for end in live.ends.values():
             end.connection.forward_binary = self._direct_path(live, end)
-        for end in list(live.ends.values()):
-            await _send_quietly(end.connection, paired)
+        return [(end.connection, paired) for end in live.ends.values()]
 
     def _direct_path(
         self, live: LiveSession, end: Endpoint
@@ -818,6 +824,7 @@ class RelayServer:
             end,
             end.role.peer,
             self.metrics.bytes_forwarded.labels(_DIRECTIONS[end.role]),
+            live.rendezvous,
         )
 
     def _forward(
@@ -826,13 +833,16 @@ class RelayServer:
         end: Endpoint,
         peer_role: Role,
         forwarded: Value,
+        rendezvous: Rendezvous,
         message: bytes | bytearray | memoryview,
     ) -> None:
         """Pass one binary message from ``end`` to its peer (called as it is parsed).
 
         Backpressure: when the peer's send buffer is over its limit, reading from
         ``end`` pauses until the peer's buffer drains, so a slow reader slows its sender.
-        This runs for every message the relay forwards: keep it lean.
+        This runs for every message the relay forwards: keep it lean. It does what the
+        rendezvous table says of binary in a paired phase (forward to the peer if it is
+        here, else drop) without asking the table each time.
         """
         ends = live.ends
         if live.finished or ends.get(end.role) is not end:
@@ -849,7 +859,7 @@ class RelayServer:
         size = len(message)
         forwarded.value += size
         live.sent[end.role] += size
-        live.last_activity = self._clock()
+        rendezvous.last_activity = self._clock()
 
     async def _resume_phase(
         self, connection: RelayConnection, ip: str, role: Role, session_id: str, resume_id: bytes
@@ -862,74 +872,55 @@ class RelayServer:
             )
             self._farewell(connection, envelope.error(ErrorCode.NOT_RESUMABLE))
             return None
-        live, endpoint, stale = outcome
-        if stale is not None:
-            self._farewell(stale.connection, None)
+        live, endpoint, sends = outcome
         logger.info("resume accepted session=%s role=%s ip=%s", session_id, role, ip)
-        peer = live.ends.get(role.peer)
-        if peer is None:
-            assert live.suspended_at is not None
-            left = max(0, math.ceil(live.suspended_at + self.config.resume_grace - self._clock()))
-            await _send_quietly(
-                connection, envelope.encode({"type": "waiting", "expires_in": left})
-            )
-        else:
-            live.suspended_at = None
-            live.last_activity = self._clock()
-            resumed = envelope.encode({"type": "resumed"})
-            # This end first: websockets queues a message before its first await, so
-            # "resumed" precedes anything the peer's task forwards to this end.
-            await _send_quietly(connection, resumed)
-            await _send_quietly(peer.connection, resumed)
+        both_back = live.rendezvous.phase is Phase.PAIRED
+        await _send_all(sends)
+        if both_back:
             logger.info("session resumed session=%s", session_id)
         return live, endpoint
 
     def _resume(
         self, connection: RelayConnection, ip: str, role: Role, session_id: str, resume_id: bytes
-    ) -> tuple[LiveSession, Endpoint, Endpoint | None] | str:
-        """Judge a resume (synchronous); return the session, the new end and a stale one."""
+    ) -> tuple[LiveSession, Endpoint, list[_Message]] | str:
+        """Judge a resume (synchronous); return the session, the new end and what to
+        send, or why it is refused."""
         now = self._clock()
         if self._closing:
             return "the relay is shutting down"
         live = self._live.get(session_id)
-        if live is None or not live.paired or live.finished:
+        if live is None:
             # Counted like a claim so that guessing session ids is throttled too.
             self._ip_limiter.allow(ip, now)
             return "no such live session"
-        verifier = live.verifiers.get(role)
-        given = hashlib.sha256(resume_id).hexdigest()
-        if verifier is None or not hmac.compare_digest(verifier, given):
-            self._ip_limiter.allow(ip, now)
-            return "wrong resume id"
         technician = connection.technician
-        if role is Role.TECHNICIAN and (
-            technician is None or technician.id != live.record.technician_id
-        ):
-            return "not the session's technician"
-        if live.suspended_at is not None and now - live.suspended_at >= self.config.resume_grace:
-            return "the grace period is over"
-        stale = live.ends.get(role)
-        if stale is not None and live.suspended_at is None:
-            # The relay had not noticed this end's old connection die: the other end
-            # must learn that the link is being rebuilt.
-            live.suspended_at = now
-        endpoint = live.ends[role] = Endpoint(connection, role, ip)
-        # The new connection's binary takes the direct path at once, as at pairing.
-        connection.forward_binary = self._direct_path(live, endpoint)
-        if stale is not None:
-            stale.connection.forward_binary = None
-        return live, endpoint, stale
+        authorised = role is Role.AGENT or (
+            technician is not None and technician.id == live.record.technician_id
+        )
+        event = Event(Input.of(Kind.RESUME, role), now, resume_id=resume_id, authorised=authorised)
+        actions = live.rendezvous.handle(event)
+        for action in actions:
+            if isinstance(action, RefuseResume):
+                if action.guess:
+                    self._ip_limiter.allow(ip, now)
+                return action.why
+        sends = self._perform(live, actions, connection, ip)
+        return live, live.ends[role], sends
 
     async def _relay_phase(self, live: LiveSession, end: Endpoint) -> None:
-        """Read this end until it or the session is done; forward binary to the peer.
+        """Read this end until it or the session is done.
 
-        Each end's task forwards its own direction, so each direction is one task,
-        and awaiting the peer's send stops reading here while the peer is slow.
+        Binary normally takes the direct path (_forward) as it is parsed; what reaches
+        this loop (before pairing, or after a fragmented message) is fed to the
+        rendezvous and, when it says so, forwarded here. Each end's task forwards its
+        own direction, and awaiting the peer's send stops reading here while the
+        peer is slow.
         """
         role = end.role
         reason = f"the {role} disconnected"
         forwarded = self.metrics.bytes_forwarded.labels(_DIRECTIONS[role])
         latency = self.metrics.forwarding_latency
+        binary = Input.of(Kind.BINARY, role)
         dropped = False
         try:
             async for message in end.connection:
@@ -939,12 +930,14 @@ class RelayServer:
                     return  # replaced by a resumed connection
                 if isinstance(message, bytes):
                     received = time.perf_counter()
-                    if not live.paired:
-                        self._misbehaved(live, end, "sent data before pairing")
+                    actions = live.rendezvous.handle(Event(binary, self._clock()))
+                    if not actions:
+                        continue  # the peer dropped and may come back: it gets these again
+                    if not isinstance(actions[0], Forward):
+                        self._perform_now(live, actions)
                         return
                     peer = live.ends.get(role.peer)
                     if peer is None:
-                        # The peer dropped and may come back: it will get these again.
                         continue
                     try:
                         await peer.connection.send(message)
@@ -955,7 +948,7 @@ class RelayServer:
                     latency.observe(time.perf_counter() - received)
                     forwarded.value += len(message)
                     live.sent[role] += len(message)
-                    live.last_activity = self._clock()
+                    live.rendezvous.last_activity = self._clock()
                 elif not self._control_message(live, end, message):
                     return
         except ConnectionClosedError as exc:
@@ -968,76 +961,103 @@ class RelayServer:
             self._leave(live, end, reason, dropped=dropped)
 
     def _control_message(self, live: LiveSession, end: Endpoint, text: str) -> bool:
-        """Handle a text message after the claim; return False when this end is done."""
+        """Feed a text message after the claim; return False when this end is done."""
         role = end.role
+        verifier: str | None = None
+        detail: str | None = None
         try:
             message = envelope.decode(text)
         except EnvelopeError:
-            self._misbehaved(live, end, "sent a malformed message")
-            return False
-        kind = message["type"]
-        if kind == "resumable" and live.paired:
-            try:
-                live.verifiers[role] = envelope.parse_verifier(message)
-            except EnvelopeError:
-                self._misbehaved(live, end, "sent a malformed message")
-                return False
-            return True
-        if kind not in ("burn", "end"):
-            self._misbehaved(live, end, "sent an unexpected message")
-            return False
-        if kind == "burn":
-            state, why = SessionState.FAILED, f"the {role} burnt the session code"
+            kind = Kind.MALFORMED
         else:
-            state, why = SessionState.ENDED, f"the {role} ended the session"
-        self._finish(live, state, why, {role.peer: _peer_gone(why)}, detail=_client_reason(message))
-        return False
-
-    def _misbehaved(self, live: LiveSession, end: Endpoint, what: str) -> None:
-        """Refuse a protocol violation: error bad_request to this end; a paired peer is told."""
-        why = f"the {end.role} {what}"
-        bad = envelope.error(ErrorCode.BAD_REQUEST)
-        if live.paired:
-            self._finish(
-                live, SessionState.ENDED, why, {end.role: bad, end.role.peer: _peer_gone(why)}
-            )
-        else:
-            logger.info("end refused session=%s role=%s why=%s", live.record.id, end.role, why)
-            self._leave(live, end, why)
-            self._farewell(end.connection, bad)
+            kind = _TEXT_KINDS.get(message["type"], Kind.UNEXPECTED)
+            if kind is Kind.RESUMABLE:
+                with contextlib.suppress(EnvelopeError):
+                    verifier = envelope.parse_verifier(message)
+            elif kind is not Kind.UNEXPECTED:
+                detail = _client_reason(message)
+        event = Event(Input.of(kind, role), self._clock(), verifier=verifier, detail=detail)
+        self._perform_now(live, live.rendezvous.handle(event))
+        return not live.finished and live.ends.get(role) is end
 
     def _leave(self, live: LiveSession, end: Endpoint, reason: str, dropped: bool = False) -> None:
-        """This end's connection is over.
-
-        A paired session ends, or waits for a resumable end that dropped; a waiting
-        one frees the role.
-        """
+        """This end's connection is over: the rendezvous ends the session, suspends it
+        (a resumable end that dropped) or frees the role (a waiting session)."""
         if live.finished or live.ends.get(end.role) is not end:
             return
-        if live.paired and dropped and end.role in live.verifiers and self.config.resume_grace > 0:
-            del live.ends[end.role]
-            now = self._clock()
-            if live.suspended_at is None:
-                live.suspended_at = now
-            left = max(0, math.ceil(live.suspended_at + self.config.resume_grace - now))
-            logger.info(
-                "session suspended session=%s role=%s grace=%d", live.record.id, end.role, left
-            )
-            peer = live.ends.get(end.role.peer)
-            if peer is not None:
-                notice = envelope.encode({"type": "peer_suspended", "grace": left})
-                self._spawn(_send_quietly(peer.connection, notice))
-            elif not live.ends:
-                pass  # both away: the housekeeping timer ends it after the grace period
-            return
-        if live.paired:
-            self._finish(live, SessionState.ENDED, reason, {end.role.peer: _peer_gone(reason)})
-            return
-        del live.ends[end.role]
-        if not live.ends:
-            self._live.pop(live.record.id, None)
-            if not self._live:
-                self._idle.set()
+        kind = Kind.DROPPED if dropped else Kind.LEFT
+        self._dispatch(live, Event(Input.of(kind, end.role), self._clock(), reason=reason))
+
+    # ------------------------------------------------------------------
+    # Performing the rendezvous' actions
+    # ------------------------------------------------------------------
+
+    def _feed(self, live: LiveSession, input_: Input) -> list[Action]:
+        return live.rendezvous.handle(Event(input_, self._clock()))
+
+    def _dispatch(self, live: LiveSession, event: Event) -> None:
+        """Feed ``event`` to the session's rendezvous and perform what it says now."""
+        self._perform_now(live, live.rendezvous.handle(event))
+
+    def _perform_now(self, live: LiveSession, actions: Sequence[Action]) -> None:
+        """Perform ``actions``; their messages go out from tasks of their own."""
+        for connection, text in self._perform(live, actions):
+            self._spawn(_send_quietly(connection, text))
+
+    def _perform(
+        self,
+        live: LiveSession,
+        actions: Sequence[Action],
+        connection: RelayConnection | None = None,
+        ip: str = "",
+    ) -> list[_Message]:
+        """Perform ``actions`` but the sends, which are returned in order.
+
+        ``connection`` and ``ip``: the connection that claimed or resumed (Attach).
+        """
+        sends: list[_Message] = []
+        for action in actions:
+            if isinstance(action, Send):
+                end = live.ends.get(action.role)
+                if end is not None:
+                    sends.append((end.connection, action.text))
+            elif isinstance(action, Attach):
+                assert connection is not None
+                stale = live.ends.get(action.role) if action.replacing else None
+                endpoint = live.ends[action.role] = Endpoint(connection, action.role, ip)
+                if live.rendezvous.paired:
+                    # A resumed connection's binary takes the direct path at once.
+                    connection.forward_binary = self._direct_path(live, endpoint)
+                if stale is not None:
+                    stale.connection.forward_binary = None
+                    self._farewell(stale.connection, None)
+            elif isinstance(action, Detach):
+                live.ends.pop(action.role, None)
+            elif isinstance(action, Forget):
+                self._live.pop(live.record.id, None)
+                if not self._live:
+                    self._idle.set()
+            elif isinstance(action, Pair):
+                sends += self._pair(live, action.at)
+            elif isinstance(action, Suspended):
+                logger.info(
+                    "session suspended session=%s role=%s grace=%d",
+                    live.record.id,
+                    action.role,
+                    action.grace_left,
+                )
+            elif isinstance(action, Refused):
+                logger.info(
+                    "end refused session=%s role=%s why=%s", live.record.id, action.role, action.why
+                )
+                end = live.ends.get(action.role)
+                if end is not None:
+                    self._farewell(end.connection, action.text)
+            elif isinstance(action, Finish):
+                self._finish(live, action.state, action.reason, action.notices, action.detail)
+            else:  # RefuseClaim, RefuseResume, Forward: answered by their callers
+                raise AssertionError(f"{action} is not performed here")
+        return sends
 
     def _finish(
         self,
@@ -1064,7 +1084,7 @@ class RelayServer:
         a2t, t2a = live.sent[Role.AGENT], live.sent[Role.TECHNICIAN]
         if state is SessionState.FAILED:
             self.metrics.pairings_failed.inc()
-        if self._cluster is not None and live.paired:
+        if self._cluster is not None and live.rendezvous.paired:
             self._spawn(self._cluster.untrack(record.id))
         if state is not None:
             stored_reason = f"{reason}: {detail}" if detail else reason
@@ -1101,23 +1121,7 @@ class RelayServer:
 
     def _housekeeping_tick(self, now: float) -> None:
         for live in list(self._live.values()):
-            if not live.paired and now >= live.record.expires_at:
-                notice = envelope.error(ErrorCode.EXPIRED)
-                why = "nobody joined before the code expired"
-                self._finish(live, SessionState.EXPIRED, why, dict.fromkeys(live.ends, notice))
-            elif live.paired and live.suspended_at is not None:
-                if now - live.suspended_at >= self.config.resume_grace:
-                    absent = [str(role) for role in Role if role not in live.ends]
-                    why = (
-                        f"the {' and the '.join(absent)} did not reconnect within "
-                        f"{self.config.resume_grace:g} seconds"
-                    )
-                    notices = {role: _peer_gone(why) for role in live.ends}
-                    self._finish(live, SessionState.ENDED, why, notices)
-            elif live.paired and now - live.last_activity >= self.config.idle_timeout:
-                notice = envelope.error(ErrorCode.IDLE)
-                why = "nothing was forwarded for too long"
-                self._finish(live, SessionState.ENDED, why, dict.fromkeys(live.ends, notice))
+            self._dispatch(live, Event(Input.TIMER, now))
         if self.store.expire_sessions(now):
             # The store expires codes in bulk: record session.ended for those that just did.
             self.outbox.reconcile((EventType.SESSION_ENDED,))
@@ -1182,8 +1186,11 @@ def _client_ip(connection: ServerConnection, request: Request, trusted: tuple[st
     return peer
 
 
-def _peer_gone(reason: str) -> str:
-    return envelope.encode({"type": "peer_gone", "reason": reason})
+#: A text message to send and the connection to send it on.
+_Message = tuple[RelayConnection, str]
+
+#: Text messages an end may send after its claim, by type (others: Kind.UNEXPECTED).
+_TEXT_KINDS = {"resumable": Kind.RESUMABLE, "end": Kind.END, "burn": Kind.BURN}
 
 
 def _client_reason(message: dict[str, Any]) -> str | None:
@@ -1207,6 +1214,12 @@ def _body_refusal(status: http.HTTPStatus) -> Response:
         status, ("bad_request", "The request's Content-Length is malformed.")
     )
     return error_response(status, code, message)
+
+
+async def _send_all(messages: Sequence[_Message]) -> None:
+    """Send each message in order (this task's own: awaited, as the rules require)."""
+    for connection, text in messages:
+        await _send_quietly(connection, text)
 
 
 async def _send_quietly(connection: ServerConnection, text: str) -> None:

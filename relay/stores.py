@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ConfigError
-from .store import RelayStore, SQLiteStore
+from .sqlite_store import SQLiteStore
+from .store import RelayStore
 
 
 def open_store(data_dir: str | Path | None, database_url: str | None) -> RelayStore:

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from relay.store import SQLiteStore
+from relay.sqlite_store import SQLiteStore
 from tests.relay.test_cli import rest
 from tests.support.customer import Process, ScriptedCustomer, technician
 from tests.support.helpdesk import WebhookReceiver, wait_until

@@ -39,10 +39,6 @@ def test_protocol_md_state_diagram_matches_code() -> None:
     assert state_diagram() in text, "regenerate the diagram: python -m tests.project.test_docs"
 
 
-if __name__ == "__main__":
-    print(state_diagram())
-
-
 def quick_start_commands() -> list[str]:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
@@ -64,3 +60,43 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     _, second = quick_start_commands()
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert second in ci.splitlines()
+
+
+def rendezvous_diagram() -> str:
+    """PROTOCOL.md's relay diagram, from ``relay.rendezvous.TRANSITIONS``.
+
+    Edges that change the phase, labelled with their inputs (R: either role);
+    inputs that leave the phase as it is are listed in the module's rules.
+    """
+    from relay.rendezvous import TRANSITIONS, Phase, When
+
+    edges: dict[tuple[Phase, Phase], list[str]] = {}
+    for (phase, input_), rules in TRANSITIONS.items():
+        for rule in rules:
+            if rule.next is phase:
+                continue
+            label = input_.kind.value
+            if input_.role is not None:
+                label += f" {input_.role}"
+            if rule.when is not When.ALWAYS:
+                label += f" [{rule.when.value}]"
+            labels = edges.setdefault((phase, rule.next), [])
+            if label not in labels:
+                labels.append(label)
+    lines = ["stateDiagram-v2", "    [*] --> empty"]
+    for (source, target), labels in edges.items():
+        name, next_name = source.name.lower(), target.name.lower()
+        lines.append(f"    {name} --> {next_name}: {', '.join(labels)}")
+    lines.append("    closed --> [*]")
+    return "\n".join(lines)
+
+
+def test_protocol_md_rendezvous_diagram_matches_code() -> None:
+    text = (ROOT / "docs" / "PROTOCOL.md").read_text()
+    assert rendezvous_diagram() in text, "regenerate: python -m tests.project.test_docs relay"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(rendezvous_diagram() if sys.argv[1:] == ["relay"] else state_diagram())

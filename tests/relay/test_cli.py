@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 
 from protocol import envelope
 from protocol.envelope import Role
-from relay.store import SQLiteStore
+from relay.sqlite_store import SQLiteStore
 from tests.support.relay import RelayProcess, start_relay
 from tests.support.timeouts import scaled
 

@@ -24,8 +24,9 @@ from relay.connectors import (
 from relay.errors import ConfigError
 from relay.events import EventType
 from relay.outbox import DeliverySettings, Outbox
+from relay.records import SessionState
 from relay.server import RelayConfig, RelayServer
-from relay.store import SessionState, SQLiteStore
+from relay.sqlite_store import SQLiteStore
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.relay.test_events import SUMMARY
 from tests.support.helpdesk import WebhookReceiver, free_port

@@ -18,7 +18,8 @@ import pytest
 from relay import audit
 from relay.errors import ConfigError, StoreError, TechnicianExists
 from relay.events import EventType, NewEvent
-from relay.store import RelayStore, SessionRecord, SessionState
+from relay.records import SessionRecord, SessionState
+from relay.store import RelayStore
 from relay.stores import open_store
 from tests.support.services import PostgresServer, postgres_server  # noqa: F401  (fixture)
 from tests.support.timeouts import scaled

@@ -9,16 +9,11 @@ from pathlib import Path
 import pytest
 
 from relay.errors import StoreError, TechnicianExists
+from relay.nameplates import choose_nameplate, nameplate_digits
 from relay.ratelimit import SlidingWindowLimiter
-from relay.store import (
-    DATABASE_NAME,
-    SessionState,
-    SQLiteStore,
-    choose_nameplate,
-    hash_secret,
-    nameplate_digits,
-    parse_token,
-)
+from relay.records import SessionState
+from relay.sqlite_store import DATABASE_NAME, SQLiteStore
+from relay.tokens import hash_secret, parse_token
 
 NOW = 1_800_000_000.0
 
