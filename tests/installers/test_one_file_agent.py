@@ -116,6 +116,12 @@ def check_small_and_no_secret(built: Built) -> None:
     archive = CArchiveReader(str(built.binary))
     # numpy built without BLAS (build.py): OpenBLAS alone was 8.5 MB of a 35.7 MB file.
     assert not [name for name in archive.toc if "openblas" in name.lower()]
+    # The customer's download carries no relay code and no technician code (issue 14):
+    # read from the archive's own table of contents (the Python modules are in its PYZ).
+    [pyz] = [name for name in archive.toc if name.endswith(".pyz")]
+    modules = set(archive.open_embedded_archive(pyz).toc)
+    assert {"agent.cli", "link.connection", "protocol.session"} <= modules  # the reader works
+    assert not sorted(m for m in modules if m.split(".")[0] in ("relay", "technician"))
     baked = json.loads(archive.extract("puente-settings.json"))
     assert baked == {
         "relay": built.relay.ws_url,
