@@ -374,8 +374,8 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "cap.files.title": {"en": "Files", "es": "Archivos"},
     "cap.files.description": {
-        "en": "Copy files to and from one folder you choose (and the folders inside it). Nothing outside that folder can be seen or changed. Every file copied is shown here and written to your log.",
-        "es": "Copiar archivos desde y hacia una carpeta que usted elige (y las carpetas que contiene). Nada fuera de esa carpeta se puede ver ni cambiar. Cada archivo copiado se muestra aquí y queda anotado en su registro.",
+        "en": "Read, copy, change and delete files in one folder you choose (and the folders inside it); by default a new folder 'Puente shared' in your home folder. Nothing outside that folder can be seen or changed. Programs that start by themselves (start-up files, shell settings, SSH keys) cannot be changed, but a file copied here could still be a program: only open files from the technician that you expect. Every file copied is shown here and written to your log.",
+        "es": "Leer, copiar, cambiar y borrar archivos en una carpeta que usted elige (y las carpetas que contiene); por omisión, una carpeta nueva 'Puente shared' en su carpeta personal. Nada fuera de esa carpeta se puede ver ni cambiar. Los programas que se inician solos (archivos de inicio, ajustes del terminal, claves SSH) no se pueden cambiar, pero un archivo copiado aquí podría ser un programa: abra solo los archivos del técnico que usted espera. Cada archivo copiado se muestra aquí y queda anotado en su registro.",
     },
     "cap.files.choice": {
         "en": "Which folder may the technician use for files?",
