@@ -610,6 +610,14 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "¿Algún comentario para el servicio de asistencia? Escriba una línea, o pulse Intro para omitir:",
     },
     "rating.thanks": {"en": "Thank you for your rating.", "es": "Gracias por su valoración."},
+    "app.help_code": {
+        "en": "Give the session code without putting it on the command line, where other users of this computer can see it: type it when asked (--console reads it from standard input), set PUENTE_CODE, or use the program named after the code (puente-agent-417862093).",
+        "es": "Indique el código de sesión sin ponerlo en la línea de órdenes, donde otros usuarios de este equipo pueden verlo: escríbalo cuando se le pida (--console lo lee de la entrada estándar), use la variable PUENTE_CODE o el programa con el código en su nombre (puente-agent-417862093).",
+    },
+    "app.code_visible": {
+        "en": "Advice: a session code on the command line is visible to other users of this computer; next time type it when asked or set PUENTE_CODE.",
+        "es": "Consejo: un código de sesión en la línea de órdenes es visible para otros usuarios de este equipo; la próxima vez escríbalo cuando se le pida o use PUENTE_CODE.",
+    },
 }
 
 
