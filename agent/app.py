@@ -45,7 +45,7 @@ async def load_trust(
     org_key: Path | BakedSettings | None, relay: str, ssl_context: ssl.SSLContext | None
 ) -> AgentTrust:
     """The pinned organisation key (from --org-key or built in) and its revocations."""
-    from agent.trust import AgentTrust, fetch_revocations, load_pinned_key
+    from agent.trust import AgentTrust, FixVersions, fetch_revocations, load_pinned_key
     from protocol.errors import TrustError
     from protocol.identity import load_public_key
 
@@ -61,6 +61,7 @@ async def load_trust(
         trust.organisation_key = load_pinned_key(Path(org_key))
     else:
         return trust
+    trust.fix_versions = FixVersions.for_key(trust.key_id)
     trust.revoked, trust.revocation_number = await asyncio.to_thread(
         fetch_revocations, relay, trust.organisation_key, ssl_context
     )

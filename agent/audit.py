@@ -70,10 +70,17 @@ class AgentLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The log tells what was done on this computer: the customer's eyes only (0700/0600).
+        # A folder the customer named with --log-dir keeps its mode unless we made it.
+        private = not path.parent.exists() or path.parent == default_log_dir()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if private and os.name != "nt":
+            os.chmod(path.parent, 0o700)
         self._count, self.last_hash = _chain_tail(path)
-        self._file: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives with the session
-        os.chmod(path, 0o600)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file: TextIO = os.fdopen(descriptor, "a", encoding="utf-8")
+        if os.name != "nt":
+            os.fchmod(descriptor, 0o600)
 
     @classmethod
     def for_session(cls, directory: Path | None, nameplate: str) -> AgentLog:

@@ -5,8 +5,12 @@ could not start or was cut off (one plain sentence on stderr says why and what t
 do); 2 the command line was wrong.
 
 The default is a window (:mod:`agent.tk_ui`); ``--console`` (or a machine without a
-display) uses the terminal. The session code comes from the command line, else from
-the program's own file name (``puente-agent-417862093``), else the customer types it.
+display) uses the terminal. The session code comes from the command line (which
+other users of the computer can see in ``ps``: the agent advises against it), else
+from ``PUENTE_CODE`` (removed from the environment once read, so no program the
+session starts inherits it), else from the program's own file name
+(``puente-agent-417862093``), else the customer types it (standard input in console
+mode).
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
 EXAMPLES = """\
 examples:
-  puente-agent --relay wss://support.example.org 417-862-093
-  puente-agent --relay wss://support.example.org --console 417-862-093
-  PUENTE_RELAY=ws://127.0.0.1:8765 puente-agent --console
+  puente-agent --relay wss://support.example.org          (type the code when asked)
+  PUENTE_CODE=417-862-093 puente-agent --relay wss://support.example.org --console
+  PUENTE_RELAY=ws://127.0.0.1:8765 puente-agent --console      (type the code when asked)
   ./puente-agent-417862093
   puente-agent --org-key acme-org.pub --relay wss://support.example.org 417-862-093
   puente-agent audit verify ~/.local/state/puente/session-20260102-100000-417.log
@@ -54,7 +58,13 @@ def build_parser(baked: BakedSettings | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="puente-agent",
         description=t("app.help"),
-        epilog=EXAMPLES + "\n" + t("app.help_org") + "\n\n" + t("app.help_log"),
+        epilog=EXAMPLES
+        + "\n"
+        + t("app.help_code")
+        + "\n\n"
+        + t("app.help_org")
+        + "\n\n"
+        + t("app.help_log"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("code", nargs="?", help=t("opt.code"))
@@ -149,12 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         return fail(t("app.no_relay"))
     keep_freed_memory()  # file copies through the tunnel (protocol.allocator)
     code: SessionCode | None = None
+    # Read once and removed: a shell or fix started in the session must not inherit it.
+    code_text = os.environ.pop("PUENTE_CODE", "").strip()
     if args.code:
+        print(t("app.code_visible"), file=sys.stderr, flush=True)
+        code_text = args.code
+    if code_text:
         try:
-            code = SessionCode.parse(args.code)
+            code = SessionCode.parse(code_text)
         except InvalidCodeError:
             if args.console:
-                return fail(t("app.bad_code", code=args.code))
+                return fail(t("app.bad_code", code=code_text))
     else:
         code = code_from_filename(sys.argv[0])
     if not args.console:

@@ -14,9 +14,13 @@ The tree::
      │                       be used; the agent does not start
      ├── SettingsError       the settings built into this agent are unusable; the agent
      │                       does not start
-     └── PathRefused         a path the technician asked for is outside the folder the
-                             customer shared (``..``, an absolute path elsewhere, or a
-                             symbolic link leading out)
+     ├── PathRefused         a path the technician asked for is outside the folder the
+     │                       customer shared (``..``, an absolute path elsewhere, or a
+     │                       symbolic link leading out)
+     ├── WriteRefused        a file transfer that would change a start-up or
+     │                       shell-initialisation location, or set setuid/setgid
+     └── LinkRefused         a path turned into a symbolic link between its check and
+                             its opening (links are never followed when opening)
 
 Failures of signed documents themselves are ``protocol.errors.TrustError``; the link's
 errors (``SessionLost``...) are drawn in :mod:`link.connection`.
@@ -69,3 +73,15 @@ class PathRefused(AgentError):
             "use a path inside it (the shared folder is / in file transfers)."
         )
         self.path = path
+
+
+class WriteRefused(AgentError):
+    """A Files write that could make something run later; the sentence says what to do."""
+
+
+class LinkRefused(AgentError):
+    def __init__(self, shown: str) -> None:
+        super().__init__(
+            f"{shown} changed into a symbolic link while it was being opened, and Puente "
+            "does not follow links when it opens files; check the folder and try again."
+        )

@@ -374,8 +374,8 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "cap.files.title": {"en": "Files", "es": "Archivos"},
     "cap.files.description": {
-        "en": "Copy files to and from one folder you choose (and the folders inside it). Nothing outside that folder can be seen or changed. Every file copied is shown here and written to your log.",
-        "es": "Copiar archivos desde y hacia una carpeta que usted elige (y las carpetas que contiene). Nada fuera de esa carpeta se puede ver ni cambiar. Cada archivo copiado se muestra aquí y queda anotado en su registro.",
+        "en": "Read, copy, change and delete files in one folder you choose (and the folders inside it); by default a new folder 'Puente shared' in your home folder. Nothing outside that folder can be seen or changed. Programs that start by themselves (start-up files, shell settings, SSH keys) cannot be changed, but a file copied here could still be a program: only open files from the technician that you expect. Every file copied is shown here and written to your log.",
+        "es": "Leer, copiar, cambiar y borrar archivos en una carpeta que usted elige (y las carpetas que contiene); por omisión, una carpeta nueva 'Puente shared' en su carpeta personal. Nada fuera de esa carpeta se puede ver ni cambiar. Los programas que se inician solos (archivos de inicio, ajustes del terminal, claves SSH) no se pueden cambiar, pero un archivo copiado aquí podría ser un programa: abra solo los archivos del técnico que usted espera. Cada archivo copiado se muestra aquí y queda anotado en su registro.",
     },
     "cap.files.choice": {
         "en": "Which folder may the technician use for files?",
@@ -610,6 +610,14 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "¿Algún comentario para el servicio de asistencia? Escriba una línea, o pulse Intro para omitir:",
     },
     "rating.thanks": {"en": "Thank you for your rating.", "es": "Gracias por su valoración."},
+    "app.help_code": {
+        "en": "Give the session code without putting it on the command line, where other users of this computer can see it: type it when asked (--console reads it from standard input), set PUENTE_CODE, or use the program named after the code (puente-agent-417862093).",
+        "es": "Indique el código de sesión sin ponerlo en la línea de órdenes, donde otros usuarios de este equipo pueden verlo: escríbalo cuando se le pida (--console lo lee de la entrada estándar), use la variable PUENTE_CODE o el programa con el código en su nombre (puente-agent-417862093).",
+    },
+    "app.code_visible": {
+        "en": "Advice: a session code on the command line is visible to other users of this computer; next time type it when asked or set PUENTE_CODE.",
+        "es": "Consejo: un código de sesión en la línea de órdenes es visible para otros usuarios de este equipo; la próxima vez escríbalo cuando se le pida o use PUENTE_CODE.",
+    },
 }
 
 

@@ -15,12 +15,23 @@ Before pairing the agent fetches the organisation's revocation list from the rel
 (``GET /revocations/{key_id}``). The relay cannot forge it (it is signed); a list
 that fails verification stops the agent. A relay can withhold the list (404 looks
 like "none published"); short certificate lifetimes bound that risk.
+
+Fix versions only go up: :class:`FixVersions` keeps, per pinned organisation key, the
+highest version of each fix id this agent has verified (a JSON file in the agent's
+state folder, 0600). Only bundles the pinned key signed raise it, and nothing
+lowers it, so neither the relay nor a technician can roll it back; an older signed
+version of a fix is refused once a newer one was seen here (docs/TRUST.md says what
+this cannot stop).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import ssl as ssl_module
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent.errors import TrustSetupError
 from link.connection import http_url, untrusted_certificate
 from protocol.errors import TrustError
+from protocol.fixbundle import VerifiedFix, check_not_older, version_key
 from protocol.identity import (
     Certificate,
     key_id,
@@ -56,6 +68,83 @@ def current_platform() -> str:
     return "linux"
 
 
+def state_folder() -> Path:
+    """The agent's private per-user state folder (where fix runs and records live)."""
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "Puente"
+    state = os.environ.get("XDG_STATE_HOME")
+    return (Path(state) if state else Path.home() / ".local" / "state") / "puente"
+
+
+class FixVersions:
+    """The highest version of each fix id this agent has verified, for one organisation key.
+
+    Stored as ``{"fix id": "version"}`` in ``fix-versions-KEYID.json`` (0600) in the
+    state folder. An unreadable or malformed record is treated as a refusal to run
+    any fix rather than as "nothing seen" (deny by default).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def for_key(cls, organisation_key_id: str, folder: Path | None = None) -> FixVersions:
+        return cls((folder or state_folder()) / f"fix-versions-{organisation_key_id[:32]}.json")
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise TrustError(
+                f"This computer's record of fix versions ({self.path}) cannot be read ({exc}); "
+                "fixes are refused until it is repaired or removed by an administrator."
+            ) from None
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+        ):
+            raise TrustError(
+                f"This computer's record of fix versions ({self.path}) is malformed; "
+                "fixes are refused until it is repaired or removed by an administrator."
+            )
+        return data
+
+    def newest(self, fix_id: str) -> str | None:
+        return self._load().get(fix_id)
+
+    def check_and_record(self, fix: VerifiedFix) -> None:
+        """Refuse ``fix`` (RolledBack) if a newer version was seen; else remember its version."""
+        seen = self._load()
+        manifest = fix.manifest
+        check_not_older(fix, seen.get(manifest.id))
+        current = seen.get(manifest.id)
+        if current is not None and version_key(current) >= version_key(manifest.version):
+            return
+        seen[manifest.id] = manifest.version
+        try:
+            self._save(seen)
+        except OSError as exc:
+            raise TrustError(
+                f"This computer cannot record the fix's version in {self.path} "
+                f"({exc.strerror or exc}); free some disk space or check that folder, "
+                "then try again."
+            ) from None
+
+    def _save(self, seen: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".fix-versions-")
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump(seen, file, sort_keys=True)
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
+
 @dataclass
 class AgentTrust:
     """The pinned key (or none) and the certificate serials its organisation revoked."""
@@ -63,6 +152,8 @@ class AgentTrust:
     organisation_key: Ed25519PublicKey | None = None
     revoked: frozenset[str] = frozenset()
     revocation_number: int | None = None
+    #: The highest fix versions seen for the pinned key (None: no rollback record kept).
+    fix_versions: FixVersions | None = None
     clock: Callable[[], float] = field(default=time.time)
     platform: str = field(default_factory=current_platform)
 

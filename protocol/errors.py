@@ -28,7 +28,9 @@ The tree::
      │    ├── NotYetValid          its validity period has not started
      │    ├── Expired              its validity period is over
      │    ├── Revoked              the organisation revoked it
-     │    └── WrongPlatform        a fix made for another operating system
+     │    ├── WrongPlatform        a fix made for another operating system
+     │    └── RolledBack           an older version of a fix than one this agent has
+     │                             already seen signed by its organisation
      ├── FixRequestError           a fix was asked for with parameters its manifest refuses
      ├── SummaryInvalid            a session summary does not fit its schema (also a
      │                             ValueError); the relay's API answers 400 with it
@@ -199,6 +201,10 @@ class Revoked(TrustError):
 
 class WrongPlatform(TrustError):
     """A fix made for other operating systems than this one."""
+
+
+class RolledBack(TrustError):
+    """An older signed version of a fix than one this agent has already seen."""
 
 
 class FixRequestError(PuenteError):

@@ -63,6 +63,7 @@ from .errors import (
     MalformedDocument,
     NotSigned,
     NotYetValid,
+    RolledBack,
     SignatureMismatch,
     WrongPlatform,
 )
@@ -572,6 +573,35 @@ def verify_bundle(
     )
 
 
+def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
+    """An ordering of fix versions: parts split at ``.``, ``-`` and ``+``, numbers as numbers.
+
+    ``1.10.0`` is newer than ``1.9.2``; a number part sorts before a text part in the
+    same place (``1.0.0`` before ``1.0.beta``); a version with more parts after an
+    equal start is newer (``1.0`` before ``1.0.1``).
+    """
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"[.+-]", version)
+    )
+
+
+def check_not_older(fix: VerifiedFix, newest_seen: str | None) -> None:
+    """Refuse (:class:`RolledBack`) ``fix`` when a newer version of it was already seen.
+
+    ``newest_seen`` is the highest version of ``fix``'s id this agent has verified
+    before (its own record; see docs/TRUST.md), or None.
+    """
+    manifest = fix.manifest
+    if newest_seen is not None and version_key(manifest.version) < version_key(newest_seen):
+        raise RolledBack(
+            f"The fix {manifest.id!r} is version {manifest.version}, older than version "
+            f"{newest_seen} that this computer has already seen signed by its organisation; "
+            "older versions are refused (they may have a fixed flaw). Ask your technician "
+            "for the newest version."
+        )
+
+
 def digest(data: bytes) -> str:
     """SHA-256 of exact bytes, hex (how the agent re-checks the script it wrote to disk)."""
     return _sha256(data)
@@ -583,6 +613,7 @@ __all__ = [
     "Manifest",
     "Parameter",
     "VerifiedFix",
+    "check_not_older",
     "check_value",
     "digest",
     "make_bundle",
@@ -590,4 +621,5 @@ __all__ = [
     "read_bundle",
     "resolve_parameters",
     "verify_bundle",
+    "version_key",
 ]

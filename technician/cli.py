@@ -28,7 +28,7 @@ from . import trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
 from .journal import one_line
-from .output import Output
+from .output import Output, write_private
 from .summary import build_summary
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DECLINED, EXIT_NOBODY = 0, 1, 2, 3, 4
@@ -357,7 +357,7 @@ async def run_diagnostics(args: argparse.Namespace, out: Output, ssl_context: An
         if reply.status != ReplyStatus.OK or reply.result is None:
             out.error(f"Diagnostics failed on the customer's computer: {reply.message}")
             return EXIT_ERROR
-        args.out.write_text(json.dumps(reply.result, indent=2, sort_keys=True), encoding="utf-8")
+        write_private(args.out, json.dumps(reply.result, indent=2, sort_keys=True))
         out.event("written", f"Diagnostics written to {args.out}", path=str(args.out))
         return EXIT_OK
     finally:

@@ -28,6 +28,7 @@ from protocol.messages import ReplyStatus
 
 from .client import TechnicianSession
 from .errors import UsageError
+from .output import write_private
 
 
 @dataclass
@@ -187,7 +188,7 @@ async def _diagnostics(console: SessionConsole, args: list[str]) -> Result:
     if refused:
         return refused
     path = Path(args[0])
-    path.write_text(json.dumps(reply.result, indent=2, sort_keys=True), encoding="utf-8")
+    write_private(path, json.dumps(reply.result, indent=2, sort_keys=True))
     return Result("ok", f"written to {path}", {"path": str(path)})
 
 

@@ -7,7 +7,9 @@ Apart from :mod:`technician.cli` so that the command modules it dispatches to (s
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -27,3 +29,13 @@ class Output:
         if self.as_json:
             print(json.dumps({"event": "error", "message": text, **fields}), flush=True)
         print(text, file=sys.stderr, flush=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this user only (0600, also when it existed):
+    what is written (diagnostics, a customer's details) is nobody else's business."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        if os.name != "nt":
+            os.fchmod(file.fileno(), 0o600)
+        file.write(text)

@@ -153,6 +153,8 @@ async def prepare(context: RequestContext) -> PreparedRequest:
         raise _refuse(f"The fix bundle is larger than {MAX_BUNDLE_SIZE} bytes.")
     try:
         fix = verify_bundle(bundle, trust.organisation_key, trust.now(), trust.platform)
+        if trust.fix_versions is not None:  # no rollback to an older signed version
+            trust.fix_versions.check_and_record(fix)
     except TrustError as exc:
         raise _refuse(str(exc)) from None
     manifest = fix.manifest

@@ -539,3 +539,108 @@ def test_relay_sees_neither_file_content_nor_shell_output(tmp_path: Path) -> Non
     ]
     kept = b"".join(p.read_bytes() for p in (tmp_path / "relay-data").rglob("*") if p.is_file())
     assert b"PUENTE-MARKER" not in kept and shell_marker.encode() not in kept
+
+
+# 5. Files cannot become code execution ----------------------------------------------------
+
+
+@needs_openssh
+def test_files_shares_its_own_folder_and_refuses_startup_locations(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    (home / ".config" / "autostart").mkdir(parents=True)
+    (home / ".bashrc").write_text("# the customer's own\n")
+    small = tmp_path / "small.txt"
+    small.write_text("echo planted\n")
+    token = relay_process.add_technician()
+
+    # The default answer shares ~/Puente shared (created, 0700), not the home folder.
+    console = Console(relay_process.ws_url, token)
+    customer = ScriptedCustomer(
+        relay_process.ws_url, console.code, tmp_path / "logs", answers={"Files": "y"},
+        env={"HOME": str(home)},
+    )  # fmt: skip
+    console.paired()
+    put = console.run(f"put {small} hello.txt")
+    assert put["status"] == "ok", put
+    assert (home / "Puente shared" / "hello.txt").read_text() == "echo planted\n"
+    assert (home / "Puente shared").stat().st_mode & 0o777 == 0o700
+    assert not (home / "hello.txt").exists()
+    escape = console.run(f"put {small} ../.bashrc")
+    assert escape["status"] == "declined", escape
+    console.end()
+    customer.wait()
+
+    # The customer picks the home folder: start-up locations still cannot be written.
+    console = Console(relay_process.ws_url, token)
+    customer = ScriptedCustomer(
+        relay_process.ws_url, console.code, tmp_path / "logs", answers={"Files": "y"},
+        env={"HOME": str(home)}, choices={"Which folder": str(home)},
+    )  # fmt: skip
+    console.paired()
+    for remote in (".bashrc", ".ssh/authorized_keys", ".config/autostart/x.desktop"):
+        refused = console.run(f"put {small} {remote}")
+        assert refused["status"] == "declined", refused
+        assert "is a start-up or shell-initialisation location" in refused["message"], refused
+        assert "ask the customer to allow Shell" in refused["message"]
+    assert (home / ".bashrc").read_text() == "# the customer's own\n"
+    assert not (home / ".ssh").exists()
+    assert list((home / ".config" / "autostart").iterdir()) == []
+    assert not list(home.glob(".bashrc*.puente-part"))
+
+    forward = console.run("forward 0")
+    assert forward["status"] == "ok", forward
+    config = forward["data"]["ssh_config"]
+    batch = tmp_path / "batch"
+    for command in ("mkdir .ssh", f"put {small} .profile", "rename Puente\\ shared .ssh"):
+        batch.write_text(f"{command}\n")
+        sftp = openssh("sftp", "-F", config, "-b", str(batch), "puente")
+        assert sftp.returncode != 0, (command, sftp)
+    assert not (home / ".ssh").exists() and not (home / ".profile").exists()
+    batch.write_text(f"put {small} tool\nchmod 755 tool\n")
+    assert openssh("sftp", "-F", config, "-b", str(batch), "puente").returncode == 0
+    batch.write_text("chmod 4755 tool\n")
+    sftp = openssh("sftp", "-F", config, "-b", str(batch), "puente")
+    assert sftp.returncode != 0  # OpenSSH's sftp prints only "Permission denied"...
+    assert "setuid or setgid" in _sftp_chmod_refusal(config, "tool", 0o4755)  # ...the reason
+    assert (home / "tool").stat().st_mode & 0o7777 == 0o755
+    console.end()
+    customer.wait()
+    log = agent_log(tmp_path / "logs")
+    assert "Refused: /.bashrc is a start-up or shell-initialisation location" in log
+    assert "Refused: Setting the setuid or setgid bit (mode 4755) on /tool" in log
+
+
+def _sftp_chmod_refusal(config: Path, path: str, mode: int) -> str:
+    """The reason the agent gives for refusing a chmod (asyncssh's SFTP client shows it)."""
+    import asyncio
+
+    import asyncssh
+
+    settings = dict(
+        line.strip().split(" ", 1)
+        for line in Path(config).read_text().splitlines()[1:]
+        if line.strip()
+    )
+    # The pinned host key (known_hosts names it by its alias, which asyncssh does not use).
+    host_key = Path(settings["UserKnownHostsFile"]).read_text().split(" ", 1)[1]
+
+    async def chmod() -> str:
+        async with (
+            asyncssh.connect(
+                settings["HostName"],
+                int(settings["Port"]),
+                username=settings["User"],
+                client_keys=[settings["IdentityFile"]],
+                known_hosts=([asyncssh.import_public_key(host_key)], [], []),
+            ) as connection,
+            connection.start_sftp_client() as sftp,
+        ):
+            try:
+                await sftp.chmod(path, mode)
+            except asyncssh.SFTPPermissionDenied as exc:
+                return exc.reason
+            return "the chmod was not refused"
+
+    return asyncio.run(asyncio.wait_for(chmod(), scaled(30)))

@@ -605,3 +605,51 @@ def test_customer_stop_kills_a_running_fix(
     assert list((tmp_path / "state" / "puente" / "fix-runs").iterdir()) == []
     [log] = (tmp_path / "logs").glob("session-*.log")
     assert "Stopped before it finished: Fixes." in log.read_text()
+
+
+# Rollback protection: an older signed version is refused once a newer one was seen ------
+
+
+def test_an_older_signed_version_is_refused_after_a_newer_one(
+    relay_process: RelayProcess,
+    acme: Organisation,
+    ana: tuple[Path, Path],
+    library: Path,
+    tmp_path: Path,
+) -> None:
+    newer = acme.sign(
+        acme.secret(),
+        {**MARKER, "manifest.toml": MARKER["manifest.toml"].replace('"1.0.0"', '"1.1.0"')},
+        tmp_path / "marker-1.1.0.puentefix",
+    )
+    token = relay_process.add_technician()
+    tech, code = console(relay_process, token, "--fixes", str(library), credentials=ana)
+    customer = ScriptedCustomer(
+        relay_process.ws_url,
+        code,
+        tmp_path / "logs",
+        answers={"Fix: Leave a marker": "y"},
+        extra=["--org-key", str(acme.public)],
+        env=customer_env(tmp_path),
+    )
+    tech.expect(r"Check code")
+    target = tmp_path / "ran.txt"
+    tech.send(f"fix {newer} path={target}")
+    tech.expect(r"^ok fix: marker 1\.1\.0 finished with exit status 0")
+    target.unlink()
+    tech.send(f"fix marker path={target}")  # the library's 1.0.0, genuinely signed
+    line = tech.expect(r"^(ok|error|declined) fix: .*").string
+    assert re.match(
+        r"^error fix: refused before anything ran: The fix 'marker' is version 1\.0\.0, older "
+        r"than version 1\.1\.0 that this computer has already seen signed by its organisation",
+        line,
+    ), line
+    assert "Ask your technician for the newest version." in line
+    assert not target.exists()
+    tech.send("end")
+    assert tech.wait() == 0
+    assert customer.wait() == 0
+    assert customer.questions == ["Fix: Leave a marker"]  # asked for 1.1.0 only
+    [record] = (tmp_path / "state" / "puente").glob("fix-versions-*.json")
+    assert json.loads(record.read_text()) == {"marker": "1.1.0"}
+    assert record.stat().st_mode & 0o777 == 0o600

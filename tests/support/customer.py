@@ -132,6 +132,8 @@ class ScriptedCustomer(Process):
     At the end, the rating question is answered with ``rating`` (Enter skips it when
     None) and the comment question with ``comment``. ``program`` runs another build of
     the agent (the one-file download) instead of ``python -m agent.cli``.
+    ``code_via`` gives the code as the last argument (``"argv"``), in ``PUENTE_CODE``
+    (``"env"``) or typed at the code prompt (``"stdin"``).
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class ScriptedCustomer(Process):
         rating: int | None = None,
         comment: str = "",
         program: list[str] | None = None,
+        code_via: str = "argv",
     ) -> None:
         self.answers = {
             k: list(v) if isinstance(v, list) else v for k, v in (answers or {}).items()
@@ -168,11 +171,13 @@ class ScriptedCustomer(Process):
                 "--log-dir",
                 str(log_dir),
                 *(extra or []),
-                code,
+                *([code] if code_via == "argv" else []),
             ],
             stdin=True,
-            env=env,
+            env={**(env or {}), **({"PUENTE_CODE": code} if code_via == "env" else {})},
         )
+        if code_via == "stdin":
+            self.send(code)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None

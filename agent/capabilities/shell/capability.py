@@ -7,7 +7,8 @@ Two capabilities, each consented on its own:
     Linux and macOS, PowerShell on Windows), with a PTY when the client asks for one.
 ``files``
     SFTP (and legacy ``scp``), confined to the folder the customer chose when they
-    allowed it (their home folder by default).
+    allowed it (``~/Puente shared`` by default, never the home folder unless they pick
+    it); writes to start-up locations and setuid/setgid modes are refused there.
 
 How it fits together:
 
@@ -32,7 +33,9 @@ How it fits together:
 
 Every path an SFTP client names is canonicalised and confined by :func:`confine`:
 ``..`` above the shared folder is refused, and symbolic links are resolved, so a
-link that leads outside the folder is refused too.
+link that leads outside the folder is refused too; files are then opened from the
+shared folder's descriptor without following links (see
+:mod:`agent.capabilities.shell.confinement`).
 """
 
 from __future__ import annotations
@@ -46,7 +49,13 @@ from typing import Any
 import asyncssh
 
 from agent.capabilities.base import Capability, CapabilityCall, Choice
-from agent.capabilities.shell.confinement import check_folder, confine, default_folder, shown_path
+from agent.capabilities.shell.confinement import (
+    check_folder,
+    confine,
+    default_folder,
+    open_confined,
+    shown_path,
+)
 from agent.capabilities.shell.processes import shell_argv
 from agent.capabilities.shell.service import service_for
 from agent.i18n import english
@@ -112,8 +121,9 @@ async def _hash(call: CapabilityCall, root: str) -> dict[str, Any]:
     local = confine(root, path)
     if not os.path.isfile(local):
         raise ValueError(f"{shown_path(root, local)} is not a file on the customer's computer")
+    fd = open_confined(root, local, os.O_RDONLY)  # hash what was opened, not the path
     service = service_for(call)
-    size, sha = await service.file_hash(local, length, call.authorization.check)
+    size, sha = await service.file_hash(fd, length, call.authorization.check)
     return {"path": shown_path(root, local), "size": size, "length": length, "sha256": sha}
 
 
@@ -132,11 +142,7 @@ def files_capability() -> Capability:
     return Capability(
         name="files",
         title="Files",
-        description=(
-            "Copy files to and from one folder you choose (and the folders inside it). "
-            "Nothing outside that folder can be seen or changed. Every file copied is shown "
-            "here and written to your log."
-        ),
+        description=english("cap.files.description"),
         handler=_files_handler,
         actions=("open", "hash"),
         choice=Choice(

@@ -44,21 +44,29 @@ CHANNEL_WINDOW = 8 * 1024 * 1024
 CHANNEL_MAX_PACKET = SSH_MAX_PACKET
 
 
-def _file_digest(path: str, length: int | None, check: Callable[[], None]) -> tuple[int, str]:
-    """SHA-256 of the first ``length`` bytes of ``path`` (all if None) and the size."""
+def _file_digest(fd: int, length: int | None, check: Callable[[], None]) -> tuple[int, str]:
+    """SHA-256 of the first ``length`` bytes of the open file ``fd`` (all if None), and its size.
+
+    The descriptor, not a path: what is hashed is what was opened and checked.
+    """
     digest = hashlib.sha256()
     remaining = length
-    with open(path, "rb", buffering=0) as file:
-        size = os.fstat(file.fileno()).st_size
-        while remaining is None or remaining > 0:
-            check()
-            want = HASH_BLOCK if remaining is None else min(HASH_BLOCK, remaining)
-            block = file.read(want)
-            if not block:
-                break
-            digest.update(block)
-            if remaining is not None:
-                remaining -= len(block)
+    size = os.fstat(fd).st_size
+    offset = 0
+    while remaining is None or remaining > 0:
+        check()
+        want = HASH_BLOCK if remaining is None else min(HASH_BLOCK, remaining)
+        if hasattr(os, "pread"):
+            block = os.pread(fd, want, offset)
+        else:  # pragma: no cover - Windows
+            os.lseek(fd, offset, os.SEEK_SET)
+            block = os.read(fd, want)
+        if not block:
+            break
+        digest.update(block)
+        offset += len(block)
+        if remaining is not None:
+            remaining -= len(block)
     if remaining:
         raise ValueError(f"the file is shorter than {length} bytes")
     return size, digest.hexdigest()
@@ -160,25 +168,33 @@ class SSHService:
         self._processes[capability].discard(process)
 
     async def file_hash(
-        self, local: str, length: int | None = None, check: Callable[[], None] = lambda: None
+        self, fd: int, length: int | None = None, check: Callable[[], None] = lambda: None
     ) -> tuple[int, str]:
-        """Size and SHA-256 of ``local`` (its first ``length`` bytes), computed once.
+        """Size and SHA-256 of the open file ``fd`` (its first ``length`` bytes), computed once.
 
-        Results are kept by file identity (device, inode, size, modification time), so a
-        file renamed into place, or hashed while it was copied, is not read again.
+        Takes ownership of ``fd`` (closes it). Results are kept by file identity (device,
+        inode, size, modification time), so a file renamed into place, or hashed while
+        it was copied, is not read again.
         """
-        st = os.stat(local)
-        key = _hash_key(st, length)
-        future = self._hashes.get(key)
-        if future is None:
-            future = asyncio.ensure_future(asyncio.to_thread(_file_digest, local, length, check))
-            self._remember(key, future)
+        future: asyncio.Future[tuple[int, str]] | None = None
         try:
-            return await asyncio.shield(future)
-        except BaseException:
-            if future.done():
-                self._hashes.pop(key, None)
-            raise
+            st = os.fstat(fd)
+            key = _hash_key(st, length)
+            future = self._hashes.get(key)
+            if future is None:
+                future = asyncio.ensure_future(asyncio.to_thread(_file_digest, fd, length, check))
+                self._remember(key, future)
+            try:
+                return await asyncio.shield(future)
+            except BaseException:
+                if future.done():
+                    self._hashes.pop(key, None)
+                raise
+        finally:
+            if future is None or future.done():
+                os.close(fd)
+            else:  # cancelled while the thread still reads it: close when it is done
+                future.add_done_callback(lambda _: os.close(fd))
 
     def remember_hash(self, st: os.stat_result, sha256: str) -> None:
         """The whole file described by ``st`` hashes to ``sha256`` (seen while copied)."""

@@ -1,7 +1,12 @@
 """SFTP confined to the folder the customer shared (the ``files`` capability).
 
-Every path goes through :func:`agent.capabilities.shell.confinement.confine`; every
-file moved (name, size, SHA-256) is written to the customer's log and shown to them.
+Every path goes through :func:`agent.capabilities.shell.confinement.confine`; files
+and folders are then opened from the shared folder's descriptor without following
+links (:func:`~agent.capabilities.shell.confinement.open_confined`); writes to
+start-up locations and setuid/setgid modes are refused
+(:func:`~agent.capabilities.shell.confinement.check_write`, ``check_mode``). Every
+file moved (name, size, SHA-256 of the opened file) is written to the customer's log
+and shown to them.
 """
 
 from __future__ import annotations
@@ -10,13 +15,22 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncssh
 
-from agent.capabilities.shell.confinement import confine, human_size, shown_path, shown_text
-from agent.errors import PathRefused
+from agent.capabilities.shell.confinement import (
+    check_mode,
+    check_write,
+    confine,
+    human_size,
+    open_confined,
+    open_parent,
+    shown_path,
+    shown_text,
+)
+from agent.errors import LinkRefused, PathRefused, WriteRefused
 from agent.i18n import english, t
 from protocol.streams import PART_SUFFIX
 
@@ -41,7 +55,7 @@ class FilesService(Protocol):
     def tell(self, key: str, **values: object) -> None: ...
 
     async def file_hash(
-        self, local: str, length: int | None = None, check: Callable[[], None] = ...
+        self, fd: int, length: int | None = None, check: Callable[[], None] = ...
     ) -> tuple[int, str]: ...
 
     def remember_hash(self, st: os.stat_result, sha256: str) -> None: ...
@@ -107,7 +121,7 @@ class _OpenFile:
         """(stat, SHA-256) if the running digest covers exactly the file as it is now."""
         if self.digest is None:
             return None
-        st = os.stat(self.local)
+        st = os.fstat(self.file.fileno())
         if st.st_size != self.hashed:
             return None
         if not self.writing and (st.st_mtime_ns, st.st_size) != (
@@ -142,6 +156,40 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
             )
             raise asyncssh.SFTPPermissionDenied(str(exc)) from None
 
+    def _refused(self, exc: WriteRefused | LinkRefused) -> asyncssh.SFTPPermissionDenied:
+        """The technician's error for a refused write, written to the customer's log too."""
+        self.service.audit.write(f"Refused: {exc}")
+        return asyncssh.SFTPPermissionDenied(str(exc))
+
+    def _check_write(self, local: str, mode: int | None = None, holding: bool = False) -> None:
+        try:
+            # A resumable copy's part file is refused as its destination would be.
+            check_write(self.root, local.removesuffix(PART_SUFFIX), holding=holding)
+            check_write(self.root, local, holding=holding)
+            check_mode(self.root, local, mode)
+        except WriteRefused as exc:
+            raise self._refused(exc) from None
+
+    def _open_fd(self, local: str, flags: int, mode: int = 0o666) -> int:
+        try:
+            return open_confined(self.root, local, flags, mode)
+        except LinkRefused as exc:
+            raise self._refused(exc) from None
+
+    @contextlib.contextmanager
+    def _parent(self, local: str) -> Iterator[tuple[int, str]]:
+        """The descriptor of ``local``'s folder (walked without links) and its last name."""
+        try:
+            fd, name = open_parent(self.root, local)
+        except LinkRefused as exc:
+            raise self._refused(exc) from None
+        except PathRefused as exc:
+            raise asyncssh.SFTPPermissionDenied(str(exc)) from None
+        try:
+            yield fd, name
+        finally:
+            os.close(fd)
+
     def map_path(self, path: bytes) -> bytes:
         return os.fsencode(self._local(path))
 
@@ -157,35 +205,59 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
     # Operations that act on a link itself (no following of the last component) ------
 
     def lstat(self, path: bytes) -> os.stat_result:
-        return os.lstat(self._local(path, follow=False))
+        local = self._local(path, follow=False)
+        if local == self.root:
+            return os.lstat(local)
+        with self._parent(local) as (parent, name):
+            return os.stat(name, dir_fd=parent, follow_symlinks=False)
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         local = self._local(path)
         # ".." of the shared folder is the shared folder itself, as in a chroot.
         parent = local if local == self.root else os.path.dirname(local)
-        for name, where in ((b".", local), (b"..", parent)):
-            yield asyncssh.SFTPName(name, attrs=asyncssh.SFTPAttrs.from_local(os.stat(where)))
-        with os.scandir(local) as entries:
-            for entry in entries:
-                attrs = asyncssh.SFTPAttrs.from_local(entry.stat(follow_symlinks=False))
-                yield asyncssh.SFTPName(os.fsencode(entry.name), attrs=attrs)
+        fd = self._open_fd(local, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            for name, st in ((b".", os.fstat(fd)), (b"..", os.stat(parent))):
+                yield asyncssh.SFTPName(name, attrs=asyncssh.SFTPAttrs.from_local(st))
+            with os.scandir(fd if os.scandir in os.supports_fd else local) as entries:
+                for entry in entries:
+                    attrs = asyncssh.SFTPAttrs.from_local(entry.stat(follow_symlinks=False))
+                    yield asyncssh.SFTPName(os.fsencode(entry.name), attrs=attrs)
+        finally:
+            os.close(fd)
+
+    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        local = self._local(path)
+        self._check_write(local, attrs.permissions)
+        try:
+            fd = self._open_fd(local, os.O_RDONLY)
+        except PermissionError:  # a file only its writer may open
+            fd = self._open_fd(local, os.O_WRONLY)
+        try:
+            _set_attributes(fd, attrs)
+        finally:
+            os.close(fd)
 
     def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         raise asyncssh.SFTPOpUnsupported("Changing a link's attributes is not supported.")
 
     def remove(self, path: bytes) -> None:
         local = self._local(path, follow=False)
-        os.remove(local)
+        with self._parent(local) as (parent, name):
+            os.unlink(name, dir_fd=parent)
         self.service.tell("files.deleted_file", path=shown_path(self.root, local))
 
     def rmdir(self, path: bytes) -> None:
         local = self._local(path, follow=False)
-        os.rmdir(local)
+        with self._parent(local) as (parent, name):
+            os.rmdir(name, dir_fd=parent)
         self.service.tell("files.deleted_folder", path=shown_path(self.root, local))
 
     def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         local = self._local(path, follow=False)
-        os.mkdir(local, 0o777 if attrs.permissions is None else attrs.permissions)
+        self._check_write(local, attrs.permissions)
+        with self._parent(local) as (parent, name):
+            os.mkdir(name, 0o777 if attrs.permissions is None else attrs.permissions, dir_fd=parent)
         self.service.tell("files.created_folder", path=shown_path(self.root, local))
 
     def readlink(self, path: bytes) -> bytes:
@@ -193,22 +265,37 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
         return self.reverse_map_path(os.fsencode(self._local(path, follow=True)))
 
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
-        old = self._local(oldpath, follow=False)
-        new = self._local(newpath, follow=False)
-        if os.path.lexists(new):
-            raise asyncssh.SFTPFileAlreadyExists("File already exists")
-        os.rename(old, new)
-        self._renamed(old, new)
+        self._rename(oldpath, newpath, replace=False)
 
     def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        self._rename(oldpath, newpath, replace=True)
+
+    def _rename(self, oldpath: bytes, newpath: bytes, replace: bool) -> None:
         old = self._local(oldpath, follow=False)
         new = self._local(newpath, follow=False)
-        os.replace(old, new)
+        # A folder renamed onto ~/.config would bring its own autostart/ with it.
+        self._check_write(new, holding=True)
+        with (
+            self._parent(old) as (old_parent, old_name),
+            self._parent(new) as (
+                new_parent,
+                new_name,
+            ),
+        ):
+            if not replace:
+                try:
+                    os.stat(new_name, dir_fd=new_parent, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+                else:
+                    raise asyncssh.SFTPFileAlreadyExists("File already exists")
+            os.replace(old_name, new_name, src_dir_fd=old_parent, dst_dir_fd=new_parent)
         self._renamed(old, new)
 
     def _renamed(self, old: str, new: str) -> None:
         if old.endswith(PART_SUFFIX) and new == old[: -len(PART_SUFFIX)]:
-            self._announce(shown_path(self.root, new), new, received=0, sent=0, finished=True)
+            fd = self._open_fd(new, os.O_RDONLY)
+            self._announce(shown_path(self.root, new), fd, received=0, sent=0, finished=True)
         else:
             self.service.tell(
                 "files.renamed", old=shown_path(self.root, old), new=shown_path(self.root, new)
@@ -231,8 +318,14 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> _OpenFile:
         local = self._local(path)
-        file = super().open(os.fsencode(shown_path(self.root, local)), pflags, attrs)
-        writing = bool(pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND))
+        changes = asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
+        writing = bool(pflags & changes)
+        if writing:
+            self._check_write(local, attrs.permissions if pflags & asyncssh.FXF_CREAT else None)
+        mode, flags = _open_mode(pflags)
+        perms = 0o666 if attrs.permissions is None else attrs.permissions
+        fd = self._open_fd(local, flags, perms)
+        file = open(fd, mode, buffering=0)
         return _OpenFile(file, shown_path(self.root, local), local, writing)
 
     # Reads and writes run inline: the page cache makes them quick, and handing them to a
@@ -252,7 +345,8 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
 
     def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
         assert isinstance(file_obj, _OpenFile)
-        super().fsetstat(file_obj.file, attrs)
+        self._check_write(file_obj.local, attrs.permissions)
+        _set_attributes(file_obj.file.fileno(), attrs)
 
     def fstatvfs(self, file_obj: object) -> Any:
         assert isinstance(file_obj, _OpenFile)
@@ -264,12 +358,15 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
 
     def close(self, file_obj: object) -> None:
         assert isinstance(file_obj, _OpenFile)
-        super().close(file_obj.file)
         entry = file_obj
         with contextlib.suppress(OSError):
             seen = entry.whole_file_hash()
             if seen is not None:
                 self.service.remember_hash(*seen)
+        # What the customer is told is the hash of the file that was opened, not of
+        # whatever the path names by the time the hash is computed.
+        opened = os.dup(entry.file.fileno())
+        super().close(entry.file)
         if entry.written_bytes and entry.local.endswith(PART_SUFFIX):
             # A resumable copy in progress: announced once it is renamed into place.
             self.service.audit.write(
@@ -277,16 +374,19 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
                 f"({entry.written_bytes} bytes written now)"
             )
         elif entry.written_bytes or entry.read_bytes:
-            self._announce(
-                entry.client_path, entry.local, entry.written_bytes, entry.read_bytes, False
-            )
+            self._announce(entry.client_path, opened, entry.written_bytes, entry.read_bytes, False)
+            return
+        os.close(opened)
 
-    def _announce(self, shown: str, local: str, received: int, sent: int, finished: bool) -> None:
-        """Tell the customer about a file moved, with its size and SHA-256 (computed aside)."""
+    def _announce(self, shown: str, fd: int, received: int, sent: int, finished: bool) -> None:
+        """Tell the customer about a file moved, with its size and SHA-256 (computed aside).
+
+        Takes ownership of ``fd``, the opened file that is hashed.
+        """
 
         async def announce() -> None:
             try:
-                size, sha = await self.service.file_hash(local)
+                size, sha = await self.service.file_hash(fd)
                 facts_key, facts_values = "files.facts", {"size": human_size(size), "sha": sha}
             except (OSError, ValueError) as exc:
                 facts_key, facts_values = "files.no_facts", {"error": str(exc)}
@@ -305,3 +405,52 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
 
         task = asyncio.ensure_future(announce())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+def _open_mode(pflags: int) -> tuple[str, int]:
+    """The Python file mode and ``os.open`` flags for SFTP open flags (as asyncssh maps them)."""
+    if pflags & asyncssh.FXF_EXCL:
+        mode = "xb"
+    elif pflags & asyncssh.FXF_APPEND:
+        mode = "ab"
+    elif pflags & asyncssh.FXF_WRITE and not pflags & asyncssh.FXF_READ:
+        mode = "wb"
+    else:
+        mode = "rb"
+    if pflags & asyncssh.FXF_READ and pflags & asyncssh.FXF_WRITE:
+        mode += "+"
+        flags = os.O_RDWR
+    elif pflags & asyncssh.FXF_WRITE:
+        flags = os.O_WRONLY
+    else:
+        flags = os.O_RDONLY
+    for sftp_flag, os_flag in (
+        (asyncssh.FXF_APPEND, os.O_APPEND),
+        (asyncssh.FXF_CREAT, os.O_CREAT),
+        (asyncssh.FXF_TRUNC, os.O_TRUNC),
+        (asyncssh.FXF_EXCL, os.O_EXCL),
+    ):
+        if pflags & sftp_flag:
+            flags |= os_flag
+    return mode, flags | getattr(os, "O_BINARY", 0)
+
+
+def _set_attributes(fd: int, attrs: asyncssh.SFTPAttrs) -> None:
+    """SFTP setstat on an open descriptor: size, owner, times, permissions."""
+    if attrs.size is not None:
+        os.ftruncate(fd, attrs.size)
+    if attrs.uid is not None or attrs.gid is not None:
+        os.fchown(
+            fd, -1 if attrs.uid is None else attrs.uid, -1 if attrs.gid is None else attrs.gid
+        )
+    if attrs.atime is not None or attrs.mtime is not None:
+        st = os.fstat(fd)
+        atime = (
+            st.st_atime_ns if attrs.atime is None else attrs.atime * 10**9 + (attrs.atime_ns or 0)
+        )
+        mtime = (
+            st.st_mtime_ns if attrs.mtime is None else attrs.mtime * 10**9 + (attrs.mtime_ns or 0)
+        )
+        os.utime(fd, ns=(atime, mtime))
+    if attrs.permissions is not None:
+        os.fchmod(fd, attrs.permissions & 0o7777)
