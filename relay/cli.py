@@ -25,10 +25,11 @@ from protocol.allocator import keep_freed_memory
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
 from . import audit
+from .config import RelayConfig
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
-from .server import RelayConfig, RelayServer
+from .server import RelayServer
 from .sqlite_store import DATABASE_NAME, SQLiteStore
 from .store import RelayStore
 from .stores import open_store

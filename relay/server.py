@@ -48,23 +48,16 @@ import asyncio
 import contextlib
 import errno
 import functools
-import http
-import ipaddress
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from time import perf_counter
 from types import TracebackType
 from typing import Any, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import CloseCode
-from websockets.http11 import Request, Response
 
 from protocol import envelope
 from protocol.envelope import ErrorCode, Role
@@ -73,20 +66,19 @@ from protocol.errors import EnvelopeError
 from . import metrics as metrics_module
 from .api import RestApi
 from .cluster import ClusterNode, default_node_url
-from .connectors import Connector
-from .errors import ConfigError, HeaderError, RedisUnavailable
+from .config import RelayConfig
+from .errors import ConfigError, RedisUnavailable
 from .events import EventType
+from .front_door import FrontDoor
 from .http import (
     RelayConnection,
-    bearer_token,
-    error_response,
     send_now,
-    single_header,
 )
+from .live import Endpoint, LiveSession
 from .metrics import Value
-from .outbox import DeliverySettings, Outbox
+from .outbox import Outbox
 from .ratelimit import SlidingWindowLimiter
-from .records import SessionRecord, SessionState
+from .records import SessionState
 from .rendezvous import (
     Action,
     Attach,
@@ -113,93 +105,6 @@ from .tls import ServerTLS, check_pair
 logger = logging.getLogger("relay.server")
 
 _DIRECTIONS = {Role.AGENT: "agent_to_technician", Role.TECHNICIAN: "technician_to_agent"}
-
-
-@dataclass
-class RelayConfig:
-    """Settings of one relay. Durations are seconds; times come from ``clock``.
-
-    ``clock`` is the wall clock (``time.time``) used for expiry, idleness, rate
-    limits and stored times; tests pass a fake one. ``housekeeping_interval`` is
-    how often (in real time) expiry and idleness are checked against ``clock``.
-    """
-
-    #: Directory of the SQLite store (unused with database_url).
-    data_dir: str | Path | None
-    host: str = "127.0.0.1"
-    port: int = 8765
-    nameplate_ttl: float = 600.0
-    idle_timeout: float = 1800.0
-    max_message_size: int = envelope.MAX_RECORD_SIZE + 4096
-    joins_per_ip_per_minute: int = 20
-    claims_per_nameplate: int = 5
-    max_connections: int = 10000
-    allowed_origins: tuple[str, ...] = ()
-    #: Reverse proxies (IP addresses) whose ``X-Forwarded-For`` names the real client.
-    #: Empty: trust none, so a client cannot pick its own address for the rate limits.
-    trusted_proxies: tuple[str, ...] = ()
-    public_url: str | None = None
-    clock: Callable[[], float] = time.time
-    claim_timeout: float = 10.0
-    open_timeout: float = 10.0
-    close_timeout: float = 5.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    housekeeping_interval: float = 1.0
-    #: Seconds a paired session waits for an end whose connection dropped (0: no resume).
-    resume_grace: float = 60.0
-    #: Frames buffered per connection before reading pauses (TCP backpressure).
-    max_queue: int = 4
-    #: Bytes buffered per connection before a send waits for the network.
-    write_limit: int = 64 * 1024
-    #: Help desks that get session events (relay.connectors), through the outbox.
-    connectors: tuple[Connector, ...] = ()
-    #: Pacing of deliveries to the connectors (timeouts, backoff).
-    delivery: DeliverySettings = field(default_factory=DeliverySettings)
-    #: Where customers download the agent, shown on the join page (optional).
-    agent_download_url: str | None = None
-    # --- production settings (issue 7) ---
-    #: PEM certificate (chain) and key: serve wss:// and https:// (relay.tls).
-    tls_cert: str | Path | None = None
-    tls_key: str | Path | None = None
-    #: Bearer token for GET /metrics; None: metrics for direct loopback clients only.
-    metrics_token: str | None = None
-    #: On shutdown, let paired sessions go on for up to this many seconds.
-    drain_timeout: float = 0.0
-    #: PostgreSQL URL for the store; None: SQLite in data_dir.
-    database_url: str | None = None
-    #: Redis URL shared by the nodes of a cluster; None: a single relay.
-    redis_url: str | None = None
-    #: How other nodes reach this one (default: scheme://HOST:PORT, host name if wildcard).
-    node_url: str | None = None
-    cluster_heartbeat_interval: float = 2.0
-    cluster_heartbeat_ttl: float = 6.0
-
-
-@dataclass(eq=False)
-class Endpoint:
-    """One claimed end of a session: a connection with its role."""
-
-    connection: RelayConnection
-    role: Role
-    ip: str
-
-
-@dataclass(eq=False)
-class LiveSession:
-    """A session with at least one end connected. Lives only in memory.
-
-    ``rendezvous`` holds its phase (:mod:`relay.rendezvous`); this holds the
-    connections of its roles and the byte counts.
-    """
-
-    record: SessionRecord
-    rendezvous: Rendezvous
-    ends: dict[Role, Endpoint] = field(default_factory=dict)
-    #: Set once the rendezvous finished the session (read by the forwarding hot path).
-    finished: bool = False
-    #: Bytes forwarded, by the role that sent them.
-    sent: dict[Role, int] = field(default_factory=lambda: {Role.AGENT: 0, Role.TECHNICIAN: 0})
 
 
 class RelayServer:
@@ -275,6 +180,21 @@ class RelayServer:
         )
 
     @property
+    def draining(self) -> bool:
+        """True once a drain started (SIGTERM with a drain period)."""
+        return self._draining
+
+    @property
+    def closing(self) -> bool:
+        """True once close() started."""
+        return self._closing
+
+    @property
+    def connections_open(self) -> int:
+        """WebSocket connections open now (upgraded, not yet closed)."""
+        return len(self._connections)
+
+    @property
     def tls(self) -> ServerTLS | None:
         """The TLS settings when serving wss:// (reload() them to rotate certificates)."""
         return self._tls
@@ -310,7 +230,7 @@ class RelayServer:
                 config.host,
                 config.port,
                 create_connection=RelayConnection,
-                process_request=self._process_request,
+                process_request=FrontDoor(self, self._api).process_request,
                 server_header="puente-relay",
                 compression=None,  # ciphertext does not compress; deflate costs memory
                 max_size=config.max_message_size,
@@ -479,120 +399,6 @@ class RelayServer:
         if live is None:
             return None
         return live.sent[Role.AGENT], live.sent[Role.TECHNICIAN]
-
-    # ------------------------------------------------------------------
-    # HTTP: every request passes here first
-    # ------------------------------------------------------------------
-
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Answer REST requests and refused upgrades; return None to accept an upgrade."""
-        assert isinstance(connection, RelayConnection)  # create_connection guarantees it
-        assert self._api is not None
-        ip = connection.client_ip = _client_ip(connection, request, self.config.trusted_proxies)
-        response: Response | None
-        if connection.request_error is not None:
-            response = _body_refusal(connection.request_error)
-        elif request.path == envelope.WS_PATH:
-            response = self._check_upgrade(connection, request, ip)
-            ip = connection.client_ip  # a node hop names the real client
-            if response is not None:
-                self._count_refusal(response)
-        elif request.path == "/metrics":
-            response = self._serve_metrics(connection, request)
-        elif request.path == "/healthz" and request.method == "GET" and self._draining:
-            response = error_response(
-                http.HTTPStatus.SERVICE_UNAVAILABLE,
-                "draining",
-                "The relay is draining before it stops; send new sessions elsewhere.",
-            )
-        else:
-            response = self._api.handle(request, connection.request_body, ip)
-        path = request.path.partition("?")[0]
-        status = response.status_code if response else "upgrade"
-        logger.info("http %s %s status=%s ip=%s", request.method, path, status, ip)
-        return response
-
-    def _serve_metrics(self, connection: RelayConnection, request: Request) -> Response:
-        """``GET /metrics`` for those :func:`relay.metrics.authorize` lets in."""
-        if request.method != "GET":
-            return error_response(
-                http.HTTPStatus.METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "This route does not accept " + request.method + "; use GET.",
-                (("Allow", "GET"),),
-            )
-        address = connection.remote_address
-        peer = str(address[0]) if address else "unknown"
-        refusal = metrics_module.authorize(
-            request.headers, peer, self.config.trusted_proxies, self.config.metrics_token
-        )
-        return refusal or metrics_module.metrics_response(self.metrics.render())
-
-    def _count_refusal(self, response: Response) -> None:
-        """Count a refused upgrade under the error code its body names."""
-        try:
-            reason = str(json.loads(response.body)["error"])
-        except (ValueError, KeyError, TypeError):
-            reason = str(response.status_code)
-        self.metrics.joins_refused.labels(reason).value += 1
-
-    def _check_upgrade(
-        self, connection: RelayConnection, request: Request, ip: str
-    ) -> Response | None:
-        """Refuse an upgrade with an HTTP error, or authenticate it and return None."""
-        if request.method != "GET":
-            return error_response(
-                http.HTTPStatus.METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Open the session endpoint with a WebSocket (GET) request.",
-                (("Allow", "GET"),),
-            )
-        if connection.request_body:
-            return error_response(
-                http.HTTPStatus.BAD_REQUEST, "bad_request", "A WebSocket upgrade has no body."
-            )
-        try:
-            origin = single_header(request.headers, "Origin")
-            token = bearer_token(request.headers)
-        except HeaderError as exc:
-            return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
-        # Native clients send no Origin; a browser page does, and only listed sites may
-        # open sessions (cross-site WebSocket hijacking).
-        if origin is not None and origin not in self.config.allowed_origins:
-            return error_response(
-                http.HTTPStatus.FORBIDDEN,
-                "forbidden",
-                "Web pages from this origin may not open relay sessions.",
-            )
-        if self._cluster is not None and cluster_hop_headers(request.headers):
-            vouched_ip = self._cluster.verify_hop(request.headers)
-            if vouched_ip is None:
-                return error_response(
-                    http.HTTPStatus.FORBIDDEN, "forbidden", "Refused: not a node of this cluster."
-                )
-            connection.from_node = True
-            connection.client_ip = vouched_ip
-        elif cluster_hop_headers(request.headers):
-            return error_response(
-                http.HTTPStatus.FORBIDDEN, "forbidden", "Refused: this relay is not in a cluster."
-            )
-        if token is not None:
-            connection.technician = self.store.authenticate(token)
-            if connection.technician is None:
-                return error_response(
-                    http.HTTPStatus.UNAUTHORIZED,
-                    "unauthorized",
-                    envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED],
-                    (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
-                )
-        # While draining, upgrades still come in: ends resume here, claims are refused.
-        if self._closing or len(self._connections) >= self.config.max_connections:
-            return error_response(
-                http.HTTPStatus.SERVICE_UNAVAILABLE,
-                "unavailable",
-                "The relay is at capacity or restarting; try again in a moment.",
-            )
-        return None
 
     # ------------------------------------------------------------------
     # WebSocket: one task per connection
@@ -1156,36 +962,6 @@ class RelayServer:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-def cluster_hop_headers(headers: Headers) -> bool:
-    """Whether an upgrade claims to be a hop from another node of a cluster."""
-    return "X-Puente-Node-Secret" in headers
-
-
-def _client_ip(connection: ServerConnection, request: Request, trusted: tuple[str, ...]) -> str:
-    """The client's address: the TCP peer, or what trusted proxies say it is.
-
-    ``X-Forwarded-For`` is read right to left and the first address that is not a
-    trusted proxy wins: hops to the left of it were written by the client and prove nothing.
-    """
-    address = connection.remote_address
-    peer = str(address[0]) if address else "unknown"
-    if peer not in trusted:
-        return peer
-    hops = [
-        hop.strip()
-        for value in request.headers.get_all("X-Forwarded-For")
-        for hop in value.split(",")
-    ]
-    for hop in reversed(hops):
-        if hop in trusted:
-            continue
-        try:
-            return str(ipaddress.ip_address(hop))
-        except ValueError:
-            break
-    return peer
-
-
 #: A text message to send and the connection to send it on.
 _Message = tuple[RelayConnection, str]
 
@@ -1200,20 +976,6 @@ def _client_reason(message: dict[str, Any]) -> str | None:
         return None
     cleaned = "".join(ch for ch in reason if ch.isprintable())[:200]
     return cleaned or None
-
-
-def _body_refusal(status: http.HTTPStatus) -> Response:
-    messages = {
-        http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE: ("too_large", "The request body is over 64 KiB."),
-        http.HTTPStatus.LENGTH_REQUIRED: (
-            "length_required",
-            "Send the body with a Content-Length header, not chunked.",
-        ),
-    }
-    code, message = messages.get(
-        status, ("bad_request", "The request's Content-Length is malformed.")
-    )
-    return error_response(status, code, message)
 
 
 async def _send_all(messages: Sequence[_Message]) -> None:

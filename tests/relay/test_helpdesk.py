@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from relay.config import RelayConfig
 from relay.connectors import (
     DeliveryError,
     RequestTrackerConnector,
@@ -25,7 +26,7 @@ from relay.errors import ConfigError
 from relay.events import EventType
 from relay.outbox import DeliverySettings, Outbox
 from relay.records import SessionState
-from relay.server import RelayConfig, RelayServer
+from relay.server import RelayServer
 from relay.sqlite_store import SQLiteStore
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.relay.test_events import SUMMARY

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from relay.config import RelayConfig
 from relay.openapi import OPENAPI
-from relay.server import RelayConfig, RelayServer
+from relay.server import RelayServer
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.support.timeouts import scaled
 

@@ -21,7 +21,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from protocol import envelope
 from protocol.envelope import Role
 from protocol.errors import ERROR_SENTENCES, ErrorCode
-from relay.server import RelayConfig, RelayServer
+from relay.config import RelayConfig
+from relay.server import RelayServer
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.support.timeouts import scaled
 
