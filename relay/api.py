@@ -83,6 +83,9 @@ _JOIN_PATH = re.compile(r"/join/([1-9][0-9]{2,8})")
 JOIN_PAGE_VIEWS_PER_MINUTE = 30
 
 #: Longest ticket id and ticket URL accepted.
+#: Deepest nesting of arrays and objects a JSON body may have (summaries need about 6).
+MAX_JSON_DEPTH = 32
+
 MAX_TICKET_ID = 200
 MAX_TICKET_URL = 2000
 
@@ -135,6 +138,7 @@ class RestApi:
         *,
         outbox: Outbox,
         agent_download_url: str | None = None,
+        sessions_per_minute: int = 30,
     ) -> None:
         self._store = store
         self._control = control
@@ -144,6 +148,7 @@ class RestApi:
         self._outbox = outbox
         self._agent_download_url = agent_download_url
         self._join_limiter = SlidingWindowLimiter(JOIN_PAGE_VIEWS_PER_MINUTE, 60.0)
+        self._creation_limiter = SlidingWindowLimiter(sessions_per_minute, 60.0)
 
     def handle(self, request: Request, body: bytes, client_ip: str = "unknown") -> Response:
         """Route one request and always return a response (errors included)."""
@@ -255,8 +260,20 @@ class RestApi:
                 or not ticket_url.isprintable()
             ):
                 raise _bad_request("ticket_url must be an http or https link.")
+        now = self._clock()
+        # Counted per technician (one token each), after the body was found valid.
+        if not self._creation_limiter.allow(technician.id, now):
+            wait = self._creation_limiter.retry_after(technician.id, now)
+            self._creation_limiter.prune(now)
+            raise ApiRefusal(
+                http.HTTPStatus.TOO_MANY_REQUESTS,
+                "rate_limited",
+                f"This token created {self._creation_limiter.limit} sessions in the last "
+                f"minute; wait {wait} seconds and try again.",
+                (("Retry-After", str(wait)),),
+            )
         record = self._store.create_session(
-            technician, ticket_id, ticket_url, self._clock(), self._nameplate_ttl
+            technician, ticket_id, ticket_url, now, self._nameplate_ttl
         )
         logger.info(
             "session created session=%s nameplate=%s technician=%s",
@@ -524,10 +541,38 @@ def _json_body(headers: Headers, body: bytes) -> dict[str, Any]:
             "unsupported_media_type",
             "Send the body as JSON with 'Content-Type: application/json'.",
         )
+    if _nesting_depth(body) > MAX_JSON_DEPTH:
+        raise _bad_request(
+            f"The body's JSON is nested more than {MAX_JSON_DEPTH} levels deep; send a "
+            "flatter document."
+        )
     try:
         payload = json.loads(body)
-    except ValueError:
-        raise _bad_request("The body is not valid JSON.") from None
+    except (ValueError, RecursionError):
+        raise _bad_request("The body is not valid JSON; send a JSON object.") from None
     if not isinstance(payload, dict):
         raise _bad_request("The body must be a JSON object.")
     return payload
+
+
+def _nesting_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in ``body`` (brackets inside strings skipped),
+    found without parsing, so that no decoder recursion is ever reached."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest

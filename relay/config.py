@@ -73,3 +73,21 @@ class RelayConfig:
     node_url: str | None = None
     cluster_heartbeat_interval: float = 2.0
     cluster_heartbeat_ttl: float = 6.0
+    # --- limits against abuse (issue 15) ---
+    #: Upgraded connections one client address may hold (None: a tenth of max_connections).
+    max_connections_per_ip: int | None = None
+    #: Connections one address may have open before their HTTP request is complete
+    #: (each is closed after open_timeout anyway); over it, new ones are closed at once.
+    max_half_open_per_ip: int = 64
+    #: Bytes waiting to be sent to one connection past which it is closed: a peer that
+    #: does not read (its pongs included) cannot grow the relay's memory.
+    max_send_buffer: int = 4 * 1024 * 1024
+    #: Sessions one technician token may create in a minute (POST /api/sessions).
+    sessions_per_token_per_minute: int = 30
+
+    @property
+    def connections_per_ip(self) -> int:
+        """The effective per-address share of max_connections."""
+        if self.max_connections_per_ip is not None:
+            return self.max_connections_per_ip
+        return max(1, self.max_connections // 10)

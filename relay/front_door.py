@@ -62,6 +62,7 @@ class FrontDoor:
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer REST requests and refused upgrades; return None to accept an upgrade."""
         assert isinstance(connection, RelayConnection)  # create_connection guarantees it
+        connection.request_complete()
         ip = connection.client_ip = client_ip(connection, request, self.config.trusted_proxies)
         response: Response | None
         if connection.request_error is not None:
@@ -165,6 +166,14 @@ class FrontDoor:
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
                 "unavailable",
                 "The relay is at capacity or restarting; try again in a moment.",
+            )
+        if not connection.take_upgrade_slot(connection.client_ip):
+            return error_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Your address has too many connections to this relay open; close some "
+                "sessions and try again.",
+                (("Retry-After", "10"),),
             )
         return None
 

@@ -46,14 +46,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import functools
 import logging
+import resource
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
@@ -64,6 +66,7 @@ from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError
 
 from . import metrics as metrics_module
+from .admission import AddressLimits
 from .api import RestApi
 from .cluster import ClusterNode, default_node_url
 from .config import RelayConfig
@@ -223,13 +226,21 @@ class RelayServer:
             config.nameplate_ttl,
             outbox=self._outbox,
             agent_download_url=config.agent_download_url,
+            sessions_per_minute=config.sessions_per_token_per_minute,
+        )
+        config = self.config = _fit_open_file_limit(config)
+        limits = AddressLimits(
+            config.max_half_open_per_ip, config.connections_per_ip, config.trusted_proxies
+        )
+        connection_factory = functools.partial(
+            RelayConnection, limits=limits, max_send_buffer=config.max_send_buffer
         )
         try:
             self._server = await serve(
                 self._handle_connection,
                 config.host,
                 config.port,
-                create_connection=RelayConnection,
+                create_connection=cast(type[RelayConnection], connection_factory),
                 process_request=FrontDoor(self, self._api).process_request,
                 server_header="puente-relay",
                 compression=None,  # ciphertext does not compress; deflate costs memory
@@ -960,6 +971,30 @@ class RelayServer:
     async def _drain_tasks(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+#: Descriptors kept free for the store, logs, TLS files and /healthz when connections
+#: are at their cap.
+_RESERVED_FILES = 64
+
+
+def _fit_open_file_limit(config: RelayConfig) -> RelayConfig:
+    """``config`` with max_connections lowered to fit the open-file limit (ulimit -n),
+    so that the relay refuses with 503 before accept() runs out of descriptors."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return config
+    fits = max(1, (soft - _RESERVED_FILES) // 2)  # upgraded ones, and as many half-open
+    if config.max_connections <= fits:
+        return config
+    logger.warning(
+        "max_connections lowered from %d to %d to fit the open-file limit %d; raise "
+        "ulimit -n (LimitNOFILE=) to accept more",
+        config.max_connections,
+        fits,
+        soft,
+    )
+    return dataclasses.replace(config, max_connections=fits)
 
 
 #: A text message to send and the connection to send it on.
