@@ -15,7 +15,7 @@ method  path                          answer
 ======  ============================  ===========================================
 GET     /healthz                      ``{"status": "ok"}`` (no auth)
 GET     /openapi.json                 :data:`relay.openapi.OPENAPI` (no auth)
-GET     /join/{nameplate}             the customer's join page, HTML (no auth,
+GET     /join/{session_id}            the customer's join page, HTML (no auth,
                                       rate-limited per IP; :mod:`relay.joinpage`)
 POST    /api/sessions                 201 + session (body: ticket_id, ticket_url)
 GET     /api/sessions[?ticket_id=T]   ``{"sessions": [...]}``, newest first
@@ -58,6 +58,7 @@ from protocol.identity import parse_revocation_list
 from protocol.summary import MAX_SUMMARY_BYTES, check_summary
 
 from .errors import ApiRefusal, HeaderError
+from .events import join_url
 from .http import bearer_token, error_response, json_response
 from .joinpage import (
     JoinView,
@@ -77,7 +78,7 @@ logger = logging.getLogger("relay.api")
 _SESSION_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})")
 _REVOCATIONS_PATH = re.compile(r"/revocations/([0-9a-f]{64})")
 _SUMMARY_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})/summary")
-_JOIN_PATH = re.compile(r"/join/([1-9][0-9]{2,8})")
+_JOIN_PATH = re.compile(r"/join/([0-9a-f]{32})")
 
 #: Join page views per client IP per minute (the page names a technician and a ticket).
 JOIN_PAGE_VIEWS_PER_MINUTE = 30
@@ -194,10 +195,8 @@ class RestApi:
             organisation_key = match.group(1)
             handlers = {"GET": lambda: self._get_revocations(organisation_key, query)}
         elif match := _JOIN_PATH.fullmatch(path):
-            nameplate = match.group(1)
-            handlers = {
-                "GET": lambda: self._join_page(nameplate, request.headers, query, client_ip)
-            }
+            join_id = match.group(1)
+            handlers = {"GET": lambda: self._join_page(join_id, request.headers, query, client_ip)}
         elif path == "/healthz":
             handlers = {"GET": lambda: _document(query, {"status": "ok"})}
         elif path == "/openapi.json":
@@ -353,7 +352,7 @@ class RestApi:
             raise _not_found("This session has no summary yet.")
         return json_response(http.HTTPStatus.OK, json.loads(stored.summary))
 
-    def _join_page(self, nameplate: str, headers: Headers, query: str, client_ip: str) -> Response:
+    def _join_page(self, session_id: str, headers: Headers, query: str, client_ip: str) -> Response:
         _query_params(query, allowed=())
         now = self._clock()
         if not self._join_limiter.allow(client_ip, now):
@@ -363,7 +362,7 @@ class RestApi:
                 "open the link again.",
             )
             return html_response(http.HTTPStatus.TOO_MANY_REQUESTS, page, (("Retry-After", "60"),))
-        record = self._store.find_by_nameplate(nameplate)
+        record = self._store.get_session(session_id)
         if record is None:
             page = render_problem_page(
                 "No such session",
@@ -474,7 +473,7 @@ class RestApi:
             "end_reason": record.end_reason,
             "bytes_agent_to_tech": bytes_a2t,
             "bytes_tech_to_agent": bytes_t2a,
-            "join_url": f"{self._base_url().rstrip('/')}/join/{record.nameplate}",
+            "join_url": join_url(self._base_url(), record.id),
             **self._summary_fields(record.id),
         }
 

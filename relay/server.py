@@ -71,7 +71,7 @@ from .api import RestApi
 from .cluster import ClusterNode, default_node_url
 from .config import RelayConfig
 from .errors import ConfigError, RedisUnavailable
-from .events import EventType
+from .events import EventType, join_url
 from .front_door import FrontDoor
 from .http import (
     RelayConnection,
@@ -97,6 +97,7 @@ from .rendezvous import (
     RefuseClaim,
     Refused,
     RefuseResume,
+    Reissue,
     Rendezvous,
     Send,
     Suspended,
@@ -584,10 +585,16 @@ class RelayServer:
             return ErrorCode.EXPIRED
         if state is not SessionState.WAITING:
             return ErrorCode.USED
+        live = self._live.get(record.id)
         if role is Role.AGENT:
             if self.store.count_agent_claim(record.id) > self.config.claims_per_nameplate:
+                if live is not None:  # someone else is using the code
+                    self._dispatch(live, Event(Input.CONTESTED, now))
                 return ErrorCode.RATE_LIMITED
-        live = self._live.get(record.id)
+        contested = (
+            role is Role.TECHNICIAN
+            and self.store.agent_claims(record.id) > self.config.claims_per_nameplate
+        )
         if live is None:
             rendezvous = Rendezvous(
                 record.expires_at,
@@ -595,9 +602,12 @@ class RelayServer:
                 idle_timeout=self.config.idle_timeout,
             )
             live = self._live[record.id] = LiveSession(record, rendezvous)
-        actions = live.rendezvous.handle(Event(Input.of(Kind.CLAIM, role), now))
+        claim = Event(Input.of(Kind.CLAIM, role), now, contested=contested)
+        actions = live.rendezvous.handle(claim)
         for action in actions:
             if isinstance(action, RefuseClaim):
+                if role is Role.AGENT and action.code is ErrorCode.ROLE_TAKEN:
+                    self._dispatch(live, Event(Input.CONTESTED, now))
                 return action.code
         sends = self._perform(live, actions, connection, ip)
         return live, live.ends[role], sends
@@ -870,11 +880,39 @@ class RelayServer:
                 end = live.ends.get(action.role)
                 if end is not None:
                     self._farewell(end.connection, action.text)
+            elif isinstance(action, Reissue):
+                self._reissue(live, action.role)
             elif isinstance(action, Finish):
                 self._finish(live, action.state, action.reason, action.notices, action.detail)
             else:  # RefuseClaim, RefuseResume, Forward: answered by their callers
                 raise AssertionError(f"{action} is not performed here")
         return sends
+
+    def _reissue(self, live: LiveSession, role: Role) -> None:
+        """Someone else claimed this code: a new session for the same ticket, whose
+        code goes to ``role``'s end as its last message (the old one is burnt next)."""
+        end = live.ends.get(role)
+        technician = end.connection.technician if end is not None else None
+        if end is None or technician is None:
+            return
+        old = live.record
+        now = self._clock()
+        record = self.store.create_session(
+            technician, old.ticket_id, old.ticket_url, now, self.config.nameplate_ttl
+        )
+        self.outbox.session_created(record)
+        logger.info(
+            "code reissued session=%s nameplate=%s new_session=%s new_nameplate=%s",
+            old.id,
+            old.nameplate,
+            record.id,
+            record.nameplate,
+        )
+        expires_in = max(0, int(record.expires_at - now))
+        link = join_url(self.base_url, record.id)
+        self._farewell(
+            end.connection, envelope.reissued(record.nameplate, record.id, expires_in, link)
+        )
 
     def _finish(
         self,

@@ -280,6 +280,12 @@ class SqlStore(RelayStore):
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def agent_claims(self, session_id: str) -> int:
+        row = self._execute(
+            "SELECT agent_claims FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def mark_paired(self, session_id: str, now: float) -> bool:
         cursor = self._execute(
             "UPDATE sessions SET state = 'paired', paired_at = ? WHERE id = ? AND state = 'waiting'",
