@@ -150,6 +150,7 @@ OPENAPI: dict[str, Any] = {
                     "401": _ERROR,
                     "413": _ERROR,
                     "415": _ERROR,
+                    "429": _ERROR,  # past the sessions per minute of this token (Retry-After)
                 },
             },
             "get": {
