@@ -523,6 +523,13 @@ class Relays:
                     "0",
                     "--max-connections",
                     str(max_connections),
+                    # Every simulated end comes from loopback: lift the per-address caps.
+                    "--max-connections-per-ip",
+                    str(max_connections),
+                    "--max-half-open-per-ip",
+                    str(max_connections),
+                    "--sessions-per-minute",
+                    "100000",
                 ],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,

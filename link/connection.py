@@ -40,6 +40,7 @@ from protocol.resume import resume_verifier
 from protocol.session import Closed, Paired, Resumed, Session
 
 # The link raises these; named here too for callers that import them from this module.
+from .errors import CodeReissued as CodeReissued
 from .errors import LinkError as LinkError
 from .errors import RelayRefused as RelayRefused
 from .errors import RelayUnavailable as RelayUnavailable
@@ -276,6 +277,8 @@ class Link:
                         on_waiting(message)
                 elif kind == "paired":
                     return message
+                elif kind == "reissued":  # someone else claimed the code (technicians only)
+                    raise _reissued(message)
                 elif kind == "error":
                     raise _refusal(message)
                 else:
@@ -608,6 +611,14 @@ async def _next_envelope(ws: ClientConnection, closed_sentence: str) -> dict[str
         return envelope.decode(raw)
     except EnvelopeError as exc:
         raise RelayUnavailable(f"The relay sent something unexpected ({exc}).") from exc
+
+
+def _reissued(message: dict[str, Any]) -> LinkError:
+    """The relay's new code for the same ticket, or why its message is unusable."""
+    try:
+        return CodeReissued(*envelope.parse_reissued(message))
+    except EnvelopeError as exc:
+        return RelayUnavailable(f"The relay sent something unexpected ({exc}).")
 
 
 def _refusal(message: dict[str, Any]) -> RelayRefused:

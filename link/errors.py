@@ -9,7 +9,9 @@ The tree::
      │                        tunnel (link.tunnel)
      ├── RelayUnavailable     the relay could not be reached or dropped us
      ├── RelayRefused         the relay said no (wrong/expired code, token, rate limit);
-     │                        ``code`` is the relay's :class:`protocol.errors.ErrorCode`
+     │    │                   ``code`` is the relay's :class:`protocol.errors.ErrorCode`
+     │    └── CodeReissued    someone else claimed the technician's code; the relay made
+     │                        a new one for the same ticket (``nameplate``, ``session_id``)
      └── SessionLost          the session ended abnormally after pairing; ``kind`` says how
           (protocol errors such as WrongCodeError / IntegrityError are the ``__cause__``)
 
@@ -32,6 +34,17 @@ class RelayRefused(LinkError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class CodeReissued(RelayRefused):
+    """Someone else claimed this code, so the relay burnt it and made a new nameplate
+    for the same ticket: make a new code with it and give that to the customer."""
+
+    def __init__(self, nameplate: str, session_id: str, join_url: str | None) -> None:
+        super().__init__("reissued", "Someone else used this code; give the customer the new one.")
+        self.nameplate = nameplate
+        self.session_id = session_id
+        self.join_url = join_url
 
 
 class SessionLost(LinkError):

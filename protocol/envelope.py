@@ -161,3 +161,35 @@ def parse_verifier(message: dict[str, Any]) -> str:
     ):
         raise EnvelopeError("verifier must be 64 lower-case hex digits")
     return verifier
+
+
+def reissued(nameplate: str, session_id: str, expires_in: int, join_url: str | None) -> str:
+    """Relay → technician: someone else claimed this code; here is a fresh nameplate
+    for the same ticket (the old one is burnt)."""
+    return encode(
+        {
+            "type": "reissued",
+            "nameplate": nameplate,
+            "session_id": session_id,
+            "expires_in": expires_in,
+            "join_url": join_url,
+        }
+    )
+
+
+def parse_reissued(message: dict[str, Any]) -> tuple[str, str, str | None]:
+    """Check a ``reissued`` message; return its nameplate, session id and join link."""
+    nameplate = message.get("nameplate")
+    if (
+        not isinstance(nameplate, str)
+        or not (nameplate.isascii() and nameplate.isdigit())
+        or not 3 <= len(nameplate) <= 9
+    ):
+        raise EnvelopeError("nameplate must be 3 to 9 digits")
+    session_id = message.get("session_id")
+    if not isinstance(session_id, str) or not 1 <= len(session_id) <= 64:
+        raise EnvelopeError("session_id must be a short string")
+    join_url = message.get("join_url")
+    if join_url is not None and (not isinstance(join_url, str) or len(join_url) > 2000):
+        raise EnvelopeError("join_url must be a short string")
+    return nameplate, session_id, join_url

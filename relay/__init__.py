@@ -2,7 +2,8 @@
 
 Run it with ``puente-relay serve`` (:mod:`relay.cli`) or embed it::
 
-    from relay.server import RelayConfig, RelayServer
+    from relay.config import RelayConfig
+    from relay.server import RelayServer
 
     async with RelayServer(RelayConfig(data_dir="/var/lib/puente", port=0)) as relay:
         print(relay.port)

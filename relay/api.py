@@ -15,7 +15,7 @@ method  path                          answer
 ======  ============================  ===========================================
 GET     /healthz                      ``{"status": "ok"}`` (no auth)
 GET     /openapi.json                 :data:`relay.openapi.OPENAPI` (no auth)
-GET     /join/{nameplate}             the customer's join page, HTML (no auth,
+GET     /join/{session_id}            the customer's join page, HTML (no auth,
                                       rate-limited per IP; :mod:`relay.joinpage`)
 POST    /api/sessions                 201 + session (body: ticket_id, ticket_url)
 GET     /api/sessions[?ticket_id=T]   ``{"sessions": [...]}``, newest first
@@ -58,6 +58,7 @@ from protocol.identity import parse_revocation_list
 from protocol.summary import MAX_SUMMARY_BYTES, check_summary
 
 from .errors import ApiRefusal, HeaderError
+from .events import join_url
 from .http import bearer_token, error_response, json_response
 from .joinpage import (
     JoinView,
@@ -77,12 +78,15 @@ logger = logging.getLogger("relay.api")
 _SESSION_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})")
 _REVOCATIONS_PATH = re.compile(r"/revocations/([0-9a-f]{64})")
 _SUMMARY_PATH = re.compile(r"/api/sessions/([0-9a-f]{32})/summary")
-_JOIN_PATH = re.compile(r"/join/([1-9][0-9]{2,8})")
+_JOIN_PATH = re.compile(r"/join/([0-9a-f]{32})")
 
 #: Join page views per client IP per minute (the page names a technician and a ticket).
 JOIN_PAGE_VIEWS_PER_MINUTE = 30
 
 #: Longest ticket id and ticket URL accepted.
+#: Deepest nesting of arrays and objects a JSON body may have (summaries need about 6).
+MAX_JSON_DEPTH = 32
+
 MAX_TICKET_ID = 200
 MAX_TICKET_URL = 2000
 
@@ -135,6 +139,7 @@ class RestApi:
         *,
         outbox: Outbox,
         agent_download_url: str | None = None,
+        sessions_per_minute: int = 30,
     ) -> None:
         self._store = store
         self._control = control
@@ -144,6 +149,7 @@ class RestApi:
         self._outbox = outbox
         self._agent_download_url = agent_download_url
         self._join_limiter = SlidingWindowLimiter(JOIN_PAGE_VIEWS_PER_MINUTE, 60.0)
+        self._creation_limiter = SlidingWindowLimiter(sessions_per_minute, 60.0)
 
     def handle(self, request: Request, body: bytes, client_ip: str = "unknown") -> Response:
         """Route one request and always return a response (errors included)."""
@@ -189,10 +195,8 @@ class RestApi:
             organisation_key = match.group(1)
             handlers = {"GET": lambda: self._get_revocations(organisation_key, query)}
         elif match := _JOIN_PATH.fullmatch(path):
-            nameplate = match.group(1)
-            handlers = {
-                "GET": lambda: self._join_page(nameplate, request.headers, query, client_ip)
-            }
+            join_id = match.group(1)
+            handlers = {"GET": lambda: self._join_page(join_id, request.headers, query, client_ip)}
         elif path == "/healthz":
             handlers = {"GET": lambda: _document(query, {"status": "ok"})}
         elif path == "/openapi.json":
@@ -255,8 +259,20 @@ class RestApi:
                 or not ticket_url.isprintable()
             ):
                 raise _bad_request("ticket_url must be an http or https link.")
+        now = self._clock()
+        # Counted per technician (one token each), after the body was found valid.
+        if not self._creation_limiter.allow(technician.id, now):
+            wait = self._creation_limiter.retry_after(technician.id, now)
+            self._creation_limiter.prune(now)
+            raise ApiRefusal(
+                http.HTTPStatus.TOO_MANY_REQUESTS,
+                "rate_limited",
+                f"This token created {self._creation_limiter.limit} sessions in the last "
+                f"minute; wait {wait} seconds and try again.",
+                (("Retry-After", str(wait)),),
+            )
         record = self._store.create_session(
-            technician, ticket_id, ticket_url, self._clock(), self._nameplate_ttl
+            technician, ticket_id, ticket_url, now, self._nameplate_ttl
         )
         logger.info(
             "session created session=%s nameplate=%s technician=%s",
@@ -336,7 +352,7 @@ class RestApi:
             raise _not_found("This session has no summary yet.")
         return json_response(http.HTTPStatus.OK, json.loads(stored.summary))
 
-    def _join_page(self, nameplate: str, headers: Headers, query: str, client_ip: str) -> Response:
+    def _join_page(self, session_id: str, headers: Headers, query: str, client_ip: str) -> Response:
         _query_params(query, allowed=())
         now = self._clock()
         if not self._join_limiter.allow(client_ip, now):
@@ -346,7 +362,7 @@ class RestApi:
                 "open the link again.",
             )
             return html_response(http.HTTPStatus.TOO_MANY_REQUESTS, page, (("Retry-After", "60"),))
-        record = self._store.find_by_nameplate(nameplate)
+        record = self._store.get_session(session_id)
         if record is None:
             page = render_problem_page(
                 "No such session",
@@ -457,7 +473,7 @@ class RestApi:
             "end_reason": record.end_reason,
             "bytes_agent_to_tech": bytes_a2t,
             "bytes_tech_to_agent": bytes_t2a,
-            "join_url": f"{self._base_url().rstrip('/')}/join/{record.nameplate}",
+            "join_url": join_url(self._base_url(), record.id),
             **self._summary_fields(record.id),
         }
 
@@ -524,10 +540,38 @@ def _json_body(headers: Headers, body: bytes) -> dict[str, Any]:
             "unsupported_media_type",
             "Send the body as JSON with 'Content-Type: application/json'.",
         )
+    if _nesting_depth(body) > MAX_JSON_DEPTH:
+        raise _bad_request(
+            f"The body's JSON is nested more than {MAX_JSON_DEPTH} levels deep; send a "
+            "flatter document."
+        )
     try:
         payload = json.loads(body)
-    except ValueError:
-        raise _bad_request("The body is not valid JSON.") from None
+    except (ValueError, RecursionError):
+        raise _bad_request("The body is not valid JSON; send a JSON object.") from None
     if not isinstance(payload, dict):
         raise _bad_request("The body must be a JSON object.")
     return payload
+
+
+def _nesting_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in ``body`` (brackets inside strings skipped),
+    found without parsing, so that no decoder recursion is ever reached."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest

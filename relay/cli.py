@@ -25,10 +25,11 @@ from protocol.allocator import keep_freed_memory
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
 from . import audit
+from .config import RelayConfig
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
-from .server import RelayConfig, RelayServer
+from .server import RelayServer
 from .sqlite_store import DATABASE_NAME, SQLiteStore
 from .store import RelayStore
 from .stores import open_store
@@ -281,6 +282,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
     )
     option(
+        "--max-connections-per-ip",
+        "PUENTE_MAX_CONNECTIONS_PER_IP",
+        "WebSocket connections one client address may hold (behind a proxy: the forwarded "
+        "address); more are refused with 503, so one address cannot fill the relay",
+        shown="default a tenth of --max-connections",
+        type=_count,
+        metavar="N",
+    )
+    option(
+        "--max-half-open-per-ip",
+        "PUENTE_MAX_HALF_OPEN_PER_IP",
+        "connections one address may have open before their HTTP request is complete "
+        "(each is closed after 10 s); more are closed at once. Trusted proxies are exempt",
+        default="64",
+        type=_count,
+        metavar="N",
+    )
+    option(
+        "--sessions-per-minute",
+        "PUENTE_SESSIONS_PER_MINUTE",
+        "sessions one technician token may create in a minute; more get 429",
+        default="30",
+        type=_count,
+        metavar="N",
+    )
+    option(
         "--node-timeout",
         "PUENTE_NODE_TIMEOUT",
         "with --redis: a node silent for S seconds counts as lost; its waiting sessions "
@@ -500,6 +527,9 @@ def _serve(args: argparse.Namespace) -> int:
         redis_url=args.redis or None,
         node_url=args.node_url or None,
         max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_half_open_per_ip=args.max_half_open_per_ip,
+        sessions_per_token_per_minute=args.sessions_per_minute,
         cluster_heartbeat_ttl=args.node_timeout,
         cluster_heartbeat_interval=args.node_timeout / 3,
         connectors=connectors,

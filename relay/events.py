@@ -112,13 +112,15 @@ def session_view(record: SessionRecord, base_url: str) -> dict[str, Any]:
         "duration_seconds": duration,
         "bytes_agent_to_tech": record.bytes_agent_to_tech,
         "bytes_tech_to_agent": record.bytes_tech_to_agent,
-        "join_url": join_url(base_url, record.nameplate),
+        "join_url": join_url(base_url, record.id),
     }
 
 
-def join_url(base_url: str, nameplate: str) -> str:
-    """The customer's join page for a nameplate."""
-    return f"{base_url.rstrip('/')}/join/{nameplate}"
+def join_url(base_url: str, session_id: str) -> str:
+    """The customer's join page of a session. Its address is the session's random id
+    (122 bits), never the nameplate: the link cannot be guessed, and trying links
+    reveals no live code."""
+    return f"{base_url.rstrip('/')}/join/{session_id}"
 
 
 def summary_digest(summary_json: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import asyncio
 import email.utils
 import http
 import json
+import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,13 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Event
 
+from .admission import AddressLimits
 from .errors import HeaderError
 
 if TYPE_CHECKING:
     from .records import Technician
+
+logger = logging.getLogger("relay.server")
 
 #: Largest request body the REST API reads; a larger one is answered with 413.
 MAX_BODY_SIZE = 64 * 1024
@@ -122,12 +126,30 @@ class RelayConnection(ForwardingConnection, ServerConnection):
       websockets gets a body-less head and :attr:`request_error` holds the HTTP status
       to answer; the body's bytes are dropped.
 
-    ``process_request`` must answer :attr:`request_error` when it is set. Attributes
-    set by ``process_request`` for the connection handler: :attr:`technician`.
+    ``process_request`` must answer :attr:`request_error` when it is set, and call
+    :meth:`request_complete`. Attributes set by ``process_request`` for the connection
+    handler: :attr:`technician`.
+
+    Limits (:mod:`relay.admission`): with ``limits``, a connection from an address that
+    already has too many half-open ones is closed as it arrives; whatever slot it held
+    is given back when it closes. With ``max_send_buffer``, a peer whose unsent bytes
+    (pongs included) pile up past it is closed: it is not reading.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        limits: AddressLimits | None = None,
+        max_send_buffer: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self._limits = limits
+        self._max_send_buffer = max_send_buffer
+        #: The TCP peer counted as half-open until its request is complete.
+        self._half_open_peer: str | None = None
+        #: The client address holding an upgraded-connection slot (relay.front_door).
+        self.upgrade_slot: str | None = None
         #: The request body (empty when there is none).
         self.request_body = b""
         #: HTTP status to answer instead of routing the request, if the body was unreadable.
@@ -145,9 +167,43 @@ class RelayConnection(ForwardingConnection, ServerConnection):
         self._body_size = 0
         self._mode = "head"  # head -> body -> (pass | drop)
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._limits is None:
+            return
+        address = transport.get_extra_info("peername")
+        peer = str(address[0]) if address else "unknown"
+        if self._limits.arrive(peer):
+            self._half_open_peer = peer
+        else:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.request_complete()
+        if self.upgrade_slot is not None and self._limits is not None:
+            self._limits.release_upgrade(self.upgrade_slot)
+            self.upgrade_slot = None
+        super().connection_lost(exc)
+
+    def request_complete(self) -> None:
+        """The request arrived (or the connection closed): it is no longer half-open."""
+        if self._half_open_peer is not None and self._limits is not None:
+            self._limits.request_done(self._half_open_peer)
+        self._half_open_peer = None
+
+    def take_upgrade_slot(self, ip: str) -> bool:
+        """Hold one of ``ip``'s upgraded-connection slots until this connection closes."""
+        if self._limits is None:
+            return True
+        if not self._limits.upgrade(ip):
+            return False
+        self.upgrade_slot = ip
+        return True
+
     def data_received(self, data: bytes) -> None:
         if self._mode == "pass":
             super().data_received(data)
+            self._check_send_buffer()
             return
         if self._mode == "drop":  # the body's leftovers or pipelined bytes: never parsed
             return
@@ -180,6 +236,14 @@ class RelayConnection(ForwardingConnection, ServerConnection):
         self._mode = then
         self._pending = bytearray()
         super().data_received(data)
+        self._check_send_buffer()
+
+    def _check_send_buffer(self) -> None:
+        """Close a peer that lets what the relay sends it (pongs too) pile up unread."""
+        limit = self._max_send_buffer
+        if limit is not None and self.transport.get_write_buffer_size() > limit:
+            logger.info("connection closed: over %d bytes unread ip=%s", limit, self.client_ip)
+            self.transport.abort()
 
 
 def _header_fields(head: bytes) -> dict[str, list[str]]:

@@ -1,4 +1,4 @@
-"""The customer's join page, ``GET /join/{nameplate}``: a small static HTML page. Pure.
+"""The customer's join page, ``GET /join/{session_id}``: a small static HTML page. Pure.
 
 It tells the customer who is waiting for them, for which ticket, how to get the
 agent for their operating system, and the start of their session code. It never

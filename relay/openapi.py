@@ -95,28 +95,29 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "The OpenAPI description of the API."}},
             }
         },
-        "/join/{nameplate}": {
+        "/join/{session_id}": {
             "get": {
                 "summary": "The customer's join page (HTML)",
                 "description": (
                     "Who is waiting, for which ticket, how to get the agent, and the first "
                     "part of the session code. Never the code's secret part: the relay does "
-                    "not know it. Rate-limited per client address."
+                    "not know it. The address is the session's random id (the join_url of "
+                    "a session), never its nameplate. Rate-limited per client address."
                 ),
                 "security": [],
                 "parameters": [
                     {
-                        "name": "nameplate",
+                        "name": "session_id",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string", "pattern": "^[1-9][0-9]{2,8}$"},
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
                     }
                 ],
                 "responses": {
                     "200": _HTML("The page for a waiting session."),
                     "400": _ERROR,
                     "404": {
-                        "description": "No session has this nameplate (a page), or the path "
+                        "description": "No session has this id (a page), or the path "
                         "is not a join link at all (a JSON error).",
                         "content": {
                             "text/html": {"schema": {"type": "string"}},
@@ -149,6 +150,7 @@ OPENAPI: dict[str, Any] = {
                     "401": _ERROR,
                     "413": _ERROR,
                     "415": _ERROR,
+                    "429": _ERROR,  # past the sessions per minute of this token (Retry-After)
                 },
             },
             "get": {

@@ -6,6 +6,7 @@ nameplate space; the caller passes ``now`` from its (injectable) clock.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 
@@ -33,6 +34,13 @@ class SlidingWindowLimiter:
             return False
         events.append(now)
         return True
+
+    def retry_after(self, key: str, now: float) -> int:
+        """Whole seconds until ``key`` may have one more event (at least 1)."""
+        events = self._events.get(key)
+        if not events or len(events) < self.limit:
+            return 1
+        return max(1, math.ceil(events[0] + self.window - now))
 
     def prune(self, now: float) -> None:
         """Forget keys with no event in the last window."""

@@ -14,6 +14,8 @@ order: bad_request / version (malformed), unauthorized (technician without a tok
 rate_limited (agent claims per IP), unknown_nameplate, unauthorized (not the
 session's technician), expired, used (paired, ended or burnt), rate_limited (agent
 claims per nameplate). What is left (role_taken, and everything after) is this table.
+An agent claim refused role_taken or rate_limited (per nameplate) is then fed to the
+session as ``contested``: someone else is using the code.
 
 Phases (who is connected here)::
 
@@ -68,6 +70,15 @@ PAIRED and the three away phases; "all" = the ends connected here::
     any but CLOSED   delete (API)         CLOSED          finish ended; error ended to all
     any but CLOSED   timer, nothing due   (same)          nothing
     EMPTY, CLOSED    anything from an end (same)          nothing: news from ends already gone
+    AGENT_WAITING    contested            (same)          mark contested
+    TECHNICIAN_WAIT- contested            CLOSED          reissue: a new code for the ticket as
+    ING, CLAIMED                                          the technician's last message; finish
+                                                          failed; error used to the agent
+    EMPTY,           claim technician,    CLOSED          attach the technician, then reissue
+    AGENT_WAITING    contested (marked,
+                     or the store counted
+                     too many agent claims)
+    other phases     contested            (same)          nothing (paired: too late to matter)
 
 Closing default: any (phase, input) pair not in the table is refused the documented
 way. A claim: error ``used``. A resume: error ``not_resumable`` (counted against the
@@ -125,6 +136,8 @@ class Kind(enum.Enum):
     DRAIN = "drain"  # the relay is draining before it stops
     SHUTDOWN = "shutdown"  # the relay stops
     DELETE = "delete"  # DELETE /api/sessions/{id} (or a cluster peer ended it)
+    CONTESTED = "contested"  # an agent claim for this code was refused (role_taken, or
+    # rate_limited per nameplate): someone else is using the code
 
 
 class Input(enum.Enum):
@@ -155,6 +168,7 @@ class Input(enum.Enum):
     DRAIN = (Kind.DRAIN, None)
     SHUTDOWN = (Kind.SHUTDOWN, None)
     DELETE = (Kind.DELETE, None)
+    CONTESTED = (Kind.CONTESTED, None)
 
     @property
     def kind(self) -> Kind:
@@ -170,7 +184,14 @@ class Input(enum.Enum):
 
 
 #: Kinds that come from an end (the others come from the relay itself).
-FROM_AN_END = frozenset(Kind) - {Kind.PAIR, Kind.TIMER, Kind.DRAIN, Kind.SHUTDOWN, Kind.DELETE}
+FROM_AN_END = frozenset(Kind) - {
+    Kind.PAIR,
+    Kind.TIMER,
+    Kind.DRAIN,
+    Kind.SHUTDOWN,
+    Kind.DELETE,
+    Kind.CONTESTED,
+}
 
 
 @dataclass(frozen=True)
@@ -190,6 +211,8 @@ class Event:
     resume_id: bytes = b""
     #: resume: False when a technician's token is not the session's technician's.
     authorised: bool = True
+    #: claim: the store counted more agent claims than the per-nameplate limit.
+    contested: bool = False
 
 
 # Actions for the adapter ------------------------------------------------------------
@@ -276,6 +299,14 @@ class Refused:
 
 
 @dataclass(frozen=True)
+class Reissue:
+    """Someone else claimed this code: make a new code for the same ticket and send it
+    to ``role`` (the technician) as its last message. A :class:`Finish` follows."""
+
+    role: Role
+
+
+@dataclass(frozen=True)
 class Finish:
     """End the session once: store ``state`` (None: leave the store as it is) with
     ``reason`` and ``detail``, record the help-desk event, send each end its notice
@@ -289,7 +320,7 @@ class Finish:
 
 Action = (
     Attach | Detach | Forget | Send | RefuseClaim | RefuseResume | Pair | Forward | Suspended
-) | (Refused | Finish)
+) | (Refused | Reissue | Finish)
 
 
 # The table --------------------------------------------------------------------------
@@ -321,6 +352,8 @@ class Do(enum.Enum):
     FINISH_DRAINED = "finish (draining)"
     FINISH_SHUTDOWN = "finish (shutdown)"
     FINISH_DELETED = "finish ended (API)"
+    MARK_CONTESTED = "mark contested"
+    REISSUE = "reissue: new code to the technician; finish failed; error used to the agent"
 
 
 class When(enum.Enum):
@@ -333,6 +366,7 @@ class When(enum.Enum):
     CAN_SUSPEND = "it gave a verifier, grace > 0"
     VERIFIER_MALFORMED = "malformed verifier"
     RESUME_REFUSED = "resume refused"
+    CONTESTED = "someone else claimed the code"
 
 
 @dataclass(frozen=True)
@@ -447,6 +481,24 @@ def _build() -> dict[tuple[Phase, Input], Rules]:
             Rule(Phase.CLOSED, (Do.FINISH_DRAINED,)) if drained else goes_on,
         )
     rule(Phase.CLAIMED, Kind.PAIR, None, Rule(Phase.PAIRED, (Do.PAIR,)))
+    # Squatting: someone else claimed the agent role (or used up its claims). The
+    # technician gets a fresh code at once if here, else when it claims.
+    for phase in LIVE_PHASES:
+        rule(phase, Kind.CONTESTED, None, Rule(phase))
+    rule(Phase.AGENT_WAITING, Kind.CONTESTED, None, Rule(Phase.AGENT_WAITING, (Do.MARK_CONTESTED,)))
+    for phase in (Phase.TECHNICIAN_WAITING, Phase.CLAIMED):
+        rule(phase, Kind.CONTESTED, None, Rule(Phase.CLOSED, (Do.REISSUE,)))
+    for phase, claimed in (
+        (Phase.EMPTY, Phase.TECHNICIAN_WAITING),
+        (Phase.AGENT_WAITING, Phase.CLAIMED),
+    ):
+        rule(
+            phase,
+            Kind.CLAIM,
+            Role.TECHNICIAN,
+            Rule(Phase.CLOSED, (Do.ATTACH, Do.REISSUE), When.CONTESTED),
+            Rule(claimed, (Do.ATTACH, Do.SAY_WAITING)),
+        )
     for phase in WAITING_PHASES:
         rule(
             phase,
@@ -534,6 +586,8 @@ class Rendezvous:
     suspended_at: float | None = None
     #: SHA-256 (hex) of each end's resume id, once it asked to be resumable.
     verifiers: dict[Role, str] = field(default_factory=dict)
+    #: An agent claim was refused while the agent role was held (someone else has it).
+    contested: bool = False
 
     @property
     def paired(self) -> bool:
@@ -579,6 +633,8 @@ class Rendezvous:
             return event.input.role in self.verifiers and self.resume_grace > 0
         if when is When.VERIFIER_MALFORMED:
             return event.verifier is None
+        if when is When.CONTESTED:
+            return self.contested or event.contested
         assert when is When.RESUME_REFUSED
         return self._resume_refusal(event) is not None
 
@@ -724,6 +780,15 @@ class Rendezvous:
         ended = envelope.error(ErrorCode.ENDED)
         self._finish_all(actions, SessionState.ENDED, event.reason, ended)
 
+    def _mark_contested(self, event: Event, actions: list[Action]) -> None:
+        self.contested = True
+
+    def _reissue(self, event: Event, actions: list[Action]) -> None:
+        why = "someone else claimed this code; the technician got a new one"
+        actions.append(Reissue(Role.TECHNICIAN))
+        notices = {Role.AGENT: envelope.error(ErrorCode.USED)}
+        actions.append(Finish(SessionState.FAILED, why, notices))
+
 
 def _role(event: Event) -> Role:
     role = event.input.role
@@ -755,4 +820,6 @@ _PERFORM: dict[Do, Callable[[Rendezvous, Event, list[Action]], None]] = {
     Do.FINISH_DRAINED: Rendezvous._finish_drained,
     Do.FINISH_SHUTDOWN: Rendezvous._finish_shutdown,
     Do.FINISH_DELETED: Rendezvous._finish_deleted,
+    Do.MARK_CONTESTED: Rendezvous._mark_contested,
+    Do.REISSUE: Rendezvous._reissue,
 }

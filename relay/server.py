@@ -46,47 +46,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import functools
-import http
-import ipaddress
-import json
 import logging
+import resource
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import CloseCode
-from websockets.http11 import Request, Response
 
 from protocol import envelope
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError
 
 from . import metrics as metrics_module
+from .admission import AddressLimits
 from .api import RestApi
 from .cluster import ClusterNode, default_node_url
-from .connectors import Connector
-from .errors import ConfigError, HeaderError, RedisUnavailable
-from .events import EventType
+from .config import RelayConfig
+from .errors import ConfigError, RedisUnavailable
+from .events import EventType, join_url
+from .front_door import FrontDoor
 from .http import (
     RelayConnection,
-    bearer_token,
-    error_response,
     send_now,
-    single_header,
 )
+from .live import Endpoint, LiveSession
 from .metrics import Value
-from .outbox import DeliverySettings, Outbox
+from .outbox import Outbox
 from .ratelimit import SlidingWindowLimiter
-from .records import SessionRecord, SessionState
+from .records import SessionState
 from .rendezvous import (
     Action,
     Attach,
@@ -102,6 +97,7 @@ from .rendezvous import (
     RefuseClaim,
     Refused,
     RefuseResume,
+    Reissue,
     Rendezvous,
     Send,
     Suspended,
@@ -113,93 +109,6 @@ from .tls import ServerTLS, check_pair
 logger = logging.getLogger("relay.server")
 
 _DIRECTIONS = {Role.AGENT: "agent_to_technician", Role.TECHNICIAN: "technician_to_agent"}
-
-
-@dataclass
-class RelayConfig:
-    """Settings of one relay. Durations are seconds; times come from ``clock``.
-
-    ``clock`` is the wall clock (``time.time``) used for expiry, idleness, rate
-    limits and stored times; tests pass a fake one. ``housekeeping_interval`` is
-    how often (in real time) expiry and idleness are checked against ``clock``.
-    """
-
-    #: Directory of the SQLite store (unused with database_url).
-    data_dir: str | Path | None
-    host: str = "127.0.0.1"
-    port: int = 8765
-    nameplate_ttl: float = 600.0
-    idle_timeout: float = 1800.0
-    max_message_size: int = envelope.MAX_RECORD_SIZE + 4096
-    joins_per_ip_per_minute: int = 20
-    claims_per_nameplate: int = 5
-    max_connections: int = 10000
-    allowed_origins: tuple[str, ...] = ()
-    #: Reverse proxies (IP addresses) whose ``X-Forwarded-For`` names the real client.
-    #: Empty: trust none, so a client cannot pick its own address for the rate limits.
-    trusted_proxies: tuple[str, ...] = ()
-    public_url: str | None = None
-    clock: Callable[[], float] = time.time
-    claim_timeout: float = 10.0
-    open_timeout: float = 10.0
-    close_timeout: float = 5.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    housekeeping_interval: float = 1.0
-    #: Seconds a paired session waits for an end whose connection dropped (0: no resume).
-    resume_grace: float = 60.0
-    #: Frames buffered per connection before reading pauses (TCP backpressure).
-    max_queue: int = 4
-    #: Bytes buffered per connection before a send waits for the network.
-    write_limit: int = 64 * 1024
-    #: Help desks that get session events (relay.connectors), through the outbox.
-    connectors: tuple[Connector, ...] = ()
-    #: Pacing of deliveries to the connectors (timeouts, backoff).
-    delivery: DeliverySettings = field(default_factory=DeliverySettings)
-    #: Where customers download the agent, shown on the join page (optional).
-    agent_download_url: str | None = None
-    # --- production settings (issue 7) ---
-    #: PEM certificate (chain) and key: serve wss:// and https:// (relay.tls).
-    tls_cert: str | Path | None = None
-    tls_key: str | Path | None = None
-    #: Bearer token for GET /metrics; None: metrics for direct loopback clients only.
-    metrics_token: str | None = None
-    #: On shutdown, let paired sessions go on for up to this many seconds.
-    drain_timeout: float = 0.0
-    #: PostgreSQL URL for the store; None: SQLite in data_dir.
-    database_url: str | None = None
-    #: Redis URL shared by the nodes of a cluster; None: a single relay.
-    redis_url: str | None = None
-    #: How other nodes reach this one (default: scheme://HOST:PORT, host name if wildcard).
-    node_url: str | None = None
-    cluster_heartbeat_interval: float = 2.0
-    cluster_heartbeat_ttl: float = 6.0
-
-
-@dataclass(eq=False)
-class Endpoint:
-    """One claimed end of a session: a connection with its role."""
-
-    connection: RelayConnection
-    role: Role
-    ip: str
-
-
-@dataclass(eq=False)
-class LiveSession:
-    """A session with at least one end connected. Lives only in memory.
-
-    ``rendezvous`` holds its phase (:mod:`relay.rendezvous`); this holds the
-    connections of its roles and the byte counts.
-    """
-
-    record: SessionRecord
-    rendezvous: Rendezvous
-    ends: dict[Role, Endpoint] = field(default_factory=dict)
-    #: Set once the rendezvous finished the session (read by the forwarding hot path).
-    finished: bool = False
-    #: Bytes forwarded, by the role that sent them.
-    sent: dict[Role, int] = field(default_factory=lambda: {Role.AGENT: 0, Role.TECHNICIAN: 0})
 
 
 class RelayServer:
@@ -275,6 +184,21 @@ class RelayServer:
         )
 
     @property
+    def draining(self) -> bool:
+        """True once a drain started (SIGTERM with a drain period)."""
+        return self._draining
+
+    @property
+    def closing(self) -> bool:
+        """True once close() started."""
+        return self._closing
+
+    @property
+    def connections_open(self) -> int:
+        """WebSocket connections open now (upgraded, not yet closed)."""
+        return len(self._connections)
+
+    @property
     def tls(self) -> ServerTLS | None:
         """The TLS settings when serving wss:// (reload() them to rotate certificates)."""
         return self._tls
@@ -303,14 +227,22 @@ class RelayServer:
             config.nameplate_ttl,
             outbox=self._outbox,
             agent_download_url=config.agent_download_url,
+            sessions_per_minute=config.sessions_per_token_per_minute,
+        )
+        config = self.config = _fit_open_file_limit(config)
+        limits = AddressLimits(
+            config.max_half_open_per_ip, config.connections_per_ip, config.trusted_proxies
+        )
+        connection_factory = functools.partial(
+            RelayConnection, limits=limits, max_send_buffer=config.max_send_buffer
         )
         try:
             self._server = await serve(
                 self._handle_connection,
                 config.host,
                 config.port,
-                create_connection=RelayConnection,
-                process_request=self._process_request,
+                create_connection=cast(type[RelayConnection], connection_factory),
+                process_request=FrontDoor(self, self._api).process_request,
                 server_header="puente-relay",
                 compression=None,  # ciphertext does not compress; deflate costs memory
                 max_size=config.max_message_size,
@@ -479,120 +411,6 @@ class RelayServer:
         if live is None:
             return None
         return live.sent[Role.AGENT], live.sent[Role.TECHNICIAN]
-
-    # ------------------------------------------------------------------
-    # HTTP: every request passes here first
-    # ------------------------------------------------------------------
-
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Answer REST requests and refused upgrades; return None to accept an upgrade."""
-        assert isinstance(connection, RelayConnection)  # create_connection guarantees it
-        assert self._api is not None
-        ip = connection.client_ip = _client_ip(connection, request, self.config.trusted_proxies)
-        response: Response | None
-        if connection.request_error is not None:
-            response = _body_refusal(connection.request_error)
-        elif request.path == envelope.WS_PATH:
-            response = self._check_upgrade(connection, request, ip)
-            ip = connection.client_ip  # a node hop names the real client
-            if response is not None:
-                self._count_refusal(response)
-        elif request.path == "/metrics":
-            response = self._serve_metrics(connection, request)
-        elif request.path == "/healthz" and request.method == "GET" and self._draining:
-            response = error_response(
-                http.HTTPStatus.SERVICE_UNAVAILABLE,
-                "draining",
-                "The relay is draining before it stops; send new sessions elsewhere.",
-            )
-        else:
-            response = self._api.handle(request, connection.request_body, ip)
-        path = request.path.partition("?")[0]
-        status = response.status_code if response else "upgrade"
-        logger.info("http %s %s status=%s ip=%s", request.method, path, status, ip)
-        return response
-
-    def _serve_metrics(self, connection: RelayConnection, request: Request) -> Response:
-        """``GET /metrics`` for those :func:`relay.metrics.authorize` lets in."""
-        if request.method != "GET":
-            return error_response(
-                http.HTTPStatus.METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "This route does not accept " + request.method + "; use GET.",
-                (("Allow", "GET"),),
-            )
-        address = connection.remote_address
-        peer = str(address[0]) if address else "unknown"
-        refusal = metrics_module.authorize(
-            request.headers, peer, self.config.trusted_proxies, self.config.metrics_token
-        )
-        return refusal or metrics_module.metrics_response(self.metrics.render())
-
-    def _count_refusal(self, response: Response) -> None:
-        """Count a refused upgrade under the error code its body names."""
-        try:
-            reason = str(json.loads(response.body)["error"])
-        except (ValueError, KeyError, TypeError):
-            reason = str(response.status_code)
-        self.metrics.joins_refused.labels(reason).value += 1
-
-    def _check_upgrade(
-        self, connection: RelayConnection, request: Request, ip: str
-    ) -> Response | None:
-        """Refuse an upgrade with an HTTP error, or authenticate it and return None."""
-        if request.method != "GET":
-            return error_response(
-                http.HTTPStatus.METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Open the session endpoint with a WebSocket (GET) request.",
-                (("Allow", "GET"),),
-            )
-        if connection.request_body:
-            return error_response(
-                http.HTTPStatus.BAD_REQUEST, "bad_request", "A WebSocket upgrade has no body."
-            )
-        try:
-            origin = single_header(request.headers, "Origin")
-            token = bearer_token(request.headers)
-        except HeaderError as exc:
-            return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
-        # Native clients send no Origin; a browser page does, and only listed sites may
-        # open sessions (cross-site WebSocket hijacking).
-        if origin is not None and origin not in self.config.allowed_origins:
-            return error_response(
-                http.HTTPStatus.FORBIDDEN,
-                "forbidden",
-                "Web pages from this origin may not open relay sessions.",
-            )
-        if self._cluster is not None and cluster_hop_headers(request.headers):
-            vouched_ip = self._cluster.verify_hop(request.headers)
-            if vouched_ip is None:
-                return error_response(
-                    http.HTTPStatus.FORBIDDEN, "forbidden", "Refused: not a node of this cluster."
-                )
-            connection.from_node = True
-            connection.client_ip = vouched_ip
-        elif cluster_hop_headers(request.headers):
-            return error_response(
-                http.HTTPStatus.FORBIDDEN, "forbidden", "Refused: this relay is not in a cluster."
-            )
-        if token is not None:
-            connection.technician = self.store.authenticate(token)
-            if connection.technician is None:
-                return error_response(
-                    http.HTTPStatus.UNAUTHORIZED,
-                    "unauthorized",
-                    envelope.ERROR_SENTENCES[ErrorCode.UNAUTHORIZED],
-                    (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
-                )
-        # While draining, upgrades still come in: ends resume here, claims are refused.
-        if self._closing or len(self._connections) >= self.config.max_connections:
-            return error_response(
-                http.HTTPStatus.SERVICE_UNAVAILABLE,
-                "unavailable",
-                "The relay is at capacity or restarting; try again in a moment.",
-            )
-        return None
 
     # ------------------------------------------------------------------
     # WebSocket: one task per connection
@@ -767,10 +585,16 @@ class RelayServer:
             return ErrorCode.EXPIRED
         if state is not SessionState.WAITING:
             return ErrorCode.USED
+        live = self._live.get(record.id)
         if role is Role.AGENT:
             if self.store.count_agent_claim(record.id) > self.config.claims_per_nameplate:
+                if live is not None:  # someone else is using the code
+                    self._dispatch(live, Event(Input.CONTESTED, now))
                 return ErrorCode.RATE_LIMITED
-        live = self._live.get(record.id)
+        contested = (
+            role is Role.TECHNICIAN
+            and self.store.agent_claims(record.id) > self.config.claims_per_nameplate
+        )
         if live is None:
             rendezvous = Rendezvous(
                 record.expires_at,
@@ -778,9 +602,12 @@ class RelayServer:
                 idle_timeout=self.config.idle_timeout,
             )
             live = self._live[record.id] = LiveSession(record, rendezvous)
-        actions = live.rendezvous.handle(Event(Input.of(Kind.CLAIM, role), now))
+        claim = Event(Input.of(Kind.CLAIM, role), now, contested=contested)
+        actions = live.rendezvous.handle(claim)
         for action in actions:
             if isinstance(action, RefuseClaim):
+                if role is Role.AGENT and action.code is ErrorCode.ROLE_TAKEN:
+                    self._dispatch(live, Event(Input.CONTESTED, now))
                 return action.code
         sends = self._perform(live, actions, connection, ip)
         return live, live.ends[role], sends
@@ -1053,11 +880,39 @@ class RelayServer:
                 end = live.ends.get(action.role)
                 if end is not None:
                     self._farewell(end.connection, action.text)
+            elif isinstance(action, Reissue):
+                self._reissue(live, action.role)
             elif isinstance(action, Finish):
                 self._finish(live, action.state, action.reason, action.notices, action.detail)
             else:  # RefuseClaim, RefuseResume, Forward: answered by their callers
                 raise AssertionError(f"{action} is not performed here")
         return sends
+
+    def _reissue(self, live: LiveSession, role: Role) -> None:
+        """Someone else claimed this code: a new session for the same ticket, whose
+        code goes to ``role``'s end as its last message (the old one is burnt next)."""
+        end = live.ends.get(role)
+        technician = end.connection.technician if end is not None else None
+        if end is None or technician is None:
+            return
+        old = live.record
+        now = self._clock()
+        record = self.store.create_session(
+            technician, old.ticket_id, old.ticket_url, now, self.config.nameplate_ttl
+        )
+        self.outbox.session_created(record)
+        logger.info(
+            "code reissued session=%s nameplate=%s new_session=%s new_nameplate=%s",
+            old.id,
+            old.nameplate,
+            record.id,
+            record.nameplate,
+        )
+        expires_in = max(0, int(record.expires_at - now))
+        link = join_url(self.base_url, record.id)
+        self._farewell(
+            end.connection, envelope.reissued(record.nameplate, record.id, expires_in, link)
+        )
 
     def _finish(
         self,
@@ -1156,34 +1011,28 @@ class RelayServer:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-def cluster_hop_headers(headers: Headers) -> bool:
-    """Whether an upgrade claims to be a hop from another node of a cluster."""
-    return "X-Puente-Node-Secret" in headers
+#: Descriptors kept free for the store, logs, TLS files and /healthz when connections
+#: are at their cap.
+_RESERVED_FILES = 64
 
 
-def _client_ip(connection: ServerConnection, request: Request, trusted: tuple[str, ...]) -> str:
-    """The client's address: the TCP peer, or what trusted proxies say it is.
-
-    ``X-Forwarded-For`` is read right to left and the first address that is not a
-    trusted proxy wins: hops to the left of it were written by the client and prove nothing.
-    """
-    address = connection.remote_address
-    peer = str(address[0]) if address else "unknown"
-    if peer not in trusted:
-        return peer
-    hops = [
-        hop.strip()
-        for value in request.headers.get_all("X-Forwarded-For")
-        for hop in value.split(",")
-    ]
-    for hop in reversed(hops):
-        if hop in trusted:
-            continue
-        try:
-            return str(ipaddress.ip_address(hop))
-        except ValueError:
-            break
-    return peer
+def _fit_open_file_limit(config: RelayConfig) -> RelayConfig:
+    """``config`` with max_connections lowered to fit the open-file limit (ulimit -n),
+    so that the relay refuses with 503 before accept() runs out of descriptors."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return config
+    fits = max(1, (soft - _RESERVED_FILES) // 2)  # upgraded ones, and as many half-open
+    if config.max_connections <= fits:
+        return config
+    logger.warning(
+        "max_connections lowered from %d to %d to fit the open-file limit %d; raise "
+        "ulimit -n (LimitNOFILE=) to accept more",
+        config.max_connections,
+        fits,
+        soft,
+    )
+    return dataclasses.replace(config, max_connections=fits)
 
 
 #: A text message to send and the connection to send it on.
@@ -1200,20 +1049,6 @@ def _client_reason(message: dict[str, Any]) -> str | None:
         return None
     cleaned = "".join(ch for ch in reason if ch.isprintable())[:200]
     return cleaned or None
-
-
-def _body_refusal(status: http.HTTPStatus) -> Response:
-    messages = {
-        http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE: ("too_large", "The request body is over 64 KiB."),
-        http.HTTPStatus.LENGTH_REQUIRED: (
-            "length_required",
-            "Send the body with a Content-Length header, not chunked.",
-        ),
-    }
-    code, message = messages.get(
-        status, ("bad_request", "The request's Content-Length is malformed.")
-    )
-    return error_response(status, code, message)
 
 
 async def _send_all(messages: Sequence[_Message]) -> None:

@@ -11,6 +11,7 @@ import abc
 import contextlib
 import hmac
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -279,6 +280,12 @@ class SqlStore(RelayStore):
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def agent_claims(self, session_id: str) -> int:
+        row = self._execute(
+            "SELECT agent_claims FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def mark_paired(self, session_id: str, now: float) -> bool:
         cursor = self._execute(
             "UPDATE sessions SET state = 'paired', paired_at = ? WHERE id = ? AND state = 'waiting'",
@@ -503,10 +510,22 @@ class SQLiteStore(SqlStore):
         directory = Path(data_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: autocommit, with explicit BEGIN IMMEDIATE where a
-            # read and a write must not interleave with another process.
-            self._db = sqlite3.connect(directory / DATABASE_NAME, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            # Owner only: the store holds token hashes, tickets and addresses. The
+            # database and its -wal/-shm files are created with the process umask,
+            # so it is narrowed while they are made and their modes set after.
+            with contextlib.suppress(PermissionError):  # a folder someone else made
+                directory.chmod(0o700)
+            previous = os.umask(0o077)
+            try:
+                # isolation_level=None: autocommit, with explicit BEGIN IMMEDIATE where a
+                # read and a write must not interleave with another process.
+                self._db = sqlite3.connect(directory / DATABASE_NAME, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+            finally:
+                os.umask(previous)
+            for name in (DATABASE_NAME, DATABASE_NAME + "-wal", DATABASE_NAME + "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    (directory / name).chmod(0o600)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")

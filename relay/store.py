@@ -76,6 +76,10 @@ class RelayStore(abc.ABC):
         """Record one more agent claim of this session's nameplate; return the new count."""
 
     @abc.abstractmethod
+    def agent_claims(self, session_id: str) -> int:
+        """How many agent claims of this session's nameplate were counted (0 if none)."""
+
+    @abc.abstractmethod
     def mark_paired(self, session_id: str, now: float) -> bool:
         """Move a waiting session to paired; False if it was not waiting."""
 

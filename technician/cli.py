@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from link.errors import LinkError
+from link.errors import CodeReissued, LinkError
 from link.relay_address import client_ssl_context
 from protocol.allocator import keep_freed_memory
 from protocol.code import SessionCode
@@ -246,16 +246,34 @@ async def open_session(
         wait=args.wait,
     )
     try:
-        session = await TechnicianSession.connect(
-            args.relay,
-            code,
-            args.ticket,
-            token=args.token,
-            technician_name=str(created.get("technician") or "Technician"),
-            ssl=ssl_context,
-            wait_timeout=args.wait,
-            credentials=args.credentials,
-        )
+        while True:
+            try:
+                session = await TechnicianSession.connect(
+                    args.relay,
+                    code,
+                    args.ticket,
+                    token=args.token,
+                    technician_name=str(created.get("technician") or "Technician"),
+                    ssl=ssl_context,
+                    wait_timeout=args.wait,
+                    credentials=args.credentials,
+                )
+                break
+            except CodeReissued as reissued:
+                code = SessionCode.new(reissued.nameplate)
+                created = {
+                    **created,
+                    "session_id": reissued.session_id,
+                    "nameplate": reissued.nameplate,
+                    "join_url": reissued.join_url,
+                }
+                out.event(
+                    "code_reissued",
+                    f"Someone else used this code; give the customer this new one: {code}",
+                    code=str(code),
+                    session_id=reissued.session_id,
+                    join_url=reissued.join_url,
+                )
     except TimeoutError:
         await asyncio.to_thread(_end_quietly, api, created["session_id"])
         return api, created, None

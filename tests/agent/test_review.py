@@ -21,7 +21,8 @@ from link.connection import Link
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.messages import ReplyStatus
-from relay.server import RelayConfig, RelayServer
+from relay.config import RelayConfig
+from relay.server import RelayServer
 from relay.testing import add_technician, create_session
 from technician.client import TechnicianSession
 from tests.support.scripted_ui import ScriptedUI

@@ -75,7 +75,11 @@ def test_join_link_and_rated_summary_reach_the_webhook(tmp_path: Path) -> None:
             assert session["ticket_id"] == "T-42"
             assert session["ticket_url"] == "https://desk.example.com/tickets/42"
             assert session["technician"] == "Ana Technician"
-            assert session["join_url"] == join_line == f"{relay.http_url}/join/{nameplate}"
+            # The link is the session's random id, never the nameplate (issue 15).
+            assert (
+                session["join_url"] == join_line == f"{relay.http_url}/join/{session['session_id']}"
+            )
+            assert f"/join/{nameplate}" not in join_line
             # The join page the help desk got works for the customer, without the secret.
             with urllib.request.urlopen(session["join_url"], timeout=scaled(10)) as page:
                 html = page.read().decode()

@@ -20,7 +20,8 @@ from agent.ui import ConsoleUI
 from link.connection import Link
 from protocol.code import SessionCode
 from protocol.envelope import Role
-from relay.server import RelayConfig, RelayServer
+from relay.config import RelayConfig
+from relay.server import RelayServer
 from relay.testing import add_technician, create_session
 from technician.client import TechnicianSession
 from technician.summary import build_summary

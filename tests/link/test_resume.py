@@ -18,7 +18,7 @@ from link.errors import SessionLost
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.mux import Channel
-from relay.server import RelayConfig
+from relay.config import RelayConfig
 from technician.client import RelayAPI
 from tests.support.proxy import FaultInjectingProxy
 from tests.support.relay import RelayProcess, start_relay

@@ -199,7 +199,7 @@ def test_serve_reads_settings_from_the_environment(tmp_path: Path) -> None:
         token = relay.add_technician()
         status, session = rest(relay, "POST", "/api/sessions", token, {"ticket_id": "T-1"})
         assert status == 201
-        assert session["join_url"] == f"https://relay.example.com/join/{session['nameplate']}"
+        assert session["join_url"] == f"https://relay.example.com/join/{session['session_id']}"
         created = datetime.fromisoformat(session["created_at"])
         expires = datetime.fromisoformat(session["expires_at"])
         assert (expires - created).total_seconds() == 120

@@ -25,7 +25,8 @@ from link.errors import SessionLost
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.mux import Channel
-from relay.server import RelayConfig, RelayServer
+from relay.config import RelayConfig
+from relay.server import RelayServer
 from relay.stores import open_store
 from relay.testing import add_technician, create_session, http_request
 from technician.client import RelayAPI

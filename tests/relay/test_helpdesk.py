@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from relay.config import RelayConfig
 from relay.connectors import (
     DeliveryError,
     RequestTrackerConnector,
@@ -25,7 +26,7 @@ from relay.errors import ConfigError
 from relay.events import EventType
 from relay.outbox import DeliverySettings, Outbox
 from relay.records import SessionState
-from relay.server import RelayConfig, RelayServer
+from relay.server import RelayServer
 from relay.sqlite_store import SQLiteStore
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.relay.test_events import SUMMARY
@@ -119,10 +120,13 @@ def test_join_page_for_waiting_used_and_unknown_codes(tmp_path: Path) -> None:
     async def scenario(relay: RelayServer) -> None:
         token = add_technician(relay, "Ana <b>Technician</b>")
         session = await create_session(relay, token, "<script>alert(1)</script>")
-        nameplate = session["nameplate"]
-        assert session["join_url"] == f"http://127.0.0.1:{relay.port}/join/{nameplate}"
+        nameplate, join_id = session["nameplate"], session["session_id"]
+        # The link is the session's random id, never the nameplate (issue 15).
+        assert session["join_url"] == f"http://127.0.0.1:{relay.port}/join/{join_id}"
+        assert nameplate not in session["join_url"]
+        assert (await http_request(relay, "GET", f"/join/{nameplate}")).status == 404
         page = await http_request(
-            relay, "GET", f"/join/{nameplate}", headers={"User-Agent": "Mozilla/5.0 (X11; Linux)"}
+            relay, "GET", f"/join/{join_id}", headers={"User-Agent": "Mozilla/5.0 (X11; Linux)"}
         )
         assert page.status == 200
         assert page.headers["content-type"] == "text/html; charset=utf-8"
@@ -135,21 +139,22 @@ def test_join_page_for_waiting_used_and_unknown_codes(tmp_path: Path) -> None:
         assert f"ws://127.0.0.1:{relay.port}" in html
         assert "Linux (this computer)" in html
 
-        unknown = "999999999"
+        unknown = "0" * 32
         missing = await http_request(relay, "GET", f"/join/{unknown}")
         assert missing.status == 404 and "No such session" in missing.body.decode()
         await http_request(relay, "DELETE", f"/api/sessions/{session['session_id']}", token=token)
-        gone = await http_request(relay, "GET", f"/join/{nameplate}")
+        gone = await http_request(relay, "GET", f"/join/{join_id}")
         assert gone.status == 410 and "no longer works" in gone.body.decode()
-        assert (await http_request(relay, "POST", f"/join/{nameplate}")).status == 405
-        assert (await http_request(relay, "GET", f"/join/{nameplate}?code=1")).status == 400
+        assert (await http_request(relay, "POST", f"/join/{join_id}")).status == 405
+        assert (await http_request(relay, "GET", f"/join/{join_id}?code=1")).status == 400
 
     run(tmp_path, scenario)
 
 
 def test_join_page_views_are_rate_limited_per_address(tmp_path: Path) -> None:
     async def scenario(relay: RelayServer) -> None:
-        statuses = [(await http_request(relay, "GET", "/join/123456789")).status for _ in range(31)]
+        unknown = "/join/" + "0" * 32
+        statuses = [(await http_request(relay, "GET", unknown)).status for _ in range(31)]
         assert statuses[:30] == [404] * 30
         assert statuses[30] == 429
 
@@ -203,9 +208,7 @@ def test_outbox_retries_with_backoff_until_the_help_desk_acknowledges(tmp_path: 
             assert store.list_deliveries() == []
             [event] = receiver.processed.values()
             assert event["type"] == "session.created"
-            assert (
-                event["session"]["join_url"] == f"https://relay.example.com/join/{record.nameplate}"
-            )
+            assert event["session"]["join_url"] == f"https://relay.example.com/join/{record.id}"
             [delivery] = store.list_deliveries(pending_only=False)
             assert delivery.attempts == 7 and delivery.delivered_at == clock.now
             acks = [e for e in store.audit_entries() if e.type == "delivery.acknowledged"]

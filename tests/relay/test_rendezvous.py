@@ -32,6 +32,7 @@ from relay.rendezvous import (
     RefuseClaim,
     Refused,
     RefuseResume,
+    Reissue,
     Rendezvous,
     Send,
     Suspended,
@@ -101,6 +102,9 @@ def expected(phase: Phase, input_: Input) -> tuple[Phase, list[type[Action]]]:
             return Phase.CLOSED, [Finish]
         if kind is Kind.PAIR and phase is Phase.CLAIMED:
             return Phase.PAIRED, [Pair]
+        # Someone else claimed the code while the technician is here: a new code for it.
+        if kind is Kind.CONTESTED and T in here and phase in UNPAIRED:
+            return Phase.CLOSED, [Reissue, Finish]
         return phase, []
     if phase is Phase.EMPTY:
         return phase, []
@@ -435,3 +439,39 @@ def test_an_api_delete_ends_with_its_reason() -> None:
         {A},
     )
     assert message(finish.notices[A])["code"] == "ended"
+
+
+# Squatting: someone else claimed the code -------------------------------------------------
+
+
+def test_a_refused_agent_claim_marks_a_waiting_agent_session_contested() -> None:
+    rendezvous = at(Phase.AGENT_WAITING)
+    assert rendezvous.handle(event(Input.CONTESTED)) == []
+    assert rendezvous.phase is Phase.AGENT_WAITING and rendezvous.contested
+
+
+@pytest.mark.parametrize("phase", [Phase.EMPTY, Phase.AGENT_WAITING])
+def test_the_technician_claiming_a_contested_code_gets_a_new_one(phase: Phase) -> None:
+    rendezvous = at(phase)
+    rendezvous.contested = True
+    actions = rendezvous.handle(event(Input.CLAIM_TECHNICIAN))
+    assert actions[:2] == [Attach(T), Reissue(T)]
+    finish = actions[2]
+    assert isinstance(finish, Finish) and finish.state is SessionState.FAILED
+    assert "someone else claimed this code" in finish.reason
+    assert message(finish.notices[A])["code"] == ErrorCode.USED
+    assert T not in finish.notices  # the technician's last word is the new code
+    assert rendezvous.phase is Phase.CLOSED
+
+
+def test_too_many_agent_claims_counted_by_the_store_contest_the_code() -> None:
+    rendezvous = at(Phase.EMPTY)
+    actions = rendezvous.handle(event(Input.CLAIM_TECHNICIAN, contested=True))
+    assert [type(action) for action in actions] == [Attach, Reissue, Finish]
+
+
+def test_an_uncontested_technician_claim_waits_as_before() -> None:
+    rendezvous = at(Phase.AGENT_WAITING)
+    actions = rendezvous.handle(event(Input.CLAIM_TECHNICIAN))
+    assert [type(action) for action in actions] == [Attach, Send]
+    assert rendezvous.phase is Phase.CLAIMED

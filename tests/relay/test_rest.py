@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from relay.config import RelayConfig
 from relay.openapi import OPENAPI
-from relay.server import RelayConfig, RelayServer
+from relay.server import RelayServer
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.support.timeouts import scaled
 
@@ -65,7 +66,7 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
             "/healthz",
             "/metrics",
             "/openapi.json",
-            "/join/{nameplate}",
+            "/join/{session_id}",
             "/api/sessions",
             "/api/sessions/{session_id}",
             "/api/sessions/{session_id}/summary",
@@ -205,7 +206,7 @@ def test_create_list_get_delete(tmp_path: Path) -> None:
         assert first["state"] == "waiting"
         assert first["created_at"] == "2027-01-15T08:00:00Z"
         assert first["expires_at"] == "2027-01-15T08:10:00Z"
-        assert first["join_url"] == f"http://127.0.0.1:{relay.port}/join/{first['nameplate']}"
+        assert first["join_url"] == f"http://127.0.0.1:{relay.port}/join/{first['session_id']}"
         assert token not in reply.body.decode()
         token_secret = token.split("_", 2)[2]
         assert token_secret not in reply.body.decode()
@@ -260,7 +261,7 @@ def test_sessions_are_private_to_their_technician(tmp_path: Path) -> None:
 def test_join_url_uses_public_url(tmp_path: Path) -> None:
     async def scenario(relay: RelayServer) -> None:
         session = await create_session(relay, add_technician(relay))
-        assert session["join_url"] == f"https://relay.example.com/join/{session['nameplate']}"
+        assert session["join_url"] == f"https://relay.example.com/join/{session['session_id']}"
 
     run_with_relay(tmp_path, scenario, public_url="https://relay.example.com/")
 

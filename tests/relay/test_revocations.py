@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.errors import TrustSetupError
 from agent.trust import fetch_revocations
 from protocol.identity import OrganisationSecret, issue_revocation_list, key_id
-from relay.server import RelayConfig, RelayServer
+from relay.config import RelayConfig
+from relay.server import RelayServer
 from relay.testing import add_technician, http_request
 from tests.support.timeouts import scaled
 

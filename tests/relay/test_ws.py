@@ -21,7 +21,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from protocol import envelope
 from protocol.envelope import Role
 from protocol.errors import ERROR_SENTENCES, ErrorCode
-from relay.server import RelayConfig, RelayServer
+from relay.config import RelayConfig
+from relay.server import RelayServer
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.support.timeouts import scaled
 
@@ -395,10 +396,19 @@ def test_claim_refusals(tmp_path: Path) -> None:
         async with open_end(relay) as first:
             assert (await claim(first, AGENT, nameplate))["type"] == "waiting"
             assert await refused_claim(relay, AGENT, nameplate) == "role_taken"
+            # Two agents wanted this code: the technician gets a new one (issue 15).
             async with open_end(relay, ana) as tech:
-                assert (await claim(tech, TECH, nameplate))["type"] == "waiting"
+                reissued = await claim(tech, TECH, nameplate)
+                assert reissued["type"] == "reissued" and reissued["nameplate"] != nameplate
+            await expect_error(first, "used")
+        assert await refused_claim(relay, TECH, nameplate, ana) == "used"
+        fresh = reissued["nameplate"]
+        async with open_end(relay) as first:
+            assert (await claim(first, AGENT, fresh))["type"] == "waiting"
+            async with open_end(relay, ana) as tech:
+                assert (await claim(tech, TECH, fresh))["type"] == "waiting"
                 assert (await recv_json(first))["type"] == "paired"
-                assert await refused_claim(relay, TECH, nameplate, ana) == "used"
+                assert await refused_claim(relay, TECH, fresh, ana) == "used"
 
     run_with_relay(tmp_path, scenario)
 

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +66,17 @@ class RelayProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def start_relay(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> RelayProcess:
-    """Start ``python -m relay.cli serve`` on port 0 and wait for its listening line."""
+def start_relay(
+    data_dir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], object] | None = None,
+) -> RelayProcess:
+    """Start ``python -m relay.cli serve`` on port 0 and wait for its listening line.
+
+    ``preexec_fn`` runs in the child before the relay starts (e.g. to lower its
+    resource limits).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir.parent / f"{data_dir.name}.stderr.log", "a")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -87,6 +97,7 @@ def start_relay(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
         stderr=log,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=preexec_fn,
     )
     log.close()  # the child holds its own copy
     assert proc.stdout is not None
