@@ -8,6 +8,7 @@ skip, saying so.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +60,9 @@ def test_join_link_and_summary_become_comments_on_the_rt_ticket(
             str(tmp_path / "diag.json"),
         )
         code = tech.expect(CODE_LINE).group(1)
-        join_url = f"{relay.http_url}/join/{code.split('-')[0]}"
+        # The join link names the session by its unguessable id, never by the nameplate.
+        join_url = tech.expect(r"^Join page for the customer .*: (\S+)$").group(1)
+        assert re.fullmatch(re.escape(f"{relay.http_url}/join/") + "[0-9a-f]{32}", join_url)
         # Polled gently: the standalone RT server answers one request at a time.
         wait_until(lambda: len(rt.comments(ticket)) >= 1, 30, "the join-link comment", 0.5)
         [created] = rt.comments(ticket)
