@@ -37,7 +37,7 @@ from agent.capabilities.base import (
     RequestRefused,
     SessionState,
 )
-from agent.consent import Authorization, ConsentGate
+from agent.consent import Authorization, ConsentGate, TrustedPath
 from agent.errors import ConsentDeclined, ConsentRevoked
 from agent.i18n import t, translated
 from agent.ports import LinkChannelPort, TunnelStreamPort
@@ -85,6 +85,8 @@ class AgentSession:
         #: What the capabilities keep for this session (the SSH service, the screen's
         #: running streams); it goes with the session.
         self.state = SessionState()
+        # Remote control reads whether a question is open from here (the trusted path).
+        self.state.get(TrustedPath, lambda: self.gate.trusted_path)
         self._stream_ports: dict[Channel, TunnelStreamPort] = {}
 
     async def run(self) -> str:
@@ -345,7 +347,7 @@ class AgentSession:
             confirm=confirm,
             release=self.gate.release,
             notify=self.ui.notify,
-            review=getattr(self.ui, "review_outgoing", None),
+            review=self._review_callback(),
         )
         self.audit.write(f"The technician started: {capability.title} ({request.action}).")
         work = asyncio.create_task(capability.handler(call))
@@ -384,6 +386,19 @@ class AgentSession:
         size = len(json.dumps(result, default=str))
         self.audit.write(f"Sent to the technician: {capability.title} result ({size} bytes).")
         await self._reply(request.request_id, ReplyStatus.OK, result=result)
+
+    def _review_callback(self) -> Any:
+        """The UI's review of a result, marked open on the trusted path while shown."""
+        review = getattr(self.ui, "review_outgoing", None)
+        if review is None:
+            return None
+
+        async def reviewed(what: str, result: dict[str, Any]) -> list[tuple[str | int, ...]]:
+            with self.gate.trusted_path.asking():
+                found: list[tuple[str | int, ...]] = await review(what, result)
+                return found
+
+        return reviewed
 
     def _streams(self, capability: Capability) -> TunnelStreamPort | None:
         """The session's port to ``capability``'s stream channel (one per channel)."""
