@@ -50,6 +50,7 @@ from protocol.identity import Certificate
 from protocol.messages import ConsentState, ReplyStatus
 from protocol.mux import Channel
 from protocol.pairing import PROTOCOL_VERSION
+from protocol.safe_text import safe_text
 
 log = logging.getLogger("puente.agent")
 
@@ -526,5 +527,5 @@ def _view(capability: Capability, prompt: ConsentPrompt) -> Capability:
 
 
 def _clean_name(name: str) -> str:
-    """A claimed name fit to show: printable characters only, at most 100."""
-    return "".join(c for c in name if c.isprintable())[:100].strip()
+    """A claimed name fit to show: made inert by safe_text, at most 100 characters."""
+    return safe_text(name, 100).strip()

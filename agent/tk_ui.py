@@ -38,6 +38,8 @@ from agent.review import ReviewItem, outline
 from agent.settings import BakedSettings
 from agent.ui import CommandHandler, SessionInfo
 from protocol.code import InvalidCodeError, SessionCode
+from protocol.messages import rating_comment
+from protocol.safe_text import safe_text
 
 if TYPE_CHECKING:
     import tkinter as tk
@@ -615,8 +617,7 @@ class CustomerWindow:
         viewer.attributes("-topmost", True)
         box = tk.Text(viewer, width=90, height=30, wrap="none", font=("TkFixedFont", 10))
         for number, line in enumerate(text.splitlines(), start=1):
-            shown = "".join(c if c.isprintable() or c == "\t" else "?" for c in line)
-            box.insert("end", f"{number:4d} | {shown}\n")
+            box.insert("end", f"{number:4d} | {safe_text(line, multiline=True)}\n")
         box.configure(state="disabled")
         box.pack(fill="both", expand=True)
         tk.Button(viewer, text=t("tk.close"), command=viewer.destroy).pack(anchor="e", pady=4)
@@ -736,10 +737,7 @@ class CustomerWindow:
 
         def send() -> None:
             if score.get():
-                text = " ".join(
-                    "".join(c if c.isprintable() else " " for c in comment.get()).split()
-                )
-                finish((score.get(), text[:500]))
+                finish((score.get(), rating_comment(comment.get())))
 
         self._button(buttons, t("tk.rating_send"), ALLOW_COLOUR, send).pack(side="left")
         self._button(buttons, t("tk.rating_skip"), DENY_COLOUR, lambda: finish(None)).pack(

@@ -16,7 +16,8 @@ from typing import Protocol, TextIO
 
 from agent.consent import ConsentAsker, ConsentSubject
 from agent.i18n import current, t
-from protocol.messages import MAX_RATING_COMMENT
+from protocol.messages import rating_comment
+from protocol.safe_text import safe_text
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class ConsoleUI:
         lines = text.splitlines()
         self.say(t("document.start", name=name, lines=len(lines)))
         for number, line in enumerate(lines, start=1):
-            self.say(f"{number:4d} | {printable(line)}")
+            self.say(f"{number:4d} | {safe_text(line, multiline=True)}")
         self.say(t("document.end", name=name))
 
     async def ask_choice(
@@ -182,8 +183,7 @@ class ConsoleUI:
         comment = await self._next_answer()
         self.say(t("rating.thanks"))
         # One printable line: the comment lands in the help desk's ticket.
-        cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in comment or "").split())
-        return score, cleaned[:MAX_RATING_COMMENT]
+        return score, rating_comment(comment or "")
 
     async def _next_answer(self) -> str | None:
         """The next line the customer types (None once input is closed)."""
@@ -257,12 +257,3 @@ class ConsoleUI:
         # Queued behind the lines read before it, so a fast typist's last answer counts;
         # run() then answers every question with no.
         self._lines.put_nowait(None)
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters shown as escapes, so a script or a peer's text
-    cannot move the cursor, recolour or rewrite what the customer sees."""
-    return "".join(
-        c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode("ascii")
-        for c in text
-    )
