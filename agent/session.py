@@ -42,7 +42,7 @@ from agent.errors import ConsentDeclined, ConsentRevoked
 from agent.i18n import t, translated
 from agent.ports import LinkChannelPort, TunnelStreamPort
 from agent.trust import AgentTrust, current_platform
-from agent.ui import CustomerUI, SessionInfo
+from agent.ui import CustomerUI, SessionInfo, chat_line
 from link.connection import Link, SessionLost
 from protocol import messages
 from protocol.errors import TrustError, VersionMismatch
@@ -210,7 +210,11 @@ class AgentSession:
                 if entry:
                     entry[1].cancel()
             elif isinstance(message, messages.Chat):
-                self.ui.notify(t("chat.from_technician", text=message.text[:2000]))
+                show_chat = getattr(self.ui, "show_chat", None)
+                if show_chat is not None:
+                    show_chat(message.text)  # framed, inert, the pending question again
+                else:
+                    self.ui.notify(chat_line(message.text))
             elif isinstance(message, messages.Bye):
                 self.ended_by = self.ended_by or "technician"
                 if self._end_reason is None:
@@ -493,7 +497,7 @@ class AgentSession:
             text = text[:2000]
             await self.link.send_control(messages.Chat(text))
             self.audit.write("You sent a chat message to the technician.")
-            self.ui.notify(t("chat.from_you", text=text))
+            self.ui.notify(t("chat.from_you", text=safe_text(text)))
         else:
             self.ui.notify(t("console.unknown", command=command.strip()))
 
