@@ -21,8 +21,8 @@ Rules:
    authorization (``choice``). An answer that fails its check is asked again, up to
    three times; then, or if the customer cancels, it counts as a no.
 8. The answer travels a trusted path (:class:`TrustedPath`): while any question or
-   review is open, and for a moment after it closes, remote input is dropped (not
-   queued, not replayed); only the customer's own mouse or keyboard can answer.
+   review is open, remote input is dropped (not queued, not replayed); only the
+   customer's own mouse or keyboard can answer.
 
 This module is the bottom of the agent's stack: it imports no capability and no UI.
 It names what it asks about (:class:`ConsentSubject`, which every
@@ -47,10 +47,6 @@ if TYPE_CHECKING:
 
 MAX_DECLINES = 3
 
-#: After a question closes, remote input stays dropped this long, so input the
-#: technician sent while it was open (still on its way) is never replayed.
-RESUME_AFTER_S = 0.5
-
 
 class TrustedPath:
     """Whether the customer is being asked something: the one place that says so.
@@ -64,11 +60,9 @@ class TrustedPath:
     Thread-safe.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open = 0
-        self._closed_at = -1e9
         self._generation = 0
         self._windows: set[int] = set()
 
@@ -83,7 +77,6 @@ class TrustedPath:
         finally:
             with self._lock:
                 self._open -= 1
-                self._closed_at = self._clock()
                 self._generation += 1
 
     @property
@@ -100,14 +93,14 @@ class TrustedPath:
     def input_allowed(self, since: int | None = None) -> bool:
         """True when remote input may be injected now.
 
-        False while a question is open, for :data:`RESUME_AFTER_S` after the last one
-        closed, and (with ``since``, a :attr:`generation` read when the input arrived)
-        when a question opened or closed since the input arrived.
+        False while a question is open and (with ``since``, a :attr:`generation` read
+        when the input arrived) when a question opened or closed since then: input
+        that arrived while one was open is never injected after it closed. Remote
+        control reads its channel all the time and drops what arrives while a
+        question is open, so nothing queues up meanwhile.
         """
         with self._lock:
-            if self._open or self._clock() - self._closed_at < RESUME_AFTER_S:
-                return False
-            return since is None or since == self._generation
+            return not self._open and (since is None or since == self._generation)
 
     def add_windows(self, ids: Iterable[int]) -> None:
         """The agent's own windows (X11 window ids): remote input never lands on them."""
