@@ -58,8 +58,9 @@ LandingCheck = Callable[[InputEvent, "tuple[int, int] | None"], bool]
 class X11AgentWindows:
     """Which windows remote input must not reach, asked of the X server (python-xlib).
 
-    ``ids`` are the agent's own windows (Tk's wrapper and inner windows, the
-    terminal of the console); a window counts when it or any ancestor is one of them.
+    ``ids`` are the agent's own windows (Tk's windows, the terminal of the console).
+    Their ancestors up to the root count too (Tk's wrapper, a window manager's frame
+    with its title bar), and so does anything inside any of them.
     """
 
     def __init__(self) -> None:
@@ -67,6 +68,25 @@ class X11AgentWindows:
 
         self._display = xdisplay.Display()
         self._root = self._display.screen().root
+        self._expanded: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+
+    def _with_ancestors(self, ids: Collection[int]) -> frozenset[int]:
+        key = frozenset(ids)
+        if self._expanded[0] != key:
+            found = set(key)
+            for window_id in key:
+                window = self._display.create_resource_object("window", window_id)
+                try:
+                    while True:
+                        parent = window.query_tree().parent
+                        if not parent or parent.id == self._root.id:
+                            break
+                        found.add(parent.id)
+                        window = parent
+                except Exception:  # the window is gone: nothing of it to protect
+                    continue
+            self._expanded = (key, frozenset(found))
+        return self._expanded[1]
 
     @classmethod
     def open(cls) -> X11AgentWindows | None:
@@ -82,6 +102,7 @@ class X11AgentWindows:
         """Whether the window drawn at ``point`` (root coordinates) is one of ``ids``."""
         if not ids:
             return False
+        ids = self._with_ancestors(ids)
         window = self._root
         x, y = point
         while True:
@@ -97,6 +118,7 @@ class X11AgentWindows:
         """Whether the keyboard focus is in one of ``ids`` (or a window inside one)."""
         if not ids:
             return False
+        ids = self._with_ancestors(ids)
         focus = self._display.get_input_focus().focus
         while hasattr(focus, "id") and focus.id != self._root.id:
             if focus.id in ids:
