@@ -277,7 +277,7 @@ class AgentSession:
                 RequestContext(request.action, dict(request.args), self.trust)
             )
         except RequestRefused as exc:
-            self.ui.notify(t("fix.refused", detail=str(exc)))
+            self.ui.notify(t("fix.refused", detail=safe_text(str(exc))))
             self.audit.write(f"Refused before anything ran ({capability.title}): {exc}")
             await self._reply(request.request_id, ReplyStatus.REFUSED, message=str(exc))
             return

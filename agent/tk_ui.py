@@ -558,7 +558,8 @@ class CustomerWindow:
             self.status.configure(text=text)
             return
         self.chat_log.configure(state="normal")
-        self.chat_log.insert("end", text + "\n")
+        # Inert whatever the caller did (chat itself is already one line: chat_line).
+        self.chat_log.insert("end", safe_text(text, 4000, multiline=True) + "\n")
         self.chat_log.see("end")
         self.chat_log.configure(state="disabled")
 

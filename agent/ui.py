@@ -217,11 +217,25 @@ class ConsoleUI:
             return None
         self._answer = asyncio.get_running_loop().create_future()
         self._pending = question
+        if question is not None:
+            self._drop_typed_ahead()
         try:
             return await self._answer
         finally:
             self._answer = None
             self._pending = None
+
+    def _drop_typed_ahead(self) -> None:
+        """Discard what was typed into the terminal before the question was shown (a
+        half-typed ``y`` injected while nothing was asked), so only a line typed after
+        it can answer. POSIX terminals only; a pipe (tests, scripts) keeps its lines."""
+        try:
+            import termios
+
+            if self._in.isatty():
+                termios.tcflush(self._in.fileno(), termios.TCIFLUSH)
+        except (ImportError, OSError, ValueError, AttributeError):
+            pass
 
     def show_chat(self, text: str) -> None:
         """The technician's chat: one framed line (folded with a hanging indent to the
@@ -244,7 +258,9 @@ class ConsoleUI:
         self.say(t("consent.now_allowed", names=active))
 
     def notify(self, text: str) -> None:
-        self.say(text)
+        # Notices quote outside text (a refusal's reason, a fix's output): made inert
+        # here too, whatever the caller did, lines kept.
+        self.say(safe_text(text, 4000, multiline=True))
 
     def session_ended(self, reason: str) -> None:
         self.say("")
