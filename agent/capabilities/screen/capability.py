@@ -458,9 +458,12 @@ class _ControlContext:
             if self.agent_windows is None:
                 return True
             ids = path.windows
-            if point is not None:
-                return not self.agent_windows.over(point, ids)
-            return not self.agent_windows.focused(ids)
+            try:
+                if point is not None:
+                    return not self.agent_windows.over(point, ids)
+                return not self.agent_windows.focused(ids)
+            except Exception:  # the X server cannot say: deny by default, drop it
+                return False
 
         return allow
 
@@ -498,9 +501,9 @@ def _trusted_path(call: CapabilityCall) -> TrustedPath:
 
 async def _control_handler(call: CapabilityCall) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
+    path = _trusted_path(call)
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="puente-control")
     context: _ControlContext | None = None
-    path = _trusted_path(call)
     try:
         context = await loop.run_in_executor(executor, _ControlContext)
         if call.action == "inject":
