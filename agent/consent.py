@@ -20,6 +20,9 @@ Rules:
    folder) asks it right after the yes; the checked answer is stored in the
    authorization (``choice``). An answer that fails its check is asked again, up to
    three times; then, or if the customer cancels, it counts as a no.
+8. The answer travels a trusted path (:class:`TrustedPath`): while any question or
+   review is open, remote input is dropped (not queued, not replayed); only the
+   customer's own mouse or keyboard can answer.
 
 This module is the bottom of the agent's stack: it imports no capability and no UI.
 It names what it asks about (:class:`ConsentSubject`, which every
@@ -31,9 +34,10 @@ capabilities can name :class:`Authorization` without an import loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from agent.errors import ConsentDeclined, ConsentRevoked
@@ -42,6 +46,75 @@ if TYPE_CHECKING:
     from agent.audit import AgentLog
 
 MAX_DECLINES = 3
+
+
+class TrustedPath:
+    """Whether the customer is being asked something: the one place that says so.
+
+    The consent gate owns it and marks every question (:meth:`asking`); the session
+    marks reviews the same way and hands it to the capabilities through their
+    :class:`agent.capabilities.base.SessionState`. Remote control reads it before it
+    injects each event, from its own thread: while :meth:`input_allowed` is False,
+    remote input is dropped. The UIs add the ids of their own windows
+    (:meth:`add_windows`), where remote input must never land at all.
+    Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0
+        self._generation = 0
+        self._windows: set[int] = set()
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        """Mark a question open for the ``with`` block: remote input is dropped."""
+        with self._lock:
+            self._open += 1
+            self._generation += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open -= 1
+                self._generation += 1
+
+    @property
+    def question_open(self) -> bool:
+        with self._lock:
+            return self._open > 0
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever a question opens or closes (input from before is stale)."""
+        with self._lock:
+            return self._generation
+
+    def input_allowed(self, since: int | None = None) -> bool:
+        """True when remote input may be injected now.
+
+        False while a question is open and (with ``since``, a :attr:`generation` read
+        when the input arrived) when a question opened or closed since then: input
+        that arrived while one was open is never injected after it closed. Remote
+        control reads its channel all the time and drops what arrives while a
+        question is open, so nothing queues up meanwhile.
+        """
+        with self._lock:
+            return not self._open and (since is None or since == self._generation)
+
+    def add_windows(self, ids: Iterable[int]) -> None:
+        """The agent's own windows (X11 window ids): remote input never lands on them."""
+        with self._lock:
+            self._windows.update(ids)
+
+    def remove_windows(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            self._windows.difference_update(ids)
+
+    @property
+    def windows(self) -> frozenset[int]:
+        with self._lock:
+            return frozenset(self._windows)
 
 
 class FollowUpQuestion(Protocol):
@@ -139,6 +212,10 @@ class Authorization:
         self._revoked.set()
 
 
+#: Who answered, in the log: remote input is dropped while a question is open, so an
+#: answer can only come from this computer's own mouse or keyboard (or console).
+ANSWERED_HERE = "(Answered at this computer.)"
+
 RevocationCallback = Callable[[str, str], None]
 
 
@@ -153,6 +230,11 @@ class ConsentGate:
         self._declines: dict[str, int] = {}
         self._prompt_lock = asyncio.Lock()
         self._on_revoke: list[RevocationCallback] = []
+        #: Whether a question is open; remote control reads it (see :class:`TrustedPath`).
+        self.trusted_path = TrustedPath()
+        attach = getattr(ui, "attach_trusted_path", None)
+        if attach is not None:
+            attach(self.trusted_path)
 
     def on_revoke(self, callback: RevocationCallback) -> None:
         """Call ``callback(capability, reason)`` whenever a capability is revoked."""
@@ -182,10 +264,11 @@ class ConsentGate:
                 return existing
             choice: str | None = None
             try:
-                allowed = await self._ui.ask_consent(capability, detail)
-                if allowed and capability.choice is not None:
-                    choice = await self._ask_choice(capability)
-                    allowed = choice is not None
+                with self.trusted_path.asking():
+                    allowed = await self._ui.ask_consent(capability, detail)
+                    if allowed and capability.choice is not None:
+                        choice = await self._ask_choice(capability)
+                        allowed = choice is not None
             except (EOFError, OSError):
                 allowed = False
         if not allowed:
@@ -194,7 +277,7 @@ class ConsentGate:
         return self._grant(
             Authorization._mint(capability.name, choice),
             capability,
-            f"You allowed: {capability.title}{suffix}",
+            f"You allowed: {capability.title}{suffix} {ANSWERED_HERE}",
         )
 
     async def _ask_choice(self, capability: ConsentSubject) -> str | None:
@@ -229,7 +312,8 @@ class ConsentGate:
         self._refuse_if_declined_too_often(capability)
         async with self._prompt_lock:  # one question on screen at a time
             try:
-                allowed = await self._ui.ask_consent(capability, detail)
+                with self.trusted_path.asking():
+                    allowed = await self._ui.ask_consent(capability, detail)
             except (EOFError, OSError):
                 allowed = False
         if not allowed:
@@ -238,7 +322,7 @@ class ConsentGate:
         return self._grant(
             Authorization._mint(capability.name),
             capability,
-            f"You allowed (this run only): {capability.title}.",
+            f"You allowed (this run only): {capability.title}. {ANSWERED_HERE}",
         )
 
     def _refuse_if_running(self, capability: ConsentSubject) -> None:

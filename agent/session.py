@@ -37,12 +37,12 @@ from agent.capabilities.base import (
     RequestRefused,
     SessionState,
 )
-from agent.consent import Authorization, ConsentGate
+from agent.consent import Authorization, ConsentGate, TrustedPath
 from agent.errors import ConsentDeclined, ConsentRevoked
 from agent.i18n import t, translated
 from agent.ports import LinkChannelPort, TunnelStreamPort
 from agent.trust import AgentTrust, current_platform
-from agent.ui import CustomerUI, SessionInfo
+from agent.ui import CustomerUI, SessionInfo, chat_line
 from link.connection import Link, SessionLost
 from protocol import messages
 from protocol.errors import TrustError, VersionMismatch
@@ -50,6 +50,7 @@ from protocol.identity import Certificate
 from protocol.messages import ConsentState, ReplyStatus
 from protocol.mux import Channel
 from protocol.pairing import PROTOCOL_VERSION
+from protocol.safe_text import safe_text
 
 log = logging.getLogger("puente.agent")
 
@@ -85,6 +86,8 @@ class AgentSession:
         #: What the capabilities keep for this session (the SSH service, the screen's
         #: running streams); it goes with the session.
         self.state = SessionState()
+        # Remote control reads whether a question is open from here (the trusted path).
+        self.state.get(TrustedPath, lambda: self.gate.trusted_path)
         self._stream_ports: dict[Channel, TunnelStreamPort] = {}
 
     async def run(self) -> str:
@@ -207,7 +210,11 @@ class AgentSession:
                 if entry:
                     entry[1].cancel()
             elif isinstance(message, messages.Chat):
-                self.ui.notify(t("chat.from_technician", text=message.text[:2000]))
+                show_chat = getattr(self.ui, "show_chat", None)
+                if show_chat is not None:
+                    show_chat(message.text)  # framed, inert, the pending question again
+                else:
+                    self.ui.notify(chat_line(message.text))
             elif isinstance(message, messages.Bye):
                 self.ended_by = self.ended_by or "technician"
                 if self._end_reason is None:
@@ -270,7 +277,7 @@ class AgentSession:
                 RequestContext(request.action, dict(request.args), self.trust)
             )
         except RequestRefused as exc:
-            self.ui.notify(t("fix.refused", detail=str(exc)))
+            self.ui.notify(t("fix.refused", detail=safe_text(str(exc))))
             self.audit.write(f"Refused before anything ran ({capability.title}): {exc}")
             await self._reply(request.request_id, ReplyStatus.REFUSED, message=str(exc))
             return
@@ -345,7 +352,7 @@ class AgentSession:
             confirm=confirm,
             release=self.gate.release,
             notify=self.ui.notify,
-            review=getattr(self.ui, "review_outgoing", None),
+            review=self._review_callback(),
         )
         self.audit.write(f"The technician started: {capability.title} ({request.action}).")
         work = asyncio.create_task(capability.handler(call))
@@ -384,6 +391,19 @@ class AgentSession:
         size = len(json.dumps(result, default=str))
         self.audit.write(f"Sent to the technician: {capability.title} result ({size} bytes).")
         await self._reply(request.request_id, ReplyStatus.OK, result=result)
+
+    def _review_callback(self) -> Any:
+        """The UI's review of a result, marked open on the trusted path while shown."""
+        review = getattr(self.ui, "review_outgoing", None)
+        if review is None:
+            return None
+
+        async def reviewed(what: str, result: dict[str, Any]) -> list[tuple[str | int, ...]]:
+            with self.gate.trusted_path.asking():
+                found: list[tuple[str | int, ...]] = await review(what, result)
+                return found
+
+        return reviewed
 
     def _streams(self, capability: Capability) -> TunnelStreamPort | None:
         """The session's port to ``capability``'s stream channel (one per channel)."""
@@ -477,7 +497,7 @@ class AgentSession:
             text = text[:2000]
             await self.link.send_control(messages.Chat(text))
             self.audit.write("You sent a chat message to the technician.")
-            self.ui.notify(t("chat.from_you", text=text))
+            self.ui.notify(t("chat.from_you", text=safe_text(text)))
         else:
             self.ui.notify(t("console.unknown", command=command.strip()))
 
@@ -511,5 +531,5 @@ def _view(capability: Capability, prompt: ConsentPrompt) -> Capability:
 
 
 def _clean_name(name: str) -> str:
-    """A claimed name fit to show: printable characters only, at most 100."""
-    return "".join(c for c in name if c.isprintable())[:100].strip()
+    """A claimed name fit to show: made inert by safe_text, at most 100 characters."""
+    return safe_text(name, 100).strip()

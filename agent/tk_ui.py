@@ -26,23 +26,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent.i18n import CATALOG, current, section_labels, t
 from agent.review import ReviewItem, outline
 from agent.settings import BakedSettings
-from agent.ui import CommandHandler, SessionInfo
+from agent.ui import CommandHandler, SessionInfo, chat_line
 from protocol.code import InvalidCodeError, SessionCode
+from protocol.messages import rating_comment
+from protocol.safe_text import safe_text
 
 if TYPE_CHECKING:
     import tkinter as tk
 
-    from agent.consent import ConsentSubject
+    from agent.consent import ConsentSubject, TrustedPath
 
 PUMP_MS = 30
 
@@ -62,6 +66,12 @@ VERIFIED_COLOUR = "#1b5e20"
 UNVERIFIED_COLOUR = "#e65100"
 BORDER_SHARING = BANNER_COLOUR
 BORDER_IDLE = "#eceff1"
+
+#: A question's buttons take a press only after it has been on screen and focused this
+#: long (browsers do the same for permission prompts): a click aimed at where a button
+#: will appear does nothing. Until then the buttons are disabled and drawn in this colour.
+ARM_DELAY_S = 1.0
+ARMING_COLOUR = "#b0bec5"
 
 #: Capabilities during which the screen is seen (the indicator shows).
 SCREEN_CAPABILITIES = ("screen", "control")
@@ -97,7 +107,7 @@ class TkUI:
         self._window.post(lambda: self._window.show_session(info))
 
     async def ask_consent(self, capability: ConsentSubject, detail: str) -> bool:
-        title = current().capability_title(capability)
+        title = safe_text(current().capability_title(capability), 200)
         description = current().capability_description(capability)
         documents = tuple(getattr(capability, "documents", ()) or ())
         answer: asyncio.Future[bool] = self._loop.create_future()
@@ -132,6 +142,15 @@ class TkUI:
 
     def notify(self, text: str) -> None:
         self._window.post(lambda: self._window.add_message(text))
+
+    def show_chat(self, text: str) -> None:
+        """The technician's chat, one inert framed line in the chat pane."""
+        line = chat_line(text)
+        self._window.post(lambda: self._window.add_message(line))
+
+    def attach_trusted_path(self, path: TrustedPath) -> None:
+        """The window names its own X windows in ``path``: remote input never lands there."""
+        self._window.post(lambda: self._window.attach_trusted_path(path))
 
     def session_ended(self, reason: str) -> None:
         self._window.post(lambda: self._window.show_ended(reason))
@@ -209,6 +228,7 @@ class CustomerWindow:
         self._running = False
         self._snapshot_path = os.environ.get(SNAPSHOT_ENV)
         self._last_snapshot = ""
+        self._trusted_path: TrustedPath | None = None
 
         root.title(t("app.title"))
         font.nametofont("TkDefaultFont").configure(size=11)
@@ -285,6 +305,55 @@ class CustomerWindow:
                 out.write(text)
             os.replace(tmp, self._snapshot_path)
 
+    def attach_trusted_path(self, path: TrustedPath) -> None:
+        self._trusted_path = path
+        self._own_window(self.root)
+        for window in (self._dialog, self._banner):
+            if window is not None:
+                self._own_window(window)
+
+    def _own_window(self, window: Any) -> None:
+        """Name ``window`` (its X window and the wrapper around it) as the agent's own."""
+        if self._trusted_path is None:
+            return
+        window.update_idletasks()
+        ids = {window.winfo_id()}
+        with contextlib.suppress(self.tk.TclError, ValueError):
+            ids.add(int(window.wm_frame(), 16))
+        self._trusted_path.add_windows(ids)
+
+    def _arm(self, dialog: Any, buttons: list[tuple[Any, str]]) -> None:
+        """Enable ``buttons`` (with their colours) once ``dialog`` has been viewable
+        and focused for ARM_DELAY_S; disable them again whenever it loses the focus."""
+        for button, _ in buttons:
+            button.configure(state="disabled", bg=ARMING_COLOUR, activebackground=ARMING_COLOUR)
+        dialog.focus_force()
+        since: list[float | None] = [None]
+
+        def look() -> None:
+            if self._dialog is not dialog or not dialog.winfo_exists():
+                return
+            focused = False
+            with contextlib.suppress(KeyError, self.tk.TclError):
+                focus = dialog.focus_get()
+                focused = focus is not None and str(focus).startswith(str(dialog))
+            if focused and dialog.winfo_viewable():
+                since[0] = since[0] if since[0] is not None else time.monotonic()
+            else:
+                since[0] = None
+            armed = since[0] is not None and time.monotonic() - since[0] >= ARM_DELAY_S
+            for button, colour in buttons:
+                shown = colour if armed else ARMING_COLOUR
+                if button.cget("bg") != shown:
+                    button.configure(
+                        state="normal" if armed else "disabled",
+                        bg=shown,
+                        activebackground=shown,
+                    )
+            dialog.after(100, look)
+
+        dialog.after(100, look)
+
     def title_of(self, name: str) -> str:
         return self._titles.get(name, name)
 
@@ -348,6 +417,14 @@ class CustomerWindow:
 
     def show_session(self, info: SessionInfo) -> None:
         tk = self.tk
+        # What the relay and the technician sent is made inert before it is shown.
+        info = dataclasses.replace(
+            info,
+            technician=safe_text(info.technician, 100),
+            organisation=safe_text(info.organisation, 100),
+            ticket_id=safe_text(info.ticket_id, 200),
+            ticket_url=safe_text(info.ticket_url, 500),
+        )
         self._technician = info.technician
         self.connect_frame.pack_forget()
         frame = self.session_frame = tk.Frame(self.body)
@@ -465,6 +542,7 @@ class CustomerWindow:
             banner.update_idletasks()
             x = max(0, (banner.winfo_screenwidth() - banner.winfo_reqwidth()) // 2)
             banner.geometry(f"+{x}+0")
+            self._own_window(banner)
             self._keep_banner_on_top()
         else:
             self.banner_label.configure(text=text)
@@ -480,7 +558,8 @@ class CustomerWindow:
             self.status.configure(text=text)
             return
         self.chat_log.configure(state="normal")
-        self.chat_log.insert("end", text + "\n")
+        # Inert whatever the caller did (chat itself is already one line: chat_line).
+        self.chat_log.insert("end", safe_text(text, 4000, multiline=True) + "\n")
         self.chat_log.see("end")
         self.chat_log.configure(state="disabled")
 
@@ -509,6 +588,7 @@ class CustomerWindow:
         dialog.protocol("WM_DELETE_WINDOW", lambda: None)  # answer with a button
         # Over the main window, where the customer is looking.
         dialog.geometry(f"+{self.root.winfo_rootx() + 30}+{self.root.winfo_rooty() + 60}")
+        self._own_window(dialog)
         return dialog
 
     def close_dialog(self) -> None:
@@ -535,11 +615,12 @@ class CustomerWindow:
             wraplength=440,
             justify="left",
         ).pack(anchor="w")
-        tk.Label(dialog, text=description, wraplength=440, justify="left").pack(
-            anchor="w", pady=(8, 0)
-        )
+        tk.Label(
+            dialog, text=safe_text(description, multiline=True), wraplength=440, justify="left"
+        ).pack(anchor="w", pady=(8, 0))
         if detail:
-            tk.Label(dialog, text=detail, wraplength=440, justify="left").pack(
+            shown = safe_text(detail, multiline=True)
+            tk.Label(dialog, text=shown, wraplength=440, justify="left").pack(
                 anchor="w", pady=(4, 0)
             )
         tk.Label(
@@ -558,12 +639,11 @@ class CustomerWindow:
             answer(value)
             self.close_dialog()
 
-        self._button(row, t("tk.allow"), ALLOW_COLOUR, lambda: done(True)).pack(
-            side="left", expand=True, fill="x", padx=(0, 6)
-        )
-        self._button(row, t("tk.deny"), DENY_COLOUR, lambda: done(False)).pack(
-            side="left", expand=True, fill="x", padx=(6, 0)
-        )
+        allow = self._button(row, t("tk.allow"), ALLOW_COLOUR, lambda: done(True))
+        allow.pack(side="left", expand=True, fill="x", padx=(0, 6))
+        deny = self._button(row, t("tk.deny"), DENY_COLOUR, lambda: done(False))
+        deny.pack(side="left", expand=True, fill="x", padx=(6, 0))
+        self._arm(dialog, [(allow, ALLOW_COLOUR), (deny, DENY_COLOUR)])
 
     def ask_choice(
         self, title: str, question: str, default: str, answer: Callable[[str | None], None]
@@ -600,12 +680,11 @@ class CustomerWindow:
             answer(value)
             self.close_dialog()
 
-        self._button(buttons, t("tk.ok"), ALLOW_COLOUR, lambda: done(entry.get().strip())).pack(
-            side="left", expand=True, fill="x", padx=(0, 6)
-        )
-        self._button(buttons, t("tk.cancel"), DENY_COLOUR, lambda: done(None)).pack(
-            side="left", expand=True, fill="x", padx=(6, 0)
-        )
+        ok = self._button(buttons, t("tk.ok"), ALLOW_COLOUR, lambda: done(entry.get().strip()))
+        ok.pack(side="left", expand=True, fill="x", padx=(0, 6))
+        cancel = self._button(buttons, t("tk.cancel"), DENY_COLOUR, lambda: done(None))
+        cancel.pack(side="left", expand=True, fill="x", padx=(6, 0))
+        self._arm(dialog, [(ok, ALLOW_COLOUR), (cancel, DENY_COLOUR)])
 
     def _show_document(self, name: str, text: str) -> None:
         """A read-only window with a document (a fix's script), lines numbered."""
@@ -615,8 +694,7 @@ class CustomerWindow:
         viewer.attributes("-topmost", True)
         box = tk.Text(viewer, width=90, height=30, wrap="none", font=("TkFixedFont", 10))
         for number, line in enumerate(text.splitlines(), start=1):
-            shown = "".join(c if c.isprintable() or c == "\t" else "?" for c in line)
-            box.insert("end", f"{number:4d} | {shown}\n")
+            box.insert("end", f"{number:4d} | {safe_text(line, multiline=True)}\n")
         box.configure(state="disabled")
         box.pack(fill="both", expand=True)
         tk.Button(viewer, text=t("tk.close"), command=viewer.destroy).pack(anchor="e", pady=4)
@@ -651,14 +729,15 @@ class CustomerWindow:
             keep = tk.BooleanVar(value=True)
             box = tk.Checkbutton(
                 inner,
-                text=item.label,
+                text=safe_text(item.label, 200),
                 variable=keep,
                 font=("TkDefaultFont", 11, "bold"),
                 anchor="w",
             )
             box.pack(fill="x", anchor="w")
             self.review_checkbuttons[item.path] = box
-            tk.Label(inner, text=item.preview, fg="#455a64", wraplength=520, justify="left").pack(
+            preview = safe_text(item.preview, 500)
+            tk.Label(inner, text=preview, fg="#455a64", wraplength=520, justify="left").pack(
                 anchor="w", padx=(26, 0)
             )
             boxes.append((item.path, keep))
@@ -666,7 +745,7 @@ class CustomerWindow:
                 child_keep = tk.BooleanVar(value=True)
                 child_box = tk.Checkbutton(
                     inner,
-                    text=f"{child.label}: {child.preview}",
+                    text=f"{safe_text(child.label, 200)}: {safe_text(child.preview, 500)}",
                     variable=child_keep,
                     anchor="w",
                     wraplength=500,
@@ -693,12 +772,11 @@ class CustomerWindow:
             answer([item.path for item in items])
             self.close_dialog()
 
-        self._button(row, t("review.send"), ALLOW_COLOUR, send).pack(
-            side="left", expand=True, fill="x", padx=(0, 6)
-        )
-        self._button(row, t("review.send_nothing"), DENY_COLOUR, send_nothing).pack(
-            side="left", expand=True, fill="x", padx=(6, 0)
-        )
+        send_button = self._button(row, t("review.send"), ALLOW_COLOUR, send)
+        send_button.pack(side="left", expand=True, fill="x", padx=(0, 6))
+        nothing = self._button(row, t("review.send_nothing"), DENY_COLOUR, send_nothing)
+        nothing.pack(side="left", expand=True, fill="x", padx=(6, 0))
+        self._arm(dialog, [(send_button, ALLOW_COLOUR), (nothing, DENY_COLOUR)])
 
     def ask_rating(self, answer: Callable[[tuple[int, str] | None], None]) -> None:
         tk = self.tk
@@ -736,10 +814,7 @@ class CustomerWindow:
 
         def send() -> None:
             if score.get():
-                text = " ".join(
-                    "".join(c if c.isprintable() else " " for c in comment.get()).split()
-                )
-                finish((score.get(), text[:500]))
+                finish((score.get(), rating_comment(comment.get())))
 
         self._button(buttons, t("tk.rating_send"), ALLOW_COLOUR, send).pack(side="left")
         self._button(buttons, t("tk.rating_skip"), DENY_COLOUR, lambda: finish(None)).pack(

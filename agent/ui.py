@@ -8,15 +8,17 @@ stdin like a customer at a keyboard). The Tk window implements the same interfac
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
-from agent.consent import ConsentAsker, ConsentSubject
+from agent.consent import ConsentAsker, ConsentSubject, TrustedPath
 from agent.i18n import current, t
-from protocol.messages import MAX_RATING_COMMENT
+from protocol.messages import rating_comment
+from protocol.safe_text import safe_text
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class CustomerUI(ConsentAsker, Protocol):
     the follow-up question of a capability (files: which folder) right after the
     customer allowed it; return the answer, ``""`` for the default, or None to take
     the permission back. A UI without it gets the default answer every time.
+    Optional: ``show_chat(text)`` shows the technician's chat framed on one line (else
+    :func:`chat_line` goes to ``notify``); ``attach_trusted_path(path)`` gets the gate's
+    :class:`agent.consent.TrustedPath`, to name the UI's own windows in it.
     """
 
     def session_started(self, info: SessionInfo) -> None: ...
@@ -72,6 +77,14 @@ class CustomerUI(ConsentAsker, Protocol):
 
 YES = {"y", "yes", "s", "si", "sí", "allow", "permitir"}
 
+#: The most of one chat message the customer is shown (the rest is cut, marked with …).
+CHAT_SHOWN = 1000
+
+
+def chat_line(text: str) -> str:
+    """The technician's chat message as the customer sees it: one inert line, framed."""
+    return t("chat.from_technician", text=safe_text(text, CHAT_SHOWN))
+
 
 class ConsoleUI:
     """Plain-text UI on stdin/stdout. No answer (end of input) counts as no."""
@@ -84,6 +97,15 @@ class ConsoleUI:
         self._granted: list[str] = []
         self._reader_started = False
         self._input_closed = False
+        #: The question waiting for an answer, shown again after any chat line.
+        self._pending: str | None = None
+
+    def attach_trusted_path(self, path: TrustedPath) -> None:
+        """The terminal this console runs in is the agent's own window (X11 terminals
+        name it in ``WINDOWID``): remote keys never land on it while it has the focus."""
+        window = os.environ.get("WINDOWID", "")
+        if window.isdigit():
+            path.add_windows([int(window)])
 
     def say(self, text: str = "") -> None:
         self._out.write(text + "\n")
@@ -92,13 +114,16 @@ class ConsoleUI:
     def session_started(self, info: SessionInfo) -> None:
         self.say("")
         self.say(t("session.started"))
+        name, organisation = safe_text(info.technician, 100), safe_text(info.organisation, 100)
         if info.verified:
-            self.say(t("session.verified", name=info.technician, organisation=info.organisation))
-            self.say("  " + t("session.verified_detail", organisation=info.organisation))
+            self.say(t("session.verified", name=name, organisation=organisation))
+            self.say("  " + t("session.verified_detail", organisation=organisation))
         else:
-            self.say(t("session.unverified", name=info.technician))
+            self.say(t("session.unverified", name=name))
             self.say("  " + t("session.unverified_warning"))
-        ticket = info.ticket_id + (f" ({info.ticket_url})" if info.ticket_url else "")
+        ticket = safe_text(info.ticket_id, 200) + (
+            f" ({safe_text(info.ticket_url, 500)})" if info.ticket_url else ""
+        )
         self.say(t("session.ticket", ticket=ticket))
         self.say(t("session.sas", sas=info.sas))
         self.say(t("session.nothing_yet"))
@@ -107,14 +132,14 @@ class ConsoleUI:
     async def ask_consent(self, capability: ConsentSubject, detail: str) -> bool:
         self._start_reader()
         documents = dict(getattr(capability, "documents", ()) or ())
-        title = current().capability_title(capability)
+        title = safe_text(current().capability_title(capability), 200)
         self.say("")
         self.say(t("consent.asks", title=title))
         for line in current().capability_description(capability).splitlines() or [""]:
-            self.say(f"  {line}")
+            self.say(f"  {safe_text(line)}")
         if detail:
             for line in detail.splitlines():
-                self.say(f"  {line}")
+                self.say(f"  {safe_text(line)}")
         if documents:
             names = t("consent.or").join(documents)
             self.say("  " + t("consent.documents", names=names))
@@ -123,7 +148,7 @@ class ConsoleUI:
             if self._input_closed:
                 self.say(t("consent.nobody", title=title))
                 return False
-            answer = await self._next_answer()
+            answer = await self._next_answer(t("consent.question", title=title))
             word = (answer or "").strip().lower().removeprefix("show ").strip()
             if answer is not None and word in documents:
                 self._show_document(word, documents[word])
@@ -136,7 +161,7 @@ class ConsoleUI:
         lines = text.splitlines()
         self.say(t("document.start", name=name, lines=len(lines)))
         for number, line in enumerate(lines, start=1):
-            self.say(f"{number:4d} | {printable(line)}")
+            self.say(f"{number:4d} | {safe_text(line, multiline=True)}")
         self.say(t("document.end", name=name))
 
     async def ask_choice(
@@ -146,11 +171,12 @@ class ConsoleUI:
         self._start_reader()
         title = current().capability_title(capability)
         question = current().capability_choice(capability, question)
-        self.say(t("choice.question", question=question, default=default))
+        shown = t("choice.question", question=question, default=safe_text(default, 500))
+        self.say(shown)
         if self._input_closed:
             self.say(t("consent.nobody", title=title))
             return None
-        answer = await self._next_answer()
+        answer = await self._next_answer(shown)
         if answer is None:
             self.say(t("consent.declined", title=title))
             return None
@@ -182,18 +208,49 @@ class ConsoleUI:
         comment = await self._next_answer()
         self.say(t("rating.thanks"))
         # One printable line: the comment lands in the help desk's ticket.
-        cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in comment or "").split())
-        return score, cleaned[:MAX_RATING_COMMENT]
+        return score, rating_comment(comment or "")
 
-    async def _next_answer(self) -> str | None:
-        """The next line the customer types (None once input is closed)."""
+    async def _next_answer(self, question: str | None = None) -> str | None:
+        """The next line the customer types (None once input is closed); ``question``
+        is shown again after any chat line that arrives meanwhile."""
         if self._input_closed:
             return None
         self._answer = asyncio.get_running_loop().create_future()
+        self._pending = question
+        if question is not None:
+            self._drop_typed_ahead()
         try:
             return await self._answer
         finally:
             self._answer = None
+            self._pending = None
+
+    def _drop_typed_ahead(self) -> None:
+        """Discard what was typed into the terminal before the question was shown (a
+        half-typed ``y`` injected while nothing was asked), so only a line typed after
+        it can answer. POSIX terminals only; a pipe (tests, scripts) keeps its lines."""
+        try:
+            import termios
+
+            if self._in.isatty():
+                termios.tcflush(self._in.fileno(), termios.TCIFLUSH)
+        except (ImportError, OSError, ValueError, AttributeError):
+            pass
+
+    def show_chat(self, text: str) -> None:
+        """The technician's chat: one framed line (folded with a hanging indent to the
+        terminal's width), then the question still waiting, so the last thing on screen
+        is always the real question."""
+        for row in _fold(chat_line(text), self._width()):
+            self.say(row)
+        if self._pending is not None:
+            self.say(self._pending)
+
+    def _width(self) -> int | None:
+        try:
+            return os.get_terminal_size(self._out.fileno()).columns if self._out.isatty() else None
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def show_active(self, granted: list[str]) -> None:
         self._granted = list(granted)
@@ -201,7 +258,9 @@ class ConsoleUI:
         self.say(t("consent.now_allowed", names=active))
 
     def notify(self, text: str) -> None:
-        self.say(text)
+        # Notices quote outside text (a refusal's reason, a fix's output): made inert
+        # here too, whatever the caller did, lines kept.
+        self.say(safe_text(text, 4000, multiline=True))
 
     def session_ended(self, reason: str) -> None:
         self.say("")
@@ -259,10 +318,16 @@ class ConsoleUI:
         self._lines.put_nowait(None)
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters shown as escapes, so a script or a peer's text
-    cannot move the cursor, recolour or rewrite what the customer sees."""
-    return "".join(
-        c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode("ascii")
-        for c in text
-    )
+def _fold(line: str, width: int | None) -> list[str]:
+    """``line`` cut into rows of ``width``, every row after the first indented, so no
+    part of a chat message starts a row of the terminal as a question would."""
+    if width is None or width < 20 or len(line) <= width:
+        return [line]
+    indent = "    "
+    rows = [line[:width]]
+    rest = line[width:]
+    step = width - len(indent)
+    while rest:
+        rows.append(indent + rest[:step])
+        rest = rest[step:]
+    return rows

@@ -168,7 +168,9 @@ def _manifest_error(message: str) -> MalformedDocument:
     return MalformedDocument(f"Invalid fix manifest: {message}")
 
 
-def _printable(text: str, allow_newlines: bool = False) -> bool:
+def _is_printable_text(text: str, allow_newlines: bool = False) -> bool:
+    """Validator: whether a manifest field is printable (it changes nothing; what is
+    shown goes through protocol.safe_text.safe_text)."""
     if allow_newlines:
         text = text.replace("\n", "")
     return text.isprintable()
@@ -178,7 +180,7 @@ def _string(table: Mapping[str, Any], key: str, limit: int, *, newlines: bool = 
     value = table.get(key)
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise _manifest_error(f"{key} must be text of 1 to {limit} characters.")
-    if not _printable(value, newlines):
+    if not _is_printable_text(value, newlines):
         raise _manifest_error(f"{key} must not contain control characters.")
     return value.strip()
 

@@ -184,6 +184,17 @@ MAX_RATING = 5
 MAX_RATING_COMMENT = 500
 
 
+def rating_comment(typed: str) -> str:
+    """The customer's typed comment as the one line a ticket takes (wire format).
+
+    Not a display sanitiser (that is :func:`protocol.safe_text.safe_text`): this
+    normalises the customer's own input before it leaves, control characters to
+    spaces, runs of spaces collapsed, cut to :data:`MAX_RATING_COMMENT`.
+    """
+    spaced = "".join(ch if ch.isprintable() else " " for ch in typed)
+    return " ".join(spaced.split())[:MAX_RATING_COMMENT]
+
+
 @dataclass(frozen=True)
 class Rating(Message):
     """The customer's satisfaction rating, agent -> technician, at most once per session.

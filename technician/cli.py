@@ -23,11 +23,11 @@ from protocol.allocator import keep_freed_memory
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
+from protocol.safe_text import safe_text
 
 from . import trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
-from .journal import one_line
 from .output import Output, write_private
 from .summary import build_summary
 
@@ -293,12 +293,12 @@ async def upload_summary(
     """Report the rating, then upload the session's summary (retrying briefly)."""
     if session.rating is not None:
         score, comment = session.rating
-        said = f' "{one_line(comment, 500)}"' if comment else ""
+        said = f' "{safe_text(comment, 500)}"' if comment else ""
         out.event(
             "rating",
             f"Customer rating: {score}/5{said}",
             score=score,
-            comment=one_line(comment, 500),
+            comment=safe_text(comment, 500),
         )
     else:
         out.event("rating", "The customer did not rate this session.", score=None)
@@ -421,15 +421,10 @@ LINK_STATES = {
 }
 
 
-def printable(text: str) -> str:
-    """The customer's text made safe for a terminal: no escape sequences, one line."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)[:2000]
-
-
 def watch_session(session: TechnicianSession, out: Output) -> None:
     """Show the customer's chat messages and the link's ups and downs as they happen."""
     session.on_chat = lambda text: out.event(
-        "chat", f"chat: the customer says: {printable(text)}", message=printable(text)
+        "chat", f"chat: the customer says: {safe_text(text)}", message=safe_text(text)
     )
     session.link.on_link_state.append(
         lambda state: out.event("link", LINK_STATES.get(state, f"link: {state}"), state=state)
@@ -496,7 +491,7 @@ async def run_sessions(args: argparse.Namespace, out: Output, ssl_context: Any) 
         return EXIT_OK
     from protocol.summary import summary_lines
 
-    ticket = one_line(args.ticket, 200)
+    ticket = safe_text(args.ticket, 200)
     if not sessions:
         print(f"No sessions of yours for ticket {ticket}.")
         return EXIT_OK
@@ -506,7 +501,7 @@ async def run_sessions(args: argparse.Namespace, out: Output, ssl_context: Any) 
         rating = (summary or {}).get("rating") if isinstance(summary, dict) else None
         rated = f"rating {rating.get('score')}/5" if isinstance(rating, dict) else "no rating"
         head = "  ".join(
-            one_line(part, 100)
+            safe_text(part, 100)
             for part in (
                 item.get("created_at"),
                 item.get("state"),
@@ -523,7 +518,7 @@ async def run_sessions(args: argparse.Namespace, out: Output, ssl_context: Any) 
             except (KeyError, TypeError, AttributeError):
                 lines = ["(the summary could not be read)"]
             for line in lines:
-                print("    " + one_line(line, 400))
+                print("    " + safe_text(line, 400))
     return EXIT_OK
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from link.errors import LinkError
 from protocol.messages import ReplyStatus
+from protocol.safe_text import safe_text
 
 from .client import TechnicianSession
 from .errors import UsageError
@@ -106,7 +107,7 @@ class SessionConsole:
         if self.as_json:
             print(json.dumps({"command": name, "event": event, "line": text, **fields}), flush=True)
         else:
-            print(f"  {event}| {text}", flush=True)
+            print(f"  {event}| {safe_text(text, 4000)}", flush=True)
 
     def emit(self, name: str, result: Result) -> None:
         if self.as_json:
@@ -119,7 +120,7 @@ class SessionConsole:
                 record["data"] = result.data
             print(json.dumps(record), flush=True)
         else:
-            print(f"{result.status} {name}: {result.message}", flush=True)
+            print(f"{result.status} {name}: {safe_text(result.message, 4000)}", flush=True)
 
     async def execute(self, line: str) -> Result | None:
         """Run one command line; return its result (None for a blank line)."""

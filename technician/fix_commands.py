@@ -25,9 +25,9 @@ from typing import Any
 from protocol.errors import FixRequestError
 from protocol.fixbundle import resolve_parameters
 from protocol.messages import ReplyStatus
+from protocol.safe_text import safe_text
 
 from .console import Result, SessionConsole, command, need, reply_result
-from .display import printable
 from .errors import UsageError
 from .fixlib import FixLibrary, FixLibraryError, load_fix_target
 from .outcomes import OutcomeStore
@@ -93,20 +93,20 @@ async def _fix(console: SessionConsole, args: list[str]) -> Result:
         if stream not in ("stdout", "stderr") or not isinstance(line, str):
             return  # anything else from the agent is not shown
         phase = "preview " if progress.get("phase") == "preview" else ""
-        console.stream("fix", f"{phase}{stream}", printable(line), stream=stream)
+        console.stream("fix", f"{phase}{stream}", safe_text(line), stream=stream)
 
     reply = await console.session.request(
         "fixes", action, {"bundle": data, "parameters": params}, on_progress
     )
     _journal_fix(console, action, args[0], reply.status, reply.result or {})
     if reply.status == ReplyStatus.REFUSED:
-        return Result("error", f"refused before anything ran: {printable(reply.message, 600)}")
-    refused = reply_result("fix", reply.status, printable(reply.message, 600))
+        return Result("error", f"refused before anything ran: {safe_text(reply.message, 600)}")
+    refused = reply_result("fix", reply.status, safe_text(reply.message, 600))
     if refused:
         return refused
     result = reply.result or {}
-    fix_id = printable(result.get("fix", args[0]), 64)
-    version = printable(result.get("version", ""), 32)
+    fix_id = safe_text(result.get("fix", args[0]), 64)
+    version = safe_text(result.get("version", ""), 32)
     exit_status = result.get("exit_status")
     if not isinstance(exit_status, int) or isinstance(exit_status, bool):
         exit_status = None
@@ -157,8 +157,8 @@ def _journal_fix(
             ReplyStatus.REFUSED: "refused",
         }
         outcome = outcomes.get(status, "failed")
-    fix_id = printable(result.get("fix") or Path(target).name, 64)
-    version = printable(result.get("version", ""), 32)
+    fix_id = safe_text(result.get("fix") or Path(target).name, 64)
+    version = safe_text(result.get("version", ""), 32)
     title = f"{fix_id} {version}".strip() + (" (undo)" if action == "undo" else "")
     console.session.journal.fix_run(time.time(), fix_id, title, outcome, exit_status)
 
@@ -226,7 +226,7 @@ async def _triage(console: SessionConsole, args: list[str]) -> Result:
             return Result("error", f"{args[0]} is not diagnostics JSON (not an object)")
     else:
         reply = await console.session.request("diagnostics", "collect", {"sample_seconds": 0.5})
-        refused = reply_result("diagnostics", reply.status, printable(reply.message, 600))
+        refused = reply_result("diagnostics", reply.status, safe_text(reply.message, 600))
         if refused:
             return refused
         reference_time = time.time()

@@ -4,8 +4,8 @@
 findings, fixes run and files moved; :func:`technician.summary.build_summary` turns it
 (with the session's consents and rating) into the summary the relay stores.
 
-What the agent reported is hostile: every string is cut by :func:`one_line` to one
-printable line of bounded length, and lists to the schema's limits, so a malicious
+What the agent reported is hostile: every string goes through
+:func:`protocol.safe_text.safe_text` (one inert line of bounded length), and lists to the schema's limits, so a malicious
 agent can neither smuggle terminal escapes into a technician's screen or a ticket nor
 make the upload fail. Only digests go in: never the diagnostics themselves.
 """
@@ -17,16 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from protocol.diagnostics_facts import summarize
-
-
-def one_line(text: object, limit: int) -> str:
-    """``text`` as one printable line of at most ``limit`` characters.
-
-    Control characters (terminal escapes included) become spaces; runs of spaces
-    collapse. Safe to print in a terminal or put in a ticket.
-    """
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    return " ".join(cleaned.split())[:limit]
+from protocol.safe_text import safe_text
 
 
 def iso(seconds: float) -> str:
@@ -45,7 +36,7 @@ class SessionJournal:
 
     def diagnostics_collected(self, at: float, result: dict[str, Any]) -> None:
         """Keep the digest of diagnostics the agent returned (the latest collection wins)."""
-        facts = [one_line(fact, 300) for fact in summarize(result)]
+        facts = [safe_text(fact, 300) for fact in summarize(result)]
         self.diagnostics = {"collected_at": iso(at), "facts": [f for f in facts if f][:50]}
 
     def triaged(self, findings: list[tuple[str, str]]) -> None:
@@ -53,9 +44,9 @@ class SessionJournal:
         the latest triage says what is still wrong)."""
         self.findings = []
         for title, detail in findings[:50]:
-            entry = {"title": one_line(title, 200) or "finding"}
+            entry = {"title": safe_text(title, 200) or "finding"}
             if detail:
-                entry["detail"] = one_line(detail, 1000)
+                entry["detail"] = safe_text(detail, 1000)
             self.findings.append(entry)
 
     def fix_run(
@@ -64,8 +55,8 @@ class SessionJournal:
         """Note a fix run: ``status`` is succeeded, failed, declined, stopped or refused."""
         self.fixes.append(
             {
-                "fix_id": one_line(fix_id, 100) or "unknown",
-                "title": one_line(title, 200),
+                "fix_id": safe_text(fix_id, 100) or "unknown",
+                "title": safe_text(title, 200),
                 "status": status,
                 "exit_code": exit_code,
                 "at": iso(at),
@@ -79,7 +70,7 @@ class SessionJournal:
         self.files.append(
             {
                 "direction": direction,
-                "name": one_line(name, 255) or "unnamed",
+                "name": safe_text(name, 255) or "unnamed",
                 "size": max(0, int(size)),
                 "sha256": sha256,
                 "at": iso(at),

@@ -12,9 +12,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from protocol.safe_text import safe_text
+
+#: Human lines may be long (a summary); they are still made inert, never cut short.
+SHOWN_LIMIT = 100_000
+
 
 class Output:
-    """Human lines on stdout, or one JSON object per line with --json."""
+    """Human lines on stdout, or one JSON object per line with --json.
+
+    Human lines carry what the agent and the relay said, so they go through safe_text
+    (lines kept); JSON escapes control characters itself.
+    """
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
@@ -23,12 +32,12 @@ class Output:
         if self.as_json:
             print(json.dumps({"event": name, **fields}), flush=True)
         else:
-            print(text, flush=True)
+            print(safe_text(text, SHOWN_LIMIT, multiline=True), flush=True)
 
     def error(self, text: str, **fields: Any) -> None:
         if self.as_json:
             print(json.dumps({"event": "error", "message": text, **fields}), flush=True)
-        print(text, file=sys.stderr, flush=True)
+        print(safe_text(text, SHOWN_LIMIT, multiline=True), file=sys.stderr, flush=True)
 
 
 def write_private(path: Path, text: str) -> None:

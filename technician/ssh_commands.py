@@ -38,6 +38,7 @@ import asyncssh
 from link.errors import LinkError, SessionLost
 from link.tunnel import Tunnel, TunnelConnector
 from protocol.messages import ReplyStatus
+from protocol.safe_text import safe_text
 from protocol.streams import HOST_KEY_PROOF_LABEL, PART_SUFFIX, SSH_MAX_PACKET
 
 from .client import TechnicianSession
@@ -253,9 +254,9 @@ def access_for(console: SessionConsole) -> SSHAccess:
     return access
 
 
-def printable(text: str) -> str:
-    """Text from the agent made safe for a terminal: control characters escaped."""
-    return "".join(ch if ch.isprintable() or ch in "\n\t" else f"\\x{ord(ch):02x}" for ch in text)
+def shown_output(text: str) -> str:
+    """Output from the agent as safe_text shows it: lines and tabs kept, never cut."""
+    return safe_text(text, 10 * len(text) + 1, multiline=True)
 
 
 # shell ------------------------------------------------------------------------------
@@ -314,9 +315,9 @@ async def _run_command(
             return refusal
     if not console.as_json:
         if out:
-            sys.stdout.write(printable(out) + ("" if out.endswith("\n") else "\n"))
+            sys.stdout.write(shown_output(out) + ("" if out.endswith("\n") else "\n"))
         if err:
-            sys.stderr.write(printable(err) + ("" if err.endswith("\n") else "\n"))
+            sys.stderr.write(shown_output(err) + ("" if err.endswith("\n") else "\n"))
         sys.stdout.flush()
         sys.stderr.flush()
     data = {"exit_status": status, "stdout": out, "stderr": err}

@@ -6,7 +6,7 @@ fixes run and files moved. When the session ends, :func:`build_summary` turns th
 into the relay's summary format (:data:`protocol.summary.SUMMARY_SCHEMA`) and the
 client uploads it.
 
-What the agent reported is hostile: every string is cut to one printable line of
+What the agent reported is hostile: every string goes through safe_text: one inert line of
 bounded length before it leaves, and lists are cut to the schema's limits, so a
 malicious agent can neither smuggle terminal escapes into a technician's screen or a
 ticket nor make the upload fail. Only digests go in: never the diagnostics
@@ -18,9 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from protocol.messages import ConsentState
+from protocol.safe_text import safe_text
 
 from .client import TechnicianSession
-from .journal import iso, one_line
+from .journal import iso
 
 #: The summary format version this client writes.
 SUMMARY_VERSION = 1
@@ -34,28 +35,28 @@ def build_summary(session: TechnicianSession, technician: str, now: float) -> di
     ended = session.ended_at if session.ended_at is not None else now
     consents = [
         {
-            "capability": one_line(event.capability, 64),
+            "capability": safe_text(event.capability, 64),
             "state": event.state,
             "at": iso(event.at),
-            "message": one_line(event.message, 500),
+            "message": safe_text(event.message, 500),
         }
         for event in session.consent_log
-        if event.state in _CONSENT_STATES and one_line(event.capability, 64)
+        if event.state in _CONSENT_STATES and safe_text(event.capability, 64)
     ]
     rating = None
     if session.rating is not None:
         score, comment = session.rating
-        rating = {"score": score, "comment": one_line(comment, 500)}
+        rating = {"score": score, "comment": safe_text(comment, 500)}
     journal = session.journal
     return {
         "version": SUMMARY_VERSION,
-        "technician": one_line(technician, 100) or "Technician",
-        "agent_software": one_line(session.agent_hello.software, 100),
+        "technician": safe_text(technician, 100) or "Technician",
+        "agent_software": safe_text(session.agent_hello.software, 100),
         "started_at": iso(started),
         "ended_at": iso(ended),
         "duration_seconds": round(max(0.0, ended - started), 3),
         "ended_by": session.ended_by or "connection",
-        "end_reason": one_line(session.end_reason or "", 500),
+        "end_reason": safe_text(session.end_reason or "", 500),
         "consents": consents[:200],
         "diagnostics": journal.diagnostics,
         "findings": journal.findings[:50],

@@ -413,7 +413,7 @@ def platform_of(diagnostics: Mapping[str, Any]) -> str | None:
 
 def describe(findings: list[Finding]) -> list[str]:
     """Human lines for findings (evidence escaped: it comes from the customer's machine)."""
-    from .display import printable
+    from protocol.safe_text import safe_text
 
     if not findings:
         return ["No known problem found in this snapshot."]
@@ -421,7 +421,7 @@ def describe(findings: list[Finding]) -> list[str]:
     for finding in findings:
         lines.append(f"[{finding.severity}] {finding.problem}: {finding.title}")
         for evidence in finding.evidence[:10]:
-            lines.append(f"    evidence: {printable(evidence, 300)}")
+            lines.append(f"    evidence: {safe_text(evidence, 300)}")
         if len(finding.evidence) > 10:
             lines.append(f"    evidence: ... and {len(finding.evidence) - 10} more")
         lines.append(f"    advice: {finding.advice}")
@@ -434,6 +434,6 @@ def describe(findings: list[Finding]) -> list[str]:
             if suggestion.available is False:
                 past += "; not in your fix library for this platform"
             lines.append(
-                f"    suggested {rank_number}: {printable(suggestion.command, 300)}   ({past})"
+                f"    suggested {rank_number}: {safe_text(suggestion.command, 300)}   ({past})"
             )
     return lines

@@ -37,9 +37,9 @@ from protocol.identity import (
     short_key_id,
     verify_revocation_list,
 )
+from protocol.safe_text import safe_text
 
 from .credentials import CredentialsError, open_organisation_key, read_passphrase, write_new_file
-from .display import printable
 from .fixlib import FixLibrary, FixLibraryError, bundle_file_name, sign_fix_directory
 from .output import Output
 
@@ -459,22 +459,22 @@ def fix_list(args: argparse.Namespace, out: Output) -> int:
         print(f"The library {args.fixes} has no bundles (*.puentefix).", flush=True)
     for row in rows:
         if "error" in row:
-            print(f"{row['path']}: NOT A BUNDLE: {printable(row['error'])}", flush=True)
+            print(f"{row['path']}: NOT A BUNDLE: {safe_text(row['error'])}", flush=True)
             continue
         signed = (
-            f"signed by {printable(row['signed_by'])} until {iso_date(row['expires_at'])}"
+            f"signed by {safe_text(row['signed_by'])} until {iso_date(row['expires_at'])}"
             if row["signed_by"] is not None and row["expires_at"] is not None
             else "UNSIGNED"
         )
         print(
-            f"{row['id']} {row['version']}  {printable(row['title'])}  "
+            f"{row['id']} {row['version']}  {safe_text(row['title'])}  "
             f"[{', '.join(row['platforms'])}; risk {row['risk']}"
             f"{'; needs admin' if row['needs_admin'] else ''}"
             f"{'; dry run' if row['dry_run'] else ''}]  {signed}",
             flush=True,
         )
         for parameter in row["parameters"]:
-            print(f"    {printable(parameter)}", flush=True)
+            print(f"    {safe_text(parameter)}", flush=True)
         if "accepted" in row:
             verdict = "accepted" if row["accepted"] else f"REFUSED: {row['refused_because']}"
             print(f"    agents pinning {args.org_key}: {verdict}", flush=True)

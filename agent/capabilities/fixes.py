@@ -57,7 +57,6 @@ from agent.capabilities.base import (
 from agent.consent import Authorization
 from agent.errors import CapabilityFailed
 from agent.i18n import CATALOG, t
-from agent.ui import printable
 from protocol.errors import FixRequestError, TrustError
 from protocol.fixbundle import (
     MAX_BUNDLE_SIZE,
@@ -68,6 +67,7 @@ from protocol.fixbundle import (
     verify_bundle,
 )
 from protocol.identity import iso_date
+from protocol.safe_text import safe_text
 
 NAME = "fixes"
 ACTIONS = ("run", "dry_run", "undo")
@@ -213,7 +213,7 @@ def _prompt(request: FixRequest, action: str, after_preview: bool = False) -> Co
         lines.append(t("fix.values"))
         described = {p.name: p.description for p in manifest.parameters}
         for name, value in request.values.items():
-            lines.append(f"  {name} = {printable(value)}   ({described[name]})")
+            lines.append(f"  {name} = {safe_text(value)}   ({described[name]})")
     lines.append(
         t(
             "fix.risk",
@@ -421,7 +421,7 @@ async def handle(call: CapabilityCall) -> dict[str, Any]:
 
     def output(phase: str) -> OutputCallback:
         async def send(stream: str, line: str) -> None:
-            notify(f"  [{manifest.id}{' preview' if phase == 'preview' else ''}] {printable(line)}")
+            notify(f"  [{manifest.id}{' preview' if phase == 'preview' else ''}] {safe_text(line)}")
             await call.progress({"phase": phase, "stream": stream, "line": line})
 
         return send
@@ -465,7 +465,7 @@ async def handle(call: CapabilityCall) -> dict[str, Any]:
     call.log.write(
         f"Running fix {manifest.id} {manifest.version} ({call.action}), signed by "
         f"{request.fix.organisation}, script SHA-256 {request.fix.script_sha256[:16]}, "
-        f"values {printable(repr(request.values))}."
+        f"values {safe_text(repr(request.values))}."
     )
     if call.action in ("dry_run", "undo"):
         phase = "preview" if call.action == "dry_run" else "undo"

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from protocol import input as input_protocol
+from protocol.safe_text import safe_text
 
 from .worker import SessionWorker
 
@@ -332,7 +333,8 @@ class ViewerWindow(QMainWindow):
         self.worker.code_ready.connect(lambda code: self.code_label.setText(f"code: {code}"))
         self.worker.paired.connect(lambda sas: self.sas_label.setText(f"check code: {sas}"))
         self.worker.consent_changed.connect(self._consent)
-        self.worker.notice.connect(self.status_label.setText)
+        # Notices carry what the agent and the relay said: shown through safe_text.
+        self.worker.notice.connect(lambda text: self.status_label.setText(safe_text(text)))
         self.worker.frame_ready.connect(self._frame)
         self.worker.cursor_changed.connect(self.remote_screen.update)
         self.worker.ended.connect(self._ended)
@@ -365,7 +367,7 @@ class ViewerWindow(QMainWindow):
         self.scale_button.setText("Fit" if one_to_one else "1:1")
 
     def _consent(self, consent: dict[str, Any]) -> None:
-        granted = sorted(str(k) for k, v in consent.items() if v == "granted")
+        granted = sorted(safe_text(k, 64) for k, v in consent.items() if v == "granted")
         self.allowed_label.setText("allowed: " + (", ".join(granted) or "nothing"))
 
     def _frame(self) -> None:
@@ -384,7 +386,7 @@ class ViewerWindow(QMainWindow):
         )
 
     def _ended(self, reason: str) -> None:
-        self.status_label.setText(f"Session ended: {reason}")
+        self.status_label.setText(f"Session ended: {safe_text(reason, 500)}")
         self.allowed_label.setText("allowed: nothing")
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API

@@ -160,7 +160,25 @@ def review_scenario(display: str) -> None:
     window.review_checkbuttons[("hostname",)].invoke()  # what a click does
     window.review_checkbuttons[("system_log", 1)].invoke()
     assert {w["text"] for w in window.snapshot()} >= {"Computer name", "Send"}
-    find_button(root, "Send").invoke()
+    send = find_button(root, "Send")
+    send.invoke()  # too early: Send takes a press only after the review was shown a moment
+    root.update()
+    assert answers == []
+    wait_armed(root, send)
+    send.invoke()
     root.update()
     assert answers == [[("hostname",), ("system_log", 1)]]
     root.destroy()
+
+
+def wait_armed(root: Any, button: Any) -> None:
+    """Let Tk run until ``button`` takes presses (the question's press delay)."""
+    import time
+
+    from tests.support.timeouts import scaled
+
+    deadline = time.monotonic() + scaled(10)
+    while str(button.cget("state")) != "normal":
+        assert time.monotonic() < deadline, "the button never became pressable"
+        root.update()
+        time.sleep(0.05)

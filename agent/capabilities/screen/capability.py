@@ -46,6 +46,7 @@ from agent.capabilities.screen.capture import (
     ScreenCapture,
     unavailable_reason,
 )
+from agent.capabilities.screen.input import LandingCheck, X11AgentWindows
 from agent.capabilities.screen.pacing import FramePacer
 from agent.capabilities.screen.pipeline import (
     LAYOUT_CHECK_S,
@@ -54,6 +55,7 @@ from agent.capabilities.screen.pipeline import (
     StepResult,
     split_rects,
 )
+from agent.consent import TrustedPath
 from agent.errors import CapabilityFailed
 from protocol import input as input_protocol
 from protocol import screen as screen_protocol
@@ -439,9 +441,35 @@ class _ControlContext:
         self.capture = ScreenCapture()
         self.injector = InputInjector()
         self.scale = input_scale()
+        self.agent_windows = X11AgentWindows.open()
         self._checked = time.monotonic()
 
-    def inject(self, events: list[Any], monitor: int, check: Any) -> int:
+    def landing_check(self, path: TrustedPath, since: int) -> LandingCheck:
+        """The trusted path for one batch of events that arrived at ``since``.
+
+        An event is dropped while a question is open (or one opened or closed since the
+        batch arrived), when it targets one of the agent's own windows, or, for keys
+        and text, while one of them has the focus.
+        """
+
+        def allow(event: Any, point: tuple[int, int] | None) -> bool:
+            if not path.input_allowed(since):
+                return False
+            if self.agent_windows is None:
+                return True
+            ids = path.windows
+            try:
+                if point is not None:
+                    return not self.agent_windows.over(point, ids)
+                return not self.agent_windows.focused(ids)
+            except Exception:  # the X server cannot say: deny by default, drop it
+                return False
+
+        return allow
+
+    def inject(
+        self, events: list[Any], monitor: int, check: Any, allow: LandingCheck | None = None
+    ) -> int:
         now = time.monotonic()
         if now - self._checked > LAYOUT_CHECK_S:
             self._checked = now
@@ -449,15 +477,31 @@ class _ControlContext:
         monitors = self.capture.monitors
         if not 0 <= monitor < len(monitors):
             raise CapabilityFailed(f"There is no monitor {monitor} on this computer.")
-        return self.injector.inject(events, monitors[monitor], check, self.scale)
+        return self.injector.inject(events, monitors[monitor], check, self.scale, allow)
 
     def close(self) -> None:
         self.injector.release_all()
         self.capture.close()
+        if self.agent_windows is not None:
+            self.agent_windows.close()
+
+
+def _trusted_path(call: CapabilityCall) -> TrustedPath:
+    """The session's trusted path (owned by the consent gate, see agent.consent)."""
+
+    def missing() -> TrustedPath:
+        # Deny by default: without it nobody could tell when the customer is asked.
+        raise CapabilityFailed(
+            "Remote control cannot start: this agent cannot tell when you are being asked "
+            "something. Restart the agent, or ask the technician to use screen view only."
+        )
+
+    return call.session.get(TrustedPath, missing)
 
 
 async def _control_handler(call: CapabilityCall) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
+    path = _trusted_path(call)
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="puente-control")
     context: _ControlContext | None = None
     try:
@@ -468,14 +512,15 @@ async def _control_handler(call: CapabilityCall) -> dict[str, Any]:
                 events = input_protocol.events_from_wire(call.args.get("events"))
             except MalformedMessage as exc:
                 raise CapabilityFailed(f"Cannot do that input: {exc}.") from None
+            allow = context.landing_check(path, path.generation)
             done = await loop.run_in_executor(
-                executor, context.inject, events, monitor, call.authorization.check
+                executor, context.inject, events, monitor, call.authorization.check, allow
             )
             call.log.write(f"The technician used your mouse or keyboard ({done} actions).")
             return {"injected": done}
         port = _port(call, Channel.INPUT, "control")
         with _exclusive(call, "control"):
-            return await _stream_control(call, port, context, executor)
+            return await _stream_control(call, port, context, executor, path)
     finally:
         if context is not None:
             executor.submit(context.close)
@@ -487,7 +532,10 @@ async def _stream_control(
     port: ChannelPort,
     context: _ControlContext,
     executor: concurrent.futures.Executor,
+    path: TrustedPath,
 ) -> dict[str, Any]:
+    """Inject what arrives on the input channel, along the trusted path: while the
+    customer is asked something, input is read and dropped (never replayed)."""
     loop = asyncio.get_running_loop()
     stream = _arg_int(call.args, "stream", 0, 0, 2**63)
     injected = 0
@@ -502,8 +550,11 @@ async def _stream_control(
             raise CapabilityFailed(f"The technician's viewer sent bad input ({exc}).") from None
         if stream_id != stream:
             continue  # input meant for an earlier control stream: never replayed
+        if not path.input_allowed():
+            continue  # the customer is being asked something: dropped, never replayed
+        allow = context.landing_check(path, path.generation)
         injected += await loop.run_in_executor(
-            executor, context.inject, events, monitor, call.authorization.check
+            executor, context.inject, events, monitor, call.authorization.check, allow
         )
         _activity(call).set()
 

@@ -6,13 +6,20 @@ input system expects. :class:`InputInjector` is the thin adapter over ``pynput``
 
 Every event is checked against the control authorization immediately before it
 is injected, in the injecting thread, so nothing more lands once the customer
-withdraws control, even events already received.
+withdraws control, even events already received. Then ``allow(event, point)``
+decides whether it may land at all (the trusted path: no remote input while the
+customer is asked something, none on the agent's own windows); an event it refuses
+is dropped, never queued. :class:`X11AgentWindows` answers "is this point over one
+of the agent's windows" and "has one of them the keyboard focus" on X11. Windows and
+macOS have no such query here; there the guarantee is that remote input is paused
+while any question is open (see docs/TRUST.md, "Trusted path").
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from protocol.input import (
     Button,
@@ -43,6 +50,86 @@ def desktop_point(monitor: Monitor, x: int, y: int, scale: float = 1.0) -> tuple
     return monitor.left + int(px / scale), monitor.top + int(py / scale)
 
 
+#: Decides whether one event may land: ``allow(event, point)``, ``point`` the desktop
+#: position a pointer event targets (None for keys and text).
+LandingCheck = Callable[[InputEvent, "tuple[int, int] | None"], bool]
+
+
+class X11AgentWindows:
+    """Which windows remote input must not reach, asked of the X server (python-xlib).
+
+    ``ids`` are the agent's own windows (Tk's windows, the terminal of the console).
+    Their ancestors up to the root count too (Tk's wrapper, a window manager's frame
+    with its title bar), and so does anything inside any of them.
+    """
+
+    def __init__(self) -> None:
+        from Xlib import display as xdisplay
+
+        self._display = xdisplay.Display()
+        self._root = self._display.screen().root
+        self._expanded: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+
+    def _with_ancestors(self, ids: Collection[int]) -> frozenset[int]:
+        key = frozenset(ids)
+        if self._expanded[0] != key:
+            found = set(key)
+            for window_id in key:
+                window = self._display.create_resource_object("window", window_id)
+                try:
+                    while True:
+                        parent = window.query_tree().parent
+                        if not parent or parent.id == self._root.id:
+                            break
+                        found.add(parent.id)
+                        window = parent
+                except Exception:  # the window is gone: nothing of it to protect
+                    continue
+            self._expanded = (key, frozenset(found))
+        return self._expanded[1]
+
+    @classmethod
+    def open(cls) -> X11AgentWindows | None:
+        """One on X11; None elsewhere (Windows, macOS) or when the display cannot be asked."""
+        if sys.platform.startswith(("win", "darwin")) or not os.environ.get("DISPLAY"):
+            return None
+        try:
+            return cls()
+        except Exception:  # no python-xlib, or the display refused us
+            return None
+
+    def over(self, point: tuple[int, int], ids: Collection[int]) -> bool:
+        """Whether the window drawn at ``point`` (root coordinates) is one of ``ids``."""
+        if not ids:
+            return False
+        ids = self._with_ancestors(ids)
+        window = self._root
+        x, y = point
+        while True:
+            reply = window.translate_coords(self._root, x, y)
+            child = reply.child
+            if not child:
+                return False
+            if child.id in ids:
+                return True
+            window = child
+
+    def focused(self, ids: Collection[int]) -> bool:
+        """Whether the keyboard focus is in one of ``ids`` (or a window inside one)."""
+        if not ids:
+            return False
+        ids = self._with_ancestors(ids)
+        focus = self._display.get_input_focus().focus
+        while hasattr(focus, "id") and focus.id != self._root.id:
+            if focus.id in ids:
+                return True
+            focus = focus.query_tree().parent
+        return False
+
+    def close(self) -> None:
+        self._display.close()
+
+
 class InputInjector:
     """Injects checked input events with pynput (XTest on X11, SendInput on Windows)."""
 
@@ -65,9 +152,11 @@ class InputInjector:
         monitor: Monitor,
         check: Callable[[], None],
         scale: float = 1.0,
+        allow: LandingCheck | None = None,
     ) -> int:
         """Inject events in order; ``check()`` runs before each and raises to stop.
 
+        ``allow(event, point)``, when given, runs next: an event it refuses is dropped.
         Returns how many were injected. Keys and buttons still held when stopped
         are released, so the customer is never left with a stuck Ctrl.
         """
@@ -75,6 +164,8 @@ class InputInjector:
         try:
             for event in events:
                 check()
+                if allow is not None and not allow(event, self._target(event, monitor, scale)):
+                    continue
                 self._one(event, monitor, scale)
                 done += 1
         finally:
@@ -99,6 +190,13 @@ class InputInjector:
         if len(name) == 1:
             return name
         return getattr(self._key_type, name)
+
+    @staticmethod
+    def _target(event: InputEvent, monitor: Monitor, scale: float) -> tuple[int, int] | None:
+        """Where a pointer event lands on the desktop; None for keyboard events."""
+        if isinstance(event, (Move, ButtonEvent, Click, Wheel)):
+            return desktop_point(monitor, event.x, event.y, scale)
+        return None
 
     def _one(self, event: InputEvent, monitor: Monitor, scale: float) -> None:
         if isinstance(event, Move):

@@ -113,12 +113,6 @@ def shown_path(root: str, local: str) -> str:
     return "/" if relative == "." else "/" + relative.replace(os.sep, "/")
 
 
-def shown_text(text: str, limit: int = 300) -> str:
-    """Technician-supplied text made safe to show the customer on one line."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return cleaned if len(cleaned) <= limit else cleaned[:limit] + "..."
-
-
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("bytes", "KB", "MB", "GB"):

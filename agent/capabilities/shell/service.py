@@ -23,10 +23,10 @@ import asyncssh
 from asyncssh.channel import SSHChannel
 
 from agent.capabilities.base import ByteStream, CapabilityCall, StreamPort
-from agent.capabilities.shell.confinement import shown_text
 from agent.capabilities.shell.processes import run_in_terminal, run_with_pipes
 from agent.capabilities.shell.sftp import ConfinedSFTPServer
 from agent.i18n import english, t
+from protocol.safe_text import safe_text
 from protocol.streams import HOST_KEY_PROOF_LABEL, SSH_MAX_PACKET
 
 if TYPE_CHECKING:
@@ -358,7 +358,7 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
     def _allow(self, capability: str, what: str) -> bool:
         if not self.service.allows(capability):
             self.service.audit.write(
-                f"Refused: the technician tried {shown_text(what)} without your permission "
+                f"Refused: the technician tried {safe_text(what, 300)} without your permission "
                 f"for {capability}."
             )
             return False
@@ -407,7 +407,7 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         command = process.command
         term = process.term_type
         if command:
-            self.service.tell("shell.ran_command", command=shown_text(command))
+            self.service.tell("shell.ran_command", command=safe_text(command, 300))
         else:
             self.service.tell("shell.opened_terminal")
         try:
@@ -424,11 +424,11 @@ class ConsentedProcess(asyncssh.SSHServerProcess[bytes]):
         if not self._stopped:
             with contextlib.suppress(Exception):
                 process.exit(status)
-        what = f"command {shown_text(command, 80)!r}" if command else "terminal"
+        what = f"command {safe_text(command, 80)!r}" if command else "terminal"
         self.service.audit.write(f"The technician's {what} ended (exit status {status}).")
 
     def _typed(self, line: str) -> None:
-        self.service.tell("shell.typed", line=shown_text(line))
+        self.service.tell("shell.typed", line=safe_text(line, 300))
 
     def _started(self, child: asyncio.subprocess.Process) -> None:
         self._child = child

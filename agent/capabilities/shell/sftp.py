@@ -28,10 +28,10 @@ from agent.capabilities.shell.confinement import (
     open_confined,
     open_parent,
     shown_path,
-    shown_text,
 )
 from agent.errors import LinkRefused, PathRefused, WriteRefused
 from agent.i18n import english, t
+from protocol.safe_text import safe_text
 from protocol.streams import PART_SUFFIX
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class ConfinedSFTPServer(asyncssh.SFTPServer):
             return confine(self.root, client_path, follow=follow)
         except PathRefused as exc:
             self.service.audit.write(
-                f"Refused: the technician asked for {shown_text(client_path)!r} (outside {self.root})."
+                f"Refused: the technician asked for {safe_text(client_path, 300)!r} (outside {self.root})."
             )
             raise asyncssh.SFTPPermissionDenied(str(exc)) from None
 
