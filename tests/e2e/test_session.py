@@ -121,7 +121,8 @@ def test_wrong_secret_burns_the_nameplate_and_the_technician_gets_a_new_code(
     tech, code = start_diagnostics(relay_process, token, out, "--wait", "30")
     join = tech.expect(r"^Join page for the customer .*: (\S+)$").group(1)
     nameplate, a, b = code.split("-")
-    assert nameplate not in join.rsplit("/", 1)[-1]  # the join link never shows the nameplate
+    # The join link names the session by its unguessable id, never by the nameplate.
+    assert re.fullmatch(re.escape(f"{relay_process.http_url}/join/") + "[0-9a-f]{32}", join)
     wrong = f"{nameplate}-{b}-{a}" if a != b else f"{nameplate}-000-00{(int(b[-1]) + 1) % 10}"
     customer = ScriptedCustomer(relay_process.ws_url, wrong, tmp_path / "logs")
     assert customer.wait(30) == 1
