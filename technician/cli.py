@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from link.errors import CodeReissued, LinkError
+from link.errors import CodeReissued, LinkError, SessionLost
 from link.relay_address import client_ssl_context
 from protocol.allocator import keep_freed_memory
 from protocol.code import SessionCode
+from protocol.errors import WrongCodeError
 from protocol.messages import ReplyStatus
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from protocol.safe_text import safe_text
@@ -32,6 +33,10 @@ from .output import Output, write_private
 from .summary import build_summary
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DECLINED, EXIT_NOBODY = 0, 1, 2, 3, 4
+
+#: Codes burnt by a wrong secret that one command replaces before it gives up (someone
+#: who keeps claiming with a wrong secret is an attack worth stopping for).
+MAX_WRONG_CODES = 3
 
 DESCRIPTION = """\
 Help a customer through the Puente relay.
@@ -245,6 +250,7 @@ async def open_session(
         f"Read this code to the customer. Waiting up to {args.wait:.0f} s for them to join...",
         wait=args.wait,
     )
+    wrong_codes = 0
     try:
         while True:
             try:
@@ -259,6 +265,22 @@ async def open_session(
                     credentials=args.credentials,
                 )
                 break
+            except SessionLost as lost:
+                # The code's secret did not match: a mistyped code, or someone who only
+                # knew the nameplate. The relay burnt it; a new one costs the technician
+                # nothing (a few times at most, so a persistent squatter is reported).
+                if not isinstance(lost.__cause__, WrongCodeError) or wrong_codes >= MAX_WRONG_CODES:
+                    raise
+                wrong_codes += 1
+                created = await asyncio.to_thread(api.create_session, args.ticket, args.ticket_url)
+                code = SessionCode.new(created["nameplate"])
+                out.event(
+                    "code_reissued",
+                    f"{lost} That code no longer works; give the customer this new one: {code}",
+                    code=str(code),
+                    session_id=created["session_id"],
+                    join_url=created.get("join_url"),
+                )
             except CodeReissued as reissued:
                 code = SessionCode.new(reissued.nameplate)
                 created = {

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from technician.cli import MAX_WRONG_CODES
 from tests.support.customer import Process, ScriptedCustomer, technician
 from tests.support.proxy import RecordingProxy
 from tests.support.relay import RelayProcess, start_relay
@@ -110,22 +111,54 @@ def test_nobody_joins(relay_process: RelayProcess, tmp_path: Path) -> None:
     assert "Nobody joined" in tech.stderr
 
 
-def test_wrong_secret_fails_both_and_burns_nameplate(
+def test_wrong_secret_burns_the_nameplate_and_the_technician_gets_a_new_code(
     relay_process: RelayProcess, tmp_path: Path
 ) -> None:
+    """A mistyped code, or a squatter who knows only the nameplate: the customer is told,
+    the nameplate is burnt, and the technician is not stuck: a new code at once."""
     token = relay_process.add_technician()
-    tech, code = start_diagnostics(relay_process, token, tmp_path / "d.json", "--wait", "30")
+    out = tmp_path / "d.json"
+    tech, code = start_diagnostics(relay_process, token, out, "--wait", "30")
+    join = tech.expect(r"^Join page for the customer .*: (\S+)$").group(1)
     nameplate, a, b = code.split("-")
+    # The join link names the session by its unguessable id, never by the nameplate.
+    assert re.fullmatch(re.escape(f"{relay_process.http_url}/join/") + "[0-9a-f]{32}", join)
     wrong = f"{nameplate}-{b}-{a}" if a != b else f"{nameplate}-000-00{(int(b[-1]) + 1) % 10}"
     customer = ScriptedCustomer(relay_process.ws_url, wrong, tmp_path / "logs")
     assert customer.wait(30) == 1
     assert "did not match" in customer.stderr
-    assert tech.wait(30) == 1
-    assert "did not match" in tech.stderr
+    # The technician is told why and gets a new code on the spot.
+    reissued = tech.expect(r"did not match.*give the customer this new one: (\S+)$", 30)
+    new_code = reissued.group(1)
+    assert new_code.split("-")[0] != nameplate
     # The nameplate is dead: even the right code is refused now.
     again = ScriptedCustomer(relay_process.ws_url, code, tmp_path / "logs2")
     assert again.wait(30) == 1
     assert "already used" in again.stderr or "new one" in again.stderr
+    # The real customer joins with the new code; the diagnostics arrive.
+    real = ScriptedCustomer(
+        relay_process.ws_url, new_code, tmp_path / "logs3", answers={"Diagnostics": "y"}
+    )
+    assert tech.wait(60) == 0, tech.output + tech.stderr
+    assert real.wait(30) == 0, real.output + real.stderr
+    assert json.loads(out.read_text())["hostname"]
+
+
+def test_a_squatter_who_keeps_guessing_stops_the_technician_with_a_reason(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    token = relay_process.add_technician()
+    tech, code = start_diagnostics(relay_process, token, tmp_path / "d.json", "--wait", "30")
+    for attempt in range(MAX_WRONG_CODES + 1):
+        nameplate = code.split("-")[0]
+        squatter = ScriptedCustomer(
+            relay_process.ws_url, f"{nameplate}-000-000", tmp_path / f"logs{attempt}"
+        )
+        assert squatter.wait(30) == 1
+        if attempt < MAX_WRONG_CODES:
+            code = tech.expect(r"give the customer this new one: (\S+)$", 30).group(1)
+    assert tech.wait(30) == 1
+    assert "did not match" in tech.stderr
 
 
 def test_unknown_and_malformed_codes(relay_process: RelayProcess, tmp_path: Path) -> None:
