@@ -3,15 +3,21 @@ from its flags and ``PUENTE_*`` variables (:mod:`relay.cli`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from protocol import envelope
 
 from .connectors import Connector
 from .outbox import DeliverySettings
+
+logger = logging.getLogger("relay.server")
 
 
 @dataclass
@@ -91,3 +97,39 @@ class RelayConfig:
         if self.max_connections_per_ip is not None:
             return self.max_connections_per_ip
         return max(1, self.max_connections // 10)
+
+    def websocket_limits(self) -> dict[str, Any]:
+        """The WebSocket limits this relay applies, for its connections to other nodes."""
+        return {
+            "max_size": self.max_message_size,
+            "max_queue": self.max_queue,
+            "write_limit": self.write_limit,
+            "open_timeout": self.open_timeout,
+            "close_timeout": self.close_timeout,
+            "ping_interval": self.ping_interval,
+            "ping_timeout": self.ping_timeout,
+        }
+
+
+#: Descriptors kept free for the store, logs, TLS files and /healthz when connections
+#: are at their cap.
+RESERVED_FILES = 64
+
+
+def fit_open_file_limit(config: RelayConfig) -> RelayConfig:
+    """``config`` with max_connections lowered to fit the open-file limit (ulimit -n),
+    so that the relay refuses with 503 before accept() runs out of descriptors."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return config
+    fits = max(1, (soft - RESERVED_FILES) // 2)  # upgraded ones, and as many half-open
+    if config.max_connections <= fits:
+        return config
+    logger.warning(
+        "max_connections lowered from %d to %d to fit the open-file limit %d; raise "
+        "ulimit -n (LimitNOFILE=) to accept more",
+        config.max_connections,
+        fits,
+        soft,
+    )
+    return dataclasses.replace(config, max_connections=fits)

@@ -14,13 +14,13 @@ import email.utils
 import http
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidState
+from websockets.exceptions import ConnectionClosed, InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Event
@@ -340,3 +340,32 @@ def bearer_token(headers: Headers) -> str | None:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise HeaderError("the Authorization header must be 'Bearer TOKEN'")
     return token
+
+
+async def send_all(messages: Sequence[tuple[ServerConnection, str]]) -> None:
+    """Send each message in order (this task's own: awaited, as the rules require)."""
+    for connection, text in messages:
+        await send_quietly(connection, text)
+
+
+async def send_quietly(connection: ServerConnection, text: str) -> None:
+    """Send, ignoring a connection that already closed (its own task cleans up)."""
+    try:
+        await connection.send(text)
+    except ConnectionClosed:
+        pass
+
+
+async def say_goodbye(connection: ServerConnection, text: str | None, timeout: float) -> None:
+    """Send ``text`` (if any) as the last message, then close; give up after ``timeout``
+    (twice the close timeout: websockets already aborts a close handshake after one)."""
+    try:
+        async with asyncio.timeout(timeout):
+            if text is not None:
+                await connection.send(text)
+            await connection.close()
+    except ConnectionClosed:
+        pass
+    except TimeoutError:
+        # The peer stopped reading: nothing more can be said politely.
+        connection.transport.abort()

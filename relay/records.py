@@ -7,6 +7,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from protocol.envelope import ErrorCode, Role
+
 
 class SessionState(enum.StrEnum):
     """Life of a session: ``waiting`` → ``paired`` → ``ended``; or ``expired`` / ``failed``."""
@@ -56,6 +58,18 @@ class SessionRecord:
         if self.state is SessionState.WAITING and now >= self.expires_at:
             return SessionState.EXPIRED
         return self.state
+
+    def claim_refusal(self, role: Role, technician_id: str | None, now: float) -> ErrorCode | None:
+        """Why this session refuses a claim by ``role`` at ``now`` (a technician must be
+        the session's own), or None: unauthorized, expired, used; in that order."""
+        if role is Role.TECHNICIAN and technician_id != self.technician_id:
+            return ErrorCode.UNAUTHORIZED
+        state = self.state_at(now)
+        if state is SessionState.EXPIRED:
+            return ErrorCode.EXPIRED
+        if state is not SessionState.WAITING:
+            return ErrorCode.USED
+        return None
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import functools
 import logging
-import resource
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from time import perf_counter
@@ -64,19 +62,17 @@ from websockets.frames import CloseCode
 from protocol import envelope
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError
+from protocol.safe_text import safe_text
 
 from . import metrics as metrics_module
 from .admission import AddressLimits
 from .api import RestApi
 from .cluster import ClusterNode, default_node_url
-from .config import RelayConfig
+from .config import RelayConfig, fit_open_file_limit
 from .errors import ConfigError, RedisUnavailable
 from .events import EventType, join_url
 from .front_door import FrontDoor
-from .http import (
-    RelayConnection,
-    send_now,
-)
+from .http import RelayConnection, say_goodbye, send_all, send_now, send_quietly
 from .live import Endpoint, LiveSession
 from .metrics import Value
 from .outbox import Outbox
@@ -229,7 +225,7 @@ class RelayServer:
             agent_download_url=config.agent_download_url,
             sessions_per_minute=config.sessions_per_token_per_minute,
         )
-        config = self.config = _fit_open_file_limit(config)
+        config = self.config = fit_open_file_limit(config)
         limits = AddressLimits(
             config.max_half_open_per_ip, config.connections_per_ip, config.trusted_proxies
         )
@@ -287,15 +283,7 @@ class RelayServer:
             heartbeat_interval=config.cluster_heartbeat_interval,
             heartbeat_ttl=config.cluster_heartbeat_ttl,
             joins_per_ip_per_minute=config.joins_per_ip_per_minute,
-            connect_settings={
-                "max_size": config.max_message_size,
-                "max_queue": config.max_queue,
-                "write_limit": config.write_limit,
-                "open_timeout": config.open_timeout,
-                "close_timeout": config.close_timeout,
-                "ping_interval": config.ping_interval,
-                "ping_timeout": config.ping_timeout,
-            },
+            connect_settings=config.websocket_limits(),
         )
         try:
             await self._cluster.start()
@@ -495,10 +483,10 @@ class RelayServer:
         )
         # websockets queues a whole message before its first await, so "waiting" always
         # precedes the "paired" that another task may send to this end meanwhile.
-        await _send_all(sends)
+        await send_all(sends)
         # Both ends may be here now: the rendezvous pairs them (once, whichever claimer
         # gets here first).
-        await _send_all(self._perform(live, self._feed(live, Input.PAIR)))
+        await send_all(self._perform(live, self._feed(live, Input.PAIR)))
         return live, endpoint
 
     async def _route_resume(
@@ -576,15 +564,9 @@ class RelayServer:
         record = self.store.find_by_nameplate(nameplate)
         if record is None:
             return ErrorCode.UNKNOWN_NAMEPLATE
-        if role is Role.TECHNICIAN and (
-            technician is None or record.technician_id != technician.id
-        ):
-            return ErrorCode.UNAUTHORIZED
-        state = record.state_at(now)
-        if state is SessionState.EXPIRED:
-            return ErrorCode.EXPIRED
-        if state is not SessionState.WAITING:
-            return ErrorCode.USED
+        refusal = record.claim_refusal(role, technician.id if technician else None, now)
+        if refusal is not None:
+            return refusal
         live = self._live.get(record.id)
         if role is Role.AGENT:
             if self.store.count_agent_claim(record.id) > self.config.claims_per_nameplate:
@@ -702,7 +684,7 @@ class RelayServer:
         live, endpoint, sends = outcome
         logger.info("resume accepted session=%s role=%s ip=%s", session_id, role, ip)
         both_back = live.rendezvous.phase is Phase.PAIRED
-        await _send_all(sends)
+        await send_all(sends)
         if both_back:
             logger.info("session resumed session=%s", session_id)
         return live, endpoint
@@ -829,7 +811,7 @@ class RelayServer:
     def _perform_now(self, live: LiveSession, actions: Sequence[Action]) -> None:
         """Perform ``actions``; their messages go out from tasks of their own."""
         for connection, text in self._perform(live, actions):
-            self._spawn(_send_quietly(connection, text))
+            self._spawn(send_quietly(connection, text))
 
     def _perform(
         self,
@@ -985,20 +967,9 @@ class RelayServer:
     def _farewell(self, connection: RelayConnection, text: str | None) -> None:
         """Send ``text`` (if any) as the connection's last message and close it; once only."""
         if connection.farewell is None:
-            connection.farewell = self._spawn(self._say_goodbye(connection, text))
-
-    async def _say_goodbye(self, connection: RelayConnection, text: str | None) -> None:
-        try:
-            # Twice close_timeout: websockets already aborts a close handshake after one.
-            async with asyncio.timeout(2 * self.config.close_timeout):
-                if text is not None:
-                    await connection.send(text)
-                await connection.close()
-        except ConnectionClosed:
-            pass
-        except TimeoutError:
-            # The peer stopped reading: nothing more can be said politely.
-            connection.transport.abort()
+            connection.farewell = self._spawn(
+                say_goodbye(connection, text, 2 * self.config.close_timeout)
+            )
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -1011,30 +982,6 @@ class RelayServer:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-#: Descriptors kept free for the store, logs, TLS files and /healthz when connections
-#: are at their cap.
-_RESERVED_FILES = 64
-
-
-def _fit_open_file_limit(config: RelayConfig) -> RelayConfig:
-    """``config`` with max_connections lowered to fit the open-file limit (ulimit -n),
-    so that the relay refuses with 503 before accept() runs out of descriptors."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return config
-    fits = max(1, (soft - _RESERVED_FILES) // 2)  # upgraded ones, and as many half-open
-    if config.max_connections <= fits:
-        return config
-    logger.warning(
-        "max_connections lowered from %d to %d to fit the open-file limit %d; raise "
-        "ulimit -n (LimitNOFILE=) to accept more",
-        config.max_connections,
-        fits,
-        soft,
-    )
-    return dataclasses.replace(config, max_connections=fits)
-
-
 #: A text message to send and the connection to send it on.
 _Message = tuple[RelayConnection, str]
 
@@ -1043,23 +990,6 @@ _TEXT_KINDS = {"resumable": Kind.RESUMABLE, "end": Kind.END, "burn": Kind.BURN}
 
 
 def _client_reason(message: dict[str, Any]) -> str | None:
-    """An end's own ``reason`` field, cut to 200 printable characters for the store."""
+    """An end's own ``reason`` field, made inert and cut to 200 characters for the store."""
     reason = message.get("reason")
-    if not isinstance(reason, str):
-        return None
-    cleaned = "".join(ch for ch in reason if ch.isprintable())[:200]
-    return cleaned or None
-
-
-async def _send_all(messages: Sequence[_Message]) -> None:
-    """Send each message in order (this task's own: awaited, as the rules require)."""
-    for connection, text in messages:
-        await _send_quietly(connection, text)
-
-
-async def _send_quietly(connection: ServerConnection, text: str) -> None:
-    """Send, ignoring a connection that already closed (its own task cleans up)."""
-    try:
-        await connection.send(text)
-    except ConnectionClosed:
-        pass
+    return safe_text(reason, 200) or None if isinstance(reason, str) else None
