@@ -51,6 +51,18 @@ def installed_relay(tmp_path: Path):
     relay.communicate(timeout=scaled(30))
 
 
+def add_technician(data: Path) -> str:
+    """``puente-relay technician add`` as the README says; the token it prints."""
+    added = subprocess.run(
+        [str(BIN / "puente-relay"), "technician", "add", "Ana Technician", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=CLEAN_ENV,
+        check=True,
+    )
+    return added.stdout.strip().splitlines()[-1]
+
+
 def test_help_texts_carry_no_warning() -> None:
     for program in ("puente-agent", "puente-tech", "puente-relay"):
         done = subprocess.run(
@@ -62,14 +74,7 @@ def test_help_texts_carry_no_warning() -> None:
 
 def test_a_whole_try_a_session_prints_no_warning(installed_relay, tmp_path: Path) -> None:
     relay, data, url = installed_relay
-    added = subprocess.run(
-        [str(BIN / "puente-relay"), "technician", "add", "Ana Technician", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        env=CLEAN_ENV,
-        check=True,
-    )
-    token = added.stdout.strip().splitlines()[-1]
+    token = add_technician(data)
     env = {**CLEAN_ENV, "PUENTE_RELAY": url, "PUENTE_TOKEN": token}
     out = tmp_path / "hd-1042.json"
     tech = Process(
@@ -112,14 +117,7 @@ def test_a_whole_try_a_session_prints_no_warning(installed_relay, tmp_path: Path
 def test_verbose_shows_library_warnings_as_log_lines(installed_relay, tmp_path: Path) -> None:
     """The lock's cryptography deprecates DSA: with -v the customer's log shows it."""
     relay, data, url = installed_relay
-    added = subprocess.run(
-        [str(BIN / "puente-relay"), "technician", "add", "Ana Technician", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        env=CLEAN_ENV,
-        check=True,
-    )
-    token = added.stdout.strip().splitlines()[-1]
+    token = add_technician(data)
     env = {**CLEAN_ENV, "PUENTE_RELAY": url, "PUENTE_TOKEN": token}
     tech = Process(
         [str(BIN / "puente-tech"), "diagnostics", "--ticket", "HD-7", "--out", str(tmp_path / "d")],
