@@ -992,4 +992,6 @@ _TEXT_KINDS = {"resumable": Kind.RESUMABLE, "end": Kind.END, "burn": Kind.BURN}
 def _client_reason(message: dict[str, Any]) -> str | None:
     """An end's own ``reason`` field, made inert and cut to 200 characters for the store."""
     reason = message.get("reason")
-    return safe_text(reason, 200) or None if isinstance(reason, str) else None
+    if not isinstance(reason, str):
+        return None
+    return safe_text(reason, 200) or None
