@@ -249,6 +249,8 @@ class AgentHandshake(_Handshake):
         self._device_key = device_key
         self._started = False
         self.technician: Certificate | None = None
+        #: The verified certificate as the technician sent it (for the agent's log).
+        self.certificate_document: bytes | None = None
 
     def start(self) -> bytes:
         """The HELLO message: protocol version, then our ephemeral public key."""
@@ -299,6 +301,7 @@ class AgentHandshake(_Handshake):
                 "tried to stand in for the technician. Nothing was shown or allowed."
             )
         self.technician = certificate
+        self.certificate_document = certificate_bytes
         th2 = _transcript(self._th1, message)
         if self._device_key is None:
             device, device_signature = b"", b""
