@@ -84,14 +84,7 @@ from .identity import (
     verify_certificate,
     verify_signature,
 )
-from .pairing import (
-    PROTOCOL_ID,
-    PROTOCOL_VERSION,
-    SessionKeys,
-    _hkdf,
-    _lp,
-    short_authentication_string,
-)
+from .pairing import PROTOCOL_ID, PROTOCOL_VERSION, SessionKeys, _hkdf, _lp, derive_session_keys
 
 LABEL = b"sigma-i certificate pairing"
 #: Domain labels of the two signatures (never valid as each other or as the code
@@ -160,6 +153,15 @@ def _mac(key: bytes, role: bytes, identity: bytes) -> bytes:
     return hmac.new(key, _lp(role, identity), hashlib.sha256).digest()
 
 
+def _signed(raw_key: bytes, signature: bytes, label: bytes, th: bytes, what: str) -> bool:
+    """True if ``raw_key`` (an Ed25519 public key) signed ``label ‖ th``."""
+    try:
+        key: Ed25519PublicKey = public_key_from_raw(raw_key, what)
+    except (TrustError, ValueError):
+        raise MalformedMessage(f"{what} in the key exchange is not an Ed25519 key") from None
+    return len(signature) == SIGNATURE_SIZE and verify_signature(key, signature, label + th)
+
+
 def _split(data: bytes, count: int, what: str) -> list[bytes]:
     """Undo :func:`_lp` for exactly ``count`` parts (MalformedMessage otherwise)."""
     parts: list[bytes] = []
@@ -211,19 +213,7 @@ class _Handshake:
         self._km_agent = _hkdf(shared, self._th1, b"sigma mac key agent")
 
     def _session_keys(self, th3: bytes) -> SessionKeys:
-        shared = self._shared
-        key_a2t = _hkdf(shared, th3, b"sigma key agent to technician")
-        key_t2a = _hkdf(shared, th3, b"sigma key technician to agent")
-        agent = self.role is Role.AGENT
-        return SessionKeys(
-            role=self.role,
-            session_id=th3[:16],
-            transcript_hash=th3,
-            send_key=key_a2t if agent else key_t2a,
-            recv_key=key_t2a if agent else key_a2t,
-            resume_secret=_hkdf(shared, th3, b"sigma resume"),
-            sas=short_authentication_string(_hkdf(shared, th3, b"sigma sas", 8)),
-        )
+        return derive_session_keys(self.role, self._shared, th3, b"sigma ")
 
 
 class AgentHandshake(_Handshake):
@@ -291,9 +281,12 @@ class AgentHandshake(_Handshake):
             )
         except TrustError as exc:
             raise TechnicianRefused(str(exc)) from exc
-        key = public_key_from_raw(certificate.public_key, "The certificate's public key")
-        if len(signature) != SIGNATURE_SIZE or not verify_signature(
-            key, signature, TECHNICIAN_LABEL + self._th1
+        if not _signed(
+            certificate.public_key,
+            signature,
+            TECHNICIAN_LABEL,
+            self._th1,
+            "The certificate's public key",
         ):
             raise TechnicianRefused(
                 f"Someone presented {certificate.name}'s certificate but could not prove they "
@@ -374,8 +367,8 @@ class TechnicianHandshake(_Handshake):
         except InvalidTag:
             raise HandshakeAltered() from None
         device, signature, mac = _split(plain, 3, "agent's finish")
-        if not device and signature:
-            raise MalformedMessage("the agent's key-exchange finish has a signature but no key")
+        if len(device) not in (0, KEY_SIZE) or (not device and signature):
+            raise MalformedMessage("the agent's key-exchange finish has a malformed device key")
         if not hmac.compare_digest(mac, _mac(self._km_agent, b"agent", device)):
             raise HandshakeAltered()
         self._check_device(device, signature)
@@ -392,11 +385,8 @@ class TechnicianHandshake(_Handshake):
                 "The customer's computer did not prove it is the enrolled device this session "
                 "is for; the session was not opened."
             )
-        key: Ed25519PublicKey = public_key_from_raw(device, "The device key")
         assert self._th2 is not None
-        if len(signature) != SIGNATURE_SIZE or not verify_signature(
-            key, signature, DEVICE_LABEL + self._th2
-        ):
+        if not _signed(device, signature, DEVICE_LABEL, self._th2, "The device key"):
             raise DeviceRefused(
                 "The customer's computer presented a device key but could not prove it holds "
                 "it (the key-exchange signature is wrong); the session was not opened."

@@ -458,3 +458,34 @@ class _ReplayingTechnician(TechnicianHandshake):
             return super().receive_hello(message)
         finally:
             self._proof = TechnicianProof(self._proof.certificate, key)
+
+
+@pytest.mark.parametrize(
+    ("device", "signature"),
+    [(bytes(31), bytes(65)), (b"", bytes(96))],
+    ids=["short device key", "signature without a key"],
+)
+def test_a_finish_with_a_malformed_device_proof_is_refused(device: bytes, signature: bytes) -> None:
+    """A FINISH of the right size and a valid MAC, but a device key that is not one."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from protocol.pairing import _lp
+
+    agent = AgentHandshake(PLACE, policy(), NOW)
+    tech = TechnicianHandshake(PLACE, technician())
+    agent.receive_reply(tech.receive_hello(agent.start()))
+    mac = _mac_for(agent, device)
+    th2 = tech._th2
+    assert th2 is not None
+    finish = ChaCha20Poly1305(agent._k_agent).encrypt(bytes(12), _lp(device, signature, mac), th2)
+    with pytest.raises(MalformedMessage, match="malformed device key"):
+        tech.receive_finish(finish)
+
+
+def _mac_for(agent: AgentHandshake, device: bytes) -> bytes:
+    import hashlib
+    import hmac
+
+    from protocol.pairing import _lp
+
+    return hmac.new(agent._km_agent, _lp(b"agent", device), hashlib.sha256).digest()
