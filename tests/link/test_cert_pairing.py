@@ -342,3 +342,38 @@ def test_a_relay_that_also_forges_the_devices_answer_is_refused_by_the_technicia
     assert isinstance(tech, SessionLost), tech
     assert isinstance(tech.__cause__, DeviceRefused)
     assert "not the enrolled device" in str(tech)
+
+
+def test_a_code_less_session_resumes_after_a_cut_like_any_other(
+    relay_process: RelayProcess,
+) -> None:
+    """Everything after pairing is unchanged: the resume secret of a code-less pairing
+    brings the link back after the network drops, and nothing is lost."""
+    from tests.support.proxy import FaultInjectingProxy
+
+    org = organisation("Acme Help Desk")
+
+    async def scenario() -> None:
+        with FaultInjectingProxy("127.0.0.1", relay_process.port) as proxy:
+            agent, tech = await open_code_less(
+                relay_process,
+                proxy.url,
+                relay_process.ws_url,
+                TechnicianPolicy(org.public_key),
+                technician_proof(org),
+            )
+            await agent.send(Channel.CHAT, b"before")
+            assert await asyncio.wait_for(tech.receive(Channel.CHAT), scaled(10)) == b"before"
+            proxy.cut()
+            await tech.send(Channel.CHAT, b"during the cut")
+            await asyncio.sleep(1.5)
+            proxy.restore()
+            got = await asyncio.wait_for(agent.receive(Channel.CHAT), scaled(30))
+            assert got == b"during the cut"
+            assert agent.resumes == 1 and tech.resumes == 1
+            await agent.send(Channel.CHAT, b"after")
+            assert await asyncio.wait_for(tech.receive(Channel.CHAT), scaled(10)) == b"after"
+            await tech.close("done")
+            await agent.wait_closed()
+
+    asyncio.run(scenario())
