@@ -176,3 +176,48 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [s for item in value for s in _strings(item)]
     return []
+
+
+def test_the_technician_cannot_swap_certificates_after_a_code_less_pairing(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    """The key exchange verified Ana; an in-channel Identity of another technician of
+    the same organisation (validly signed over this session) is refused all the same."""
+    from link.connection import Link
+    from protocol import messages
+    from protocol.cert_pairing import TechnicianProof
+    from protocol.pairing import PROTOCOL_VERSION
+
+    org = OrganisationSecret("Acme Help Desk", Ed25519PrivateKey.generate())
+    ana, bo = credentials(org, "Ana Lopez"), credentials(org, "Bo Senior Admin")
+    org_pub = pinned_key_file(org, tmp_path)
+    ui = ScriptedUI({"diagnostics": True})
+
+    async def scenario() -> tuple[int, str]:
+        token = relay_process.add_technician("desk account 3")
+        api = RelayAPI(relay_process.ws_url, token)
+        nameplate = (await asyncio.to_thread(api.create_session, TICKET))["nameplate"]
+        agent = asyncio.create_task(
+            run_agent(relay_process.ws_url, CodeLessJoin(nameplate), tmp_path, None, org_pub, ui)
+        )
+        link = await Link.open_certified(
+            relay_process.ws_url,
+            nameplate,
+            proof=TechnicianProof(ana.certificate_bytes, ana.private_key),
+            ticket_id=TICKET,
+            token=token,
+        )
+        await link.send_control(
+            messages.Hello(PROTOCOL_VERSION, "technician", "puente-tech test", "Bo")
+        )
+        await link.send_control(bo.identity(link.keys.transcript_hash))
+        try:
+            reason = await asyncio.wait_for(link.wait_closed(), scaled(20))
+        except SessionLost as exc:
+            reason = str(exc)
+        status = await asyncio.wait_for(agent, scaled(20))
+        return status, reason
+
+    status, reason = asyncio.run(scenario())
+    assert status == 1 and ui.info is None and ui.asked == []
+    assert "paired as Ana Lopez but introduced itself with another certificate" in reason
