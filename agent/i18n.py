@@ -797,7 +797,10 @@ def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -
     if isinstance(cause, TrustError):
         return str(error)  # AgentSession already put it in the customer's words
     if isinstance(cause, TechnicianRefused):
-        return t("error.code_less_refused", detail=str(cause))
+        # The sentence names the certificate's (outside) name and organisation.
+        from protocol.safe_text import safe_text
+
+        return t("error.code_less_refused", detail=safe_text(str(cause), 600))
     for kind, key in (
         (WrongCodeError, "error.wrong_code"),
         (ResumeRefused, "error.resume_refused"),
