@@ -62,7 +62,10 @@ class FrontDoor:
         self.config = relay.config
         self._api = api
         self.downloads = DownloadDesk(
-            shelf_for(relay.config.data_dir), lambda: relay.store, relay.config.clock
+            shelf_for(relay.config.data_dir),
+            lambda: relay.store,
+            relay.config.clock,
+            relay.config.download_stall_timeout,
         )
         api.downloads = self.downloads.shelf  # the join page lists what the desk serves
 
