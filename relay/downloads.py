@@ -45,7 +45,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from .errors import ConfigError
-from .http import RelayConnection, error_response
+from .http import RelayConnection, body_response, error_response
 from .ratelimit import SlidingWindowLimiter
 from .records import SessionState
 from .store import RelayStore
@@ -393,17 +393,9 @@ def _asset_response(name: str, head_only: bool) -> Response:
         body = (ASSETS / name).read_bytes()
     except OSError:
         return _not_found("There is no such picture.")
-    headers = Headers(
-        [
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Connection", "close"),
-            ("Content-Type", "image/png"),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "public, max-age=3600"),
-            ("X-Content-Type-Options", "nosniff"),
-        ]
+    return body_response(
+        http.HTTPStatus.OK, "image/png", body, "public, max-age=3600", head_only=head_only
     )
-    return Response(200, "OK", headers, b"" if head_only else body)
 
 
 def shelf_for(data_dir: str | Path | None) -> DownloadShelf | None:

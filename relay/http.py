@@ -322,18 +322,31 @@ def json_response(
 ) -> Response:
     """A complete HTTP response with a JSON body; the connection closes after it."""
     body = json.dumps(payload, indent=2).encode() + b"\n"
+    return body_response(status, "application/json", body, "no-store", extra_headers)
+
+
+def body_response(
+    status: http.HTTPStatus,
+    content_type: str,
+    body: bytes,
+    cache: str = "no-store",
+    extra_headers: Iterable[tuple[str, str]] = (),
+    *,
+    head_only: bool = False,
+) -> Response:
+    """A complete HTTP response (its body left out for HEAD); the connection closes after it."""
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Connection", "close"),
-            ("Content-Type", "application/json"),
+            ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
+            ("Cache-Control", cache),
             ("X-Content-Type-Options", "nosniff"),
             *extra_headers,
         ]
     )
-    return Response(status.value, status.phrase, headers, body)
+    return Response(status.value, status.phrase, headers, b"" if head_only else body)
 
 
 def error_response(

@@ -175,19 +175,9 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
     built: Built, tmp_path: Path
 ) -> None:
     tmp_path.mkdir()
-    token = built.relay.add_technician("Ana Technician")
-    # The agent pins the organisation's key it was built with: only a certified
-    # technician gets in, and the customer sees the verified name.
-    cert, key = built.organisation.technician("Ana Lopez", "ana")
-    tech = Process(
-        [sys.executable, "-m", "technician.cli", "--relay", built.relay.ws_url, "--token", token]
-        + ["--cert", str(cert), "--key", str(key), "session", "--ticket", "HD-5"],
-        stdin=True,
-    )
+    tech = certified_technician(built, "HD-5", "Ana Technician")
     code = tech.expect(r"^code: (\S+)$").group(1)
-    downloads, home, temp = tmp_path / "Downloads", tmp_path / "home", tmp_path / "tmp"
-    for folder in (downloads, home, temp):
-        folder.mkdir()
+    downloads, home, temp = customer_folders(tmp_path)
     named = downloads / f"puente-agent-{code.replace('-', '')}"
     shutil.copy2(built.binary, named)
     clean_env = {
@@ -250,6 +240,26 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
     assert sorted(p.name for p in downloads.iterdir()) == [named.name]
 
 
+def certified_technician(built: Built, ticket: str, account: str) -> Process:
+    """A technician console holding a certificate of the organisation the agent pins:
+    only such a technician gets in, and the customer sees the verified name."""
+    token = built.relay.add_technician(account)
+    cert, key = built.organisation.technician("Ana Lopez", "ana")
+    return Process(
+        [sys.executable, "-m", "technician.cli", "--relay", built.relay.ws_url, "--token", token]
+        + ["--cert", str(cert), "--key", str(key), "session", "--ticket", ticket],
+        stdin=True,
+    )
+
+
+def customer_folders(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The customer's Downloads, home and temporary folders, made empty."""
+    folders = (tmp_path / "Downloads", tmp_path / "home", tmp_path / "tmp")
+    for folder in folders:
+        folder.mkdir()
+    return folders
+
+
 def check_downloaded_from_the_join_page_it_asks_only_for_six_digits(
     built: Built, tmp_path: Path
 ) -> None:
@@ -265,13 +275,7 @@ def check_downloaded_from_the_join_page_it_asks_only_for_six_digits(
         timeout=scaled(60),
     )
     assert added.returncode == 0, added.stderr
-    token = built.relay.add_technician("Ana Technician")
-    cert, key = built.organisation.technician("Ana Lopez", "ana")
-    tech = Process(
-        [sys.executable, "-m", "technician.cli", "--relay", built.relay.ws_url, "--token", token]
-        + ["--cert", str(cert), "--key", str(key), "session", "--ticket", "HD-19"],
-        stdin=True,
-    )
+    tech = certified_technician(built, "HD-19", "Ana at the join page")
     code = tech.expect(r"^code: (\S+)$").group(1)
     link = tech.expect(r"^Join page for the customer.*: (http\S+)$").group(1)
     nameplate, secret = code.split("-")[0], "".join(code.split("-")[1:])
@@ -281,9 +285,7 @@ def check_downloaded_from_the_join_page_it_asks_only_for_six_digits(
     href, shown_sha = re.search(
         r'<a class="download" href="([^"]+)".*?<code class="sha256">([0-9a-f]{64})</code>', html
     ).groups()  # type: ignore[union-attr]
-    downloads, home, temp = tmp_path / "Downloads", tmp_path / "home", tmp_path / "tmp"
-    for folder in (downloads, home, temp):
-        folder.mkdir()
+    downloads, home, temp = customer_folders(tmp_path)
     with urllib.request.urlopen(urllib.parse.urljoin(link, href), timeout=scaled(60)) as got:
         name = re.search(r'filename="([^"]+)"', got.headers["Content-Disposition"]).group(1)  # type: ignore[union-attr]
         saved = downloads / name
