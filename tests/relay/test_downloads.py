@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import http.client
 import json
+import ssl
 import subprocess
 import sys
 import tracemalloc
@@ -24,6 +25,7 @@ from relay.config import RelayConfig
 from relay.downloads import DownloadShelf, UnsatisfiableRange, requested_range
 from relay.server import RelayServer
 from relay.testing import FakeClock, add_technician, create_session, http_request
+from tests.support.services import self_signed_certificate
 from tests.support.timeouts import scaled
 
 MB = 1024 * 1024
@@ -42,7 +44,24 @@ def agent_file(path: Path, size: int) -> Path:
     return path
 
 
-def run(tmp_path: Path, scenario: Any, size: int = 3 * MB, **settings: Any) -> None:
+def create_over_tls(port: int, token: str, context: ssl.SSLContext) -> dict[str, Any]:
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=scaled(10), context=context)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connection.request("POST", "/api/sessions", body=b'{"ticket_id": "HD-7"}', headers=headers)
+    reply = connection.getresponse()
+    assert reply.status == 201
+    session: dict[str, Any] = json.loads(reply.read())
+    connection.close()
+    return session
+
+
+def run(
+    tmp_path: Path,
+    scenario: Any,
+    size: int = 3 * MB,
+    tls: ssl.SSLContext | None = None,
+    **settings: Any,
+) -> None:
     """Run ``scenario(relay, session, source)`` with a Linux and a Windows agent stored."""
     source = agent_file(tmp_path / "built-agent", size)
     shelf = DownloadShelf(tmp_path / "relay")
@@ -55,7 +74,10 @@ def run(tmp_path: Path, scenario: Any, size: int = 3 * MB, **settings: Any) -> N
         )
         async with RelayServer(config) as relay:
             token = add_technician(relay, "Ana")
-            session = await create_session(relay, token, "HD-7")
+            if config.tls_cert is None:
+                session = await create_session(relay, token, "HD-7")
+            else:
+                session = await asyncio.to_thread(create_over_tls, relay.port, token, tls)
             await scenario(relay, session, source)
 
     asyncio.run(asyncio.wait_for(main(), scaled(60)))
@@ -289,3 +311,49 @@ def test_downloads_command_line(tmp_path: Path) -> None:
     assert "downloads add dist/puente-agent --os linux" in cli("add", "--help").stdout
     no_dir = cli("list")
     assert no_dir.returncode == 2 and "--data-dir" in no_dir.stderr
+
+
+def test_over_tls_the_same_file_and_ranges_in_constant_memory(tmp_path: Path) -> None:
+    """Behind the relay's own TLS (sendfile falls back to small encrypted writes)."""
+    pair = self_signed_certificate(tmp_path / "tls")
+    context = ssl.create_default_context(cafile=str(pair.cert))
+
+    async def scenario(relay: RelayServer, session: dict[str, Any], source: Path) -> None:
+        def fetch(headers: dict[str, str]) -> tuple[int, str, str, int]:
+            connection = http.client.HTTPSConnection(
+                "127.0.0.1", relay.port, timeout=scaled(30), context=context
+            )
+            connection.request("GET", agent_path(session), headers=headers)
+            response = connection.getresponse()
+            digest, total = hashlib.sha256(), 0
+            buffer = bytearray(256 * 1024)
+            while n := response.readinto(buffer):
+                digest.update(memoryview(buffer)[:n])
+                total += n
+            connection.close()
+            return (
+                response.status,
+                response.headers["Content-Range"] or "",
+                digest.hexdigest(),
+                total,
+            )
+
+        data = source.read_bytes()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            status, _, digest, total = await asyncio.to_thread(fetch, {})
+            grew = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+        assert (status, total) == (200, len(data))
+        assert digest == hashlib.sha256(data).hexdigest()
+        assert grew < 2 * MB, f"{grew / MB:.1f} MB"
+        status, content_range, digest, total = await asyncio.to_thread(
+            fetch, {"Range": "bytes=1000000-"}
+        )
+        assert (status, content_range) == (206, f"bytes 1000000-{len(data) - 1}/{len(data)}")
+        assert digest == hashlib.sha256(data[1000000:]).hexdigest()
+
+    run(tmp_path, scenario, 12 * MB, context, tls_cert=pair.cert, tls_key=pair.key)
