@@ -175,7 +175,7 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
     built: Built, tmp_path: Path
 ) -> None:
     tmp_path.mkdir()
-    tech = certified_technician(built, "HD-5", "Ana Technician")
+    tech = certified_technician(built, "HD-5", "Ana Technician", "ana")
     code = tech.expect(r"^code: (\S+)$").group(1)
     downloads, home, temp = customer_folders(tmp_path)
     named = downloads / f"puente-agent-{code.replace('-', '')}"
@@ -240,11 +240,11 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
     assert sorted(p.name for p in downloads.iterdir()) == [named.name]
 
 
-def certified_technician(built: Built, ticket: str, account: str) -> Process:
+def certified_technician(built: Built, ticket: str, account: str, stem: str) -> Process:
     """A technician console holding a certificate of the organisation the agent pins:
     only such a technician gets in, and the customer sees the verified name."""
     token = built.relay.add_technician(account)
-    cert, key = built.organisation.technician("Ana Lopez", "ana")
+    cert, key = built.organisation.technician("Ana Lopez", stem)
     return Process(
         [sys.executable, "-m", "technician.cli", "--relay", built.relay.ws_url, "--token", token]
         + ["--cert", str(cert), "--key", str(key), "session", "--ticket", ticket],
@@ -275,7 +275,7 @@ def check_downloaded_from_the_join_page_it_asks_only_for_six_digits(
         timeout=scaled(60),
     )
     assert added.returncode == 0, added.stderr
-    tech = certified_technician(built, "HD-19", "Ana at the join page")
+    tech = certified_technician(built, "HD-19", "Ana at the join page", "ana-join")
     code = tech.expect(r"^code: (\S+)$").group(1)
     link = tech.expect(r"^Join page for the customer.*: (http\S+)$").group(1)
     nameplate, secret = code.split("-")[0], "".join(code.split("-")[1:])
