@@ -68,10 +68,10 @@ def cli(data_dir: Path, *args: str) -> str:
     return done.stdout
 
 
-def start_relay(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
+def start_relay(data_dir: Path, rate: float) -> tuple[subprocess.Popen[str], int]:
     relay = subprocess.Popen(
         [sys.executable, "-m", "relay.cli", "serve", "--data-dir", str(data_dir), "--port", "0"]
-        + ["--log-level", "WARNING"],
+        + ["--log-level", "WARNING", "--download-rate", str(rate)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -212,7 +212,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
             out.write(os.urandom(1024 * 1024))
     token = cli(data, "technician", "add", "Bench").strip().splitlines()[-1]
     cli(data, "downloads", "add", str(agent), "--os", "linux")
-    relay, port = start_relay(data)
+    relay, port = start_relay(data, options.rate)
     url = f"ws://127.0.0.1:{port}"
     quiet: list[float] = []
     loaded: list[float] = []
@@ -259,6 +259,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
     seconds = sum(t["seconds"] for t in transfers)
     figures = {
         "concurrent": options.concurrent,
+        "relay_download_rate_mb_per_s": options.rate,
         "size_mb": options.size_mb,
         "rounds": options.rounds,
         "round_trips": {"quiet": len(quiet), "downloading": len(loaded)},
@@ -291,7 +292,8 @@ def render(f: dict[str, Any]) -> str:
             f"  p99 difference {f['added_p99_ms']:+.2f} ms, ratio {f['p99_ratio']:.2f}x "
             f"[{'met   ' if f['goal_met'] else 'MISSED'}] goal: at most +{GOAL_MS:.0f} ms",
             f"Downloads: {f['downloads']} whole files ({f['refused']} refused by limits), "
-            f"{f['download_mb_per_s']:.0f} MB/s in all",
+            f"{f['download_mb_per_s']:.0f} MB/s in all (relay's --download-rate "
+            f"{f['relay_download_rate_mb_per_s']:g} MB/s)",
             f"Relay memory (RSS): {f['relay_rss_mb']['min']:.1f} to "
             f"{f['relay_rss_mb']['max']:.1f} MB over the run",
         ]
@@ -313,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=int, default=30, help="the agent's size (30 MB)")
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase (10 s)")
     parser.add_argument("--rounds", type=int, default=2, help="quiet+downloading pairs (2)")
+    parser.add_argument(
+        "--rate", type=float, default=64.0, help="the relay's --download-rate, MB/s (64)"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 4 x 2 MB, 1 s")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     options = parser.parse_args(argv)

@@ -324,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
         shown="default: the page tells them to ask their help desk",
         metavar="URL",
     )
+    option(
+        "--download-rate",
+        "PUENTE_DOWNLOAD_RATE",
+        "MB/s that all agent downloads together may take (see 'downloads'); more leaves "
+        "less CPU for forwarding sessions (bench/downloads.py)",
+        default="64",
+        type=float,
+        metavar="MB_PER_S",
+    )
     helpdesk = serve.add_argument_group(
         "help-desk connectors",
         "Session events (join link at creation, summary at the end) are queued in the "
@@ -573,6 +582,7 @@ def _serve(args: argparse.Namespace) -> int:
         connectors=connectors,
         delivery=DeliverySettings(timeout=args.delivery_timeout, backoff_cap=args.retry_max),
         agent_download_url=args.agent_download_url or None,
+        download_rate=args.download_rate * 1e6,
     )
     keep_freed_memory()  # forwarding bulk data (protocol.allocator)
     return asyncio.run(_run(config))

@@ -19,7 +19,9 @@ several ranges, or an ``If-Range`` that no longer matches, get the whole file.
 
 Limits: the same door as every request (:mod:`relay.front_door`), then per address
 ``DOWNLOADS_PER_MINUTE`` requests and one of the address's connection slots for as
-long as the download runs (:class:`relay.admission.AddressLimits`).
+long as the download runs (:class:`relay.admission.AddressLimits`); all downloads
+together share a :class:`ByteBudget` (``download_rate``), so that a crowd of customers
+downloading at once leaves the CPU to the sessions the relay forwards.
 """
 
 from __future__ import annotations
@@ -59,7 +61,11 @@ SYSTEM_NAMES = {"windows": "Windows", "macos": "macOS", "linux": "Linux"}
 #: Download requests (ranges included) one address may make per minute.
 DOWNLOADS_PER_MINUTE = 30
 #: Bytes sent per sendfile call; the stall timeout applies to each.
-SEGMENT = 1024 * 1024
+SEGMENT = 256 * 1024
+#: All downloads together, bytes per second (512 Mb/s): above that a burst of customers
+#: would take the CPU the relay's forwarding needs (bench/downloads.py measures it;
+#: ``puente-relay serve --download-rate``).
+DOWNLOAD_RATE = 64e6
 #: Where the join page's pictures live (screenshots of the agent's window, made by tests).
 ASSETS = Path(__file__).resolve().parent / "static"
 
@@ -179,6 +185,27 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+class ByteBudget:
+    """A token bucket shared by every download: at most ``rate`` bytes a second, bursts of
+    ``burst``. Time is an input (``now``); :meth:`delay` says how long to wait first."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        if rate <= 0 or burst <= 0:
+            raise ValueError("rate and burst must be positive")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._at: float | None = None
+
+    def delay(self, size: int, now: float) -> float:
+        """Spend ``size`` bytes at ``now``; return the seconds to wait before sending them."""
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        self._tokens -= size
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
 class UnsatisfiableRange(ValueError):
     """The requested range starts past the end of the file (answered with 416)."""
 
@@ -231,11 +258,13 @@ class DownloadDesk:
         store: Callable[[], RelayStore],
         clock: Callable[[], float],
         stall_timeout: float = 60.0,
+        rate: float = DOWNLOAD_RATE,
     ) -> None:
         self.shelf = shelf
         self._store = store
         self._clock = clock
         self._stall_timeout = stall_timeout
+        self._budget = ByteBudget(rate, burst=4 * SEGMENT)
         self._limiter = SlidingWindowLimiter(DOWNLOADS_PER_MINUTE, 60.0)
 
     def answer(
@@ -355,6 +384,9 @@ class DownloadDesk:
                     offset = first
                     while offset <= last:
                         count = min(SEGMENT, last + 1 - offset)
+                        wait = self._budget.delay(count, loop.time())
+                        if wait > 0:
+                            await asyncio.sleep(wait)
                         async with asyncio.timeout(self._stall_timeout):
                             sent += await loop.sendfile(transport, file, offset, count)
                         offset += count

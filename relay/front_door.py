@@ -66,6 +66,7 @@ class FrontDoor:
             lambda: relay.store,
             relay.config.clock,
             relay.config.download_stall_timeout,
+            relay.config.download_rate,
         )
         api.downloads = self.downloads.shelf  # the join page lists what the desk serves
 

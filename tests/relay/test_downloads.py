@@ -22,7 +22,7 @@ import pytest
 from websockets.datastructures import Headers
 
 from relay.config import RelayConfig
-from relay.downloads import DownloadShelf, UnsatisfiableRange, requested_range
+from relay.downloads import ByteBudget, DownloadShelf, UnsatisfiableRange, requested_range
 from relay.server import RelayServer
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.support.services import self_signed_certificate
@@ -357,3 +357,14 @@ def test_over_tls_the_same_file_and_ranges_in_constant_memory(tmp_path: Path) ->
         assert digest == hashlib.sha256(data[1000000:]).hexdigest()
 
     run(tmp_path, scenario, 12 * MB, context, tls_cert=pair.cert, tls_key=pair.key)
+
+
+def test_the_byte_budget_paces_all_downloads_together() -> None:
+    budget = ByteBudget(rate=1000.0, burst=500.0)
+    assert budget.delay(400, now=0.0) == 0.0  # within the burst
+    assert budget.delay(400, now=0.0) == pytest.approx(0.3)  # 300 bytes over: 0.3 s
+    assert budget.delay(100, now=0.3) == pytest.approx(0.1)  # the debt was paid by 0.3
+    assert budget.delay(100, now=10.0) == 0.0  # refilled, up to the burst only
+    assert budget.delay(600, now=10.0) == pytest.approx(0.2)
+    with pytest.raises(ValueError):
+        ByteBudget(rate=0, burst=1)
