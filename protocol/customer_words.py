@@ -144,6 +144,29 @@ PAGE_WORDS: dict[str, dict[str, str]] = {
         "es": "Continúe solo si usted mismo contactó con su servicio de asistencia. Nunca "
         "escriba un código que le haya dado alguien que le llamó sin esperarlo.",
     },
+    "join.too_many.title": {"en": "Too many tries", "es": "Demasiados intentos"},
+    "join.too_many.text": {
+        "en": "This address opened too many join pages in a minute; wait a minute and "
+        "open the link again.",
+        "es": "Desde esta dirección se abrieron demasiadas páginas en un minuto; espere un "
+        "minuto y vuelva a abrir el enlace.",
+    },
+    "join.unknown.title": {"en": "No such session", "es": "Esa sesión no existe"},
+    "join.unknown.text": {
+        "en": "This link does not belong to any session. Check the link your help desk "
+        "sent you, or ask your technician for a new one.",
+        "es": "Este enlace no corresponde a ninguna sesión. Compruebe el enlace que le "
+        "envió su servicio de asistencia o pida uno nuevo a su técnico.",
+    },
+    "join.gone.title": {
+        "en": "This session code no longer works",
+        "es": "Este código de sesión ya no sirve",
+    },
+    "join.gone.text": {
+        "en": "The code for this link has expired or was already used. Ask your "
+        "technician for a new session.",
+        "es": "El código de este enlace caducó o ya se usó. Pida a su técnico una sesión nueva.",
+    },
 }
 
 CUSTOMER_WORDS: dict[str, dict[str, str]] = {**AGENT_WORDS, **PAGE_WORDS}

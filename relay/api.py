@@ -360,34 +360,22 @@ class RestApi:
 
     def _join_page(self, session_id: str, headers: Headers, query: str, client_ip: str) -> Response:
         chosen = _query_params(query, allowed=("lang",)).get("lang")
+        language = page_language(", ".join(headers.get_all("Accept-Language")), chosen)
         now = self._clock()
         if not self._join_limiter.allow(client_ip, now):
-            page = render_problem_page(
-                "Too many tries",
-                "This address opened too many join pages in a minute; wait a minute and "
-                "open the link again.",
-            )
+            page = render_problem_page("too_many", language)
             return html_response(http.HTTPStatus.TOO_MANY_REQUESTS, page, (("Retry-After", "60"),))
         record = self._store.get_session(session_id)
         if record is None:
-            page = render_problem_page(
-                "No such session",
-                "This link does not belong to any session. Check the link your help desk "
-                "sent you, or ask your technician for a new one.",
+            return html_response(
+                http.HTTPStatus.NOT_FOUND, render_problem_page("unknown", language)
             )
-            return html_response(http.HTTPStatus.NOT_FOUND, page)
         if record.state_at(now) is not SessionState.WAITING:
-            page = render_problem_page(
-                "This session code no longer works",
-                "The code for this link has expired or was already used. Ask your "
-                "technician for a new session.",
-            )
-            return html_response(http.HTTPStatus.GONE, page)
+            return html_response(http.HTTPStatus.GONE, render_problem_page("gone", language))
         base = self._base_url().rstrip("/")
         relay_url = "wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]
         agents = headers.get_all("User-Agent")
         user_agent = agents[0] if len(agents) == 1 else None
-        languages = headers.get_all("Accept-Language")
         offered = tuple(
             OfferedDownload(
                 d.system,
@@ -407,7 +395,7 @@ class RestApi:
             download_url=self._agent_download_url,
             visitor_os=visitor_os(user_agent),
             downloads=offered,
-            language=page_language(", ".join(languages), chosen),
+            language=language,
         )
         return html_response(http.HTTPStatus.OK, render_join_page(view))
 

@@ -220,9 +220,13 @@ def _offer(download: OfferedDownload, say: dict[str, str], here: bool, css: str)
     )
 
 
-def render_problem_page(title: str, text: str) -> str:
-    """A page saying why there is nothing to join, and what to do."""
-    return _page(f"{title} - Puente", f"<h1>{escape(title)}</h1>\n<p>{escape(text)}</p>\n")
+def render_problem_page(problem: str, language: str = "en") -> str:
+    """A page saying why there is nothing to join, and what to do: ``problem`` is
+    ``too_many``, ``unknown`` or ``gone`` (``join.PROBLEM.*`` in the customer words)."""
+    say = words(language)
+    title, text = say[f"join.{problem}.title"], say[f"join.{problem}.text"]
+    body = f"<h1>{escape(title)}</h1>\n<p>{escape(text)}</p>\n"
+    return _page(f"{title} - Puente", body, language)
 
 
 def html_response(
