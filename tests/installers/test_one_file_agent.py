@@ -195,14 +195,7 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
             },
             stdin=True,
         )
-        customer.expect(r"^Verified: Ana Lopez, Acme IT$")
-        customer.expect(r"^Check code")
-        tech.expect(r"^Customer joined")
-        tech.send(f"diagnostics {tmp_path / 'diag.json'}")
-        customer.expect(r"^Allow Diagnostics\?")
-        customer.send("y")
-        tech.expect(r"^ok diagnostics: written to")
-        assert json.loads((tmp_path / "diag.json").read_text())["hostname"]
+        joins_verified_and_sends_diagnostics(customer, tech, tmp_path / "diag.json")
         # The screen pipeline works inside the one file too (numpy, mss, JPEG, PNG).
         tech.send(f"screenshot {tmp_path / 'screen.png'}")
         customer.expect(r"^Allow Screen view\?")
@@ -222,13 +215,7 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
             timeout=scaled(10),
         )
         assert pointer.stdout.startswith("x:100 y:80 "), pointer.stdout + pointer.stderr
-        tech.send("end")
-        customer.expect(r"^How would you rate this help")
-        customer.send("5")
-        customer.expect(r"^Any comment")
-        customer.send("")
-        assert tech.wait(30) == 0
-        assert customer.wait(30) == 0, customer.output + customer.stderr
+        ends_with_a_rating(customer, tech)
         # No library's warning reaches the customer (cryptography deprecates DSA, which
         # asyncssh touches on import): the one file quiets them as the installed agent does.
         assert not re.search(r"\w*Warning\b|\bdeprecated\b", customer.output + customer.stderr)
@@ -303,15 +290,25 @@ def check_downloaded_from_the_join_page_it_asks_only_for_six_digits(
         stdin=True,
     )
     customer.send(secret)  # only the 6 digits the technician reads out
+    joins_verified_and_sends_diagnostics(customer, tech, tmp_path / "diag.json")
+    assert f"Type the 6 digits your technician reads you (session {nameplate})" in customer.output
+    ends_with_a_rating(customer, tech)
+
+
+def joins_verified_and_sends_diagnostics(customer: Process, tech: Process, out: Path) -> None:
+    """The customer sees the verified technician and the check code, then allows
+    diagnostics; the technician gets them."""
     customer.expect(r"^Verified: Ana Lopez, Acme IT$", timeout=60)
     customer.expect(r"^Check code")
     tech.expect(r"^Customer joined")
-    tech.send(f"diagnostics {tmp_path / 'diag.json'}")
+    tech.send(f"diagnostics {out}")
     customer.expect(r"^Allow Diagnostics\?")
     customer.send("y")
     tech.expect(r"^ok diagnostics: written to")
-    assert json.loads((tmp_path / "diag.json").read_text())["hostname"]
-    assert f"Type the 6 digits your technician reads you (session {nameplate})" in customer.output
+    assert json.loads(out.read_text())["hostname"]
+
+
+def ends_with_a_rating(customer: Process, tech: Process) -> None:
     tech.send("end")
     customer.expect(r"^How would you rate this help")
     customer.send("5")
