@@ -43,6 +43,7 @@ examples:
   ./puente-agent-417862093
   puente-agent --org-key acme-org.pub --relay wss://support.example.org 417-862-093
   puente-agent audit verify ~/.local/state/puente/session-20260102-100000-417.log
+  puente-agent checks run --once --policy acme.policy --org-key acme-org/org.pub
 """
 
 AUDIT_DESCRIPTION = """\
@@ -143,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["audit"]:
         quiet_library_warnings()
         return audit_main(argv[1:])
+    if argv[:1] == ["checks"]:
+        from agent.monitoring.command import checks_main
+
+        quiet_library_warnings()
+        return checks_main(argv[1:])
     try:
         baked = load_baked()
     except SettingsError as exc:

@@ -591,6 +591,139 @@ CATALOG: dict[str, dict[str, str]] = {
     "tk.rating_send": {"en": "Send rating", "es": "Enviar valoración"},
     "tk.rating_skip": {"en": "Skip", "es": "Omitir"},
     "tk.comment_label": {"en": "Comment (optional):", "es": "Comentario (opcional):"},
+    # Checks on an enrolled device (agent/monitoring) --------------------------------------
+    "check.error": {
+        "en": "The check {check} could not run: {reason}. Check the policy's setting or ask your help desk.",
+        "es": "La comprobación {check} no pudo ejecutarse: {reason}. Revise el ajuste de la directiva o consulte a su servicio de asistencia.",
+    },
+    "check.disk_free.ok": {
+        "en": "{path}: {free} free of {total} ({percent}% free).",
+        "es": "{path}: {free} libres de {total} ({percent}% libre).",
+    },
+    "check.disk_free.failing": {
+        "en": "{path} is nearly full: only {free} free of {total} ({percent}% free), and the policy asks for at least {wanted}. Delete or move files you no longer need.",
+        "es": "{path} está casi lleno: solo quedan {free} libres de {total} ({percent}% libre), y la directiva pide al menos {wanted}. Borre o mueva archivos que ya no necesite.",
+    },
+    "check.memory.ok": {
+        "en": "Memory: {used}% in use, swap {swap}%.",
+        "es": "Memoria: {used}% en uso, intercambio {swap}%.",
+    },
+    "check.memory.failing": {
+        "en": "Memory is under pressure: {used}% in use and swap at {swap}% (limits {max_used}% and {max_swap}%). Close programs you are not using.",
+        "es": "La memoria está bajo presión: {used}% en uso e intercambio al {swap}% (límites {max_used}% y {max_swap}%). Cierre los programas que no esté usando.",
+    },
+    "check.process.ok": {
+        "en": "The program {name} is running ({count} processes).",
+        "es": "El programa {name} está en marcha ({count} procesos).",
+    },
+    "check.process.failing": {
+        "en": "The program {name} is not running; start it again or ask your help desk.",
+        "es": "El programa {name} no está en marcha; vuelva a iniciarlo o consulte a su servicio de asistencia.",
+    },
+    "check.service.ok": {
+        "en": "The service {name} is running.",
+        "es": "El servicio {name} está en marcha.",
+    },
+    "check.service.failing": {
+        "en": "The service {name} is not running (state: {state}); start it again or ask your help desk.",
+        "es": "El servicio {name} no está en marcha (estado: {state}); vuelva a iniciarlo o consulte a su servicio de asistencia.",
+    },
+    "check.reboot.ok": {
+        "en": "No restart is pending.",
+        "es": "No hay ningún reinicio pendiente.",
+    },
+    "check.reboot.failing": {
+        "en": "This computer is waiting for a restart to finish installing updates; restart it when convenient.",
+        "es": "Este equipo espera un reinicio para terminar de instalar actualizaciones; reinícielo cuando le venga bien.",
+    },
+    "check.reboot.unknown": {
+        "en": "This computer gives no way to tell whether a restart is pending.",
+        "es": "Este equipo no permite saber si hay un reinicio pendiente.",
+    },
+    "check.clock.ok": {
+        "en": "The clock is right (off by {seconds} s from {source}).",
+        "es": "El reloj está en hora (diferencia de {seconds} s con {source}).",
+    },
+    "check.clock.failing": {
+        "en": "The clock is off by {seconds} seconds compared with {source}; turn on automatic date and time.",
+        "es": "El reloj tiene una diferencia de {seconds} segundos con {source}; active la fecha y hora automáticas.",
+    },
+    "check.certificate.ok": {
+        "en": "All {count} certificates are valid for more than {days} days.",
+        "es": "Los {count} certificados son válidos durante más de {days} días.",
+    },
+    "check.certificate.failing": {
+        "en": "The certificate {path} expires on {date} (in {days} days); renew it.",
+        "es": "El certificado {path} caduca el {date} (dentro de {days} días); renuévelo.",
+    },
+    "check.certificate.expired": {
+        "en": "The certificate {path} expired on {date}; renew it now.",
+        "es": "El certificado {path} caducó el {date}; renuévelo ya.",
+    },
+    "check.certificate.none": {
+        "en": "No certificate found at {paths}; correct the paths in the policy.",
+        "es": "No se encontró ningún certificado en {paths}; corrija las rutas de la directiva.",
+    },
+    "check.log.ok": {
+        "en": "{path}: {count} matching lines (at most {limit} allowed).",
+        "es": "{path}: {count} líneas coinciden (se permiten como máximo {limit}).",
+    },
+    "check.log.failing": {
+        "en": "{path} has {count} lines matching the policy's pattern (at most {limit} allowed); your help desk can see which.",
+        "es": "{path} tiene {count} líneas que coinciden con el patrón de la directiva (se permiten como máximo {limit}); su servicio de asistencia puede ver cuáles.",
+    },
+    "check.backup.ok": {
+        "en": "The latest backup ({path}) is {hours} hours old.",
+        "es": "La última copia de seguridad ({path}) tiene {hours} horas.",
+    },
+    "check.backup.failing": {
+        "en": "The latest backup ({path}) is {hours} hours old, older than {limit} hours; check that backups still run.",
+        "es": "La última copia de seguridad ({path}) tiene {hours} horas, más de {limit}; compruebe que las copias siguen haciéndose.",
+    },
+    "check.backup.none": {
+        "en": "No backup found at {path}; check that backups run.",
+        "es": "No se encontró ninguna copia de seguridad en {path}; compruebe que las copias se hacen.",
+    },
+    "forecast.disk": {
+        "en": "The disk {path} will be full in about {days} days at the current rate (confidence {confidence}%).",
+        "es": "El disco {path} estará lleno en unos {days} días al ritmo actual (confianza {confidence}%).",
+    },
+    "forecast.memory": {
+        "en": "Memory use will reach its limit in about {days} days at the current rate (confidence {confidence}%).",
+        "es": "El uso de memoria llegará a su límite en unos {days} días al ritmo actual (confianza {confidence}%).",
+    },
+    "forecast.log": {
+        "en": "Matching lines in {path} will pass the limit in about {days} days at the current rate (confidence {confidence}%).",
+        "es": "Las líneas que coinciden en {path} superarán el límite en unos {days} días al ritmo actual (confianza {confidence}%).",
+    },
+    "checks.status.ok": {"en": "OK", "es": "BIEN"},
+    "checks.status.failing": {"en": "FAILING", "es": "FALLA"},
+    "checks.status.error": {"en": "CANNOT TELL", "es": "SIN DATOS"},
+    "checks.status.forecast": {"en": "SOON", "es": "PRONTO"},
+    "checks.maintenance": {
+        "en": "A maintenance window is open: the help desk gets no alerts now.",
+        "es": "Hay una ventana de mantenimiento abierta: el servicio de asistencia no recibe alertas ahora.",
+    },
+    "checks.policy": {
+        "en": "Policy number {number} of {organisation}.",
+        "es": "Directiva número {number} de {organisation}.",
+    },
+    "checks.policy_default": {
+        "en": "No policy given: the standard checks (system disk, memory, pending restart).",
+        "es": "Sin directiva: las comprobaciones estándar (disco del sistema, memoria, reinicio pendiente).",
+    },
+    "checks.policy_refused": {
+        "en": "The device policy {path} was refused and nothing was checked: {reason}",
+        "es": "Se rechazó la directiva del equipo {path} y no se comprobó nada: {reason}",
+    },
+    "checks.policy_needs_key": {
+        "en": "A signed policy needs the organisation's public key to check it: add --org-key ORG.pub (or set PUENTE_ORG_KEY).",
+        "es": "Una directiva firmada necesita la clave pública de la organización para comprobarla: añada --org-key ORG.pub (o defina PUENTE_ORG_KEY).",
+    },
+    "checks.unreadable": {
+        "en": "Cannot read {path} ({reason}); check the path.",
+        "es": "No se puede leer {path} ({reason}); compruebe la ruta.",
+    },
     # Satisfaction rating -------------------------------------------------------------------
     "rating.before_you_go": {"en": "Before you go:", "es": "Antes de irse:"},
     "rating.question": {

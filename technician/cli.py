@@ -26,7 +26,7 @@ from protocol.messages import ReplyStatus
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from protocol.safe_text import safe_text
 
-from . import trust_cli
+from . import policy_cli, trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
 from .output import Output, write_private
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sessions.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
     trust_cli.add_commands(commands)
+    policy_cli.add_commands(commands)
     viewer = commands.add_parser(
         "viewer",
         help="open the desktop viewer (see and control the customer's screen)",
@@ -178,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "viewer":
         return run_viewer(args, out)
     offline = trust_cli.run(args, out)
+    if offline is None:
+        offline = policy_cli.run(args, out)
     if offline is not None:
         return offline
     if not args.relay:
