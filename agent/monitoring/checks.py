@@ -36,7 +36,7 @@ from typing import Any
 import psutil
 from cryptography import x509
 
-from agent.i18n import Translator, english
+from agent.i18n import DEFAULT_LANGUAGE, Translator
 from protocol.device_policy import CheckDefinition
 
 OK, FAILING, ERROR = "ok", "failing", "error"
@@ -76,9 +76,7 @@ class CheckResult:
 
     def text(self, translator: Translator | None = None) -> str:
         """The owner's sentence, in the translator's language (English by default)."""
-        if translator is None:
-            return english(self.message, **self.values)
-        return translator(self.message, **self.values)
+        return (translator or Translator(DEFAULT_LANGUAGE))(self.message, **self.values)
 
     def summary(self) -> dict[str, str]:
         """All the relay may see of this result (unless the policy shares details)."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.i18n import Translator, english
+from agent.i18n import DEFAULT_LANGUAGE, Translator
 from protocol.device_policy import CheckDefinition, DevicePolicy
 
 from .checks import CheckResult, Probes, run_check
@@ -36,9 +36,7 @@ class ForecastWarning:
     values: dict[str, Any]
 
     def text(self, translator: Translator | None = None) -> str:
-        if translator is None:
-            return english(self.message, **self.values)
-        return translator(self.message, **self.values)
+        return (translator or Translator(DEFAULT_LANGUAGE))(self.message, **self.values)
 
     def summary(self) -> dict[str, Any]:
         return {
