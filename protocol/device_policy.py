@@ -451,8 +451,28 @@ def verify_policy(data: bytes, organisation_key: Ed25519PublicKey) -> DevicePoli
             "organisation; it was altered after signing. Sign it again with "
             "'puente-tech policy sign'."
         )
+    return _policy_of(body)
+
+
+def read_policy_unverified(data: bytes) -> DevicePolicy:
+    """A signed policy's content WITHOUT checking its signature.
+
+    For the relay only, which holds no organisation key (by design) and reads a
+    device's policy to know when to open alerts (thresholds, maintenance windows);
+    a device decides nothing from a policy that did not pass :func:`verify_policy`.
+    """
+    body, _ = _split_signed(data, "policy", "device policy")
+    if body.get("format") != POLICY_FORMAT:
+        raise _fail("This is not a Puente device policy (made by 'puente-tech policy sign').")
+    return _policy_of(body)
+
+
+def _policy_of(body: Mapping[str, Any]) -> DevicePolicy:
     organisation = _str(body.get("organisation"), "The policy's organisation")
+    signer = body.get("organisation_key")
+    if not isinstance(signer, str) or len(signer) != 64:
+        raise _fail("The policy's organisation_key must be a key id (64 hex digits).")
     rest = {
         k: v for k, v in body.items() if k not in ("format", "organisation", "organisation_key")
     }
-    return _parse_body(rest, organisation, trusted)
+    return _parse_body(rest, organisation, signer)
