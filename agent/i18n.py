@@ -724,6 +724,116 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Cannot read {path} ({reason}); check the path.",
         "es": "No se puede leer {path} ({reason}); compruebe la ruta.",
     },
+    # Enrolment (agent/enrolment.py) -------------------------------------------------------
+    "enrol.policy_intro": {
+        "en": "Your help desk, {organisation}, asks to look after this computer. Its policy (number {number}) says:",
+        "es": "Su servicio de asistencia, {organisation}, pide cuidar de este equipo. Su directiva (número {number}) dice:",
+    },
+    "enrol.unattended.never": {
+        "en": "- Nobody can connect to this computer without you: a technician can never connect when nobody answers.",
+        "es": "- Nadie puede conectarse a este equipo sin usted: un técnico nunca puede conectarse si nadie responde.",
+    },
+    "enrol.unattended.ask-deny": {
+        "en": "- When a technician asks to connect, whoever is signed in is asked; no answer within {seconds} seconds means no.",
+        "es": "- Cuando un técnico pide conectarse, se pregunta a quien haya iniciado sesión; sin respuesta en {seconds} segundos, la respuesta es no.",
+    },
+    "enrol.unattended.ask-allow": {
+        "en": "- When a technician asks to connect, whoever is signed in is asked; with no answer within {seconds} seconds the technician is let in (a banner shows it, and you can end it).",
+        "es": "- Cuando un técnico pide conectarse, se pregunta a quien haya iniciado sesión; sin respuesta en {seconds} segundos el técnico entra (un aviso lo muestra y usted puede terminarlo).",
+    },
+    "enrol.unattended.allowed": {
+        "en": "- Certified technicians of your help desk may, without asking: {capabilities} (a banner shows it, and you can end it).",
+        "es": "- Los técnicos certificados de su servicio de asistencia pueden, sin preguntar: {capabilities} (un aviso lo muestra y usted puede terminarlo).",
+    },
+    "enrol.details.private": {
+        "en": "- The help desk learns only which check failed and how badly; what the checks find stays on this computer.",
+        "es": "- El servicio de asistencia solo sabe qué comprobación falló y su gravedad; lo que encuentran las comprobaciones se queda en este equipo.",
+    },
+    "enrol.details.shared": {
+        "en": "- The help desk sees what the checks find (free space, the matching log lines and so on).",
+        "es": "- El servicio de asistencia ve lo que encuentran las comprobaciones (espacio libre, las líneas de registro que coinciden, etc.).",
+    },
+    "enrol.checks": {
+        "en": "- This computer checks itself: {checks}.",
+        "es": "- Este equipo se comprueba a sí mismo: {checks}.",
+    },
+    "enrol.maintenance": {
+        "en": "- Quiet times without alerts (UTC): {windows}.",
+        "es": "- Horas tranquilas sin alertas (UTC): {windows}.",
+    },
+    "enrol.question": {
+        "en": "Enrol this computer? Type yes to agree, anything else to stop: ",
+        "es": "¿Inscribir este equipo? Escriba sí para aceptar, cualquier otra cosa para parar: ",
+    },
+    "enrol.declined": {
+        "en": "Nothing was installed or sent; this computer is not enrolled.",
+        "es": "No se instaló ni se envió nada; este equipo no está inscrito.",
+    },
+    "enrol.done": {
+        "en": "Enrolled as device {device_id}. Its key and state are in {folder}, readable by this account only.",
+        "es": "Inscrito como equipo {device_id}. Su clave y su estado están en {folder}, legibles solo por esta cuenta.",
+    },
+    "enrol.online": {
+        "en": "Online: the relay knows this computer is here (a heartbeat every {seconds} s). Press Ctrl+C to stop.",
+        "es": "En línea: el relé sabe que este equipo está aquí (una señal cada {seconds} s). Pulse Ctrl+C para parar.",
+    },
+    "enrol.already": {
+        "en": "This computer is already enrolled (device {device_id}); run 'puente-agent unenrol' first to enrol it again.",
+        "es": "Este equipo ya está inscrito (equipo {device_id}); ejecute antes 'puente-agent unenrol' para volver a inscribirlo.",
+    },
+    "enrol.no_service": {
+        "en": "Installing Puente as a service is not available in this build yet; add --no-service to run it in the foreground (under your own supervisor, for example). Nothing was installed.",
+        "es": "Instalar Puente como servicio aún no está disponible en esta versión; añada --no-service para ejecutarlo en primer plano (bajo su propio supervisor, por ejemplo). No se instaló nada.",
+    },
+    "enrol.refused": {
+        "en": "The relay refused the enrolment: {reason}",
+        "es": "El relé rechazó la inscripción: {reason}",
+    },
+    "enrol.policy_refused": {
+        "en": "The policy that came with this token was refused, and nothing was installed: {reason}",
+        "es": "Se rechazó la directiva que venía con este código, y no se instaló nada: {reason}",
+    },
+    "enrol.unreachable": {
+        "en": "Could not reach the relay at {relay} ({reason}); check the address and your network connection, then try again.",
+        "es": "No se pudo contactar con el relé en {relay} ({reason}); compruebe la dirección y su conexión de red, y vuelva a intentarlo.",
+    },
+    "enrol.reconnecting": {
+        "en": "The connection to the relay was lost ({reason}); trying again in {seconds} s.",
+        "es": "Se perdió la conexión con el relé ({reason}); se reintentará en {seconds} s.",
+    },
+    "enrol.device_refused": {
+        "en": "The relay refused this device: {reason}",
+        "es": "El relé rechazó este equipo: {reason}",
+    },
+    "unenrol.done": {
+        "en": "Unenrolled: removed {folder}. Ask your help desk to remove device {device_id} from its list too.",
+        "es": "Baja completada: se eliminó {folder}. Pida a su servicio de asistencia que quite también el equipo {device_id} de su lista.",
+    },
+    "unenrol.nothing": {
+        "en": "This computer is not enrolled ({folder} holds no enrolment); nothing was removed.",
+        "es": "Este equipo no está inscrito ({folder} no contiene ninguna inscripción); no se eliminó nada.",
+    },
+    "kind.disk_free": {"en": "disk space", "es": "espacio en disco"},
+    "kind.memory_pressure": {"en": "memory", "es": "memoria"},
+    "kind.process_running": {
+        "en": "programs that should run",
+        "es": "programas que deben funcionar",
+    },
+    "kind.service_running": {
+        "en": "services that should run",
+        "es": "servicios que deben funcionar",
+    },
+    "kind.pending_reboot": {"en": "pending restarts", "es": "reinicios pendientes"},
+    "kind.clock_drift": {"en": "the clock", "es": "el reloj"},
+    "kind.certificate_expiry": {
+        "en": "certificate expiry dates",
+        "es": "caducidad de certificados",
+    },
+    "kind.log_pattern": {"en": "error lines in logs", "es": "líneas de error en registros"},
+    "kind.backup_age": {
+        "en": "the age of backups",
+        "es": "la antigüedad de las copias de seguridad",
+    },
     # Satisfaction rating -------------------------------------------------------------------
     "rating.before_you_go": {"en": "Before you go:", "es": "Antes de irse:"},
     "rating.question": {

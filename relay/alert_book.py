@@ -147,6 +147,16 @@ class RequestTrackerAlerts(RequestTrackerConnector, Ticketing):
         super().__init__(url, **credentials)  # type: ignore[arg-type]
         self.queue = queue
 
+    @classmethod
+    def from_connector(
+        cls, connector: RequestTrackerConnector, queue: str = "General"
+    ) -> RequestTrackerAlerts:
+        """Alert tickets in the RT the relay already comments on, with its credentials."""
+        alerts = cls.__new__(cls)
+        alerts.__dict__.update(connector.__dict__)
+        alerts.queue = queue
+        return alerts
+
     def open_ticket(self, action: AlertAction) -> str:
         existing = self._find_ticket(action.alert_tag)
         if existing is not None:
@@ -197,8 +207,14 @@ class AlertBook:
         path: Path,
         clock: Callable[[], float] = time.time,
         repeat_interval: float = REPEAT_INTERVAL,
+        *,
+        thread_safe: bool = False,
     ) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # thread_safe: the connection may be used from a thread other than its maker's
+        # (one thread at a time: the relay's delivery task runs one pass after another).
+        self._db = sqlite3.connect(
+            path, isolation_level=None, timeout=30, check_same_thread=not thread_safe
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._clock = clock
@@ -265,6 +281,16 @@ class AlertBook:
             self._db.execute("ROLLBACK")
             raise
         return result
+
+    def open_alerts(self) -> dict[str, list[str]]:
+        """Device -> the checks with an open alert."""
+        found: dict[str, list[str]] = {}
+        for device, check in self._db.execute(
+            "SELECT device, check_id FROM alert_pairs WHERE state = ? ORDER BY device, check_id",
+            (str(AlertState.OPEN),),
+        ):
+            found.setdefault(device, []).append(check)
+        return found
 
     # -- delivering --------------------------------------------------------------------
 

@@ -498,6 +498,14 @@ def _add_enrolment_commands(commands: Any) -> None:
     listing = actions.add_parser("list", help="list tokens (never their secrets)")
     _add_data_dir(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    devices = commands.add_parser(
+        "devices",
+        help="enrolled devices: online or not, open alerts",
+        description="List enrolled devices with whether they are online (heard from within "
+        "three heartbeats) and their open alerts. Works while the relay is running.",
+    )
+    _add_data_dir(devices)
+    devices.add_argument("--json", action="store_true", help="one JSON object per line")
     withdraw = actions.add_parser("withdraw", help="stop a token from enrolling anything more")
     _add_data_dir(withdraw)
     withdraw.add_argument("token_id", help="the token's id, as 'enrolment list' shows it")
@@ -526,6 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _deliveries(args)
         if args.command == "enrolment":
             return _enrolment(args)
+        if args.command == "devices":
+            return _devices(args)
         return _technician(args)
     except (RelayError, ValueError) as exc:
         print(f"puente-relay: {exc}", file=sys.stderr)
@@ -850,6 +860,41 @@ def _enrolment(args: argparse.Namespace) -> int:
         return 0
     finally:
         book.close()
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from .alert_book import AlertBook
+    from .devices import HEARTBEAT, MISSED_HEARTBEATS
+    from .enrolment import EnrolmentBook
+
+    store = _existing_store(args)  # the same refusal as other commands for a wrong DIR
+    store.close()
+    database = Path(args.data_dir) / DATABASE_NAME
+    enrolment, alerts = EnrolmentBook(database), AlertBook(database)
+    try:
+        now = time.time()
+        open_alerts = alerts.open_alerts()
+        for device in enrolment.devices():
+            recent = device.last_seen is not None and now - device.last_seen < (
+                HEARTBEAT * MISSED_HEARTBEATS
+            )
+            row = {
+                "device_id": device.device_id,
+                "online": device.online and recent,
+                "last_seen": device.last_seen,
+                "enrolled_at": device.enrolled_at,
+                "open_alerts": open_alerts.get(device.device_id, []),
+            }
+            if args.json:
+                print(json.dumps(row))
+                continue
+            state = "online" if row["online"] else "offline"
+            alerts_text = ", ".join(row["open_alerts"]) or "no open alerts"
+            print(f"{device.device_id}  {state}  {alerts_text}")
+        return 0
+    finally:
+        enrolment.close()
+        alerts.close()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from protocol.device_policy import read_policy_unverified
 from protocol.errors import TrustError
@@ -47,7 +48,9 @@ CREATE TABLE IF NOT EXISTS enrolled_devices (
     device_id TEXT PRIMARY KEY,
     public_key BLOB NOT NULL UNIQUE,
     token_id TEXT NOT NULL,
-    enrolled_at REAL NOT NULL
+    enrolled_at REAL NOT NULL,
+    last_seen REAL,
+    online INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -81,6 +84,8 @@ class EnrolledDevice:
     token_id: str
     enrolled_at: float
     policy: str | None
+    last_seen: float | None = None
+    online: bool = False
 
 
 def check_signed_policy(data: bytes) -> str:
@@ -148,28 +153,30 @@ class EnrolmentBook:
         )
         return done.rowcount == 1
 
+    def peek(self, token: str, now: float) -> str | None:
+        """The policy ``token`` carries, if it could enrol a device now (spends nothing)."""
+        token_id, secret = _split_token(token)
+        return self._usable(token_id, secret, now)
+
     def redeem(self, token: str, public_key: bytes, now: float) -> EnrolledDevice:
         """Spend one use of ``token`` to enrol the device holding ``public_key``."""
         try:
             public_key_from_raw(public_key, "The device key")
         except TrustError as exc:
             raise EnrolmentRefused(str(exc)) from None
-        parts = token.strip().split("_", 2)
-        if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
-            raise EnrolmentRefused(
-                "This is not an enrolment token (they look like pe_...); copy the whole token "
-                "your help desk gave you."
-            )
+        token_id, secret = _split_token(token)
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            device = self._redeem(parts[1], parts[2], public_key, now)
+            policy = self._usable(token_id, secret, now)
+            device = self._register(token_id, public_key, now, policy)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         return device
 
-    def _redeem(self, token_id: str, secret: str, public_key: bytes, now: float) -> EnrolledDevice:
+    def _usable(self, token_id: str, secret: str, now: float) -> str | None:
+        """The token's policy if it may enrol now; else EnrolmentRefused saying why."""
         row = self._db.execute(
             "SELECT secret_hash, expires_at, uses_allowed, uses, withdrawn, policy "
             "FROM enrolment_tokens WHERE token_id = ?",
@@ -194,6 +201,11 @@ class EnrolmentBook:
                 f"This enrolment token was already used {allowed} time(s), all it allows; ask "
                 "your help desk for a new one."
             )
+        return str(policy) if policy is not None else None
+
+    def _register(
+        self, token_id: str, public_key: bytes, now: float, policy: str | None
+    ) -> EnrolledDevice:
         device_id = device_id_for(public_key)
         known = self._db.execute(
             "SELECT device_id FROM enrolled_devices WHERE public_key = ?", (public_key,)
@@ -213,13 +225,37 @@ class EnrolmentBook:
         )
         return EnrolledDevice(device_id, public_key, token_id, now, policy)
 
-    def device(self, device_id: str) -> EnrolledDevice | None:
-        row = self._db.execute(
-            "SELECT d.device_id, d.public_key, d.token_id, d.enrolled_at, t.policy "
-            "FROM enrolled_devices d JOIN enrolment_tokens t USING (token_id) "
-            "WHERE d.device_id = ?",
-            (device_id,),
-        ).fetchone()
-        return (
-            None if row is None else EnrolledDevice(row[0], bytes(row[1]), row[2], row[3], row[4])
+    def seen(self, device_id: str, now: float, online: bool) -> None:
+        """Note that the device was heard from (or went away)."""
+        self._db.execute(
+            "UPDATE enrolled_devices SET last_seen = ?, online = ? WHERE device_id = ?",
+            (now, int(online), device_id),
         )
+
+    def devices(self) -> list[EnrolledDevice]:
+        rows = self._db.execute(_DEVICE_SELECT + " ORDER BY d.enrolled_at").fetchall()
+        return [_device(row) for row in rows]
+
+    def device(self, device_id: str) -> EnrolledDevice | None:
+        row = self._db.execute(_DEVICE_SELECT + " WHERE d.device_id = ?", (device_id,)).fetchone()
+        return None if row is None else _device(row)
+
+
+_DEVICE_SELECT = (
+    "SELECT d.device_id, d.public_key, d.token_id, d.enrolled_at, t.policy, d.last_seen, "
+    "d.online FROM enrolled_devices d JOIN enrolment_tokens t USING (token_id)"
+)
+
+
+def _device(row: tuple[Any, ...]) -> EnrolledDevice:
+    return EnrolledDevice(row[0], bytes(row[1]), row[2], row[3], row[4], row[5], bool(row[6]))
+
+
+def _split_token(token: str) -> tuple[str, str]:
+    parts = token.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
+        raise EnrolmentRefused(
+            "This is not an enrolment token (they look like pe_...); copy the whole token "
+            "your help desk gave you."
+        )
+    return parts[1], parts[2]

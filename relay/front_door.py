@@ -20,12 +20,14 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from protocol import envelope
+from protocol.device_wire import DEVICE_PATH
 from protocol.envelope import ErrorCode
 
 from . import metrics as metrics_module
 from .api import RestApi
 from .cluster import ClusterNode
 from .config import RelayConfig
+from .devices import DeviceDesk
 from .errors import HeaderError
 from .http import RelayConnection, bearer_token, error_response, single_header
 from .store import RelayStore
@@ -41,6 +43,8 @@ class RelayState(Protocol):
 
     @property
     def store(self) -> RelayStore: ...
+    @property
+    def devices(self) -> DeviceDesk: ...
     @property
     def cluster(self) -> ClusterNode | None: ...
     @property
@@ -67,7 +71,7 @@ class FrontDoor:
         response: Response | None
         if connection.request_error is not None:
             response = body_refusal(connection.request_error)
-        elif request.path == envelope.WS_PATH:
+        elif request.path in (envelope.WS_PATH, DEVICE_PATH):
             response = self._check_upgrade(connection, request, ip)
             ip = connection.client_ip  # a node hop names the real client
             if response is not None:
@@ -80,6 +84,8 @@ class FrontDoor:
                 "draining",
                 "The relay is draining before it stops; send new sessions elsewhere.",
             )
+        elif self.relay.devices.owns(request.path.partition("?")[0]):
+            response = self.relay.devices.process_request(request, connection.request_body)
         else:
             response = self._api.handle(request, connection.request_body, ip)
         path = request.path.partition("?")[0]

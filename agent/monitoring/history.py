@@ -43,7 +43,9 @@ class MeasurementHistory:
         descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(descriptor)
         os.chmod(self.path, 0o600)
-        self._db = sqlite3.connect(self.path)
+        # The device's link runs checks in a worker thread, one run after another:
+        # the connection is used by one thread at a time, not always its maker.
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
         with self._db:
             self._db.executescript(_SCHEMA)
 

@@ -1,0 +1,244 @@
+"""An enrolled device end to end, on loopback: a real relay process with a real
+Request Tracker, an enrolment token carrying a signed policy, a real agent enrolled
+with ``--no-service`` (this build installs no service: the test supervises the
+process itself), a disk check on a 2 MiB tmpfs the test fills, the device online at
+the relay, one RT ticket for the failing check, and nothing left after unenrol."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.helpdesk import RequestTracker, rt_missing, wait_until
+from tests.support.relay import start_relay
+from tests.support.timeouts import scaled
+from tests.support.trust_fixtures import make_organisation, tech_cli
+
+MiB = 1024 * 1024
+
+
+def relay_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUENTE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        env=env,
+    )
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8); run the tests as root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"this machine cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RequestTracker]:
+    missing = rt_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    server = RequestTracker(tmp_path_factory.mktemp("rt"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def devices(data_dir: Path) -> list[dict[str, Any]]:
+    done = relay_cli("devices", "--data-dir", str(data_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def tickets_about(rt: RequestTracker, words: str) -> list[int]:
+    query = urllib.parse.quote(f"Subject LIKE '{words}'")
+    status, body = rt.rest("GET", f"/tickets?query={query}")
+    assert status == 200, body
+    return [int(item["id"]) for item in body["items"]]
+
+
+def test_enrol_see_online_alert_to_ticket_unenrol(
+    small_disk: Path, rt: RequestTracker, tmp_path: Path
+) -> None:
+    acme = make_organisation(tmp_path / "org", "Acme IT")
+    source = tmp_path / "policy.toml"
+    source.write_text(
+        "[[checks]]\n"
+        'id = "small-disk"\n'
+        'kind = "disk_free"\n'
+        f'path = "{small_disk}"\n'
+        "min_free_percent = 40\n"
+        'severity = "critical"\n'
+        "every_minutes = 1\n"
+        "failures_before_alert = 1\n",
+        encoding="utf-8",
+    )
+    signed = tmp_path / "acme.policy"
+    done = tech_cli("policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(signed))
+    assert done.returncode == 0, done.stderr
+
+    relay = start_relay(
+        tmp_path / "relay",
+        "--rt-url",
+        rt.url,
+        "--rt-user",
+        rt.user,
+        env={"PUENTE_RT_PASSWORD": rt.password},
+    )
+    state = tmp_path / "device-state"
+    agent = None
+    try:
+        created = relay_cli(
+            "enrolment", "create", "--data-dir", str(relay.data_dir), "--uses", "1",
+            "--valid-days", "1", "--policy", str(signed),
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        token = created.stdout.strip().splitlines()[-1]
+
+        (small_disk / "big.bin").write_bytes(b"\0" * (MiB + MiB // 2))  # 25 % free
+        agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "enrol",
+                "--relay",
+                relay.ws_url,
+                "--org-key",
+                str(acme.public),
+                "--no-service",
+                "--yes",
+                "--state-dir",
+                str(state),
+            ],  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+        )
+        assert agent.stdout is not None
+        shown = []
+        while True:
+            line = agent.stdout.readline()
+            assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
+            shown.append(line)
+            if line.startswith("Online:"):
+                break
+        text = "".join(shown)
+        # The owner read the policy before anything was installed.
+        assert "Your help desk, Acme IT, asks to look after this computer" in text
+        assert "no answer within 60 seconds means no" in text
+        assert "only which check failed" in text
+        assert text.index("asks to look after") < text.index("Enrolled as device")
+
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        for name in ("device.key", "device.json"):
+            assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
+
+        def device_alerting() -> bool:
+            rows = devices(relay.data_dir)
+            return len(rows) == 1 and rows[0]["online"] and rows[0]["open_alerts"] == ["small-disk"]
+
+        wait_until(device_alerting, scaled(30), "the device online with its disk alert")
+        wait_until(
+            lambda: len(tickets_about(rt, "check small-disk is failing")) == 1,
+            scaled(30),
+            "the RT ticket for the failing disk",
+        )
+
+        agent.terminate()
+        agent.communicate(timeout=scaled(10))
+        agent = None
+        wait_until(
+            lambda: not devices(relay.data_dir)[0]["online"], scaled(20), "the device offline"
+        )
+    finally:
+        if agent is not None:
+            agent.kill()
+            agent.communicate()
+        relay.stop()
+
+    gone = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "unenrol", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
+        env={**os.environ, "PUENTE_LANG": "en"},
+    )
+    assert gone.returncode == 0 and "Unenrolled" in gone.stdout
+    assert not state.exists()
+
+
+def test_enrolment_refusals_leave_nothing(tmp_path: Path) -> None:
+    acme = make_organisation(tmp_path / "org", "Acme IT")
+    relay = start_relay(tmp_path / "relay")
+    state = tmp_path / "device-state"
+    try:
+
+        def enrol(token: str, *extra: str, answer: str = "") -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "agent.cli",
+                    "enrol",
+                    "--relay",
+                    relay.ws_url,
+                    "--org-key",
+                    str(acme.public),
+                    "--state-dir",
+                    str(state),
+                    *extra,
+                ],  # fmt: skip
+                input=answer,
+                capture_output=True,
+                text=True,
+                timeout=scaled(30),
+                env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+            )
+
+        created = relay_cli(
+            "enrolment", "create", "--data-dir", str(relay.data_dir), "--uses", "1",
+            "--valid-days", "1",
+        )  # fmt: skip
+        token = created.stdout.strip().splitlines()[-1]
+        service = enrol(token)
+        assert service.returncode == 1 and "not available in this build" in service.stderr
+        declined = enrol(token, "--no-service", answer="no\n")
+        assert declined.returncode == 1 and "this computer is not enrolled" in declined.stderr
+        assert "no answer within 60 seconds means no" in declined.stdout
+        wrong = enrol("pe_0000_nope", "--no-service", "--yes")
+        assert wrong.returncode == 1 and "not known to the relay" in wrong.stderr
+        assert not state.exists()
+        assert devices(relay.data_dir) == []
+        # The token was never spent.
+        listing = relay_cli("enrolment", "list", "--data-dir", str(relay.data_dir), "--json")
+        assert json.loads(listing.stdout.splitlines()[0])["uses"] == 0
+    finally:
+        relay.stop()
