@@ -44,12 +44,14 @@ from .alerts import Observation
 from .config import RelayConfig
 from .connectors import RequestTrackerConnector
 from .enrolment import EnrolmentBook
-from .errors import EnrolmentRefused
-from .http import error_response, json_response
+from .errors import EnrolmentRefused, HeaderError
+from .http import bearer_token, error_response, json_response
 from .sqlite_store import DATABASE_NAME
 
 logger = logging.getLogger("relay.devices")
 
+#: The technicians' list of devices (REST, bearer token).
+DEVICES_API = "/api/devices"
 #: Seconds between a device's heartbeats (it is told so in ``welcome``).
 HEARTBEAT = 30
 #: A device silent for this many heartbeats is taken as gone.
@@ -132,10 +134,15 @@ class DeviceDesk:
     # -- HTTP --------------------------------------------------------------------------
 
     def owns(self, path: str) -> bool:
-        return path in (wire.ENROL_PATH, wire.ENROL_POLICY_PATH)
+        return path in (wire.ENROL_PATH, wire.ENROL_POLICY_PATH, DEVICES_API)
 
-    def process_request(self, request: Request, body: bytes) -> Response:
-        """Answer ``/v1/enrol`` and ``/v1/enrol/policy``."""
+    def process_request(
+        self,
+        request: Request,
+        body: bytes,
+        authenticate: Callable[[str], object | None],
+    ) -> Response:
+        """Answer ``/v1/enrol``, ``/v1/enrol/policy`` and (for technicians) ``/api/devices``."""
         if self._enrolment is None:
             return error_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
@@ -144,6 +151,8 @@ class DeviceDesk:
             )
         path = request.path.partition("?")[0]
         now = self._clock()
+        if path == DEVICES_API:
+            return self._devices_api(request, authenticate)
         try:
             if path == wire.ENROL_POLICY_PATH and request.method == "GET":
                 token = _enrol_token(request.headers.get("Authorization"))
@@ -162,6 +171,31 @@ class DeviceDesk:
             "method_not_allowed",
             "Use GET /v1/enrol/policy to read a token's policy and POST /v1/enrol to enrol.",
         )
+
+    def _devices_api(
+        self, request: Request, authenticate: Callable[[str], object | None]
+    ) -> Response:
+        """``GET /api/devices``: who is online and which alerts are open (technicians)."""
+        try:
+            token = bearer_token(request.headers)
+        except HeaderError as exc:
+            return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
+        if token is None or authenticate(token) is None:
+            return error_response(
+                http.HTTPStatus.UNAUTHORIZED,
+                "unauthorized",
+                "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
+                (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
+            )
+        if request.method != "GET":
+            return error_response(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Use GET /api/devices.",
+                (("Allow", "GET"),),
+            )
+        devices = [presence.as_dict() for presence in self.presence()]
+        return json_response(http.HTTPStatus.OK, {"devices": devices})
 
     # -- the device's WebSocket ----------------------------------------------------------
 

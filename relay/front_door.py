@@ -85,7 +85,9 @@ class FrontDoor:
                 "The relay is draining before it stops; send new sessions elsewhere.",
             )
         elif self.relay.devices.owns(request.path.partition("?")[0]):
-            response = self.relay.devices.process_request(request, connection.request_body)
+            response = self.relay.devices.process_request(
+                request, connection.request_body, self.relay.store.authenticate
+            )
         else:
             response = self._api.handle(request, connection.request_body, ip)
         path = request.path.partition("?")[0]

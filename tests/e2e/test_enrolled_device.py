@@ -171,6 +171,16 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
             scaled(30),
             "the RT ticket for the failing disk",
         )
+        # The technician sees the same through the REST API.
+        token_for_ana = relay.add_technician("Ana Technician")
+        listed = tech_cli("--relay", relay.ws_url, "--token", token_for_ana, "--json", "devices")
+        assert listed.returncode == 0, listed.stderr
+        (seen,) = json.loads(listed.stdout)["devices"]
+        assert seen["online"] and seen["open_alerts"] == ["small-disk"]
+        readable = tech_cli("--relay", relay.ws_url, "--token", token_for_ana, "devices")
+        assert "online  open alerts: small-disk" in readable.stdout
+        refused = tech_cli("--relay", relay.ws_url, "--token", "pt_0_wrong", "devices")
+        assert refused.returncode != 0 and "did not accept your API token" in refused.stderr
 
         agent.terminate()
         agent.communicate(timeout=scaled(10))
