@@ -8,66 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.support.helpdesk import RequestTracker, rt_missing, wait_until
+from tests.support.device_fixtures import MiB, enrol_argv, enrolment_token, relay_cli
+from tests.support.helpdesk import RequestTracker, wait_until
 from tests.support.relay import start_relay
 from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import make_organisation, tech_cli
-
-MiB = 1024 * 1024
-
-
-def relay_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PUENTE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=scaled(60),
-        env=env,
-    )
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root and mount(8); run the tests as root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"this machine cannot mount a tmpfs: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-
-
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RequestTracker]:
-    missing = rt_missing()
-    if missing is not None:
-        pytest.skip(missing)
-    server = RequestTracker(tmp_path_factory.mktemp("rt"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def devices(data_dir: Path) -> list[dict[str, Any]]:
@@ -84,8 +36,9 @@ def tickets_about(rt: RequestTracker, words: str) -> list[int]:
 
 
 def test_enrol_see_online_alert_to_ticket_unenrol(
-    small_disk: Path, rt: RequestTracker, tmp_path: Path
+    small_disk: Path, request_tracker: RequestTracker, tmp_path: Path
 ) -> None:
+    rt = request_tracker
     acme = make_organisation(tmp_path / "org", "Acme IT")
     source = tmp_path / "policy.toml"
     source.write_text(
@@ -114,29 +67,13 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
     state = tmp_path / "device-state"
     agent = None
     try:
-        created = relay_cli(
-            "enrolment", "create", "--data-dir", str(relay.data_dir), "--uses", "1",
-            "--valid-days", "1", "--policy", str(signed),
-        )  # fmt: skip
-        assert created.returncode == 0, created.stderr
-        token = created.stdout.strip().splitlines()[-1]
+        token = enrolment_token(
+            relay.data_dir, "--uses", "1", "--valid-days", "1", "--policy", str(signed)
+        )
 
         (small_disk / "big.bin").write_bytes(b"\0" * (MiB + MiB // 2))  # 25 % free
         agent = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent.cli",
-                "enrol",
-                "--relay",
-                relay.ws_url,
-                "--org-key",
-                str(acme.public),
-                "--no-service",
-                "--yes",
-                "--state-dir",
-                str(state),
-            ],  # fmt: skip
+            enrol_argv(relay.ws_url, acme.public, state, "--no-service", "--yes"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -213,19 +150,7 @@ def test_enrolment_refusals_leave_nothing(tmp_path: Path) -> None:
 
         def enrol(token: str, *extra: str, answer: str = "") -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "agent.cli",
-                    "enrol",
-                    "--relay",
-                    relay.ws_url,
-                    "--org-key",
-                    str(acme.public),
-                    "--state-dir",
-                    str(state),
-                    *extra,
-                ],  # fmt: skip
+                enrol_argv(relay.ws_url, acme.public, state, *extra),
                 input=answer,
                 capture_output=True,
                 text=True,
@@ -233,11 +158,7 @@ def test_enrolment_refusals_leave_nothing(tmp_path: Path) -> None:
                 env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
             )
 
-        created = relay_cli(
-            "enrolment", "create", "--data-dir", str(relay.data_dir), "--uses", "1",
-            "--valid-days", "1",
-        )  # fmt: skip
-        token = created.stdout.strip().splitlines()[-1]
+        token = enrolment_token(relay.data_dir, "--uses", "1", "--valid-days", "1")
         service = enrol(token)
         assert service.returncode == 1 and "not available in this build" in service.stderr
         declined = enrol(token, "--no-service", answer="no\n")

@@ -6,14 +6,11 @@ A relay that stopped between RT's answer and its own note duplicates nothing."""
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from relay.alert_book import AlertBook, RequestTrackerAlerts
 from relay.alerts import Action, AlertState, Observation
-from tests.support.helpdesk import RequestTracker, rt_missing
+from tests.support.helpdesk import RequestTracker
 
 HOUR = 3600.0
 
@@ -45,18 +42,6 @@ def test_state_and_owed_actions_survive_a_restart(tmp_path: Path) -> None:
     book.close()
 
 
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RequestTracker]:
-    missing = rt_missing()
-    if missing is not None:
-        pytest.skip(missing)
-    server = RequestTracker(tmp_path_factory.mktemp("rt"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def tickets_tagged(rt: RequestTracker, tag: str) -> list[int]:
     query = urllib.parse.quote(f"Subject LIKE '{tag}'")
     status, body = rt.rest("GET", f"/tickets?query={query}")
@@ -70,8 +55,9 @@ def comment_subjects(rt: RequestTracker, ticket: int) -> list[str]:
 
 
 def test_one_ticket_per_alert_with_comments_and_resolution(
-    rt: RequestTracker, tmp_path: Path
+    request_tracker: RequestTracker, tmp_path: Path
 ) -> None:
+    rt = request_tracker
     path = tmp_path / "relay.db"
     desk = RequestTrackerAlerts(rt.url, user=rt.user, password=rt.password)
     book = AlertBook(path)

@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,33 +17,9 @@ from websockets.asyncio.client import connect
 
 from protocol import device_wire as wire
 from protocol.identity import b64encode, raw_public_key
+from tests.support.device_fixtures import enrolment_token
 from tests.support.relay import RelayProcess, start_relay
 from tests.support.timeouts import scaled
-
-
-def enrolment_token(relay: RelayProcess) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PUENTE_")}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "relay.cli",
-            "enrolment",
-            "create",
-            "--data-dir",
-            str(relay.data_dir),
-            "--uses",
-            "2",
-            "--valid-days",
-            "1",
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=scaled(60),
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
 
 
 def post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
@@ -86,7 +59,7 @@ async def present(relay: RelayProcess, device_id: str, key: Ed25519PrivateKey) -
 def test_a_device_proves_its_key_and_a_clone_is_refused(tmp_path: Path) -> None:
     relay = start_relay(tmp_path / "relay")
     try:
-        token = enrolment_token(relay)
+        token = enrolment_token(relay.data_dir, "--uses", "2", "--valid-days", "1")
         key = Ed25519PrivateKey.generate()
         device_id = enrol(relay, token, key)
         assert asyncio.run(present(relay, device_id, key)) == {"type": "welcome", "heartbeat": 30}

@@ -5,9 +5,6 @@ and changes nothing."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,38 +16,19 @@ from protocol.identity import raw_public_key
 from relay.enrolment import EnrolmentBook
 from relay.errors import EnrolmentRefused
 from relay.sqlite_store import DATABASE_NAME
-from tests.support.timeouts import scaled
+from tests.support.device_fixtures import enrolment_token, relay_cli
 from tests.support.trust_fixtures import make_organisation, tech_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def relay_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PUENTE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "relay.cli", "enrolment", *args],
-        capture_output=True,
-        text=True,
-        timeout=scaled(60),
-        env=env,
-    )
 
 
 def device_key() -> bytes:
     return raw_public_key(Ed25519PrivateKey.generate().public_key())
 
 
-def create(data: Path, *extra: str) -> str:
-    done = relay_cli("create", "--data-dir", str(data), *extra)
-    assert done.returncode == 0, done.stderr
-    token = done.stdout.strip().splitlines()[-1]
-    assert token.startswith("pe_")
-    return token
-
-
 def test_a_token_enrols_as_many_devices_as_it_allows(tmp_path: Path) -> None:
     data = tmp_path / "relay"
-    token = create(data, "--uses", "2", "--valid-days", "7")
+    token = enrolment_token(data, "--uses", "2", "--valid-days", "7")
     book = EnrolmentBook(data / DATABASE_NAME)
     try:
         now = time.time()
@@ -62,10 +40,12 @@ def test_a_token_enrols_as_many_devices_as_it_allows(tmp_path: Path) -> None:
         (record,) = book.tokens()
         assert record.uses == 2  # the refusal spent nothing
         with pytest.raises(EnrolmentRefused, match="already enrolled"):
-            book.redeem(create(data, "--uses", "1", "--valid-days", "1"), first.public_key, now)
+            book.redeem(
+                enrolment_token(data, "--uses", "1", "--valid-days", "1"), first.public_key, now
+            )
     finally:
         book.close()
-    listing = relay_cli("list", "--data-dir", str(data), "--json")
+    listing = relay_cli("enrolment", "list", "--data-dir", str(data), "--json")
     rows = [json.loads(line) for line in listing.stdout.splitlines()]
     assert [(r["uses"], r["uses_allowed"]) for r in rows] == [(2, 2), (0, 1)]
     assert token.rsplit("_", 1)[1] not in listing.stdout  # secrets are never listed
@@ -73,7 +53,7 @@ def test_a_token_enrols_as_many_devices_as_it_allows(tmp_path: Path) -> None:
 
 def test_expired_withdrawn_and_wrong_tokens_are_refused(tmp_path: Path) -> None:
     data = tmp_path / "relay"
-    token = create(data, "--uses", "5", "--valid-days", "1")
+    token = enrolment_token(data, "--uses", "5", "--valid-days", "1")
     book = EnrolmentBook(data / DATABASE_NAME)
     try:
         later = time.time() + 2 * 86400
@@ -86,7 +66,7 @@ def test_expired_withdrawn_and_wrong_tokens_are_refused(tmp_path: Path) -> None:
             book.redeem("417-862-093", device_key(), time.time())
         with pytest.raises(EnrolmentRefused, match="32-byte Ed25519"):
             book.redeem(token, b"short", time.time())
-        done = relay_cli("withdraw", "--data-dir", str(data), token_id)
+        done = relay_cli("enrolment", "withdraw", "--data-dir", str(data), token_id)
         assert done.returncode == 0 and "withdrawn" in done.stdout
         with pytest.raises(EnrolmentRefused, match="was withdrawn"):
             book.redeem(token, device_key(), time.time())
@@ -105,13 +85,16 @@ def test_a_token_carries_the_signed_policy_to_the_device(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
 
     unsigned = relay_cli(
+        "enrolment",
         "create", "--data-dir", str(tmp_path / "relay"), "--uses", "1", "--valid-days", "1",
         "--policy", str(example),
     )  # fmt: skip
     assert unsigned.returncode == 2
     assert "sign it first with 'puente-tech policy sign'" in unsigned.stderr
 
-    token = create(tmp_path / "relay", "--uses", "1", "--valid-days", "1", "--policy", str(signed))
+    token = enrolment_token(
+        tmp_path / "relay", "--uses", "1", "--valid-days", "1", "--policy", str(signed)
+    )
     book = EnrolmentBook(tmp_path / "relay" / DATABASE_NAME)
     try:
         device = book.redeem(token, device_key(), time.time())
@@ -132,5 +115,5 @@ def test_a_token_carries_the_signed_policy_to_the_device(tmp_path: Path) -> None
 def test_bad_token_settings_get_a_sentence(
     tmp_path: Path, args: tuple[str, ...], sentence: str
 ) -> None:
-    done = relay_cli("create", "--data-dir", str(tmp_path), *args)
+    done = relay_cli("enrolment", "create", "--data-dir", str(tmp_path), *args)
     assert done.returncode == 2 and sentence in done.stderr
