@@ -34,7 +34,8 @@ certificates, log lines that mean trouble, backups that stopped. Measurements ar
 (owner-only) in the state folder, and a steady trend raises a warning ahead of time:
 "the disk / will be full in about 4 days".
 
-Without --policy the standard checks run (system disk, memory, pending restart). A
+Without --policy, the policy this computer was enrolled with runs ('puente-agent
+enrol'), or else the standard checks (system disk, memory, pending restart). A
 policy is a file signed by your organisation ('puente-tech policy sign'); it is
 refused unless --org-key (your organisation's org.pub) signed it.
 
@@ -92,13 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_policy(path: Path | None, org_key: Path | None) -> DevicePolicy:
-    """The policy to run: the signed file, verified against ``org_key``, or the default.
+def load_policy(path: Path | None, org_key: Path | None, state: Path) -> DevicePolicy:
+    """The policy to run: the signed file, verified against ``org_key``; else the one
+    this computer was enrolled with (verified again); else the default.
 
     Raises TrustSetupError with the sentence to print.
     """
     if path is None:
-        return default_policy()
+        from agent.enrolment import read_state
+
+        enrolled = read_state(state)
+        if enrolled is None:
+            return default_policy()
+        try:
+            return enrolled.verified_policy()
+        except TrustError as exc:
+            raise TrustSetupError(
+                t("checks.policy_refused", path=state / "device.json", reason=exc)
+            ) from None
     if org_key is None:
         raise TrustSetupError(t("checks.policy_needs_key"))
     key = load_pinned_key(org_key)
@@ -114,9 +126,9 @@ def load_policy(path: Path | None, org_key: Path | None) -> DevicePolicy:
         raise TrustSetupError(t("checks.policy_refused", path=path, reason=exc)) from None
 
 
-def print_table(report: Report, policy_given: bool) -> None:
+def print_table(report: Report) -> None:
     """The readable form: one line per check, then the forecasts."""
-    if policy_given:
+    if report.policy.organisation:  # a signed policy (the default one names nobody)
         print(
             t(
                 "checks.policy",
@@ -146,11 +158,11 @@ def print_table(report: Report, policy_given: bool) -> None:
 def run_checks(args: argparse.Namespace) -> int:
     if args.lang:
         set_language(args.lang)
+    state = args.state_dir or state_folder() / "device"
     try:
-        policy = load_policy(args.policy, args.org_key)
+        policy = load_policy(args.policy, args.org_key, state)
     except TrustSetupError as exc:
         return fail(str(exc))
-    state = args.state_dir or state_folder() / "device"
     last_runs: dict[str, float] = {}
     with MeasurementHistory(state) as history:
         while True:
@@ -162,7 +174,7 @@ def run_checks(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps(report.as_dict(current())), flush=True)
                 else:
-                    print_table(report, args.policy is not None)
+                    print_table(report)
                 if args.once:
                     return EXIT_FAILING if report.failing else EXIT_OK
             time.sleep(30)

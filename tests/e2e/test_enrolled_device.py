@@ -131,6 +131,19 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
             agent.communicate()
         relay.stop()
 
+    # The owner can run the enrolled policy's checks by hand (no --policy needed).
+    by_hand = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "checks", "run", "--once", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
+        env={**os.environ, "PUENTE_STATE_DIR": str(state), "PUENTE_LANG": "en"},
+    )
+    assert by_hand.returncode == 3, by_hand.stderr
+    report = json.loads(by_hand.stdout)
+    assert report["organisation"] == "Acme IT"
+    assert [r["check"] for r in report["results"]] == ["small-disk"]
+
     gone = subprocess.run(
         [sys.executable, "-m", "agent.cli", "unenrol", "--state-dir", str(state)],
         capture_output=True,
