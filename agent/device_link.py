@@ -72,6 +72,7 @@ async def stay_online(
     policy = state.verified_policy()
     last_runs: dict[str, float] = {}
     attempt = 0
+    latest: list[str] = []  # the last results message, sent again after a reconnect
     with MeasurementHistory(state.folder) as history:
         while True:
             try:
@@ -81,7 +82,11 @@ async def stay_online(
                     heartbeat = await _prove(websocket, state)
                     attempt = 0
                     say(t("enrol.online", seconds=heartbeat))
-                    await _online(websocket, policy, history, last_runs, heartbeat, check_tick)
+                    if latest:
+                        await websocket.send(latest[0])
+                    await _online(
+                        websocket, policy, history, last_runs, latest, heartbeat, check_tick
+                    )
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 attempt += 1
                 ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt - 1, 10))
@@ -95,6 +100,7 @@ async def _online(
     policy: DevicePolicy,
     history: MeasurementHistory,
     last_runs: dict[str, float],
+    latest: list[str],
     heartbeat: int,
     check_tick: float,
 ) -> None:
@@ -106,7 +112,8 @@ async def _online(
             report = await asyncio.to_thread(run_policy, policy, history, None, due)
             last_runs.update((result.check, report.at) for result in report.results)
             summary = report.relay_summary()
-            await send(wire.encode("results", results=summary["results"]))
+            latest[:] = [wire.encode("results", at=summary["at"], results=summary["results"])]
+            await send(latest[0])
         now = time.monotonic()
         if now >= next_beat:
             await send(wire.encode("heartbeat"))

@@ -17,9 +17,11 @@ Presence is one WebSocket, ``/v1/device``, of small JSON text messages:
    (a cloned disk, a forged id) is refused and the connection closed.
 4. relay → ``{"type": "welcome", "heartbeat": SECONDS}``
 5. device → ``{"type": "heartbeat"}`` every ``heartbeat`` seconds, and
-   ``{"type": "results", "results": [SUMMARY...]}`` after checks ran: each summary
-   only ``check``, ``kind``, ``status``, ``severity`` (plus ``details`` when the
-   policy lets the help desk see them).
+   ``{"type": "results", "at": SECONDS, "results": [SUMMARY...]}`` after checks ran
+   (``at``: when, by the device's clock; the device sends its latest results again
+   after a reconnect and the relay counts each once): each summary only ``check``,
+   ``kind``, ``status``, ``severity`` (plus ``details`` when the policy lets the help
+   desk see them).
 6. relay → ``{"type": "error", "message": SENTENCE}`` before it closes on a refusal.
 
 Every message is checked here (:func:`parse_device_message`); anything else is
@@ -53,7 +55,7 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "proof": frozenset({"signature"}),
     "welcome": frozenset({"heartbeat"}),
     "heartbeat": frozenset(),
-    "results": frozenset({"results"}),
+    "results": frozenset({"at", "results"}),
     "error": frozenset({"message"}),
 }
 
@@ -106,6 +108,9 @@ def parse_device_message(text: str | bytes) -> dict[str, Any]:
         if not isinstance(results, list) or len(results) > MAX_RESULTS:
             raise MalformedDocument(f"Results are a list of at most {MAX_RESULTS}.")
         message["results"] = [_check_summary(item) for item in results]
+        at = message["at"]
+        if not isinstance(at, int) or isinstance(at, bool) or at < 0:
+            raise MalformedDocument("Results carry the time they were made, in whole seconds.")
     if kind == "welcome" and (
         not isinstance(message["heartbeat"], int) or not 1 <= message["heartbeat"] <= 3600
     ):

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS alert_pairs (
     severity TEXT NOT NULL,
     last_comment_at REAL,
     quiet_repeats INTEGER NOT NULL,
+    last_report REAL,
     PRIMARY KEY (device, check_id)
 );
 CREATE TABLE IF NOT EXISTS alert_actions (
@@ -227,13 +228,14 @@ class AlertBook:
 
     def state(self, device: str, check: str) -> PairState:
         row = self._db.execute(
-            "SELECT state, failures, alert_id, severity, last_comment_at, quiet_repeats "
+            "SELECT state, failures, alert_id, severity, last_comment_at, quiet_repeats, "
+            "last_report "
             "FROM alert_pairs WHERE device = ? AND check_id = ?",
             (device, check),
         ).fetchone()
         if row is None:
             return PairState()
-        return PairState(AlertState(row[0]), row[1], row[2], row[3], row[4], row[5])
+        return PairState(AlertState(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
 
     def observe(self, observation: Observation) -> Step:
         """Apply one result; the new state and its action are stored together."""
@@ -243,11 +245,11 @@ class AlertBook:
             result = step(current, observation, "al_" + secrets.token_hex(8), self._repeat_interval)
             new = result.state
             self._db.execute(
-                "INSERT INTO alert_pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO alert_pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (device, check_id) DO UPDATE SET state = excluded.state, "
                 "failures = excluded.failures, alert_id = excluded.alert_id, "
                 "severity = excluded.severity, last_comment_at = excluded.last_comment_at, "
-                "quiet_repeats = excluded.quiet_repeats",
+                "quiet_repeats = excluded.quiet_repeats, last_report = excluded.last_report",
                 (
                     observation.device,
                     observation.check,
@@ -257,6 +259,7 @@ class AlertBook:
                     new.severity,
                     new.last_comment_at,
                     new.quiet_repeats,
+                    new.last_report,
                 ),
             )
             if result.action is not Action.NONE:

@@ -18,6 +18,10 @@ Rules (everything that affects transitions lives here):
    are still counted, so a problem that outlives the window opens its alert at the
    first failure after it. A recovery during a window still resolves (that is not noise).
 
+7. A result is counted once. Each carries the time the device ran the check
+   (``reported_at``); one no newer than the last counted for the pair (a device
+   sending its results again after a reconnect, or a retried message) changes nothing.
+
 Every (state, event) pair is in :data:`TRANSITIONS`; :func:`step` classifies an
 observation into one event and looks the pair up. The durable side (state and the
 actions to deliver, written in one transaction) is :mod:`relay.alert_book`.
@@ -85,6 +89,8 @@ class Observation:
     at: float
     threshold: int
     in_maintenance: bool = False
+    #: When the device ran the check (its clock), to count each result once (rule 7).
+    reported_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -106,6 +112,7 @@ class PairState:
     severity: str = ""
     last_comment_at: float | None = None
     quiet_repeats: int = 0
+    last_report: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ class Step:
     action: Action
     event: Event
     repeats: int = 0  # for a COMMENT: failures since the last comment (quiet ones included)
+    counted: bool = True  # False: a result seen before (rule 7), nothing changed
 
 
 def classify(current: PairState, observation: Observation) -> Event:
@@ -133,6 +141,18 @@ def step(
     repeat_interval: float = REPEAT_INTERVAL,
 ) -> Step:
     """Apply one observation. ``new_alert_id`` names the alert if this one opens it."""
+    reported = observation.reported_at
+    if reported is not None and current.last_report is not None and reported <= current.last_report:
+        return Step(current, Action.NONE, classify(current, observation), counted=False)
+    result = _step(current, observation, new_alert_id, repeat_interval)
+    if reported is None:
+        return result
+    return replace(result, state=replace(result.state, last_report=reported))
+
+
+def _step(
+    current: PairState, observation: Observation, new_alert_id: str, repeat_interval: float
+) -> Step:
     event = classify(current, observation)
     next_state, action = TRANSITIONS[(current.state, event)]
     if next_state is AlertState.CLEAR:

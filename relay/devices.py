@@ -215,7 +215,7 @@ class DeviceDesk:
                 message = wire.parse_device_message(text)
                 self._online[device_id] = self._clock()
                 if message["type"] == "results":
-                    self._results(device_id, message["results"])
+                    self._results(device_id, message["results"], message["at"])
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument("A device sends only heartbeats and results.")
                 if self._enrolment is not None:
@@ -269,7 +269,7 @@ class DeviceDesk:
                 await connection.send(wire.encode("error", message=str(exc)))
             return None
 
-    def _results(self, device_id: str, results: list[dict[str, Any]]) -> None:
+    def _results(self, device_id: str, results: list[dict[str, Any]], reported_at: int) -> None:
         if self._alerts is None:
             return
         policy = self._policies.get(device_id) or _alert_policy(None)
@@ -288,6 +288,7 @@ class DeviceDesk:
                     now,
                     threshold,
                     quiet,
+                    reported_at,
                 )
             )
             spoke |= step.action.value != "none"

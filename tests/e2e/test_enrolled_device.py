@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,25 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         assert "online  open alerts: small-disk" in readable.stdout
         refused = tech_cli("--relay", relay.ws_url, "--token", "pt_0_wrong", "devices")
         assert refused.returncode != 0 and "did not accept your API token" in refused.stderr
+
+        # A relay restart in the middle: the device redials, proves itself, sends its
+        # latest results again; they are counted once and nothing is duplicated.
+        (ticket,) = tickets_about(rt, "check small-disk is failing")
+        relay.stop()
+        relay = start_relay(
+            tmp_path / "relay",
+            "--port",
+            str(relay.port),
+            "--rt-url",
+            rt.url,
+            "--rt-user",
+            rt.user,
+            env={"PUENTE_RT_PASSWORD": rt.password},
+        )
+        wait_until(device_alerting, scaled(30), "the device back online with its alert")
+        time.sleep(scaled(2))  # time for a duplicate to show, if the relay made one
+        assert tickets_about(rt, "check small-disk is failing") == [ticket]
+        assert rt.comments(ticket) == []
 
         agent.terminate()
         agent.communicate(timeout=scaled(10))

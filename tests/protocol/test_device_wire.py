@@ -21,9 +21,19 @@ def test_the_messages_of_a_session_parse() -> None:
     results = [
         {"check": "disk-system", "kind": "disk_free", "status": "failing", "severity": "critical"}
     ]
-    assert wire.parse_device_message(wire.encode("results", results=results))["results"] == results
+    assert (
+        wire.parse_device_message(wire.encode("results", at=1_800_000_000, results=results))[
+            "results"
+        ]
+        == results
+    )
     shared = [{**results[0], "details": {"free_bytes": 1}}]
-    assert wire.parse_device_message(wire.encode("results", results=shared))["results"] == shared
+    assert (
+        wire.parse_device_message(wire.encode("results", at=1_800_000_000, results=shared))[
+            "results"
+        ]
+        == shared
+    )
     assert wire.parse_device_message(wire.encode("heartbeat")) == {"type": "heartbeat"}
 
 
@@ -34,7 +44,7 @@ def test_the_messages_of_a_session_parse() -> None:
         {"type": "hello", "device_id": DEVICE, "extra": 1},
         {"type": "shell", "command": "rm -rf /"},
         {"type": "welcome", "heartbeat": 0},
-        {"type": "results", "results": [{"check": "x"}]},
+        {"type": "results", "at": 1, "results": [{"check": "x"}]},
         {
             "type": "results",
             "results": [
@@ -51,8 +61,11 @@ def test_the_messages_of_a_session_parse() -> None:
                 {"check": "d", "kind": "k", "status": "ok", "severity": "info", "secret": 1}
             ],
         },
-        {"type": "results", "results": [{}] * 101},
+        {"type": "results", "at": 1, "results": [{}] * 101},
         {"type": "proof", "signature": 5},
+        {"type": "results", "results": []},
+        {"type": "results", "at": "now", "results": []},
+        {"type": "results", "at": -1, "results": []},
         [1, 2],
     ],
 )

@@ -122,3 +122,22 @@ def test_bad_observations_get_a_sentence() -> None:
         obs("forecast", 0.0)
     with pytest.raises(ValueError, match="1 or more"):
         obs("ok", 0.0, threshold=0)
+
+
+def test_a_result_sent_again_is_counted_once() -> None:
+    """Rule 7: a device resends its latest results after a reconnect."""
+    state = PairState()
+    counted = []
+    for at, reported in ((0.0, 100.0), (5.0, 100.0), (60.0, 160.0), (65.0, 160.0), (120.0, 220.0)):
+        observation = Observation("d", "c", "failing", "warning", at, 3, reported_at=reported)
+        result = step(state, observation, f"al_{at}")
+        state = result.state
+        counted.append((result.counted, result.action))
+    assert counted == [
+        (True, Action.NONE),
+        (False, Action.NONE),
+        (True, Action.NONE),
+        (False, Action.NONE),
+        (True, Action.OPEN),  # the third distinct failure, not the fifth message
+    ]
+    assert state.failures == 3 and state.last_report == 220.0
