@@ -27,13 +27,14 @@ import ssl as ssl_module
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.errors import TrustSetupError
+from agent.errors import EnrolmentFailed
 from agent.i18n import t
 from agent.monitoring.history import FILE_NAME as HISTORY_FILE
 from agent.monitoring.history import owner_only_directory
@@ -56,10 +57,6 @@ from protocol.safe_text import safe_text
 KEY_FILE = "device.key"
 STATE_FILE = "device.json"
 TIMEOUT = 15.0
-
-
-class EnrolmentFailed(TrustSetupError):
-    """Enrolling could not go on; the sentence (in the owner's language) says why."""
 
 
 @dataclass(frozen=True)
@@ -124,8 +121,8 @@ def _request(
                 reason = f"HTTP {exc.code}"
         raise EnrolmentFailed(t("enrol.refused", reason=safe_text(reason))) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise EnrolmentFailed(t("enrol.unreachable", relay=relay, reason=reason)) from None
+        cause = getattr(exc, "reason", None) or exc
+        raise EnrolmentFailed(t("enrol.unreachable", relay=relay, reason=cause)) from None
     if not isinstance(answer, dict):
         raise EnrolmentFailed(t("enrol.refused", reason="the relay answered something else"))
     return answer
@@ -159,8 +156,8 @@ def enrol(
     folder: Path,
     *,
     service: bool,
-    answer: Any,
-    say: Any,
+    answer: Callable[[str], str],
+    say: Callable[[str], None],
     ssl: ssl_module.SSLContext | None = None,
 ) -> DeviceState:
     """Steps 1 to 4 of the module doc. ``answer(question)`` returns the owner's reply;
@@ -204,15 +201,16 @@ def enrol(
     device_id = str(registered["device_id"])
     owner_only_directory(folder)
     _write_private(folder / KEY_FILE, private_key_pem(key))
+    pinned = public_key_pem(organisation_key).decode()
     state = {
         "relay": relay,
         "device_id": device_id,
-        "organisation_key": public_key_pem(organisation_key).decode(),
+        "organisation_key": pinned,
         "policy": document,
         "enrolled_at": int(time.time()),
     }
     _write_private(folder / STATE_FILE, json.dumps(state, indent=2).encode())
-    return DeviceState(folder, relay, device_id, state["organisation_key"], document, key)
+    return DeviceState(folder, relay, device_id, pinned, document, key)
 
 
 def unenrol(folder: Path) -> str:

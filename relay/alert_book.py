@@ -347,9 +347,10 @@ class AlertBook:
                 (action.alert_id, ticket),
             )
             return
-        ticket = self.ticket(action.alert_id)
-        if ticket is None:  # its OPEN is delivered first (same alert, lower id)
+        known = self.ticket(action.alert_id)
+        if known is None:  # its OPEN is delivered first (same alert, lower id)
             raise DeliveryError(f"alert {action.alert_id} has no ticket yet")
+        ticket = known
         if action.kind is Action.COMMENT:
             ticketing.comment(ticket, action)
         else:

@@ -91,12 +91,9 @@ def theil_sen(times: Sequence[float], values: Sequence[float]) -> Trend | None:
     slopes = (y[second] - y[first])[keep] / dt[keep]
     slope = float(np.median(slopes))
     intercept = float(np.median(y - slope * t))
-    if slope > 0:
-        agree = np.count_nonzero(slopes > 0)
-    elif slope < 0:
-        agree = np.count_nonzero(slopes < 0)
-    else:
-        agree = 0
+    agree = 0
+    if slope != 0:
+        agree = int(np.count_nonzero(np.sign(slopes) == np.sign(slope)))
     low, high = np.percentile(slopes, [25, 75])
     return Trend(slope, intercept, float(low), float(high), agree / len(slopes))
 
