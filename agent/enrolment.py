@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.errors import EnrolmentFailed
 from agent.i18n import t
+from agent.monitoring.checks import clock_offset
 from agent.monitoring.history import FILE_NAME as HISTORY_FILE
 from agent.monitoring.history import owner_only_directory
 from agent.trust import load_pinned_key
@@ -57,6 +58,8 @@ from protocol.safe_text import safe_text
 KEY_FILE = "device.key"
 STATE_FILE = "device.json"
 TIMEOUT = 15.0
+#: Seconds this clock may be off the relay's before enrolling is refused.
+MAX_CLOCK_OFFSET = 300
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,16 @@ def policy_words(policy: DevicePolicy, organisation: str) -> list[str]:
 def _request(
     url: str, relay: str, ssl: ssl_module.SSLContext | None, **kwargs: Any
 ) -> dict[str, Any]:
+    """The relay's JSON answer; EnrolmentFailed if it refused, failed, or its clock and
+    this one are far apart (a device with a wrong clock would judge every signature's
+    validity wrong)."""
     request = urllib.request.Request(url, **kwargs)
     try:
+        sent = time.time()
         with urllib.request.urlopen(request, timeout=TIMEOUT, context=ssl) as response:
             answer = json.loads(response.read(256 * 1024))
+            received = time.time()
+            offset = clock_offset(sent, response.headers.get("Date"), received, relay)
     except urllib.error.HTTPError as exc:
         with exc:
             try:
@@ -125,6 +134,10 @@ def _request(
         raise EnrolmentFailed(t("enrol.unreachable", relay=relay, reason=cause)) from None
     if not isinstance(answer, dict):
         raise EnrolmentFailed(t("enrol.refused", reason="the relay answered something else"))
+    if abs(offset) > MAX_CLOCK_OFFSET:
+        minutes = max(1, round(abs(offset) / 60))
+        way = "enrol.clock_ahead" if offset > 0 else "enrol.clock_behind"
+        raise EnrolmentFailed(t(way, minutes=minutes))
     return answer
 
 

@@ -797,6 +797,14 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Could not reach the relay at {relay} ({reason}); check the address and your network connection, then try again.",
         "es": "No se pudo contactar con el relé en {relay} ({reason}); compruebe la dirección y su conexión de red, y vuelva a intentarlo.",
     },
+    "enrol.clock_ahead": {
+        "en": "This computer's clock is about {minutes} minutes ahead of the relay's; turn on automatic date and time, then enrol again. Nothing was installed.",
+        "es": "El reloj de este equipo va unos {minutes} minutos adelantado respecto al del relé; active la fecha y hora automáticas y vuelva a inscribirlo. No se instaló nada.",
+    },
+    "enrol.clock_behind": {
+        "en": "This computer's clock is about {minutes} minutes behind the relay's; turn on automatic date and time, then enrol again. Nothing was installed.",
+        "es": "El reloj de este equipo va unos {minutes} minutos atrasado respecto al del relé; active la fecha y hora automáticas y vuelva a inscribirlo. No se instaló nada.",
+    },
     "enrol.reconnecting": {
         "en": "The connection to the relay was lost ({reason}); trying again in {seconds} s.",
         "es": "Se perdió la conexión con el relé ({reason}); se reintentará en {seconds} s.",

@@ -278,8 +278,24 @@ def pending_reboot(check: CheckDefinition, probes: Probes) -> CheckResult:
     return _result(check, OK, "check.reboot.ok", {}, details)
 
 
-def fetch_http_date(url: str) -> tuple[float, float, float]:
-    """Ask ``url`` for its HTTP ``Date``: ``(sent_at, server_time, received_at)``.
+def clock_offset(sent: float, header: str | None, received: float, where: str) -> float:
+    """How far this clock is ahead (+) of a server's HTTP ``Date``, in seconds.
+
+    The server stamped its Date somewhere during the round trip from ``sent`` to
+    ``received``; HTTP dates are whole seconds, so the midpoint against the middle of
+    that second is honest to within half the round trip and half a second.
+    """
+    if not header:
+        raise ValueError(f"{where} answered without a Date header; name another time source")
+    try:
+        server = email.utils.parsedate_to_datetime(header).timestamp()
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} answered with a Date header that is not a date") from None
+    return (sent + received) / 2 - (server + 0.5)
+
+
+def fetch_http_date(url: str) -> tuple[float, float]:
+    """Ask ``url`` for its HTTP ``Date``: ``(this clock's offset, round trip)``.
 
     A HEAD request (the relay's ``/healthz`` is a good source); any answer with a Date
     header counts, even an error status, since only the header is wanted.
@@ -292,33 +308,24 @@ def fetch_http_date(url: str) -> tuple[float, float, float]:
     except urllib.error.HTTPError as exc:
         header = exc.headers.get("Date")
     received = time.time()
-    if not header:
-        raise ValueError(f"{url} answered without a Date header; name another time source")
-    try:
-        server = email.utils.parsedate_to_datetime(header).timestamp()
-    except (TypeError, ValueError):
-        raise ValueError(f"{url} answered with a Date header that is not a date") from None
-    return sent, server, received
+    return clock_offset(sent, header, received, url), received - sent
 
 
 def clock_drift(check: CheckDefinition, probes: Probes) -> CheckResult:
     source = str(check.params["source"])
     try:
-        sent, server, received = fetch_http_date(source)
+        offset, round_trip = fetch_http_date(source)
     except urllib.error.URLError as exc:
         reason = f"{source} did not answer ({getattr(exc, 'reason', exc)})"
         return _result(check, ERROR, "check.error", {"check": check.id, "reason": reason})
-    # The server stamped its Date somewhere during the round trip; HTTP dates are
-    # whole seconds, so the midpoint and a one-second allowance are honest enough.
-    offset = (sent + received) / 2 - (server + 0.5)
     shown = abs(round(offset))
     values = {"seconds": str(shown), "source": source}
     details = {
         "source": source,
         "offset_seconds": round(offset, 3),
-        "round_trip_seconds": round(received - sent, 3),
+        "round_trip_seconds": round(round_trip, 3),
     }
-    if abs(offset) > check.params["max_seconds"] + 1 + (received - sent) / 2:
+    if abs(offset) > check.params["max_seconds"] + 1 + round_trip / 2:
         return _result(check, FAILING, "check.clock.failing", values, details)
     return _result(check, OK, "check.clock.ok", values, details)
 
