@@ -62,6 +62,18 @@ async def _prove(websocket: ClientConnection, state: DeviceState) -> int:
     return int(welcome["heartbeat"])
 
 
+async def say_goodbye(state: DeviceState, ssl: ssl_module.SSLContext | None = None) -> None:
+    """Ask the relay to forget this device (it proves its key first)."""
+    async with connect(
+        _ws_url(state.relay), ssl=ssl, compression=None, max_size=wire.MAX_MESSAGE
+    ) as websocket:
+        await _prove(websocket, state)
+        await websocket.send(wire.encode("unenrol"))
+        answer = wire.parse_device_message(await websocket.recv())
+        if answer["type"] != "goodbye":
+            raise DeviceRefused(str(answer.get("message", "the relay did not say goodbye")))
+
+
 async def stay_online(
     state: DeviceState,
     say: Callable[[str], None],

@@ -141,7 +141,11 @@ def enrol_main(argv: list[str]) -> int:
 
 
 def unenrol_main(argv: list[str]) -> int:
-    from agent.enrolment import unenrol
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    from agent.device_link import DeviceRefused, say_goodbye
+    from agent.enrolment import DeviceState, unenrol
+    from protocol.errors import TrustError
 
     parser = argparse.ArgumentParser(
         prog="puente-agent unenrol",
@@ -149,12 +153,23 @@ def unenrol_main(argv: list[str]) -> int:
         "measurements.",
     )
     parser.add_argument("--state-dir", type=Path, default=None, help="the enrolment's folder")
+    parser.add_argument("--ca-file", help="CA bundle to trust for the relay's certificate")
     parser.add_argument("--lang", choices=LANGUAGES, help="language of the sentences")
     args = parser.parse_args(argv)
     if args.lang:
         set_language(args.lang)
+
+    def tell_relay(state: DeviceState) -> str | None:
+        try:
+            asyncio.run(asyncio.wait_for(say_goodbye(state, ssl_context_for(args.ca_file)), 15))
+        except DeviceRefused as exc:
+            return str(exc)
+        except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, TrustError) as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
     try:
-        print(unenrol(args.state_dir or default_folder()), flush=True)
+        print(unenrol(args.state_dir or default_folder(), tell_relay), flush=True)
     except TrustSetupError as exc:
         return fail(str(exc))
     return 0

@@ -19,7 +19,6 @@ Unenrolling removes the state folder's enrolment (key, state, measurements).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -226,17 +225,20 @@ def enrol(
     return DeviceState(folder, relay, device_id, pinned, document, key)
 
 
-def unenrol(folder: Path) -> str:
-    """Remove this computer's enrolment from ``folder``; the sentence to show."""
+def unenrol(folder: Path, tell_relay: Callable[[DeviceState], str | None]) -> str:
+    """Remove this computer's enrolment from ``folder``; the sentence to show.
+
+    ``tell_relay(state)`` asks the relay to forget the device and returns None, or why
+    it could not; the local files go either way (the owner's wish comes first).
+    """
     state = read_state(folder)
     if state is None:
         return t("unenrol.nothing", folder=folder)
+    problem = tell_relay(state)
     for name in (KEY_FILE, STATE_FILE, HISTORY_FILE):
         (folder / name).unlink(missing_ok=True)
     if not any(folder.iterdir()):
         shutil.rmtree(folder)
+    if problem is not None:
+        return t("unenrol.local_only", folder=folder, device_id=state.device_id, reason=problem)
     return t("unenrol.done", folder=folder, device_id=state.device_id)
-
-
-def proof_signature(state: DeviceState, message: bytes) -> str:
-    return base64.b64encode(state.key.sign(message)).decode()

@@ -814,8 +814,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "El relé rechazó este equipo: {reason}",
     },
     "unenrol.done": {
-        "en": "Unenrolled: removed {folder}. Ask your help desk to remove device {device_id} from its list too.",
-        "es": "Baja completada: se eliminó {folder}. Pida a su servicio de asistencia que quite también el equipo {device_id} de su lista.",
+        "en": "Unenrolled: removed {folder}, and the relay forgot device {device_id}.",
+        "es": "Baja completada: se eliminó {folder} y el relé olvidó el equipo {device_id}.",
+    },
+    "unenrol.local_only": {
+        "en": "Unenrolled on this computer: removed {folder}. The relay could not be told ({reason}); ask your help desk to remove device {device_id} from its list.",
+        "es": "Baja completada en este equipo: se eliminó {folder}. No se pudo avisar al relé ({reason}); pida a su servicio de asistencia que quite el equipo {device_id} de su lista.",
     },
     "unenrol.nothing": {
         "en": "This computer is not enrolled ({folder} holds no enrolment); nothing was removed.",

@@ -22,7 +22,9 @@ Presence is one WebSocket, ``/v1/device``, of small JSON text messages:
    after a reconnect and the relay counts each once): each summary only ``check``,
    ``kind``, ``status``, ``severity`` (plus ``details`` when the policy lets the help
    desk see them).
-6. relay → ``{"type": "error", "message": SENTENCE}`` before it closes on a refusal.
+6. device → ``{"type": "unenrol"}`` when its owner unenrols it; the relay forgets the
+   device and answers ``{"type": "goodbye"}``.
+7. relay → ``{"type": "error", "message": SENTENCE}`` before it closes on a refusal.
 
 Every message is checked here (:func:`parse_device_message`); anything else is
 refused with a sentence (:class:`protocol.errors.MalformedDocument`).
@@ -57,6 +59,8 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "heartbeat": frozenset(),
     "results": frozenset({"at", "results"}),
     "error": frozenset({"message"}),
+    "unenrol": frozenset(),
+    "goodbye": frozenset(),
 }
 
 

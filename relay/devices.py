@@ -216,6 +216,11 @@ class DeviceDesk:
                 self._online[device_id] = self._clock()
                 if message["type"] == "results":
                     self._results(device_id, message["results"], message["at"])
+                elif message["type"] == "unenrol" and self._enrolment is not None:
+                    self._enrolment.forget(device_id)
+                    logger.info("device unenrolled device=%s", device_id)
+                    await connection.send(wire.encode("goodbye"))
+                    return
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument("A device sends only heartbeats and results.")
                 if self._enrolment is not None:
@@ -228,7 +233,7 @@ class DeviceDesk:
         finally:
             self._online.pop(device_id, None)
             if self._enrolment is not None:
-                self._enrolment.seen(device_id, self._clock(), online=False)
+                self._enrolment.seen(device_id, self._clock(), online=False)  # no-op if forgotten
             logger.info("device offline device=%s", device_id)
 
     async def _prove(self, connection: ServerConnection) -> str | None:

@@ -232,6 +232,11 @@ class EnrolmentBook:
             (now, int(online), device_id),
         )
 
+    def forget(self, device_id: str) -> bool:
+        """Remove an unenrolled device (its key stops working at once)."""
+        done = self._db.execute("DELETE FROM enrolled_devices WHERE device_id = ?", (device_id,))
+        return done.rowcount == 1
+
     def devices(self) -> list[EnrolledDevice]:
         rows = self._db.execute(_DEVICE_SELECT + " ORDER BY d.enrolled_at").fetchall()
         return [_device(row) for row in rows]

@@ -7,6 +7,10 @@ from __future__ import annotations
 import email.utils
 import http.server
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,10 +21,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import i18n
-from agent.enrolment import enrol, policy_words
+from agent.enrolment import KEY_FILE, STATE_FILE, enrol, policy_words
 from agent.errors import EnrolmentFailed
 from protocol.device_policy import policy_from_toml
-from protocol.identity import public_key_pem
+from protocol.identity import private_key_pem, public_key_pem
+from tests.support.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,3 +138,38 @@ def test_the_policy_in_plain_words_in_both_languages() -> None:
     assert spanish[0].startswith("Su servicio de asistencia, Acme IT, pide cuidar de este equipo")
     assert "espacio en disco" in " ".join(spanish) and "disk space" in " ".join(english)
     assert any("sun 02:00 +120 min" in line for line in english)
+
+
+def test_unenrol_without_the_relay_still_removes_everything_and_says_so(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / KEY_FILE).write_bytes(private_key_pem(Ed25519PrivateKey.generate()))
+    org = public_key_pem(Ed25519PrivateKey.generate().public_key()).decode()
+    record = {
+        "relay": f"ws://127.0.0.1:{port}",
+        "device_id": "ab" * 16,
+        "organisation_key": org,
+        "policy": None,
+    }
+    (state / STATE_FILE).write_text(json.dumps(record), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "unenrol", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        env={**os.environ, "PUENTE_LANG": "en"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "The relay could not be told" in done.stdout and "abab" in done.stdout
+    assert not state.exists()
+    again = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "unenrol", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        env={**os.environ, "PUENTE_LANG": "en"},
+    )
+    assert again.returncode == 0 and "nothing was removed" in again.stdout

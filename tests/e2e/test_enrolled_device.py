@@ -145,34 +145,37 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         wait_until(
             lambda: not devices(relay.data_dir)[0]["online"], scaled(20), "the device offline"
         )
+
+        # The owner can run the enrolled policy's checks by hand (no --policy needed).
+        by_hand = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "checks", "run", "--once", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=scaled(30),
+            env={**os.environ, "PUENTE_STATE_DIR": str(state), "PUENTE_LANG": "en"},
+        )
+        assert by_hand.returncode == 3, by_hand.stderr
+        report = json.loads(by_hand.stdout)
+        assert report["organisation"] == "Acme IT"
+        assert [r["check"] for r in report["results"]] == ["small-disk"]
+
+        # Unenrolling removes what enrol kept here, and the relay forgets the device.
+        gone = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "unenrol", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=scaled(30),
+            env={**os.environ, "PUENTE_LANG": "en"},
+        )
+        assert gone.returncode == 0, gone.stderr
+        assert "the relay forgot device" in gone.stdout
+        assert not state.exists()
+        assert devices(relay.data_dir) == []
     finally:
         if agent is not None:
             agent.kill()
             agent.communicate()
         relay.stop()
-
-    # The owner can run the enrolled policy's checks by hand (no --policy needed).
-    by_hand = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "checks", "run", "--once", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=scaled(30),
-        env={**os.environ, "PUENTE_STATE_DIR": str(state), "PUENTE_LANG": "en"},
-    )
-    assert by_hand.returncode == 3, by_hand.stderr
-    report = json.loads(by_hand.stdout)
-    assert report["organisation"] == "Acme IT"
-    assert [r["check"] for r in report["results"]] == ["small-disk"]
-
-    gone = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "unenrol", "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=scaled(30),
-        env={**os.environ, "PUENTE_LANG": "en"},
-    )
-    assert gone.returncode == 0 and "Unenrolled" in gone.stdout
-    assert not state.exists()
 
 
 def test_enrolment_refusals_leave_nothing(tmp_path: Path) -> None:
