@@ -7,10 +7,7 @@ from __future__ import annotations
 import email.utils
 import http.server
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +22,7 @@ from agent.enrolment import KEY_FILE, STATE_FILE, enrol, policy_words
 from agent.errors import EnrolmentFailed
 from protocol.device_policy import policy_from_toml
 from protocol.identity import private_key_pem, public_key_pem
-from tests.support.timeouts import scaled
+from tests.support.device_fixtures import agent_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,21 +152,9 @@ def test_unenrol_without_the_relay_still_removes_everything_and_says_so(tmp_path
         "policy": None,
     }
     (state / STATE_FILE).write_text(json.dumps(record), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "unenrol", "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=scaled(60),
-        env={**os.environ, "PUENTE_LANG": "en"},
-    )
+    done = agent_command("unenrol", "--state-dir", str(state))
     assert done.returncode == 0, done.stderr
     assert "The relay could not be told" in done.stdout and "abab" in done.stdout
     assert not state.exists()
-    again = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "unenrol", "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=scaled(60),
-        env={**os.environ, "PUENTE_LANG": "en"},
-    )
+    again = agent_command("unenrol", "--state-dir", str(state))
     assert again.returncode == 0 and "nothing was removed" in again.stdout

@@ -10,13 +10,18 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from tests.support.device_fixtures import MiB, enrol_argv, enrolment_token, relay_cli
+from tests.support.device_fixtures import (
+    MiB,
+    agent_command,
+    enrol_argv,
+    enrolment_token,
+    relay_cli,
+)
 from tests.support.helpdesk import RequestTracker, wait_until
 from tests.support.relay import start_relay
 from tests.support.timeouts import scaled
@@ -147,26 +152,14 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         )
 
         # The owner can run the enrolled policy's checks by hand (no --policy needed).
-        by_hand = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "checks", "run", "--once", "--json"],
-            capture_output=True,
-            text=True,
-            timeout=scaled(30),
-            env={**os.environ, "PUENTE_STATE_DIR": str(state), "PUENTE_LANG": "en"},
-        )
+        by_hand = agent_command("checks", "run", "--once", "--json", PUENTE_STATE_DIR=str(state))
         assert by_hand.returncode == 3, by_hand.stderr
         report = json.loads(by_hand.stdout)
         assert report["organisation"] == "Acme IT"
         assert [r["check"] for r in report["results"]] == ["small-disk"]
 
         # Unenrolling removes what enrol kept here, and the relay forgets the device.
-        gone = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "unenrol", "--state-dir", str(state)],
-            capture_output=True,
-            text=True,
-            timeout=scaled(30),
-            env={**os.environ, "PUENTE_LANG": "en"},
-        )
+        gone = agent_command("unenrol", "--state-dir", str(state))
         assert gone.returncode == 0, gone.stderr
         assert "the relay forgot device" in gone.stdout
         assert not state.exists()

@@ -88,3 +88,14 @@ def enrol_argv(relay_url: str, org_public: Path, state: Path, *extra: str) -> li
         str(state),
         *extra,
     ]
+
+
+def agent_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``puente-agent ARGS`` to completion, in English, with extra environment ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        env={**os.environ, "PUENTE_LANG": "en", **env},
+    )
