@@ -241,7 +241,12 @@ class DeviceDesk:
         try:
             async with asyncio.timeout(PROOF_TIMEOUT):
                 hello = wire.parse_device_message(await connection.recv())
-                if hello["type"] != "hello" or self._enrolment is None:
+                if self._enrolment is None:
+                    raise MalformedDocument(
+                        "This relay does not serve enrolled devices (it needs its SQLite "
+                        "store); ask your help desk which relay to use."
+                    )
+                if hello["type"] != "hello":
                     raise MalformedDocument("A device starts with hello.")
                 device = self._enrolment.device(hello["device_id"])
                 if device is None:
