@@ -50,6 +50,8 @@ examples:
   ./puente-agent-417862093
   puente-agent --org-key acme-org.pub --relay wss://support.example.org 417-862-093
   puente-agent audit verify ~/.local/state/puente/session-20260102-100000-417.log
+  puente-agent checks run --once --policy acme.policy --org-key acme-org/org.pub
+  puente-agent enrol --relay wss://support.example.org --org-key acme-org.pub --token pe_... --no-service
 """
 
 AUDIT_DESCRIPTION = """\
@@ -150,6 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["audit"]:
         quiet_library_warnings()
         return audit_main(argv[1:])
+    if argv[:1] in (["enrol"], ["unenrol"]):
+        from agent.enrol_command import enrol_main, unenrol_main
+
+        quiet_library_warnings()
+        return (enrol_main if argv[0] == "enrol" else unenrol_main)(argv[1:])
+    if argv[:1] == ["checks"]:
+        from agent.monitoring.command import checks_main
+
+        quiet_library_warnings()
+        return checks_main(argv[1:])
     try:
         baked = load_baked()
     except SettingsError as exc:
