@@ -43,8 +43,16 @@ class SessionWorker(QObject):
     """Owns the session; its signals carry plain values to the GUI thread."""
 
     code_ready = Signal(str)  # the session code to read to the customer
+    join_ready = Signal(str)  # the join page's address for the customer (may be "")
     paired = Signal(str)  # the check code (SAS)
     consent_changed = Signal(dict)  # capability -> granted/declined/revoked
+    #: capability, its new state (granted/declined/revoked), the agent's message; the
+    #: window shows it on the status line in the technician's language.
+    consent_event = Signal(str, str, str)
+    chat_received = Signal(str)  # a chat line from the customer (untrusted text)
+    chat_sent = Signal(str)  # a chat line the technician sent
+    link_state = Signal(str)  # reconnecting / peer_reconnecting / resumed
+    finished = Signal(dict)  # rating, comment, summary problem, ticket and its link
     notice = Signal(str)  # a plain sentence for the status line
     screen_info = Signal(int, int)  # remote width, height
     frame_ready = Signal()  # a new picture is waiting in take_picture()
@@ -62,6 +70,9 @@ class SessionWorker(QObject):
         self._api: RelayAPI | None = None
         self._session_id = ""
         self._technician = "Technician"
+        self._ticket = ""
+        self._ticket_url = ""
+        self._finished_sent = False
         #: Held while the shown picture is written (here) or painted (by the GUI).
         self.picture_lock = threading.Lock()
         self._picture: QImage | None = None
@@ -73,8 +84,13 @@ class SessionWorker(QObject):
 
     # Called from the GUI thread --------------------------------------------------------
 
-    def start_session(self, relay: str, token: str, ticket: str, name: str = "") -> None:
-        self._submit(self._start_session(relay, token, ticket, name))
+    def start_session(
+        self, relay: str, token: str, ticket: str, name: str = "", ticket_url: str = ""
+    ) -> None:
+        self._submit(self._start_session(relay, token, ticket, name, ticket_url))
+
+    def send_chat(self, text: str) -> None:
+        self._submit(self._send_chat(text))
 
     def ask_view(self, monitor: int = 1) -> None:
         self._submit(self._ask_view(monitor))
@@ -95,6 +111,8 @@ class SessionWorker(QObject):
 
     def shutdown(self) -> None:
         """End the session (if any) and stop the worker thread."""
+        if not self._thread.is_alive():
+            return  # already shut down (a window may be closed twice)
         future = self._submit(self._end("the technician closed the viewer"))
         with contextlib.suppress(Exception):
             future.result(10)
@@ -140,7 +158,9 @@ class SessionWorker(QObject):
 
         return asyncio.run_coroutine_threadsafe(guarded(), self._loop)
 
-    async def _start_session(self, relay: str, token: str, ticket: str, name: str) -> None:
+    async def _start_session(
+        self, relay: str, token: str, ticket: str, name: str, ticket_url: str = ""
+    ) -> None:
         if self.session is not None:
             self.notice.emit("A session is already open; end it first.")
             return
@@ -148,11 +168,14 @@ class SessionWorker(QObject):
             self.notice.emit("Fill in the relay address, your API token and the ticket.")
             return
         self._api = RelayAPI(relay, token)
-        created = await asyncio.to_thread(self._api.create_session, ticket)
+        created = await asyncio.to_thread(self._api.create_session, ticket, ticket_url or None)
         self._session_id = str(created["session_id"])
         self._technician = str(created.get("technician") or "Technician")
+        self._ticket = ticket
+        self._ticket_url = str(created.get("ticket_url") or "")
         code = SessionCode.new(created["nameplate"])
         self.code_ready.emit(str(code))
+        self.join_ready.emit(str(created.get("join_url") or ""))
         self.notice.emit("Read the code to the customer; waiting for them to join...")
         session = await TechnicianSession.connect(
             relay,
@@ -164,6 +187,8 @@ class SessionWorker(QObject):
         )
         self.session = session
         session.on_consent = self._consent
+        session.on_chat = self.chat_received.emit
+        session.link.on_link_state.append(self.link_state.emit)
         self.paired.emit(session.sas)
         self.notice.emit(
             "Customer joined. Ask them to read their check code; if it differs, end now."
@@ -180,6 +205,13 @@ class SessionWorker(QObject):
         if session.ended_by != "technician":  # our own end sends the summary itself
             await self._send_summary(session)
 
+    async def _send_chat(self, text: str) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        await session.chat(text)
+        self.chat_sent.emit(text)
+
     async def _send_summary(self, session: TechnicianSession) -> None:
         """Build the session's summary and upload it for the ticket."""
         if self._api is None or not self._session_id:
@@ -190,13 +222,26 @@ class SessionWorker(QObject):
             self.notice.emit("The session summary was sent to the relay for the ticket.")
         else:
             self.notice.emit(f"The session summary could not be uploaded: {problem}")
+        if not self._finished_sent:
+            self._finished_sent = True
+            score, comment = session.rating or (0, "")
+            self.finished.emit(
+                {
+                    "rating": score,
+                    "comment": comment,
+                    "summary_problem": problem or "",
+                    "summary": summary,
+                    "ticket": self._ticket,
+                    "ticket_url": self._ticket_url,
+                }
+            )
 
     def _consent(self, event: ConsentEvent) -> None:
+        # Every change replaces the status line (consent_event): "Asking the customer to
+        # allow..." must not outlive the customer's answer.
         if self.session is not None:
             self.consent_changed.emit(dict(self.session.consent))
-        if event.state != "granted":
-            message = f"The customer {event.state} {event.capability}"
-            self.notice.emit(message + (f": {event.message}" if event.message else "."))
+        self.consent_event.emit(event.capability, event.state, event.message)
 
     async def _ask_view(self, monitor: int) -> None:
         session = self._need_session()

@@ -1,0 +1,197 @@
+"""Every sentence the viewer shows, in English and Spanish.
+
+The same small-catalog shape as the customer's side (``agent/i18n.py``; the programs
+never import each other, so the technician has its own): :func:`tr` looks a key up in
+the current language and fills its ``{placeholders}``.
+
+Rules:
+
+1. Every key has a non-empty text in both languages with the same placeholders (a
+   test walks the catalog).
+2. The language comes from ``PUENTE_LANG``, then ``LANGUAGE``, ``LC_ALL``,
+   ``LC_MESSAGES``, ``LANG``; anything that is not Spanish is English.
+3. Text from the customer's machine or the relay is never a key: it is filled into a
+   placeholder after :func:`protocol.safe_text.safe_text` and shown as plain text.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+
+LANGUAGES = ("en", "es")
+
+CATALOG: dict[str, dict[str, str]] = {
+    "window.title": {"en": "Puente viewer", "es": "Visor de Puente"},
+    # Sign in ------------------------------------------------------------------------------
+    "signin.relay": {"en": "wss://relay.example.org", "es": "wss://relay.ejemplo.org"},
+    "signin.token": {"en": "API token", "es": "Token de la API"},
+    "signin.button": {"en": "&Sign in", "es": "&Iniciar sesión"},
+    "signin.forget": {"en": "Sign &out", "es": "&Cerrar sesión"},
+    "signin.prompt": {
+        "en": "Sign in with the relay address and your API token; they are kept in this computer's credential store.",
+        "es": "Inicie sesión con la dirección del relé y su token de la API; se guardan en el almacén de credenciales de este equipo.",
+    },
+    "signin.missing": {
+        "en": "Fill in the relay address (wss://...) and your API token, then sign in.",
+        "es": "Escriba la dirección del relé (wss://...) y su token de la API y luego inicie sesión.",
+    },
+    "signin.checking": {"en": "Checking with the relay...", "es": "Comprobando con el relé..."},
+    "signin.done": {
+        "en": "Signed in to {relay}; the token is kept in the credential store.",
+        "es": "Sesión iniciada en {relay}; el token se guarda en el almacén de credenciales.",
+    },
+    "signin.remembered": {
+        "en": "Signed in from the credential store ({relay}).",
+        "es": "Sesión iniciada desde el almacén de credenciales ({relay}).",
+    },
+    "signin.wrong_token": {
+        "en": "The relay did not accept this API token. Check it (ask your administrator for a new one if needed) and sign in again.",
+        "es": "El relé no aceptó este token de la API. Compruébelo (pida uno nuevo a su administrador si hace falta) y vuelva a iniciar sesión.",
+    },
+    "signin.unreachable": {
+        "en": "Could not reach the relay at {relay}. Check the address and your network, then sign in again.",
+        "es": "No se pudo contactar con el relé en {relay}. Compruebe la dirección y su red y vuelva a iniciar sesión.",
+    },
+    "signin.no_store": {
+        "en": "This computer has no credential store the viewer can use ({problem}); you are signed in until you close the viewer.",
+        "es": "Este equipo no tiene un almacén de credenciales que el visor pueda usar ({problem}); la sesión dura hasta que cierre el visor.",
+    },
+    "signin.signed_out": {
+        "en": "Signed out; the token was removed from the credential store.",
+        "es": "Sesión cerrada; el token se quitó del almacén de credenciales.",
+    },
+    # My sessions --------------------------------------------------------------------------
+    "sessions.title": {"en": "My sessions", "es": "Mis sesiones"},
+    "sessions.refresh": {"en": "&Refresh", "es": "&Actualizar"},
+    "sessions.ticket": {"en": "ticket, e.g. HD-1042", "es": "incidencia, p. ej. HD-1042"},
+    "sessions.start": {"en": "S&tart session", "es": "Em&pezar sesión"},
+    "sessions.need_signin": {"en": "Sign in first.", "es": "Inicie sesión primero."},
+    "sessions.need_ticket": {
+        "en": "Type the ticket this session is for (for example HD-1042), then start.",
+        "es": "Escriba la incidencia de esta sesión (por ejemplo HD-1042) y luego empiece.",
+    },
+    "sessions.row": {"en": "{ticket} · {state} · {when}", "es": "{ticket} · {state} · {when}"},
+    "sessions.count": {"en": "{count} sessions.", "es": "{count} sesiones."},
+    # A session tab ------------------------------------------------------------------------
+    "tab.waiting": {"en": "{ticket} (waiting)", "es": "{ticket} (esperando)"},
+    "tab.code": {"en": "code: {code}", "es": "código: {code}"},
+    "tab.no_code": {"en": "code: -", "es": "código: -"},
+    "tab.sas": {"en": "check code: {sas}", "es": "código de comprobación: {sas}"},
+    "tab.no_sas": {"en": "check code: -", "es": "código de comprobación: -"},
+    "tab.copy_code": {"en": "Copy &code", "es": "Copiar &código"},
+    "tab.copy_link": {"en": "Copy &join link", "es": "Copiar en&lace"},
+    "tab.copied": {"en": "Copied to your clipboard.", "es": "Copiado a su portapapeles."},
+    "tab.no_link": {"en": "join link: -", "es": "enlace: -"},
+    "tab.link": {"en": "join link: {url}", "es": "enlace: {url}"},
+    "tab.allowed": {"en": "allowed: {names}", "es": "permitido: {names}"},
+    "tab.allowed_none": {"en": "allowed: nothing", "es": "permitido: nada"},
+    "tab.view": {"en": "Ask for &view", "es": "Pedir &ver"},
+    "tab.control": {"en": "Ask for c&ontrol", "es": "Pedir c&ontrol"},
+    "tab.fit": {"en": "1:1", "es": "1:1"},
+    "tab.fit_back": {"en": "Fit", "es": "Ajustar"},
+    "tab.end": {"en": "&End session", "es": "&Terminar sesión"},
+    "tab.screen_here": {
+        "en": "The customer's screen appears here.",
+        "es": "La pantalla del cliente aparece aquí.",
+    },
+    "tab.figures": {
+        "en": "{fps:.0f} fps  {kbps:.0f} kb/s  round trip {rtt} ms",
+        "es": "{fps:.0f} fps  {kbps:.0f} kb/s  ida y vuelta {rtt} ms",
+    },
+    "tab.link_lost": {
+        "en": "The network dropped; reconnecting to the same session (nothing is lost)...",
+        "es": "Se cortó la red; reconectando con la misma sesión (no se pierde nada)...",
+    },
+    "tab.peer_lost": {
+        "en": "The customer's connection dropped; waiting for it to come back (up to a minute)...",
+        "es": "Se cortó la conexión del cliente; esperando a que vuelva (hasta un minuto)...",
+    },
+    "tab.resumed": {
+        "en": "The connection is back; the session goes on.",
+        "es": "La conexión ha vuelto; la sesión continúa.",
+    },
+    "tab.ended": {"en": "Session ended: {reason}", "es": "Sesión terminada: {reason}"},
+    "tab.close_first": {
+        "en": "End the session before closing its tab.",
+        "es": "Termine la sesión antes de cerrar su pestaña.",
+    },
+    # Panels -------------------------------------------------------------------------------
+    "panel.consents": {"en": "Consents", "es": "Permisos"},
+    "panel.chat": {"en": "Chat", "es": "Chat"},
+    "panel.ending": {"en": "Ending", "es": "Final"},
+    "consents.none": {
+        "en": "The customer has allowed nothing yet.",
+        "es": "El cliente aún no ha permitido nada.",
+    },
+    "consents.row": {"en": "{title}: {state}", "es": "{title}: {state}"},
+    "consents.granted": {"en": "allowed", "es": "permitido"},
+    "consents.declined": {"en": "declined", "es": "rechazado"},
+    "consents.revoked": {"en": "stopped by the customer", "es": "retirado por el cliente"},
+    "consents.allowed_now": {
+        "en": "The customer allowed {title}.",
+        "es": "El cliente permitió {title}.",
+    },
+    "consents.not_now": {
+        "en": "The customer {state}: {title}.",
+        "es": "El cliente {state}: {title}.",
+    },
+    "chat.placeholder": {
+        "en": "Message to the customer (Enter sends)",
+        "es": "Mensaje para el cliente (Intro lo envía)",
+    },
+    "chat.send": {"en": "Se&nd", "es": "En&viar"},
+    "chat.me": {"en": "You: {text}", "es": "Usted: {text}"},
+    "chat.customer": {"en": "Customer: {text}", "es": "Cliente: {text}"},
+    "chat.not_sent": {
+        "en": "Not sent: no customer is connected.",
+        "es": "No enviado: no hay ningún cliente conectado.",
+    },
+    "ending.waiting": {
+        "en": "When the session ends, the customer's rating and the summary sent to the ticket appear here.",
+        "es": "Cuando termine la sesión, aquí aparecen la valoración del cliente y el resumen enviado a la incidencia.",
+    },
+    "ending.rating": {
+        "en": "The customer rated the help {score} of 5. Comment: {comment}",
+        "es": "El cliente valoró la ayuda con {score} de 5. Comentario: {comment}",
+    },
+    "ending.no_rating": {
+        "en": "The customer did not rate the help.",
+        "es": "El cliente no valoró la ayuda.",
+    },
+    "ending.summary_sent": {
+        "en": "The summary was sent to the relay for ticket {ticket}.",
+        "es": "El resumen se envió al relé para la incidencia {ticket}.",
+    },
+    "ending.summary_failed": {
+        "en": "The summary could not be uploaded: {problem}",
+        "es": "No se pudo subir el resumen: {problem}",
+    },
+    "ending.ticket_link": {"en": "Ticket: {url}", "es": "Incidencia: {url}"},
+    "ending.no_ticket_link": {
+        "en": "This ticket has no link (start the session with a ticket link to see one).",
+        "es": "Esta incidencia no tiene enlace (empiece la sesión con un enlace para verlo).",
+    },
+}
+
+_FIELDS = string.Formatter()
+
+
+def language() -> str:
+    """The viewer's language: ``PUENTE_LANG``, then the POSIX variables; else English."""
+    for variable in ("PUENTE_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(variable, "")
+        if value:
+            return "es" if value.lower().startswith("es") else "en"
+    return "en"
+
+
+def tr(key: str, **fields: object) -> str:
+    """The text of ``key`` in the current language, its placeholders filled."""
+    entry = CATALOG[key]
+    return entry.get(language(), entry["en"]).format(**fields)
+
+
+def placeholders(text: str) -> set[str]:
+    """The ``{names}`` a catalog text fills (for the catalog test)."""
+    return {name for _, name, _, _ in _FIELDS.parse(text) if name}
