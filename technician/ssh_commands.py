@@ -247,10 +247,15 @@ _ACCESS: weakref.WeakKeyDictionary[TechnicianSession, SSHAccess] = weakref.WeakK
 
 
 def access_for(console: SessionConsole) -> SSHAccess:
-    access = _ACCESS.get(console.session)
+    return session_access(console.session)
+
+
+def session_access(session: TechnicianSession) -> SSHAccess:
+    """The one SSH side of ``session`` (the console and the viewer share it)."""
+    access = _ACCESS.get(session)
     if access is None:
-        access = SSHAccess(console.session)
-        _ACCESS[console.session] = access
+        access = SSHAccess(session)
+        _ACCESS[session] = access
     return access
 
 

@@ -147,6 +147,31 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Not sent: no customer is connected.",
         "es": "No enviado: no hay ningún cliente conectado.",
     },
+    "panel.terminal": {"en": "Terminal", "es": "Terminal"},
+    "terminal.title": {"en": "Customer's terminal", "es": "Terminal del cliente"},
+    "terminal.open": {"en": "Open &terminal", "es": "Abrir &terminal"},
+    "terminal.copy": {"en": "Copy screen", "es": "Copiar pantalla"},
+    "terminal.paste": {"en": "Paste", "es": "Pegar"},
+    "terminal.closed": {
+        "en": "No terminal is open. Open one: the customer is asked first.",
+        "es": "No hay ningún terminal abierto. Abra uno: antes se pregunta al cliente.",
+    },
+    "terminal.asking": {
+        "en": "Asking the customer to allow a terminal...",
+        "es": "Pidiendo al cliente que permita un terminal...",
+    },
+    "terminal.open_now": {
+        "en": "The terminal is open (Ctrl+Shift+C copies the screen, Ctrl+Shift+V pastes).",
+        "es": "El terminal está abierto (Ctrl+Mayús+C copia la pantalla, Ctrl+Mayús+V pega).",
+    },
+    "terminal.ended": {
+        "en": "The terminal ended (exit status {status}).",
+        "es": "El terminal terminó (estado de salida {status}).",
+    },
+    "terminal.refused": {
+        "en": "No terminal: {reason}",
+        "es": "Sin terminal: {reason}",
+    },
     "ending.waiting": {
         "en": "When the session ends, the customer's rating and the summary sent to the ticket appear here.",
         "es": "Cuando termine la sesión, aquí aparecen la valoración del cliente y el resumen enviado a la incidencia.",

@@ -34,6 +34,7 @@ from .ending_panel import EndingPanel
 from .i18n import tr
 from .screen_view import RemoteScreen, plain_label
 from .signin import SignIn
+from .terminal_panel import TerminalPanel
 from .worker import SessionWorker
 
 _LINK_STATES = {
@@ -80,11 +81,13 @@ class SessionTab(QWidget):
 
         self.consents_panel = ConsentsPanel()
         self.chat_panel = ChatPanel()
+        self.terminal_panel = TerminalPanel()
         self.ending_panel = EndingPanel()
         self.panels = QTabWidget()
         self.panels.setMinimumWidth(340)
         self.panels.addTab(self.consents_panel, tr("panel.consents"))
         self.panels.addTab(self.chat_panel, tr("panel.chat"))
+        self.panels.addTab(self.terminal_panel, tr("panel.terminal"))
         self.panels.addTab(self.ending_panel, tr("panel.ending"))
 
         identity = QHBoxLayout()
@@ -131,6 +134,12 @@ class SessionTab(QWidget):
         # Notices carry what the agent and the relay said: shown through safe_text.
         worker.notice.connect(self.show_status)
         worker.chat_received.connect(self.chat_panel.add_customer)
+        self.terminal_panel.open_requested.connect(worker.open_shell)
+        self.terminal_panel.view.typed.connect(worker.shell_input)
+        self.terminal_panel.view.resized.connect(worker.shell_resize)
+        worker.shell_opened.connect(self.terminal_panel.opened)
+        worker.shell_output.connect(self.terminal_panel.view.feed)
+        worker.shell_closed.connect(self.terminal_panel.closed)
         worker.chat_sent.connect(self.chat_panel.add_mine)
         worker.link_state.connect(self._link_state)
         worker.frame_ready.connect(self._frame)

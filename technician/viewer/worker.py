@@ -24,6 +24,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
@@ -36,7 +37,9 @@ from protocol.messages import ReplyStatus
 from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
 from ..errors import StreamRefused
 from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigures
+from ..ssh_commands import Refused, session_access
 from ..summary import build_summary
+from .i18n import tr
 
 
 class SessionWorker(QObject):
@@ -53,6 +56,9 @@ class SessionWorker(QObject):
     chat_sent = Signal(str)  # a chat line the technician sent
     link_state = Signal(str)  # reconnecting / peer_reconnecting / resumed
     finished = Signal(dict)  # rating, comment, summary problem, ticket and its link
+    shell_opened = Signal()
+    shell_output = Signal(bytes)  # terminal bytes from the customer's shell
+    shell_closed = Signal(str)  # a plain sentence: why the terminal ended
     notice = Signal(str)  # a plain sentence for the status line
     screen_info = Signal(int, int)  # remote width, height
     frame_ready = Signal()  # a new picture is waiting in take_picture()
@@ -81,6 +87,7 @@ class SessionWorker(QObject):
         self._picture_pending = False
         self._damage: list[tuple[int, int, int, int]] = []
         self.cursor = CursorState()
+        self._shell: asyncssh.SSHClientProcess[bytes] | None = None
 
     # Called from the GUI thread --------------------------------------------------------
 
@@ -91,6 +98,19 @@ class SessionWorker(QObject):
 
     def send_chat(self, text: str) -> None:
         self._submit(self._send_chat(text))
+
+    def open_shell(self, columns: int, lines: int) -> None:
+        self._submit(self._open_shell(columns, lines))
+
+    def shell_input(self, data: bytes) -> None:
+        shell = self._shell
+        if shell is not None:
+            self._loop.call_soon_threadsafe(shell.stdin.write, data)
+
+    def shell_resize(self, columns: int, lines: int) -> None:
+        shell = self._shell
+        if shell is not None:
+            self._loop.call_soon_threadsafe(shell.change_terminal_size, columns, lines)
 
     def ask_view(self, monitor: int = 1) -> None:
         self._submit(self._ask_view(monitor))
@@ -235,6 +255,42 @@ class SessionWorker(QObject):
                     "ticket_url": self._ticket_url,
                 }
             )
+
+    async def _open_shell(self, columns: int, lines: int) -> None:
+        """The Shell capability as a terminal: the console's SSH side, asked and pinned."""
+        session = self._need_session()
+        if session is None or self._shell is not None:
+            return
+        access = session_access(session)
+        try:
+            await access.ensure("shell")
+            conn = await access.connection()
+            process = await conn.create_process(
+                term_type="xterm-256color", term_size=(columns, lines), encoding=None
+            )
+        except Refused as exc:
+            self.shell_closed.emit(tr("terminal.refused", reason=exc.result.message))
+            return
+        except (asyncssh.Error, OSError) as exc:
+            refusal = await access.refusal_after_close("shell")
+            reason = refusal.message if refusal else str(exc)
+            self.shell_closed.emit(tr("terminal.refused", reason=reason))
+            return
+        self._shell = process
+        self.shell_opened.emit()
+        try:
+            while data := await process.stdout.read(65536):
+                self.shell_output.emit(bytes(data))
+            await process.wait_closed()
+        except (asyncssh.Error, OSError):
+            pass
+        finally:
+            self._shell = None
+        refusal = await access.refusal_after_close("shell")
+        if refusal is not None:
+            self.shell_closed.emit(tr("terminal.refused", reason=refusal.message))
+        else:
+            self.shell_closed.emit(tr("terminal.ended", status=process.exit_status))
 
     def _consent(self, event: ConsentEvent) -> None:
         # Every change replaces the status line (consent_event): "Asking the customer to

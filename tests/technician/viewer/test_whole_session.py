@@ -95,7 +95,7 @@ def test_a_whole_session_in_the_viewer(
         relay_process.ws_url,
         tab.code,
         tmp_path / "logs",
-        answers={"Screen view": "y", "Remote control": "y"},
+        answers={"Screen view": "y", "Remote control": "y", "Shell": "y"},
         rating=5,
         comment="<i>very</i> good",
     )
@@ -155,6 +155,28 @@ def test_a_whole_session_in_the_viewer(
         assert theirs.startswith(tr("chat.customer", text="<b>bold</b>"))
         assert "You: forged" in theirs  # on the customer's own line: nothing forged
         save(window, screenshots, "chat", language)
+
+        # The terminal: the Shell capability through pyte; read the output off the screen.
+        tab.panels.setCurrentWidget(tab.terminal_panel)
+        terminal = tab.terminal_panel
+        qtbot.mouseClick(terminal.open_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not terminal.open_button.isEnabled(), timeout=wait_ms(30))
+        qtbot.keyClicks(terminal.view, "printf '\\033[31mred\\033[0m %s\\n' puente-$((6*7))")
+        qtbot.keyClick(terminal.view, Qt.Key.Key_Return)
+        qtbot.waitUntil(lambda: "red puente-42" in terminal.view.text(), timeout=wait_ms(20))
+        row = next(
+            r for r, line in enumerate(terminal.view.screen.display) if "red puente-42" in line
+        )
+        column = terminal.view.screen.display[row].index("red puente-42")
+        assert terminal.view.screen.buffer[row][column].fg == "red"  # colours kept
+        assert terminal.view.screen.buffer[row][column + 4].fg == "default"
+        save(window, screenshots, "terminal", language)
+        qtbot.keyClicks(terminal.view, "exit")
+        qtbot.keyClick(terminal.view, Qt.Key.Key_Return)
+        qtbot.waitUntil(
+            lambda: terminal.status_label.text() == tr("terminal.ended", status=0),
+            timeout=wait_ms(20),
+        )
 
         # End: the customer rates; the ending panel shows rating, summary and ticket link.
         qtbot.mouseClick(tab.end_button, Qt.MouseButton.LeftButton)
