@@ -172,6 +172,54 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "No terminal: {reason}",
         "es": "Sin terminal: {reason}",
     },
+    "panel.files": {"en": "Files", "es": "Archivos"},
+    "files.drop_here": {
+        "en": "Drop files here to send them to the customer's shared folder (the customer is asked first).",
+        "es": "Suelte aquí archivos para enviarlos a la carpeta compartida del cliente (antes se le pregunta).",
+    },
+    "files.download_folder": {"en": "Download to:", "es": "Descargar en:"},
+    "files.refresh": {"en": "&List shared folder", "es": "&Listar carpeta compartida"},
+    "files.download": {"en": "&Download", "es": "&Descargar"},
+    "files.remote": {
+        "en": "The customer's shared folder",
+        "es": "La carpeta compartida del cliente",
+    },
+    "files.entry": {"en": "{name}  ({size} bytes)", "es": "{name}  ({size} bytes)"},
+    "files.listed": {
+        "en": "{count} files in the customer's shared folder.",
+        "es": "{count} archivos en la carpeta compartida del cliente.",
+    },
+    "files.choose_first": {
+        "en": "Choose a file in the list first (List shared folder fills it).",
+        "es": "Elija primero un archivo de la lista (Listar carpeta compartida la llena).",
+    },
+    "files.no_folder": {
+        "en": "The download folder {folder} does not exist; type a folder that exists.",
+        "es": "La carpeta de descarga {folder} no existe; escriba una carpeta que exista.",
+    },
+    "files.not_a_file": {
+        "en": "{path} is not a file; drop files (folders are not sent).",
+        "es": "{path} no es un archivo; suelte archivos (las carpetas no se envían).",
+    },
+    "files.uploading": {"en": "Sending {name}", "es": "Enviando {name}"},
+    "files.downloading": {"en": "Downloading {name}", "es": "Descargando {name}"},
+    "files.cancel": {"en": "Cancel", "es": "Cancelar"},
+    "files.verified": {
+        "en": "Done; SHA-256 {sha256} (the same as on the customer's computer).",
+        "es": "Hecho; SHA-256 {sha256} (el mismo que en el equipo del cliente).",
+    },
+    "files.cancelled_download": {
+        "en": "Download cancelled; {part} was kept, so downloading again continues from there.",
+        "es": "Descarga cancelada; se conservó {part}, así que al descargar de nuevo continúa desde ahí.",
+    },
+    "files.cancelled_upload": {
+        "en": "Sending cancelled; {part} stays in the customer's folder, so sending again continues from there.",
+        "es": "Envío cancelado; {part} queda en la carpeta del cliente, así que al enviar de nuevo continúa desde ahí.",
+    },
+    "files.list_failed": {
+        "en": "Could not list the shared folder: {reason}",
+        "es": "No se pudo listar la carpeta compartida: {reason}",
+    },
     "ending.waiting": {
         "en": "When the session ends, the customer's rating and the summary sent to the ticket appear here.",
         "es": "Cuando termine la sesión, aquí aparecen la valoración del cliente y el resumen enviado a la incidencia.",

@@ -31,6 +31,7 @@ from protocol.safe_text import safe_text
 from .chat_panel import ChatPanel
 from .consents_panel import ConsentsPanel, state_text
 from .ending_panel import EndingPanel
+from .files_panel import FilesPanel
 from .i18n import tr
 from .screen_view import RemoteScreen, plain_label
 from .signin import SignIn
@@ -82,12 +83,14 @@ class SessionTab(QWidget):
         self.consents_panel = ConsentsPanel()
         self.chat_panel = ChatPanel()
         self.terminal_panel = TerminalPanel()
+        self.files_panel = FilesPanel()
         self.ending_panel = EndingPanel()
         self.panels = QTabWidget()
         self.panels.setMinimumWidth(340)
         self.panels.addTab(self.consents_panel, tr("panel.consents"))
         self.panels.addTab(self.chat_panel, tr("panel.chat"))
         self.panels.addTab(self.terminal_panel, tr("panel.terminal"))
+        self.panels.addTab(self.files_panel, tr("panel.files"))
         self.panels.addTab(self.ending_panel, tr("panel.ending"))
 
         identity = QHBoxLayout()
@@ -140,6 +143,15 @@ class SessionTab(QWidget):
         worker.shell_opened.connect(self.terminal_panel.opened)
         worker.shell_output.connect(self.terminal_panel.view.feed)
         worker.shell_closed.connect(self.terminal_panel.closed)
+        files = self.files_panel
+        files.list_requested.connect(worker.list_files)
+        files.upload_requested.connect(worker.upload)
+        files.download_requested.connect(worker.download)
+        files.cancel_requested.connect(worker.cancel_transfer)
+        worker.files_listed.connect(files.show_listing)
+        worker.files_problem.connect(lambda text: files.status_label.setText(safe_text(text, 500)))
+        worker.transfer_progress.connect(files.progress)
+        worker.transfer_done.connect(files.finish)
         worker.chat_sent.connect(self.chat_panel.add_mine)
         worker.link_state.connect(self._link_state)
         worker.frame_ready.connect(self._frame)

@@ -33,11 +33,12 @@ from link.errors import LinkError
 from protocol import input as input_protocol
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
+from protocol.streams import PART_SUFFIX
 
 from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
 from ..errors import StreamRefused
 from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigures
-from ..ssh_commands import Refused, session_access
+from ..ssh_commands import Refused, get_file, put_file, session_access
 from ..summary import build_summary
 from .i18n import tr
 
@@ -59,6 +60,10 @@ class SessionWorker(QObject):
     shell_opened = Signal()
     shell_output = Signal(bytes)  # terminal bytes from the customer's shell
     shell_closed = Signal(str)  # a plain sentence: why the terminal ended
+    files_listed = Signal(list)  # [(name, size)] in the customer's shared folder
+    files_problem = Signal(str)  # a plain sentence
+    transfer_progress = Signal(int, "qint64", "qint64")  # id, bytes done, total
+    transfer_done = Signal(int, str, str, str)  # id, status, sentence, SHA-256
     notice = Signal(str)  # a plain sentence for the status line
     screen_info = Signal(int, int)  # remote width, height
     frame_ready = Signal()  # a new picture is waiting in take_picture()
@@ -88,6 +93,7 @@ class SessionWorker(QObject):
         self._damage: list[tuple[int, int, int, int]] = []
         self.cursor = CursorState()
         self._shell: asyncssh.SSHClientProcess[bytes] | None = None
+        self._transfers: dict[int, asyncio.Task[Any]] = {}
 
     # Called from the GUI thread --------------------------------------------------------
 
@@ -101,6 +107,20 @@ class SessionWorker(QObject):
 
     def open_shell(self, columns: int, lines: int) -> None:
         self._submit(self._open_shell(columns, lines))
+
+    def list_files(self) -> None:
+        self._submit(self._list_files())
+
+    def upload(self, transfer_id: int, local: str, remote: str) -> None:
+        self._submit(self._transfer(transfer_id, "up", Path(local), remote))
+
+    def download(self, transfer_id: int, remote: str, local: str) -> None:
+        self._submit(self._transfer(transfer_id, "down", Path(local), remote))
+
+    def cancel_transfer(self, transfer_id: int) -> None:
+        task = self._transfers.get(transfer_id)
+        if task is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
 
     def shell_input(self, data: bytes) -> None:
         shell = self._shell
@@ -291,6 +311,67 @@ class SessionWorker(QObject):
             self.shell_closed.emit(tr("terminal.refused", reason=refusal.message))
         else:
             self.shell_closed.emit(tr("terminal.ended", status=process.exit_status))
+
+    async def _list_files(self) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        access = session_access(session)
+        try:
+            await access.ensure("files")
+            sftp = await access.sftp()
+            entries = [
+                (str(entry.filename), int(entry.attrs.size or 0))
+                for entry in await sftp.readdir(".")
+                if entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR
+                and not str(entry.filename).endswith(PART_SUFFIX)
+            ]
+        except Refused as exc:
+            self.files_problem.emit(tr("files.list_failed", reason=exc.result.message))
+            return
+        except (asyncssh.Error, OSError) as exc:
+            refusal = await access.refusal_after_close("files")
+            reason = refusal.message if refusal else str(exc)
+            self.files_problem.emit(tr("files.list_failed", reason=reason))
+            return
+        self.files_listed.emit(sorted(entries))
+
+    async def _transfer(self, transfer_id: int, direction: str, local: Path, remote: str) -> None:
+        """One upload or download (the console's), reported by id; cancellable."""
+        session = self._need_session()
+        if session is None:
+            self.transfer_done.emit(transfer_id, "error", "No customer is connected.", "")
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._transfers[transfer_id] = task
+        access = session_access(session)
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.05 or done >= total:  # at most 20 updates a second
+                last[0] = now
+                self.transfer_progress.emit(transfer_id, done, total)
+
+        try:
+            if direction == "up":
+                result = await put_file(access, local, remote, progress)
+            else:
+                result = await get_file(access, remote, local, progress)
+        except asyncio.CancelledError:
+            if direction == "up":
+                text = tr("files.cancelled_upload", part=remote + PART_SUFFIX)
+            else:
+                text = tr("files.cancelled_download", part=str(local) + PART_SUFFIX)
+            self.transfer_done.emit(transfer_id, "cancelled", text, "")
+            return
+        finally:
+            self._transfers.pop(transfer_id, None)
+        data = result.data or {}
+        self.transfer_done.emit(
+            transfer_id, result.status, result.message, str(data.get("sha256") or "")
+        )
 
     def _consent(self, event: ConsentEvent) -> None:
         # Every change replaces the status line (consent_event): "Asking the customer to

@@ -12,6 +12,8 @@ temporary folder (``artifacts/viewer-screenshots``).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import time
 from pathlib import Path
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -91,11 +94,20 @@ def test_a_whole_session_in_the_viewer(
     assert QGuiApplication.clipboard().text() == tab.code
     save(window, screenshots, "waiting", language)
 
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    hostile_name = "report <b>bold\x1b[2J.txt"
+    (shared / hostile_name).write_bytes(os.urandom(3_000_000))
+    with open(shared / "disk.img", "wb") as big:  # 4 GB, sparse: only its size is real
+        big.truncate(4 * 1024**3)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
     customer = ScriptedCustomer(
         relay_process.ws_url,
         tab.code,
         tmp_path / "logs",
-        answers={"Screen view": "y", "Remote control": "y", "Shell": "y"},
+        answers={"Screen view": "y", "Remote control": "y", "Shell": "y", "Files": "y"},
+        choices={"Which folder": str(shared)},
         rating=5,
         comment="<i>very</i> good",
     )
@@ -177,6 +189,58 @@ def test_a_whole_session_in_the_viewer(
             lambda: terminal.status_label.text() == tr("terminal.ended", status=0),
             timeout=wait_ms(20),
         )
+
+        # Files: the customer's shared folder listed (names inert), one file downloaded,
+        # one uploaded through the drop handler; SHA-256 shown and matching both sides.
+        tab.panels.setCurrentWidget(tab.files_panel)
+        files = tab.files_panel
+        files.folder_field.setText(str(downloads))
+        qtbot.mouseClick(files.refresh_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: len(files.names()) == 2, timeout=wait_ms(30))
+        assert files.names() == ["disk.img", hostile_name]
+        shown = files.remote_list.item(1).text()
+        assert "\x1b" not in shown and "\\x1b" in shown and "<b>bold" in shown
+        files.remote_list.setCurrentRow(1)
+        qtbot.mouseClick(files.download_button, Qt.MouseButton.LeftButton)
+        down_id = max(files.rows)
+        qtbot.waitUntil(lambda: files.rows[down_id].status != "", timeout=wait_ms(30))
+        row = files.rows[down_id]
+        assert row.status == "ok", row.result_label.text()
+        (downloaded,) = downloads.iterdir()  # one file, named safely
+        assert "\x1b" not in downloaded.name and "/" not in downloaded.name
+        expected = hashlib.sha256((shared / hostile_name).read_bytes()).hexdigest()
+        assert row.sha256 == expected == hashlib.sha256(downloaded.read_bytes()).hexdigest()
+        assert expected in row.result_label.text() and row.bar.value() == 1000
+
+        upload = tmp_path / "fix-notes.txt"
+        upload.write_bytes(os.urandom(1_500_000))
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(upload))])
+        drop = QDropEvent(
+            QPointF(10, 10),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        files.dropEvent(drop)
+        up_id = max(files.rows)
+        qtbot.waitUntil(lambda: files.rows[up_id].status != "", timeout=wait_ms(30))
+        assert files.rows[up_id].status == "ok", files.rows[up_id].result_label.text()
+        sent = hashlib.sha256(upload.read_bytes()).hexdigest()
+        assert files.rows[up_id].sha256 == sent
+        assert hashlib.sha256((shared / "fix-notes.txt").read_bytes()).hexdigest() == sent
+        # A 4 GB download shows its progress and is cancelled: the part is kept, and said.
+        big_id = files.download("disk.img")
+        qtbot.waitUntil(lambda: files.rows[big_id].bar.value() > 0, timeout=wait_ms(30))
+        qtbot.mouseClick(files.rows[big_id].cancel_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: files.rows[big_id].status == "cancelled", timeout=wait_ms(20))
+        part = downloads / "disk.img.puente-part"
+        assert files.rows[big_id].result_label.text() == tr(
+            "files.cancelled_download", part=str(part)
+        )
+        assert part.exists() and not (downloads / "disk.img").exists()
+        save(window, screenshots, "files", language)
 
         # End: the customer rates; the ending panel shows rating, summary and ticket link.
         qtbot.mouseClick(tab.end_button, Qt.MouseButton.LeftButton)
