@@ -220,6 +220,46 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Could not list the shared folder: {reason}",
         "es": "No se pudo listar la carpeta compartida: {reason}",
     },
+    "panel.diagnostics": {"en": "Diagnostics", "es": "Diagnóstico"},
+    "diagnostics.collect": {"en": "Collect dia&gnostics", "es": "Recoger dia&gnóstico"},
+    "diagnostics.run_fix": {"en": "&Run fix", "es": "Ejecutar a&rreglo"},
+    "diagnostics.preview_fix": {"en": "Pre&view fix", "es": "&Vista previa"},
+    "diagnostics.none": {
+        "en": "Collect diagnostics to see a report and the known problems found in it.",
+        "es": "Recoja el diagnóstico para ver un informe y los problemas conocidos encontrados.",
+    },
+    "diagnostics.findings": {"en": "Problems found", "es": "Problemas encontrados"},
+    "diagnostics.report": {"en": "Diagnostics report", "es": "Informe de diagnóstico"},
+    "diagnostics.output": {"en": "Fix output", "es": "Salida del arreglo"},
+    "diagnostics.asking": {
+        "en": "Asking the customer to allow diagnostics...",
+        "es": "Pidiendo al cliente que permita el diagnóstico...",
+    },
+    "diagnostics.finding": {"en": "[{severity}] {title}", "es": "[{severity}] {title}"},
+    "diagnostics.evidence": {"en": "evidence: {text}", "es": "indicio: {text}"},
+    "diagnostics.advice": {"en": "advice: {text}", "es": "consejo: {text}"},
+    "diagnostics.suggested": {"en": "suggested: {command}", "es": "sugerido: {command}"},
+    "diagnostics.found": {
+        "en": "{count} known problem(s) found; choose a suggested fix and run it.",
+        "es": "{count} problema(s) conocido(s); elija un arreglo sugerido y ejecútelo.",
+    },
+    "diagnostics.nothing": {
+        "en": "No known problem found in this snapshot.",
+        "es": "No se encontró ningún problema conocido en este diagnóstico.",
+    },
+    "diagnostics.choose_fix": {
+        "en": "Choose a suggested fix in the list first.",
+        "es": "Elija primero un arreglo sugerido de la lista.",
+    },
+    "diagnostics.fix_asking": {
+        "en": "Sending {fix}; the customer is asked to allow it...",
+        "es": "Enviando {fix}; se pide permiso al cliente...",
+    },
+    "diagnostics.fix_result": {
+        "en": "Fix: {status}: {message}",
+        "es": "Arreglo: {status}: {message}",
+    },
+    "diagnostics.refused": {"en": "No diagnostics: {reason}", "es": "Sin diagnóstico: {reason}"},
     "ending.waiting": {
         "en": "When the session ends, the customer's rating and the summary sent to the ticket appear here.",
         "es": "Cuando termine la sesión, aquí aparecen la valoración del cliente y el resumen enviado a la incidencia.",

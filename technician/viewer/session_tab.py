@@ -12,6 +12,8 @@ is shown as plain text after ``safe_text``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -28,8 +30,10 @@ from PySide6.QtWidgets import (
 
 from protocol.safe_text import safe_text
 
+from ..credentials import TechnicianCredentials
 from .chat_panel import ChatPanel
 from .consents_panel import ConsentsPanel, state_text
+from .diagnostics_panel import DiagnosticsPanel
 from .ending_panel import EndingPanel
 from .files_panel import FilesPanel
 from .i18n import tr
@@ -37,6 +41,17 @@ from .screen_view import RemoteScreen, plain_label
 from .signin import SignIn
 from .terminal_panel import TerminalPanel
 from .worker import SessionWorker
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """What a session may use beyond the token: the technician's certificate (signed
+    fixes need it), the fix library and extra triage rules (``--fixes``, ``--rules``)."""
+
+    credentials: TechnicianCredentials | None = None
+    fixes_dir: Path | None = None
+    rules_dirs: list[Path] = field(default_factory=list)
+
 
 _LINK_STATES = {
     "reconnecting": "tab.link_lost",
@@ -50,10 +65,20 @@ class SessionTab(QWidget):
 
     title_changed = Signal(str)
 
-    def __init__(self, sign_in: SignIn, ticket: str, name: str = "", ticket_url: str = "") -> None:
+    def __init__(
+        self,
+        sign_in: SignIn,
+        ticket: str,
+        name: str = "",
+        ticket_url: str = "",
+        knowledge: Knowledge | None = None,
+    ) -> None:
         super().__init__()
         self.ticket = ticket
-        self.worker = SessionWorker()
+        knowledge = knowledge or Knowledge()
+        self.worker = SessionWorker(
+            knowledge.credentials, knowledge.fixes_dir, knowledge.rules_dirs
+        )
         self.code = ""
         self.join_url = ""
         self.link_state = ""
@@ -84,6 +109,7 @@ class SessionTab(QWidget):
         self.chat_panel = ChatPanel()
         self.terminal_panel = TerminalPanel()
         self.files_panel = FilesPanel()
+        self.diagnostics_panel = DiagnosticsPanel()
         self.ending_panel = EndingPanel()
         self.panels = QTabWidget()
         self.panels.setMinimumWidth(340)
@@ -91,6 +117,7 @@ class SessionTab(QWidget):
         self.panels.addTab(self.chat_panel, tr("panel.chat"))
         self.panels.addTab(self.terminal_panel, tr("panel.terminal"))
         self.panels.addTab(self.files_panel, tr("panel.files"))
+        self.panels.addTab(self.diagnostics_panel, tr("panel.diagnostics"))
         self.panels.addTab(self.ending_panel, tr("panel.ending"))
 
         identity = QHBoxLayout()
@@ -152,6 +179,13 @@ class SessionTab(QWidget):
         worker.files_problem.connect(lambda text: files.status_label.setText(safe_text(text, 500)))
         worker.transfer_progress.connect(files.progress)
         worker.transfer_done.connect(files.finish)
+        diagnostics = self.diagnostics_panel
+        diagnostics.collect_requested.connect(worker.collect_diagnostics)
+        diagnostics.fix_requested.connect(worker.run_fix)
+        worker.diagnostics_ready.connect(diagnostics.show_snapshot)
+        worker.diagnostics_problem.connect(diagnostics.problem)
+        worker.fix_line.connect(diagnostics.fix_line)
+        worker.fix_done.connect(diagnostics.fix_done)
         worker.chat_sent.connect(self.chat_panel.add_mine)
         worker.link_state.connect(self._link_state)
         worker.frame_ready.connect(self._frame)

@@ -34,7 +34,7 @@ from protocol.safe_text import safe_text
 
 from .i18n import tr
 from .screen_view import plain_label
-from .session_tab import SessionTab
+from .session_tab import Knowledge, SessionTab
 from .sessions_panel import SessionsPanel
 from .signin import SignIn, check_sign_in, forget, recall, remember, sign_in_problem
 
@@ -65,6 +65,7 @@ class ViewerWindow(QMainWindow):
         ticket: str = "",
         name: str = "",
         remember_sign_in: bool = True,
+        knowledge: Knowledge | None = None,
     ) -> None:
         """Sign in with ``relay`` and ``token`` when both are given, else from the store.
 
@@ -72,6 +73,7 @@ class ViewerWindow(QMainWindow):
         """
         super().__init__()
         self._remember_sign_in = remember_sign_in
+        self.knowledge = knowledge or Knowledge()
         self.setWindowTitle(tr("window.title"))
         self.technician_name = name
         self.sign_in: SignIn | None = None
@@ -154,7 +156,7 @@ class ViewerWindow(QMainWindow):
         if self.sign_in is None:
             self.show_status(tr("sessions.need_signin"))
             return None
-        tab = SessionTab(self.sign_in, ticket, self.technician_name, ticket_url)
+        tab = SessionTab(self.sign_in, ticket, self.technician_name, ticket_url, self.knowledge)
         index = self.tabs.addTab(tab, tab.title)
         tab.title_changed.connect(lambda title, tab=tab: self._retitle(tab, title))
         tab.worker.code_ready.connect(lambda _code: self.refresh_sessions())
@@ -222,7 +224,13 @@ class ViewerWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def run(relay: str = "", token: str = "", ticket: str = "", name: str = "") -> int:
+def run(
+    relay: str = "",
+    token: str = "",
+    ticket: str = "",
+    name: str = "",
+    knowledge: Knowledge | None = None,
+) -> int:
     """Start the viewer (blocks until the window is closed); return the exit status."""
     from PySide6.QtWidgets import QApplication
 
@@ -232,6 +240,7 @@ def run(relay: str = "", token: str = "", ticket: str = "", name: str = "") -> i
         token or os.environ.get("PUENTE_TOKEN", ""),
         ticket,
         name,
+        knowledge=knowledge,
     )
     window.show()
     return int(app.exec())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Coroutine
@@ -36,10 +35,14 @@ from protocol.messages import ReplyStatus
 from protocol.streams import PART_SUFFIX
 
 from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
+from ..credentials import TechnicianCredentials
 from ..errors import StreamRefused
+from ..fix_commands import note_findings, run_fix, run_triage
+from ..fixlib import FixLibrary, FixLibraryError
 from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigures
 from ..ssh_commands import Refused, get_file, put_file, session_access
 from ..summary import build_summary
+from ..triage import RuleError
 from .i18n import tr
 
 
@@ -64,14 +67,28 @@ class SessionWorker(QObject):
     files_problem = Signal(str)  # a plain sentence
     transfer_progress = Signal(int, "qint64", "qint64")  # id, bytes done, total
     transfer_done = Signal(int, str, str, str)  # id, status, sentence, SHA-256
+    diagnostics_ready = Signal(dict, list)  # the snapshot, the findings (as dicts)
+    diagnostics_problem = Signal(str)
+    fix_line = Signal(str)  # one output line of a running fix (through safe_text)
+    fix_done = Signal(str, str)  # status (ok / error / declined), the result sentence
     notice = Signal(str)  # a plain sentence for the status line
     screen_info = Signal(int, int)  # remote width, height
     frame_ready = Signal()  # a new picture is waiting in take_picture()
     cursor_changed = Signal()
     ended = Signal(str)
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        credentials: TechnicianCredentials | None = None,
+        fixes_dir: Path | None = None,
+        rules_dirs: list[Path] | None = None,
+    ) -> None:
+        """``credentials`` sign the session as the organisation's technician (fixes need
+        it); ``fixes_dir`` is the fix library and ``rules_dirs`` add triage rules."""
         super().__init__()
+        self._credentials = credentials
+        self._fixes_dir = fixes_dir
+        self._rules_dirs = list(rules_dirs or [])
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="puente-viewer-net", daemon=True)
         self._thread.start()
@@ -138,8 +155,11 @@ class SessionWorker(QObject):
     def ask_control(self) -> None:
         self._submit(self._ask_control())
 
-    def ask_diagnostics(self, path: str) -> None:
-        self._submit(self._ask_diagnostics(Path(path)))
+    def collect_diagnostics(self) -> None:
+        self._submit(self._collect_diagnostics())
+
+    def run_fix(self, fix_id: str, params: dict[str, Any], action: str = "run") -> None:
+        self._submit(self._run_fix(fix_id, {str(k): str(v) for k, v in params.items()}, action))
 
     def send_input(self, events: list[input_protocol.InputEvent]) -> None:
         control = self.control
@@ -224,6 +244,7 @@ class SessionWorker(QObject):
             token=token,
             technician_name=name or str(created.get("technician") or "Technician"),
             wait_timeout=600,
+            credentials=self._credentials,
         )
         self.session = session
         session.on_consent = self._consent
@@ -432,18 +453,44 @@ class SessionWorker(QObject):
         elif reply.status not in (ReplyStatus.OK,):
             self.notice.emit(f"Remote control ended: {reply.message}")
 
-    async def _ask_diagnostics(self, path: Path) -> None:
+    async def _collect_diagnostics(self) -> None:
         session = self._need_session()
         if session is None:
             return
-        self.notice.emit("Asking the customer to allow diagnostics...")
         reply = await session.request("diagnostics", "collect", {"sample_seconds": 0.5})
-        if reply.status != ReplyStatus.OK:
-            self.notice.emit(f"No diagnostics: {reply.message or 'declined'}")
+        if reply.status != ReplyStatus.OK or not isinstance(reply.result, dict):
+            reason = reply.message or "declined"
+            self.diagnostics_problem.emit(tr("diagnostics.refused", reason=reason))
             return
-        text = json.dumps(reply.result, indent=2, sort_keys=True)
-        await asyncio.to_thread(path.write_text, text, encoding="utf-8")
-        self.notice.emit(f"Diagnostics saved to {path}")
+        snapshot = reply.result
+        library = FixLibrary(self._fixes_dir) if self._fixes_dir else None
+        try:
+            findings = await asyncio.to_thread(
+                run_triage,
+                snapshot,
+                reference_time=time.time(),
+                rules_dirs=self._rules_dirs,
+                library=library,
+                outcomes=None,
+                platform=session.agent_hello.platform or None,
+            )
+        except (RuleError, FixLibraryError) as exc:
+            self.diagnostics_problem.emit(str(exc))
+            findings = []
+        note_findings(session, findings)
+        self.diagnostics_ready.emit(snapshot, [f.as_dict() for f in findings])
+
+    async def _run_fix(self, fix_id: str, params: dict[str, str], action: str) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        library = FixLibrary(self._fixes_dir) if self._fixes_dir else None
+
+        def on_line(phase: str, stream: str, line: str) -> None:
+            self.fix_line.emit(f"{phase}{stream}| {line}")
+
+        done = await run_fix(session, fix_id, action, params, library, on_line)
+        self.fix_done.emit(done.result.status, done.result.message)
 
     def _need_session(self) -> TechnicianSession | None:
         if self.session is None:
