@@ -260,6 +260,52 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "Arreglo: {status}: {message}",
     },
     "diagnostics.refused": {"en": "No diagnostics: {reason}", "es": "Sin diagnóstico: {reason}"},
+    "tools.monitor": {"en": "Monitor:", "es": "Monitor:"},
+    "tools.all_monitors": {
+        "en": "All monitors ({width}×{height})",
+        "es": "Todos los monitores ({width}×{height})",
+    },
+    "tools.monitor_value": {
+        "en": "Monitor {index} ({width}×{height})",
+        "es": "Monitor {index} ({width}×{height})",
+    },
+    "tools.fps": {"en": "Frames:", "es": "Imágenes:"},
+    "tools.fps_value": {"en": "{fps} per second", "es": "{fps} por segundo"},
+    "tools.quality": {"en": "Quality:", "es": "Calidad:"},
+    "tools.quality_value": {"en": "{quality} %", "es": "{quality} %"},
+    "tools.auto": {"en": "automatic", "es": "automático"},
+    "tools.keys": {"en": "Special &keys", "es": "&Teclas especiales"},
+    "tools.keys_help": {
+        "en": "Send a key combination your own computer would keep (needs remote control). Windows only opens its secure screen for Ctrl+Alt+Del from a system service, so there the programs get it but the secure screen does not open.",
+        "es": "Enviar una combinación de teclas que su propio equipo se quedaría (necesita control remoto). Windows solo abre su pantalla segura para Ctrl+Alt+Supr desde un servicio del sistema, así que allí la reciben los programas pero no se abre la pantalla segura.",
+    },
+    "tools.keys_need_control": {
+        "en": "Special keys need remote control: ask for control first.",
+        "es": "Las teclas especiales necesitan control remoto: pida control primero.",
+    },
+    "tools.keys_sent": {"en": "Sent {keys}.", "es": "Enviado {keys}."},
+    "tools.get_clipboard": {"en": "Get their clip&board", "es": "Traer su porta&papeles"},
+    "tools.send_clipboard": {"en": "Send my clipboard", "es": "Enviar mi portapapeles"},
+    "tools.clipboard_empty": {
+        "en": "Your clipboard has no text to send.",
+        "es": "Su portapapeles no tiene texto que enviar.",
+    },
+    "tools.clipboard_sending": {
+        "en": "Sending your clipboard (the customer is asked first)...",
+        "es": "Enviando su portapapeles (antes se pregunta al cliente)...",
+    },
+    "tools.clipboard_got": {
+        "en": "Their clipboard is now on yours ({count} characters): {preview}",
+        "es": "Su portapapeles está ahora en el suyo ({count} caracteres): {preview}",
+    },
+    "tools.clipboard_sent": {
+        "en": "Your clipboard is on theirs ({count} characters).",
+        "es": "Su portapapeles está en el del cliente ({count} caracteres).",
+    },
+    "tools.clipboard_refused": {
+        "en": "Clipboard not shared: {reason}",
+        "es": "Portapapeles no compartido: {reason}",
+    },
     "ending.waiting": {
         "en": "When the session ends, the customer's rating and the summary sent to the ticket appear here.",
         "es": "Cuando termine la sesión, aquí aparecen la valoración del cliente y el resumen enviado a la incidencia.",

@@ -37,6 +37,7 @@ from .diagnostics_panel import DiagnosticsPanel
 from .ending_panel import EndingPanel
 from .files_panel import FilesPanel
 from .i18n import tr
+from .screen_tools import ScreenTools
 from .screen_view import RemoteScreen, plain_label
 from .signin import SignIn
 from .terminal_panel import TerminalPanel
@@ -97,6 +98,7 @@ class SessionTab(QWidget):
         self.scale_button.setCheckable(True)
         self.end_button = QPushButton(tr("tab.end"))
         self.remote_screen = RemoteScreen(self.worker)
+        self.tools = ScreenTools()
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidget(self.remote_screen)
         self.scroll_area.setWidgetResizable(True)
@@ -145,6 +147,7 @@ class SessionTab(QWidget):
         layout.addLayout(identity)
         layout.addLayout(join)
         layout.addLayout(buttons)
+        layout.addWidget(self.tools)
         layout.addWidget(splitter, 1)
         layout.addLayout(bottom)
 
@@ -179,6 +182,15 @@ class SessionTab(QWidget):
         worker.files_problem.connect(lambda text: files.status_label.setText(safe_text(text, 500)))
         worker.transfer_progress.connect(files.progress)
         worker.transfer_done.connect(files.finish)
+        tools = self.tools
+        tools.monitor_chosen.connect(worker.choose_monitor)
+        tools.settings_chosen.connect(worker.stream_settings)
+        tools.keys_requested.connect(worker.send_keys)
+        tools.clipboard_get.connect(worker.read_clipboard)
+        tools.clipboard_send.connect(worker.write_clipboard)
+        worker.monitors_changed.connect(tools.show_monitors)
+        worker.clipboard_text.connect(tools.clipboard_arrived)
+        worker.clipboard_note.connect(tools.clipboard_result)
         diagnostics = self.diagnostics_panel
         diagnostics.collect_requested.connect(worker.collect_diagnostics)
         diagnostics.fix_requested.connect(worker.run_fix)

@@ -71,6 +71,9 @@ class SessionWorker(QObject):
     diagnostics_problem = Signal(str)
     fix_line = Signal(str)  # one output line of a running fix (through safe_text)
     fix_done = Signal(str, str)  # status (ok / error / declined), the result sentence
+    monitors_changed = Signal(list, int)  # [(index, width, height)], the one streamed
+    clipboard_text = Signal(str)  # the customer's clipboard, read on request
+    clipboard_note = Signal(str)  # a plain sentence about the clipboard
     notice = Signal(str)  # a plain sentence for the status line
     screen_info = Signal(int, int)  # remote width, height
     frame_ready = Signal()  # a new picture is waiting in take_picture()
@@ -138,6 +141,30 @@ class SessionWorker(QObject):
         task = self._transfers.get(transfer_id)
         if task is not None:
             self._loop.call_soon_threadsafe(task.cancel)
+
+    def choose_monitor(self, monitor: int) -> None:
+        self._submit(self._choose_monitor(monitor))
+
+    def stream_settings(self, max_fps: int, quality: int) -> None:
+        screen = self.screen
+        if screen is not None:
+            self._submit(screen.settings(max_fps=max_fps, quality=quality))
+
+    def send_keys(self, names: list[str]) -> None:
+        """Press ``names`` in order and release them in reverse (a key combination)."""
+        if not self.control_active:
+            self.notice.emit(tr("tools.keys_need_control"))
+            return
+        events: list[input_protocol.InputEvent] = [input_protocol.Key(n, True) for n in names]
+        events += [input_protocol.Key(n, False) for n in reversed(names)]
+        self.send_input(events)
+        self.notice.emit(tr("tools.keys_sent", keys="+".join(names)))
+
+    def read_clipboard(self) -> None:
+        self._submit(self._clipboard("read", {}))
+
+    def write_clipboard(self, text: str) -> None:
+        self._submit(self._clipboard("write", {"text": text}))
 
     def shell_input(self, data: bytes) -> None:
         shell = self._shell
@@ -333,6 +360,33 @@ class SessionWorker(QObject):
         else:
             self.shell_closed.emit(tr("terminal.ended", status=process.exit_status))
 
+    async def _choose_monitor(self, monitor: int) -> None:
+        screen = self.screen
+        if screen is None:
+            return
+        await screen.settings(monitor=monitor)
+        control = self.control
+        if control is not None and control.active and monitor != control.monitor:
+            # Control's coordinates are the streamed monitor's: follow the choice.
+            await control.stop()
+            self.control = ControlStream(screen.session, monitor=monitor)
+            await self.control.start()
+
+    async def _clipboard(self, action: str, args: dict[str, Any]) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        reply = await session.request("clipboard", action, args)
+        if reply.status != ReplyStatus.OK or not isinstance(reply.result, dict):
+            reason = reply.message or "declined"
+            self.clipboard_note.emit(tr("tools.clipboard_refused", reason=reason))
+            return
+        if action == "read":
+            self.clipboard_text.emit(str(reply.result.get("text", "")))
+        else:
+            count = int(reply.result.get("characters", 0))
+            self.clipboard_note.emit(tr("tools.clipboard_sent", count=count))
+
     async def _list_files(self) -> None:
         session = self._need_session()
         if session is None:
@@ -411,7 +465,7 @@ class SessionWorker(QObject):
         self.notice.emit("Asking the customer to allow screen view...")
         stream = ScreenStream(session, monitor=monitor)
         stream.on_frame = self._frame
-        stream.on_info = lambda info: self.screen_info.emit(info.width, info.height)
+        stream.on_info = self._info
         stream.on_cursor = self._cursor
         self.screen = stream
         try:
@@ -526,6 +580,11 @@ class SessionWorker(QObject):
             self._picture_pending = True
         if signal:
             self.frame_ready.emit()
+
+    def _info(self, info: Any) -> None:
+        self.screen_info.emit(info.width, info.height)
+        monitors = [(index, m.width, m.height) for index, m in enumerate(info.monitors)]
+        self.monitors_changed.emit(monitors, info.selected)
 
     def _cursor(self, cursor: CursorState) -> None:
         self.cursor = CursorState(cursor.x, cursor.y, cursor.visible, cursor.image)

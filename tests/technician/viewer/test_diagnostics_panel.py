@@ -1,5 +1,9 @@
 """The diagnostics panel: collect, read the report, see a triage finding, run a signed fix.
 
+(The same session, with no desktop on the customer's side, shows the clipboard refused
+with the reason before the customer is asked; refusal by the customer is in
+tests/agent/test_clipboard.py.)
+
 A real organisation (made by the real ``puente-tech org`` commands), a technician
 certificate, a fix signed by the organisation key, an agent that pins that key, a rule
 folder whose rule always matches a Linux snapshot and suggests the fix. The viewer
@@ -84,6 +88,7 @@ def test_collect_triage_and_run_a_signed_fix(
         tmp_path / "logs",
         answers={"Diagnostics": "y", "Fix: Leave a marker": ["script", "y"]},
         extra=["--org-key", str(acme.public)],
+        env={"DISPLAY": "", "WAYLAND_DISPLAY": ""},
     )
     try:
         qtbot.waitUntil(lambda: tab.worker.session is not None, timeout=wait_ms(30))
@@ -124,6 +129,15 @@ def test_collect_triage_and_run_a_signed_fix(
             timeout=wait_ms(60),
         )
         assert not marker.exists()
+        # No desktop on the customer's side: the clipboard is refused with the reason,
+        # before the customer is asked anything.
+        qtbot.mouseClick(tab.tools.get_clipboard_button, Qt.MouseButton.LeftButton)
+        refused = tr("tools.clipboard_refused", reason="")
+        qtbot.waitUntil(
+            lambda: tab.tools.clipboard_label.text().startswith(refused), timeout=wait_ms(30)
+        )
+        assert "no desktop session" in tab.tools.clipboard_label.text()  # said, not asked
+        assert "Clipboard" not in customer.questions
         qtbot.mouseClick(tab.end_button, Qt.MouseButton.LeftButton)
         assert customer.wait() == 0
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtGui import QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -48,6 +49,24 @@ def rect_of(app: ScreenApp, name: str) -> tuple[int, int, int, int]:
     assert match, app.lines
     x, y, w, h = (int(v) for v in match.groups())
     return x, y, w, h
+
+
+def x_clipboard(app: ScreenApp, text: str | None = None) -> str:
+    """The customer's X clipboard, read or set as another program there would."""
+    env = {"DISPLAY": os.environ["DISPLAY"], "PATH": "/usr/bin:/bin"}
+    command = ["xclip", "-selection", "clipboard", "-o" if text is None else "-i"]
+    if text is None:
+        return subprocess.run(command, capture_output=True, env=env, timeout=10).stdout.decode()
+    subprocess.run(
+        command,
+        input=text.encode(),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=10,
+        check=True,
+    )
+    return text
 
 
 def save(widget: QWidget, folder: Path, name: str, language: str) -> Path:
@@ -87,7 +106,6 @@ def test_a_whole_session_in_the_viewer(
     qtbot.waitUntil(lambda: tab.code != "" and tab.join_url != "", timeout=wait_ms(20))
     assert tab.join_url.startswith("http") and "/join/" in tab.join_url
     qtbot.mouseClick(tab.copy_link_button, Qt.MouseButton.LeftButton)
-    from PySide6.QtGui import QGuiApplication
 
     assert QGuiApplication.clipboard().text() == tab.join_url
     qtbot.mouseClick(tab.copy_code_button, Qt.MouseButton.LeftButton)
@@ -106,7 +124,13 @@ def test_a_whole_session_in_the_viewer(
         relay_process.ws_url,
         tab.code,
         tmp_path / "logs",
-        answers={"Screen view": "y", "Remote control": "y", "Shell": "y", "Files": "y"},
+        answers={
+            "Screen view": "y",
+            "Remote control": "y",
+            "Shell": "y",
+            "Files": "y",
+            "Clipboard": "y",
+        },
         choices={"Which folder": str(shared)},
         rating=5,
         comment="<i>very</i> good",
@@ -154,6 +178,29 @@ def test_a_whole_session_in_the_viewer(
         qtbot.mouseClick(tab.remote_screen, Qt.MouseButton.LeftButton, pos=QPoint(ex + 5, ey + 5))
         screen_app.expect(rf"^click \S+ {ex + 5} {ey + 5} 1$")
         qtbot.waitUntil(lambda: tab.figures_label.text().endswith("ms"), timeout=wait_ms(5))
+
+        # Monitors listed from the agent (Xvfb: one, plus "all"); special keys typed.
+        tools = tab.tools
+        assert tools.monitors.count() >= 1 and tools.monitors.currentData() == 1
+        tools.key_actions["Alt+Tab"].trigger()
+        screen_app.expect(r"^key \S+ Alt_L ", timeout=10)
+        assert tab.status_label.text() == tr("tools.keys_sent", keys="alt+tab")
+
+        # Clipboard both ways, on command only (the customer allows Clipboard).
+        clipboard = QGuiApplication.clipboard()
+        x_clipboard(screen_app, "their <i>text</i>")
+        qtbot.mouseClick(tools.get_clipboard_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: clipboard.text() == "their <i>text</i>", timeout=wait_ms(30))
+        assert tools.clipboard_label.text() == tr(
+            "tools.clipboard_got", count=17, preview="their <i>text</i>"
+        )
+        clipboard.setText("my text for you")
+        qtbot.mouseClick(tools.send_clipboard_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(
+            lambda: tools.clipboard_label.text() == tr("tools.clipboard_sent", count=15),
+            timeout=wait_ms(30),
+        )
+        assert x_clipboard(screen_app) == "my text for you"
 
         # Chat both ways; the customer's markup and forged line stay inert text.
         tab.panels.setCurrentWidget(tab.chat_panel)
