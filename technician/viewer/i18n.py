@@ -116,6 +116,83 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "End the session before closing its tab.",
         "es": "Termine la sesión antes de cerrar su pestaña.",
     },
+    # The session's own notices -------------------------------------------------------
+    "notice.went_wrong": {
+        "en": "Something went wrong: {problem}",
+        "es": "Algo salió mal: {problem}",
+    },
+    "notice.already_open": {
+        "en": "A session is already open in this tab; end it first.",
+        "es": "Ya hay una sesión abierta en esta pestaña; termínela primero.",
+    },
+    "notice.fill_in": {
+        "en": "Fill in the relay address, your API token and the ticket.",
+        "es": "Escriba la dirección del relé, su token de la API y la incidencia.",
+    },
+    "notice.read_code": {
+        "en": "Read the code to the customer (or send the join link); waiting for them to join...",
+        "es": "Lea el código al cliente (o envíele el enlace); esperando a que se una...",
+    },
+    "notice.summary_sent": {
+        "en": "The session summary was sent to the relay for the ticket.",
+        "es": "El resumen de la sesión se envió al relé para la incidencia.",
+    },
+    "notice.asking_view": {
+        "en": "Asking the customer to allow screen view...",
+        "es": "Pidiendo al cliente que permita ver la pantalla...",
+    },
+    "notice.view_not_started": {
+        "en": "Screen view not started: {reason}",
+        "es": "No se inició la vista de pantalla: {reason}",
+    },
+    "notice.view_on": {
+        "en": "Screen view is on.",
+        "es": "La vista de pantalla está activa.",
+    },
+    "notice.view_stopped": {
+        "en": "The customer stopped screen view.",
+        "es": "El cliente detuvo la vista de pantalla.",
+    },
+    "notice.view_ended": {
+        "en": "Screen view ended: {reason}",
+        "es": "La vista de pantalla terminó: {reason}",
+    },
+    "notice.view_error": {
+        "en": "Stopped showing the screen: {reason}",
+        "es": "Se dejó de mostrar la pantalla: {reason}",
+    },
+    "notice.view_first": {
+        "en": "Ask for screen view first: control needs it.",
+        "es": "Pida primero ver la pantalla: el control lo necesita.",
+    },
+    "notice.asking_control": {
+        "en": "Asking the customer to allow remote control...",
+        "es": "Pidiendo al cliente que permita el control remoto...",
+    },
+    "notice.control_declined": {
+        "en": "Remote control declined: {reason}",
+        "es": "Control remoto rechazado: {reason}",
+    },
+    "notice.control_taken_back": {
+        "en": "The customer took back control.",
+        "es": "El cliente recuperó el control.",
+    },
+    "notice.control_ended": {
+        "en": "Remote control ended: {reason}",
+        "es": "El control remoto terminó: {reason}",
+    },
+    "notice.no_customer": {
+        "en": "No customer is connected yet.",
+        "es": "Todavía no hay ningún cliente conectado.",
+    },
+    "notice.ending": {
+        "en": "Ending the session; the customer is asked to rate the help...",
+        "es": "Terminando la sesión; se pide al cliente que valore la ayuda...",
+    },
+    "notice.joined": {
+        "en": "Customer joined. Ask them to read their check code; if it differs, end now.",
+        "es": "El cliente se ha unido. Pídale que lea su código de comprobación; si no coincide, termine ya.",
+    },
     # Panels -------------------------------------------------------------------------------
     "panel.consents": {"en": "Consents", "es": "Permisos"},
     "panel.chat": {"en": "Chat", "es": "Chat"},

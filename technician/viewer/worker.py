@@ -241,7 +241,7 @@ class SessionWorker(QObject):
             except LinkError as exc:
                 self.notice.emit(str(exc))
             except Exception as exc:  # shown, never fatal for the viewer
-                self.notice.emit(f"Something went wrong: {exc}")
+                self.notice.emit(tr("notice.went_wrong", problem=str(exc)))
 
         return asyncio.run_coroutine_threadsafe(guarded(), self._loop)
 
@@ -249,10 +249,10 @@ class SessionWorker(QObject):
         self, relay: str, token: str, ticket: str, name: str, ticket_url: str = ""
     ) -> None:
         if self.session is not None:
-            self.notice.emit("A session is already open; end it first.")
+            self.notice.emit(tr("notice.already_open"))
             return
         if not relay or not token or not ticket:
-            self.notice.emit("Fill in the relay address, your API token and the ticket.")
+            self.notice.emit(tr("notice.fill_in"))
             return
         self._api = RelayAPI(relay, token)
         created = await asyncio.to_thread(self._api.create_session, ticket, ticket_url or None)
@@ -263,7 +263,7 @@ class SessionWorker(QObject):
         code = SessionCode.new(created["nameplate"])
         self.code_ready.emit(str(code))
         self.join_ready.emit(str(created.get("join_url") or ""))
-        self.notice.emit("Read the code to the customer; waiting for them to join...")
+        self.notice.emit(tr("notice.read_code"))
         session = await TechnicianSession.connect(
             relay,
             code,
@@ -278,9 +278,7 @@ class SessionWorker(QObject):
         session.on_chat = self.chat_received.emit
         session.link.on_link_state.append(self.link_state.emit)
         self.paired.emit(session.sas)
-        self.notice.emit(
-            "Customer joined. Ask them to read their check code; if it differs, end now."
-        )
+        self.notice.emit(tr("notice.joined"))
         asyncio.create_task(self._watch_end(session))
 
     async def _watch_end(self, session: TechnicianSession) -> None:
@@ -307,9 +305,9 @@ class SessionWorker(QObject):
         summary = build_summary(session, self._technician, time.time())
         problem = await send_summary(self._api, self._session_id, summary)
         if problem is None:
-            self.notice.emit("The session summary was sent to the relay for the ticket.")
+            self.notice.emit(tr("notice.summary_sent"))
         else:
-            self.notice.emit(f"The session summary could not be uploaded: {problem}")
+            self.notice.emit(tr("ending.summary_failed", problem=problem))
         if not self._finished_sent:
             self._finished_sent = True
             score, comment = session.rating or (0, "")
@@ -462,7 +460,7 @@ class SessionWorker(QObject):
         if self.screen is not None and self.screen.reply and not self.screen.reply.done():
             await self.screen.settings(monitor=monitor)
             return
-        self.notice.emit("Asking the customer to allow screen view...")
+        self.notice.emit(tr("notice.asking_view"))
         stream = ScreenStream(session, monitor=monitor)
         stream.on_frame = self._frame
         stream.on_info = self._info
@@ -472,28 +470,28 @@ class SessionWorker(QObject):
             await stream.start(timeout=600)
         except StreamRefused as exc:
             self.screen = None
-            self.notice.emit(f"Screen view not started: {exc}")
+            self.notice.emit(tr("notice.view_not_started", reason=str(exc)))
             return
-        self.notice.emit("Screen view is on.")
+        self.notice.emit(tr("notice.view_on"))
         assert stream.reply is not None
         reply = await stream.reply
         if reply.status == ReplyStatus.REVOKED:
-            self.notice.emit("The customer stopped screen view.")
+            self.notice.emit(tr("notice.view_stopped"))
         elif reply.status != ReplyStatus.OK:
-            self.notice.emit(f"Screen view ended: {reply.message}")
+            self.notice.emit(tr("notice.view_ended", reason=reply.message))
         if stream.error is not None:
-            self.notice.emit(f"Stopped showing the screen: {stream.error}")
+            self.notice.emit(tr("notice.view_error", reason=str(stream.error)))
 
     async def _ask_control(self) -> None:
         session = self._need_session()
         if session is None:
             return
         if self.screen is None:
-            self.notice.emit("Ask for screen view first: control needs it.")
+            self.notice.emit(tr("notice.view_first"))
             return
         if self.control_active:
             return
-        self.notice.emit("Asking the customer to allow remote control...")
+        self.notice.emit(tr("notice.asking_control"))
         assert self.screen.decoder.info is not None
         control = ControlStream(session, monitor=self.screen.decoder.info.selected)
         self.control = control
@@ -501,11 +499,11 @@ class SessionWorker(QObject):
         assert control.reply is not None
         reply = await control.reply
         if reply.status == ReplyStatus.DECLINED:
-            self.notice.emit(f"Remote control declined: {reply.message}")
+            self.notice.emit(tr("notice.control_declined", reason=reply.message))
         elif reply.status == ReplyStatus.REVOKED:
-            self.notice.emit("The customer took back control.")
+            self.notice.emit(tr("notice.control_taken_back"))
         elif reply.status not in (ReplyStatus.OK,):
-            self.notice.emit(f"Remote control ended: {reply.message}")
+            self.notice.emit(tr("notice.control_ended", reason=reply.message))
 
     async def _collect_diagnostics(self) -> None:
         session = self._need_session()
@@ -548,7 +546,7 @@ class SessionWorker(QObject):
 
     def _need_session(self) -> TechnicianSession | None:
         if self.session is None:
-            self.notice.emit("No customer is connected yet.")
+            self.notice.emit(tr("notice.no_customer"))
         return self.session
 
     def _frame(self, stream: ScreenStream, frame: Any, damaged: Any) -> None:
@@ -599,7 +597,7 @@ class SessionWorker(QObject):
             with contextlib.suppress(Exception):
                 await self.screen.stop(timeout=3)
         if session is not None:
-            self.notice.emit("Ending the session; the customer is asked to rate the help...")
+            self.notice.emit(tr("notice.ending"))
             await session.end(reason)
             await self._send_summary(session)
         elif self._api is not None and self._session_id:

@@ -97,14 +97,21 @@ def test_collect_triage_and_run_a_signed_fix(
         tab.panels.setCurrentWidget(panel)
         qtbot.mouseClick(panel.collect_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: panel.findings.topLevelItemCount() > 0, timeout=wait_ms(40))
-        finding = panel.findings.topLevelItem(0)
-        assert finding.text(0) == tr(
-            "diagnostics.finding", severity="medium", title="The <b>marker</b> is missing"
+        titles = [
+            panel.findings.topLevelItem(i).text(0)
+            for i in range(panel.findings.topLevelItemCount())
+        ]
+        # Ours, among whatever the default rules find on this machine; its markup inert.
+        assert (
+            tr("diagnostics.finding", severity="medium", title="The <b>marker</b> is missing")
+            in titles
         )
         assert '"os"' in panel.report.toPlainText()  # the readable report
-        (suggestion,) = panel.suggestions()
-        assert suggestion.text(0).startswith(tr("diagnostics.suggested", command="fix marker"))
-
+        (suggestion,) = [
+            item
+            for item in panel.suggestions()
+            if item.text(0).startswith(tr("diagnostics.suggested", command="fix marker"))
+        ]
         panel.findings.setCurrentItem(suggestion)
         qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(
