@@ -86,3 +86,22 @@ def test_screen_benchmark_tiny_run_reports_every_goal() -> None:
         assert f"- {scene}: bytes" in report, report
     goals = report.split("Goals:", 1)[1]
     assert goals.count(", met") + goals.count(", NOT met") == 6, report
+
+
+def test_viewer_benchmark_tiny_run_reports_both_goals() -> None:
+    """bench/viewer.py: the real viewer, relay and agent on Xvfb; both phases measured."""
+    pytest.importorskip("PySide6", reason="the viewer extra (PySide6) is not installed")
+    if shutil.which("Xvfb") is None:
+        pytest.skip("needs Xvfb (Debian package xvfb)")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "viewer.py"), "--seconds", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(180),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    for phase in ("idle", "streaming"):
+        assert report[phase]["inputs"] > 10
+        assert report[phase]["latency_p95_ms"] >= 0 and report[phase]["stall_max_ms"] >= 0
+    assert report["streaming"]["frames_painted_per_s"] > 0
