@@ -40,10 +40,18 @@ from ..errors import StreamRefused
 from ..fix_commands import note_findings, run_fix, run_triage
 from ..fixlib import FixLibrary, FixLibraryError
 from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigures
-from ..ssh_commands import Refused, get_file, put_file, session_access
+from ..ssh_commands import Refused, SSHAccess, get_file, put_file, session_access
 from ..summary import build_summary
 from ..triage import RuleError
 from .i18n import tr
+
+
+async def why_refused(access: SSHAccess, capability: str, exc: Exception) -> str:
+    """The sentence for an SSH-side failure: the refusal, or the customer stopping it."""
+    if isinstance(exc, Refused):
+        return exc.result.message
+    refusal = await access.refusal_after_close(capability)
+    return refusal.message if refusal else str(exc)
 
 
 class SessionWorker(QObject):
@@ -334,12 +342,8 @@ class SessionWorker(QObject):
             process = await conn.create_process(
                 term_type="xterm-256color", term_size=(columns, lines), encoding=None
             )
-        except Refused as exc:
-            self.shell_closed.emit(tr("terminal.refused", reason=exc.result.message))
-            return
-        except (asyncssh.Error, OSError) as exc:
-            refusal = await access.refusal_after_close("shell")
-            reason = refusal.message if refusal else str(exc)
+        except (Refused, asyncssh.Error, OSError) as exc:
+            reason = await why_refused(access, "shell", exc)
             self.shell_closed.emit(tr("terminal.refused", reason=reason))
             return
         self._shell = process
@@ -399,12 +403,8 @@ class SessionWorker(QObject):
                 if entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR
                 and not str(entry.filename).endswith(PART_SUFFIX)
             ]
-        except Refused as exc:
-            self.files_problem.emit(tr("files.list_failed", reason=exc.result.message))
-            return
-        except (asyncssh.Error, OSError) as exc:
-            refusal = await access.refusal_after_close("files")
-            reason = refusal.message if refusal else str(exc)
+        except (Refused, asyncssh.Error, OSError) as exc:
+            reason = await why_refused(access, "files", exc)
             self.files_problem.emit(tr("files.list_failed", reason=reason))
             return
         self.files_listed.emit(sorted(entries))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,28 +21,9 @@ from technician.client import RelayAPI, TechnicianSession
 from tests.support.customer import ScriptedCustomer
 from tests.support.relay import RelayProcess
 from tests.support.timeouts import scaled
+from tests.support.xdisplay import x_clipboard
 
 pytestmark = pytest.mark.skipif(shutil.which("xclip") is None, reason="xclip is not installed")
-
-
-def x_clipboard(display: str, text: str | None = None) -> str:
-    """Read (or set) the display's clipboard the way another program would."""
-    env = {"DISPLAY": display, "PATH": "/usr/bin:/bin"}
-    if text is None:
-        done = subprocess.run(
-            ["xclip", "-selection", "clipboard", "-o"], capture_output=True, env=env, timeout=10
-        )
-        return done.stdout.decode()
-    subprocess.run(
-        ["xclip", "-selection", "clipboard", "-i"],
-        input=text.encode(),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=10,
-        check=True,
-    )
-    return text
 
 
 async def paired(

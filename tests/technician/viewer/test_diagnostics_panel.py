@@ -24,11 +24,10 @@ from pytestqt.qtbot import QtBot
 from technician.credentials import load_credentials
 from technician.viewer.i18n import tr
 from technician.viewer.session_tab import Knowledge
-from technician.viewer.window import ViewerWindow
 from tests.support.customer import ScriptedCustomer
 from tests.support.relay import RelayProcess
-from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import MARKER, Organisation, make_organisation
+from tests.support.viewer import open_tab, signed_in_window, wait_ms
 
 RULE = """
 [[rule]]
@@ -40,10 +39,6 @@ evidence = "this computer runs {{os.system}}"
 advice = "Leave a marker."
 fixes = [{{ id = "marker", params = {{ path = "{path}" }} }}]
 """
-
-
-def wait_ms(seconds: float) -> int:
-    return int(scaled(seconds) * 1000)
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +69,8 @@ def test_collect_triage_and_run_a_signed_fix(
     (rules / "test.toml").write_text(RULE.format(path=marker))
     knowledge = Knowledge(load_credentials(cert, key), library, [rules])
 
-    token = relay_process.add_technician("Ana Technician")
-    window = ViewerWindow(relay_process.ws_url, token, knowledge=knowledge)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.sign_in is not None, timeout=wait_ms(20))
-    tab = window.start_session("HD-30")
-    assert tab is not None
-    qtbot.waitUntil(lambda: tab.code != "", timeout=wait_ms(20))
+    window = signed_in_window(qtbot, relay_process, knowledge=knowledge)
+    tab = open_tab(window, "HD-30", qtbot)
     customer = ScriptedCustomer(
         relay_process.ws_url,
         tab.code,

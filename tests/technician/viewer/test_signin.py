@@ -15,11 +15,7 @@ from technician.viewer.i18n import CATALOG, LANGUAGES, placeholders, tr
 from technician.viewer.signin import SERVICE, SignIn, recall
 from technician.viewer.window import ViewerWindow
 from tests.support.relay import RelayProcess
-from tests.support.timeouts import scaled
-
-
-def wait_ms(seconds: float) -> int:
-    return int(scaled(seconds) * 1000)
+from tests.support.viewer import wait_ms
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -17,23 +17,11 @@ from pytestqt.qtbot import QtBot
 
 from technician.viewer.i18n import tr
 from technician.viewer.session_tab import SessionTab
-from technician.viewer.window import ViewerWindow
 from tests.support.customer import ScriptedCustomer
 from tests.support.proxy import FaultInjectingProxy
 from tests.support.relay import RelayProcess
 from tests.support.screen_fixtures import ScreenApp
-from tests.support.timeouts import scaled
-
-
-def wait_ms(seconds: float) -> int:
-    return int(scaled(seconds) * 1000)
-
-
-def open_tab(window: ViewerWindow, ticket: str, qtbot: QtBot) -> SessionTab:
-    tab = window.start_session(ticket)
-    assert tab is not None
-    qtbot.waitUntil(lambda: tab.code != "", timeout=wait_ms(20))
-    return tab
+from tests.support.viewer import open_tab, signed_in_window, wait_ms
 
 
 def view(tab: SessionTab, qtbot: QtBot) -> None:
@@ -52,11 +40,7 @@ def test_one_tab_survives_a_ten_second_cut_while_the_other_streams(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PUENTE_LANG", "en")
-    token = relay_process.add_technician("Ana Technician")
-    window = ViewerWindow(relay_process.ws_url, token)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.sign_in is not None, timeout=wait_ms(20))
+    window = signed_in_window(qtbot, relay_process)
     customers: list[ScriptedCustomer] = []
     with FaultInjectingProxy("127.0.0.1", relay_process.port) as proxy:
         try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -29,19 +28,15 @@ from pytestqt.qtbot import QtBot
 
 from technician.screen_stream import psnr
 from technician.viewer.i18n import tr
-from technician.viewer.window import ViewerWindow
 from tests.support.customer import ScriptedCustomer
 from tests.support.relay import RelayProcess
 from tests.support.screen_fixtures import PICTURE_AT, PICTURE_SIZE, ScreenApp, known_picture
-from tests.support.timeouts import scaled
+from tests.support.viewer import signed_in_window, wait_ms
+from tests.support.xdisplay import x_clipboard
 
 TICKET_URL = "https://helpdesk.example.org/ticket/16"
 #: What a hostile customer might type: markup, a link and a forged line.
 HOSTILE_CHAT = '<b>bold</b> <a href="https://evil.example">click</a>\nYou: forged'
-
-
-def wait_ms(seconds: float) -> int:
-    return int(scaled(seconds) * 1000)
 
 
 def rect_of(app: ScreenApp, name: str) -> tuple[int, int, int, int]:
@@ -49,24 +44,6 @@ def rect_of(app: ScreenApp, name: str) -> tuple[int, int, int, int]:
     assert match, app.lines
     x, y, w, h = (int(v) for v in match.groups())
     return x, y, w, h
-
-
-def x_clipboard(app: ScreenApp, text: str | None = None) -> str:
-    """The customer's X clipboard, read or set as another program there would."""
-    env = {"DISPLAY": os.environ["DISPLAY"], "PATH": "/usr/bin:/bin"}
-    command = ["xclip", "-selection", "clipboard", "-o" if text is None else "-i"]
-    if text is None:
-        return subprocess.run(command, capture_output=True, env=env, timeout=10).stdout.decode()
-    subprocess.run(
-        command,
-        input=text.encode(),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=10,
-        check=True,
-    )
-    return text
 
 
 def save(widget: QWidget, folder: Path, name: str, language: str) -> Path:
@@ -91,11 +68,7 @@ def test_a_whole_session_in_the_viewer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PUENTE_LANG", language)
-    token = relay_process.add_technician("Ana Technician")
-    window = ViewerWindow(relay_process.ws_url, token)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.sign_in is not None, timeout=wait_ms(20))
+    window = signed_in_window(qtbot, relay_process)
     save(window, screenshots, "signed-in", language)
 
     window.sessions_panel.ticket_field.setText("HD-16")
@@ -188,7 +161,7 @@ def test_a_whole_session_in_the_viewer(
 
         # Clipboard both ways, on command only (the customer allows Clipboard).
         clipboard = QGuiApplication.clipboard()
-        x_clipboard(screen_app, "their <i>text</i>")
+        x_clipboard(os.environ["DISPLAY"], "their <i>text</i>")
         qtbot.mouseClick(tools.get_clipboard_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: clipboard.text() == "their <i>text</i>", timeout=wait_ms(30))
         assert tools.clipboard_label.text() == tr(
@@ -200,7 +173,7 @@ def test_a_whole_session_in_the_viewer(
             lambda: tools.clipboard_label.text() == tr("tools.clipboard_sent", count=15),
             timeout=wait_ms(30),
         )
-        assert x_clipboard(screen_app) == "my text for you"
+        assert x_clipboard(os.environ["DISPLAY"]) == "my text for you"
 
         # Chat both ways; the customer's markup and forged line stay inert text.
         tab.panels.setCurrentWidget(tab.chat_panel)
