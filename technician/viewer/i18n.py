@@ -209,6 +209,14 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "The customer allowed {title}.",
         "es": "El cliente permitió {title}.",
     },
+    "consents.declined_now": {
+        "en": "The customer declined {title}.",
+        "es": "El cliente rechazó {title}.",
+    },
+    "consents.revoked_now": {
+        "en": "The customer stopped {title}.",
+        "es": "El cliente retiró {title}.",
+    },
     "consents.not_now": {
         "en": "The customer {state}: {title}.",
         "es": "El cliente {state}: {title}.",
@@ -292,6 +300,14 @@ CATALOG: dict[str, dict[str, str]] = {
     "files.cancelled_upload": {
         "en": "Sending cancelled; {part} stays in the customer's folder, so sending again continues from there.",
         "es": "Envío cancelado; {part} queda en la carpeta del cliente, así que al enviar de nuevo continúa desde ahí.",
+    },
+    "files.part_kept": {
+        "en": "The part already copied was kept as {part}; downloading again continues from there.",
+        "es": "Lo ya copiado se conservó como {part}; al descargar de nuevo continúa desde ahí.",
+    },
+    "files.part_remote": {
+        "en": "If part of it arrived, it is {part} in the customer's folder (the file itself was not replaced); sending again continues from there.",
+        "es": "Si llegó una parte, es {part} en la carpeta del cliente (el archivo no se sustituyó); al enviar de nuevo continúa desde ahí.",
     },
     "files.list_failed": {
         "en": "Could not list the shared folder: {reason}",

@@ -84,6 +84,7 @@ class SessionTab(QWidget):
         self.join_url = ""
         self.link_state = ""
         self.ended = False
+        self._end_text = ""
 
         self.code_label = plain_label(tr("tab.no_code"), size=16, bold=True)
         self.sas_label = plain_label(tr("tab.no_sas"), size=16, bold=True)
@@ -214,7 +215,10 @@ class SessionTab(QWidget):
     # Slots -----------------------------------------------------------------------------
 
     def show_status(self, text: str) -> None:
-        self.status_label.setText(safe_text(text, 500))
+        text = safe_text(text, 500)
+        if self._end_text and text != self._end_text:
+            text = f"{self._end_text} {text}"  # why it ended stays in view
+        self.status_label.setText(text)
 
     def _set_title(self, title: str) -> None:
         self.title = title
@@ -252,7 +256,10 @@ class SessionTab(QWidget):
         if state == "granted":
             self.show_status(tr("consents.allowed_now", title=title))
             return
-        text = tr("consents.not_now", state=state_text(state), title=title)
+        if state in ("declined", "revoked"):
+            text = tr(f"consents.{state}_now", title=title)
+        else:
+            text = tr("consents.not_now", state=state_text(state), title=title)
         self.show_status(text + (f" {safe_text(message, 300)}" if message else ""))
 
     def _link_state(self, state: str) -> None:
@@ -289,7 +296,8 @@ class SessionTab(QWidget):
 
     def _ended(self, reason: str) -> None:
         self.ended = True
-        self.show_status(tr("tab.ended", reason=safe_text(reason, 500)))
+        self._end_text = tr("tab.ended", reason=safe_text(reason, 300))
+        self.show_status(self._end_text)
         self.allowed_label.setText(tr("tab.allowed_none"))
         self._set_title(safe_text(self.ticket, 60) + " ✓")
 

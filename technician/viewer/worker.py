@@ -442,9 +442,14 @@ class SessionWorker(QObject):
         finally:
             self._transfers.pop(transfer_id, None)
         data = result.data or {}
-        self.transfer_done.emit(
-            transfer_id, result.status, result.message, str(data.get("sha256") or "")
-        )
+        message = result.message
+        part = Path(str(local) + PART_SUFFIX)
+        if result.status != "ok" and direction == "down" and part.exists():
+            # Nothing half-written is left without saying so.
+            message += " " + tr("files.part_kept", part=str(part))
+        elif result.status != "ok" and direction == "up":
+            message += " " + tr("files.part_remote", part=remote + PART_SUFFIX)
+        self.transfer_done.emit(transfer_id, result.status, message, str(data.get("sha256") or ""))
 
     def _consent(self, event: ConsentEvent) -> None:
         # Every change replaces the status line (consent_event): "Asking the customer to
