@@ -159,7 +159,10 @@ class ViewerWindow(QMainWindow):
         tab = SessionTab(self.sign_in, ticket, self.technician_name, ticket_url, self.knowledge)
         index = self.tabs.addTab(tab, tab.title)
         tab.title_changed.connect(lambda title, tab=tab: self._retitle(tab, title))
+        # My sessions follows each session's state (waiting, paired, ended).
         tab.worker.code_ready.connect(lambda _code: self.refresh_sessions())
+        tab.worker.paired.connect(lambda _sas: self.refresh_sessions())
+        tab.worker.finished.connect(lambda _finished: self.refresh_sessions())
         self.tabs.setCurrentIndex(index)
         return tab
 

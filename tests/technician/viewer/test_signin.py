@@ -5,16 +5,21 @@ A real relay process; keyring's file backend (keyrings.alt) in the test's folder
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import keyring
+import pytest
 from pytestqt.qtbot import QtBot
 
 from technician.viewer.i18n import CATALOG, LANGUAGES, placeholders, tr
 from technician.viewer.signin import SERVICE, SignIn, recall
 from technician.viewer.window import ViewerWindow
 from tests.support.relay import RelayProcess
+from tests.support.timeouts import scaled
 from tests.support.viewer import wait_ms
 
 
@@ -115,3 +120,27 @@ def qtbot_left():  # type: ignore[no-untyped-def]
     from PySide6.QtCore import Qt
 
     return Qt.MouseButton.LeftButton
+
+
+@pytest.mark.parametrize("scale", ["1.25", "2"])
+def test_readable_when_scaled(scale: str, screenshots: Path, tmp_path: Path) -> None:
+    """At 125 % and 200 % every visible button's text fits (a picture is saved)."""
+    shot = screenshots / f"viewer-scaled-{scale}-en.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.technician.viewer.scaled_window", str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        env={
+            **os.environ,
+            "QT_QPA_PLATFORM": "offscreen",
+            "QT_SCALE_FACTOR": scale,
+            "PUENTE_LANG": "en",
+            "HOME": str(tmp_path),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "done", done.stdout + done.stderr
+    assert [line for line in done.stdout.splitlines() if line.startswith("cut ")] == []
+    assert shot.stat().st_size > 10_000
