@@ -57,6 +57,18 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "This computer has no credential store the viewer can use ({problem}); you are signed in until you close the viewer.",
         "es": "Este equipo no tiene un almacén de credenciales que el visor pueda usar ({problem}); la sesión dura hasta que cierre el visor.",
     },
+    "signin.identity_kept": {
+        "en": "Signed in to {relay} as {name} of {organisation}; the token, certificate and key are kept in the credential store.",
+        "es": "Sesión iniciada en {relay} como {name} de {organisation}; el token, el certificado y la clave se guardan en el almacén de credenciales.",
+    },
+    "signin.identity_remembered": {
+        "en": "Signed in from the credential store ({relay}) as {name} of {organisation}.",
+        "es": "Sesión iniciada desde el almacén de credenciales ({relay}) como {name} de {organisation}.",
+    },
+    "signin.identity_unusable": {
+        "en": "The certificate kept in the credential store cannot be used ({problem}); start the viewer with --cert and --key to replace it.",
+        "es": "El certificado guardado en el almacén de credenciales no se puede usar ({problem}); inicie el visor con --cert y --key para sustituirlo.",
+    },
     "signin.signed_out": {
         "en": "Signed out; the token was removed from the credential store.",
         "es": "Sesión cerrada; el token se quitó del almacén de credenciales.",

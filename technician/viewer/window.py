@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -32,11 +33,21 @@ from PySide6.QtWidgets import (
 
 from protocol.safe_text import safe_text
 
+from ..credentials import TechnicianCredentials
 from .i18n import tr
 from .screen_view import plain_label
 from .session_tab import Knowledge, SessionTab
 from .sessions_panel import SessionsPanel
-from .signin import SignIn, check_sign_in, forget, recall, remember, sign_in_problem
+from .signin import (
+    SignIn,
+    check_sign_in,
+    forget,
+    recall,
+    recall_identity,
+    remember,
+    remember_identity,
+    sign_in_problem,
+)
 
 
 class _RelayCalls(QObject):
@@ -55,6 +66,14 @@ class _RelayCalls(QObject):
             self.signed_in.emit(sign_in, sessions)
 
         threading.Thread(target=run, name="puente-viewer-signin", daemon=True).start()
+
+
+def _who(credentials: TechnicianCredentials) -> dict[str, str]:
+    certificate = credentials.certificate
+    return {
+        "name": safe_text(certificate.name, 100),
+        "organisation": safe_text(certificate.organisation, 100),
+    }
 
 
 class ViewerWindow(QMainWindow):
@@ -190,11 +209,37 @@ class ViewerWindow(QMainWindow):
         self.sessions_panel.show_sessions(sessions)
         if not first:
             return
+        relay = safe_text(sign_in.relay, 200)
         if getattr(self, "_remembered", False):
-            self.show_status(tr("signin.remembered", relay=safe_text(sign_in.relay, 200)))
+            self.show_status(self._recall_identity(sign_in.relay))
             return
-        problem = remember(sign_in) if self._remember_sign_in else None
-        self.show_status(problem or tr("signin.done", relay=safe_text(sign_in.relay, 200)))
+        if not self._remember_sign_in:
+            self.show_status(tr("signin.done", relay=relay))
+            return
+        credentials = self.knowledge.credentials
+        problem = remember(sign_in)
+        if credentials is not None and problem is None:
+            problem = remember_identity(sign_in.relay, credentials)
+        if problem:
+            self.show_status(problem)
+        elif credentials is not None:
+            self.show_status(tr("signin.identity_kept", relay=relay, **_who(credentials)))
+        else:
+            self.show_status(tr("signin.done", relay=relay))
+
+    def _recall_identity(self, relay: str) -> str:
+        """Take the certificate and key kept for ``relay`` (unless given at start);
+        return the status sentence."""
+        shown = safe_text(relay, 200)
+        if self.knowledge.credentials is not None:
+            return tr("signin.remembered", relay=shown)
+        kept = recall_identity(relay)
+        if isinstance(kept, str):
+            return kept
+        if kept is None:
+            return tr("signin.remembered", relay=shown)
+        self.knowledge = replace(self.knowledge, credentials=kept)
+        return tr("signin.identity_remembered", relay=shown, **_who(kept))
 
     def _sign_out(self) -> None:
         forget()

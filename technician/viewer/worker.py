@@ -211,6 +211,23 @@ class SessionWorker(QObject):
         future = self._submit(self._end("the technician closed the viewer"))
         with contextlib.suppress(Exception):
             future.result(10)
+
+        async def cancel_the_rest() -> None:
+            # A session still waiting for its customer holds a WebSocket. _end() ended
+            # it at the relay, which closes that claim: give it a moment to close its
+            # connection itself (a cancel in the middle of a WebSocket opening handshake
+            # can leave the socket open), then cancel whatever is left, while the loop
+            # still runs.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=3)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=5)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_the_rest(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 

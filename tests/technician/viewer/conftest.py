@@ -9,6 +9,7 @@ a picture of every panel, in English and Spanish.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,3 +49,11 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.getbasetemp() / "artifacts" / "viewer-screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_after() -> Iterator[None]:
+    """Collect garbage when each viewer test ends, so that anything left unclosed is
+    reported in the test that left it (not later, in whatever runs then)."""
+    yield
+    gc.collect()

@@ -15,11 +15,14 @@ import keyring
 import pytest
 from pytestqt.qtbot import QtBot
 
+from technician.credentials import load_credentials
 from technician.viewer.i18n import CATALOG, LANGUAGES, placeholders, tr
+from technician.viewer.session_tab import Knowledge
 from technician.viewer.signin import SERVICE, SignIn, recall
 from technician.viewer.window import ViewerWindow
 from tests.support.relay import RelayProcess
 from tests.support.timeouts import scaled
+from tests.support.trust_fixtures import Organisation, make_organisation
 from tests.support.viewer import wait_ms
 
 
@@ -144,3 +147,42 @@ def test_readable_when_scaled(scale: str, screenshots: Path, tmp_path: Path) -> 
     assert done.stdout.splitlines()[-1] == "done", done.stdout + done.stderr
     assert [line for line in done.stdout.splitlines() if line.startswith("cut ")] == []
     assert shot.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory: pytest.TempPathFactory) -> Organisation:
+    return make_organisation(tmp_path_factory.mktemp("acme"), "Acme IT")
+
+
+def test_the_certificate_and_key_are_kept_by_keyring_too(
+    acme: Organisation, relay_process: RelayProcess, signed_out_home: Path, qtbot: QtBot
+) -> None:
+    cert, key = acme.technician("Ana Lopez", "ana")
+    token = relay_process.add_technician("Ana Technician")
+    knowledge = Knowledge(credentials=load_credentials(cert, key))
+    window = ViewerWindow(relay_process.ws_url, token, knowledge=knowledge)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.sign_in is not None, timeout=wait_ms(20))
+    assert window.status_label.text() == tr(
+        "signin.identity_kept", relay=relay_process.ws_url, name="Ana Lopez", organisation="Acme IT"
+    )
+    window.close()
+
+    # The next start, with no file named: the certificate and key come from the store.
+    again = ViewerWindow()
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.sign_in is not None, timeout=wait_ms(20))
+    assert again.status_label.text() == tr(
+        "signin.identity_remembered",
+        relay=relay_process.ws_url,
+        name="Ana Lopez",
+        organisation="Acme IT",
+    )
+    kept = again.knowledge.credentials
+    assert kept is not None and kept.certificate_bytes == cert.read_bytes()
+    assert kept.private_key.public_key() == load_credentials(cert, key).private_key.public_key()
+    again.close()
+    # The key is in no file the viewer wrote.
+    pem_body = "".join(key.read_text().splitlines()[1:-1]).encode()
+    for path in files_under(signed_out_home):
+        assert pem_body not in path.read_bytes().replace(b"\n", b""), path
