@@ -247,7 +247,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "panel.terminal": {"en": "Terminal", "es": "Terminal"},
     "terminal.title": {"en": "Customer's terminal", "es": "Terminal del cliente"},
     "terminal.open": {"en": "Open &terminal", "es": "Abrir &terminal"},
-    "terminal.copy": {"en": "Copy screen", "es": "Copiar pantalla"},
+    "terminal.copy": {"en": "Copy", "es": "Copiar"},
     "terminal.paste": {"en": "Paste", "es": "Pegar"},
     "terminal.closed": {
         "en": "No terminal is open. Open one: the customer is asked first.",
@@ -258,8 +258,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "Pidiendo al cliente que permita un terminal...",
     },
     "terminal.open_now": {
-        "en": "The terminal is open (Ctrl+Shift+C copies the screen, Ctrl+Shift+V pastes).",
-        "es": "El terminal está abierto (Ctrl+Mayús+C copia la pantalla, Ctrl+Mayús+V pega).",
+        "en": "The terminal is open (drag to select; Ctrl+Shift+C copies the selection or the screen, Ctrl+Shift+V pastes).",
+        "es": "El terminal está abierto (arrastre para seleccionar; Ctrl+Mayús+C copia la selección o la pantalla, Ctrl+Mayús+V pega).",
     },
     "terminal.ended": {
         "en": "The terminal ended (exit status {status}).",

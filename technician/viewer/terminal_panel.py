@@ -7,21 +7,23 @@ host key pinned exactly as for ``puente-tech session``'s ``shell``). Its bytes f
 (the 16 ANSI names, 256-colour and true-colour hex) and turns key presses into the
 bytes a terminal sends. Resizing the panel resizes the remote terminal.
 
-Copy and paste: Ctrl+Shift+C copies the visible screen as text, Ctrl+Shift+V types
-the clipboard's text. Everything drawn is the emulator's cell content, painted as
+Copy and paste: drag with the mouse to select (whole rows between the two ends, as a
+terminal does), Ctrl+Shift+C copies the selection (the visible screen when nothing is
+selected), Ctrl+Shift+V types the clipboard's text. Everything drawn is the emulator's cell content, painted as
 characters: nothing in it is ever interpreted as markup.
 """
 
 from __future__ import annotations
 
 import pyte
-from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
     QFontMetrics,
     QGuiApplication,
     QKeyEvent,
+    QMouseEvent,
     QPainter,
     QPaintEvent,
     QResizeEvent,
@@ -123,6 +125,9 @@ class TerminalView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(self.cell.width() * 20, self.cell.height() * 5)
         self.setAccessibleName(tr("terminal.title"))
+        #: The selection's two ends, (column, row) cells, or None.
+        self.anchor: tuple[int, int] | None = None
+        self.caret: tuple[int, int] | None = None
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
         return QSize(self.cell.width() * 80, self.cell.height() * 24)
@@ -136,6 +141,59 @@ class TerminalView(QWidget):
         """The visible screen as text, one line per row (trailing blanks dropped)."""
         return "\n".join(line.rstrip() for line in self.screen.display)
 
+    # Selection ------------------------------------------------------------------------
+
+    def cell_at(self, point: QPoint) -> tuple[int, int]:
+        column = min(max(point.x() // self.cell.width(), 0), self.screen.columns - 1)
+        row = min(max(point.y() // self.cell.height(), 0), self.screen.lines - 1)
+        return column, row
+
+    def _ordered(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        if self.anchor is None or self.caret is None or self.anchor == self.caret:
+            return None
+        first, last = sorted([self.anchor, self.caret], key=lambda cell: (cell[1], cell[0]))
+        return first, last
+
+    def selected(self, column: int, row: int) -> bool:
+        ends = self._ordered()
+        if ends is None:
+            return False
+        (c0, r0), (c1, r1) = ends
+        return (r0, c0) <= (row, column) <= (r1, c1)
+
+    def selected_text(self) -> str:
+        """The selected characters (rows joined by newlines), or "" without a selection."""
+        ends = self._ordered()
+        if ends is None:
+            return ""
+        (c0, r0), (c1, r1) = ends
+        display = self.screen.display
+        rows = []
+        for row in range(r0, r1 + 1):
+            start = c0 if row == r0 else 0
+            end = c1 + 1 if row == r1 else self.screen.columns
+            rows.append(display[row][start:end].rstrip())
+        return "\n".join(rows)
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.selected_text() or self.text())
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        self.setFocus()
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.anchor = self.caret = self.cell_at(event.position().toPoint())
+            self.update()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if self.anchor is not None and event.buttons() & Qt.MouseButton.LeftButton:
+            self.caret = self.cell_at(event.position().toPoint())
+            self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if self.anchor is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.caret = self.cell_at(event.position().toPoint())
+            self.update()
+
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
         painter = QPainter(self)
         painter.fillRect(self.rect(), BACKGROUND)
@@ -147,10 +205,10 @@ class TerminalView(QWidget):
                 char = line[column]
                 fg = colour(char.fg, FOREGROUND)
                 bg = colour(char.bg, BACKGROUND)
-                if char.reverse:
+                if char.reverse != self.selected(column, row):
                     fg, bg = bg, fg
                 cell = QRect(column * width, row * height, width, height)
-                if bg != BACKGROUND:
+                if bg != BACKGROUND or self.selected(column, row):
                     painter.fillRect(cell, bg)
                 if char.data.strip():
                     painter.setPen(fg)
@@ -180,7 +238,7 @@ class TerminalView(QWidget):
             and modifiers & Qt.KeyboardModifier.ShiftModifier
         )
         if shifted_control and event.key() == Qt.Key.Key_C:
-            QGuiApplication.clipboard().setText(self.text())
+            self.copy()
             return
         if shifted_control and event.key() == Qt.Key.Key_V:
             self.paste()
@@ -217,9 +275,7 @@ class TerminalPanel(QWidget):
         layout.addWidget(self.view, 1)
         layout.addWidget(self.status_label)
         self.open_button.clicked.connect(self._open)
-        self.copy_button.clicked.connect(
-            lambda: QGuiApplication.clipboard().setText(self.view.text())
-        )
+        self.copy_button.clicked.connect(self.view.copy)
         self.paste_button.clicked.connect(self.view.paste)
 
     def _open(self) -> None:

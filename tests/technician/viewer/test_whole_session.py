@@ -202,6 +202,18 @@ def test_a_whole_session_in_the_viewer(
         column = terminal.view.screen.display[row].index("red puente-42")
         assert terminal.view.screen.buffer[row][column].fg == "red"  # colours kept
         assert terminal.view.screen.buffer[row][column + 4].fg == "default"
+        # Copy: drag over the output with the mouse, then Copy; paste: the clipboard is typed.
+        view = terminal.view
+        start = QPoint(column * view.cell.width() + 1, row * view.cell.height() + 1)
+        end = QPoint((column + 12) * view.cell.width() + 1, row * view.cell.height() + 1)
+        qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=start)
+        qtbot.mouseMove(view, end)
+        qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=end)
+        qtbot.mouseClick(terminal.copy_button, Qt.MouseButton.LeftButton)
+        assert QGuiApplication.clipboard().text() == "red puente-42"
+        QGuiApplication.clipboard().setText("echo pasted-$((2+3))\n")
+        qtbot.mouseClick(terminal.paste_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: "pasted-5" in terminal.view.text(), timeout=wait_ms(20))
         save(window, screenshots, "terminal", language)
         qtbot.keyClicks(terminal.view, "exit")
         qtbot.keyClick(terminal.view, Qt.Key.Key_Return)
