@@ -159,6 +159,17 @@ def test_a_whole_session_in_the_viewer(
         screen_app.expect(r"^key \S+ Alt_L ", timeout=10)
         assert tab.status_label.text() == tr("tools.keys_sent", keys="alt+tab")
 
+        # All monitors instead of the first: the agent streams monitor 0 and says so;
+        # a lower frame rate and quality are asked for the same way.
+        everything = tools.monitors.findData(0)
+        assert everything >= 0
+        tools.monitors.setCurrentIndex(everything)
+        tools.monitors.activated.emit(everything)
+        qtbot.waitUntil(lambda: stream.decoder.info.selected == 0, timeout=wait_ms(20))
+        qtbot.waitUntil(lambda: tab.worker.control.monitor == 0, timeout=wait_ms(20))
+        tools.fps.setCurrentIndex(tools.fps.findData(5))
+        tools.fps.activated.emit(tools.fps.currentIndex())
+
         # Clipboard both ways, on command only (the customer allows Clipboard).
         clipboard = QGuiApplication.clipboard()
         x_clipboard(os.environ["DISPLAY"], "their <i>text</i>")
