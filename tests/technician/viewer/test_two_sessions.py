@@ -89,6 +89,13 @@ def test_one_tab_survives_a_ten_second_cut_while_the_other_streams(
             assert customers[0].questions == ["Screen view"]  # not asked again
             assert cut_tab.worker.session is not None and not cut_tab.ended
 
+            # This customer does not allow Clipboard: refused, nothing read.
+            qtbot.mouseClick(steady_tab.tools.get_clipboard_button, Qt.MouseButton.LeftButton)
+            refused = tr("tools.clipboard_refused", reason="")
+            label = steady_tab.tools.clipboard_label
+            qtbot.waitUntil(lambda: label.text().startswith(refused), timeout=wait_ms(30))
+            assert customers[1].questions == ["Screen view", "Clipboard"]
+
             for tab in (cut_tab, steady_tab):
                 qtbot.mouseClick(tab.end_button, Qt.MouseButton.LeftButton)
             for customer in customers:
