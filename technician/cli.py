@@ -236,7 +236,11 @@ def run_viewer(args: argparse.Namespace, out: Output) -> int:
     except CredentialsError as exc:
         out.error(str(exc))
         return EXIT_USAGE
-    knowledge = Knowledge(credentials, args.fixes, list(args.rules))
+    from .outcomes import default_outcomes_path
+
+    knowledge = Knowledge(
+        credentials, args.fixes, list(args.rules), args.outcomes or default_outcomes_path()
+    )
     return run(args.relay or "", args.token or "", args.ticket, args.name, knowledge)
 
 

@@ -47,11 +47,14 @@ from .worker import SessionWorker
 @dataclass(frozen=True)
 class Knowledge:
     """What a session may use beyond the token: the technician's certificate (signed
-    fixes need it), the fix library and extra triage rules (``--fixes``, ``--rules``)."""
+    fixes need it), the fix library, extra triage rules and the past-cases database
+    (``--fixes``, ``--rules``, ``--outcomes``: triage ranks fixes by it when it exists;
+    the viewer does not record runs in it yet, the console does)."""
 
     credentials: TechnicianCredentials | None = None
     fixes_dir: Path | None = None
     rules_dirs: list[Path] = field(default_factory=list)
+    outcomes: Path | None = None
 
 
 _LINK_STATES = {
@@ -78,7 +81,7 @@ class SessionTab(QWidget):
         self.ticket = ticket
         knowledge = knowledge or Knowledge()
         self.worker = SessionWorker(
-            knowledge.credentials, knowledge.fixes_dir, knowledge.rules_dirs
+            knowledge.credentials, knowledge.fixes_dir, knowledge.rules_dirs, knowledge.outcomes
         )
         self.code = ""
         self.join_url = ""

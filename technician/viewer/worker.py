@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Coroutine
@@ -39,6 +40,7 @@ from ..credentials import TechnicianCredentials
 from ..errors import StreamRefused
 from ..fix_commands import note_findings, run_fix, run_triage
 from ..fixlib import FixLibrary, FixLibraryError
+from ..outcomes import OutcomeStore
 from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigures
 from ..ssh_commands import Refused, SSHAccess, get_file, put_file, session_access
 from ..summary import build_summary
@@ -93,6 +95,7 @@ class SessionWorker(QObject):
         credentials: TechnicianCredentials | None = None,
         fixes_dir: Path | None = None,
         rules_dirs: list[Path] | None = None,
+        outcomes: Path | None = None,
     ) -> None:
         """``credentials`` sign the session as the organisation's technician (fixes need
         it); ``fixes_dir`` is the fix library and ``rules_dirs`` add triage rules."""
@@ -100,6 +103,7 @@ class SessionWorker(QObject):
         self._credentials = credentials
         self._fixes_dir = fixes_dir
         self._rules_dirs = list(rules_dirs or [])
+        self._outcomes = outcomes
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="puente-viewer-net", daemon=True)
         self._thread.start()
@@ -538,17 +542,31 @@ class SessionWorker(QObject):
             return
         snapshot = reply.result
         library = FixLibrary(self._fixes_dir) if self._fixes_dir else None
+        platform = session.agent_hello.platform or None
+
+        def triage_here() -> list[Any]:
+            # Past cases rank the fixes when their database exists (opened in this
+            # thread: SQLite connections stay in the thread that made them).
+            store = None
+            if self._outcomes is not None and self._outcomes.exists():
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    store = OutcomeStore(self._outcomes)
+            try:
+                return run_triage(
+                    snapshot,
+                    reference_time=time.time(),
+                    rules_dirs=self._rules_dirs,
+                    library=library,
+                    outcomes=store,
+                    platform=platform,
+                )
+            finally:
+                if store is not None:
+                    store.close()
+
         try:
-            findings = await asyncio.to_thread(
-                run_triage,
-                snapshot,
-                reference_time=time.time(),
-                rules_dirs=self._rules_dirs,
-                library=library,
-                outcomes=None,
-                platform=session.agent_hello.platform or None,
-            )
-        except (RuleError, FixLibraryError) as exc:
+            findings = await asyncio.to_thread(triage_here)
+        except (RuleError, FixLibraryError, sqlite3.Error) as exc:
             self.diagnostics_problem.emit(str(exc))
             findings = []
         note_findings(session, findings)
