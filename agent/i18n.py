@@ -457,6 +457,31 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "This computer's desktop uses Wayland, which does not let programs like Puente see or control the screen. To share the screen, log out and choose an Xorg session (for example 'GNOME on Xorg') at the login screen, then start a new session.",
         "es": "El escritorio de este equipo usa Wayland, que no permite a programas como Puente ver ni controlar la pantalla. Para compartir la pantalla, cierre la sesión y elija una sesión Xorg (por ejemplo 'GNOME on Xorg') en la pantalla de inicio, y luego inicie una sesión nueva.",
     },
+    "cap.clipboard.title": {"en": "Clipboard", "es": "Portapapeles"},
+    "cap.clipboard.description": {
+        "en": "Let the technician read the text on your clipboard and put text on it, only when they ask (each time is shown here and written to your log). Copy nothing private while this is allowed; type 'stop clipboard' to take it back.",
+        "es": "Permitir que el técnico lea el texto de su portapapeles y ponga texto en él, solo cuando lo pida (cada vez se muestra aquí y queda anotada en su registro). No copie nada privado mientras esté permitido; escriba 'stop clipboard' para retirarlo.",
+    },
+    "clipboard.was_read": {
+        "en": "The technician read your clipboard ({count} characters).",
+        "es": "El técnico leyó su portapapeles ({count} caracteres).",
+    },
+    "clipboard.was_written": {
+        "en": "The technician put text on your clipboard ({count} characters).",
+        "es": "El técnico puso texto en su portapapeles ({count} caracteres).",
+    },
+    "clipboard.too_long": {
+        "en": "The clipboard text is longer than {limit} characters; copy less and try again.",
+        "es": "El texto del portapapeles tiene más de {limit} caracteres; copie menos y vuelva a intentarlo.",
+    },
+    "clipboard.no_desktop": {
+        "en": "This computer has no desktop session here, so there is no clipboard to share.",
+        "es": "Este equipo no tiene aquí una sesión de escritorio, así que no hay portapapeles que compartir.",
+    },
+    "clipboard.no_tool": {
+        "en": "No clipboard tool was found on this computer; install xclip or xsel (or wl-clipboard on Wayland) to share the clipboard.",
+        "es": "No se encontró ninguna herramienta de portapapeles en este equipo; instale xclip o xsel (o wl-clipboard en Wayland) para compartir el portapapeles.",
+    },
     "cap.fixes.title": {"en": "Fixes", "es": "Arreglos"},
     "cap.fixes.description": {
         "en": "Run a fix (a small script) that your organisation signed. You see what it does and can read the script first; you are asked before every run.",

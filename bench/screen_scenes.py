@@ -3,7 +3,8 @@
 Usage: python bench/screen_scenes.py   (on the customer's display, 1920x1080)
 
 Commands on stdin, one per line: ``scene NAME`` with NAME one of static, typing,
-scroll, drag, slideshow, video; ``quit``. Prints ``ready`` once drawn and
+scroll, drag, slideshow, video, full (the whole screen changes, 30 times a second:
+bench/viewer.py); ``quit``. Prints ``ready`` once drawn and
 ``scene NAME`` once a scene runs.
 
 Fixed parts (remote pixel coordinates, see LAYOUT): a solid marker the benchmark
@@ -195,6 +196,22 @@ class Scenes:
 
         def next_frame() -> None:
             self.video_label.configure(image=images[self.step % len(images)])
+            self.step += 1
+            self.job = self.root.after(33, next_frame)  # 30 frames a second
+
+        next_frame()
+
+    def scene_full(self) -> None:
+        """Every pixel changes, 30 times a second: a full-screen slideshow of photos."""
+        if not hasattr(self, "full_images"):
+            self.full_images = [
+                tk.PhotoImage(data=ppm(photo_frame(i, WIDTH, HEIGHT, 300 + i))) for i in range(6)
+            ]
+        images = self.full_images
+        self.photo_label.place(x=0, y=0, width=WIDTH, height=HEIGHT)
+
+        def next_frame() -> None:
+            self.photo_label.configure(image=images[self.step % len(images)])
             self.step += 1
             self.job = self.root.after(33, next_frame)  # 30 frames a second
 

@@ -301,11 +301,9 @@ def run_scenes(
 # The two systems ----------------------------------------------------------------------
 
 
-def run_puente(
-    customer: str, tech: str, scenes_app: Lines, seconds: float, clicks: int, work: Path
-) -> SystemResult:
+def start_relay(work: Path, env: dict[str, str]) -> tuple[Lines, int, str]:
+    """A relay process on a free loopback port and a technician token for it."""
     python = sys.executable
-    env = {"PYTHONPATH": str(ROOT)}
     relay = Lines(
         [
             python,
@@ -322,7 +320,6 @@ def run_puente(
         env,
         stdin=False,
     )
-    agent = viewer = None
     try:
         port = int(relay.expect(r"listening on \S+://[^:]+:(\d+)").group(1))
         token = (
@@ -345,10 +342,54 @@ def run_puente(
             .stdout.strip()
             .splitlines()[-1]
         )
+    except BaseException:
+        relay.stop()
+        raise
+    return relay, port, token
+
+
+def start_agent(relay_url: str, code: str, display: str, work: Path, env: dict[str, str]) -> Lines:
+    """The real agent on ``display``; a thread answers yes to screen view and control."""
+    agent = Lines(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "--relay",
+            relay_url,
+            "--console",
+            "--log-dir",
+            str(work / "logs"),
+            code,
+        ],
+        {**env, "DISPLAY": display},
+    )
+
+    def answer() -> None:  # the customer allows view and control
+        answered = 0
+        while answered < 2:
+            agent.expect(r"^Allow (Screen view|Remote control)\?", timeout=120)
+            with agent._cv:
+                asks = sum(1 for line in agent.lines if line.startswith("Allow "))
+            while answered < asks:
+                agent.send("y")
+                answered += 1
+
+    threading.Thread(target=answer, daemon=True).start()
+    return agent
+
+
+def run_puente(
+    customer: str, tech: str, scenes_app: Lines, seconds: float, clicks: int, work: Path
+) -> SystemResult:
+    env = {"PYTHONPATH": str(ROOT)}
+    relay, port, token = start_relay(work, env)
+    agent = viewer = None
+    try:
         proxy = CountingProxy(port)
         viewer = Lines(
             [
-                python,
+                sys.executable,
                 str(ROOT / "bench" / "viewer_driver.py"),
                 f"ws://127.0.0.1:{port}",
                 token,
@@ -359,32 +400,7 @@ def run_puente(
             {**env, "DISPLAY": tech, "QT_QPA_PLATFORM": "xcb"},
         )
         code = viewer.expect(r"^code (\S+)$").group(1)
-        agent = Lines(
-            [
-                python,
-                "-m",
-                "agent.cli",
-                "--relay",
-                f"ws://127.0.0.1:{proxy.port}",
-                "--console",
-                "--log-dir",
-                str(work / "logs"),
-                code,
-            ],
-            {**env, "DISPLAY": customer},
-        )
-
-        def answer() -> None:  # the customer allows view and control
-            answered = 0
-            while answered < 2:
-                agent.expect(r"^Allow (Screen view|Remote control)\?", timeout=120)
-                with agent._cv:
-                    asks = sum(1 for line in agent.lines if line.startswith("Allow "))
-                while answered < asks:
-                    agent.send("y")
-                    answered += 1
-
-        threading.Thread(target=answer, daemon=True).start()
+        agent = start_agent(f"ws://127.0.0.1:{proxy.port}", code, customer, work, env)
         viewer.expect(r"^ready$", timeout=120)
         return run_scenes("Puente", scenes_app, proxy, agent.proc.pid, tech, seconds, clicks)
     finally:

@@ -153,13 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     viewer = commands.add_parser(
         "viewer",
         help="open the desktop viewer (see and control the customer's screen)",
-        description="Open the desktop viewer: start a session for a ticket, read the code to "
-        "the customer, then ask to see their screen, to control it, or for diagnostics. "
-        "The check code and what the customer allowed stay visible. Needs PySide6 "
-        "(pip install 'puente[viewer]').",
+        description="Open the desktop viewer, the technician's workplace. Sign in once with "
+        "the relay address and your API token (kept in this computer's credential store, "
+        "never in a file); My sessions lists your sessions; Start session opens a tab with "
+        "the code and the join link to give the customer. Beside their screen: what they "
+        "allowed, chat, a terminal, their shared folder (drop files to send them), "
+        "diagnostics with the problems found and the signed fixes to run, and at the end "
+        "their rating and the summary sent to the ticket. Several sessions open as tabs; a "
+        "network cut is resumed and shown. --cert/--key sign you in as your organisation's "
+        "technician (needed for signed fixes); --fixes and --rules as for 'session'. Needs "
+        "the viewer extra (pip install 'puente[viewer]').",
     )
     viewer.add_argument("--ticket", default="", help="help-desk ticket id to prefill")
     viewer.add_argument("--name", default="", help="your name as the customer sees it")
+    trust_cli.add_knowledge_options(viewer)
     return parser
 
 
@@ -236,7 +243,19 @@ def run_viewer(args: argparse.Namespace, out: Output) -> int:
             f"The viewer needs PySide6 ({exc}); install it with: pip install 'puente[viewer]'"
         )
         return EXIT_USAGE
-    return run(args.relay or "", args.token or "", args.ticket, args.name)
+    from .viewer.session_tab import Knowledge
+
+    try:
+        credentials = load_credentials(args.cert, args.key) if args.cert or args.key else None
+    except CredentialsError as exc:
+        out.error(str(exc))
+        return EXIT_USAGE
+    from .outcomes import default_outcomes_path
+
+    knowledge = Knowledge(
+        credentials, args.fixes, list(args.rules), args.outcomes or default_outcomes_path()
+    )
+    return run(args.relay or "", args.token or "", args.ticket, args.name, knowledge)
 
 
 async def open_session(

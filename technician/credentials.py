@@ -142,14 +142,28 @@ def load_credentials(
             f"Cannot read the certificate {cert_path} ({exc.strerror or exc}); "
             "check --cert or PUENTE_CERT."
         ) from None
+    return check_pair(
+        certificate_bytes, read_private_key(key_path), str(cert_path), str(key_path), now
+    )
+
+
+def check_pair(
+    certificate_bytes: bytes,
+    private_key: Ed25519PrivateKey,
+    cert_name: str,
+    key_name: str,
+    now: float | None = None,
+) -> TechnicianCredentials:
+    """A certificate and a key (from files or the credential store): they must belong
+    together and the certificate must be in date. ``cert_name``/``key_name`` say where
+    each came from, in the sentences."""
     try:
         certificate = parse_certificate(certificate_bytes)
     except TrustError as exc:
-        raise CredentialsError(f"{cert_path}: {exc}") from None
-    private_key = read_private_key(key_path)
+        raise CredentialsError(f"{cert_name}: {exc}") from None
     if raw_public_key(private_key.public_key()) != certificate.public_key:
         raise CredentialsError(
-            f"The key {key_path} does not belong to the certificate {cert_path}; "
+            f"The key {key_name} does not belong to the certificate {cert_name}; "
             "pass the key you sent for certification."
         )
     moment = int(time.time() if now is None else now)

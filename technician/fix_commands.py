@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from protocol.fixbundle import resolve_parameters
 from protocol.messages import ReplyStatus
 from protocol.safe_text import safe_text
 
+from .client import TechnicianSession
 from .console import Result, SessionConsole, command, need, reply_result
 from .errors import UsageError
 from .fixlib import FixLibrary, FixLibraryError, load_fix_target
@@ -68,6 +71,98 @@ def _parse_fix_words(words: list[str]) -> tuple[str, dict[str, str]]:
     return action, params
 
 
+@dataclass
+class FixOutcome:
+    """How a fix request ended: the result line, and what past cases should record."""
+
+    result: Result
+    fix_id: str = ""
+    version: str = ""
+    exit_status: int | None = None
+    #: A real run (not a preview, an undo or a refusal) whose outcome past cases count.
+    counts: bool = False
+
+
+#: ``on_line(phase, stream, line)``: phase "" or "preview ", stream stdout or stderr,
+#: the line already through safe_text.
+FixLine = Callable[[str, str, str], None]
+
+
+async def run_fix(
+    session: TechnicianSession,
+    target: str,
+    action: str,
+    params: dict[str, str],
+    library: FixLibrary | None,
+    on_line: FixLine,
+) -> FixOutcome:
+    """Send a fix (bundle file, fix directory or library id) to the agent; stream its lines.
+
+    ``action`` is run, dry_run or undo. The agent verifies the fix and asks the customer;
+    the session's journal notes the run. The console and the viewer both call this.
+    """
+    platform = session.agent_hello.platform or None
+    try:
+        data, bundle = load_fix_target(target, library, platform)
+    except FixLibraryError as exc:
+        return FixOutcome(Result("error", str(exc)))
+    if bundle is not None:
+        try:  # the agent checks again; this only saves a round trip for a typo
+            resolve_parameters(bundle.manifest, params)
+        except FixRequestError as exc:
+            return FixOutcome(Result("error", str(exc)))
+
+    def on_progress(progress: dict[str, Any]) -> None:
+        stream = progress.get("stream")
+        line = progress.get("line")
+        if stream not in ("stdout", "stderr") or not isinstance(line, str):
+            return  # anything else from the agent is not shown
+        on_line("preview " if progress.get("phase") == "preview" else "", stream, safe_text(line))
+
+    reply = await session.request(
+        "fixes", action, {"bundle": data, "parameters": params}, on_progress
+    )
+    _journal_fix(session, action, target, reply.status, reply.result or {})
+    if reply.status == ReplyStatus.REFUSED:
+        return FixOutcome(
+            Result("error", f"refused before anything ran: {safe_text(reply.message, 600)}")
+        )
+    refused = reply_result("fix", reply.status, safe_text(reply.message, 600))
+    if refused:
+        return FixOutcome(refused)
+    result = reply.result or {}
+    fix_id = safe_text(result.get("fix", target), 64)
+    version = safe_text(result.get("version", ""), 32)
+    exit_status = result.get("exit_status")
+    if not isinstance(exit_status, int) or isinstance(exit_status, bool):
+        exit_status = None
+    counts = action == "run" and not result.get("stopped_after_preview")
+    data_out = {k: result[k] for k in result if isinstance(k, str)}
+
+    def outcome(status: str, message: str) -> FixOutcome:
+        return FixOutcome(Result(status, message, data_out), fix_id, version, exit_status, counts)
+
+    if result.get("stopped_after_preview"):
+        return outcome(
+            "error",
+            f"{fix_id} {version}: the preview exited with status {exit_status}; "
+            "the fix was not run",
+        )
+    what = {"run": "", "dry_run": " (preview)", "undo": " (undo)"}[action]
+    if result.get("timed_out"):
+        return outcome("error", f"{fix_id} {version}{what} was stopped at its time limit")
+    lines = result.get("output_lines", 0)
+    if exit_status == 0:
+        return outcome(
+            "ok", f"{fix_id} {version}{what} finished with exit status 0 ({lines} lines of output)"
+        )
+    return outcome(
+        "error",
+        f"{fix_id} {version}{what} finished with exit status {exit_status} "
+        f"({lines} lines of output)",
+    )
+
+
 @command(
     "fix",
     "fix BUNDLE_OR_ID [--dry-run|--undo] [NAME=VALUE ...]",
@@ -76,70 +171,18 @@ def _parse_fix_words(words: list[str]) -> tuple[str, dict[str, str]]:
 async def _fix(console: SessionConsole, args: list[str]) -> Result:
     need(args, 1)
     action, params = _parse_fix_words(args[1:])
-    platform = console.session.agent_hello.platform or None
-    try:
-        data, bundle = load_fix_target(args[0], _library(console), platform)
-    except FixLibraryError as exc:
-        return Result("error", str(exc))
-    if bundle is not None:
-        try:  # the agent checks again; this only saves a round trip for a typo
-            resolve_parameters(bundle.manifest, params)
-        except FixRequestError as exc:
-            return Result("error", str(exc))
 
-    def on_progress(progress: dict[str, Any]) -> None:
-        stream = progress.get("stream")
-        line = progress.get("line")
-        if stream not in ("stdout", "stderr") or not isinstance(line, str):
-            return  # anything else from the agent is not shown
-        phase = "preview " if progress.get("phase") == "preview" else ""
-        console.stream("fix", f"{phase}{stream}", safe_text(line), stream=stream)
+    def on_line(phase: str, stream: str, line: str) -> None:
+        console.stream("fix", f"{phase}{stream}", line, stream=stream)
 
-    reply = await console.session.request(
-        "fixes", action, {"bundle": data, "parameters": params}, on_progress
-    )
-    _journal_fix(console, action, args[0], reply.status, reply.result or {})
-    if reply.status == ReplyStatus.REFUSED:
-        return Result("error", f"refused before anything ran: {safe_text(reply.message, 600)}")
-    refused = reply_result("fix", reply.status, safe_text(reply.message, 600))
-    if refused:
-        return refused
-    result = reply.result or {}
-    fix_id = safe_text(result.get("fix", args[0]), 64)
-    version = safe_text(result.get("version", ""), 32)
-    exit_status = result.get("exit_status")
-    if not isinstance(exit_status, int) or isinstance(exit_status, bool):
-        exit_status = None
-    if action == "run" and not result.get("stopped_after_preview"):
-        _record(console, fix_id, version, exit_status)
-    data_out = {k: result[k] for k in result if isinstance(k, str)}
-    if result.get("stopped_after_preview"):
-        return Result(
-            "error",
-            f"{fix_id} {version}: the preview exited with status {exit_status}; "
-            "the fix was not run",
-            data_out,
-        )
-    what = {"run": "", "dry_run": " (preview)", "undo": " (undo)"}[action]
-    if result.get("timed_out"):
-        return Result("error", f"{fix_id} {version}{what} was stopped at its time limit", data_out)
-    lines = result.get("output_lines", 0)
-    if exit_status == 0:
-        return Result(
-            "ok",
-            f"{fix_id} {version}{what} finished with exit status 0 ({lines} lines of output)",
-            data_out,
-        )
-    return Result(
-        "error",
-        f"{fix_id} {version}{what} finished with exit status {exit_status} "
-        f"({lines} lines of output)",
-        data_out,
-    )
+    done = await run_fix(console.session, args[0], action, params, _library(console), on_line)
+    if done.counts:
+        _record(console, done.fix_id, done.version, done.exit_status)
+    return done.result
 
 
 def _journal_fix(
-    console: SessionConsole, action: str, target: str, status: int, result: dict[str, Any]
+    session: TechnicianSession, action: str, target: str, status: int, result: dict[str, Any]
 ) -> None:
     """Note a run or an undo in the session journal, for the ticket's summary."""
     if action == "dry_run":
@@ -160,7 +203,7 @@ def _journal_fix(
     fix_id = safe_text(result.get("fix") or Path(target).name, 64)
     version = safe_text(result.get("version", ""), 32)
     title = f"{fix_id} {version}".strip() + (" (undo)" if action == "undo" else "")
-    console.session.journal.fix_run(time.time(), fix_id, title, outcome, exit_status)
+    session.journal.fix_run(time.time(), fix_id, title, outcome, exit_status)
 
 
 def _record(console: SessionConsole, fix_id: str, version: str, exit_status: int | None) -> None:
@@ -210,6 +253,13 @@ def run_triage(
     return rank(findings, history, available)
 
 
+def note_findings(session: TechnicianSession, findings: list[Finding]) -> None:
+    """Note what triage found in the session's journal (for the ticket's summary)."""
+    session.journal.triaged(
+        [(f.title, f"{f.severity}: " + "; ".join(f.evidence)) for f in findings]
+    )
+
+
 @command(
     "triage",
     "triage [FILE]",
@@ -249,9 +299,7 @@ async def _triage(console: SessionConsole, args: list[str]) -> Result:
         except sqlite3.Error:
             pass
     console.state["last_findings"] = findings
-    console.session.journal.triaged(
-        [(f.title, f"{f.severity}: " + "; ".join(f.evidence)) for f in findings]
-    )
+    note_findings(console.session, findings)
     if not console.as_json:
         for line in describe(findings):
             print(f"  {line}", flush=True)

@@ -247,10 +247,15 @@ _ACCESS: weakref.WeakKeyDictionary[TechnicianSession, SSHAccess] = weakref.WeakK
 
 
 def access_for(console: SessionConsole) -> SSHAccess:
-    access = _ACCESS.get(console.session)
+    return session_access(console.session)
+
+
+def session_access(session: TechnicianSession) -> SSHAccess:
+    """The one SSH side of ``session`` (the console and the viewer share it)."""
+    access = _ACCESS.get(session)
     if access is None:
-        access = SSHAccess(console.session)
-        _ACCESS[console.session] = access
+        access = SSHAccess(session)
+        _ACCESS[session] = access
     return access
 
 
@@ -390,8 +395,17 @@ async def interactive_shell(conn: asyncssh.SSHClientConnection) -> int | None:
 class ProgressBar:
     """A progress bar on stderr: redrawn in place on a terminal, every 10 % otherwise."""
 
-    def __init__(self, label: str, total: int, start: int = 0, stream: TextIO | None = None):
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        start: int = 0,
+        stream: TextIO | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ):
+        """``on_progress(done, total)`` (the viewer's bars) replaces drawing on ``stream``."""
         self.label = label
+        self.on_progress = on_progress
         self.total = total
         self.done = start
         self.start_bytes = start
@@ -403,6 +417,9 @@ class ProgressBar:
 
     def advance(self, nbytes: int) -> None:
         self.done += nbytes
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total)
+            return
         now = time.monotonic()
         tenth = int(10 * self.done / self.total) if self.total else 10
         if self._tty and now - self._last_draw >= 0.1:
@@ -428,7 +445,7 @@ class ProgressBar:
         self.stream.flush()
 
     def finish(self) -> None:
-        if self._tty:
+        if self._tty and self.on_progress is None:
             self._draw("\r", "\n")
 
 
@@ -485,8 +502,21 @@ def _sftp_failure(what: str, exc: Exception) -> Result:
 )
 async def _get(console: SessionConsole, args: list[str]) -> Result:
     need(args, 2)
-    remote, local = args[0], Path(args[1])
-    access = access_for(console)
+    return await get_file(access_for(console), args[0], Path(args[1]))
+
+
+async def get_file(
+    access: SSHAccess,
+    remote: str,
+    local: Path,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Result:
+    """Copy ``remote`` (in the customer's shared folder) to ``local``; asks for files.
+
+    Resumes a ``.puente-part`` left by an earlier attempt, checks the whole file's
+    SHA-256 against the agent's, and notes the transfer in the session's journal.
+    Refusals and failures come back as the result, never raised.
+    """
     try:
         await access.ensure("files")
         sftp = await access.sftp()
@@ -497,7 +527,10 @@ async def _get(console: SessionConsole, args: list[str]) -> Result:
         if local.is_dir():
             local = local / posixpath.basename(remote.rstrip("/"))
         return _noted(
-            console, "from_customer", remote, await _download(access, sftp, remote, local, size)
+            access.session,
+            "from_customer",
+            remote,
+            await _download(access, sftp, remote, local, size, on_progress),
         )
     except Refused as exc:
         return exc.result
@@ -511,7 +544,12 @@ async def _get(console: SessionConsole, args: list[str]) -> Result:
 
 
 async def _download(
-    access: SSHAccess, sftp: asyncssh.SFTPClient, remote: str, local: Path, size: int
+    access: SSHAccess,
+    sftp: asyncssh.SFTPClient,
+    remote: str,
+    local: Path,
+    size: int,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Result:
     part = local.with_name(local.name + PART_SUFFIX)
     offset = part.stat().st_size if part.exists() else 0
@@ -525,7 +563,7 @@ async def _download(
             offset, digest = 0, hashlib.sha256()  # the part no longer matches: start over
     resumed_from = offset
     started = time.monotonic()
-    bar = ProgressBar(f"get {posixpath.basename(remote)}", size, offset)
+    bar = ProgressBar(f"get {posixpath.basename(remote)}", size, offset, on_progress=on_progress)
     loop = asyncio.get_running_loop()
     # Disk writes and hashing run in one worker thread, in order, beside the event loop
     # (both release the GIL), so the copy keeps the network busy meanwhile.
@@ -575,14 +613,12 @@ async def _download(
     return _transfer_result(remote, str(local), size, ours, resumed_from, seconds, "->")
 
 
-def _noted(console: SessionConsole, direction: str, remote: str, result: Result) -> Result:
+def _noted(session: TechnicianSession, direction: str, remote: str, result: Result) -> Result:
     """Note a completed transfer in the session journal (name, size, SHA-256: never the
     contents), for the ticket's summary; return ``result``."""
     data = result.data or {}
     if result.status == "ok" and isinstance(data.get("size"), int):
-        console.session.journal.file_moved(
-            time.time(), direction, remote, data["size"], data.get("sha256")
-        )
+        session.journal.file_moved(time.time(), direction, remote, data["size"], data.get("sha256"))
     return result
 
 
@@ -611,17 +647,34 @@ def _transfer_result(
 )
 async def _put(console: SessionConsole, args: list[str]) -> Result:
     need(args, 2)
-    local, remote = Path(args[0]), args[1]
+    return await put_file(access_for(console), Path(args[0]), args[1])
+
+
+async def put_file(
+    access: SSHAccess,
+    local: Path,
+    remote: str,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Result:
+    """Copy ``local`` into the customer's shared folder as ``remote``; asks for files.
+
+    The copy is written as ``REMOTE.puente-part`` and takes ``remote``'s place only
+    once its SHA-256 matches; refusals and failures come back as the result.
+    """
     if not local.is_file():
         return Result("error", f"{local} is not a file here; give the path of a file to send")
-    access = access_for(console)
     try:
         await access.ensure("files")
         sftp = await access.sftp()
         with contextlib.suppress(asyncssh.SFTPNoSuchFile):
             if await sftp.isdir(remote):
                 remote = posixpath.join(remote, local.name)
-        return _noted(console, "to_customer", remote, await _upload(access, sftp, local, remote))
+        return _noted(
+            access.session,
+            "to_customer",
+            remote,
+            await _upload(access, sftp, local, remote, on_progress),
+        )
     except Refused as exc:
         return exc.result
     except asyncssh.SFTPError as exc:  # the agent answered: no waiting for a revocation
@@ -633,7 +686,13 @@ async def _put(console: SessionConsole, args: list[str]) -> Result:
         return refusal or _sftp_failure(f"cannot put {remote}", exc)
 
 
-async def _upload(access: SSHAccess, sftp: asyncssh.SFTPClient, local: Path, remote: str) -> Result:
+async def _upload(
+    access: SSHAccess,
+    sftp: asyncssh.SFTPClient,
+    local: Path,
+    remote: str,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Result:
     size = local.stat().st_size
     part = remote + PART_SUFFIX
     offset = 0
@@ -649,7 +708,7 @@ async def _upload(access: SSHAccess, sftp: asyncssh.SFTPClient, local: Path, rem
             offset, digest = 0, hashlib.sha256()
     resumed_from = offset
     started = time.monotonic()
-    bar = ProgressBar(f"put {local.name}", size, offset)
+    bar = ProgressBar(f"put {local.name}", size, offset, on_progress=on_progress)
     loop = asyncio.get_running_loop()
     disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="puente-put")
     with open(local, "rb") as source, contextlib.ExitStack() as stack:

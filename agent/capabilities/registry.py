@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agent.capabilities.base import Capability, CapabilityRegistry
+from agent.capabilities.clipboard import clipboard_capability
 from agent.capabilities.diagnostics.capability import diagnostics_capability
 from agent.capabilities.fixes import fixes_capability
 from agent.capabilities.screen.capability import control_capability, screen_capability
@@ -23,6 +24,7 @@ CAPABILITY_FACTORIES: list[Callable[[], Capability]] = [
     fixes_capability,
     shell_capability,
     files_capability,
+    clipboard_capability,
 ]
 
 

@@ -1,401 +1,284 @@
-"""The viewer window: sign in, start a session, see and (with consent) control the screen.
+"""The viewer's main window: sign in once, my sessions, one tab per session.
 
-Layout: a top bar (relay, token, ticket, Start session), the code and check code
-(SAS) in large type, what the customer allowed, buttons (View, Control,
-Diagnostics, Fit/1:1, End), the remote screen, and a status bar with live figures
-(frames per second, bandwidth, round trip).
+Layout: a sign-in bar (relay address, API token, Sign in / Sign out), the window's
+status line, "My sessions" on the left (the technician's sessions from the relay's
+REST API, and Start session for a ticket) and the open sessions as tabs on the right
+(:class:`SessionTab`: code, join link, check code, screen and side panels).
+
+Signing in checks the token against the relay (``GET /api/sessions``) off the GUI
+thread and, once it works, keeps the relay address and token in the credential store
+(:mod:`technician.viewer.signin`); the next start signs in from there. The viewer
+writes no file holding the token.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from dataclasses import replace
 from typing import Any
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer
-from PySide6.QtGui import (
-    QCloseEvent,
-    QFont,
-    QImage,
-    QKeyEvent,
-    QMouseEvent,
-    QPainter,
-    QPaintEvent,
-    QWheelEvent,
-)
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QMainWindow,
     QPushButton,
-    QScrollArea,
-    QSizePolicy,
+    QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from protocol import input as input_protocol
 from protocol.safe_text import safe_text
 
-from .worker import SessionWorker
-
-#: Qt keys that are not text, by the wire's key names.
-QT_KEYS: dict[int, str] = {
-    Qt.Key.Key_Return: "enter",
-    Qt.Key.Key_Enter: "enter",
-    Qt.Key.Key_Escape: "esc",
-    Qt.Key.Key_Tab: "tab",
-    Qt.Key.Key_Backtab: "tab",
-    Qt.Key.Key_Backspace: "backspace",
-    Qt.Key.Key_Delete: "delete",
-    Qt.Key.Key_Insert: "insert",
-    Qt.Key.Key_Home: "home",
-    Qt.Key.Key_End: "end",
-    Qt.Key.Key_PageUp: "page_up",
-    Qt.Key.Key_PageDown: "page_down",
-    Qt.Key.Key_Left: "left",
-    Qt.Key.Key_Right: "right",
-    Qt.Key.Key_Up: "up",
-    Qt.Key.Key_Down: "down",
-    Qt.Key.Key_Shift: "shift",
-    Qt.Key.Key_Control: "ctrl",
-    Qt.Key.Key_Alt: "alt",
-    Qt.Key.Key_AltGr: "alt_gr",
-    Qt.Key.Key_Meta: "cmd",
-    Qt.Key.Key_Super_L: "cmd",
-    Qt.Key.Key_Menu: "menu",
-    Qt.Key.Key_CapsLock: "caps_lock",
-    Qt.Key.Key_Space: "space",
-    **{getattr(Qt.Key, f"Key_F{n}"): f"f{n}" for n in range(1, 21)},
-}
-QT_BUTTONS = {
-    Qt.MouseButton.LeftButton: input_protocol.Button.LEFT,
-    Qt.MouseButton.RightButton: input_protocol.Button.RIGHT,
-    Qt.MouseButton.MiddleButton: input_protocol.Button.MIDDLE,
-}
+from ..credentials import TechnicianCredentials
+from .i18n import tr
+from .screen_view import plain_label
+from .session_tab import Knowledge, SessionTab
+from .sessions_panel import SessionsPanel
+from .signin import (
+    SignIn,
+    check_sign_in,
+    forget,
+    recall,
+    recall_identity,
+    remember,
+    remember_identity,
+    sign_in_problem,
+)
 
 
-def plain_label(text: str = "", size: int = 0, bold: bool = False) -> QLabel:
-    """A label that never interprets its text (agent-supplied text stays inert)."""
-    label = QLabel()
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    label.setText(text)
-    if size or bold:
-        font = QFont(label.font())
-        if size:
-            font.setPointSize(size)
-        font.setBold(bold)
-        label.setFont(font)
-    return label
+class _RelayCalls(QObject):
+    """Runs the blocking REST calls in a thread; its signals bring the answers back."""
+
+    signed_in = Signal(object, list)  # SignIn, the sessions
+    refused = Signal(str)  # the sentence to show
+
+    def check(self, sign_in: SignIn) -> None:
+        def run() -> None:
+            try:
+                sessions = check_sign_in(sign_in)
+            except Exception as exc:  # every failure becomes a sentence
+                self.refused.emit(sign_in_problem(sign_in.relay, exc))
+                return
+            self.signed_in.emit(sign_in, sessions)
+
+        threading.Thread(target=run, name="puente-viewer-signin", daemon=True).start()
 
 
-class RemoteScreen(QWidget):
-    """Paints the remote picture (fit to the widget, or 1:1) and turns input into events."""
-
-    def __init__(self, worker: SessionWorker) -> None:
-        super().__init__()
-        self.worker = worker
-        self.picture: QImage | None = None
-        self.fit = True
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.setMouseTracking(True)
-        self.setMinimumSize(320, 200)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
-    # Geometry --------------------------------------------------------------------------
-
-    def target(self) -> QRect:
-        """Where the picture is drawn inside this widget."""
-        if self.picture is None:
-            return QRect()
-        size = self.picture.size()
-        if self.fit:
-            size = size.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        x = max(0, (self.width() - size.width()) // 2) if self.fit else 0
-        y = max(0, (self.height() - size.height()) // 2) if self.fit else 0
-        return QRect(QPoint(x, y), size)
-
-    def to_remote(self, point: QPoint) -> tuple[int, int] | None:
-        """Widget coordinates -> remote pixels, or None outside the picture."""
-        if self.picture is None:
-            return None
-        target = self.target()
-        if not target.contains(point) or target.width() == 0 or target.height() == 0:
-            return None
-        x = (point.x() - target.x()) * self.picture.width() // target.width()
-        y = (point.y() - target.y()) * self.picture.height() // target.height()
-        return x, y
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
-        if self.picture is not None and not self.fit:
-            return self.picture.size()
-        return QSize(960, 600)
-
-    def set_picture(
-        self, picture: QImage, damage: list[tuple[int, int, int, int]] | None = None
-    ) -> None:
-        """Show a new picture; repaint only the ``damage`` rectangles when given."""
-        resized = self.picture is None or self.picture.size() != picture.size()
-        self.picture = picture
-        if resized and not self.fit:
-            self.setFixedSize(picture.size())
-        if resized or not damage or len(damage) > 64:
-            self.update()
-            return
-        target = self.target()
-        scale_x = target.width() / max(picture.width(), 1)
-        scale_y = target.height() / max(picture.height(), 1)
-        for x, y, w, h in damage:
-            self.update(
-                QRect(
-                    target.x() + int(x * scale_x) - 1,
-                    target.y() + int(y * scale_y) - 1,
-                    int(w * scale_x) + 3,
-                    int(h * scale_y) + 3,
-                )
-            )
-
-    def set_fit(self, fit: bool) -> None:
-        self.fit = fit
-        if fit:
-            self.setMinimumSize(320, 200)
-            self.setMaximumSize(16777215, 16777215)
-        elif self.picture is not None:
-            self.setFixedSize(self.picture.size())
-        self.updateGeometry()
-        self.update()
-
-    # Painting --------------------------------------------------------------------------
-
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), Qt.GlobalColor.darkGray)
-        if self.picture is None:
-            painter.setPen(Qt.GlobalColor.white)
-            painter.drawText(
-                self.rect(), Qt.AlignmentFlag.AlignCenter, "The customer's screen appears here."
-            )
-            return
-        target = self.target()
-        # The worker writes the next frame's rectangles into this same picture.
-        with self.worker.picture_lock:
-            if target.size() == self.picture.size():
-                # 1:1: copy only what needs repainting.
-                area = event.rect().intersected(target)
-                painter.drawImage(area, self.picture, area.translated(-target.topLeft()))
-            else:
-                painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-                painter.drawImage(target, self.picture)
-        cursor = self.worker.cursor
-        if cursor.visible and cursor.image is not None:
-            scale_x = target.width() / max(self.picture.width(), 1)
-            scale_y = target.height() / max(self.picture.height(), 1)
-            height, width = cursor.image.shape[:2]
-            image = QImage(
-                cursor.image.tobytes(), width, height, 4 * width, QImage.Format.Format_RGBA8888
-            )
-            at = QPoint(target.x() + int(cursor.x * scale_x), target.y() + int(cursor.y * scale_y))
-            painter.drawImage(QRect(at, QSize(int(width * scale_x), int(height * scale_y))), image)
-
-    # Input (forwarded only while the customer allows control) --------------------------
-
-    def _send(self, events: list[input_protocol.InputEvent]) -> None:
-        if self.worker.control_active:
-            self.worker.send_input(events)
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        point = self.to_remote(event.position().toPoint())
-        if point is not None:
-            self._send([input_protocol.Move(*point)])
-
-    def _button(self, event: QMouseEvent, down: bool) -> None:
-        point = self.to_remote(event.position().toPoint())
-        button = QT_BUTTONS.get(event.button())
-        if point is not None and button is not None:
-            self._send([input_protocol.ButtonEvent(point[0], point[1], button, down)])
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        self.setFocus()
-        self._button(event, True)
-
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        self._button(event, False)
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt API
-        point = self.to_remote(event.position().toPoint())
-        steps = event.angleDelta().y() // 120
-        if point is not None and steps:
-            self._send([input_protocol.Wheel(point[0], point[1], 0, -steps)])
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
-        self._key(event, True)
-
-    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
-        self._key(event, False)
-
-    def focusNextPrevChild(self, next: bool) -> bool:  # noqa: N802 - Qt API
-        return False  # Tab goes to the customer's computer, not to the next button
-
-    def _key(self, event: QKeyEvent, down: bool) -> None:
-        if event.isAutoRepeat() and not down:
-            return
-        name = QT_KEYS.get(event.key())
-        text = event.text()
-        modifiers = event.modifiers() & (
-            Qt.KeyboardModifier.ControlModifier
-            | Qt.KeyboardModifier.AltModifier
-            | Qt.KeyboardModifier.MetaModifier
-        )
-        if name is None and text and text.isprintable() and not modifiers:
-            # Printable text travels as characters: right whatever the layouts are.
-            if down:
-                self._send([input_protocol.Text(text)])
-            return
-        if name is None and 0x20 < event.key() < 0x7F:
-            name = chr(event.key()).lower()  # a shortcut such as ctrl+c
-        if name is not None:
-            self._send([input_protocol.Key(name, down)])
+def _who(credentials: TechnicianCredentials) -> dict[str, str]:
+    certificate = credentials.certificate
+    return {
+        "name": safe_text(certificate.name, 100),
+        "organisation": safe_text(certificate.organisation, 100),
+    }
 
 
 class ViewerWindow(QMainWindow):
-    def __init__(self, relay: str = "", token: str = "", ticket: str = "", name: str = "") -> None:
+    def __init__(
+        self,
+        relay: str = "",
+        token: str = "",
+        ticket: str = "",
+        name: str = "",
+        remember_sign_in: bool = True,
+        knowledge: Knowledge | None = None,
+    ) -> None:
+        """Sign in with ``relay`` and ``token`` when both are given, else from the store.
+
+        ``remember_sign_in=False`` (benchmarks, scripts) never touches the store.
+        """
         super().__init__()
-        self.setWindowTitle("Puente viewer")
-        self.worker = SessionWorker()
+        self._remember_sign_in = remember_sign_in
+        self.knowledge = knowledge or Knowledge()
+        self.setWindowTitle(tr("window.title"))
         self.technician_name = name
+        self.sign_in: SignIn | None = None
+        self._calls = _RelayCalls()
 
         self.relay_field = QLineEdit(relay)
-        self.relay_field.setPlaceholderText("wss://relay.example.org")
+        self.relay_field.setPlaceholderText(tr("signin.relay"))
         self.token_field = QLineEdit(token)
-        self.token_field.setPlaceholderText("API token")
+        self.token_field.setPlaceholderText(tr("signin.token"))
         self.token_field.setEchoMode(QLineEdit.EchoMode.Password)
-        self.ticket_field = QLineEdit(ticket)
-        self.ticket_field.setPlaceholderText("ticket, e.g. HD-1042")
-        self.start_button = QPushButton("Start session")
+        self.sign_in_button = QPushButton(tr("signin.button"))
+        self.sign_out_button = QPushButton(tr("signin.forget"))
+        self.status_label = plain_label(tr("signin.prompt"))
+        self.status_label.setWordWrap(True)
+        self.sessions_panel = SessionsPanel()
+        self.sessions_panel.ticket_field.setText(ticket)
+        self.tabs = QTabWidget()
+        self.tabs.setTabsClosable(True)
+        self.tabs.setDocumentMode(True)
 
-        self.code_label = plain_label("code: -", size=16, bold=True)
-        self.sas_label = plain_label("check code: -", size=16, bold=True)
-        self.allowed_label = plain_label("allowed: nothing yet")
-        self.view_button = QPushButton("Ask for view")
-        self.control_button = QPushButton("Ask for control")
-        self.diagnostics_button = QPushButton("Diagnostics...")
-        self.scale_button = QPushButton("1:1")
-        self.scale_button.setCheckable(True)
-        self.end_button = QPushButton("End session")
-
-        self.remote_screen = RemoteScreen(self.worker)
-        self.scroll_area = QScrollArea()
-        self.scroll_area.setWidget(self.remote_screen)
-        self.scroll_area.setWidgetResizable(True)
-        self.scroll_area.setAlignment(Qt.AlignmentFlag.AlignCenter)
-
-        self.status_label = plain_label("Sign in to the relay and start a session for a ticket.")
-        self.figures_label = plain_label("")
-
-        top = QHBoxLayout()
-        for widget in (self.relay_field, self.token_field, self.ticket_field, self.start_button):
-            top.addWidget(widget)
-        identity = QHBoxLayout()
-        identity.addWidget(self.code_label)
-        identity.addWidget(self.sas_label)
-        identity.addStretch(1)
-        identity.addWidget(self.allowed_label)
-        buttons = QHBoxLayout()
-        for widget in (
-            self.view_button,
-            self.control_button,
-            self.diagnostics_button,
-            self.scale_button,
-        ):
-            buttons.addWidget(widget)
-        buttons.addStretch(1)
-        buttons.addWidget(self.end_button)
-        bottom = QHBoxLayout()
-        bottom.addWidget(self.status_label, 1)
-        bottom.addWidget(self.figures_label)
+        bar = QHBoxLayout()
+        bar.addWidget(self.relay_field, 2)
+        bar.addWidget(self.token_field, 1)
+        bar.addWidget(self.sign_in_button)
+        bar.addWidget(self.sign_out_button)
+        splitter = QSplitter()
+        splitter.addWidget(self.sessions_panel)
+        splitter.addWidget(self.tabs)
+        splitter.setStretchFactor(1, 4)
         layout = QVBoxLayout()
-        layout.addLayout(top)
-        layout.addLayout(identity)
-        layout.addLayout(buttons)
-        layout.addWidget(self.scroll_area, 1)
-        layout.addLayout(bottom)
+        layout.addLayout(bar)
+        layout.addWidget(self.status_label)
+        layout.addWidget(splitter, 1)
         central = QWidget()
         central.setLayout(layout)
         self.setCentralWidget(central)
 
-        self.start_button.clicked.connect(self._start)
-        self.view_button.clicked.connect(lambda: self.worker.ask_view())
-        self.control_button.clicked.connect(self.worker.ask_control)
-        self.diagnostics_button.clicked.connect(self._diagnostics)
-        self.scale_button.toggled.connect(self._toggle_scale)
-        self.end_button.clicked.connect(self.worker.end)
-        self.worker.code_ready.connect(lambda code: self.code_label.setText(f"code: {code}"))
-        self.worker.paired.connect(lambda sas: self.sas_label.setText(f"check code: {sas}"))
-        self.worker.consent_changed.connect(self._consent)
-        # Notices carry what the agent and the relay said: shown through safe_text.
-        self.worker.notice.connect(lambda text: self.status_label.setText(safe_text(text)))
-        self.worker.frame_ready.connect(self._frame)
-        self.worker.cursor_changed.connect(self.remote_screen.update)
-        self.worker.ended.connect(self._ended)
-        self.frames_painted = 0
-        self._timer = QTimer(self)
-        self._timer.timeout.connect(self._figures)
-        self._timer.start(500)
-        self.resize(1200, 900)
+        self.sign_in_button.clicked.connect(self._sign_in)
+        self.token_field.returnPressed.connect(self._sign_in)
+        self.sign_out_button.clicked.connect(self._sign_out)
+        self.sessions_panel.start_requested.connect(self.start_session)
+        self.sessions_panel.refresh_requested.connect(self.refresh_sessions)
+        self.tabs.tabCloseRequested.connect(self._close_tab)
+        self._calls.signed_in.connect(self._signed_in)
+        self._calls.refused.connect(self.show_status)
+        # Keyboard: Ctrl+N starts a session, Ctrl+PgUp/PgDown move between tabs.
+        QShortcut(QKeySequence("Ctrl+N"), self, self.sessions_panel.ticket_field.setFocus)
+        QShortcut(QKeySequence("Ctrl+PgDown"), self, lambda: self._step_tab(1))
+        QShortcut(QKeySequence("Ctrl+PgUp"), self, lambda: self._step_tab(-1))
+        self.resize(1400, 900)
+
+        if relay and token:
+            self._sign_in()
+        elif remember_sign_in:
+            remembered = recall()
+            if remembered is not None:
+                self.relay_field.setText(remembered.relay)
+                self.status_label.setText(tr("signin.checking"))
+                self._remembered = True
+                self._calls.check(remembered)
+
+    # Public ----------------------------------------------------------------------------
+
+    def show_status(self, text: str) -> None:
+        self.status_label.setText(safe_text(text, 500))
+
+    def session_tabs(self) -> list[SessionTab]:
+        return [
+            tab
+            for i in range(self.tabs.count())
+            if isinstance(tab := self.tabs.widget(i), SessionTab)
+        ]
+
+    def current_tab(self) -> SessionTab | None:
+        tab = self.tabs.currentWidget()
+        return tab if isinstance(tab, SessionTab) else None
+
+    def start_session(self, ticket: str, ticket_url: str = "") -> SessionTab | None:
+        """Open a tab with a new session for ``ticket`` (signed in only)."""
+        if self.sign_in is None:
+            self.show_status(tr("sessions.need_signin"))
+            return None
+        tab = SessionTab(self.sign_in, ticket, self.technician_name, ticket_url, self.knowledge)
+        index = self.tabs.addTab(tab, tab.title)
+        tab.title_changed.connect(lambda title, tab=tab: self._retitle(tab, title))
+        # My sessions follows each session's state (waiting, paired, ended).
+        tab.worker.code_ready.connect(lambda _code: self.refresh_sessions())
+        tab.worker.paired.connect(lambda _sas: self.refresh_sessions())
+        tab.worker.finished.connect(lambda _finished: self.refresh_sessions())
+        self.tabs.setCurrentIndex(index)
+        return tab
+
+    def refresh_sessions(self) -> None:
+        if self.sign_in is None:
+            self.show_status(tr("sessions.need_signin"))
+            return
+        self._calls.check(self.sign_in)
 
     # Slots -----------------------------------------------------------------------------
 
-    def _start(self) -> None:
-        self.worker.start_session(
-            self.relay_field.text().strip(),
-            self.token_field.text().strip(),
-            self.ticket_field.text().strip(),
-            self.technician_name,
-        )
-
-    def _diagnostics(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save diagnostics", "diagnostics.json", "JSON (*.json)"
-        )
-        if path:
-            self.worker.ask_diagnostics(path)
-
-    def _toggle_scale(self, one_to_one: bool) -> None:
-        self.scroll_area.setWidgetResizable(not one_to_one)
-        self.remote_screen.set_fit(not one_to_one)
-        self.scale_button.setText("Fit" if one_to_one else "1:1")
-
-    def _consent(self, consent: dict[str, Any]) -> None:
-        granted = sorted(safe_text(k, 64) for k, v in consent.items() if v == "granted")
-        self.allowed_label.setText("allowed: " + (", ".join(granted) or "nothing"))
-
-    def _frame(self) -> None:
-        picture, damage = self.worker.take_picture()
-        if picture is not None:
-            self.remote_screen.set_picture(picture, damage)
-            self.frames_painted += 1
-
-    def _figures(self) -> None:
-        figures = self.worker.figures
-        if figures is None:
+    def _sign_in(self) -> None:
+        relay, token = self.relay_field.text().strip(), self.token_field.text().strip()
+        if not relay or not token:
+            self.show_status(tr("signin.missing"))
             return
-        self.figures_label.setText(
-            f"{figures.fps:.0f} fps  {figures.bytes_per_s * 8 / 1000:.0f} kb/s  "
-            f"round trip {figures.rtt_ms} ms"
-        )
+        self._remembered = False
+        self.show_status(tr("signin.checking"))
+        self._calls.check(SignIn(relay, token))
 
-    def _ended(self, reason: str) -> None:
-        self.status_label.setText(f"Session ended: {safe_text(reason, 500)}")
-        self.allowed_label.setText("allowed: nothing")
+    def _signed_in(self, sign_in: SignIn, sessions: list[dict[str, Any]]) -> None:
+        first = self.sign_in != sign_in
+        self.sign_in = sign_in
+        self.token_field.clear()  # the token lives in the credential store, not on screen
+        self.sessions_panel.show_sessions(sessions)
+        if not first:
+            return
+        relay = safe_text(sign_in.relay, 200)
+        if getattr(self, "_remembered", False):
+            self.show_status(self._recall_identity(sign_in.relay))
+            return
+        if not self._remember_sign_in:
+            self.show_status(tr("signin.done", relay=relay))
+            return
+        credentials = self.knowledge.credentials
+        problem = remember(sign_in)
+        if credentials is not None and problem is None:
+            problem = remember_identity(sign_in.relay, credentials)
+        if problem:
+            self.show_status(problem)
+        elif credentials is not None:
+            self.show_status(tr("signin.identity_kept", relay=relay, **_who(credentials)))
+        else:
+            self.show_status(tr("signin.done", relay=relay))
+
+    def _recall_identity(self, relay: str) -> str:
+        """Take the certificate and key kept for ``relay`` (unless given at start);
+        return the status sentence."""
+        shown = safe_text(relay, 200)
+        if self.knowledge.credentials is not None:
+            return tr("signin.remembered", relay=shown)
+        kept = recall_identity(relay)
+        if isinstance(kept, str):
+            return kept
+        if kept is None:
+            return tr("signin.remembered", relay=shown)
+        self.knowledge = replace(self.knowledge, credentials=kept)
+        return tr("signin.identity_remembered", relay=shown, **_who(kept))
+
+    def _sign_out(self) -> None:
+        forget()
+        self.sign_in = None
+        self.sessions_panel.show_sessions([])
+        self.show_status(tr("signin.signed_out"))
+
+    def _retitle(self, tab: SessionTab, title: str) -> None:
+        index = self.tabs.indexOf(tab)
+        if index >= 0:
+            self.tabs.setTabText(index, title)
+
+    def _step_tab(self, step: int) -> None:
+        if self.tabs.count():
+            self.tabs.setCurrentIndex((self.tabs.currentIndex() + step) % self.tabs.count())
+
+    def _close_tab(self, index: int) -> None:
+        tab = self.tabs.widget(index)
+        if isinstance(tab, SessionTab) and not tab.ended and tab.worker.session is not None:
+            self.show_status(tr("tab.close_first"))
+            return
+        self.tabs.removeTab(index)
+        if isinstance(tab, SessionTab):
+            tab.shutdown()
+            tab.deleteLater()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
-        self._timer.stop()
-        self.worker.shutdown()
+        for tab in self.session_tabs():
+            tab.shutdown()
         super().closeEvent(event)
 
 
-def run(relay: str = "", token: str = "", ticket: str = "", name: str = "") -> int:
+def run(
+    relay: str = "",
+    token: str = "",
+    ticket: str = "",
+    name: str = "",
+    knowledge: Knowledge | None = None,
+) -> int:
     """Start the viewer (blocks until the window is closed); return the exit status."""
     from PySide6.QtWidgets import QApplication
 
@@ -405,6 +288,7 @@ def run(relay: str = "", token: str = "", ticket: str = "", name: str = "") -> i
         token or os.environ.get("PUENTE_TOKEN", ""),
         ticket,
         name,
+        knowledge=knowledge,
     )
     window.show()
     return int(app.exec())

@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
+import sqlite3
 import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
@@ -32,27 +33,77 @@ from link.errors import LinkError
 from protocol import input as input_protocol
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
+from protocol.streams import PART_SUFFIX
 
 from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
+from ..credentials import TechnicianCredentials
 from ..errors import StreamRefused
+from ..fix_commands import note_findings, run_fix, run_triage
+from ..fixlib import FixLibrary, FixLibraryError
+from ..outcomes import OutcomeStore
 from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigures
+from ..ssh_commands import Refused, SSHAccess, get_file, put_file, session_access
 from ..summary import build_summary
+from ..triage import RuleError
+from .i18n import tr
+
+
+async def why_refused(access: SSHAccess, capability: str, exc: Exception) -> str:
+    """The sentence for an SSH-side failure: the refusal, or the customer stopping it."""
+    if isinstance(exc, Refused):
+        return exc.result.message
+    refusal = await access.refusal_after_close(capability)
+    return refusal.message if refusal else str(exc)
 
 
 class SessionWorker(QObject):
     """Owns the session; its signals carry plain values to the GUI thread."""
 
     code_ready = Signal(str)  # the session code to read to the customer
+    join_ready = Signal(str)  # the join page's address for the customer (may be "")
     paired = Signal(str)  # the check code (SAS)
     consent_changed = Signal(dict)  # capability -> granted/declined/revoked
+    #: capability, its new state (granted/declined/revoked), the agent's message; the
+    #: window shows it on the status line in the technician's language.
+    consent_event = Signal(str, str, str)
+    chat_received = Signal(str)  # a chat line from the customer (untrusted text)
+    chat_sent = Signal(str)  # a chat line the technician sent
+    link_state = Signal(str)  # reconnecting / peer_reconnecting / resumed
+    finished = Signal(dict)  # rating, comment, summary problem, ticket and its link
+    shell_opened = Signal()
+    shell_output = Signal(bytes)  # terminal bytes from the customer's shell
+    shell_closed = Signal(str)  # a plain sentence: why the terminal ended
+    files_listed = Signal(list)  # [(name, size)] in the customer's shared folder
+    files_problem = Signal(str)  # a plain sentence
+    transfer_progress = Signal(int, "qint64", "qint64")  # id, bytes done, total
+    transfer_done = Signal(int, str, str, str)  # id, status, sentence, SHA-256
+    diagnostics_ready = Signal(dict, list)  # the snapshot, the findings (as dicts)
+    diagnostics_problem = Signal(str)
+    fix_line = Signal(str)  # one output line of a running fix (through safe_text)
+    fix_done = Signal(str, str)  # status (ok / error / declined), the result sentence
+    monitors_changed = Signal(list, int)  # [(index, width, height)], the one streamed
+    clipboard_text = Signal(str)  # the customer's clipboard, read on request
+    clipboard_note = Signal(str)  # a plain sentence about the clipboard
     notice = Signal(str)  # a plain sentence for the status line
     screen_info = Signal(int, int)  # remote width, height
     frame_ready = Signal()  # a new picture is waiting in take_picture()
     cursor_changed = Signal()
     ended = Signal(str)
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        credentials: TechnicianCredentials | None = None,
+        fixes_dir: Path | None = None,
+        rules_dirs: list[Path] | None = None,
+        outcomes: Path | None = None,
+    ) -> None:
+        """``credentials`` sign the session as the organisation's technician (fixes need
+        it); ``fixes_dir`` is the fix library and ``rules_dirs`` add triage rules."""
         super().__init__()
+        self._credentials = credentials
+        self._fixes_dir = fixes_dir
+        self._rules_dirs = list(rules_dirs or [])
+        self._outcomes = outcomes
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="puente-viewer-net", daemon=True)
         self._thread.start()
@@ -62,6 +113,9 @@ class SessionWorker(QObject):
         self._api: RelayAPI | None = None
         self._session_id = ""
         self._technician = "Technician"
+        self._ticket = ""
+        self._ticket_url = ""
+        self._finished_sent = False
         #: Held while the shown picture is written (here) or painted (by the GUI).
         self.picture_lock = threading.Lock()
         self._picture: QImage | None = None
@@ -70,11 +124,69 @@ class SessionWorker(QObject):
         self._picture_pending = False
         self._damage: list[tuple[int, int, int, int]] = []
         self.cursor = CursorState()
+        self._shell: asyncssh.SSHClientProcess[bytes] | None = None
+        self._transfers: dict[int, asyncio.Task[Any]] = {}
 
     # Called from the GUI thread --------------------------------------------------------
 
-    def start_session(self, relay: str, token: str, ticket: str, name: str = "") -> None:
-        self._submit(self._start_session(relay, token, ticket, name))
+    def start_session(
+        self, relay: str, token: str, ticket: str, name: str = "", ticket_url: str = ""
+    ) -> None:
+        self._submit(self._start_session(relay, token, ticket, name, ticket_url))
+
+    def send_chat(self, text: str) -> None:
+        self._submit(self._send_chat(text))
+
+    def open_shell(self, columns: int, lines: int) -> None:
+        self._submit(self._open_shell(columns, lines))
+
+    def list_files(self) -> None:
+        self._submit(self._list_files())
+
+    def upload(self, transfer_id: int, local: str, remote: str) -> None:
+        self._submit(self._transfer(transfer_id, "up", Path(local), remote))
+
+    def download(self, transfer_id: int, remote: str, local: str) -> None:
+        self._submit(self._transfer(transfer_id, "down", Path(local), remote))
+
+    def cancel_transfer(self, transfer_id: int) -> None:
+        task = self._transfers.get(transfer_id)
+        if task is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
+
+    def choose_monitor(self, monitor: int) -> None:
+        self._submit(self._choose_monitor(monitor))
+
+    def stream_settings(self, max_fps: int, quality: int) -> None:
+        screen = self.screen
+        if screen is not None:
+            self._submit(screen.settings(max_fps=max_fps, quality=quality))
+
+    def send_keys(self, names: list[str]) -> None:
+        """Press ``names`` in order and release them in reverse (a key combination)."""
+        if not self.control_active:
+            self.notice.emit(tr("tools.keys_need_control"))
+            return
+        events: list[input_protocol.InputEvent] = [input_protocol.Key(n, True) for n in names]
+        events += [input_protocol.Key(n, False) for n in reversed(names)]
+        self.send_input(events)
+        self.notice.emit(tr("tools.keys_sent", keys="+".join(names)))
+
+    def read_clipboard(self) -> None:
+        self._submit(self._clipboard("read", {}))
+
+    def write_clipboard(self, text: str) -> None:
+        self._submit(self._clipboard("write", {"text": text}))
+
+    def shell_input(self, data: bytes) -> None:
+        shell = self._shell
+        if shell is not None:
+            self._loop.call_soon_threadsafe(shell.stdin.write, data)
+
+    def shell_resize(self, columns: int, lines: int) -> None:
+        shell = self._shell
+        if shell is not None:
+            self._loop.call_soon_threadsafe(shell.change_terminal_size, columns, lines)
 
     def ask_view(self, monitor: int = 1) -> None:
         self._submit(self._ask_view(monitor))
@@ -82,8 +194,11 @@ class SessionWorker(QObject):
     def ask_control(self) -> None:
         self._submit(self._ask_control())
 
-    def ask_diagnostics(self, path: str) -> None:
-        self._submit(self._ask_diagnostics(Path(path)))
+    def collect_diagnostics(self) -> None:
+        self._submit(self._collect_diagnostics())
+
+    def run_fix(self, fix_id: str, params: dict[str, Any], action: str = "run") -> None:
+        self._submit(self._run_fix(fix_id, {str(k): str(v) for k, v in params.items()}, action))
 
     def send_input(self, events: list[input_protocol.InputEvent]) -> None:
         control = self.control
@@ -95,9 +210,28 @@ class SessionWorker(QObject):
 
     def shutdown(self) -> None:
         """End the session (if any) and stop the worker thread."""
+        if not self._thread.is_alive():
+            return  # already shut down (a window may be closed twice)
         future = self._submit(self._end("the technician closed the viewer"))
         with contextlib.suppress(Exception):
             future.result(10)
+
+        async def cancel_the_rest() -> None:
+            # A session still waiting for its customer holds a WebSocket. _end() ended
+            # it at the relay, which closes that claim: give it a moment to close its
+            # connection itself (a cancel in the middle of a WebSocket opening handshake
+            # can leave the socket open), then cancel whatever is left, while the loop
+            # still runs.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=3)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=5)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_the_rest(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
@@ -136,24 +270,29 @@ class SessionWorker(QObject):
             except LinkError as exc:
                 self.notice.emit(str(exc))
             except Exception as exc:  # shown, never fatal for the viewer
-                self.notice.emit(f"Something went wrong: {exc}")
+                self.notice.emit(tr("notice.went_wrong", problem=str(exc)))
 
         return asyncio.run_coroutine_threadsafe(guarded(), self._loop)
 
-    async def _start_session(self, relay: str, token: str, ticket: str, name: str) -> None:
+    async def _start_session(
+        self, relay: str, token: str, ticket: str, name: str, ticket_url: str = ""
+    ) -> None:
         if self.session is not None:
-            self.notice.emit("A session is already open; end it first.")
+            self.notice.emit(tr("notice.already_open"))
             return
         if not relay or not token or not ticket:
-            self.notice.emit("Fill in the relay address, your API token and the ticket.")
+            self.notice.emit(tr("notice.fill_in"))
             return
         self._api = RelayAPI(relay, token)
-        created = await asyncio.to_thread(self._api.create_session, ticket)
+        created = await asyncio.to_thread(self._api.create_session, ticket, ticket_url or None)
         self._session_id = str(created["session_id"])
         self._technician = str(created.get("technician") or "Technician")
+        self._ticket = ticket
+        self._ticket_url = str(created.get("ticket_url") or "")
         code = SessionCode.new(created["nameplate"])
         self.code_ready.emit(str(code))
-        self.notice.emit("Read the code to the customer; waiting for them to join...")
+        self.join_ready.emit(str(created.get("join_url") or ""))
+        self.notice.emit(tr("notice.read_code"))
         session = await TechnicianSession.connect(
             relay,
             code,
@@ -161,13 +300,14 @@ class SessionWorker(QObject):
             token=token,
             technician_name=name or str(created.get("technician") or "Technician"),
             wait_timeout=600,
+            credentials=self._credentials,
         )
         self.session = session
         session.on_consent = self._consent
+        session.on_chat = self.chat_received.emit
+        session.link.on_link_state.append(self.link_state.emit)
         self.paired.emit(session.sas)
-        self.notice.emit(
-            "Customer joined. Ask them to read their check code; if it differs, end now."
-        )
+        self.notice.emit(tr("notice.joined"))
         asyncio.create_task(self._watch_end(session))
 
     async def _watch_end(self, session: TechnicianSession) -> None:
@@ -180,6 +320,13 @@ class SessionWorker(QObject):
         if session.ended_by != "technician":  # our own end sends the summary itself
             await self._send_summary(session)
 
+    async def _send_chat(self, text: str) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        await session.chat(text)
+        self.chat_sent.emit(text)
+
     async def _send_summary(self, session: TechnicianSession) -> None:
         """Build the session's summary and upload it for the ticket."""
         if self._api is None or not self._session_id:
@@ -187,16 +334,150 @@ class SessionWorker(QObject):
         summary = build_summary(session, self._technician, time.time())
         problem = await send_summary(self._api, self._session_id, summary)
         if problem is None:
-            self.notice.emit("The session summary was sent to the relay for the ticket.")
+            self.notice.emit(tr("notice.summary_sent"))
         else:
-            self.notice.emit(f"The session summary could not be uploaded: {problem}")
+            self.notice.emit(tr("ending.summary_failed", problem=problem))
+        if not self._finished_sent:
+            self._finished_sent = True
+            score, comment = session.rating or (0, "")
+            self.finished.emit(
+                {
+                    "rating": score,
+                    "comment": comment,
+                    "summary_problem": problem or "",
+                    "summary": summary,
+                    "ticket": self._ticket,
+                    "ticket_url": self._ticket_url,
+                }
+            )
+
+    async def _open_shell(self, columns: int, lines: int) -> None:
+        """The Shell capability as a terminal: the console's SSH side, asked and pinned."""
+        session = self._need_session()
+        if session is None or self._shell is not None:
+            return
+        access = session_access(session)
+        try:
+            await access.ensure("shell")
+            conn = await access.connection()
+            process = await conn.create_process(
+                term_type="xterm-256color", term_size=(columns, lines), encoding=None
+            )
+        except (Refused, asyncssh.Error, OSError) as exc:
+            reason = await why_refused(access, "shell", exc)
+            self.shell_closed.emit(tr("terminal.refused", reason=reason))
+            return
+        self._shell = process
+        self.shell_opened.emit()
+        try:
+            while data := await process.stdout.read(65536):
+                self.shell_output.emit(bytes(data))
+            await process.wait_closed()
+        except (asyncssh.Error, OSError):
+            pass
+        finally:
+            self._shell = None
+        refusal = await access.refusal_after_close("shell")
+        if refusal is not None:
+            self.shell_closed.emit(tr("terminal.refused", reason=refusal.message))
+        else:
+            self.shell_closed.emit(tr("terminal.ended", status=process.exit_status))
+
+    async def _choose_monitor(self, monitor: int) -> None:
+        screen = self.screen
+        if screen is None:
+            return
+        await screen.settings(monitor=monitor)
+        control = self.control
+        if control is not None and control.active and monitor != control.monitor:
+            # Control's coordinates are the streamed monitor's: follow the choice.
+            await control.stop()
+            self.control = ControlStream(screen.session, monitor=monitor)
+            await self.control.start()
+
+    async def _clipboard(self, action: str, args: dict[str, Any]) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        reply = await session.request("clipboard", action, args)
+        if reply.status != ReplyStatus.OK or not isinstance(reply.result, dict):
+            reason = reply.message or "declined"
+            self.clipboard_note.emit(tr("tools.clipboard_refused", reason=reason))
+            return
+        if action == "read":
+            self.clipboard_text.emit(str(reply.result.get("text", "")))
+        else:
+            count = int(reply.result.get("characters", 0))
+            self.clipboard_note.emit(tr("tools.clipboard_sent", count=count))
+
+    async def _list_files(self) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        access = session_access(session)
+        try:
+            await access.ensure("files")
+            sftp = await access.sftp()
+            entries = [
+                (str(entry.filename), int(entry.attrs.size or 0))
+                for entry in await sftp.readdir(".")
+                if entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR
+                and not str(entry.filename).endswith(PART_SUFFIX)
+            ]
+        except (Refused, asyncssh.Error, OSError) as exc:
+            reason = await why_refused(access, "files", exc)
+            self.files_problem.emit(tr("files.list_failed", reason=reason))
+            return
+        self.files_listed.emit(sorted(entries))
+
+    async def _transfer(self, transfer_id: int, direction: str, local: Path, remote: str) -> None:
+        """One upload or download (the console's), reported by id; cancellable."""
+        session = self._need_session()
+        if session is None:
+            self.transfer_done.emit(transfer_id, "error", "No customer is connected.", "")
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._transfers[transfer_id] = task
+        access = session_access(session)
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.05 or done >= total:  # at most 20 updates a second
+                last[0] = now
+                self.transfer_progress.emit(transfer_id, done, total)
+
+        try:
+            if direction == "up":
+                result = await put_file(access, local, remote, progress)
+            else:
+                result = await get_file(access, remote, local, progress)
+        except asyncio.CancelledError:
+            if direction == "up":
+                text = tr("files.cancelled_upload", part=remote + PART_SUFFIX)
+            else:
+                text = tr("files.cancelled_download", part=str(local) + PART_SUFFIX)
+            self.transfer_done.emit(transfer_id, "cancelled", text, "")
+            return
+        finally:
+            self._transfers.pop(transfer_id, None)
+        data = result.data or {}
+        message = result.message
+        part = Path(str(local) + PART_SUFFIX)
+        if result.status != "ok" and direction == "down" and part.exists():
+            # Nothing half-written is left without saying so.
+            message += " " + tr("files.part_kept", part=str(part))
+        elif result.status != "ok" and direction == "up":
+            message += " " + tr("files.part_remote", part=remote + PART_SUFFIX)
+        self.transfer_done.emit(transfer_id, result.status, message, str(data.get("sha256") or ""))
 
     def _consent(self, event: ConsentEvent) -> None:
+        # Every change replaces the status line (consent_event): "Asking the customer to
+        # allow..." must not outlive the customer's answer.
         if self.session is not None:
             self.consent_changed.emit(dict(self.session.consent))
-        if event.state != "granted":
-            message = f"The customer {event.state} {event.capability}"
-            self.notice.emit(message + (f": {event.message}" if event.message else "."))
+        self.consent_event.emit(event.capability, event.state, event.message)
 
     async def _ask_view(self, monitor: int) -> None:
         session = self._need_session()
@@ -205,38 +486,38 @@ class SessionWorker(QObject):
         if self.screen is not None and self.screen.reply and not self.screen.reply.done():
             await self.screen.settings(monitor=monitor)
             return
-        self.notice.emit("Asking the customer to allow screen view...")
+        self.notice.emit(tr("notice.asking_view"))
         stream = ScreenStream(session, monitor=monitor)
         stream.on_frame = self._frame
-        stream.on_info = lambda info: self.screen_info.emit(info.width, info.height)
+        stream.on_info = self._info
         stream.on_cursor = self._cursor
         self.screen = stream
         try:
             await stream.start(timeout=600)
         except StreamRefused as exc:
             self.screen = None
-            self.notice.emit(f"Screen view not started: {exc}")
+            self.notice.emit(tr("notice.view_not_started", reason=str(exc)))
             return
-        self.notice.emit("Screen view is on.")
+        self.notice.emit(tr("notice.view_on"))
         assert stream.reply is not None
         reply = await stream.reply
         if reply.status == ReplyStatus.REVOKED:
-            self.notice.emit("The customer stopped screen view.")
+            self.notice.emit(tr("notice.view_stopped"))
         elif reply.status != ReplyStatus.OK:
-            self.notice.emit(f"Screen view ended: {reply.message}")
+            self.notice.emit(tr("notice.view_ended", reason=reply.message))
         if stream.error is not None:
-            self.notice.emit(f"Stopped showing the screen: {stream.error}")
+            self.notice.emit(tr("notice.view_error", reason=str(stream.error)))
 
     async def _ask_control(self) -> None:
         session = self._need_session()
         if session is None:
             return
         if self.screen is None:
-            self.notice.emit("Ask for screen view first: control needs it.")
+            self.notice.emit(tr("notice.view_first"))
             return
         if self.control_active:
             return
-        self.notice.emit("Asking the customer to allow remote control...")
+        self.notice.emit(tr("notice.asking_control"))
         assert self.screen.decoder.info is not None
         control = ControlStream(session, monitor=self.screen.decoder.info.selected)
         self.control = control
@@ -244,28 +525,68 @@ class SessionWorker(QObject):
         assert control.reply is not None
         reply = await control.reply
         if reply.status == ReplyStatus.DECLINED:
-            self.notice.emit(f"Remote control declined: {reply.message}")
+            self.notice.emit(tr("notice.control_declined", reason=reply.message))
         elif reply.status == ReplyStatus.REVOKED:
-            self.notice.emit("The customer took back control.")
+            self.notice.emit(tr("notice.control_taken_back"))
         elif reply.status not in (ReplyStatus.OK,):
-            self.notice.emit(f"Remote control ended: {reply.message}")
+            self.notice.emit(tr("notice.control_ended", reason=reply.message))
 
-    async def _ask_diagnostics(self, path: Path) -> None:
+    async def _collect_diagnostics(self) -> None:
         session = self._need_session()
         if session is None:
             return
-        self.notice.emit("Asking the customer to allow diagnostics...")
         reply = await session.request("diagnostics", "collect", {"sample_seconds": 0.5})
-        if reply.status != ReplyStatus.OK:
-            self.notice.emit(f"No diagnostics: {reply.message or 'declined'}")
+        if reply.status != ReplyStatus.OK or not isinstance(reply.result, dict):
+            reason = reply.message or "declined"
+            self.diagnostics_problem.emit(tr("diagnostics.refused", reason=reason))
             return
-        text = json.dumps(reply.result, indent=2, sort_keys=True)
-        await asyncio.to_thread(path.write_text, text, encoding="utf-8")
-        self.notice.emit(f"Diagnostics saved to {path}")
+        snapshot = reply.result
+        library = FixLibrary(self._fixes_dir) if self._fixes_dir else None
+        platform = session.agent_hello.platform or None
+
+        def triage_here() -> list[Any]:
+            # Past cases rank the fixes when their database exists (opened in this
+            # thread: SQLite connections stay in the thread that made them).
+            store = None
+            if self._outcomes is not None and self._outcomes.exists():
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    store = OutcomeStore(self._outcomes)
+            try:
+                return run_triage(
+                    snapshot,
+                    reference_time=time.time(),
+                    rules_dirs=self._rules_dirs,
+                    library=library,
+                    outcomes=store,
+                    platform=platform,
+                )
+            finally:
+                if store is not None:
+                    store.close()
+
+        try:
+            findings = await asyncio.to_thread(triage_here)
+        except (RuleError, FixLibraryError, sqlite3.Error) as exc:
+            self.diagnostics_problem.emit(str(exc))
+            findings = []
+        note_findings(session, findings)
+        self.diagnostics_ready.emit(snapshot, [f.as_dict() for f in findings])
+
+    async def _run_fix(self, fix_id: str, params: dict[str, str], action: str) -> None:
+        session = self._need_session()
+        if session is None:
+            return
+        library = FixLibrary(self._fixes_dir) if self._fixes_dir else None
+
+        def on_line(phase: str, stream: str, line: str) -> None:
+            self.fix_line.emit(f"{phase}{stream}| {line}")
+
+        done = await run_fix(session, fix_id, action, params, library, on_line)
+        self.fix_done.emit(done.result.status, done.result.message)
 
     def _need_session(self) -> TechnicianSession | None:
         if self.session is None:
-            self.notice.emit("No customer is connected yet.")
+            self.notice.emit(tr("notice.no_customer"))
         return self.session
 
     def _frame(self, stream: ScreenStream, frame: Any, damaged: Any) -> None:
@@ -298,6 +619,11 @@ class SessionWorker(QObject):
         if signal:
             self.frame_ready.emit()
 
+    def _info(self, info: Any) -> None:
+        self.screen_info.emit(info.width, info.height)
+        monitors = [(index, m.width, m.height) for index, m in enumerate(info.monitors)]
+        self.monitors_changed.emit(monitors, info.selected)
+
     def _cursor(self, cursor: CursorState) -> None:
         self.cursor = CursorState(cursor.x, cursor.y, cursor.visible, cursor.image)
         self.cursor_changed.emit()
@@ -311,7 +637,7 @@ class SessionWorker(QObject):
             with contextlib.suppress(Exception):
                 await self.screen.stop(timeout=3)
         if session is not None:
-            self.notice.emit("Ending the session; the customer is asked to rate the help...")
+            self.notice.emit(tr("notice.ending"))
             await session.end(reason)
             await self._send_summary(session)
         elif self._api is not None and self._session_id:

@@ -117,3 +117,22 @@ def test_downloads_benchmark_quick_run_compares_with_no_downloads() -> None:
     assert figures["downloads"] > 0 and figures["refused"] == 0
     assert figures["round_trips"]["quiet"] > 0 and figures["round_trips"]["downloading"] > 0
     assert {"added_p99_ms", "p99_ratio", "relay_rss_mb"} <= set(figures)
+
+
+def test_viewer_benchmark_tiny_run_reports_both_goals() -> None:
+    """bench/viewer.py: the real viewer, relay and agent on Xvfb; both phases measured."""
+    pytest.importorskip("PySide6", reason="the viewer extra (PySide6) is not installed")
+    if shutil.which("Xvfb") is None:
+        pytest.skip("needs Xvfb (Debian package xvfb)")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "viewer.py"), "--seconds", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(180),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    for phase in ("idle", "streaming"):
+        assert report[phase]["inputs"] > 10
+        assert report[phase]["latency_p95_ms"] >= 0 and report[phase]["stall_max_ms"] >= 0
+    assert report["streaming"]["frames_painted_per_s"] > 0

@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import mss
 import numpy as np
@@ -442,91 +441,3 @@ def test_no_display_is_said_plainly_to_both(
     assert customer.wait() == 0
     assert customer.questions == []  # nobody is asked to allow what cannot work
     assert not (tmp_path / "shot.png").exists()
-
-
-# Acceptance 3: the viewer ---------------------------------------------------------------
-
-
-def test_viewer_shows_the_screen(
-    relay_process: RelayProcess,
-    screen_app: ScreenApp,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    pytest.importorskip("PySide6", reason="the viewer extra (PySide6) is not installed")
-    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QPoint, Qt
-    from PySide6.QtTest import QTest
-    from PySide6.QtWidgets import QApplication
-
-    from technician.viewer.window import ViewerWindow
-
-    app = QApplication.instance() or QApplication([])
-    token = relay_process.add_technician("Ana Technician")
-    window = ViewerWindow(relay_process.ws_url, token, "HD-3")
-    window.show()
-
-    def wait_until(predicate: Any, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + scaled(timeout)
-        while not predicate():
-            assert time.monotonic() < deadline, window.status_label.text()
-            app.processEvents()
-            time.sleep(0.01)
-
-    customer: ScriptedCustomer | None = None
-    try:
-        QTest.mouseClick(window.start_button, Qt.MouseButton.LeftButton)
-        wait_until(lambda: window.code_label.text() != "code: -")
-        code = window.code_label.text().removeprefix("code: ")
-        customer = ScriptedCustomer(
-            relay_process.ws_url,
-            code,
-            tmp_path / "logs",
-            answers={"Screen view": "y", "Remote control": "y"},
-        )
-        wait_until(lambda: window.sas_label.text() != "check code: -")
-        sas = window.sas_label.text().removeprefix("check code: ")
-        customer.expect(rf"^Check code: {sas} ")
-        QTest.mouseClick(window.view_button, Qt.MouseButton.LeftButton)
-        wait_until(lambda: window.allowed_label.text() == "allowed: screen")
-        wait_until(lambda: window.frames_painted > 0 and window.worker.screen is not None)
-        stream = window.worker.screen
-        assert stream is not None
-        wait_until(lambda: stream.decoder.complete)
-        settle = time.monotonic() + 0.3  # let the newest picture be painted
-        wait_until(lambda: time.monotonic() > settle)
-
-        # Fit mode: the whole 1024x768 screen, scaled into the window.
-        fit_shot = tmp_path / "viewer-fit.png"
-        assert window.grab().save(str(fit_shot))
-        # 1:1 mode: the known picture, pixel for pixel, where the screen widget shows it.
-        QTest.mouseClick(window.scale_button, Qt.MouseButton.LeftButton)
-        wait_until(lambda: window.remote_screen.width() == 1024)
-        app.processEvents()
-        shot = tmp_path / "viewer.png"
-        assert window.grab().save(str(shot))
-        grabbed = np.asarray(Image.open(shot).convert("RGB"))
-        origin = window.remote_screen.mapTo(window, QPoint(0, 0))
-        x, y = origin.x() + PICTURE_AT[0], origin.y() + PICTURE_AT[1]
-        w, h = PICTURE_SIZE
-        shown = grabbed[y : y + h, x : x + w]
-        assert psnr(shown, known_picture()) >= 30
-        fit = np.asarray(Image.open(fit_shot).convert("RGB"))
-        assert fit.std() > 20  # a picture, not a blank window
-
-        # Control: a click in the viewer lands on the customer's display.
-        QTest.mouseClick(window.control_button, Qt.MouseButton.LeftButton)
-        wait_until(lambda: window.allowed_label.text() == "allowed: control, screen")
-        wait_until(lambda: window.worker.control_active)
-        ex, ey, _, eh = rect_of(screen_app, "entry")
-        QTest.mouseClick(
-            window.remote_screen, Qt.MouseButton.LeftButton, pos=QPoint(ex + 5, ey + 5)
-        )
-        screen_app.expect(rf"^click \S+ {ex + 5} {ey + 5} 1$")
-        assert window.figures_label.text().endswith("ms")
-
-        QTest.mouseClick(window.end_button, Qt.MouseButton.LeftButton)
-        assert customer.wait() == 0
-    finally:
-        window.close()
-        app.processEvents()

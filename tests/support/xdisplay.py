@@ -217,3 +217,24 @@ def run_in_child(display: str, module: str, function: str) -> None:
         timeout=scaled(60),
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def x_clipboard(display: str, text: str | None = None) -> str:
+    """The display's clipboard, read (or set to ``text``) as another program there would."""
+    env = {"DISPLAY": display, "PATH": "/usr/bin:/bin"}
+    command = ["xclip", "-selection", "clipboard", "-o" if text is None else "-i"]
+    if text is None:
+        done = subprocess.run(command, capture_output=True, env=env, timeout=scaled(10))
+        return done.stdout.decode()
+    # xclip stays behind to serve the selection: its output goes nowhere, so this
+    # returns once the text is taken.
+    subprocess.run(
+        command,
+        input=text.encode(),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=scaled(10),
+        check=True,
+    )
+    return text
