@@ -24,7 +24,7 @@ from typing import Any
 from protocol.allocator import keep_freed_memory
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
-from . import audit
+from . import audit, queue_cli
 from .config import RelayConfig
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .errors import ConfigError, RelayError
@@ -51,6 +51,9 @@ examples:
   PUENTE_DATABASE_URL=postgresql://puente@db/puente puente-relay serve --redis redis://redis:6379/0
   puente-relay health
   puente-relay technician add "Ana Lopez" --data-dir /var/lib/puente
+  puente-relay technician add "Bo Diaz" --skills printing,network,es --capacity 2 --data-dir /var/lib/puente
+  puente-relay technician update "Bo Diaz" --capacity 3 --data-dir /var/lib/puente
+  puente-relay categories set categories.json --data-dir /var/lib/puente
   puente-relay technician list --data-dir /var/lib/puente
   puente-relay technician remove "Ana Lopez" --data-dir /var/lib/puente
   PUENTE_WEBHOOK_SECRET=... puente-relay serve --data-dir /var/lib/puente \
@@ -418,7 +421,16 @@ def build_parser() -> argparse.ArgumentParser:
         "line of output; the relay keeps only its hash.",
     )
     add.add_argument("name", help="the technician's display name, shown to customers")
+    queue_cli.add_profile_options(add, new=True)
     _add_data_dir(add)
+    update = actions.add_parser(
+        "update",
+        help="change a technician's skills, capacity or availability",
+        description="Change what the help queue routes to a technician.",
+    )
+    update.add_argument("name", help="the technician's name as shown by 'technician list'")
+    queue_cli.add_profile_options(update, new=False)
+    _add_data_dir(update)
     listing = actions.add_parser("list", help="list accounts", description="List accounts.")
     _add_data_dir(listing)
     remove = actions.add_parser(
@@ -429,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("name", help="the technician's name as shown by 'technician list'")
     _add_data_dir(remove)
+
+    _add_data_dir(queue_cli.add_categories_command(commands))
 
     audit_parser = commands.add_parser(
         "audit",
@@ -492,6 +506,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "deliveries":
             return _deliveries(args)
+        if args.command == "categories":
+            store = open_store(args.data_dir, args.database_url)
+            try:
+                return queue_cli.run_categories(store, args)
+            finally:
+                store.close()
         return _technician(args)
     except (RelayError, ValueError) as exc:
         print(f"puente-relay: {exc}", file=sys.stderr)
@@ -744,11 +764,19 @@ def _technician(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             technician, token = store.add_technician(args.name, time.time())
+            if args.skills is not None or args.capacity is not None:
+                profile = queue_cli.set_profile(store, technician.name, args)
+                print("Help queue: " + queue_cli.profile_line(profile))
             print(
                 f"Created technician {technician.name!r}. Their API token follows; it is shown "
                 "only this once, so hand it over now and keep it secret:"
             )
             print(token)
+        elif args.action == "update":
+            if args.skills is None and args.capacity is None and args.availability is None:
+                raise ConfigError("Say what to change: --skills, --capacity or --availability.")
+            profile = queue_cli.set_profile(store, args.name, args)
+            print("Updated " + queue_cli.profile_line(profile))
         elif args.action == "list":
             technicians = store.list_technicians()
             if not technicians:

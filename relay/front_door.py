@@ -13,6 +13,7 @@ import http
 import ipaddress
 import json
 import logging
+from collections.abc import Awaitable
 from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection
@@ -59,8 +60,11 @@ class FrontDoor:
         self.config = relay.config
         self._api = api
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Answer REST requests and refused upgrades; return None to accept an upgrade."""
+    def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
+        """Answer REST requests and refused upgrades; return None to accept an upgrade.
+        A customer's long-poll of a help request is answered later (an awaitable)."""
         assert isinstance(connection, RelayConnection)  # create_connection guarantees it
         connection.request_complete()
         ip = connection.client_ip = client_ip(connection, request, self.config.trusted_proxies)
@@ -80,6 +84,9 @@ class FrontDoor:
                 "draining",
                 "The relay is draining before it stops; send new sessions elsewhere.",
             )
+        elif (held := self._api.help.long_poll(request)) is not None:
+            logger.info("http %s %s held (long-poll) ip=%s", request.method, request.path, ip)
+            return held
         else:
             response = self._api.handle(request, connection.request_body, ip)
         path = request.path.partition("?")[0]

@@ -137,7 +137,9 @@ class Decision:
 WAIT = Decision(None, None)
 
 
-def _ladder(needs: RequestNeeds, policy: RoutingPolicy) -> list[tuple[frozenset[str], tuple[str, ...]]]:
+def _ladder(
+    needs: RequestNeeds, policy: RoutingPolicy
+) -> list[tuple[frozenset[str], tuple[str, ...]]]:
     """The skill sets to try, strictest first, with what was relaxed to reach each."""
     skills = needs.skills()
     if needs.queue is not None:
