@@ -259,8 +259,10 @@ class RequestTrackerConnector(Connector):
 
     def _request_ticket(self, request_id: str) -> int | None:
         """The RT ticket opened for a help request, found by the tag in its subject."""
-        query = [{"field": "Subject", "operator": "LIKE", "value": rt_request_tag(request_id)}]
-        status, body = self._call("POST", "/tickets", query)
+        # TicketSQL (RT's JSON search does not match ticket subjects); the id is hex.
+        tag = rt_request_tag(request_id).strip("[]")
+        query = urllib.parse.quote(f"Subject LIKE '{tag}'")
+        status, body = self._call("GET", f"/tickets?query={query}", None)
         if status != 200:
             raise DeliveryError(
                 f"Request Tracker answered HTTP {status} to a search: {_rt_message(body)}"
@@ -292,7 +294,7 @@ class RequestTrackerConnector(Connector):
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        body = json.dumps(payload).encode()
+        body = json.dumps(payload).encode() if payload is not None else None
         return http_call(method, f"{self.url}/REST/2.0{path}", body, headers, self._timeout)
 
 

@@ -76,7 +76,7 @@ def add_categories_command(commands: argparse._SubParsersAction) -> argparse.Arg
         "set", help="keep a signed category list and serve it to the organisation's agents"
     )
     setter.add_argument("file", type=Path, help="the signed list (puente-tech org categories)")
-    return categories
+    return setter
 
 
 def profile_line(profile: TechnicianProfile) -> str:

@@ -26,7 +26,7 @@ from protocol.messages import ReplyStatus
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from protocol.safe_text import safe_text
 
-from . import trust_cli
+from . import queue_cli, trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
 from .output import Output, write_private
@@ -60,6 +60,8 @@ examples:
   puente-tech triage hd-1042.json
   puente-tech org --help ; puente-tech fix --help
   puente-tech sessions --ticket HD-1042
+  puente-tech availability available ; puente-tech queue list
+  puente-tech queue accept --next --fixes library/   # inside: transfer Bo --note "..."
 
 exit status: 0 done, 1 error, 2 usage, 3 customer declined, 4 nobody joined
 """
@@ -143,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sessions.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
     trust_cli.add_commands(commands)
+    queue_cli.add_commands(commands)
     viewer = commands.add_parser(
         "viewer",
         help="open the desktop viewer (see and control the customer's screen)",
@@ -201,7 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     if (args.cert is None) != (args.key is None):
         out.error("Pass both --cert and --key (or PUENTE_CERT and PUENTE_KEY), or neither.")
         return EXIT_USAGE
-    runners = {"diagnostics": run_diagnostics, "session": run_console, "sessions": run_sessions}
+    runners = {
+        "diagnostics": run_diagnostics,
+        "session": run_console,
+        "sessions": run_sessions,
+        "queue": queue_cli.run,
+        "availability": queue_cli.run,
+    }
     runner = runners[args.command]
     keep_freed_memory()  # file copies through the tunnel (protocol.allocator)
     try:
@@ -480,6 +489,7 @@ async def _console_until_ended(
             "fixes_dir": args.fixes,
             "outcomes": args.outcomes or default_outcomes_path(),
             "rules_dirs": args.rules,
+            "queue_request": getattr(args, "queue_request", None),
         },
     )
     commands_task = asyncio.create_task(console.run(stdin_lines()))

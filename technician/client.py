@@ -113,6 +113,27 @@ class RelayAPI:
         result: dict[str, Any] = self._call("POST", "/api/revocations", body)
         return result
 
+    # the help queue (relay.help_api)
+
+    def queue(self) -> dict[str, Any]:
+        """Your routing profile and the requests waiting in the queue."""
+        result: dict[str, Any] = self._call("GET", "/api/queue")
+        return result
+
+    def set_availability(self, availability: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "PUT", "/api/availability", {"availability": availability}
+        )
+        return result
+
+    def queue_action(
+        self, request_id: str, action: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``accept``, ``decline`` or ``transfer`` a help request."""
+        path = f"/api/queue/{urllib.parse.quote(request_id)}/{action}"
+        result: dict[str, Any] = self._call("POST", path, body or {})
+        return result
+
     def end_session(self, session_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
             "DELETE", f"/api/sessions/{urllib.parse.quote(session_id)}"
