@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -208,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         "diagnostics": run_diagnostics,
         "session": run_console,
         "sessions": run_sessions,
-        "queue": queue_cli.run,
-        "availability": queue_cli.run,
+        "queue": functools.partial(queue_cli.run, serve=serve_session),
+        "availability": functools.partial(queue_cli.run, serve=serve_session),
     }
     runner = runners[args.command]
     keep_freed_memory()  # file copies through the tunnel (protocol.allocator)
@@ -467,6 +468,17 @@ async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -
     if session is None:
         out.error(f"Nobody joined within {args.wait:.0f} seconds; the code no longer works.")
         return EXIT_NOBODY
+    return await serve_session(args, out, api, created, session)
+
+
+async def serve_session(
+    args: argparse.Namespace,
+    out: Output,
+    api: RelayAPI,
+    created: dict[str, Any],
+    session: TechnicianSession,
+) -> int:
+    """Run the console on a paired session, then upload its summary; the exit status."""
     watch_session(session, out)
     status = await _console_until_ended(args, session, out)
     await upload_summary(api, created, session, out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from protocol.code import SessionCode
@@ -81,7 +82,16 @@ def _line(item: dict[str, Any]) -> str:
     )
 
 
-async def run(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
+#: How a paired session is served (``technician.cli.serve_session``: the console,
+#: then the summary); passed in, since the CLI imports this module.
+ServeSession = Callable[
+    [argparse.Namespace, Output, RelayAPI, dict[str, Any], TechnicianSession], Awaitable[int]
+]
+
+
+async def run(
+    args: argparse.Namespace, out: Output, ssl_context: Any, *, serve: ServeSession
+) -> int:
     api = RelayAPI(args.relay, args.token, ssl_context)
     try:
         if args.command == "availability":
@@ -119,15 +129,15 @@ async def run(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
                 request=declined,
             )
             return EXIT_OK
-        return await _accept(api, args, out, ssl_context)
+        return await _accept(api, args, out, ssl_context, serve)
     except RelayApiError as exc:
         out.error(str(exc), code=exc.code)
         return EXIT_USAGE if exc.status in (400, 404, 409) else EXIT_ERROR
 
 
-async def _accept(api: RelayAPI, args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
-    from .cli import _console_until_ended, upload_summary, watch_session
-
+async def _accept(
+    api: RelayAPI, args: argparse.Namespace, out: Output, ssl_context: Any, serve: ServeSession
+) -> int:
     request_id = args.request_id
     if args.next:
         listing = await asyncio.to_thread(api.queue)
@@ -180,8 +190,5 @@ async def _accept(api: RelayAPI, args: argparse.Namespace, out: Output, ssl_cont
         "if it differs, end the session.",
         sas=session.sas,
     )
-    watch_session(session, out)
     args.queue_request = (api, request_id)
-    status = await _console_until_ended(args, session, out)
-    await upload_summary(api, created, session, out)
-    return status
+    return await serve(args, out, api, created, session)
