@@ -243,7 +243,8 @@ class HelpApi:
         self._query(query, ())
         payload = self._json_body(headers, body)
         value = payload.get("availability")
-        if set(payload) != {"availability"} or value not in {a.value for a in Availability}:
+        choices = [a.value for a in Availability]
+        if set(payload) != {"availability"} or not isinstance(value, str) or value not in choices:
             raise ApiRefusal(
                 http.HTTPStatus.BAD_REQUEST,
                 "bad_request",
