@@ -87,6 +87,8 @@ class HelpQueue:
         create_session: Callable[[Technician, str, float], SessionRecord],
         end_session: Callable[[str, str], None],
         policy: RoutingPolicy | None = None,
+        per_address: int = PER_ADDRESS,
+        per_organisation: int = PER_ORGANISATION,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -94,8 +96,8 @@ class HelpQueue:
         self._create_session = create_session
         self._end_session = end_session
         self.policy = policy or RoutingPolicy()
-        self._by_address = SlidingWindowLimiter(PER_ADDRESS, 600.0)
-        self._by_organisation = SlidingWindowLimiter(PER_ORGANISATION, 3600.0)
+        self._by_address = SlidingWindowLimiter(per_address, 600.0)
+        self._by_organisation = SlidingWindowLimiter(per_organisation, 3600.0)
         self._changed: dict[str, asyncio.Event] = {}
 
     # customers

@@ -31,15 +31,15 @@ transferred to a queue (a skill, or the team queue) needs that skill instead of 
 category and language.
 
 The estimate (:func:`estimate_wait`): the requests ahead of this one that the same
-technicians would serve, plus this one, divided among those technicians' capacity,
-times their recent mean handling time, minus what the sessions they are in have
-already lasted on average.
+technicians would serve (each counted by the share of its technicians' seats that
+are also this one's), plus this one, less the free seats, times the technicians'
+recent mean handling time divided by their seats (one seat frees every mean /
+seats seconds on average).
 """
 
 from __future__ import annotations
 
 import enum
-import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -269,26 +269,29 @@ def estimate_wait(
     if not group:
         group = [t for t in technicians if t.availability is not Availability.AWAY]
     ids = {t.id for t in group}
+    capacity_of = {t.id: t.capacity for t in technicians}
     position = 1
-    overlaps: dict[tuple[object, ...], bool] = {}  # requests alike share a group
+    ahead = 0.0  # requests ahead, each weighted by the share of its seats that are ours
+    shares: dict[tuple[object, ...], float] = {}  # requests alike share a group
     for other in waiting:
         if other.id == needs.id or (other.created_at, other.id) > (needs.created_at, needs.id):
             continue
         key = (other.category, other.language, other.queue, other.direct_to, other.declined_by)
-        if key not in overlaps:
+        if key not in shares:
             _, _, their_group = eligible_tier(other, technicians, policy)
-            overlaps[key] = bool(ids & {t.id for t in their_group})
-        position += overlaps[key]
+            theirs = sum(t.capacity for t in their_group)
+            ours = sum(capacity_of[t.id] for t in their_group if t.id in ids)
+            shares[key] = ours / theirs if theirs else 0.0
+        position += shares[key] > 0
+        ahead += shares[key]
     capacity = sum(t.capacity for t in group)
     if capacity == 0:
         # Nobody is present who could take it: the estimate assumes one technician returns.
         capacity = 1
     mean = handling.mean(ids)
     free_slots = sum(max(0, t.capacity - t.holding) for t in group if t.free)
-    if position <= free_slots:
+    if ahead + 1 <= free_slots:
         return Estimate(position, 0)
-    # Slots that free up in turn: each round of ``capacity`` sessions takes ``mean``;
-    # sessions in progress are on average half done.
-    rounds = math.ceil((position - free_slots) / capacity)
-    seconds = mean * (rounds - 0.5)
+    # Seats free up one after another, one every mean / capacity seconds on average.
+    seconds = (ahead + 1 - free_slots) * mean / capacity
     return Estimate(position, max(0, round(seconds)))

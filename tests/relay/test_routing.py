@@ -150,9 +150,18 @@ def test_estimate_counts_only_requests_the_same_technicians_serve() -> None:
     handling = HandlingTimes({"bo": [300.0, 500.0]})
     mine = estimate_wait(waiting[2], waiting, techs, POLICY, handling)
     assert mine.position == 2
-    # Two rounds of Bo's one seat at 400 s, the current one half done: 600 s.
-    assert mine.seconds == 600
+    # Bo's one seat frees every 400 s on average; one request is ahead: 800 s.
+    assert mine.seconds == 800
     first = estimate_wait(waiting[0], waiting, techs, POLICY, handling)
-    assert (first.position, first.seconds) == (1, 200)
+    assert (first.position, first.seconds) == (1, 400)
     net = estimate_wait(waiting[1], waiting, techs, POLICY, handling)
     assert (net.position, net.seconds) == (1, 0)
+
+
+def test_a_request_ahead_counts_by_the_share_of_seats_it_can_use() -> None:
+    # "a" can go to Ana or Bo; "b" only to Bo. For "b", "a" is half a request ahead.
+    techs = [tech("ana", "printing,en", holding=1), tech("bo", "printing,es,en", holding=1)]
+    waiting = [need("a", language="en", created_at=0), need("b", created_at=1)]
+    handling = HandlingTimes({"bo": [600.0]})
+    estimate = estimate_wait(waiting[1], waiting, techs, POLICY, handling)
+    assert (estimate.position, estimate.seconds) == (2, 900)
