@@ -194,7 +194,7 @@ class HelpApi:
 
     def _status(self, request_id: str, headers: Headers, query: str) -> Response:
         self._query(query, ("after",))
-        self.queue.dispatch()
+        self.queue.dispatch_if_due()
         help_request = self._customer(request_id, headers)
         return json_response(http.HTTPStatus.OK, self.queue.status(help_request))
 

@@ -3,9 +3,10 @@ accept / decline / transfer, availability, and the customer's live position.
 
 State lives in the store (:mod:`relay.queue_sql`); this class holds only the
 in-process wake-ups of long-polls and the rate limiters. Routing decisions come from
-:mod:`relay.routing` (pure). :meth:`HelpQueue.dispatch` runs after every change and
-whenever anyone looks at the queue, so offers follow availability, ended sessions
-and requests filed on other relay nodes sharing the database.
+:mod:`relay.routing` (pure). :meth:`HelpQueue.dispatch` runs after every change made
+here, and at most once a second (:data:`DISPATCH_INTERVAL`) while anyone looks at the
+queue or waits in it, so offers follow ended sessions, expired offers and requests
+filed on other relay nodes sharing the database.
 
 Rules::
 
@@ -67,6 +68,9 @@ OFFER_TIMEOUT = 120.0
 LONG_POLL_SECONDS = 25.0
 #: How often a held long-poll re-reads the store (changes made on other relay nodes).
 STORE_RECHECK_SECONDS = 1.0
+#: Least time between two dispatch passes that no change here asked for (sessions that
+#: ended, offers that timed out, changes on other nodes): a pass reads the whole queue.
+DISPATCH_INTERVAL = 1.0
 LANGUAGES = ("en", "es")
 
 
@@ -99,6 +103,7 @@ class HelpQueue:
         self._by_address = SlidingWindowLimiter(per_address, 600.0)
         self._by_organisation = SlidingWindowLimiter(per_organisation, 3600.0)
         self._changed: dict[str, asyncio.Event] = {}
+        self._last_dispatch = float("-inf")
 
     # customers
 
@@ -255,7 +260,7 @@ class HelpQueue:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            self.dispatch()
+            self.dispatch_if_due()
             request = self._store.get_help_request(request_id)
             if request is None or request.version != version or loop.time() >= deadline:
                 assert request is not None
@@ -293,14 +298,14 @@ class HelpQueue:
         return profile
 
     def listing(self, technician: Technician) -> list[HelpRequest]:
-        self.dispatch()
+        self.dispatch_if_due()
         return self._store.open_help_requests()
 
     def accept(
         self, technician: Technician, request_id: str, secret: str | None
     ) -> tuple[HelpRequest, SessionRecord]:
         self.profile(technician)
-        self.dispatch()
+        self.dispatch_if_due()
         request = self._store.get_help_request(request_id)
         if request is None:
             raise QueueRefusal(
@@ -432,10 +437,16 @@ class HelpQueue:
 
     # routing
 
+    def dispatch_if_due(self) -> int:
+        """A dispatch pass unless one ran in the last DISPATCH_INTERVAL seconds."""
+        if self._clock() - self._last_dispatch < DISPATCH_INTERVAL:
+            return 0
+        return self.dispatch()
+
     def dispatch(self) -> int:
         """Expire stale offers and offer waiting requests to free technicians; how many
         offers were made."""
-        now = self._clock()
+        now = self._last_dispatch = self._clock()
         open_requests = self._store.open_help_requests()
         for request in open_requests:
             if (
