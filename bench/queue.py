@@ -126,6 +126,16 @@ def make_day(
     return techs, requests
 
 
+def open_desk(directory: Path, org: OrganisationSecret) -> tuple[SQLiteStore, FakeClock, Outbox]:
+    """A fresh relay store with the organisation's categories, a fake clock, an outbox
+    with no connectors (events land in the audit log, as at a relay without a desk)."""
+    store = SQLiteStore(directory)
+    clock = FakeClock()
+    document = issue_category_list(org, 1, 0, [Category(c, c) for c in CATEGORIES])
+    store.set_categories(org.key_id, document.decode(), clock())
+    return store, clock, Outbox(store, (), clock, lambda: "http://bench")
+
+
 def run_day(
     techs: list[Tech], requests: list[tuple[float, str, str]], peer: bool, seed: int
 ) -> tuple[Outcome, float]:
@@ -133,14 +143,7 @@ def run_day(
     rng = random.Random(seed)
     org = OrganisationSecret("Bench Org", Ed25519PrivateKey.generate())
     with tempfile.TemporaryDirectory() as directory:
-        store = SQLiteStore(Path(directory))
-        clock = FakeClock()
-        store.set_categories(
-            org.key_id,
-            issue_category_list(org, 1, 0, [Category(c, c) for c in CATEGORIES]).decode(),
-            clock(),
-        )
-        outbox = Outbox(store, (), clock, lambda: "http://bench")
+        store, clock, outbox = open_desk(Path(directory), org)
         accounts = {}
         for tech in techs:
             account, _ = store.add_technician(tech.name, clock())
@@ -258,14 +261,7 @@ def routing_cost(techs: list[Tech], queued: int, rng: random.Random) -> dict[str
     # The whole dispatch pass of the relay with ``queued`` requests in SQLite.
     org = OrganisationSecret("Bench Org", Ed25519PrivateKey.generate())
     with tempfile.TemporaryDirectory() as directory:
-        store = SQLiteStore(Path(directory))
-        clock = FakeClock()
-        store.set_categories(
-            org.key_id,
-            issue_category_list(org, 1, 0, [Category(c, c) for c in CATEGORIES]).decode(),
-            clock(),
-        )
-        outbox = Outbox(store, (), clock, lambda: "http://bench")
+        store, clock, outbox = open_desk(Path(directory), org)
         queue = HelpQueue(
             store,
             clock,

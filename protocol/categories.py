@@ -22,20 +22,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .errors import ForeignSigner, MalformedDocument, SignatureMismatch
+from .errors import ForeignSigner, MalformedDocument
 from .identity import (
     OrganisationSecret,
-    _hex_id,
     _integer,
     _split_signed,
-    b64decode,
     b64encode,
-    canonical_json,
+    check_self_signed,
     key_id,
-    public_key_from_raw,
     raw_public_key,
     sign_document,
-    verify_signature,
 )
 
 CATEGORIES_LABEL = b"puente/1 help categories\n"
@@ -131,22 +127,14 @@ def parse_category_list(data: bytes) -> CategoryList:
         for e in entries
     ):
         raise MalformedDocument("The list's categories must be objects with an id and a title.")
-    public_raw = b64decode(body["organisation_public_key"], "The list's organisation key")
-    public_key = public_key_from_raw(public_raw, "The list's organisation key")
-    listing = CategoryList(
-        organisation_key=_hex_id(body, "organisation_key", what, 64),
+    organisation_key, public_raw = check_self_signed(body, signature, CATEGORIES_LABEL, what)
+    return CategoryList(
+        organisation_key=organisation_key,
         organisation_public_key=public_raw,
         number=_integer(body, "number", what),
         issued_at=_integer(body, "issued_at", what),
         categories=check_categories([Category(e["id"], e["title"]) for e in entries]),
     )
-    if listing.organisation_key != key_id(public_key):
-        raise MalformedDocument("The category list's key id does not match its key.")
-    if not verify_signature(public_key, signature, CATEGORIES_LABEL + canonical_json(body)):
-        raise SignatureMismatch(
-            "The category list's signature does not match; it was altered or forged."
-        )
-    return listing
 
 
 def verify_category_list(data: bytes, organisation_key: Ed25519PublicKey) -> CategoryList:

@@ -215,9 +215,14 @@ class RequestTrackerConnector(Connector):
         number = rt_ticket_number(str(document["session"]["ticket_id"]))
         if number is None:  # wants() keeps these out of the outbox
             raise DeliveryError("the ticket id is not a Request Tracker ticket number")
+        return self._comment(number, document, attempt, *rt_comment(document))
+
+    def _comment(
+        self, number: int, document: dict[str, Any], attempt: int, subject: str, text: str
+    ) -> str:
+        """Comment on ticket ``number`` once, whatever the attempt."""
         if attempt > 1 and self._already_commented(str(document["id"])):
             return "already on the ticket"
-        subject, text = rt_comment(document)
         payload = {"Subject": subject, "Content": text, "ContentType": "text/plain"}
         status, body = self._call("POST", f"/ticket/{number}/comment", payload)
         if 200 <= status < 300:
@@ -248,14 +253,7 @@ class RequestTrackerConnector(Connector):
             raise DeliveryError(f"Request Tracker answered HTTP {status}: {_rt_message(body)}")
         if existing is None:
             raise DeliveryError("the help request's RT ticket is not there yet")
-        if attempt > 1 and self._already_commented(str(document["id"])):
-            return "already on the ticket"
-        subject, text = rt_request_comment(document)
-        payload = {"Subject": subject, "Content": text, "ContentType": "text/plain"}
-        status, body = self._call("POST", f"/ticket/{existing}/comment", payload)
-        if 200 <= status < 300:
-            return f"comment on RT ticket {existing} (HTTP {status})"
-        raise DeliveryError(f"Request Tracker answered HTTP {status}: {_rt_message(body)}")
+        return self._comment(existing, document, attempt, *rt_request_comment(document))
 
     def _request_ticket(self, request_id: str) -> int | None:
         """The RT ticket opened for a help request, found by the tag in its subject."""

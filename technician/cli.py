@@ -310,12 +310,7 @@ async def open_session(
         await asyncio.to_thread(_end_quietly, api, created["session_id"])
         return api, created, None
     session.rating_wait = args.rating_wait
-    out.event(
-        "paired",
-        f"Customer joined. Check code: {session.sas} - ask the customer to read theirs; "
-        "if it differs, end the session.",
-        sas=session.sas,
-    )
+    out.paired(session.sas)
     return api, created, session
 
 

@@ -184,11 +184,6 @@ async def _accept(
         out.error(f"The customer's agent did not join within {args.wait:.0f} seconds.")
         return EXIT_NOBODY
     session.rating_wait = args.rating_wait
-    out.event(
-        "paired",
-        f"Customer joined. Check code: {session.sas} - ask the customer to read theirs; "
-        "if it differs, end the session.",
-        sas=session.sas,
-    )
+    out.paired(session.sas)
     args.queue_request = (api, request_id)
     return await serve(args, out, api, created, session)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.customer import Process, ScriptedCustomer
+from tests.support.customer import Process, ScriptedCustomer, technician
 from tests.support.helpdesk import RequestTracker, rt_missing, wait_until
 from tests.support.proxy import RecordingProxy
 from tests.support.relay import RelayProcess, start_relay
@@ -70,10 +70,7 @@ def set_up_desk(relay: RelayProcess, org: Organisation, tmp_path: Path) -> dict[
 
 
 def tech_process(url: str, token: str, *args: str) -> Process:
-    return Process(
-        [sys.executable, "-m", "technician.cli", "--relay", url, "--token", token, *args],
-        stdin=True,
-    )
+    return technician(url, token, *args, stdin=True)
 
 
 def tech_run(url: str, token: str, *args: str) -> str:
@@ -108,6 +105,18 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RequestTracker]:
         server.stop()
 
 
+def relay_for(rt: RequestTracker, tmp_path: Path) -> RelayProcess:
+    """A relay delivering to ``rt`` (user from a flag, password from the environment)."""
+    return start_relay(
+        tmp_path / "relay",
+        "--rt-url",
+        rt.url,
+        "--rt-user",
+        rt.user,
+        env={"PUENTE_RT_PASSWORD": rt.password},
+    )
+
+
 def rt_search(rt: RequestTracker, words: str) -> list[int]:
     """RT tickets whose subject contains ``words`` (TicketSQL through REST 2.0)."""
     query = urllib.parse.quote(f"Subject LIKE '{words}'")
@@ -123,14 +132,7 @@ def rt_ticket_of(rt: RequestTracker, request_id: str) -> int | None:
 def test_a_request_reaches_rt_the_matching_technician_and_a_session_with_no_code(
     org: Organisation, rt: RequestTracker, tmp_path: Path
 ) -> None:
-    relay = start_relay(
-        tmp_path / "relay",
-        "--rt-url",
-        rt.url,
-        "--rt-user",
-        rt.user,
-        env={"PUENTE_RT_PASSWORD": rt.password},
-    )
+    relay = relay_for(rt, tmp_path)
     try:
         tokens = set_up_desk(relay, org, tmp_path)
         for token in tokens.values():
@@ -198,14 +200,7 @@ def test_a_request_reaches_rt_the_matching_technician_and_a_session_with_no_code
 def test_closing_the_agent_while_queued_withdraws_and_tells_the_ticket(
     org: Organisation, rt: RequestTracker, tmp_path: Path
 ) -> None:
-    relay = start_relay(
-        tmp_path / "relay",
-        "--rt-url",
-        rt.url,
-        "--rt-user",
-        rt.user,
-        env={"PUENTE_RT_PASSWORD": rt.password},
-    )
+    relay = relay_for(rt, tmp_path)
     try:
         set_up_desk(relay, org, tmp_path)  # everyone is away: the request waits
         customer = asker(relay.ws_url, org, tmp_path / "logs")

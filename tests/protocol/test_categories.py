@@ -52,4 +52,6 @@ def test_bad_categories_are_refused_with_a_sentence(categories: list[Category]) 
 
 def test_not_a_category_list() -> None:
     with pytest.raises(MalformedDocument, match="not a Puente category list|not a category"):
-        parse_category_list(b'{"categories": {"format": "x"}, "signature": "' + b"A" * 86 + b"==" + b'"}')
+        parse_category_list(
+            b'{"categories": {"format": "x"}, "signature": "' + b"A" * 86 + b"==" + b'"}'
+        )

@@ -4,6 +4,7 @@ get back, status codes with sentences, and the long-poll that wakes on a change.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,7 +13,7 @@ from protocol.categories import Category, issue_category_list
 from protocol.identity import OrganisationSecret
 from relay.routing import Availability
 from relay.server import RelayServer
-from relay.testing import add_technician, http_request
+from relay.testing import HttpReply, add_technician, http_request
 from tests.relay.test_rest import run_with_relay
 
 ORG = OrganisationSecret("Example Org", Ed25519PrivateKey.generate())
@@ -66,32 +67,19 @@ def test_filing_following_and_taking_a_request_over_http(tmp_path: Path) -> None
         assert answer.status == 200 and answer.json()["effective_availability"] == "busy"
         offered = await asyncio.wait_for(held, 5)
         assert offered.json()["state"] == "offered"
+
+        def accept(token: str) -> Awaitable[HttpReply]:
+            accepting = f"/api/queue/{view['request_id']}/accept"
+            return http_request(relay, "POST", accepting, token=token, json_body={})
+
         # Bo may not take what is offered to Ana.
-        refused = await http_request(
-            relay,
-            "POST",
-            f"/api/queue/{view['request_id']}/accept",
-            token=tokens["Bo"],
-            json_body={},
-        )
+        refused = await accept(tokens["Bo"])
         assert (
             refused.status == 409 and "offered to another technician" in refused.json()["message"]
         )
-        taken = await http_request(
-            relay,
-            "POST",
-            f"/api/queue/{view['request_id']}/accept",
-            token=tokens["Ana"],
-            json_body={},
-        )
+        taken = await accept(tokens["Ana"])
         assert taken.status == 200, taken.body
-        again = await http_request(
-            relay,
-            "POST",
-            f"/api/queue/{view['request_id']}/accept",
-            token=tokens["Bo"],
-            json_body={},
-        )
+        again = await accept(tokens["Bo"])
         assert (
             again.status == 409
             and "Another technician took this request" in again.json()["message"]

@@ -6,7 +6,6 @@ technician who lists and accepts it on another, the session paired across nodes.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from relay.routing import Availability
 from relay.stores import open_store
 from tests.relay.test_cluster import nodes  # noqa: F401  (fixture)
-from tests.support.customer import Process, ScriptedCustomer
+from tests.support.customer import ScriptedCustomer, technician
 from tests.support.relay import RelayProcess
 from tests.support.services import (  # noqa: F401  (fixtures)
     postgres_server,
@@ -63,41 +62,21 @@ def test_a_request_filed_on_one_node_is_taken_on_another(
         extra=["--org-key", str(org.public), "--request", "Printer jams", "--category", "printing"],
     )
     customer.expect(r"^You are number 1 in the queue")
-    listed = Process(
-        [
-            sys.executable,
-            "-m",
-            "technician.cli",
-            "--relay",
-            first.ws_url,
-            "--token",
-            tokens["Paco"],
-            "queue",
-            "list",
-            "--json",
-        ]
-    )
+    listed = technician(first.ws_url, tokens["Paco"], "queue", "list", "--json")
     assert listed.wait(30) == 0, listed.read_stderr()
     [item] = json.loads(listed.output)["requests"]
     assert item["offered_to_you"]
     cert, key = org.technician("Paco", "paco")
-    tech = Process(
-        [
-            sys.executable,
-            "-m",
-            "technician.cli",
-            "--relay",
-            first.ws_url,
-            "--token",
-            tokens["Paco"],
-            "--cert",
-            str(cert),
-            "--key",
-            str(key),
-            "queue",
-            "accept",
-            item["request_id"],
-        ],
+    tech = technician(
+        first.ws_url,
+        tokens["Paco"],
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+        "queue",
+        "accept",
+        item["request_id"],
         stdin=True,
     )
     tech.expect(r"^Customer joined\. Check code: ", timeout=60)
