@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 #: Seconds a long-poll may take before the agent gives up on that one answer.
 POLL_TIMEOUT = 40.0
+#: Longest diagnostics summary sent with a request (the relay's limit).
+MAX_DIGEST = 2000
 #: The relay answers stopped coming: seconds between tries.
 RETRY_SECONDS = 3.0
 
@@ -138,7 +140,8 @@ def choose_category(listing: CategoryList, wanted: str | None, ask: Callable[[st
         print(f"  {number}. {safe_text(category.title, 80)} ({category.id})", flush=True)
     while True:
         try:
-            answer = ask(t("request.category_prompt")).strip()
+            print(t("request.category_prompt"), flush=True)
+            answer = ask("").strip()
         except EOFError:
             raise HelpRequestError(t("request.no_category")) from None
         if answer.isdigit() and 1 <= int(answer) <= len(ids):
@@ -149,6 +152,31 @@ def choose_category(listing: CategoryList, wanted: str | None, ask: Callable[[st
             t("request.unknown_category", category=safe_text(answer, 40), choices=", ".join(ids)),
             flush=True,
         )
+
+
+def offer_diagnostics(ask: Callable[[str], str]) -> str | None:
+    """Collect diagnostics here, show the customer the summary that would go with the
+    request (and nothing else leaves), and return it only if they say yes."""
+    from agent.capabilities.diagnostics.collection import collect
+    from agent.ui import YES
+    from protocol.diagnostics_facts import summarize
+
+    print(t("request.collecting"), flush=True)
+    lines = [safe_text(line, 200) for line in summarize(collect())]
+    if not lines:
+        return None
+    print(t("request.digest_intro"), flush=True)
+    for line in lines:
+        print("  " + line, flush=True)
+    print(t("request.digest_prompt"), flush=True)
+    try:
+        answer = ask("")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in YES:
+        print(t("request.digest_kept"), flush=True)
+        return None
+    return "\n".join(lines)[:MAX_DIGEST]
 
 
 def _minutes(seconds: int | None) -> str:
@@ -184,6 +212,7 @@ async def request_help(
             load_categories, relay, trust.organisation_key, trust.key_id, ssl_context
         )
         chosen = choose_category(listing, category, ask)
+        digest = await asyncio.to_thread(offer_diagnostics, ask)
         status, filed = await asyncio.to_thread(
             _call,
             base,
@@ -194,6 +223,7 @@ async def request_help(
                 "description": description,
                 "category": chosen,
                 "language": current().language,
+                **({"diagnostics_digest": digest} if digest else {}),
             },
             None,
             ssl_context,

@@ -47,6 +47,22 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "the kind of problem, from your organisation's list (asked if left out)",
         "es": "el tipo de problema, de la lista de su organización (se pregunta si falta)",
     },
+    "request.collecting": {
+        "en": "Collecting a summary of this computer's state for your help desk...",
+        "es": "Recopilando un resumen del estado de este equipo para su servicio técnico...",
+    },
+    "request.digest_intro": {
+        "en": "This summary would go with your request (nothing else leaves this computer):",
+        "es": "Este resumen acompañaría su solicitud (nada más sale de este equipo):",
+    },
+    "request.digest_prompt": {
+        "en": "Attach this summary to your request? Type y for yes, n for no: ",
+        "es": "¿Adjuntar este resumen a su solicitud? Escriba s para sí, n para no: ",
+    },
+    "request.digest_kept": {
+        "en": "The summary stays on this computer.",
+        "es": "El resumen se queda en este equipo.",
+    },
     "request.no_org_key": {
         "en": "This agent was not set up for an organisation, so it cannot ask for help by itself. Ask your help desk for a session code and start the agent with it.",
         "es": "Este agente no está configurado para una organización, así que no puede pedir ayuda por sí mismo. Pida un código de sesión a su servicio técnico e inicie el agente con él.",

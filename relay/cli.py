@@ -54,6 +54,7 @@ examples:
   puente-relay technician add "Bo Diaz" --skills printing,network,es --capacity 2 --data-dir /var/lib/puente
   puente-relay technician update "Bo Diaz" --capacity 3 --data-dir /var/lib/puente
   puente-relay categories set categories.json --data-dir /var/lib/puente
+  puente-relay queue list --data-dir /var/lib/puente ; puente-relay queue assign ID "Bo Diaz" --data-dir ...
   puente-relay technician list --data-dir /var/lib/puente
   puente-relay technician remove "Ana Lopez" --data-dir /var/lib/puente
   PUENTE_WEBHOOK_SECRET=... puente-relay serve --data-dir /var/lib/puente \
@@ -443,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(remove)
 
     _add_data_dir(queue_cli.add_categories_command(commands))
+    for queue_parser in queue_cli.add_queue_command(commands):
+        _add_data_dir(queue_parser)
 
     audit_parser = commands.add_parser(
         "audit",
@@ -506,10 +509,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "deliveries":
             return _deliveries(args)
-        if args.command == "categories":
+        if args.command in ("categories", "queue"):
             store = open_store(args.data_dir, args.database_url)
             try:
-                return queue_cli.run_categories(store, args)
+                run = (
+                    queue_cli.run_categories
+                    if args.command == "categories"
+                    else queue_cli.run_queue
+                )
+                return run(store, args)
             finally:
                 store.close()
         return _technician(args)

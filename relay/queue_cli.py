@@ -6,14 +6,16 @@ category list (``categories set|show``). Called by :mod:`relay.cli`.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 from protocol.categories import CATEGORY_ID, parse_category_list
 from protocol.errors import TrustError
+from protocol.safe_text import safe_text
 
 from .errors import ConfigError
-from .help_records import TechnicianProfile
+from .help_records import RequestState, TechnicianProfile
 from .routing import Availability
 from .store import RelayStore
 
@@ -77,6 +79,88 @@ def add_categories_command(commands: argparse._SubParsersAction) -> argparse.Arg
     )
     setter.add_argument("file", type=Path, help="the signed list (puente-tech org categories)")
     return setter
+
+
+def add_queue_command(commands: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:  # type: ignore[type-arg]
+    """``queue list [--json]`` and ``queue assign ID NAME``; returns the parsers that
+    need the store's options."""
+    queue = commands.add_parser(
+        "queue",
+        help="see the help queue and reassign a request",
+        description="The help requests customers filed that no technician has taken yet. "
+        "Works while the relay is running; a reassigned request is offered to that "
+        "technician within a second.",
+    )
+    actions = queue.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="the requests waiting, oldest first")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    assign = actions.add_parser("assign", help="offer a waiting request to one technician")
+    assign.add_argument("request_id", metavar="ID", help="the request's id (queue list)")
+    assign.add_argument("name", help="the technician's name")
+    return [listing, assign]
+
+
+def run_queue(store: RelayStore, args: argparse.Namespace) -> int:
+    names = {p.technician_id: p.name for p in store.list_profiles()}
+    if args.action == "list":
+        requests = store.open_help_requests()
+        for request in requests:
+            view = {
+                "request_id": request.id,
+                "state": str(request.state),
+                "category": request.category,
+                "language": request.language,
+                "waiting_since": request.created_at,
+                "offered_to": names.get(request.offered_to or ""),
+                "assigned_to": names.get(request.direct_to or ""),
+                "queue": request.queue,
+                "description": request.description,
+            }
+            if args.json:
+                print(json.dumps(view))
+            else:
+                who = f"offered to {view['offered_to']}" if view["offered_to"] else "waiting"
+                print(
+                    safe_text(
+                        f"{request.id}  {who}  [{request.category}/{request.language}]  "
+                        f"{request.description}",
+                        600,
+                    )
+                )
+        if not requests and not args.json:
+            print("No help requests are waiting.")
+        return 0
+    request = store.get_help_request(args.request_id)
+    if request is None or not request.state.open:
+        raise ConfigError(
+            f"No waiting help request has the id {args.request_id!r}; see 'puente-relay queue list'."
+        )
+    target = next((tid for tid, name in names.items() if name == args.name), None)
+    if target is None:
+        raise ConfigError(
+            f"No technician with a routing profile is named {args.name!r}; see "
+            "'puente-relay technician list'."
+        )
+    changed = store.change_help_request(
+        request.id,
+        request.version,
+        {
+            "state": RequestState.WAITING,
+            "offered_to": None,
+            "offered_at": None,
+            "direct_to": target,
+            "queue": None,
+            "declined_by": tuple(t for t in request.declined_by if t != target),
+        },
+    )
+    if changed is None:
+        raise ConfigError(
+            "The request changed meanwhile (someone took it?); look at the queue again."
+        )
+    print(
+        f"Request {request.id} is assigned to {args.name}; it is offered to them within a second."
+    )
+    return 0
 
 
 def profile_line(profile: TechnicianProfile) -> str:

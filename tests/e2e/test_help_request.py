@@ -87,6 +87,7 @@ def asker(
         "",
         log_dir,
         answers={"Diagnostics": "y"},
+        after={r"^Attach this summary to your request\?": "y"},
         rating=5,
         comment="Quick help",
         code_via="none",
@@ -191,8 +192,14 @@ def test_a_request_reaches_rt_the_matching_technician_and_a_session_with_no_code
         assert org.key.read_bytes() not in recorded
         wait_until(lambda: rt_ticket_of(rt, request_id) is not None, 40, "the RT ticket", 0.5)
         ticket = rt_ticket_of(rt, request_id)
+        assert ticket is not None
         status, body = rt.rest("GET", f"/ticket/{ticket}")
         assert status == 200 and DESCRIPTION[:40] in body["Subject"]
+        [opened] = rt.comments(ticket, kind="Create")
+        assert f"Description: {DESCRIPTION}" in opened["text"]
+        assert "Category: printing" in opened["text"]
+        assert "Diagnostics digest: " in opened["text"]
+        assert "none attached" not in opened["text"]  # the customer attached the summary
     finally:
         relay.stop()
 

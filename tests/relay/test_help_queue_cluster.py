@@ -57,6 +57,7 @@ def test_a_request_filed_on_one_node_is_taken_on_another(
         "",
         tmp_path / "logs",
         answers={"Diagnostics": "y"},
+        after={r"^Attach this summary to your request\?": "y"},
         rating=4,
         code_via="none",
         extra=["--org-key", str(org.public), "--request", "Printer jams", "--category", "printing"],

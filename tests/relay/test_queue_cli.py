@@ -92,3 +92,40 @@ def test_categories_must_be_signed_by_the_key_they_name(tmp_path: Path) -> None:
     assert "is not a signed category list" in refused.stderr and "altered" in refused.stderr
     missing = relay_cli("categories", "set", str(tmp_path / "nope.json"), "--data-dir", data)
     assert missing.returncode == 2 and "Cannot read" in missing.stderr
+
+
+def test_the_operator_sees_and_reassigns_the_queue(tmp_path: Path) -> None:
+    data = tmp_path / "relay"
+    for name in ("Ana", "Bo"):
+        done = relay_cli(
+            "technician", "add", name, "--skills", "printing,es", "--data-dir", str(data)
+        )
+        assert done.returncode == 0, done.stderr
+    store = SQLiteStore(data)
+    try:
+        request = store.add_help_request(
+            "token", "ab" * 32, "Printer jams", "printing", "es", None, "10.0.0.1", 1.0
+        )
+    finally:
+        store.close()
+    listed = relay_cli("queue", "list", "--json", "--data-dir", str(data))
+    assert listed.returncode == 0, listed.stderr
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["request_id"], row["state"], row["description"]) == (
+        request.id,
+        "waiting",
+        "Printer jams",
+    )
+    done = relay_cli("queue", "assign", request.id, "Bo", "--data-dir", str(data))
+    assert done.returncode == 0 and "assigned to Bo" in done.stdout
+    store = SQLiteStore(data)
+    try:
+        assigned = store.get_help_request(request.id)
+        bo = next(p for p in store.list_profiles() if p.name == "Bo")
+        assert assigned is not None and assigned.direct_to == bo.technician_id
+    finally:
+        store.close()
+    wrong = relay_cli("queue", "assign", "f" * 32, "Bo", "--data-dir", str(data))
+    assert wrong.returncode == 2 and "No waiting help request" in wrong.stderr
+    nobody = relay_cli("queue", "assign", request.id, "Zed", "--data-dir", str(data))
+    assert nobody.returncode == 2 and "No technician with a routing profile" in nobody.stderr
