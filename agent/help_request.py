@@ -197,6 +197,7 @@ async def request_help(
     """File the request, follow it, run each session it gets; the exit status."""
     from agent.app import fail, load_trust, run_agent, ssl_context_for
     from agent.errors import TrustSetupError
+    from agent.ui import ConsoleUI
     from link.errors import LinkError
 
     try:
@@ -242,6 +243,7 @@ async def request_help(
             loop.add_signal_handler(signum, leaving.set)
     view = filed
     shown: tuple[Any, ...] | None = None
+    ui: ConsoleUI | None = None
     try:
         while True:
             if view.get("state") in ("withdrawn", "solved"):
@@ -256,8 +258,11 @@ async def request_help(
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     with contextlib.suppress(NotImplementedError, RuntimeError):
                         loop.remove_signal_handler(signum)
+                # One console for every session of this request: its reader thread
+                # owns standard input (a second one would lose the customer's answers).
+                ui = ui or ConsoleUI()
                 result = await run_agent(
-                    relay, SessionCode.parse(code_text), log_dir, ca_file, org_key
+                    relay, SessionCode.parse(code_text), log_dir, ca_file, org_key, ui
                 )
                 view = await follower.status(None)
                 if view.get("state") not in ("waiting", "offered"):

@@ -255,3 +255,50 @@ def test_bad_requests_get_a_sentence(org: Organisation, tmp_path: Path) -> None:
         assert "choose one of: printing, network" in unknown.read_stderr()
     finally:
         relay.stop()
+
+
+def test_a_transfer_with_a_note_hands_the_customer_to_the_next_technician(
+    org: Organisation, tmp_path: Path
+) -> None:
+    relay = start_relay(tmp_path / "relay")
+    try:
+        tokens = set_up_desk(relay, org, tmp_path)
+        for token in tokens.values():
+            tech_run(relay.ws_url, token, "availability", "available")
+        customer = asker(relay.ws_url, org, tmp_path / "logs")
+        customer.expect(r"^You are number 1 in the queue")
+        certified = {}
+        for name, stem in (("Paco Printers", "paco-transfer"), ("Nina Network", "nina-transfer")):
+            cert, key = org.technician(name, stem)
+            certified[name] = ["--cert", str(cert), "--key", str(key)]
+        first = tech_process(
+            relay.ws_url,
+            tokens["Paco Printers"],
+            *certified["Paco Printers"],
+            "queue",
+            "accept",
+            "--next",
+        )
+        first.expect(r"^Customer joined\. Check code: ", timeout=60)
+        first.send('transfer "Nina Network" --note "The printer is fine; the network is not"')
+        first.expect(r"^ok transfer: transferred to Nina Network")
+        assert first.wait(60) == 0, first.output + first.read_stderr()
+        customer.expect(r"^Your request was passed on to another technician \(note: The printer")
+        second = tech_process(
+            relay.ws_url,
+            tokens["Nina Network"],
+            *certified["Nina Network"],
+            "queue",
+            "accept",
+            "--next",
+        )
+        second.expect(r"^Accepted .* note: The printer is fine; the network is not")
+        customer.expect(r"^Nina Network took your request; connecting now\.")
+        second.expect(r"^Customer joined\. Check code: ", timeout=60)
+        second.send("end")
+        assert second.wait(60) == 0, second.output + second.read_stderr()
+        # The customer rated the second session: one console answered across both.
+        assert "Customer rating: 5/5" in second.output, second.output
+        assert customer.wait(30) == 0, customer.output + customer.read_stderr()
+    finally:
+        relay.stop()
