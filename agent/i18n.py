@@ -197,6 +197,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Connecting to the relay to join session {code} ...",
         "es": "Conectando con el servidor para unirse a la sesión {code} ...",
     },
+    "app.connecting_code_less": {
+        "en": "Connecting to the relay; your organisation's technician will be verified by certificate, no code needed ...",
+        "es": "Conectando con el servidor; el técnico de su organización se verificará por certificado, sin código ...",
+    },
     "app.code_prompt": {
         "en": "Type the session code your technician gave you: ",
         "es": "Escriba el código de sesión que le dio su técnico: ",
@@ -390,6 +394,18 @@ CATALOG: dict[str, dict[str, str]] = {
     "error.trust_setup": {
         "en": "This program's organisation settings could not be used, so it did not connect ({detail}). Contact your help desk.",
         "es": "No se pudieron usar los ajustes de organización de este programa, así que no se conectó ({detail}). Contacte con su servicio de asistencia.",
+    },
+    "error.code_less_unpinned": {
+        "en": "This program has no organisation key, so it cannot connect without a session code; ask your technician for a code.",
+        "es": "Este programa no tiene clave de organización, así que no puede conectarse sin un código de sesión; pida un código a su técnico.",
+    },
+    "error.code_less_refused": {
+        "en": "This computer only accepts technicians certified by its organisation, and the one who tried to connect could not be verified: {detail} Nothing was shown or allowed.",
+        "es": "Este equipo solo acepta técnicos certificados por su organización, y quien intentó conectarse no se pudo verificar: {detail} No se mostró ni se permitió nada.",
+    },
+    "error.handshake_altered": {
+        "en": "Someone between this computer and your organisation altered the connection, so it was not opened. Try again, and tell your help desk if it happens again.",
+        "es": "Alguien entre este equipo y su organización alteró la conexión, así que no se abrió. Vuelva a intentarlo y avise a su servicio de asistencia si se repite.",
     },
     "error.untrusted": {
         "en": "This computer only accepts technicians certified by its organisation, and {name} could not be verified: {detail} Nothing was shown or allowed.",
@@ -859,7 +875,13 @@ def section_labels() -> dict[str, str]:
 def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -> str:
     """A sentence in the customer's language for why the session could not go on."""
     from link.connection import RelayRefused, RelayUnavailable, SessionLost
-    from protocol.errors import IntegrityError, VersionMismatch, WrongCodeError
+    from protocol.errors import (
+        HandshakeAltered,
+        IntegrityError,
+        TechnicianRefused,
+        VersionMismatch,
+        WrongCodeError,
+    )
     from protocol.resume import ResumeRefused
 
     cause = error.__cause__
@@ -867,10 +889,16 @@ def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -
 
     if isinstance(cause, TrustError):
         return str(error)  # AgentSession already put it in the customer's words
+    if isinstance(cause, TechnicianRefused):
+        # The sentence names the certificate's (outside) name and organisation.
+        from protocol.safe_text import safe_text
+
+        return t("error.code_less_refused", detail=safe_text(str(cause), 600))
     for kind, key in (
         (WrongCodeError, "error.wrong_code"),
         (ResumeRefused, "error.resume_refused"),
         (IntegrityError, "error.integrity"),
+        (HandshakeAltered, "error.handshake_altered"),
         (VersionMismatch, "error.version"),
     ):
         if isinstance(error, kind) or isinstance(cause, kind):

@@ -86,3 +86,20 @@ def test_screen_benchmark_tiny_run_reports_every_goal() -> None:
         assert f"- {scene}: bytes" in report, report
     goals = report.split("Goals:", 1)[1]
     assert goals.count(", met") + goals.count(", NOT met") == 6, report
+
+
+def test_pairing_benchmark_quick_run_reports_every_kind() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pairing.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["results"]) == {
+        "code flow (SPAKE2)",
+        "code-less, anonymous agent",
+        "code-less, device key",
+    }
+    assert report["results"]["code flow (SPAKE2)"]["ratio"] == 1.0
