@@ -7,8 +7,10 @@ checked against that key). The wait is a long-poll: the relay holds each ``GET``
 until the request changes (or 25 s), so nothing spins. Closing the agent while
 waiting (Ctrl-C, SIGTERM) withdraws the request, and the ticket says so.
 
-Interim (until the certificate pairing): the relay hands the agent the session code
-the technician made, so this session's pairing is only as private as the relay.
+The session pairs without a code (:class:`agent.app.CodeLessJoin`): the relay only
+names the rendezvous; the technician proves their organisation certificate in the key
+exchange itself and the agent checks it against the pinned key, so the relay stays
+blind and cannot stand in for the technician.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from agent.i18n import current, t
 from agent.settings import BakedSettings
 from link.relay_address import http_url
 from protocol.categories import CategoryList, verify_category_list
-from protocol.code import SessionCode
 from protocol.errors import TrustError
 from protocol.safe_text import safe_text
 
@@ -195,7 +196,7 @@ async def request_help(
     ask: Callable[[str], str] = input,
 ) -> int:
     """File the request, follow it, run each session it gets; the exit status."""
-    from agent.app import fail, load_trust, run_agent, ssl_context_for
+    from agent.app import CodeLessJoin, fail, load_trust, run_agent, ssl_context_for
     from agent.errors import TrustSetupError
     from agent.ui import ConsoleUI
     from link.errors import LinkError
@@ -249,8 +250,8 @@ async def request_help(
             if view.get("state") in ("withdrawn", "solved"):
                 print(t("request.closed"), flush=True)
                 return 0
-            code_text = view.get("code")
-            if view.get("state") == "accepted" and code_text:
+            nameplate = view.get("nameplate")
+            if view.get("state") == "accepted" and nameplate:
                 print(
                     t("request.accepted", technician=safe_text(str(view.get("technician")), 100)),
                     flush=True,
@@ -262,7 +263,7 @@ async def request_help(
                 # owns standard input (a second one would lose the customer's answers).
                 ui = ui or ConsoleUI()
                 result = await run_agent(
-                    relay, SessionCode.parse(code_text), log_dir, ca_file, org_key, ui
+                    relay, CodeLessJoin(str(nameplate)), log_dir, ca_file, org_key, ui
                 )
                 view = await follower.status(None)
                 if view.get("state") not in ("waiting", "offered"):

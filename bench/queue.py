@@ -188,7 +188,7 @@ def run_day(
                 request = store.get_help_request(request_id)
                 if request is None or request.offered_to != technician_id:
                     continue
-                accepted, session = queue.accept(technician, request_id, None)
+                accepted, session = queue.accept(technician, request_id)
                 store.mark_paired(session.id, clock())
                 wait = clock() - accepted.created_at
                 outcome.waits.append(wait)

@@ -271,13 +271,9 @@ class HelpApi:
         names = {p.technician_id: p.name for p in self.queue.profiles()}
         try:
             if action == "accept":
-                secret = payload.get("secret")
-                if set(payload) - {"secret"} or (
-                    secret is not None
-                    and (not isinstance(secret, str) or not re.fullmatch(r"\d{6}", secret))
-                ):
-                    raise QueueRefusal("bad_request", 'Send {} or {"secret": "NNNNNN"}.')
-                accepted, session = self.queue.accept(technician, request_id, secret)
+                if payload:
+                    raise QueueRefusal("bad_request", "Accepting takes no body fields; send {}.")
+                accepted, session = self.queue.accept(technician, request_id)
                 return json_response(
                     http.HTTPStatus.OK,
                     {

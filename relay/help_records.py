@@ -72,8 +72,6 @@ class HelpRequest:
     accepted_at: float | None = None
     finished_at: float | None = None
     session_id: str | None = None
-    #: Interim (until certificate pairing): the code's secret, handed to the agent.
-    pairing_secret: str | None = None
 
 
 #: Columns a change may set (see :meth:`relay.store.RelayStore.change_help_request`).
@@ -91,6 +89,5 @@ CHANGEABLE = frozenset(
         "accepted_at",
         "finished_at",
         "session_id",
-        "pairing_secret",
     }
 )

@@ -220,7 +220,6 @@ class HelpQueue:
             "estimated_wait_seconds": None,
             "technician": None,
             "nameplate": None,
-            "code": None,
             "note": request.note,
         }
         if request.state is RequestState.OFFERED:
@@ -246,9 +245,7 @@ class HelpQueue:
             if session is not None:
                 view["technician"] = session.technician_name
                 if session.state_at(self._clock()) is SessionState.WAITING:
-                    view["nameplate"] = session.nameplate
-                    if request.pairing_secret:
-                        view["code"] = f"{session.nameplate}-{request.pairing_secret}"
+                    view["nameplate"] = session.nameplate  # a rendezvous, not a secret
                 else:
                     view["session_state"] = str(session.state_at(self._clock()))
         return view
@@ -301,9 +298,7 @@ class HelpQueue:
         self.dispatch_if_due()
         return self._store.open_help_requests()
 
-    def accept(
-        self, technician: Technician, request_id: str, secret: str | None
-    ) -> tuple[HelpRequest, SessionRecord]:
+    def accept(self, technician: Technician, request_id: str) -> tuple[HelpRequest, SessionRecord]:
         self.profile(technician)
         self.dispatch_if_due()
         request = self._store.get_help_request(request_id)
@@ -335,7 +330,7 @@ class HelpQueue:
             self._store.change_help_request(
                 changed.id,
                 changed.version,
-                {"session_id": session.id, "pairing_secret": secret, "offered_to": None},
+                {"session_id": session.id, "offered_to": None},
             )
             or changed
         )
@@ -400,7 +395,6 @@ class HelpQueue:
             "note": note,
             "declined_by": (*request.declined_by, technician.id),
             "offered_to": None,
-            "pairing_secret": None,
             "session_id": None,
             "accepted_by": None,
             "accepted_at": None,

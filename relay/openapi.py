@@ -457,7 +457,6 @@ _HELP_STATUS = {
         "estimated_wait_seconds": {"type": ["integer", "null"]},
         "technician": {"type": ["string", "null"]},
         "nameplate": {"type": ["string", "null"]},
-        "code": {"type": ["string", "null"]},
         "note": {"type": ["string", "null"]},
     },
     "required": ["request_id", "state", "version"],
@@ -609,11 +608,7 @@ for _action, _summary in (
                             "additionalProperties": False,
                         }
                         if _action == "transfer"
-                        else {
-                            "type": "object",
-                            "properties": {"secret": {"type": "string", "pattern": "^[0-9]{6}$"}},
-                            "additionalProperties": False,
-                        }
+                        else {"type": "object", "maxProperties": 0}
                     }
                 },
             },

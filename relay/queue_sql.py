@@ -51,8 +51,7 @@ CREATE TABLE IF NOT EXISTS help_requests (
     accepted_by         TEXT,
     accepted_at         {real},
     finished_at         {real},
-    session_id          TEXT,
-    pairing_secret      TEXT
+    session_id          TEXT
 );
 CREATE INDEX IF NOT EXISTS help_requests_by_state ON help_requests (state, created_at);
 CREATE INDEX IF NOT EXISTS help_requests_by_technician ON help_requests (accepted_by, accepted_at);
@@ -67,7 +66,7 @@ CREATE TABLE IF NOT EXISTS categories (
 _REQUEST_COLUMNS = (
     "id, organisation_key, description, category, language, diagnostics_digest, client_ip,"
     " state, version, created_at, offered_to, offered_at, declined_by, direct_to, queue, note,"
-    " tier, accepted_by, accepted_at, finished_at, session_id, pairing_secret"
+    " tier, accepted_by, accepted_at, finished_at, session_id"
 )
 
 # A technician holds a request while it is offered to them, and while the session
@@ -300,5 +299,4 @@ def _request(row: Any) -> HelpRequest:
         accepted_at=row[18],
         finished_at=row[19],
         session_id=row[20],
-        pairing_secret=row[21],
     )

@@ -3,8 +3,10 @@ help queue from the technician's side (:mod:`relay.help_api` at the relay).
 
 ``queue accept ID`` (or ``--next``: the request offered to you, else the oldest one
 waiting) takes the request and opens the same session console as ``puente-tech
-session``: nobody reads a code aloud, the customer's agent learns the rendezvous
-from the relay as soon as you accept.
+session``. Nobody reads a code aloud: the customer's agent learns the rendezvous
+from the relay as soon as you accept, and the two pair without a code, your
+certificate (``--cert``/``--key``) proven in the key exchange and checked by the agent
+against its pinned organisation key (SIGMA-I, :mod:`protocol.cert_pairing`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from protocol.code import SessionCode
 from protocol.safe_text import safe_text
 
 from . import trust_cli
@@ -138,6 +139,14 @@ async def run(
 async def _accept(
     api: RelayAPI, args: argparse.Namespace, out: Output, ssl_context: Any, serve: ServeSession
 ) -> int:
+    if args.credentials is None:
+        # The customer's agent pins the organisation and pairs with no code: only a
+        # certified technician can prove who they are to it.
+        out.error(
+            "Taking a help request needs your organisation certificate: pass --cert and "
+            "--key (or set PUENTE_CERT and PUENTE_KEY)."
+        )
+        return EXIT_USAGE
     request_id = args.request_id
     if args.next:
         listing = await asyncio.to_thread(api.queue)
@@ -148,12 +157,8 @@ async def _accept(
             out.error("No help request is waiting for you; try again later.")
             return EXIT_NOBODY
         request_id = (mine or free)[0]["request_id"]
-    # Interim, until the certificate pairing lands: the code's secret is made here and
-    # handed to the customer's agent through the relay (the relay could read it).
-    secret = SessionCode.new("000").secret
-    accepted = await asyncio.to_thread(api.queue_action, request_id, "accept", {"secret": secret})
+    accepted = await asyncio.to_thread(api.queue_action, request_id, "accept")
     request = accepted["request"]
-    code = SessionCode(accepted["nameplate"], secret)
     out.event(
         "accepted",
         f"Accepted {request_id}: {request.get('description')} "
@@ -167,18 +172,18 @@ async def _accept(
         "session_id": accepted["session_id"],
         "nameplate": accepted["nameplate"],
         "ticket_id": accepted["ticket_id"],
-        "technician": None,
+        "technician": args.credentials.certificate.name,
     }
     try:
-        session = await TechnicianSession.connect(
+        # Code-less (SIGMA-I, protocol.cert_pairing): the relay only names the rendezvous.
+        session = await TechnicianSession.connect_code_less(
             args.relay,
-            code,
+            accepted["nameplate"],
             accepted["ticket_id"],
             token=args.token,
-            technician_name="Technician",
+            credentials=args.credentials,
             ssl=ssl_context,
             wait_timeout=args.wait,
-            credentials=args.credentials,
         )
     except TimeoutError:
         out.error(f"The customer's agent did not join within {args.wait:.0f} seconds.")

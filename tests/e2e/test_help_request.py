@@ -8,7 +8,9 @@ agent without a pinned key is told to use a code.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import signal
 import sys
 import urllib.parse
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from technician.credentials import read_private_key
 from tests.support.customer import Process, ScriptedCustomer, technician
 from tests.support.helpdesk import RequestTracker, rt_missing, wait_until
 from tests.support.proxy import RecordingProxy
@@ -171,8 +174,22 @@ def test_a_request_reaches_rt_the_matching_technician_and_a_session_with_no_code
             customer.expect(r"^Paco Printers took your request; connecting now\.")
             tech.expect(r"^Customer joined\. Check code: ")
             # Nina tries to take it too: a clear refusal.
-            late = tech_process(
+            uncertified = tech_process(
                 tech_side.url, tokens["Nina Network"], "queue", "accept", request_id
+            )
+            assert uncertified.wait(30) == 2
+            assert "needs your organisation certificate" in uncertified.read_stderr()
+            nina_cert, nina_key = org.technician("Nina Network", "nina")
+            late = tech_process(
+                tech_side.url,
+                tokens["Nina Network"],
+                "--cert",
+                str(nina_cert),
+                "--key",
+                str(nina_key),
+                "queue",
+                "accept",
+                request_id,
             )
             assert late.wait(30) == 2
             assert "Another technician took this request" in late.read_stderr()
@@ -190,6 +207,12 @@ def test_a_request_reaches_rt_the_matching_technician_and_a_session_with_no_code
             if needle and len(needle) >= 6:
                 assert needle.encode() not in recorded, f"{needle!r} crossed the relay"
         assert org.key.read_bytes() not in recorded
+        # No certificate private material crossed the relay: the technician's raw key.
+        private = read_private_key(key).private_bytes_raw()
+        assert private not in recorded and base64.b64encode(private) not in recorded
+        # The pairing was code-less: the agent said so, and no code was ever shown.
+        assert any("no code needed" in line for line in customer.lines)
+        assert not any(re.search(r"\d{3}-\d{3}-\d{3}", line) for line in customer.lines)
         wait_until(lambda: rt_ticket_of(rt, request_id) is not None, 40, "the RT ticket", 0.5)
         ticket = rt_ticket_of(rt, request_id)
         assert ticket is not None

@@ -95,12 +95,12 @@ def test_accepting_creates_the_session_and_a_second_accept_is_refused(desk: Desk
     bo = desk.technician("Bo", "printing,es")
     cy = desk.technician("Cy", "printing,es")
     request_id = desk.file()
-    request, session = desk.queue.accept(bo, request_id, None)
+    request, session = desk.queue.accept(bo, request_id)
     assert request.state is RequestState.ACCEPTED and session.technician_id == bo.id
     status = desk.queue.status(request)
     assert status["nameplate"] == session.nameplate and status["technician"] == "Bo"
     with pytest.raises(QueueRefusal, match="Another technician took this request") as caught:
-        desk.queue.accept(cy, request_id, None)
+        desk.queue.accept(cy, request_id)
     assert caught.value.code == "taken"
 
 
@@ -109,7 +109,7 @@ def test_a_stale_read_loses_the_race_with_a_clear_refusal(desk: Desk) -> None:
     request_id = desk.file()
     stale = desk.store.get_help_request(request_id)
     assert stale is not None
-    desk.queue.accept(bo, request_id, None)
+    desk.queue.accept(bo, request_id)
     # What another relay node does with the version it read before: nothing changes.
     assert desk.store.change_help_request(request_id, stale.version, {"state": "waiting"}) is None
 
@@ -139,7 +139,7 @@ def test_capacity_and_availability(desk: Desk) -> None:
     assert desk.state(second) == (RequestState.WAITING, None)  # Bo is at capacity
     profile = desk.store.get_profile(bo.id)
     assert profile is not None and profile.holding == 1
-    _, session = desk.queue.accept(bo, first, None)
+    _, session = desk.queue.accept(bo, first)
     desk.store.finish_session(session.id, SessionState.ENDED, desk.clock(), "done")
     desk.queue.set_availability(bo, Availability.AWAY)
     assert desk.state(second) == (RequestState.WAITING, None)  # away: nothing offered
@@ -151,7 +151,7 @@ def test_transfer_with_a_note_to_a_technician(desk: Desk) -> None:
     bo = desk.technician("Bo", "printing,es", capacity=2)
     desk.technician("Ana", "network,en", capacity=2)
     request_id = desk.file()
-    _, session = desk.queue.accept(bo, request_id, None)
+    _, session = desk.queue.accept(bo, request_id)
     with pytest.raises(QueueRefusal, match="neither a technician nor a queue"):
         desk.queue.transfer(bo, request_id, "Nobody", "note")
     moved = desk.queue.transfer(bo, request_id, "Ana", "Needs the network team: DNS fails")
@@ -168,7 +168,7 @@ def test_transfer_to_a_queue(desk: Desk) -> None:
     bo = desk.technician("Bo", "printing,es", capacity=2)
     desk.technician("Ana", "network,en", capacity=2)
     request_id = desk.file()
-    desk.queue.accept(bo, request_id, None)
+    desk.queue.accept(bo, request_id)
     desk.queue.transfer(bo, request_id, "network", "Router is down")
     assert desk.state(request_id) == (RequestState.OFFERED, "Ana")
 
