@@ -114,3 +114,32 @@ def test_refusals_are_sentences_with_the_right_status(tmp_path: Path) -> None:
         assert unknown.status == 404
 
     run_with_relay(tmp_path, scenario)
+
+
+def test_a_waiting_request_survives_a_relay_restart(tmp_path: Path) -> None:
+    filed: dict[str, str] = {}
+
+    async def before(relay: RelayServer) -> None:
+        filed.update(set_up(relay))  # everyone away: the request waits
+        reply = await http_request(relay, "POST", "/help/requests", json_body=REQUEST)
+        assert reply.status == 201
+        filed["request_id"], filed["token"] = reply.json()["request_id"], reply.json()["token"]
+
+    async def after(relay: RelayServer) -> None:
+        path = f"/help/requests/{filed['request_id']}"
+        customer = {"Authorization": f"Bearer {filed['token']}"}
+        status = await http_request(relay, "GET", path, headers=customer)
+        assert (status.json()["state"], status.json()["position"]) == ("waiting", 1)
+        await http_request(
+            relay,
+            "PUT",
+            "/api/availability",
+            token=filed["Bo"],
+            json_body={"availability": "available"},
+        )
+        listing = await http_request(relay, "GET", "/api/queue", token=filed["Bo"])
+        [item] = listing.json()["requests"]
+        assert item["request_id"] == filed["request_id"] and item["offered_to_you"]
+
+    run_with_relay(tmp_path, before)
+    run_with_relay(tmp_path, after)  # a new relay process's state: only the store is kept
