@@ -366,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rt-password", "PUENTE_RT_PASSWORD", "RT password for --rt-user", metavar="PASSWORD"
     )
     connector(
+        "--rt-queue",
+        "PUENTE_RT_QUEUE",
+        "RT queue where customers' help requests open tickets",
+        default="General",
+        metavar="QUEUE",
+    )
+    connector(
         "--delivery-timeout",
         "PUENTE_DELIVERY_TIMEOUT",
         "seconds to wait for a help desk to answer one delivery",
@@ -590,6 +597,7 @@ def _connectors(args: argparse.Namespace) -> tuple[Connector, ...]:
                 user=args.rt_user,
                 password=args.rt_password,
                 timeout=args.delivery_timeout,
+                queue=args.rt_queue,
             )
         )
     elif args.rt_token or args.rt_user or args.rt_password:
