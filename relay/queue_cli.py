@@ -130,11 +130,12 @@ def run_queue(store: RelayStore, args: argparse.Namespace) -> int:
         if not requests and not args.json:
             print("No help requests are waiting.")
         return 0
-    request = store.get_help_request(args.request_id)
-    if request is None or not request.state.open:
+    found = store.get_help_request(args.request_id)
+    if found is None or not found.state.open:
         raise ConfigError(
             f"No waiting help request has the id {args.request_id!r}; see 'puente-relay queue list'."
         )
+    request = found
     target = next((tid for tid, name in names.items() if name == args.name), None)
     if target is None:
         raise ConfigError(

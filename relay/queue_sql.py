@@ -231,7 +231,9 @@ class QueueSql:
         if unknown:
             raise ValueError(f"cannot change {sorted(unknown)}")
         values = [
-            json.dumps(list(v)) if k == "declined_by" else (str(v) if k == "state" else v)
+            json.dumps(list(v))
+            if k == "declined_by" and isinstance(v, tuple | list)
+            else (str(v) if k == "state" else v)
             for k, v in changes.items()
         ]
         assignments = ", ".join(f"{name} = ?" for name in changes)

@@ -144,7 +144,7 @@ def _ladder(
     skills = needs.skills()
     if needs.queue is not None:
         return [(frozenset(skills.values()), ())]
-    steps = [(frozenset(skills.values()), ())]
+    steps: list[tuple[frozenset[str], tuple[str, ...]]] = [(frozenset(skills.values()), ())]
     relaxed: list[str] = []
     for entry in policy.relax:
         dropped = {v for k, v in skills.items() if entry in (k, v)}
