@@ -29,6 +29,8 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from protocol.customer_words import CUSTOMER_WORDS
+
 if TYPE_CHECKING:
     from agent.consent import ConsentSubject
 
@@ -36,8 +38,8 @@ LANGUAGES = ("en", "es")
 DEFAULT_LANGUAGE = "en"
 
 CATALOG: dict[str, dict[str, str]] = {
-    # Program and connection ------------------------------------------------------------
-    "app.title": {"en": "Puente remote support", "es": "Asistencia remota Puente"},
+    # Shared with the join page (protocol.customer_words), word for word --------------------
+    **CUSTOMER_WORDS,
     # Help requests (agent.help_request) ---------------------------------------------
     "opt.request": {
         "en": "ask your organisation's help desk for help without a code: describe the problem in one line",
@@ -131,6 +133,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Your request is closed.",
         "es": "Su solicitud está cerrada.",
     },
+    # Program and connection ------------------------------------------------------------
     "app.help": {
         "en": "Let a help-desk technician help you with this computer.\n\n"
         "Your technician gives you a session code such as 417-862-093. Type it here (or "
@@ -639,11 +642,6 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "review.section.pending_reboot": {"en": "Pending restart", "es": "Reinicio pendiente"},
     # The window ----------------------------------------------------------------------------
-    "tk.code_label": {
-        "en": "Session code from your technician:",
-        "es": "Código de sesión de su técnico:",
-    },
-    "tk.connect": {"en": "Connect", "es": "Conectar"},
     "tk.try_again": {"en": "Try again", "es": "Reintentar"},
     "tk.verified": {
         "en": "Verified: {name}, {organisation}",
@@ -653,18 +651,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Unverified technician: {name}",
         "es": "Técnico no verificado: {name}",
     },
-    "tk.sas": {"en": "Check code: {sas}", "es": "Código de comprobación: {sas}"},
-    "tk.sas_hint": {
-        "en": "Read this code to your technician; it must match the one they see.",
-        "es": "Lea este código a su técnico; debe coincidir con el que él ve.",
-    },
     "tk.allowed_heading": {"en": "Allowed now", "es": "Permitido ahora"},
     "tk.nothing_allowed": {
         "en": "Nothing. The technician can do nothing until you allow it.",
         "es": "Nada. El técnico no puede hacer nada hasta que usted lo permita.",
     },
     "tk.stop_one": {"en": "Stop", "es": "Detener"},
-    "tk.stop_all": {"en": "Stop and end the session", "es": "Detener y terminar la sesión"},
     "tk.chat_heading": {"en": "Chat with the technician", "es": "Chat con el técnico"},
     "tk.send": {"en": "Send", "es": "Enviar"},
     "tk.consent_title": {"en": "Permission requested", "es": "Permiso solicitado"},

@@ -4,7 +4,8 @@
 ``/metrics``, unreadable bodies) and judges each upgrade of ``/v1/session`` (method,
 ``Origin``, cluster hops, the technician's bearer token, capacity). It returns None
 only for an upgrade it accepts; then :class:`relay.server.RelayServer` takes the
-connection.
+connection. Agent downloads and the join page's pictures go to
+:class:`relay.downloads.DownloadDesk`, which streams them itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from . import metrics as metrics_module
 from .api import RestApi
 from .cluster import ClusterNode
 from .config import RelayConfig
+from .downloads import DownloadDesk, shelf_for
 from .errors import HeaderError
 from .http import RelayConnection, bearer_token, error_response, single_header
 from .store import RelayStore
@@ -59,18 +61,32 @@ class FrontDoor:
         self.relay = relay
         self.config = relay.config
         self._api = api
+        self.downloads = DownloadDesk(
+            shelf_for(relay.config.data_dir),
+            lambda: relay.store,
+            relay.config.clock,
+            relay.config.download_stall_timeout,
+            relay.config.download_rate,
+        )
+        api.downloads = self.downloads.shelf  # the join page lists what the desk serves
 
     def process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | Awaitable[Response] | None:
         """Answer REST requests and refused upgrades; return None to accept an upgrade.
-        A customer's long-poll of a help request is answered later (an awaitable)."""
+
+        A download is an awaitable that streams the file before it returns; a
+        customer's long-poll of a help request is answered later (an awaitable too)."""
         assert isinstance(connection, RelayConnection)  # create_connection guarantees it
         connection.request_complete()
         ip = connection.client_ip = client_ip(connection, request, self.config.trusted_proxies)
         response: Response | None
         if connection.request_error is not None:
             response = body_refusal(connection.request_error)
+        elif (download := self.downloads.answer(connection, request, ip)) is not None:
+            if not isinstance(download, Response):
+                return download  # it logs how the stream went
+            response = download
         elif request.path == envelope.WS_PATH:
             response = self._check_upgrade(connection, request, ip)
             ip = connection.client_ip  # a node hop names the real client
