@@ -262,6 +262,8 @@ async def request_help(
                 # One console for every session of this request: its reader thread
                 # owns standard input (a second one would lose the customer's answers).
                 ui = ui or ConsoleUI()
+                # run_agent leaves a console it was given to its caller: say what happens.
+                ui.say(t("app.connecting_code_less"))
                 result = await run_agent(
                     relay, CodeLessJoin(str(nameplate)), log_dir, ca_file, org_key, ui
                 )
