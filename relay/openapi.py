@@ -472,15 +472,8 @@ _CUSTOMER_AUTH = {
 
 HELP_PATHS: dict[str, Any] = {
     "/help/categories/{organisation_key}": {
-        "parameters": [
-            {
-                "name": "organisation_key",
-                "in": "path",
-                "required": True,
-                "description": "SHA-256 of the organisation's raw Ed25519 public key, hex.",
-                "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-            }
-        ],
+        # The same path parameter as /revocations/{organisation_key}.
+        "parameters": OPENAPI["paths"]["/revocations/{organisation_key}"]["parameters"],
         "get": {
             "summary": "The organisation's signed list of help categories (agents fetch it)",
             "description": "Agents verify it against their pinned organisation key.",
