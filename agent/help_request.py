@@ -293,7 +293,7 @@ async def request_help(
                     ),
                     flush=True,
                 )
-            poll = asyncio.ensure_future(follower.status(view.get("version")))
+            poll = asyncio.ensure_future(follower.status(view.get("version"), view.get("position")))
             left = asyncio.ensure_future(leaving.wait())
             done, _ = await asyncio.wait([poll, left], return_when=asyncio.FIRST_COMPLETED)
             if left in done:
@@ -324,8 +324,13 @@ class _Follower:
         self._token = token
         self._ssl = ssl_context
 
-    async def status(self, after: int | None) -> dict[str, Any]:
-        path = self._path + (f"?after={after}" if after is not None else "")
+    async def status(self, after: int | None, position: int | None = None) -> dict[str, Any]:
+        """The request's status; with ``after`` (and the ``position`` shown), held by the
+        relay until it changes."""
+        query = f"?after={after}" if after is not None else ""
+        if after is not None and position is not None:
+            query += f"&position={position}"
+        path = self._path + query
         status, view = await _in_daemon_thread(
             lambda: _call(self._base, "GET", path, None, self._token, self._ssl, POLL_TIMEOUT)
         )

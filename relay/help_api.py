@@ -6,9 +6,11 @@ Customers (no account; a request is reached with the token given when it was fil
     GET     /help/categories/{key_id}     the organisation's signed category list
     POST    /help/requests                201 + {request_id, token, state, position,
                                           estimated_wait_seconds, ...}
-    GET     /help/requests/{id}[?after=V] the request's status; with ``after``, held
+    GET     /help/requests/{id}[?after=V[&position=P]]
+                                          the request's status; with ``after``, held
                                           (long-poll, up to 25 s) until its version is
-                                          not V. Authorization: Bearer REQUEST_TOKEN
+                                          not V or its place in the queue is not P.
+                                          Authorization: Bearer REQUEST_TOKEN
     DELETE  /help/requests/{id}           withdraw (the customer left)
 
 Technicians (bearer API token, as every /api/ route)::
@@ -107,17 +109,20 @@ class HelpApi:
 
     async def _held_status(self, request_id: str, headers: Headers, query: str) -> Response:
         try:
-            params = self._query(query, ("after",))
+            params = self._query(query, ("after", "position"))
             try:
                 after = int(params["after"])
+                position = int(params["position"]) if "position" in params else None
             except ValueError:
                 raise ApiRefusal(
-                    http.HTTPStatus.BAD_REQUEST, "bad_request", "after must be a version number."
+                    http.HTTPStatus.BAD_REQUEST,
+                    "bad_request",
+                    "after and position must be whole numbers.",
                 ) from None
             help_request = self._customer(request_id, headers)
             if help_request.version == after:
                 help_request = await self.queue.wait_for_change(
-                    request_id, after, LONG_POLL_SECONDS
+                    request_id, after, LONG_POLL_SECONDS, position
                 )
             return json_response(http.HTTPStatus.OK, self.queue.status(help_request))
         except ApiRefusal as exc:
@@ -193,7 +198,7 @@ class HelpApi:
             raise refusal(exc) from None
 
     def _status(self, request_id: str, headers: Headers, query: str) -> Response:
-        self._query(query, ("after",))
+        self._query(query, ("after", "position"))
         self.queue.dispatch_if_due()
         help_request = self._customer(request_id, headers)
         return json_response(http.HTTPStatus.OK, self.queue.status(help_request))

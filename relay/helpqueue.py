@@ -68,6 +68,8 @@ OFFER_TIMEOUT = 120.0
 LONG_POLL_SECONDS = 25.0
 #: How often a held long-poll re-reads the store (changes made on other relay nodes).
 STORE_RECHECK_SECONDS = 1.0
+#: How often a held long-poll recomputes the customer's place when nothing changed here.
+POSITION_REFRESH_SECONDS = 5.0
 #: Least time between two dispatch passes that no change here asked for (sessions that
 #: ended, offers that timed out, changes on other nodes): a pass reads the whole queue.
 DISPATCH_INTERVAL = 1.0
@@ -102,7 +104,8 @@ class HelpQueue:
         self.policy = policy or RoutingPolicy()
         self._by_address = SlidingWindowLimiter(per_address, 600.0)
         self._by_organisation = SlidingWindowLimiter(per_organisation, 3600.0)
-        self._changed: dict[str, asyncio.Event] = {}
+        self._changed = asyncio.Event()  # replaced, after being set, at every change
+        self._generation = 0
         self._last_dispatch = float("-inf")
 
     # customers
@@ -250,28 +253,44 @@ class HelpQueue:
                     view["session_state"] = str(session.state_at(self._clock()))
         return view
 
-    async def wait_for_change(self, request_id: str, version: int, timeout: float) -> HelpRequest:
-        """Return the request once its version differs from ``version`` or ``timeout``
-        passes: woken at once by changes made here, and by re-reading the store every
-        STORE_RECHECK_SECONDS for changes made by other relay nodes."""
+    async def wait_for_change(
+        self, request_id: str, version: int, timeout: float, position: int | None = None
+    ) -> HelpRequest:
+        """Return the request once it changed (its version is not ``version``), once its
+        place in the queue is not ``position`` (what the customer was last shown), or
+        when ``timeout`` passes.
+
+        Changes made here wake every waiter at once; changes made by other relay nodes
+        are seen by re-reading the store every STORE_RECHECK_SECONDS. The place is
+        recomputed at most once a second after a change here, and every
+        POSITION_REFRESH_SECONDS otherwise (it reads the whole queue).
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        seen = self._generation
+        checked = float("-inf")
         while True:
             self.dispatch_if_due()
             request = self._store.get_help_request(request_id)
             if request is None or request.version != version or loop.time() >= deadline:
                 assert request is not None
                 return request
-            event = self._changed.setdefault(request_id, asyncio.Event())
-            event.clear()
+            now = loop.time()
+            due = now - checked >= (1.0 if self._generation != seen else POSITION_REFRESH_SECONDS)
+            if position is not None and request.state is RequestState.WAITING and due:
+                seen, checked = self._generation, now
+                if self.status(request)["position"] != position:
+                    return request
+            event = self._changed
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(STORE_RECHECK_SECONDS, deadline - loop.time())):
                     await event.wait()
 
     def _wake(self, request_id: str) -> None:
-        event = self._changed.pop(request_id, None)
-        if event is not None:
-            event.set()
+        """Something in the queue changed (``request_id`` or what it waits behind)."""
+        self._generation += 1
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
 
     # technicians
 

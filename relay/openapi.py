@@ -530,11 +530,19 @@ HELP_PATHS: dict[str, Any] = {
             "summary": "Follow a help request: position, estimated wait, then the session",
             "description": (
                 "With ?after=VERSION the answer is held (up to 25 s) until the request's "
-                "version differs: a long-poll, so the agent shows changes as they happen."
+                "version differs, or (with &position=P) its place in the queue is not P: a "
+                "long-poll, so the agent shows changes as they happen."
             ),
             "security": [],
             "parameters": [
-                {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"}}
+                {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"}},
+                {
+                    "name": "position",
+                    "in": "query",
+                    "required": False,
+                    "description": "With after: also answer when the place is not this one.",
+                    "schema": {"type": "integer"},
+                },
             ],
             "responses": {
                 "200": _json("The request's status.", _HELP_STATUS),

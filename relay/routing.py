@@ -42,7 +42,7 @@ from __future__ import annotations
 import enum
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 #: Relax-list entries that name a kind of skill rather than one skill.
 KINDS = ("category", "language")
@@ -267,7 +267,12 @@ def estimate_wait(
     """
     _, _, group = eligible_tier(needs, technicians, policy)
     if not group:
-        group = [t for t in technicians if t.availability is not Availability.AWAY]
+        # Nobody who could take it is here: count as if those away came back (busy).
+        technicians = [
+            replace(t, availability=Availability.BUSY) if t.availability is Availability.AWAY else t
+            for t in technicians
+        ]
+        _, _, group = eligible_tier(needs, technicians, policy)
     ids = {t.id for t in group}
     capacity_of = {t.id: t.capacity for t in technicians}
     position = 1
@@ -281,7 +286,8 @@ def estimate_wait(
             _, _, their_group = eligible_tier(other, technicians, policy)
             theirs = sum(t.capacity for t in their_group)
             ours = sum(capacity_of[t.id] for t in their_group if t.id in ids)
-            shares[key] = ours / theirs if theirs else 0.0
+            # With no technician at all, everyone ahead is ahead.
+            shares[key] = ours / theirs if theirs else float(not ids)
         position += shares[key] > 0
         ahead += shares[key]
     capacity = sum(t.capacity for t in group)

@@ -325,3 +325,23 @@ def test_a_transfer_with_a_note_hands_the_customer_to_the_next_technician(
         assert customer.wait(30) == 0, customer.output + customer.read_stderr()
     finally:
         relay.stop()
+
+
+def test_the_waiting_customer_sees_the_position_change_live(
+    org: Organisation, tmp_path: Path
+) -> None:
+    relay = start_relay(tmp_path / "relay")
+    try:
+        set_up_desk(relay, org, tmp_path)  # everyone away: both requests wait
+        first = asker(relay.ws_url, org, tmp_path / "logs-first")
+        first.expect(r"^You are number 1 in the queue")
+        second = asker(relay.ws_url, org, tmp_path / "logs-second")
+        second.expect(r"^You are number 2 in the queue; estimated wait: about \d+ min\.")
+        first.proc.send_signal(signal.SIGTERM)  # the first customer closes the agent
+        first.expect(r"^You left the queue")
+        # The second hears it on the long-poll it is holding, within a second or two.
+        second.expect(r"^You are number 1 in the queue", timeout=10)
+        second.proc.send_signal(signal.SIGINT)
+        assert second.wait(20) == 0 and first.wait(20) == 0
+    finally:
+        relay.stop()

@@ -165,3 +165,11 @@ def test_a_request_ahead_counts_by_the_share_of_seats_it_can_use() -> None:
     handling = HandlingTimes({"bo": [600.0]})
     estimate = estimate_wait(waiting[1], waiting, techs, POLICY, handling)
     assert (estimate.position, estimate.seconds) == (2, 900)
+
+
+def test_while_everyone_is_away_every_request_ahead_counts() -> None:
+    away = [tech("bo", "printing,es", availability=Availability.AWAY)]
+    waiting = [need("a", created_at=0), need("b", created_at=1)]
+    for technicians in (away, []):
+        estimate = estimate_wait(waiting[1], waiting, technicians, POLICY, HandlingTimes())
+        assert estimate.position == 2 and estimate.seconds > 0
