@@ -21,7 +21,9 @@ technician with both needed skills, the estimate's median absolute error (estima
 shown at filing against the real wait), each with the ratio against the peer; and
 the cost of routing with 1,000 requests queued: one pure :func:`relay.routing.route`
 call, one :func:`relay.routing.estimate_wait`, and one whole ``HelpQueue.dispatch``
-pass (store reads included). Goal: routing one request under 5 ms at 1,000 queued.
+pass (store reads included), and filing one request at the relay (stored, its event
+recorded, routed: what ``POST /help/requests`` does) and the customer's first view of
+it. Goal: routing one request under 5 ms at 1,000 queued (the filing figure).
 
 Examples::
 
@@ -282,6 +284,18 @@ def routing_cost(techs: list[Tech], queued: int, rng: random.Random) -> dict[str
             queue.dispatch()
             runs.append((time.perf_counter() - begin) * 1000)
         result["dispatch_ms"] = statistics.median(runs)
+        # Filing one more request at the relay (stored, its help-desk event recorded,
+        # routed) and the customer's first view of it, with ``queued`` ahead.
+        filed, viewed = [], []
+        for _ in range(20):
+            begin = time.perf_counter()
+            new = queue.file(org.key_id, "bench", "printing", "en", None, "10.0.0.2")
+            filed.append((time.perf_counter() - begin) * 1000)
+            begin = time.perf_counter()
+            queue.status(new.request)
+            viewed.append((time.perf_counter() - begin) * 1000)
+        result["file_ms"] = statistics.median(filed)
+        result["status_ms"] = statistics.median(viewed)
         store.close()
     return result
 
@@ -359,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  route one request          {cost['route_ms']:.3f} ms")
     print(f"  estimate for one request   {cost['estimate_ms']:.3f} ms")
     print(f"  whole dispatch pass (SQLite, {cost['queued']} rows)  {cost['dispatch_ms']:.1f} ms")
-    goal = cost["route_ms"] < 5.0
+    print(f"  file one request at the relay (store, event, route)  {cost['file_ms']:.2f} ms")
+    print(f"  the customer's view of it (position, estimate)  {cost['status_ms']:.1f} ms")
+    goal = cost["file_ms"] < 5.0
     print(
         f"Goal: routing one request under 5 ms at {cost['queued']} queued: {'[met   ]' if goal else '[MISSED]'}"
     )

@@ -181,7 +181,7 @@ class HelpQueue:
         )
         logger.info("help request filed request=%s category=%s", request.id, category)
         self._record_event("request.created", request, {})
-        self.dispatch()
+        self.route_new(request)
         return Filed(self._store.get_help_request(request.id) or request, token)
 
     def customer_request(self, request_id: str, token: str) -> HelpRequest:
@@ -482,6 +482,18 @@ class HelpQueue:
         waiting = [r for r in self._store.open_help_requests() if r.state is RequestState.WAITING]
         if not waiting:
             return 0
+        return self._offer(waiting)
+
+    def route_new(self, request: HelpRequest) -> int:
+        """Route one request just filed: after every dispatch pass no waiting request
+        could go to a free technician, so only the new one can, and the queue need not be
+        read (the whole-queue pass still runs at least once a second, see
+        DISPATCH_INTERVAL, for changes this process did not see)."""
+        return self._offer([request])
+
+    def _offer(self, waiting: list[HelpRequest]) -> int:
+        """Offer ``waiting`` requests, oldest first, to free technicians; how many."""
+        now = self._clock()
         profiles = self._store.list_profiles()
         offers = dispatch([self._needs(r) for r in waiting], _states(profiles), self.policy)
         by_id = {r.id: r for r in waiting}
