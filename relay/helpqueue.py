@@ -48,12 +48,13 @@ from .ratelimit import SlidingWindowLimiter
 from .records import SessionRecord, SessionState, Technician
 from .routing import (
     Availability,
+    Estimate,
     HandlingTimes,
     RequestNeeds,
     RoutingPolicy,
     TechnicianState,
     dispatch,
-    estimate_wait,
+    estimate_all,
 )
 from .store import RelayStore
 from .tokens import hash_secret
@@ -106,6 +107,8 @@ class HelpQueue:
         self._by_organisation = SlidingWindowLimiter(per_organisation, 3600.0)
         self._changed = asyncio.Event()  # replaced, after being set, at every change
         self._generation = 0
+        #: (generation, when, places): the last snapshot of every waiting request's place.
+        self._snapshot: tuple[int, float, dict[str, Estimate]] = (-1, float("-inf"), {})
         self._last_dispatch = float("-inf")
 
     # customers
@@ -228,21 +231,10 @@ class HelpQueue:
         if request.state is RequestState.OFFERED:
             view["position"], view["estimated_wait_seconds"] = 1, 0
         elif request.state is RequestState.WAITING:
-            profiles = self._store.list_profiles()
-            waiting = [
-                self._needs(r)
-                for r in self._store.open_help_requests()
-                if r.state is RequestState.WAITING
-            ]
-            estimate = estimate_wait(
-                self._needs(request),
-                waiting,
-                _states(profiles),
-                self.policy,
-                HandlingTimes(self._store.recent_handling_times()),
-            )
-            view["position"] = estimate.position
-            view["estimated_wait_seconds"] = estimate.seconds
+            estimate = self._places(request.id).get(request.id)
+            if estimate is not None:
+                view["position"] = estimate.position
+                view["estimated_wait_seconds"] = estimate.seconds
         elif request.state is RequestState.ACCEPTED and request.session_id:
             session = self._store.get_session(request.session_id)
             if session is not None:
@@ -286,6 +278,28 @@ class HelpQueue:
                 async with asyncio.timeout(min(STORE_RECHECK_SECONDS, deadline - loop.time())):
                     await event.wait()
 
+    def _places(self, request_id: str) -> dict[str, Estimate]:
+        """Every waiting request's place, from one snapshot of the queue shared by all
+        customers: recomputed after a change made here, when older than
+        POSITION_REFRESH_SECONDS (changes on other nodes), or for a request it lacks."""
+        generation, taken, places = self._snapshot
+        fresh = generation == self._generation
+        if fresh and self._clock() - taken < POSITION_REFRESH_SECONDS and request_id in places:
+            return places
+        waiting = [
+            self._needs(r)
+            for r in self._store.open_help_requests()
+            if r.state is RequestState.WAITING
+        ]
+        places = estimate_all(
+            waiting,
+            _states(self._store.list_profiles()),
+            self.policy,
+            HandlingTimes(self._store.recent_handling_times()),
+        )
+        self._snapshot = (self._generation, self._clock(), places)
+        return places
+
     def _wake(self, request_id: str) -> None:
         """Something in the queue changed (``request_id`` or what it waits behind)."""
         self._generation += 1
@@ -300,6 +314,7 @@ class HelpQueue:
         profile = self._store.set_profile(technician.name, self._clock(), availability=availability)
         if profile is None:
             raise QueueRefusal("not_found", "Your account has no routing profile.")
+        self._wake(technician.id)  # places and estimates change with who is here
         self.dispatch()
         return self._store.get_profile(technician.id) or profile
 

@@ -265,36 +265,82 @@ def estimate_wait(
 
     ``waiting`` holds every request not yet offered to anyone, ``needs`` included.
     """
-    _, _, group = eligible_tier(needs, technicians, policy)
-    if not group:
-        # Nobody who could take it is here: count as if those away came back (busy).
-        technicians = [
-            replace(t, availability=Availability.BUSY) if t.availability is Availability.AWAY else t
-            for t in technicians
-        ]
-        _, _, group = eligible_tier(needs, technicians, policy)
-    ids = {t.id for t in group}
-    capacity_of = {t.id: t.capacity for t in technicians}
-    position = 1
-    ahead = 0.0  # requests ahead, each weighted by the share of its seats that are ours
-    shares: dict[tuple[object, ...], float] = {}  # requests alike share a group
-    for other in waiting:
-        if other.id == needs.id or (other.created_at, other.id) > (needs.created_at, needs.id):
+    return estimate_all(waiting, technicians, policy, handling)[needs.id]
+
+
+def _alike(needs: RequestNeeds) -> tuple[object, ...]:
+    """What routing sees of a request: requests alike have the same technicians."""
+    return (needs.category, needs.language, needs.queue, needs.direct_to, needs.declined_by)
+
+
+def estimate_all(
+    waiting: Sequence[RequestNeeds],
+    technicians: Sequence[TechnicianState],
+    policy: RoutingPolicy,
+    handling: HandlingTimes,
+) -> dict[str, Estimate]:
+    """Position and estimated wait of every request in ``waiting``, in one pass: the
+    shares between kinds of request are worked out once per pair of kinds, then each
+    request adds up the kinds seen before it (linear in the queue, not quadratic)."""
+    ordered = sorted(waiting, key=lambda r: (r.created_at, r.id))
+    kinds: dict[tuple[object, ...], tuple[list[TechnicianState], list[TechnicianState]]] = {}
+    for needs in ordered:
+        key = _alike(needs)
+        if key in kinds:
             continue
-        key = (other.category, other.language, other.queue, other.direct_to, other.declined_by)
-        if key not in shares:
-            _, _, their_group = eligible_tier(other, technicians, policy)
+        pool = list(technicians)
+        _, _, group = eligible_tier(needs, pool, policy)
+        if not group:
+            # Nobody who could take it is here: count as if those away came back (busy).
+            pool = [
+                replace(t, availability=Availability.BUSY)
+                if t.availability is Availability.AWAY
+                else t
+                for t in pool
+            ]
+            _, _, group = eligible_tier(needs, pool, policy)
+        kinds[key] = (pool, group)
+    examples = {_alike(n): n for n in reversed(ordered)}
+    shares: dict[tuple[tuple[object, ...], tuple[object, ...]], float] = {}
+
+    def share(mine: tuple[object, ...], theirs_key: tuple[object, ...]) -> float:
+        """The part of a request of kind ``theirs_key`` that stands ahead of ``mine``:
+        the share of its technicians' seats that ``mine`` can use too."""
+        if (mine, theirs_key) not in shares:
+            pool, group = kinds[mine]
+            ids = {t.id for t in group}
+            capacity_of = {t.id: t.capacity for t in pool}
+            _, _, their_group = eligible_tier(examples[theirs_key], pool, policy)
             theirs = sum(t.capacity for t in their_group)
             ours = sum(capacity_of[t.id] for t in their_group if t.id in ids)
             # With no technician at all, everyone ahead is ahead.
-            shares[key] = ours / theirs if theirs else float(not ids)
-        position += shares[key] > 0
-        ahead += shares[key]
+            shares[mine, theirs_key] = ours / theirs if theirs else float(not ids)
+        return shares[mine, theirs_key]
+
+    seen: dict[tuple[object, ...], int] = {}
+    result: dict[str, Estimate] = {}
+    for needs in ordered:
+        key = _alike(needs)
+        position, ahead = 1, 0.0
+        for other, count in seen.items():
+            part = share(key, other)
+            position += count if part > 0 else 0
+            ahead += count * part
+        seen[key] = seen.get(key, 0) + 1
+        _, group = kinds[key]
+        result[needs.id] = _wait(position, ahead, group, handling)
+    return result
+
+
+def _wait(
+    position: int, ahead: float, group: Sequence[TechnicianState], handling: HandlingTimes
+) -> Estimate:
+    """The estimate for a request with ``ahead`` requests before it for ``group``."""
     capacity = sum(t.capacity for t in group)
     if capacity == 0:
         # Nobody is present who could take it: the estimate assumes one technician returns.
         capacity = 1
-    mean = handling.mean(ids)
+    mean = handling.mean(t.id for t in group)
     free_slots = sum(max(0, t.capacity - t.holding) for t in group if t.free)
     if ahead + 1 <= free_slots:
         return Estimate(position, 0)
