@@ -301,49 +301,56 @@ def estimate_all(
             _, _, group = eligible_tier(needs, pool, policy)
         kinds[key] = (pool, group)
     examples = {_alike(n): n for n in reversed(ordered)}
-    shares: dict[tuple[tuple[object, ...], tuple[object, ...]], float] = {}
 
     def share(mine: tuple[object, ...], theirs_key: tuple[object, ...]) -> float:
         """The part of a request of kind ``theirs_key`` that stands ahead of ``mine``:
         the share of its technicians' seats that ``mine`` can use too."""
-        if (mine, theirs_key) not in shares:
-            pool, group = kinds[mine]
-            ids = {t.id for t in group}
-            capacity_of = {t.id: t.capacity for t in pool}
-            _, _, their_group = eligible_tier(examples[theirs_key], pool, policy)
-            theirs = sum(t.capacity for t in their_group)
-            ours = sum(capacity_of[t.id] for t in their_group if t.id in ids)
-            # With no technician at all, everyone ahead is ahead.
-            shares[mine, theirs_key] = ours / theirs if theirs else float(not ids)
-        return shares[mine, theirs_key]
+        pool, group = kinds[mine]
+        ids = {t.id for t in group}
+        capacity_of = {t.id: t.capacity for t in pool}
+        _, _, their_group = eligible_tier(examples[theirs_key], pool, policy)
+        theirs = sum(t.capacity for t in their_group)
+        ours = sum(capacity_of[t.id] for t in their_group if t.id in ids)
+        # With no technician at all, everyone ahead is ahead.
+        return ours / theirs if theirs else float(not ids)
 
+    # Worked out once per kind (a handful), not per request (up to thousands).
+    shares = {(mine, theirs): share(mine, theirs) for mine in kinds for theirs in kinds}
+    seats = {key: _Seats.of(group, handling) for key, (_, group) in kinds.items()}
     seen: dict[tuple[object, ...], int] = {}
     result: dict[str, Estimate] = {}
     for needs in ordered:
         key = _alike(needs)
         position, ahead = 1, 0.0
         for other, count in seen.items():
-            part = share(key, other)
-            position += count if part > 0 else 0
-            ahead += count * part
+            part = shares[key, other]
+            if part > 0:
+                position += count
+                ahead += count * part
         seen[key] = seen.get(key, 0) + 1
-        _, group = kinds[key]
-        result[needs.id] = _wait(position, ahead, group, handling)
+        result[needs.id] = seats[key].wait(position, ahead)
     return result
 
 
-def _wait(
-    position: int, ahead: float, group: Sequence[TechnicianState], handling: HandlingTimes
-) -> Estimate:
-    """The estimate for a request with ``ahead`` requests before it for ``group``."""
-    capacity = sum(t.capacity for t in group)
-    if capacity == 0:
-        # Nobody is present who could take it: the estimate assumes one technician returns.
-        capacity = 1
-    mean = handling.mean(t.id for t in group)
-    free_slots = sum(max(0, t.capacity - t.holding) for t in group if t.free)
-    if ahead + 1 <= free_slots:
-        return Estimate(position, 0)
-    # Seats free up one after another, one every mean / capacity seconds on average.
-    seconds = (ahead + 1 - free_slots) * mean / capacity
-    return Estimate(position, max(0, round(seconds)))
+@dataclass(frozen=True)
+class _Seats:
+    """What the wait of a kind of request depends on besides the queue before it."""
+
+    capacity: int
+    mean: float
+    free: int
+
+    @classmethod
+    def of(cls, group: Sequence[TechnicianState], handling: HandlingTimes) -> _Seats:
+        # Nobody present who could take it: the estimate assumes one technician returns.
+        capacity = sum(t.capacity for t in group) or 1
+        free = sum(max(0, t.capacity - t.holding) for t in group if t.free)
+        return cls(capacity, handling.mean(t.id for t in group), free)
+
+    def wait(self, position: int, ahead: float) -> Estimate:
+        """The estimate for a request with ``ahead`` requests before it."""
+        if ahead + 1 <= self.free:
+            return Estimate(position, 0)
+        # Seats free up one after another, one every mean / capacity seconds on average.
+        seconds = (ahead + 1 - self.free) * self.mean / self.capacity
+        return Estimate(position, max(0, round(seconds)))
