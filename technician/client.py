@@ -360,6 +360,21 @@ class TechnicianSession:
         """Wait until every message the agent sent before the session closed was handled."""
         await asyncio.wait([self._reader])
 
+    def end_through_relay(self, reason: str) -> Callable[[], None]:
+        """Record that this technician ends the session through the relay (a transfer:
+        the relay closes both ends), before the relay's close arrives; return the undo
+        for when the relay refused."""
+        if self.ended_by is not None:
+            return lambda: None
+        self._ended("technician", reason)
+
+        def undo() -> None:
+            self.ended_by = None
+            self.end_reason = None
+            self.ended_at = None
+
+        return undo
+
     def _ended(self, by: str, reason: str) -> None:
         if self.ended_by is None:
             self.ended_by = by
