@@ -52,6 +52,8 @@ examples:
   puente-agent --relay wss://support.example.org --org-key acme-org.pub --console \
       --request "The printer prints blank pages" --category printing
   puente-agent audit verify ~/.local/state/puente/session-20260102-100000-417.log
+  puente-agent checks run --once --policy acme.policy --org-key acme-org/org.pub
+  puente-agent enrol --relay wss://support.example.org --org-key acme-org.pub --token pe_... --no-service
 """
 
 AUDIT_DESCRIPTION = """\
@@ -154,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["audit"]:
         quiet_library_warnings()
         return audit_main(argv[1:])
+    if argv[:1] in (["enrol"], ["unenrol"]):
+        from agent.enrol_command import enrol_main, unenrol_main
+
+        quiet_library_warnings()
+        return (enrol_main if argv[0] == "enrol" else unenrol_main)(argv[1:])
+    if argv[:1] == ["checks"]:
+        from agent.monitoring.command import checks_main
+
+        quiet_library_warnings()
+        return checks_main(argv[1:])
     try:
         baked = load_baked()
     except SettingsError as exc:

@@ -11,7 +11,9 @@ The tree::
      ├── RequestRefused      a request was refused before anything ran (a fix that failed
      │                       verification); shown to the customer, sent as REFUSED
      ├── TrustSetupError     the pinned organisation key or its revocation list could not
-     │                       be used; the agent does not start
+     │    │                  be used; the agent does not start
+     │    └── EnrolmentFailed   enrolling this computer could not go on (a refused token
+     │                          or policy, a "no", an unreachable relay); nothing was kept
      ├── SettingsError       the settings built into this agent are unusable; the agent
      │                       does not start
      ├── PathRefused         a path the technician asked for is outside the folder the
@@ -59,6 +61,10 @@ class RequestRefused(AgentError):
 
 class TrustSetupError(AgentError):
     """The pinned key or the revocation list could not be loaded; the agent must not start."""
+
+
+class EnrolmentFailed(TrustSetupError):
+    """Enrolling could not go on; the sentence (in the owner's language) says why."""
 
 
 class SettingsError(AgentError):

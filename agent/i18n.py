@@ -692,6 +692,261 @@ CATALOG: dict[str, dict[str, str]] = {
     "tk.rating_send": {"en": "Send rating", "es": "Enviar valoración"},
     "tk.rating_skip": {"en": "Skip", "es": "Omitir"},
     "tk.comment_label": {"en": "Comment (optional):", "es": "Comentario (opcional):"},
+    # Checks on an enrolled device (agent/monitoring) --------------------------------------
+    "check.error": {
+        "en": "The check {check} could not run: {reason}. Check the policy's setting or ask your help desk.",
+        "es": "La comprobación {check} no pudo ejecutarse: {reason}. Revise el ajuste de la directiva o consulte a su servicio de asistencia.",
+    },
+    "check.disk_free.ok": {
+        "en": "{path}: {free} free of {total} ({percent}% free).",
+        "es": "{path}: {free} libres de {total} ({percent}% libre).",
+    },
+    "check.disk_free.failing": {
+        "en": "{path} is nearly full: only {free} free of {total} ({percent}% free), and the policy asks for at least {wanted}. Delete or move files you no longer need.",
+        "es": "{path} está casi lleno: solo quedan {free} libres de {total} ({percent}% libre), y la directiva pide al menos {wanted}. Borre o mueva archivos que ya no necesite.",
+    },
+    "check.memory.ok": {
+        "en": "Memory: {used}% in use, swap {swap}%.",
+        "es": "Memoria: {used}% en uso, intercambio {swap}%.",
+    },
+    "check.memory.failing": {
+        "en": "Memory is under pressure: {used}% in use and swap at {swap}% (limits {max_used}% and {max_swap}%). Close programs you are not using.",
+        "es": "La memoria está bajo presión: {used}% en uso e intercambio al {swap}% (límites {max_used}% y {max_swap}%). Cierre los programas que no esté usando.",
+    },
+    "check.process.ok": {
+        "en": "The program {name} is running ({count} processes).",
+        "es": "El programa {name} está en marcha ({count} procesos).",
+    },
+    "check.process.failing": {
+        "en": "The program {name} is not running; start it again or ask your help desk.",
+        "es": "El programa {name} no está en marcha; vuelva a iniciarlo o consulte a su servicio de asistencia.",
+    },
+    "check.service.ok": {
+        "en": "The service {name} is running.",
+        "es": "El servicio {name} está en marcha.",
+    },
+    "check.service.failing": {
+        "en": "The service {name} is not running (state: {state}); start it again or ask your help desk.",
+        "es": "El servicio {name} no está en marcha (estado: {state}); vuelva a iniciarlo o consulte a su servicio de asistencia.",
+    },
+    "check.reboot.ok": {
+        "en": "No restart is pending.",
+        "es": "No hay ningún reinicio pendiente.",
+    },
+    "check.reboot.failing": {
+        "en": "This computer is waiting for a restart to finish installing updates; restart it when convenient.",
+        "es": "Este equipo espera un reinicio para terminar de instalar actualizaciones; reinícielo cuando le venga bien.",
+    },
+    "check.reboot.unknown": {
+        "en": "This computer gives no way to tell whether a restart is pending.",
+        "es": "Este equipo no permite saber si hay un reinicio pendiente.",
+    },
+    "check.clock.ok": {
+        "en": "The clock is right (off by {seconds} s from {source}).",
+        "es": "El reloj está en hora (diferencia de {seconds} s con {source}).",
+    },
+    "check.clock.failing": {
+        "en": "The clock is off by {seconds} seconds compared with {source}; turn on automatic date and time.",
+        "es": "El reloj tiene una diferencia de {seconds} segundos con {source}; active la fecha y hora automáticas.",
+    },
+    "check.certificate.ok": {
+        "en": "All {count} certificates are valid for more than {days} days.",
+        "es": "Los {count} certificados son válidos durante más de {days} días.",
+    },
+    "check.certificate.failing": {
+        "en": "The certificate {path} expires on {date} (in {days} days); renew it.",
+        "es": "El certificado {path} caduca el {date} (dentro de {days} días); renuévelo.",
+    },
+    "check.certificate.expired": {
+        "en": "The certificate {path} expired on {date}; renew it now.",
+        "es": "El certificado {path} caducó el {date}; renuévelo ya.",
+    },
+    "check.certificate.none": {
+        "en": "No certificate found at {paths}; correct the paths in the policy.",
+        "es": "No se encontró ningún certificado en {paths}; corrija las rutas de la directiva.",
+    },
+    "check.log.ok": {
+        "en": "{path}: {count} matching lines (at most {limit} allowed).",
+        "es": "{path}: {count} líneas coinciden (se permiten como máximo {limit}).",
+    },
+    "check.log.failing": {
+        "en": "{path} has {count} lines matching the policy's pattern (at most {limit} allowed); your help desk can see which.",
+        "es": "{path} tiene {count} líneas que coinciden con el patrón de la directiva (se permiten como máximo {limit}); su servicio de asistencia puede ver cuáles.",
+    },
+    "check.backup.ok": {
+        "en": "The latest backup ({path}) is {hours} hours old.",
+        "es": "La última copia de seguridad ({path}) tiene {hours} horas.",
+    },
+    "check.backup.failing": {
+        "en": "The latest backup ({path}) is {hours} hours old, older than {limit} hours; check that backups still run.",
+        "es": "La última copia de seguridad ({path}) tiene {hours} horas, más de {limit}; compruebe que las copias siguen haciéndose.",
+    },
+    "check.backup.none": {
+        "en": "No backup found at {path}; check that backups run.",
+        "es": "No se encontró ninguna copia de seguridad en {path}; compruebe que las copias se hacen.",
+    },
+    "forecast.disk": {
+        "en": "The disk {path} will be full in about {days} days at the current rate (confidence {confidence}%).",
+        "es": "El disco {path} estará lleno en unos {days} días al ritmo actual (confianza {confidence}%).",
+    },
+    "forecast.memory": {
+        "en": "Memory use will reach its limit in about {days} days at the current rate (confidence {confidence}%).",
+        "es": "El uso de memoria llegará a su límite en unos {days} días al ritmo actual (confianza {confidence}%).",
+    },
+    "forecast.log": {
+        "en": "Matching lines in {path} will pass the limit in about {days} days at the current rate (confidence {confidence}%).",
+        "es": "Las líneas que coinciden en {path} superarán el límite en unos {days} días al ritmo actual (confianza {confidence}%).",
+    },
+    "checks.status.ok": {"en": "OK", "es": "BIEN"},
+    "checks.status.failing": {"en": "FAILING", "es": "FALLA"},
+    "checks.status.error": {"en": "CANNOT TELL", "es": "SIN DATOS"},
+    "checks.status.forecast": {"en": "SOON", "es": "PRONTO"},
+    "checks.maintenance": {
+        "en": "A maintenance window is open: the help desk gets no alerts now.",
+        "es": "Hay una ventana de mantenimiento abierta: el servicio de asistencia no recibe alertas ahora.",
+    },
+    "checks.policy": {
+        "en": "Policy number {number} of {organisation}.",
+        "es": "Directiva número {number} de {organisation}.",
+    },
+    "checks.policy_default": {
+        "en": "No policy given: the standard checks (system disk, memory, pending restart).",
+        "es": "Sin directiva: las comprobaciones estándar (disco del sistema, memoria, reinicio pendiente).",
+    },
+    "checks.policy_refused": {
+        "en": "The device policy {path} was refused and nothing was checked: {reason}",
+        "es": "Se rechazó la directiva del equipo {path} y no se comprobó nada: {reason}",
+    },
+    "checks.policy_needs_key": {
+        "en": "A signed policy needs the organisation's public key to check it: add --org-key ORG.pub (or set PUENTE_ORG_KEY).",
+        "es": "Una directiva firmada necesita la clave pública de la organización para comprobarla: añada --org-key ORG.pub (o defina PUENTE_ORG_KEY).",
+    },
+    "checks.unreadable": {
+        "en": "Cannot read {path} ({reason}); check the path.",
+        "es": "No se puede leer {path} ({reason}); compruebe la ruta.",
+    },
+    # Enrolment (agent/enrolment.py) -------------------------------------------------------
+    "enrol.policy_intro": {
+        "en": "Your help desk, {organisation}, asks to look after this computer. Its policy (number {number}) says:",
+        "es": "Su servicio de asistencia, {organisation}, pide cuidar de este equipo. Su directiva (número {number}) dice:",
+    },
+    "enrol.unattended.never": {
+        "en": "- Nobody can connect to this computer without you: a technician can never connect when nobody answers.",
+        "es": "- Nadie puede conectarse a este equipo sin usted: un técnico nunca puede conectarse si nadie responde.",
+    },
+    "enrol.unattended.ask-deny": {
+        "en": "- When a technician asks to connect, whoever is signed in is asked; no answer within {seconds} seconds means no.",
+        "es": "- Cuando un técnico pide conectarse, se pregunta a quien haya iniciado sesión; sin respuesta en {seconds} segundos, la respuesta es no.",
+    },
+    "enrol.unattended.ask-allow": {
+        "en": "- When a technician asks to connect, whoever is signed in is asked; with no answer within {seconds} seconds the technician is let in (a banner shows it, and you can end it).",
+        "es": "- Cuando un técnico pide conectarse, se pregunta a quien haya iniciado sesión; sin respuesta en {seconds} segundos el técnico entra (un aviso lo muestra y usted puede terminarlo).",
+    },
+    "enrol.unattended.allowed": {
+        "en": "- Certified technicians of your help desk may, without asking: {capabilities} (a banner shows it, and you can end it).",
+        "es": "- Los técnicos certificados de su servicio de asistencia pueden, sin preguntar: {capabilities} (un aviso lo muestra y usted puede terminarlo).",
+    },
+    "enrol.details.private": {
+        "en": "- The help desk learns only which check failed and how badly; what the checks find stays on this computer.",
+        "es": "- El servicio de asistencia solo sabe qué comprobación falló y su gravedad; lo que encuentran las comprobaciones se queda en este equipo.",
+    },
+    "enrol.details.shared": {
+        "en": "- The help desk sees what the checks find (free space, the matching log lines and so on).",
+        "es": "- El servicio de asistencia ve lo que encuentran las comprobaciones (espacio libre, las líneas de registro que coinciden, etc.).",
+    },
+    "enrol.checks": {
+        "en": "- This computer checks itself: {checks}.",
+        "es": "- Este equipo se comprueba a sí mismo: {checks}.",
+    },
+    "enrol.maintenance": {
+        "en": "- Quiet times without alerts (UTC): {windows}.",
+        "es": "- Horas tranquilas sin alertas (UTC): {windows}.",
+    },
+    "enrol.question": {
+        "en": "Enrol this computer? Type yes to agree, anything else to stop: ",
+        "es": "¿Inscribir este equipo? Escriba sí para aceptar, cualquier otra cosa para parar: ",
+    },
+    "enrol.declined": {
+        "en": "Nothing was installed or sent; this computer is not enrolled.",
+        "es": "No se instaló ni se envió nada; este equipo no está inscrito.",
+    },
+    "enrol.done": {
+        "en": "Enrolled as device {device_id}. Its key and state are in {folder}, readable by this account only.",
+        "es": "Inscrito como equipo {device_id}. Su clave y su estado están en {folder}, legibles solo por esta cuenta.",
+    },
+    "enrol.online": {
+        "en": "Online: the relay knows this computer is here (a heartbeat every {seconds} s). Press Ctrl+C to stop.",
+        "es": "En línea: el relé sabe que este equipo está aquí (una señal cada {seconds} s). Pulse Ctrl+C para parar.",
+    },
+    "enrol.already": {
+        "en": "This computer is already enrolled (device {device_id}); run 'puente-agent unenrol' first to enrol it again.",
+        "es": "Este equipo ya está inscrito (equipo {device_id}); ejecute antes 'puente-agent unenrol' para volver a inscribirlo.",
+    },
+    "enrol.no_service": {
+        "en": "Installing Puente as a service is not available in this build yet; add --no-service to run it in the foreground (under your own supervisor, for example). Nothing was installed.",
+        "es": "Instalar Puente como servicio aún no está disponible en esta versión; añada --no-service para ejecutarlo en primer plano (bajo su propio supervisor, por ejemplo). No se instaló nada.",
+    },
+    "enrol.refused": {
+        "en": "The relay refused the enrolment: {reason}",
+        "es": "El relé rechazó la inscripción: {reason}",
+    },
+    "enrol.policy_refused": {
+        "en": "The policy that came with this token was refused, and nothing was installed: {reason}",
+        "es": "Se rechazó la directiva que venía con este código, y no se instaló nada: {reason}",
+    },
+    "enrol.unreachable": {
+        "en": "Could not reach the relay at {relay} ({reason}); check the address and your network connection, then try again.",
+        "es": "No se pudo contactar con el relé en {relay} ({reason}); compruebe la dirección y su conexión de red, y vuelva a intentarlo.",
+    },
+    "enrol.clock_ahead": {
+        "en": "This computer's clock is about {minutes} minutes ahead of the relay's; turn on automatic date and time, then enrol again. Nothing was installed.",
+        "es": "El reloj de este equipo va unos {minutes} minutos adelantado respecto al del relé; active la fecha y hora automáticas y vuelva a inscribirlo. No se instaló nada.",
+    },
+    "enrol.clock_behind": {
+        "en": "This computer's clock is about {minutes} minutes behind the relay's; turn on automatic date and time, then enrol again. Nothing was installed.",
+        "es": "El reloj de este equipo va unos {minutes} minutos atrasado respecto al del relé; active la fecha y hora automáticas y vuelva a inscribirlo. No se instaló nada.",
+    },
+    "enrol.reconnecting": {
+        "en": "The connection to the relay was lost ({reason}); trying again in {seconds} s.",
+        "es": "Se perdió la conexión con el relé ({reason}); se reintentará en {seconds} s.",
+    },
+    "enrol.device_refused": {
+        "en": "The relay refused this device: {reason}",
+        "es": "El relé rechazó este equipo: {reason}",
+    },
+    "unenrol.done": {
+        "en": "Unenrolled: removed {folder}, and the relay forgot device {device_id}.",
+        "es": "Baja completada: se eliminó {folder} y el relé olvidó el equipo {device_id}.",
+    },
+    "unenrol.local_only": {
+        "en": "Unenrolled on this computer: removed {folder}. The relay could not be told ({reason}); ask your help desk to remove device {device_id} from its list.",
+        "es": "Baja completada en este equipo: se eliminó {folder}. No se pudo avisar al relé ({reason}); pida a su servicio de asistencia que quite el equipo {device_id} de su lista.",
+    },
+    "unenrol.nothing": {
+        "en": "This computer is not enrolled ({folder} holds no enrolment); nothing was removed.",
+        "es": "Este equipo no está inscrito ({folder} no contiene ninguna inscripción); no se eliminó nada.",
+    },
+    "kind.disk_free": {"en": "disk space", "es": "espacio en disco"},
+    "kind.memory_pressure": {"en": "memory", "es": "memoria"},
+    "kind.process_running": {
+        "en": "programs that should run",
+        "es": "programas que deben funcionar",
+    },
+    "kind.service_running": {
+        "en": "services that should run",
+        "es": "servicios que deben funcionar",
+    },
+    "kind.pending_reboot": {"en": "pending restarts", "es": "reinicios pendientes"},
+    "kind.clock_drift": {"en": "the clock", "es": "el reloj"},
+    "kind.certificate_expiry": {
+        "en": "certificate expiry dates",
+        "es": "caducidad de certificados",
+    },
+    "kind.log_pattern": {"en": "error lines in logs", "es": "líneas de error en registros"},
+    "kind.backup_age": {
+        "en": "the age of backups",
+        "es": "la antigüedad de las copias de seguridad",
+    },
     # Satisfaction rating -------------------------------------------------------------------
     "rating.before_you_go": {"en": "Before you go:", "es": "Antes de irse:"},
     "rating.question": {

@@ -28,7 +28,9 @@ The tree::
      │                             the :class:`ErrorCode` the relay answers with
      ├── TrustError                a signed document (certificate, revocation list, fix)
      │    │                        failed verification; nothing it carried is used
-     │    ├── MalformedDocument    not a well-formed key, certificate, list or fix bundle
+     │    ├── MalformedDocument    not a well-formed key, certificate, list, fix bundle
+     │    │    │                   or device policy
+     │    │    └── UnknownCheckKind  a device policy names a check this agent does not know
      │    ├── NotSigned            no signature, or no certificate where one is required
      │    ├── ForeignSigner        signed by another organisation's key
      │    ├── SignatureMismatch    the bytes changed after signing, or a forged signature
@@ -205,6 +207,10 @@ class TrustError(PuenteError):
 
 class MalformedDocument(TrustError):
     """Bytes that are not a well-formed key, certificate, revocation list or fix bundle."""
+
+
+class UnknownCheckKind(MalformedDocument):
+    """A device policy names a check kind this agent does not know; the policy is refused."""
 
 
 class NotSigned(TrustError):

@@ -10,6 +10,8 @@ The tree::
      │                          a connector without its secret)
      ├── StoreError             the store refused an operation
      │    └── TechnicianExists  a technician account with that name already exists
+     ├── EnrolmentRefused       an enrolment token or a policy file cannot be used
+     │                          (unknown, expired, used up, withdrawn, not signed)
      ├── DeliveryError          a help desk did not acknowledge an event; the outbox
      │                          retries it later (never seen by an operator's command)
      ├── ApiRefusal             the REST API refuses a request: answered with its
@@ -49,6 +51,10 @@ class TechnicianExists(StoreError):
             f"A technician named {name!r} already exists; choose another name "
             "(removed accounts keep their names so past sessions stay attributable)."
         )
+
+
+class EnrolmentRefused(RelayError):
+    """An enrolment token or policy cannot be used; the sentence says what to do."""
 
 
 class DeliveryError(RelayError):

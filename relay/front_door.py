@@ -22,12 +22,14 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from protocol import envelope
+from protocol.device_wire import DEVICE_PATH
 from protocol.envelope import ErrorCode
 
 from . import metrics as metrics_module
 from .api import RestApi
 from .cluster import ClusterNode
 from .config import RelayConfig
+from .devices import DeviceDesk
 from .downloads import DownloadDesk, shelf_for
 from .errors import HeaderError
 from .http import RelayConnection, bearer_token, error_response, single_header
@@ -44,6 +46,8 @@ class RelayState(Protocol):
 
     @property
     def store(self) -> RelayStore: ...
+    @property
+    def devices(self) -> DeviceDesk: ...
     @property
     def cluster(self) -> ClusterNode | None: ...
     @property
@@ -87,7 +91,7 @@ class FrontDoor:
             if not isinstance(download, Response):
                 return download  # it logs how the stream went
             response = download
-        elif request.path == envelope.WS_PATH:
+        elif request.path in (envelope.WS_PATH, DEVICE_PATH):
             response = self._check_upgrade(connection, request, ip)
             ip = connection.client_ip  # a node hop names the real client
             if response is not None:
@@ -99,6 +103,10 @@ class FrontDoor:
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
                 "draining",
                 "The relay is draining before it stops; send new sessions elsewhere.",
+            )
+        elif self.relay.devices.owns(request.path.partition("?")[0]):
+            response = self.relay.devices.process_request(
+                request, connection.request_body, self.relay.store.authenticate
             )
         elif (held := self._api.help.long_poll(request)) is not None:
             logger.info("http %s %s held (long-poll) ip=%s", request.method, request.path, ip)

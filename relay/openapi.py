@@ -268,6 +268,54 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/api/devices": {
+            "get": {
+                "summary": "Enrolled devices: online or not, and their open alerts",
+                "description": (
+                    "Online means connected to this relay node and heard from within three "
+                    "heartbeats. Alerts name only the failing checks; what a check found "
+                    "stays on the device unless its policy shares it."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "Every device enrolled at this relay.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "devices": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "properties": {
+                                                    "device_id": {"type": "string"},
+                                                    "online": {"type": "boolean"},
+                                                    "last_seen": {"type": ["number", "null"]},
+                                                    "open_alerts": {
+                                                        "type": "array",
+                                                        "items": {"type": "string"},
+                                                    },
+                                                },
+                                                "required": [
+                                                    "device_id",
+                                                    "online",
+                                                    "last_seen",
+                                                    "open_alerts",
+                                                ],
+                                            },
+                                        }
+                                    },
+                                    "required": ["devices"],
+                                }
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                },
+            }
+        },
         "/api/revocations": {
             "post": {
                 "summary": "Publish an organisation's signed revocation list",

@@ -60,6 +60,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import CloseCode
 
 from protocol import envelope
+from protocol.device_wire import DEVICE_PATH
 from protocol.envelope import ErrorCode, Role
 from protocol.errors import EnvelopeError
 from protocol.safe_text import safe_text
@@ -69,6 +70,7 @@ from .admission import AddressLimits
 from .api import RestApi
 from .cluster import ClusterNode, default_node_url
 from .config import RelayConfig, fit_open_file_limit
+from .devices import DeviceDesk, device_desk
 from .errors import ConfigError, RedisUnavailable
 from .events import EventType, join_url
 from .front_door import FrontDoor
@@ -121,6 +123,7 @@ class RelayServer:
         self._server: Server | None = None
         self._api: RestApi | None = None
         self._outbox: Outbox | None = None
+        self._devices: DeviceDesk | None = None
         self._live: dict[str, LiveSession] = {}
         self._connections: set[RelayConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -153,6 +156,13 @@ class RelayServer:
         if self._store is None:
             raise RuntimeError("the relay is not started")
         return self._store
+
+    @property
+    def devices(self) -> DeviceDesk:
+        """Enrolled devices (once started)."""
+        if self._devices is None:
+            raise RuntimeError("the relay is not started")
+        return self._devices
 
     @property
     def outbox(self) -> Outbox:
@@ -268,6 +278,8 @@ class RelayServer:
         # Events a crash cut off are recorded now; then pending deliveries resume.
         self._outbox.reconcile()
         self._outbox.start()
+        self._devices = device_desk(config)
+        self._devices.start()
         logger.info("relay listening on %s", self.base_url)
 
     async def _join_cluster(self, redis_url: str) -> None:
@@ -343,6 +355,8 @@ class RelayServer:
         await self._drain_tasks()
         if self._outbox is not None:
             await self._outbox.close()
+        if self._devices is not None:
+            await self._devices.close()
         if self._cluster is not None:
             await self._cluster.close()
         if self._store is not None:
@@ -410,6 +424,9 @@ class RelayServer:
         self._connections.add(connection)
         logger.info("connection opened ip=%s", ip)
         try:
+            if connection.request is not None and connection.request.path == DEVICE_PATH:
+                await self.devices.serve(connection)
+                return
             claimed = await self._claim_phase(connection, ip)
             if claimed is not None:
                 await self._relay_phase(*claimed)

@@ -27,7 +27,7 @@ from protocol.messages import ReplyStatus
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from protocol.safe_text import safe_text
 
-from . import queue_cli, trust_cli
+from . import policy_cli, queue_cli, trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
 from .output import Output, write_private
@@ -145,8 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
         'JSON object: {"ticket_id": ..., "sessions": [...]}.',
     )
     sessions.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
+    commands.add_parser(
+        "devices",
+        help="enrolled devices: online or not, open alerts",
+        description="List the devices enrolled at the relay, whether each is online and "
+        'its open alerts. With --json, one JSON object: {"devices": [...]}.',
+    )
     trust_cli.add_commands(commands)
     queue_cli.add_commands(commands)
+    policy_cli.add_commands(commands)
     viewer = commands.add_parser(
         "viewer",
         help="open the desktop viewer (see and control the customer's screen)",
@@ -182,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "viewer":
         return run_viewer(args, out)
     offline = trust_cli.run(args, out)
+    if offline is None:
+        offline = policy_cli.run(args, out)
     if offline is not None:
         return offline
     if not args.relay:
@@ -211,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "sessions": run_sessions,
         "queue": functools.partial(queue_cli.run, serve=serve_session),
         "availability": functools.partial(queue_cli.run, serve=serve_session),
+        "devices": run_devices,
     }
     runner = runners[args.command]
     keep_freed_memory()  # file copies through the tunnel (protocol.allocator)
@@ -558,6 +568,32 @@ async def run_sessions(args: argparse.Namespace, out: Output, ssl_context: Any) 
                 lines = ["(the summary could not be read)"]
             for line in lines:
                 print("    " + safe_text(line, 400))
+    return EXIT_OK
+
+
+async def run_devices(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
+    """List enrolled devices with their presence and open alerts (all text sanitised)."""
+    api = RelayAPI(args.relay, args.token, ssl_context)
+    devices = await asyncio.to_thread(api.list_devices)
+    if out.as_json:
+        print(json.dumps({"devices": devices}), flush=True)
+        return EXIT_OK
+    if not devices:
+        print("No devices are enrolled at this relay.", flush=True)
+    for device in devices:
+        alerts = device.get("open_alerts") or []
+        print(
+            "  ".join(
+                (
+                    safe_text(device.get("device_id"), 64),
+                    "online" if device.get("online") else "offline",
+                    "open alerts: " + safe_text(", ".join(map(str, alerts)), 400)
+                    if alerts
+                    else "no open alerts",
+                )
+            ),
+            flush=True,
+        )
     return EXIT_OK
 
 

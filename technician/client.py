@@ -92,6 +92,11 @@ class RelayAPI:
         result: dict[str, Any] = self._call("POST", "/api/sessions", body)
         return result
 
+    def list_devices(self) -> list[dict[str, Any]]:
+        """Enrolled devices: online or not, open alerts."""
+        result = self._call("GET", "/api/devices")
+        return list(result.get("devices", [])) if isinstance(result, dict) else []
+
     def list_sessions(self, ticket_id: str | None = None) -> list[dict[str, Any]]:
         query = "?" + urllib.parse.urlencode({"ticket_id": ticket_id}) if ticket_id else ""
         result = self._call("GET", "/api/sessions" + query)

@@ -15,7 +15,7 @@ import pytest
 from tests.support.relay import RelayProcess, start_relay
 
 #: Fixtures of feature areas, shared by their test modules.
-pytest_plugins = ["tests.support.screen_fixtures"]
+pytest_plugins = ["tests.support.screen_fixtures", "tests.support.device_fixtures"]
 
 
 @pytest.fixture(autouse=True)

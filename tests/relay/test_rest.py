@@ -71,6 +71,7 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
             "/api/sessions/{session_id}",
             "/api/sessions/{session_id}/summary",
             "/api/revocations",
+            "/api/devices",
             "/revocations/{organisation_key}",
             "/help/categories/{organisation_key}",
             "/help/requests",

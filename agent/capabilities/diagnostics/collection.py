@@ -134,6 +134,15 @@ def collect(
     return scrubbed
 
 
+def pending_reboot() -> dict[str, Any]:
+    """The ``pending_reboot`` section on its own (an enrolled device's check uses it):
+    ``{"detected": bool | None, "reasons": [...], "checked": [...]}``."""
+    context = _new_context(
+        check=lambda: None, sample_seconds=0.0, dns_names=(), dns_timeout=0.0, log_lines=0
+    )
+    return _gather_pending_reboot(context)
+
+
 # ---------------------------------------------------------------------------
 # Running sections under the consent check
 # ---------------------------------------------------------------------------

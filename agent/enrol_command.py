@@ -1,0 +1,179 @@
+"""``puente-agent enrol`` and ``puente-agent unenrol``: the command lines.
+
+Exit status: 0 done (enrol: stopped with Ctrl+C after running); 1 refused or failed,
+with one sentence on stderr saying why and what to do; 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from agent.app import fail, ssl_context_for
+from agent.errors import TrustSetupError
+from agent.i18n import LANGUAGES, set_language, t
+from agent.trust import state_folder
+
+ENROL_DESCRIPTION = """\
+Let your help desk look after this computer: it checks itself (disk, memory,
+services, backups...) and tells the help desk when something fails, and technicians
+may connect under the policy you are shown before anything is installed. The
+enrolment token comes from your help desk ('puente-relay enrolment create').
+
+exit status: 0 stopped after running, 1 refused (the sentence says why), 2 usage
+"""
+
+ENROL_EXAMPLES = """\
+examples:
+  puente-agent enrol --relay wss://support.example.org --org-key acme-org.pub \\
+      --token pe_... --no-service
+  PUENTE_ENROL_TOKEN=pe_... puente-agent enrol --relay wss://support.example.org \\
+      --org-key acme-org.pub --no-service --yes
+  puente-agent unenrol
+"""
+
+
+def default_folder() -> Path:
+    return Path(os.environ.get("PUENTE_STATE_DIR") or state_folder() / "device")
+
+
+def build_enrol_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="puente-agent enrol",
+        description=ENROL_DESCRIPTION,
+        epilog=ENROL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--relay", default=os.environ.get("PUENTE_RELAY"), help="the relay, wss://..."
+    )
+    parser.add_argument(
+        "--org-key",
+        type=Path,
+        default=os.environ.get("PUENTE_ORG_KEY"),
+        help="your organisation's public key (org.pub); the policy must be signed by it",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("PUENTE_ENROL_TOKEN"),
+        help="the enrolment token (default: $PUENTE_ENROL_TOKEN, which keeps it out of ps)",
+    )
+    parser.add_argument(
+        "--no-service",
+        action="store_true",
+        help="run in the foreground instead of installing a service (tests, containers, "
+        "your own supervisor)",
+    )
+    parser.add_argument(
+        "--yes", action="store_true", help="agree to the policy shown without asking"
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the device key and state live, owner-only (default: $PUENTE_STATE_DIR "
+        "or the agent's state folder/device)",
+    )
+    parser.add_argument("--ca-file", help="CA bundle to trust for the relay's certificate")
+    parser.add_argument("--lang", choices=LANGUAGES, help="language of the sentences")
+    return parser
+
+
+def enrol_main(argv: list[str]) -> int:
+    from agent.device_link import DeviceRefused, stay_online
+    from agent.enrolment import enrol
+
+    args = build_enrol_parser().parse_args(argv)
+    if args.lang:
+        set_language(args.lang)
+    missing = [
+        flag
+        for flag, value in (
+            ("--relay", args.relay),
+            ("--org-key", args.org_key),
+            ("--token", args.token),
+        )
+        if not value
+    ]
+    if missing:
+        return fail(
+            f"puente-agent enrol needs {', '.join(missing)}; see 'puente-agent enrol --help'."
+        )
+    folder = args.state_dir or default_folder()
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    def answer(question: str) -> str:
+        if args.yes:
+            print(question + "yes", flush=True)
+            return "yes"
+        try:
+            return input(question)
+        except EOFError:
+            return ""
+
+    try:
+        ssl = ssl_context_for(args.ca_file)
+        state = enrol(
+            args.relay,
+            args.org_key,
+            args.token,
+            folder,
+            service=not args.no_service,
+            answer=answer,
+            say=say,
+            ssl=ssl,
+        )
+    except TrustSetupError as exc:
+        return fail(str(exc))
+    say(t("enrol.done", device_id=state.device_id, folder=folder))
+    try:
+        asyncio.run(stay_online(state, say, ssl))
+    except DeviceRefused as exc:
+        return fail(t("enrol.device_refused", reason=exc))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def unenrol_main(argv: list[str]) -> int:
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    from agent.device_link import DeviceRefused, say_goodbye
+    from agent.enrolment import DeviceState, unenrol
+    from protocol.errors import TrustError
+
+    parser = argparse.ArgumentParser(
+        prog="puente-agent unenrol",
+        description="Remove this computer's enrolment: its device key, its state and its "
+        "measurements.",
+    )
+    parser.add_argument("--state-dir", type=Path, default=None, help="the enrolment's folder")
+    parser.add_argument("--ca-file", help="CA bundle to trust for the relay's certificate")
+    parser.add_argument("--lang", choices=LANGUAGES, help="language of the sentences")
+    args = parser.parse_args(argv)
+    if args.lang:
+        set_language(args.lang)
+
+    def tell_relay(state: DeviceState) -> str | None:
+        try:
+            asyncio.run(asyncio.wait_for(say_goodbye(state, ssl_context_for(args.ca_file)), 15))
+        except DeviceRefused as exc:
+            return str(exc)
+        except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, TrustError) as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
+    try:
+        print(unenrol(args.state_dir or default_folder(), tell_relay), flush=True)
+    except TrustSetupError as exc:
+        return fail(str(exc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(enrol_main(sys.argv[1:]))

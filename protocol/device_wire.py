@@ -1,0 +1,125 @@
+"""What an enrolled device and the relay say to each other. Pure.
+
+Enrolment is plain HTTPS (JSON bodies):
+
+* ``GET /v1/enrol/policy`` with ``Authorization: Enrol TOKEN``: the policy the token
+  carries (the signed document, or null for the default), WITHOUT spending a use, so
+  the owner reads it before anything is installed.
+* ``POST /v1/enrol`` ``{"token": T, "public_key": B64}``: spends one use and registers
+  the device's Ed25519 public key; answers ``{"device_id": ID, "policy": ...}``.
+
+Presence is one WebSocket, ``/v1/device``, of small JSON text messages:
+
+1. device → ``{"type": "hello", "device_id": ID}``
+2. relay → ``{"type": "challenge", "nonce": B64}`` (32 fresh random bytes)
+3. device → ``{"type": "proof", "signature": B64}``: its device key's signature of
+   ``PROOF_LABEL ‖ device_id ‖ nonce``. A key that does not match the registration
+   (a cloned disk, a forged id) is refused and the connection closed.
+4. relay → ``{"type": "welcome", "heartbeat": SECONDS}``
+5. device → ``{"type": "heartbeat"}`` every ``heartbeat`` seconds, and
+   ``{"type": "results", "at": SECONDS, "results": [SUMMARY...]}`` after checks ran
+   (``at``: when, by the device's clock; the device sends its latest results again
+   after a reconnect and the relay counts each once): each summary only ``check``,
+   ``kind``, ``status``, ``severity`` (plus ``details`` when the policy lets the help
+   desk see them).
+6. device → ``{"type": "unenrol"}`` when its owner unenrols it; the relay forgets the
+   device and answers ``{"type": "goodbye"}``.
+7. relay → ``{"type": "error", "message": SENTENCE}`` before it closes on a refusal.
+
+Every message is checked here (:func:`parse_device_message`); anything else is
+refused with a sentence (:class:`protocol.errors.MalformedDocument`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .errors import MalformedDocument
+
+DEVICE_PATH = "/v1/device"
+ENROL_PATH = "/v1/enrol"
+ENROL_POLICY_PATH = "/v1/enrol/policy"
+PROOF_LABEL = b"puente/1 device presence\n"
+NONCE_SIZE = 32
+MAX_MESSAGE = 64 * 1024
+MAX_RESULTS = 100
+_DEVICE_ID = re.compile(r"[0-9a-f]{32}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+STATUSES = ("ok", "failing", "error")
+SEVERITIES = ("info", "warning", "critical")
+
+#: Message type -> the fields it carries (besides ``type``).
+MESSAGE_FIELDS: dict[str, frozenset[str]] = {
+    "hello": frozenset({"device_id"}),
+    "challenge": frozenset({"nonce"}),
+    "proof": frozenset({"signature"}),
+    "welcome": frozenset({"heartbeat"}),
+    "heartbeat": frozenset(),
+    "results": frozenset({"at", "results"}),
+    "error": frozenset({"message"}),
+    "unenrol": frozenset(),
+    "goodbye": frozenset(),
+}
+
+
+def proof_message(device_id: str, nonce: bytes) -> bytes:
+    """What the device key signs to prove it is the enrolled device."""
+    return PROOF_LABEL + device_id.encode("ascii") + nonce
+
+
+def encode(kind: str, **fields: Any) -> str:
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"))
+
+
+def check_device_id(value: Any) -> str:
+    if not isinstance(value, str) or not _DEVICE_ID.fullmatch(value):
+        raise MalformedDocument("A device id is 32 lowercase hex digits.")
+    return value
+
+
+def _check_summary(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict) or not {"check", "kind", "status", "severity"} <= set(item):
+        raise MalformedDocument("A check result names check, kind, status and severity.")
+    if set(item) - {"check", "kind", "status", "severity", "details"}:
+        raise MalformedDocument("A check result carries only check, kind, status, severity.")
+    for name in ("check", "kind"):
+        if not isinstance(item[name], str) or not _NAME.fullmatch(item[name]):
+            raise MalformedDocument(f"A check result's {name} is not a check name.")
+    if item["status"] not in STATUSES or item["severity"] not in SEVERITIES:
+        raise MalformedDocument("A check result's status or severity is not one Puente knows.")
+    return dict(item)
+
+
+def parse_device_message(text: str | bytes) -> dict[str, Any]:
+    """One checked message of the device WebSocket (see the module doc)."""
+    if isinstance(text, bytes) or len(text) > MAX_MESSAGE:
+        raise MalformedDocument("Device messages are small JSON texts.")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise MalformedDocument("A device message is not JSON.") from None
+    if not isinstance(message, dict):
+        raise MalformedDocument("A device message is a JSON object.")
+    kind = message.get("type")
+    if kind not in MESSAGE_FIELDS or set(message) - {"type"} != MESSAGE_FIELDS[kind]:
+        raise MalformedDocument(f"Unknown or malformed device message {str(kind)[:40]!r}.")
+    if kind == "hello":
+        check_device_id(message["device_id"])
+    if kind == "results":
+        results = message["results"]
+        if not isinstance(results, list) or len(results) > MAX_RESULTS:
+            raise MalformedDocument(f"Results are a list of at most {MAX_RESULTS}.")
+        message["results"] = [_check_summary(item) for item in results]
+        at = message["at"]
+        if not isinstance(at, int) or isinstance(at, bool) or at < 0:
+            raise MalformedDocument("Results carry the time they were made, in whole seconds.")
+    if kind == "welcome" and (
+        not isinstance(message["heartbeat"], int) or not 1 <= message["heartbeat"] <= 3600
+    ):
+        raise MalformedDocument("The relay's heartbeat interval is not a number of seconds.")
+    for name in ("nonce", "signature", "message"):
+        if name in message and not isinstance(message[name], str):
+            raise MalformedDocument(f"A device message's {name} is text.")
+    return message

@@ -1,0 +1,357 @@
+"""The relay's durable alerts: each device and check's state and the ticket actions owed.
+
+:meth:`AlertBook.observe` applies :func:`relay.alerts.step` and writes, in one SQLite
+transaction, the pair's new state and the action it produced (open, comment,
+resolve) into ``alert_actions``: the transactional-outbox pattern of
+:mod:`relay.outbox`, so a relay killed at any point loses no action and a restart
+finds every undelivered one.
+
+:meth:`AlertBook.deliver` hands the pending actions, oldest first, to a
+:class:`Ticketing` help desk. An alert's actions go in order: a comment waits for its
+ticket to exist. Delivery is at least once, so the help desk side is idempotent: the
+ticket's subject and every comment's subject carry a tag, and a retry first looks for
+it (:class:`RequestTrackerAlerts`), so nothing is duplicated either.
+
+Only the alert's metadata is here: which device, which check, which severity, how many
+failures. What the check found stays on the device (and with the organisation).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import secrets
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .alerts import REPEAT_INTERVAL, Action, AlertState, Observation, PairState, Step, step
+from .connectors import RequestTrackerConnector
+from .errors import DeliveryError
+from .events import rt_event_tag
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_pairs (
+    device TEXT NOT NULL,
+    check_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    alert_id TEXT,
+    severity TEXT NOT NULL,
+    last_comment_at REAL,
+    quiet_repeats INTEGER NOT NULL,
+    last_report REAL,
+    PRIMARY KEY (device, check_id)
+);
+CREATE TABLE IF NOT EXISTS alert_actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    check_id TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    repeats INTEGER NOT NULL,
+    at REAL NOT NULL,
+    delivered_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_actions_pending ON alert_actions (delivered_at, id);
+CREATE TABLE IF NOT EXISTS alert_tickets (
+    alert_id TEXT PRIMARY KEY,
+    ticket TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class AlertAction:
+    """One action owed to the help desk."""
+
+    id: int
+    alert_id: str
+    kind: Action
+    device: str
+    check: str
+    severity: str
+    failures: int
+    repeats: int
+    at: float
+
+    @property
+    def tag_id(self) -> str:
+        return f"{self.alert_id}-{self.id}"
+
+    @property
+    def tag(self) -> str:
+        """What the help desk's subject carries to find this action again. It opens the
+        subject: RT folds long subject lines, and a fold inside the tag hides it from
+        searches."""
+        return rt_event_tag(self.tag_id)
+
+    @property
+    def alert_tag(self) -> str:
+        return rt_event_tag(self.alert_id)
+
+    def subject(self) -> str:
+        if self.kind is Action.OPEN:
+            return (
+                f"{self.alert_tag} {self.device}: check {self.check} is failing ({self.severity})"
+            )
+        if self.kind is Action.COMMENT:
+            return f"{self.tag} {self.device}: check {self.check} still failing"
+        return f"{self.tag} {self.device}: check {self.check} passes again"
+
+    def text(self) -> str:
+        if self.kind is Action.OPEN:
+            return (
+                f"Puente opened this alert: the check {self.check} on the enrolled device "
+                f"{self.device} failed {self.failures} times in a row (severity "
+                f"{self.severity}).\nWhat the check found stays on the device unless its "
+                "policy lets the help desk see details; connect to the device to look.\n"
+            )
+        if self.kind is Action.COMMENT:
+            return (
+                f"The check {self.check} is still failing: {self.repeats} more failed "
+                f"result(s) since the last note, {self.failures} in a row (severity "
+                f"{self.severity}).\n"
+            )
+        return (
+            f"The check {self.check} on {self.device} passes again; Puente resolved this alert.\n"
+        )
+
+
+class Ticketing(abc.ABC):
+    """A help desk that takes alert actions. Each method is idempotent (see module doc)."""
+
+    @abc.abstractmethod
+    def open_ticket(self, action: AlertAction) -> str:
+        """Make the alert's ticket (or find the one an earlier attempt made); its id."""
+
+    @abc.abstractmethod
+    def comment(self, ticket: str, action: AlertAction) -> None:
+        """Add the action's comment, once."""
+
+    @abc.abstractmethod
+    def resolve(self, ticket: str, action: AlertAction) -> None:
+        """Comment once and resolve the ticket."""
+
+
+class RequestTrackerAlerts(RequestTrackerConnector, Ticketing):
+    """Alert tickets in Request Tracker through REST 2.0, in one queue."""
+
+    def __init__(self, url: str, *, queue: str = "General", **credentials: object) -> None:
+        super().__init__(url, **credentials)  # type: ignore[arg-type]
+        self.queue = queue
+
+    @classmethod
+    def from_connector(
+        cls, connector: RequestTrackerConnector, queue: str = "General"
+    ) -> RequestTrackerAlerts:
+        """Alert tickets in the RT the relay already comments on, with its credentials."""
+        alerts = cls.__new__(cls)
+        alerts.__dict__.update(connector.__dict__)
+        alerts.queue = queue
+        return alerts
+
+    def open_ticket(self, action: AlertAction) -> str:
+        existing = self._find_ticket(action.alert_tag)
+        if existing is not None:
+            return existing
+        payload = {
+            "Queue": self.queue,
+            "Subject": action.subject(),
+            "Content": action.text(),
+            "ContentType": "text/plain",
+        }
+        status, body = self._call("POST", "/ticket", payload)
+        if status != 201:
+            raise DeliveryError(f"Request Tracker answered HTTP {status} to a new ticket")
+        return str(json.loads(body)["id"])
+
+    def comment(self, ticket: str, action: AlertAction) -> None:
+        if self._already_commented(action.tag_id):
+            return
+        payload = {
+            "Subject": action.subject(),
+            "Content": action.text(),
+            "ContentType": "text/plain",
+        }
+        status, _ = self._call("POST", f"/ticket/{ticket}/comment", payload)
+        if not 200 <= status < 300:
+            raise DeliveryError(f"Request Tracker answered HTTP {status} to a comment on {ticket}")
+
+    def resolve(self, ticket: str, action: AlertAction) -> None:
+        self.comment(ticket, action)
+        status, _ = self._call("PUT", f"/ticket/{ticket}", {"Status": "resolved"})
+        if status != 200:
+            raise DeliveryError(f"Request Tracker answered HTTP {status} to resolving {ticket}")
+
+    def _find_ticket(self, tag: str) -> str | None:
+        query = urllib.parse.quote(f"Subject LIKE '{tag}'")
+        status, body = self._call("GET", f"/tickets?query={query}", None)
+        if status != 200:
+            raise DeliveryError(f"Request Tracker answered HTTP {status} to a ticket search")
+        items = json.loads(body).get("items") or []
+        return str(items[0]["id"]) if items else None
+
+
+class AlertBook:
+    """Alert states and owed actions in one SQLite file (the relay's data folder)."""
+
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        repeat_interval: float = REPEAT_INTERVAL,
+        *,
+        thread_safe: bool = False,
+    ) -> None:
+        # thread_safe: the connection may be used from a thread other than its maker's
+        # (one thread at a time: the relay's delivery task runs one pass after another).
+        self._db = sqlite3.connect(
+            path, isolation_level=None, timeout=30, check_same_thread=not thread_safe
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._clock = clock
+        self._repeat_interval = repeat_interval
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- recording ---------------------------------------------------------------------
+
+    def state(self, device: str, check: str) -> PairState:
+        row = self._db.execute(
+            "SELECT state, failures, alert_id, severity, last_comment_at, quiet_repeats, "
+            "last_report "
+            "FROM alert_pairs WHERE device = ? AND check_id = ?",
+            (device, check),
+        ).fetchone()
+        if row is None:
+            return PairState()
+        return PairState(AlertState(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
+
+    def observe(self, observation: Observation) -> Step:
+        """Apply one result; the new state and its action are stored together."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.state(observation.device, observation.check)
+            result = step(current, observation, "al_" + secrets.token_hex(8), self._repeat_interval)
+            new = result.state
+            self._db.execute(
+                "INSERT INTO alert_pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device, check_id) DO UPDATE SET state = excluded.state, "
+                "failures = excluded.failures, alert_id = excluded.alert_id, "
+                "severity = excluded.severity, last_comment_at = excluded.last_comment_at, "
+                "quiet_repeats = excluded.quiet_repeats, last_report = excluded.last_report",
+                (
+                    observation.device,
+                    observation.check,
+                    str(new.state),
+                    new.failures,
+                    new.alert_id,
+                    new.severity,
+                    new.last_comment_at,
+                    new.quiet_repeats,
+                    new.last_report,
+                ),
+            )
+            if result.action is not Action.NONE:
+                alert_id = new.alert_id or current.alert_id
+                failures = current.failures if result.action is Action.RESOLVE else new.failures
+                self._db.execute(
+                    "INSERT INTO alert_actions (alert_id, kind, device, check_id, severity, "
+                    "failures, repeats, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        alert_id,
+                        str(result.action),
+                        observation.device,
+                        observation.check,
+                        observation.severity,
+                        failures,
+                        result.repeats,
+                        observation.at,
+                    ),
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return result
+
+    def open_alerts(self) -> dict[str, list[str]]:
+        """Device -> the checks with an open alert."""
+        found: dict[str, list[str]] = {}
+        for device, check in self._db.execute(
+            "SELECT device, check_id FROM alert_pairs WHERE state = ? ORDER BY device, check_id",
+            (str(AlertState.OPEN),),
+        ):
+            found.setdefault(device, []).append(check)
+        return found
+
+    # -- delivering --------------------------------------------------------------------
+
+    def pending(self) -> list[AlertAction]:
+        rows = self._db.execute(
+            "SELECT id, alert_id, kind, device, check_id, severity, failures, repeats, at "
+            "FROM alert_actions WHERE delivered_at IS NULL ORDER BY id"
+        ).fetchall()
+        return [
+            AlertAction(r[0], r[1], Action(r[2]), r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows
+        ]
+
+    def ticket(self, alert_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT ticket FROM alert_tickets WHERE alert_id = ?", (alert_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def deliver(self, ticketing: Ticketing) -> int:
+        """Deliver every pending action once, in order; return how many were delivered.
+
+        A failed action is kept (with its error) and holds back the later actions of
+        the same alert until a later pass delivers it.
+        """
+        delivered = 0
+        blocked: set[str] = set()
+        for action in self.pending():
+            if action.alert_id in blocked:
+                continue
+            try:
+                self._deliver_one(ticketing, action)
+            except DeliveryError as exc:
+                blocked.add(action.alert_id)
+                self._db.execute(
+                    "UPDATE alert_actions SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                    (str(exc), action.id),
+                )
+                continue
+            self._db.execute(
+                "UPDATE alert_actions SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+                (self._clock(), action.id),
+            )
+            delivered += 1
+        return delivered
+
+    def _deliver_one(self, ticketing: Ticketing, action: AlertAction) -> None:
+        if action.kind is Action.OPEN:
+            ticket = ticketing.open_ticket(action)
+            self._db.execute(
+                "INSERT OR REPLACE INTO alert_tickets (alert_id, ticket) VALUES (?, ?)",
+                (action.alert_id, ticket),
+            )
+            return
+        known = self.ticket(action.alert_id)
+        if known is None:  # its OPEN is delivered first (same alert, lower id)
+            raise DeliveryError(f"alert {action.alert_id} has no ticket yet")
+        ticket = known
+        if action.kind is Action.COMMENT:
+            ticketing.comment(ticket, action)
+        else:
+            ticketing.resolve(ticket, action)

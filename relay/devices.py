@@ -1,0 +1,380 @@
+"""Enrolled devices at the relay: enrolment over HTTPS, presence over one WebSocket,
+check summaries turned into alerts and tickets.
+
+The messages are :mod:`protocol.device_wire`'s. :class:`DeviceDesk` answers the
+enrolment requests (``process_request``), serves each device's WebSocket once the
+front door accepted the upgrade (``serve``), keeps who is online (in this process;
+not across cluster nodes yet) and feeds each result summary to the alert book
+(:mod:`relay.alert_book`), whose owed ticket actions one background task delivers
+to Request Tracker when the relay has it configured.
+
+The relay never sees what a check found, only which check, its kind, status and
+severity, unless the device's policy shares details. It proves each device by a
+challenge signed with the device key it registered, so a copied device id without
+the key (a cloned disk with a regenerated key, a forged id) is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import http
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from protocol import device_wire as wire
+from protocol.device_policy import DevicePolicy, read_policy_unverified, standard_checks
+from protocol.errors import MalformedDocument, TrustError
+from protocol.identity import public_key_from_raw, verify_signature
+
+from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
+from .alerts import Observation
+from .config import RelayConfig
+from .connectors import RequestTrackerConnector
+from .enrolment import EnrolmentBook
+from .errors import EnrolmentRefused, HeaderError
+from .http import bearer_token, error_response, json_response
+from .sqlite_store import DATABASE_NAME
+
+logger = logging.getLogger("relay.devices")
+
+#: The technicians' list of devices (REST, bearer token).
+DEVICES_API = "/api/devices"
+#: Seconds between a device's heartbeats (it is told so in ``welcome``).
+HEARTBEAT = 30
+#: A device silent for this many heartbeats is taken as gone.
+MISSED_HEARTBEATS = 3
+#: Seconds a device has to answer the challenge.
+PROOF_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Presence:
+    device_id: str
+    online: bool
+    last_seen: float | None
+    open_alerts: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "online": self.online,
+            "last_seen": self.last_seen,
+            "open_alerts": self.open_alerts,
+        }
+
+
+class DeviceDesk:
+    """Everything the relay does for enrolled devices (SQLite store only)."""
+
+    def __init__(
+        self,
+        database: Path | None,
+        ticketing: Ticketing | None = None,
+        heartbeat: int = HEARTBEAT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.heartbeat = heartbeat
+        self._clock = clock
+        self._ticketing = ticketing
+        self._database = database
+        self._enrolment = EnrolmentBook(database) if database else None
+        self._alerts = AlertBook(database, clock) if database else None
+        self._online: dict[str, float] = {}
+        self._policies: dict[str, DevicePolicy] = {}
+        self._wake = asyncio.Event()
+        self._delivery: asyncio.Task[None] | None = None
+
+    # -- life --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Deliver what a previous run still owed, then whatever comes."""
+        if self._alerts is not None and self._ticketing is not None:
+            self._delivery = asyncio.create_task(self._deliver_loop(), name="device-alerts")
+
+    async def close(self) -> None:
+        if self._delivery is not None:
+            self._delivery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._delivery
+        for book in (self._enrolment, self._alerts):
+            if book is not None:
+                book.close()
+
+    async def _deliver_loop(self) -> None:
+        assert self._database is not None and self._ticketing is not None
+        # Its own connection, used only in the worker thread (SQLite connections are
+        # not shared between threads).
+        book = await asyncio.to_thread(AlertBook, self._database, self._clock, thread_safe=True)
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await asyncio.to_thread(book.deliver, self._ticketing)
+                except Exception:  # a bug or a locked database: keep the loop alive
+                    logger.exception("alert delivery pass failed")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.heartbeat):
+                        await self._wake.wait()
+        finally:
+            book.close()
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def owns(self, path: str) -> bool:
+        return path in (wire.ENROL_PATH, wire.ENROL_POLICY_PATH, DEVICES_API)
+
+    def process_request(
+        self,
+        request: Request,
+        body: bytes,
+        authenticate: Callable[[str], object | None],
+    ) -> Response:
+        """Answer ``/v1/enrol``, ``/v1/enrol/policy`` and (for technicians) ``/api/devices``."""
+        if self._enrolment is None:
+            return error_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "unavailable",
+                "This relay does not enrol devices (it needs its SQLite store, --data-dir).",
+            )
+        path = request.path.partition("?")[0]
+        now = self._clock()
+        if path == DEVICES_API:
+            return self._devices_api(request, authenticate)
+        try:
+            if path == wire.ENROL_POLICY_PATH and request.method == "GET":
+                token = _enrol_token(request.headers.get("Authorization"))
+                policy = self._enrolment.peek(token, now)
+                return json_response(http.HTTPStatus.OK, {"policy": policy})
+            if path == wire.ENROL_PATH and request.method == "POST":
+                token, public_key = _enrol_body(body)
+                device = self._enrolment.redeem(token, public_key, now)
+                logger.info("device enrolled device=%s token=%s", device.device_id, device.token_id)
+                payload = {"device_id": device.device_id, "policy": device.policy}
+                return json_response(http.HTTPStatus.CREATED, payload)
+        except EnrolmentRefused as exc:
+            return error_response(http.HTTPStatus.FORBIDDEN, "enrolment_refused", str(exc))
+        return error_response(
+            http.HTTPStatus.METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Use GET /v1/enrol/policy to read a token's policy and POST /v1/enrol to enrol.",
+        )
+
+    def _devices_api(
+        self, request: Request, authenticate: Callable[[str], object | None]
+    ) -> Response:
+        """``GET /api/devices``: who is online and which alerts are open (technicians)."""
+        try:
+            token = bearer_token(request.headers)
+        except HeaderError as exc:
+            return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
+        if token is None or authenticate(token) is None:
+            return error_response(
+                http.HTTPStatus.UNAUTHORIZED,
+                "unauthorized",
+                "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
+                (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
+            )
+        if request.method != "GET":
+            return error_response(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Use GET /api/devices.",
+                (("Allow", "GET"),),
+            )
+        devices = [presence.as_dict() for presence in self.presence()]
+        return json_response(http.HTTPStatus.OK, {"devices": devices})
+
+    # -- the device's WebSocket ----------------------------------------------------------
+
+    async def serve(self, connection: ServerConnection) -> None:
+        """Prove the device, then take heartbeats and results until it goes."""
+        device_id = await self._prove(connection)
+        if device_id is None:
+            return
+        self._online[device_id] = self._clock()
+        if self._enrolment is not None:
+            self._enrolment.seen(device_id, self._clock(), online=True)
+        logger.info("device online device=%s", device_id)
+        try:
+            while True:
+                async with asyncio.timeout(self.heartbeat * MISSED_HEARTBEATS):
+                    text = await connection.recv()
+                message = wire.parse_device_message(text)
+                self._online[device_id] = self._clock()
+                if message["type"] == "results":
+                    self._results(device_id, message["results"], message["at"])
+                elif message["type"] == "unenrol" and self._enrolment is not None:
+                    self._enrolment.forget(device_id)
+                    logger.info("device unenrolled device=%s", device_id)
+                    await connection.send(wire.encode("goodbye"))
+                    return
+                elif message["type"] != "heartbeat":
+                    raise MalformedDocument("A device sends only heartbeats and results.")
+                if self._enrolment is not None:
+                    self._enrolment.seen(device_id, self._clock(), online=True)
+        except (ConnectionClosed, TimeoutError):
+            pass
+        except MalformedDocument as exc:
+            with contextlib.suppress(ConnectionClosed):
+                await connection.send(wire.encode("error", message=str(exc)))
+        finally:
+            self._online.pop(device_id, None)
+            if self._enrolment is not None:
+                self._enrolment.seen(device_id, self._clock(), online=False)  # no-op if forgotten
+            logger.info("device offline device=%s", device_id)
+
+    async def _prove(self, connection: ServerConnection) -> str | None:
+        refusal = "This device is not enrolled here; enrol it again with 'puente-agent enrol'."
+        try:
+            async with asyncio.timeout(PROOF_TIMEOUT):
+                hello = wire.parse_device_message(await connection.recv())
+                if self._enrolment is None:
+                    raise MalformedDocument(
+                        "This relay does not serve enrolled devices (it needs its SQLite "
+                        "store); ask your help desk which relay to use."
+                    )
+                if hello["type"] != "hello":
+                    raise MalformedDocument("A device starts with hello.")
+                device = self._enrolment.device(hello["device_id"])
+                if device is None:
+                    raise MalformedDocument(refusal)
+                nonce = secrets.token_bytes(wire.NONCE_SIZE)
+                await connection.send(
+                    wire.encode("challenge", nonce=base64.b64encode(nonce).decode())
+                )
+                proof = wire.parse_device_message(await connection.recv())
+                if proof["type"] != "proof":
+                    raise MalformedDocument("A device answers the challenge with proof.")
+                signature = _b64(proof["signature"])
+                key = public_key_from_raw(device.public_key, "The device key")
+                if not verify_signature(
+                    key, signature, wire.proof_message(device.device_id, nonce)
+                ):
+                    logger.warning("device key mismatch device=%s", device.device_id)
+                    raise MalformedDocument(
+                        "This device's key does not match its registration (a copied disk, "
+                        "or another device using its id); it is refused. Unenrol it and "
+                        "enrol it again with a new token."
+                    )
+                self._policies[device.device_id] = _alert_policy(device.policy)
+                await connection.send(wire.encode("welcome", heartbeat=self.heartbeat))
+                return device.device_id
+        except (ConnectionClosed, TimeoutError):
+            return None
+        except (MalformedDocument, TrustError) as exc:
+            with contextlib.suppress(ConnectionClosed):
+                await connection.send(wire.encode("error", message=str(exc)))
+            return None
+
+    def _results(self, device_id: str, results: list[dict[str, Any]], reported_at: int) -> None:
+        if self._alerts is None:
+            return
+        policy = self._policies.get(device_id) or _alert_policy(None)
+        now = self._clock()
+        quiet = policy.in_maintenance(int(now))
+        spoke = False
+        for summary in results:
+            check = policy.check(summary["check"])
+            threshold = check.failures_before_alert if check is not None else 3
+            step = self._alerts.observe(
+                Observation(
+                    device_id,
+                    summary["check"],
+                    summary["status"],
+                    summary["severity"],
+                    now,
+                    threshold,
+                    quiet,
+                    reported_at,
+                )
+            )
+            spoke |= step.action.value != "none"
+        if spoke:
+            self._wake.set()
+
+    # -- who is there ----------------------------------------------------------------------
+
+    def presence(self) -> list[Presence]:
+        if self._enrolment is None or self._alerts is None:
+            return []
+        open_alerts = self._alerts.open_alerts()
+        return [
+            Presence(
+                device.device_id,
+                device.device_id in self._online,
+                device.last_seen,
+                open_alerts.get(device.device_id, []),
+            )
+            for device in self._enrolment.devices()
+        ]
+
+
+def device_desk(config: RelayConfig) -> DeviceDesk:
+    """The desk for this relay's settings: enrolment needs the SQLite store; alerts
+    become Request Tracker tickets when the relay has RT configured."""
+    database = None
+    if config.data_dir and not config.database_url:
+        database = Path(config.data_dir) / DATABASE_NAME
+    ticketing = next(
+        (
+            RequestTrackerAlerts.from_connector(c)
+            for c in config.connectors
+            if isinstance(c, RequestTrackerConnector)
+        ),
+        None,
+    )
+    return DeviceDesk(database, ticketing, clock=config.clock)
+
+
+def _alert_policy(document: str | None) -> DevicePolicy:
+    """The device's policy as far as alerts go (thresholds, maintenance windows)."""
+    if document is None:
+        return DevicePolicy("", "", 1, standard_checks())
+    try:
+        return read_policy_unverified(document.encode())
+    except TrustError:
+        return DevicePolicy("", "", 1, standard_checks())
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise MalformedDocument("A device message holds invalid base64.") from None
+
+
+def _enrol_token(header: str | None) -> str:
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme != "Enrol" or not token.strip():
+        raise EnrolmentRefused("Send the enrolment token as 'Authorization: Enrol TOKEN'.")
+    return token.strip()
+
+
+def _enrol_body(body: bytes) -> tuple[str, bytes]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if (
+        not isinstance(payload, dict)
+        or set(payload) != {"token", "public_key"}
+        or not all(isinstance(v, str) for v in payload.values())
+    ):
+        raise EnrolmentRefused('Enrol with {"token": TOKEN, "public_key": BASE64}.')
+    try:
+        return payload["token"], _b64(payload["public_key"])
+    except MalformedDocument as exc:
+        raise EnrolmentRefused(str(exc)) from None

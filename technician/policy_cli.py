@@ -1,0 +1,177 @@
+"""``puente-tech policy sign|show``: the organisation signs enrolled devices' policies.
+
+Offline, like ``org``: the organisation key's passphrase comes from
+``PUENTE_ORG_PASSPHRASE`` or the terminal. The format is :mod:`protocol.device_policy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from protocol.device_policy import (
+    CHECK_KINDS,
+    DevicePolicy,
+    policy_from_toml,
+    sign_policy,
+    verify_policy,
+)
+from protocol.errors import TrustError
+from protocol.identity import load_public_key
+from protocol.safe_text import safe_text
+
+from .credentials import CredentialsError, open_organisation_key, write_new_file
+from .output import Output
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+POLICY_EPILOG = f"""\
+examples:
+  puente-tech policy sign acme-policy.toml --org-key acme-org/org.key --out acme.policy
+  puente-tech policy show acme.policy --org-key acme-org/org.pub
+
+A policy file (TOML) lists [[checks]] (id, kind, every_minutes, severity,
+failures_before_alert, action = a signed fix's id, and the kind's settings),
+[[maintenance]] windows (days, start HH:MM UTC, minutes), [unattended] (mode = never,
+ask-deny, ask-allow or allowed; answer_seconds, countdown_seconds, capabilities) and
+details_to_help_desk (true or false). Check kinds: {", ".join(CHECK_KINDS)}.
+An example is in docs/examples/device-policy.toml.
+"""
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``policy`` to the ``puente-tech`` subcommands."""
+    policy = commands.add_parser(
+        "policy",
+        help="sign device policies (checks, maintenance windows, unattended access)",
+        description="Sign an enrolled device policy with the organisation key, or show "
+        "what a signed policy says.",
+        epilog=POLICY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    sign = actions.add_parser(
+        "sign",
+        help="check a policy file and sign it",
+        description="Check POLICY.toml and write the signed policy agents accept.",
+    )
+    sign.add_argument("source", type=Path, help="the policy file (TOML)")
+    sign.add_argument("--org-key", required=True, type=Path, help="the organisation's org.key")
+    sign.add_argument("--out", required=True, type=Path, help="the signed policy file to write")
+    sign.add_argument("--number", type=int, help="the policy's number (default: the file's, or 1)")
+    show = actions.add_parser(
+        "show",
+        help="verify a signed policy and say what it asks",
+        description="Verify FILE against org.pub and print it in plain words.",
+    )
+    show.add_argument("file", type=Path, help="the signed policy")
+    show.add_argument("--org-key", required=True, type=Path, help="the organisation's org.pub")
+
+
+def run(args: argparse.Namespace, out: Output) -> int | None:
+    """Run ``policy``; None if ``args`` is another command."""
+    if args.command != "policy":
+        return None
+    try:
+        if args.policy_command == "sign":
+            return policy_sign(args, out)
+        return policy_show(args, out)
+    except CredentialsError as exc:
+        out.error(str(exc))
+        return EXIT_ERROR
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CredentialsError(
+            f"Cannot read {path} ({exc.strerror or exc}); check the path."
+        ) from None
+
+
+def policy_sign(args: argparse.Namespace, out: Output) -> int:
+    try:
+        text = _read(args.source).decode("utf-8")
+    except UnicodeDecodeError:
+        raise CredentialsError(f"{args.source} is not UTF-8 text; save it as UTF-8.") from None
+    if args.out.exists():
+        raise CredentialsError(f"{args.out} already exists; nothing was overwritten.")
+    try:
+        policy = policy_from_toml(text, "", "")
+    except TrustError as exc:
+        raise CredentialsError(f"{args.source}: {exc} Nothing was signed.") from None
+    if args.number is not None:
+        if args.number < 1:
+            raise CredentialsError("--number must be 1 or more.")
+        policy = DevicePolicy(
+            policy.organisation,
+            policy.organisation_key,
+            args.number,
+            policy.checks,
+            policy.maintenance,
+            policy.unattended,
+            policy.details_to_help_desk,
+        )
+    secret = open_organisation_key(args.org_key)
+    document = sign_policy(policy, secret)
+    write_new_file(args.out, document, 0o644)
+    out.event(
+        "policy",
+        f"Policy number {policy.number} of {secret.organisation} ({len(policy.checks)} checks, "
+        f"unattended access: {policy.unattended.mode}) signed: {args.out}",
+        path=str(args.out),
+        number=policy.number,
+        checks=[check.id for check in policy.checks],
+        unattended=policy.unattended.mode,
+    )
+    return EXIT_OK
+
+
+def describe(policy: DevicePolicy) -> list[str]:
+    """The policy in plain words, one line each (English: the technician's side)."""
+    unattended = policy.unattended
+    modes = {
+        "never": "a technician can never connect when nobody answers",
+        "ask-deny": f"the signed-in user is asked; no answer in {unattended.answer_seconds} s "
+        "means no",
+        "ask-allow": f"the signed-in user is asked; no answer in {unattended.countdown_seconds} s "
+        "means yes (for servers)",
+        "allowed": "allowed without asking: " + ", ".join(unattended.capabilities),
+    }
+    lines = [
+        f"Policy number {policy.number} of {policy.organisation}",
+        f"  unattended access: {modes[unattended.mode]}",
+        "  the help desk sees "
+        + ("the details of results" if policy.details_to_help_desk else "only which check failed"),
+    ]
+    for check in policy.checks:
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(check.params.items()))
+        action = f", fix on failure: {check.action}" if check.action else ""
+        lines.append(
+            f"  check {check.id} ({check.kind}, every {check.every_minutes} min, "
+            f"{check.severity} after {check.failures_before_alert} failures{action}): {settings}"
+        )
+    for window in policy.maintenance:
+        body = window.body()
+        lines.append(
+            f"  maintenance: {', '.join(window.days)} from {body['start']} UTC "
+            f"for {window.minutes} min"
+        )
+    return lines
+
+
+def policy_show(args: argparse.Namespace, out: Output) -> int:
+    try:
+        key = load_public_key(_read(args.org_key))
+        policy = verify_policy(_read(args.file), key)
+    except TrustError as exc:
+        raise CredentialsError(f"{args.file}: {exc}") from None
+    if out.as_json:
+        print(json.dumps({"event": "policy", "policy": policy.body()}), flush=True)
+    else:
+        for line in describe(policy):
+            print(safe_text(line), flush=True)
+    return EXIT_OK

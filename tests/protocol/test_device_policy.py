@@ -1,0 +1,127 @@
+"""The device policy: its TOML source, its signature, and what an agent refuses."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol.device_policy import (
+    CHECK_KINDS,
+    POLICY_LABEL,
+    default_policy,
+    policy_from_toml,
+    sign_policy,
+    verify_policy,
+)
+from protocol.errors import ForeignSigner, MalformedDocument, SignatureMismatch, UnknownCheckKind
+from protocol.identity import OrganisationSecret, sign_document
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "docs" / "examples" / "device-policy.toml"
+
+
+def organisation(name: str = "Acme IT") -> OrganisationSecret:
+    return OrganisationSecret(name, Ed25519PrivateKey.generate())
+
+
+def at(text: str) -> int:
+    return int(datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=UTC).timestamp())
+
+
+def test_the_example_policy_signs_and_verifies() -> None:
+    acme = organisation()
+    policy = policy_from_toml(EXAMPLE.read_text(encoding="utf-8"), "", "")
+    assert {check.kind for check in policy.checks} == set(CHECK_KINDS)
+    signed = sign_policy(policy, acme)
+    verified = verify_policy(signed, acme.public_key)
+    assert verified.organisation == "Acme IT"
+    assert verified.organisation_key == acme.key_id
+    assert [c.body() for c in verified.checks] == [c.body() for c in policy.checks]
+    assert verified.unattended.mode == "ask-deny" and verified.unattended.answer_seconds == 60
+    assert not verified.details_to_help_desk
+    disk = verified.check("disk-system")
+    assert disk is not None and disk.action == "disk-cleanup" and disk.failures_before_alert == 3
+
+
+def test_another_organisations_policy_is_refused() -> None:
+    signed = sign_policy(default_policy(), organisation("Other Org"))
+    with pytest.raises(ForeignSigner, match="another organisation's key"):
+        verify_policy(signed, organisation().public_key)
+
+
+def test_an_altered_policy_is_refused() -> None:
+    acme = organisation()
+    document = json.loads(sign_policy(default_policy(), acme))
+    document["policy"]["details_to_help_desk"] = True
+    with pytest.raises(SignatureMismatch, match="altered after signing"):
+        verify_policy(json.dumps(document).encode(), acme.public_key)
+
+
+def test_a_check_kind_the_agent_does_not_know_is_refused_even_when_signed() -> None:
+    acme = organisation()
+    body = default_policy().body() | {"organisation": acme.organisation}
+    body["organisation_key"] = acme.key_id
+    body["checks"].append({"id": "gpu", "kind": "gpu_temperature", "every_minutes": 5})
+    signed = sign_document("policy", POLICY_LABEL, body, acme.private_key)
+    with pytest.raises(UnknownCheckKind, match="'gpu_temperature', which this agent does not know"):
+        verify_policy(signed, acme.public_key)
+
+
+@pytest.mark.parametrize(
+    ("source", "sentence"),
+    [
+        ('[[checks]]\nid = "d"\nkind = "disk_free"\npath = "/"\n', "needs min_free_percent"),
+        ('[[checks]]\nid = "d"\nkind = "disk_free"\nmin_free_percent = 5\n', "needs path"),
+        (
+            '[[checks]]\nid = "d"\nkind = "disk_free"\npath = "/"\nmin_free_percent = 500\n',
+            "from 0 to 100",
+        ),
+        ('[[checks]]\nid = "m"\nkind = "memory_pressure"\ncolour = "red"\n', "unknown setting"),
+        ('[[checks]]\nid = "Bad Id"\nkind = "memory_pressure"\n', "needs an id"),
+        ('[[checks]]\nid = "l"\nkind = "log_pattern"\npath = "/x"\npattern = "("\n', "regular"),
+        ('[[checks]]\nid = "c"\nkind = "clock_drift"\nsource = "ntp.org"\n', "web address"),
+        ('[[checks]]\nid = "m"\nkind = "memory_pressure"\nseverity = "dire"\n', "severity"),
+        ('[[checks]]\nid = "m"\nkind = "memory_pressure"\nthreshold = 0.5\n', "unknown setting"),
+        (
+            '[[checks]]\nid = "m"\nkind = "memory_pressure"\n[[checks]]\nid = "m"\n'
+            'kind = "memory_pressure"\n',
+            "twice",
+        ),
+        ('[unattended]\nmode = "always"\n', "mode must be one of"),
+        ('[unattended]\nmode = "allowed"\n', "one by one"),
+        ('[[maintenance]]\ndays = ["sunday"]\nstart = "02:00"\nminutes = 60\n', "days"),
+        ('[[maintenance]]\ndays = ["sun"]\nstart = "25:00"\nminutes = 60\n', "02:30"),
+        ("checks = [", "not valid TOML"),
+        ("colour = 1\n", "unknown setting"),
+    ],
+)
+def test_bad_policy_files_get_a_sentence(source: str, sentence: str) -> None:
+    with pytest.raises(MalformedDocument, match=sentence):
+        policy_from_toml(source, "", "")
+
+
+def test_maintenance_windows_are_weekly_in_utc() -> None:
+    policy = policy_from_toml(
+        '[[maintenance]]\ndays = ["sun"]\nstart = "23:00"\nminutes = 120\n'
+        '[[maintenance]]\ndays = ["wed"]\nstart = "02:00"\nminutes = 30\n',
+        "",
+        "",
+    )
+    # 2026-12-06 is a Sunday.
+    assert not policy.in_maintenance(at("2026-12-06 22:59"))
+    assert policy.in_maintenance(at("2026-12-06 23:00"))
+    assert policy.in_maintenance(at("2026-12-07 00:59"))  # past midnight into Monday
+    assert not policy.in_maintenance(at("2026-12-07 01:00"))
+    assert policy.in_maintenance(at("2026-12-09 02:29"))
+    assert not policy.in_maintenance(at("2026-12-09 02:30"))
+
+
+def test_the_default_policy_asks_and_denies_after_60_seconds() -> None:
+    policy = default_policy()
+    assert policy.unattended.mode == "ask-deny" and policy.unattended.answer_seconds == 60
+    assert [c.kind for c in policy.checks] == ["disk_free", "memory_pressure", "pending_reboot"]
+    assert not policy.maintenance and not policy.details_to_help_desk

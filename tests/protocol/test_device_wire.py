@@ -1,0 +1,94 @@
+"""The device WebSocket's messages: what is accepted, and that anything else is refused
+with a sentence (a MalformedDocument), never another exception."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol import device_wire as wire
+from protocol.errors import MalformedDocument
+
+DEVICE = "0123456789abcdef0123456789abcdef"
+
+
+def test_the_messages_of_a_session_parse() -> None:
+    assert wire.parse_device_message(wire.encode("hello", device_id=DEVICE))["device_id"] == DEVICE
+    assert wire.parse_device_message(wire.encode("welcome", heartbeat=30))["heartbeat"] == 30
+    results = [
+        {"check": "disk-system", "kind": "disk_free", "status": "failing", "severity": "critical"}
+    ]
+    assert (
+        wire.parse_device_message(wire.encode("results", at=1_800_000_000, results=results))[
+            "results"
+        ]
+        == results
+    )
+    shared = [{**results[0], "details": {"free_bytes": 1}}]
+    assert (
+        wire.parse_device_message(wire.encode("results", at=1_800_000_000, results=shared))[
+            "results"
+        ]
+        == shared
+    )
+    assert wire.parse_device_message(wire.encode("heartbeat")) == {"type": "heartbeat"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "hello", "device_id": "ABC"},
+        {"type": "hello", "device_id": DEVICE, "extra": 1},
+        {"type": "shell", "command": "rm -rf /"},
+        {"type": "welcome", "heartbeat": 0},
+        {"type": "results", "at": 1, "results": [{"check": "x"}]},
+        {
+            "type": "results",
+            "results": [
+                {"check": "Bad Name", "kind": "disk_free", "status": "ok", "severity": "info"}
+            ],
+        },
+        {
+            "type": "results",
+            "results": [{"check": "d", "kind": "disk_free", "status": "fine", "severity": "info"}],
+        },
+        {
+            "type": "results",
+            "results": [
+                {"check": "d", "kind": "k", "status": "ok", "severity": "info", "secret": 1}
+            ],
+        },
+        {"type": "results", "at": 1, "results": [{}] * 101},
+        {"type": "proof", "signature": 5},
+        {"type": "results", "results": []},
+        {"type": "results", "at": "now", "results": []},
+        {"type": "results", "at": -1, "results": []},
+        [1, 2],
+    ],
+)
+def test_bad_messages_are_refused_with_a_sentence(message: object) -> None:
+    with pytest.raises(MalformedDocument):
+        wire.parse_device_message(json.dumps(message))
+
+
+def test_binary_huge_and_broken_messages_are_refused() -> None:
+    for text in (b"{}", "x" * (wire.MAX_MESSAGE + 1), "{not json"):
+        with pytest.raises(MalformedDocument):
+            wire.parse_device_message(text)
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_a_message_or_a_sentence(text: str) -> None:
+    try:
+        wire.parse_device_message(text)
+    except MalformedDocument:
+        pass
+
+
+def test_the_proof_binds_the_device_and_the_nonce() -> None:
+    nonce = bytes(32)
+    assert wire.proof_message(DEVICE, nonce) != wire.proof_message(DEVICE, bytes([1]) * 32)
+    assert wire.proof_message(DEVICE, nonce).startswith(wire.PROOF_LABEL)

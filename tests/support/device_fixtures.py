@@ -1,0 +1,101 @@
+"""What the enrolled-device tests share: a small real filesystem to fill, a real
+Request Tracker, and the relay's and agent's device commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.helpdesk import RequestTracker, rt_missing
+from tests.support.timeouts import scaled
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs mounted for the test, or a skip saying why this machine cannot."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8); run the tests as root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"this machine cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture(scope="module")
+def request_tracker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RequestTracker]:
+    """A real RT 5 on loopback for the module's tests, or a skip saying what is missing."""
+    missing = rt_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    server = RequestTracker(tmp_path_factory.mktemp("rt"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def relay_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``puente-relay ARGS`` to completion, without the caller's PUENTE_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUENTE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        env=env,
+    )
+
+
+def enrolment_token(data_dir: Path, *extra: str) -> str:
+    """A new token from ``puente-relay enrolment create`` (its last line)."""
+    done = relay_cli("enrolment", "create", "--data-dir", str(data_dir), *extra)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip().splitlines()[-1]
+    assert token.startswith("pe_")
+    return token
+
+
+def enrol_argv(relay_url: str, org_public: Path, state: Path, *extra: str) -> list[str]:
+    """The command line of ``puente-agent enrol`` for a test."""
+    return [
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "enrol",
+        "--relay",
+        relay_url,
+        "--org-key",
+        str(org_public),
+        "--state-dir",
+        str(state),
+        *extra,
+    ]
+
+
+def agent_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``puente-agent ARGS`` to completion, in English, with extra environment ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        env={**os.environ, "PUENTE_LANG": "en", **env},
+    )
