@@ -49,6 +49,8 @@ examples:
   PUENTE_RELAY=ws://127.0.0.1:8765 puente-agent --console      (type the code when asked)
   ./puente-agent-417862093
   puente-agent --org-key acme-org.pub --relay wss://support.example.org 417-862-093
+  puente-agent --relay wss://support.example.org --org-key acme-org.pub --console \
+      --request "The printer prints blank pages" --category printing
   puente-agent audit verify ~/.local/state/puente/session-20260102-100000-417.log
   puente-agent checks run --once --policy acme.policy --org-key acme-org/org.pub
   puente-agent enrol --relay wss://support.example.org --org-key acme-org.pub --token pe_... --no-service
@@ -101,6 +103,8 @@ def build_parser(baked: BakedSettings | None = None) -> argparse.ArgumentParser:
         default=os.environ.get("PUENTE_ORG_KEY"),
         help=t("opt.org_key"),
     )
+    parser.add_argument("--request", metavar="TEXT", help=t("opt.request"))
+    parser.add_argument("--category", metavar="C", help=t("opt.category"))
     parser.add_argument("-v", "--verbose", action="store_true", help=t("opt.verbose"))
     return parser
 
@@ -177,6 +181,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.relay:
         return fail(t("app.no_relay"))
     keep_freed_memory()  # file copies through the tunnel (protocol.allocator)
+    if args.request is not None:
+        from agent.help_request import request_help
+
+        # The window's "Get help" is not built yet: a request runs in the console.
+        return asyncio.run(
+            request_help(
+                args.relay,
+                args.request,
+                args.category,
+                args.log_dir,
+                args.ca_file,
+                args.org_key or baked,
+            )
+        )
     code: SessionCode | None = None
     # Read once and removed: a shell or fix started in the session must not inherit it.
     code_text = os.environ.pop("PUENTE_CODE", "").strip()

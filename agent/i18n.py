@@ -40,6 +40,99 @@ DEFAULT_LANGUAGE = "en"
 CATALOG: dict[str, dict[str, str]] = {
     # Shared with the join page (protocol.customer_words), word for word --------------------
     **CUSTOMER_WORDS,
+    # Help requests (agent.help_request) ---------------------------------------------
+    "opt.request": {
+        "en": "ask your organisation's help desk for help without a code: describe the problem in one line",
+        "es": "pida ayuda al servicio técnico de su organización sin código: describa el problema en una línea",
+    },
+    "opt.category": {
+        "en": "the kind of problem, from your organisation's list (asked if left out)",
+        "es": "el tipo de problema, de la lista de su organización (se pregunta si falta)",
+    },
+    "request.collecting": {
+        "en": "Collecting a summary of this computer's state for your help desk...",
+        "es": "Recopilando un resumen del estado de este equipo para su servicio técnico...",
+    },
+    "request.digest_intro": {
+        "en": "This summary would go with your request (nothing else leaves this computer):",
+        "es": "Este resumen acompañaría su solicitud (nada más sale de este equipo):",
+    },
+    "request.digest_prompt": {
+        "en": "Attach this summary to your request? Type y for yes, n for no: ",
+        "es": "¿Adjuntar este resumen a su solicitud? Escriba s para sí, n para no: ",
+    },
+    "request.digest_kept": {
+        "en": "The summary stays on this computer.",
+        "es": "El resumen se queda en este equipo.",
+    },
+    "request.no_org_key": {
+        "en": "This agent was not set up for an organisation, so it cannot ask for help by itself. Ask your help desk for a session code and start the agent with it.",
+        "es": "Este agente no está configurado para una organización, así que no puede pedir ayuda por sí mismo. Pida un código de sesión a su servicio técnico e inicie el agente con él.",
+    },
+    "request.unreachable": {
+        "en": "Could not reach the help desk's relay ({detail}); check your connection and try again.",
+        "es": "No se pudo contactar con el relé del servicio técnico ({detail}); compruebe su conexión e inténtelo de nuevo.",
+    },
+    "request.no_queue": {
+        "en": "Your help desk does not take requests from the agent yet; call them for a session code.",
+        "es": "Su servicio técnico aún no acepta solicitudes desde el agente; llámelos para obtener un código de sesión.",
+    },
+    "request.refused": {
+        "en": "The help desk could not take your request: {detail}",
+        "es": "El servicio técnico no pudo aceptar su solicitud: {detail}",
+    },
+    "request.bad_categories": {
+        "en": "The list of problem kinds the relay sent is not signed by your organisation ({detail}); call your help desk.",
+        "es": "La lista de tipos de problema que envió el relé no está firmada por su organización ({detail}); llame a su servicio técnico.",
+    },
+    "request.unknown_category": {
+        "en": "{category} is not one of the kinds of problem your help desk lists; choose one of: {choices}.",
+        "es": "{category} no es uno de los tipos de problema de su servicio técnico; elija uno de: {choices}.",
+    },
+    "request.categories": {
+        "en": "What kind of problem is it?",
+        "es": "¿Qué tipo de problema es?",
+    },
+    "request.category_prompt": {
+        "en": "Number or name: ",
+        "es": "Número o nombre: ",
+    },
+    "request.no_category": {
+        "en": "No kind of problem was chosen, so no request was sent.",
+        "es": "No se eligió ningún tipo de problema, así que no se envió la solicitud.",
+    },
+    "request.soon": {
+        "en": "any moment now",
+        "es": "en cualquier momento",
+    },
+    "request.minutes": {
+        "en": "about {minutes} min",
+        "es": "unos {minutes} min",
+    },
+    "request.filed": {
+        "en": "Your request for help was sent (reference {request}). Keep this window open; closing it cancels the request.",
+        "es": "Su solicitud de ayuda se envió (referencia {request}). Mantenga esta ventana abierta; si la cierra, se cancela la solicitud.",
+    },
+    "request.position": {
+        "en": "You are number {position} in the queue; estimated wait: {wait}.",
+        "es": "Usted es el número {position} en la cola; espera estimada: {wait}.",
+    },
+    "request.accepted": {
+        "en": "{technician} took your request; connecting now.",
+        "es": "{technician} atendió su solicitud; conectando ahora.",
+    },
+    "request.transferred": {
+        "en": "Your request was passed on to another technician (note: {note}); please keep waiting.",
+        "es": "Su solicitud se pasó a otro técnico (nota: {note}); siga esperando, por favor.",
+    },
+    "request.withdrawn": {
+        "en": "You left the queue; your request was cancelled and your help desk was told.",
+        "es": "Salió de la cola; su solicitud se canceló y se avisó a su servicio técnico.",
+    },
+    "request.closed": {
+        "en": "Your request is closed.",
+        "es": "Su solicitud está cerrada.",
+    },
     # Program and connection ------------------------------------------------------------
     "app.help": {
         "en": "Let a help-desk technician help you with this computer.\n\n"

@@ -673,22 +673,33 @@ def parse_revocation_list(data: bytes) -> RevocationList:
     if not isinstance(serials, list) or len(serials) > MAX_REVOKED:
         raise MalformedDocument("The revocation list's certificates must be a list of serials.")
     checked = frozenset(_hex_id({"serial": s}, "serial", what, 32) for s in serials)
-    public_raw = b64decode(body["organisation_public_key"], "The list's organisation key")
-    public_key = public_key_from_raw(public_raw, "The list's organisation key")
-    revocations = RevocationList(
-        organisation_key=_hex_id(body, "organisation_key", what, 64),
+    organisation_key, public_raw = check_self_signed(body, signature, REVOCATIONS_LABEL, what)
+    return RevocationList(
+        organisation_key=organisation_key,
         organisation_public_key=public_raw,
         number=_integer(body, "number", what),
         issued_at=_integer(body, "issued_at", what),
         certificates=checked,
     )
-    if revocations.organisation_key != key_id(public_key):
-        raise MalformedDocument("The revocation list's key id does not match its key.")
-    if not verify_signature(public_key, signature, REVOCATIONS_LABEL + canonical_json(body)):
-        raise SignatureMismatch(
-            "The revocation list's signature does not match; it was altered or forged."
-        )
-    return revocations
+
+
+def check_self_signed(
+    body: Mapping[str, Any], signature: bytes, label: bytes, what: str
+) -> tuple[str, bytes]:
+    """The key id and raw key of an organisation list that names its own signing key
+    (``organisation_key``, ``organisation_public_key``), if it is signed by that key.
+
+    What a relay can check: it holds no trusted key. Agents then compare the key id
+    with their pinned key.
+    """
+    public_raw = b64decode(body["organisation_public_key"], f"The {what}'s organisation key")
+    public_key = public_key_from_raw(public_raw, f"The {what}'s organisation key")
+    organisation_key = _hex_id(body, "organisation_key", what, 64)
+    if organisation_key != key_id(public_key):
+        raise MalformedDocument(f"The {what}'s key id does not match its key.")
+    if not verify_signature(public_key, signature, label + canonical_json(body)):
+        raise SignatureMismatch(f"The {what}'s signature does not match; it was altered or forged.")
+    return organisation_key, public_raw
 
 
 def verify_revocation_list(data: bytes, organisation_key: Ed25519PublicKey) -> RevocationList:

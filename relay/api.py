@@ -27,6 +27,8 @@ PUT     /api/sessions/{id}/summary    201 + the summary the first time, 200 for
                                       never paired; :mod:`protocol.summary`
 GET     /api/sessions/{id}/summary    the summary, or 404
 POST    /api/revocations              publish an organisation's signed revocation list
+/api/queue..., /api/availability      the help queue, technicians' side (:mod:`relay.help_api`)
+/help/...                             the help queue, customers' side (no account)
 GET     /revocations/{key_id}         the newest list for that organisation key (no auth)
 ======  ============================  ===========================================
 
@@ -61,6 +63,8 @@ from protocol.summary import MAX_SUMMARY_BYTES, check_summary
 from .downloads import DownloadShelf
 from .errors import ApiRefusal, HeaderError
 from .events import join_url
+from .help_api import HelpApi
+from .helpqueue import HelpQueue
 from .http import bearer_token, error_response, json_response
 from .joinpage import (
     JoinView,
@@ -156,6 +160,11 @@ class RestApi:
         self.downloads: DownloadShelf | None = None
         self._join_limiter = SlidingWindowLimiter(JOIN_PAGE_VIEWS_PER_MINUTE, 60.0)
         self._creation_limiter = SlidingWindowLimiter(sessions_per_minute, 60.0)
+        queue = HelpQueue(
+            store, clock, outbox.request_event, self._request_session, control.end_session
+        )
+        #: The help queue's routes (:mod:`relay.help_api`).
+        self.help = HelpApi(queue, _json_body, _query_params)
 
     def handle(self, request: Request, body: bytes, client_ip: str = "unknown") -> Response:
         """Route one request and always return a response (errors included)."""
@@ -189,6 +198,10 @@ class RestApi:
                         technician, session_id, request.headers, body, query
                     ),
                 }
+            elif queue_handlers := self.help.technician_routes(
+                path, technician, request, body, query
+            ):
+                handlers = queue_handlers
             elif path == "/api/revocations":
                 handlers = {
                     "POST": lambda: self._publish_revocations(
@@ -197,6 +210,8 @@ class RestApi:
                 }
             else:
                 raise _not_found()
+        elif help_handlers := self.help.customer_routes(path, request, body, query, client_ip):
+            handlers = help_handlers
         elif match := _REVOCATIONS_PATH.fullmatch(path):
             organisation_key = match.group(1)
             handlers = {"GET": lambda: self._get_revocations(organisation_key, query)}
@@ -292,6 +307,12 @@ class RestApi:
             self._session_json(record),
             (("Location", f"/api/sessions/{record.id}"),),
         )
+
+    def _request_session(self, technician: Technician, ticket_id: str, now: float) -> SessionRecord:
+        """The session a technician gets by accepting a help request."""
+        record = self._store.create_session(technician, ticket_id, None, now, self._nameplate_ttl)
+        self._outbox.session_created(record)
+        return record
 
     def _list_sessions(self, technician: Technician, query: str) -> Response:
         params = _query_params(query, allowed=("ticket_id",))

@@ -24,7 +24,7 @@ from typing import Any
 from protocol.allocator import keep_freed_memory
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
-from . import audit
+from . import audit, queue_cli
 from .config import RelayConfig
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .downloads import SYSTEMS, downloads_command
@@ -52,6 +52,10 @@ examples:
   PUENTE_DATABASE_URL=postgresql://puente@db/puente puente-relay serve --redis redis://redis:6379/0
   puente-relay health
   puente-relay technician add "Ana Lopez" --data-dir /var/lib/puente
+  puente-relay technician add "Bo Diaz" --skills printing,network,es --capacity 2 --data-dir /var/lib/puente
+  puente-relay technician update "Bo Diaz" --capacity 3 --data-dir /var/lib/puente
+  puente-relay categories set categories.json --data-dir /var/lib/puente
+  puente-relay queue list --data-dir /var/lib/puente ; puente-relay queue assign ID "Bo Diaz" --data-dir ...
   puente-relay technician list --data-dir /var/lib/puente
   puente-relay technician remove "Ana Lopez" --data-dir /var/lib/puente
   PUENTE_WEBHOOK_SECRET=... puente-relay serve --data-dir /var/lib/puente \
@@ -372,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rt-password", "PUENTE_RT_PASSWORD", "RT password for --rt-user", metavar="PASSWORD"
     )
     connector(
+        "--rt-queue",
+        "PUENTE_RT_QUEUE",
+        "RT queue where customers' help requests open tickets",
+        default="General",
+        metavar="QUEUE",
+    )
+    connector(
         "--delivery-timeout",
         "PUENTE_DELIVERY_TIMEOUT",
         "seconds to wait for a help desk to answer one delivery",
@@ -428,7 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
         "line of output; the relay keeps only its hash.",
     )
     add.add_argument("name", help="the technician's display name, shown to customers")
+    queue_cli.add_profile_options(add, new=True)
     _add_data_dir(add)
+    update = actions.add_parser(
+        "update",
+        help="change a technician's skills, capacity or availability",
+        description="Change what the help queue routes to a technician.",
+    )
+    update.add_argument("name", help="the technician's name as shown by 'technician list'")
+    queue_cli.add_profile_options(update, new=False)
+    _add_data_dir(update)
     listing = actions.add_parser("list", help="list accounts", description="List accounts.")
     _add_data_dir(listing)
     remove = actions.add_parser(
@@ -439,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("name", help="the technician's name as shown by 'technician list'")
     _add_data_dir(remove)
+
+    _add_data_dir(queue_cli.add_categories_command(commands))
+    for queue_parser in queue_cli.add_queue_command(commands):
+        _add_data_dir(queue_parser)
 
     audit_parser = commands.add_parser(
         "audit",
@@ -577,6 +601,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "deliveries":
             return _deliveries(args)
+        if args.command in ("categories", "queue"):
+            store = open_store(args.data_dir, args.database_url)
+            try:
+                run = (
+                    queue_cli.run_categories
+                    if args.command == "categories"
+                    else queue_cli.run_queue
+                )
+                return run(store, args)
+            finally:
+                store.close()
         if args.command == "downloads":
             return downloads_command(args)
         if args.command == "enrolment":
@@ -654,6 +689,7 @@ def _connectors(args: argparse.Namespace) -> tuple[Connector, ...]:
                 user=args.rt_user,
                 password=args.rt_password,
                 timeout=args.delivery_timeout,
+                queue=args.rt_queue,
             )
         )
     elif args.rt_token or args.rt_user or args.rt_password:
@@ -836,11 +872,19 @@ def _technician(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             technician, token = store.add_technician(args.name, time.time())
+            if args.skills is not None or args.capacity is not None:
+                profile = queue_cli.set_profile(store, technician.name, args)
+                print("Help queue: " + queue_cli.profile_line(profile))
             print(
                 f"Created technician {technician.name!r}. Their API token follows; it is shown "
                 "only this once, so hand it over now and keep it secret:"
             )
             print(token)
+        elif args.action == "update":
+            if args.skills is None and args.capacity is None and args.availability is None:
+                raise ConfigError("Say what to change: --skills, --capacity or --availability.")
+            profile = queue_cli.set_profile(store, args.name, args)
+            print("Updated " + queue_cli.profile_line(profile))
         elif args.action == "list":
             technicians = store.list_technicians()
             if not technicians:

@@ -11,7 +11,9 @@ a worker thread. Connector URLs are ``https://``, or ``http://`` on loopback onl
 * :class:`RequestTrackerConnector`: a comment on the RT ticket through REST 2.0
   (``POST /REST/2.0/ticket/ID/comment``): the join link when a session is created and
   the summary when it is uploaded, for tickets whose id is RT's number (``1042``,
-  ``#1042``, ``RT-1042``). RT has no idempotency keys, so the comment's subject carries
+  ``#1042``, ``RT-1042``). A help request opens a ticket (``request.created``: ``POST
+  /REST/2.0/ticket`` in the configured queue) whose subject carries the request's tag;
+  its later events are comments on the ticket found by that tag. RT has no idempotency keys, so the comment's subject carries
   the event id and a retry first searches RT for it, so that a comment whose
   acknowledgement was lost is not posted twice.
 """
@@ -38,6 +40,9 @@ from .events import (
     encode_document,
     rt_comment,
     rt_event_tag,
+    rt_request_comment,
+    rt_request_tag,
+    rt_request_ticket,
     rt_ticket_number,
     sign,
 )
@@ -177,8 +182,10 @@ class RequestTrackerConnector(Connector):
         user: str | None = None,
         password: str | None = None,
         timeout: float = 10.0,
+        queue: str = "General",
     ) -> None:
         self.url = check_connector_url(url, "Request Tracker URL")
+        self.queue = queue
         if token and (user or password):
             raise ConfigError(
                 "Give Request Tracker either a token or a user and password, not both."
@@ -196,17 +203,26 @@ class RequestTrackerConnector(Connector):
         self._timeout = timeout
 
     def wants(self, event_type: str, session: dict[str, Any]) -> bool:
+        if event_type.startswith("request."):
+            return True
         if event_type not in (EventType.SESSION_CREATED, EventType.SESSION_SUMMARY):
             return False
         return rt_ticket_number(str(session.get("ticket_id", ""))) is not None
 
     def deliver(self, document: dict[str, Any], attempt: int) -> str:
+        if str(document["type"]).startswith("request."):
+            return self._deliver_request_event(document, attempt)
         number = rt_ticket_number(str(document["session"]["ticket_id"]))
         if number is None:  # wants() keeps these out of the outbox
             raise DeliveryError("the ticket id is not a Request Tracker ticket number")
+        return self._comment(number, document, attempt, *rt_comment(document))
+
+    def _comment(
+        self, number: int, document: dict[str, Any], attempt: int, subject: str, text: str
+    ) -> str:
+        """Comment on ticket ``number`` once, whatever the attempt."""
         if attempt > 1 and self._already_commented(str(document["id"])):
             return "already on the ticket"
-        subject, text = rt_comment(document)
         payload = {"Subject": subject, "Content": text, "ContentType": "text/plain"}
         status, body = self._call("POST", f"/ticket/{number}/comment", payload)
         if 200 <= status < 300:
@@ -217,6 +233,43 @@ class RequestTrackerConnector(Connector):
 
     def describe(self) -> str:
         return f"Request Tracker {_where(self.url)}"
+
+    def _deliver_request_event(self, document: dict[str, Any], attempt: int) -> str:
+        request_id = str(document["request"]["request_id"])
+        existing = self._request_ticket(request_id)
+        if document["type"] == EventType.REQUEST_CREATED:
+            if existing is not None:  # an earlier attempt's ticket reached RT
+                return f"RT ticket {existing} already open"
+            subject, text = rt_request_ticket(document)
+            payload = {
+                "Queue": self.queue,
+                "Subject": subject,
+                "Content": text,
+                "ContentType": "text/plain",
+            }
+            status, body = self._call("POST", "/ticket", payload)
+            if 200 <= status < 300:
+                return f"RT ticket opened (HTTP {status}): {_rt_message(body)}"
+            raise DeliveryError(f"Request Tracker answered HTTP {status}: {_rt_message(body)}")
+        if existing is None:
+            raise DeliveryError("the help request's RT ticket is not there yet")
+        return self._comment(existing, document, attempt, *rt_request_comment(document))
+
+    def _request_ticket(self, request_id: str) -> int | None:
+        """The RT ticket opened for a help request, found by the tag in its subject."""
+        # TicketSQL (RT's JSON search does not match ticket subjects); the id is hex.
+        tag = rt_request_tag(request_id).strip("[]")
+        query = urllib.parse.quote(f"Subject LIKE '{tag}'")
+        status, body = self._call("GET", f"/tickets?query={query}", None)
+        if status != 200:
+            raise DeliveryError(
+                f"Request Tracker answered HTTP {status} to a search: {_rt_message(body)}"
+            )
+        try:
+            items = json.loads(body).get("items") or []
+            return int(items[0]["id"]) if items else None
+        except (ValueError, AttributeError, TypeError, KeyError, IndexError):
+            raise DeliveryError("Request Tracker answered a search with something else") from None
 
     def _already_commented(self, event_id: str) -> bool:
         """Whether an earlier attempt's comment reached RT (its subject holds the tag)."""
@@ -239,7 +292,7 @@ class RequestTrackerConnector(Connector):
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        body = json.dumps(payload).encode()
+        body = json.dumps(payload).encode() if payload is not None else None
         return http_call(method, f"{self.url}/REST/2.0{path}", body, headers, self._timeout)
 
 

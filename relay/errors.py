@@ -18,6 +18,8 @@ The tree::
      │                          status and {"error": code, "message": sentence}
      │                          (not the technician client's APIError, which is the
      │                          other side of the same answer)
+     ├── QueueRefusal           the help queue refuses a customer's or a technician's
+     │                          step (a code and a sentence; the API maps it to a status)
      ├── HeaderError            a header the relay relies on was repeated or
      │                          malformed (also a ValueError); the request is refused
      └── RedisUnavailable       Redis could not be asked; the caller refuses what
@@ -74,6 +76,16 @@ class ApiRefusal(RelayError):
         self.code = code
         self.message = message
         self.headers = headers
+
+
+class QueueRefusal(RelayError):
+    """The help queue refuses a step; ``code`` names why, the message says what to do."""
+
+    def __init__(self, code: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
 
 
 class HeaderError(RelayError, ValueError):

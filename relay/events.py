@@ -11,6 +11,11 @@ type                   when                                carries
 ``session.ended``      ended, expired or failed            session metadata
 ``session.summary``    the technician's client uploaded    metadata + the summary
                        the summary
+``request.created``    a customer filed a help request     the request: description,
+                                                           category, diagnostics digest
+``request.accepted``   a technician accepted it            the request, the technician
+``request.transferred`` moved on with a note               the request, target, note
+``request.withdrawn``  the customer left while queued      the request, the reason
 =====================  ==================================  ============================
 
 An event document (the webhook's JSON body) is::
@@ -41,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from protocol.summary import summary_lines
 
 if TYPE_CHECKING:
+    from .help_records import HelpRequest
     from .records import SessionRecord
 
 #: HTTP headers of a webhook delivery.
@@ -58,6 +64,11 @@ class EventType(enum.StrEnum):
     SESSION_PAIRED = "session.paired"
     SESSION_ENDED = "session.ended"
     SESSION_SUMMARY = "session.summary"
+    #: Help requests (relay.helpqueue); ``session_id`` holds the request id.
+    REQUEST_CREATED = "request.created"
+    REQUEST_ACCEPTED = "request.accepted"
+    REQUEST_TRANSFERRED = "request.transferred"
+    REQUEST_WITHDRAWN = "request.withdrawn"
     #: Audit only: a help desk acknowledged an event (never sent anywhere).
     DELIVERY_ACKNOWLEDGED = "delivery.acknowledged"
 
@@ -114,6 +125,59 @@ def session_view(record: SessionRecord, base_url: str) -> dict[str, Any]:
         "bytes_tech_to_agent": record.bytes_tech_to_agent,
         "join_url": join_url(base_url, record.id),
     }
+
+
+def request_view(request: HelpRequest) -> dict[str, Any]:
+    """A help request as events carry it (what the customer typed and chose)."""
+    return {
+        "request_id": request.id,
+        "organisation_key": request.organisation_key,
+        "description": request.description,
+        "category": request.category,
+        "language": request.language,
+        "diagnostics_digest": request.diagnostics_digest,
+        "state": str(request.state),
+        "created_at": iso(request.created_at),
+        "note": request.note,
+    }
+
+
+def rt_request_tag(request_id: str) -> str:
+    """The tag in the subject of the RT ticket opened for a help request."""
+    return f"[puente request {request_id}]"
+
+
+def rt_request_ticket(doc: dict[str, Any]) -> tuple[str, str]:
+    """The subject and plain-text body of the RT ticket opened for ``request.created``."""
+    request = doc.get("request") or {}
+    description = str(request.get("description", ""))
+    subject = f"{request.get('category')}: {description[:60]} {rt_request_tag(str(request.get('request_id')))}"
+    lines = [
+        "A customer asked for help from their Puente agent.",
+        "",
+        f"Description: {description}",
+        f"Category: {request.get('category')}",
+        f"Language: {request.get('language')}",
+        f"Diagnostics digest: {request.get('diagnostics_digest') or 'none attached'}",
+        f"Request id: {request.get('request_id')}",
+    ]
+    return subject, "\n".join(lines) + "\n"
+
+
+def rt_request_comment(doc: dict[str, Any]) -> tuple[str, str]:
+    """The subject and body of the RT comment for a later event of a help request."""
+    request = doc.get("request") or {}
+    tag = rt_event_tag(str(doc["id"]))
+    if doc["type"] == EventType.REQUEST_WITHDRAWN:
+        text = (
+            "The customer closed the agent while waiting in the queue; the help request "
+            f"was withdrawn ({doc.get('reason') or 'no reason given'})."
+        )
+        return f"Help request withdrawn {tag}", text + "\n"
+    if doc["type"] == EventType.REQUEST_TRANSFERRED:
+        text = f"Transferred to {doc.get('to')} with the note: {request.get('note')}"
+        return f"Help request transferred {tag}", text + "\n"
+    return f"Help request accepted {tag}", f"{doc.get('technician')} accepted the request.\n"
 
 
 def join_url(base_url: str, session_id: str) -> str:

@@ -79,7 +79,8 @@ class FrontDoor:
     ) -> Response | Awaitable[Response] | None:
         """Answer REST requests and refused upgrades; return None to accept an upgrade.
 
-        A download is an awaitable that streams the file before it returns."""
+        A download is an awaitable that streams the file before it returns; a
+        customer's long-poll of a help request is answered later (an awaitable too)."""
         assert isinstance(connection, RelayConnection)  # create_connection guarantees it
         connection.request_complete()
         ip = connection.client_ip = client_ip(connection, request, self.config.trusted_proxies)
@@ -107,6 +108,9 @@ class FrontDoor:
             response = self.relay.devices.process_request(
                 request, connection.request_body, self.relay.store.authenticate
             )
+        elif (held := self._api.help.long_poll(request)) is not None:
+            logger.info("http %s %s held (long-poll) ip=%s", request.method, request.path, ip)
+            return held
         else:
             response = self._api.handle(request, connection.request_body, ip)
         path = request.path.partition("?")[0]

@@ -476,3 +476,201 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+_REQUEST_ID = {
+    "name": "request_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+}
+
+_OBJECT = {"type": "object"}
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or _OBJECT}},
+    }
+
+
+_HELP_STATUS = {
+    "type": "object",
+    "description": "A help request as its customer sees it.",
+    "properties": {
+        "request_id": {"type": "string"},
+        "state": {"enum": ["waiting", "offered", "accepted", "withdrawn", "solved"]},
+        "version": {"type": "integer"},
+        "position": {"type": ["integer", "null"]},
+        "estimated_wait_seconds": {"type": ["integer", "null"]},
+        "technician": {"type": ["string", "null"]},
+        "nameplate": {"type": ["string", "null"]},
+        "note": {"type": ["string", "null"]},
+    },
+    "required": ["request_id", "state", "version"],
+}
+
+_CUSTOMER_AUTH = {
+    "name": "Authorization",
+    "in": "header",
+    "required": True,
+    "description": "'Bearer TOKEN' with the token returned when the request was filed.",
+    "schema": {"type": "string"},
+}
+
+HELP_PATHS: dict[str, Any] = {
+    "/help/categories/{organisation_key}": {
+        # The same path parameter as /revocations/{organisation_key}.
+        "parameters": OPENAPI["paths"]["/revocations/{organisation_key}"]["parameters"],
+        "get": {
+            "summary": "The organisation's signed list of help categories (agents fetch it)",
+            "description": "Agents verify it against their pinned organisation key.",
+            "security": [],
+            "responses": {
+                "200": _json("The signed list ('puente-tech org categories')."),
+                "400": _ERROR,
+                "404": _ERROR,
+            },
+        },
+    },
+    "/help/requests": {
+        "post": {
+            "summary": "A customer's agent asks for help (no account: it pins the organisation)",
+            "description": (
+                "Files a help request; the relay opens a ticket through its help-desk "
+                "connectors and routes the request to a technician with the skills. The answer "
+                "carries a token: the only way to follow or withdraw the request. Refusals: "
+                "no_pinned_key, unknown_category, description_too_long (400), "
+                "unknown_organisation (404), rate_limited (429, per address and organisation)."
+            ),
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "organisation_key": {"type": "string"},
+                                "description": {"type": "string", "maxLength": 500},
+                                "category": {"type": "string"},
+                                "language": {"enum": ["en", "es"]},
+                                "diagnostics_digest": {"type": "string", "maxLength": 2000},
+                            },
+                            "required": ["organisation_key", "description", "category"],
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json("Filed; the body adds 'token' to the request's status.", _HELP_STATUS),
+                "400": _ERROR,
+                "404": _ERROR,
+                "415": _ERROR,
+                "429": _ERROR,
+            },
+        }
+    },
+    "/help/requests/{request_id}": {
+        "parameters": [_REQUEST_ID, _CUSTOMER_AUTH],
+        "get": {
+            "summary": "Follow a help request: position, estimated wait, then the session",
+            "description": (
+                "With ?after=VERSION the answer is held (up to 25 s) until the request's "
+                "version differs, or (with &position=P) its place in the queue is not P: a "
+                "long-poll, so the agent shows changes as they happen."
+            ),
+            "security": [],
+            "parameters": [
+                {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"}},
+                {
+                    "name": "position",
+                    "in": "query",
+                    "required": False,
+                    "description": "With after: also answer when the place is not this one.",
+                    "schema": {"type": "integer"},
+                },
+            ],
+            "responses": {
+                "200": _json("The request's status.", _HELP_STATUS),
+                "400": _ERROR,
+                "404": _ERROR,
+            },
+        },
+        "delete": {
+            "summary": "Withdraw a help request (the customer closed the agent while waiting)",
+            "security": [],
+            "responses": {"200": _json("Withdrawn.", _HELP_STATUS), "400": _ERROR, "404": _ERROR},
+        },
+    },
+    "/api/queue": {
+        "get": {
+            "summary": "Your routing profile and the help requests waiting",
+            "responses": {"200": _json("Profile and requests."), "401": _ERROR, "403": _ERROR},
+        }
+    },
+    "/api/availability": {
+        "put": {
+            "summary": "Say whether you take help requests (busy is automatic at capacity)",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"availability": {"enum": ["available", "busy", "away"]}},
+                            "required": ["availability"],
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("Your profile."),
+                "400": _ERROR,
+                "401": _ERROR,
+                "403": _ERROR,
+                "415": _ERROR,
+            },
+        }
+    },
+}
+
+for _action, _summary in (
+    ("accept", "Take a help request: creates its session (409 if someone else took it)"),
+    ("decline", "Pass a help request offered to you on to the next technician"),
+    ("transfer", "Hand a request you took to a technician or queue, with a note"),
+):
+    HELP_PATHS[f"/api/queue/{{request_id}}/{_action}"] = {
+        "parameters": [_REQUEST_ID],
+        "post": {
+            "summary": _summary,
+            "requestBody": {
+                "required": _action == "transfer",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"to": {"type": "string"}, "note": {"type": "string"}},
+                            "required": ["to", "note"],
+                            "additionalProperties": False,
+                        }
+                        if _action == "transfer"
+                        else {"type": "object", "maxProperties": 0}
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("Done."),
+                "400": _ERROR,
+                "401": _ERROR,
+                "403": _ERROR,
+                "404": _ERROR,
+                "409": _ERROR,
+                "415": _ERROR,
+            },
+        },
+    }
+
+OPENAPI["paths"].update(HELP_PATHS)

@@ -29,7 +29,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .connectors import Connector, DeliveryError
-from .events import EventType, NewEvent, retry_delay, session_view, summary_digest
+from .events import (
+    EventType,
+    NewEvent,
+    request_view,
+    retry_delay,
+    session_view,
+    summary_digest,
+)
+from .help_records import HelpRequest
 from .records import SessionRecord, StoredSummary
 from .store import RelayStore
 
@@ -89,6 +97,15 @@ class Outbox:
         record = self._store.get_session(session_id)
         if record is not None and record.state.finished:
             self._record(EventType.SESSION_ENDED, record)
+
+    def request_event(self, event_type: str, request: HelpRequest, data: dict[str, object]) -> None:
+        """Record an event of a help request (its id stands in the session's place, so
+        a ticket sees the request's events in order)."""
+        view = request_view(request)
+        event = NewEvent(EventType(event_type), request.id, {"request": view, **data})
+        wanting = [c.name for c in self._connectors if c.wants(event.type, {"request": view})]
+        self._store.record_event(event, self._clock(), wanting)
+        self.wake()
 
     def store_summary(self, record: SessionRecord, summary_json: str) -> tuple[StoredSummary, bool]:
         """Keep a session's first summary and queue ``session.summary`` with it."""

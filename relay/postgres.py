@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import StoreError
+from .queue_sql import queue_schema
 from .sqlite_store import SqlStore
 
 try:
@@ -160,6 +161,7 @@ class PostgresStore(SqlStore):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 conn.execute(_SCHEMA)  # a constant, not user input
+                conn.execute(queue_schema("DOUBLE PRECISION"))  # the help queue's tables
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:

@@ -22,6 +22,7 @@ from .audit import GENESIS, AuditEntry, audit_time, canonical, entry_hash
 from .errors import StoreError, TechnicianExists
 from .events import ONCE_PER_SESSION, NewEvent, document
 from .nameplates import choose_nameplate
+from .queue_sql import QueueSql, queue_schema
 from .records import Delivery, SessionRecord, SessionState, StoredSummary, Technician
 from .store import RelayStore
 from .tokens import hash_secret, new_token, parse_token
@@ -135,7 +136,7 @@ _SELECT_SESSION = (
 _DUMMY_HASH = hash_secret("no such token")
 
 
-class SqlStore(RelayStore):
+class SqlStore(QueueSql, RelayStore):
     """Every method of :class:`RelayStore`, in SQL both SQLite and PostgreSQL speak.
 
     A dialect supplies how statements run (:meth:`_execute`, ``?`` placeholders), what a
@@ -531,6 +532,7 @@ class SQLiteStore(SqlStore):
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
             self._db.executescript(_HELPDESK_SCHEMA)
+            self._db.executescript(queue_schema())
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"Cannot open the relay database in {str(directory)!r} ({exc}); "

@@ -22,7 +22,9 @@ from collections.abc import Iterator, Sequence
 
 from .audit import AuditEntry
 from .events import NewEvent
+from .help_records import HelpRequest, TechnicianProfile
 from .records import Delivery, SessionRecord, SessionState, StoredSummary, Technician
+from .routing import Availability
 
 
 class RelayStore(abc.ABC):
@@ -197,4 +199,78 @@ class RelayStore(abc.ABC):
 
     def get_revocation_list(self, organisation_key: str) -> str | None:
         """The organisation's newest published list (the JSON text), or None."""
+        raise NotImplementedError
+
+    # the help queue (relay.helpqueue): profiles, requests, categories. Stores that do not
+    # keep a queue raise NotImplementedError (the API answers 501).
+
+    def set_profile(
+        self,
+        name: str,
+        now: float,
+        skills: Sequence[str] | None = None,
+        capacity: int | None = None,
+        availability: Availability | None = None,
+    ) -> TechnicianProfile | None:
+        """Create or change the routing profile of the active technician ``name`` (None
+        if there is none); unset arguments keep their value (a new profile: no skills,
+        capacity 1, away). Coming back to ``available`` restarts the idle clock."""
+        raise NotImplementedError
+
+    def get_profile(self, technician_id: str) -> TechnicianProfile | None:
+        """An active technician's profile with what they hold now, or None."""
+        raise NotImplementedError
+
+    def list_profiles(self) -> list[TechnicianProfile]:
+        """Every active technician's profile, by name."""
+        raise NotImplementedError
+
+    def touch_idle(self, technician_id: str, now: float) -> None:
+        """Start a technician's idle clock at ``now`` (they just finished a request)."""
+        raise NotImplementedError
+
+    def add_help_request(
+        self,
+        token: str,
+        organisation_key: str,
+        description: str,
+        category: str,
+        language: str,
+        diagnostics_digest: str | None,
+        client_ip: str,
+        now: float,
+    ) -> HelpRequest:
+        """Record a waiting request; ``token`` (the customer's) is kept only as a hash."""
+        raise NotImplementedError
+
+    def get_help_request(self, request_id: str) -> HelpRequest | None:
+        """The request with this id, or None."""
+        raise NotImplementedError
+
+    def help_request_token_hash(self, request_id: str) -> str | None:
+        """The stored hash of the customer's token for this request, or None."""
+        raise NotImplementedError
+
+    def open_help_requests(self) -> list[HelpRequest]:
+        """Waiting and offered requests, oldest first."""
+        raise NotImplementedError
+
+    def change_help_request(
+        self, request_id: str, version: int, changes: dict[str, object]
+    ) -> HelpRequest | None:
+        """Apply ``changes`` (columns of :data:`relay.help_records.CHANGEABLE`) if the
+        request is still at ``version``; return it changed, or None if someone else
+        changed it first (or it does not exist)."""
+        raise NotImplementedError
+
+    def recent_handling_times(self, per_technician: int = 20) -> dict[str, list[float]]:
+        """Seconds from pairing to end of recent request sessions, per technician id."""
+        raise NotImplementedError
+
+    def set_categories(self, organisation_key: str, document: str, now: float) -> None:
+        """Keep an organisation's signed category list (checked by the caller)."""
+        raise NotImplementedError
+
+    def get_categories(self, organisation_key: str) -> str | None:
+        """The organisation's category list document (JSON text), or None."""
         raise NotImplementedError

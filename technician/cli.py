@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ from protocol.messages import ReplyStatus
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from protocol.safe_text import safe_text
 
-from . import policy_cli, trust_cli
+from . import policy_cli, queue_cli, trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
 from .output import Output, write_private
@@ -60,6 +61,8 @@ examples:
   puente-tech triage hd-1042.json
   puente-tech org --help ; puente-tech fix --help
   puente-tech sessions --ticket HD-1042
+  puente-tech availability available ; puente-tech queue list
+  puente-tech queue accept --next --fixes library/   # inside: transfer Bo --note "..."
 
 exit status: 0 done, 1 error, 2 usage, 3 customer declined, 4 nobody joined
 """
@@ -149,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         'its open alerts. With --json, one JSON object: {"devices": [...]}.',
     )
     trust_cli.add_commands(commands)
+    queue_cli.add_commands(commands)
     policy_cli.add_commands(commands)
     viewer = commands.add_parser(
         "viewer",
@@ -221,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         "diagnostics": run_diagnostics,
         "session": run_console,
         "sessions": run_sessions,
+        "queue": functools.partial(queue_cli.run, serve=serve_session),
+        "availability": functools.partial(queue_cli.run, serve=serve_session),
         "devices": run_devices,
     }
     runner = runners[args.command]
@@ -333,12 +339,7 @@ async def open_session(
         await asyncio.to_thread(_end_quietly, api, created["session_id"])
         return api, created, None
     session.rating_wait = args.rating_wait
-    out.event(
-        "paired",
-        f"Customer joined. Check code: {session.sas} - ask the customer to read theirs; "
-        "if it differs, end the session.",
-        sas=session.sas,
-    )
+    out.paired(session.sas)
     return api, created, session
 
 
@@ -491,6 +492,17 @@ async def run_console(args: argparse.Namespace, out: Output, ssl_context: Any) -
     if session is None:
         out.error(f"Nobody joined within {args.wait:.0f} seconds; the code no longer works.")
         return EXIT_NOBODY
+    return await serve_session(args, out, api, created, session)
+
+
+async def serve_session(
+    args: argparse.Namespace,
+    out: Output,
+    api: RelayAPI,
+    created: dict[str, Any],
+    session: TechnicianSession,
+) -> int:
+    """Run the console on a paired session, then upload its summary; the exit status."""
     watch_session(session, out)
     status = await _console_until_ended(args, session, out)
     await upload_summary(api, created, session, out)
@@ -513,6 +525,7 @@ async def _console_until_ended(
             "fixes_dir": args.fixes,
             "outcomes": args.outcomes or default_outcomes_path(),
             "rules_dirs": args.rules,
+            "queue_request": getattr(args, "queue_request", None),
         },
     )
     commands_task = asyncio.create_task(console.run(stdin_lines()))

@@ -119,6 +119,27 @@ class RelayAPI:
         result: dict[str, Any] = self._call("POST", "/api/revocations", body)
         return result
 
+    # the help queue (relay.help_api)
+
+    def queue(self) -> dict[str, Any]:
+        """Your routing profile and the requests waiting in the queue."""
+        result: dict[str, Any] = self._call("GET", "/api/queue")
+        return result
+
+    def set_availability(self, availability: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "PUT", "/api/availability", {"availability": availability}
+        )
+        return result
+
+    def queue_action(
+        self, request_id: str, action: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``accept``, ``decline`` or ``transfer`` a help request."""
+        path = f"/api/queue/{urllib.parse.quote(request_id)}/{action}"
+        result: dict[str, Any] = self._call("POST", path, body or {})
+        return result
+
     def end_session(self, session_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
             "DELETE", f"/api/sessions/{urllib.parse.quote(session_id)}"
@@ -343,6 +364,21 @@ class TechnicianSession:
     async def drained(self) -> None:
         """Wait until every message the agent sent before the session closed was handled."""
         await asyncio.wait([self._reader])
+
+    def end_through_relay(self, reason: str) -> Callable[[], None]:
+        """Record that this technician ends the session through the relay (a transfer:
+        the relay closes both ends), before the relay's close arrives; return the undo
+        for when the relay refused."""
+        if self.ended_by is not None:
+            return lambda: None
+        self._ended("technician", reason)
+
+        def undo() -> None:
+            self.ended_by = None
+            self.end_reason = None
+            self.ended_at = None
+
+        return undo
 
     def _ended(self, by: str, reason: str) -> None:
         if self.ended_by is None:

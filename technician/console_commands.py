@@ -9,11 +9,11 @@ name instead (kept apart from the CLI's start-up, which does not need ssh or num
 
 from __future__ import annotations
 
-from . import fix_commands, screen_commands, ssh_commands
+from . import fix_commands, queue_commands, screen_commands, ssh_commands
 from .console import COMMANDS, ConsoleCommand
 
 #: The feature modules whose commands join the console's built-ins.
-FEATURE_MODULES = (fix_commands, screen_commands, ssh_commands)
+FEATURE_MODULES = (fix_commands, queue_commands, screen_commands, ssh_commands)
 
 
 def load_commands() -> dict[str, ConsoleCommand]:

@@ -34,6 +34,15 @@ class Output:
         else:
             print(safe_text(text, SHOWN_LIMIT, multiline=True), flush=True)
 
+    def paired(self, sas: str) -> None:
+        """The customer joined: the check code both ends show."""
+        self.event(
+            "paired",
+            f"Customer joined. Check code: {sas} - ask the customer to read theirs; "
+            "if it differs, end the session.",
+            sas=sas,
+        )
+
     def error(self, text: str, **fields: Any) -> None:
         if self.as_json:
             print(json.dumps({"event": "error", "message": text, **fields}), flush=True)

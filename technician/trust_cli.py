@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from protocol.categories import Category, check_categories, issue_category_list
 from protocol.errors import TrustError
 from protocol.fixbundle import read_bundle
 from protocol.identity import (
@@ -127,6 +128,23 @@ def add_commands(commands: Any) -> None:
     revoke.add_argument("--org-key", required=True, type=Path, help="the organisation's org.key")
     revoke.add_argument("--list", required=True, type=Path, help="the revocation list file")
 
+    categories = org_commands.add_parser(
+        "categories",
+        help="sign the list of help categories customers choose from",
+        description="Write a signed list of the categories customers pick when they ask for "
+        "help from the organisation's agent; give it to the relay's operator "
+        "('puente-relay categories set FILE'). Each is ID or ID=TITLE, for example "
+        "printing='Printers and scanners'.",
+    )
+    categories.add_argument("entries", nargs="+", metavar="ID[=TITLE]", help="the categories")
+    categories.add_argument(
+        "--org-key", required=True, type=Path, help="the organisation's org.key"
+    )
+    categories.add_argument("--out", required=True, type=Path, help="file to write")
+    categories.add_argument(
+        "--number", type=int, default=1, help="list number; a newer list has a higher one"
+    )
+
     publish = org_commands.add_parser(
         "publish",
         help="publish the revocation list through the relay",
@@ -217,6 +235,7 @@ def run(args: argparse.Namespace, out: Output) -> int | None:
                 "keygen": org_keygen,
                 "certify": org_certify,
                 "revoke": org_revoke,
+                "categories": org_categories,
                 "show": org_show,
             }[args.org_command](args, out)
         if args.command == "fix":
@@ -408,6 +427,28 @@ def org_revoke(args: argparse.Namespace, out: Output) -> int:
         number=number,
         revoked=sorted(known | set(serials)),
         path=str(args.list),
+    )
+    return EXIT_OK
+
+
+def org_categories(args: argparse.Namespace, out: Output) -> int:
+    entries = []
+    for entry in args.entries:
+        ident, _, title = entry.partition("=")
+        entries.append(Category(ident.strip(), title.strip() or ident.strip().capitalize()))
+    try:
+        check_categories(entries)
+    except TrustError as exc:
+        raise CredentialsError(str(exc)) from None
+    secret = open_organisation_key(args.org_key)
+    document = issue_category_list(secret, args.number, int(time.time()), entries)
+    write_new_file(args.out, document, 0o644)
+    out.event(
+        "categories",
+        f"Signed {len(entries)} categories into {args.out}. Give it to the relay's operator: "
+        f"puente-relay categories set {args.out}",
+        categories=[c.id for c in entries],
+        path=str(args.out),
     )
     return EXIT_OK
 

@@ -73,6 +73,14 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
             "/api/revocations",
             "/api/devices",
             "/revocations/{organisation_key}",
+            "/help/categories/{organisation_key}",
+            "/help/requests",
+            "/help/requests/{request_id}",
+            "/api/queue",
+            "/api/availability",
+            "/api/queue/{request_id}/accept",
+            "/api/queue/{request_id}/decline",
+            "/api/queue/{request_id}/transfer",
         }
         assert set(document["paths"]["/api/sessions"]) == {"get", "post"}
         assert set(document["paths"]["/api/sessions/{session_id}"]) == {

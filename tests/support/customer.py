@@ -216,8 +216,9 @@ class ScriptedCustomer(Process):
         self._queue.put(None)
 
 
-def technician(relay_url: str, token: str, *args: str) -> Process:
-    """Run ``puente-tech`` with the given arguments."""
+def technician(relay_url: str, token: str, *args: str, stdin: bool = False) -> Process:
+    """Run ``puente-tech`` with the given arguments (``stdin``: to type console commands)."""
     return Process(
-        [sys.executable, "-m", "technician.cli", "--relay", relay_url, "--token", token, *args]
+        [sys.executable, "-m", "technician.cli", "--relay", relay_url, "--token", token, *args],
+        stdin=stdin,
     )

@@ -324,13 +324,14 @@ class RequestTracker:
         assert status == 201, body
         return int(body["id"])
 
-    def comments(self, ticket: int) -> list[dict[str, str]]:
-        """The ticket's comments (subject and text), oldest first, read through REST 2.0."""
+    def comments(self, ticket: int, kind: str = "Comment") -> list[dict[str, str]]:
+        """The ticket's comments (subject and text), oldest first, read through REST 2.0;
+        ``kind="Create"``: the text the ticket was opened with."""
         status, history = self.rest("GET", f"/ticket/{ticket}/history?fields=Type&per_page=100")
         assert status == 200, history
         comments = []
         for item in history["items"]:
-            if item.get("Type") != "Comment":
+            if item.get("Type") != kind:
                 continue
             status, attachments = self.rest(
                 "GET", f"/transaction/{item['id']}/attachments?fields=Subject,Content,ContentType"
