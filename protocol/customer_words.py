@@ -56,6 +56,10 @@ PAGE_WORDS: dict[str, dict[str, str]] = {
     },
     "join.download": {"en": "Download for {system}", "es": "Descargar para {system}"},
     "join.this_computer": {"en": "(this computer)", "es": "(este equipo)"},
+    "join.signed_by": {
+        "en": "Signed by {signer}.",
+        "es": "Firmado por {signer}.",
+    },
     "join.file_facts": {
         "en": "{name}, {size} MB. SHA-256: {sha256}",
         "es": "{name}, {size} MB. Huella SHA-256: {sha256}",

@@ -404,6 +404,7 @@ class RestApi:
                 d.served_name(record.nameplate),
                 d.size,
                 d.sha256,
+                safe_text(d.signed_by) if d.signed_by else None,
             )
             for d in (self.downloads.all() if self.downloads is not None else ())
         )

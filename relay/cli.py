@@ -523,15 +523,23 @@ def _add_downloads_parser(commands: Any) -> None:
     add = actions.add_parser(
         "add",
         help="add (or replace) the agent for one system",
-        description="Copy FILE in as the agent for --os, with its SHA-256. The "
-        "organisation's signature is recorded too: --signature, or FILE.sig if present.",
+        description="Copy FILE in as the agent for --os, with its SHA-256. If the "
+        "organisation signed it ('puente-tech org sign-agent': --signature, or FILE.sig "
+        "if present), the signature is checked against --org-key first and the join page "
+        "says who signed the agent; a signature that does not verify keeps it out.",
         epilog="example:\n  puente-relay downloads add dist/puente-agent --os linux "
-        "--data-dir /var/lib/puente",
+        "--org-key org.pub --data-dir /var/lib/puente",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add.add_argument("file", type=Path, metavar="FILE", help="the built one-file agent")
     add.add_argument("--os", required=True, choices=SYSTEMS, help="the system it runs on")
     add.add_argument("--signature", type=Path, metavar="SIG", help="signature file (optional)")
+    add.add_argument(
+        "--org-key",
+        type=Path,
+        metavar="ORG.pub",
+        help="the organisation's public key, to check the signature (needed when signed)",
+    )
     add.add_argument("--json", action="store_true", help="print the stored entry as JSON")
     listing = actions.add_parser("list", help="list the stored agents")
     listing.add_argument("--json", action="store_true", help="print a JSON array")

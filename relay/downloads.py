@@ -2,7 +2,8 @@
 
 An operator adds one agent per system (``puente-relay downloads add FILE --os linux``):
 :class:`DownloadShelf` copies it under ``DATA_DIR/downloads/`` with its size, SHA-256
-and, where the installer build made one, the organisation's signature. The join page
+and, where the organisation signed it (``puente-tech org sign-agent``), who signed it,
+checked against the organisation's public key (``--org-key``) before it is offered. The join page
 (:mod:`relay.joinpage`) lists them; :class:`DownloadDesk` serves them at
 ``GET /join/{session_id}/agent/{os}`` and the page's pictures at
 ``GET /join/assets/{name}.png``.
@@ -43,8 +44,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from protocol.agent_release import verify_agent_release
+from protocol.errors import TrustError
+from protocol.identity import load_public_key
 
 from .errors import ConfigError
 from .http import RelayConnection, body_response, error_response
@@ -84,6 +90,9 @@ class AgentDownload:
     sha256: str
     added_at: float
     signature: str | None  # the organisation's signature (base64) when the build made one
+    #: Who signed it, checked against the organisation key when it was added
+    #: (``Example Help Desk (key 1a2b 3c4d)``); None when unsigned.
+    signed_by: str | None = None
 
     @property
     def etag(self) -> str:
@@ -104,9 +113,19 @@ class DownloadShelf:
         self.folder = Path(data_dir) / "downloads"
 
     def add(
-        self, source: Path, system: str, now: float, signature: str | None = None
+        self,
+        source: Path,
+        system: str,
+        now: float,
+        signature: bytes | None = None,
+        organisation_key: Ed25519PublicKey | None = None,
     ) -> AgentDownload:
-        """Copy ``source`` in (replacing this system's agent); raise ConfigError if unusable."""
+        """Copy ``source`` in (replacing this system's agent); raise ConfigError if unusable.
+
+        A ``signature`` (``puente-tech org sign-agent``) is checked against
+        ``organisation_key`` before anything is replaced: a signature that does not
+        verify, or one with no key to check it by, keeps the agent out.
+        """
         check_system(system)
         if not source.is_file():
             raise ConfigError(f"{source} is not a file; give the path of the built agent.")
@@ -129,7 +148,22 @@ class DownloadShelf:
         if size == 0:
             Path(out.name).unlink()
             raise ConfigError(f"{source} is empty; build the agent again and add that file.")
-        download = AgentDownload(system, source.name, size, digest.hexdigest(), now, signature)
+        try:
+            signed_by = _check_signature(
+                source, signature, organisation_key, system, digest.hexdigest(), size
+            )
+        except ConfigError:
+            Path(out.name).unlink()
+            raise
+        download = AgentDownload(
+            system,
+            source.name,
+            size,
+            digest.hexdigest(),
+            now,
+            base64.b64encode(signature).decode() if signature is not None else None,
+            signed_by,
+        )
         os.replace(out.name, self._binary(system))
         _write_atomically(self._card(system), json.dumps(download.as_json(), indent=1) + "\n")
         return download
@@ -430,6 +464,31 @@ def _asset_response(name: str, head_only: bool) -> Response:
     )
 
 
+def _check_signature(
+    source: Path,
+    signature: bytes | None,
+    organisation_key: Ed25519PublicKey | None,
+    system: str,
+    sha256: str,
+    size: int,
+) -> str | None:
+    """Who signed this agent (checked), None if unsigned; ConfigError saying what to do."""
+    if signature is None:
+        return None
+    if organisation_key is None:
+        raise ConfigError(
+            f"{source} comes with an organisation signature; give the organisation's public "
+            "key (--org-key org.pub) so the relay can check it before offering the agent."
+        )
+    try:
+        release = verify_agent_release(
+            signature, organisation_key, system=system, sha256=sha256, size=size
+        )
+    except TrustError as exc:
+        raise ConfigError(f"The signature of {source} was refused: {exc}") from None
+    return release.signer
+
+
 def shelf_for(data_dir: str | Path | None) -> DownloadShelf | None:
     """The relay's shelf, or None when it keeps no data directory (PostgreSQL only)."""
     return DownloadShelf(data_dir) if data_dir is not None else None
@@ -449,15 +508,16 @@ def downloads_command(args: argparse.Namespace) -> int:
     shelf = DownloadShelf(args.data_dir)
     if args.action == "add":
         signature = _read_signature(args.file, args.signature)
-        download = shelf.add(args.file, args.os, time.time(), signature)
+        organisation_key = _read_organisation_key(args.org_key)
+        download = shelf.add(args.file, args.os, time.time(), signature, organisation_key)
         if args.json:
             print(json.dumps(download.as_json()))
         else:
-            signed = "with" if signature else "without"
+            signed = f"signed by {download.signed_by}" if download.signed_by else "unsigned"
             print(
                 f"Added {args.file} for {SYSTEM_NAMES[args.os]}: {download.size} bytes, "
-                f"SHA-256 {download.sha256}, {signed} an organisation signature. Customers "
-                f"download it as puente-agent-NAMEPLATE from the join page."
+                f"SHA-256 {download.sha256}, {signed}. Customers download it as "
+                f"puente-agent-NAMEPLATE from the join page."
             )
         return 0
     if args.action == "list":
@@ -469,7 +529,7 @@ def downloads_command(args: argparse.Namespace) -> int:
         for download in [] if args.json else stored:
             print(
                 f"{download.system:8} {download.size:>11} bytes  sha256 {download.sha256}  "
-                f"{'signed' if download.signature else 'unsigned'}  {download.original_name}"
+                f"{'signed' if download.signed_by else 'unsigned'}  {download.original_name}"
             )
         return 0
     if not shelf.remove(args.os):
@@ -483,8 +543,21 @@ def downloads_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_signature(file: Path, given: Path | None) -> str | None:
-    """The organisation's signature of ``file`` (base64): ``given``, else ``FILE.sig``."""
+def _read_organisation_key(path: Path | None) -> Ed25519PublicKey | None:
+    if path is None:
+        return None
+    try:
+        return load_public_key(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read --org-key {path} ({exc.strerror}); check the path."
+        ) from None
+    except TrustError as exc:
+        raise ConfigError(f"--org-key {path}: {exc}") from None
+
+
+def _read_signature(file: Path, given: Path | None) -> bytes | None:
+    """The organisation's signature of ``file``: ``given``, else ``FILE.sig``."""
     path = given or file.with_name(file.name + ".sig")
     if given is None and not path.is_file():
         return None
@@ -496,4 +569,4 @@ def _read_signature(file: Path, given: Path | None) -> str | None:
         ) from None
     if not data or len(data) > MAX_SIGNATURE_BYTES:
         raise ConfigError(f"{path} is not a signature file (empty, or over 4 KiB).")
-    return base64.b64encode(data).decode()
+    return data

@@ -67,6 +67,7 @@ class OfferedDownload:
     file_name: str  # puente-agent-NAMEPLATE(.exe): what the browser saves
     size: int
     sha256: str
+    signed_by: str | None = None  # checked when the operator added it; escaped when shown
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def render_join_page(view: JoinView) -> str:
 
 
 def _offer(download: OfferedDownload, say: dict[str, str], here: bool, css: str) -> str:
-    """One download: its button, then its file name, size and SHA-256."""
+    """One download: its button, then its file name, size and SHA-256, and who signed it."""
     system = SYSTEM_NAMES[download.system]
     label = escape(say["join.download"].format(system=system))
     if here:
@@ -212,11 +213,16 @@ def _offer(download: OfferedDownload, say: dict[str, str], here: bool, css: str)
         size=f"{download.size / 1e6:.1f}",
         sha256=f'<code class="sha256">{escape(download.sha256)}</code>',
     )
+    signer = (
+        f'<p class="signed">{escape(say["join.signed_by"].format(signer=download.signed_by))}</p>'
+        if download.signed_by
+        else ""
+    )
     return (
         f'<div class="os {css}" data-os="{escape(download.system)}">'
         f'<p><a class="download" href="{escape(download.url)}" '
         f'download="{escape(download.file_name)}">{label}</a></p>'
-        f'<p class="facts">{facts}</p></div>'
+        f'<p class="facts">{facts}</p>{signer}</div>'
     )
 
 

@@ -129,6 +129,47 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/join/{session_id}/agent/{system}": {
+            "get": {
+                "summary": "The organisation's one-file agent for a waiting session",
+                "description": (
+                    "Streamed, named puente-agent-NAMEPLATE (.exe on Windows; never the "
+                    "secret). One Range is honoured (206; 416 past the end); ETag and "
+                    "If-Range let a download resume. Only while the session waits. Rate-"
+                    "limited per client address; all downloads share the relay's "
+                    "--download-rate."
+                ),
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "session_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                    },
+                    {
+                        "name": "system",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["windows", "macos", "linux"]},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The whole agent.",
+                        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                    },
+                    "206": {
+                        "description": "The requested range.",
+                        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                    },
+                    "404": _ERROR,
+                    "410": _ERROR,
+                    "416": _ERROR,
+                    "429": _ERROR,
+                },
+            }
+        },
         "/api/sessions": {
             "post": {
                 "summary": "Create a session for a ticket and get its nameplate",

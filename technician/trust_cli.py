@@ -8,6 +8,7 @@ reads its passphrase from ``PUENTE_ORG_PASSPHRASE`` when set, else from the term
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from protocol.agent_release import RELEASE_SYSTEMS, sign_agent_release
 from protocol.categories import Category, check_categories, issue_category_list
 from protocol.errors import TrustError
 from protocol.fixbundle import read_bundle
@@ -152,6 +154,26 @@ def add_commands(commands: Any) -> None:
     )
     publish.add_argument("--list", required=True, type=Path, help="the revocation list file")
 
+    sign_agent = org_commands.add_parser(
+        "sign-agent",
+        help="sign a built one-file agent for the relay's join page",
+        description="Sign FILE's SHA-256, size and system with the organisation key, into "
+        "FILE.sig (or --out). The relay checks it when the agent is added "
+        "('puente-relay downloads add FILE --os OS --org-key org.pub') and the join page "
+        "then tells customers whose agent they download.",
+        epilog="example:\n  puente-tech org sign-agent dist/puente-agent --os linux "
+        "--org-key acme-org/org.key",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sign_agent.add_argument("file", type=Path, metavar="FILE", help="the built one-file agent")
+    sign_agent.add_argument(
+        "--os", required=True, choices=RELEASE_SYSTEMS, help="the system it was built for"
+    )
+    sign_agent.add_argument(
+        "--org-key", required=True, type=Path, help="the organisation's org.key"
+    )
+    sign_agent.add_argument("--out", type=Path, help="signature file (default: FILE.sig)")
+
     show = org_commands.add_parser("show", help="print what a certificate says")
     show.add_argument("certificate", type=Path)
 
@@ -236,6 +258,7 @@ def run(args: argparse.Namespace, out: Output) -> int | None:
                 "certify": org_certify,
                 "revoke": org_revoke,
                 "categories": org_categories,
+                "sign-agent": org_sign_agent,
                 "show": org_show,
             }[args.org_command](args, out)
         if args.command == "fix":
@@ -449,6 +472,37 @@ def org_categories(args: argparse.Namespace, out: Output) -> int:
         f"puente-relay categories set {args.out}",
         categories=[c.id for c in entries],
         path=str(args.out),
+    )
+    return EXIT_OK
+
+
+def org_sign_agent(args: argparse.Namespace, out: Output) -> int:
+    digest, size = hashlib.sha256(), 0
+    try:
+        with args.file.open("rb") as reader:
+            while chunk := reader.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise CredentialsError(
+            f"Cannot read {args.file} ({exc.strerror}); give the built agent's path."
+        ) from None
+    if size == 0:
+        raise CredentialsError(f"{args.file} is empty; build the agent again and sign that.")
+    secret = open_organisation_key(args.org_key)
+    document = sign_agent_release(
+        secret, system=args.os, sha256=digest.hexdigest(), size=size, signed_at=int(time.time())
+    )
+    target = args.out or args.file.with_name(args.file.name + ".sig")
+    write_new_file(target, document, 0o644)
+    out.event(
+        "signed",
+        f"Signed {args.file} ({args.os}, {size} bytes, SHA-256 {digest.hexdigest()}) for "
+        f"{secret.organisation}: {target}. Add it to the relay with: puente-relay downloads "
+        f"add {args.file} --os {args.os} --org-key org.pub",
+        path=str(target),
+        sha256=digest.hexdigest(),
+        size=size,
     )
     return EXIT_OK
 

@@ -27,6 +27,7 @@ from relay.server import RelayServer
 from relay.testing import FakeClock, add_technician, create_session, http_request
 from tests.support.services import self_signed_certificate
 from tests.support.timeouts import scaled
+from tests.support.trust_fixtures import make_organisation, tech_cli
 
 MB = 1024 * 1024
 
@@ -281,7 +282,6 @@ def test_a_client_that_stops_reading_is_dropped_and_its_slot_freed(tmp_path: Pat
 
 def test_downloads_command_line(tmp_path: Path) -> None:
     source = agent_file(tmp_path / "puente-agent.exe", 4096)
-    (tmp_path / "puente-agent.exe.sig").write_bytes(b"\x01" * 64)
     data = ["--data-dir", str(tmp_path / "relay")]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -296,11 +296,11 @@ def test_downloads_command_line(tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     entry = json.loads(added.stdout)
     assert entry["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
-    assert entry["size"] == 4096 and entry["signature"]
+    assert entry["size"] == 4096 and entry["signature"] is None and entry["signed_by"] is None
     listed = cli("list", "--json", *data)
     assert [e["system"] for e in json.loads(listed.stdout)] == ["windows"]
     assert "SHA-256" in cli("add", str(source), "--os", "linux", *data).stdout
-    assert "unsigned" not in cli("list", *data).stdout.split("\n")[0]
+    assert "unsigned" in cli("list", *data).stdout.split("\n")[0]
     missing = cli("add", str(tmp_path / "nope"), "--os", "linux", *data)
     assert missing.returncode == 2 and "is not a file" in missing.stderr
     wrong = cli("add", str(source), "--os", "beos", *data)
@@ -368,3 +368,48 @@ def test_the_byte_budget_paces_all_downloads_together() -> None:
     assert budget.delay(600, now=10.0) == pytest.approx(0.2)
     with pytest.raises(ValueError):
         ByteBudget(rate=0, burst=1)
+
+
+def test_a_signed_agent_is_checked_against_the_organisation_key(tmp_path: Path) -> None:
+    acme = make_organisation(tmp_path / "acme", "Acme Help Desk")
+    other = make_organisation(tmp_path / "other", "Other Desk")
+    source = agent_file(tmp_path / "puente-agent", 4096)
+    data = ["--data-dir", str(tmp_path / "relay")]
+
+    def relay_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "relay.cli", "downloads", *args, *data],
+            capture_output=True,
+            text=True,
+            timeout=scaled(30),
+        )
+
+    signed = tech_cli("org", "sign-agent", str(source), "--os", "linux", "--org-key", str(acme.key))
+    assert signed.returncode == 0, signed.stderr
+    assert "puente-relay downloads add" in signed.stdout
+    signature = tmp_path / "puente-agent.sig"
+    assert signature.is_file()
+
+    # FILE.sig is found by itself, and needs the key to check it by.
+    no_key = relay_cli("add", str(source), "--os", "linux")
+    assert no_key.returncode == 2 and "--org-key" in no_key.stderr
+    foreign = relay_cli("add", str(source), "--os", "linux", "--org-key", str(other.public))
+    assert foreign.returncode == 2 and "another organisation's key" in foreign.stderr
+    wrong_system = relay_cli("add", str(source), "--os", "windows", "--org-key", str(acme.public))
+    assert wrong_system.returncode == 2 and "another file" in wrong_system.stderr
+    assert json.loads(relay_cli("list", "--json").stdout) == []  # nothing refused was kept
+
+    added = relay_cli("add", str(source), "--os", "linux", "--org-key", str(acme.public), "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["signed_by"].startswith("Acme Help Desk (key ")
+    assert "signed" in relay_cli("list").stdout
+
+    # A changed agent no longer matches its signature: refused, the signed one stays.
+    source.write_bytes(source.read_bytes() + b"!")
+    changed = relay_cli("add", str(source), "--os", "linux", "--org-key", str(acme.public))
+    assert changed.returncode == 2 and "another file" in changed.stderr
+    (entry,) = json.loads(relay_cli("list", "--json").stdout)
+    assert entry["size"] == 4096 and entry["signed_by"].startswith("Acme Help Desk")
+
+    not_a_key = relay_cli("add", str(source), "--os", "linux", "--org-key", str(source))
+    assert not_a_key.returncode == 2 and "--org-key" in not_a_key.stderr

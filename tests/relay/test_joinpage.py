@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from protocol.agent_release import sign_agent_release
 from protocol.customer_words import PAGE_WORDS
+from protocol.identity import OrganisationSecret
 from relay.config import RelayConfig
 from relay.downloads import DownloadShelf
 from relay.joinpage import page_language
@@ -152,3 +155,19 @@ def test_problem_pages_speak_the_visitors_language(tmp_path: Path) -> None:
         assert "This session code no longer works" in english.body.decode()
 
     run(tmp_path, scenario, with_agents=False, clock=clock)
+
+
+def test_a_signed_agent_says_who_signed_it_escaped(tmp_path: Path) -> None:
+    acme = OrganisationSecret("Acme <b>Desk</b>", Ed25519PrivateKey.generate())
+    source = tmp_path / "agent-linux"
+    source.write_bytes(b"linux" * 1000)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    signature = sign_agent_release(acme, system="linux", sha256=digest, size=5000, signed_at=0)
+    DownloadShelf(tmp_path / "relay").add(source, "linux", 0.0, signature, acme.public_key)
+
+    async def scenario(relay: RelayServer, session: dict[str, Any]) -> None:
+        page = (await http_request(relay, "GET", join(session) + "?lang=es")).body.decode()
+        assert "Firmado por Acme &lt;b&gt;Desk&lt;/b&gt; (key " in page
+        assert "<b>Desk" not in page
+
+    run(tmp_path, scenario, with_agents=False)

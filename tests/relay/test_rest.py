@@ -67,6 +67,7 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
             "/metrics",
             "/openapi.json",
             "/join/{session_id}",
+            "/join/{session_id}/agent/{system}",
             "/api/sessions",
             "/api/sessions/{session_id}",
             "/api/sessions/{session_id}/summary",
