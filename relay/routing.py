@@ -2,7 +2,7 @@
 
 No clock, no store, no I/O: the caller passes the technicians as they are now, the
 requests, the operator's policy and ``now``. :mod:`relay.helpqueue` feeds it from
-the store; ``bench/queue.py`` replays a synthetic day through it with a fake clock.
+the store; ``bench/queue_day.py`` replays a synthetic day through it with a fake clock.
 
 Rules (in order; the first that yields a technician wins)::
 

@@ -1,4 +1,4 @@
-"""bench/queue.py still runs end to end: a tiny day, no timed assertion (the figures of
+"""bench/queue_day.py still runs end to end: a tiny day, no timed assertion (the figures of
 such a short run mean nothing; only that the report comes out whole)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_queue_benchmark_tiny_day_reports_every_figure() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "queue.py"), "--requests", "40", "--hours", "0.5"]
+        [sys.executable, str(ROOT / "bench" / "queue_day.py"), "--requests", "40", "--hours", "0.5"]
         + ["--technicians", "4", "--queued", "30", "--json"],
         capture_output=True,
         text=True,

@@ -27,8 +27,8 @@ it. Goal: routing one request under 5 ms at 1,000 queued (the filing figure).
 
 Examples::
 
-    python bench/queue.py
-    python bench/queue.py --requests 200 --hours 1 --technicians 5 --json
+    python bench/queue_day.py
+    python bench/queue_day.py --requests 200 --hours 1 --technicians 5 --json
 """
 
 from __future__ import annotations
