@@ -4,7 +4,8 @@ results, and reconnecting with jitter when the link drops.
 The messages are :mod:`protocol.device_wire`'s. After the relay's ``welcome`` the
 device sends a heartbeat every interval the relay named, and runs its policy's due
 checks (:func:`agent.monitoring.runner.run_policy`, in a worker thread) once a
-minute, sending only their summaries (and details where the policy shares them).
+minute, sending only their summaries (with the details sealed to the organisation's
+details key when the policy names one: :mod:`protocol.sealed_details`).
 A refusal by the relay (an unknown device, a key that does not match) ends the loop
 with the relay's sentence; a dropped link is redialled after an exponential,
 jittered wait (the relay may be restarting along with many devices).
@@ -97,7 +98,14 @@ async def stay_online(
                     if latest:
                         await websocket.send(latest[0])
                     await _online(
-                        websocket, policy, history, last_runs, latest, heartbeat, check_tick
+                        websocket,
+                        state.device_id,
+                        policy,
+                        history,
+                        last_runs,
+                        latest,
+                        heartbeat,
+                        check_tick,
                     )
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 attempt += 1
@@ -109,6 +117,7 @@ async def stay_online(
 
 async def _online(
     websocket: ClientConnection,
+    device_id: str,
     policy: DevicePolicy,
     history: MeasurementHistory,
     last_runs: dict[str, float],
@@ -123,7 +132,7 @@ async def _online(
         if due:
             report = await asyncio.to_thread(run_policy, policy, history, None, due)
             last_runs.update((result.check, report.at) for result in report.results)
-            summary = report.relay_summary()
+            summary = report.relay_summary(device_id)
             latest[:] = [wire.encode("results", at=summary["at"], results=summary["results"])]
             await send(latest[0])
         now = time.monotonic()

@@ -3,13 +3,16 @@ check summaries turned into alerts and tickets.
 
 The messages are :mod:`protocol.device_wire`'s. :class:`DeviceDesk` answers the
 enrolment requests (``process_request``), serves each device's WebSocket once the
-front door accepted the upgrade (``serve``), keeps who is online (in this process;
-not across cluster nodes yet) and feeds each result summary to the alert book
+front door accepted the upgrade (``serve``), keeps who is online in memory, written
+down lazily and shared across cluster nodes (:mod:`relay.presence`), and feeds each
+result summary to the alert book
 (:mod:`relay.alert_book`), whose owed ticket actions one background task delivers
 to Request Tracker when the relay has it configured.
 
 The relay never sees what a check found, only which check, its kind, status and
-severity, unless the device's policy shares details. It proves each device by a
+severity; details arrive sealed to the organisation's details key
+(:mod:`protocol.sealed_details`), are kept as they came (the latest per device and
+check) and handed to technicians (``GET /api/devices/ID``), who open them. It proves each device by a
 challenge signed with the device key it registered, so a copied device id without
 the key (a cloned disk with a regenerated key, a forged id) is refused.
 """
@@ -41,11 +44,13 @@ from protocol.identity import public_key_from_raw, verify_signature
 
 from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
 from .alerts import Observation
+from .cluster import ClusterNode
 from .config import RelayConfig
 from .connectors import RequestTrackerConnector
 from .enrolment import EnrolmentBook
 from .errors import EnrolmentRefused, HeaderError
 from .http import bearer_token, error_response, json_response
+from .presence import PresenceBook, SealedDetails, stored_details
 from .sqlite_store import DATABASE_NAME
 
 logger = logging.getLogger("relay.devices")
@@ -85,6 +90,7 @@ class DeviceDesk:
         ticketing: Ticketing | None = None,
         heartbeat: int = HEARTBEAT,
         clock: Callable[[], float] = time.time,
+        cluster: ClusterNode | None = None,
     ) -> None:
         self.heartbeat = heartbeat
         self._clock = clock
@@ -92,7 +98,7 @@ class DeviceDesk:
         self._database = database
         self._enrolment = EnrolmentBook(database) if database else None
         self._alerts = AlertBook(database, clock) if database else None
-        self._online: dict[str, float] = {}
+        self.presence_book = PresenceBook(database, clock, cluster) if database else None
         self._policies: dict[str, DevicePolicy] = {}
         self._wake = asyncio.Event()
         self._delivery: asyncio.Task[None] | None = None
@@ -103,8 +109,12 @@ class DeviceDesk:
         """Deliver what a previous run still owed, then whatever comes."""
         if self._alerts is not None and self._ticketing is not None:
             self._delivery = asyncio.create_task(self._deliver_loop(), name="device-alerts")
+        if self.presence_book is not None:
+            self.presence_book.start()
 
     async def close(self) -> None:
+        if self.presence_book is not None:
+            await self.presence_book.close()
         if self._delivery is not None:
             self._delivery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -134,7 +144,9 @@ class DeviceDesk:
     # -- HTTP --------------------------------------------------------------------------
 
     def owns(self, path: str) -> bool:
-        return path in (wire.ENROL_PATH, wire.ENROL_POLICY_PATH, DEVICES_API)
+        return path in (wire.ENROL_PATH, wire.ENROL_POLICY_PATH, DEVICES_API) or (
+            path.startswith(DEVICES_API + "/")
+        )
 
     def process_request(
         self,
@@ -151,8 +163,8 @@ class DeviceDesk:
             )
         path = request.path.partition("?")[0]
         now = self._clock()
-        if path == DEVICES_API:
-            return self._devices_api(request, authenticate)
+        if path == DEVICES_API or path.startswith(DEVICES_API + "/"):
+            return self._devices_api(request, path, authenticate)
         try:
             if path == wire.ENROL_POLICY_PATH and request.method == "GET":
                 token = _enrol_token(request.headers.get("Authorization"))
@@ -173,9 +185,10 @@ class DeviceDesk:
         )
 
     def _devices_api(
-        self, request: Request, authenticate: Callable[[str], object | None]
+        self, request: Request, path: str, authenticate: Callable[[str], object | None]
     ) -> Response:
-        """``GET /api/devices``: who is online and which alerts are open (technicians)."""
+        """``GET /api/devices``: who is online and which alerts are open; ``GET
+        /api/devices/ID``: one device, with its checks' sealed details (technicians)."""
         try:
             token = bearer_token(request.headers)
         except HeaderError as exc:
@@ -194,8 +207,30 @@ class DeviceDesk:
                 "Use GET /api/devices.",
                 (("Allow", "GET"),),
             )
+        if path != DEVICES_API:
+            return self._device_api(path.removeprefix(DEVICES_API + "/"))
         devices = [presence.as_dict() for presence in self.presence()]
         return json_response(http.HTTPStatus.OK, {"devices": devices})
+
+    def _device_api(self, device_id: str) -> Response:
+        one = [p for p in self.presence() if p.device_id == device_id]
+        if not one or self._database is None or self.presence_book is None:
+            return error_response(
+                http.HTTPStatus.NOT_FOUND,
+                "not_found",
+                f"No device {device_id[:40]!r} is enrolled here; 'puente-tech devices' lists them.",
+            )
+        details: dict[str, SealedDetails] = {
+            d.check: d for d in stored_details(self._database, device_id)
+        }
+        for newer in self.presence_book.details_owed(device_id):
+            if newer.check not in details or newer.at >= details[newer.check].at:
+                details[newer.check] = newer
+        body = {
+            **one[0].as_dict(),
+            "details": [details[check].as_dict() for check in sorted(details)],
+        }
+        return json_response(http.HTTPStatus.OK, body)
 
     # -- the device's WebSocket ----------------------------------------------------------
 
@@ -204,36 +239,33 @@ class DeviceDesk:
         device_id = await self._prove(connection)
         if device_id is None:
             return
-        self._online[device_id] = self._clock()
-        if self._enrolment is not None:
-            self._enrolment.seen(device_id, self._clock(), online=True)
+        book = self.presence_book
+        assert book is not None  # _prove refuses devices without the store
+        book.arrived(device_id)
         logger.info("device online device=%s", device_id)
         try:
             while True:
                 async with asyncio.timeout(self.heartbeat * MISSED_HEARTBEATS):
                     text = await connection.recv()
                 message = wire.parse_device_message(text)
-                self._online[device_id] = self._clock()
+                book.heard(device_id)  # memory only (relay.presence, rule 1)
                 if message["type"] == "results":
                     self._results(device_id, message["results"], message["at"])
                 elif message["type"] == "unenrol" and self._enrolment is not None:
                     self._enrolment.forget(device_id)
+                    book.forgotten(device_id)
                     logger.info("device unenrolled device=%s", device_id)
                     await connection.send(wire.encode("goodbye"))
                     return
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument("A device sends only heartbeats and results.")
-                if self._enrolment is not None:
-                    self._enrolment.seen(device_id, self._clock(), online=True)
         except (ConnectionClosed, TimeoutError):
             pass
         except MalformedDocument as exc:
             with contextlib.suppress(ConnectionClosed):
                 await connection.send(wire.encode("error", message=str(exc)))
         finally:
-            self._online.pop(device_id, None)
-            if self._enrolment is not None:
-                self._enrolment.seen(device_id, self._clock(), online=False)  # no-op if forgotten
+            book.left(device_id)  # no-op if forgotten
             logger.info("device offline device=%s", device_id)
 
     async def _prove(self, connection: ServerConnection) -> str | None:
@@ -287,6 +319,10 @@ class DeviceDesk:
         quiet = policy.in_maintenance(int(now))
         spoke = False
         for summary in results:
+            if "sealed" in summary and self.presence_book is not None:
+                self.presence_book.sealed(
+                    device_id, summary["check"], reported_at, summary["status"], summary["sealed"]
+                )
             check = policy.check(summary["check"])
             threshold = check.failures_before_alert if check is not None else 3
             step = self._alerts.observe(
@@ -311,18 +347,20 @@ class DeviceDesk:
         if self._enrolment is None or self._alerts is None:
             return []
         open_alerts = self._alerts.open_alerts()
+        book = self.presence_book
+        assert book is not None
         return [
             Presence(
                 device.device_id,
-                device.device_id in self._online,
-                device.last_seen,
+                book.online(device.device_id),
+                book.last_seen(device.device_id) or device.last_seen,
                 open_alerts.get(device.device_id, []),
             )
             for device in self._enrolment.devices()
         ]
 
 
-def device_desk(config: RelayConfig) -> DeviceDesk:
+def device_desk(config: RelayConfig, cluster: ClusterNode | None = None) -> DeviceDesk:
     """The desk for this relay's settings: enrolment needs the SQLite store; alerts
     become Request Tracker tickets when the relay has RT configured."""
     database = None
@@ -336,7 +374,7 @@ def device_desk(config: RelayConfig) -> DeviceDesk:
         ),
         None,
     )
-    return DeviceDesk(database, ticketing, clock=config.clock)
+    return DeviceDesk(database, ticketing, clock=config.clock, cluster=cluster)
 
 
 def _alert_policy(document: str | None) -> DevicePolicy:

@@ -97,6 +97,11 @@ class RelayAPI:
         result = self._call("GET", "/api/devices")
         return list(result.get("devices", [])) if isinstance(result, dict) else []
 
+    def device(self, device_id: str) -> dict[str, Any]:
+        """One enrolled device with its checks' sealed details."""
+        result = self._call("GET", "/api/devices/" + urllib.parse.quote(device_id, safe=""))
+        return dict(result) if isinstance(result, dict) else {}
+
     def list_sessions(self, ticket_id: str | None = None) -> list[dict[str, Any]]:
         query = "?" + urllib.parse.urlencode({"ticket_id": ticket_id}) if ticket_id else ""
         result = self._call("GET", "/api/sessions" + query)

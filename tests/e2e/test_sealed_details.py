@@ -1,0 +1,130 @@
+"""Check details travel end to end encrypted to the organisation (issue 18, part B).
+
+A real relay process, a real agent enrolled with ``--no-service`` behind the
+recording proxy, a policy naming the organisation's details key and a log check
+that finds a secret line. The technician opens the details with
+``puente-tech devices show DEVICE --details-key``; the relay's database files and
+every byte the proxy recorded hold which check failed, never what it found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from tests.support.device_fixtures import enrol_argv, enrolment_token
+from tests.support.helpdesk import wait_until
+from tests.support.proxy import RecordingProxy
+from tests.support.relay import start_relay
+from tests.support.timeouts import scaled
+from tests.support.trust_fixtures import make_organisation, tech_cli
+
+SECRET = "I/O error on sda: customer-ledger-7731.db"
+
+
+def test_details_reach_the_help_desk_sealed_and_the_relay_never_reads_them(
+    tmp_path: Path,
+) -> None:
+    acme = make_organisation(tmp_path / "org", "Acme IT")
+    details_key = tmp_path / "org" / "details.key"
+    made = tech_cli("--json", "policy", "details-key", "--out", str(details_key))
+    assert made.returncode == 0, made.stderr
+    public = json.loads(made.stdout)["details_key"]
+    assert (details_key.stat().st_mode & 0o777) == 0o600
+    log = tmp_path / "syslog"
+    log.write_text(f"boot ok\n{SECRET}\n", encoding="utf-8")
+    source = tmp_path / "policy.toml"
+    source.write_text(
+        f'details_key = "{public}"\n'
+        "[[checks]]\n"
+        'id = "io-errors"\n'
+        'kind = "log_pattern"\n'
+        f'path = "{log}"\n'
+        'pattern = "I/O error"\n'
+        "failures_before_alert = 1\n",
+        encoding="utf-8",
+    )
+    signed = tmp_path / "acme.policy"
+    done = tech_cli("policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(signed))
+    assert done.returncode == 0, done.stderr
+    shown = tech_cli("policy", "show", str(signed), "--org-key", str(acme.public))
+    assert "details go sealed to the organisation's details key" in shown.stdout
+
+    relay = start_relay(tmp_path / "relay")
+    agent = None
+    try:
+        token = enrolment_token(
+            relay.data_dir, "--uses", "1", "--valid-days", "1", "--policy", str(signed)
+        )
+        with RecordingProxy("127.0.0.1", relay.port) as proxy:
+            agent = subprocess.Popen(
+                enrol_argv(proxy.url, acme.public, tmp_path / "state", "--no-service", "--yes"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+            )
+            assert agent.stdout is not None
+            words = []
+            while not (line := agent.stdout.readline()).startswith("Online:"):
+                assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
+                words.append(line)
+            assert "encrypted so that only it can" in "".join(words)
+            ana = relay.add_technician("Ana Technician")
+            base = ("--relay", relay.ws_url, "--token", ana)
+
+            def listed() -> list[dict[str, object]]:
+                done = tech_cli(*base, "--json", "devices")
+                assert done.returncode == 0, done.stderr
+                return list(json.loads(done.stdout)["devices"])
+
+            wait_until(
+                lambda: [d["open_alerts"] for d in listed()] == [["io-errors"]],
+                scaled(30),
+                "the device's alert",
+            )
+            (device,) = listed()
+            device_id = str(device["device_id"])
+
+            # Without the key the technician learns only that details are sealed.
+            sealed = tech_cli(*base, "devices", "show", device_id)
+            assert sealed.returncode == 0, sealed.stderr
+            assert "io-errors (failing): sealed; pass --details-key" in sealed.stdout
+            assert SECRET not in sealed.stdout
+
+            opened = tech_cli(
+                *base, "--json", "devices", "show", device_id, "--details-key", str(details_key)
+            )
+            assert opened.returncode == 0, opened.stderr
+            (check,) = json.loads(opened.stdout)["details"]
+            assert check["check"] == "io-errors" and check["status"] == "failing"
+            assert SECRET in check["details"]["lines"]
+            readable = tech_cli(
+                *base, "devices", "show", device_id, "--details-key", str(details_key)
+            )
+            assert SECRET in readable.stdout
+
+            # Another organisation's details key opens nothing, and says so.
+            other = tmp_path / "other.key"
+            assert tech_cli("policy", "details-key", "--out", str(other)).returncode == 0
+            wrong = tech_cli(*base, "devices", "show", device_id, "--details-key", str(other))
+            assert "do not open with this details key" in wrong.stdout
+            assert SECRET not in wrong.stdout
+
+            recorded = proxy.recorded
+        agent.terminate()
+        agent.communicate(timeout=scaled(10))
+        agent = None
+        assert b"io-errors" in recorded  # the relay sees which check failed...
+        assert b"customer-ledger" not in recorded and b"I/O error on" not in recorded
+        relay.stop()  # everything written down
+        stored = b"".join(p.read_bytes() for p in relay.data_dir.rglob("*") if p.is_file())
+        assert b"io-errors" in stored  # ...and keeps it, with the sealed details,
+        assert b"customer-ledger" not in stored and b"I/O error on" not in stored  # unread
+    finally:
+        if agent is not None:
+            agent.kill()
+            agent.communicate()
+        relay.stop()
