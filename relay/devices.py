@@ -23,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import http
 import json
 import logging
@@ -50,7 +51,7 @@ from .connectors import RequestTrackerConnector
 from .enrolment import EnrolmentBook
 from .errors import EnrolmentRefused, HeaderError
 from .http import bearer_token, error_response, json_response
-from .presence import PresenceBook, SealedDetails, stored_details
+from .presence import PresenceBook, SealedDetails, open_tickets, stored_details
 from .sqlite_store import DATABASE_NAME
 
 logger = logging.getLogger("relay.devices")
@@ -226,9 +227,13 @@ class DeviceDesk:
         for newer in self.presence_book.details_owed(device_id):
             if newer.check not in details or newer.at >= details[newer.check].at:
                 details[newer.check] = newer
+        device = self._enrolment.device(device_id) if self._enrolment else None
         body = {
             **one[0].as_dict(),
             "details": [details[check].as_dict() for check in sorted(details)],
+            "tickets": open_tickets(self._database, device_id),
+            # The signed policy, for the technician's side to verify (the relay cannot).
+            "policy": device.policy if device is not None else None,
         }
         return json_response(http.HTTPStatus.OK, body)
 
@@ -377,8 +382,10 @@ def device_desk(config: RelayConfig, cluster: ClusterNode | None = None) -> Devi
     return DeviceDesk(database, ticketing, clock=config.clock, cluster=cluster)
 
 
+@functools.lru_cache(maxsize=256)
 def _alert_policy(document: str | None) -> DevicePolicy:
-    """The device's policy as far as alerts go (thresholds, maintenance windows)."""
+    """The device's policy as far as alerts go (thresholds, maintenance windows). Cached:
+    the devices of one token share one policy document, and so one parsed object."""
     if document is None:
         return DevicePolicy("", "", 1, standard_checks())
     try:

@@ -248,3 +248,20 @@ def stored_details(database: Path, device_id: str) -> list[SealedDetails]:
     finally:
         db.close()
     return [SealedDetails(*row) for row in rows]
+
+
+def open_tickets(database: Path, device_id: str) -> dict[str, str]:
+    """Check -> ticket of the device's open alerts that have one (for the technician's
+    side, which posts opened details there when the policy allows)."""
+    db = _connect(database)
+    try:
+        rows = db.execute(
+            "SELECT p.check_id, t.ticket FROM alert_pairs p JOIN alert_tickets t "
+            "USING (alert_id) WHERE p.device = ? AND p.state = 'open'",
+            (device_id,),
+        ).fetchall()
+    except sqlite3.OperationalError:  # no alert has ever been opened here
+        rows = []
+    finally:
+        db.close()
+    return {check: ticket for check, ticket in rows}

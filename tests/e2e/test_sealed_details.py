@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from tests.support.device_fixtures import enrol_argv, enrolment_token
-from tests.support.helpdesk import wait_until
+from tests.support.helpdesk import RequestTracker, wait_until
 from tests.support.proxy import RecordingProxy
 from tests.support.relay import start_relay
 from tests.support.timeouts import scaled
@@ -128,3 +128,99 @@ def test_details_reach_the_help_desk_sealed_and_the_relay_never_reads_them(
             agent.kill()
             agent.communicate()
         relay.stop()
+
+
+def test_the_technicians_side_posts_opened_details_on_the_ticket_when_the_policy_allows(
+    tmp_path: Path, request_tracker: RequestTracker
+) -> None:
+    rt = request_tracker
+    acme = make_organisation(tmp_path / "org", "Acme IT")
+    details_key = tmp_path / "org" / "details.key"
+    made = tech_cli("--json", "policy", "details-key", "--out", str(details_key))
+    public = json.loads(made.stdout)["details_key"]
+    log = tmp_path / "syslog"
+    log.write_text(f"{SECRET}\n", encoding="utf-8")
+    policies = {}
+    for share in (True, False):
+        source = tmp_path / f"policy-{share}.toml"
+        source.write_text(
+            f'details_key = "{public}"\ndetails_to_help_desk = {str(share).lower()}\n'
+            f'[[checks]]\nid = "io-errors"\nkind = "log_pattern"\npath = "{log}"\n'
+            'pattern = "I/O error"\nfailures_before_alert = 1\n',
+            encoding="utf-8",
+        )
+        policies[share] = tmp_path / f"acme-{share}.policy"
+        signed = tech_cli(
+            "policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(policies[share])
+        )
+        assert signed.returncode == 0, signed.stderr
+    relay = start_relay(
+        tmp_path / "relay",
+        "--rt-url",
+        rt.url,
+        "--rt-user",
+        rt.user,
+        env={"PUENTE_RT_PASSWORD": rt.password},
+    )
+    agents: list[subprocess.Popen[str]] = []
+    try:
+        ana = relay.add_technician("Ana Technician")
+        base = ("--relay", relay.ws_url, "--token", ana)
+        for share in (True, False):
+            token = enrolment_token(
+                relay.data_dir, "--uses", "1", "--valid-days", "1", "--policy", str(policies[share])
+            )
+            agent = subprocess.Popen(
+                enrol_argv(
+                    relay.ws_url, acme.public, tmp_path / f"state-{share}", "--no-service", "--yes"
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+            )
+            agents.append(agent)
+            assert agent.stdout is not None
+            while not (line := agent.stdout.readline()).startswith("Online:"):
+                assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
+
+        def devices_with_tickets() -> list[dict[str, object]]:
+            done = tech_cli(*base, "--json", "devices")
+            found = []
+            for device in json.loads(done.stdout)["devices"]:
+                shown = tech_cli(*base, "--json", "devices", "show", str(device["device_id"]))
+                found.append(json.loads(shown.stdout))
+            return found
+
+        wait_until(
+            lambda: [bool(d["tickets"]) for d in devices_with_tickets()] == [True, True],
+            scaled(60),
+            "a ticket for each device's failing check",
+        )
+        shared, private = devices_with_tickets()  # enrolment order: the sharing policy first
+        rt_env = {"PUENTE_RT_USER": rt.user, "PUENTE_RT_PASSWORD": rt.password}
+        post = ("--details-key", str(details_key), "--post-to-ticket", rt.url, "--org-key")
+        done = tech_cli(
+            *base, "devices", "show", str(shared["device_id"]), *post, str(acme.public), env=rt_env
+        )
+        assert done.returncode == 0, done.stderr
+        ticket = int(shared["tickets"]["io-errors"])  # type: ignore[index]
+        assert f"Details of io-errors posted on ticket {ticket}" in done.stdout
+        assert any(SECRET in comment["text"] for comment in rt.comments(ticket))
+
+        refused = tech_cli(
+            *base, "devices", "show", str(private["device_id"]), *post, str(acme.public), env=rt_env
+        )
+        assert refused.returncode != 0
+        assert "does not let the help desk copy check details onto tickets" in refused.stderr
+        other_ticket = int(private["tickets"]["io-errors"])  # type: ignore[index]
+        assert not any(SECRET in c["text"] for c in rt.comments(other_ticket))
+        # The relay's own ticket says which check fails, never what it found.
+        assert all(SECRET not in c["text"] for c in rt.comments(other_ticket))
+    finally:
+        for agent in agents:
+            agent.kill()
+            agent.communicate()
+        relay.stop()
+    stored = b"".join(p.read_bytes() for p in relay.data_dir.rglob("*") if p.is_file())
+    assert b"customer-ledger" not in stored
