@@ -70,6 +70,7 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
+from agent.device_link import LINK_SETTINGS  # noqa: E402
 from bench.relay_load import cpu_seconds, progress, source_address, split  # noqa: E402
 from protocol import device_wire as wire  # noqa: E402
 from protocol.device_policy import policy_from_toml, sign_policy  # noqa: E402
@@ -106,11 +107,7 @@ async def _device(
 
     # The agent's own connect settings (agent/device_link.py), plus a source address.
     websocket = await connect(
-        url + wire.DEVICE_PATH,
-        compression=None,
-        max_size=wire.MAX_MESSAGE,
-        local_addr=(address, 0),
-        open_timeout=60,
+        url + wire.DEVICE_PATH, **LINK_SETTINGS, local_addr=(address, 0), open_timeout=60
     )
     await websocket.send(wire.encode("hello", device_id=device_id))
     challenge = json.loads(await websocket.recv())
@@ -277,8 +274,14 @@ def _peer_main(pipe: Connection) -> None:
             except Exception:
                 return
 
+        # No keepalive pings of its own, as the relay for devices (their heartbeats do).
         async with serve(
-            handler, "127.0.0.1", 0, compression=None, max_size=wire.MAX_MESSAGE
+            handler,
+            "127.0.0.1",
+            0,
+            compression=None,
+            max_size=wire.MAX_MESSAGE,
+            ping_interval=None,
         ) as server:
             pipe.send(server.sockets[0].getsockname()[1])
             await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
@@ -407,6 +410,7 @@ def hold_and_measure(
     held.ask("rate", REAL_HEARTBEAT)
     time.sleep(args.settle)
     after = rss(pid)
+    dropped = sum(held.ask("dropped"))
     figures: dict[str, Any] = {
         "devices": count,
         "failed_to_connect": failed,
@@ -414,11 +418,12 @@ def hold_and_measure(
         "rss_before_mib": round(before / 2**20, 1),
         "rss_after_mib": round(after / 2**20, 1),
         "bytes_per_device": round((after - before) / max(count, 1)),
+        "dropped_while_connecting": dropped,
     }
     progress(f"{name}: {figures}")
     progress(f"{name}: {count} online; heartbeats every 30 s for {args.window:.0f} s")
     figures["cpu_percent_30s"] = round(measure_cpu(pid, args.window), 2)
-    figures["dropped_at_30s"] = sum(held.ask("dropped"))
+    figures["dropped_at_30s"] = sum(held.ask("dropped")) - dropped
     progress(f"{name}: CPU {figures['cpu_percent_30s']} %, dropped {figures['dropped_at_30s']}")
     if args.compress > 1:
         period = REAL_HEARTBEAT / args.compress
@@ -427,7 +432,9 @@ def hold_and_measure(
         progress(f"{name}: heartbeats every {period:g} s for {args.window:.0f} s")
         figures[f"cpu_percent_{period:g}s"] = round(measure_cpu(pid, args.window), 2)
         figures["compressed_period"] = period
-        figures["dropped_compressed"] = sum(held.ask("dropped")) - figures["dropped_at_30s"]
+        figures["dropped_compressed"] = (
+            sum(held.ask("dropped")) - figures["dropped_at_30s"] - dropped
+        )
         progress(
             f"{name}: CPU {figures[f'cpu_percent_{period:g}s']} % at {period:g} s, "
             f"dropped {figures['dropped_compressed']}"
@@ -508,6 +515,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if latencies
             else None,
             "max_s": round(latencies[-1], 3) if latencies else None,
+            "p90_s": round(latencies[int(0.9 * len(latencies))], 3) if latencies else None,
+            "over_1s": sum(latency > 1.0 for latency in latencies),
             "cpu_percent_during": round(cpu, 1),
             "results_per_second": round(senders / args.spread, 1),
             "dropped_connections": sum(held.ask("dropped")),
@@ -615,8 +624,13 @@ def report(results: dict[str, Any]) -> None:
         f"{alerts['results_per_second']} results/s (relay CPU {alerts['cpu_percent_during']} %, "
         f"connections dropped so far {alerts['dropped_connections']}) (goal p99 < 2 s: {verdict})"
     )
-    dropped = relay.get("dropped_at_30s", 0) + relay.get("dropped_compressed", 0)
-    print(f"connections dropped by keepalive or server: {dropped} during heartbeat windows")
+    print(
+        "connections dropped (keepalive timeouts, closes) while connecting / during the "
+        f"heartbeat windows: relay {relay['dropped_while_connecting']} / "
+        f"{relay['dropped_at_30s'] + relay.get('dropped_compressed', 0)}, peer "
+        f"{peer['dropped_while_connecting']} / "
+        f"{peer['dropped_at_30s'] + peer.get('dropped_compressed', 0)}"
+    )
 
 
 def main() -> int:

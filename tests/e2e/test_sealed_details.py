@@ -24,6 +24,25 @@ from tests.support.trust_fixtures import make_organisation, tech_cli
 SECRET = "I/O error on sda: customer-ledger-7731.db"
 
 
+def enrolled_agent(
+    relay_url: str, org_public: Path, state: Path, token: str
+) -> tuple[subprocess.Popen[str], str]:
+    """A real agent enrolled with --no-service and online; what it said until then."""
+    agent = subprocess.Popen(
+        enrol_argv(relay_url, org_public, state, "--no-service", "--yes"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+    )
+    assert agent.stdout is not None
+    words = []
+    while not (line := agent.stdout.readline()).startswith("Online:"):
+        assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
+        words.append(line)
+    return agent, "".join(words)
+
+
 def test_details_reach_the_help_desk_sealed_and_the_relay_never_reads_them(
     tmp_path: Path,
 ) -> None:
@@ -59,19 +78,8 @@ def test_details_reach_the_help_desk_sealed_and_the_relay_never_reads_them(
             relay.data_dir, "--uses", "1", "--valid-days", "1", "--policy", str(signed)
         )
         with RecordingProxy("127.0.0.1", relay.port) as proxy:
-            agent = subprocess.Popen(
-                enrol_argv(proxy.url, acme.public, tmp_path / "state", "--no-service", "--yes"),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
-            )
-            assert agent.stdout is not None
-            words = []
-            while not (line := agent.stdout.readline()).startswith("Online:"):
-                assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
-                words.append(line)
-            assert "encrypted so that only it can" in "".join(words)
+            agent, words = enrolled_agent(proxy.url, acme.public, tmp_path / "state", token)
+            assert "encrypted so that only it can" in words
             ana = relay.add_technician("Ana Technician")
             base = ("--relay", relay.ws_url, "--token", ana)
 
@@ -170,19 +178,8 @@ def test_the_technicians_side_posts_opened_details_on_the_ticket_when_the_policy
             token = enrolment_token(
                 relay.data_dir, "--uses", "1", "--valid-days", "1", "--policy", str(policies[share])
             )
-            agent = subprocess.Popen(
-                enrol_argv(
-                    relay.ws_url, acme.public, tmp_path / f"state-{share}", "--no-service", "--yes"
-                ),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
-            )
-            agents.append(agent)
-            assert agent.stdout is not None
-            while not (line := agent.stdout.readline()).startswith("Online:"):
-                assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
+            state = tmp_path / f"state-{share}"
+            agents.append(enrolled_agent(relay.ws_url, acme.public, state, token)[0])
 
         def devices_with_tickets() -> list[dict[str, object]]:
             done = tech_cli(*base, "--json", "devices")
