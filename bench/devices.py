@@ -533,6 +533,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log.close()
         receiver.close()
 
+    if args.no_peer:
+        shutil.rmtree(tmp, ignore_errors=True)
+        results["peer"], results["ratios"] = {}, {}
+        return results
     context = multiprocessing.get_context("spawn")
     mine, theirs = context.Pipe()
     peer = context.Process(target=_peer_main, args=(theirs,), daemon=True)
@@ -628,8 +632,8 @@ def report(results: dict[str, Any]) -> None:
         "connections dropped (keepalive timeouts, closes) while connecting / during the "
         f"heartbeat windows: relay {relay['dropped_while_connecting']} / "
         f"{relay['dropped_at_30s'] + relay.get('dropped_compressed', 0)}, peer "
-        f"{peer['dropped_while_connecting']} / "
-        f"{peer['dropped_at_30s'] + peer.get('dropped_compressed', 0)}"
+        f"{peer.get('dropped_while_connecting', '-')} / "
+        f"{peer.get('dropped_at_30s', 0) + peer.get('dropped_compressed', 0)}"
     )
 
 
@@ -658,6 +662,7 @@ def main() -> int:
     )
     parser.add_argument("--failures", type=int, default=200, help="failing results (200)")
     parser.add_argument("--quick", action="store_true", help="100 devices, short windows")
+    parser.add_argument("--no-peer", action="store_true", help="measure the relay only")
     parser.add_argument("--json", action="store_true", help="results as JSON on stdout")
     args = parser.parse_args()
     if args.quick:
