@@ -159,7 +159,7 @@ def post_to_tickets(
     """Comment each opened check's details on its open alert's ticket; (check, ticket)."""
     document = device.get("policy")
     if not isinstance(document, str):
-        raise TrustError(
+        raise PostRefused(
             "This device enrolled with the default policy, which keeps details off tickets."
         )
     try:
@@ -168,7 +168,7 @@ def post_to_tickets(
         raise PostRefused(f"Cannot read {args.org_key} ({exc.strerror or exc}).") from None
     policy = verify_policy(document.encode(), organisation_key)
     if not policy.details_to_help_desk:
-        raise TrustError(
+        raise PostRefused(
             "This device's policy does not let the help desk copy check details "
             "onto tickets (details_to_help_desk is false)."
         )
