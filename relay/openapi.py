@@ -24,6 +24,14 @@ _SESSION_ID = {
     "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
 }
 
+#: What the device APIs say of every device.
+_DEVICE: dict[str, Any] = {
+    "device_id": {"type": "string"},
+    "online": {"type": "boolean"},
+    "last_seen": {"type": ["number", "null"]},
+    "open_alerts": {"type": "array", "items": {"type": "string"}},
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -289,21 +297,8 @@ OPENAPI: dict[str, Any] = {
                                             "type": "array",
                                             "items": {
                                                 "type": "object",
-                                                "properties": {
-                                                    "device_id": {"type": "string"},
-                                                    "online": {"type": "boolean"},
-                                                    "last_seen": {"type": ["number", "null"]},
-                                                    "open_alerts": {
-                                                        "type": "array",
-                                                        "items": {"type": "string"},
-                                                    },
-                                                },
-                                                "required": [
-                                                    "device_id",
-                                                    "online",
-                                                    "last_seen",
-                                                    "open_alerts",
-                                                ],
+                                                "properties": _DEVICE,
+                                                "required": list(_DEVICE),
                                             },
                                         }
                                     },
@@ -342,13 +337,7 @@ OPENAPI: dict[str, Any] = {
                                 "schema": {
                                     "type": "object",
                                     "properties": {
-                                        "device_id": {"type": "string"},
-                                        "online": {"type": "boolean"},
-                                        "last_seen": {"type": ["number", "null"]},
-                                        "open_alerts": {
-                                            "type": "array",
-                                            "items": {"type": "string"},
-                                        },
+                                        **_DEVICE,
                                         "details": {
                                             "type": "array",
                                             "items": {
@@ -368,15 +357,7 @@ OPENAPI: dict[str, Any] = {
                                         },
                                         "policy": {"type": ["string", "null"]},
                                     },
-                                    "required": [
-                                        "device_id",
-                                        "online",
-                                        "last_seen",
-                                        "open_alerts",
-                                        "details",
-                                        "tickets",
-                                        "policy",
-                                    ],
+                                    "required": [*_DEVICE, "details", "tickets", "policy"],
                                 }
                             }
                         },

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.helpdesk import RequestTracker, rt_missing
+from tests.support.relay import RelayProcess, start_relay
 from tests.support.timeouts import scaled
 
 MiB = 1024 * 1024
@@ -98,4 +99,17 @@ def agent_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=scaled(60),
         env={**os.environ, "PUENTE_LANG": "en", **env},
+    )
+
+
+def start_relay_with_rt(data_dir: Path, rt: RequestTracker, *extra: str) -> RelayProcess:
+    """A relay process whose alerts become tickets in ``rt`` (its root account)."""
+    return start_relay(
+        data_dir,
+        "--rt-url",
+        rt.url,
+        "--rt-user",
+        rt.user,
+        *extra,
+        env={"PUENTE_RT_PASSWORD": rt.password},
     )
