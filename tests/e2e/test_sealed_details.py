@@ -10,11 +10,10 @@ every byte the proxy recorded hold which check failed, never what it found.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
-from tests.support.device_fixtures import enrol_argv, enrolment_token, start_relay_with_rt
+from tests.support.device_fixtures import enrolled_agent, enrolment_token, start_relay_with_rt
 from tests.support.helpdesk import RequestTracker, wait_until
 from tests.support.proxy import RecordingProxy
 from tests.support.relay import start_relay
@@ -22,25 +21,6 @@ from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import make_organisation, tech_cli
 
 SECRET = "I/O error on sda: customer-ledger-7731.db"
-
-
-def enrolled_agent(
-    relay_url: str, org_public: Path, state: Path, token: str
-) -> tuple[subprocess.Popen[str], str]:
-    """A real agent enrolled with --no-service and online; what it said until then."""
-    agent = subprocess.Popen(
-        enrol_argv(relay_url, org_public, state, "--no-service", "--yes"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
-    )
-    assert agent.stdout is not None
-    words = []
-    while not (line := agent.stdout.readline()).startswith("Online:"):
-        assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
-        words.append(line)
-    return agent, "".join(words)
 
 
 def test_details_reach_the_help_desk_sealed_and_the_relay_never_reads_them(

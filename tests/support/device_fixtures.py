@@ -113,3 +113,23 @@ def start_relay_with_rt(data_dir: Path, rt: RequestTracker, *extra: str) -> Rela
         *extra,
         env={"PUENTE_RT_PASSWORD": rt.password},
     )
+
+
+def enrolled_agent(
+    relay_url: str, org_public: Path, state: Path, token: str
+) -> tuple[subprocess.Popen[str], str]:
+    """A real ``puente-agent enrol --no-service --yes`` (in English) until it is online;
+    the process and what it said until then (including the "Online:" line)."""
+    agent = subprocess.Popen(
+        enrol_argv(relay_url, org_public, state, "--no-service", "--yes"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+    )
+    assert agent.stdout is not None
+    words = []
+    while not (line := agent.stdout.readline()).startswith("Online:"):
+        assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
+        words.append(line)
+    return agent, "".join([*words, line])
