@@ -157,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_library_warnings()
         return (enrol_main if argv[0] == "enrol" else unenrol_main)(argv[1:])
+    if argv[:1] == ["unattended"]:
+        from agent.unattended import unattended_main
+
+        quiet_library_warnings()
+        return unattended_main(argv[1:])
     if argv[:1] == ["checks"]:
         from agent.monitoring.command import checks_main
 

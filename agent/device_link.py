@@ -5,6 +5,9 @@ The messages are :mod:`protocol.device_wire`'s. After the relay's ``welcome`` th
 device sends a heartbeat every interval the relay named, and runs its policy's due
 checks (:func:`agent.monitoring.runner.run_policy`, in a worker thread) once a
 minute, sending only their summaries (and details where the policy shares them).
+When the relay says a technician asks for an unattended session, the device starts
+``puente-agent unattended`` for it (:mod:`agent.unattended`; one at a time), which
+pairs end to end and lets the owner's policy decide.
 A refusal by the relay (an unknown device, a key that does not match) ends the loop
 with the relay's sentence; a dropped link is redialled after an exponential,
 jittered wait (the relay may be restarting along with many devices).
@@ -14,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
 import ssl as ssl_module
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -79,9 +84,27 @@ async def stay_online(
     say: Callable[[str], None],
     ssl: ssl_module.SSLContext | None = None,
     check_tick: float = CHECK_TICK,
+    ca_file: str | None = None,
 ) -> None:
-    """Keep the device online until cancelled; DeviceRefused if the relay refuses it."""
+    """Keep the device online until cancelled; DeviceRefused if the relay refuses it.
+
+    ``ca_file`` is passed on to the unattended sessions it starts."""
     policy = state.verified_policy()
+    sessions = UnattendedStarter(state, say, ca_file)
+    try:
+        await _stay_online(state, say, ssl, check_tick, policy, sessions)
+    finally:
+        sessions.stop()  # an unattended session does not outlive the device link
+
+
+async def _stay_online(
+    state: DeviceState,
+    say: Callable[[str], None],
+    ssl: ssl_module.SSLContext | None,
+    check_tick: float,
+    policy: DevicePolicy,
+    sessions: UnattendedStarter,
+) -> None:
     last_runs: dict[str, float] = {}
     attempt = 0
     latest: list[str] = []  # the last results message, sent again after a reconnect
@@ -96,8 +119,11 @@ async def stay_online(
                     say(t("enrol.online", seconds=heartbeat))
                     if latest:
                         await websocket.send(latest[0])
-                    await _online(
-                        websocket, policy, history, last_runs, latest, heartbeat, check_tick
+                    await _first_of(
+                        _online(
+                            websocket, policy, history, last_runs, latest, heartbeat, check_tick
+                        ),
+                        _listen(websocket, sessions),
                     )
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 attempt += 1
@@ -131,3 +157,55 @@ async def _online(
             await send(wire.encode("heartbeat"))
             next_beat = now + heartbeat
         await asyncio.sleep(min(check_tick, max(0.05, next_beat - time.monotonic())))
+
+
+async def _first_of(*work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` together until one ends; re-raise what it raised, cancel the rest."""
+    tasks = [asyncio.ensure_future(item) for item in work]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _listen(websocket: ClientConnection, sessions: UnattendedStarter) -> None:
+    """What the relay sends once the device is online: unattended requests only."""
+    async for text in websocket:
+        try:
+            message = wire.parse_device_message(text)
+        except MalformedDocument:
+            continue  # a newer relay's message: nothing to do with it here
+        if message["type"] == "unattended":
+            await sessions.start(message["nameplate"], message["ticket_id"])
+    raise ConnectionError("the relay closed the device's connection")
+
+
+class UnattendedStarter:
+    """Starts ``puente-agent unattended`` for each request, one session at a time."""
+
+    def __init__(self, state: DeviceState, say: Callable[[str], None], ca_file: str | None):
+        self._state = state
+        self._say = say
+        self._ca_file = ca_file
+        self._running: asyncio.subprocess.Process | None = None
+
+    async def start(self, nameplate: str, ticket: str) -> None:
+        from agent.unattended import command_line
+
+        if self._running is not None and self._running.returncode is None:
+            self._say(t("unattended.busy", ticket=safe_text(ticket, 200)))
+            return
+        self._say(t("unattended.asked", ticket=safe_text(ticket, 200)))
+        self._running = await asyncio.create_subprocess_exec(
+            *command_line(self._state.folder, nameplate, ticket, self._ca_file),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self._running is not None and self._running.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._running.terminate()

@@ -132,7 +132,7 @@ def enrol_main(argv: list[str]) -> int:
         return fail(str(exc))
     say(t("enrol.done", device_id=state.device_id, folder=folder))
     try:
-        asyncio.run(stay_online(state, say, ssl))
+        asyncio.run(stay_online(state, say, ssl, ca_file=args.ca_file))
     except DeviceRefused as exc:
         return fail(t("enrol.device_refused", reason=exc))
     except KeyboardInterrupt:

@@ -586,6 +586,68 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "{name} puede ver su pantalla y controlar su ratón y teclado",
     },
     "tk.banner_stop": {"en": "Stop sharing", "es": "Dejar de compartir"},
+    "unattended.title": {
+        "en": "Unattended access request",
+        "es": "Solicitud de acceso desatendido",
+    },
+    "unattended.question": {
+        "en": "{name} ({organisation}, verified) asks to connect to this computer for ticket {ticket}. This computer's policy would let them use: {capabilities}.",
+        "es": "{name} ({organisation}, verificado) pide conectarse a este equipo por el caso {ticket}. La directiva de este equipo le permitiría usar: {capabilities}.",
+    },
+    "unattended.deny_on_silence": {
+        "en": "If nobody answers within {seconds} seconds, the answer is no.",
+        "es": "Si nadie responde en {seconds} segundos, la respuesta es no.",
+    },
+    "unattended.allow_on_silence": {
+        "en": "If nobody answers within {seconds} seconds, the technician is let in; you can end the session at any time.",
+        "es": "Si nadie responde en {seconds} segundos, el técnico entra; usted puede terminar la sesión en cualquier momento.",
+    },
+    "unattended.countdown": {"en": "{seconds} s left", "es": "quedan {seconds} s"},
+    "unattended.console_prompt": {
+        "en": "Let them in? Type yes or no:",
+        "es": "¿Le deja entrar? Escriba sí o no:",
+    },
+    "unattended.nothing": {
+        "en": "nothing (the policy lists no capabilities)",
+        "es": "nada (la directiva no enumera ninguna capacidad)",
+    },
+    "unattended.banner": {
+        "en": "Unattended session: {name} ({organisation}) is connected to this computer for ticket {ticket}",
+        "es": "Sesión desatendida: {name} ({organisation}) está conectado a este equipo por el caso {ticket}",
+    },
+    "unattended.end": {"en": "End session", "es": "Terminar la sesión"},
+    "unattended.asked": {
+        "en": "A technician asks for an unattended session (ticket {ticket}); this computer's policy decides.",
+        "es": "Un técnico pide una sesión desatendida (caso {ticket}); decide la directiva de este equipo.",
+    },
+    "unattended.busy": {
+        "en": "A technician asked for another unattended session (ticket {ticket}) while one is running; it was not started.",
+        "es": "Un técnico pidió otra sesión desatendida (caso {ticket}) mientras hay una en curso; no se ha iniciado.",
+    },
+    "unattended.waiting": {
+        "en": "A technician of your help desk asks to connect to this computer. Checking who it is...",
+        "es": "Un técnico de su servicio de asistencia pide conectarse a este equipo. Comprobando quién es...",
+    },
+    "unattended.refused_never": {
+        "en": "{name} asked to connect without you; this computer's policy never allows that, so they were refused.",
+        "es": "{name} pidió conectarse sin usted; la directiva de este equipo nunca lo permite, así que se le rechazó.",
+    },
+    "unattended.refused_no": {
+        "en": "You said no: {name} was not let in.",
+        "es": "Usted dijo que no: {name} no ha entrado.",
+    },
+    "unattended.refused_silence": {
+        "en": "Nobody answered within {seconds} seconds, so {name} was not let in.",
+        "es": "Nadie respondió en {seconds} segundos, así que {name} no ha entrado.",
+    },
+    "unattended.not_enrolled": {
+        "en": "This computer is not enrolled in {folder}; there is nothing to connect to. Enrol it with 'puente-agent enrol'.",
+        "es": "Este equipo no está inscrito en {folder}; no hay nada a lo que conectarse. Inscríbalo con 'puente-agent enrol'.",
+    },
+    "unattended.policy_unusable": {
+        "en": "This computer's kept policy cannot be verified ({detail}); unattended access is refused. Unenrol it and enrol it again.",
+        "es": "La directiva guardada de este equipo no se puede verificar ({detail}); se rechaza el acceso desatendido. Dé de baja el equipo e inscríbalo de nuevo.",
+    },
     "tk.ended": {"en": "The session has ended.", "es": "La sesión ha terminado."},
     "tk.close": {"en": "Close", "es": "Cerrar"},
     "tk.choose": {"en": "Choose…", "es": "Elegir…"},

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from agent.i18n import CATALOG, current, section_labels, t
 from agent.review import ReviewItem, outline
 from agent.settings import BakedSettings, code_with_nameplate
-from agent.ui import CommandHandler, SessionInfo, chat_line
+from agent.ui import CommandHandler, SessionInfo, chat_line, unattended_lines
 from protocol.code import InvalidCodeError, SessionCode
 from protocol.messages import rating_comment
 from protocol.safe_text import safe_text
@@ -46,7 +46,7 @@ from protocol.safe_text import safe_text
 if TYPE_CHECKING:
     import tkinter as tk
 
-    from agent.consent import ConsentSubject, TrustedPath
+    from agent.consent import ConsentSubject, TrustedPath, UnattendedQuestion
 
 PUMP_MS = 30
 
@@ -61,6 +61,8 @@ DENY_COLOUR = "#616161"
 STOP_COLOUR = "#b71c1c"
 CONNECT_COLOUR = "#1565c0"
 BANNER_COLOUR = "#e53935"
+#: The banner of an unattended session (an enrolled device), for its whole length.
+UNATTENDED_COLOUR = "#4a148c"
 SEND_COLOUR = "#00838f"
 VERIFIED_COLOUR = "#1b5e20"
 UNVERIFIED_COLOUR = "#e65100"
@@ -135,6 +137,23 @@ class TkUI:
             return await answer
         finally:
             self._window.post(self._window.close_dialog)
+
+    async def ask_unattended(self, question: UnattendedQuestion) -> bool | None:
+        """The unattended question with its countdown; cancelled when the time is up."""
+        lines = unattended_lines(question)
+        answer: asyncio.Future[bool | None] = self._loop.create_future()
+        self._window.post(
+            lambda: self._window.ask_unattended(
+                lines, question.seconds, self._resolver(answer, None)
+            )
+        )
+        try:
+            return await answer
+        finally:
+            self._window.post(self._window.close_dialog)
+
+    def show_unattended(self, text: str) -> None:
+        self._window.post(lambda: self._window.show_unattended(text))
 
     def show_active(self, granted: list[str]) -> None:
         titles = {name: self._window.title_of(name) for name in granted}
@@ -225,6 +244,7 @@ class CustomerWindow:
         self.session_over = threading.Event()
         self._dialog: tk.Toplevel | None = None
         self._banner: tk.Toplevel | None = None
+        self._unattended_banner: tk.Toplevel | None = None
         self._technician = ""
         self._running = False
         self._snapshot_path = os.environ.get(SNAPSHOT_ENV)
@@ -652,6 +672,90 @@ class CustomerWindow:
         deny.pack(side="left", expand=True, fill="x", padx=(6, 0))
         self._arm(dialog, [(allow, ALLOW_COLOUR), (deny, DENY_COLOUR)])
 
+    def show_request(self, text: str) -> None:
+        """An unattended request: no code to type, only what is happening."""
+        for child in self.connect_frame.winfo_children():
+            if child is not self.status:
+                child.pack_forget()
+        self.status.configure(text=text)
+
+    def ask_unattended(
+        self, lines: list[str], seconds: int, answer: Callable[[bool | None], None]
+    ) -> None:
+        """Whether a technician may come in unattended, with the seconds left shown."""
+        tk = self.tk
+        dialog = self._open_dialog(t("unattended.title"))
+        for number, line in enumerate(lines):
+            tk.Label(
+                dialog,
+                text=line,
+                wraplength=440,
+                justify="left",
+                font=("TkDefaultFont", 13, "bold") if number == 0 else ("TkDefaultFont", 11),
+            ).pack(anchor="w", pady=(0, 6))
+        left = tk.Label(dialog, text=t("unattended.countdown", seconds=seconds), fg="#455a64")
+        left.pack(anchor="w")
+        ends = time.monotonic() + seconds
+
+        def tick() -> None:
+            if _still(dialog, self._dialog):
+                remaining = max(0, round(ends - time.monotonic()))
+                left.configure(text=t("unattended.countdown", seconds=remaining))
+                dialog.after(500, tick)
+
+        dialog.after(500, tick)
+        row = tk.Frame(dialog)
+        row.pack(fill="x", pady=(14, 0))
+
+        def done(value: bool) -> None:
+            answer(value)
+            self.close_dialog()
+
+        allow = self._button(row, t("tk.allow"), ALLOW_COLOUR, lambda: done(True))
+        allow.pack(side="left", expand=True, fill="x", padx=(0, 6))
+        deny = self._button(row, t("tk.deny"), DENY_COLOUR, lambda: done(False))
+        deny.pack(side="left", expand=True, fill="x", padx=(6, 0))
+        self._arm(dialog, [(allow, ALLOW_COLOUR), (deny, DENY_COLOUR)])
+
+    def show_unattended(self, text: str) -> None:
+        """The banner above every window for the whole unattended session, with End."""
+        tk = self.tk
+        banner = self._unattended_banner = tk.Toplevel(self.root, bg=UNATTENDED_COLOUR)
+        banner.title(t("unattended.title"))
+        banner.overrideredirect(True)  # no title bar: it cannot be minimised away
+        banner.attributes("-topmost", True)
+        tk.Label(
+            banner,
+            text=safe_text(text, 400),
+            bg=UNATTENDED_COLOUR,
+            fg="white",
+            font=("TkDefaultFont", 12, "bold"),
+            padx=12,
+            pady=6,
+        ).pack(side="left")
+        tk.Button(
+            banner,
+            text=t("unattended.end"),
+            command=lambda: self._command("end"),
+            bg="white",
+            fg=UNATTENDED_COLOUR,
+            relief="flat",
+            font=("TkDefaultFont", 11, "bold"),
+        ).pack(side="left", padx=8, pady=4)
+        banner.update_idletasks()
+        x = max(0, (banner.winfo_screenwidth() - banner.winfo_reqwidth()) // 2)
+        y = banner.winfo_screenheight() - banner.winfo_reqheight()  # the screen banner is on top
+        banner.geometry(f"+{x}+{y}")
+        self._own_window(banner)
+
+        def keep_on_top() -> None:
+            if _still(banner, self._unattended_banner):
+                banner.lift()
+                banner.attributes("-topmost", True)
+                self.root.after(1000, keep_on_top)
+
+        keep_on_top()
+
     def ask_choice(
         self, title: str, question: str, default: str, answer: Callable[[str | None], None]
     ) -> None:
@@ -834,6 +938,9 @@ class CustomerWindow:
         tk = self.tk
         self.close_dialog()
         self._show_indicator(None)
+        if self._unattended_banner is not None:
+            self._unattended_banner.destroy()
+            self._unattended_banner = None
         if hasattr(self, "stop_button"):
             self.stop_button.configure(state="disabled")
         if not hasattr(self, "session_frame"):
@@ -863,6 +970,11 @@ class CustomerWindow:
             self.root.destroy()
         else:
             self.root.after(100, self._wait_then_destroy)
+
+
+def _still(window: Any, current: Any) -> bool:
+    """Whether ``window`` is still the one shown (``current``) and exists."""
+    return window is current and bool(window.winfo_exists())
 
 
 def run_window(

@@ -25,6 +25,11 @@ Presence is one WebSocket, ``/v1/device``, of small JSON text messages:
 6. device → ``{"type": "unenrol"}`` when its owner unenrols it; the relay forgets the
    device and answers ``{"type": "goodbye"}``.
 7. relay → ``{"type": "error", "message": SENTENCE}`` before it closes on a refusal.
+8. relay → ``{"type": "unattended", "nameplate": DIGITS, "ticket_id": T}`` when a
+   technician asks for an unattended session (:mod:`relay.unattended`): a fresh
+   rendezvous nameplate the device claims code-less with its device key. It names no
+   technician: the device learns who asks only in the key exchange, end to end, and
+   its own policy decides (:mod:`agent.unattended`).
 
 Every message is checked here (:func:`parse_device_message`); anything else is
 refused with a sentence (:class:`protocol.errors.MalformedDocument`).
@@ -61,7 +66,10 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "error": frozenset({"message"}),
     "unenrol": frozenset(),
     "goodbye": frozenset(),
+    "unattended": frozenset({"nameplate", "ticket_id"}),
 }
+_NAMEPLATE = re.compile(r"[0-9]{3,12}")
+MAX_TICKET = 200
 
 
 def proof_message(device_id: str, nonce: bytes) -> bytes:
@@ -115,6 +123,13 @@ def parse_device_message(text: str | bytes) -> dict[str, Any]:
         at = message["at"]
         if not isinstance(at, int) or isinstance(at, bool) or at < 0:
             raise MalformedDocument("Results carry the time they were made, in whole seconds.")
+    if kind == "unattended" and (
+        not isinstance(message["nameplate"], str)
+        or not _NAMEPLATE.fullmatch(message["nameplate"])
+        or not isinstance(message["ticket_id"], str)
+        or not 0 < len(message["ticket_id"]) <= MAX_TICKET
+    ):
+        raise MalformedDocument("An unattended request names a nameplate and a ticket.")
     if kind == "welcome" and (
         not isinstance(message["heartbeat"], int) or not 1 <= message["heartbeat"] <= 3600
     ):

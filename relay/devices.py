@@ -93,6 +93,7 @@ class DeviceDesk:
         self._enrolment = EnrolmentBook(database) if database else None
         self._alerts = AlertBook(database, clock) if database else None
         self._online: dict[str, float] = {}
+        self._connections: dict[str, ServerConnection] = {}
         self._policies: dict[str, DevicePolicy] = {}
         self._wake = asyncio.Event()
         self._delivery: asyncio.Task[None] | None = None
@@ -205,6 +206,7 @@ class DeviceDesk:
         if device_id is None:
             return
         self._online[device_id] = self._clock()
+        self._connections[device_id] = connection
         if self._enrolment is not None:
             self._enrolment.seen(device_id, self._clock(), online=True)
         logger.info("device online device=%s", device_id)
@@ -232,6 +234,8 @@ class DeviceDesk:
                 await connection.send(wire.encode("error", message=str(exc)))
         finally:
             self._online.pop(device_id, None)
+            if self._connections.get(device_id) is connection:
+                del self._connections[device_id]
             if self._enrolment is not None:
                 self._enrolment.seen(device_id, self._clock(), online=False)  # no-op if forgotten
             logger.info("device offline device=%s", device_id)
@@ -304,6 +308,24 @@ class DeviceDesk:
             spoke |= step.action.value != "none"
         if spoke:
             self._wake.set()
+
+    async def tell(self, device_id: str, text: str) -> bool:
+        """Send one message to ``device_id`` if it is online here; False if it is not."""
+        connection = self._connections.get(device_id)
+        if connection is None:
+            return False
+        try:
+            await connection.send(text)
+        except ConnectionClosed:
+            return False
+        return True
+
+    def registration(self, device_id: str) -> tuple[bytes, DevicePolicy] | None:
+        """The device's registered public key and (unverified) policy, if it is enrolled."""
+        device = self._enrolment.device(device_id) if self._enrolment is not None else None
+        if device is None:
+            return None
+        return device.public_key, _alert_policy(device.policy)
 
     # -- who is there ----------------------------------------------------------------------
 
