@@ -299,6 +299,11 @@ class ConsentGate:
             return question.allow_on_silence, False
         return bool(answer), True
 
+    @property
+    def follows_policy(self) -> bool:
+        """Whether the owner's policy answers instead of the customer (rule 9)."""
+        return self._policy is not None
+
     def follow_policy(self, allowed: Iterable[str]) -> None:
         """From now on the owner's policy answers instead of the customer (rule 9)."""
         self._policy = frozenset(allowed)

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import random
+import signal
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine
@@ -91,6 +92,10 @@ async def stay_online(
     ``ca_file`` is passed on to the unattended sessions it starts."""
     policy = state.verified_policy()
     sessions = UnattendedStarter(state, say, ca_file)
+    this = asyncio.current_task()
+    if this is not None:  # a service manager stops the device with SIGTERM: stop cleanly
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
     try:
         await _stay_online(state, say, ssl, check_tick, policy, sessions)
     finally:

@@ -135,7 +135,7 @@ def enrol_main(argv: list[str]) -> int:
         asyncio.run(stay_online(state, say, ssl, ca_file=args.ca_file))
     except DeviceRefused as exc:
         return fail(t("enrol.device_refused", reason=exc))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM
         return 0
     return 0
 

@@ -418,7 +418,8 @@ class AgentSession:
     def _review_callback(self) -> Any:
         """The UI's review of a result, marked open on the trusted path while shown."""
         review = getattr(self.ui, "review_outgoing", None)
-        if review is None:
+        if review is None or self.gate.follows_policy:
+            # Unattended: the owner's policy allowed it, and nobody may be there to review.
             return None
 
         async def reviewed(what: str, result: dict[str, Any]) -> list[tuple[str | int, ...]]:

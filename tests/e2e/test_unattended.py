@@ -239,14 +239,15 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
     assert status == 0, (out, err)
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert diagnostics.exists()
-    # Only what the policy lists: control is refused, without asking anyone.
-    refused = [e for e in events if "does not allow control" in json.dumps(e)]
-    assert refused, events
+    # Only what the policy lists: remote control (which starts with screen view) is
+    # refused, without asking anyone.
+    refused = [e for e in events if "does not allow screen" in json.dumps(e)]
+    assert refused, json.dumps(events)
     log = device.log()
     assert "Nobody answered within 5 seconds: the policy (ask-allow) lets Ana Lopez in" in log
     assert "Unattended session started: Ana Lopez (Acme IT) for ticket HD-7001" in log
     assert "Allowed by the owner's unattended policy: Diagnostics" in log
-    assert "Refused by the owner's unattended policy: Remote control" in log
+    assert "Refused by the owner's unattended policy: Screen view" in log
     assert verify_log(device.state / "unattended.log").ok, output
     # The ticket has the session with the technician's summary (the help-desk path).
     listed = tech_cli(
@@ -259,7 +260,12 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
     collected = json.loads(diagnostics.read_text())
     recorded = proxy.recorded
     assert b"Ana Lopez" not in recorded
-    for value in _long_strings(collected)[:20]:
+    # (The summary the technician uploads for the ticket is meant for the help desk: what
+    # it quotes of the diagnostics digest is not counted.)
+    shared = json.dumps(session["summary"], ensure_ascii=False)
+    samples = [value for value in _long_strings(collected) if value not in shared][:20]
+    assert samples
+    for value in samples:
         assert value.encode() not in recorded, f"the relay saw {value!r}"
 
 
@@ -293,13 +299,12 @@ def test_refused_without_the_role_from_another_organisation_and_under_never(
     for who, (status, out, err) in results.items():
         assert status != 0, (who, out, err)
         assert '"event": "paired"' not in out, who
-    assert "unattended" in results["no role"][2], results["no role"]
-    assert (
-        "Other IT" in results["other organisation"][2]
-        or "organisation" in (results["other organisation"][2])
-    )
-    assert "never allows unattended access" in results["never"][2]
     opened = open_device.log()
+    assert "Bo Attended does not allow 'unattended' sessions" in opened
+    assert "issued by another organisation (Other IT" in opened
+    for who in ("no role", "other organisation"):  # the technician is told, in the pairing
+        assert "refused this side's certificate" in results[who][2], results[who]
+    assert "never allows unattended access" in results["never"][2]
     assert opened.count("Refused before anything was shown or allowed") == 2, opened
     assert "Unattended session started" not in opened
     closed = closed_device.log()
