@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import threading
 from pathlib import Path
@@ -75,12 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def unattended_main(argv: list[str]) -> int:
     """``puente-agent unattended``: exit 0 after a session, 1 refused or failed."""
-    from agent.enrol_command import default_folder
+    from agent.trust import state_folder
 
     args = build_parser().parse_args(argv)
     if args.lang:
         set_language(args.lang)
-    folder = args.state_dir or default_folder()
+    # The same default as 'puente-agent enrol' (agent.enrol_command, which imports the
+    # device link, which starts this: not imported here, to keep imports loop-free).
+    folder = args.state_dir or Path(os.environ.get("PUENTE_STATE_DIR") or state_folder() / "device")
     try:
         state = read_state(folder)
     except AgentError as exc:
