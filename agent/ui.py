@@ -184,16 +184,19 @@ class ConsoleUI:
             return allowed
 
     async def ask_unattended(self, question: UnattendedQuestion) -> bool | None:
-        """Ask at the keyboard; None when nobody can answer (input closed)."""
+        """Ask at the keyboard; None when nobody can answer (input closed). Called before
+        the session starts (:meth:`run` is not reading the console yet)."""
         self._start_reader()
         self.say("")
         self.say(t("unattended.title"))
         for line in unattended_lines(question):
             self.say(line)
-        if self._input_closed:
-            return None
-        answer = await self._next_answer(t("unattended.console_prompt"))
+        self.say(t("unattended.console_prompt"))
+        self._drop_typed_ahead()
+        # Asked before the session's run() reads the console, so the line is read here.
+        answer = None if self._input_closed else await self._lines.get()
         if answer is None:
+            self._input_closed = True
             return None
         return answer.strip().lower() in YES
 
