@@ -454,6 +454,11 @@ class AgentSession:
         if self._surveyed:
             return
         self._surveyed = True
+        if self.gate.follows_policy:
+            # Unattended: nobody was helped in person; tell the technician at once.
+            with contextlib.suppress(SessionLost):
+                await self.link.send_control(messages.Rating(0, ""))
+            return
         ask = asyncio.create_task(self.ui.ask_rating())
         waiters: list[asyncio.Future[Any]] = [ask, self.link.closed]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

@@ -30,7 +30,7 @@ from tests.support.proxy import RecordingProxy
 from tests.support.relay import RelayProcess, start_relay
 from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import Organisation, make_organisation, tech_cli
-from tests.support.xdisplay import screenshot, xvfb
+from tests.support.xdisplay import grab, screenshot, xdotool, xvfb
 
 TICKET = "HD-7001"
 
@@ -231,7 +231,17 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
             ]
             assert banner and banner[0]["bg"] == "#4a148c"
             assert any(item["text"] == "End session" for item in json.loads(snapshot.read_text()))
-            status, out, err = finish(technician, f"diagnostics {diagnostics}\nmove 10 10\nend\n")
+            assert technician.stdin is not None
+            technician.stdin.write(f"diagnostics {diagnostics}\nmove 10 10\n")
+            technician.stdin.flush()
+            lines = [technician.stdout.readline(), technician.stdout.readline()]
+            # Whoever is signed in ends it from the banner, as a person would.
+            end_session_from_the_banner(display)
+            while '"event": "ended"' not in lines[-1]:  # before stdin closes, which ends too
+                lines.append(technician.stdout.readline())
+                assert lines[-1], lines
+            status, out, err = finish(technician)
+            out = "".join(lines) + out
         finally:
             output = device.stop()
             _reap(technician)
@@ -248,6 +258,8 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
     assert "Unattended session started: Ana Lopez (Acme IT) for ticket HD-7001" in log
     assert "Allowed by the owner's unattended policy: Diagnostics" in log
     assert "Refused by the owner's unattended policy: Screen view" in log
+    assert "Session ended: ended by the customer" in log
+    assert any(e.get("event") == "ended" and "customer" in e.get("reason", "") for e in events)
     assert verify_log(device.state / "unattended.log").ok, output
     # The ticket has the session with the technician's summary (the help-desk path).
     listed = tech_cli(
@@ -321,6 +333,24 @@ def test_an_offline_or_unknown_device_is_a_clear_sentence(
     assert status != 0 and "No enrolled device has this id" in err
     status, _, err = finish(connect(relay.ws_url, token, cert, key, "not-a-device"))
     assert status == 2 and "is not a device id" in err
+
+
+def end_session_from_the_banner(display: str) -> None:
+    """Click "End session": the white button at the right end of the purple banner."""
+    rgb, width, height = grab(display)
+    purple = bytes.fromhex("4a148c")
+    spots = [
+        (x, y)
+        for y in range(height - 80, height, 2)
+        for x in range(0, width, 2)
+        if rgb[(y * width + x) * 3 : (y * width + x) * 3 + 3] == purple
+    ]
+    assert spots, "no banner at the bottom of the screen"
+    right = max(x for x, _ in spots)
+    middle = sorted(y for _, y in spots)[len(spots) // 2]
+    xdotool(display, "mousemove", str(right - 50), str(middle))
+    time.sleep(0.05)
+    xdotool(display, "click", "1")
 
 
 def _reap(process: subprocess.Popen[str]) -> None:
