@@ -532,7 +532,6 @@ class CustomerWindow:
 
     def _show_indicator(self, what: str | None) -> None:
         """The red border here, and a banner above every other window, while seen."""
-        tk = self.tk
         self.border.configure(bg=BORDER_SHARING if what else BORDER_IDLE)
         if what is None:
             if self._banner is not None:
@@ -543,36 +542,59 @@ class CustomerWindow:
             "tk.banner_control" if what == "control" else "tk.banner_screen", name=self._technician
         )
         if self._banner is None:
-            banner = self._banner = tk.Toplevel(self.root, bg=BANNER_COLOUR)
-            banner.title(t("app.title"))
-            banner.overrideredirect(True)  # no title bar: it cannot be minimised away
-            banner.attributes("-topmost", True)
-            self.banner_label = tk.Label(
-                banner,
-                text=text,
-                bg=BANNER_COLOUR,
-                fg="white",
-                font=("TkDefaultFont", 12, "bold"),
-                padx=12,
-                pady=6,
+            banner = self._banner = self._strip(
+                t("app.title"),
+                text,
+                BANNER_COLOUR,
+                t("tk.banner_stop"),
+                lambda: self._command("stop screen"),
+                top=True,
             )
-            self.banner_label.pack(side="left")
-            tk.Button(
-                banner,
-                text=t("tk.banner_stop"),
-                command=lambda: self._command("stop screen"),
-                bg="white",
-                fg=BANNER_COLOUR,
-                relief="flat",
-                font=("TkDefaultFont", 11, "bold"),
-            ).pack(side="left", padx=8, pady=4)
-            banner.update_idletasks()
-            x = max(0, (banner.winfo_screenwidth() - banner.winfo_reqwidth()) // 2)
-            banner.geometry(f"+{x}+0")
+            self.banner_label = banner.winfo_children()[0]
             self._own_window(banner)
             self._keep_banner_on_top()
         else:
             self.banner_label.configure(text=text)
+
+    def _strip(
+        self,
+        title: str,
+        text: str,
+        colour: str,
+        button: str,
+        command: Callable[[], None],
+        top: bool,
+    ) -> Any:
+        """A strip above every window, across the top or bottom of the screen: ``text``
+        and one white ``button``. It has no title bar, so it cannot be minimised away."""
+        tk = self.tk
+        banner = tk.Toplevel(self.root, bg=colour)
+        banner.title(title)
+        banner.overrideredirect(True)
+        banner.attributes("-topmost", True)
+        tk.Label(
+            banner,
+            text=text,
+            bg=colour,
+            fg="white",
+            font=("TkDefaultFont", 12, "bold"),
+            padx=12,
+            pady=6,
+        ).pack(side="left")
+        tk.Button(
+            banner,
+            text=button,
+            command=command,
+            bg="white",
+            fg=colour,
+            relief="flat",
+            font=("TkDefaultFont", 11, "bold"),
+        ).pack(side="left", padx=8, pady=4)
+        banner.update_idletasks()
+        x = max(0, (banner.winfo_screenwidth() - banner.winfo_reqwidth()) // 2)
+        y = 0 if top else banner.winfo_screenheight() - banner.winfo_reqheight()
+        banner.geometry(f"+{x}+{y}")
+        return banner
 
     def _keep_banner_on_top(self) -> None:
         if self._banner is not None:
@@ -659,7 +681,11 @@ class CustomerWindow:
                 text=t("tk.show_document", name=name),
                 command=lambda n=name, x=text: self._show_document(n, x),
             ).pack(anchor="w", pady=(6, 0))
-        row = tk.Frame(dialog)
+        self._allow_or_deny(dialog, answer)
+
+    def _allow_or_deny(self, dialog: Any, answer: Callable[[bool], None]) -> None:
+        """The Allow and Deny buttons of ``dialog``, armed (see :meth:`_arm`)."""
+        row = self.tk.Frame(dialog)
         row.pack(fill="x", pady=(14, 0))
 
         def done(value: bool) -> None:
@@ -704,48 +730,18 @@ class CustomerWindow:
                 dialog.after(500, tick)
 
         dialog.after(500, tick)
-        row = tk.Frame(dialog)
-        row.pack(fill="x", pady=(14, 0))
-
-        def done(value: bool) -> None:
-            answer(value)
-            self.close_dialog()
-
-        allow = self._button(row, t("tk.allow"), ALLOW_COLOUR, lambda: done(True))
-        allow.pack(side="left", expand=True, fill="x", padx=(0, 6))
-        deny = self._button(row, t("tk.deny"), DENY_COLOUR, lambda: done(False))
-        deny.pack(side="left", expand=True, fill="x", padx=(6, 0))
-        self._arm(dialog, [(allow, ALLOW_COLOUR), (deny, DENY_COLOUR)])
+        self._allow_or_deny(dialog, answer)
 
     def show_unattended(self, text: str) -> None:
         """The banner above every window for the whole unattended session, with End."""
-        tk = self.tk
-        banner = self._unattended_banner = tk.Toplevel(self.root, bg=UNATTENDED_COLOUR)
-        banner.title(t("unattended.title"))
-        banner.overrideredirect(True)  # no title bar: it cannot be minimised away
-        banner.attributes("-topmost", True)
-        tk.Label(
-            banner,
-            text=safe_text(text, 400),
-            bg=UNATTENDED_COLOUR,
-            fg="white",
-            font=("TkDefaultFont", 12, "bold"),
-            padx=12,
-            pady=6,
-        ).pack(side="left")
-        tk.Button(
-            banner,
-            text=t("unattended.end"),
-            command=lambda: self._command("end"),
-            bg="white",
-            fg=UNATTENDED_COLOUR,
-            relief="flat",
-            font=("TkDefaultFont", 11, "bold"),
-        ).pack(side="left", padx=8, pady=4)
-        banner.update_idletasks()
-        x = max(0, (banner.winfo_screenwidth() - banner.winfo_reqwidth()) // 2)
-        y = banner.winfo_screenheight() - banner.winfo_reqheight()  # the screen banner is on top
-        banner.geometry(f"+{x}+{y}")
+        banner = self._unattended_banner = self._strip(
+            t("unattended.title"),
+            safe_text(text, 400),
+            UNATTENDED_COLOUR,
+            t("unattended.end"),
+            lambda: self._command("end"),
+            top=False,  # the screen banner is on top
+        )
         self._own_window(banner)
 
         def keep_on_top() -> None:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -49,6 +49,8 @@ from .http import bearer_token, error_response, json_response
 from .sqlite_store import DATABASE_NAME
 
 logger = logging.getLogger("relay.devices")
+
+Account = TypeVar("Account")
 
 #: The technicians' list of devices (REST, bearer token).
 DEVICES_API = "/api/devices"
@@ -177,17 +179,9 @@ class DeviceDesk:
         self, request: Request, authenticate: Callable[[str], object | None]
     ) -> Response:
         """``GET /api/devices``: who is online and which alerts are open (technicians)."""
-        try:
-            token = bearer_token(request.headers)
-        except HeaderError as exc:
-            return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
-        if token is None or authenticate(token) is None:
-            return error_response(
-                http.HTTPStatus.UNAUTHORIZED,
-                "unauthorized",
-                "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
-                (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
-            )
+        technician = technician_or_refusal(request, authenticate)
+        if isinstance(technician, Response):
+            return technician
         if request.method != "GET":
             return error_response(
                 http.HTTPStatus.METHOD_NOT_ALLOWED,
@@ -342,6 +336,25 @@ class DeviceDesk:
             )
             for device in self._enrolment.devices()
         ]
+
+
+def technician_or_refusal(
+    request: Request, authenticate: Callable[[str], Account | None]
+) -> Account | Response:
+    """The technician the request's bearer token names, or the refusal to send back."""
+    try:
+        token = bearer_token(request.headers)
+    except HeaderError as exc:
+        return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
+    technician = authenticate(token) if token is not None else None
+    if technician is None:
+        return error_response(
+            http.HTTPStatus.UNAUTHORIZED,
+            "unauthorized",
+            "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
+            (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
+        )
+    return technician
 
 
 def device_desk(config: RelayConfig) -> DeviceDesk:

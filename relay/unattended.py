@@ -29,9 +29,8 @@ from websockets.http11 import Request, Response
 
 from protocol import device_wire as wire
 
-from .devices import DeviceDesk
-from .errors import HeaderError
-from .http import bearer_token, error_response, json_response
+from .devices import DeviceDesk, technician_or_refusal
+from .http import error_response, json_response
 from .records import SessionState
 from .store import RelayStore
 
@@ -48,18 +47,9 @@ def ask_device(
     request: Request, body: bytes, store: RelayStore, devices: DeviceDesk, now: float
 ) -> Response | Awaitable[Response]:
     """Answer ``POST /api/devices/{id}/connect`` (see the module docstring)."""
-    try:
-        token = bearer_token(request.headers)
-    except HeaderError as exc:
-        return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
-    technician = store.authenticate(token) if token else None
-    if technician is None:
-        return error_response(
-            http.HTTPStatus.UNAUTHORIZED,
-            "unauthorized",
-            "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
-            (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
-        )
+    technician = technician_or_refusal(request, store.authenticate)
+    if isinstance(technician, Response):
+        return technician
     if request.method != "POST":
         return error_response(
             http.HTTPStatus.METHOD_NOT_ALLOWED,

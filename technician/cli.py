@@ -127,13 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "read one command per line from stdin and print one result line per command. "
         "Type help inside for the list. End of input ends the session.",
     )
-    console.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
-    console.add_argument("--ticket-url", help="link to the ticket in your help desk")
-    console.add_argument(
-        "--wait", type=float, default=600.0, help="seconds to wait for the customer (default 600)"
-    )
-    _add_rating_wait(console)
-    trust_cli.add_knowledge_options(console)
+    _add_console_options(console, 600.0, "the customer")
     sessions = commands.add_parser(
         "sessions",
         help="list a ticket's sessions with their summaries",
@@ -163,13 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     connect.add_argument("device", metavar="DEVICE", help="the device id (32 hex digits)")
-    connect.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
-    connect.add_argument("--ticket-url", help="link to the ticket in your help desk")
-    connect.add_argument(
-        "--wait", type=float, default=60.0, help="seconds to wait for the device (default 60)"
-    )
-    _add_rating_wait(connect)
-    trust_cli.add_knowledge_options(connect)
+    _add_console_options(connect, 60.0, "the device")
     trust_cli.add_commands(commands)
     policy_cli.add_commands(commands)
     viewer = commands.add_parser(
@@ -249,6 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     except LinkError as exc:
         out.error(str(exc))
         return EXIT_ERROR
+
+
+def _add_console_options(parser: argparse.ArgumentParser, wait: float, whom: str) -> None:
+    """What ``session`` and ``connect`` share: the ticket, the wait, the console's options."""
+    parser.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
+    parser.add_argument("--ticket-url", help="link to the ticket in your help desk")
+    parser.add_argument(
+        "--wait", type=float, default=wait, help=f"seconds to wait for {whom} (default {wait:.0f})"
+    )
+    _add_rating_wait(parser)
+    trust_cli.add_knowledge_options(parser)
 
 
 def run_viewer(args: argparse.Namespace, out: Output) -> int:

@@ -18,16 +18,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from agent.audit import verify_log
 from tests.support.device_fixtures import enrol_argv, enrolment_token
 from tests.support.proxy import RecordingProxy
-from tests.support.relay import RelayProcess, start_relay
+from tests.support.relay import RelayProcess
 from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import Organisation, make_organisation, tech_cli
 from tests.support.xdisplay import grab, screenshot, xdotool, xvfb
@@ -131,15 +128,6 @@ def finish(process: subprocess.Popen[str], commands: str = "") -> tuple[int, str
     return process.returncode, out, err
 
 
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[RelayProcess]:
-    process = start_relay(tmp_path / "relay")
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -150,8 +138,9 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 
 def test_ask_deny_nobody_answers_then_refused_and_logged(
-    relay: RelayProcess, tmp_path: Path
+    relay_process: RelayProcess, tmp_path: Path
 ) -> None:
+    relay = relay_process
     acme = make_organisation(tmp_path / "org", "Acme IT")
     cert, key = certify(acme, "Ana Lopez", "ana", "unattended")
     policy = policy_file(acme, tmp_path, 'mode = "ask-deny"\nanswer_seconds = 5\n')
@@ -192,8 +181,9 @@ def test_ask_deny_nobody_answers_then_refused_and_logged(
 
 
 def test_ask_allow_starts_after_the_countdown_with_the_banner(
-    relay: RelayProcess, tmp_path: Path
+    relay_process: RelayProcess, tmp_path: Path
 ) -> None:
+    relay = relay_process
     acme = make_organisation(tmp_path / "org", "Acme IT")
     cert, key = certify(acme, "Ana Lopez", "ana", "unattended")
     policy = policy_file(
@@ -282,8 +272,9 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
 
 
 def test_refused_without_the_role_from_another_organisation_and_under_never(
-    relay: RelayProcess, tmp_path: Path
+    relay_process: RelayProcess, tmp_path: Path
 ) -> None:
+    relay = relay_process
     acme = make_organisation(tmp_path / "org", "Acme IT")
     other = make_organisation(tmp_path / "other", "Other IT")
     no_role = certify(acme, "Bo Attended", "bo")
@@ -324,8 +315,9 @@ def test_refused_without_the_role_from_another_organisation_and_under_never(
 
 
 def test_an_offline_or_unknown_device_is_a_clear_sentence(
-    relay: RelayProcess, tmp_path: Path
+    relay_process: RelayProcess, tmp_path: Path
 ) -> None:
+    relay = relay_process
     acme = make_organisation(tmp_path / "org", "Acme IT")
     cert, key = certify(acme, "Ana Lopez", "ana", "unattended")
     token = relay.add_technician("desk")
