@@ -60,6 +60,7 @@ examples:
   puente-tech triage hd-1042.json
   puente-tech org --help ; puente-tech fix --help
   puente-tech sessions --ticket HD-1042
+  puente-tech devices ; puente-tech connect DEVICE_ID --ticket HD-1042   # unattended
 
 exit status: 0 done, 1 error, 2 usage, 3 customer declined, 4 nobody joined
 """

@@ -207,10 +207,14 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
                     break
             took = time.monotonic() - started
             wait_for(
-                lambda: "Unattended session: Ana Lopez (Acme IT)" in snapshot.read_text(),
+                lambda: (
+                    "Unattended session: Ana Lopez (Acme IT)" in snapshot.read_text()
+                    and "Check code" in snapshot.read_text()
+                ),
                 scaled(20),
-                "the unattended banner",
+                "the unattended banner and the session in the window",
             )
+            time.sleep(0.5)  # the window's next paint, for the picture
             (tmp_path / "screenshots").mkdir()
             picture = screenshot(display, tmp_path / "screenshots" / "unattended-banner.png")
             assert picture.stat().st_size > 0
