@@ -275,7 +275,7 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
         assert value.encode() not in recorded, f"the relay saw {value!r}"
 
 
-def test_refused_without_the_role_from_another_organisation_and_under_never(
+def test_refused_without_the_role_from_another_organisation_and_under_never_else_let_in(
     relay_process: RelayProcess, tmp_path: Path
 ) -> None:
     relay = relay_process
@@ -298,22 +298,27 @@ def test_refused_without_the_role_from_another_organisation_and_under_never(
                     ("no role", no_role, open_device),
                     ("other organisation", outsider, open_device),
                     ("never", ana, closed_device),
+                    ("certified, mode allowed", ana, open_device),  # the one let in
                 )
             }
         finally:
             open_device.stop()
             closed_device.stop()
+    status, out, err = results.pop("certified, mode allowed")
+    assert status == 0 and '"event": "paired"' in out, (out, err)
     for who, (status, out, err) in results.items():
         assert status != 0, (who, out, err)
         assert '"event": "paired"' not in out, who
     opened = open_device.log()
+    # Without asking anyone (mode "allowed"), and only after the refusals before it.
+    assert "Unattended session started: Ana Lopez (Acme IT)" in opened
+    assert "Nobody answered" not in opened and "The person signed in" not in opened
     assert "Bo Attended does not allow 'unattended' sessions" in opened
     assert "issued by another organisation (Other IT" in opened
     for who in ("no role", "other organisation"):  # the technician is told, in the pairing
         assert "refused this side's certificate" in results[who][2], results[who]
     assert "never allows unattended access" in results["never"][2]
     assert opened.count("Refused before anything was shown or allowed") == 2, opened
-    assert "Unattended session started" not in opened
     closed = closed_device.log()
     assert "Session refused: This computer's policy never allows unattended access" in closed
 
