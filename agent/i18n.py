@@ -616,6 +616,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "Sesión desatendida: {name} ({organisation}) está conectado a este equipo por el caso {ticket}",
     },
     "unattended.end": {"en": "End session", "es": "Terminar la sesión"},
+    "unattended.nothing_yet": {
+        "en": "Nothing yet. In this unattended session the policy this computer's owner accepted decides what the technician may use; you can end it at any time.",
+        "es": "Nada todavía. En esta sesión desatendida decide la directiva que aceptó el dueño de este equipo qué puede usar el técnico; usted puede terminarla en cualquier momento.",
+    },
     "unattended.asked": {
         "en": "A technician asks for an unattended session (ticket {ticket}); this computer's policy decides.",
         "es": "Un técnico pide una sesión desatendida (caso {ticket}); decide la directiva de este equipo.",

@@ -516,9 +516,10 @@ class CustomerWindow:
         for child in self.allowed_frame.winfo_children():
             child.destroy()
         if not granted:
-            tk.Label(
-                self.allowed_frame, text=t("tk.nothing_allowed"), wraplength=480, justify="left"
-            ).pack(anchor="w")
+            nothing = "unattended.nothing_yet" if self._unattended_banner else "tk.nothing_allowed"
+            tk.Label(self.allowed_frame, text=t(nothing), wraplength=480, justify="left").pack(
+                anchor="w"
+            )
         for name in granted:
             row = tk.Frame(self.allowed_frame)
             row.pack(fill="x", pady=1)

@@ -225,6 +225,7 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
             ]
             assert banner and banner[0]["bg"] == "#4a148c"
             assert any(item["text"] == "End session" for item in json.loads(snapshot.read_text()))
+            assert "Nothing yet. In this unattended session" in snapshot.read_text()
             assert technician.stdin is not None
             technician.stdin.write(f"diagnostics {diagnostics}\nmove 10 10\n")
             technician.stdin.flush()
