@@ -347,9 +347,14 @@ async def open_session(
 
 
 async def upload_summary(
-    api: RelayAPI, created: dict[str, Any], session: TechnicianSession, out: Output
+    api: RelayAPI,
+    created: dict[str, Any],
+    session: TechnicianSession,
+    out: Output,
+    unattended: dict[str, str] | None = None,
 ) -> bool:
-    """Report the rating, then upload the session's summary (retrying briefly)."""
+    """Report the rating, then upload the session's summary (retrying briefly);
+    ``unattended`` names the device and its policy's mode for an unattended session."""
     if session.rating is not None:
         score, comment = session.rating
         said = f' "{safe_text(comment, 500)}"' if comment else ""
@@ -362,6 +367,8 @@ async def upload_summary(
     else:
         out.event("rating", "The customer did not rate this session.", score=None)
     summary = build_summary(session, str(created.get("technician") or "Technician"), time.time())
+    if unattended:
+        summary["unattended"] = unattended
     session_id = str(created["session_id"])
     problem = await send_summary(api, session_id, summary)
     if problem is None:
@@ -646,7 +653,10 @@ async def run_connect(args: argparse.Namespace, out: Output, ssl_context: Any) -
     )
     watch_session(session, out)
     status = await _console_until_ended(args, session, out)
-    await upload_summary(api, created, session, out)
+    mode = str(terms.get("mode", ""))
+    await upload_summary(
+        api, created, session, out, {"device_id": args.device, "mode": mode} if mode else None
+    )
     return status
 
 

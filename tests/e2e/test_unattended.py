@@ -263,6 +263,7 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
     assert listed.returncode == 0, listed.stderr
     (session,) = json.loads(listed.stdout)["sessions"]
     assert session["summary"] is not None, session
+    assert session["summary"]["unattended"] == {"device_id": device.device_id, "mode": "ask-allow"}
     # The relay saw no content: nothing of the diagnostics, no certificate.
     collected = json.loads(diagnostics.read_text())
     recorded = proxy.recorded
