@@ -137,14 +137,22 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def acme_and_ana(
+    relay: RelayProcess, tmp_path: Path, unattended: str
+) -> tuple[Organisation, tuple[Path, Path], Path, str]:
+    """Acme IT, Ana certified for unattended access, a policy, and her desk's API token."""
+    acme = make_organisation(tmp_path / "org", "Acme IT")
+    ana = certify(acme, "Ana Lopez", "ana", "unattended")
+    return acme, ana, policy_file(acme, tmp_path, unattended), relay.add_technician("Ana desk")
+
+
 def test_ask_deny_nobody_answers_then_refused_and_logged(
     relay_process: RelayProcess, tmp_path: Path
 ) -> None:
     relay = relay_process
-    acme = make_organisation(tmp_path / "org", "Acme IT")
-    cert, key = certify(acme, "Ana Lopez", "ana", "unattended")
-    policy = policy_file(acme, tmp_path, 'mode = "ask-deny"\nanswer_seconds = 5\n')
-    token = relay.add_technician("Ana desk")
+    acme, (cert, key), policy, token = acme_and_ana(
+        relay, tmp_path, 'mode = "ask-deny"\nanswer_seconds = 5\n'
+    )
     snapshot = tmp_path / "window.json"
     with xvfb() as display, RecordingProxy("127.0.0.1", relay.port) as proxy:
         device = Device(relay, proxy.url, acme, policy, tmp_path / "state", display, snapshot)
@@ -184,14 +192,11 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
     relay_process: RelayProcess, tmp_path: Path
 ) -> None:
     relay = relay_process
-    acme = make_organisation(tmp_path / "org", "Acme IT")
-    cert, key = certify(acme, "Ana Lopez", "ana", "unattended")
-    policy = policy_file(
-        acme,
+    acme, (cert, key), policy, token = acme_and_ana(
+        relay,
         tmp_path,
         'mode = "ask-allow"\ncountdown_seconds = 5\ncapabilities = ["diagnostics"]\n',
     )
-    token = relay.add_technician("Ana desk")
     snapshot = tmp_path / "window.json"
     diagnostics = tmp_path / "diag.json"
     with xvfb() as display, RecordingProxy("127.0.0.1", relay.port) as proxy:
