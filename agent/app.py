@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,8 +26,24 @@ from protocol.code import SessionCode
 if TYPE_CHECKING:
     import ssl
 
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from agent.trust import AgentTrust
     from agent.ui import CustomerUI
+    from link.connection import Link
+
+
+@dataclass(frozen=True)
+class CodeLessJoin:
+    """Join a session without a code: the relay's ``nameplate`` (not a secret), and the
+    technician proves itself with a certificate of the pinned organisation (SIGMA-I,
+    :mod:`protocol.cert_pairing`). A help request is anonymous; an enrolled device
+    passes its ``device_key``; ``required_role`` (e.g. ``unattended``) narrows which
+    technicians are accepted. Needs a pinned organisation key."""
+
+    nameplate: str
+    device_key: Ed25519PrivateKey | None = field(default=None, repr=False)
+    required_role: str | None = None
 
 
 def fail(message: str) -> int:
@@ -68,9 +85,39 @@ async def load_trust(
     return trust
 
 
+async def open_link(
+    relay: str,
+    join: SessionCode | CodeLessJoin,
+    trust: AgentTrust,
+    ssl_context: ssl.SSLContext | None,
+) -> Link:
+    """The paired link: with the code (SPAKE2), or code-less against the pinned key.
+
+    Raises LinkError; TrustSetupError when a code-less join has no pinned key.
+    """
+    from link.connection import Link
+    from protocol.envelope import Role
+    from protocol.errors import TrustError
+
+    if isinstance(join, SessionCode):
+        return await Link.open(relay, Role.AGENT, join, ssl=ssl_context)
+    try:
+        policy = trust.technician_policy(join.required_role)
+    except TrustError as exc:
+        raise TrustSetupError(str(exc)) from None
+    return await Link.open_certified(
+        relay,
+        join.nameplate,
+        technician_policy=policy,
+        device_key=join.device_key,
+        ssl=ssl_context,
+        clock=trust.clock,
+    )
+
+
 async def run_agent(
     relay: str,
-    code: SessionCode,
+    code: SessionCode | CodeLessJoin,
     log_dir: Path | None,
     ca_file: str | None,
     org_key: Path | BakedSettings | None = None,
@@ -78,14 +125,15 @@ async def run_agent(
 ) -> int:
     """Join the session and serve it with ``ui`` (the console by default); exit status.
 
-    ``org_key`` pins the organisation: a key file (--org-key) or the built-in settings.
+    ``code`` is the session code, or a :class:`CodeLessJoin` (help requests, enrolled
+    devices), which needs ``org_key``. ``org_key`` pins the organisation: a key file
+    (--org-key) or the built-in settings.
     """
     from agent.audit import AgentLog
     from agent.capabilities.registry import default_registry
     from agent.session import AgentSession
     from agent.ui import ConsoleUI
-    from link.connection import Link, LinkError
-    from protocol.envelope import Role
+    from link.connection import LinkError
 
     console = ConsoleUI() if ui is None else None
     ui = ui or console
@@ -105,9 +153,17 @@ async def run_agent(
             ui.session_ended(message)
         return fail(message)
     if console is not None:
-        console.say(t("app.connecting", code=code))
+        if isinstance(code, SessionCode):
+            console.say(t("app.connecting", code=code))
+        else:
+            console.say(t("app.connecting_code_less"))
     try:
-        link = await Link.open(relay, Role.AGENT, code, ssl=ssl_context)
+        link = await open_link(relay, code, trust, ssl_context)
+    except TrustSetupError:
+        message = t("error.code_less_unpinned")
+        if console is None:
+            ui.session_ended(message)
+        return fail(message)
     except LinkError as exc:
         message = customer_error(exc, relay)
         if console is None:
@@ -119,6 +175,12 @@ async def run_agent(
             f"Organisation key pinned ({trust.key_id[:16]}); revocation list "
             f"{'number ' + str(trust.revocation_number) if trust.revocation_number else 'none published'}"
             f" ({len(trust.revoked)} revoked certificates)."
+        )
+    if link.technician_certificate is not None:
+        certificate = link.technician_certificate
+        audit.write(
+            f"Paired without a code: the key exchange verified {certificate.name} "
+            f"({certificate.organisation}, certificate {certificate.serial[:8]})."
         )
     session = AgentSession(link, ui, default_registry(), audit, trust)
     loop = asyncio.get_running_loop()

@@ -10,7 +10,8 @@ other users of the computer can see in ``ps``: the agent advises against it), el
 from ``PUENTE_CODE`` (removed from the environment once read, so no program the
 session starts inherits it), else from the program's own file name
 (``puente-agent-417862093``), else the customer types it (standard input in console
-mode).
+mode). A file named after the nameplate alone (``puente-agent-417``, as the join page
+serves it) asks only for the 6 digits the technician reads out.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from pathlib import Path
 from agent.app import fail, run_agent
 from agent.errors import SettingsError
 from agent.i18n import LANGUAGES, set_language, t
-from agent.settings import BakedSettings, code_from_filename, load_baked
+from agent.settings import (
+    BakedSettings,
+    code_from_filename,
+    code_with_nameplate,
+    load_baked,
+    nameplate_from_filename,
+)
 from protocol.allocator import keep_freed_memory
 from protocol.code import InvalidCodeError, SessionCode
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
@@ -182,22 +189,28 @@ def main(argv: list[str] | None = None) -> int:
         except InvalidCodeError:
             if args.console:
                 return fail(t("app.bad_code", code=code_text))
-    else:
-        code = code_from_filename(sys.argv[0])
+    nameplate: str | None = None
+    if not code_text:
+        # The one-file build's own name (sys.executable) or the script's (argv[0]).
+        names = [sys.executable] if getattr(sys, "frozen", False) else []
+        names.append(sys.argv[0])
+        code = next(filter(None, map(code_from_filename, names)), None)
+        nameplate = next(filter(None, map(nameplate_from_filename, names)), None)
     if not args.console:
         from agent import tk_ui
 
         problem = tk_ui.display_problem()
         if problem is None:
-            return tk_ui.run_window(args, code, baked)
+            return tk_ui.run_window(args, code, baked, nameplate)
         print(t("app.no_display", detail=problem), flush=True)
     if code is None:
+        prompt = t("app.digits_prompt", nameplate=nameplate) if nameplate else t("app.code_prompt")
         try:
-            code_text = input(t("app.code_prompt"))
+            code_text = input(prompt)
         except EOFError:
             return fail(t("app.no_code"))
         try:
-            code = SessionCode.parse(code_text)
+            code = code_with_nameplate(code_text, nameplate)
         except InvalidCodeError:
             return fail(t("app.bad_code", code=code_text.strip()))
     try:

@@ -29,6 +29,8 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from protocol.customer_words import CUSTOMER_WORDS
+
 if TYPE_CHECKING:
     from agent.consent import ConsentSubject
 
@@ -36,8 +38,9 @@ LANGUAGES = ("en", "es")
 DEFAULT_LANGUAGE = "en"
 
 CATALOG: dict[str, dict[str, str]] = {
+    # Shared with the join page (protocol.customer_words), word for word --------------------
+    **CUSTOMER_WORDS,
     # Program and connection ------------------------------------------------------------
-    "app.title": {"en": "Puente remote support", "es": "Asistencia remota Puente"},
     "app.help": {
         "en": "Let a help-desk technician help you with this computer.\n\n"
         "Your technician gives you a session code such as 417-862-093. Type it here (or "
@@ -103,6 +106,10 @@ CATALOG: dict[str, dict[str, str]] = {
     "app.connecting": {
         "en": "Connecting to the relay to join session {code} ...",
         "es": "Conectando con el servidor para unirse a la sesión {code} ...",
+    },
+    "app.connecting_code_less": {
+        "en": "Connecting to the relay; your organisation's technician will be verified by certificate, no code needed ...",
+        "es": "Conectando con el servidor; el técnico de su organización se verificará por certificado, sin código ...",
     },
     "app.code_prompt": {
         "en": "Type the session code your technician gave you: ",
@@ -297,6 +304,18 @@ CATALOG: dict[str, dict[str, str]] = {
     "error.trust_setup": {
         "en": "This program's organisation settings could not be used, so it did not connect ({detail}). Contact your help desk.",
         "es": "No se pudieron usar los ajustes de organización de este programa, así que no se conectó ({detail}). Contacte con su servicio de asistencia.",
+    },
+    "error.code_less_unpinned": {
+        "en": "This program has no organisation key, so it cannot connect without a session code; ask your technician for a code.",
+        "es": "Este programa no tiene clave de organización, así que no puede conectarse sin un código de sesión; pida un código a su técnico.",
+    },
+    "error.code_less_refused": {
+        "en": "This computer only accepts technicians certified by its organisation, and the one who tried to connect could not be verified: {detail} Nothing was shown or allowed.",
+        "es": "Este equipo solo acepta técnicos certificados por su organización, y quien intentó conectarse no se pudo verificar: {detail} No se mostró ni se permitió nada.",
+    },
+    "error.handshake_altered": {
+        "en": "Someone between this computer and your organisation altered the connection, so it was not opened. Try again, and tell your help desk if it happens again.",
+        "es": "Alguien entre este equipo y su organización alteró la conexión, así que no se abrió. Vuelva a intentarlo y avise a su servicio de asistencia si se repite.",
     },
     "error.untrusted": {
         "en": "This computer only accepts technicians certified by its organisation, and {name} could not be verified: {detail} Nothing was shown or allowed.",
@@ -530,11 +549,6 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "review.section.pending_reboot": {"en": "Pending restart", "es": "Reinicio pendiente"},
     # The window ----------------------------------------------------------------------------
-    "tk.code_label": {
-        "en": "Session code from your technician:",
-        "es": "Código de sesión de su técnico:",
-    },
-    "tk.connect": {"en": "Connect", "es": "Conectar"},
     "tk.try_again": {"en": "Try again", "es": "Reintentar"},
     "tk.verified": {
         "en": "Verified: {name}, {organisation}",
@@ -544,18 +558,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Unverified technician: {name}",
         "es": "Técnico no verificado: {name}",
     },
-    "tk.sas": {"en": "Check code: {sas}", "es": "Código de comprobación: {sas}"},
-    "tk.sas_hint": {
-        "en": "Read this code to your technician; it must match the one they see.",
-        "es": "Lea este código a su técnico; debe coincidir con el que él ve.",
-    },
     "tk.allowed_heading": {"en": "Allowed now", "es": "Permitido ahora"},
     "tk.nothing_allowed": {
         "en": "Nothing. The technician can do nothing until you allow it.",
         "es": "Nada. El técnico no puede hacer nada hasta que usted lo permita.",
     },
     "tk.stop_one": {"en": "Stop", "es": "Detener"},
-    "tk.stop_all": {"en": "Stop and end the session", "es": "Detener y terminar la sesión"},
     "tk.chat_heading": {"en": "Chat with the technician", "es": "Chat con el técnico"},
     "tk.send": {"en": "Send", "es": "Enviar"},
     "tk.consent_title": {"en": "Permission requested", "es": "Permiso solicitado"},
@@ -1021,7 +1029,13 @@ def section_labels() -> dict[str, str]:
 def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -> str:
     """A sentence in the customer's language for why the session could not go on."""
     from link.connection import RelayRefused, RelayUnavailable, SessionLost
-    from protocol.errors import IntegrityError, VersionMismatch, WrongCodeError
+    from protocol.errors import (
+        HandshakeAltered,
+        IntegrityError,
+        TechnicianRefused,
+        VersionMismatch,
+        WrongCodeError,
+    )
     from protocol.resume import ResumeRefused
 
     cause = error.__cause__
@@ -1029,10 +1043,16 @@ def customer_error(error: BaseException, relay: str = "", grace: float = 60.0) -
 
     if isinstance(cause, TrustError):
         return str(error)  # AgentSession already put it in the customer's words
+    if isinstance(cause, TechnicianRefused):
+        # The sentence names the certificate's (outside) name and organisation.
+        from protocol.safe_text import safe_text
+
+        return t("error.code_less_refused", detail=safe_text(str(cause), 600))
     for kind, key in (
         (WrongCodeError, "error.wrong_code"),
         (ResumeRefused, "error.resume_refused"),
         (IntegrityError, "error.integrity"),
+        (HandshakeAltered, "error.handshake_altered"),
         (VersionMismatch, "error.version"),
     ):
         if isinstance(error, kind) or isinstance(cause, kind):

@@ -179,9 +179,17 @@ class AgentSession:
         if self.trust is None or not self.trust.pinned:
             return None
         try:
-            return self.trust.verify_technician(
+            verified = self.trust.verify_technician(
                 identity.certificate, identity.signature, self.link.keys.transcript_hash
             )
+            paired_with = self.link.technician_certificate
+            if paired_with is not None and verified.serial != paired_with.serial:
+                # Code-less pairing verified one certificate; the channel must not swap it.
+                raise TrustError(
+                    f"The technician paired as {paired_with.name} but introduced itself "
+                    f"with another certificate ({verified.name})."
+                )
+            return verified
         except TrustError as exc:
             reason = (
                 "This computer only accepts technicians certified by its organisation, and "

@@ -99,3 +99,28 @@ def code_from_filename(path: str) -> SessionCode | None:
         return SessionCode.parse(match.group(1))
     except InvalidCodeError:
         return None
+
+
+_NAMEPLATE_IN_NAME = re.compile(r"puente-agent[-_ ]*(\d{3,9})(?!\d)", re.IGNORECASE)
+
+
+def nameplate_from_filename(path: str) -> str | None:
+    """The nameplate alone in a join page download's name: ``puente-agent-417``,
+    ``puente-agent-417.exe``, ``puente-agent-417 (1).exe``; None for a whole code or none.
+
+    The relay names the file after the session's nameplate and never its secret (it does
+    not know it): the agent then asks only for the 6 digits the technician reads out.
+    """
+    if code_from_filename(path) is not None:
+        return None
+    match = _NAMEPLATE_IN_NAME.search(Path(path).name)
+    return match.group(1) if match else None
+
+
+def code_with_nameplate(typed: str, nameplate: str | None) -> SessionCode:
+    """What the customer typed, read as the 6 secret digits after ``nameplate`` when it is
+    exactly 6 digits, else as a whole code. Raise InvalidCodeError if it is neither."""
+    digits = "".join(ch for ch in typed if not ch.isspace() and ch not in "-_.")
+    if nameplate is not None and digits.isdecimal() and len(digits) == 6:
+        return SessionCode.parse(nameplate + digits)
+    return SessionCode.parse(typed)

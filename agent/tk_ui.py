@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.i18n import CATALOG, current, section_labels, t
 from agent.review import ReviewItem, outline
-from agent.settings import BakedSettings
+from agent.settings import BakedSettings, code_with_nameplate
 from agent.ui import CommandHandler, SessionInfo, chat_line
 from protocol.code import InvalidCodeError, SessionCode
 from protocol.messages import rating_comment
@@ -210,6 +210,7 @@ class CustomerWindow:
         connect: Callable[[SessionCode], None],
         code: SessionCode | None,
         titles: dict[str, str],
+        nameplate: str | None = None,
     ) -> None:
         import tkinter as tk
         from tkinter import font
@@ -243,6 +244,7 @@ class CustomerWindow:
         tk.Label(self.body, text=t("app.title"), font=("TkDefaultFont", 15, "bold")).pack(
             anchor="w"
         )
+        self._nameplate = nameplate if code is None else None
         self._build_connect(code)
         root.after(PUMP_MS, self._pump)
 
@@ -378,13 +380,18 @@ class CustomerWindow:
         tk = self.tk
         self.connect_frame = tk.Frame(self.body, pady=10)
         self.connect_frame.pack(fill="x")
-        tk.Label(self.connect_frame, text=t("tk.code_label")).pack(anchor="w")
+        label = t("tk.code_label")
+        if self._nameplate is not None:  # the join page's download: only the digits to type
+            label = t("tk.digits_label", nameplate=self._nameplate)
+        tk.Label(self.connect_frame, text=label).pack(anchor="w")
         row = tk.Frame(self.connect_frame)
         row.pack(fill="x", pady=6)
         self.code_entry = tk.Entry(row, font=("TkFixedFont", 16), width=14)
         self.code_entry.pack(side="left")
         if code is not None:
             self.code_entry.insert(0, str(code))
+        elif self._nameplate is not None:
+            self.code_entry.insert(0, f"{self._nameplate}-")
         self.code_entry.bind("<Return>", lambda _: self._on_connect())
         self.code_entry.focus_set()
         self.connect_button = self._button(row, t("tk.connect"), CONNECT_COLOUR, self._on_connect)
@@ -397,7 +404,7 @@ class CustomerWindow:
             return
         text = self.code_entry.get().strip()
         try:
-            code = SessionCode.parse(text)
+            code = code_with_nameplate(text, self._nameplate)
         except InvalidCodeError:
             self.status.configure(text=t("app.bad_code", code=text or "-"), fg=STOP_COLOUR)
             return
@@ -858,7 +865,12 @@ class CustomerWindow:
             self.root.after(100, self._wait_then_destroy)
 
 
-def run_window(args: argparse.Namespace, code: SessionCode | None, baked: BakedSettings) -> int:
+def run_window(
+    args: argparse.Namespace,
+    code: SessionCode | None,
+    baked: BakedSettings,
+    nameplate: str | None = None,
+) -> int:
     """Open the window; run sessions from it on a worker thread. Returns the exit status."""
     import tkinter as tk
 
@@ -894,7 +906,7 @@ def run_window(args: argparse.Namespace, code: SessionCode | None, baked: BakedS
             target=session_thread, args=(chosen,), name="puente-session", daemon=True
         ).start()
 
-    window = CustomerWindow(root, connect, code, titles)
+    window = CustomerWindow(root, connect, code, titles, nameplate)
     if args.code and code is not None:
         root.after(100, window._on_connect)  # typed on the command line: no need to confirm
     root.mainloop()

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.errors import TrustSetupError
 from link.connection import http_url, untrusted_certificate
+from protocol.cert_pairing import TechnicianPolicy
 from protocol.errors import TrustError
 from protocol.fixbundle import VerifiedFix, check_not_older, version_key
 from protocol.identity import (
@@ -177,6 +178,15 @@ class AgentTrust:
         verified = verify_certificate(certificate, self.organisation_key, self.now(), self.revoked)
         verify_transcript(verified, transcript_hash, signature)
         return verified
+
+    def technician_policy(self, required_role: str | None = None) -> TechnicianPolicy:
+        """What a code-less pairing accepts: this key, these revocations, ``required_role``."""
+        if self.organisation_key is None:
+            raise TrustError(
+                "This agent has no organisation key, so it cannot pair without a code; "
+                "ask your technician for a session code."
+            )
+        return TechnicianPolicy(self.organisation_key, self.revoked, required_role)
 
 
 def load_pinned_key(path: Path) -> Ed25519PublicKey:

@@ -23,17 +23,37 @@ import contextlib
 import logging
 import random
 import ssl as ssl_module
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import websockets
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidState
 
 from protocol import envelope, messages
+from protocol.cert_pairing import (
+    AgentHandshake,
+    DeviceExpectation,
+    Rendezvous,
+    TechnicianHandshake,
+    TechnicianPolicy,
+    TechnicianProof,
+)
 from protocol.code import SessionCode
 from protocol.envelope import Role
-from protocol.errors import ERROR_SENTENCES, EnvelopeError, ErrorCode, ProtocolError, WrongCodeError
+from protocol.errors import (
+    ERROR_SENTENCES,
+    DeviceRefused,
+    EnvelopeError,
+    ErrorCode,
+    HandshakeAltered,
+    ProtocolError,
+    TechnicianRefused,
+    WrongCodeError,
+)
+from protocol.identity import Certificate
 from protocol.mux import Channel, MessageReceived
 from protocol.pairing import SessionKeys
 from protocol.resume import resume_verifier
@@ -153,12 +173,71 @@ class Link:
         async def dial() -> ClientConnection:
             return await _connect(relay_url, token, ssl)
 
+        def session(paired: dict[str, Any]) -> Session:
+            ticket = ticket_id if ticket_id is not None else str(paired.get("ticket_id", ""))
+            return Session(role, code, ticket)
+
+        return await cls._open(dial, role, code.nameplate, session, wait_timeout, on_waiting)
+
+    @classmethod
+    async def open_certified(
+        cls,
+        relay_url: str,
+        nameplate: str,
+        *,
+        technician_policy: TechnicianPolicy | None = None,
+        device_key: Ed25519PrivateKey | None = None,
+        proof: TechnicianProof | None = None,
+        expect: DeviceExpectation | None = None,
+        ticket_id: str | None = None,
+        token: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        wait_timeout: float | None = None,
+        on_waiting: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Link:
+        """Claim ``nameplate`` (no secret) and pair without a code (code-less pairing).
+
+        The agent passes ``technician_policy`` (its pinned organisation key, revocations,
+        a required role) and, on an enrolled device, ``device_key``; the technician
+        passes ``proof`` (certificate and key), its ``token`` and ``ticket_id``, and
+        ``expect`` to require a device. The pairing is SIGMA-I
+        (:mod:`protocol.cert_pairing`); afterwards the link is the same as with a code.
+        A refused pairing raises :class:`SessionLost` with the reason, on both ends.
+        """
+        if (technician_policy is None) == (proof is None):
+            raise ValueError("pass technician_policy (agent) or proof (technician), not both")
+        role = Role.AGENT if technician_policy is not None else Role.TECHNICIAN
+
+        async def dial() -> ClientConnection:
+            return await _connect(relay_url, token, ssl)
+
+        def session(paired: dict[str, Any]) -> Session:
+            ticket = ticket_id if ticket_id is not None else str(paired.get("ticket_id", ""))
+            place = Rendezvous(nameplate, ticket)
+            if technician_policy is not None:
+                now = int(clock())
+                return Session.certified(AgentHandshake(place, technician_policy, now, device_key))
+            assert proof is not None
+            return Session.certified(TechnicianHandshake(place, proof, expect))
+
+        return await cls._open(dial, role, nameplate, session, wait_timeout, on_waiting)
+
+    @classmethod
+    async def _open(
+        cls,
+        dial: Callable[[], Any],
+        role: Role,
+        nameplate: str,
+        make_session: Callable[[dict[str, Any]], Session],
+        wait_timeout: float | None,
+        on_waiting: Any,
+    ) -> Link:
         ws = await dial()
         link: Link | None = None
         try:
-            paired = await cls._claim(ws, role, code, wait_timeout, on_waiting)
-            ticket = ticket_id if ticket_id is not None else str(paired.get("ticket_id", ""))
-            link = cls(ws, Session(role, code, ticket), paired, dial)
+            paired = await cls._claim(ws, role, nameplate, wait_timeout, on_waiting)
+            link = cls(ws, make_session(paired), paired, dial)
             link._start()
             await link._wait_paired()
             return link
@@ -167,6 +246,23 @@ class Link:
                 await link._shutdown()
             await ws.close()
             raise
+
+    @property
+    def technician_certificate(self) -> Certificate | None:
+        """The technician's certificate verified by a code-less pairing (agent side)."""
+        handshake = self._session.handshake
+        return handshake.technician if isinstance(handshake, AgentHandshake) else None
+
+    @property
+    def device_key(self) -> bytes | None:
+        """The agent's device key proven in a code-less pairing (technician side)."""
+        handshake = self._session.handshake
+        return handshake.device_key if isinstance(handshake, TechnicianHandshake) else None
+
+    @property
+    def code_less(self) -> bool:
+        """True if this session paired without a code (certificate, SIGMA-I)."""
+        return self._session.handshake is not None
 
     @property
     def session_id(self) -> str:
@@ -261,11 +357,11 @@ class Link:
     async def _claim(
         ws: ClientConnection,
         role: Role,
-        code: SessionCode,
+        nameplate: str,
         wait_timeout: float | None,
         on_waiting: Any,
     ) -> dict[str, Any]:
-        await ws.send(envelope.claim(role, code.nameplate))
+        await ws.send(envelope.claim(role, nameplate))
         async with asyncio.timeout(wait_timeout):
             while True:
                 message = await _next_envelope(
@@ -358,14 +454,17 @@ class Link:
                 if self.closed.done():
                     return
             raise SessionLost("The relay closed the connection; the session has ended.")
-        except WrongCodeError as exc:
+        except (WrongCodeError, HandshakeAltered, TechnicianRefused, DeviceRefused) as exc:
             with contextlib.suppress(websockets.ConnectionClosed):
                 # Our own confirmation tag may still be queued: send it before the burn,
                 # so the other side learns the code was wrong rather than that we left.
                 await self._flush(ws)
-                await ws.send(
-                    envelope.encode({"type": "burn", "reason": "key confirmation failed"})
+                reason = (
+                    "key confirmation failed"
+                    if isinstance(exc, WrongCodeError)
+                    else "code-less pairing refused"
                 )
+                await ws.send(envelope.encode({"type": "burn", "reason": reason}))
             self._lost(SessionLost(str(exc)), exc)
         except ProtocolError as exc:
             self._lost(SessionLost(str(exc)), exc)
@@ -419,6 +518,9 @@ class Link:
         kind = message.get("type")
         if kind == "peer_gone":
             reason = str(message.get("reason", ""))
+            if self._session.handshake is not None and not self._paired.done():
+                self._lost(SessionLost(_CODE_LESS_REFUSED, "peer_gone"))
+                return
             self._lost(
                 SessionLost(
                     f"The other side disconnected{': ' + reason if reason else ''}.",
@@ -611,6 +713,14 @@ async def _next_envelope(ws: ClientConnection, closed_sentence: str) -> dict[str
         return envelope.decode(raw)
     except EnvelopeError as exc:
         raise RelayUnavailable(f"The relay sent something unexpected ({exc}).") from exc
+
+
+#: What an end is told when the other end left during a code-less pairing.
+_CODE_LESS_REFUSED = (
+    "The other side ended the pairing before it completed: it refused this side's "
+    "certificate or device proof, or someone between the two altered the key exchange. "
+    "The session was not opened; check the other side's message and start again."
+)
 
 
 def _reissued(message: dict[str, Any]) -> LinkError:

@@ -15,8 +15,15 @@ The tree::
      │    └── VersionMismatch      the peer speaks another protocol version
      ├── PairingError              the two ends could not agree keys
      │    ├── WrongCodeError       key confirmation failed: wrong code or an attack
-     │    └── ResumeRefused        a reconnected link could not prove it holds this
-     │                             session's resume secret: an attack or a bug
+     │    ├── ResumeRefused        a reconnected link could not prove it holds this
+     │    │                        session's resume secret: an attack or a bug
+     │    ├── HandshakeAltered     a code-less (certificate) key exchange failed its
+     │    │                        encryption or MAC: altered on the way, or intercepted
+     │    ├── TechnicianRefused    the agent refused the technician's certificate or its
+     │    │                        signature in a code-less pairing (``__cause__``: the
+     │    │                        TrustError)
+     │    └── DeviceRefused        the technician refused the agent's device proof in a
+     │                             code-less pairing
      ├── EnvelopeError             a relay envelope message was malformed; ``code`` is
      │                             the :class:`ErrorCode` the relay answers with
      ├── TrustError                a signed document (certificate, revocation list, fix)
@@ -30,6 +37,8 @@ The tree::
      │    ├── NotYetValid          its validity period has not started
      │    ├── Expired              its validity period is over
      │    ├── Revoked              the organisation revoked it
+     │    ├── MissingRole          a certificate without the role a session needs
+     │    │                        (for example ``unattended``)
      │    ├── WrongPlatform        a fix made for another operating system
      │    └── RolledBack           an older version of a fix than one this agent has
      │                             already seen signed by its organisation
@@ -161,6 +170,29 @@ class ResumeRefused(PairingError):
         )
 
 
+class HandshakeAltered(PairingError):
+    """A code-less key exchange message failed its encryption or MAC check."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "The key exchange was altered on the way (someone between the two computers "
+            "tried to intercept it); the session was not opened. Start a new session, and "
+            "tell your organisation if it happens again."
+        )
+
+
+class TechnicianRefused(PairingError):
+    """The agent refused the technician's certificate in a code-less pairing.
+
+    The message is the :class:`TrustError`'s sentence; ``__cause__`` is that error.
+    """
+
+
+class DeviceRefused(PairingError):
+    """The technician refused the agent's device proof in a code-less pairing."""
+
+
 class EnvelopeError(PuenteError):
     """A relay envelope message was malformed or refused."""
 
@@ -203,6 +235,10 @@ class Expired(TrustError):
 
 class Revoked(TrustError):
     """The organisation revoked this certificate."""
+
+
+class MissingRole(TrustError):
+    """A certificate that does not name the role the session needs."""
 
 
 class WrongPlatform(TrustError):

@@ -48,6 +48,7 @@ from .errors import (
     Expired,
     ForeignSigner,
     MalformedDocument,
+    MissingRole,
     NotSigned,
     NotYetValid,
     Revoked,
@@ -410,9 +411,12 @@ class Certificate:
     public_key: bytes  # the technician's raw Ed25519 public key
     not_before: int
     not_after: int
+    #: What the organisation allows this technician beyond attended sessions, e.g.
+    #: ``("unattended",)``. Certificates made before roles existed carry none.
+    roles: tuple[str, ...] = ()
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "format": CERTIFICATE_FORMAT,
             "serial": self.serial,
             "name": self.name,
@@ -422,9 +426,29 @@ class Certificate:
             "not_before": self.not_before,
             "not_after": self.not_after,
         }
+        if self.roles:  # absent when empty: older agents check the exact field set
+            body["roles"] = sorted(self.roles)
+        return body
 
 
 _CERTIFICATE_FIELDS = set(Certificate("", "", "", "", b"", 0, 0).body())
+#: Most roles one certificate may name, and the longest role name.
+MAX_ROLES = 16
+MAX_ROLE = 32
+
+
+def check_role(role: str) -> str:
+    """A role name: 1 to 32 lowercase letters, digits or dashes (``unattended``)."""
+    if (
+        not isinstance(role, str)
+        or not 1 <= len(role) <= MAX_ROLE
+        or any(c not in "abcdefghijklmnopqrstuvwxyz0123456789-" for c in role)
+    ):
+        raise MalformedDocument(
+            f"A certificate role must be 1 to {MAX_ROLE} lowercase letters, digits or dashes "
+            f"(like 'unattended'), not {str(role)[:40]!r}."
+        )
+    return role
 
 
 def issue_certificate(
@@ -434,8 +458,12 @@ def issue_certificate(
     not_before: int,
     not_after: int,
     serial: str | None = None,
+    roles: Collection[str] = (),
 ) -> bytes:
-    """A signed certificate (JSON bytes) for ``name``'s key, valid in ``[not_before, not_after)``."""
+    """A signed certificate (JSON bytes) for ``name``'s key, valid in ``[not_before, not_after)``.
+
+    ``roles`` name what the technician may do beyond attended sessions (``unattended``).
+    """
     name = name.strip()
     if not name or len(name) > MAX_NAME or not name.isprintable():
         raise ValueError(f"A technician name must be 1 to {MAX_NAME} printable characters.")
@@ -449,10 +477,20 @@ def issue_certificate(
         public_key=raw_public_key(technician_key),
         not_before=not_before,
         not_after=not_after,
+        roles=_new_roles(roles),
     )
+    if len(certificate.roles) > MAX_ROLES:
+        raise ValueError(f"A certificate names at most {MAX_ROLES} roles.")
     return sign_document(
         "certificate", CERTIFICATE_LABEL, certificate.body(), organisation.private_key
     )
+
+
+def _new_roles(roles: Collection[str]) -> tuple[str, ...]:
+    try:
+        return tuple(sorted({check_role(role) for role in roles}))
+    except MalformedDocument as exc:
+        raise ValueError(str(exc)) from None
 
 
 def parse_certificate(data: bytes) -> Certificate:
@@ -463,7 +501,8 @@ def parse_certificate(data: bytes) -> Certificate:
 def _parse_certificate(data: bytes) -> tuple[Certificate, dict[str, Any], bytes]:
     what = "technician certificate"
     body, signature = _split_signed(data, "certificate", what)
-    if body.get("format") != CERTIFICATE_FORMAT or set(body) != _CERTIFICATE_FIELDS:
+    fields = set(body)
+    if body.get("format") != CERTIFICATE_FORMAT or fields - {"roles"} != _CERTIFICATE_FIELDS:
         raise MalformedDocument(
             "This is not a Puente technician certificate (made by 'puente-tech org certify')."
         )
@@ -475,9 +514,22 @@ def _parse_certificate(data: bytes) -> tuple[Certificate, dict[str, Any], bytes]
         public_key=b64decode(body["public_key"], "The certificate's public key"),
         not_before=_integer(body, "not_before", what),
         not_after=_integer(body, "not_after", what),
+        roles=_roles(body) if "roles" in fields else (),
     )
     public_key_from_raw(certificate.public_key, "The certificate's public key")
     return certificate, body, signature
+
+
+def _roles(body: Mapping[str, Any]) -> tuple[str, ...]:
+    roles = body.get("roles")
+    if not isinstance(roles, list) or not 1 <= len(roles) <= MAX_ROLES:
+        raise MalformedDocument(
+            f"The technician certificate's roles must be a list of 1 to {MAX_ROLES} names."
+        )
+    checked = tuple(check_role(role) for role in roles)
+    if list(checked) != sorted(set(checked)):
+        raise MalformedDocument("The technician certificate's roles must be sorted and unique.")
+    return checked
 
 
 def verify_certificate(
@@ -485,12 +537,15 @@ def verify_certificate(
     organisation_key: Ed25519PublicKey,
     now: int,
     revoked: Collection[str] = (),
+    required_role: str | None = None,
 ) -> Certificate:
     """The certificate in ``data`` if ``organisation_key`` signed it and it is valid at ``now``.
 
+    With ``required_role`` the certificate must also name that role.
+
     Raises :class:`NotSigned` for an empty certificate, :class:`ForeignSigner`,
-    :class:`SignatureMismatch`, :class:`NotYetValid`, :class:`Expired`, :class:`Revoked`
-    or :class:`MalformedDocument`.
+    :class:`SignatureMismatch`, :class:`NotYetValid`, :class:`Expired`, :class:`Revoked`,
+    :class:`MissingRole` or :class:`MalformedDocument`.
     """
     if not data:
         raise NotSigned(
@@ -524,6 +579,11 @@ def verify_certificate(
         raise Revoked(
             f"The organisation revoked the certificate of {certificate.name} "
             f"(serial {certificate.serial[:8]}…)."
+        )
+    if required_role is not None and required_role not in certificate.roles:
+        raise MissingRole(
+            f"The certificate of {certificate.name} does not allow '{required_role}' sessions; "
+            f"the organisation must certify them again with --role {required_role}."
         )
     return certificate
 

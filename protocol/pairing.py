@@ -73,6 +73,29 @@ def short_authentication_string(raw: bytes) -> str:
     return f"{digits[:4]} {digits[4:]}"
 
 
+def derive_session_keys(
+    role: Role, shared: bytes, th: bytes, label_prefix: bytes = b""
+) -> SessionKeys:
+    """The session keys from a shared secret and a transcript hash (rule 2).
+
+    HKDF-SHA256(shared, salt=th) under ``label_prefix`` + the labels ``key agent to
+    technician``, ``key technician to agent``, ``resume`` and ``sas``; session id =
+    ``th[:16]``. The code-less pairing (:mod:`protocol.cert_pairing`) uses its own prefix.
+    """
+    key_a2t = _hkdf(shared, th, label_prefix + b"key agent to technician")
+    key_t2a = _hkdf(shared, th, label_prefix + b"key technician to agent")
+    agent = role is Role.AGENT
+    return SessionKeys(
+        role=role,
+        session_id=th[:16],
+        transcript_hash=th,
+        send_key=key_a2t if agent else key_t2a,
+        recv_key=key_t2a if agent else key_a2t,
+        resume_secret=_hkdf(shared, th, label_prefix + b"resume"),
+        sas=short_authentication_string(_hkdf(shared, th, label_prefix + b"sas", 8)),
+    )
+
+
 class Pairing:
     """One side of the pairing. Sans-I/O: bytes in, bytes out.
 
@@ -127,18 +150,8 @@ class Pairing:
         ).digest()
         confirm_agent = _hkdf(shared, th, b"confirm agent")
         confirm_tech = _hkdf(shared, th, b"confirm technician")
-        key_a2t = _hkdf(shared, th, b"key agent to technician")
-        key_t2a = _hkdf(shared, th, b"key technician to agent")
         agent = self.role is Role.AGENT
-        self._keys = SessionKeys(
-            role=self.role,
-            session_id=th[:16],
-            transcript_hash=th,
-            send_key=key_a2t if agent else key_t2a,
-            recv_key=key_t2a if agent else key_a2t,
-            resume_secret=_hkdf(shared, th, b"resume"),
-            sas=short_authentication_string(_hkdf(shared, th, b"sas", 8)),
-        )
+        self._keys = derive_session_keys(self.role, shared, th)
         self._expected_tag = confirm_tech if agent else confirm_agent
         return confirm_agent if agent else confirm_tech
 

@@ -5,7 +5,11 @@ message to :meth:`Session.receive_data`, collect :meth:`Session.events_received`
 send whatever :meth:`Session.data_to_send` returns. No sockets, no clocks.
 
 Every binary message starts with a wire kind byte: ``PAKE`` and ``CONFIRM`` travel
-in the clear during pairing; ``DATA`` and ``CLOSE`` are secure records.
+in the clear during pairing; ``DATA`` and ``CLOSE`` are secure records. A code-less
+session (:meth:`Session.certified`) pairs with the SIGMA-I exchange of
+:mod:`protocol.cert_pairing` instead: ``SIGMA_HELLO`` (agent), ``SIGMA_REPLY``
+(technician), ``SIGMA_FINISH`` (agent); the agent opens once it sends FINISH, the
+technician once it has checked it.
 
 State rules (everything that affects transitions lives in ``TRANSITIONS``):
 
@@ -14,6 +18,12 @@ State rules (everything that affects transitions lives in ``TRANSITIONS``):
     =================  ===============  =================  ================================
     PAKE_SENT          recv PAKE        CONFIRMING         keys derived, our tag queued
     CONFIRMING         recv CONFIRM     OPEN               tag checked (WrongCodeError)
+    SIGMA_WAITING      recv SIGMA_      SIGMA_REPLIED      technician: certificate, signature
+                       HELLO                               and MAC sealed in our REPLY
+    SIGMA_HELLO_SENT   recv SIGMA_      OPEN               agent: certificate checked
+                       REPLY                               (TechnicianRefused); FINISH queued
+    SIGMA_REPLIED      recv SIGMA_      OPEN               technician: MAC and device checked
+                       FINISH                              (DeviceRefused, HandshakeAltered)
     OPEN               recv DATA        OPEN               record opened, frames demuxed
     OPEN               recv ACK         OPEN               acknowledged frames forgotten
     OPEN               recv CLOSE       CLOSED             the peer ended the session
@@ -46,6 +56,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
+from .cert_pairing import AgentHandshake, TechnicianHandshake
 from .channel import RecordType, SecureChannel
 from .code import SessionCode
 from .envelope import Role
@@ -62,6 +73,9 @@ class Wire(enum.IntEnum):
     CONFIRM = 0x02
     RESUME = 0x03
     RESUME_CONFIRM = 0x04
+    SIGMA_HELLO = 0x05
+    SIGMA_REPLY = 0x06
+    SIGMA_FINISH = 0x07
     DATA = RecordType.DATA
     CLOSE = RecordType.CLOSE
     ACK = RecordType.ACK
@@ -71,6 +85,9 @@ class State(enum.Enum):
     START = "start"
     PAKE_SENT = "pake sent"
     CONFIRMING = "confirming"
+    SIGMA_HELLO_SENT = "sigma hello sent"
+    SIGMA_WAITING = "sigma waiting"
+    SIGMA_REPLIED = "sigma replied"
     OPEN = "open"
     SUSPENDED = "suspended"
     RESUMING = "resuming"
@@ -81,6 +98,9 @@ class State(enum.Enum):
 TRANSITIONS: dict[tuple[State, Wire], State] = {
     (State.PAKE_SENT, Wire.PAKE): State.CONFIRMING,
     (State.CONFIRMING, Wire.CONFIRM): State.OPEN,
+    (State.SIGMA_WAITING, Wire.SIGMA_HELLO): State.SIGMA_REPLIED,
+    (State.SIGMA_HELLO_SENT, Wire.SIGMA_REPLY): State.OPEN,
+    (State.SIGMA_REPLIED, Wire.SIGMA_FINISH): State.OPEN,
     (State.OPEN, Wire.DATA): State.OPEN,
     (State.OPEN, Wire.ACK): State.OPEN,
     (State.OPEN, Wire.CLOSE): State.CLOSED,
@@ -95,6 +115,22 @@ STALE: frozenset[tuple[State, Wire]] = frozenset(
     for state in (State.SUSPENDED, State.RESUMING)
     for wire in (Wire.DATA, Wire.ACK, Wire.CLOSE)
 )
+
+#: States before the keys are agreed (no resume from there).
+_PAIRING = frozenset(
+    {
+        State.START,
+        State.PAKE_SENT,
+        State.CONFIRMING,
+        State.SIGMA_HELLO_SENT,
+        State.SIGMA_WAITING,
+        State.SIGMA_REPLIED,
+    }
+)
+
+#: Pairing messages of the code flow, and of the code-less one.
+_CODE_WIRES = frozenset({Wire.PAKE, Wire.CONFIRM})
+_SIGMA_WIRES = frozenset({Wire.SIGMA_HELLO, Wire.SIGMA_REPLY, Wire.SIGMA_FINISH})
 
 #: The receiver acknowledges DATA frames in batches of this many.
 ACK_EVERY = 16
@@ -135,12 +171,25 @@ class Session:
     """One end of a Puente session."""
 
     def __init__(
-        self, role: Role, code: SessionCode, ticket_id: str, *, rekey_interval: int | None = None
+        self,
+        role: Role,
+        code: SessionCode | None,
+        ticket_id: str,
+        *,
+        rekey_interval: int | None = None,
+        handshake: AgentHandshake | TechnicianHandshake | None = None,
     ) -> None:
+        """A session that pairs with ``code`` (SPAKE2), or, with ``code=None``, with
+        ``handshake`` (code-less, :mod:`protocol.cert_pairing`; see :meth:`certified`)."""
         self.role = role
         self.state = State.START
         self.keys: SessionKeys | None = None
-        self._pairing = Pairing(role, code, ticket_id)
+        if (code is None) == (handshake is None):
+            raise LocalProtocolError("a session pairs with a code or a handshake, not both")
+        if handshake is not None and handshake.role is not role:
+            raise LocalProtocolError("the handshake is for the other role")
+        self._pairing = Pairing(role, code, ticket_id) if code is not None else None
+        self._handshake = handshake
         self._channel: SecureChannel | None = None
         self._rekey_interval = rekey_interval
         self._mux = Multiplexer()
@@ -157,12 +206,34 @@ class Session:
 
     # Public methods ---------------------------------------------------------------
 
+    @classmethod
+    def certified(
+        cls,
+        handshake: AgentHandshake | TechnicianHandshake,
+        *,
+        rekey_interval: int | None = None,
+    ) -> Session:
+        """A code-less session: it pairs with ``handshake`` (SIGMA-I, certificate)."""
+        return cls(handshake.role, None, "", rekey_interval=rekey_interval, handshake=handshake)
+
+    @property
+    def handshake(self) -> AgentHandshake | TechnicianHandshake | None:
+        """The code-less handshake (its verified ``technician`` / ``device_key``), or None."""
+        return self._handshake
+
     def start(self) -> None:
-        """Queue our PAKE message; call once the relay says we are paired."""
+        """Queue our first pairing message; call once the relay says we are paired."""
         if self.state is not State.START:
             raise LocalProtocolError("session already started")
-        self._outbox.append(bytes([Wire.PAKE]) + self._pairing.start())
-        self.state = State.PAKE_SENT
+        if isinstance(self._handshake, AgentHandshake):
+            self._outbox.append(bytes([Wire.SIGMA_HELLO]) + self._handshake.start())
+            self.state = State.SIGMA_HELLO_SENT
+        elif isinstance(self._handshake, TechnicianHandshake):
+            self.state = State.SIGMA_WAITING  # the agent speaks first
+        else:
+            assert self._pairing is not None
+            self._outbox.append(bytes([Wire.PAKE]) + self._pairing.start())
+            self.state = State.PAKE_SENT
 
     def receive_data(self, data: bytes) -> None:
         """Take one binary message from the peer. Raises on any violation; then CLOSED."""
@@ -228,7 +299,7 @@ class Session:
 
     def start_resume(self) -> None:
         """Both ends are back: queue our RESUME message with fresh ephemeral keys."""
-        if not self.resumable or self.state in (State.START, State.PAKE_SENT, State.CONFIRMING):
+        if not self.resumable or self.state in _PAIRING:
             raise LocalProtocolError(f"cannot resume while the session is {self.state.value}")
         assert self.keys is not None
         self.suspend()
@@ -292,17 +363,36 @@ class Session:
         if (self.state, wire) in STALE:
             return
         next_state = TRANSITIONS.get((self.state, wire))
+        mixed = wire in _CODE_WIRES and self._pairing is None
+        mixed = mixed or (wire in _SIGMA_WIRES and self._handshake is None)
+        if next_state is None and mixed:
+            raise RemoteProtocolError(
+                "One side paired with a session code and the other without one (a help "
+                "request or an enrolled device); start the session again the same way on both."
+            )
         if next_state is None:
             raise RemoteProtocolError(f"{wire.name} is not allowed while {self.state.value}")
 
         if wire is Wire.PAKE:
+            assert self._pairing is not None  # the table admits PAKE only in the code flow
             tag = self._pairing.receive_pake(data[1:])
             self._outbox.append(bytes([Wire.CONFIRM]) + tag)
         elif wire is Wire.CONFIRM:
-            keys = self._pairing.receive_confirm(data[1:])
-            self.keys = keys
-            self._channel = self._new_channel(keys)
-            self._events.append(Paired(keys))
+            assert self._pairing is not None
+            self._opened(self._pairing.receive_confirm(data[1:]))
+        elif wire is Wire.SIGMA_HELLO:
+            assert isinstance(self._handshake, TechnicianHandshake)
+            reply = self._handshake.receive_hello(data[1:])
+            self._outbox.append(bytes([Wire.SIGMA_REPLY]) + reply)
+        elif wire is Wire.SIGMA_REPLY:
+            assert isinstance(self._handshake, AgentHandshake)
+            finish = self._handshake.receive_reply(data[1:])
+            self._outbox.append(bytes([Wire.SIGMA_FINISH]) + finish)
+            assert self._handshake.keys is not None
+            self._opened(self._handshake.keys)
+        elif wire is Wire.SIGMA_FINISH:
+            assert isinstance(self._handshake, TechnicianHandshake)
+            self._opened(self._handshake.receive_finish(data[1:]))
         elif wire is Wire.RESUME:
             assert self._resumption is not None
             tag = self._resumption.receive_resume(data[1:])
@@ -337,6 +427,11 @@ class Session:
                     count = struct.pack(">Q", self._frames_received)
                     self._outbox.append(self._channel.seal(RecordType.ACK, count))
         self.state = next_state
+
+    def _opened(self, keys: SessionKeys) -> None:
+        self.keys = keys
+        self._channel = self._new_channel(keys)
+        self._events.append(Paired(keys))
 
     def _new_channel(self, keys: SessionKeys) -> SecureChannel:
         if self._rekey_interval is None:

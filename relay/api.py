@@ -55,14 +55,18 @@ from websockets.http11 import Request, Response
 
 from protocol.errors import SummaryInvalid, TrustError
 from protocol.identity import parse_revocation_list
+from protocol.safe_text import safe_text
 from protocol.summary import MAX_SUMMARY_BYTES, check_summary
 
+from .downloads import DownloadShelf
 from .errors import ApiRefusal, HeaderError
 from .events import join_url
 from .http import bearer_token, error_response, json_response
 from .joinpage import (
     JoinView,
+    OfferedDownload,
     html_response,
+    page_language,
     render_join_page,
     render_problem_page,
     visitor_os,
@@ -148,6 +152,8 @@ class RestApi:
         self._nameplate_ttl = nameplate_ttl
         self._outbox = outbox
         self._agent_download_url = agent_download_url
+        #: The agents the join page offers (set by the front door, which serves them).
+        self.downloads: DownloadShelf | None = None
         self._join_limiter = SlidingWindowLimiter(JOIN_PAGE_VIEWS_PER_MINUTE, 60.0)
         self._creation_limiter = SlidingWindowLimiter(sessions_per_minute, 60.0)
 
@@ -353,42 +359,43 @@ class RestApi:
         return json_response(http.HTTPStatus.OK, json.loads(stored.summary))
 
     def _join_page(self, session_id: str, headers: Headers, query: str, client_ip: str) -> Response:
-        _query_params(query, allowed=())
+        chosen = _query_params(query, allowed=("lang",)).get("lang")
+        language = page_language(", ".join(headers.get_all("Accept-Language")), chosen)
         now = self._clock()
         if not self._join_limiter.allow(client_ip, now):
-            page = render_problem_page(
-                "Too many tries",
-                "This address opened too many join pages in a minute; wait a minute and "
-                "open the link again.",
-            )
+            page = render_problem_page("too_many", language)
             return html_response(http.HTTPStatus.TOO_MANY_REQUESTS, page, (("Retry-After", "60"),))
         record = self._store.get_session(session_id)
         if record is None:
-            page = render_problem_page(
-                "No such session",
-                "This link does not belong to any session. Check the link your help desk "
-                "sent you, or ask your technician for a new one.",
+            return html_response(
+                http.HTTPStatus.NOT_FOUND, render_problem_page("unknown", language)
             )
-            return html_response(http.HTTPStatus.NOT_FOUND, page)
         if record.state_at(now) is not SessionState.WAITING:
-            page = render_problem_page(
-                "This session code no longer works",
-                "The code for this link has expired or was already used. Ask your "
-                "technician for a new session.",
-            )
-            return html_response(http.HTTPStatus.GONE, page)
+            return html_response(http.HTTPStatus.GONE, render_problem_page("gone", language))
         base = self._base_url().rstrip("/")
         relay_url = "wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]
         agents = headers.get_all("User-Agent")
         user_agent = agents[0] if len(agents) == 1 else None
+        offered = tuple(
+            OfferedDownload(
+                d.system,
+                f"/join/{record.id}/agent/{d.system}",
+                d.served_name(record.nameplate),
+                d.size,
+                d.sha256,
+            )
+            for d in (self.downloads.all() if self.downloads is not None else ())
+        )
         view = JoinView(
-            technician=record.technician_name,
-            ticket_id=record.ticket_id,
+            technician=safe_text(record.technician_name),
+            ticket_id=safe_text(record.ticket_id),
             nameplate=record.nameplate,
             expires_at=iso_time(record.expires_at) or "",
             relay_url=relay_url,
             download_url=self._agent_download_url,
             visitor_os=visitor_os(user_agent),
+            downloads=offered,
+            language=language,
         )
         return html_response(http.HTTPStatus.OK, render_join_page(view))
 

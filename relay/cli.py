@@ -27,6 +27,7 @@ from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from . import audit
 from .config import RelayConfig
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
+from .downloads import SYSTEMS, downloads_command
 from .errors import ConfigError, RelayError
 from .outbox import DeliverySettings
 from .server import RelayServer
@@ -323,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
         shown="default: the page tells them to ask their help desk",
         metavar="URL",
     )
+    option(
+        "--download-rate",
+        "PUENTE_DOWNLOAD_RATE",
+        "MB/s that all agent downloads together may take (see 'downloads'); more leaves "
+        "less CPU for forwarding sessions (bench/downloads.py)",
+        default="64",
+        type=float,
+        metavar="MB_PER_S",
+    )
     helpdesk = serve.add_argument_group(
         "help-desk connectors",
         "Session events (join link at creation, summary at the end) are queued in the "
@@ -459,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, metavar="FILE", help="file to write; - for standard output"
     )
 
+    _add_downloads_parser(commands)
+
     deliveries = commands.add_parser(
         "deliveries",
         help="list help-desk events not yet acknowledged",
@@ -511,6 +523,39 @@ def _add_enrolment_commands(commands: Any) -> None:
     withdraw.add_argument("token_id", help="the token's id, as 'enrolment list' shows it")
 
 
+def _add_downloads_parser(commands: Any) -> None:
+    """``puente-relay downloads add|list|remove`` (relay.downloads)."""
+    downloads = commands.add_parser(
+        "downloads",
+        help="the one-file agents customers download from the join page",
+        description="Keep the organisation's one-file agents (installers/build.py) in the "
+        "relay's data directory. The join page offers the one for the customer's system "
+        "first, with its size and SHA-256, named after the session's nameplate "
+        "(puente-agent-417, .exe on Windows) so that the agent asks only for the 6 digits "
+        "the technician reads out. Works while the relay is running.",
+    )
+    actions = downloads.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add",
+        help="add (or replace) the agent for one system",
+        description="Copy FILE in as the agent for --os, with its SHA-256. The "
+        "organisation's signature is recorded too: --signature, or FILE.sig if present.",
+        epilog="example:\n  puente-relay downloads add dist/puente-agent --os linux "
+        "--data-dir /var/lib/puente",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add.add_argument("file", type=Path, metavar="FILE", help="the built one-file agent")
+    add.add_argument("--os", required=True, choices=SYSTEMS, help="the system it runs on")
+    add.add_argument("--signature", type=Path, metavar="SIG", help="signature file (optional)")
+    add.add_argument("--json", action="store_true", help="print the stored entry as JSON")
+    listing = actions.add_parser("list", help="list the stored agents")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    remove = actions.add_parser("remove", help="stop offering the agent for one system")
+    remove.add_argument("--os", required=True, choices=SYSTEMS, help="the system")
+    for parser in (add, listing, remove):
+        _add_data_dir(parser)
+
+
 @quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``puente-relay`` with ``argv`` (default: the command line); return the exit status."""
@@ -536,6 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _enrolment(args)
         if args.command == "devices":
             return _devices(args)
+        if args.command == "downloads":
+            return downloads_command(args)
         return _technician(args)
     except (RelayError, ValueError) as exc:
         print(f"puente-relay: {exc}", file=sys.stderr)
@@ -579,6 +626,7 @@ def _serve(args: argparse.Namespace) -> int:
         connectors=connectors,
         delivery=DeliverySettings(timeout=args.delivery_timeout, backoff_cap=args.retry_max),
         agent_download_url=args.agent_download_url or None,
+        download_rate=args.download_rate * 1e6,
     )
     keep_freed_memory()  # forwarding bulk data (protocol.allocator)
     return asyncio.run(_run(config))

@@ -63,6 +63,10 @@ class RelayConfig:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     #: Where customers download the agent, shown on the join page (optional).
     agent_download_url: str | None = None
+    #: A download whose client reads nothing for this many seconds is dropped.
+    download_stall_timeout: float = 60.0
+    #: Bytes per second all agent downloads together may take (relay.downloads).
+    download_rate: float = 64e6
     # --- production settings (issue 7) ---
     #: PEM certificate (chain) and key: serve wss:// and https:// (relay.tls).
     tls_cert: str | Path | None = None

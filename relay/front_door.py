@@ -4,7 +4,8 @@
 ``/metrics``, unreadable bodies) and judges each upgrade of ``/v1/session`` (method,
 ``Origin``, cluster hops, the technician's bearer token, capacity). It returns None
 only for an upgrade it accepts; then :class:`relay.server.RelayServer` takes the
-connection.
+connection. Agent downloads and the join page's pictures go to
+:class:`relay.downloads.DownloadDesk`, which streams them itself.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import http
 import ipaddress
 import json
 import logging
+from collections.abc import Awaitable
 from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection
@@ -28,6 +30,7 @@ from .api import RestApi
 from .cluster import ClusterNode
 from .config import RelayConfig
 from .devices import DeviceDesk
+from .downloads import DownloadDesk, shelf_for
 from .errors import HeaderError
 from .http import RelayConnection, bearer_token, error_response, single_header
 from .store import RelayStore
@@ -62,15 +65,31 @@ class FrontDoor:
         self.relay = relay
         self.config = relay.config
         self._api = api
+        self.downloads = DownloadDesk(
+            shelf_for(relay.config.data_dir),
+            lambda: relay.store,
+            relay.config.clock,
+            relay.config.download_stall_timeout,
+            relay.config.download_rate,
+        )
+        api.downloads = self.downloads.shelf  # the join page lists what the desk serves
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Answer REST requests and refused upgrades; return None to accept an upgrade."""
+    def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
+        """Answer REST requests and refused upgrades; return None to accept an upgrade.
+
+        A download is an awaitable that streams the file before it returns."""
         assert isinstance(connection, RelayConnection)  # create_connection guarantees it
         connection.request_complete()
         ip = connection.client_ip = client_ip(connection, request, self.config.trusted_proxies)
         response: Response | None
         if connection.request_error is not None:
             response = body_refusal(connection.request_error)
+        elif (download := self.downloads.answer(connection, request, ip)) is not None:
+            if not isinstance(download, Response):
+                return download  # it logs how the stream went
+            response = download
         elif request.path in (envelope.WS_PATH, DEVICE_PATH):
             response = self._check_upgrade(connection, request, ip)
             ip = connection.client_ip  # a node hop names the real client

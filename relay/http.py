@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import http
 import json
 import logging
@@ -134,6 +135,10 @@ class RelayConnection(ForwardingConnection, ServerConnection):
     already has too many half-open ones is closed as it arrives; whatever slot it held
     is given back when it closes. With ``max_send_buffer``, a peer whose unsent bytes
     (pongs included) pile up past it is closed: it is not reading.
+
+    ``open_timeout`` bounds the opening handshake (the server is started without one):
+    an agent download (:mod:`relay.downloads`) lifts it with :meth:`lift_open_timeout`
+    once it starts streaming, since a slow line may need minutes for the file.
     """
 
     def __init__(
@@ -141,10 +146,13 @@ class RelayConnection(ForwardingConnection, ServerConnection):
         *args: Any,
         limits: AddressLimits | None = None,
         max_send_buffer: int | None = None,
+        open_timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._limits = limits
+        self._open_timeout = open_timeout
+        self._open_deadline: asyncio.Timeout | None = None
         self._max_send_buffer = max_send_buffer
         #: The TCP peer counted as half-open until its request is complete.
         self._half_open_peer: str | None = None
@@ -166,6 +174,25 @@ class RelayConnection(ForwardingConnection, ServerConnection):
         self._head = b""
         self._body_size = 0
         self._mode = "head"  # head -> body -> (pass | drop)
+
+    @classmethod
+    def factory(
+        cls, limits: AddressLimits, *, max_send_buffer: int | None, open_timeout: float | None
+    ) -> Callable[..., RelayConnection]:
+        """What ``serve(create_connection=...)`` calls for each new connection."""
+        return functools.partial(
+            cls, limits=limits, max_send_buffer=max_send_buffer, open_timeout=open_timeout
+        )
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        async with asyncio.timeout(self._open_timeout) as deadline:
+            self._open_deadline = deadline
+            await super().handshake(*args, **kwargs)
+
+    def lift_open_timeout(self) -> None:
+        """No deadline for the rest of the handshake (a download streams inside it)."""
+        if self._open_deadline is not None:
+            self._open_deadline.reschedule(None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -295,18 +322,31 @@ def json_response(
 ) -> Response:
     """A complete HTTP response with a JSON body; the connection closes after it."""
     body = json.dumps(payload, indent=2).encode() + b"\n"
+    return body_response(status, "application/json", body, "no-store", extra_headers)
+
+
+def body_response(
+    status: http.HTTPStatus,
+    content_type: str,
+    body: bytes,
+    cache: str = "no-store",
+    extra_headers: Iterable[tuple[str, str]] = (),
+    *,
+    head_only: bool = False,
+) -> Response:
+    """A complete HTTP response (its body left out for HEAD); the connection closes after it."""
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Connection", "close"),
-            ("Content-Type", "application/json"),
+            ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
+            ("Cache-Control", cache),
             ("X-Content-Type-Options", "nosniff"),
             *extra_headers,
         ]
     )
-    return Response(status.value, status.phrase, headers, body)
+    return Response(status.value, status.phrase, headers, b"" if head_only else body)
 
 
 def error_response(

@@ -1,13 +1,18 @@
 """The customer's join page, ``GET /join/{session_id}``: a small static HTML page. Pure.
 
-It tells the customer who is waiting for them, for which ticket, how to get the
-agent for their operating system, and the start of their session code. It never
+It tells the customer who is waiting for them, for which ticket, offers the agent for
+their operating system first (the others one click away, each with its size and
+SHA-256), shows in three steps with pictures what the agent will show, says what to do
+when the system blocks the file, and gives the start of their session code. English or
+Spanish, from ``Accept-Language`` or the page's own switch (``?lang=``), with the
+agent's own words (:mod:`protocol.customer_words`). It never
 shows the code's secret half: the relay does not know it. The customer types the
 full code the technician reads to them.
 
 Every value is escaped with :func:`html.escape`: technician names and ticket ids
 come from API callers and must never become markup. The page has no script, no
-form and no external resource, and its Content-Security-Policy forbids them.
+form and no external resource (its pictures come from the relay), and its
+Content-Security-Policy forbids them.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from html import escape
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from protocol.customer_words import LANGUAGES, words
+
 SECURITY_HEADERS = (
     (
         "Content-Security-Policy",
-        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; "
         "form-action 'none'; frame-ancestors 'none'",
     ),
     ("X-Frame-Options", "DENY"),
@@ -41,7 +48,25 @@ code { background: #f1f1f1; padding: 0.1em 0.3em; word-break: break-all; }
 .os { border-left: 4px solid #ccc; padding-left: 1em; margin: 1em 0; }
 .mine { border-color: #2a7ae2; }
 .warn { background: #fff4e0; padding: 0.6em 1em; }
+.lang { text-align: right; }
+a.download { display: inline-block; background: #2a7ae2; color: #fff; padding: 0.6em 1.2em;
+             border-radius: 6px; text-decoration: none; font-weight: bold; }
+.facts { font-size: 0.85em; color: #444; }
+figure { margin: 0.5em 0; }
+img { max-width: 100%; height: auto; border: 1px solid #ccc; }
+details { margin: 1em 0; }
 """
+
+
+@dataclass(frozen=True)
+class OfferedDownload:
+    """One agent the page offers (:class:`relay.downloads.AgentDownload`, for this session)."""
+
+    system: str  # "windows" | "macos" | "linux"
+    url: str
+    file_name: str  # puente-agent-NAMEPLATE(.exe): what the browser saves
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -53,8 +78,13 @@ class JoinView:
     nameplate: str
     expires_at: str  # ISO 8601 UTC
     relay_url: str  # the WebSocket address the agent dials
-    download_url: str | None
+    download_url: str | None  # an outside download page, when the relay serves no agents
     visitor_os: str | None  # "windows" | "macos" | "linux" from the User-Agent, if known
+    downloads: tuple[OfferedDownload, ...] = ()
+    language: str = "en"
+
+
+SYSTEM_NAMES = {"windows": "Windows", "macos": "macOS", "linux": "Linux"}
 
 
 def visitor_os(user_agent: str | None) -> str | None:
@@ -69,71 +99,134 @@ def visitor_os(user_agent: str | None) -> str | None:
     return None
 
 
+def page_language(accept_language: str | None, chosen: str | None = None) -> str:
+    """``en`` or ``es``: ``chosen`` (the page's switch, ``?lang=``) if it is one of them,
+    else the first of them the browser's ``Accept-Language`` prefers, else English."""
+    if chosen in LANGUAGES:
+        return chosen
+    best, best_q = LANGUAGES[0], 0.0
+    for position, item in enumerate((accept_language or "").split(",")):
+        tag, _, params = item.strip().partition(";")
+        base = tag.strip().lower().partition("-")[0]
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        # Earlier entries win ties: subtract a hair per position.
+        score = q - position * 1e-6
+        if base in LANGUAGES and q > 0 and score > best_q:
+            best, best_q = base, score
+    return best
+
+
 def render_join_page(view: JoinView) -> str:
-    """The page for a waiting session."""
-    technician = escape(view.technician)
-    ticket = escape(view.ticket_id)
+    """The page for a waiting session, in ``view.language``."""
+    say = words(view.language)
     prefix = escape(view.nameplate) + "-"
-    relay = escape(view.relay_url)
-    if view.download_url:
+    other = "es" if view.language == "en" else "en"
+    first_os = view.visitor_os or (view.downloads[0].system if view.downloads else None)
+    offered = sorted(view.downloads, key=lambda d: d.system != first_os)
+    if offered:
+        mine, *others = offered
+        get_agent = _offer(mine, say, mine.system == view.visitor_os, "mine")
+        if others:
+            get_agent += (
+                f"\n<details><summary>{escape(say['join.other_systems'])}</summary>\n"
+                + "\n".join(_offer(d, say, False, "") for d in others)
+                + "\n</details>"
+            )
+        name = offered[0].file_name
+    elif view.download_url:
         get_agent = (
-            f'<p><a href="{escape(view.download_url)}">Download the Puente agent</a> '
-            "for your computer, then follow the steps for your system below.</p>"
+            f'<p><a class="download" href="{escape(view.download_url)}">'
+            f"{escape(say['join.step_download'][3:])}</a></p>"
         )
+        name = f"puente-agent-{view.nameplate}"
     else:
-        get_agent = (
-            "<p>Your help desk will give you the Puente agent (ask your technician if you "
-            "do not have it yet), then follow the steps for your system below.</p>"
+        get_agent = f"<p>{escape(say['join.no_downloads'])}</p>"
+        name = f"puente-agent-{view.nameplate}"
+    systems = sorted(SYSTEM_NAMES, key=lambda system: system != view.visitor_os)
+    blocked = "\n".join(
+        f'<li class="os{" mine" if system == view.visitor_os else ""}">'
+        + escape(say[f"join.blocked_{system}"].format(name=name))
+        + (
+            f" <strong>{escape(say['join.this_computer'])}</strong>"
+            if system == view.visitor_os
+            else ""
         )
-    systems = {
-        "windows": (
-            "Windows",
-            "Open the downloaded <code>puente-agent.exe</code>. It needs no installation and "
-            "no administrator rights.",
-        ),
-        "macos": (
-            "macOS",
-            "Open the downloaded Puente agent. If macOS asks, allow it in System Settings, "
-            "Privacy &amp; Security.",
-        ),
-        "linux": (
-            "Linux",
-            f"Run in a terminal: <code>puente-agent --relay {relay} --console</code>",
-        ),
-    }
-    order = sorted(systems, key=lambda name: name != view.visitor_os)
-    steps = "\n".join(
-        f'<div class="os{" mine" if name == view.visitor_os else ""}"><h3>{title}'
-        f"{' (this computer)' if name == view.visitor_os else ''}</h3><p>{text}</p></div>"
-        for name in order
-        for title, text in [systems[name]]
+        + "</li>"
+        for system in systems
+    )
+    who = escape(say["join.who"]).format(
+        technician=f"<strong>{escape(view.technician)}</strong>",
+        ticket=f"<strong>{escape(view.ticket_id)}</strong>",
+    )
+    opening = escape(say["join.open_text"]).format(
+        title=escape(say["app.title"]),
+        label=escape(say["tk.digits_label"].format(nameplate=view.nameplate)),
+        connect=escape(say["tk.connect"]),
+    )
+    checking = escape(say["join.check_text"]).format(
+        sas=escape(say["tk.sas"].format(sas="...")),
+        hint=escape(say["tk.sas_hint"]),
+        stop=escape(say["tk.stop_all"]),
     )
     body = f"""
-<h1>Your technician is waiting for you</h1>
-<p><strong>{technician}</strong> is ready to help you with ticket <strong>{ticket}</strong>.</p>
-<h2>1. Get the Puente agent</h2>
+<p class="lang"><a href="?lang={other}" hreflang="{other}" lang="{other}">{escape(say["join.switch"])}</a></p>
+<h1>{escape(say["join.heading"])}</h1>
+<p>{who}</p>
+<h2>{escape(say["join.step_download"])}</h2>
 {get_agent}
-{steps}
-<p>If the agent asks for a relay address, use <code>{relay}</code>.</p>
-<h2>2. Type your session code</h2>
-<p>Your code begins with <span class="code">{prefix}</span></p>
-<p>Your technician will read you the whole code on the phone, for example
-<span class="code">{prefix}xxx-xxx</span>. Type all of it into the agent.
-This page never shows the whole code.</p>
-<p>The code works until {escape(view.expires_at)} (UTC) and only once.</p>
-<h2>3. You stay in control</h2>
-<p>The agent shows your technician's name, the ticket and a check code: your technician
-sees the same check code, so read it to them. Nothing happens on your computer until you
-allow it, one thing at a time, and you can stop at any moment.</p>
-<p class="warn">Only continue if you contacted your help desk yourself. Never type a code
-that an unexpected caller gave you.</p>
+<p>{escape(say["join.no_install"]).format(prefix=f'<span class="code">{prefix}</span>')}</p>
+<h2>{escape(say["join.step_open"])}</h2>
+<figure><img src="/join/assets/agent-digits-{view.language}.png" width="480"
+ alt="{escape(say["join.picture_open"])}"></figure>
+<p>{opening}</p>
+<h2>{escape(say["join.step_check"])}</h2>
+<figure><img src="/join/assets/agent-session-{view.language}.png" width="480"
+ alt="{escape(say["join.picture_check"])}"></figure>
+<p>{checking}</p>
+<h2>{escape(say["join.blocked_heading"])}</h2>
+<ul class="blocked">
+{blocked}
+</ul>
+<p>{escape(say["join.relay"]).format(relay=f"<code>{escape(view.relay_url)}</code>")}</p>
+<p>{escape(say["join.expires"].format(time=view.expires_at))}</p>
+<p class="warn">{escape(say["join.warning"])}</p>
 """
-    return _page("Your technician is waiting - Puente", body)
+    return _page(say["join.page_title"], body, view.language)
 
 
-def render_problem_page(title: str, text: str) -> str:
-    """A page saying why there is nothing to join, and what to do."""
-    return _page(f"{title} - Puente", f"<h1>{escape(title)}</h1>\n<p>{escape(text)}</p>\n")
+def _offer(download: OfferedDownload, say: dict[str, str], here: bool, css: str) -> str:
+    """One download: its button, then its file name, size and SHA-256."""
+    system = SYSTEM_NAMES[download.system]
+    label = escape(say["join.download"].format(system=system))
+    if here:
+        label += " " + escape(say["join.this_computer"])
+    facts = escape(say["join.file_facts"]).format(
+        name=f'<code class="name">{escape(download.file_name)}</code>',
+        size=f"{download.size / 1e6:.1f}",
+        sha256=f'<code class="sha256">{escape(download.sha256)}</code>',
+    )
+    return (
+        f'<div class="os {css}" data-os="{escape(download.system)}">'
+        f'<p><a class="download" href="{escape(download.url)}" '
+        f'download="{escape(download.file_name)}">{label}</a></p>'
+        f'<p class="facts">{facts}</p></div>'
+    )
+
+
+def render_problem_page(problem: str, language: str = "en") -> str:
+    """A page saying why there is nothing to join, and what to do: ``problem`` is
+    ``too_many``, ``unknown`` or ``gone`` (``join.PROBLEM.*`` in the customer words)."""
+    say = words(language)
+    title, text = say[f"join.{problem}.title"], say[f"join.{problem}.text"]
+    body = f"<h1>{escape(title)}</h1>\n<p>{escape(text)}</p>\n"
+    return _page(f"{title} - Puente", body, language)
 
 
 def html_response(
@@ -154,9 +247,9 @@ def html_response(
     return Response(status.value, status.phrase, headers, body)
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, language: str = "en") -> str:
     return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<!DOCTYPE html>\n<html lang="{escape(language)}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="robots" content="noindex">\n'
         f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"

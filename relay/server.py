@@ -239,8 +239,8 @@ class RelayServer:
         limits = AddressLimits(
             config.max_half_open_per_ip, config.connections_per_ip, config.trusted_proxies
         )
-        connection_factory = functools.partial(
-            RelayConnection, limits=limits, max_send_buffer=config.max_send_buffer
+        connection_factory = RelayConnection.factory(
+            limits, max_send_buffer=config.max_send_buffer, open_timeout=config.open_timeout
         )
         try:
             self._server = await serve(
@@ -254,7 +254,7 @@ class RelayServer:
                 max_size=config.max_message_size,
                 max_queue=config.max_queue,
                 write_limit=config.write_limit,
-                open_timeout=config.open_timeout,
+                open_timeout=None,  # RelayConnection applies it (relay.downloads)
                 close_timeout=config.close_timeout,
                 ping_interval=config.ping_interval,
                 ping_timeout=config.ping_timeout,

@@ -29,6 +29,7 @@ from link.connection import Link
 from link.errors import LinkError, RelayRefused, RelayUnavailable, SessionLost
 from link.relay_address import http_url, untrusted_certificate
 from protocol import messages
+from protocol.cert_pairing import DeviceExpectation, TechnicianProof
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.errors import VersionMismatch
@@ -225,30 +226,40 @@ class TechnicianSession:
             ssl=ssl,
             wait_timeout=wait_timeout,
         )
-        try:
-            name = credentials.certificate.name if credentials else technician_name
-            await link.send_control(
-                messages.Hello(PROTOCOL_VERSION, "technician", f"puente-tech {__version__}", name)
-            )
-            await link.send_control(
-                credentials.identity(link.keys.transcript_hash)
-                if credentials
-                else messages.Identity()
-            )
-            hello = await asyncio.wait_for(link.receive_control(), 30)
-            if hello is None:
-                reason = await link.wait_closed()  # raises why the session was lost
-                raise SessionLost(f"The customer's agent ended the session: {reason}")
-            if not isinstance(hello, messages.Hello):
-                raise SessionLost("The customer's agent did not introduce itself.")
-            messages.check_hello(hello)
-        except (VersionMismatch, TimeoutError) as exc:
-            await link.close(str(exc))
-            raise SessionLost(str(exc) or "The customer's agent did not answer.") from exc
-        except BaseException:
-            await link.close("technician client error")
-            raise
-        return cls(link, hello)
+        name = credentials.certificate.name if credentials else technician_name
+        return cls(link, await _introduce(link, name, credentials))
+
+    @classmethod
+    async def connect_code_less(
+        cls,
+        relay_url: str,
+        nameplate: str,
+        ticket_id: str,
+        *,
+        token: str,
+        credentials: TechnicianCredentials,
+        expect: DeviceExpectation | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        wait_timeout: float | None = None,
+    ) -> TechnicianSession:
+        """Claim ``nameplate`` and pair without a code: the agent verifies ``credentials``
+        (certificate and key) in the key exchange itself (SIGMA-I,
+        :mod:`protocol.cert_pairing`). For help requests and enrolled devices; ``expect``
+        requires the agent to prove a device key. Then the same ``Hello`` and
+        ``Identity`` as with a code. Both ends show the check code (:attr:`sas`).
+        A refused pairing raises :class:`SessionLost` saying why.
+        """
+        link = await Link.open_certified(
+            relay_url,
+            nameplate,
+            proof=TechnicianProof(credentials.certificate_bytes, credentials.private_key),
+            expect=expect,
+            ticket_id=ticket_id,
+            token=token,
+            ssl=ssl,
+            wait_timeout=wait_timeout,
+        )
+        return cls(link, await _introduce(link, credentials.certificate.name, credentials))
 
     async def request(
         self,
@@ -394,3 +405,30 @@ __all__ = [
     "SessionLost",
     "TechnicianSession",
 ]
+
+
+async def _introduce(
+    link: Link, name: str, credentials: TechnicianCredentials | None
+) -> messages.Hello:
+    """Send our ``Hello`` and ``Identity``; return the agent's ``Hello`` (or close the link)."""
+    try:
+        await link.send_control(
+            messages.Hello(PROTOCOL_VERSION, "technician", f"puente-tech {__version__}", name)
+        )
+        await link.send_control(
+            credentials.identity(link.keys.transcript_hash) if credentials else messages.Identity()
+        )
+        hello = await asyncio.wait_for(link.receive_control(), 30)
+        if hello is None:
+            reason = await link.wait_closed()  # raises why the session was lost
+            raise SessionLost(f"The customer's agent ended the session: {reason}")
+        if not isinstance(hello, messages.Hello):
+            raise SessionLost("The customer's agent did not introduce itself.")
+        messages.check_hello(hello)
+    except (VersionMismatch, TimeoutError) as exc:
+        await link.close(str(exc))
+        raise SessionLost(str(exc) or "The customer's agent did not answer.") from exc
+    except BaseException:
+        await link.close("technician client error")
+        raise
+    return hello

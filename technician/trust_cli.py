@@ -108,6 +108,14 @@ def add_commands(commands: Any) -> None:
     certify.add_argument(
         "--organisation", help="organisation name in the certificate (default: the key's)"
     )
+    certify.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="allow more than attended sessions, e.g. --role unattended (enrolled devices "
+        "accept only technicians whose certificate names it); repeat for several",
+    )
 
     revoke = org_commands.add_parser(
         "revoke",
@@ -307,19 +315,29 @@ def org_certify(args: argparse.Namespace, out: Output) -> int:
     if args.organisation:
         secret = OrganisationSecret(check_organisation_name(args.organisation), secret.private_key)
     now = int(time.time())
-    document = issue_certificate(
-        secret, args.name, technician_key, now - 60, now + args.valid_days * 86400
-    )
+    try:
+        document = issue_certificate(
+            secret,
+            args.name,
+            technician_key,
+            now - 60,
+            now + args.valid_days * 86400,
+            roles=args.role,
+        )
+    except ValueError as exc:
+        raise CredentialsError(f"{exc} Nothing was written.") from None
     certificate = parse_certificate(document)
+    roles = f", roles {', '.join(certificate.roles)}" if certificate.roles else ""
     summary = (
         f"Certificate for {certificate.name} of {certificate.organisation}, serial "
-        f"{certificate.serial}, valid until {iso_date(certificate.not_after)}"
+        f"{certificate.serial}, valid until {iso_date(certificate.not_after)}{roles}"
     )
     fields = {
         "technician": certificate.name,
         "organisation": certificate.organisation,
         "serial": certificate.serial,
         "not_after": certificate.not_after,
+        "roles": list(certificate.roles),
     }
     if args.out is None:
         if out.as_json:
@@ -345,13 +363,15 @@ def org_show(args: argparse.Namespace, out: Output) -> int:
         f"  serial {certificate.serial}\n"
         f"  valid {iso_date(certificate.not_before)} to {iso_date(certificate.not_after)}\n"
         f"  organisation key {short_key_id(certificate.organisation_key)} "
-        "(not verified here; agents verify it)",
+        "(not verified here; agents verify it)"
+        + (f"\n  roles {', '.join(certificate.roles)}" if certificate.roles else ""),
         technician=certificate.name,
         organisation=certificate.organisation,
         serial=certificate.serial,
         not_before=certificate.not_before,
         not_after=certificate.not_after,
         organisation_key=certificate.organisation_key,
+        roles=list(certificate.roles),
     )
     return EXIT_OK
 

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.settings import BakedSettings, SettingsError, code_from_filename
+from agent.settings import (
+    BakedSettings,
+    SettingsError,
+    code_from_filename,
+    code_with_nameplate,
+    nameplate_from_filename,
+)
+from protocol.code import InvalidCodeError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +37,34 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_code_from_the_file_name(name: str, code: str | None) -> None:
     found = code_from_filename(name)
     assert (str(found) if found else None) == code
+
+
+@pytest.mark.parametrize(
+    ("name", "nameplate"),
+    [
+        ("puente-agent-417", "417"),  # as the join page serves it
+        ("/home/ana/Downloads/puente-agent-417.exe", "417"),
+        ("C:\\Users\\ana\\Downloads\\puente-agent-417 (1).exe", "417"),
+        ("puente-agent-123456789", None),  # a whole code: nothing to ask
+        ("puente-agent-417862093", None),
+        ("puente-agent", None),
+        ("puente-agent-12", None),
+    ],
+)
+def test_the_nameplate_alone_from_the_file_name(name: str, nameplate: str | None) -> None:
+    assert nameplate_from_filename(name.replace("\\", "/")) == nameplate
+
+
+def test_six_digits_complete_the_nameplate_and_a_whole_code_still_works() -> None:
+    assert str(code_with_nameplate("862093", "417")) == "417-862-093"
+    assert str(code_with_nameplate(" 862-093 ", "417")) == "417-862-093"
+    assert str(code_with_nameplate("417-862-093", "417")) == "417-862-093"
+    assert str(code_with_nameplate("555-111-222", "417")) == "555-111-222"
+    for wrong in ("86209", "8620931", "abcdef", ""):
+        with pytest.raises(InvalidCodeError):
+            code_with_nameplate(wrong, "417")
+    with pytest.raises(InvalidCodeError):
+        code_with_nameplate("862093", None)
 
 
 def test_settings_hold_public_fields_only() -> None:

@@ -319,3 +319,43 @@ def walk(widget: Any) -> Iterator[Any]:
     for child in widget.winfo_children():
         yield child
         yield from walk(child)
+
+
+def test_a_download_named_after_the_nameplate_joins_with_six_digits_typed_in_the_window(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    """Issue 19: the agent the join page serves is called ``puente-agent-NNN``; its window
+    asks only for the 6 digits the technician reads out (the one-file build does the
+    same on standard input, tests/installers)."""
+    from tests.support.xdisplay import xdotool
+
+    snapshot = tmp_path / "window.json"
+    token = relay_process.add_technician("Ana Technician")
+    with xvfb() as display:
+        tech = technician_console(relay_process, token)
+        code = tech.expect(r"^code: (\S+)$").group(1)
+        nameplate, secret = code.split("-")[0], "".join(code.split("-")[1:])
+        named = tmp_path / "Downloads" / f"puente-agent-{nameplate}"
+        named.parent.mkdir()
+        named.write_text(
+            f"#!{sys.executable}\nimport sys\nfrom agent.cli import main\nsys.exit(main())\n"
+        )
+        named.chmod(0o755)
+        agent = Process(
+            [str(named), "--relay", relay_process.ws_url, "--log-dir", str(tmp_path / "logs")],
+            env={"DISPLAY": display, tk_ui.SNAPSHOT_ENV: str(snapshot), "PUENTE_LANG": "en"},
+        )
+        main = wait_window(display, "Puente remote support")
+        label = f"Type the 6 digits your technician reads you, after {nameplate}-:"
+        shown = wait_shown(snapshot, has(label), "the 6 digits label")
+        assert f"{nameplate}-" in texts(shown)
+        xdotool(display, "windowfocus", "--sync", main)
+        xdotool(display, "key", "End")
+        xdotool(display, "type", secret)
+        click_colour(display, main, tk_ui.CONNECT_COLOUR)
+        tech.expect(r"^Customer joined")
+        sas = tech.lines[-1].split("Check code: ")[1].split(" - ")[0]
+        wait_shown(snapshot, has(f"Check code: {sas}"), "the check code")
+        screenshot(display, tmp_path / "joined-with-six-digits.png")
+        tech.kill()
+        agent.kill()

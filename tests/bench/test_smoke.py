@@ -86,3 +86,34 @@ def test_screen_benchmark_tiny_run_reports_every_goal() -> None:
         assert f"- {scene}: bytes" in report, report
     goals = report.split("Goals:", 1)[1]
     assert goals.count(", met") + goals.count(", NOT met") == 6, report
+
+
+def test_pairing_benchmark_quick_run_reports_every_kind() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pairing.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["results"]) == {
+        "code flow (SPAKE2)",
+        "code-less, anonymous agent",
+        "code-less, device key",
+    }
+    assert report["results"]["code flow (SPAKE2)"]["ratio"] == 1.0
+
+
+def test_downloads_benchmark_quick_run_compares_with_no_downloads() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "downloads.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["downloads"] > 0 and figures["refused"] == 0
+    assert figures["round_trips"]["quiet"] > 0 and figures["round_trips"]["downloading"] > 0
+    assert {"added_p99_ms", "p99_ratio", "relay_rss_mb"} <= set(figures)

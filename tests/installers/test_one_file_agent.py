@@ -7,12 +7,14 @@ address, its public key and name. Then: under 30 MB, nothing secret inside, a wi
 in under 3 seconds, a real session in console mode with the code taken from the
 file's name, and nothing left behind but the audit log; and, since the download
 leaves out what the agent does not use, a live screen stream from it with every
-tile codec and the pointer's shape.
+tile codec and the pointer's shape. And, as issue 19 asks, the same file served by
+the relay from the join page (named after the nameplate) joins with the 6 digits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -20,6 +22,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,6 +71,7 @@ def test_the_one_file_agent(tmp_path: Path) -> None:
         check_small_and_no_secret(built)
         check_starts_to_its_window_in_under_three_seconds(built, tmp_path / "window")
         check_joins_with_the_code_from_its_name_and_leaves_only_the_log(built, tmp_path / "session")
+        check_downloaded_from_the_join_page_it_asks_only_for_six_digits(built, tmp_path / "join")
         check_shares_the_screen_with_every_codec(built, tmp_path / "screen")
     check_numpy_benchmark_runs()
 
@@ -170,19 +175,9 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
     built: Built, tmp_path: Path
 ) -> None:
     tmp_path.mkdir()
-    token = built.relay.add_technician("Ana Technician")
-    # The agent pins the organisation's key it was built with: only a certified
-    # technician gets in, and the customer sees the verified name.
-    cert, key = built.organisation.technician("Ana Lopez", "ana")
-    tech = Process(
-        [sys.executable, "-m", "technician.cli", "--relay", built.relay.ws_url, "--token", token]
-        + ["--cert", str(cert), "--key", str(key), "session", "--ticket", "HD-5"],
-        stdin=True,
-    )
+    tech = certified_technician(built, "HD-5", "Ana Technician", "ana")
     code = tech.expect(r"^code: (\S+)$").group(1)
-    downloads, home, temp = tmp_path / "Downloads", tmp_path / "home", tmp_path / "tmp"
-    for folder in (downloads, home, temp):
-        folder.mkdir()
+    downloads, home, temp = customer_folders(tmp_path)
     named = downloads / f"puente-agent-{code.replace('-', '')}"
     shutil.copy2(built.binary, named)
     clean_env = {
@@ -200,14 +195,7 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
             },
             stdin=True,
         )
-        customer.expect(r"^Verified: Ana Lopez, Acme IT$")
-        customer.expect(r"^Check code")
-        tech.expect(r"^Customer joined")
-        tech.send(f"diagnostics {tmp_path / 'diag.json'}")
-        customer.expect(r"^Allow Diagnostics\?")
-        customer.send("y")
-        tech.expect(r"^ok diagnostics: written to")
-        assert json.loads((tmp_path / "diag.json").read_text())["hostname"]
+        joins_verified_and_sends_diagnostics(customer, tech, tmp_path / "diag.json")
         # The screen pipeline works inside the one file too (numpy, mss, JPEG, PNG).
         tech.send(f"screenshot {tmp_path / 'screen.png'}")
         customer.expect(r"^Allow Screen view\?")
@@ -227,13 +215,7 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
             timeout=scaled(10),
         )
         assert pointer.stdout.startswith("x:100 y:80 "), pointer.stdout + pointer.stderr
-        tech.send("end")
-        customer.expect(r"^How would you rate this help")
-        customer.send("5")
-        customer.expect(r"^Any comment")
-        customer.send("")
-        assert tech.wait(30) == 0
-        assert customer.wait(30) == 0, customer.output + customer.stderr
+        ends_with_a_rating(customer, tech)
         # No library's warning reaches the customer (cryptography deprecates DSA, which
         # asyncssh touches on import): the one file quiets them as the installed agent does.
         assert not re.search(r"\w*Warning\b|\bdeprecated\b", customer.output + customer.stderr)
@@ -243,6 +225,97 @@ def check_joins_with_the_code_from_its_name_and_leaves_only_the_log(
     left = sorted(p.relative_to(home) for p in home.rglob("*") if p.is_file())
     assert len(left) == 1 and str(left[0]).startswith(".local/state/puente/session-"), left
     assert sorted(p.name for p in downloads.iterdir()) == [named.name]
+
+
+def certified_technician(built: Built, ticket: str, account: str, stem: str) -> Process:
+    """A technician console holding a certificate of the organisation the agent pins:
+    only such a technician gets in, and the customer sees the verified name."""
+    token = built.relay.add_technician(account)
+    cert, key = built.organisation.technician("Ana Lopez", stem)
+    return Process(
+        [sys.executable, "-m", "technician.cli", "--relay", built.relay.ws_url, "--token", token]
+        + ["--cert", str(cert), "--key", str(key), "session", "--ticket", ticket],
+        stdin=True,
+    )
+
+
+def customer_folders(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The customer's Downloads, home and temporary folders, made empty."""
+    folders = (tmp_path / "Downloads", tmp_path / "home", tmp_path / "tmp")
+    for folder in folders:
+        folder.mkdir()
+    return folders
+
+
+def check_downloaded_from_the_join_page_it_asks_only_for_six_digits(
+    built: Built, tmp_path: Path
+) -> None:
+    """Acceptance 2 of issue 19: the operator adds this build to the relay; the customer
+    downloads it from the join page, makes it runnable and runs it as downloaded; it
+    knows its nameplate from its name and joins with the 6 digits typed on stdin."""
+    tmp_path.mkdir()
+    added = subprocess.run(
+        [sys.executable, "-m", "relay.cli", "downloads", "add", str(built.binary)]
+        + ["--os", "linux", "--data-dir", str(built.relay.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert added.returncode == 0, added.stderr
+    tech = certified_technician(built, "HD-19", "Ana at the join page", "ana-join")
+    code = tech.expect(r"^code: (\S+)$").group(1)
+    link = tech.expect(r"^Join page for the customer.*: (http\S+)$").group(1)
+    nameplate, secret = code.split("-")[0], "".join(code.split("-")[1:])
+    request = urllib.request.Request(link, headers={"User-Agent": "Mozilla/5.0 (X11; Linux)"})
+    with urllib.request.urlopen(request, timeout=scaled(10)) as page:
+        html = page.read().decode()
+    href, shown_sha = re.search(
+        r'<a class="download" href="([^"]+)".*?<code class="sha256">([0-9a-f]{64})</code>', html
+    ).groups()  # type: ignore[union-attr]
+    downloads, home, temp = customer_folders(tmp_path)
+    with urllib.request.urlopen(urllib.parse.urljoin(link, href), timeout=scaled(60)) as got:
+        name = re.search(r'filename="([^"]+)"', got.headers["Content-Disposition"]).group(1)  # type: ignore[union-attr]
+        saved = downloads / name
+        with saved.open("wb") as out:
+            shutil.copyfileobj(got, out)
+    assert name == f"puente-agent-{nameplate}" and secret not in name
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == shown_sha
+    saved.chmod(0o755)  # chmod +x, as the page tells a Linux customer
+    clean_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PUENTE_", "XDG_", "DISPLAY"))
+    }
+    customer = Process(
+        [str(saved), "--console"],
+        env={**clean_env, "HOME": str(home), "TMPDIR": str(temp), "PUENTE_LANG": "en"},
+        stdin=True,
+    )
+    customer.send(secret)  # only the 6 digits the technician reads out
+    joins_verified_and_sends_diagnostics(customer, tech, tmp_path / "diag.json")
+    assert f"Type the 6 digits your technician reads you (session {nameplate})" in customer.output
+    ends_with_a_rating(customer, tech)
+
+
+def joins_verified_and_sends_diagnostics(customer: Process, tech: Process, out: Path) -> None:
+    """The customer sees the verified technician and the check code, then allows
+    diagnostics; the technician gets them."""
+    customer.expect(r"^Verified: Ana Lopez, Acme IT$", timeout=60)
+    customer.expect(r"^Check code")
+    tech.expect(r"^Customer joined")
+    tech.send(f"diagnostics {out}")
+    customer.expect(r"^Allow Diagnostics\?")
+    customer.send("y")
+    tech.expect(r"^ok diagnostics: written to")
+    assert json.loads(out.read_text())["hostname"]
+
+
+def ends_with_a_rating(customer: Process, tech: Process) -> None:
+    tech.send("end")
+    customer.expect(r"^How would you rate this help")
+    customer.send("5")
+    customer.expect(r"^Any comment")
+    customer.send("")
+    assert tech.wait(30) == 0
+    assert customer.wait(30) == 0, customer.output + customer.stderr
 
 
 def check_shares_the_screen_with_every_codec(built: Built, tmp_path: Path) -> None:

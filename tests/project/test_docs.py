@@ -10,7 +10,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def state_diagram() -> str:
-    lines = ["stateDiagram-v2", "    [*] --> start", "    start --> pake_sent: local start"]
+    lines = [
+        "stateDiagram-v2",
+        "    [*] --> start",
+        "    start --> pake_sent: local start",
+        "    start --> sigma_hello_sent: local start (agent, code-less)",
+        "    start --> sigma_waiting: local start (technician, code-less)",
+    ]
     for (state, wire), target in TRANSITIONS.items():
         lines.append(f"    {state.name.lower()} --> {target.name.lower()}: recv {wire.name}")
     for state, wire in sorted(STALE, key=lambda pair: (pair[0].name, pair[1].name)):
@@ -26,6 +32,9 @@ def state_diagram() -> str:
         "    resume_confirming --> suspended: link lost again",
         "    pake_sent --> closed: anything else (protocol error)",
         "    confirming --> closed: anything else (protocol error)",
+        "    sigma_hello_sent --> closed: anything else (protocol error)",
+        "    sigma_waiting --> closed: anything else (protocol error)",
+        "    sigma_replied --> closed: anything else (protocol error)",
         "    open --> closed: anything else (protocol error)",
         "    resuming --> closed: anything else (protocol error)",
         "    resume_confirming --> closed: anything else (protocol error)",

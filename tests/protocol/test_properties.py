@@ -13,14 +13,23 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from protocol import envelope, messages
+from protocol.cert_pairing import (
+    AgentHandshake,
+    Rendezvous,
+    TechnicianHandshake,
+    TechnicianPolicy,
+    TechnicianProof,
+)
 from protocol.channel import RecordType, SecureChannel
 from protocol.code import SessionCode
 from protocol.envelope import Role
 from protocol.errors import EnvelopeError, InvalidCodeError, PuenteError, WrongCodeError
+from protocol.identity import OrganisationSecret, issue_certificate
 from protocol.mux import MAX_FRAGMENT, Channel, MessageReceived, Multiplexer
 from protocol.pairing import PROTOCOL_VERSION, Pairing, SessionKeys
 from protocol.session import Session, State, Wire
@@ -296,8 +305,39 @@ def test_channel_round_trips_any_plaintexts(plaintexts: list[bytes], interval: i
 # Session -----------------------------------------------------------------------------
 
 
+def certified_in(state: State) -> tuple[Session, list[bytes]]:
+    """A code-less Session in a SIGMA state (the agent in SIGMA_HELLO_SENT, the
+    technician otherwise), and what the honest other side sends it next."""
+    org = OrganisationSecret("Acme", Ed25519PrivateKey.generate())
+    key = Ed25519PrivateKey.generate()
+    certificate = issue_certificate(org, "Ana", key.public_key(), 0, 2**40)
+    place = Rendezvous("417", TICKET)
+    agent = Session.certified(
+        AgentHandshake(place, TechnicianPolicy(org.public_key), 1_800_000_000)
+    )
+    tech = Session.certified(TechnicianHandshake(place, TechnicianProof(certificate, key)))
+    agent.start()
+    tech.start()
+    hello = agent.data_to_send()
+    assert hello is not None
+    if state is State.SIGMA_WAITING:
+        return tech, [bytes(hello)]
+    tech.receive_data(bytes(hello))
+    reply = tech.data_to_send()
+    assert reply is not None
+    if state is State.SIGMA_HELLO_SENT:
+        return agent, [bytes(reply)]
+    agent.receive_data(bytes(reply))
+    finish = agent.data_to_send()
+    assert finish is not None
+    return tech, [bytes(finish)]
+
+
 def agent_in(state: State) -> tuple[Session, list[bytes]]:
-    """A real agent Session in ``state``, and what an honest technician sends it next."""
+    """A real agent Session in ``state``, and what an honest technician sends it next
+    (in the code-less pairing's states, see :func:`certified_in`)."""
+    if state in (State.SIGMA_HELLO_SENT, State.SIGMA_WAITING, State.SIGMA_REPLIED):
+        return certified_in(state)
     agent = Session(Role.AGENT, CODE, TICKET)
     tech = Session(Role.TECHNICIAN, CODE, TICKET)
     tech.start()
@@ -330,7 +370,7 @@ def agent_in(state: State) -> tuple[Session, list[bytes]]:
 wire_like = st.binary(max_size=60) | st.builds(
     lambda kind, body: bytes([kind]) + body,
     st.sampled_from([*Wire, 0, 3, 0xFF]),
-    st.binary(max_size=60),
+    st.binary(max_size=60) | st.binary(min_size=150, max_size=800),
 )
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from protocol.cert_pairing import (
+    FINISH_SIZES,
+    AgentHandshake,
+    Rendezvous,
+    TechnicianHandshake,
+    TechnicianPolicy,
+    TechnicianProof,
+)
 from protocol.channel import TAG_SIZE, RecordType, SecureChannel
 from protocol.code import SessionCode
 from protocol.envelope import Role
@@ -18,6 +27,7 @@ from protocol.errors import (
     VersionMismatch,
     WrongCodeError,
 )
+from protocol.identity import OrganisationSecret, issue_certificate
 from protocol.messages import Hello, parse
 from protocol.mux import INITIAL_CREDIT, Channel, MessageReceived
 from protocol.pairing import CONFIRM_SIZE, PROTOCOL_VERSION, Pairing
@@ -298,7 +308,7 @@ def test_pake_twice_is_a_protocol_error() -> None:
     assert pair.agent.state is State.CLOSED
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00", b"\x05", b"\x13" + bytes(40), b"\xff"])
+@pytest.mark.parametrize("data", [b"", b"\x00", b"\x08", b"\x13" + bytes(40), b"\xff"])
 def test_unknown_wire_kind_is_malformed(data: bytes) -> None:
     pair = paired()
     with pytest.raises(MalformedMessage):
@@ -318,7 +328,10 @@ def test_garbage_frame_inside_a_valid_record_closes_the_session() -> None:
 
 
 def session_in(state: State) -> tuple[Session, Pair]:
-    """A real agent Session brought to ``state`` the honest way."""
+    """A real Session brought to ``state`` the honest way (the agent's, except in the
+    code-less pairing's technician states)."""
+    if state in SIGMA_STATES:
+        return certified_session_in(state)
     pair = Pair(start=state is not State.START)
     if state is State.CONFIRMING:
         pake_b = pair.tech.data_to_send()
@@ -343,8 +356,47 @@ def session_in(state: State) -> tuple[Session, Pair]:
     return pair.agent, pair
 
 
+SIGMA_STATES = (State.SIGMA_HELLO_SENT, State.SIGMA_WAITING, State.SIGMA_REPLIED)
+
+
+class CertifiedPair(Pair):
+    """An agent and a technician that pair without a code (SIGMA-I, certificate)."""
+
+    def __init__(self) -> None:
+        org = OrganisationSecret("Acme", Ed25519PrivateKey.generate())
+        key = Ed25519PrivateKey.generate()
+        now = 1_800_000_000
+        certificate = issue_certificate(org, "Ana", key.public_key(), now - 60, now + 60)
+        place = Rendezvous("417", TICKET)
+        self.agent = Session.certified(AgentHandshake(place, TechnicianPolicy(org.public_key), now))
+        self.tech = Session.certified(TechnicianHandshake(place, TechnicianProof(certificate, key)))
+        self.events = {self.agent: [], self.tech: []}
+        self.agent.start()
+        self.tech.start()
+
+
+def certified_session_in(state: State) -> tuple[Session, Pair]:
+    """SIGMA_HELLO_SENT: the agent, its HELLO still queued; SIGMA_WAITING: the
+    technician; SIGMA_REPLIED: the technician after the agent's HELLO."""
+    pair = CertifiedPair()
+    if state is State.SIGMA_HELLO_SENT:
+        return pair.agent, pair
+    if state is State.SIGMA_REPLIED:
+        hello = pair.agent.data_to_send()
+        assert hello is not None
+        pair.tech.receive_data(hello)
+    assert pair.tech.state is state
+    return pair.tech, pair
+
+
 def well_formed(wire: Wire) -> bytes:
     """A message of kind ``wire`` shaped as it would be in the right state."""
+    if wire is Wire.SIGMA_HELLO:
+        return bytes([Wire.SIGMA_HELLO, PROTOCOL_VERSION]) + bytes(range(1, 33))
+    if wire is Wire.SIGMA_REPLY:
+        return bytes([Wire.SIGMA_REPLY]) + bytes(range(1, 33)) + bytes(100)
+    if wire is Wire.SIGMA_FINISH:
+        return bytes([Wire.SIGMA_FINISH]) + bytes(FINISH_SIZES[0])
     if wire is Wire.PAKE:
         return bytes([Wire.PAKE]) + Pairing(Role.TECHNICIAN, CODE, TICKET).start()
     if wire is Wire.CONFIRM:
@@ -361,7 +413,7 @@ MISSING = [(s, w) for s in State for w in Wire if (s, w) not in TRANSITIONS and 
 
 def test_table_leaves_pairs_to_the_closing_default() -> None:
     assert len(STALE) == 6
-    assert len(MISSING) == len(State) * len(Wire) - len(TRANSITIONS) - len(STALE) == 43
+    assert len(MISSING) == len(State) * len(Wire) - len(TRANSITIONS) - len(STALE) == 94
 
 
 @pytest.mark.parametrize(
@@ -377,7 +429,10 @@ def test_stale_records_of_a_broken_link_are_dropped_unread(state: State, wire: W
 @pytest.mark.parametrize(("state", "wire"), MISSING, ids=lambda v: getattr(v, "name", str(v)))
 def test_every_pair_not_in_the_table_closes_with_a_protocol_error(state: State, wire: Wire) -> None:
     session, _ = session_in(state)
-    with pytest.raises(RemoteProtocolError, match=f"{wire.name} is not allowed"):
+    # A pairing message of the other kind of pairing is named as such.
+    with pytest.raises(
+        RemoteProtocolError, match=f"{wire.name} is not allowed|paired with a session code"
+    ):
         session.receive_data(well_formed(wire))
     assert session.state is State.CLOSED
 
@@ -385,7 +440,19 @@ def test_every_pair_not_in_the_table_closes_with_a_protocol_error(state: State, 
 @pytest.mark.parametrize(("state", "wire"), list(TRANSITIONS), ids=lambda v: v.name)
 def test_every_pair_in_the_table_leads_where_it_says(state: State, wire: Wire) -> None:
     session, pair = session_in(state)
-    if wire is Wire.PAKE:
+    if wire is Wire.SIGMA_HELLO:
+        data = pair.agent.data_to_send()
+    elif wire is Wire.SIGMA_REPLY:
+        hello = session.data_to_send()
+        assert hello is not None
+        pair.tech.receive_data(hello)
+        data = pair.tech.data_to_send()
+    elif wire is Wire.SIGMA_FINISH:
+        reply = session.data_to_send()
+        assert reply is not None
+        pair.agent.receive_data(reply)
+        data = pair.agent.data_to_send()
+    elif wire is Wire.PAKE:
         data = pair.tech.data_to_send()
     elif wire is Wire.CONFIRM:
         pake_a = session.data_to_send()

@@ -117,3 +117,41 @@ def test_fix_list_shows_what_agents_would_accept(acme: Organisation, tmp_path: P
     assert sorted(f.get("accepted") for f in fixes if "id" in f) == [False, True]
     missing = tech_cli("fix", "list")
     assert missing.returncode == 2 and "pass --fixes DIR or set PUENTE_FIXES" in missing.stderr
+
+
+def test_certify_with_roles_and_a_bad_role_is_a_clear_error(
+    acme: Organisation, tmp_path: Path
+) -> None:
+    """Roles (for example ``unattended``) are signed into the certificate; ``org show``
+    lists them; a role that is not a plain name is refused and nothing is written."""
+    key = tmp_path / "bo.key"
+    assert tech_cli("org", "keygen", "--out", str(key)).returncode == 0
+    cert = tmp_path / "bo.cert"
+    common = ["--org-key", str(acme.key), "--technician-key", str(key.with_suffix(".pub"))]
+    done = tech_cli(
+        "--json",
+        "org",
+        "certify",
+        "Bo Unattended",
+        *common,
+        "--valid-days",
+        "5",
+        "--role",
+        "unattended",
+        "--out",
+        str(cert),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["roles"] == ["unattended"]
+    shown = tech_cli("org", "show", str(cert))
+    assert "roles unattended" in shown.stdout
+    bad = tmp_path / "bad.cert"
+    done = tech_cli(
+        "org", "certify", "Bo", *common, "--valid-days", "5", "--role", "Root!", "--out", str(bad)
+    )
+    assert done.returncode == 1
+    assert (
+        "lowercase letters, digits or dashes" in done.stderr
+        and "Nothing was written" in done.stderr
+    )
+    assert not bad.exists()
