@@ -93,6 +93,8 @@ class DeviceDesk:
         self._enrolment = EnrolmentBook(database) if database else None
         self._alerts = AlertBook(database, clock) if database else None
         self._online: dict[str, float] = {}
+        # Live connections per device, so that unenrolling drops every one of them.
+        self._connections: dict[str, set[ServerConnection]] = {}
         self._policies: dict[str, DevicePolicy] = {}
         self._wake = asyncio.Event()
         self._delivery: asyncio.Task[None] | None = None
@@ -205,6 +207,7 @@ class DeviceDesk:
         if device_id is None:
             return
         self._online[device_id] = self._clock()
+        self._connections.setdefault(device_id, set()).add(connection)
         if self._enrolment is not None:
             self._enrolment.seen(device_id, self._clock(), online=True)
         logger.info("device online device=%s", device_id)
@@ -220,6 +223,7 @@ class DeviceDesk:
                     self._enrolment.forget(device_id)
                     logger.info("device unenrolled device=%s", device_id)
                     await connection.send(wire.encode("goodbye"))
+                    await self._drop_others(device_id, connection)
                     return
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument("A device sends only heartbeats and results.")
@@ -231,10 +235,21 @@ class DeviceDesk:
             with contextlib.suppress(ConnectionClosed):
                 await connection.send(wire.encode("error", message=str(exc)))
         finally:
+            live = self._connections.get(device_id, set())
+            live.discard(connection)
+            if not live:
+                self._connections.pop(device_id, None)
             self._online.pop(device_id, None)
             if self._enrolment is not None:
                 self._enrolment.seen(device_id, self._clock(), online=False)  # no-op if forgotten
             logger.info("device offline device=%s", device_id)
+
+    async def _drop_others(self, device_id: str, unenrolling: ServerConnection) -> None:
+        """Close the device's other connections (its service, while ``unenrol`` runs
+        beside it): its key no longer works, and its next dial is refused."""
+        for other in list(self._connections.get(device_id, ())):
+            if other is not unenrolling:
+                await other.close(1008, "this device was unenrolled")
 
     async def _prove(self, connection: ServerConnection) -> str | None:
         refusal = "This device is not enrolled here; enrol it again with 'puente-agent enrol'."

@@ -1,7 +1,7 @@
 """An enrolled device end to end, on loopback: a real relay process with a real
 Request Tracker, an enrolment token carrying a signed policy, a real agent enrolled
-with ``--no-service`` (this build installs no service: the test supervises the
-process itself), a disk check on a 2 MiB tmpfs the test fills, the device online at
+with ``--no-service`` (the test supervises the process itself; the service install
+is tests/e2e/test_enrolled_service.py), a disk check on a 2 MiB tmpfs the test fills, the device online at
 the relay, one RT ticket for the failing check, and nothing left after unenrol."""
 
 from __future__ import annotations
@@ -188,8 +188,10 @@ def test_enrolment_refusals_leave_nothing(tmp_path: Path) -> None:
             )
 
         token = enrolment_token(relay.data_dir, "--uses", "1", "--valid-days", "1")
-        service = enrol(token)
-        assert service.returncode == 1 and "not available in this build" in service.stderr
+        units = set(Path("/etc/systemd/system").glob("puente-device-*"))
+        service = enrol(token)  # no answer to the question: nothing installed
+        assert service.returncode == 1 and "this computer is not enrolled" in service.stderr
+        assert set(Path("/etc/systemd/system").glob("puente-device-*")) == units
         declined = enrol(token, "--no-service", answer="no\n")
         assert declined.returncode == 1 and "this computer is not enrolled" in declined.stderr
         assert "no answer within 60 seconds means no" in declined.stdout
