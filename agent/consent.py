@@ -23,6 +23,10 @@ Rules:
 8. The answer travels a trusted path (:class:`TrustedPath`): while any question or
    review is open, remote input is dropped (not queued, not replayed); only the
    customer's own mouse or keyboard can answer.
+9. On an enrolled device the policy its owner accepted at enrolment is consent given
+   in advance, and only for what it names: :func:`authorize_failure_action` mints one
+   ``fixes`` authorization for one automatic run when the verified policy sets
+   ``failure_actions``, and raises ConsentDeclined otherwise.
 
 This module is the bottom of the agent's stack: it imports no capability and no UI.
 It names what it asks about (:class:`ConsentSubject`, which every
@@ -381,3 +385,15 @@ class ConsentGate:
     def revoke_all(self, reason: str) -> None:
         for name in list(self._granted):
             self.revoke(name, reason)
+
+
+def authorize_failure_action(policy_allows: bool, fix_id: str) -> Authorization:
+    """Rule 9: one run of the check's fix, because the accepted policy allows it.
+    The caller passes the flag of a policy it verified against the pinned key."""
+    if not policy_allows:
+        raise ConsentDeclined(
+            "fixes",
+            f"The policy this computer's owner accepted does not let the fix {fix_id} run "
+            "by itself; it was not run.",
+        )
+    return Authorization._mint("fixes")

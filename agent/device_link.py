@@ -4,7 +4,8 @@ results, and reconnecting with jitter when the link drops.
 The messages are :mod:`protocol.device_wire`'s. After the relay's ``welcome`` the
 device sends a heartbeat every interval the relay named, and runs its policy's due
 checks (:func:`agent.monitoring.runner.run_policy`, in a worker thread) once a
-minute, sending only their summaries (and details where the policy shares them).
+minute, sending only their summaries (and details where the policy shares them),
+then the outcome of any failure action that came due (:mod:`agent.failure_actions`).
 A refusal by the relay (an unknown device, a key that does not match) ends the loop
 with the relay's sentence; a dropped link is redialled after an exponential,
 jittered wait (the relay may be restarting along with many devices).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
 import ssl as ssl_module
 import time
@@ -23,11 +25,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from agent.enrolment import DeviceState
+from agent.failure_actions import FailureActions
 from agent.i18n import t
 from agent.monitoring.history import MeasurementHistory
 from agent.monitoring.runner import due_checks, run_policy
 from protocol import device_wire as wire
-from protocol.device_policy import DevicePolicy
+from protocol.device_policy import CheckDefinition, DevicePolicy
 from protocol.errors import MalformedDocument
 from protocol.safe_text import safe_text
 
@@ -82,6 +85,7 @@ async def stay_online(
 ) -> None:
     """Keep the device online until cancelled; DeviceRefused if the relay refuses it."""
     policy = state.verified_policy()
+    actions = FailureActions(state, policy)
     last_runs: dict[str, float] = {}
     attempt = 0
     latest: list[str] = []  # the last results message, sent again after a reconnect
@@ -97,7 +101,14 @@ async def stay_online(
                     if latest:
                         await websocket.send(latest[0])
                     await _online(
-                        websocket, policy, history, last_runs, latest, heartbeat, check_tick
+                        websocket,
+                        policy,
+                        history,
+                        last_runs,
+                        latest,
+                        heartbeat,
+                        check_tick,
+                        actions,
                     )
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 attempt += 1
@@ -105,6 +116,27 @@ async def stay_online(
                 wait = ceiling / 2 + random.random() * ceiling / 2
                 say(t("enrol.reconnecting", reason=safe_text(exc, 200), seconds=f"{wait:.0f}"))
                 await asyncio.sleep(wait)
+
+
+#: Failure actions running (kept referenced until they end).
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def _failure_action(
+    websocket: ClientConnection, actions: FailureActions, check: CheckDefinition
+) -> None:
+    """Run one due action and tell the relay (if the link still stands: the outcome is
+    in the device's audit log either way)."""
+    done = await actions.run(check)
+    message = wire.encode(
+        "action",
+        check=done.check,
+        fix=done.fix,
+        outcome=done.outcome,
+        note=done.note[: wire.MAX_NOTE],
+    )
+    with contextlib.suppress(ConnectionClosed):
+        await websocket.send(message)
 
 
 async def _online(
@@ -115,6 +147,7 @@ async def _online(
     latest: list[str],
     heartbeat: int,
     check_tick: float,
+    actions: FailureActions,
 ) -> None:
     send = websocket.send
     next_beat = time.monotonic() + heartbeat
@@ -126,6 +159,12 @@ async def _online(
             summary = report.relay_summary()
             latest[:] = [wire.encode("results", at=summary["at"], results=summary["results"])]
             await send(latest[0])
+            # After the results, so that the relay has opened the alert to comment on.
+            # A fix may run for minutes: beside the heartbeats, not in their way.
+            for check in actions.due(report):
+                task = asyncio.create_task(_failure_action(websocket, actions, check))
+                _RUNNING.add(task)
+                task.add_done_callback(_RUNNING.discard)
         now = time.monotonic()
         if now >= next_beat:
             await send(wire.encode("heartbeat"))

@@ -103,6 +103,16 @@ def build_enrol_parser() -> argparse.ArgumentParser:
         help="where the device key and state live, owner-only (default: $PUENTE_STATE_DIR "
         "or the agent's state folder/device)",
     )
+    parser.add_argument(
+        "--fix",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="BUNDLE",
+        help="a signed fix (.puentefix, from 'puente-tech fix sign') that a check's action "
+        "names; kept with the enrolment and run by itself only if the policy allows failure "
+        "actions (repeat for several)",
+    )
     parser.add_argument("--ca-file", help="CA bundle to trust for the relay's certificate")
     parser.add_argument("--lang", choices=LANGUAGES, help="language of the sentences")
     return parser
@@ -111,6 +121,8 @@ def build_enrol_parser() -> argparse.ArgumentParser:
 def enrol_main(argv: list[str]) -> int:
     from agent.device_link import DeviceRefused, stay_online
     from agent.enrolment import enrol
+    from agent.errors import AgentError
+    from agent.failure_actions import keep_bundles, read_bundles
 
     args = build_enrol_parser().parse_args(argv)
     if args.lang:
@@ -143,6 +155,10 @@ def enrol_main(argv: list[str]) -> int:
             return ""
 
     try:
+        bundles = read_bundles(args.fix, args.org_key)
+    except AgentError as exc:
+        return fail(str(exc))
+    try:
         ssl = ssl_context_for(args.ca_file)
         state = enrol(
             args.relay,
@@ -157,6 +173,7 @@ def enrol_main(argv: list[str]) -> int:
         )
     except TrustSetupError as exc:
         return fail(str(exc))
+    keep_bundles(folder, bundles)
     say(t("enrol.done", device_id=state.device_id, folder=folder))
     if not args.no_service:
         return _install_service(state, args.service_scope, args.ca_file, say)

@@ -14,8 +14,8 @@ Enrolling, in this order, so that a refusal or a "no" leaves nothing behind:
 5. Install the service (:mod:`agent.service_install`, done by the command) or stay
    online in the foreground (:mod:`agent.device_link`).
 
-Unenrolling removes the state folder's enrolment (key, state, measurements); the
-command removes the service first.
+Unenrolling removes the state folder's enrolment (key, state, measurements, the
+failure actions' bundles and audit log); the command removes the service first.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ from protocol.identity import (
 )
 from protocol.safe_text import safe_text
 
+#: Kept in the state folder by agent.failure_actions (named here, which it imports).
+AUDIT_FILE, FIXES_FOLDER = "audit.log", "fixes"
 KEY_FILE = "device.key"
 STATE_FILE = "device.json"
 TIMEOUT = 15.0
@@ -102,6 +104,10 @@ def policy_words(policy: DevicePolicy, organisation: str) -> list[str]:
     kinds = list(dict.fromkeys(check.kind for check in policy.checks))
     if kinds:
         lines.append(t("enrol.checks", checks=", ".join(t(f"kind.{kind}") for kind in kinds)))
+    fixes = list(dict.fromkeys(check.action for check in policy.checks if check.action))
+    if fixes:
+        words = "enrol.actions.automatic" if policy.failure_actions else "enrol.actions.reported"
+        lines.append(t(words, fixes=", ".join(fixes)))
     if policy.maintenance:
         windows = "; ".join(
             f"{' '.join(w.days)} {w.body()['start']} +{w.minutes} min" for w in policy.maintenance
@@ -240,8 +246,11 @@ def unenrol(folder: Path, tell_relay: Callable[[DeviceState], str | None]) -> st
     if state is None:
         return t("unenrol.nothing", folder=folder)
     problem = tell_relay(state)
-    for name in (KEY_FILE, STATE_FILE, HISTORY_FILE):
+    for name in (KEY_FILE, STATE_FILE, HISTORY_FILE, AUDIT_FILE):
         (folder / name).unlink(missing_ok=True)
+    for path in folder.glob("fix-versions-*.json"):
+        path.unlink()
+    shutil.rmtree(folder / FIXES_FOLDER, ignore_errors=True)
     if not any(folder.iterdir()):
         shutil.rmtree(folder)
     if problem is not None:

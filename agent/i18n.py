@@ -789,6 +789,22 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "This computer is already enrolled (device {device_id}); run 'puente-agent unenrol' first to enrol it again.",
         "es": "Este equipo ya está inscrito (equipo {device_id}); ejecute antes 'puente-agent unenrol' para volver a inscribirlo.",
     },
+    "actions.bundle_unreadable": {
+        "en": "Cannot read the fix {path} ({reason}); check the path. Nothing was installed.",
+        "es": "No se puede leer la corrección {path} ({reason}); compruebe la ruta. No se instaló nada.",
+    },
+    "actions.bundle_refused": {
+        "en": "The fix {path} was refused, and nothing was installed: {reason}",
+        "es": "Se rechazó la corrección {path}, y no se instaló nada: {reason}",
+    },
+    "enrol.actions.automatic": {
+        "en": "- When a check fails, this computer runs by itself, without asking, the fix your help desk signed for it ({fixes}); each run is written in this computer's log and on the help desk's ticket.",
+        "es": "- Cuando una comprobación falla, este equipo ejecuta por sí mismo, sin preguntar, la corrección que su servicio de asistencia firmó para ella ({fixes}); cada ejecución queda escrita en el registro de este equipo y en el ticket del servicio de asistencia.",
+    },
+    "enrol.actions.reported": {
+        "en": "- Some checks name a fix ({fixes}), but this policy does not let fixes run by themselves: none runs without someone asking you.",
+        "es": "- Algunas comprobaciones nombran una corrección ({fixes}), pero esta directiva no deja que se ejecuten solas: ninguna se ejecuta sin que alguien se lo pregunte.",
+    },
     "service.unsupported": {
         "en": "Installing Puente as a service on {system} is not in this build yet; add --no-service to run it in the foreground (under your own supervisor, for example). Nothing was installed.",
         "es": "Instalar Puente como servicio en {system} aún no está en esta versión; añada --no-service para ejecutarlo en primer plano (bajo su propio supervisor, por ejemplo). No se instaló nada.",

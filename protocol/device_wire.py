@@ -22,9 +22,13 @@ Presence is one WebSocket, ``/v1/device``, of small JSON text messages:
    after a reconnect and the relay counts each once): each summary only ``check``,
    ``kind``, ``status``, ``severity`` (plus ``details`` when the policy lets the help
    desk see them).
-6. device → ``{"type": "unenrol"}`` when its owner unenrols it; the relay forgets the
+6. device → ``{"type": "action", "check": ID, "fix": ID, "outcome": OUTCOME, "note":
+   SENTENCE}`` after a failure action was due (``agent.failure_actions``): OUTCOME is
+   ran, failed, refused or not_allowed; the relay comments SENTENCE on the alert's
+   ticket. The fix's output stays on the device.
+7. device → ``{"type": "unenrol"}`` when its owner unenrols it; the relay forgets the
    device and answers ``{"type": "goodbye"}``.
-7. relay → ``{"type": "error", "message": SENTENCE}`` before it closes on a refusal.
+8. relay → ``{"type": "error", "message": SENTENCE}`` before it closes on a refusal.
 
 Every message is checked here (:func:`parse_device_message`); anything else is
 refused with a sentence (:class:`protocol.errors.MalformedDocument`).
@@ -49,6 +53,8 @@ _DEVICE_ID = re.compile(r"[0-9a-f]{32}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 STATUSES = ("ok", "failing", "error")
 SEVERITIES = ("info", "warning", "critical")
+ACTION_OUTCOMES = ("ran", "failed", "refused", "not_allowed")
+MAX_NOTE = 1000
 
 #: Message type -> the fields it carries (besides ``type``).
 MESSAGE_FIELDS: dict[str, frozenset[str]] = {
@@ -59,6 +65,7 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "heartbeat": frozenset(),
     "results": frozenset({"at", "results"}),
     "error": frozenset({"message"}),
+    "action": frozenset({"check", "fix", "outcome", "note"}),
     "unenrol": frozenset(),
     "goodbye": frozenset(),
 }
@@ -115,6 +122,15 @@ def parse_device_message(text: str | bytes) -> dict[str, Any]:
         at = message["at"]
         if not isinstance(at, int) or isinstance(at, bool) or at < 0:
             raise MalformedDocument("Results carry the time they were made, in whole seconds.")
+    if kind == "action":
+        for name in ("check", "fix"):
+            if not isinstance(message[name], str) or not _NAME.fullmatch(message[name]):
+                raise MalformedDocument(f"A failure action's {name} is not a name.")
+        if message["outcome"] not in ACTION_OUTCOMES:
+            raise MalformedDocument("A failure action's outcome is not one Puente knows.")
+        note = message["note"]
+        if not isinstance(note, str) or not 0 < len(note) <= MAX_NOTE:
+            raise MalformedDocument(f"A failure action's note is a text of 1 to {MAX_NOTE}.")
     if kind == "welcome" and (
         not isinstance(message["heartbeat"], int) or not 1 <= message["heartbeat"] <= 3600
     ):

@@ -38,6 +38,7 @@ from protocol import device_wire as wire
 from protocol.device_policy import DevicePolicy, read_policy_unverified, standard_checks
 from protocol.errors import MalformedDocument, TrustError
 from protocol.identity import public_key_from_raw, verify_signature
+from protocol.safe_text import safe_text
 
 from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
 from .alerts import Observation
@@ -219,6 +220,8 @@ class DeviceDesk:
                 self._online[device_id] = self._clock()
                 if message["type"] == "results":
                     self._results(device_id, message["results"], message["at"])
+                elif message["type"] == "action":
+                    self._action(device_id, message)
                 elif message["type"] == "unenrol" and self._enrolment is not None:
                     self._enrolment.forget(device_id)
                     logger.info("device unenrolled device=%s", device_id)
@@ -293,6 +296,22 @@ class DeviceDesk:
             with contextlib.suppress(ConnectionClosed):
                 await connection.send(wire.encode("error", message=str(exc)))
             return None
+
+    def _action(self, device_id: str, message: dict[str, Any]) -> None:
+        """A failure action's outcome: a comment on the alert's ticket (relay.alert_book)."""
+        noted = self._alerts is not None and self._alerts.note(
+            device_id, message["check"], safe_text(message["note"], wire.MAX_NOTE)
+        )
+        logger.info(
+            "device failure action device=%s check=%s fix=%s outcome=%s ticket_note=%s",
+            device_id,
+            message["check"],
+            message["fix"],
+            message["outcome"],
+            "owed" if noted else "no open alert",
+        )
+        if noted:
+            self._wake.set()
 
     def _results(self, device_id: str, results: list[dict[str, Any]], reported_at: int) -> None:
         if self._alerts is None:
