@@ -92,3 +92,16 @@ def test_the_proof_binds_the_device_and_the_nonce() -> None:
     nonce = bytes(32)
     assert wire.proof_message(DEVICE, nonce) != wire.proof_message(DEVICE, bytes([1]) * 32)
     assert wire.proof_message(DEVICE, nonce).startswith(wire.PROOF_LABEL)
+
+
+def test_a_failure_action_outcome_parses_and_bad_ones_get_a_sentence() -> None:
+    fields = {"check": "disk-system", "fix": "free-space", "outcome": "ran", "note": "It ran."}
+    assert wire.parse_device_message(wire.encode("action", **fields))["outcome"] == "ran"
+    for bad, sentence in (
+        ({**fields, "outcome": "exploded"}, "outcome is not one Puente knows"),
+        ({**fields, "fix": "../x"}, "fix is not a name"),
+        ({**fields, "note": ""}, "note is a text of 1 to"),
+        ({**fields, "note": "x" * (wire.MAX_NOTE + 1)}, "note is a text of 1 to"),
+    ):
+        with pytest.raises(MalformedDocument, match=sentence):
+            wire.parse_device_message(wire.encode("action", **bad))
