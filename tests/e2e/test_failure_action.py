@@ -1,0 +1,143 @@
+"""A failure action end to end, on loopback: a real relay with a real Request Tracker, a
+policy that allows failure actions, a real agent enrolled with ``--no-service`` (the test
+supervises it) and ``--fix`` with a fix the organisation signed, a disk check on a 2 MiB
+tmpfs the test fills. The check fails, the alert's ticket opens, the device runs the fix
+by itself (it frees the space), the device's audit log records it, and the ticket gets a
+comment saying so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from protocol.fixbundle import make_bundle
+from tests.e2e.test_enrolled_device import tickets_about
+from tests.support.device_fixtures import MiB, agent_command, enrol_argv, enrolment_token
+from tests.support.helpdesk import RequestTracker, wait_until
+from tests.support.relay import start_relay
+from tests.support.timeouts import scaled
+from tests.support.trust_fixtures import make_organisation, tech_cli
+
+MANIFEST = """\
+id = "free-space"
+version = "1.0.0"
+title = "Free disk space"
+description = "Removes the big file the test made."
+platforms = ["linux"]
+interpreter = "sh"
+script = "fix.sh"
+timeout = 30
+needs_admin = false
+risk = "low"
+
+[parameters.target]
+type = "string"
+description = "The file to remove"
+default = "{target}"
+max_length = 1000
+"""
+SCRIPT = b'#!/bin/sh\nrm -f "$PUENTE_PARAM_TARGET"\necho "removed $PUENTE_PARAM_TARGET"\n'
+
+
+def test_a_signed_failure_action_runs_and_lands_on_the_ticket(
+    small_disk: Path, request_tracker: RequestTracker, tmp_path: Path
+) -> None:
+    rt = request_tracker
+    acme = make_organisation(tmp_path / "org", "Acme IT")
+    big = small_disk / "big.bin"
+    now = int(time.time())
+    fix = tmp_path / "free-space.puentefix"
+    fix.write_bytes(
+        make_bundle(
+            MANIFEST.format(target=big).encode(),
+            SCRIPT,
+            signer=acme.secret(),
+            signed_at=now,
+            expires_at=now + 86400,
+        )
+    )
+    source = tmp_path / "policy.toml"
+    source.write_text(
+        "failure_actions = true\n"
+        "[[checks]]\n"
+        'id = "small-disk"\nkind = "disk_free"\n'
+        f'path = "{small_disk}"\n'
+        "min_free_percent = 40\nevery_minutes = 1\nfailures_before_alert = 1\n"
+        'severity = "critical"\naction = "free-space"\n',
+        encoding="utf-8",
+    )
+    signed = tmp_path / "acme.policy"
+    done = tech_cli("policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(signed))
+    assert done.returncode == 0, done.stderr
+
+    relay = start_relay(
+        tmp_path / "relay",
+        "--rt-url",
+        rt.url,
+        "--rt-user",
+        rt.user,
+        env={"PUENTE_RT_PASSWORD": rt.password},
+    )
+    state = tmp_path / "device-state"
+    agent = None
+    try:
+        token = enrolment_token(
+            relay.data_dir, "--uses", "1", "--valid-days", "1", "--policy", str(signed)
+        )
+        big.write_bytes(b"\0" * (MiB + MiB // 2))  # 25 % free: failing
+        agent = subprocess.Popen(
+            [
+                *enrol_argv(relay.ws_url, acme.public, state, "--no-service", "--yes"),
+                "--fix",
+                str(fix),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+        )
+        assert agent.stdout is not None
+        shown = []
+        while not shown or not shown[-1].startswith("Online:"):
+            line = agent.stdout.readline()
+            assert line, "the agent stopped: " + "".join(shown)
+            shown.append(line)
+        # The owner was told before agreeing that the fix may run by itself.
+        assert "runs by itself, without asking, the fix your help desk signed for it" in "".join(
+            shown
+        )
+
+        wait_until(lambda: not big.exists(), scaled(30), "the fix to free the space")
+        wait_until(
+            lambda: len(tickets_about(rt, "check small-disk is failing")) == 1,
+            scaled(30),
+            "the alert's ticket",
+        )
+        (ticket,) = tickets_about(rt, "check small-disk is failing")
+
+        def noted() -> list[str]:
+            return [c["text"] for c in rt.comments(ticket) if "failure action" in c["text"]]
+
+        wait_until(lambda: len(noted()) == 1, scaled(30), "the failure action's comment")
+        (comment,) = noted()
+        assert (
+            "The failure action free-space 1.0.0 for the check small-disk ran by itself" in comment
+        )
+        assert "exit status 0" in comment
+        assert "removed" not in comment  # the fix's output stays on the device
+
+        log = state / "audit.log"
+        verified = agent_command("audit", "verify", str(log))
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        text = log.read_text(encoding="utf-8")
+        assert "free-space 1.0.0 for the check small-disk ran by itself" in text
+        assert f"removed {big}" in text
+    finally:
+        if agent is not None:
+            agent.kill()
+            agent.communicate()
+        relay.stop()
+        if state.exists():
+            agent_command("unenrol", "--state-dir", str(state))
