@@ -133,7 +133,10 @@ def test_failure_actions_are_off_unless_the_signed_policy_says_so() -> None:
     plain = verify_policy(sign_policy(policy_from_toml(source, "", ""), acme), acme.public_key)
     assert plain.failure_actions is False
     assert "failure_actions" not in plain.body()  # policies signed before it keep their bytes
-    allowed = policy_from_toml("failure_actions = true\n" + source, "", "")
+    assert "failure_actions = false" in source
+    allowed = policy_from_toml(
+        source.replace("failure_actions = false", "failure_actions = true"), "", ""
+    )
     signed = sign_policy(allowed, acme)
     assert verify_policy(signed, acme.public_key).failure_actions is True
     # Turning it on after signing is an alteration.
@@ -142,4 +145,6 @@ def test_failure_actions_are_off_unless_the_signed_policy_says_so() -> None:
     with pytest.raises(SignatureMismatch):
         verify_policy(json.dumps(document).encode(), acme.public_key)
     with pytest.raises(MalformedDocument, match="failure_actions must be true or false"):
-        policy_from_toml('failure_actions = "yes"\n' + source, "", "")
+        policy_from_toml(
+            source.replace("failure_actions = false", 'failure_actions = "yes"'), "", ""
+        )
