@@ -20,49 +20,15 @@ from agent.failure_actions import FailureActions, bundle_path, keep_bundles, rea
 from agent.monitoring.checks import CheckResult
 from agent.monitoring.runner import Report
 from protocol.device_policy import DevicePolicy, policy_from_toml
-from protocol.fixbundle import make_bundle
 from protocol.identity import key_id, public_key_pem
 from technician.fixlib import unsigned_bundle
+from tests.support.device_fixtures import FREE_SPACE_MANIFEST, FREE_SPACE_SCRIPT, free_space_fix
 from tests.support.trust_fixtures import Organisation, make_organisation, write_fix
-
-MANIFEST = """
-id = "free-space"
-version = "1.0.0"
-title = "Free disk space"
-description = "Removes the test's big file."
-platforms = ["linux", "macos"]
-interpreter = "sh"
-script = "fix.sh"
-timeout = 30
-needs_admin = false
-risk = "low"
-
-[parameters.target]
-type = "string"
-description = "The file to remove"
-default = "{target}"
-max_length = 1000
-"""
-SCRIPT = '#!/bin/sh\nrm -f "$PUENTE_PARAM_TARGET"\necho "removed $PUENTE_PARAM_TARGET"\n'
 
 
 @pytest.fixture(scope="module")
 def acme(tmp_path_factory: pytest.TempPathFactory) -> Organisation:
     return make_organisation(tmp_path_factory.mktemp("org"), "Acme IT")
-
-
-def signed_fix(acme: Organisation, target: Path, out: Path) -> Path:
-    now = int(time.time())
-    out.write_bytes(
-        make_bundle(
-            MANIFEST.format(target=target).lstrip().encode(),
-            SCRIPT.encode(),
-            signer=acme.secret(),
-            signed_at=now,
-            expires_at=now + 86400,
-        )
-    )
-    return out
 
 
 def device(acme: Organisation, folder: Path, allow: bool) -> tuple[DeviceState, DevicePolicy]:
@@ -99,7 +65,9 @@ def test_an_allowed_action_runs_once_when_the_alert_opens_and_is_logged(
     big = tmp_path / "big.bin"
     big.write_bytes(b"\0" * 1000)
     state, policy = device(acme, tmp_path / "state", allow=True)
-    keep_bundles(state.folder, {"free-space": signed_fix(acme, big, tmp_path / "f").read_bytes()})
+    keep_bundles(
+        state.folder, {"free-space": free_space_fix(acme, big, tmp_path / "f").read_bytes()}
+    )
     actions = FailureActions(state, policy)
     assert actions.due(report(policy, "failing")) == []  # 1 of 2 failures
     (due,) = actions.due(report(policy, "failing"))
@@ -121,7 +89,9 @@ def test_a_policy_without_failure_actions_runs_nothing(acme: Organisation, tmp_p
     big = tmp_path / "big.bin"
     big.write_bytes(b"\0")
     state, policy = device(acme, tmp_path / "state", allow=False)
-    keep_bundles(state.folder, {"free-space": signed_fix(acme, big, tmp_path / "f").read_bytes()})
+    keep_bundles(
+        state.folder, {"free-space": free_space_fix(acme, big, tmp_path / "f").read_bytes()}
+    )
     actions = FailureActions(state, policy)
     check = policy.checks[0]
     done = asyncio.run(actions.run(check))
@@ -145,19 +115,19 @@ def test_a_bad_or_missing_bundle_is_not_run_and_is_reported(
     big = tmp_path / "big.bin"
     big.write_bytes(b"\0")
     state, policy = device(acme, tmp_path / "state", allow=True)
-    good = signed_fix(acme, big, tmp_path / "f").read_bytes()
+    good = free_space_fix(acme, big, tmp_path / "f").read_bytes()
     if kind == "tampered":
         keep_bundles(state.folder, {"free-space": tampered(good)})
     elif kind == "unsigned":
         source = write_fix(
             tmp_path / "src",
-            {"manifest.toml": MANIFEST.format(target=big), "fix.sh": SCRIPT},
+            {"manifest.toml": FREE_SPACE_MANIFEST.format(target=big), "fix.sh": FREE_SPACE_SCRIPT},
         )
         keep_bundles(state.folder, {"free-space": unsigned_bundle(source)})
     elif kind == "foreign":
         other = make_organisation(tmp_path / "other", "Other IT")
         keep_bundles(
-            state.folder, {"free-space": signed_fix(other, big, tmp_path / "o").read_bytes()}
+            state.folder, {"free-space": free_space_fix(other, big, tmp_path / "o").read_bytes()}
         )
     done = asyncio.run(FailureActions(state, policy).run(policy.checks[0]))
     assert done.outcome == "refused" and big.exists(), done.note
@@ -176,12 +146,12 @@ def test_enrol_refuses_a_bundle_the_organisation_did_not_sign(
     acme: Organisation, tmp_path: Path
 ) -> None:
     other = make_organisation(tmp_path / "other", "Other IT")
-    foreign = signed_fix(other, tmp_path / "x", tmp_path / "foreign.puentefix")
+    foreign = free_space_fix(other, tmp_path / "x", tmp_path / "foreign.puentefix")
     with pytest.raises(
         AgentError, match="foreign.puentefix was refused, and nothing was installed"
     ):
         read_bundles([foreign], acme.public)
-    good = signed_fix(acme, tmp_path / "x", tmp_path / "good.puentefix")
+    good = free_space_fix(acme, tmp_path / "x", tmp_path / "good.puentefix")
     bundles = read_bundles([good], acme.public)
     assert list(bundles) == ["free-space"]
     (kept,) = keep_bundles(tmp_path / "state", bundles)

@@ -21,6 +21,8 @@ from tests.support.device_fixtures import (
     enrol_argv,
     enrolment_token,
     relay_cli,
+    relay_with_rt,
+    signed_policy,
 )
 from tests.support.helpdesk import RequestTracker, wait_until
 from tests.support.relay import start_relay
@@ -46,8 +48,9 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
 ) -> None:
     rt = request_tracker
     acme = make_organisation(tmp_path / "org", "Acme IT")
-    source = tmp_path / "policy.toml"
-    source.write_text(
+    signed = signed_policy(
+        acme,
+        tmp_path,
         "[[checks]]\n"
         'id = "small-disk"\n'
         'kind = "disk_free"\n'
@@ -56,20 +59,8 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         'severity = "critical"\n'
         "every_minutes = 1\n"
         "failures_before_alert = 1\n",
-        encoding="utf-8",
     )
-    signed = tmp_path / "acme.policy"
-    done = tech_cli("policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(signed))
-    assert done.returncode == 0, done.stderr
-
-    relay = start_relay(
-        tmp_path / "relay",
-        "--rt-url",
-        rt.url,
-        "--rt-user",
-        rt.user,
-        env={"PUENTE_RT_PASSWORD": rt.password},
-    )
+    relay = relay_with_rt(tmp_path / "relay", rt)
     state = tmp_path / "device-state"
     agent = None
     try:
@@ -129,16 +120,7 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         # latest results again; they are counted once and nothing is duplicated.
         (ticket,) = tickets_about(rt, "check small-disk is failing")
         relay.stop()
-        relay = start_relay(
-            tmp_path / "relay",
-            "--port",
-            str(relay.port),
-            "--rt-url",
-            rt.url,
-            "--rt-user",
-            rt.user,
-            env={"PUENTE_RT_PASSWORD": rt.password},
-        )
+        relay = relay_with_rt(tmp_path / "relay", rt, "--port", str(relay.port))
         wait_until(device_alerting, scaled(30), "the device back online with its alert")
         time.sleep(scaled(2))  # time for a duplicate to show, if the relay made one
         assert tickets_about(rt, "check small-disk is failing") == [ticket]

@@ -9,36 +9,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
-from protocol.fixbundle import make_bundle
 from tests.e2e.test_enrolled_device import tickets_about
-from tests.support.device_fixtures import MiB, agent_command, enrol_argv, enrolment_token
+from tests.support.device_fixtures import (
+    MiB,
+    agent_command,
+    enrol_argv,
+    enrolment_token,
+    free_space_fix,
+    relay_with_rt,
+    signed_policy,
+)
 from tests.support.helpdesk import RequestTracker, wait_until
-from tests.support.relay import start_relay
 from tests.support.timeouts import scaled
-from tests.support.trust_fixtures import make_organisation, tech_cli
-
-MANIFEST = """\
-id = "free-space"
-version = "1.0.0"
-title = "Free disk space"
-description = "Removes the big file the test made."
-platforms = ["linux"]
-interpreter = "sh"
-script = "fix.sh"
-timeout = 30
-needs_admin = false
-risk = "low"
-
-[parameters.target]
-type = "string"
-description = "The file to remove"
-default = "{target}"
-max_length = 1000
-"""
-SCRIPT = b'#!/bin/sh\nrm -f "$PUENTE_PARAM_TARGET"\necho "removed $PUENTE_PARAM_TARGET"\n'
+from tests.support.trust_fixtures import make_organisation
 
 
 def test_a_signed_failure_action_runs_and_lands_on_the_ticket(
@@ -47,39 +32,18 @@ def test_a_signed_failure_action_runs_and_lands_on_the_ticket(
     rt = request_tracker
     acme = make_organisation(tmp_path / "org", "Acme IT")
     big = small_disk / "big.bin"
-    now = int(time.time())
-    fix = tmp_path / "free-space.puentefix"
-    fix.write_bytes(
-        make_bundle(
-            MANIFEST.format(target=big).encode(),
-            SCRIPT,
-            signer=acme.secret(),
-            signed_at=now,
-            expires_at=now + 86400,
-        )
-    )
-    source = tmp_path / "policy.toml"
-    source.write_text(
+    fix = free_space_fix(acme, big, tmp_path / "free-space.puentefix")
+    signed = signed_policy(
+        acme,
+        tmp_path,
         "failure_actions = true\n"
         "[[checks]]\n"
         'id = "small-disk"\nkind = "disk_free"\n'
         f'path = "{small_disk}"\n'
         "min_free_percent = 40\nevery_minutes = 1\nfailures_before_alert = 1\n"
         'severity = "critical"\naction = "free-space"\n',
-        encoding="utf-8",
     )
-    signed = tmp_path / "acme.policy"
-    done = tech_cli("policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(signed))
-    assert done.returncode == 0, done.stderr
-
-    relay = start_relay(
-        tmp_path / "relay",
-        "--rt-url",
-        rt.url,
-        "--rt-user",
-        rt.user,
-        env={"PUENTE_RT_PASSWORD": rt.password},
-    )
+    relay = relay_with_rt(tmp_path / "relay", rt)
     state = tmp_path / "device-state"
     agent = None
     try:
