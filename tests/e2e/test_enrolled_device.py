@@ -19,6 +19,7 @@ from tests.support.device_fixtures import (
     MiB,
     agent_command,
     enrol_argv,
+    enrol_in_foreground,
     enrolment_token,
     relay_cli,
     relay_with_rt,
@@ -69,22 +70,9 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         )
 
         (small_disk / "big.bin").write_bytes(b"\0" * (MiB + MiB // 2))  # 25 % free
-        agent = subprocess.Popen(
-            enrol_argv(relay.ws_url, acme.public, state, "--no-service", "--yes"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+        agent, text = enrol_in_foreground(
+            enrol_argv(relay.ws_url, acme.public, state, "--no-service", "--yes"), token
         )
-        assert agent.stdout is not None
-        shown = []
-        while True:
-            line = agent.stdout.readline()
-            assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
-            shown.append(line)
-            if line.startswith("Online:"):
-                break
-        text = "".join(shown)
         # The owner read the policy before anything was installed.
         assert "Your help desk, Acme IT, asks to look after this computer" in text
         assert "no answer within 60 seconds means no" in text

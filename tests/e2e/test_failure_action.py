@@ -7,8 +7,6 @@ comment saying so."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 from tests.e2e.test_enrolled_device import tickets_about
@@ -16,6 +14,7 @@ from tests.support.device_fixtures import (
     MiB,
     agent_command,
     enrol_argv,
+    enrol_in_foreground,
     enrolment_token,
     free_space_fix,
     relay_with_rt,
@@ -51,27 +50,10 @@ def test_a_signed_failure_action_runs_and_lands_on_the_ticket(
             relay.data_dir, "--uses", "1", "--valid-days", "1", "--policy", str(signed)
         )
         big.write_bytes(b"\0" * (MiB + MiB // 2))  # 25 % free: failing
-        agent = subprocess.Popen(
-            [
-                *enrol_argv(relay.ws_url, acme.public, state, "--no-service", "--yes"),
-                "--fix",
-                str(fix),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
-        )
-        assert agent.stdout is not None
-        shown = []
-        while not shown or not shown[-1].startswith("Online:"):
-            line = agent.stdout.readline()
-            assert line, "the agent stopped: " + "".join(shown)
-            shown.append(line)
+        argv = enrol_argv(relay.ws_url, acme.public, state, "--no-service", "--yes")
+        agent, shown = enrol_in_foreground([*argv, "--fix", str(fix)], token)
         # The owner was told before agreeing that the fix may run by itself.
-        assert "runs by itself, without asking, the fix your help desk signed for it" in "".join(
-            shown
-        )
+        assert "runs by itself, without asking, the fix your help desk signed for it" in shown
 
         wait_until(lambda: not big.exists(), scaled(30), "the fix to free the space")
         wait_until(

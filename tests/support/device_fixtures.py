@@ -165,3 +165,25 @@ def free_space_fix(organisation: Organisation, target: Path, out: Path) -> Path:
         )
     )
     return out
+
+
+def enrol_in_foreground(argv: list[str], token: str) -> tuple[subprocess.Popen[str], str]:
+    """Start ``puente-agent enrol ... --no-service`` (``argv``) with ``token``, in English,
+    and read its output up to the "Online:" line; the process and what it showed."""
+    agent = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+    )
+    assert agent.stdout is not None
+    shown: list[str] = []
+    while not shown or not shown[-1].startswith("Online:"):
+        line = agent.stdout.readline()
+        if not line:
+            agent.kill()
+            agent.communicate()
+            raise AssertionError("the agent stopped: " + "".join(shown))
+        shown.append(line)
+    return agent, "".join(shown)
