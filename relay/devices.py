@@ -46,6 +46,7 @@ from .config import RelayConfig
 from .connectors import RequestTrackerConnector
 from .enrolment import EnrolmentBook
 from .errors import EnrolmentRefused, HeaderError
+from .events import EventType, NewEvent
 from .http import bearer_token, error_response, json_response
 from .sqlite_store import DATABASE_NAME
 
@@ -86,8 +87,10 @@ class DeviceDesk:
         ticketing: Ticketing | None = None,
         heartbeat: int = HEARTBEAT,
         clock: Callable[[], float] = time.time,
+        audit: Callable[[NewEvent], object] | None = None,
     ) -> None:
         self.heartbeat = heartbeat
+        self._audit = audit
         self._clock = clock
         self._ticketing = ticketing
         self._database = database
@@ -312,6 +315,11 @@ class DeviceDesk:
         )
         if noted:
             self._wake.set()
+        if self._audit is not None:
+            fields = ("check", "fix", "outcome", "note")
+            data = {name: message[name] for name in fields}
+            data["ticket_note"] = "owed" if noted else "no open alert"
+            self._audit(NewEvent(EventType.DEVICE_FAILURE_ACTION, f"device-{device_id}", data))
 
     def _results(self, device_id: str, results: list[dict[str, Any]], reported_at: int) -> None:
         if self._alerts is None:
@@ -356,9 +364,12 @@ class DeviceDesk:
         ]
 
 
-def device_desk(config: RelayConfig) -> DeviceDesk:
+def device_desk(
+    config: RelayConfig, audit: Callable[[NewEvent], object] | None = None
+) -> DeviceDesk:
     """The desk for this relay's settings: enrolment needs the SQLite store; alerts
-    become Request Tracker tickets when the relay has RT configured."""
+    become Request Tracker tickets when the relay has RT configured; ``audit`` records
+    an event in the relay's audit log (failure actions)."""
     database = None
     if config.data_dir and not config.database_url:
         database = Path(config.data_dir) / DATABASE_NAME
@@ -370,7 +381,7 @@ def device_desk(config: RelayConfig) -> DeviceDesk:
         ),
         None,
     )
-    return DeviceDesk(database, ticketing, clock=config.clock)
+    return DeviceDesk(database, ticketing, clock=config.clock, audit=audit)
 
 
 def _alert_policy(document: str | None) -> DevicePolicy:

@@ -2,11 +2,12 @@
 policy that allows failure actions, a real agent enrolled with ``--no-service`` (the test
 supervises it) and ``--fix`` with a fix the organisation signed, a disk check on a 2 MiB
 tmpfs the test fills. The check fails, the alert's ticket opens, the device runs the fix
-by itself (it frees the space), the device's audit log records it, and the ticket gets a
-comment saying so."""
+by itself (it frees the space), both audit logs (the device's and the relay's) record it,
+and the ticket gets a comment saying so."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.e2e.test_enrolled_device import tickets_about
@@ -17,6 +18,7 @@ from tests.support.device_fixtures import (
     enrol_in_foreground,
     enrolment_token,
     free_space_fix,
+    relay_cli,
     relay_with_rt,
     signed_policy,
 )
@@ -73,6 +75,18 @@ def test_a_signed_failure_action_runs_and_lands_on_the_ticket(
         )
         assert "exit status 0" in comment
         assert "removed" not in comment  # the fix's output stays on the device
+
+        # The relay's audit log has it too (the sentence, never the output).
+        exported = relay_cli("audit", "export", "--data-dir", str(relay.data_dir), "--out", "-")
+        assert exported.returncode == 0, exported.stderr
+        entries = [
+            json.loads(line) for line in exported.stdout.splitlines() if line.startswith("{")
+        ]
+        (entry,) = [e for e in entries if e["type"] == "device.failure_action"]
+        assert entry["data"]["fix"] == "free-space" and entry["data"]["outcome"] == "ran"
+        assert entry["data"]["ticket_note"] == "owed" and "removed" not in json.dumps(entry)
+        verified_relay = relay_cli("audit", "verify", "--data-dir", str(relay.data_dir))
+        assert verified_relay.returncode == 0, verified_relay.stderr
 
         log = state / "audit.log"
         verified = agent_command("audit", "verify", str(log))
