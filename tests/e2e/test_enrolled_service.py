@@ -28,15 +28,22 @@ from tests.support.relay import start_relay
 from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import make_organisation, tech_cli
 
-UNITS = Path("/etc/systemd/system")
-
-
-def our_units() -> set[str]:
-    return {path.name for path in UNITS.glob("puente-device-*.service")}
+SYSTEM_UNITS = Path("/etc/systemd/system")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a system-wide service needs root")
-def test_enrol_as_a_service_see_it_online_unenrol_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scope", ["system", "user"])
+def test_enrol_as_a_service_see_it_online_unenrol_leaves_nothing(
+    tmp_path: Path, scope: str
+) -> None:
+    """``system``: root's default, in /etc/systemd/system. ``user``: ``--service-scope
+    user``, in $XDG_CONFIG_HOME/systemd/user (a folder of the test's)."""
+    config = tmp_path / "config"
+    units = SYSTEM_UNITS if scope == "system" else config / "systemd" / "user"
+
+    def our_units() -> set[str]:
+        return {path.name for path in units.glob("puente-device-*.service")}
+
     acme = make_organisation(tmp_path / "org", "Acme IT")
     relay = start_relay(tmp_path / "relay")
     state = tmp_path / "device-state"
@@ -45,15 +52,20 @@ def test_enrol_as_a_service_see_it_online_unenrol_leaves_nothing(tmp_path: Path)
     try:
         token = enrolment_token(relay.data_dir, "--uses", "1", "--valid-days", "1")
         enrolled = subprocess.run(
-            enrol_argv(relay.ws_url, acme.public, state, "--yes"),
+            enrol_argv(relay.ws_url, acme.public, state, "--yes", "--service-scope", scope),
             capture_output=True,
             text=True,
             timeout=scaled(60),
-            env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
+            env={
+                **os.environ,
+                "PUENTE_ENROL_TOKEN": token,
+                "PUENTE_LANG": "en",
+                "XDG_CONFIG_HOME": str(config),
+            },
         )
         assert enrolled.returncode == 0, enrolled.stderr
         (unit_name,) = our_units() - units_before
-        unit = UNITS / unit_name
+        unit = units / unit_name
         assert f"Installed the service file {unit}." in enrolled.stdout
         assert stat.S_IMODE(unit.stat().st_mode) == 0o644
         # The key and state: readable by the service's account (root) only.
@@ -66,7 +78,7 @@ def test_enrol_as_a_service_see_it_online_unenrol_leaves_nothing(tmp_path: Path)
         (line,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]
         command = shlex.split(line.removeprefix("ExecStart="))
         assert command[-4:] == ["service", "run", "--state-dir", str(state)]
-        if systemd_running("system"):
+        if systemd_running(scope):
             assert "is enabled and running" in enrolled.stdout
         else:
             assert "systemd is not running on this computer" in enrolled.stdout
@@ -119,5 +131,5 @@ def test_enrol_as_a_service_see_it_online_unenrol_leaves_nothing(tmp_path: Path)
             service.kill()
             service.communicate()
         for leftover in our_units() - units_before:
-            (UNITS / leftover).unlink()
+            (units / leftover).unlink()
         relay.stop()
