@@ -1,6 +1,6 @@
 """Acceptance point 1 of issue 18, on loopback, as root: ``puente-agent enrol`` without
-``--no-service`` installs a system-wide systemd unit (in the real /etc/systemd/system),
-the device is online for the technician (``puente-tech devices --json``), and
+``--no-service`` installs a systemd unit (system-wide in the real /etc/systemd/system,
+or per user), the device is online for the technician (``puente-tech devices --json``), and
 ``puente-agent unenrol`` leaves nothing behind: no unit, no state, no relay record.
 
 systemd does not run in this sandbox (no /run/systemd/system), so the unit cannot be
