@@ -175,6 +175,10 @@ def enrol_main(argv: list[str]) -> int:
         return fail(str(exc))
     keep_bundles(folder, bundles)
     say(t("enrol.done", device_id=state.device_id, folder=folder))
+    policy = state.verified_policy()
+    for fix in dict.fromkeys(c.action for c in policy.checks if c.action):
+        if policy.failure_actions and fix not in bundles:
+            say(t("actions.no_copy", fix=fix))
     if not args.no_service:
         return _install_service(state, args.service_scope, args.ca_file, say)
     try:

@@ -216,15 +216,15 @@ def install(
     name = service_name(device_id)
     files: list[str] = []
     program = None
-    if getattr(sys, "frozen", False):
-        # A one-file agent may have been run from Downloads: keep a copy of our own.
-        program = folder / "puente-agent"
-        shutil.copy2(sys.executable, program)
-        os.chmod(program, 0o700)
-        files.append(str(program))
-    command = service_command(folder, program)
     unit = unit_folder(scope) / f"{name}.service"
     try:
+        if getattr(sys, "frozen", False):
+            # A one-file agent may have been run from Downloads: keep a copy of our own.
+            program = folder / "puente-agent"
+            shutil.copy2(sys.executable, program)
+            os.chmod(program, 0o700)
+            files.append(str(program))
+        command = service_command(folder, program)
         unit.parent.mkdir(parents=True, exist_ok=True)
         unit.write_text(systemd_unit(command, scope, organisation), encoding="utf-8")
         os.chmod(unit, 0o644)  # systemd reads it; it holds no secret
