@@ -42,16 +42,23 @@ def enrol(relay: RelayProcess, token: str, key: Ed25519PrivateKey) -> str:
     return str(answer["device_id"])
 
 
+async def prove(
+    websocket: ClientConnection, device_id: str, key: Ed25519PrivateKey
+) -> dict[str, object]:
+    """hello, challenge, proof: the relay's last answer (welcome, or an error)."""
+    await websocket.send(wire.encode("hello", device_id=device_id))
+    challenge = json.loads(await websocket.recv())
+    if challenge["type"] != "challenge":
+        return dict(challenge)
+    nonce = base64.b64decode(challenge["nonce"])
+    signature = key.sign(wire.proof_message(device_id, nonce))
+    await websocket.send(wire.encode("proof", signature=base64.b64encode(signature).decode()))
+    return dict(json.loads(await websocket.recv()))
+
+
 async def present(relay: RelayProcess, device_id: str, key: Ed25519PrivateKey) -> dict[str, object]:
     async with connect(relay.ws_url + wire.DEVICE_PATH) as websocket:
-        await websocket.send(wire.encode("hello", device_id=device_id))
-        challenge = json.loads(await websocket.recv())
-        if challenge["type"] != "challenge":
-            return dict(challenge)
-        nonce = base64.b64decode(challenge["nonce"])
-        signature = key.sign(wire.proof_message(device_id, nonce))
-        await websocket.send(wire.encode("proof", signature=base64.b64encode(signature).decode()))
-        answer = json.loads(await websocket.recv())
+        answer = await prove(websocket, device_id, key)
         if answer["type"] == "welcome":
             await websocket.send(wire.encode("heartbeat"))
         return dict(answer)
@@ -97,20 +104,10 @@ async def online_then_unenrolled(
 ) -> tuple[int | None, str]:
     """The device's service online on one connection while ``unenrol`` runs on another:
     the service's close code and what a redial then hears."""
-
-    async def prove(websocket: ClientConnection) -> dict[str, object]:
-        await websocket.send(wire.encode("hello", device_id=device_id))
-        challenge = json.loads(await websocket.recv())
-        if challenge["type"] != "challenge":
-            return dict(challenge)
-        signature = key.sign(wire.proof_message(device_id, base64.b64decode(challenge["nonce"])))
-        await websocket.send(wire.encode("proof", signature=base64.b64encode(signature).decode()))
-        return dict(json.loads(await websocket.recv()))
-
     async with connect(relay.ws_url + wire.DEVICE_PATH) as service:
-        assert (await prove(service))["type"] == "welcome"
+        assert (await prove(service, device_id, key))["type"] == "welcome"
         async with connect(relay.ws_url + wire.DEVICE_PATH) as unenrol:
-            assert (await prove(unenrol))["type"] == "welcome"
+            assert (await prove(unenrol, device_id, key))["type"] == "welcome"
             await unenrol.send(wire.encode("unenrol"))
             assert json.loads(await unenrol.recv()) == {"type": "goodbye"}
         with pytest.raises(ConnectionClosed):
@@ -118,7 +115,7 @@ async def online_then_unenrolled(
                 await service.recv()
         code = service.close_code
     async with connect(relay.ws_url + wire.DEVICE_PATH) as redial:
-        answer = await prove(redial)
+        answer = await prove(redial, device_id, key)
     return code, str(answer.get("message", ""))
 
 
