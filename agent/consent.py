@@ -31,6 +31,10 @@ Rules:
    the capabilities it lists one by one are allowed without a prompt, every other one
    is refused (deny by default), and one the signed-in user stopped stays stopped for
    the rest of the session.
+10. On an enrolled device the policy its owner accepted at enrolment is consent given
+    in advance, and only for what it names: :func:`authorize_failure_action` mints one
+    ``fixes`` authorization for one automatic run when the verified policy sets
+    ``failure_actions``, and raises ConsentDeclined otherwise.
 
 This module is the bottom of the agent's stack: it imports no capability and no UI.
 It names what it asks about (:class:`ConsentSubject`, which every
@@ -481,3 +485,15 @@ class ConsentGate:
     def revoke_all(self, reason: str) -> None:
         for name in list(self._granted):
             self.revoke(name, reason)
+
+
+def authorize_failure_action(policy_allows: bool, fix_id: str) -> Authorization:
+    """Rule 10: one run of the check's fix, because the accepted policy allows it.
+    The caller passes the flag of a policy it verified against the pinned key."""
+    if not policy_allows:
+        raise ConsentDeclined(
+            "fixes",
+            f"The policy this computer's owner accepted does not let the fix {fix_id} run "
+            "by itself; it was not run.",
+        )
+    return Authorization._mint("fixes")

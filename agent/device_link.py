@@ -4,7 +4,8 @@ results, and reconnecting with jitter when the link drops.
 The messages are :mod:`protocol.device_wire`'s. After the relay's ``welcome`` the
 device sends a heartbeat every interval the relay named, and runs its policy's due
 checks (:func:`agent.monitoring.runner.run_policy`, in a worker thread) once a
-minute, sending only their summaries (and details where the policy shares them).
+minute, sending only their summaries (and details where the policy shares them),
+then the outcome of any failure action that came due (:mod:`agent.failure_actions`).
 When the relay says a technician asks for an unattended session, the device starts
 ``puente-agent unattended`` for it (:mod:`agent.unattended`; one at a time), which
 pairs end to end and lets the owner's policy decide.
@@ -29,11 +30,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from agent.enrolment import DeviceState
+from agent.failure_actions import FailureActions
 from agent.i18n import t
 from agent.monitoring.history import MeasurementHistory
 from agent.monitoring.runner import due_checks, run_policy
 from protocol import device_wire as wire
-from protocol.device_policy import DevicePolicy
+from protocol.device_policy import CheckDefinition, DevicePolicy
 from protocol.errors import MalformedDocument
 from protocol.safe_text import safe_text
 
@@ -92,12 +94,13 @@ async def stay_online(
     ``ca_file`` is passed on to the unattended sessions it starts."""
     policy = state.verified_policy()
     sessions = UnattendedStarter(state, say, ca_file)
+    actions = FailureActions(state, policy)
     this = asyncio.current_task()
     if this is not None:  # a service manager stops the device with SIGTERM: stop cleanly
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
     try:
-        await _stay_online(state, say, ssl, check_tick, policy, sessions)
+        await _stay_online(state, say, ssl, check_tick, policy, sessions, actions)
     finally:
         sessions.stop()  # an unattended session does not outlive the device link
 
@@ -109,6 +112,7 @@ async def _stay_online(
     check_tick: float,
     policy: DevicePolicy,
     sessions: UnattendedStarter,
+    actions: FailureActions,
 ) -> None:
     last_runs: dict[str, float] = {}
     attempt = 0
@@ -126,7 +130,14 @@ async def _stay_online(
                         await websocket.send(latest[0])
                     await _first_of(
                         _online(
-                            websocket, policy, history, last_runs, latest, heartbeat, check_tick
+                            websocket,
+                            policy,
+                            history,
+                            last_runs,
+                            latest,
+                            heartbeat,
+                            check_tick,
+                            actions,
                         ),
                         _listen(websocket, sessions),
                     )
@@ -138,6 +149,27 @@ async def _stay_online(
                 await asyncio.sleep(wait)
 
 
+#: Failure actions running (kept referenced until they end).
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def _failure_action(
+    websocket: ClientConnection, actions: FailureActions, check: CheckDefinition
+) -> None:
+    """Run one due action and tell the relay (if the link still stands: the outcome is
+    in the device's audit log either way)."""
+    done = await actions.run(check)
+    message = wire.encode(
+        "action",
+        check=done.check,
+        fix=done.fix,
+        outcome=done.outcome,
+        note=done.note[: wire.MAX_NOTE],
+    )
+    with contextlib.suppress(ConnectionClosed):
+        await websocket.send(message)
+
+
 async def _online(
     websocket: ClientConnection,
     policy: DevicePolicy,
@@ -146,6 +178,7 @@ async def _online(
     latest: list[str],
     heartbeat: int,
     check_tick: float,
+    actions: FailureActions,
 ) -> None:
     send = websocket.send
     next_beat = time.monotonic() + heartbeat
@@ -157,6 +190,12 @@ async def _online(
             summary = report.relay_summary()
             latest[:] = [wire.encode("results", at=summary["at"], results=summary["results"])]
             await send(latest[0])
+            # After the results, so that the relay has opened the alert to comment on.
+            # A fix may run for minutes: beside the heartbeats, not in their way.
+            for check in actions.due(report):
+                task = asyncio.create_task(_failure_action(websocket, actions, check))
+                _RUNNING.add(task)
+                task.add_done_callback(_RUNNING.discard)
         now = time.monotonic()
         if now >= next_beat:
             await send(wire.encode("heartbeat"))

@@ -28,6 +28,11 @@ Rules (everything an agent accepts of a policy is decided here):
    one, without asking).
 7. ``details_to_help_desk`` (default false): whether results travel with their
    details. Without it the relay sees only which check failed and with which severity.
+8. ``failure_actions`` (default false): whether the device may run a check's
+   ``action`` by itself, without asking, when the check's alert opens. The owner reads
+   this before agreeing; without it an action is only reported as not run. The
+   signed body carries the key only when true, so policies signed before it existed
+   keep their exact bytes.
 8. Times are integer Unix seconds passed in as ``now``; nothing here reads a clock.
 """
 
@@ -207,9 +212,10 @@ class DevicePolicy:
     maintenance: tuple[MaintenanceWindow, ...] = ()
     unattended: UnattendedAccess = field(default_factory=UnattendedAccess)
     details_to_help_desk: bool = False
+    failure_actions: bool = False
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "format": POLICY_FORMAT,
             "organisation": self.organisation,
             "organisation_key": self.organisation_key,
@@ -219,6 +225,9 @@ class DevicePolicy:
             "unattended": self.unattended.body(),
             "details_to_help_desk": self.details_to_help_desk,
         }
+        if self.failure_actions:
+            body["failure_actions"] = True
+        return body
 
     def in_maintenance(self, now: int) -> bool:
         return any(window.active(now) for window in self.maintenance)
@@ -362,7 +371,14 @@ def _parse_unattended(raw: Any) -> UnattendedAccess:
 
 
 def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: str) -> DevicePolicy:
-    known = {"checks", "maintenance", "unattended", "details_to_help_desk", "number"}
+    known = {
+        "checks",
+        "maintenance",
+        "unattended",
+        "details_to_help_desk",
+        "failure_actions",
+        "number",
+    }
     unknown = sorted(set(body) - known)
     if unknown:
         raise _fail(f"The policy has unknown setting(s) {', '.join(unknown)}.")
@@ -380,6 +396,9 @@ def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: st
     details = body.get("details_to_help_desk", False)
     if not isinstance(details, bool):
         raise _fail("details_to_help_desk must be true or false.")
+    failure_actions = body.get("failure_actions", False)
+    if not isinstance(failure_actions, bool):
+        raise _fail("failure_actions must be true or false.")
     return DevicePolicy(
         organisation=organisation,
         organisation_key=organisation_key,
@@ -388,6 +407,7 @@ def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: st
         maintenance=tuple(_parse_window(raw, index) for index, raw in enumerate(windows)),
         unattended=_parse_unattended(body.get("unattended")),
         details_to_help_desk=details,
+        failure_actions=failure_actions,
     )
 
 

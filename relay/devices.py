@@ -38,6 +38,7 @@ from protocol import device_wire as wire
 from protocol.device_policy import DevicePolicy, read_policy_unverified, standard_checks
 from protocol.errors import MalformedDocument, TrustError
 from protocol.identity import public_key_from_raw, verify_signature
+from protocol.safe_text import safe_text
 
 from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
 from .alerts import Observation
@@ -45,6 +46,7 @@ from .config import RelayConfig
 from .connectors import RequestTrackerConnector
 from .enrolment import EnrolmentBook
 from .errors import EnrolmentRefused, HeaderError
+from .events import EventType, NewEvent
 from .http import bearer_token, error_response, json_response
 from .sqlite_store import DATABASE_NAME
 
@@ -87,15 +89,19 @@ class DeviceDesk:
         ticketing: Ticketing | None = None,
         heartbeat: int = HEARTBEAT,
         clock: Callable[[], float] = time.time,
+        audit: Callable[[NewEvent], object] | None = None,
     ) -> None:
         self.heartbeat = heartbeat
+        self._audit = audit
         self._clock = clock
         self._ticketing = ticketing
         self._database = database
         self._enrolment = EnrolmentBook(database) if database else None
         self._alerts = AlertBook(database, clock) if database else None
         self._online: dict[str, float] = {}
-        self._connections: dict[str, ServerConnection] = {}
+        # Live connections per device, oldest first: unenrolling drops every one of
+        # them, and tell() speaks to the newest.
+        self._connections: dict[str, list[ServerConnection]] = {}
         self._policies: dict[str, DevicePolicy] = {}
         self._wake = asyncio.Event()
         self._delivery: asyncio.Task[None] | None = None
@@ -200,7 +206,7 @@ class DeviceDesk:
         if device_id is None:
             return
         self._online[device_id] = self._clock()
-        self._connections[device_id] = connection
+        self._connections.setdefault(device_id, []).append(connection)
         if self._enrolment is not None:
             self._enrolment.seen(device_id, self._clock(), online=True)
         logger.info("device online device=%s", device_id)
@@ -212,10 +218,13 @@ class DeviceDesk:
                 self._online[device_id] = self._clock()
                 if message["type"] == "results":
                     self._results(device_id, message["results"], message["at"])
+                elif message["type"] == "action":
+                    self._action(device_id, message)
                 elif message["type"] == "unenrol" and self._enrolment is not None:
                     self._enrolment.forget(device_id)
                     logger.info("device unenrolled device=%s", device_id)
                     await connection.send(wire.encode("goodbye"))
+                    await self._drop_others(device_id, connection)
                     return
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument("A device sends only heartbeats and results.")
@@ -227,12 +236,22 @@ class DeviceDesk:
             with contextlib.suppress(ConnectionClosed):
                 await connection.send(wire.encode("error", message=str(exc)))
         finally:
+            live = self._connections.get(device_id, [])
+            if connection in live:
+                live.remove(connection)
+            if not live:
+                self._connections.pop(device_id, None)
             self._online.pop(device_id, None)
-            if self._connections.get(device_id) is connection:
-                del self._connections[device_id]
             if self._enrolment is not None:
                 self._enrolment.seen(device_id, self._clock(), online=False)  # no-op if forgotten
             logger.info("device offline device=%s", device_id)
+
+    async def _drop_others(self, device_id: str, unenrolling: ServerConnection) -> None:
+        """Close the device's other connections (its service, while ``unenrol`` runs
+        beside it): its key no longer works, and its next dial is refused."""
+        for other in list(self._connections.get(device_id, ())):
+            if other is not unenrolling:
+                await other.close(1008, "this device was unenrolled")
 
     async def _prove(self, connection: ServerConnection) -> str | None:
         refusal = "This device is not enrolled here; enrol it again with 'puente-agent enrol'."
@@ -277,6 +296,27 @@ class DeviceDesk:
                 await connection.send(wire.encode("error", message=str(exc)))
             return None
 
+    def _action(self, device_id: str, message: dict[str, Any]) -> None:
+        """A failure action's outcome: a comment on the alert's ticket (relay.alert_book)."""
+        noted = self._alerts is not None and self._alerts.note(
+            device_id, message["check"], safe_text(message["note"], wire.MAX_NOTE)
+        )
+        logger.info(
+            "device failure action device=%s check=%s fix=%s outcome=%s ticket_note=%s",
+            device_id,
+            message["check"],
+            message["fix"],
+            message["outcome"],
+            "owed" if noted else "no open alert",
+        )
+        if noted:
+            self._wake.set()
+        if self._audit is not None:
+            fields = ("check", "fix", "outcome", "note")
+            data = {name: message[name] for name in fields}
+            data["ticket_note"] = "owed" if noted else "no open alert"
+            self._audit(NewEvent(EventType.DEVICE_FAILURE_ACTION, f"device-{device_id}", data))
+
     def _results(self, device_id: str, results: list[dict[str, Any]], reported_at: int) -> None:
         if self._alerts is None:
             return
@@ -304,15 +344,16 @@ class DeviceDesk:
             self._wake.set()
 
     async def tell(self, device_id: str, text: str) -> bool:
-        """Send one message to ``device_id`` if it is online here; False if it is not."""
-        connection = self._connections.get(device_id)
-        if connection is None:
-            return False
-        try:
-            await connection.send(text)
-        except ConnectionClosed:
-            return False
-        return True
+        """Send one message to ``device_id`` if it is online here; False if it is not.
+        It goes to the device's newest live connection (an older one may be a link
+        that is about to time out)."""
+        for connection in reversed(list(self._connections.get(device_id, ()))):
+            try:
+                await connection.send(text)
+            except ConnectionClosed:
+                continue
+            return True
+        return False
 
     def registration(self, device_id: str) -> tuple[bytes, DevicePolicy] | None:
         """The device's registered public key and (unverified) policy, if it is enrolled."""
@@ -357,9 +398,12 @@ def technician_or_refusal(
     return technician
 
 
-def device_desk(config: RelayConfig) -> DeviceDesk:
+def device_desk(
+    config: RelayConfig, audit: Callable[[NewEvent], object] | None = None
+) -> DeviceDesk:
     """The desk for this relay's settings: enrolment needs the SQLite store; alerts
-    become Request Tracker tickets when the relay has RT configured."""
+    become Request Tracker tickets when the relay has RT configured; ``audit`` records
+    an event in the relay's audit log (failure actions)."""
     database = None
     if config.data_dir and not config.database_url:
         database = Path(config.data_dir) / DATABASE_NAME
@@ -371,7 +415,7 @@ def device_desk(config: RelayConfig) -> DeviceDesk:
         ),
         None,
     )
-    return DeviceDesk(database, ticketing, clock=config.clock)
+    return DeviceDesk(database, ticketing, clock=config.clock, audit=audit)
 
 
 def _alert_policy(document: str | None) -> DevicePolicy:

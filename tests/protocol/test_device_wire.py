@@ -106,3 +106,16 @@ def test_an_unattended_request_names_a_nameplate_and_a_ticket() -> None:
             )
     with pytest.raises(MalformedDocument):
         wire.parse_device_message(json.dumps({"type": "unattended", "nameplate": "417"}))
+
+
+def test_a_failure_action_outcome_parses_and_bad_ones_get_a_sentence() -> None:
+    fields = {"check": "disk-system", "fix": "free-space", "outcome": "ran", "note": "It ran."}
+    assert wire.parse_device_message(wire.encode("action", **fields))["outcome"] == "ran"
+    for bad, sentence in (
+        ({**fields, "outcome": "exploded"}, "outcome is not one Puente knows"),
+        ({**fields, "fix": "../x"}, "fix is not a name"),
+        ({**fields, "note": ""}, "note is a text of 1 to"),
+        ({**fields, "note": "x" * (wire.MAX_NOTE + 1)}, "note is a text of 1 to"),
+    ):
+        with pytest.raises(MalformedDocument, match=sentence):
+            wire.parse_device_message(wire.encode("action", **bad))

@@ -1,6 +1,7 @@
 """A technician asks an enrolled device for an unattended session, with a real relay
 process: the online device is told the session's nameplate over its WebSocket (and
-nothing about the technician); every bad request gets a sentence and tells no device."""
+nothing about the technician), on its newest connection; every bad request gets a
+sentence and tells no device."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import urllib.request
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from protocol import device_wire as wire
 from protocol.identity import raw_public_key
-from tests.relay.test_devices import enrol
+from tests.relay.test_devices import enrol, prove
 from tests.support.device_fixtures import enrolment_token
 from tests.support.relay import RelayProcess, start_relay
 from tests.support.timeouts import scaled
@@ -126,5 +127,60 @@ def test_bad_requests_get_sentences_and_tell_no_device(tmp_path: Path) -> None:
         urllib.request.urlopen(request, timeout=scaled(10)).close()
         status, answer = ask(relay, ana, device_id, {"session_id": session})
         assert status == 409 and "no longer waiting" in str(answer["message"])
+    finally:
+        relay.stop()
+
+
+async def proven(relay: RelayProcess, device_id: str, key: Ed25519PrivateKey) -> ClientConnection:
+    """A connection of the device, past its proof (the caller closes it)."""
+    websocket = await connect(relay.ws_url + wire.DEVICE_PATH)
+    assert (await prove(websocket, device_id, key))["type"] == "welcome"
+    return websocket
+
+
+async def two_links_asked(
+    relay: RelayProcess, device_id: str, key: Ed25519PrivateKey, token: str
+) -> tuple[str, str, str, str]:
+    """The device online twice (a link about to time out, and a fresh one): the newest
+    is told, and once it is gone the older one is. The nameplates asked and heard."""
+    older = await proven(relay, device_id, key)
+    try:
+        newer = await proven(relay, device_id, key)
+        first = new_session(relay, token)
+        status, answer = await asyncio.to_thread(
+            ask, relay, token, device_id, {"session_id": first}
+        )
+        assert status == 202, answer
+        heard_newer = wire.parse_device_message(await asyncio.wait_for(newer.recv(), scaled(10)))
+        await newer.close()
+        second = new_session(relay, token)
+        status, again = await asyncio.to_thread(
+            ask, relay, token, device_id, {"session_id": second}
+        )
+        assert status == 202, again
+        heard_older = wire.parse_device_message(await asyncio.wait_for(older.recv(), scaled(10)))
+    finally:
+        await older.close()
+    return (
+        str(answer["nameplate"]),
+        str(heard_newer["nameplate"]),
+        str(again["nameplate"]),
+        str(heard_older["nameplate"]),
+    )
+
+
+def test_the_newest_of_a_devices_connections_is_told(tmp_path: Path) -> None:
+    relay = start_relay(tmp_path / "relay")
+    try:
+        key = Ed25519PrivateKey.generate()
+        device_id = enrol(
+            relay, enrolment_token(relay.data_dir, "--uses", "1", "--valid-days", "1"), key
+        )
+        token = relay.add_technician("Ana desk")
+        asked_first, newer_heard, asked_second, older_heard = asyncio.run(
+            two_links_asked(relay, device_id, key, token)
+        )
+        assert newer_heard == asked_first
+        assert older_heard == asked_second  # not the first request: it went to the newer
     finally:
         relay.stop()
