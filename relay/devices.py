@@ -240,11 +240,15 @@ class DeviceDesk:
             if connection in live:
                 live.remove(connection)
             if not live:
+                # Offline only when its last connection goes (a service and 'unenrol'
+                # beside it, or a dead link still timing out, are two at once).
                 self._connections.pop(device_id, None)
-            self._online.pop(device_id, None)
-            if self._enrolment is not None:
-                self._enrolment.seen(device_id, self._clock(), online=False)  # no-op if forgotten
-            logger.info("device offline device=%s", device_id)
+                self._online.pop(device_id, None)
+                if self._enrolment is not None:
+                    self._enrolment.seen(
+                        device_id, self._clock(), online=False
+                    )  # no-op if forgotten
+                logger.info("device offline device=%s", device_id)
 
     async def _drop_others(self, device_id: str, unenrolling: ServerConnection) -> None:
         """Close the device's other connections (its service, while ``unenrol`` runs

@@ -51,6 +51,16 @@ def new_session(relay: RelayProcess, token: str) -> str:
         return str(json.loads(response.read())["session_id"])
 
 
+def online(relay: RelayProcess, token: str, device: str) -> bool:
+    request = urllib.request.Request(
+        f"{relay.http_url}/api/devices", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=scaled(10)) as response:
+        listed = json.loads(response.read())
+    (entry,) = [d for d in listed["devices"] if d["device_id"] == device]
+    return bool(entry["online"])
+
+
 async def online_and_asked(
     relay: RelayProcess, device_id: str, key: Ed25519PrivateKey, token: str, session: str
 ) -> tuple[tuple[int, dict[str, object]], dict[str, object]]:
@@ -153,6 +163,9 @@ async def two_links_asked(
         assert status == 202, answer
         heard_newer = wire.parse_device_message(await asyncio.wait_for(newer.recv(), scaled(10)))
         await newer.close()
+        await asyncio.sleep(0.2)  # the relay notices the close
+        # Still online: its older connection is (offline only when the last one goes).
+        assert await asyncio.to_thread(online, relay, token, device_id)
         second = new_session(relay, token)
         status, again = await asyncio.to_thread(
             ask, relay, token, device_id, {"session_id": second}
