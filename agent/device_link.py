@@ -5,7 +5,11 @@ The messages are :mod:`protocol.device_wire`'s. After the relay's ``welcome`` th
 device sends a heartbeat every interval the relay named, and runs its policy's due
 checks (:func:`agent.monitoring.runner.run_policy`, in a worker thread) once a
 minute, sending only their summaries (with the details sealed to the organisation's
-details key when the policy names one: :mod:`protocol.sealed_details`).
+details key when the policy names one: :mod:`protocol.sealed_details`), then the
+outcome of any failure action that came due (:mod:`agent.failure_actions`).
+When the relay says a technician asks for an unattended session, the device starts
+``puente-agent unattended`` for it (:mod:`agent.unattended`; one at a time), which
+pairs end to end and lets the owner's policy decide.
 A refusal by the relay (an unknown device, a key that does not match) ends the loop
 with the relay's sentence; a dropped link is redialled after an exponential,
 jittered wait (the relay may be restarting along with many devices).
@@ -15,21 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
+import signal
 import ssl as ssl_module
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from agent.enrolment import DeviceState
+from agent.failure_actions import FailureActions
 from agent.i18n import t
 from agent.monitoring.history import MeasurementHistory
 from agent.monitoring.runner import due_checks, run_policy
 from protocol import device_wire as wire
-from protocol.device_policy import DevicePolicy
+from protocol.device_policy import CheckDefinition, DevicePolicy
 from protocol.errors import MalformedDocument
 from protocol.safe_text import safe_text
 
@@ -88,9 +95,33 @@ async def stay_online(
     say: Callable[[str], None],
     ssl: ssl_module.SSLContext | None = None,
     check_tick: float = CHECK_TICK,
+    ca_file: str | None = None,
 ) -> None:
-    """Keep the device online until cancelled; DeviceRefused if the relay refuses it."""
+    """Keep the device online until cancelled; DeviceRefused if the relay refuses it.
+
+    ``ca_file`` is passed on to the unattended sessions it starts."""
     policy = state.verified_policy()
+    sessions = UnattendedStarter(state, say, ca_file)
+    actions = FailureActions(state, policy)
+    this = asyncio.current_task()
+    if this is not None:  # a service manager stops the device with SIGTERM: stop cleanly
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
+    try:
+        await _stay_online(state, say, ssl, check_tick, policy, sessions, actions)
+    finally:
+        sessions.stop()  # an unattended session does not outlive the device link
+
+
+async def _stay_online(
+    state: DeviceState,
+    say: Callable[[str], None],
+    ssl: ssl_module.SSLContext | None,
+    check_tick: float,
+    policy: DevicePolicy,
+    sessions: UnattendedStarter,
+    actions: FailureActions,
+) -> None:
     last_runs: dict[str, float] = {}
     attempt = 0
     latest: list[str] = []  # the last results message, sent again after a reconnect
@@ -103,15 +134,19 @@ async def stay_online(
                     say(t("enrol.online", seconds=heartbeat))
                     if latest:
                         await websocket.send(latest[0])
-                    await _online(
-                        websocket,
-                        state.device_id,
-                        policy,
-                        history,
-                        last_runs,
-                        latest,
-                        heartbeat,
-                        check_tick,
+                    await _first_of(
+                        _online(
+                            websocket,
+                            state.device_id,
+                            policy,
+                            history,
+                            last_runs,
+                            latest,
+                            heartbeat,
+                            check_tick,
+                            actions,
+                        ),
+                        _listen(websocket, sessions),
                     )
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 attempt += 1
@@ -119,6 +154,27 @@ async def stay_online(
                 wait = ceiling / 2 + random.random() * ceiling / 2
                 say(t("enrol.reconnecting", reason=safe_text(exc, 200), seconds=f"{wait:.0f}"))
                 await asyncio.sleep(wait)
+
+
+#: Failure actions running (kept referenced until they end).
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def _failure_action(
+    websocket: ClientConnection, actions: FailureActions, check: CheckDefinition
+) -> None:
+    """Run one due action and tell the relay (if the link still stands: the outcome is
+    in the device's audit log either way)."""
+    done = await actions.run(check)
+    message = wire.encode(
+        "action",
+        check=done.check,
+        fix=done.fix,
+        outcome=done.outcome,
+        note=done.note[: wire.MAX_NOTE],
+    )
+    with contextlib.suppress(ConnectionClosed):
+        await websocket.send(message)
 
 
 async def _online(
@@ -130,6 +186,7 @@ async def _online(
     latest: list[str],
     heartbeat: int,
     check_tick: float,
+    actions: FailureActions,
 ) -> None:
     send = websocket.send
     next_beat = time.monotonic() + heartbeat
@@ -141,8 +198,66 @@ async def _online(
             summary = report.relay_summary(device_id)
             latest[:] = [wire.encode("results", at=summary["at"], results=summary["results"])]
             await send(latest[0])
+            # After the results, so that the relay has opened the alert to comment on.
+            # A fix may run for minutes: beside the heartbeats, not in their way.
+            for check in actions.due(report):
+                task = asyncio.create_task(_failure_action(websocket, actions, check))
+                _RUNNING.add(task)
+                task.add_done_callback(_RUNNING.discard)
         now = time.monotonic()
         if now >= next_beat:
             await send(wire.encode("heartbeat"))
             next_beat = now + heartbeat
         await asyncio.sleep(min(check_tick, max(0.05, next_beat - time.monotonic())))
+
+
+async def _first_of(*work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` together until one ends; re-raise what it raised, cancel the rest."""
+    tasks = [asyncio.ensure_future(item) for item in work]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _listen(websocket: ClientConnection, sessions: UnattendedStarter) -> None:
+    """What the relay sends once the device is online: unattended requests only."""
+    async for text in websocket:
+        try:
+            message = wire.parse_device_message(text)
+        except MalformedDocument:
+            continue  # a newer relay's message: nothing to do with it here
+        if message["type"] == "unattended":
+            await sessions.start(message["nameplate"], message["ticket_id"])
+    raise ConnectionError("the relay closed the device's connection")
+
+
+class UnattendedStarter:
+    """Starts ``puente-agent unattended`` for each request, one session at a time."""
+
+    def __init__(self, state: DeviceState, say: Callable[[str], None], ca_file: str | None):
+        self._state = state
+        self._say = say
+        self._ca_file = ca_file
+        self._running: asyncio.subprocess.Process | None = None
+
+    async def start(self, nameplate: str, ticket: str) -> None:
+        from agent.unattended import command_line
+
+        if self._running is not None and self._running.returncode is None:
+            self._say(t("unattended.busy", ticket=safe_text(ticket, 200)))
+            return
+        self._say(t("unattended.asked", ticket=safe_text(ticket, 200)))
+        self._running = await asyncio.create_subprocess_exec(
+            *command_line(self._state.folder, nameplate, ticket, self._ca_file),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self._running is not None and self._running.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._running.terminate()

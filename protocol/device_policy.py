@@ -31,7 +31,12 @@ Rules (everything an agent accepts of a policy is decided here):
    one (``details_key``, :mod:`protocol.sealed_details`); the help desk opens them.
    ``details_to_help_desk`` (default false) lets the technician's side post the opened
    details on the alert's ticket; it needs a ``details_key``.
-8. Times are integer Unix seconds passed in as ``now``; nothing here reads a clock.
+8. ``failure_actions`` (default false): whether the device may run a check's
+   ``action`` by itself, without asking, when the check's alert opens. The owner reads
+   this before agreeing; without it an action is only reported as not run. The
+   signed body carries the key only when true, so policies signed before it existed
+   keep their exact bytes.
+9. Times are integer Unix seconds passed in as ``now``; nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -214,10 +219,11 @@ class DevicePolicy:
     #: The organisation's details key (public half, :mod:`protocol.sealed_details`):
     #: check details are sealed to it; without one they stay on the device.
     details_key: str | None = None
+    failure_actions: bool = False
 
     def body(self) -> dict[str, Any]:
         extra = {"details_key": self.details_key} if self.details_key else {}
-        return {
+        body: dict[str, Any] = {
             "format": POLICY_FORMAT,
             "organisation": self.organisation,
             "organisation_key": self.organisation_key,
@@ -228,6 +234,9 @@ class DevicePolicy:
             "details_to_help_desk": self.details_to_help_desk,
             **extra,
         }
+        if self.failure_actions:
+            body["failure_actions"] = True
+        return body
 
     def in_maintenance(self, now: int) -> bool:
         return any(window.active(now) for window in self.maintenance)
@@ -371,7 +380,15 @@ def _parse_unattended(raw: Any) -> UnattendedAccess:
 
 
 def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: str) -> DevicePolicy:
-    known = {"checks", "maintenance", "unattended", "details_to_help_desk", "details_key", "number"}
+    known = {
+        "checks",
+        "maintenance",
+        "unattended",
+        "details_to_help_desk",
+        "details_key",
+        "failure_actions",
+        "number",
+    }
     unknown = sorted(set(body) - known)
     if unknown:
         raise _fail(f"The policy has unknown setting(s) {', '.join(unknown)}.")
@@ -397,6 +414,9 @@ def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: st
             "details_to_help_desk needs the organisation's details_key, so that details "
             "travel sealed; make one with 'puente-tech policy details-key --out FILE'."
         )
+    failure_actions = body.get("failure_actions", False)
+    if not isinstance(failure_actions, bool):
+        raise _fail("failure_actions must be true or false.")
     return DevicePolicy(
         organisation=organisation,
         organisation_key=organisation_key,
@@ -406,6 +426,7 @@ def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: st
         unattended=_parse_unattended(body.get("unattended")),
         details_to_help_desk=details,
         details_key=details_key,
+        failure_actions=failure_actions,
     )
 
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -42,6 +42,7 @@ from protocol import device_wire as wire
 from protocol.device_policy import DevicePolicy, read_policy_unverified, standard_checks
 from protocol.errors import MalformedDocument, TrustError
 from protocol.identity import public_key_from_raw, verify_signature
+from protocol.safe_text import safe_text
 
 from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
 from .alerts import Observation
@@ -50,11 +51,14 @@ from .config import RelayConfig
 from .connectors import RequestTrackerConnector
 from .enrolment import EnrolmentBook
 from .errors import EnrolmentRefused, HeaderError
+from .events import EventType, NewEvent
 from .http import bearer_token, error_response, json_response
 from .presence import PresenceBook, SealedDetails, open_tickets, stored_details
 from .sqlite_store import DATABASE_NAME
 
 logger = logging.getLogger("relay.devices")
+
+Account = TypeVar("Account")
 
 #: The technicians' list of devices (REST, bearer token).
 DEVICES_API = "/api/devices"
@@ -92,14 +96,19 @@ class DeviceDesk:
         heartbeat: int = HEARTBEAT,
         clock: Callable[[], float] = time.time,
         cluster: ClusterNode | None = None,
+        audit: Callable[[NewEvent], object] | None = None,
     ) -> None:
         self.heartbeat = heartbeat
+        self._audit = audit
         self._clock = clock
         self._ticketing = ticketing
         self._database = database
         self._enrolment = EnrolmentBook(database) if database else None
         self._alerts = AlertBook(database, clock) if database else None
         self.presence_book = PresenceBook(database, clock, cluster) if database else None
+        # Live connections per device, oldest first: unenrolling drops every one of
+        # them, and tell() speaks to the newest.
+        self._connections: dict[str, list[ServerConnection]] = {}
         self._policies: dict[str, DevicePolicy] = {}
         self._wake = asyncio.Event()
         self._delivery: asyncio.Task[None] | None = None
@@ -190,17 +199,9 @@ class DeviceDesk:
     ) -> Response:
         """``GET /api/devices``: who is online and which alerts are open; ``GET
         /api/devices/ID``: one device, with its checks' sealed details (technicians)."""
-        try:
-            token = bearer_token(request.headers)
-        except HeaderError as exc:
-            return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
-        if token is None or authenticate(token) is None:
-            return error_response(
-                http.HTTPStatus.UNAUTHORIZED,
-                "unauthorized",
-                "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
-                (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
-            )
+        technician = technician_or_refusal(request, authenticate)
+        if isinstance(technician, Response):
+            return technician
         if request.method != "GET":
             return error_response(
                 http.HTTPStatus.METHOD_NOT_ALLOWED,
@@ -247,6 +248,7 @@ class DeviceDesk:
         book = self.presence_book
         assert book is not None  # _prove refuses devices without the store
         book.arrived(device_id)
+        self._connections.setdefault(device_id, []).append(connection)
         # The device's heartbeats prove it alive (MISSED_HEARTBEATS of them lost and it is
         # gone): the server's keepalive pings would add two frames per device every 20 s,
         # most of the relay's CPU for 10,000 idle devices (docs/PERFORMANCE.md).
@@ -262,11 +264,14 @@ class DeviceDesk:
                 book.heard(device_id)  # memory only (relay.presence, rule 1)
                 if message["type"] == "results":
                     self._results(device_id, message["results"], message["at"])
+                elif message["type"] == "action":
+                    self._action(device_id, message)
                 elif message["type"] == "unenrol" and self._enrolment is not None:
                     self._enrolment.forget(device_id)
                     book.forgotten(device_id)
                     logger.info("device unenrolled device=%s", device_id)
                     await connection.send(wire.encode("goodbye"))
+                    await self._drop_others(device_id, connection)
                     return
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument("A device sends only heartbeats and results.")
@@ -276,8 +281,22 @@ class DeviceDesk:
             with contextlib.suppress(ConnectionClosed):
                 await connection.send(wire.encode("error", message=str(exc)))
         finally:
-            book.left(device_id)  # no-op if forgotten
-            logger.info("device offline device=%s", device_id)
+            live = self._connections.get(device_id, [])
+            if connection in live:
+                live.remove(connection)
+            if not live:
+                # Offline only when its last connection goes (a service and 'unenrol'
+                # beside it, or a dead link still timing out, are two at once).
+                self._connections.pop(device_id, None)
+                book.left(device_id)  # no-op if forgotten
+                logger.info("device offline device=%s", device_id)
+
+    async def _drop_others(self, device_id: str, unenrolling: ServerConnection) -> None:
+        """Close the device's other connections (its service, while ``unenrol`` runs
+        beside it): its key no longer works, and its next dial is refused."""
+        for other in list(self._connections.get(device_id, ())):
+            if other is not unenrolling:
+                await other.close(1008, "this device was unenrolled")
 
     async def _prove(self, connection: ServerConnection) -> str | None:
         refusal = "This device is not enrolled here; enrol it again with 'puente-agent enrol'."
@@ -322,6 +341,27 @@ class DeviceDesk:
                 await connection.send(wire.encode("error", message=str(exc)))
             return None
 
+    def _action(self, device_id: str, message: dict[str, Any]) -> None:
+        """A failure action's outcome: a comment on the alert's ticket (relay.alert_book)."""
+        noted = self._alerts is not None and self._alerts.note(
+            device_id, message["check"], safe_text(message["note"], wire.MAX_NOTE)
+        )
+        logger.info(
+            "device failure action device=%s check=%s fix=%s outcome=%s ticket_note=%s",
+            device_id,
+            message["check"],
+            message["fix"],
+            message["outcome"],
+            "owed" if noted else "no open alert",
+        )
+        if noted:
+            self._wake.set()
+        if self._audit is not None:
+            fields = ("check", "fix", "outcome", "note")
+            data = {name: message[name] for name in fields}
+            data["ticket_note"] = "owed" if noted else "no open alert"
+            self._audit(NewEvent(EventType.DEVICE_FAILURE_ACTION, f"device-{device_id}", data))
+
     def _results(self, device_id: str, results: list[dict[str, Any]], reported_at: int) -> None:
         if self._alerts is None:
             return
@@ -352,6 +392,25 @@ class DeviceDesk:
         if spoke:
             self._wake.set()
 
+    async def tell(self, device_id: str, text: str) -> bool:
+        """Send one message to ``device_id`` if it is online here; False if it is not.
+        It goes to the device's newest live connection (an older one may be a link
+        that is about to time out)."""
+        for connection in reversed(list(self._connections.get(device_id, ()))):
+            try:
+                await connection.send(text)
+            except ConnectionClosed:
+                continue
+            return True
+        return False
+
+    def registration(self, device_id: str) -> tuple[bytes, DevicePolicy] | None:
+        """The device's registered public key and (unverified) policy, if it is enrolled."""
+        device = self._enrolment.device(device_id) if self._enrolment is not None else None
+        if device is None:
+            return None
+        return device.public_key, _alert_policy(device.policy)
+
     # -- who is there ----------------------------------------------------------------------
 
     def presence(self) -> list[Presence]:
@@ -371,9 +430,33 @@ class DeviceDesk:
         ]
 
 
-def device_desk(config: RelayConfig, cluster: ClusterNode | None = None) -> DeviceDesk:
+def technician_or_refusal(
+    request: Request, authenticate: Callable[[str], Account | None]
+) -> Account | Response:
+    """The technician the request's bearer token names, or the refusal to send back."""
+    try:
+        token = bearer_token(request.headers)
+    except HeaderError as exc:
+        return error_response(http.HTTPStatus.BAD_REQUEST, "bad_request", f"Refused: {exc}.")
+    technician = authenticate(token) if token is not None else None
+    if technician is None:
+        return error_response(
+            http.HTTPStatus.UNAUTHORIZED,
+            "unauthorized",
+            "The relay did not accept your API token; check --token or PUENTE_TOKEN.",
+            (("WWW-Authenticate", 'Bearer realm="puente-relay"'),),
+        )
+    return technician
+
+
+def device_desk(
+    config: RelayConfig,
+    cluster: ClusterNode | None = None,
+    audit: Callable[[NewEvent], object] | None = None,
+) -> DeviceDesk:
     """The desk for this relay's settings: enrolment needs the SQLite store; alerts
-    become Request Tracker tickets when the relay has RT configured."""
+    become Request Tracker tickets when the relay has RT configured; ``audit`` records
+    an event in the relay's audit log (failure actions)."""
     database = None
     if config.data_dir and not config.database_url:
         database = Path(config.data_dir) / DATABASE_NAME
@@ -385,7 +468,7 @@ def device_desk(config: RelayConfig, cluster: ClusterNode | None = None) -> Devi
         ),
         None,
     )
-    return DeviceDesk(database, ticketing, clock=config.clock, cluster=cluster)
+    return DeviceDesk(database, ticketing, clock=config.clock, cluster=cluster, audit=audit)
 
 
 @functools.lru_cache(maxsize=256)

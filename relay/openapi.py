@@ -368,6 +368,70 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/api/devices/{device_id}/connect": {
+            "parameters": [
+                {
+                    "name": "device_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                }
+            ],
+            "post": {
+                "summary": "Ask an enrolled device for an unattended session",
+                "description": (
+                    "Create a session for the ticket first (POST /api/sessions). The relay "
+                    "tells the online device that session's nameplate and ticket, nothing "
+                    "else; the device pairs without a code, checks the technician's "
+                    "certificate and role itself, and its owner's policy decides."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "session_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+                                },
+                                "required": ["session_id"],
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "The device was told; claim the nameplate code-less.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "device_id": {"type": "string"},
+                                        "session_id": {"type": "string"},
+                                        "nameplate": {"type": "string"},
+                                        "device_key": {"type": "string"},
+                                        "unattended": {"type": "object"},
+                                    },
+                                    "required": [
+                                        "device_id",
+                                        "session_id",
+                                        "nameplate",
+                                        "device_key",
+                                        "unattended",
+                                    ],
+                                }
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "409": _ERROR,
+                },
+            },
+        },
         "/api/revocations": {
             "post": {
                 "summary": "Publish an organisation's signed revocation list",

@@ -13,7 +13,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.support.device_fixtures import enrolled_agent, enrolment_token, start_relay_with_rt
+from tests.support.device_fixtures import enrolled_agent, enrolment_token, relay_with_rt
 from tests.support.helpdesk import RequestTracker, wait_until
 from tests.support.proxy import RecordingProxy
 from tests.support.relay import start_relay
@@ -142,7 +142,7 @@ def test_the_technicians_side_posts_opened_details_on_the_ticket_when_the_policy
             "policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(policies[share])
         )
         assert signed.returncode == 0, signed.stderr
-    relay = start_relay_with_rt(tmp_path / "relay", rt)
+    relay = relay_with_rt(tmp_path / "relay", rt)
     agents: list[subprocess.Popen[str]] = []
     try:
         ana = relay.add_technician("Ana Technician")

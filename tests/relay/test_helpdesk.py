@@ -137,7 +137,9 @@ def test_join_page_for_waiting_used_and_unknown_codes(tmp_path: Path) -> None:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
         assert f"{nameplate}-" in html
         assert f"ws://127.0.0.1:{relay.port}" in html
-        assert "Linux (this computer)" in html
+        # The visitor's system comes first and is marked as theirs (issue 19).
+        assert '<li class="os mine">Linux:' in html
+        assert "<strong>(this computer)</strong>" in html
 
         unknown = "0" * 32
         missing = await http_request(relay, "GET", f"/join/{unknown}")

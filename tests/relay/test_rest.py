@@ -73,6 +73,7 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
             "/api/revocations",
             "/api/devices",
             "/api/devices/{device_id}",
+            "/api/devices/{device_id}/connect",
             "/revocations/{organisation_key}",
         }
         assert set(document["paths"]["/api/sessions"]) == {"get", "post"}
