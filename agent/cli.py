@@ -54,6 +54,7 @@ examples:
   puente-agent audit verify ~/.local/state/puente/session-20260102-100000-417.log
   puente-agent checks run --once --policy acme.policy --org-key acme-org/org.pub
   puente-agent enrol --relay wss://support.example.org --org-key acme-org.pub --token pe_... --no-service
+  puente-agent service show --os macos      (the service definitions: 'service --help')
 """
 
 AUDIT_DESCRIPTION = """\
@@ -161,6 +162,16 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_library_warnings()
         return (enrol_main if argv[0] == "enrol" else unenrol_main)(argv[1:])
+    if argv[:1] == ["unattended"]:
+        from agent.unattended import unattended_main
+
+        quiet_library_warnings()
+        return unattended_main(argv[1:])
+    if argv[:1] == ["service"]:
+        from agent.service_command import service_main
+
+        quiet_library_warnings()
+        return service_main(argv[1:])
     if argv[:1] == ["checks"]:
         from agent.monitoring.command import checks_main
 

@@ -23,6 +23,18 @@ Rules:
 8. The answer travels a trusted path (:class:`TrustedPath`): while any question or
    review is open, remote input is dropped (not queued, not replayed); only the
    customer's own mouse or keyboard can answer.
+9. An unattended session (an enrolled device, :mod:`agent.unattended`) first asks
+   whoever is signed in whether the technician may come in at all
+   (:meth:`ConsentGate.ask_unattended`, on the same trusted path, for a limited time;
+   silence is the owner's policy's answer: no, or yes after the countdown). Then the
+   owner's signed policy answers instead of the customer (:meth:`ConsentGate.follow_policy`):
+   the capabilities it lists one by one are allowed without a prompt, every other one
+   is refused (deny by default), and one the signed-in user stopped stays stopped for
+   the rest of the session.
+10. On an enrolled device the policy its owner accepted at enrolment is consent given
+    in advance, and only for what it names: :func:`authorize_failure_action` mints one
+    ``fixes`` authorization for one automatic run when the verified policy sets
+    ``failure_actions``, and raises ConsentDeclined otherwise.
 
 This module is the bottom of the agent's stack: it imports no capability and no UI.
 It names what it asks about (:class:`ConsentSubject`, which every
@@ -38,6 +50,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from agent.errors import ConsentDeclined, ConsentRevoked
@@ -173,6 +186,24 @@ class ConsentAsker(Protocol):
     def notify(self, text: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class UnattendedQuestion:
+    """Whether a verified technician may start an unattended session (rule 9).
+
+    ``seconds``: how long the signed-in user has to answer; ``allow_on_silence``: what
+    no answer means (the owner's policy: False for ``ask-deny``, True for
+    ``ask-allow``, a countdown). ``capabilities``: what the policy lets the technician
+    use. Outside text (names, ticket) is made inert by the UI that shows it.
+    """
+
+    technician: str
+    organisation: str
+    ticket_id: str
+    capabilities: tuple[str, ...]
+    seconds: int
+    allow_on_silence: bool
+
+
 class Authorization:
     """Proof that the customer allowed ``capability``; revoked the moment they withdraw.
 
@@ -230,6 +261,9 @@ class ConsentGate:
         self._declines: dict[str, int] = {}
         self._prompt_lock = asyncio.Lock()
         self._on_revoke: list[RevocationCallback] = []
+        #: In an unattended session, what the owner's policy allows (rule 9); else None.
+        self._policy: frozenset[str] | None = None
+        self._stopped_in_unattended: set[str] = set()
         #: Whether a question is open; remote control reads it (see :class:`TrustedPath`).
         self.trusted_path = TrustedPath()
         attach = getattr(ui, "attach_trusted_path", None)
@@ -243,6 +277,70 @@ class ConsentGate:
     def granted(self) -> list[str]:
         return sorted(self._granted)
 
+    async def ask_unattended(self, question: UnattendedQuestion) -> tuple[bool, bool]:
+        """Ask whoever is signed in (rule 9): ``(allowed, answered)``.
+
+        The UI's optional ``ask_unattended(question)`` returns True, False, or None when
+        nobody can be asked (then, for a countdown, the time still runs out before the
+        policy's answer applies). No answer within ``question.seconds`` is the policy's
+        answer (``question.allow_on_silence``). The question is on the trusted path.
+        """
+        ask = getattr(self._ui, "ask_unattended", None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + question.seconds
+        answer: bool | None = None
+        async with self._prompt_lock:
+            with self.trusted_path.asking():
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        if ask is not None:
+                            answer = await ask(question)
+                        if answer is None and question.allow_on_silence:
+                            await asyncio.sleep(question.seconds)  # the countdown runs out
+                except (TimeoutError, EOFError, OSError):
+                    answer = None
+        if answer is None:
+            return question.allow_on_silence, False
+        return bool(answer), True
+
+    @property
+    def follows_policy(self) -> bool:
+        """Whether the owner's policy answers instead of the customer (rule 9)."""
+        return self._policy is not None
+
+    def follow_policy(self, allowed: Iterable[str]) -> None:
+        """From now on the owner's policy answers instead of the customer (rule 9)."""
+        self._policy = frozenset(allowed)
+
+    def _by_policy(self, capability: ConsentSubject, remember: bool) -> Authorization:
+        """Allow ``capability`` if the owner's policy lists it (rule 9); else refuse."""
+        assert self._policy is not None
+        if capability.name in self._stopped_in_unattended:
+            raise ConsentDeclined(
+                capability.name,
+                f"The person at this computer stopped {capability.name}; it stays stopped "
+                "for the rest of this unattended session.",
+            )
+        if capability.name not in self._policy:
+            self._log.write(f"Refused by the owner's unattended policy: {capability.title}.")
+            raise ConsentDeclined(
+                capability.name,
+                f"This computer's policy does not allow {capability.name} in unattended "
+                "sessions; ask its owner, or the organisation to change the policy.",
+            )
+        for needed in capability.requires:
+            if needed not in self._granted:
+                raise ConsentDeclined(
+                    capability.name, f"{capability.title} needs {needed} to be allowed first."
+                )
+        if not remember:
+            self._refuse_if_running(capability)
+        return self._grant(
+            Authorization._mint(capability.name),
+            capability,
+            f"Allowed by the owner's unattended policy: {capability.title}.",
+        )
+
     async def authorize(self, capability: ConsentSubject, detail: str = "") -> Authorization:
         """Return a live authorization, asking the customer if needed.
 
@@ -251,6 +349,8 @@ class ConsentGate:
         existing = self._granted.get(capability.name)
         if existing is not None and existing.active:
             return existing
+        if self._policy is not None:
+            return self._by_policy(capability, remember=True)
         for needed in capability.requires:
             if needed not in self._granted:
                 raise ConsentDeclined(
@@ -308,6 +408,8 @@ class ConsentGate:
         will run). Raises :class:`ConsentDeclined` if the customer says no, cannot answer,
         has declined three times, or a run of the same capability is still going.
         """
+        if self._policy is not None:
+            return self._by_policy(capability, remember=False)
         self._refuse_if_running(capability)
         self._refuse_if_declined_too_often(capability)
         async with self._prompt_lock:  # one question on screen at a time
@@ -368,6 +470,8 @@ class ConsentGate:
         if auth is None:
             return False
         auth._revoke()
+        if self._policy is not None:
+            self._stopped_in_unattended.add(name)
         self._log.write(f"You stopped: {name} ({reason}).")
         for callback in list(self._on_revoke):
             callback(name, reason)
@@ -381,3 +485,15 @@ class ConsentGate:
     def revoke_all(self, reason: str) -> None:
         for name in list(self._granted):
             self.revoke(name, reason)
+
+
+def authorize_failure_action(policy_allows: bool, fix_id: str) -> Authorization:
+    """Rule 10: one run of the check's fix, because the accepted policy allows it.
+    The caller passes the flag of a policy it verified against the pinned key."""
+    if not policy_allows:
+        raise ConsentDeclined(
+            "fixes",
+            f"The policy this computer's owner accepted does not let the fix {fix_id} run "
+            "by itself; it was not run.",
+        )
+    return Authorization._mint("fixes")

@@ -4,17 +4,18 @@ its help desk looks after.
 Enrolling, in this order, so that a refusal or a "no" leaves nothing behind:
 
 1. Refuse at once if this computer is already enrolled, or if a service is asked for
-   (installing a service is not in this build: ``--no-service`` runs in the
-   foreground, under a supervisor of the owner's choosing).
+   where this build cannot install one (:func:`agent.service_install.install_problem`).
 2. Ask the relay which policy the token carries (spending nothing) and verify it
    against the pinned organisation key; without one, the default policy.
 3. Show the owner the policy in plain words (:func:`policy_words`, English or
    Spanish) and ask; anything but yes stops here.
 4. Make the device key, register its public half with the relay (spending one use),
    and keep the key and the state in the state folder, readable by this account only.
-5. Stay online in the foreground (:mod:`agent.device_link`).
+5. Install the service (:mod:`agent.service_install`, done by the command) or stay
+   online in the foreground (:mod:`agent.device_link`).
 
-Unenrolling removes the state folder's enrolment (key, state, measurements).
+Unenrolling removes the state folder's enrolment (key, state, measurements, the
+failure actions' bundles and audit log); the command removes the service first.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from agent.i18n import t
 from agent.monitoring.checks import clock_offset
 from agent.monitoring.history import FILE_NAME as HISTORY_FILE
 from agent.monitoring.history import owner_only_directory
+from agent.service_install import install_problem
 from agent.trust import load_pinned_key
 from link.relay_address import http_url
 from protocol.device_policy import DevicePolicy, default_policy, verify_policy
@@ -54,6 +56,8 @@ from protocol.identity import (
 )
 from protocol.safe_text import safe_text
 
+#: Kept in the state folder by agent.failure_actions (named here, which it imports).
+AUDIT_FILE, FIXES_FOLDER = "audit.log", "fixes"
 KEY_FILE = "device.key"
 STATE_FILE = "device.json"
 TIMEOUT = 15.0
@@ -95,11 +99,21 @@ def policy_words(policy: DevicePolicy, organisation: str) -> list[str]:
             seconds=seconds,
             capabilities=", ".join(unattended.capabilities),
         ),
-        t("enrol.details.shared" if policy.details_to_help_desk else "enrol.details.private"),
+        t(
+            "enrol.details.private"
+            if not policy.details_key
+            else "enrol.details.shared"
+            if policy.details_to_help_desk
+            else "enrol.details.sealed"
+        ),
     ]
     kinds = list(dict.fromkeys(check.kind for check in policy.checks))
     if kinds:
         lines.append(t("enrol.checks", checks=", ".join(t(f"kind.{kind}") for kind in kinds)))
+    fixes = list(dict.fromkeys(check.action for check in policy.checks if check.action))
+    if fixes:
+        words = "enrol.actions.automatic" if policy.failure_actions else "enrol.actions.reported"
+        lines.append(t(words, fixes=", ".join(fixes)))
     if policy.maintenance:
         windows = "; ".join(
             f"{' '.join(w.days)} {w.body()['start']} +{w.minutes} min" for w in policy.maintenance
@@ -168,17 +182,20 @@ def enrol(
     folder: Path,
     *,
     service: bool,
+    scope: str = "user",
     answer: Callable[[str], str],
     say: Callable[[str], None],
     ssl: ssl_module.SSLContext | None = None,
 ) -> DeviceState:
     """Steps 1 to 4 of the module doc. ``answer(question)`` returns the owner's reply;
-    ``say(line)`` shows a line. Raises EnrolmentFailed with the sentence to show."""
+    ``say(line)`` shows a line; ``scope`` is the service's (system or user), checked
+    when ``service`` is true. Raises EnrolmentFailed with the sentence to show."""
     existing = read_state(folder)
     if existing is not None:
         raise EnrolmentFailed(t("enrol.already", device_id=existing.device_id))
-    if service:
-        raise EnrolmentFailed(t("enrol.no_service"))
+    problem = install_problem(scope) if service else None
+    if problem is not None:
+        raise EnrolmentFailed(problem)
     organisation_key = load_pinned_key(org_key)
     base = http_url(relay.rstrip("/"))
     offered = _request(
@@ -235,8 +252,11 @@ def unenrol(folder: Path, tell_relay: Callable[[DeviceState], str | None]) -> st
     if state is None:
         return t("unenrol.nothing", folder=folder)
     problem = tell_relay(state)
-    for name in (KEY_FILE, STATE_FILE, HISTORY_FILE):
+    for name in (KEY_FILE, STATE_FILE, HISTORY_FILE, AUDIT_FILE):
         (folder / name).unlink(missing_ok=True)
+    for path in folder.glob("fix-versions-*.json"):
+        path.unlink()
+    shutil.rmtree(folder / FIXES_FOLDER, ignore_errors=True)
     if not any(folder.iterdir()):
         shutil.rmtree(folder)
     if problem is not None:

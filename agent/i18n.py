@@ -704,6 +704,72 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "{name} puede ver su pantalla y controlar su ratón y teclado",
     },
     "tk.banner_stop": {"en": "Stop sharing", "es": "Dejar de compartir"},
+    "unattended.title": {
+        "en": "Unattended access request",
+        "es": "Solicitud de acceso desatendido",
+    },
+    "unattended.question": {
+        "en": "{name} ({organisation}, verified) asks to connect to this computer for ticket {ticket}. This computer's policy would let them use: {capabilities}.",
+        "es": "{name} ({organisation}, verificado) pide conectarse a este equipo por el caso {ticket}. La directiva de este equipo le permitiría usar: {capabilities}.",
+    },
+    "unattended.deny_on_silence": {
+        "en": "If nobody answers within {seconds} seconds, the answer is no.",
+        "es": "Si nadie responde en {seconds} segundos, la respuesta es no.",
+    },
+    "unattended.allow_on_silence": {
+        "en": "If nobody answers within {seconds} seconds, the technician is let in; you can end the session at any time.",
+        "es": "Si nadie responde en {seconds} segundos, el técnico entra; usted puede terminar la sesión en cualquier momento.",
+    },
+    "unattended.countdown": {"en": "{seconds} s left", "es": "quedan {seconds} s"},
+    "unattended.console_prompt": {
+        "en": "Let them in? Type yes or no:",
+        "es": "¿Le deja entrar? Escriba sí o no:",
+    },
+    "unattended.nothing": {
+        "en": "nothing (the policy lists no capabilities)",
+        "es": "nada (la directiva no enumera ninguna capacidad)",
+    },
+    "unattended.banner": {
+        "en": "Unattended session: {name} ({organisation}) is connected to this computer for ticket {ticket}",
+        "es": "Sesión desatendida: {name} ({organisation}) está conectado a este equipo por el caso {ticket}",
+    },
+    "unattended.end": {"en": "End session", "es": "Terminar la sesión"},
+    "unattended.nothing_yet": {
+        "en": "Nothing yet. In this unattended session the policy this computer's owner accepted decides what the technician may use; you can end it at any time.",
+        "es": "Nada todavía. En esta sesión desatendida decide la directiva que aceptó el dueño de este equipo qué puede usar el técnico; usted puede terminarla en cualquier momento.",
+    },
+    "unattended.asked": {
+        "en": "A technician asks for an unattended session (ticket {ticket}); this computer's policy decides.",
+        "es": "Un técnico pide una sesión desatendida (caso {ticket}); decide la directiva de este equipo.",
+    },
+    "unattended.busy": {
+        "en": "A technician asked for another unattended session (ticket {ticket}) while one is running; it was not started.",
+        "es": "Un técnico pidió otra sesión desatendida (caso {ticket}) mientras hay una en curso; no se ha iniciado.",
+    },
+    "unattended.waiting": {
+        "en": "A technician of your help desk asks to connect to this computer. Checking who it is...",
+        "es": "Un técnico de su servicio de asistencia pide conectarse a este equipo. Comprobando quién es...",
+    },
+    "unattended.refused_never": {
+        "en": "{name} asked to connect without you; this computer's policy never allows that, so they were refused.",
+        "es": "{name} pidió conectarse sin usted; la directiva de este equipo nunca lo permite, así que se le rechazó.",
+    },
+    "unattended.refused_no": {
+        "en": "You said no: {name} was not let in.",
+        "es": "Usted dijo que no: {name} no ha entrado.",
+    },
+    "unattended.refused_silence": {
+        "en": "Nobody answered within {seconds} seconds, so {name} was not let in.",
+        "es": "Nadie respondió en {seconds} segundos, así que {name} no ha entrado.",
+    },
+    "unattended.not_enrolled": {
+        "en": "This computer is not enrolled in {folder}; there is nothing to connect to. Enrol it with 'puente-agent enrol'.",
+        "es": "Este equipo no está inscrito en {folder}; no hay nada a lo que conectarse. Inscríbalo con 'puente-agent enrol'.",
+    },
+    "unattended.policy_unusable": {
+        "en": "This computer's kept policy cannot be verified ({detail}); unattended access is refused. Unenrol it and enrol it again.",
+        "es": "La directiva guardada de este equipo no se puede verificar ({detail}); se rechaza el acceso desatendido. Dé de baja el equipo e inscríbalo de nuevo.",
+    },
     "tk.ended": {"en": "The session has ended.", "es": "La sesión ha terminado."},
     "tk.close": {"en": "Close", "es": "Cerrar"},
     "tk.choose": {"en": "Choose…", "es": "Elegir…"},
@@ -875,9 +941,13 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "- The help desk learns only which check failed and how badly; what the checks find stays on this computer.",
         "es": "- El servicio de asistencia solo sabe qué comprobación falló y su gravedad; lo que encuentran las comprobaciones se queda en este equipo.",
     },
+    "enrol.details.sealed": {
+        "en": "- The help desk can read what the checks find (free space, the matching log lines and so on), encrypted so that only it can: the relay in between learns only which check failed and how badly.",
+        "es": "- El servicio de asistencia puede leer lo que encuentran las comprobaciones (espacio libre, las líneas de registro que coinciden, etc.), cifrado para que solo él pueda: el servidor intermedio solo sabe qué comprobación falló y su gravedad.",
+    },
     "enrol.details.shared": {
-        "en": "- The help desk sees what the checks find (free space, the matching log lines and so on).",
-        "es": "- El servicio de asistencia ve lo que encuentran las comprobaciones (espacio libre, las líneas de registro que coinciden, etc.).",
+        "en": "- The help desk can read what the checks find (free space, the matching log lines and so on), encrypted so that only it can, and may copy it onto its tickets; the relay in between learns only which check failed and how badly.",
+        "es": "- El servicio de asistencia puede leer lo que encuentran las comprobaciones (espacio libre, las líneas de registro que coinciden, etc.), cifrado para que solo él pueda, y copiarlo en sus incidencias; el servidor intermedio solo sabe qué comprobación falló y su gravedad.",
     },
     "enrol.checks": {
         "en": "- This computer checks itself: {checks}.",
@@ -907,9 +977,77 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "This computer is already enrolled (device {device_id}); run 'puente-agent unenrol' first to enrol it again.",
         "es": "Este equipo ya está inscrito (equipo {device_id}); ejecute antes 'puente-agent unenrol' para volver a inscribirlo.",
     },
-    "enrol.no_service": {
-        "en": "Installing Puente as a service is not available in this build yet; add --no-service to run it in the foreground (under your own supervisor, for example). Nothing was installed.",
-        "es": "Instalar Puente como servicio aún no está disponible en esta versión; añada --no-service para ejecutarlo en primer plano (bajo su propio supervisor, por ejemplo). No se instaló nada.",
+    "actions.bundle_unreadable": {
+        "en": "Cannot read the fix {path} ({reason}); check the path. Nothing was installed.",
+        "es": "No se puede leer la corrección {path} ({reason}); compruebe la ruta. No se instaló nada.",
+    },
+    "actions.bundle_refused": {
+        "en": "The fix {path} was refused, and nothing was installed: {reason}",
+        "es": "Se rechazó la corrección {path}, y no se instaló nada: {reason}",
+    },
+    "actions.no_copy": {
+        "en": "The policy names the fix {fix} as a failure action, but it was not given with --fix; it will be reported as not run until this computer is enrolled again with it.",
+        "es": "La directiva nombra la corrección {fix} como acción ante fallos, pero no se dio con --fix; se indicará que no se ejecutó hasta que este equipo se inscriba de nuevo con ella.",
+    },
+    "enrol.actions.automatic": {
+        "en": "- When a check fails, this computer runs by itself, without asking, the fix your help desk signed for it ({fixes}); each run is written in this computer's log and on the help desk's ticket.",
+        "es": "- Cuando una comprobación falla, este equipo ejecuta por sí mismo, sin preguntar, la corrección que su servicio de asistencia firmó para ella ({fixes}); cada ejecución queda escrita en el registro de este equipo y en el ticket del servicio de asistencia.",
+    },
+    "enrol.actions.reported": {
+        "en": "- Some checks name a fix ({fixes}), but this policy does not let fixes run by themselves: none runs without someone asking you.",
+        "es": "- Algunas comprobaciones nombran una corrección ({fixes}), pero esta directiva no deja que se ejecuten solas: ninguna se ejecuta sin que alguien se lo pregunte.",
+    },
+    "service.unsupported": {
+        "en": "Installing Puente as a service on {system} is not in this build yet; add --no-service to run it in the foreground (under your own supervisor, for example). Nothing was installed.",
+        "es": "Instalar Puente como servicio en {system} aún no está en esta versión; añada --no-service para ejecutarlo en primer plano (bajo su propio supervisor, por ejemplo). No se instaló nada.",
+    },
+    "service.needs_root": {
+        "en": "A system-wide service needs root; run enrol with sudo, or choose --service-scope user for a service of your own account. Nothing was installed.",
+        "es": "Un servicio para todo el sistema necesita root; ejecute enrol con sudo, o elija --service-scope user para un servicio de su propia cuenta. No se instaló nada.",
+    },
+    "service.write_failed": {
+        "en": "Could not write the service file {path} ({reason}); this computer was not enrolled. Check that folder's permissions and try again.",
+        "es": "No se pudo escribir el archivo de servicio {path} ({reason}); este equipo no se inscribió. Compruebe los permisos de esa carpeta y vuelva a intentarlo.",
+    },
+    "service.start_failed": {
+        "en": "systemd could not start the service {name} ({reason}); this computer was not enrolled. See 'journalctl -u {name}' and try again.",
+        "es": "systemd no pudo iniciar el servicio {name} ({reason}); este equipo no se inscribió. Consulte 'journalctl -u {name}' y vuelva a intentarlo.",
+    },
+    "service.unit_written": {
+        "en": "Installed the service file {path}.",
+        "es": "Se instaló el archivo de servicio {path}.",
+    },
+    "service.started": {
+        "en": "The service {name} is enabled and running; it starts again with the computer. 'puente-agent unenrol' removes it.",
+        "es": "El servicio {name} está habilitado y en marcha; vuelve a arrancar con el equipo. 'puente-agent unenrol' lo elimina.",
+    },
+    "service.linger": {
+        "en": "A service of your own account runs while you are signed in; 'loginctl enable-linger' keeps it running after you sign out.",
+        "es": "Un servicio de su propia cuenta funciona mientras tenga la sesión iniciada; 'loginctl enable-linger' lo mantiene tras cerrar la sesión.",
+    },
+    "service.no_systemd": {
+        "en": "systemd is not running on this computer (a container?), so the service did not start; it will when systemd runs. Until then, run this under your own supervisor: {command}",
+        "es": "systemd no está funcionando en este equipo (¿un contenedor?), así que el servicio no arrancó; lo hará cuando systemd funcione. Mientras tanto, ejecute esto con su propio supervisor: {command}",
+    },
+    "service.record_unreadable": {
+        "en": "The service record in {folder} cannot be read ({reason}); remove the unit named puente-device-... from the systemd folders by hand.",
+        "es": "No se puede leer el registro del servicio en {folder} ({reason}); quite a mano la unidad llamada puente-device-... de las carpetas de systemd.",
+    },
+    "service.stopped": {
+        "en": "Stopped and disabled the service {name}.",
+        "es": "Se detuvo y deshabilitó el servicio {name}.",
+    },
+    "service.stop_failed": {
+        "en": "systemd could not stop the service {name} ({reason}); its files are removed anyway, and it stops at the next restart.",
+        "es": "systemd no pudo detener el servicio {name} ({reason}); sus archivos se eliminan de todos modos, y se detendrá en el próximo reinicio.",
+    },
+    "service.removed": {
+        "en": "Removed: {files}.",
+        "es": "Eliminado: {files}.",
+    },
+    "service.not_enrolled": {
+        "en": "This computer is not enrolled ({folder} holds no enrolment); the service has nothing to do and stops.",
+        "es": "Este equipo no está inscrito ({folder} no contiene ninguna inscripción); el servicio no tiene nada que hacer y se detiene.",
     },
     "enrol.refused": {
         "en": "The relay refused the enrolment: {reason}",

@@ -56,6 +56,10 @@ log = logging.getLogger("puente.agent")
 
 HELLO_TIMEOUT = 30.0
 
+#: ``admit(session, certificate)``: None to go on, or why not ``(for the technician, in
+#: English; for the customer, in their language)``.
+Admission = Callable[["AgentSession", "Certificate | None"], Awaitable["tuple[str, str] | None"]]
+
 
 class AgentSession:
     def __init__(
@@ -65,8 +69,12 @@ class AgentSession:
         registry: CapabilityRegistry,
         audit: AgentLog,
         trust: AgentTrust | None = None,
+        admit: Admission | None = None,
     ) -> None:
         self.link = link
+        #: Decides, once the technician is verified and before anything is shown or
+        #: sent, whether the session may go on (unattended sessions: the owner's policy).
+        self.admit = admit
         self.trust = trust
         self.ui = ui
         self.registry = registry
@@ -114,6 +122,13 @@ class AgentSession:
             raise SessionLost(f"The session ended: {reason}.")
         claimed = _clean_name(hello.name) or "Unnamed technician"
         certificate = await self._verify_technician(identity, claimed)
+        if self.admit is not None:
+            refusal = await self.admit(self, certificate)
+            if refusal is not None:
+                for_technician, for_customer = refusal
+                self.audit.write(f"Session refused: {for_technician}")
+                await self.link.close(for_technician)  # the technician's side reads English
+                raise SessionLost(for_customer)
         await self.link.send_control(
             messages.Hello(
                 PROTOCOL_VERSION,
@@ -403,7 +418,8 @@ class AgentSession:
     def _review_callback(self) -> Any:
         """The UI's review of a result, marked open on the trusted path while shown."""
         review = getattr(self.ui, "review_outgoing", None)
-        if review is None:
+        if review is None or self.gate.follows_policy:
+            # Unattended: the owner's policy allowed it, and nobody may be there to review.
             return None
 
         async def reviewed(what: str, result: dict[str, Any]) -> list[tuple[str | int, ...]]:
@@ -438,6 +454,11 @@ class AgentSession:
         if self._surveyed:
             return
         self._surveyed = True
+        if self.gate.follows_policy:
+            # Unattended: nobody was helped in person; tell the technician at once.
+            with contextlib.suppress(SessionLost):
+                await self.link.send_control(messages.Rating(0, ""))
+            return
         ask = asyncio.create_task(self.ui.ask_rating())
         waiters: list[asyncio.Future[Any]] = [ask, self.link.closed]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from agent.i18n import CATALOG, current, section_labels, t
 from agent.review import ReviewItem, outline
 from agent.settings import BakedSettings, code_with_nameplate
-from agent.ui import CommandHandler, SessionInfo, chat_line
+from agent.ui import CommandHandler, SessionInfo, chat_line, unattended_lines
 from protocol.code import InvalidCodeError, SessionCode
 from protocol.messages import rating_comment
 from protocol.safe_text import safe_text
@@ -46,7 +46,7 @@ from protocol.safe_text import safe_text
 if TYPE_CHECKING:
     import tkinter as tk
 
-    from agent.consent import ConsentSubject, TrustedPath
+    from agent.consent import ConsentSubject, TrustedPath, UnattendedQuestion
 
 PUMP_MS = 30
 
@@ -61,6 +61,8 @@ DENY_COLOUR = "#616161"
 STOP_COLOUR = "#b71c1c"
 CONNECT_COLOUR = "#1565c0"
 BANNER_COLOUR = "#e53935"
+#: The banner of an unattended session (an enrolled device), for its whole length.
+UNATTENDED_COLOUR = "#4a148c"
 SEND_COLOUR = "#00838f"
 VERIFIED_COLOUR = "#1b5e20"
 UNVERIFIED_COLOUR = "#e65100"
@@ -135,6 +137,23 @@ class TkUI:
             return await answer
         finally:
             self._window.post(self._window.close_dialog)
+
+    async def ask_unattended(self, question: UnattendedQuestion) -> bool | None:
+        """The unattended question with its countdown; cancelled when the time is up."""
+        lines = unattended_lines(question)
+        answer: asyncio.Future[bool | None] = self._loop.create_future()
+        self._window.post(
+            lambda: self._window.ask_unattended(
+                lines, question.seconds, self._resolver(answer, None)
+            )
+        )
+        try:
+            return await answer
+        finally:
+            self._window.post(self._window.close_dialog)
+
+    def show_unattended(self, text: str) -> None:
+        self._window.post(lambda: self._window.show_unattended(text))
 
     def show_active(self, granted: list[str]) -> None:
         titles = {name: self._window.title_of(name) for name in granted}
@@ -225,6 +244,7 @@ class CustomerWindow:
         self.session_over = threading.Event()
         self._dialog: tk.Toplevel | None = None
         self._banner: tk.Toplevel | None = None
+        self._unattended_banner: tk.Toplevel | None = None
         self._technician = ""
         self._running = False
         self._snapshot_path = os.environ.get(SNAPSHOT_ENV)
@@ -496,9 +516,10 @@ class CustomerWindow:
         for child in self.allowed_frame.winfo_children():
             child.destroy()
         if not granted:
-            tk.Label(
-                self.allowed_frame, text=t("tk.nothing_allowed"), wraplength=480, justify="left"
-            ).pack(anchor="w")
+            nothing = "unattended.nothing_yet" if self._unattended_banner else "tk.nothing_allowed"
+            tk.Label(self.allowed_frame, text=t(nothing), wraplength=480, justify="left").pack(
+                anchor="w"
+            )
         for name in granted:
             row = tk.Frame(self.allowed_frame)
             row.pack(fill="x", pady=1)
@@ -512,7 +533,6 @@ class CustomerWindow:
 
     def _show_indicator(self, what: str | None) -> None:
         """The red border here, and a banner above every other window, while seen."""
-        tk = self.tk
         self.border.configure(bg=BORDER_SHARING if what else BORDER_IDLE)
         if what is None:
             if self._banner is not None:
@@ -523,36 +543,59 @@ class CustomerWindow:
             "tk.banner_control" if what == "control" else "tk.banner_screen", name=self._technician
         )
         if self._banner is None:
-            banner = self._banner = tk.Toplevel(self.root, bg=BANNER_COLOUR)
-            banner.title(t("app.title"))
-            banner.overrideredirect(True)  # no title bar: it cannot be minimised away
-            banner.attributes("-topmost", True)
-            self.banner_label = tk.Label(
-                banner,
-                text=text,
-                bg=BANNER_COLOUR,
-                fg="white",
-                font=("TkDefaultFont", 12, "bold"),
-                padx=12,
-                pady=6,
+            banner = self._banner = self._strip(
+                t("app.title"),
+                text,
+                BANNER_COLOUR,
+                t("tk.banner_stop"),
+                lambda: self._command("stop screen"),
+                top=True,
             )
-            self.banner_label.pack(side="left")
-            tk.Button(
-                banner,
-                text=t("tk.banner_stop"),
-                command=lambda: self._command("stop screen"),
-                bg="white",
-                fg=BANNER_COLOUR,
-                relief="flat",
-                font=("TkDefaultFont", 11, "bold"),
-            ).pack(side="left", padx=8, pady=4)
-            banner.update_idletasks()
-            x = max(0, (banner.winfo_screenwidth() - banner.winfo_reqwidth()) // 2)
-            banner.geometry(f"+{x}+0")
+            self.banner_label = banner.winfo_children()[0]
             self._own_window(banner)
             self._keep_banner_on_top()
         else:
             self.banner_label.configure(text=text)
+
+    def _strip(
+        self,
+        title: str,
+        text: str,
+        colour: str,
+        button: str,
+        command: Callable[[], None],
+        top: bool,
+    ) -> Any:
+        """A strip above every window, across the top or bottom of the screen: ``text``
+        and one white ``button``. It has no title bar, so it cannot be minimised away."""
+        tk = self.tk
+        banner = tk.Toplevel(self.root, bg=colour)
+        banner.title(title)
+        banner.overrideredirect(True)
+        banner.attributes("-topmost", True)
+        tk.Label(
+            banner,
+            text=text,
+            bg=colour,
+            fg="white",
+            font=("TkDefaultFont", 12, "bold"),
+            padx=12,
+            pady=6,
+        ).pack(side="left")
+        tk.Button(
+            banner,
+            text=button,
+            command=command,
+            bg="white",
+            fg=colour,
+            relief="flat",
+            font=("TkDefaultFont", 11, "bold"),
+        ).pack(side="left", padx=8, pady=4)
+        banner.update_idletasks()
+        x = max(0, (banner.winfo_screenwidth() - banner.winfo_reqwidth()) // 2)
+        y = 0 if top else banner.winfo_screenheight() - banner.winfo_reqheight()
+        banner.geometry(f"+{x}+{y}")
+        return banner
 
     def _keep_banner_on_top(self) -> None:
         if self._banner is not None:
@@ -639,7 +682,11 @@ class CustomerWindow:
                 text=t("tk.show_document", name=name),
                 command=lambda n=name, x=text: self._show_document(n, x),
             ).pack(anchor="w", pady=(6, 0))
-        row = tk.Frame(dialog)
+        self._allow_or_deny(dialog, answer)
+
+    def _allow_or_deny(self, dialog: Any, answer: Callable[[bool], None]) -> None:
+        """The Allow and Deny buttons of ``dialog``, armed (see :meth:`_arm`)."""
+        row = self.tk.Frame(dialog)
         row.pack(fill="x", pady=(14, 0))
 
         def done(value: bool) -> None:
@@ -651,6 +698,60 @@ class CustomerWindow:
         deny = self._button(row, t("tk.deny"), DENY_COLOUR, lambda: done(False))
         deny.pack(side="left", expand=True, fill="x", padx=(6, 0))
         self._arm(dialog, [(allow, ALLOW_COLOUR), (deny, DENY_COLOUR)])
+
+    def show_request(self, text: str) -> None:
+        """An unattended request: no code to type, only what is happening."""
+        for child in self.connect_frame.winfo_children():
+            if child is not self.status:
+                child.pack_forget()
+        self.status.configure(text=text)
+
+    def ask_unattended(
+        self, lines: list[str], seconds: int, answer: Callable[[bool | None], None]
+    ) -> None:
+        """Whether a technician may come in unattended, with the seconds left shown."""
+        tk = self.tk
+        dialog = self._open_dialog(t("unattended.title"))
+        for number, line in enumerate(lines):
+            tk.Label(
+                dialog,
+                text=line,
+                wraplength=440,
+                justify="left",
+                font=("TkDefaultFont", 13, "bold") if number == 0 else ("TkDefaultFont", 11),
+            ).pack(anchor="w", pady=(0, 6))
+        left = tk.Label(dialog, text=t("unattended.countdown", seconds=seconds), fg="#455a64")
+        left.pack(anchor="w")
+        ends = time.monotonic() + seconds
+
+        def tick() -> None:
+            if _still(dialog, self._dialog):
+                remaining = max(0, round(ends - time.monotonic()))
+                left.configure(text=t("unattended.countdown", seconds=remaining))
+                dialog.after(500, tick)
+
+        dialog.after(500, tick)
+        self._allow_or_deny(dialog, answer)
+
+    def show_unattended(self, text: str) -> None:
+        """The banner above every window for the whole unattended session, with End."""
+        banner = self._unattended_banner = self._strip(
+            t("unattended.title"),
+            safe_text(text, 400),
+            UNATTENDED_COLOUR,
+            t("unattended.end"),
+            lambda: self._command("end"),
+            top=False,  # the screen banner is on top
+        )
+        self._own_window(banner)
+
+        def keep_on_top() -> None:
+            if _still(banner, self._unattended_banner):
+                banner.lift()
+                banner.attributes("-topmost", True)
+                self.root.after(1000, keep_on_top)
+
+        keep_on_top()
 
     def ask_choice(
         self, title: str, question: str, default: str, answer: Callable[[str | None], None]
@@ -834,6 +935,9 @@ class CustomerWindow:
         tk = self.tk
         self.close_dialog()
         self._show_indicator(None)
+        if self._unattended_banner is not None:
+            self._unattended_banner.destroy()
+            self._unattended_banner = None
         if hasattr(self, "stop_button"):
             self.stop_button.configure(state="disabled")
         if not hasattr(self, "session_frame"):
@@ -863,6 +967,11 @@ class CustomerWindow:
             self.root.destroy()
         else:
             self.root.after(100, self._wait_then_destroy)
+
+
+def _still(window: Any, current: Any) -> bool:
+    """Whether ``window`` is still the one shown (``current``) and exists."""
+    return window is current and bool(window.winfo_exists())
 
 
 def run_window(

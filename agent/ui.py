@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
-from agent.consent import ConsentAsker, ConsentSubject, TrustedPath
+from agent.consent import ConsentAsker, ConsentSubject, TrustedPath, UnattendedQuestion
 from agent.i18n import current, t
 from protocol.messages import rating_comment
 from protocol.safe_text import safe_text
@@ -44,6 +44,10 @@ class CustomerUI(ConsentAsker, Protocol):
     Optional: ``show_chat(text)`` shows the technician's chat framed on one line (else
     :func:`chat_line` goes to ``notify``); ``attach_trusted_path(path)`` gets the gate's
     :class:`agent.consent.TrustedPath`, to name the UI's own windows in it.
+    Optional, for unattended sessions (:mod:`agent.unattended`):
+    ``async ask_unattended(question) -> bool | None`` (None: nobody can be asked; it may
+    be cancelled when the time is up) and ``show_unattended(text)``, the banner shown
+    for the whole session, from which whoever is signed in can end it.
     """
 
     def session_started(self, info: SessionInfo) -> None: ...
@@ -76,6 +80,28 @@ class CustomerUI(ConsentAsker, Protocol):
 
 
 YES = {"y", "yes", "s", "si", "sí", "allow", "permitir"}
+
+
+def unattended_lines(question: UnattendedQuestion) -> list[str]:
+    """The unattended question in words, outside text made inert (both UIs show these)."""
+    names = [t(f"cap.{name}.title") for name in question.capabilities]
+    lines = [
+        t(
+            "unattended.question",
+            name=safe_text(question.technician, 100),
+            organisation=safe_text(question.organisation, 100),
+            ticket=safe_text(question.ticket_id, 200),
+            capabilities=", ".join(names) if names else t("unattended.nothing"),
+        ),
+        t(
+            "unattended.allow_on_silence"
+            if question.allow_on_silence
+            else "unattended.deny_on_silence",
+            seconds=question.seconds,
+        ),
+    ]
+    return lines
+
 
 #: The most of one chat message the customer is shown (the rest is cut, marked with …).
 CHAT_SHOWN = 1000
@@ -156,6 +182,26 @@ class ConsoleUI:
             allowed = answer is not None and answer.strip().lower() in YES
             self.say(t("consent.allowed" if allowed else "consent.declined", title=title))
             return allowed
+
+    async def ask_unattended(self, question: UnattendedQuestion) -> bool | None:
+        """Ask at the keyboard; None when nobody can answer (input closed). Called before
+        the session starts (:meth:`run` is not reading the console yet)."""
+        self._start_reader()
+        self.say("")
+        self.say(t("unattended.title"))
+        for line in unattended_lines(question):
+            self.say(line)
+        self.say(t("unattended.console_prompt"))
+        self._drop_typed_ahead()
+        # Asked before the session's run() reads the console, so the line is read here.
+        answer = None if self._input_closed else await self._lines.get()
+        if answer is None:
+            self._input_closed = True
+            return None
+        return answer.strip().lower() in YES
+
+    def show_unattended(self, text: str) -> None:
+        self.say("*** " + text + " ***")
 
     def _show_document(self, name: str, text: str) -> None:
         lines = text.splitlines()

@@ -20,11 +20,21 @@ Presence is one WebSocket, ``/v1/device``, of small JSON text messages:
    ``{"type": "results", "at": SECONDS, "results": [SUMMARY...]}`` after checks ran
    (``at``: when, by the device's clock; the device sends its latest results again
    after a reconnect and the relay counts each once): each summary only ``check``,
-   ``kind``, ``status``, ``severity`` (plus ``details`` when the policy lets the help
-   desk see them).
-6. device → ``{"type": "unenrol"}`` when its owner unenrols it; the relay forgets the
+   ``kind``, ``status``, ``severity``, plus ``sealed`` when the policy names the
+   organisation's details key: the details sealed to it (:mod:`protocol.sealed_details`),
+   which the relay keeps but cannot open.
+6. device → ``{"type": "action", "check": ID, "fix": ID, "outcome": OUTCOME, "note":
+   SENTENCE}`` after a failure action was due (``agent.failure_actions``): OUTCOME is
+   ran, failed, refused or not_allowed; the relay comments SENTENCE on the alert's
+   ticket. The fix's output stays on the device.
+7. device → ``{"type": "unenrol"}`` when its owner unenrols it; the relay forgets the
    device and answers ``{"type": "goodbye"}``.
-7. relay → ``{"type": "error", "message": SENTENCE}`` before it closes on a refusal.
+8. relay → ``{"type": "error", "message": SENTENCE}`` before it closes on a refusal.
+9. relay → ``{"type": "unattended", "nameplate": DIGITS, "ticket_id": T}`` when a
+   technician asks for an unattended session (:mod:`relay.unattended`): a fresh
+   rendezvous nameplate the device claims code-less with its device key. It names no
+   technician: the device learns who asks only in the key exchange, end to end, and
+   its own policy decides (:mod:`agent.unattended`).
 
 Every message is checked here (:func:`parse_device_message`); anything else is
 refused with a sentence (:class:`protocol.errors.MalformedDocument`).
@@ -37,6 +47,7 @@ import re
 from typing import Any
 
 from .errors import MalformedDocument
+from .sealed_details import MAX_SEALED
 
 DEVICE_PATH = "/v1/device"
 ENROL_PATH = "/v1/enrol"
@@ -49,6 +60,8 @@ _DEVICE_ID = re.compile(r"[0-9a-f]{32}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 STATUSES = ("ok", "failing", "error")
 SEVERITIES = ("info", "warning", "critical")
+ACTION_OUTCOMES = ("ran", "failed", "refused", "not_allowed")
+MAX_NOTE = 1000
 
 #: Message type -> the fields it carries (besides ``type``).
 MESSAGE_FIELDS: dict[str, frozenset[str]] = {
@@ -59,9 +72,13 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "heartbeat": frozenset(),
     "results": frozenset({"at", "results"}),
     "error": frozenset({"message"}),
+    "action": frozenset({"check", "fix", "outcome", "note"}),
     "unenrol": frozenset(),
     "goodbye": frozenset(),
+    "unattended": frozenset({"nameplate", "ticket_id"}),
 }
+_NAMEPLATE = re.compile(r"[0-9]{3,12}")
+MAX_TICKET = 200
 
 
 def proof_message(device_id: str, nonce: bytes) -> bytes:
@@ -82,8 +99,13 @@ def check_device_id(value: Any) -> str:
 def _check_summary(item: Any) -> dict[str, Any]:
     if not isinstance(item, dict) or not {"check", "kind", "status", "severity"} <= set(item):
         raise MalformedDocument("A check result names check, kind, status and severity.")
-    if set(item) - {"check", "kind", "status", "severity", "details"}:
-        raise MalformedDocument("A check result carries only check, kind, status, severity.")
+    if set(item) - {"check", "kind", "status", "severity", "sealed"}:
+        raise MalformedDocument(
+            "A check result carries only check, kind, status, severity and sealed details."
+        )
+    sealed = item.get("sealed")
+    if sealed is not None and (not isinstance(sealed, str) or len(sealed) > MAX_SEALED):
+        raise MalformedDocument("A check result's sealed details are base64 text, 48 KiB at most.")
     for name in ("check", "kind"):
         if not isinstance(item[name], str) or not _NAME.fullmatch(item[name]):
             raise MalformedDocument(f"A check result's {name} is not a check name.")
@@ -115,6 +137,22 @@ def parse_device_message(text: str | bytes) -> dict[str, Any]:
         at = message["at"]
         if not isinstance(at, int) or isinstance(at, bool) or at < 0:
             raise MalformedDocument("Results carry the time they were made, in whole seconds.")
+    if kind == "unattended" and (
+        not isinstance(message["nameplate"], str)
+        or not _NAMEPLATE.fullmatch(message["nameplate"])
+        or not isinstance(message["ticket_id"], str)
+        or not 0 < len(message["ticket_id"]) <= MAX_TICKET
+    ):
+        raise MalformedDocument("An unattended request names a nameplate and a ticket.")
+    if kind == "action":
+        for name in ("check", "fix"):
+            if not isinstance(message[name], str) or not _NAME.fullmatch(message[name]):
+                raise MalformedDocument(f"A failure action's {name} is not a name.")
+        if message["outcome"] not in ACTION_OUTCOMES:
+            raise MalformedDocument("A failure action's outcome is not one Puente knows.")
+        note = message["note"]
+        if not isinstance(note, str) or not 0 < len(note) <= MAX_NOTE:
+            raise MalformedDocument(f"A failure action's note is a text of 1 to {MAX_NOTE}.")
     if kind == "welcome" and (
         not isinstance(message["heartbeat"], int) or not 1 <= message["heartbeat"] <= 3600
     ):

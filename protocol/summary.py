@@ -18,6 +18,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from .device_policy import UNATTENDED_MODES
 from .errors import SummaryInvalid
 
 __all__ = [
@@ -125,6 +126,15 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
             },
         },
+        "unattended": {
+            "type": "object",
+            "properties": {
+                "device_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "mode": {"enum": list(UNATTENDED_MODES)},
+            },
+            "required": ["device_id", "mode"],
+            "additionalProperties": False,
+        },
         "rating": {
             "type": ["object", "null"],
             "properties": {
@@ -184,8 +194,14 @@ def summary_lines(summary: dict[str, Any], session: dict[str, Any]) -> list[str]
         f"Ended by: {summary.get('ended_by')}"
         + (f" ({summary['end_reason']})" if summary.get("end_reason") else ""),
         f"Customer rating: {rated}",
-        "Consent:",
     ]
+    unattended = summary.get("unattended")
+    if unattended:
+        lines.append(
+            f"Unattended: on enrolled device {unattended['device_id']}, under its owner's "
+            f"policy (mode {unattended['mode']})"
+        )
+    lines.append("Consent:")
     consents = summary.get("consents") or []
     lines += [
         f"  - {c['at']} {c['capability']} {c['state']}"

@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS alert_actions (
     at REAL NOT NULL,
     delivered_at REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    note TEXT
 );
 CREATE INDEX IF NOT EXISTS alert_actions_pending ON alert_actions (delivered_at, id);
 CREATE TABLE IF NOT EXISTS alert_tickets (
@@ -81,6 +82,7 @@ class AlertAction:
     failures: int
     repeats: int
     at: float
+    note: str | None = None
 
     @property
     def tag_id(self) -> str:
@@ -104,6 +106,8 @@ class AlertAction:
             )
         if self.kind is Action.COMMENT:
             return f"{self.tag} {self.device}: check {self.check} still failing"
+        if self.kind is Action.NOTE:
+            return f"{self.tag} {self.device}: failure action for check {self.check}"
         return f"{self.tag} {self.device}: check {self.check} passes again"
 
     def text(self) -> str:
@@ -120,6 +124,8 @@ class AlertAction:
                 f"result(s) since the last note, {self.failures} in a row (severity "
                 f"{self.severity}).\n"
             )
+        if self.kind is Action.NOTE:
+            return f"The device reports: {self.note}\n"
         return (
             f"The check {self.check} on {self.device} passes again; Puente resolved this alert.\n"
         )
@@ -218,6 +224,9 @@ class AlertBook:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(alert_actions)")}
+        if "note" not in columns:  # a book made before failure actions
+            self._db.execute("ALTER TABLE alert_actions ADD COLUMN note TEXT")
         self._clock = clock
         self._repeat_interval = repeat_interval
 
@@ -285,6 +294,36 @@ class AlertBook:
             raise
         return result
 
+    def note(self, device: str, check: str, text: str) -> bool:
+        """Owe a comment of ``text`` on the ticket of the device and check's alert (a
+        failure action's outcome); False, and nothing owed, when no alert is open."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.state(device, check)
+            if current.alert_id is None or current.state is not AlertState.OPEN:
+                self._db.execute("ROLLBACK")
+                return False
+            self._db.execute(
+                "INSERT INTO alert_actions (alert_id, kind, device, check_id, severity, "
+                "failures, repeats, at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    current.alert_id,
+                    str(Action.NOTE),
+                    device,
+                    check,
+                    current.severity,
+                    current.failures,
+                    0,
+                    self._clock(),
+                    text,
+                ),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return True
+
     def open_alerts(self) -> dict[str, list[str]]:
         """Device -> the checks with an open alert."""
         found: dict[str, list[str]] = {}
@@ -299,11 +338,12 @@ class AlertBook:
 
     def pending(self) -> list[AlertAction]:
         rows = self._db.execute(
-            "SELECT id, alert_id, kind, device, check_id, severity, failures, repeats, at "
+            "SELECT id, alert_id, kind, device, check_id, severity, failures, repeats, at, note "
             "FROM alert_actions WHERE delivered_at IS NULL ORDER BY id"
         ).fetchall()
         return [
-            AlertAction(r[0], r[1], Action(r[2]), r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows
+            AlertAction(r[0], r[1], Action(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            for r in rows
         ]
 
     def ticket(self, alert_id: str) -> str | None:
@@ -351,7 +391,7 @@ class AlertBook:
         if known is None:  # its OPEN is delivered first (same alert, lower id)
             raise DeliveryError(f"alert {action.alert_id} has no ticket yet")
         ticket = known
-        if action.kind is Action.COMMENT:
+        if action.kind in (Action.COMMENT, Action.NOTE):
             ticketing.comment(ticket, action)
         else:
             ticketing.resolve(ticket, action)

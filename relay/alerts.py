@@ -54,6 +54,9 @@ class Action(enum.StrEnum):
     OPEN = "open"
     COMMENT = "comment"
     RESOLVE = "resolve"
+    #: Not from the table: a note the device sent about its alert (a failure action's
+    #: outcome), commented on the alert's ticket (relay.alert_book.AlertBook.note).
+    NOTE = "note"
 
 
 #: (state, event) -> (next state, action). Rules 3 to 6 of the module doc.

@@ -468,8 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
         "audit",
         help="check or export the tamper-evident audit log",
         description="The relay keeps a hash-chained, append-only log of session metadata "
-        "events (created, paired, ended, summary stored, help desk acknowledged). It holds "
-        "no screen content, keystrokes or file contents.",
+        "events (created, paired, ended, summary stored, help desk acknowledged, a "
+        "device's failure action). It holds no screen content, keystrokes or file contents.",
     )
     audit_actions = audit_parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     verify = audit_actions.add_parser(

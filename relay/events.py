@@ -71,6 +71,9 @@ class EventType(enum.StrEnum):
     REQUEST_WITHDRAWN = "request.withdrawn"
     #: Audit only: a help desk acknowledged an event (never sent anywhere).
     DELIVERY_ACKNOWLEDGED = "delivery.acknowledged"
+    #: Audit only: an enrolled device's failure action and its outcome (relay.devices);
+    #: its session_id is ``device-`` and the device id.
+    DEVICE_FAILURE_ACTION = "device.failure_action"
 
 
 #: Event types recorded at most once per session (a unique index enforces it).

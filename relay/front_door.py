@@ -26,6 +26,7 @@ from protocol.device_wire import DEVICE_PATH
 from protocol.envelope import ErrorCode
 
 from . import metrics as metrics_module
+from . import unattended
 from .api import RestApi
 from .cluster import ClusterNode
 from .config import RelayConfig
@@ -104,6 +105,18 @@ class FrontDoor:
                 "draining",
                 "The relay is draining before it stops; send new sessions elsewhere.",
             )
+        elif unattended.owns(request.path.partition("?")[0]):
+            return self._logged(
+                unattended.ask_device(
+                    request,
+                    connection.request_body,
+                    self.relay.store,
+                    self.relay.devices,
+                    self.config.clock(),
+                ),
+                request,
+                ip,
+            )
         elif self.relay.devices.owns(request.path.partition("?")[0]):
             response = self.relay.devices.process_request(
                 request, connection.request_body, self.relay.store.authenticate
@@ -117,6 +130,22 @@ class FrontDoor:
         status = response.status_code if response else "upgrade"
         logger.info("http %s %s status=%s ip=%s", request.method, path, status, ip)
         return response
+
+    @staticmethod
+    def _logged(
+        answer: Response | Awaitable[Response], request: Request, ip: str
+    ) -> Response | Awaitable[Response]:
+        """Log an answer that may first have to wait (it tells a device something)."""
+
+        async def wait() -> Response:
+            response = answer if isinstance(answer, Response) else await answer
+            path = request.path.partition("?")[0]
+            logger.info(
+                "http %s %s status=%s ip=%s", request.method, path, response.status_code, ip
+            )
+            return response
+
+        return wait()
 
     def _serve_metrics(self, connection: RelayConnection, request: Request) -> Response:
         """``GET /metrics`` for those :func:`relay.metrics.authorize` lets in."""

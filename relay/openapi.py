@@ -24,6 +24,14 @@ _SESSION_ID = {
     "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
 }
 
+#: What the device APIs say of every device.
+_DEVICE: dict[str, Any] = {
+    "device_id": {"type": "string"},
+    "online": {"type": "boolean"},
+    "last_seen": {"type": ["number", "null"]},
+    "open_alerts": {"type": "array", "items": {"type": "string"}},
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -313,9 +321,10 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Enrolled devices: online or not, and their open alerts",
                 "description": (
-                    "Online means connected to this relay node and heard from within three "
-                    "heartbeats. Alerts name only the failing checks; what a check found "
-                    "stays on the device unless its policy shares it."
+                    "Online means connected to this relay, or to another node of its "
+                    "cluster (as of that node's last presence pass, every 5 s). Alerts name "
+                    "only the failing checks; what a check found reaches the relay only "
+                    "sealed to the organisation's details key (GET /api/devices/{device_id})."
                 ),
                 "responses": {
                     "200": {
@@ -329,21 +338,8 @@ OPENAPI: dict[str, Any] = {
                                             "type": "array",
                                             "items": {
                                                 "type": "object",
-                                                "properties": {
-                                                    "device_id": {"type": "string"},
-                                                    "online": {"type": "boolean"},
-                                                    "last_seen": {"type": ["number", "null"]},
-                                                    "open_alerts": {
-                                                        "type": "array",
-                                                        "items": {"type": "string"},
-                                                    },
-                                                },
-                                                "required": [
-                                                    "device_id",
-                                                    "online",
-                                                    "last_seen",
-                                                    "open_alerts",
-                                                ],
+                                                "properties": _DEVICE,
+                                                "required": list(_DEVICE),
                                             },
                                         }
                                     },
@@ -356,6 +352,126 @@ OPENAPI: dict[str, Any] = {
                     "401": _ERROR,
                 },
             }
+        },
+        "/api/devices/{device_id}": {
+            "parameters": [
+                {
+                    "name": "device_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "get": {
+                "summary": "One enrolled device, with its checks' sealed details",
+                "description": (
+                    "As in GET /api/devices, plus each check's latest details as the device "
+                    "sealed them (HPKE) to the organisation's details key, which the relay "
+                    "cannot open ('puente-tech devices show DEVICE --details-key' does), the "
+                    "tickets of its open alerts, and its signed policy (null: the default)."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "The device.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        **_DEVICE,
+                                        "details": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "properties": {
+                                                    "check": {"type": "string"},
+                                                    "at": {"type": "integer"},
+                                                    "status": {"type": "string"},
+                                                    "sealed": {"type": "string"},
+                                                },
+                                                "required": ["check", "at", "status", "sealed"],
+                                            },
+                                        },
+                                        "tickets": {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "string"},
+                                        },
+                                        "policy": {"type": ["string", "null"]},
+                                    },
+                                    "required": [*_DEVICE, "details", "tickets", "policy"],
+                                }
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                },
+            },
+        },
+        "/api/devices/{device_id}/connect": {
+            "parameters": [
+                {
+                    "name": "device_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                }
+            ],
+            "post": {
+                "summary": "Ask an enrolled device for an unattended session",
+                "description": (
+                    "Create a session for the ticket first (POST /api/sessions). The relay "
+                    "tells the online device that session's nameplate and ticket, nothing "
+                    "else; the device pairs without a code, checks the technician's "
+                    "certificate and role itself, and its owner's policy decides."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "session_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+                                },
+                                "required": ["session_id"],
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "The device was told; claim the nameplate code-less.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "device_id": {"type": "string"},
+                                        "session_id": {"type": "string"},
+                                        "nameplate": {"type": "string"},
+                                        "device_key": {"type": "string"},
+                                        "unattended": {"type": "object"},
+                                    },
+                                    "required": [
+                                        "device_id",
+                                        "session_id",
+                                        "nameplate",
+                                        "device_key",
+                                        "unattended",
+                                    ],
+                                }
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "409": _ERROR,
+                },
+            },
         },
         "/api/revocations": {
             "post": {

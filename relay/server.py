@@ -72,7 +72,7 @@ from .cluster import ClusterNode, default_node_url
 from .config import RelayConfig, fit_open_file_limit
 from .devices import DeviceDesk, device_desk
 from .errors import ConfigError, RedisUnavailable
-from .events import EventType, join_url
+from .events import EventType, NewEvent, join_url
 from .front_door import FrontDoor
 from .http import RelayConnection, say_goodbye, send_all, send_now, send_quietly
 from .live import Endpoint, LiveSession
@@ -278,9 +278,14 @@ class RelayServer:
         # Events a crash cut off are recorded now; then pending deliveries resume.
         self._outbox.reconcile()
         self._outbox.start()
-        self._devices = device_desk(config)
+        self._devices = device_desk(config, self._cluster, self._audit_only)
         self._devices.start()
         logger.info("relay listening on %s", self.base_url)
+
+    def _audit_only(self, event: NewEvent) -> None:
+        """Record ``event`` in the audit log, for no help desk (device failure actions)."""
+        if self._store is not None:
+            self._store.record_event(event, self._clock(), ())
 
     async def _join_cluster(self, redis_url: str) -> None:
         config = self.config

@@ -27,7 +27,7 @@ from protocol.messages import ReplyStatus
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from protocol.safe_text import safe_text
 
-from . import policy_cli, queue_cli, trust_cli
+from . import device_details, policy_cli, queue_cli, trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
 from .output import Output, write_private
@@ -63,6 +63,7 @@ examples:
   puente-tech sessions --ticket HD-1042
   puente-tech availability available ; puente-tech queue list
   puente-tech queue accept --next --fixes library/   # inside: transfer Bo --note "..."
+  puente-tech devices ; puente-tech connect DEVICE_ID --ticket HD-1042   # unattended
 
 exit status: 0 done, 1 error, 2 usage, 3 customer declined, 4 nobody joined
 """
@@ -130,13 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         "read one command per line from stdin and print one result line per command. "
         "Type help inside for the list. End of input ends the session.",
     )
-    console.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
-    console.add_argument("--ticket-url", help="link to the ticket in your help desk")
-    console.add_argument(
-        "--wait", type=float, default=600.0, help="seconds to wait for the customer (default 600)"
-    )
-    _add_rating_wait(console)
-    trust_cli.add_knowledge_options(console)
+    _add_console_options(console, 600.0, "the customer")
     sessions = commands.add_parser(
         "sessions",
         help="list a ticket's sessions with their summaries",
@@ -145,12 +140,30 @@ def build_parser() -> argparse.ArgumentParser:
         'JSON object: {"ticket_id": ..., "sessions": [...]}.',
     )
     sessions.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
-    commands.add_parser(
+    devices = commands.add_parser(
         "devices",
         help="enrolled devices: online or not, open alerts",
         description="List the devices enrolled at the relay, whether each is online and "
-        'its open alerts. With --json, one JSON object: {"devices": [...]}.',
+        'its open alerts. With --json, one JSON object: {"devices": [...]}. '
+        "'devices show DEVICE --details-key FILE' opens one device's check details.",
     )
+    device_details.add_show(devices)
+    connect = commands.add_parser(
+        "connect",
+        help="unattended session on an enrolled device (certificate with the unattended role)",
+        description="Ask the enrolled DEVICE (its id, from 'puente-tech devices') for an "
+        "unattended session for TICKET, then type commands as in 'puente-tech session'. "
+        "The device pairs without a code and checks your certificate (--cert/--key, "
+        "issued with 'puente-tech org certify NAME --role unattended'); the policy its "
+        "owner accepted decides: never, ask whoever is signed in (no answer means no), "
+        "ask and let you in after a countdown, or without asking; only the capabilities "
+        "it lists can be used. The relay never sees the session's content.",
+        epilog="example:\n  puente-tech --cert me.cert --key me.key connect "
+        "3f2a...e9 --ticket HD-1042 < commands.txt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    connect.add_argument("device", metavar="DEVICE", help="the device id (32 hex digits)")
+    _add_console_options(connect, 60.0, "the device")
     trust_cli.add_commands(commands)
     queue_cli.add_commands(commands)
     policy_cli.add_commands(commands)
@@ -228,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "queue": functools.partial(queue_cli.run, serve=serve_session),
         "availability": functools.partial(queue_cli.run, serve=serve_session),
         "devices": run_devices,
+        "connect": run_connect,
     }
     runner = runners[args.command]
     keep_freed_memory()  # file copies through the tunnel (protocol.allocator)
@@ -239,6 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     except LinkError as exc:
         out.error(str(exc))
         return EXIT_ERROR
+
+
+def _add_console_options(parser: argparse.ArgumentParser, wait: float, whom: str) -> None:
+    """What ``session`` and ``connect`` share: the ticket, the wait, the console's options."""
+    parser.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
+    parser.add_argument("--ticket-url", help="link to the ticket in your help desk")
+    parser.add_argument(
+        "--wait", type=float, default=wait, help=f"seconds to wait for {whom} (default {wait:.0f})"
+    )
+    _add_rating_wait(parser)
+    trust_cli.add_knowledge_options(parser)
 
 
 def run_viewer(args: argparse.Namespace, out: Output) -> int:
@@ -344,9 +369,14 @@ async def open_session(
 
 
 async def upload_summary(
-    api: RelayAPI, created: dict[str, Any], session: TechnicianSession, out: Output
+    api: RelayAPI,
+    created: dict[str, Any],
+    session: TechnicianSession,
+    out: Output,
+    unattended: dict[str, str] | None = None,
 ) -> bool:
-    """Report the rating, then upload the session's summary (retrying briefly)."""
+    """Report the rating, then upload the session's summary (retrying briefly);
+    ``unattended`` names the device and its policy's mode for an unattended session."""
     if session.rating is not None:
         score, comment = session.rating
         said = f' "{safe_text(comment, 500)}"' if comment else ""
@@ -359,6 +389,8 @@ async def upload_summary(
     else:
         out.event("rating", "The customer did not rate this session.", score=None)
     summary = build_summary(session, str(created.get("technician") or "Technician"), time.time())
+    if unattended:
+        summary["unattended"] = unattended
     session_id = str(created["session_id"])
     problem = await send_summary(api, session_id, summary)
     if problem is None:
@@ -590,8 +622,82 @@ async def run_sessions(args: argparse.Namespace, out: Output, ssl_context: Any) 
     return EXIT_OK
 
 
+async def run_connect(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
+    """``connect DEVICE``: an unattended session on an enrolled device, then the console."""
+    import base64
+    import re
+
+    from protocol.cert_pairing import DeviceExpectation
+
+    if not re.fullmatch(r"[0-9a-f]{32}", args.device):
+        out.error(
+            f"{safe_text(args.device, 80)} is not a device id (32 hex digits); list the "
+            "devices with 'puente-tech devices'."
+        )
+        return EXIT_USAGE
+    if args.credentials is None:
+        out.error(
+            "Unattended access needs your certificate: pass --cert and --key (issued with "
+            "'puente-tech org certify NAME --role unattended')."
+        )
+        return EXIT_USAGE
+    api = RelayAPI(args.relay, args.token, ssl_context)
+    created = await asyncio.to_thread(api.create_session, args.ticket, args.ticket_url)
+    try:
+        asked = await asyncio.to_thread(api.ask_device, args.device, created["session_id"])
+    except LinkError:
+        await asyncio.to_thread(_end_quietly, api, created["session_id"])
+        raise
+    terms = asked.get("unattended") or {}
+    answer_wait = max(int(terms.get("answer_seconds", 60)), int(terms.get("countdown_seconds", 30)))
+    out.event(
+        "asked",
+        f"The device was asked (policy: {safe_text(terms.get('mode', '?'), 20)}); waiting "
+        f"for it to pair, and up to {answer_wait} s for whoever is signed in to answer...",
+        session_id=created["session_id"],
+        mode=terms.get("mode"),
+    )
+    try:
+        session = await TechnicianSession.connect_code_less(
+            args.relay,
+            str(asked["nameplate"]),
+            args.ticket,
+            token=args.token,
+            credentials=args.credentials,
+            expect=DeviceExpectation(
+                anonymous_ok=False, device_key=base64.b64decode(str(asked["device_key"]))
+            ),
+            ssl=ssl_context,
+            wait_timeout=args.wait,
+            hello_wait=answer_wait + 30.0,
+        )
+    except TimeoutError:
+        await asyncio.to_thread(_end_quietly, api, created["session_id"])
+        out.error(f"The device did not pair within {args.wait:.0f} seconds; is it still online?")
+        return EXIT_NOBODY
+    except SessionLost as exc:
+        await asyncio.to_thread(_end_quietly, api, created["session_id"])
+        out.error(f"The device refused the unattended session: {safe_text(str(exc), 600)}")
+        return EXIT_DECLINED
+    session.rating_wait = args.rating_wait
+    out.event(
+        "paired",
+        f"Unattended session open. Check code: {session.sas}.",
+        sas=session.sas,
+    )
+    watch_session(session, out)
+    status = await _console_until_ended(args, session, out)
+    mode = str(terms.get("mode", ""))
+    await upload_summary(
+        api, created, session, out, {"device_id": args.device, "mode": mode} if mode else None
+    )
+    return status
+
+
 async def run_devices(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
     """List enrolled devices with their presence and open alerts (all text sanitised)."""
+    if getattr(args, "devices_command", None) == "show":
+        return await device_details.run_show(args, out, ssl_context)
     api = RelayAPI(args.relay, args.token, ssl_context)
     devices = await asyncio.to_thread(api.list_devices)
     if out.as_json:

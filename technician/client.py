@@ -43,6 +43,8 @@ from .journal import SessionJournal
 
 #: Seconds ``end()`` waits for the customer's rating by default.
 RATING_WAIT = 60.0
+#: Seconds the agent has to introduce itself once paired.
+HELLO_WAIT = 30.0
 
 
 class RelayAPI:
@@ -96,6 +98,18 @@ class RelayAPI:
         """Enrolled devices: online or not, open alerts."""
         result = self._call("GET", "/api/devices")
         return list(result.get("devices", [])) if isinstance(result, dict) else []
+
+    def device(self, device_id: str) -> dict[str, Any]:
+        """One enrolled device with its checks' sealed details."""
+        result = self._call("GET", "/api/devices/" + urllib.parse.quote(device_id, safe=""))
+        return dict(result) if isinstance(result, dict) else {}
+
+    def ask_device(self, device_id: str, session_id: str) -> dict[str, Any]:
+        """Ask an enrolled device to join ``session_id`` unattended (relay.unattended)."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/api/devices/{device_id}/connect", {"session_id": session_id}
+        )
+        return result
 
     def list_sessions(self, ticket_id: str | None = None) -> list[dict[str, Any]]:
         query = "?" + urllib.parse.urlencode({"ticket_id": ticket_id}) if ticket_id else ""
@@ -262,13 +276,16 @@ class TechnicianSession:
         expect: DeviceExpectation | None = None,
         ssl: ssl_module.SSLContext | None = None,
         wait_timeout: float | None = None,
+        hello_wait: float = HELLO_WAIT,
     ) -> TechnicianSession:
         """Claim ``nameplate`` and pair without a code: the agent verifies ``credentials``
         (certificate and key) in the key exchange itself (SIGMA-I,
         :mod:`protocol.cert_pairing`). For help requests and enrolled devices; ``expect``
         requires the agent to prove a device key. Then the same ``Hello`` and
         ``Identity`` as with a code. Both ends show the check code (:attr:`sas`).
-        A refused pairing raises :class:`SessionLost` saying why.
+        A refused pairing raises :class:`SessionLost` saying why. ``hello_wait``: how
+        long the agent may take to introduce itself (an unattended device first asks
+        whoever is signed in).
         """
         link = await Link.open_certified(
             relay_url,
@@ -280,7 +297,9 @@ class TechnicianSession:
             ssl=ssl,
             wait_timeout=wait_timeout,
         )
-        return cls(link, await _introduce(link, credentials.certificate.name, credentials))
+        return cls(
+            link, await _introduce(link, credentials.certificate.name, credentials, hello_wait)
+        )
 
     async def request(
         self,
@@ -444,7 +463,10 @@ __all__ = [
 
 
 async def _introduce(
-    link: Link, name: str, credentials: TechnicianCredentials | None
+    link: Link,
+    name: str,
+    credentials: TechnicianCredentials | None,
+    hello_wait: float = HELLO_WAIT,
 ) -> messages.Hello:
     """Send our ``Hello`` and ``Identity``; return the agent's ``Hello`` (or close the link)."""
     try:
@@ -454,7 +476,7 @@ async def _introduce(
         await link.send_control(
             credentials.identity(link.keys.transcript_hash) if credentials else messages.Identity()
         )
-        hello = await asyncio.wait_for(link.receive_control(), 30)
+        hello = await asyncio.wait_for(link.receive_control(), hello_wait)
         if hello is None:
             reason = await link.wait_closed()  # raises why the session was lost
             raise SessionLost(f"The customer's agent ended the session: {reason}")

@@ -158,3 +158,22 @@ def test_unenrol_without_the_relay_still_removes_everything_and_says_so(tmp_path
     assert not state.exists()
     again = agent_command("unenrol", "--state-dir", str(state))
     assert again.returncode == 0 and "nothing was removed" in again.stdout
+
+
+def test_the_owner_reads_whether_fixes_run_by_themselves_in_both_languages() -> None:
+    source = (ROOT / "docs" / "examples" / "device-policy.toml").read_text(encoding="utf-8")
+    allowed = source.replace("failure_actions = false", "failure_actions = true")
+    try:
+        i18n.set_language("es")
+        spanish = " ".join(policy_words(policy_from_toml(allowed, "Acme IT", "0" * 64), "Acme IT"))
+        i18n.set_language("en")
+        english = " ".join(policy_words(policy_from_toml(allowed, "Acme IT", "0" * 64), "Acme IT"))
+        off = " ".join(policy_words(policy_from_toml(source, "Acme IT", "0" * 64), "Acme IT"))
+    finally:
+        i18n.set_language(i18n.detect_language())
+    assert (
+        "runs by itself, without asking, the fix your help desk signed for it (disk-cleanup"
+        in english
+    )
+    assert "ejecuta por sí mismo, sin preguntar" in spanish
+    assert "does not let fixes run by themselves" in off

@@ -136,3 +136,19 @@ def test_viewer_benchmark_tiny_run_reports_both_goals() -> None:
         assert report[phase]["inputs"] > 10
         assert report[phase]["latency_p95_ms"] >= 0 and report[phase]["stall_max_ms"] >= 0
     assert report["streaming"]["frames_painted_per_s"] > 0
+
+
+def test_devices_benchmark_quick_run_measures_relay_and_peer() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "devices.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(180),
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    for side in ("relay", "peer"):
+        assert figures[side]["devices"] == 100 and figures[side]["failed_to_connect"] == 0
+        assert {"bytes_per_device", "cpu_percent_30s", "cpu_percent_3s"} <= set(figures[side])
+    alerts = figures["alerts"]
+    assert alerts["failing_results"] == alerts["tickets"] > 0 and alerts["p99_s"] is not None

@@ -1,7 +1,7 @@
 """An enrolled device end to end, on loopback: a real relay process with a real
 Request Tracker, an enrolment token carrying a signed policy, a real agent enrolled
-with ``--no-service`` (this build installs no service: the test supervises the
-process itself), a disk check on a 2 MiB tmpfs the test fills, the device online at
+with ``--no-service`` (the test supervises the process itself; the service install
+is tests/e2e/test_enrolled_service.py), a disk check on a 2 MiB tmpfs the test fills, the device online at
 the relay, one RT ticket for the failing check, and nothing left after unenrol."""
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from tests.support.device_fixtures import (
     MiB,
     agent_command,
     enrol_argv,
+    enrolled_agent,
     enrolment_token,
     relay_cli,
+    relay_with_rt,
+    signed_policy,
 )
 from tests.support.helpdesk import RequestTracker, wait_until
 from tests.support.relay import start_relay
@@ -46,8 +49,9 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
 ) -> None:
     rt = request_tracker
     acme = make_organisation(tmp_path / "org", "Acme IT")
-    source = tmp_path / "policy.toml"
-    source.write_text(
+    signed = signed_policy(
+        acme,
+        tmp_path,
         "[[checks]]\n"
         'id = "small-disk"\n'
         'kind = "disk_free"\n'
@@ -56,20 +60,8 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         'severity = "critical"\n'
         "every_minutes = 1\n"
         "failures_before_alert = 1\n",
-        encoding="utf-8",
     )
-    signed = tmp_path / "acme.policy"
-    done = tech_cli("policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(signed))
-    assert done.returncode == 0, done.stderr
-
-    relay = start_relay(
-        tmp_path / "relay",
-        "--rt-url",
-        rt.url,
-        "--rt-user",
-        rt.user,
-        env={"PUENTE_RT_PASSWORD": rt.password},
-    )
+    relay = relay_with_rt(tmp_path / "relay", rt)
     state = tmp_path / "device-state"
     agent = None
     try:
@@ -78,22 +70,7 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         )
 
         (small_disk / "big.bin").write_bytes(b"\0" * (MiB + MiB // 2))  # 25 % free
-        agent = subprocess.Popen(
-            enrol_argv(relay.ws_url, acme.public, state, "--no-service", "--yes"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PUENTE_ENROL_TOKEN": token, "PUENTE_LANG": "en"},
-        )
-        assert agent.stdout is not None
-        shown = []
-        while True:
-            line = agent.stdout.readline()
-            assert line, f"the agent stopped: {agent.stderr.read() if agent.stderr else ''}"
-            shown.append(line)
-            if line.startswith("Online:"):
-                break
-        text = "".join(shown)
+        agent, text = enrolled_agent(relay.ws_url, acme.public, state, token)
         # The owner read the policy before anything was installed.
         assert "Your help desk, Acme IT, asks to look after this computer" in text
         assert "no answer within 60 seconds means no" in text
@@ -129,16 +106,7 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         # latest results again; they are counted once and nothing is duplicated.
         (ticket,) = tickets_about(rt, "check small-disk is failing")
         relay.stop()
-        relay = start_relay(
-            tmp_path / "relay",
-            "--port",
-            str(relay.port),
-            "--rt-url",
-            rt.url,
-            "--rt-user",
-            rt.user,
-            env={"PUENTE_RT_PASSWORD": rt.password},
-        )
+        relay = relay_with_rt(tmp_path / "relay", rt, "--port", str(relay.port))
         wait_until(device_alerting, scaled(30), "the device back online with its alert")
         time.sleep(scaled(2))  # time for a duplicate to show, if the relay made one
         assert tickets_about(rt, "check small-disk is failing") == [ticket]
@@ -188,8 +156,10 @@ def test_enrolment_refusals_leave_nothing(tmp_path: Path) -> None:
             )
 
         token = enrolment_token(relay.data_dir, "--uses", "1", "--valid-days", "1")
-        service = enrol(token)
-        assert service.returncode == 1 and "not available in this build" in service.stderr
+        units = set(Path("/etc/systemd/system").glob("puente-device-*"))
+        service = enrol(token)  # no answer to the question: nothing installed
+        assert service.returncode == 1 and "this computer is not enrolled" in service.stderr
+        assert set(Path("/etc/systemd/system").glob("puente-device-*")) == units
         declined = enrol(token, "--no-service", answer="no\n")
         assert declined.returncode == 1 and "this computer is not enrolled" in declined.stderr
         assert "no answer within 60 seconds means no" in declined.stdout

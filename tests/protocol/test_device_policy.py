@@ -125,3 +125,26 @@ def test_the_default_policy_asks_and_denies_after_60_seconds() -> None:
     assert policy.unattended.mode == "ask-deny" and policy.unattended.answer_seconds == 60
     assert [c.kind for c in policy.checks] == ["disk_free", "memory_pressure", "pending_reboot"]
     assert not policy.maintenance and not policy.details_to_help_desk
+
+
+def test_failure_actions_are_off_unless_the_signed_policy_says_so() -> None:
+    acme = organisation()
+    source = EXAMPLE.read_text(encoding="utf-8")
+    plain = verify_policy(sign_policy(policy_from_toml(source, "", ""), acme), acme.public_key)
+    assert plain.failure_actions is False
+    assert "failure_actions" not in plain.body()  # policies signed before it keep their bytes
+    assert "failure_actions = false" in source
+    allowed = policy_from_toml(
+        source.replace("failure_actions = false", "failure_actions = true"), "", ""
+    )
+    signed = sign_policy(allowed, acme)
+    assert verify_policy(signed, acme.public_key).failure_actions is True
+    # Turning it on after signing is an alteration.
+    document = json.loads(sign_policy(policy_from_toml(source, "", ""), acme))
+    document["policy"]["failure_actions"] = True
+    with pytest.raises(SignatureMismatch):
+        verify_policy(json.dumps(document).encode(), acme.public_key)
+    with pytest.raises(MalformedDocument, match="failure_actions must be true or false"):
+        policy_from_toml(
+            source.replace("failure_actions = false", 'failure_actions = "yes"'), "", ""
+        )

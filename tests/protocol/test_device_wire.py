@@ -27,7 +27,7 @@ def test_the_messages_of_a_session_parse() -> None:
         ]
         == results
     )
-    shared = [{**results[0], "details": {"free_bytes": 1}}]
+    shared = [{**results[0], "sealed": "c2VhbGVk"}]
     assert (
         wire.parse_device_message(wire.encode("results", at=1_800_000_000, results=shared))[
             "results"
@@ -92,3 +92,30 @@ def test_the_proof_binds_the_device_and_the_nonce() -> None:
     nonce = bytes(32)
     assert wire.proof_message(DEVICE, nonce) != wire.proof_message(DEVICE, bytes([1]) * 32)
     assert wire.proof_message(DEVICE, nonce).startswith(wire.PROOF_LABEL)
+
+
+def test_an_unattended_request_names_a_nameplate_and_a_ticket() -> None:
+    message = wire.parse_device_message(
+        wire.encode("unattended", nameplate="417", ticket_id="HD-1042")
+    )
+    assert (message["nameplate"], message["ticket_id"]) == ("417", "HD-1042")
+    for nameplate, ticket in (("41", "HD-1"), ("abc", "HD-1"), ("417", ""), ("417", "x" * 201)):
+        with pytest.raises(MalformedDocument, match="names a nameplate and a ticket"):
+            wire.parse_device_message(
+                wire.encode("unattended", nameplate=nameplate, ticket_id=ticket)
+            )
+    with pytest.raises(MalformedDocument):
+        wire.parse_device_message(json.dumps({"type": "unattended", "nameplate": "417"}))
+
+
+def test_a_failure_action_outcome_parses_and_bad_ones_get_a_sentence() -> None:
+    fields = {"check": "disk-system", "fix": "free-space", "outcome": "ran", "note": "It ran."}
+    assert wire.parse_device_message(wire.encode("action", **fields))["outcome"] == "ran"
+    for bad, sentence in (
+        ({**fields, "outcome": "exploded"}, "outcome is not one Puente knows"),
+        ({**fields, "fix": "../x"}, "fix is not a name"),
+        ({**fields, "note": ""}, "note is a text of 1 to"),
+        ({**fields, "note": "x" * (wire.MAX_NOTE + 1)}, "note is a text of 1 to"),
+    ):
+        with pytest.raises(MalformedDocument, match=sentence):
+            wire.parse_device_message(wire.encode("action", **bad))

@@ -5,10 +5,11 @@ A relay that stopped between RT's answer and its own note duplicates nothing."""
 
 from __future__ import annotations
 
+import sqlite3
 import urllib.parse
 from pathlib import Path
 
-from relay.alert_book import AlertBook, RequestTrackerAlerts
+from relay.alert_book import _SCHEMA, AlertBook, RequestTrackerAlerts
 from relay.alerts import Action, AlertState, Observation
 from tests.support.helpdesk import RequestTracker
 
@@ -114,4 +115,44 @@ def test_an_unreachable_help_desk_keeps_the_actions_in_order(tmp_path: Path) -> 
     down = RequestTrackerAlerts("http://127.0.0.1:9", user="root", password="x")
     assert book.deliver(down) == 0
     assert [a.kind for a in book.pending()] == [Action.OPEN, Action.RESOLVE]
+    book.close()
+
+
+def test_a_failure_action_note_goes_on_the_alerts_ticket(
+    request_tracker: RequestTracker, tmp_path: Path
+) -> None:
+    rt = request_tracker
+    desk = RequestTrackerAlerts(rt.url, user=rt.user, password=rt.password)
+    book = AlertBook(tmp_path / "relay.db")
+    note = "The failure action free-space 1.0.0 for the check disk-system ran by itself."
+    assert book.note("laptop-7", "disk-system", note) is False  # no alert: nothing owed
+    for minute in range(3):
+        book.observe(result("failing", minute * 60.0))
+    assert book.note("laptop-7", "disk-system", note) is True
+    assert [a.kind for a in book.pending()] == [Action.OPEN, Action.NOTE]
+    book.close()
+
+    book = AlertBook(tmp_path / "relay.db")  # owed across a restart, in order
+    assert book.deliver(RequestTrackerAlerts("http://127.0.0.1:9", user="x", password="x")) == 0
+    assert book.deliver(desk) == 2
+    ticket = int(str(book.ticket(book.state("laptop-7", "disk-system").alert_id or "")))
+    (subject,) = [s for s in comment_subjects(rt, ticket) if "failure action" in s]
+    assert "laptop-7: failure action for check disk-system" in subject
+    assert any(note in c["text"] for c in rt.comments(ticket)), rt.comments(ticket)
+    assert book.deliver(desk) == 0
+    book.close()
+
+
+def test_a_book_made_before_failure_actions_gains_the_note_column(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        _SCHEMA.replace("    last_error TEXT,\n    note TEXT\n", "    last_error TEXT\n")
+    )
+    old.close()
+    book = AlertBook(path)
+    for minute in range(3):
+        book.observe(result("failing", minute * 60.0))
+    assert book.note("laptop-7", "disk-system", "noted") is True
+    assert book.pending()[-1].note == "noted"
     book.close()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from protocol import device_wire as wire
 from protocol.identity import b64encode, raw_public_key
@@ -41,16 +42,23 @@ def enrol(relay: RelayProcess, token: str, key: Ed25519PrivateKey) -> str:
     return str(answer["device_id"])
 
 
+async def prove(
+    websocket: ClientConnection, device_id: str, key: Ed25519PrivateKey
+) -> dict[str, object]:
+    """hello, challenge, proof: the relay's last answer (welcome, or an error)."""
+    await websocket.send(wire.encode("hello", device_id=device_id))
+    challenge = json.loads(await websocket.recv())
+    if challenge["type"] != "challenge":
+        return dict(challenge)
+    nonce = base64.b64decode(challenge["nonce"])
+    signature = key.sign(wire.proof_message(device_id, nonce))
+    await websocket.send(wire.encode("proof", signature=base64.b64encode(signature).decode()))
+    return dict(json.loads(await websocket.recv()))
+
+
 async def present(relay: RelayProcess, device_id: str, key: Ed25519PrivateKey) -> dict[str, object]:
     async with connect(relay.ws_url + wire.DEVICE_PATH) as websocket:
-        await websocket.send(wire.encode("hello", device_id=device_id))
-        challenge = json.loads(await websocket.recv())
-        if challenge["type"] != "challenge":
-            return dict(challenge)
-        nonce = base64.b64decode(challenge["nonce"])
-        signature = key.sign(wire.proof_message(device_id, nonce))
-        await websocket.send(wire.encode("proof", signature=base64.b64encode(signature).decode()))
-        answer = json.loads(await websocket.recv())
+        answer = await prove(websocket, device_id, key)
         if answer["type"] == "welcome":
             await websocket.send(wire.encode("heartbeat"))
         return dict(answer)
@@ -87,5 +95,38 @@ def test_bad_enrolment_requests_get_sentences(tmp_path: Path) -> None:
             urllib.request.urlopen(request, timeout=scaled(10))
         with refused.value as exc:
             assert exc.code == 403 and b"Authorization: Enrol TOKEN" in exc.read()
+    finally:
+        relay.stop()
+
+
+async def online_then_unenrolled(
+    relay: RelayProcess, device_id: str, key: Ed25519PrivateKey
+) -> tuple[int | None, str]:
+    """The device's service online on one connection while ``unenrol`` runs on another:
+    the service's close code and what a redial then hears."""
+    async with connect(relay.ws_url + wire.DEVICE_PATH) as service:
+        assert (await prove(service, device_id, key))["type"] == "welcome"
+        async with connect(relay.ws_url + wire.DEVICE_PATH) as unenrol:
+            assert (await prove(unenrol, device_id, key))["type"] == "welcome"
+            await unenrol.send(wire.encode("unenrol"))
+            assert json.loads(await unenrol.recv()) == {"type": "goodbye"}
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(scaled(10)):
+                await service.recv()
+        code = service.close_code
+    async with connect(relay.ws_url + wire.DEVICE_PATH) as redial:
+        answer = await prove(redial, device_id, key)
+    return code, str(answer.get("message", ""))
+
+
+def test_unenrolling_closes_the_devices_other_connections(tmp_path: Path) -> None:
+    relay = start_relay(tmp_path / "relay")
+    try:
+        token = enrolment_token(relay.data_dir, "--uses", "1", "--valid-days", "1")
+        key = Ed25519PrivateKey.generate()
+        device_id = enrol(relay, token, key)
+        code, redial = asyncio.run(online_then_unenrolled(relay, device_id, key))
+        assert code == 1008
+        assert "not enrolled here" in redial
     finally:
         relay.stop()
