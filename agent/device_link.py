@@ -4,7 +4,7 @@ results, and reconnecting with jitter when the link drops.
 The messages are :mod:`protocol.device_wire`'s. After the relay's ``welcome`` the
 device sends a heartbeat every interval the relay named, and runs its policy's due
 checks (:func:`agent.monitoring.runner.run_policy`, in a worker thread) once a
-minute, sending only their summaries (and details where the policy shares them),
+minute (or as often as its quickest check's ``every_seconds`` asks), sending only their summaries (and details where the policy shares them),
 then the outcome of any failure action that came due (:mod:`agent.failure_actions`).
 When the relay says a technician asks for an unattended session, the device starts
 ``puente-agent unattended`` for it (:mod:`agent.unattended`; one at a time), which
@@ -182,6 +182,8 @@ async def _online(
 ) -> None:
     send = websocket.send
     next_beat = time.monotonic() + heartbeat
+    # A policy may schedule a check every few seconds (protocol.device_policy rule 4).
+    check_tick = min([check_tick, *(float(check.interval) for check in policy.checks)])
     while True:
         due = due_checks(policy, last_runs, time.time())
         if due:
