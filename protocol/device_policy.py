@@ -181,7 +181,8 @@ class CheckDefinition:
         }
         if self.action is not None:
             body["action"] = self.action
-        if self.every_seconds is not None:
+        if self.every_seconds is not None:  # one schedule or the other (rule 4)
+            del body["every_minutes"]
             body["every_seconds"] = self.every_seconds
         return body
 

@@ -161,7 +161,10 @@ def test_a_check_may_run_every_few_seconds_within_bounds() -> None:
     quick = policy_from_toml(_one_check("every_seconds = 5\n"), "", "")
     (check,) = quick.checks
     assert check.every_seconds == 5 and check.interval == 5
-    assert check.body()["every_seconds"] == 5
+    assert check.body()["every_seconds"] == 5 and "every_minutes" not in check.body()
+    acme = organisation()
+    (signed,) = verify_policy(sign_policy(quick, acme), acme.public_key).checks
+    assert signed == check
     week = policy_from_toml(_one_check("every_seconds = 604800\n"), "", "")
     assert week.checks[0].interval == 7 * 86400
     # Without it the minutes hold, and the signed body is what it was before.
