@@ -4,8 +4,10 @@ results, and reconnecting with jitter when the link drops.
 The messages are :mod:`protocol.device_wire`'s. After the relay's ``welcome`` the
 device sends a heartbeat every interval the relay named, and runs its policy's due
 checks (:func:`agent.monitoring.runner.run_policy`, in a worker thread) once a
-minute (or as often as its quickest check's ``every_seconds`` asks), sending only their summaries (and details where the policy shares them),
-then the outcome of any failure action that came due (:mod:`agent.failure_actions`).
+minute (or as often as its quickest check's ``every_seconds`` asks), sending only
+their summaries (with the details sealed to the organisation's details key when the
+policy names one: :mod:`protocol.sealed_details`), then the outcome of any failure
+action that came due (:mod:`agent.failure_actions`).
 When the relay says a technician asks for an unattended session, the device starts
 ``puente-agent unattended`` for it (:mod:`agent.unattended`; one at a time), which
 pairs end to end and lets the owner's policy decide.
@@ -41,6 +43,15 @@ from protocol.safe_text import safe_text
 
 #: How often due checks are looked for, in seconds.
 CHECK_TICK = 60.0
+#: The device's WebSocket settings. Its heartbeats tell the relay it is alive; its own
+#: pings (every 60 s, 30 s to answer) tell it that the relay is, within 90 s, at a
+#: third of the frames of the websockets default (20 s) across 10,000 devices.
+LINK_SETTINGS: dict[str, Any] = {
+    "compression": None,
+    "max_size": wire.MAX_MESSAGE,
+    "ping_interval": 60,
+    "ping_timeout": 30,
+}
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 60.0
 
 
@@ -72,9 +83,7 @@ async def _prove(websocket: ClientConnection, state: DeviceState) -> int:
 
 async def say_goodbye(state: DeviceState, ssl: ssl_module.SSLContext | None = None) -> None:
     """Ask the relay to forget this device (it proves its key first)."""
-    async with connect(
-        _ws_url(state.relay), ssl=ssl, compression=None, max_size=wire.MAX_MESSAGE
-    ) as websocket:
+    async with connect(_ws_url(state.relay), ssl=ssl, **LINK_SETTINGS) as websocket:
         await _prove(websocket, state)
         await websocket.send(wire.encode("unenrol"))
         answer = wire.parse_device_message(await websocket.recv())
@@ -120,9 +129,7 @@ async def _stay_online(
     with MeasurementHistory(state.folder) as history:
         while True:
             try:
-                async with connect(
-                    _ws_url(state.relay), ssl=ssl, compression=None, max_size=wire.MAX_MESSAGE
-                ) as websocket:
+                async with connect(_ws_url(state.relay), ssl=ssl, **LINK_SETTINGS) as websocket:
                     heartbeat = await _prove(websocket, state)
                     attempt = 0
                     say(t("enrol.online", seconds=heartbeat))
@@ -131,6 +138,7 @@ async def _stay_online(
                     await _first_of(
                         _online(
                             websocket,
+                            state.device_id,
                             policy,
                             history,
                             last_runs,
@@ -172,6 +180,7 @@ async def _failure_action(
 
 async def _online(
     websocket: ClientConnection,
+    device_id: str,
     policy: DevicePolicy,
     history: MeasurementHistory,
     last_runs: dict[str, float],
@@ -189,7 +198,7 @@ async def _online(
         if due:
             report = await asyncio.to_thread(run_policy, policy, history, None, due)
             last_runs.update((result.check, report.at) for result in report.results)
-            summary = report.relay_summary()
+            summary = report.relay_summary(device_id)
             latest[:] = [wire.encode("results", at=summary["at"], results=summary["results"])]
             await send(latest[0])
             # After the results, so that the relay has opened the alert to comment on.

@@ -99,7 +99,13 @@ def policy_words(policy: DevicePolicy, organisation: str) -> list[str]:
             seconds=seconds,
             capabilities=", ".join(unattended.capabilities),
         ),
-        t("enrol.details.shared" if policy.details_to_help_desk else "enrol.details.private"),
+        t(
+            "enrol.details.private"
+            if not policy.details_key
+            else "enrol.details.shared"
+            if policy.details_to_help_desk
+            else "enrol.details.sealed"
+        ),
     ]
     kinds = list(dict.fromkeys(check.kind for check in policy.checks))
     if kinds:

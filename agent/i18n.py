@@ -823,9 +823,13 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "- The help desk learns only which check failed and how badly; what the checks find stays on this computer.",
         "es": "- El servicio de asistencia solo sabe qué comprobación falló y su gravedad; lo que encuentran las comprobaciones se queda en este equipo.",
     },
+    "enrol.details.sealed": {
+        "en": "- The help desk can read what the checks find (free space, the matching log lines and so on), encrypted so that only it can: the relay in between learns only which check failed and how badly.",
+        "es": "- El servicio de asistencia puede leer lo que encuentran las comprobaciones (espacio libre, las líneas de registro que coinciden, etc.), cifrado para que solo él pueda: el servidor intermedio solo sabe qué comprobación falló y su gravedad.",
+    },
     "enrol.details.shared": {
-        "en": "- The help desk sees what the checks find (free space, the matching log lines and so on).",
-        "es": "- El servicio de asistencia ve lo que encuentran las comprobaciones (espacio libre, las líneas de registro que coinciden, etc.).",
+        "en": "- The help desk can read what the checks find (free space, the matching log lines and so on), encrypted so that only it can, and may copy it onto its tickets; the relay in between learns only which check failed and how badly.",
+        "es": "- El servicio de asistencia puede leer lo que encuentran las comprobaciones (espacio libre, las líneas de registro que coinciden, etc.), cifrado para que solo él pueda, y copiarlo en sus incidencias; el servidor intermedio solo sabe qué comprobación falló y su gravedad.",
     },
     "enrol.checks": {
         "en": "- This computer checks itself: {checks}.",

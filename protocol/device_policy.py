@@ -27,8 +27,11 @@ Rules (everything an agent accepts of a policy is decided here):
    ``answer_seconds``, 60 by default); ``ask-allow`` (ask, allow after
    ``countdown_seconds``, for servers); ``allowed`` (the ``capabilities`` listed, one by
    one, without asking).
-7. ``details_to_help_desk`` (default false): whether results travel with their
-   details. Without it the relay sees only which check failed and with which severity.
+7. The relay sees only which check failed and with which severity. A result's
+   details travel only sealed to the organisation's details key, when the policy names
+   one (``details_key``, :mod:`protocol.sealed_details`); the help desk opens them.
+   ``details_to_help_desk`` (default false) lets the technician's side post the opened
+   details on the alert's ticket; it needs a ``details_key``.
 8. ``failure_actions`` (default false): whether the device may run a check's
    ``action`` by itself, without asking, when the check's alert opens. The owner reads
    this before agreeing; without it an action is only reported as not run. The
@@ -63,6 +66,7 @@ from .identity import (
     sign_document,
     verify_signature,
 )
+from .sealed_details import public_from_text
 
 POLICY_LABEL = b"puente/1 device policy\n"
 POLICY_FORMAT = "puente-device-policy/1"
@@ -243,10 +247,14 @@ class DevicePolicy:
     maintenance: tuple[MaintenanceWindow, ...] = ()
     unattended: UnattendedAccess = field(default_factory=UnattendedAccess)
     details_to_help_desk: bool = False
+    #: The organisation's details key (public half, :mod:`protocol.sealed_details`):
+    #: check details are sealed to it; without one they stay on the device.
+    details_key: str | None = None
     failure_actions: bool = False
     repeat_comment_seconds: int = DEFAULT_REPEAT_COMMENT_SECONDS
 
     def body(self) -> dict[str, Any]:
+        extra = {"details_key": self.details_key} if self.details_key else {}
         body: dict[str, Any] = {
             "format": POLICY_FORMAT,
             "organisation": self.organisation,
@@ -256,6 +264,7 @@ class DevicePolicy:
             "maintenance": [window.body() for window in self.maintenance],
             "unattended": self.unattended.body(),
             "details_to_help_desk": self.details_to_help_desk,
+            **extra,
         }
         if self.failure_actions:
             body["failure_actions"] = True
@@ -418,6 +427,7 @@ def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: st
         "maintenance",
         "unattended",
         "details_to_help_desk",
+        "details_key",
         "failure_actions",
         "number",
         "repeat_comment_seconds",
@@ -439,6 +449,14 @@ def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: st
     details = body.get("details_to_help_desk", False)
     if not isinstance(details, bool):
         raise _fail("details_to_help_desk must be true or false.")
+    details_key = body.get("details_key")
+    if details_key is not None:
+        public_from_text(details_key)  # a sentence if it is not one
+    elif details:
+        raise _fail(
+            "details_to_help_desk needs the organisation's details_key, so that details "
+            "travel sealed; make one with 'puente-tech policy details-key --out FILE'."
+        )
     failure_actions = body.get("failure_actions", False)
     if not isinstance(failure_actions, bool):
         raise _fail("failure_actions must be true or false.")
@@ -450,6 +468,7 @@ def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: st
         maintenance=tuple(_parse_window(raw, index) for index, raw in enumerate(windows)),
         unattended=_parse_unattended(body.get("unattended")),
         details_to_help_desk=details,
+        details_key=details_key,
         failure_actions=failure_actions,
         repeat_comment_seconds=_int(
             body.get("repeat_comment_seconds", DEFAULT_REPEAT_COMMENT_SECONDS),

@@ -20,8 +20,9 @@ Presence is one WebSocket, ``/v1/device``, of small JSON text messages:
    ``{"type": "results", "at": SECONDS, "results": [SUMMARY...]}`` after checks ran
    (``at``: when, by the device's clock; the device sends its latest results again
    after a reconnect and the relay counts each once): each summary only ``check``,
-   ``kind``, ``status``, ``severity`` (plus ``details`` when the policy lets the help
-   desk see them).
+   ``kind``, ``status``, ``severity``, plus ``sealed`` when the policy names the
+   organisation's details key: the details sealed to it (:mod:`protocol.sealed_details`),
+   which the relay keeps but cannot open.
 6. device → ``{"type": "action", "check": ID, "fix": ID, "outcome": OUTCOME, "note":
    SENTENCE}`` after a failure action was due (``agent.failure_actions``): OUTCOME is
    ran, failed, refused or not_allowed; the relay comments SENTENCE on the alert's
@@ -46,6 +47,7 @@ import re
 from typing import Any
 
 from .errors import MalformedDocument
+from .sealed_details import MAX_SEALED
 
 DEVICE_PATH = "/v1/device"
 ENROL_PATH = "/v1/enrol"
@@ -97,8 +99,13 @@ def check_device_id(value: Any) -> str:
 def _check_summary(item: Any) -> dict[str, Any]:
     if not isinstance(item, dict) or not {"check", "kind", "status", "severity"} <= set(item):
         raise MalformedDocument("A check result names check, kind, status and severity.")
-    if set(item) - {"check", "kind", "status", "severity", "details"}:
-        raise MalformedDocument("A check result carries only check, kind, status, severity.")
+    if set(item) - {"check", "kind", "status", "severity", "sealed"}:
+        raise MalformedDocument(
+            "A check result carries only check, kind, status, severity and sealed details."
+        )
+    sealed = item.get("sealed")
+    if sealed is not None and (not isinstance(sealed, str) or len(sealed) > MAX_SEALED):
+        raise MalformedDocument("A check result's sealed details are base64 text, 48 KiB at most.")
     for name in ("check", "kind"):
         if not isinstance(item[name], str) or not _NAME.fullmatch(item[name]):
             raise MalformedDocument(f"A check result's {name} is not a check name.")

@@ -484,39 +484,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_downloads_parser(commands: Any) -> None:
-    """``puente-relay downloads add|list|remove`` (relay.downloads)."""
-    downloads = commands.add_parser(
-        "downloads",
-        help="the one-file agents customers download from the join page",
-        description="Keep the organisation's one-file agents (installers/build.py) in the "
-        "relay's data directory. The join page offers the one for the customer's system "
-        "first, with its size and SHA-256, named after the session's nameplate "
-        "(puente-agent-417, .exe on Windows) so that the agent asks only for the 6 digits "
-        "the technician reads out. Works while the relay is running.",
-    )
-    actions = downloads.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = actions.add_parser(
-        "add",
-        help="add (or replace) the agent for one system",
-        description="Copy FILE in as the agent for --os, with its SHA-256. The "
-        "organisation's signature is recorded too: --signature, or FILE.sig if present.",
-        epilog="example:\n  puente-relay downloads add dist/puente-agent --os linux "
-        "--data-dir /var/lib/puente",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add.add_argument("file", type=Path, metavar="FILE", help="the built one-file agent")
-    add.add_argument("--os", required=True, choices=SYSTEMS, help="the system it runs on")
-    add.add_argument("--signature", type=Path, metavar="SIG", help="signature file (optional)")
-    add.add_argument("--json", action="store_true", help="print the stored entry as JSON")
-    listing = actions.add_parser("list", help="list the stored agents")
-    listing.add_argument("--json", action="store_true", help="print a JSON array")
-    remove = actions.add_parser("remove", help="stop offering the agent for one system")
-    remove.add_argument("--os", required=True, choices=SYSTEMS, help="the system")
-    for parser in (add, listing, remove):
-        _add_data_dir(parser)
-
-
 def _add_enrolment_commands(commands: Any) -> None:
     enrolment = commands.add_parser(
         "enrolment",
@@ -556,6 +523,39 @@ def _add_enrolment_commands(commands: Any) -> None:
     withdraw.add_argument("token_id", help="the token's id, as 'enrolment list' shows it")
 
 
+def _add_downloads_parser(commands: Any) -> None:
+    """``puente-relay downloads add|list|remove`` (relay.downloads)."""
+    downloads = commands.add_parser(
+        "downloads",
+        help="the one-file agents customers download from the join page",
+        description="Keep the organisation's one-file agents (installers/build.py) in the "
+        "relay's data directory. The join page offers the one for the customer's system "
+        "first, with its size and SHA-256, named after the session's nameplate "
+        "(puente-agent-417, .exe on Windows) so that the agent asks only for the 6 digits "
+        "the technician reads out. Works while the relay is running.",
+    )
+    actions = downloads.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add",
+        help="add (or replace) the agent for one system",
+        description="Copy FILE in as the agent for --os, with its SHA-256. The "
+        "organisation's signature is recorded too: --signature, or FILE.sig if present.",
+        epilog="example:\n  puente-relay downloads add dist/puente-agent --os linux "
+        "--data-dir /var/lib/puente",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add.add_argument("file", type=Path, metavar="FILE", help="the built one-file agent")
+    add.add_argument("--os", required=True, choices=SYSTEMS, help="the system it runs on")
+    add.add_argument("--signature", type=Path, metavar="SIG", help="signature file (optional)")
+    add.add_argument("--json", action="store_true", help="print the stored entry as JSON")
+    listing = actions.add_parser("list", help="list the stored agents")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    remove = actions.add_parser("remove", help="stop offering the agent for one system")
+    remove.add_argument("--os", required=True, choices=SYSTEMS, help="the system")
+    for parser in (add, listing, remove):
+        _add_data_dir(parser)
+
+
 @quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``puente-relay`` with ``argv`` (default: the command line); return the exit status."""
@@ -577,12 +577,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "deliveries":
             return _deliveries(args)
-        if args.command == "downloads":
-            return downloads_command(args)
         if args.command == "enrolment":
             return _enrolment(args)
         if args.command == "devices":
             return _devices(args)
+        if args.command == "downloads":
+            return downloads_command(args)
         return _technician(args)
     except (RelayError, ValueError) as exc:
         print(f"puente-relay: {exc}", file=sys.stderr)

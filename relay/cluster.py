@@ -250,6 +250,43 @@ class ClusterNode:
             await self._redis.srem(self._sessions_key(self.node_id), session_id)
 
     # ------------------------------------------------------------------
+    # Enrolled devices' presence (relay.presence writes it once a pass)
+    # ------------------------------------------------------------------
+
+    def _devices_key(self, node_id: str) -> str:
+        return f"{PREFIX}devices:{node_id}"
+
+    async def publish_devices(
+        self, heard: dict[str, float], gone: list[str], lifetime: float
+    ) -> None:
+        """Note the devices heard from on this node (id -> when) and those gone; the
+        node's list lives ``lifetime`` seconds past the last pass, so a lost node's
+        devices drop out by themselves."""
+        key = self._devices_key(self.node_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if heard:
+                pipe.hset(key, mapping={d: repr(seen) for d, seen in heard.items()})
+            if gone:
+                pipe.hdel(key, *gone)
+            pipe.pexpire(key, int(lifetime * 1000))
+            await pipe.execute()
+
+    async def unpublish_devices(self) -> None:
+        await self._redis.delete(self._devices_key(self.node_id))
+
+    async def devices_elsewhere(self) -> dict[str, float]:
+        """Devices online on the other live nodes: id -> when last heard from."""
+        found: dict[str, float] = {}
+        for raw in await self._redis.smembers(NODES_KEY):
+            node_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if node_id == self.node_id or not await self._redis.exists(self._node_key(node_id)):
+                continue
+            for device, seen in (await self._redis.hgetall(self._devices_key(node_id))).items():
+                name = device.decode() if isinstance(device, bytes) else str(device)
+                found[name] = max(found.get(name, 0.0), float(seen))
+        return found
+
+    # ------------------------------------------------------------------
     # Routing
     # ------------------------------------------------------------------
 

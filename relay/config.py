@@ -120,9 +120,36 @@ class RelayConfig:
 RESERVED_FILES = 64
 
 
+def open_files_needed(config: RelayConfig) -> int:
+    """Descriptors the relay needs at max_connections: each upgraded connection, as
+    many half-open ones, and RESERVED_FILES."""
+    return 2 * config.max_connections + RESERVED_FILES
+
+
+def raise_open_file_limit(config: RelayConfig) -> int:
+    """Raise this process's soft open-file limit towards :func:`open_files_needed`, up
+    to the hard limit (the operator's ceiling: systemd's LimitNOFILE=, docker's
+    --ulimit nofile=, ulimit -Hn; never raised here). Never lowers it; the limit reached.
+
+    10,000 enrolled devices at the default max_connections need 20,064 descriptors,
+    far more than the usual soft limit of 1,024."""
+    needed = open_files_needed(config)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return int(soft)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target <= soft:
+        return int(soft)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    logger.info("open-file limit raised from %d to %d (needed: %d)", soft, target, needed)
+    return int(target)
+
+
 def fit_open_file_limit(config: RelayConfig) -> RelayConfig:
     """``config`` with max_connections lowered to fit the open-file limit (ulimit -n),
-    so that the relay refuses with 503 before accept() runs out of descriptors."""
+    so that the relay refuses with 503 before accept() runs out of descriptors. The
+    relay first raises its limit as far as it may (:func:`raise_open_file_limit`)."""
+    raise_open_file_limit(config)
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return config

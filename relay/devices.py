@@ -3,13 +3,16 @@ check summaries turned into alerts and tickets.
 
 The messages are :mod:`protocol.device_wire`'s. :class:`DeviceDesk` answers the
 enrolment requests (``process_request``), serves each device's WebSocket once the
-front door accepted the upgrade (``serve``), keeps who is online (in this process;
-not across cluster nodes yet) and feeds each result summary to the alert book
+front door accepted the upgrade (``serve``), keeps who is online in memory, written
+down lazily and shared across cluster nodes (:mod:`relay.presence`), and feeds each
+result summary to the alert book
 (:mod:`relay.alert_book`), whose owed ticket actions one background task delivers
 to Request Tracker when the relay has it configured.
 
 The relay never sees what a check found, only which check, its kind, status and
-severity, unless the device's policy shares details. It proves each device by a
+severity; details arrive sealed to the organisation's details key
+(:mod:`protocol.sealed_details`), are kept as they came (the latest per device and
+check) and handed to technicians (``GET /api/devices/ID``), who open them. It proves each device by a
 challenge signed with the device key it registered, so a copied device id without
 the key (a cloned disk with a regenerated key, a forged id) is refused.
 """
@@ -20,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import http
 import json
 import logging
@@ -42,12 +46,14 @@ from protocol.safe_text import safe_text
 
 from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
 from .alerts import Observation
+from .cluster import ClusterNode
 from .config import RelayConfig
 from .connectors import RequestTrackerConnector
 from .enrolment import EnrolmentBook
 from .errors import EnrolmentRefused, HeaderError
 from .events import EventType, NewEvent
 from .http import bearer_token, error_response, json_response
+from .presence import PresenceBook, SealedDetails, open_tickets, stored_details
 from .sqlite_store import DATABASE_NAME
 
 logger = logging.getLogger("relay.devices")
@@ -89,6 +95,7 @@ class DeviceDesk:
         ticketing: Ticketing | None = None,
         heartbeat: int = HEARTBEAT,
         clock: Callable[[], float] = time.time,
+        cluster: ClusterNode | None = None,
         audit: Callable[[NewEvent], object] | None = None,
     ) -> None:
         self.heartbeat = heartbeat
@@ -98,7 +105,7 @@ class DeviceDesk:
         self._database = database
         self._enrolment = EnrolmentBook(database) if database else None
         self._alerts = AlertBook(database, clock) if database else None
-        self._online: dict[str, float] = {}
+        self.presence_book = PresenceBook(database, clock, cluster) if database else None
         # Live connections per device, oldest first: unenrolling drops every one of
         # them, and tell() speaks to the newest.
         self._connections: dict[str, list[ServerConnection]] = {}
@@ -112,8 +119,12 @@ class DeviceDesk:
         """Deliver what a previous run still owed, then whatever comes."""
         if self._alerts is not None and self._ticketing is not None:
             self._delivery = asyncio.create_task(self._deliver_loop(), name="device-alerts")
+        if self.presence_book is not None:
+            self.presence_book.start()
 
     async def close(self) -> None:
+        if self.presence_book is not None:
+            await self.presence_book.close()
         if self._delivery is not None:
             self._delivery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -143,7 +154,9 @@ class DeviceDesk:
     # -- HTTP --------------------------------------------------------------------------
 
     def owns(self, path: str) -> bool:
-        return path in (wire.ENROL_PATH, wire.ENROL_POLICY_PATH, DEVICES_API)
+        return path in (wire.ENROL_PATH, wire.ENROL_POLICY_PATH, DEVICES_API) or (
+            path.startswith(DEVICES_API + "/")
+        )
 
     def process_request(
         self,
@@ -160,8 +173,8 @@ class DeviceDesk:
             )
         path = request.path.partition("?")[0]
         now = self._clock()
-        if path == DEVICES_API:
-            return self._devices_api(request, authenticate)
+        if path == DEVICES_API or path.startswith(DEVICES_API + "/"):
+            return self._devices_api(request, path, authenticate)
         try:
             if path == wire.ENROL_POLICY_PATH and request.method == "GET":
                 token = _enrol_token(request.headers.get("Authorization"))
@@ -182,9 +195,10 @@ class DeviceDesk:
         )
 
     def _devices_api(
-        self, request: Request, authenticate: Callable[[str], object | None]
+        self, request: Request, path: str, authenticate: Callable[[str], object | None]
     ) -> Response:
-        """``GET /api/devices``: who is online and which alerts are open (technicians)."""
+        """``GET /api/devices``: who is online and which alerts are open; ``GET
+        /api/devices/ID``: one device, with its checks' sealed details (technicians)."""
         technician = technician_or_refusal(request, authenticate)
         if isinstance(technician, Response):
             return technician
@@ -195,8 +209,34 @@ class DeviceDesk:
                 "Use GET /api/devices.",
                 (("Allow", "GET"),),
             )
+        if path != DEVICES_API:
+            return self._device_api(path.removeprefix(DEVICES_API + "/"))
         devices = [presence.as_dict() for presence in self.presence()]
         return json_response(http.HTTPStatus.OK, {"devices": devices})
+
+    def _device_api(self, device_id: str) -> Response:
+        one = [p for p in self.presence() if p.device_id == device_id]
+        if not one or self._database is None or self.presence_book is None:
+            return error_response(
+                http.HTTPStatus.NOT_FOUND,
+                "not_found",
+                f"No device {device_id[:40]!r} is enrolled here; 'puente-tech devices' lists them.",
+            )
+        details: dict[str, SealedDetails] = {
+            d.check: d for d in stored_details(self._database, device_id)
+        }
+        for newer in self.presence_book.details_owed(device_id):
+            if newer.check not in details or newer.at >= details[newer.check].at:
+                details[newer.check] = newer
+        device = self._enrolment.device(device_id) if self._enrolment else None
+        body = {
+            **one[0].as_dict(),
+            "details": [details[check].as_dict() for check in sorted(details)],
+            "tickets": open_tickets(self._database, device_id),
+            # The signed policy, for the technician's side to verify (the relay cannot).
+            "policy": device.policy if device is not None else None,
+        }
+        return json_response(http.HTTPStatus.OK, body)
 
     # -- the device's WebSocket ----------------------------------------------------------
 
@@ -205,31 +245,36 @@ class DeviceDesk:
         device_id = await self._prove(connection)
         if device_id is None:
             return
-        self._online[device_id] = self._clock()
+        book = self.presence_book
+        assert book is not None  # _prove refuses devices without the store
+        book.arrived(device_id)
         self._connections.setdefault(device_id, []).append(connection)
-        if self._enrolment is not None:
-            self._enrolment.seen(device_id, self._clock(), online=True)
+        # The device's heartbeats prove it alive (MISSED_HEARTBEATS of them lost and it is
+        # gone): the server's keepalive pings would add two frames per device every 20 s,
+        # most of the relay's CPU for 10,000 idle devices (docs/PERFORMANCE.md).
+        if connection.keepalive_task is not None:
+            connection.keepalive_task.cancel()
+            connection.keepalive_task = None
         logger.info("device online device=%s", device_id)
         try:
             while True:
                 async with asyncio.timeout(self.heartbeat * MISSED_HEARTBEATS):
                     text = await connection.recv()
                 message = wire.parse_device_message(text)
-                self._online[device_id] = self._clock()
+                book.heard(device_id)  # memory only (relay.presence, rule 1)
                 if message["type"] == "results":
                     self._results(device_id, message["results"], message["at"])
                 elif message["type"] == "action":
                     self._action(device_id, message)
                 elif message["type"] == "unenrol" and self._enrolment is not None:
                     self._enrolment.forget(device_id)
+                    book.forgotten(device_id)
                     logger.info("device unenrolled device=%s", device_id)
                     await connection.send(wire.encode("goodbye"))
                     await self._drop_others(device_id, connection)
                     return
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument("A device sends only heartbeats and results.")
-                if self._enrolment is not None:
-                    self._enrolment.seen(device_id, self._clock(), online=True)
         except (ConnectionClosed, TimeoutError):
             pass
         except MalformedDocument as exc:
@@ -243,11 +288,7 @@ class DeviceDesk:
                 # Offline only when its last connection goes (a service and 'unenrol'
                 # beside it, or a dead link still timing out, are two at once).
                 self._connections.pop(device_id, None)
-                self._online.pop(device_id, None)
-                if self._enrolment is not None:
-                    self._enrolment.seen(
-                        device_id, self._clock(), online=False
-                    )  # no-op if forgotten
+                book.left(device_id)  # no-op if forgotten
                 logger.info("device offline device=%s", device_id)
 
     async def _drop_others(self, device_id: str, unenrolling: ServerConnection) -> None:
@@ -329,6 +370,10 @@ class DeviceDesk:
         quiet = policy.in_maintenance(int(now))
         spoke = False
         for summary in results:
+            if "sealed" in summary and self.presence_book is not None:
+                self.presence_book.sealed(
+                    device_id, summary["check"], reported_at, summary["status"], summary["sealed"]
+                )
             check = policy.check(summary["check"])
             threshold = check.failures_before_alert if check is not None else 3
             step = self._alerts.observe(
@@ -373,11 +418,13 @@ class DeviceDesk:
         if self._enrolment is None or self._alerts is None:
             return []
         open_alerts = self._alerts.open_alerts()
+        book = self.presence_book
+        assert book is not None
         return [
             Presence(
                 device.device_id,
-                device.device_id in self._online,
-                device.last_seen,
+                book.online(device.device_id),
+                book.last_seen(device.device_id) or device.last_seen,
                 open_alerts.get(device.device_id, []),
             )
             for device in self._enrolment.devices()
@@ -404,7 +451,9 @@ def technician_or_refusal(
 
 
 def device_desk(
-    config: RelayConfig, audit: Callable[[NewEvent], object] | None = None
+    config: RelayConfig,
+    cluster: ClusterNode | None = None,
+    audit: Callable[[NewEvent], object] | None = None,
 ) -> DeviceDesk:
     """The desk for this relay's settings: enrolment needs the SQLite store; alerts
     become Request Tracker tickets when the relay has RT configured; ``audit`` records
@@ -420,11 +469,13 @@ def device_desk(
         ),
         None,
     )
-    return DeviceDesk(database, ticketing, clock=config.clock, audit=audit)
+    return DeviceDesk(database, ticketing, clock=config.clock, cluster=cluster, audit=audit)
 
 
+@functools.lru_cache(maxsize=256)
 def _alert_policy(document: str | None) -> DevicePolicy:
-    """The device's policy as far as alerts go (thresholds, maintenance windows)."""
+    """The device's policy as far as alerts go (thresholds, maintenance windows). Cached:
+    the devices of one token share one policy document, and so one parsed object."""
     if document is None:
         return DevicePolicy("", "", 1, standard_checks())
     try:

@@ -24,6 +24,14 @@ _SESSION_ID = {
     "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
 }
 
+#: What the device APIs say of every device.
+_DEVICE: dict[str, Any] = {
+    "device_id": {"type": "string"},
+    "online": {"type": "boolean"},
+    "last_seen": {"type": ["number", "null"]},
+    "open_alerts": {"type": "array", "items": {"type": "string"}},
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -272,9 +280,10 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Enrolled devices: online or not, and their open alerts",
                 "description": (
-                    "Online means connected to this relay node and heard from within three "
-                    "heartbeats. Alerts name only the failing checks; what a check found "
-                    "stays on the device unless its policy shares it."
+                    "Online means connected to this relay, or to another node of its "
+                    "cluster (as of that node's last presence pass, every 5 s). Alerts name "
+                    "only the failing checks; what a check found reaches the relay only "
+                    "sealed to the organisation's details key (GET /api/devices/{device_id})."
                 ),
                 "responses": {
                     "200": {
@@ -288,21 +297,8 @@ OPENAPI: dict[str, Any] = {
                                             "type": "array",
                                             "items": {
                                                 "type": "object",
-                                                "properties": {
-                                                    "device_id": {"type": "string"},
-                                                    "online": {"type": "boolean"},
-                                                    "last_seen": {"type": ["number", "null"]},
-                                                    "open_alerts": {
-                                                        "type": "array",
-                                                        "items": {"type": "string"},
-                                                    },
-                                                },
-                                                "required": [
-                                                    "device_id",
-                                                    "online",
-                                                    "last_seen",
-                                                    "open_alerts",
-                                                ],
+                                                "properties": _DEVICE,
+                                                "required": list(_DEVICE),
                                             },
                                         }
                                     },
@@ -315,6 +311,62 @@ OPENAPI: dict[str, Any] = {
                     "401": _ERROR,
                 },
             }
+        },
+        "/api/devices/{device_id}": {
+            "parameters": [
+                {
+                    "name": "device_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "get": {
+                "summary": "One enrolled device, with its checks' sealed details",
+                "description": (
+                    "As in GET /api/devices, plus each check's latest details as the device "
+                    "sealed them (HPKE) to the organisation's details key, which the relay "
+                    "cannot open ('puente-tech devices show DEVICE --details-key' does), the "
+                    "tickets of its open alerts, and its signed policy (null: the default)."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "The device.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        **_DEVICE,
+                                        "details": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "properties": {
+                                                    "check": {"type": "string"},
+                                                    "at": {"type": "integer"},
+                                                    "status": {"type": "string"},
+                                                    "sealed": {"type": "string"},
+                                                },
+                                                "required": ["check", "at", "status", "sealed"],
+                                            },
+                                        },
+                                        "tickets": {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "string"},
+                                        },
+                                        "policy": {"type": ["string", "null"]},
+                                    },
+                                    "required": [*_DEVICE, "details", "tickets", "policy"],
+                                }
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                },
+            },
         },
         "/api/devices/{device_id}/connect": {
             "parameters": [

@@ -278,7 +278,7 @@ class RelayServer:
         # Events a crash cut off are recorded now; then pending deliveries resume.
         self._outbox.reconcile()
         self._outbox.start()
-        self._devices = device_desk(config, audit=self._audit_only)
+        self._devices = device_desk(config, self._cluster, self._audit_only)
         self._devices.start()
         logger.info("relay listening on %s", self.base_url)
 

@@ -26,7 +26,7 @@ from protocol.messages import ReplyStatus
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from protocol.safe_text import safe_text
 
-from . import policy_cli, trust_cli
+from . import device_details, policy_cli, trust_cli
 from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
 from .credentials import CredentialsError, load_credentials
 from .output import Output, write_private
@@ -137,12 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         'JSON object: {"ticket_id": ..., "sessions": [...]}.',
     )
     sessions.add_argument("--ticket", required=True, help="help-desk ticket id, e.g. HD-1042")
-    commands.add_parser(
+    devices = commands.add_parser(
         "devices",
         help="enrolled devices: online or not, open alerts",
         description="List the devices enrolled at the relay, whether each is online and "
-        'its open alerts. With --json, one JSON object: {"devices": [...]}.',
+        'its open alerts. With --json, one JSON object: {"devices": [...]}. '
+        "'devices show DEVICE --details-key FILE' opens one device's check details.",
     )
+    device_details.add_show(devices)
     connect = commands.add_parser(
         "connect",
         help="unattended session on an enrolled device (certificate with the unattended role)",
@@ -662,6 +664,8 @@ async def run_connect(args: argparse.Namespace, out: Output, ssl_context: Any) -
 
 async def run_devices(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
     """List enrolled devices with their presence and open alerts (all text sanitised)."""
+    if getattr(args, "devices_command", None) == "show":
+        return await device_details.run_show(args, out, ssl_context)
     api = RelayAPI(args.relay, args.token, ssl_context)
     devices = await asyncio.to_thread(api.list_devices)
     if out.as_json:

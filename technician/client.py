@@ -99,6 +99,11 @@ class RelayAPI:
         result = self._call("GET", "/api/devices")
         return list(result.get("devices", [])) if isinstance(result, dict) else []
 
+    def device(self, device_id: str) -> dict[str, Any]:
+        """One enrolled device with its checks' sealed details."""
+        result = self._call("GET", "/api/devices/" + urllib.parse.quote(device_id, safe=""))
+        return dict(result) if isinstance(result, dict) else {}
+
     def ask_device(self, device_id: str, session_id: str) -> dict[str, Any]:
         """Ask an enrolled device to join ``session_id`` unattended (relay.unattended)."""
         result: dict[str, Any] = self._call(

@@ -1,4 +1,5 @@
-"""``puente-tech policy sign|show``: the organisation signs enrolled devices' policies.
+"""``puente-tech policy sign|show|details-key``: the organisation signs enrolled devices'
+policies, and makes the details key check details are sealed to.
 
 Offline, like ``org``: the organisation key's passphrase comes from
 ``PUENTE_ORG_PASSPHRASE`` or the terminal. The format is :mod:`protocol.device_policy`.
@@ -7,10 +8,12 @@ Offline, like ``org``: the organisation key's passphrase comes from
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from protocol import sealed_details
 from protocol.device_policy import (
     CHECK_KINDS,
     DevicePolicy,
@@ -31,14 +34,17 @@ POLICY_EPILOG = f"""\
 examples:
   puente-tech policy sign acme-policy.toml --org-key acme-org/org.key --out acme.policy
   puente-tech policy show acme.policy --org-key acme-org/org.pub
+  puente-tech policy details-key --out acme-org/details.key
 
 A policy file (TOML) lists [[checks]] (id, kind, every_minutes or every_seconds (5 or
 more), severity, failures_before_alert, action = a signed fix's id, and the kind's
 settings), [[maintenance]] windows (days, start HH:MM UTC, minutes), [unattended]
 (mode = never, ask-deny, ask-allow or allowed; answer_seconds, countdown_seconds,
-capabilities), details_to_help_desk (true or false) and repeat_comment_seconds (the
-least time between two comments on a ticket whose check keeps failing; 3600 unless
-set, 10 or more). Check kinds: {", ".join(CHECK_KINDS)}.
+capabilities), details_key (the line 'policy details-key' prints: check details travel
+sealed to it, the relay cannot read them), details_to_help_desk (true or false: the
+technician's side may post the opened details on the alert's ticket) and
+repeat_comment_seconds (the least time between two comments on a ticket whose check
+keeps failing; 3600 unless set, 10 or more). Check kinds: {", ".join(CHECK_KINDS)}.
 An example is in docs/examples/device-policy.toml.
 """
 
@@ -70,6 +76,19 @@ def add_commands(commands: Any) -> None:
     )
     show.add_argument("file", type=Path, help="the signed policy")
     show.add_argument("--org-key", required=True, type=Path, help="the organisation's org.pub")
+    details_key = actions.add_parser(
+        "details-key",
+        help="make the organisation's details key (check details are sealed to it)",
+        description="Make an X25519 key pair for check details. Devices seal what their "
+        "checks found to its public half (HPKE), so the relay carries the details without "
+        "reading them; 'puente-tech devices show DEVICE --details-key FILE' opens them. "
+        "Writes FILE (private, mode 0600: keep it with the organisation key) and prints the "
+        "line to put in the policy's TOML before signing it.",
+        epilog="example:\n  puente-tech policy details-key --out acme-org/details.key\n"
+        '  # then add to device-policy.toml:  details_key = "..."',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    details_key.add_argument("--out", required=True, type=Path, help="the private key file")
 
 
 def run(args: argparse.Namespace, out: Output) -> int | None:
@@ -79,6 +98,8 @@ def run(args: argparse.Namespace, out: Output) -> int | None:
     try:
         if args.policy_command == "sign":
             return policy_sign(args, out)
+        if args.policy_command == "details-key":
+            return policy_details_key(args, out)
         return policy_show(args, out)
     except CredentialsError as exc:
         out.error(str(exc))
@@ -108,15 +129,7 @@ def policy_sign(args: argparse.Namespace, out: Output) -> int:
     if args.number is not None:
         if args.number < 1:
             raise CredentialsError("--number must be 1 or more.")
-        policy = DevicePolicy(
-            policy.organisation,
-            policy.organisation_key,
-            args.number,
-            policy.checks,
-            policy.maintenance,
-            policy.unattended,
-            policy.details_to_help_desk,
-        )
+        policy = dataclasses.replace(policy, number=args.number)
     secret = open_organisation_key(args.org_key)
     document = sign_policy(policy, secret)
     write_new_file(args.out, document, 0o644)
@@ -128,6 +141,20 @@ def policy_sign(args: argparse.Namespace, out: Output) -> int:
         number=policy.number,
         checks=[check.id for check in policy.checks],
         unattended=policy.unattended.mode,
+    )
+    return EXIT_OK
+
+
+def policy_details_key(args: argparse.Namespace, out: Output) -> int:
+    key = sealed_details.new_details_key()
+    write_new_file(args.out, sealed_details.private_to_pem(key), 0o600)
+    public = sealed_details.public_text(key)
+    out.event(
+        "details_key",
+        f"Details key written to {args.out} (keep it private). Add this line to the "
+        f'policy before signing it:\ndetails_key = "{public}"',
+        path=str(args.out),
+        details_key=public,
     )
     return EXIT_OK
 
@@ -146,8 +173,13 @@ def describe(policy: DevicePolicy) -> list[str]:
     lines = [
         f"Policy number {policy.number} of {policy.organisation}",
         f"  unattended access: {modes[unattended.mode]}",
-        "  the help desk sees "
-        + ("the details of results" if policy.details_to_help_desk else "only which check failed"),
+        "  the relay sees only which check failed; details "
+        + (
+            "go sealed to the organisation's details key"
+            + (", and may be posted on tickets" if policy.details_to_help_desk else "")
+            if policy.details_key
+            else "stay on the device"
+        ),
     ]
     for check in policy.checks:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(check.params.items()))

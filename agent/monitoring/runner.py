@@ -4,7 +4,8 @@
 the device's history and forecasts from it (:mod:`agent.monitoring.forecast`). The
 :class:`Report` keeps the owner's view (sentences and details) apart from what the
 relay may see (:meth:`Report.relay_summary`: which check failed, which severity, and
-which forecasts were raised), unless the policy says the help desk may see details.
+which forecasts were raised); a result's details go only sealed to the organisation's
+details key, when the policy names one (:mod:`protocol.sealed_details`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.i18n import DEFAULT_LANGUAGE, Translator
+from protocol import sealed_details
 from protocol.device_policy import CheckDefinition, DevicePolicy
 
 from .checks import CheckResult, Probes, run_check
@@ -68,15 +70,24 @@ class Report:
     def failing(self) -> list[CheckResult]:
         return [result for result in self.results if result.failing]
 
-    def relay_summary(self) -> dict[str, Any]:
-        """What travels to the relay in the clear: no details unless the policy allows."""
-        share = self.policy.details_to_help_desk
+    def relay_summary(self, device_id: str = "") -> dict[str, Any]:
+        """What travels to the relay: which check, its status and severity, and the
+        details only sealed to the organisation's details key (when the policy names one)
+        for ``device_id`` and this run."""
+        at = int(self.at)
+        recipient = self.policy.details_key
+        key = sealed_details.public_from_text(recipient) if recipient else None
+
+        def summary(result: CheckResult) -> dict[str, Any]:
+            if key is None:
+                return result.summary()
+            sealed = sealed_details.seal(result.details, key, device_id, result.check, at)
+            return {**result.summary(), "sealed": sealed}
+
         return {
             "policy": self.policy.number,
-            "at": int(self.at),
-            "results": [
-                {**r.summary(), **({"details": r.details} if share else {})} for r in self.results
-            ],
+            "at": at,
+            "results": [summary(r) for r in self.results],
             "forecasts": [f.summary() for f in self.forecasts],
         }
 

@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from agent.i18n import Translator
 from agent.monitoring.checks import ERROR, FAILING, OK, run_check
 from agent.monitoring.runner import run_policy
+from protocol import sealed_details
 from protocol.device_policy import DevicePolicy, policy_from_toml
 
 
@@ -229,12 +230,19 @@ def test_the_report_keeps_details_from_the_relay(tmp_path: Path) -> None:
     assert "líneas que coinciden" in spanish
 
 
-def test_details_travel_only_when_the_policy_allows(tmp_path: Path) -> None:
+def test_details_travel_only_sealed_to_the_organisations_details_key(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    log.write_text("ERROR disk\n", encoding="utf-8")
-    source = (
-        "details_to_help_desk = true\n"
-        f'[[checks]]\nid = "e"\nkind = "log_pattern"\npath = "{log}"\npattern = "ERROR"\n'
-    )
-    summary = run_policy(one_check(source), history=None).relay_summary()
-    assert summary["results"][0]["details"]["lines"] == ["ERROR disk"]
+    log.write_text("ERROR disk full of secret-customer-data\n", encoding="utf-8")
+    key = sealed_details.new_details_key()
+    check = f'[[checks]]\nid = "e"\nkind = "log_pattern"\npath = "{log}"\npattern = "ERROR"\n'
+    source = f'details_key = "{sealed_details.public_text(key)}"\n' + check
+    device = "ab" * 16
+    summary = run_policy(one_check(source), history=None).relay_summary(device)
+    result = summary["results"][0]
+    assert set(result) == {"check", "kind", "status", "severity", "sealed"}
+    assert "secret-customer-data" not in str(summary)
+    details = sealed_details.open_sealed(result["sealed"], key, device, "e", summary["at"])
+    assert details["lines"] == ["ERROR disk full of secret-customer-data"]
+    # Without a details key nothing of the details leaves the device.
+    bare = run_policy(one_check(check), history=None).relay_summary(device)
+    assert set(bare["results"][0]) == {"check", "kind", "status", "severity"}

@@ -117,3 +117,19 @@ def test_downloads_benchmark_quick_run_compares_with_no_downloads() -> None:
     assert figures["downloads"] > 0 and figures["refused"] == 0
     assert figures["round_trips"]["quiet"] > 0 and figures["round_trips"]["downloading"] > 0
     assert {"added_p99_ms", "p99_ratio", "relay_rss_mb"} <= set(figures)
+
+
+def test_devices_benchmark_quick_run_measures_relay_and_peer() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "devices.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(180),
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    for side in ("relay", "peer"):
+        assert figures[side]["devices"] == 100 and figures[side]["failed_to_connect"] == 0
+        assert {"bytes_per_device", "cpu_percent_30s", "cpu_percent_3s"} <= set(figures[side])
+    alerts = figures["alerts"]
+    assert alerts["failing_results"] == alerts["tickets"] > 0 and alerts["p99_s"] is not None

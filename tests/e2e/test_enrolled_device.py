@@ -19,7 +19,7 @@ from tests.support.device_fixtures import (
     MiB,
     agent_command,
     enrol_argv,
-    enrol_in_foreground,
+    enrolled_agent,
     enrolment_token,
     relay_cli,
     relay_with_rt,
@@ -70,9 +70,7 @@ def test_enrol_see_online_alert_to_ticket_unenrol(
         )
 
         (small_disk / "big.bin").write_bytes(b"\0" * (MiB + MiB // 2))  # 25 % free
-        agent, text = enrol_in_foreground(
-            enrol_argv(relay.ws_url, acme.public, state, "--no-service", "--yes"), token
-        )
+        agent, text = enrolled_agent(relay.ws_url, acme.public, state, token)
         # The owner read the policy before anything was installed.
         assert "Your help desk, Acme IT, asks to look after this computer" in text
         assert "no answer within 60 seconds means no" in text

@@ -27,7 +27,7 @@ def test_the_messages_of_a_session_parse() -> None:
         ]
         == results
     )
-    shared = [{**results[0], "details": {"free_bytes": 1}}]
+    shared = [{**results[0], "sealed": "c2VhbGVk"}]
     assert (
         wire.parse_device_message(wire.encode("results", at=1_800_000_000, results=shared))[
             "results"

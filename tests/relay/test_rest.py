@@ -72,6 +72,7 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
             "/api/sessions/{session_id}/summary",
             "/api/revocations",
             "/api/devices",
+            "/api/devices/{device_id}",
             "/api/devices/{device_id}/connect",
             "/revocations/{organisation_key}",
         }

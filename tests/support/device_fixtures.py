@@ -106,7 +106,8 @@ def agent_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def relay_with_rt(directory: Path, rt: RequestTracker, *extra: str) -> RelayProcess:
-    """A real relay process that files alerts in ``rt`` (password from the environment)."""
+    """A real relay process whose alerts become tickets in ``rt`` (its root account;
+    password from the environment)."""
     return start_relay(
         directory,
         "--rt-url",
@@ -187,3 +188,13 @@ def enrol_in_foreground(argv: list[str], token: str) -> tuple[subprocess.Popen[s
             raise AssertionError("the agent stopped: " + "".join(shown))
         shown.append(line)
     return agent, "".join(shown)
+
+
+def enrolled_agent(
+    relay_url: str, org_public: Path, state: Path, token: str
+) -> tuple[subprocess.Popen[str], str]:
+    """A real ``puente-agent enrol --no-service --yes`` (in English) until it is online;
+    the process and what it said until then (including the "Online:" line)."""
+    return enrol_in_foreground(
+        enrol_argv(relay_url, org_public, state, "--no-service", "--yes"), token
+    )
