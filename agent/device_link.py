@@ -4,9 +4,10 @@ results, and reconnecting with jitter when the link drops.
 The messages are :mod:`protocol.device_wire`'s. After the relay's ``welcome`` the
 device sends a heartbeat every interval the relay named, and runs its policy's due
 checks (:func:`agent.monitoring.runner.run_policy`, in a worker thread) once a
-minute, sending only their summaries (with the details sealed to the organisation's
-details key when the policy names one: :mod:`protocol.sealed_details`), then the
-outcome of any failure action that came due (:mod:`agent.failure_actions`).
+minute (or as often as its quickest check's ``every_seconds`` asks), sending only
+their summaries (with the details sealed to the organisation's details key when the
+policy names one: :mod:`protocol.sealed_details`), then the outcome of any failure
+action that came due (:mod:`agent.failure_actions`).
 When the relay says a technician asks for an unattended session, the device starts
 ``puente-agent unattended`` for it (:mod:`agent.unattended`; one at a time), which
 pairs end to end and lets the owner's policy decide.
@@ -190,6 +191,8 @@ async def _online(
 ) -> None:
     send = websocket.send
     next_beat = time.monotonic() + heartbeat
+    # A policy may schedule a check every few seconds (protocol.device_policy rule 4).
+    check_tick = min([check_tick, *(float(check.interval) for check in policy.checks)])
     while True:
         due = due_checks(policy, last_runs, time.time())
         if due:

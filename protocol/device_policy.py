@@ -15,7 +15,8 @@ Rules (everything an agent accepts of a policy is decided here):
 3. Every number is an integer (percent, MiB, minutes, hours, days, seconds): canonical
    JSON has no floats, and thresholds need no fractions.
 4. Each check names its kind (:data:`CHECK_KINDS`, with the parameters each accepts),
-   a schedule (``every_minutes``), a severity (``info``, ``warning``, ``critical``),
+   a schedule (``every_minutes``, or ``every_seconds`` down to :data:`MIN_EVERY_SECONDS`
+   for a check that must speak quickly; not both), a severity (``info``, ``warning``, ``critical``),
    how many consecutive failures make an alert (``failures_before_alert``) and
    optionally a failure action: the id of a fix the organisation signed. The action
    is only a name here; the agent runs it only if the accepted policy allows it.
@@ -36,7 +37,12 @@ Rules (everything an agent accepts of a policy is decided here):
    this before agreeing; without it an action is only reported as not run. The
    signed body carries the key only when true, so policies signed before it existed
    keep their exact bytes.
-9. Times are integer Unix seconds passed in as ``now``; nothing here reads a clock.
+9. ``repeat_comment_seconds`` (default :data:`DEFAULT_REPEAT_COMMENT_SECONDS`, an hour):
+   the least time between two comments on the ticket of an alert that keeps failing
+   (the relay applies it, :mod:`relay.alerts`), from :data:`MIN_REPEAT_COMMENT_SECONDS`
+   to a week. Like ``failure_actions`` and ``every_seconds``, the signed body carries
+   it only when it is not the default.
+10. Times are integer Unix seconds passed in as ``now``; nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -72,6 +78,13 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 UNATTENDED_CAPABILITIES = ("diagnostics", "screen", "control", "shell", "files", "fixes")
 
 MAX_CHECKS = 100
+#: The shortest schedule a check may have: a check every few seconds is for a server
+#: that must be watched closely (and for tests); faster would be load, not watching.
+MIN_EVERY_SECONDS = 5
+#: Comments on an alert that keeps failing: at most one an hour unless the policy says.
+DEFAULT_REPEAT_COMMENT_SECONDS = 3600
+MIN_REPEAT_COMMENT_SECONDS = 10
+WEEK_SECONDS = 7 * 86400
 MAX_TEXT = 500
 _CHECK_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _FIX_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -131,7 +144,15 @@ CHECK_KINDS: dict[str, dict[str, Parameter]] = {
 }
 
 #: What every check has besides its kind's parameters.
-_COMMON = {"id", "kind", "every_minutes", "severity", "failures_before_alert", "action"}
+_COMMON = {
+    "id",
+    "kind",
+    "every_minutes",
+    "every_seconds",
+    "severity",
+    "failures_before_alert",
+    "action",
+}
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,13 @@ class CheckDefinition:
     failures_before_alert: int
     action: str | None
     params: Mapping[str, Any]
+    #: A schedule in seconds instead of ``every_minutes`` (rule 4); None: minutes.
+    every_seconds: int | None = None
+
+    @property
+    def interval(self) -> int:
+        """Seconds between two runs of the check."""
+        return self.every_seconds if self.every_seconds is not None else self.every_minutes * 60
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -157,6 +185,9 @@ class CheckDefinition:
         }
         if self.action is not None:
             body["action"] = self.action
+        if self.every_seconds is not None:  # one schedule or the other (rule 4)
+            del body["every_minutes"]
+            body["every_seconds"] = self.every_seconds
         return body
 
 
@@ -220,6 +251,7 @@ class DevicePolicy:
     #: check details are sealed to it; without one they stay on the device.
     details_key: str | None = None
     failure_actions: bool = False
+    repeat_comment_seconds: int = DEFAULT_REPEAT_COMMENT_SECONDS
 
     def body(self) -> dict[str, Any]:
         extra = {"details_key": self.details_key} if self.details_key else {}
@@ -236,6 +268,8 @@ class DevicePolicy:
         }
         if self.failure_actions:
             body["failure_actions"] = True
+        if self.repeat_comment_seconds != DEFAULT_REPEAT_COMMENT_SECONDS:
+            body["repeat_comment_seconds"] = self.repeat_comment_seconds
         return body
 
     def in_maintenance(self, now: int) -> bool:
@@ -320,10 +354,18 @@ def _parse_check(raw: Any, index: int) -> CheckDefinition:
             raise _fail(f"{where}'s pattern is not a valid regular expression ({exc}).") from None
     if kind == "clock_drift" and not params["source"].startswith(("https://", "http://")):
         raise _fail(f"{where}'s source must be a web address (the relay's, https://...).")
+    every_seconds = raw.get("every_seconds")
+    if every_seconds is not None:
+        if "every_minutes" in raw:
+            raise _fail(f"{where} has both every_minutes and every_seconds; keep one of them.")
+        every_seconds = _int(
+            every_seconds, f"{where}'s every_seconds", MIN_EVERY_SECONDS, WEEK_SECONDS
+        )
     return CheckDefinition(
         id=check_id,
         kind=kind,
         every_minutes=_int(raw.get("every_minutes", 15), f"{where}'s every_minutes", 1, 10080),
+        every_seconds=every_seconds,
         severity=severity,
         failures_before_alert=_int(
             raw.get("failures_before_alert", 3), f"{where}'s failures_before_alert", 1, 100
@@ -388,6 +430,7 @@ def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: st
         "details_key",
         "failure_actions",
         "number",
+        "repeat_comment_seconds",
     }
     unknown = sorted(set(body) - known)
     if unknown:
@@ -427,6 +470,12 @@ def _parse_body(body: Mapping[str, Any], organisation: str, organisation_key: st
         details_to_help_desk=details,
         details_key=details_key,
         failure_actions=failure_actions,
+        repeat_comment_seconds=_int(
+            body.get("repeat_comment_seconds", DEFAULT_REPEAT_COMMENT_SECONDS),
+            "The policy's repeat_comment_seconds",
+            MIN_REPEAT_COMMENT_SECONDS,
+            WEEK_SECONDS,
+        ),
     )
 
 

@@ -9,8 +9,9 @@ Rules (everything that affects transitions lives here):
    not tell) are failures; ``ok`` is not.
 3. Reaching the threshold opens an alert: one ticket (:attr:`Action.OPEN`).
 4. Another failure while the alert is open adds a comment (:attr:`Action.COMMENT`),
-   at most one per ``repeat_interval`` seconds, so a check that runs every minute does
-   not bury the ticket; the quiet repeats are counted and the next comment says how many.
+   at most one per ``repeat_interval`` seconds (the device policy's
+   ``repeat_comment_seconds``, an hour unless it says), so a check that runs every
+   minute does not bury the ticket; the quiet repeats are counted and the next comment says how many.
 5. An ``ok`` result while the alert is open comments and resolves the ticket
    (:attr:`Action.RESOLVE`) and clears the pair; an ``ok`` before the threshold just
    resets the count.
@@ -94,6 +95,9 @@ class Observation:
     in_maintenance: bool = False
     #: When the device ran the check (its clock), to count each result once (rule 7).
     reported_at: float | None = None
+    #: Least seconds between two repeat comments (rule 4), from the device's policy;
+    #: None: the caller's default.
+    repeat_interval: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -143,7 +147,10 @@ def step(
     new_alert_id: str,
     repeat_interval: float = REPEAT_INTERVAL,
 ) -> Step:
-    """Apply one observation. ``new_alert_id`` names the alert if this one opens it."""
+    """Apply one observation. ``new_alert_id`` names the alert if this one opens it;
+    the observation's own ``repeat_interval``, when it has one, wins over the argument."""
+    if observation.repeat_interval is not None:
+        repeat_interval = observation.repeat_interval
     reported = observation.reported_at
     if reported is not None and current.last_report is not None and reported <= current.last_report:
         return Step(current, Action.NONE, classify(current, observation), counted=False)

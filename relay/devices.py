@@ -386,6 +386,7 @@ class DeviceDesk:
                     threshold,
                     quiet,
                     reported_at,
+                    policy.repeat_comment_seconds,
                 )
             )
             spoke |= step.action.value != "none"

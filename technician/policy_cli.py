@@ -36,13 +36,15 @@ examples:
   puente-tech policy show acme.policy --org-key acme-org/org.pub
   puente-tech policy details-key --out acme-org/details.key
 
-A policy file (TOML) lists [[checks]] (id, kind, every_minutes, severity,
-failures_before_alert, action = a signed fix's id, and the kind's settings),
-[[maintenance]] windows (days, start HH:MM UTC, minutes), [unattended] (mode = never,
-ask-deny, ask-allow or allowed; answer_seconds, countdown_seconds, capabilities) and
-details_key (the line 'policy details-key' prints: check details travel sealed to it,
-the relay cannot read them) and details_to_help_desk (true or false: the technician's
-side may post the opened details on the alert's ticket). Check kinds: {", ".join(CHECK_KINDS)}.
+A policy file (TOML) lists [[checks]] (id, kind, every_minutes or every_seconds (5 or
+more), severity, failures_before_alert, action = a signed fix's id, and the kind's
+settings), [[maintenance]] windows (days, start HH:MM UTC, minutes), [unattended]
+(mode = never, ask-deny, ask-allow or allowed; answer_seconds, countdown_seconds,
+capabilities), details_key (the line 'policy details-key' prints: check details travel
+sealed to it, the relay cannot read them), details_to_help_desk (true or false: the
+technician's side may post the opened details on the alert's ticket) and
+repeat_comment_seconds (the least time between two comments on a ticket whose check
+keeps failing; 3600 unless set, 10 or more). Check kinds: {", ".join(CHECK_KINDS)}.
 An example is in docs/examples/device-policy.toml.
 """
 
@@ -182,8 +184,11 @@ def describe(policy: DevicePolicy) -> list[str]:
     for check in policy.checks:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(check.params.items()))
         action = f", fix on failure: {check.action}" if check.action else ""
+        every = (
+            f"{check.every_minutes} min" if check.every_seconds is None else f"{check.interval} s"
+        )
         lines.append(
-            f"  check {check.id} ({check.kind}, every {check.every_minutes} min, "
+            f"  check {check.id} ({check.kind}, every {every}, "
             f"{check.severity} after {check.failures_before_alert} failures{action}): {settings}"
         )
     for window in policy.maintenance:

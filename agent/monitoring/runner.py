@@ -110,7 +110,7 @@ def due_checks(
     return [
         check
         for check in policy.checks
-        if now - last_runs.get(check.id, float("-inf")) >= check.every_minutes * 60
+        if now - last_runs.get(check.id, float("-inf")) >= check.interval
     ]
 
 

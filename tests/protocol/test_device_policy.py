@@ -148,3 +148,48 @@ def test_failure_actions_are_off_unless_the_signed_policy_says_so() -> None:
         policy_from_toml(
             source.replace("failure_actions = false", 'failure_actions = "yes"'), "", ""
         )
+
+
+def _one_check(extra: str, top: str = "") -> str:
+    return (
+        f'{top}[[checks]]\nid = "disk"\nkind = "disk_free"\npath = "/"\n'
+        f"min_free_percent = 10\n{extra}"
+    )
+
+
+def test_a_check_may_run_every_few_seconds_within_bounds() -> None:
+    quick = policy_from_toml(_one_check("every_seconds = 5\n"), "", "")
+    (check,) = quick.checks
+    assert check.every_seconds == 5 and check.interval == 5
+    assert check.body()["every_seconds"] == 5 and "every_minutes" not in check.body()
+    acme = organisation()
+    (signed,) = verify_policy(sign_policy(quick, acme), acme.public_key).checks
+    assert signed == check
+    week = policy_from_toml(_one_check("every_seconds = 604800\n"), "", "")
+    assert week.checks[0].interval == 7 * 86400
+    # Without it the minutes hold, and the signed body is what it was before.
+    (minutes,) = policy_from_toml(_one_check("every_minutes = 2\n"), "", "").checks
+    assert minutes.interval == 120 and "every_seconds" not in minutes.body()
+    for wrong in (4, 0, 604801, "5", 5.5):
+        with pytest.raises(MalformedDocument, match="every_seconds must be a whole number from 5"):
+            policy_from_toml(_one_check(f"every_seconds = {json.dumps(wrong)}\n"), "", "")
+    with pytest.raises(MalformedDocument, match="both every_minutes and every_seconds"):
+        policy_from_toml(_one_check("every_seconds = 10\nevery_minutes = 1\n"), "", "")
+
+
+def test_repeat_comment_seconds_has_an_hour_default_and_bounds() -> None:
+    acme = organisation()
+    default = policy_from_toml(_one_check(""), "", "")
+    assert default.repeat_comment_seconds == 3600
+    assert "repeat_comment_seconds" not in default.body()  # old signatures keep their bytes
+    quick = policy_from_toml(_one_check("", "repeat_comment_seconds = 10\n"), "", "")
+    assert quick.repeat_comment_seconds == 10
+    verified = verify_policy(sign_policy(quick, acme), acme.public_key)
+    assert verified.repeat_comment_seconds == 10
+    for wrong in (9, 0, 604801, "60", True):
+        with pytest.raises(
+            MalformedDocument, match="repeat_comment_seconds must be a whole number from 10"
+        ):
+            policy_from_toml(
+                _one_check("", f"repeat_comment_seconds = {json.dumps(wrong)}\n"), "", ""
+            )

@@ -141,3 +141,23 @@ def test_a_result_sent_again_is_counted_once() -> None:
         (True, Action.OPEN),  # the third distinct failure, not the fifth message
     ]
     assert state.failures == 3 and state.last_report == 220.0
+
+
+def test_the_policys_repeat_interval_wins_over_the_default() -> None:
+    state, actions = PairState(), []
+    for second in range(0, 41, 5):  # a check every 5 s, comments at most every 10 s
+        observation = Observation(
+            "laptop-7",
+            "disk-system",
+            "failing",
+            "critical",
+            float(second),
+            1,
+            repeat_interval=10.0,
+        )
+        result = step(state, observation, "al_x")
+        state = result.state
+        actions.append(result.action)
+    assert actions == [Action.OPEN, *[Action.NONE, Action.COMMENT] * 4]
+    # Without the policy's setting, the hour of the module's default holds.
+    assert run(["failing"] * 9, threshold=1, every=5.0) == [Action.OPEN, *[Action.NONE] * 8]

@@ -43,3 +43,23 @@ def test_a_bad_policy_file_is_not_signed(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "which this agent does not know" in done.stderr and "Nothing was signed" in done.stderr
     assert not out.exists()
+
+
+def test_a_schedule_in_seconds_reads_back_in_seconds(tmp_path: Path) -> None:
+    acme = make_organisation(tmp_path / "org", "Acme IT")
+    source = tmp_path / "quick.toml"
+    source.write_text(
+        'repeat_comment_seconds = 10\n[[checks]]\nid = "disk"\nkind = "disk_free"\npath = "/"\n'
+        "min_free_percent = 10\nevery_seconds = 5\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "quick.policy"
+    done = tech_cli("policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    shown = tech_cli("policy", "show", str(out), "--org-key", str(acme.public))
+    assert "check disk (disk_free, every 5 s, warning after 3 failures" in shown.stdout
+    source.write_text(source.read_text(encoding="utf-8").replace("= 5\n", "= 2\n"))
+    again = tmp_path / "too-quick.policy"
+    slow = tech_cli("policy", "sign", str(source), "--org-key", str(acme.key), "--out", str(again))
+    assert slow.returncode == 1 and not again.exists()
+    assert "every_seconds must be a whole number from 5 to 604800" in slow.stderr
