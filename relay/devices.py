@@ -274,7 +274,10 @@ class DeviceDesk:
                     await self._drop_others(device_id, connection)
                     return
                 elif message["type"] != "heartbeat":
-                    raise MalformedDocument("A device sends only heartbeats and results.")
+                    raise MalformedDocument(
+                        "A device sends only heartbeats, check results, failure-action "
+                        "reports and its unenrolment; update the agent."
+                    )
         except (ConnectionClosed, TimeoutError):
             pass
         except MalformedDocument as exc:

@@ -113,14 +113,7 @@ OPENAPI: dict[str, Any] = {
                     "a session), never its nameplate. Rate-limited per client address."
                 ),
                 "security": [],
-                "parameters": [
-                    {
-                        "name": "session_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                    }
-                ],
+                "parameters": [_SESSION_ID],
                 "responses": {
                     "200": _HTML("The page for a waiting session."),
                     "400": _ERROR,
@@ -149,12 +142,7 @@ OPENAPI: dict[str, Any] = {
                 ),
                 "security": [],
                 "parameters": [
-                    {
-                        "name": "session_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                    },
+                    _SESSION_ID,
                     {
                         "name": "system",
                         "in": "path",
