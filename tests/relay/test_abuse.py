@@ -198,7 +198,7 @@ def test_a_flood_of_half_open_sockets_over_max_handshakes_is_refused_and_upgrade
     upgraded = [_upgrade(relay.port) for _ in range(3)]
     flood: list[socket.socket] = []
     try:
-        for n in range(8):  # fills the budget: each sends half a request head and waits
+        for _ in range(8):  # fills the budget: each sends half a request head and waits
             sock = socket.create_connection(("127.0.0.1", relay.port), timeout=scaled(5))
             sock.sendall(b"GET /v1/session HTTP/1.1\r\nHost: x\r\n")
             flood.append(sock)
