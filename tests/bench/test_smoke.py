@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,15 +140,16 @@ def test_viewer_benchmark_tiny_run_reports_both_goals() -> None:
     assert report["streaming"]["frames_painted_per_s"] > 0
 
 
-def test_devices_benchmark_quick_run_measures_relay_and_peer() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "devices.py"), "--quick", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=scaled(180),
-    )
+def devices_quick_run(*extra: str, timeout: float) -> dict[str, Any]:
+    """``bench/devices.py --quick --json EXTRA``'s figures, once it exits 0."""
+    command = [sys.executable, str(ROOT / "bench" / "devices.py"), "--quick", "--json", *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=scaled(timeout))
     assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
+    return dict(json.loads(result.stdout))
+
+
+def test_devices_benchmark_quick_run_measures_relay_and_peer() -> None:
+    figures = devices_quick_run(timeout=180)
     for side in ("relay", "peer"):
         assert figures[side]["devices"] == 100 and figures[side]["failed_to_connect"] == 0
         assert {"bytes_per_device", "cpu_percent_30s", "cpu_percent_3s"} <= set(figures[side])
@@ -160,22 +162,7 @@ def test_devices_benchmark_quick_run_opens_tickets_in_the_real_request_tracker()
     missing = rt_missing()
     if missing is not None:
         pytest.skip(missing)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "devices.py"),
-            "--quick",
-            "--rt",
-            "real",
-            "--no-peer",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=scaled(240),
-    )
-    assert result.returncode == 0, result.stderr
-    alerts = json.loads(result.stdout)["alerts"]
+    alerts = devices_quick_run("--rt", "real", "--no-peer", timeout=240)["alerts"]
     assert set(alerts) == {"rt"}
     rt = alerts["rt"]
     assert rt["failing_results"] == rt["tickets"] > 0
