@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections",
         "PUENTE_MAX_CONNECTIONS",
         "WebSocket connections this process accepts at once, two per session; more are "
-        "refused with 503. Keep it under the open-file limit (ulimit -n)",
+        "refused with 503. It is lowered to fit the open-file limit (ulimit -n)",
         default="10000",
         type=_count,
         metavar="N",
@@ -301,6 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
         "connections one address may have open before their HTTP request is complete "
         "(each is closed after 10 s); more are closed at once. Trusted proxies are exempt",
         default="64",
+        type=_count,
+        metavar="N",
+    )
+    option(
+        "--max-handshakes",
+        "PUENTE_MAX_HANDSHAKES",
+        "connections from all addresses together that are open and not yet upgraded to a "
+        "WebSocket (TLS and HTTP handshakes, REST calls, downloads); more get 503 at once. "
+        "The relay needs --max-connections + this + 64 open files",
+        shown="default a tenth of --max-connections, at least 64",
         type=_count,
         metavar="N",
     )
@@ -663,6 +673,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         max_connections_per_ip=args.max_connections_per_ip,
         max_half_open_per_ip=args.max_half_open_per_ip,
+        max_handshakes=args.max_handshakes,
         sessions_per_token_per_minute=args.sessions_per_minute,
         cluster_heartbeat_ttl=args.node_timeout,
         cluster_heartbeat_interval=args.node_timeout / 3,

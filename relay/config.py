@@ -89,6 +89,10 @@ class RelayConfig:
     #: Connections one address may have open before their HTTP request is complete
     #: (each is closed after open_timeout anyway); over it, new ones are closed at once.
     max_half_open_per_ip: int = 64
+    #: Connections, from all addresses together, accepted and not yet upgraded (the
+    #: HTTP handshake, REST answers, downloads, held long-polls); over it, new ones get
+    #: 503 and are closed at once. None: a tenth of max_connections, at least 64.
+    max_handshakes: int | None = None
     #: Bytes waiting to be sent to one connection past which it is closed: a peer that
     #: does not read (its pongs included) cannot grow the relay's memory.
     max_send_buffer: int = 4 * 1024 * 1024
@@ -101,6 +105,13 @@ class RelayConfig:
         if self.max_connections_per_ip is not None:
             return self.max_connections_per_ip
         return max(1, self.max_connections // 10)
+
+    @property
+    def handshake_budget(self) -> int:
+        """The effective max_handshakes."""
+        if self.max_handshakes is not None:
+            return self.max_handshakes
+        return max(64, self.max_connections // 10)
 
     def websocket_limits(self) -> dict[str, Any]:
         """The WebSocket limits this relay applies, for its connections to other nodes."""
@@ -121,9 +132,9 @@ RESERVED_FILES = 64
 
 
 def open_files_needed(config: RelayConfig) -> int:
-    """Descriptors the relay needs at max_connections: each upgraded connection, as
-    many half-open ones, and RESERVED_FILES."""
-    return 2 * config.max_connections + RESERVED_FILES
+    """Descriptors the relay needs at its caps: max_connections upgraded connections,
+    max_handshakes not yet upgraded (relay.admission), and RESERVED_FILES."""
+    return config.max_connections + config.handshake_budget + RESERVED_FILES
 
 
 def raise_open_file_limit(config: RelayConfig) -> int:
@@ -131,8 +142,8 @@ def raise_open_file_limit(config: RelayConfig) -> int:
     to the hard limit (the operator's ceiling: systemd's LimitNOFILE=, docker's
     --ulimit nofile=, ulimit -Hn; never raised here). Never lowers it; the limit reached.
 
-    10,000 enrolled devices at the default max_connections need 20,064 descriptors,
-    far more than the usual soft limit of 1,024."""
+    10,000 enrolled devices at the default max_connections need 11,064 descriptors
+    (1,000 handshakes, 64 reserved), far more than the usual soft limit of 1,024."""
     needed = open_files_needed(config)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
@@ -146,21 +157,25 @@ def raise_open_file_limit(config: RelayConfig) -> int:
 
 
 def fit_open_file_limit(config: RelayConfig) -> RelayConfig:
-    """``config`` with max_connections lowered to fit the open-file limit (ulimit -n),
-    so that the relay refuses with 503 before accept() runs out of descriptors. The
-    relay first raises its limit as far as it may (:func:`raise_open_file_limit`)."""
+    """``config`` with max_connections (and, if need be, max_handshakes) lowered to fit
+    the open-file limit (ulimit -n), so that the relay refuses with 503 before accept()
+    runs out of descriptors. The relay first raises its limit as far as it may
+    (:func:`raise_open_file_limit`). The returned config names max_handshakes outright."""
     raise_open_file_limit(config)
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return config
-    fits = max(1, (soft - RESERVED_FILES) // 2)  # upgraded ones, and as many half-open
-    if config.max_connections <= fits:
-        return config
+    handshakes = config.handshake_budget
+    if soft == resource.RLIM_INFINITY or open_files_needed(config) <= soft:
+        return dataclasses.replace(config, max_handshakes=handshakes)
+    available = max(2, soft - RESERVED_FILES)
+    # Handshakes keep their budget unless it would take over half of what is left.
+    handshakes = min(handshakes, available // 2)
+    fits = available - handshakes
     logger.warning(
-        "max_connections lowered from %d to %d to fit the open-file limit %d; raise "
-        "ulimit -n (LimitNOFILE=) to accept more",
+        "max_connections lowered from %d to %d (max_handshakes %d) to fit the open-file "
+        "limit %d; raise ulimit -n (LimitNOFILE=) to accept more",
         config.max_connections,
         fits,
+        handshakes,
         soft,
     )
-    return dataclasses.replace(config, max_connections=fits)
+    return dataclasses.replace(config, max_connections=fits, max_handshakes=handshakes)

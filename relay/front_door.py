@@ -33,7 +33,13 @@ from .config import RelayConfig
 from .devices import DeviceDesk
 from .downloads import DownloadDesk, shelf_for
 from .errors import HeaderError
-from .http import RelayConnection, bearer_token, error_response, single_header
+from .http import (
+    RelayConnection,
+    at_capacity_response,
+    bearer_token,
+    error_response,
+    single_header,
+)
 from .store import RelayStore
 
 logger = logging.getLogger("relay.server")
@@ -222,11 +228,7 @@ class FrontDoor:
                 )
         # While draining, upgrades still come in: ends resume here, claims are refused.
         if self.relay.closing or self.relay.connections_open >= self.config.max_connections:
-            return error_response(
-                http.HTTPStatus.SERVICE_UNAVAILABLE,
-                "unavailable",
-                "The relay is at capacity or restarting; try again in a moment.",
-            )
+            return at_capacity_response()
         if not connection.take_upgrade_slot(connection.client_ip):
             return error_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
@@ -235,6 +237,8 @@ class FrontDoor:
                 "sessions and try again.",
                 (("Retry-After", "10"),),
             )
+        # From here it counts against max_connections, no longer against max_handshakes.
+        connection.upgraded()
         return None
 
 

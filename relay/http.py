@@ -131,9 +131,10 @@ class RelayConnection(ForwardingConnection, ServerConnection):
     :meth:`request_complete`. Attributes set by ``process_request`` for the connection
     handler: :attr:`technician`.
 
-    Limits (:mod:`relay.admission`): with ``limits``, a connection from an address that
-    already has too many half-open ones is closed as it arrives; whatever slot it held
-    is given back when it closes. With ``max_send_buffer``, a peer whose unsent bytes
+    Limits (:mod:`relay.admission`): with ``limits``, a connection that arrives while
+    max_handshakes others are not yet upgraded gets the 503 of :func:`at_capacity_response`
+    and is closed; one from an address that already has too many half-open ones is
+    closed as it arrives; whatever slot it held is given back when it closes. With ``max_send_buffer``, a peer whose unsent bytes
     (pongs included) pile up past it is closed: it is not reading.
 
     ``open_timeout`` bounds the opening handshake (the server is started without one):
@@ -156,6 +157,8 @@ class RelayConnection(ForwardingConnection, ServerConnection):
         self._max_send_buffer = max_send_buffer
         #: The TCP peer counted as half-open until its request is complete.
         self._half_open_peer: str | None = None
+        #: Counted in the relay-wide handshake budget until upgraded or closed.
+        self._handshaking = False
         #: The client address holding an upgraded-connection slot (relay.front_door).
         self.upgrade_slot: str | None = None
         #: The request body (empty when there is none).
@@ -198,6 +201,13 @@ class RelayConnection(ForwardingConnection, ServerConnection):
         super().connection_made(transport)
         if self._limits is None:
             return
+        if not self._limits.start_handshake():
+            # Over the relay-wide budget of connections not yet upgraded: say so and
+            # give the descriptor back now rather than after open_timeout.
+            self.transport.write(at_capacity_response().serialize())
+            self.transport.close()
+            return
+        self._handshaking = True
         address = transport.get_extra_info("peername")
         peer = str(address[0]) if address else "unknown"
         if self._limits.arrive(peer):
@@ -207,6 +217,7 @@ class RelayConnection(ForwardingConnection, ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.request_complete()
+        self.upgraded()
         if self.upgrade_slot is not None and self._limits is not None:
             self._limits.release_upgrade(self.upgrade_slot)
             self.upgrade_slot = None
@@ -217,6 +228,13 @@ class RelayConnection(ForwardingConnection, ServerConnection):
         if self._half_open_peer is not None and self._limits is not None:
             self._limits.request_done(self._half_open_peer)
         self._half_open_peer = None
+
+    def upgraded(self) -> None:
+        """The front door accepted the upgrade (or the connection closed): it leaves the
+        relay-wide count of connections not yet upgraded (:mod:`relay.admission`)."""
+        if self._handshaking and self._limits is not None:
+            self._limits.end_handshake()
+        self._handshaking = False
 
     def take_upgrade_slot(self, ip: str) -> bool:
         """Hold one of ``ip``'s upgraded-connection slots until this connection closes."""
@@ -357,6 +375,16 @@ def error_response(
 ) -> Response:
     """``{"error": code, "message": sentence}`` with the given status."""
     return json_response(status, {"error": code, "message": message}, extra_headers)
+
+
+def at_capacity_response() -> Response:
+    """503: the relay has no room for another connection (or is restarting)."""
+    return error_response(
+        http.HTTPStatus.SERVICE_UNAVAILABLE,
+        "unavailable",
+        "The relay is at capacity or restarting; try again in a moment.",
+        (("Retry-After", "5"),),
+    )
 
 
 def single_header(headers: Headers, name: str) -> str | None:

@@ -237,7 +237,10 @@ class RelayServer:
         )
         config = self.config = fit_open_file_limit(config)
         limits = AddressLimits(
-            config.max_half_open_per_ip, config.connections_per_ip, config.trusted_proxies
+            config.max_half_open_per_ip,
+            config.connections_per_ip,
+            config.trusted_proxies,
+            config.max_handshakes,
         )
         connection_factory = RelayConnection.factory(
             limits, max_send_buffer=config.max_send_buffer, open_timeout=config.open_timeout

@@ -11,9 +11,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.helpdesk import rt_missing
 from tests.support.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,17 +140,32 @@ def test_viewer_benchmark_tiny_run_reports_both_goals() -> None:
     assert report["streaming"]["frames_painted_per_s"] > 0
 
 
-def test_devices_benchmark_quick_run_measures_relay_and_peer() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "devices.py"), "--quick", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=scaled(180),
-    )
+def devices_quick_run(*extra: str, timeout: float) -> dict[str, Any]:
+    """``bench/devices.py --quick --json EXTRA``'s figures, once it exits 0."""
+    command = [sys.executable, str(ROOT / "bench" / "devices.py"), "--quick", "--json", *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=scaled(timeout))
     assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
+    return dict(json.loads(result.stdout))
+
+
+def test_devices_benchmark_quick_run_measures_relay_and_peer() -> None:
+    figures = devices_quick_run(timeout=180)
     for side in ("relay", "peer"):
         assert figures[side]["devices"] == 100 and figures[side]["failed_to_connect"] == 0
         assert {"bytes_per_device", "cpu_percent_30s", "cpu_percent_3s"} <= set(figures[side])
-    alerts = figures["alerts"]
+    alerts = figures["alerts"]["stand-in"]
     assert alerts["failing_results"] == alerts["tickets"] > 0 and alerts["p99_s"] is not None
+    assert "rt" not in figures["alerts"]  # --quick leaves the real RT out unless asked
+
+
+def test_devices_benchmark_quick_run_opens_tickets_in_the_real_request_tracker() -> None:
+    missing = rt_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    alerts = devices_quick_run("--rt", "real", "--no-peer", timeout=240)["alerts"]
+    assert set(alerts) == {"rt"}
+    rt = alerts["rt"]
+    assert rt["failing_results"] == rt["tickets"] > 0
+    # Each alert's own RT calls (a search, a creation) are timed and part of its latency.
+    assert 0 < rt["in_rt_p50_s"] <= rt["p50_s"]
+    assert rt["rest_calls"] >= 2 * rt["tickets"]

@@ -175,6 +175,59 @@ def test_one_address_cannot_take_every_connection(abuse_relay: RelayProcess) -> 
     asyncio.run(scenario())
 
 
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the relay sends before it closes ``sock``."""
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    return answer
+
+
+def _pong(sock: socket.socket) -> bytes:
+    """Ping an upgraded raw socket and return the pong frame's payload."""
+    sock.sendall(_frame(0x9, b"still here"))
+    head = sock.recv(2)
+    assert head[0] == 0x8A, head  # FIN + pong, unmasked from the server
+    return sock.recv(head[1] & 0x7F)
+
+
+def test_a_flood_of_half_open_sockets_over_max_handshakes_is_refused_and_upgraded_ones_live(
+    tmp_path: Path,
+) -> None:
+    relay = start_relay(tmp_path / "relay-data", "--max-handshakes", "8")
+    upgraded = [_upgrade(relay.port) for _ in range(3)]
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(8):  # fills the budget: each sends half a request head and waits
+            sock = socket.create_connection(("127.0.0.1", relay.port), timeout=scaled(5))
+            sock.sendall(b"GET /v1/session HTTP/1.1\r\nHost: x\r\n")
+            flood.append(sock)
+        for _ in range(20):  # past it: each is told why and closed at once
+            sock = socket.create_connection(("127.0.0.1", relay.port), timeout=scaled(5))
+            flood.append(sock)
+            answer = _read_until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 503"), answer
+            assert b"at capacity or restarting; try again in a moment." in answer
+        assert all(_pong(sock) == b"still here" for sock in upgraded)
+        for sock in flood:
+            sock.close()
+        # The budget comes back once half-open connections close.
+        deadline = time.monotonic() + scaled(5)
+        while True:
+            try:
+                upgraded.append(_upgrade(relay.port))
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "the handshake budget never came back"
+                time.sleep(0.05)
+        assert _pong(upgraded[-1]) == b"still here"
+        assert relay.proc.poll() is None
+    finally:
+        for sock in upgraded + flood:
+            sock.close()
+        relay.stop()
+
+
 def _low_file_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
