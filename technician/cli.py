@@ -28,7 +28,7 @@ from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from protocol.safe_text import safe_text
 
 from . import device_details, policy_cli, queue_cli, trust_cli
-from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
+from .client import RATING_WAIT, RelayAPI, TechnicianSession, connect_device, send_summary
 from .credentials import CredentialsError, load_credentials
 from .output import Output, write_private
 from .summary import build_summary
@@ -624,10 +624,7 @@ async def run_sessions(args: argparse.Namespace, out: Output, ssl_context: Any) 
 
 async def run_connect(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
     """``connect DEVICE``: an unattended session on an enrolled device, then the console."""
-    import base64
     import re
-
-    from protocol.cert_pairing import DeviceExpectation
 
     if not re.fullmatch(r"[0-9a-f]{32}", args.device):
         out.error(
@@ -642,43 +639,37 @@ async def run_connect(args: argparse.Namespace, out: Output, ssl_context: Any) -
         )
         return EXIT_USAGE
     api = RelayAPI(args.relay, args.token, ssl_context)
-    created = await asyncio.to_thread(api.create_session, args.ticket, args.ticket_url)
+
+    def asked(terms: dict[str, Any], session_id: str) -> None:
+        answer_wait = max(
+            int(terms.get("answer_seconds", 60)), int(terms.get("countdown_seconds", 30))
+        )
+        out.event(
+            "asked",
+            f"The device was asked (policy: {safe_text(terms.get('mode', '?'), 20)}); waiting "
+            f"for it to pair, and up to {answer_wait} s for whoever is signed in to answer...",
+            session_id=session_id,
+            mode=terms.get("mode"),
+        )
+
     try:
-        asked = await asyncio.to_thread(api.ask_device, args.device, created["session_id"])
-    except LinkError:
-        await asyncio.to_thread(_end_quietly, api, created["session_id"])
-        raise
-    terms = asked.get("unattended") or {}
-    answer_wait = max(int(terms.get("answer_seconds", 60)), int(terms.get("countdown_seconds", 30)))
-    out.event(
-        "asked",
-        f"The device was asked (policy: {safe_text(terms.get('mode', '?'), 20)}); waiting "
-        f"for it to pair, and up to {answer_wait} s for whoever is signed in to answer...",
-        session_id=created["session_id"],
-        mode=terms.get("mode"),
-    )
-    try:
-        session = await TechnicianSession.connect_code_less(
-            args.relay,
-            str(asked["nameplate"]),
+        opened = await connect_device(
+            api,
+            args.device,
             args.ticket,
-            token=args.token,
-            credentials=args.credentials,
-            expect=DeviceExpectation(
-                anonymous_ok=False, device_key=base64.b64decode(str(asked["device_key"]))
-            ),
+            args.credentials,
+            ticket_url=args.ticket_url,
             ssl=ssl_context,
             wait_timeout=args.wait,
-            hello_wait=answer_wait + 30.0,
+            on_asked=asked,
         )
     except TimeoutError:
-        await asyncio.to_thread(_end_quietly, api, created["session_id"])
         out.error(f"The device did not pair within {args.wait:.0f} seconds; is it still online?")
         return EXIT_NOBODY
     except SessionLost as exc:
-        await asyncio.to_thread(_end_quietly, api, created["session_id"])
         out.error(f"The device refused the unattended session: {safe_text(str(exc), 600)}")
         return EXIT_DECLINED
+    session, created, terms = opened.session, opened.created, opened.terms or {}
     session.rating_wait = args.rating_wait
     out.event(
         "paired",

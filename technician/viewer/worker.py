@@ -29,15 +29,23 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from link.errors import LinkError
+from link.errors import LinkError, SessionLost
 from protocol import input as input_protocol
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
 from protocol.streams import PART_SUFFIX
 
-from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
+from ..client import (
+    ConsentEvent,
+    OpenedSession,
+    RelayAPI,
+    TechnicianSession,
+    connect_device,
+    send_summary,
+    take_help_request,
+)
 from ..credentials import TechnicianCredentials
-from ..errors import StreamRefused
+from ..errors import RelayApiError, StreamRefused
 from ..fix_commands import note_findings, run_fix, run_triage
 from ..fixlib import FixLibrary, FixLibraryError
 from ..outcomes import OutcomeStore
@@ -45,7 +53,7 @@ from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigu
 from ..ssh_commands import Refused, SSHAccess, get_file, put_file, session_access
 from ..summary import build_summary
 from ..triage import RuleError
-from .i18n import tr
+from .i18n import mode_text, relay_sentence, tr
 
 
 async def why_refused(access: SSHAccess, capability: str, exc: Exception) -> str:
@@ -89,6 +97,9 @@ class SessionWorker(QObject):
     frame_ready = Signal()  # a new picture is waiting in take_picture()
     cursor_changed = Signal()
     ended = Signal(str)
+    #: A session that could not open (a request someone else took, a device that
+    #: refused): the sentence to show; the tab has nothing more to do.
+    refused = Signal(str)
 
     def __init__(
         self,
@@ -133,6 +144,16 @@ class SessionWorker(QObject):
         self, relay: str, token: str, ticket: str, name: str = "", ticket_url: str = ""
     ) -> None:
         self._submit(self._start_session(relay, token, ticket, name, ticket_url))
+
+    def take_request(self, relay: str, token: str, request_id: str) -> None:
+        """Accept help request ``request_id`` and pair with its customer, no code (the
+        same as ``puente-tech queue accept``)."""
+        self._submit(self._take_request(relay, token, request_id))
+
+    def connect_device(self, relay: str, token: str, device_id: str, ticket: str) -> None:
+        """Ask enrolled ``device_id`` for an unattended session for ``ticket`` (the same
+        as ``puente-tech connect DEVICE --ticket T``)."""
+        self._submit(self._connect_device(relay, token, device_id, ticket))
 
     def send_chat(self, text: str) -> None:
         self._submit(self._send_chat(text))
@@ -244,6 +265,16 @@ class SessionWorker(QObject):
         return picture, damage
 
     @property
+    def session_id(self) -> str:
+        """The relay's id of this tab's session ("" until the relay made one)."""
+        return self._session_id
+
+    @property
+    def ticket(self) -> str:
+        """The session's ticket ("" until known: a help request's comes with it)."""
+        return self._ticket
+
+    @property
     def figures(self) -> StreamFigures | None:
         return self.screen.figures if self.screen is not None else None
 
@@ -268,7 +299,7 @@ class SessionWorker(QObject):
             try:
                 await coro
             except LinkError as exc:
-                self.notice.emit(str(exc))
+                self.notice.emit(relay_sentence(exc))
             except Exception as exc:  # shown, never fatal for the viewer
                 self.notice.emit(tr("notice.went_wrong", problem=str(exc)))
 
@@ -302,6 +333,71 @@ class SessionWorker(QObject):
             wait_timeout=600,
             credentials=self._credentials,
         )
+        self._attach(session)
+
+    async def _take_request(self, relay: str, token: str, request_id: str) -> None:
+        credentials = self._code_less_credentials()
+        if credentials is None:
+            return
+        self._api = RelayAPI(relay, token)
+
+        def accepted(request: dict[str, Any], session_id: str) -> None:
+            self._session_id = session_id
+            self.notice.emit(tr("queue.accepted_waiting"))
+
+        try:
+            opened = await take_help_request(
+                self._api, request_id, credentials, wait_timeout=120, on_accepted=accepted
+            )
+        except TimeoutError:
+            self.refused.emit(tr("queue.agent_late"))
+            return
+        except RelayApiError as exc:
+            self.refused.emit(relay_sentence(exc))
+            return
+        self._opened(opened)
+
+    async def _connect_device(self, relay: str, token: str, device_id: str, ticket: str) -> None:
+        credentials = self._code_less_credentials()
+        if credentials is None:
+            return
+        self._api = RelayAPI(relay, token)
+
+        def asked(terms: dict[str, Any], session_id: str) -> None:
+            self._session_id = session_id
+            self.notice.emit(tr("devices.asked", mode=mode_text(str(terms.get("mode", "")))))
+
+        try:
+            opened = await connect_device(
+                self._api, device_id, ticket, credentials, wait_timeout=60, on_asked=asked
+            )
+        except TimeoutError:
+            self.refused.emit(tr("devices.no_pairing"))
+            return
+        except RelayApiError as exc:
+            self.refused.emit(relay_sentence(exc))
+            return
+        except SessionLost as exc:
+            self.refused.emit(tr("devices.refused", reason=str(exc)))
+            return
+        self._opened(opened)
+
+    def _code_less_credentials(self) -> TechnicianCredentials | None:
+        """Code-less sessions prove the technician's certificate: without one, say so."""
+        if self._credentials is None:
+            self.refused.emit(tr("queue.need_certificate"))
+        return self._credentials
+
+    def _opened(self, opened: OpenedSession) -> None:
+        created = opened.created
+        self._session_id = str(created["session_id"])
+        self._technician = str(created.get("technician") or "Technician")
+        self._ticket = str(created.get("ticket_id") or "")
+        self.code_ready.emit("")  # no code: nobody reads one aloud
+        self._attach(opened.session)
+
+    def _attach(self, session: TechnicianSession) -> None:
+        """The paired session is this tab's: its events reach the panels from now on."""
         self.session = session
         session.on_consent = self._consent
         session.on_chat = self.chat_received.emit

@@ -253,7 +253,8 @@ def test_a_whole_session_in_the_viewer(
         assert "\x1b" not in downloaded.name and "/" not in downloaded.name
         expected = hashlib.sha256((shared / hostile_name).read_bytes()).hexdigest()
         assert row.sha256 == expected == hashlib.sha256(downloaded.read_bytes()).hexdigest()
-        assert expected in row.result_label.text() and row.bar.value() == 1000
+        assert row.sha256_field.text() == expected and row.bar.value() == 1000
+        assert row.result_label.text() == tr("files.verified")
 
         upload = tmp_path / "fix-notes.txt"
         upload.write_bytes(os.urandom(1_500_000))

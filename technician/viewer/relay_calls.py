@@ -1,0 +1,51 @@
+"""Blocking REST calls of the client library (:class:`technician.client.RelayAPI`), run
+off the GUI thread; the answers come back by Qt signal.
+
+The Queue and Devices views poll the relay through this: each kind of call runs at most
+once at a time (a slow relay is never asked again before it answered), and every
+failure arrives as a sentence in the viewer's language
+(:func:`technician.viewer.i18n.relay_sentence`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from .i18n import relay_sentence
+
+
+class RelayCalls(QObject):
+    """Runs one blocking call per name at a time, in a thread of its own."""
+
+    answered = Signal(str, object)  # the call's name, what it returned
+    failed = Signal(str, str)  # the call's name, the sentence to show
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._running: set[str] = set()
+        self.answered.connect(lambda name, _answer: self._running.discard(name))
+        self.failed.connect(lambda name, _sentence: self._running.discard(name))
+
+    def busy(self, name: str) -> bool:
+        return name in self._running
+
+    def run(self, name: str, call: Callable[[], Any]) -> bool:
+        """Start ``call`` unless a call of this name still runs; True if started."""
+        if name in self._running:
+            return False
+        self._running.add(name)
+
+        def work() -> None:
+            try:
+                answer = call()
+            except Exception as exc:  # every failure becomes a sentence
+                self.failed.emit(name, relay_sentence(exc))
+                return
+            self.answered.emit(name, answer)
+
+        threading.Thread(target=work, name=f"puente-viewer-{name}", daemon=True).start()
+        return True
