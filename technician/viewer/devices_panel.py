@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from protocol.safe_text import safe_text
 
 from ..client import RelayAPI
-from .i18n import tr, tr_count
+from .i18n import known, tr, tr_count
 from .relay_calls import RelayCalls
 from .screen_view import plain_label
 from .signin import SignIn
@@ -45,7 +45,7 @@ def alert_line(alert: dict[str, Any]) -> str:
     return tr(
         "devices.alert",
         check=safe_text(str(alert.get("check") or ""), 64),
-        severity=safe_text(str(alert.get("severity") or ""), 20),
+        severity=known(f"devices.severity.{alert.get('severity')}", alert.get("severity")),
         since=time.strftime("%Y-%m-%d %H:%M", time.localtime(float(since)))
         if isinstance(since, (int, float))
         else "-",

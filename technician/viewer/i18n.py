@@ -185,6 +185,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "  ⚠ {check} · {severity} · since {since} · {ticket}",
         "es": "  ⚠ {check} · {severity} · desde {since} · {ticket}",
     },
+    "devices.severity.info": {"en": "info", "es": "informativa"},
+    "devices.severity.warning": {"en": "warning", "es": "aviso"},
+    "devices.severity.critical": {"en": "critical", "es": "crítica"},
     "devices.ticket": {"en": "ticket {ticket}", "es": "incidencia {ticket}"},
     "devices.no_ticket": {"en": "no ticket yet", "es": "aún sin incidencia"},
     "devices.count.one": {"en": "1 device enrolled.", "es": "1 dispositivo inscrito."},
@@ -693,10 +696,17 @@ def relay_sentence(exc: Exception) -> str:
     return str(exc)
 
 
+def known(key: str, value: object) -> str:
+    """The text of ``key`` if the catalog has it, else ``value`` (from the relay or a
+    device) made inert: states, severities and modes the viewer has no words for yet."""
+    from protocol.safe_text import safe_text
+
+    return tr(key) if key in CATALOG else safe_text(str(value or ""), 40)
+
+
 def mode_text(mode: str) -> str:
     """An enrolled device's unattended mode in words (an unknown one as it came)."""
-    key = f"devices.mode.{mode}"
-    return tr(key) if key in CATALOG else mode
+    return known(f"devices.mode.{mode}", mode)
 
 
 def placeholders(text: str) -> set[str]:

@@ -276,7 +276,9 @@ class SessionTab(QWidget):
     def _code(self, code: str) -> None:
         self.code = code
         self.code_label.setText(tr("tab.code", code=code) if code else tr("tab.code_less"))
-        self.copy_code_button.setEnabled(bool(code))
+        # Code-less: nothing to read or send to anyone.
+        for widget in (self.copy_code_button, self.join_label, self.copy_link_button):
+            widget.setVisible(bool(code))
 
     def _join(self, url: str) -> None:
         self.join_url = url

@@ -25,14 +25,13 @@ from PySide6.QtWidgets import (
 
 from protocol.safe_text import safe_text
 
-from .i18n import CATALOG, tr, tr_count
+from .i18n import known, tr, tr_count
 from .screen_view import plain_label
 
 
 def state_text(state: str) -> str:
     """A session's state in the viewer's language (an unknown one as the relay said it)."""
-    key = f"sessions.state.{state}"
-    return tr(key) if key in CATALOG else safe_text(state, 40)
+    return known(f"sessions.state.{state}", state)
 
 
 def session_row(record: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ from .i18n import tr
 from .queue_panel import QueuePanel
 from .screen_view import plain_label
 from .session_tab import Knowledge, Opening, SessionTab
-from .sessions_panel import SessionsPanel
+from .sessions_panel import SessionsPanel, state_text
 from .signin import (
     SignIn,
     check_sign_in,
@@ -205,9 +205,7 @@ class ViewerWindow(QMainWindow):
         ticket = safe_text(str(record.get("ticket_id", "")), 80)
         state = str(record.get("state", ""))
         if state in ("ended", "expired", "failed"):
-            self.show_status(
-                tr("sessions.cannot_open", ticket=ticket, state=tr(f"sessions.state.{state}"))
-            )
+            self.show_status(tr("sessions.cannot_open", ticket=ticket, state=state_text(state)))
         else:
             self.show_status(tr("sessions.elsewhere", ticket=ticket))
 
