@@ -697,13 +697,13 @@ async def run_devices(args: argparse.Namespace, out: Output, ssl_context: Any) -
     if not devices:
         print("No devices are enrolled at this relay.", flush=True)
     for device in devices:
-        alerts = device.get("open_alerts") or []
+        alerts = device.get("alerts") or [{"check": c} for c in device.get("open_alerts") or []]
         print(
             "  ".join(
                 (
                     safe_text(device.get("device_id"), 64),
                     "online" if device.get("online") else "offline",
-                    "open alerts: " + safe_text(", ".join(map(str, alerts)), 400)
+                    "open alerts: " + safe_text(", ".join(map(_alert_words, alerts)), 600)
                     if alerts
                     else "no open alerts",
                 )
@@ -711,6 +711,16 @@ async def run_devices(args: argparse.Namespace, out: Output, ssl_context: Any) -
             flush=True,
         )
     return EXIT_OK
+
+
+def _alert_words(alert: dict[str, Any]) -> str:
+    """``check (severity since YYYY-MM-DD HH:MM, ticket T)``, with what the relay knows."""
+    details = [str(alert["severity"])] if alert.get("severity") else []
+    if isinstance(alert.get("since"), (int, float)):
+        details.append("since " + time.strftime("%Y-%m-%d %H:%M", time.localtime(alert["since"])))
+    if "since" in alert:
+        details.append(f"ticket {alert['ticket']}" if alert.get("ticket") else "no ticket yet")
+    return str(alert.get("check")) + (f" ({', '.join(details)})" if details else "")
 
 
 if __name__ == "__main__":

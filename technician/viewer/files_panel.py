@@ -85,7 +85,7 @@ class TransferRow(QWidget):
         row.addWidget(self.bar, 1)
         row.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 2, 0, 2)
+        layout.setContentsMargins(0, 4, 0, 6)
         layout.addWidget(self.label)
         layout.addLayout(row)
         layout.addWidget(self.result_label)
@@ -128,6 +128,9 @@ class FilesPanel(QWidget):
         self.download_button = QPushButton(tr("files.download"))
         self.remote_list = QListWidget()
         self.remote_list.setAccessibleName(tr("files.remote"))
+        # A long name is shortened in the middle (whole in its tooltip), not scrolled.
+        self.remote_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.remote_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.status_label = plain_label("")
         self.status_label.setWordWrap(True)
         self.transfers = QVBoxLayout()
@@ -162,6 +165,7 @@ class FilesPanel(QWidget):
         self.remote_list.clear()
         for name, size in entries:
             item = QListWidgetItem(tr("files.entry", name=safe_text(name, 200), size=size))
+            item.setToolTip(safe_text(name, 200))
             item.setData(256, name)  # Qt.UserRole: the real name, for the download request
             self.remote_list.addItem(item)
         self.status_label.setText(tr_count("files.listed", len(entries)))
