@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
@@ -28,9 +28,8 @@ from PySide6.QtWidgets import (
 
 from protocol.safe_text import safe_text
 
-from ..client import RelayAPI
 from .i18n import known, tr, tr_count
-from .relay_calls import RelayCalls
+from .relay_calls import RelayPoller
 from .screen_view import plain_label
 from .signin import SignIn
 
@@ -76,9 +75,8 @@ class DevicesPanel(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.sign_in: SignIn | None = None
         self.devices: list[dict[str, Any]] = []
-        self.calls = RelayCalls()
+        self.calls = RelayPoller("devices", POLL_SECONDS, lambda api: api.list_devices)
         self.heading: QLabel = plain_label(tr("devices.title"), bold=True)
         self.list = QListWidget()
         self.list.setAccessibleName(tr("devices.title"))
@@ -96,27 +94,19 @@ class DevicesPanel(QWidget):
         layout.addWidget(self.ticket_field)
         layout.addWidget(self.connect_button)
         layout.addWidget(self.status_label)
-        self.timer = QTimer(self)
-        self.timer.setInterval(int(POLL_SECONDS * 1000))
-        self.timer.timeout.connect(self.refresh)
         self.connect_button.clicked.connect(self._connect)
         self.ticket_field.returnPressed.connect(self._connect)
         self.calls.answered.connect(self._answered)
         self.calls.failed.connect(lambda _name, text: self.status_label.setText(safe_text(text)))
 
     def set_sign_in(self, sign_in: SignIn | None) -> None:
-        self.sign_in = sign_in
+        """Follow the devices ``sign_in`` sees (None: signed out, nothing shown)."""
+        self.calls.follow(sign_in)
         if sign_in is None:
-            self.timer.stop()
             self.show_devices([])
-            return
-        self.refresh()
-        self.timer.start()
 
     def refresh(self) -> None:
-        if self.sign_in is not None:
-            api = RelayAPI(self.sign_in.relay, self.sign_in.token)
-            self.calls.run("devices", api.list_devices)
+        self.calls.poll()
 
     def show_devices(self, devices: list[dict[str, Any]]) -> None:
         chosen = self.selected_device()

@@ -17,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 import os
+import re
 import string
 
 LANGUAGES = ("en", "es")
@@ -234,9 +235,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "The device did not pair within a minute; is it still online?",
         "es": "El dispositivo no se emparejó en un minuto; ¿sigue conectado?",
     },
-    "devices.refused": {
-        "en": "The device refused the unattended session: {reason}",
-        "es": "El dispositivo rechazó la sesión desatendida: {reason}",
+    "tab.refused": {
+        "en": "The other side refused the session: {reason}",
+        "es": "El otro lado rechazó la sesión: {reason}",
     },
     "devices.tab": {"en": "{ticket} (unattended)", "es": "{ticket} (desatendida)"},
     # What the relay and the link say, in the technician's language ----------------------
@@ -271,6 +272,22 @@ CATALOG: dict[str, dict[str, str]] = {
     "relay.other": {
         "en": "The relay refused: {message}",
         "es": "El relé lo rechazó: {message}",
+    },
+    "result.stopped": {
+        "en": "the customer stopped {capability}",
+        "es": "el cliente detuvo {capability}",
+    },
+    "result.no_such_file": {
+        "en": "{what}: no such file on the customer's computer",
+        "es": "{what}: no existe ese archivo en el equipo del cliente",
+    },
+    "result.is_folder": {
+        "en": "{what} is a folder; files are copied one at a time",
+        "es": "{what} es una carpeta; los archivos se copian de uno en uno",
+    },
+    "result.not_a_file": {
+        "en": "{what} is not a file here; choose a file to send",
+        "es": "{what} no es un archivo aquí; elija un archivo para enviar",
     },
     "link.unreachable": {
         "en": "The relay could not be reached; check your network and that the relay is running, then try again.",
@@ -702,6 +719,29 @@ def known(key: str, value: object) -> str:
     from protocol.safe_text import safe_text
 
     return tr(key) if key in CATALOG else safe_text(str(value or ""), 40)
+
+
+#: The console's result sentences (technician.ssh_commands) the viewer shows, by shape:
+#: each is said again in the viewer's language, with the names it carried.
+_RESULTS = (
+    (re.compile(r"the customer stopped (?P<capability>[\w-]+)"), "result.stopped"),
+    (re.compile(r"(?P<what>.+): no such file on the customer's computer"), "result.no_such_file"),
+    (re.compile(r"(?P<what>.+) is a folder; get copies one file at a time"), "result.is_folder"),
+    (
+        re.compile(r"(?P<what>.+) is not a file here; give the path of a file to send"),
+        "result.not_a_file",
+    ),
+)
+
+
+def result_sentence(message: str) -> str:
+    """A console result's sentence in the viewer's language when the viewer knows its
+    shape; else as the client library said it."""
+    for pattern, key in _RESULTS:
+        match = pattern.fullmatch(message)
+        if match:
+            return tr(key, **match.groupdict())
+    return message
 
 
 def mode_text(mode: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -33,7 +33,7 @@ from protocol.safe_text import safe_text
 
 from ..client import RelayAPI
 from .i18n import tr, tr_count
-from .relay_calls import RelayCalls
+from .relay_calls import RelayPoller
 from .screen_view import plain_label
 from .signin import SignIn
 
@@ -82,10 +82,9 @@ class QueuePanel(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.sign_in: SignIn | None = None
         self.requests: list[dict[str, Any]] = []
         self.me: dict[str, Any] = {}
-        self.calls = RelayCalls()
+        self.calls = RelayPoller("queue", POLL_SECONDS, lambda api: api.queue)
         self.heading: QLabel = plain_label(tr("queue.title"), bold=True)
         self.availability = QComboBox()
         for value in AVAILABILITIES:
@@ -115,9 +114,6 @@ class QueuePanel(QWidget):
         layout.addWidget(self.count_label)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
-        self.timer = QTimer(self)
-        self.timer.setInterval(int(POLL_SECONDS * 1000))
-        self.timer.timeout.connect(self.refresh)
         self.accept_button.clicked.connect(self._accept)
         self.decline_button.clicked.connect(self._decline)
         self.list.itemActivated.connect(lambda _item: self._accept())
@@ -129,18 +125,12 @@ class QueuePanel(QWidget):
 
     def set_sign_in(self, sign_in: SignIn | None) -> None:
         """Follow the queue of ``sign_in`` (None: signed out, nothing shown)."""
-        self.sign_in = sign_in
+        self.calls.follow(sign_in)
         if sign_in is None:
-            self.timer.stop()
             self.show_listing({"technician": {}, "requests": []})
-            return
-        self.refresh()
-        self.timer.start()
 
     def refresh(self) -> None:
-        api = self._api()
-        if api is not None:
-            self.calls.run("queue", api.queue)
+        self.calls.poll()
 
     def show_listing(self, listing: dict[str, Any]) -> None:
         me = listing.get("technician") or {}
@@ -194,10 +184,10 @@ class QueuePanel(QWidget):
     # Slots -----------------------------------------------------------------------------
 
     def _api(self) -> RelayAPI | None:
-        if self.sign_in is None:
+        api = self.calls.api()
+        if api is None:
             self.status_label.setText(tr("sessions.need_signin"))
-            return None
-        return RelayAPI(self.sign_in.relay, self.sign_in.token)
+        return api
 
     def _accept(self) -> None:
         request_id = self.selected_request()

@@ -13,9 +13,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
+from ..client import RelayAPI
 from .i18n import relay_sentence
+from .signin import SignIn
 
 
 class RelayCalls(QObject):
@@ -49,3 +51,39 @@ class RelayCalls(QObject):
 
         threading.Thread(target=work, name=f"puente-viewer-{name}", daemon=True).start()
         return True
+
+
+class RelayPoller(RelayCalls):
+    """:class:`RelayCalls` that also asks the relay one thing again every ``seconds``
+    while signed in (``ask`` picks the call of the client library to make)."""
+
+    def __init__(
+        self, name: str, seconds: float, ask: Callable[[RelayAPI], Callable[[], Any]]
+    ) -> None:
+        super().__init__()
+        self.sign_in: SignIn | None = None
+        self._name = name
+        self._ask = ask
+        self.timer = QTimer(self)
+        self.timer.setInterval(int(seconds * 1000))
+        self.timer.timeout.connect(self.poll)
+
+    def follow(self, sign_in: SignIn | None) -> None:
+        """Ask as ``sign_in`` from now on, at once and then every few seconds; None stops."""
+        self.sign_in = sign_in
+        if sign_in is None:
+            self.timer.stop()
+            return
+        self.poll()
+        self.timer.start()
+
+    def api(self) -> RelayAPI | None:
+        """The client library for the signed-in technician (None when signed out)."""
+        if self.sign_in is None:
+            return None
+        return RelayAPI(self.sign_in.relay, self.sign_in.token)
+
+    def poll(self) -> None:
+        api = self.api()
+        if api is not None:
+            self.run(self._name, self._ask(api))

@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +53,15 @@ from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigu
 from ..ssh_commands import Refused, SSHAccess, get_file, put_file, session_access
 from ..summary import build_summary
 from ..triage import RuleError
-from .i18n import mode_text, relay_sentence, tr
+from .i18n import mode_text, relay_sentence, result_sentence, tr
 
 
 async def why_refused(access: SSHAccess, capability: str, exc: Exception) -> str:
     """The sentence for an SSH-side failure: the refusal, or the customer stopping it."""
     if isinstance(exc, Refused):
-        return exc.result.message
+        return result_sentence(exc.result.message)
     refusal = await access.refusal_after_close(capability)
-    return refusal.message if refusal else str(exc)
+    return result_sentence(refusal.message) if refusal else str(exc)
 
 
 class SessionWorker(QObject):
@@ -336,57 +336,58 @@ class SessionWorker(QObject):
         self._attach(session)
 
     async def _take_request(self, relay: str, token: str, request_id: str) -> None:
-        credentials = self._code_less_credentials()
-        if credentials is None:
-            return
-        self._api = RelayAPI(relay, token)
-
         def accepted(request: dict[str, Any], session_id: str) -> None:
             self._session_id = session_id
             self.notice.emit(tr("queue.accepted_waiting"))
 
-        try:
-            opened = await take_help_request(
-                self._api, request_id, credentials, wait_timeout=120, on_accepted=accepted
-            )
-        except TimeoutError:
-            self.refused.emit(tr("queue.agent_late"))
-            return
-        except RelayApiError as exc:
-            self.refused.emit(relay_sentence(exc))
-            return
-        self._opened(opened)
+        await self._open_code_less(
+            relay,
+            token,
+            lambda api, credentials: take_help_request(
+                api, request_id, credentials, wait_timeout=120, on_accepted=accepted
+            ),
+            late=tr("queue.agent_late"),
+        )
 
     async def _connect_device(self, relay: str, token: str, device_id: str, ticket: str) -> None:
-        credentials = self._code_less_credentials()
-        if credentials is None:
-            return
-        self._api = RelayAPI(relay, token)
-
         def asked(terms: dict[str, Any], session_id: str) -> None:
             self._session_id = session_id
             self.notice.emit(tr("devices.asked", mode=mode_text(str(terms.get("mode", "")))))
 
+        await self._open_code_less(
+            relay,
+            token,
+            lambda api, credentials: connect_device(
+                api, device_id, ticket, credentials, wait_timeout=60, on_asked=asked
+            ),
+            late=tr("devices.no_pairing"),
+        )
+
+    async def _open_code_less(
+        self,
+        relay: str,
+        token: str,
+        open_session: Callable[[RelayAPI, TechnicianCredentials], Awaitable[OpenedSession]],
+        late: str,
+    ) -> None:
+        """Open a session without a code (the client library's ``open_session``), or say
+        why it did not open: ``late`` when the other side did not pair in time."""
+        if self._credentials is None:
+            self.refused.emit(tr("queue.need_certificate"))
+            return
+        self._api = RelayAPI(relay, token)
         try:
-            opened = await connect_device(
-                self._api, device_id, ticket, credentials, wait_timeout=60, on_asked=asked
-            )
+            opened = await open_session(self._api, self._credentials)
         except TimeoutError:
-            self.refused.emit(tr("devices.no_pairing"))
+            self.refused.emit(late)
             return
         except RelayApiError as exc:
             self.refused.emit(relay_sentence(exc))
             return
         except SessionLost as exc:
-            self.refused.emit(tr("devices.refused", reason=str(exc)))
+            self.refused.emit(tr("tab.refused", reason=str(exc)))
             return
         self._opened(opened)
-
-    def _code_less_credentials(self) -> TechnicianCredentials | None:
-        """Code-less sessions prove the technician's certificate: without one, say so."""
-        if self._credentials is None:
-            self.refused.emit(tr("queue.need_certificate"))
-        return self._credentials
 
     def _opened(self, opened: OpenedSession) -> None:
         created = opened.created
@@ -475,7 +476,7 @@ class SessionWorker(QObject):
             self._shell = None
         refusal = await access.refusal_after_close("shell")
         if refusal is not None:
-            self.shell_closed.emit(tr("terminal.refused", reason=refusal.message))
+            self.shell_closed.emit(tr("terminal.refused", reason=result_sentence(refusal.message)))
         else:
             self.shell_closed.emit(tr("terminal.ended", status=process.exit_status))
 
@@ -559,7 +560,7 @@ class SessionWorker(QObject):
         finally:
             self._transfers.pop(transfer_id, None)
         data = result.data or {}
-        message = result.message
+        message = result_sentence(result.message)
         part = Path(str(local) + PART_SUFFIX)
         if result.status != "ok" and direction == "down" and part.exists():
             # Nothing half-written is left without saying so.

@@ -16,7 +16,7 @@ from pytestqt.qtbot import QtBot
 
 from technician.client import RelayAPI
 from technician.viewer.files_panel import FilesPanel
-from technician.viewer.i18n import relay_sentence, tr, tr_count
+from technician.viewer.i18n import relay_sentence, result_sentence, tr, tr_count
 from technician.viewer.sessions_panel import SessionsPanel
 from technician.viewer.window import ViewerWindow
 from tests.support.relay import RelayProcess
@@ -90,8 +90,11 @@ def test_counts_follow_the_plural_rules(
 
 
 def test_the_relays_refusals_are_said_in_spanish(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncssh
+
     from link.errors import RelayUnavailable
     from technician.errors import RelayApiError
+    from technician.ssh_commands import _sftp_failure
 
     monkeypatch.setenv("PUENTE_LANG", "es")
     taken = RelayApiError(409, "taken", "Another technician took this request a moment ago.")
@@ -99,6 +102,10 @@ def test_the_relays_refusals_are_said_in_spanish(monkeypatch: pytest.MonkeyPatch
     assert relay_sentence(RelayUnavailable("Could not reach the relay")).startswith(
         "No se pudo contactar con el relé"
     )
+    assert result_sentence("the customer stopped files") == "el cliente detuvo files"
+    # The console's own sentence (its shape is what the viewer recognises).
+    missing = _sftp_failure("a.txt", asyncssh.SFTPNoSuchFile("gone")).message
+    assert result_sentence(missing).startswith("a.txt: no existe ese archivo")
     unknown = RelayApiError(400, "new_code", "Something new.")
     assert relay_sentence(unknown) == "El relé lo rechazó: Something new."
 
