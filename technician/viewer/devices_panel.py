@@ -15,12 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -29,7 +27,7 @@ from PySide6.QtWidgets import (
 from protocol.safe_text import safe_text
 
 from .i18n import known, tr, tr_count
-from .relay_calls import RelayPoller
+from .relay_calls import PolledList, RelayPoller
 from .screen_view import plain_label
 from .signin import SignIn
 
@@ -78,9 +76,7 @@ class DevicesPanel(QWidget):
         self.devices: list[dict[str, Any]] = []
         self.calls = RelayPoller("devices", POLL_SECONDS, lambda api: api.list_devices)
         self.heading: QLabel = plain_label(tr("devices.title"), bold=True)
-        self.list = QListWidget()
-        self.list.setAccessibleName(tr("devices.title"))
-        self.list.setWordWrap(True)
+        self.list = PolledList(tr("devices.title"))
         self.count_label = plain_label("")
         self.ticket_field = QLineEdit()
         self.ticket_field.setPlaceholderText(tr("devices.ticket_field"))
@@ -109,25 +105,17 @@ class DevicesPanel(QWidget):
         self.calls.poll()
 
     def show_devices(self, devices: list[dict[str, Any]]) -> None:
-        chosen = self.selected_device()
         self.devices = [d for d in devices if isinstance(d, dict)]
-        self.list.clear()
-        for device in self.devices:
-            item = QListWidgetItem(device_row(device))
-            item.setData(Qt.ItemDataRole.UserRole, str(device.get("device_id", "")))
-            self.list.addItem(item)
-            if item.data(Qt.ItemDataRole.UserRole) == chosen:
-                self.list.setCurrentItem(item)
+        self.list.show_rows([(str(d.get("device_id", "")), device_row(d)) for d in self.devices])
         self.count_label.setText(
             tr_count("devices.count", len(self.devices)) if self.devices else tr("devices.none")
         )
 
     def selected_device(self) -> str:
-        item = self.list.currentItem()
-        return str(item.data(Qt.ItemDataRole.UserRole)) if item is not None else ""
+        return self.list.chosen()
 
     def rows(self) -> list[str]:
-        return [self.list.item(i).text() for i in range(self.list.count())]
+        return self.list.texts()
 
     def _answered(self, name: str, answer: object) -> None:
         if name == "devices" and isinstance(answer, list):

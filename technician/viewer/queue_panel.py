@@ -17,13 +17,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -33,7 +31,7 @@ from protocol.safe_text import safe_text
 
 from ..client import RelayAPI
 from .i18n import tr, tr_count
-from .relay_calls import RelayPoller
+from .relay_calls import PolledList, RelayPoller
 from .screen_view import plain_label
 from .signin import SignIn
 
@@ -92,9 +90,7 @@ class QueuePanel(QWidget):
         self.availability.setAccessibleName(tr("queue.availability"))
         self.me_label = plain_label("")
         self.me_label.setWordWrap(True)
-        self.list = QListWidget()
-        self.list.setAccessibleName(tr("queue.title"))
-        self.list.setWordWrap(True)
+        self.list = PolledList(tr("queue.title"))
         self.accept_button = QPushButton(tr("queue.accept"))
         self.decline_button = QPushButton(tr("queue.decline"))
         self.count_label = plain_label("")
@@ -135,17 +131,12 @@ class QueuePanel(QWidget):
     def show_listing(self, listing: dict[str, Any]) -> None:
         me = listing.get("technician") or {}
         self.me = dict(me)
-        chosen = self.selected_request()
         offered = sorted(listing.get("requests") or [], key=_queue_order)
         self.requests = [r for r in offered if r.get("state") in ("waiting", "offered")]
         now = time.time()
-        self.list.clear()
-        for item in self.requests:
-            row = QListWidgetItem(request_row(item, now))
-            row.setData(Qt.ItemDataRole.UserRole, str(item.get("request_id", "")))
-            self.list.addItem(row)
-            if row.data(Qt.ItemDataRole.UserRole) == chosen:
-                self.list.setCurrentItem(row)
+        self.list.show_rows(
+            [(str(r.get("request_id", "")), request_row(r, now)) for r in self.requests]
+        )
         self.count_label.setText(
             tr_count("queue.count", len(self.requests)) if self.requests else tr("queue.empty")
         )
@@ -168,11 +159,10 @@ class QueuePanel(QWidget):
             self.me_label.setText("")
 
     def selected_request(self) -> str:
-        item = self.list.currentItem()
-        return str(item.data(Qt.ItemDataRole.UserRole)) if item is not None else ""
+        return self.list.chosen()
 
     def rows(self) -> list[str]:
-        return [self.list.item(i).text() for i in range(self.list.count())]
+        return self.list.texts()
 
     def choose(self, availability: str) -> None:
         """Set the technician's availability at the relay (the control's action)."""

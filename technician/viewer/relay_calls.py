@@ -4,7 +4,8 @@ off the GUI thread; the answers come back by Qt signal.
 The Queue and Devices views poll the relay through this: each kind of call runs at most
 once at a time (a slow relay is never asked again before it answered), and every
 failure arrives as a sentence in the viewer's language
-(:func:`technician.viewer.i18n.relay_sentence`).
+(:func:`technician.viewer.i18n.relay_sentence`). :class:`PolledList` shows what each
+poll brought, keeping the technician's choice across refills.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
 from ..client import RelayAPI
 from .i18n import relay_sentence
@@ -87,3 +89,32 @@ class RelayPoller(RelayCalls):
         api = self.api()
         if api is not None:
             self.run(self._name, self._ask(api))
+
+
+class PolledList(QListWidget):
+    """Rows refilled from each poll, each with its key (a request's or a device's id);
+    the row chosen before a refill is chosen again after it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.setAccessibleName(name)
+        self.setWordWrap(True)
+
+    def show_rows(self, rows: list[tuple[str, str]]) -> None:
+        """``rows``: (key, plain text already made safe) pairs, in order."""
+        chosen = self.chosen()
+        self.clear()
+        for key, text in rows:
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, key)
+            self.addItem(item)
+            if key == chosen:
+                self.setCurrentItem(item)
+
+    def chosen(self) -> str:
+        """The key of the chosen row ("" when none is)."""
+        item = self.currentItem()
+        return str(item.data(Qt.ItemDataRole.UserRole)) if item is not None else ""
+
+    def texts(self) -> list[str]:
+        return [self.item(i).text() for i in range(self.count())]

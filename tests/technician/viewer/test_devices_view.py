@@ -21,15 +21,12 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from technician.credentials import load_credentials
 from technician.viewer.i18n import tr
-from technician.viewer.session_tab import Knowledge
-from technician.viewer.window import ViewerWindow
 from tests.e2e.test_unattended import Device, certify
 from tests.support.device_fixtures import relay_with_rt, signed_policy
 from tests.support.helpdesk import RequestTracker
 from tests.support.trust_fixtures import make_organisation
-from tests.support.viewer import wait_ms
+from tests.support.viewer import wait_ms, window_for
 
 POLICY = """\
 [[checks]]
@@ -58,17 +55,12 @@ def test_the_devices_view_shows_a_device_its_alert_and_connects(
     monkeypatch.setenv("PUENTE_LANG", "en")
     relay = relay_with_rt(tmp_path / "relay", request_tracker)
     acme = make_organisation(tmp_path / "org", "Acme IT")
-    cert, key = certify(acme, "Ana Lopez", "ana", "unattended")
+    ana = certify(acme, "Ana Lopez", "ana", "unattended")
     policy = signed_policy(acme, tmp_path, POLICY.format(path=tmp_path))
     token = relay.add_technician("Ana desk")
     device = Device(relay, relay.ws_url, acme, policy, tmp_path / "state")
-    window = ViewerWindow(
-        relay.ws_url, token, knowledge=Knowledge(credentials=load_credentials(cert, key))
-    )
-    qtbot.addWidget(window)
     try:
-        window.show()
-        qtbot.waitUntil(lambda: window.sign_in is not None, timeout=wait_ms(20))
+        window = window_for(qtbot, relay.ws_url, token, ana)
         panel = window.devices_panel
         window.side.setCurrentWidget(panel)
 
@@ -105,9 +97,7 @@ def test_the_devices_view_shows_a_device_its_alert_and_connects(
 
         # The same view in Spanish.
         monkeypatch.setenv("PUENTE_LANG", "es")
-        spanish = ViewerWindow(relay.ws_url, token, remember_sign_in=False)
-        qtbot.addWidget(spanish)
-        spanish.show()
+        spanish = window_for(qtbot, relay.ws_url, token, remember_sign_in=False)
         spanish.side.setCurrentWidget(spanish.devices_panel)
         qtbot.waitUntil(lambda: bool(spanish.devices_panel.rows()), timeout=wait_ms(20))
         [row] = spanish.devices_panel.rows()
@@ -115,6 +105,5 @@ def test_the_devices_view_shows_a_device_its_alert_and_connects(
         spanish.grab().save(str(screenshots / "viewer-devices-es.png"))
         spanish.close()
     finally:
-        window.close()
         device.stop()
         relay.stop()

@@ -27,14 +27,12 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from technician.credentials import load_credentials
 from technician.viewer.i18n import tr
-from technician.viewer.session_tab import Knowledge
 from technician.viewer.window import ViewerWindow
 from tests.e2e.test_help_request import DESCRIPTION, asker, set_up_desk, tech_run
 from tests.support.relay import RelayProcess
 from tests.support.trust_fixtures import make_organisation
-from tests.support.viewer import wait_ms
+from tests.support.viewer import wait_ms, window_for
 
 PACO = "Paco Printers"
 
@@ -63,12 +61,7 @@ def test_the_queue_view_declines_accepts_and_opens_a_code_less_session(
     relay = relay_process
     org = make_organisation(tmp_path / "org", "Acme IT")
     tokens = set_up_desk(relay, org, tmp_path)  # both technicians away
-    cert, key = org.technician(PACO, "paco")
-    knowledge = Knowledge(credentials=load_credentials(cert, key))
-    window = ViewerWindow(relay.ws_url, tokens[PACO], knowledge=knowledge)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.sign_in is not None, timeout=wait_ms(20))
+    window = window_for(qtbot, relay.ws_url, tokens[PACO], org.technician(PACO, "paco"))
     queue = window.queue_panel
     window.side.setCurrentWidget(queue)
     customers = []
@@ -143,9 +136,7 @@ def test_the_queue_view_declines_accepts_and_opens_a_code_less_session(
 
         # The Queue in Spanish: the same listing, another window of the same technician.
         monkeypatch.setenv("PUENTE_LANG", "es")
-        spanish = ViewerWindow(relay.ws_url, tokens[PACO], remember_sign_in=False)
-        qtbot.addWidget(spanish)
-        spanish.show()
+        spanish = window_for(qtbot, relay.ws_url, tokens[PACO], remember_sign_in=False)
         spanish.side.setCurrentWidget(spanish.queue_panel)
         qtbot.waitUntil(
             lambda: bool(spanish.queue_panel.rows()) and spanish.queue_panel.me_label.text() != "",
