@@ -128,6 +128,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "#{position} · {category}/{language} · espera {waited} · {estimate}\n{description}",
     },
     "queue.row_offered": {"en": "offered to you", "es": "ofrecida a usted"},
+    "queue.row_offered_to": {"en": "offered to {name}", "es": "ofrecida a {name}"},
     "queue.estimate": {"en": "estimate {wait}", "es": "estimación {wait}"},
     "queue.no_estimate": {"en": "no estimate", "es": "sin estimación"},
     "queue.now": {"en": "any moment now", "es": "en cualquier momento"},

@@ -53,6 +53,8 @@ def request_row(item: dict[str, Any], now: float) -> str:
     estimate = item.get("estimated_wait_seconds")
     if item.get("offered_to_you"):
         wait = tr("queue.row_offered")
+    elif item.get("offered_to"):
+        wait = tr("queue.row_offered_to", name=safe_text(str(item["offered_to"]), 80))
     elif isinstance(estimate, (int, float)):
         wait = tr("queue.estimate", wait=tr("queue.now") if estimate <= 0 else duration(estimate))
     else:

@@ -164,6 +164,7 @@ class SessionTab(QWidget):
             self.allowed_label,
             stretch_before=3,
         )
+        identity.setSpacing(16)  # the code (or "no code") apart from the check code
         join = row(self.join_label, self.copy_link_button)
         buttons = row(
             self.view_button,

@@ -227,6 +227,9 @@ class ViewerWindow(QMainWindow):
         tab.worker.code_ready.connect(lambda _code: self.refresh_sessions())
         tab.worker.paired.connect(lambda _sas: self.refresh_sessions())
         tab.worker.finished.connect(lambda _finished: self.refresh_sessions())
+        if opening.request_id:  # the queue changed: the request is taken (or refused)
+            tab.worker.paired.connect(lambda _sas: self.queue_panel.refresh())
+            tab.worker.refused.connect(lambda _text: self.queue_panel.refresh())
         self.tabs.setCurrentIndex(index)
         return tab
 

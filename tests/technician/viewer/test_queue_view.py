@@ -99,7 +99,7 @@ def test_the_queue_view_declines_accepts_and_opens_a_code_less_session(
         tech_run(relay.ws_url, tokens["Nina Network"], "availability", "available")
         [hers] = relay_listing(relay, tokens["Nina Network"])["requests"]
         assert hers["offered_to_you"], hers  # passed on
-        qtbot.waitUntil(lambda: tr("queue.row_offered") not in queue.rows()[0], timeout=wait_ms(20))
+        qtbot.waitUntil(lambda: "offered to Nina Network" in queue.rows()[0], timeout=wait_ms(20))
         # Taking it now is refused, in a sentence (the tab says so; nothing opens).
         refused_tab = window.take_request(declined_id)
         assert refused_tab is not None
@@ -129,6 +129,11 @@ def test_the_queue_view_declines_accepts_and_opens_a_code_less_session(
         qtbot.mouseClick(tab.diagnostics_panel.collect_button, Qt.MouseButton.LeftButton)
         report = tab.diagnostics_panel.report
         qtbot.waitUntil(lambda: report.toPlainText() != "", timeout=wait_ms(40))
+        # Taken: the Queue no longer offers it (it looked again as the session opened).
+        qtbot.waitUntil(
+            lambda: not any(tr("queue.row_offered") in r for r in queue.rows()),
+            timeout=wait_ms(10),
+        )
         window.grab().save(str(screenshots / "viewer-queue-session-en.png"))
         qtbot.mouseClick(tab.end_button, Qt.MouseButton.LeftButton)
         assert second.wait(40) == 0, second.output
@@ -143,6 +148,7 @@ def test_the_queue_view_declines_accepts_and_opens_a_code_less_session(
             timeout=wait_ms(20),
         )
         assert spanish.queue_panel.count_label.text() == "1 solicitud de ayuda en espera."
+        assert "ofrecida a Nina Network" in spanish.queue_panel.rows()[0]
         spanish.grab().save(str(screenshots / "viewer-queue-es.png"))
         spanish.close()
     finally:
