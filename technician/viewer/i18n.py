@@ -278,6 +278,22 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "the customer stopped {capability}",
         "es": "el cliente detuvo {capability}",
     },
+    "result.declined": {
+        "en": "the customer declined {capability}",
+        "es": "el cliente rechazó {capability}",
+    },
+    "result.cannot": {
+        "en": "the customer's agent cannot do {capability}; update it",
+        "es": "el agente del cliente no puede hacer {capability}; actualícelo",
+    },
+    "result.failed": {
+        "en": "{capability} failed on the customer's computer",
+        "es": "{capability} falló en el equipo del cliente",
+    },
+    "result.refused_before": {
+        "en": "refused before anything ran: {reason}",
+        "es": "rechazado antes de ejecutar nada: {reason}",
+    },
     "result.no_such_file": {
         "en": "{what}: no such file on the customer's computer",
         "es": "{what}: no existe ese archivo en el equipo del cliente",
@@ -726,6 +742,13 @@ def known(key: str, value: object) -> str:
 #: each is said again in the viewer's language, with the names it carried.
 _RESULTS = (
     (re.compile(r"the customer stopped (?P<capability>[\w-]+)"), "result.stopped"),
+    (re.compile(r"the customer declined (?P<capability>[\w-]+)"), "result.declined"),
+    (
+        re.compile(r"the customer's agent cannot do (?P<capability>[\w-]+); update it"),
+        "result.cannot",
+    ),
+    (re.compile(r"(?P<capability>[\w-]+) failed on the customer's computer"), "result.failed"),
+    (re.compile(r"refused before anything ran: (?P<reason>.*)", re.S), "result.refused_before"),
     (re.compile(r"(?P<what>.+): no such file on the customer's computer"), "result.no_such_file"),
     (re.compile(r"(?P<what>.+) is a folder; get copies one file at a time"), "result.is_folder"),
     (

@@ -679,7 +679,7 @@ class SessionWorker(QObject):
             self.fix_line.emit(f"{phase}{stream}| {line}")
 
         done = await run_fix(session, fix_id, action, params, library, on_line)
-        self.fix_done.emit(done.result.status, done.result.message)
+        self.fix_done.emit(done.result.status, result_sentence(done.result.message))
 
     def _need_session(self) -> TechnicianSession | None:
         if self.session is None:

@@ -93,6 +93,8 @@ def test_the_relays_refusals_are_said_in_spanish(monkeypatch: pytest.MonkeyPatch
     import asyncssh
 
     from link.errors import RelayUnavailable
+    from protocol.messages import ReplyStatus
+    from technician.console import reply_result
     from technician.errors import RelayApiError
     from technician.ssh_commands import _sftp_failure
 
@@ -103,6 +105,9 @@ def test_the_relays_refusals_are_said_in_spanish(monkeypatch: pytest.MonkeyPatch
         "No se pudo contactar con el relé"
     )
     assert result_sentence("the customer stopped files") == "el cliente detuvo files"
+    declined = reply_result("fix", ReplyStatus.DECLINED, "")
+    assert declined is not None
+    assert result_sentence(declined.message) == "el cliente rechazó fix"
     # The console's own sentence (its shape is what the viewer recognises).
     missing = _sftp_failure("a.txt", asyncssh.SFTPNoSuchFile("gone")).message
     assert result_sentence(missing).startswith("a.txt: no existe ese archivo")
