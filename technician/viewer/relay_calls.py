@@ -10,6 +10,7 @@ poll brought, keeping the technician's choice across refills.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -47,12 +48,18 @@ class RelayCalls(QObject):
             try:
                 answer = call()
             except Exception as exc:  # every failure becomes a sentence
-                self.failed.emit(name, relay_sentence(exc))
+                self._tell("failed", name, relay_sentence(exc))
                 return
-            self.answered.emit(name, answer)
+            self._tell("answered", name, answer)
 
         threading.Thread(target=work, name=f"puente-viewer-{name}", daemon=True).start()
         return True
+
+    def _tell(self, signal: str, *values: object) -> None:
+        # The window may have closed (and Qt deleted this object) while the relay
+        # answered: then nobody is left to tell.
+        with contextlib.suppress(RuntimeError):
+            getattr(self, signal).emit(*values)
 
 
 class RelayPoller(RelayCalls):
