@@ -142,3 +142,27 @@ def test_transfer_rows_fit_the_files_panel_at_the_default_width(
     inner = panel.transfers_area.widget()
     assert inner.width() <= panel.transfers_area.viewport().width()
     window.close()
+
+
+def test_code_less_tabs_without_a_certificate_say_what_to_do(
+    relay_process: RelayProcess,
+    signed_out_home: Path,
+    qtbot: QtBot,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PUENTE_LANG", "es")
+    window = signed_in_window(qtbot, relay_process)  # signed in, no certificate kept
+    try:
+        for tab in (
+            window.take_request("ab" * 16),
+            window.connect_device("cd" * 16, "HD-40"),
+        ):
+            assert tab is not None
+            qtbot.waitUntil(lambda tab=tab: tab.ended, timeout=wait_ms(10))
+            assert tab.status_label.text() == tr("queue.need_certificate")
+            assert "--cert" in tab.status_label.text() and "certificado" in tab.status_label.text()
+            assert window.tabs.tabText(window.tabs.indexOf(tab)).endswith("✗")
+            window.tabs.tabCloseRequested.emit(window.tabs.indexOf(tab))  # nothing open: closes
+        assert window.tabs.count() == 0
+    finally:
+        window.close()
