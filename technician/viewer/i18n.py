@@ -640,11 +640,19 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Sending your clipboard (the customer is asked first)...",
         "es": "Enviando su portapapeles (antes se pregunta al cliente)...",
     },
-    "tools.clipboard_got": {
+    "tools.clipboard_got.one": {
+        "en": "Their clipboard is now on yours (1 character): {preview}",
+        "es": "Su portapapeles está ahora en el suyo (1 carácter): {preview}",
+    },
+    "tools.clipboard_got.many": {
         "en": "Their clipboard is now on yours ({count} characters): {preview}",
         "es": "Su portapapeles está ahora en el suyo ({count} caracteres): {preview}",
     },
-    "tools.clipboard_sent": {
+    "tools.clipboard_sent.one": {
+        "en": "Your clipboard is on theirs (1 character).",
+        "es": "Su portapapeles está en el del cliente (1 carácter).",
+    },
+    "tools.clipboard_sent.many": {
         "en": "Your clipboard is on theirs ({count} characters).",
         "es": "Su portapapeles está en el del cliente ({count} caracteres).",
     },

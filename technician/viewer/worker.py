@@ -53,7 +53,7 @@ from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigu
 from ..ssh_commands import Refused, SSHAccess, get_file, put_file, session_access
 from ..summary import build_summary
 from ..triage import RuleError
-from .i18n import mode_text, relay_sentence, result_sentence, tr
+from .i18n import mode_text, relay_sentence, result_sentence, tr, tr_count
 
 
 async def why_refused(access: SSHAccess, capability: str, exc: Exception) -> str:
@@ -505,7 +505,7 @@ class SessionWorker(QObject):
             self.clipboard_text.emit(str(reply.result.get("text", "")))
         else:
             count = int(reply.result.get("characters", 0))
-            self.clipboard_note.emit(tr("tools.clipboard_sent", count=count))
+            self.clipboard_note.emit(tr_count("tools.clipboard_sent", count))
 
     async def _list_files(self) -> None:
         session = self._need_session()

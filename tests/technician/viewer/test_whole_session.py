@@ -27,7 +27,7 @@ from PySide6.QtWidgets import QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
 from technician.screen_stream import psnr
-from technician.viewer.i18n import tr
+from technician.viewer.i18n import tr, tr_count
 from tests.support.customer import ScriptedCustomer
 from tests.support.relay import RelayProcess
 from tests.support.screen_fixtures import PICTURE_AT, PICTURE_SIZE, ScreenApp, known_picture
@@ -175,13 +175,13 @@ def test_a_whole_session_in_the_viewer(
         x_clipboard(os.environ["DISPLAY"], "their <i>text</i>")
         qtbot.mouseClick(tools.get_clipboard_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: clipboard.text() == "their <i>text</i>", timeout=wait_ms(30))
-        assert tools.clipboard_label.text() == tr(
-            "tools.clipboard_got", count=17, preview="their <i>text</i>"
+        assert tools.clipboard_label.text() == tr_count(
+            "tools.clipboard_got", 17, preview="their <i>text</i>"
         )
         clipboard.setText("my text for you")
         qtbot.mouseClick(tools.send_clipboard_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(
-            lambda: tools.clipboard_label.text() == tr("tools.clipboard_sent", count=15),
+            lambda: tools.clipboard_label.text() == tr_count("tools.clipboard_sent", 15),
             timeout=wait_ms(30),
         )
         assert x_clipboard(os.environ["DISPLAY"]) == "my text for you"
