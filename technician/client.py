@@ -513,6 +513,25 @@ async def take_help_request(
     return OpenedSession(created, session, request=request)
 
 
+async def transfer_request(
+    api: RelayAPI, session: TechnicianSession, request_id: str, to: str, note: str
+) -> dict[str, Any]:
+    """Hand help request ``request_id``, whose ``session`` this is, on to technician or
+    queue ``to`` with ``note``; the relay ends the session as it accepts (the customer
+    waits for the next technician). Raises :class:`RelayApiError` when it refuses (the
+    session then goes on). The console's ``transfer`` and the viewer's Transfer."""
+    # The relay closes the session as it accepts the transfer: say first that it is ours.
+    undo = session.end_through_relay(f"transferred to {to}")
+    try:
+        moved: dict[str, Any] = await asyncio.to_thread(
+            api.queue_action, request_id, "transfer", {"to": to, "note": note}
+        )
+    except RelayApiError:
+        undo()
+        raise
+    return moved
+
+
 async def connect_device(
     api: RelayAPI,
     device_id: str,
@@ -577,6 +596,7 @@ __all__ = [
     "TechnicianSession",
     "connect_device",
     "take_help_request",
+    "transfer_request",
 ]
 
 

@@ -171,6 +171,27 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Sessions without a code need your organisation certificate: start the viewer once with --cert and --key (it is kept in the credential store).",
         "es": "Las sesiones sin código necesitan el certificado de su organización: inicie el visor una vez con --cert y --key (se guarda en el almacén de credenciales).",
     },
+    "transfer.to": {
+        "en": "technician, skill or team queue",
+        "es": "técnico, habilidad o cola del equipo",
+    },
+    "transfer.note": {
+        "en": "note for the next technician",
+        "es": "nota para el siguiente técnico",
+    },
+    "transfer.button": {"en": "Trans&fer", "es": "Trans&ferir"},
+    "transfer.need": {
+        "en": "Name the technician or queue and write a note for them, then transfer.",
+        "es": "Indique el técnico o la cola y escriba una nota para ellos; luego transfiera.",
+    },
+    "transfer.done": {
+        "en": "Transferred to {to}; the customer waits for them with your note.",
+        "es": "Transferida a {to}; el cliente le espera con su nota.",
+    },
+    "transfer.refused": {
+        "en": "Not transferred (the session goes on): {reason}",
+        "es": "No se transfirió (la sesión continúa): {reason}",
+    },
     "queue.tab": {"en": "request {request}", "es": "solicitud {request}"},
     # Devices --------------------------------------------------------------------------
     "devices.title": {"en": "Enrolled devices", "es": "Dispositivos inscritos"},

@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QLineEdit,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -60,14 +61,14 @@ class Opening:
         return bool(self.request_id or self.device_id)
 
 
-def row(*widgets: QWidget, stretch_before: int | None = None) -> QHBoxLayout:
-    """A row of ``widgets``; a stretch before the one at ``stretch_before`` (the ones
-    after it go to the right), or a first widget that takes the room when None."""
+def row(*widgets: QWidget, stretch_before: int | None = None, grow: int = 0) -> QHBoxLayout:
+    """A row of ``widgets``: a stretch before the one at ``stretch_before`` (it and the
+    ones after it go to the right), or else the one at ``grow`` takes the room."""
     layout = QHBoxLayout()
     for index, widget in enumerate(widgets):
         if index == stretch_before:
             layout.addStretch(1)
-        layout.addWidget(widget, 1 if stretch_before is None and index == 0 else 0)
+        layout.addWidget(widget, 1 if stretch_before is None and index == grow else 0)
     return layout
 
 
@@ -173,6 +174,18 @@ class SessionTab(QWidget):
             self.end_button,
             stretch_before=3,
         )
+        # A help request's session can be handed on (the console's transfer).
+        self.transfer_to = QLineEdit()
+        self.transfer_to.setPlaceholderText(tr("transfer.to"))
+        self.transfer_to.setMinimumWidth(220)
+        self.transfer_note = QLineEdit()
+        self.transfer_note.setPlaceholderText(tr("transfer.note"))
+        self.transfer_button = QPushButton(tr("transfer.button"))
+        self.transfer_row = QWidget()
+        transfer = row(self.transfer_to, self.transfer_note, self.transfer_button, grow=1)
+        transfer.setContentsMargins(0, 0, 0, 0)
+        self.transfer_row.setLayout(transfer)
+        self.transfer_row.setVisible(bool(opening.request_id))
         splitter = QSplitter()
         splitter.addWidget(self.scroll_area)
         splitter.addWidget(self.panels)
@@ -183,6 +196,7 @@ class SessionTab(QWidget):
         layout.addLayout(identity)
         layout.addLayout(join)
         layout.addLayout(buttons)
+        layout.addWidget(self.transfer_row)
         layout.addWidget(self.tools)
         layout.addWidget(splitter, 1)
         layout.addLayout(bottom)
@@ -193,6 +207,7 @@ class SessionTab(QWidget):
         self.control_button.clicked.connect(self.worker.ask_control)
         self.scale_button.toggled.connect(self._toggle_scale)
         self.end_button.clicked.connect(self.worker.end)
+        self.transfer_button.clicked.connect(self._transfer)
         self.chat_panel.send_requested.connect(self.worker.send_chat)
         worker = self.worker
         worker.code_ready.connect(self._code)
@@ -292,6 +307,13 @@ class SessionTab(QWidget):
         self.sas_label.setText(tr("tab.sas", sas=sas))
         self.ticket = self.worker.ticket or self.ticket  # a taken request's ticket
         self._set_title(safe_text(self.ticket, 60))
+
+    def _transfer(self) -> None:
+        to, note = self.transfer_to.text().strip(), self.transfer_note.text().strip()
+        if not to or not note:
+            self.show_status(tr("transfer.need"))
+            return
+        self.worker.hand_on(to, note)
 
     def _refused(self, sentence: str) -> None:
         """The session could not open: say why; the tab may be closed."""

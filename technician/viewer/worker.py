@@ -43,6 +43,7 @@ from ..client import (
     connect_device,
     send_summary,
     take_help_request,
+    transfer_request,
 )
 from ..credentials import TechnicianCredentials
 from ..errors import RelayApiError, StreamRefused
@@ -126,6 +127,7 @@ class SessionWorker(QObject):
         self._technician = "Technician"
         self._ticket = ""
         self._ticket_url = ""
+        self._request_id = ""  # the help request this tab took, if it did
         self._finished_sent = False
         #: Held while the shown picture is written (here) or painted (by the GUI).
         self.picture_lock = threading.Lock()
@@ -154,6 +156,11 @@ class SessionWorker(QObject):
         """Ask enrolled ``device_id`` for an unattended session for ``ticket`` (the same
         as ``puente-tech connect DEVICE --ticket T``)."""
         self._submit(self._connect_device(relay, token, device_id, ticket))
+
+    def hand_on(self, to: str, note: str) -> None:
+        """Hand this tab's help request on to technician or queue ``to`` with ``note``
+        (the console's ``transfer``); the session ends when the relay accepts."""
+        self._submit(self._hand_on(to, note))
 
     def send_chat(self, text: str) -> None:
         self._submit(self._send_chat(text))
@@ -336,6 +343,8 @@ class SessionWorker(QObject):
         self._attach(session)
 
     async def _take_request(self, relay: str, token: str, request_id: str) -> None:
+        self._request_id = request_id
+
         def accepted(request: dict[str, Any], session_id: str) -> None:
             self._session_id = session_id
             self.notice.emit(tr("queue.accepted_waiting"))
@@ -362,6 +371,22 @@ class SessionWorker(QObject):
             ),
             late=tr("devices.no_pairing"),
         )
+
+    async def _hand_on(self, to: str, note: str) -> None:
+        session = self._need_session()
+        if session is None or self._api is None or not self._request_id:
+            return
+        try:
+            await transfer_request(self._api, session, self._request_id, to, note)
+        except RelayApiError as exc:
+            self.notice.emit(tr("transfer.refused", reason=relay_sentence(exc)))
+            return
+        self.session = None  # the relay ends it; the customer waits for the next one
+        self.notice.emit(tr("transfer.done", to=to))
+        with contextlib.suppress(LinkError):
+            await session.link.wait_closed()
+        await session.drained()
+        await self._send_summary(session)
 
     async def _open_code_less(
         self,

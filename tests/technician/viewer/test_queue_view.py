@@ -134,10 +134,28 @@ def test_the_queue_view_declines_accepts_and_opens_a_code_less_session(
             lambda: not any(tr("queue.row_offered") in r for r in queue.rows()),
             timeout=wait_ms(10),
         )
-        window.grab().save(str(screenshots / "viewer-queue-session-en.png"))
-        qtbot.mouseClick(tab.end_button, Qt.MouseButton.LeftButton)
-        assert second.wait(40) == 0, second.output
         assert second.questions == ["Diagnostics"]  # the session's one question
+        # Transfer (the console's): a note is needed; then the customer waits for Nina.
+        assert tab.transfer_row.isVisible()
+        tab.transfer_to.setText("Nina Network")
+        qtbot.mouseClick(tab.transfer_button, Qt.MouseButton.LeftButton)
+        assert tab.status_label.text() == tr("transfer.need")
+        tab.transfer_note.setText("Printer fine; check the network")
+        window.grab().save(str(screenshots / "viewer-queue-session-en.png"))
+        qtbot.mouseClick(tab.transfer_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: tab.ended, timeout=wait_ms(30))
+        second.expect(r"^Your request was passed on to another technician \(note: Printer fine")
+        passed = [
+            r
+            for r in relay_listing(relay, tokens["Nina Network"])["requests"]
+            if r["note"] == "Printer fine; check the network"
+        ]
+        assert passed and passed[0]["state"] in ("waiting", "offered"), passed
+        # The summary went to the ticket as after any session of the viewer.
+        qtbot.waitUntil(
+            lambda: tab.ending_panel.isVisible() or tab.panels.currentWidget() is tab.ending_panel,
+            timeout=wait_ms(30),
+        )
 
         # The Queue in Spanish: the same listing, another window of the same technician.
         monkeypatch.setenv("PUENTE_LANG", "es")
@@ -147,8 +165,8 @@ def test_the_queue_view_declines_accepts_and_opens_a_code_less_session(
             lambda: bool(spanish.queue_panel.rows()) and spanish.queue_panel.me_label.text() != "",
             timeout=wait_ms(20),
         )
-        assert spanish.queue_panel.count_label.text() == "1 solicitud de ayuda en espera."
-        assert "ofrecida a Nina Network" in spanish.queue_panel.rows()[0]
+        assert spanish.queue_panel.count_label.text() == "2 solicitudes de ayuda en espera."
+        assert any("ofrecida a Nina Network" in r for r in spanish.queue_panel.rows())
         spanish.grab().save(str(screenshots / "viewer-queue-es.png"))
         spanish.close()
     finally:
