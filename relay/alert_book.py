@@ -27,6 +27,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .alerts import REPEAT_INTERVAL, Action, AlertState, Observation, PairState, Step, step
 from .connectors import RequestTrackerConnector
@@ -332,6 +333,22 @@ class AlertBook:
             (str(AlertState.OPEN),),
         ):
             found.setdefault(device, []).append(check)
+        return found
+
+    def open_alert_details(self) -> dict[str, list[dict[str, Any]]]:
+        """Device -> its open alerts: check, severity, since when (the opening), and the
+        help-desk ticket once it exists (else None)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for device, check, severity, since, ticket in self._db.execute(
+            "SELECT p.device, p.check_id, p.severity, "
+            "(SELECT MIN(a.at) FROM alert_actions a WHERE a.alert_id = p.alert_id), t.ticket "
+            "FROM alert_pairs p LEFT JOIN alert_tickets t ON t.alert_id = p.alert_id "
+            "WHERE p.state = ? ORDER BY p.device, p.check_id",
+            (str(AlertState.OPEN),),
+        ):
+            found.setdefault(device, []).append(
+                {"check": check, "severity": severity, "since": since, "ticket": ticket}
+            )
         return found
 
     # -- delivering --------------------------------------------------------------------

@@ -30,7 +30,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +76,8 @@ class Presence:
     online: bool
     last_seen: float | None
     open_alerts: list[str]
+    #: The same alerts in full: check, severity, since (opened at), ticket (or None).
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class Presence:
             "online": self.online,
             "last_seen": self.last_seen,
             "open_alerts": self.open_alerts,
+            "alerts": self.alerts,
         }
 
 
@@ -420,7 +423,7 @@ class DeviceDesk:
     def presence(self) -> list[Presence]:
         if self._enrolment is None or self._alerts is None:
             return []
-        open_alerts = self._alerts.open_alerts()
+        alerts = self._alerts.open_alert_details()
         book = self.presence_book
         assert book is not None
         return [
@@ -428,7 +431,8 @@ class DeviceDesk:
                 device.device_id,
                 book.online(device.device_id),
                 book.last_seen(device.device_id) or device.last_seen,
-                open_alerts.get(device.device_id, []),
+                [alert["check"] for alert in alerts.get(device.device_id, [])],
+                alerts.get(device.device_id, []),
             )
             for device in self._enrolment.devices()
         ]

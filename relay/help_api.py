@@ -238,9 +238,20 @@ class HelpApi:
             http.HTTPStatus.OK,
             {
                 "technician": profile_json(profile),
-                "requests": [request_json(r, technician, names) for r in requests],
+                "requests": [
+                    {**request_json(r, technician, names), **self._place(r)} for r in requests
+                ],
             },
         )
+
+    def _place(self, request: HelpRequest) -> dict[str, Any]:
+        """The request's place in the queue and the estimated wait, as its customer sees
+        them (None for requests no longer waiting)."""
+        view = self.queue.status(request) if request.state.open else {}
+        return {
+            "position": view.get("position"),
+            "estimated_wait_seconds": view.get("estimated_wait_seconds"),
+        }
 
     def _availability(
         self, technician: Technician, headers: Headers, body: bytes, query: str

@@ -30,6 +30,21 @@ _DEVICE: dict[str, Any] = {
     "online": {"type": "boolean"},
     "last_seen": {"type": ["number", "null"]},
     "open_alerts": {"type": "array", "items": {"type": "string"}},
+    "alerts": {
+        "type": "array",
+        "description": "The open alerts in full: the check, its severity, when the alert "
+        "opened (seconds since the epoch) and its help-desk ticket (null until filed).",
+        "items": {
+            "type": "object",
+            "properties": {
+                "check": {"type": "string"},
+                "severity": {"type": "string"},
+                "since": {"type": ["number", "null"]},
+                "ticket": {"type": ["string", "null"]},
+            },
+            "required": ["check", "severity", "since", "ticket"],
+        },
+    },
 }
 
 OPENAPI: dict[str, Any] = {
@@ -752,6 +767,9 @@ HELP_PATHS: dict[str, Any] = {
     "/api/queue": {
         "get": {
             "summary": "Your routing profile and the help requests waiting",
+            "description": "Each request carries its description, category, language, "
+            "created_at, whether it is offered to you, and its place in the queue as its "
+            "customer sees it: position and estimated_wait_seconds (null once taken).",
             "responses": {"200": _json("Profile and requests."), "401": _ERROR, "403": _ERROR},
         }
     },

@@ -28,7 +28,7 @@ from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 from protocol.safe_text import safe_text
 
 from . import device_details, policy_cli, queue_cli, trust_cli
-from .client import RATING_WAIT, RelayAPI, TechnicianSession, send_summary
+from .client import RATING_WAIT, RelayAPI, TechnicianSession, connect_device, send_summary
 from .credentials import CredentialsError, load_credentials
 from .output import Output, write_private
 from .summary import build_summary
@@ -173,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open the desktop viewer, the technician's workplace. Sign in once with "
         "the relay address and your API token (kept in this computer's credential store, "
         "never in a file); My sessions lists your sessions; Start session opens a tab with "
-        "the code and the join link to give the customer. Beside their screen: what they "
+        "the code and the join link to give the customer. Queue lists the help requests "
+        "customers filed (live), with Accept (a tab that pairs without a code, as 'queue "
+        "accept'), Decline and your availability; Devices lists the enrolled devices with "
+        "their open alerts, and Connect opens an unattended session (as 'connect'); both "
+        "need your certificate. Beside their screen: what they "
         "allowed, chat, a terminal, their shared folder (drop files to send them), "
         "diagnostics with the problems found and the signed fixes to run, and at the end "
         "their rating and the summary sent to the ticket. Several sessions open as tabs; a "
@@ -624,10 +628,7 @@ async def run_sessions(args: argparse.Namespace, out: Output, ssl_context: Any) 
 
 async def run_connect(args: argparse.Namespace, out: Output, ssl_context: Any) -> int:
     """``connect DEVICE``: an unattended session on an enrolled device, then the console."""
-    import base64
     import re
-
-    from protocol.cert_pairing import DeviceExpectation
 
     if not re.fullmatch(r"[0-9a-f]{32}", args.device):
         out.error(
@@ -642,43 +643,37 @@ async def run_connect(args: argparse.Namespace, out: Output, ssl_context: Any) -
         )
         return EXIT_USAGE
     api = RelayAPI(args.relay, args.token, ssl_context)
-    created = await asyncio.to_thread(api.create_session, args.ticket, args.ticket_url)
+
+    def asked(terms: dict[str, Any], session_id: str) -> None:
+        answer_wait = max(
+            int(terms.get("answer_seconds", 60)), int(terms.get("countdown_seconds", 30))
+        )
+        out.event(
+            "asked",
+            f"The device was asked (policy: {safe_text(terms.get('mode', '?'), 20)}); waiting "
+            f"for it to pair, and up to {answer_wait} s for whoever is signed in to answer...",
+            session_id=session_id,
+            mode=terms.get("mode"),
+        )
+
     try:
-        asked = await asyncio.to_thread(api.ask_device, args.device, created["session_id"])
-    except LinkError:
-        await asyncio.to_thread(_end_quietly, api, created["session_id"])
-        raise
-    terms = asked.get("unattended") or {}
-    answer_wait = max(int(terms.get("answer_seconds", 60)), int(terms.get("countdown_seconds", 30)))
-    out.event(
-        "asked",
-        f"The device was asked (policy: {safe_text(terms.get('mode', '?'), 20)}); waiting "
-        f"for it to pair, and up to {answer_wait} s for whoever is signed in to answer...",
-        session_id=created["session_id"],
-        mode=terms.get("mode"),
-    )
-    try:
-        session = await TechnicianSession.connect_code_less(
-            args.relay,
-            str(asked["nameplate"]),
+        opened = await connect_device(
+            api,
+            args.device,
             args.ticket,
-            token=args.token,
-            credentials=args.credentials,
-            expect=DeviceExpectation(
-                anonymous_ok=False, device_key=base64.b64decode(str(asked["device_key"]))
-            ),
+            args.credentials,
+            ticket_url=args.ticket_url,
             ssl=ssl_context,
             wait_timeout=args.wait,
-            hello_wait=answer_wait + 30.0,
+            on_asked=asked,
         )
     except TimeoutError:
-        await asyncio.to_thread(_end_quietly, api, created["session_id"])
         out.error(f"The device did not pair within {args.wait:.0f} seconds; is it still online?")
         return EXIT_NOBODY
     except SessionLost as exc:
-        await asyncio.to_thread(_end_quietly, api, created["session_id"])
         out.error(f"The device refused the unattended session: {safe_text(str(exc), 600)}")
         return EXIT_DECLINED
+    session, created, terms = opened.session, opened.created, opened.terms or {}
     session.rating_wait = args.rating_wait
     out.event(
         "paired",
@@ -706,13 +701,13 @@ async def run_devices(args: argparse.Namespace, out: Output, ssl_context: Any) -
     if not devices:
         print("No devices are enrolled at this relay.", flush=True)
     for device in devices:
-        alerts = device.get("open_alerts") or []
+        alerts = device.get("alerts") or [{"check": c} for c in device.get("open_alerts") or []]
         print(
             "  ".join(
                 (
                     safe_text(device.get("device_id"), 64),
                     "online" if device.get("online") else "offline",
-                    "open alerts: " + safe_text(", ".join(map(str, alerts)), 400)
+                    "open alerts: " + safe_text(", ".join(map(_alert_words, alerts)), 600)
                     if alerts
                     else "no open alerts",
                 )
@@ -720,6 +715,16 @@ async def run_devices(args: argparse.Namespace, out: Output, ssl_context: Any) -
             flush=True,
         )
     return EXIT_OK
+
+
+def _alert_words(alert: dict[str, Any]) -> str:
+    """``check (severity since YYYY-MM-DD HH:MM, ticket T)``, with what the relay knows."""
+    details = [str(alert["severity"])] if alert.get("severity") else []
+    if isinstance(alert.get("since"), (int, float)):
+        details.append("since " + time.strftime("%Y-%m-%d %H:%M", time.localtime(alert["since"])))
+    if "since" in alert:
+        details.append(f"ticket {alert['ticket']}" if alert.get("ticket") else "no ticket yet")
+    return str(alert.get("check")) + (f" ({', '.join(details)})" if details else "")
 
 
 if __name__ == "__main__":

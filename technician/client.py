@@ -58,6 +58,11 @@ class RelayAPI:
         self._token = token
         self._ssl = ssl
 
+    @property
+    def token(self) -> str:
+        """The API token (the WebSocket claim of a session carries it too)."""
+        return self._token
+
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method)
@@ -450,8 +455,138 @@ class TechnicianSession:
                 future.exception()
 
 
+@dataclass
+class OpenedSession:
+    """A session opened without a code (a help request taken, an enrolled device asked):
+    ``created`` is what the relay said of it (``session_id``, ``nameplate``,
+    ``ticket_id``, ``technician``), ``session`` the paired session; ``request`` the help
+    request taken, ``terms`` the device's unattended terms (``mode``, its seconds)."""
+
+    created: dict[str, Any]
+    session: TechnicianSession
+    request: dict[str, Any] | None = None
+    terms: dict[str, Any] | None = None
+
+
+#: What :func:`take_help_request` says while it waits (the request, the session's id).
+Accepted = Callable[[dict[str, Any], str], None]
+#: What :func:`connect_device` says once the device was asked (its unattended terms).
+Asked = Callable[[dict[str, Any], str], None]
+
+
+async def take_help_request(
+    api: RelayAPI,
+    request_id: str,
+    credentials: TechnicianCredentials,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    wait_timeout: float = 120.0,
+    on_accepted: Accepted | None = None,
+) -> OpenedSession:
+    """Accept help request ``request_id`` and pair with the customer's agent, which joins
+    by itself, without a code (SIGMA-I with ``credentials``, :mod:`protocol.cert_pairing`).
+
+    ``puente-tech queue accept`` and the viewer's Queue both open sessions this way.
+    Raises :class:`RelayApiError` when the relay refuses (another technician took it:
+    ``conflict``), :class:`TimeoutError` when the agent does not join in time.
+    """
+    accepted = await asyncio.to_thread(api.queue_action, request_id, "accept")
+    request = dict(accepted["request"])
+    if on_accepted is not None:
+        on_accepted(request, str(accepted["session_id"]))
+    created = {
+        "session_id": accepted["session_id"],
+        "nameplate": accepted["nameplate"],
+        "ticket_id": accepted["ticket_id"],
+        "technician": credentials.certificate.name,
+    }
+    # Code-less: the relay only names the rendezvous.
+    session = await TechnicianSession.connect_code_less(
+        api.relay_url,
+        str(accepted["nameplate"]),
+        str(accepted["ticket_id"]),
+        token=api.token,
+        credentials=credentials,
+        ssl=ssl,
+        wait_timeout=wait_timeout,
+    )
+    return OpenedSession(created, session, request=request)
+
+
+async def transfer_request(
+    api: RelayAPI, session: TechnicianSession, request_id: str, to: str, note: str
+) -> dict[str, Any]:
+    """Hand help request ``request_id``, whose ``session`` this is, on to technician or
+    queue ``to`` with ``note``; the relay ends the session as it accepts (the customer
+    waits for the next technician). Raises :class:`RelayApiError` when it refuses (the
+    session then goes on). The console's ``transfer`` and the viewer's Transfer."""
+    # The relay closes the session as it accepts the transfer: say first that it is ours.
+    undo = session.end_through_relay(f"transferred to {to}")
+    try:
+        moved: dict[str, Any] = await asyncio.to_thread(
+            api.queue_action, request_id, "transfer", {"to": to, "note": note}
+        )
+    except RelayApiError:
+        undo()
+        raise
+    return moved
+
+
+async def connect_device(
+    api: RelayAPI,
+    device_id: str,
+    ticket_id: str,
+    credentials: TechnicianCredentials,
+    *,
+    ticket_url: str | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    wait_timeout: float = 60.0,
+    on_asked: Asked | None = None,
+) -> OpenedSession:
+    """Ask enrolled device ``device_id`` for an unattended session for ``ticket_id`` and
+    pair with it without a code; the device proves its registered key and checks
+    ``credentials`` (the ``unattended`` role) against its owner's policy.
+
+    ``puente-tech connect`` and the viewer's Devices both open sessions this way. The
+    relay's session is ended again when the device does not pair: :class:`TimeoutError`
+    (it did not pair in time) or :class:`SessionLost` (it refused, saying why).
+    """
+    import base64
+
+    from protocol.cert_pairing import DeviceExpectation
+
+    created = await asyncio.to_thread(api.create_session, ticket_id, ticket_url)
+    try:
+        asked = await asyncio.to_thread(api.ask_device, device_id, created["session_id"])
+        terms = dict(asked.get("unattended") or {})
+        answer_wait = max(
+            int(terms.get("answer_seconds", 60)), int(terms.get("countdown_seconds", 30))
+        )
+        if on_asked is not None:
+            on_asked(terms, str(created["session_id"]))
+        session = await TechnicianSession.connect_code_less(
+            api.relay_url,
+            str(asked["nameplate"]),
+            ticket_id,
+            token=api.token,
+            credentials=credentials,
+            expect=DeviceExpectation(
+                anonymous_ok=False, device_key=base64.b64decode(str(asked["device_key"]))
+            ),
+            ssl=ssl,
+            wait_timeout=wait_timeout,
+            hello_wait=answer_wait + 30.0,
+        )
+    except (LinkError, TimeoutError):
+        with contextlib.suppress(LinkError):
+            await asyncio.to_thread(api.end_session, created["session_id"])
+        raise
+    return OpenedSession(created, session, terms=terms)
+
+
 __all__ = [
     "ConsentState",
+    "OpenedSession",
     "RelayAPI",
     "RelayApiError",
     "RelayRefused",
@@ -459,6 +594,9 @@ __all__ = [
     "ReplyStatus",
     "SessionLost",
     "TechnicianSession",
+    "connect_device",
+    "take_help_request",
+    "transfer_request",
 ]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from protocol.safe_text import safe_text
 
 from . import trust_cli
-from .client import RATING_WAIT, RelayAPI, TechnicianSession
+from .client import RATING_WAIT, RelayAPI, TechnicianSession, take_help_request
 from .errors import RelayApiError
 from .output import Output
 
@@ -157,38 +157,32 @@ async def _accept(
             out.error("No help request is waiting for you; try again later.")
             return EXIT_NOBODY
         request_id = (mine or free)[0]["request_id"]
-    accepted = await asyncio.to_thread(api.queue_action, request_id, "accept")
-    request = accepted["request"]
-    out.event(
-        "accepted",
-        f"Accepted {request_id}: {request.get('description')} "
-        f"[{request.get('category')}/{request.get('language')}]"
-        + (f" note: {request['note']}" if request.get("note") else "")
-        + f". Waiting up to {args.wait:.0f} s for the customer's agent to join...",
-        request=request,
-        session_id=accepted["session_id"],
-    )
-    created = {
-        "session_id": accepted["session_id"],
-        "nameplate": accepted["nameplate"],
-        "ticket_id": accepted["ticket_id"],
-        "technician": args.credentials.certificate.name,
-    }
+
+    def accepted(request: dict[str, Any], session_id: str) -> None:
+        out.event(
+            "accepted",
+            f"Accepted {request_id}: {request.get('description')} "
+            f"[{request.get('category')}/{request.get('language')}]"
+            + (f" note: {request['note']}" if request.get("note") else "")
+            + f". Waiting up to {args.wait:.0f} s for the customer's agent to join...",
+            request=request,
+            session_id=session_id,
+        )
+
     try:
-        # Code-less (SIGMA-I, protocol.cert_pairing): the relay only names the rendezvous.
-        session = await TechnicianSession.connect_code_less(
-            args.relay,
-            accepted["nameplate"],
-            accepted["ticket_id"],
-            token=args.token,
-            credentials=args.credentials,
+        opened = await take_help_request(
+            api,
+            request_id,
+            args.credentials,
             ssl=ssl_context,
             wait_timeout=args.wait,
+            on_accepted=accepted,
         )
     except TimeoutError:
         out.error(f"The customer's agent did not join within {args.wait:.0f} seconds.")
         return EXIT_NOBODY
+    session = opened.session
     session.rating_wait = args.rating_wait
     out.paired(session.sas)
     args.queue_request = (api, request_id)
-    return await serve(args, out, api, created, session)
+    return await serve(args, out, api, opened.created, session)

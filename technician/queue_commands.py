@@ -3,8 +3,7 @@ technician or queue, with a note (sessions opened by ``puente-tech queue accept`
 
 from __future__ import annotations
 
-import asyncio
-
+from .client import transfer_request
 from .console import Result, SessionConsole, command
 from .errors import RelayApiError, UsageError
 
@@ -24,14 +23,9 @@ async def _transfer(console: SessionConsole, args: list[str]) -> Result:
     if len(args) != 3 or args[1] != "--note" or not args[2].strip():
         raise UsageError("name the technician or queue, then --note and the note in quotes")
     api, request_id = queued
-    # The relay closes the session as it accepts the transfer: say first that it is ours.
-    undo = console.session.end_through_relay(f"transferred to {args[0]}")
     try:
-        moved = await asyncio.to_thread(
-            api.queue_action, request_id, "transfer", {"to": args[0], "note": args[2]}
-        )
+        moved = await transfer_request(api, console.session, request_id, args[0], args[2])
     except RelayApiError as exc:
-        undo()
         return Result("error", str(exc))
     console.ended = True  # the relay ends this session; the customer waits for the next
     return Result(

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from protocol.safe_text import safe_text
 
-from .i18n import tr
+from .i18n import tr, tr_count
 from .screen_view import plain_label
 
 #: Where a suggestion item keeps its fix id and parameters.
@@ -118,7 +118,7 @@ class DiagnosticsPanel(QWidget):
             self.findings.addTopLevelItem(top)
             top.setExpanded(True)
         self.status_label.setText(
-            tr("diagnostics.found", count=len(findings)) if findings else tr("diagnostics.nothing")
+            tr_count("diagnostics.found", len(findings)) if findings else tr("diagnostics.nothing")
         )
 
     def suggestions(self) -> list[QTreeWidgetItem]:

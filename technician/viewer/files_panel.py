@@ -19,7 +19,7 @@ import itertools
 import posixpath
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -30,16 +30,26 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from protocol.safe_text import safe_text
 
-from .i18n import tr
+from .i18n import tr, tr_count
 from .screen_view import plain_label
 
 _IDS = itertools.count(1)
+
+
+def _narrow(label: QLabel) -> QLabel:
+    """A wrapping label that never asks for more width than the panel gives it (a long
+    file name without spaces is cut at the edge rather than widening every row)."""
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.setMinimumWidth(0)
+    return label
 
 
 def local_name(remote: str) -> str:
@@ -57,23 +67,29 @@ class TransferRow(QWidget):
     def __init__(self, transfer_id: int, text: str) -> None:
         super().__init__()
         self.transfer_id = transfer_id
-        self.label: QLabel = plain_label(text)
-        self.label.setWordWrap(True)
+        self.label: QLabel = _narrow(plain_label(text))
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.cancel_button = QPushButton(tr("files.cancel"))
-        self.result_label = plain_label("")
-        self.result_label.setWordWrap(True)
+        self.result_label = _narrow(plain_label(""))
+        # The SHA-256 (64 characters, no space to wrap at) in a field of its own: it
+        # scrolls inside itself instead of widening the panel, and copies exactly.
+        self.sha256_field = QLineEdit()
+        self.sha256_field.setReadOnly(True)
+        self.sha256_field.setAccessibleName("SHA-256")
+        self.sha256_field.setMinimumWidth(0)
+        self.sha256_field.hide()
         self.sha256 = ""
         self.status = ""
         row = QHBoxLayout()
         row.addWidget(self.bar, 1)
         row.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 2, 0, 2)
+        layout.setContentsMargins(0, 4, 0, 6)
         layout.addWidget(self.label)
         layout.addLayout(row)
         layout.addWidget(self.result_label)
+        layout.addWidget(self.sha256_field)
         self.cancel_button.clicked.connect(lambda: self.cancel_requested.emit(self.transfer_id))
 
     def progress(self, done: int, total: int) -> None:
@@ -85,7 +101,10 @@ class TransferRow(QWidget):
         self.cancel_button.setEnabled(False)
         if status == "ok":
             self.bar.setValue(1000)
-            self.result_label.setText(tr("files.verified", sha256=sha256))
+            self.result_label.setText(tr("files.verified"))
+            self.sha256_field.setText(sha256)
+            self.sha256_field.setCursorPosition(0)
+            self.sha256_field.show()
         else:
             self.result_label.setText(safe_text(message, 500))
 
@@ -109,6 +128,9 @@ class FilesPanel(QWidget):
         self.download_button = QPushButton(tr("files.download"))
         self.remote_list = QListWidget()
         self.remote_list.setAccessibleName(tr("files.remote"))
+        # A long name is shortened in the middle (whole in its tooltip), not scrolled.
+        self.remote_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.remote_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.status_label = plain_label("")
         self.status_label.setWordWrap(True)
         self.transfers = QVBoxLayout()
@@ -128,6 +150,9 @@ class FilesPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(transfers)
         scroll.setWidgetResizable(True)
+        # Rows wrap to the panel's width (nothing in them needs more): no sideways bar.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.transfers_area = scroll
         layout.addWidget(scroll, 1)
         layout.addWidget(self.status_label)
         self.refresh_button.clicked.connect(self.list_requested.emit)
@@ -140,9 +165,10 @@ class FilesPanel(QWidget):
         self.remote_list.clear()
         for name, size in entries:
             item = QListWidgetItem(tr("files.entry", name=safe_text(name, 200), size=size))
+            item.setToolTip(safe_text(name, 200))
             item.setData(256, name)  # Qt.UserRole: the real name, for the download request
             self.remote_list.addItem(item)
-        self.status_label.setText(tr("files.listed", count=len(entries)))
+        self.status_label.setText(tr_count("files.listed", len(entries)))
 
     def names(self) -> list[str]:
         return [self.remote_list.item(i).data(256) for i in range(self.remote_list.count())]

@@ -17,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 import os
+import re
 import string
 
 LANGUAGES = ("en", "es")
@@ -84,11 +85,264 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "Escriba la incidencia de esta sesión (por ejemplo HD-1042) y luego empiece.",
     },
     "sessions.row": {"en": "{ticket} · {state} · {when}", "es": "{ticket} · {state} · {when}"},
-    "sessions.count": {"en": "{count} sessions.", "es": "{count} sesiones."},
+    "sessions.count.one": {"en": "1 session.", "es": "1 sesión."},
+    "sessions.count.many": {"en": "{count} sessions.", "es": "{count} sesiones."},
+    "sessions.state.waiting": {"en": "waiting", "es": "en espera"},
+    "sessions.state.paired": {"en": "connected", "es": "conectada"},
+    "sessions.state.ended": {"en": "ended", "es": "terminada"},
+    "sessions.state.expired": {"en": "expired", "es": "caducada"},
+    "sessions.state.failed": {"en": "failed", "es": "fallida"},
+    "sessions.open_here": {
+        "en": "This session is already open in its tab.",
+        "es": "Esta sesión ya está abierta en su pestaña.",
+    },
+    "sessions.cannot_open": {
+        "en": "The session for {ticket} is {state}: it cannot be opened again. Start a new session for the ticket (its summary stays on the ticket).",
+        "es": "La sesión de {ticket} está {state}: no se puede volver a abrir. Empiece una sesión nueva para la incidencia (su resumen sigue en la incidencia).",
+    },
+    "sessions.elsewhere": {
+        "en": "The session for {ticket} was opened in another window or program (its code lives there only): continue it there, or end it and start a new one.",
+        "es": "La sesión de {ticket} se abrió en otra ventana u otro programa (su código solo está allí): continúela allí, o termínela y empiece una nueva.",
+    },
+    "sessions.choose": {
+        "en": "Double-click a session to go to its tab.",
+        "es": "Haga doble clic en una sesión para ir a su pestaña.",
+    },
+    "side.sessions": {"en": "&Sessions", "es": "&Sesiones"},
+    "side.queue": {"en": "&Queue", "es": "&Cola"},
+    "side.devices": {"en": "&Devices", "es": "&Dispositivos"},
+    # The queue ------------------------------------------------------------------------
+    "queue.title": {"en": "Help requests waiting", "es": "Solicitudes de ayuda en espera"},
+    "queue.availability": {"en": "You are:", "es": "Usted está:"},
+    "queue.available": {"en": "available", "es": "disponible"},
+    "queue.busy": {"en": "busy", "es": "ocupado"},
+    "queue.away": {"en": "away", "es": "ausente"},
+    "queue.me": {
+        "en": "You: {availability}, skills {skills}, holding {holding} of {capacity}.",
+        "es": "Usted: {availability}, habilidades {skills}, atiende {holding} de {capacity}.",
+    },
+    "queue.accept": {"en": "&Accept", "es": "&Aceptar"},
+    "queue.decline": {"en": "D&ecline", "es": "&Rechazar"},
+    "queue.row": {
+        "en": "#{position} · {category}/{language} · waiting {waited} · {estimate}\n{description}",
+        "es": "#{position} · {category}/{language} · espera {waited} · {estimate}\n{description}",
+    },
+    "queue.row_offered": {"en": "offered to you", "es": "ofrecida a usted"},
+    "queue.row_offered_to": {"en": "offered to {name}", "es": "ofrecida a {name}"},
+    "queue.estimate": {"en": "estimate {wait}", "es": "estimación {wait}"},
+    "queue.no_estimate": {"en": "no estimate", "es": "sin estimación"},
+    "queue.now": {"en": "any moment now", "es": "en cualquier momento"},
+    "queue.minutes": {"en": "{minutes} min", "es": "{minutes} min"},
+    "queue.seconds": {"en": "{seconds} s", "es": "{seconds} s"},
+    "queue.note": {"en": "note: {note}", "es": "nota: {note}"},
+    "queue.count.one": {
+        "en": "1 help request is waiting.",
+        "es": "1 solicitud de ayuda en espera.",
+    },
+    "queue.count.many": {
+        "en": "{count} help requests are waiting.",
+        "es": "{count} solicitudes de ayuda en espera.",
+    },
+    "queue.empty": {
+        "en": "No help requests are waiting.",
+        "es": "No hay solicitudes de ayuda en espera.",
+    },
+    "queue.choose": {
+        "en": "Choose a help request in the list first.",
+        "es": "Elija primero una solicitud de ayuda de la lista.",
+    },
+    "queue.declined": {
+        "en": "Declined; it goes to the next technician.",
+        "es": "Rechazada; pasa al siguiente técnico.",
+    },
+    "queue.availability_set": {
+        "en": "You are {availability} now.",
+        "es": "Ahora está {availability}.",
+    },
+    "queue.accepted_waiting": {
+        "en": "Accepted. The customer's agent joins by itself (no code to read); waiting for it...",
+        "es": "Aceptada. El agente del cliente se une solo (no hay código que leer); esperándolo...",
+    },
+    "queue.agent_late": {
+        "en": "The customer's agent did not join within 2 minutes; the request is yours, look at the queue again.",
+        "es": "El agente del cliente no se unió en 2 minutos; la solicitud es suya, mire la cola de nuevo.",
+    },
+    "queue.need_certificate": {
+        "en": "Sessions without a code need your organisation certificate: start the viewer once with --cert and --key (it is kept in the credential store).",
+        "es": "Las sesiones sin código necesitan el certificado de su organización: inicie el visor una vez con --cert y --key (se guarda en el almacén de credenciales).",
+    },
+    "transfer.to": {
+        "en": "technician, skill or team queue",
+        "es": "técnico, habilidad o cola del equipo",
+    },
+    "transfer.note": {
+        "en": "note for the next technician",
+        "es": "nota para el siguiente técnico",
+    },
+    "transfer.button": {"en": "Trans&fer", "es": "Trans&ferir"},
+    "transfer.need": {
+        "en": "Name the technician or queue and write a note for them, then transfer.",
+        "es": "Indique el técnico o la cola y escriba una nota para ellos; luego transfiera.",
+    },
+    "transfer.done": {
+        "en": "Transferred to {to}; the customer waits for them with your note.",
+        "es": "Transferida a {to}; el cliente le espera con su nota.",
+    },
+    "transfer.refused": {
+        "en": "Not transferred (the session goes on): {reason}",
+        "es": "No se transfirió (la sesión continúa): {reason}",
+    },
+    "queue.tab": {"en": "request {request}", "es": "solicitud {request}"},
+    # Devices --------------------------------------------------------------------------
+    "devices.title": {"en": "Enrolled devices", "es": "Dispositivos inscritos"},
+    "devices.online": {"en": "online", "es": "conectado"},
+    "devices.offline": {"en": "offline", "es": "desconectado"},
+    "devices.row": {
+        "en": "{device} · {state} · {alerts}",
+        "es": "{device} · {state} · {alerts}",
+    },
+    "devices.no_alerts": {"en": "no open alerts", "es": "sin alertas abiertas"},
+    "devices.alerts.one": {"en": "1 open alert", "es": "1 alerta abierta"},
+    "devices.alerts.many": {"en": "{count} open alerts", "es": "{count} alertas abiertas"},
+    "devices.alert": {
+        "en": "  ⚠ {check} · {severity} · since {since} · {ticket}",
+        "es": "  ⚠ {check} · {severity} · desde {since} · {ticket}",
+    },
+    "devices.severity.info": {"en": "info", "es": "informativa"},
+    "devices.severity.warning": {"en": "warning", "es": "aviso"},
+    "devices.severity.critical": {"en": "critical", "es": "crítica"},
+    "devices.ticket": {"en": "ticket {ticket}", "es": "incidencia {ticket}"},
+    "devices.no_ticket": {"en": "no ticket yet", "es": "aún sin incidencia"},
+    "devices.count.one": {"en": "1 device enrolled.", "es": "1 dispositivo inscrito."},
+    "devices.count.many": {
+        "en": "{count} devices enrolled.",
+        "es": "{count} dispositivos inscritos.",
+    },
+    "devices.none": {
+        "en": "No devices are enrolled at this relay.",
+        "es": "No hay dispositivos inscritos en este relé.",
+    },
+    "devices.ticket_field": {
+        "en": "ticket for the session, e.g. HD-1042",
+        "es": "incidencia de la sesión, p. ej. HD-1042",
+    },
+    "devices.connect": {"en": "C&onnect", "es": "C&onectar"},
+    "devices.choose": {
+        "en": "Choose a device in the list first.",
+        "es": "Elija primero un dispositivo de la lista.",
+    },
+    "devices.need_ticket": {
+        "en": "Type the ticket this unattended session is for (for example HD-1042), then connect.",
+        "es": "Escriba la incidencia de esta sesión desatendida (por ejemplo HD-1042) y luego conecte.",
+    },
+    "devices.offline_now": {
+        "en": "This device is offline; it can be reached once it is online again.",
+        "es": "Este dispositivo está desconectado; se podrá usar cuando vuelva a conectarse.",
+    },
+    "devices.asked": {
+        "en": "The device was asked (its policy: {mode}); waiting for it to pair...",
+        "es": "Se preguntó al dispositivo (su política: {mode}); esperando a que se empareje...",
+    },
+    "devices.mode.never": {"en": "never", "es": "nunca"},
+    "devices.mode.ask-deny": {
+        "en": "ask whoever is signed in; no answer means no",
+        "es": "preguntar a quien esté conectado; sin respuesta es no",
+    },
+    "devices.mode.ask-allow": {
+        "en": "ask whoever is signed in; no answer lets you in after a countdown",
+        "es": "preguntar a quien esté conectado; sin respuesta entra tras una cuenta atrás",
+    },
+    "devices.mode.allowed": {"en": "allowed without asking", "es": "permitido sin preguntar"},
+    "devices.no_pairing": {
+        "en": "The device did not pair within a minute; is it still online?",
+        "es": "El dispositivo no se emparejó en un minuto; ¿sigue conectado?",
+    },
+    "tab.refused": {
+        "en": "The other side refused the session: {reason}",
+        "es": "El otro lado rechazó la sesión: {reason}",
+    },
+    "devices.tab": {"en": "{ticket} (unattended)", "es": "{ticket} (desatendida)"},
+    # What the relay and the link say, in the technician's language ----------------------
+    "relay.taken": {
+        "en": "Another technician took this request a moment ago; choose another one.",
+        "es": "Otro técnico tomó esta solicitud hace un momento; elija otra.",
+    },
+    "relay.offered_elsewhere": {
+        "en": "This request is offered to another technician right now; take another one, or wait for it to come back.",
+        "es": "Esta solicitud se está ofreciendo a otro técnico ahora mismo; tome otra o espere a que vuelva.",
+    },
+    "relay.closed": {
+        "en": "This request is closed (the customer no longer waits); choose another one.",
+        "es": "Esta solicitud está cerrada (el cliente ya no espera); elija otra.",
+    },
+    "relay.not_found": {
+        "en": "The relay does not know it (any more); refresh the list.",
+        "es": "El relé no lo conoce (ya); actualice la lista.",
+    },
+    "relay.no_profile": {
+        "en": "You take no help requests yet; ask the relay's operator to give you skills ('puente-relay technician add').",
+        "es": "Aún no atiende solicitudes de ayuda; pida al operador del relé que le asigne habilidades ('puente-relay technician add').",
+    },
+    "relay.token": {
+        "en": "The relay did not accept your API token; sign in again.",
+        "es": "El relé no aceptó su token de la API; vuelva a iniciar sesión.",
+    },
+    "relay.device_offline": {
+        "en": "The device is not online now; try again once it is.",
+        "es": "El dispositivo no está conectado ahora; inténtelo de nuevo cuando lo esté.",
+    },
+    "relay.other": {
+        "en": "The relay refused: {message}",
+        "es": "El relé lo rechazó: {message}",
+    },
+    "result.stopped": {
+        "en": "the customer stopped {capability}",
+        "es": "el cliente detuvo {capability}",
+    },
+    "result.declined": {
+        "en": "the customer declined {capability}",
+        "es": "el cliente rechazó {capability}",
+    },
+    "result.cannot": {
+        "en": "the customer's agent cannot do {capability}; update it",
+        "es": "el agente del cliente no puede hacer {capability}; actualícelo",
+    },
+    "result.failed": {
+        "en": "{capability} failed on the customer's computer",
+        "es": "{capability} falló en el equipo del cliente",
+    },
+    "result.refused_before": {
+        "en": "refused before anything ran: {reason}",
+        "es": "rechazado antes de ejecutar nada: {reason}",
+    },
+    "result.no_such_file": {
+        "en": "{what}: no such file on the customer's computer",
+        "es": "{what}: no existe ese archivo en el equipo del cliente",
+    },
+    "result.is_folder": {
+        "en": "{what} is a folder; files are copied one at a time",
+        "es": "{what} es una carpeta; los archivos se copian de uno en uno",
+    },
+    "result.not_a_file": {
+        "en": "{what} is not a file here; choose a file to send",
+        "es": "{what} no es un archivo aquí; elija un archivo para enviar",
+    },
+    "link.unreachable": {
+        "en": "The relay could not be reached; check your network and that the relay is running, then try again.",
+        "es": "No se pudo contactar con el relé; compruebe su red y que el relé esté en marcha, y vuelva a intentarlo.",
+    },
+    "link.lost": {
+        "en": "The session ended unexpectedly: {reason}",
+        "es": "La sesión terminó inesperadamente: {reason}",
+    },
     # A session tab ------------------------------------------------------------------------
     "tab.waiting": {"en": "{ticket} (waiting)", "es": "{ticket} (esperando)"},
     "tab.code": {"en": "code: {code}", "es": "código: {code}"},
     "tab.no_code": {"en": "code: -", "es": "código: -"},
+    "tab.code_less": {
+        "en": "no code: paired with your certificate",
+        "es": "sin código: emparejado con su certificado",
+    },
     "tab.sas": {"en": "check code: {sas}", "es": "código de comprobación: {sas}"},
     "tab.no_sas": {"en": "check code: -", "es": "código de comprobación: -"},
     "tab.copy_code": {"en": "Copy &code", "es": "Copiar &código"},
@@ -282,7 +536,11 @@ CATALOG: dict[str, dict[str, str]] = {
         "es": "La carpeta compartida del cliente",
     },
     "files.entry": {"en": "{name}  ({size} bytes)", "es": "{name}  ({size} bytes)"},
-    "files.listed": {
+    "files.listed.one": {
+        "en": "1 file in the customer's shared folder.",
+        "es": "1 archivo en la carpeta compartida del cliente.",
+    },
+    "files.listed.many": {
         "en": "{count} files in the customer's shared folder.",
         "es": "{count} archivos en la carpeta compartida del cliente.",
     },
@@ -302,8 +560,8 @@ CATALOG: dict[str, dict[str, str]] = {
     "files.downloading": {"en": "Downloading {name}", "es": "Descargando {name}"},
     "files.cancel": {"en": "Cancel", "es": "Cancelar"},
     "files.verified": {
-        "en": "Done; SHA-256 {sha256} (the same as on the customer's computer).",
-        "es": "Hecho; SHA-256 {sha256} (el mismo que en el equipo del cliente).",
+        "en": "Done; its SHA-256, the same as on the customer's computer:",
+        "es": "Hecho; su SHA-256, el mismo que en el equipo del cliente:",
     },
     "files.cancelled_download": {
         "en": "Download cancelled; {part} was kept, so downloading again continues from there.",
@@ -344,9 +602,13 @@ CATALOG: dict[str, dict[str, str]] = {
     "diagnostics.evidence": {"en": "evidence: {text}", "es": "indicio: {text}"},
     "diagnostics.advice": {"en": "advice: {text}", "es": "consejo: {text}"},
     "diagnostics.suggested": {"en": "suggested: {command}", "es": "sugerido: {command}"},
-    "diagnostics.found": {
-        "en": "{count} known problem(s) found; choose a suggested fix and run it.",
-        "es": "{count} problema(s) conocido(s); elija un arreglo sugerido y ejecútelo.",
+    "diagnostics.found.one": {
+        "en": "1 known problem found; choose a suggested fix and run it.",
+        "es": "1 problema conocido encontrado; elija un arreglo sugerido y ejecútelo.",
+    },
+    "diagnostics.found.many": {
+        "en": "{count} known problems found; choose a suggested fix and run it.",
+        "es": "{count} problemas conocidos encontrados; elija un arreglo sugerido y ejecútelo.",
     },
     "diagnostics.nothing": {
         "en": "No known problem found in this snapshot.",
@@ -399,11 +661,19 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Sending your clipboard (the customer is asked first)...",
         "es": "Enviando su portapapeles (antes se pregunta al cliente)...",
     },
-    "tools.clipboard_got": {
+    "tools.clipboard_got.one": {
+        "en": "Their clipboard is now on yours (1 character): {preview}",
+        "es": "Su portapapeles está ahora en el suyo (1 carácter): {preview}",
+    },
+    "tools.clipboard_got.many": {
         "en": "Their clipboard is now on yours ({count} characters): {preview}",
         "es": "Su portapapeles está ahora en el suyo ({count} caracteres): {preview}",
     },
-    "tools.clipboard_sent": {
+    "tools.clipboard_sent.one": {
+        "en": "Your clipboard is on theirs (1 character).",
+        "es": "Su portapapeles está en el del cliente (1 carácter).",
+    },
+    "tools.clipboard_sent.many": {
         "en": "Your clipboard is on theirs ({count} characters).",
         "es": "Su portapapeles está en el del cliente ({count} caracteres).",
     },
@@ -454,6 +724,82 @@ def tr(key: str, **fields: object) -> str:
     """The text of ``key`` in the current language, its placeholders filled."""
     entry = CATALOG[key]
     return entry.get(language(), entry["en"]).format(**fields)
+
+
+def tr_count(key: str, count: int, **fields: object) -> str:
+    """``key.one`` for exactly one, else ``key.many`` (English and Spanish both put
+    only 1 in the singular: "0 sesiones", "1 sesión", "2 sesiones")."""
+    return tr(f"{key}.one" if count == 1 else f"{key}.many", count=count, **fields)
+
+
+#: The relay's refusal codes the viewer says in the technician's language.
+_RELAY_CODES = ("taken", "offered_elsewhere", "closed", "not_found", "no_profile")
+
+
+def relay_sentence(exc: Exception) -> str:
+    """What the relay or the link said, in the viewer's language: the known refusals
+    by their code, the rest with the relay's own sentence quoted (it is the relay's,
+    and says what to do)."""
+    from link.errors import RelayUnavailable, SessionLost
+
+    from ..errors import RelayApiError
+
+    if isinstance(exc, RelayApiError):
+        if exc.status == 401:
+            return tr("relay.token")
+        if exc.code in _RELAY_CODES:
+            return tr(f"relay.{exc.code}")
+        if exc.code == "device_offline":
+            return tr("relay.device_offline")
+        return tr("relay.other", message=str(exc))
+    if isinstance(exc, RelayUnavailable):
+        return tr("link.unreachable")
+    if isinstance(exc, SessionLost):
+        return tr("link.lost", reason=str(exc))
+    return str(exc)
+
+
+def known(key: str, value: object) -> str:
+    """The text of ``key`` if the catalog has it, else ``value`` (from the relay or a
+    device) made inert: states, severities and modes the viewer has no words for yet."""
+    from protocol.safe_text import safe_text
+
+    return tr(key) if key in CATALOG else safe_text(str(value or ""), 40)
+
+
+#: The console's result sentences (technician.ssh_commands) the viewer shows, by shape:
+#: each is said again in the viewer's language, with the names it carried.
+_RESULTS = (
+    (re.compile(r"the customer stopped (?P<capability>[\w-]+)"), "result.stopped"),
+    (re.compile(r"the customer declined (?P<capability>[\w-]+)"), "result.declined"),
+    (
+        re.compile(r"the customer's agent cannot do (?P<capability>[\w-]+); update it"),
+        "result.cannot",
+    ),
+    (re.compile(r"(?P<capability>[\w-]+) failed on the customer's computer"), "result.failed"),
+    (re.compile(r"refused before anything ran: (?P<reason>.*)", re.S), "result.refused_before"),
+    (re.compile(r"(?P<what>.+): no such file on the customer's computer"), "result.no_such_file"),
+    (re.compile(r"(?P<what>.+) is a folder; get copies one file at a time"), "result.is_folder"),
+    (
+        re.compile(r"(?P<what>.+) is not a file here; give the path of a file to send"),
+        "result.not_a_file",
+    ),
+)
+
+
+def result_sentence(message: str) -> str:
+    """A console result's sentence in the viewer's language when the viewer knows its
+    shape; else as the client library said it."""
+    for pattern, key in _RESULTS:
+        match = pattern.fullmatch(message)
+        if match:
+            return tr(key, **match.groupdict())
+    return message
+
+
+def mode_text(mode: str) -> str:
+    """An enrolled device's unattended mode in words (an unknown one as it came)."""
+    return known(f"devices.mode.{mode}", mode)
 
 
 def placeholders(text: str) -> set[str]:

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from protocol.safe_text import safe_text
 
-from .i18n import tr
+from .i18n import tr, tr_count
 from .screen_view import plain_label
 
 #: Menu entries: (label, the wire's key names pressed in order, released in reverse).
@@ -137,7 +137,7 @@ class ScreenTools(QWidget):
     def clipboard_arrived(self, text: str) -> None:
         QGuiApplication.clipboard().setText(text)
         preview = safe_text(text, 60)
-        self.clipboard_label.setText(tr("tools.clipboard_got", count=len(text), preview=preview))
+        self.clipboard_label.setText(tr_count("tools.clipboard_got", len(text), preview=preview))
 
     def clipboard_result(self, text: str) -> None:
         self.clipboard_label.setText(safe_text(text, 300))

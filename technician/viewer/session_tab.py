@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QLineEdit,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -42,6 +43,33 @@ from .screen_view import RemoteScreen, plain_label
 from .signin import SignIn
 from .terminal_panel import TerminalPanel
 from .worker import SessionWorker
+
+
+@dataclass(frozen=True)
+class Opening:
+    """How a tab's session opens: with a code for ``ticket`` (the default), by taking
+    help request ``request_id`` from the queue, or by asking enrolled ``device_id``
+    for an unattended session for ``ticket``; the last two pair without a code."""
+
+    ticket: str = ""
+    ticket_url: str = ""
+    request_id: str = ""
+    device_id: str = ""
+
+    @property
+    def code_less(self) -> bool:
+        return bool(self.request_id or self.device_id)
+
+
+def row(*widgets: QWidget, stretch_before: int | None = None, grow: int = 0) -> QHBoxLayout:
+    """A row of ``widgets``: a stretch before the one at ``stretch_before`` (it and the
+    ones after it go to the right), or else the one at ``grow`` takes the room."""
+    layout = QHBoxLayout()
+    for index, widget in enumerate(widgets):
+        if index == stretch_before:
+            layout.addStretch(1)
+        layout.addWidget(widget, 1 if stretch_before is None and index == grow else 0)
+    return layout
 
 
 @dataclass(frozen=True)
@@ -76,9 +104,13 @@ class SessionTab(QWidget):
         name: str = "",
         ticket_url: str = "",
         knowledge: Knowledge | None = None,
+        opening: Opening | None = None,
     ) -> None:
+        """A session for ``ticket`` with a code, unless ``opening`` says otherwise."""
         super().__init__()
-        self.ticket = ticket
+        opening = opening or Opening(ticket, ticket_url)
+        self.opening = opening
+        self.ticket = opening.ticket or ticket
         knowledge = knowledge or Knowledge()
         self.worker = SessionWorker(
             knowledge.credentials, knowledge.fixes_dir, knowledge.rules_dirs, knowledge.outcomes
@@ -126,31 +158,45 @@ class SessionTab(QWidget):
         self.panels.addTab(self.diagnostics_panel, tr("panel.diagnostics"))
         self.panels.addTab(self.ending_panel, tr("panel.ending"))
 
-        identity = QHBoxLayout()
-        for widget in (self.code_label, self.copy_code_button, self.sas_label):
-            identity.addWidget(widget)
-        identity.addStretch(1)
-        identity.addWidget(self.allowed_label)
-        join = QHBoxLayout()
-        join.addWidget(self.join_label, 1)
-        join.addWidget(self.copy_link_button)
-        buttons = QHBoxLayout()
-        for widget in (self.view_button, self.control_button, self.scale_button):
-            buttons.addWidget(widget)
-        buttons.addStretch(1)
-        buttons.addWidget(self.end_button)
+        identity = row(
+            self.code_label,
+            self.copy_code_button,
+            self.sas_label,
+            self.allowed_label,
+            stretch_before=3,
+        )
+        identity.setSpacing(16)  # the code (or "no code") apart from the check code
+        join = row(self.join_label, self.copy_link_button)
+        buttons = row(
+            self.view_button,
+            self.control_button,
+            self.scale_button,
+            self.end_button,
+            stretch_before=3,
+        )
+        # A help request's session can be handed on (the console's transfer).
+        self.transfer_to = QLineEdit()
+        self.transfer_to.setPlaceholderText(tr("transfer.to"))
+        self.transfer_to.setMinimumWidth(220)
+        self.transfer_note = QLineEdit()
+        self.transfer_note.setPlaceholderText(tr("transfer.note"))
+        self.transfer_button = QPushButton(tr("transfer.button"))
+        self.transfer_row = QWidget()
+        transfer = row(self.transfer_to, self.transfer_note, self.transfer_button, grow=1)
+        transfer.setContentsMargins(0, 0, 0, 0)
+        self.transfer_row.setLayout(transfer)
+        self.transfer_row.setVisible(bool(opening.request_id))
         splitter = QSplitter()
         splitter.addWidget(self.scroll_area)
         splitter.addWidget(self.panels)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
-        bottom = QHBoxLayout()
-        bottom.addWidget(self.status_label, 1)
-        bottom.addWidget(self.figures_label)
+        bottom = row(self.status_label, self.figures_label)
         layout = QVBoxLayout(self)
         layout.addLayout(identity)
         layout.addLayout(join)
         layout.addLayout(buttons)
+        layout.addWidget(self.transfer_row)
         layout.addWidget(self.tools)
         layout.addWidget(splitter, 1)
         layout.addLayout(bottom)
@@ -161,6 +207,7 @@ class SessionTab(QWidget):
         self.control_button.clicked.connect(self.worker.ask_control)
         self.scale_button.toggled.connect(self._toggle_scale)
         self.end_button.clicked.connect(self.worker.end)
+        self.transfer_button.clicked.connect(self._transfer)
         self.chat_panel.send_requested.connect(self.worker.send_chat)
         worker = self.worker
         worker.code_ready.connect(self._code)
@@ -207,13 +254,23 @@ class SessionTab(QWidget):
         worker.frame_ready.connect(self._frame)
         worker.cursor_changed.connect(self.remote_screen.update)
         worker.ended.connect(self._ended)
+        worker.refused.connect(self._refused)
         worker.finished.connect(self._finished)
         self.frames_painted = 0
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._figures)
         self._timer.start(500)
-        self.title = tr("tab.waiting", ticket=safe_text(ticket, 60))
-        worker.start_session(sign_in.relay, sign_in.token, ticket, name, ticket_url)
+        if opening.request_id:
+            self.title = tr("queue.tab", request=safe_text(opening.request_id[:8], 8))
+            worker.take_request(sign_in.relay, sign_in.token, opening.request_id)
+        elif opening.device_id:
+            self.title = tr("devices.tab", ticket=safe_text(self.ticket, 60))
+            worker.connect_device(sign_in.relay, sign_in.token, opening.device_id, self.ticket)
+        else:
+            self.title = tr("tab.waiting", ticket=safe_text(self.ticket, 60))
+            worker.start_session(
+                sign_in.relay, sign_in.token, self.ticket, name, opening.ticket_url
+            )
 
     # Slots -----------------------------------------------------------------------------
 
@@ -234,7 +291,10 @@ class SessionTab(QWidget):
 
     def _code(self, code: str) -> None:
         self.code = code
-        self.code_label.setText(tr("tab.code", code=code))
+        self.code_label.setText(tr("tab.code", code=code) if code else tr("tab.code_less"))
+        # Code-less: nothing to read or send to anyone.
+        for widget in (self.copy_code_button, self.join_label, self.copy_link_button):
+            widget.setVisible(bool(code))
 
     def _join(self, url: str) -> None:
         self.join_url = url
@@ -245,7 +305,22 @@ class SessionTab(QWidget):
 
     def _paired(self, sas: str) -> None:
         self.sas_label.setText(tr("tab.sas", sas=sas))
+        self.ticket = self.worker.ticket or self.ticket  # a taken request's ticket
         self._set_title(safe_text(self.ticket, 60))
+
+    def _transfer(self) -> None:
+        to, note = self.transfer_to.text().strip(), self.transfer_note.text().strip()
+        if not to or not note:
+            self.show_status(tr("transfer.need"))
+            return
+        self.worker.hand_on(to, note)
+
+    def _refused(self, sentence: str) -> None:
+        """The session could not open: say why; the tab may be closed."""
+        self.ended = True
+        self._end_text = safe_text(sentence, 500)
+        self.show_status(self._end_text)
+        self._set_title(self.title + " ✗")
 
     def _consent(self, consent: dict[str, Any]) -> None:
         granted = sorted(safe_text(k, 64) for k, v in consent.items() if v == "granted")

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -24,8 +25,13 @@ from PySide6.QtWidgets import (
 
 from protocol.safe_text import safe_text
 
-from .i18n import tr
+from .i18n import known, tr, tr_count
 from .screen_view import plain_label
+
+
+def state_text(state: str) -> str:
+    """A session's state in the viewer's language (an unknown one as the relay said it)."""
+    return known(f"sessions.state.{state}", state)
 
 
 def session_row(record: dict[str, Any]) -> str:
@@ -39,7 +45,7 @@ def session_row(record: dict[str, Any]) -> str:
     return tr(
         "sessions.row",
         ticket=safe_text(str(record.get("ticket_id", "")), 80),
-        state=safe_text(str(record.get("state", "")), 40),
+        state=state_text(str(record.get("state", ""))),
         when=when,
     )
 
@@ -49,6 +55,8 @@ class SessionsPanel(QWidget):
 
     start_requested = Signal(str, str)  # ticket, ticket link (may be "")
     refresh_requested = Signal()
+    #: A session's record was clicked: the window shows its tab or says why it cannot.
+    session_chosen = Signal(dict)
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,6 +84,8 @@ class SessionsPanel(QWidget):
         self.refresh_button.clicked.connect(self.refresh_requested.emit)
         self.start_button.clicked.connect(self._start)
         self.ticket_field.returnPressed.connect(self._start)
+        self.list.itemClicked.connect(self._chosen)
+        self.list.itemActivated.connect(self._chosen)
 
     def _start(self) -> None:
         ticket = self.ticket_field.text().strip()
@@ -85,12 +95,17 @@ class SessionsPanel(QWidget):
             return
         self.start_requested.emit(ticket, self.ticket_url_field.text().strip())
 
+    def _chosen(self, item: QListWidgetItem) -> None:
+        row_index = self.list.row(item)
+        if 0 <= row_index < len(self.records):
+            self.session_chosen.emit(dict(self.records[row_index]))
+
     def show_sessions(self, records: list[dict[str, Any]]) -> None:
         self.records = list(records)
         self.list.clear()
         for record in self.records:
             self.list.addItem(session_row(record))
-        self.count_label.setText(tr("sessions.count", count=len(self.records)))
+        self.count_label.setText(tr_count("sessions.count", len(self.records)))
 
     def rows(self) -> list[str]:
         return [self.list.item(i).text() for i in range(self.list.count())]

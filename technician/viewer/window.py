@@ -34,10 +34,12 @@ from PySide6.QtWidgets import (
 from protocol.safe_text import safe_text
 
 from ..credentials import TechnicianCredentials
+from .devices_panel import DevicesPanel
 from .i18n import tr
+from .queue_panel import QueuePanel
 from .screen_view import plain_label
-from .session_tab import Knowledge, SessionTab
-from .sessions_panel import SessionsPanel
+from .session_tab import Knowledge, Opening, SessionTab
+from .sessions_panel import SessionsPanel, state_text
 from .signin import (
     SignIn,
     check_sign_in,
@@ -109,6 +111,13 @@ class ViewerWindow(QMainWindow):
         self.status_label.setWordWrap(True)
         self.sessions_panel = SessionsPanel()
         self.sessions_panel.ticket_field.setText(ticket)
+        self.queue_panel = QueuePanel()
+        self.devices_panel = DevicesPanel()
+        # The session list: my sessions, the queue, the devices.
+        self.side = QTabWidget()
+        self.side.addTab(self.sessions_panel, tr("side.sessions"))
+        self.side.addTab(self.queue_panel, tr("side.queue"))
+        self.side.addTab(self.devices_panel, tr("side.devices"))
         self.tabs = QTabWidget()
         self.tabs.setTabsClosable(True)
         self.tabs.setDocumentMode(True)
@@ -119,7 +128,7 @@ class ViewerWindow(QMainWindow):
         bar.addWidget(self.sign_in_button)
         bar.addWidget(self.sign_out_button)
         splitter = QSplitter()
-        splitter.addWidget(self.sessions_panel)
+        splitter.addWidget(self.side)
         splitter.addWidget(self.tabs)
         splitter.setStretchFactor(1, 4)
         layout = QVBoxLayout()
@@ -135,6 +144,9 @@ class ViewerWindow(QMainWindow):
         self.sign_out_button.clicked.connect(self._sign_out)
         self.sessions_panel.start_requested.connect(self.start_session)
         self.sessions_panel.refresh_requested.connect(self.refresh_sessions)
+        self.sessions_panel.session_chosen.connect(self.go_to_session)
+        self.queue_panel.accept_requested.connect(self.take_request)
+        self.devices_panel.connect_requested.connect(self.connect_device)
         self.tabs.tabCloseRequested.connect(self._close_tab)
         self._calls.signed_in.connect(self._signed_in)
         self._calls.refused.connect(self.show_status)
@@ -172,16 +184,52 @@ class ViewerWindow(QMainWindow):
 
     def start_session(self, ticket: str, ticket_url: str = "") -> SessionTab | None:
         """Open a tab with a new session for ``ticket`` (signed in only)."""
+        return self._open_tab(Opening(ticket, ticket_url))
+
+    def take_request(self, request_id: str, _title: str = "") -> SessionTab | None:
+        """Open a tab that takes help request ``request_id`` (no code: the certificate)."""
+        return self._open_tab(Opening(request_id=request_id))
+
+    def connect_device(self, device_id: str, ticket: str) -> SessionTab | None:
+        """Open a tab with an unattended session on enrolled ``device_id`` for ``ticket``."""
+        return self._open_tab(Opening(ticket, device_id=device_id))
+
+    def go_to_session(self, record: dict[str, Any]) -> None:
+        """My sessions' row was chosen: show its tab, or say why it cannot be opened."""
+        session_id = str(record.get("session_id", ""))
+        for tab in self.session_tabs():
+            if session_id and tab.worker.session_id == session_id:
+                self.tabs.setCurrentWidget(tab)
+                self.show_status(tr("sessions.open_here"))
+                return
+        ticket = safe_text(str(record.get("ticket_id", "")), 80)
+        state = str(record.get("state", ""))
+        if state in ("ended", "expired", "failed"):
+            self.show_status(tr("sessions.cannot_open", ticket=ticket, state=state_text(state)))
+        else:
+            self.show_status(tr("sessions.elsewhere", ticket=ticket))
+
+    def _open_tab(self, opening: Opening) -> SessionTab | None:
         if self.sign_in is None:
             self.show_status(tr("sessions.need_signin"))
             return None
-        tab = SessionTab(self.sign_in, ticket, self.technician_name, ticket_url, self.knowledge)
+        tab = SessionTab(
+            self.sign_in,
+            opening.ticket,
+            self.technician_name,
+            opening.ticket_url,
+            self.knowledge,
+            opening,
+        )
         index = self.tabs.addTab(tab, tab.title)
         tab.title_changed.connect(lambda title, tab=tab: self._retitle(tab, title))
         # My sessions follows each session's state (waiting, paired, ended).
         tab.worker.code_ready.connect(lambda _code: self.refresh_sessions())
         tab.worker.paired.connect(lambda _sas: self.refresh_sessions())
         tab.worker.finished.connect(lambda _finished: self.refresh_sessions())
+        if opening.request_id:  # the queue changed: the request is taken (or refused)
+            tab.worker.paired.connect(lambda _sas: self.queue_panel.refresh())
+            tab.worker.refused.connect(lambda _text: self.queue_panel.refresh())
         self.tabs.setCurrentIndex(index)
         return tab
 
@@ -209,6 +257,8 @@ class ViewerWindow(QMainWindow):
         self.sessions_panel.show_sessions(sessions)
         if not first:
             return
+        self.queue_panel.set_sign_in(sign_in)
+        self.devices_panel.set_sign_in(sign_in)
         relay = safe_text(sign_in.relay, 200)
         if getattr(self, "_remembered", False):
             self.show_status(self._recall_identity(sign_in.relay))
@@ -245,6 +295,8 @@ class ViewerWindow(QMainWindow):
         forget()
         self.sign_in = None
         self.sessions_panel.show_sessions([])
+        self.queue_panel.set_sign_in(None)
+        self.devices_panel.set_sign_in(None)
         self.show_status(tr("signin.signed_out"))
 
     def _retitle(self, tab: SessionTab, title: str) -> None:
@@ -267,6 +319,8 @@ class ViewerWindow(QMainWindow):
             tab.deleteLater()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self.queue_panel.set_sign_in(None)
+        self.devices_panel.set_sign_in(None)
         for tab in self.session_tabs():
             tab.shutdown()
         super().closeEvent(event)

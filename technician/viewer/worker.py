@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,24 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from link.errors import LinkError
+from link.errors import LinkError, SessionLost
 from protocol import input as input_protocol
 from protocol.code import SessionCode
 from protocol.messages import ReplyStatus
 from protocol.streams import PART_SUFFIX
 
-from ..client import ConsentEvent, RelayAPI, TechnicianSession, send_summary
+from ..client import (
+    ConsentEvent,
+    OpenedSession,
+    RelayAPI,
+    TechnicianSession,
+    connect_device,
+    send_summary,
+    take_help_request,
+    transfer_request,
+)
 from ..credentials import TechnicianCredentials
-from ..errors import StreamRefused
+from ..errors import RelayApiError, StreamRefused
 from ..fix_commands import note_findings, run_fix, run_triage
 from ..fixlib import FixLibrary, FixLibraryError
 from ..outcomes import OutcomeStore
@@ -45,15 +54,15 @@ from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigu
 from ..ssh_commands import Refused, SSHAccess, get_file, put_file, session_access
 from ..summary import build_summary
 from ..triage import RuleError
-from .i18n import tr
+from .i18n import mode_text, relay_sentence, result_sentence, tr, tr_count
 
 
 async def why_refused(access: SSHAccess, capability: str, exc: Exception) -> str:
     """The sentence for an SSH-side failure: the refusal, or the customer stopping it."""
     if isinstance(exc, Refused):
-        return exc.result.message
+        return result_sentence(exc.result.message)
     refusal = await access.refusal_after_close(capability)
-    return refusal.message if refusal else str(exc)
+    return result_sentence(refusal.message) if refusal else str(exc)
 
 
 class SessionWorker(QObject):
@@ -89,6 +98,9 @@ class SessionWorker(QObject):
     frame_ready = Signal()  # a new picture is waiting in take_picture()
     cursor_changed = Signal()
     ended = Signal(str)
+    #: A session that could not open (a request someone else took, a device that
+    #: refused): the sentence to show; the tab has nothing more to do.
+    refused = Signal(str)
 
     def __init__(
         self,
@@ -115,6 +127,7 @@ class SessionWorker(QObject):
         self._technician = "Technician"
         self._ticket = ""
         self._ticket_url = ""
+        self._request_id = ""  # the help request this tab took, if it did
         self._finished_sent = False
         #: Held while the shown picture is written (here) or painted (by the GUI).
         self.picture_lock = threading.Lock()
@@ -133,6 +146,21 @@ class SessionWorker(QObject):
         self, relay: str, token: str, ticket: str, name: str = "", ticket_url: str = ""
     ) -> None:
         self._submit(self._start_session(relay, token, ticket, name, ticket_url))
+
+    def take_request(self, relay: str, token: str, request_id: str) -> None:
+        """Accept help request ``request_id`` and pair with its customer, no code (the
+        same as ``puente-tech queue accept``)."""
+        self._submit(self._take_request(relay, token, request_id))
+
+    def connect_device(self, relay: str, token: str, device_id: str, ticket: str) -> None:
+        """Ask enrolled ``device_id`` for an unattended session for ``ticket`` (the same
+        as ``puente-tech connect DEVICE --ticket T``)."""
+        self._submit(self._connect_device(relay, token, device_id, ticket))
+
+    def hand_on(self, to: str, note: str) -> None:
+        """Hand this tab's help request on to technician or queue ``to`` with ``note``
+        (the console's ``transfer``); the session ends when the relay accepts."""
+        self._submit(self._hand_on(to, note))
 
     def send_chat(self, text: str) -> None:
         self._submit(self._send_chat(text))
@@ -244,6 +272,16 @@ class SessionWorker(QObject):
         return picture, damage
 
     @property
+    def session_id(self) -> str:
+        """The relay's id of this tab's session ("" until the relay made one)."""
+        return self._session_id
+
+    @property
+    def ticket(self) -> str:
+        """The session's ticket ("" until known: a help request's comes with it)."""
+        return self._ticket
+
+    @property
     def figures(self) -> StreamFigures | None:
         return self.screen.figures if self.screen is not None else None
 
@@ -268,7 +306,7 @@ class SessionWorker(QObject):
             try:
                 await coro
             except LinkError as exc:
-                self.notice.emit(str(exc))
+                self.notice.emit(relay_sentence(exc))
             except Exception as exc:  # shown, never fatal for the viewer
                 self.notice.emit(tr("notice.went_wrong", problem=str(exc)))
 
@@ -302,6 +340,90 @@ class SessionWorker(QObject):
             wait_timeout=600,
             credentials=self._credentials,
         )
+        self._attach(session)
+
+    async def _take_request(self, relay: str, token: str, request_id: str) -> None:
+        self._request_id = request_id
+
+        def accepted(request: dict[str, Any], session_id: str) -> None:
+            self._session_id = session_id
+            self.notice.emit(tr("queue.accepted_waiting"))
+
+        await self._open_code_less(
+            relay,
+            token,
+            lambda api, credentials: take_help_request(
+                api, request_id, credentials, wait_timeout=120, on_accepted=accepted
+            ),
+            late=tr("queue.agent_late"),
+        )
+
+    async def _connect_device(self, relay: str, token: str, device_id: str, ticket: str) -> None:
+        def asked(terms: dict[str, Any], session_id: str) -> None:
+            self._session_id = session_id
+            self.notice.emit(tr("devices.asked", mode=mode_text(str(terms.get("mode", "")))))
+
+        await self._open_code_less(
+            relay,
+            token,
+            lambda api, credentials: connect_device(
+                api, device_id, ticket, credentials, wait_timeout=60, on_asked=asked
+            ),
+            late=tr("devices.no_pairing"),
+        )
+
+    async def _hand_on(self, to: str, note: str) -> None:
+        session = self._need_session()
+        if session is None or self._api is None or not self._request_id:
+            return
+        try:
+            await transfer_request(self._api, session, self._request_id, to, note)
+        except RelayApiError as exc:
+            self.notice.emit(tr("transfer.refused", reason=relay_sentence(exc)))
+            return
+        self.session = None  # the relay ends it; the customer waits for the next one
+        self.notice.emit(tr("transfer.done", to=to))
+        with contextlib.suppress(LinkError):
+            await session.link.wait_closed()
+        await session.drained()
+        await self._send_summary(session)
+
+    async def _open_code_less(
+        self,
+        relay: str,
+        token: str,
+        open_session: Callable[[RelayAPI, TechnicianCredentials], Awaitable[OpenedSession]],
+        late: str,
+    ) -> None:
+        """Open a session without a code (the client library's ``open_session``), or say
+        why it did not open: ``late`` when the other side did not pair in time."""
+        if self._credentials is None:
+            self.refused.emit(tr("queue.need_certificate"))
+            return
+        self._api = RelayAPI(relay, token)
+        try:
+            opened = await open_session(self._api, self._credentials)
+        except TimeoutError:
+            self.refused.emit(late)
+            return
+        except RelayApiError as exc:
+            self.refused.emit(relay_sentence(exc))
+            return
+        except SessionLost as exc:
+            self.refused.emit(tr("tab.refused", reason=str(exc)))
+            return
+        self._opened(opened)
+
+    def _opened(self, opened: OpenedSession) -> None:
+        created = opened.created
+        self._session_id = str(created["session_id"])
+        self._technician = str(created.get("technician") or "Technician")
+        self._ticket = str(created.get("ticket_id") or "")
+        self.code_ready.emit("")  # no code: nobody reads one aloud
+        self._attach(opened.session)
+
+    def _attach(self, session: TechnicianSession) -> None:
+        """The paired session is this tab's: its events reach the panels from now on."""
         self.session = session
         session.on_consent = self._consent
         session.on_chat = self.chat_received.emit
@@ -379,7 +501,7 @@ class SessionWorker(QObject):
             self._shell = None
         refusal = await access.refusal_after_close("shell")
         if refusal is not None:
-            self.shell_closed.emit(tr("terminal.refused", reason=refusal.message))
+            self.shell_closed.emit(tr("terminal.refused", reason=result_sentence(refusal.message)))
         else:
             self.shell_closed.emit(tr("terminal.ended", status=process.exit_status))
 
@@ -408,7 +530,7 @@ class SessionWorker(QObject):
             self.clipboard_text.emit(str(reply.result.get("text", "")))
         else:
             count = int(reply.result.get("characters", 0))
-            self.clipboard_note.emit(tr("tools.clipboard_sent", count=count))
+            self.clipboard_note.emit(tr_count("tools.clipboard_sent", count))
 
     async def _list_files(self) -> None:
         session = self._need_session()
@@ -463,7 +585,7 @@ class SessionWorker(QObject):
         finally:
             self._transfers.pop(transfer_id, None)
         data = result.data or {}
-        message = result.message
+        message = result_sentence(result.message)
         part = Path(str(local) + PART_SUFFIX)
         if result.status != "ok" and direction == "down" and part.exists():
             # Nothing half-written is left without saying so.
@@ -582,7 +704,7 @@ class SessionWorker(QObject):
             self.fix_line.emit(f"{phase}{stream}| {line}")
 
         done = await run_fix(session, fix_id, action, params, library, on_line)
-        self.fix_done.emit(done.result.status, done.result.message)
+        self.fix_done.emit(done.result.status, result_sentence(done.result.message))
 
     def _need_session(self) -> TechnicianSession | None:
         if self.session is None:

@@ -156,3 +156,25 @@ def test_a_book_made_before_failure_actions_gains_the_note_column(tmp_path: Path
     assert book.note("laptop-7", "disk-system", "noted") is True
     assert book.pending()[-1].note == "noted"
     book.close()
+
+
+def test_open_alerts_in_full_for_technicians(tmp_path: Path) -> None:
+    """What ``GET /api/devices`` lists of each open alert: check, severity, since when
+    (the opening action), and the ticket once the help desk made one."""
+    path = tmp_path / "relay.db"
+    book = AlertBook(path)
+    for minute in range(3):
+        book.observe(result("failing", minute * 60.0))
+    (opened,) = book.pending()
+    assert book.open_alert_details() == {
+        "laptop-7": [
+            {"check": "disk-system", "severity": "critical", "since": opened.at, "ticket": None}
+        ]
+    }
+    with sqlite3.connect(path) as db:  # what a delivery records
+        db.execute("INSERT INTO alert_tickets VALUES (?, ?)", (opened.alert_id, "42"))
+    [alert] = book.open_alert_details()["laptop-7"]
+    assert alert["ticket"] == "42"
+    book.observe(result("ok", 300))  # recovered: no longer open
+    assert book.open_alert_details() == {}
+    book.close()

@@ -140,6 +140,8 @@ def test_a_waiting_request_survives_a_relay_restart(tmp_path: Path) -> None:
         listing = await http_request(relay, "GET", "/api/queue", token=filed["Bo"])
         [item] = listing.json()["requests"]
         assert item["request_id"] == filed["request_id"] and item["offered_to_you"]
+        # Its place as its customer sees it (the viewer's Queue shows both).
+        assert (item["position"], item["estimated_wait_seconds"]) == (1, 0)
 
     run_with_relay(tmp_path, before)
     run_with_relay(tmp_path, after)  # a new relay process's state: only the store is kept

@@ -6,11 +6,13 @@ test chose); :func:`open_tab` starts a session for a ticket and waits for its co
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pytestqt.qtbot import QtBot
 
-from technician.viewer.session_tab import SessionTab
+from technician.credentials import load_credentials
+from technician.viewer.session_tab import Knowledge, SessionTab
 from technician.viewer.window import ViewerWindow
 from tests.support.relay import RelayProcess
 from tests.support.timeouts import scaled
@@ -23,8 +25,21 @@ def wait_ms(seconds: float) -> int:
 
 def signed_in_window(qtbot: QtBot, relay: RelayProcess, **options: Any) -> ViewerWindow:
     """A shown viewer window, signed in as a new technician of ``relay``."""
-    token = relay.add_technician("Ana Technician")
-    window = ViewerWindow(relay.ws_url, token, **options)
+    return window_for(qtbot, relay.ws_url, relay.add_technician("Ana Technician"), **options)
+
+
+def window_for(
+    qtbot: QtBot,
+    relay_url: str,
+    token: str,
+    certificate: tuple[Path, Path] | None = None,
+    **options: Any,
+) -> ViewerWindow:
+    """A shown viewer window signed in with ``token``, as the technician whose
+    ``(certificate, key)`` files are given (code-less sessions need them)."""
+    if certificate is not None:
+        options["knowledge"] = Knowledge(credentials=load_credentials(*certificate))
+    window = ViewerWindow(relay_url, token, **options)
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: window.sign_in is not None, timeout=wait_ms(20))

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
 from technician.screen_stream import psnr
-from technician.viewer.i18n import tr
+from technician.viewer.i18n import tr, tr_count
 from tests.support.customer import ScriptedCustomer
 from tests.support.relay import RelayProcess
 from tests.support.screen_fixtures import PICTURE_AT, PICTURE_SIZE, ScreenApp, known_picture
@@ -175,13 +175,13 @@ def test_a_whole_session_in_the_viewer(
         x_clipboard(os.environ["DISPLAY"], "their <i>text</i>")
         qtbot.mouseClick(tools.get_clipboard_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: clipboard.text() == "their <i>text</i>", timeout=wait_ms(30))
-        assert tools.clipboard_label.text() == tr(
-            "tools.clipboard_got", count=17, preview="their <i>text</i>"
+        assert tools.clipboard_label.text() == tr_count(
+            "tools.clipboard_got", 17, preview="their <i>text</i>"
         )
         clipboard.setText("my text for you")
         qtbot.mouseClick(tools.send_clipboard_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(
-            lambda: tools.clipboard_label.text() == tr("tools.clipboard_sent", count=15),
+            lambda: tools.clipboard_label.text() == tr_count("tools.clipboard_sent", 15),
             timeout=wait_ms(30),
         )
         assert x_clipboard(os.environ["DISPLAY"]) == "my text for you"
@@ -253,7 +253,8 @@ def test_a_whole_session_in_the_viewer(
         assert "\x1b" not in downloaded.name and "/" not in downloaded.name
         expected = hashlib.sha256((shared / hostile_name).read_bytes()).hexdigest()
         assert row.sha256 == expected == hashlib.sha256(downloaded.read_bytes()).hexdigest()
-        assert expected in row.result_label.text() and row.bar.value() == 1000
+        assert row.sha256_field.text() == expected and row.bar.value() == 1000
+        assert row.result_label.text() == tr("files.verified")
 
         upload = tmp_path / "fix-notes.txt"
         upload.write_bytes(os.urandom(1_500_000))
