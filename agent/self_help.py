@@ -80,7 +80,7 @@ class Offer:
 
     @property
     def record(self) -> str:
-        """"solved 7 of 9 past cases", or that there are none yet, in the customer's
+        """ "solved 7 of 9 past cases", or that there are none yet, in the customer's
         language."""
         if not self.runs:
             return t("selfhelp.no_record")
