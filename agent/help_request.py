@@ -1,6 +1,8 @@
-"""Asking for help without a code: the customer files a help request, waits in the
-queue with a live position and estimate, then joins the session the relay names
-when a technician accepts (``puente-agent --request TEXT [--category C]``).
+"""Asking for help without a code: the customer files a help request, is offered
+self-help first (:mod:`agent.self_help`: the organisation's verified fixes for what
+triage finds here), waits in the queue with a live position and estimate, then joins
+the session the relay names when a technician accepts (``puente-agent --request TEXT
+[--category C]``).
 
 Only an agent that pins an organisation key may do this (the category list is
 checked against that key). The wait is a long-poll: the relay holds each ``GET``
@@ -246,6 +248,38 @@ async def request_help(
     shown: tuple[Any, ...] | None = None
     ui: ConsoleUI | None = None
     try:
+        # Self-help first (agent.self_help): the request keeps its place meanwhile, and
+        # closing the agent now withdraws it as it does while waiting.
+        from agent.self_help import ConsolePrompter, run_self_help
+
+        helping = asyncio.ensure_future(
+            run_self_help(
+                base,
+                request_id,
+                token,
+                trust,
+                ConsolePrompter(ask),
+                ssl_context=ssl_context,
+                log_dir=log_dir,
+            )
+        )
+        left = asyncio.ensure_future(leaving.wait())
+        await asyncio.wait([helping, left], return_when=asyncio.FIRST_COMPLETED)
+        left.cancel()
+        if not helping.done():
+            helping.cancel()
+            with contextlib.suppress(BaseException):
+                await helping
+            await follower.withdraw()
+            print(t("request.withdrawn"), flush=True)
+            return 0
+        try:
+            solved = helping.result()
+        except Exception as exc:  # a bug in self-help must not lose the request
+            print(t("selfhelp.unavailable", detail=safe_text(str(exc), 300)), flush=True)
+            solved = False
+        if solved:
+            return 0  # solved by self-help: the request is closed
         while True:
             if view.get("state") in ("withdrawn", "solved"):
                 print(t("request.closed"), flush=True)
