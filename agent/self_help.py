@@ -63,7 +63,7 @@ from agent.help_request import HelpRequestError, _call, _in_daemon_thread
 from agent.i18n import CATALOG, t
 from agent.trust import AgentTrust
 from protocol.errors import TrustError
-from protocol.fixbundle import read_bundle, version_key
+from protocol.fixbundle import read_bundle, verify_bundle, version_key
 from protocol.past_cases import parse_history
 from protocol.rulebook import verify_rule_book
 from protocol.safe_text import safe_text
@@ -210,19 +210,21 @@ async def find_offers(
     if published.rule_book is not None:
         try:
             assert trust.organisation_key is not None
-            rules += verify_rule_book(published.rule_book, trust.organisation_key).rules()
+            rules = rules + verify_rule_book(published.rule_book, trust.organisation_key).rules()
         except TrustError as exc:
             audit.write(f"Self-help: the organisation's rule book was not used: {exc}")
             notify(t("selfhelp.rules_refused"))
     findings = rank(triage(diagnostics, rules), published.history)
+    assert trust.organisation_key is not None
     verified: dict[str, bytes] = {}
     for data in published.bundles:
+        # Which fix each bundle is, by its signed manifest (never the relay's label);
+        # prepare() below checks everything again, with the values, before an offer.
         try:
-            checked = await fixes.prepare(RequestContext("run", {"bundle": data}, trust))
-        except RequestRefused as exc:
+            fix = verify_bundle(data, trust.organisation_key, trust.now(), trust.platform)
+        except TrustError as exc:
             audit.write(f"Self-help: a fix from the relay was not offered: {exc}")
             continue
-        fix = checked.state.fix
         kept = verified.get(fix.manifest.id)
         if kept is None or _newer(fix.manifest.version, kept):
             verified[fix.manifest.id] = data
