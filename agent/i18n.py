@@ -614,6 +614,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Values chosen by the technician:",
         "es": "Valores elegidos por el técnico:",
     },
+    "fix.values_self_help": {
+        "en": "Values found on this computer:",
+        "es": "Valores encontrados en este equipo:",
+    },
     "fix.risk": {
         "en": "Risk: {risk}. Needs administrator rights: {admin}. Stopped automatically after {timeout} seconds.",
         "es": "Riesgo: {risk}. Necesita permisos de administrador: {admin}. Se detiene automáticamente tras {timeout} segundos.",

@@ -251,7 +251,7 @@ def _newer(version: str, kept: bytes) -> bool:
 
 
 def _offer(finding: Finding, solved: int, runs: int, prepared: PreparedRequest) -> Offer:
-    request: FixRequest = prepared.state
+    request: FixRequest = dataclasses.replace(prepared.state, self_help=True)
     manifest = request.fix.manifest
     return Offer(
         fix_id=manifest.id,
@@ -371,7 +371,7 @@ async def _undo(
 ) -> None:
     """Offer the failed fix's undo script, with the same per-run consent."""
     request = offer.request
-    undo = FixRequest(request.fix, "undo", request.values, request.interpreter)
+    undo = dataclasses.replace(request, action="undo")
     try:
         await once("undo", undo, fixes.consent_prompt(undo, "undo"))
     except ConsentDeclined:
@@ -558,7 +558,8 @@ class ConsolePrompter:
         from agent.ui import YES, consent_lines, document_lines
 
         view = _view(fixes.fixes_capability(), prompt)
-        for line in consent_lines(view, prompt.detail):
+        heading = t("selfhelp.you_chose", title=safe_text(prompt.title, 200))
+        for line in consent_lines(view, prompt.detail, heading):
             self._line(line)
         documents = dict(prompt.documents)
         title = safe_text(prompt.title, 200)

@@ -66,6 +66,10 @@ SELF_HELP_WORDS: dict[str, dict[str, str]] = {
         "en": "Please type a number from 1 to {last}, or just press Enter to wait.",
         "es": "Escriba un número del 1 al {last}, o pulse Intro para esperar.",
     },
+    "selfhelp.you_chose": {
+        "en": "You chose to run: {title}",
+        "es": "Ha elegido ejecutar: {title}",
+    },
     "selfhelp.not_run": {
         "en": "{title} was not run.",
         "es": "{title} no se ejecutó.",

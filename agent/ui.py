@@ -103,13 +103,14 @@ def unattended_lines(question: UnattendedQuestion) -> list[str]:
     return lines
 
 
-def consent_lines(capability: ConsentSubject, detail: str) -> list[str]:
-    """A consent question as console lines, outside text made inert: what is asked,
-    its description and detail, and the documents the customer may read first (the
-    console's and self-help's console prompter show the same)."""
+def consent_lines(capability: ConsentSubject, detail: str, heading: str | None = None) -> list[str]:
+    """A consent question as console lines, outside text made inert: what is asked
+    (``heading``, by default "The technician asks for ..."), its description and
+    detail, and the documents the customer may read first (the console's and
+    self-help's console prompter show the same)."""
     documents = dict(getattr(capability, "documents", ()) or ())
     title = safe_text(current().capability_title(capability), 200)
-    lines = ["", t("consent.asks", title=title)]
+    lines = ["", heading or t("consent.asks", title=title)]
     for line in current().capability_description(capability).splitlines() or [""]:
         lines.append(f"  {safe_text(line)}")
     lines += [f"  {safe_text(line)}" for line in detail.splitlines()]

@@ -93,6 +93,8 @@ class FixRequest:
     action: str
     values: dict[str, str]
     interpreter: list[str]
+    #: The customer chose it themselves (self-help), rather than a technician asking.
+    self_help: bool = False
 
 
 # Checks before anyone is asked ----------------------------------------------------------
@@ -211,7 +213,7 @@ def consent_prompt(request: FixRequest, action: str, after_preview: bool = False
         ),
     ]
     if request.values:
-        lines.append(t("fix.values"))
+        lines.append(t("fix.values_self_help" if request.self_help else "fix.values"))
         described = {p.name: p.description for p in manifest.parameters}
         for name, value in request.values.items():
             lines.append(f"  {name} = {safe_text(value)}   ({described[name]})")
