@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import ssl
 import sys
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from agent.help_http import HelpRequestError as HelpRequestError
+from agent.help_http import call as _call
+from agent.help_http import in_daemon_thread as _in_daemon_thread
 from agent.i18n import current, t
 from agent.settings import BakedSettings
 from link.relay_address import http_url
@@ -37,79 +36,12 @@ from protocol.categories import CategoryList, verify_category_list
 from protocol.errors import TrustError
 from protocol.safe_text import safe_text
 
-T = TypeVar("T")
-
 #: Seconds a long-poll may take before the agent gives up on that one answer.
 POLL_TIMEOUT = 40.0
 #: Longest diagnostics summary sent with a request (the relay's limit).
 MAX_DIGEST = 2000
 #: The relay answers stopped coming: seconds between tries.
 RETRY_SECONDS = 3.0
-
-
-class HelpRequestError(Exception):
-    """Filing or following the request failed; the message is for the customer."""
-
-
-def _call(
-    base: str,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None,
-    token: str | None,
-    ssl_context: ssl.SSLContext | None,
-    timeout: float = 20.0,
-) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=ssl_context) as answer:
-            raw = answer.read()
-            return int(answer.status), (
-                raw if path.startswith("/help/categories/") else json.loads(raw)
-            )
-    except urllib.error.HTTPError as exc:
-        with exc:
-            try:
-                detail = json.loads(exc.read())
-            except ValueError:
-                detail = {}
-        return int(exc.code), detail
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise HelpRequestError(
-            t("request.unreachable", detail=getattr(exc, "reason", exc))
-        ) from None
-
-
-async def _in_daemon_thread(function: Callable[[], T]) -> T:
-    """Run a blocking call in a daemon thread: a long-poll in flight must never keep
-    the agent from exiting when the customer closes it."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def work() -> None:
-        try:
-            result = function()
-        except BaseException as exc:  # handed to the waiting coroutine
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=work, name="puente-help-request", daemon=True).start()
-    return await future
 
 
 def load_categories(

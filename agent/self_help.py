@@ -59,7 +59,7 @@ from agent.capabilities.base import (
 from agent.capabilities.fixes import FixRequest
 from agent.consent import ConsentGate, ConsentSubject, TrustedPath
 from agent.errors import AgentError, ConsentDeclined, RequestRefused
-from agent.help_request import HelpRequestError, _call, _in_daemon_thread
+from agent.help_http import HelpRequestError, call, in_daemon_thread
 from agent.i18n import CATALOG, t
 from agent.trust import AgentTrust
 from protocol.errors import TrustError
@@ -414,8 +414,8 @@ async def run_self_help(
     """
     path = f"/help/requests/{request_id}"
     try:
-        status, answer = await _in_daemon_thread(
-            lambda: _call(base, "GET", path + "/self-help", None, token, ssl_context)
+        status, answer = await in_daemon_thread(
+            lambda: call(base, "GET", path + "/self-help", None, token, ssl_context)
         )
     except HelpRequestError:
         prompter.progress(t("selfhelp.unreachable"))
@@ -434,7 +434,7 @@ async def run_self_help(
             from agent.capabilities.diagnostics.collection import collect as collect_here
 
             collect = collect_here
-        diagnostics = await _in_daemon_thread(collect)
+        diagnostics = await in_daemon_thread(collect)
         offers = await find_offers(published, diagnostics, trust, audit, prompter.progress)
         audit.write(
             "Self-help found: "
@@ -491,8 +491,8 @@ async def _report(
         "fixed": fixed,
     }
     try:
-        status, answer = await _in_daemon_thread(
-            lambda: _call(base, "POST", path + "/outcomes", body, token, ssl_context)
+        status, answer = await in_daemon_thread(
+            lambda: call(base, "POST", path + "/outcomes", body, token, ssl_context)
         )
     except HelpRequestError:
         prompter.progress(t("selfhelp.not_reported"))
@@ -523,7 +523,7 @@ class ConsolePrompter:
 
     async def _answer(self) -> str | None:
         try:
-            return await _in_daemon_thread(lambda: self._ask(""))
+            return await in_daemon_thread(lambda: self._ask(""))
         except EOFError:
             return None
 
