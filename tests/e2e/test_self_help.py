@@ -117,7 +117,7 @@ problem = "disk-nearly-full"
 title = "A disk is nearly full"
 severity = "high"
 for_each = "disks"
-when = {{ path = "mountpoint", op = "matches", value = "full-disk$" }}
+when = {{ path = "mountpoint", op = "==", value = "{{disk}}" }}
 evidence = "{{mountpoint}} is {{percent|percent}} full"
 advice = "Free space."
 fixes = [
@@ -210,7 +210,7 @@ def sign(org: Organisation, files: dict[str, str], out: Path) -> Path:
     return out
 
 
-def set_up(relay: RelayProcess, org: Organisation, tmp_path: Path) -> str:
+def set_up(relay: RelayProcess, org: Organisation, tmp_path: Path, disk: Path) -> str:
     """The organisation's categories, fixes, rule book and past cases at the relay, a
     compromised relay's extra bundles, and a technician who stays away; their token."""
     listing = tmp_path / "categories.json"
@@ -221,7 +221,8 @@ def set_up(relay: RelayProcess, org: Organisation, tmp_path: Path) -> str:
     bundles = [sign(org, fix, tmp_path / f"{name}.puentefix")
                for name, fix in (("clear", CLEAR), ("trash", TRASH), ("broken", BROKEN))]  # fmt: skip
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES)
+    # This test's disk only: tests running at the same time mount theirs too.
+    rules.write_text(RULES.replace("{disk}", json.dumps(str(disk))[1:-1]))
     book = tmp_path / "rules.signed"
     done = tech_cli("org", "rules", str(rules), "--org-key", str(org.key), "--out", str(book))
     assert done.returncode == 0, done.stderr
@@ -310,7 +311,7 @@ def test_the_signed_fix_ranked_by_past_cases_fixes_it_and_closes_the_ticket(
         env={"PUENTE_RT_PASSWORD": rt.password},
     )  # fmt: skip
     try:
-        token = set_up(relay, org, tmp_path)
+        token = set_up(relay, org, tmp_path, full_disk)
         agent = customer(
             relay,
             org,
@@ -394,7 +395,7 @@ def test_a_failed_fix_is_undone_and_still_broken_keeps_the_place(
 ) -> None:
     relay = start_relay(tmp_path / "relay")
     try:
-        token = set_up(relay, org, tmp_path)
+        token = set_up(relay, org, tmp_path, full_disk)
         agent = customer(
             relay,
             org,
