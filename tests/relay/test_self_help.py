@@ -23,8 +23,11 @@ from relay.self_help import figures_json, publish_bundle, publish_rules
 from relay.self_help_sql import FixOutcome
 from relay.server import RelayServer
 from relay.sqlite_store import SQLiteStore
+from relay.store import RelayStore
 from relay.testing import add_technician, create_session, http_request
+from tests.relay.test_postgres import database_url, store  # noqa: F401  (fixtures)
 from tests.relay.test_rest import run_with_relay
+from tests.support.services import postgres_server  # noqa: F401  (fixture)
 
 ORG = OrganisationSecret("Example Org", Ed25519PrivateKey.generate())
 OTHER = OrganisationSecret("Other Org", Ed25519PrivateKey.generate())
@@ -87,50 +90,50 @@ def outcome(problem: str, fix: str, solved: bool, **kw: str) -> FixOutcome:
 def test_publishing_keeps_signed_fixes_and_refuses_what_agents_would_refuse(
     tmp_path: Path,
 ) -> None:
-    store = SQLiteStore(tmp_path)
+    db = SQLiteStore(tmp_path)
     now = time.time()
-    kept = publish_bundle(store, bundle(), now)
+    kept = publish_bundle(db, bundle(), now)
     assert (kept.fix_id, kept.version, kept.platforms) == ("disk-cleanup", "1.0.0", ("linux",))
     # A newer version replaces it; going back is refused.
-    publish_bundle(store, bundle(version="1.1.0"), now)
-    assert [f.version for f in store.published_fixes(ORG.key_id)] == ["1.1.0"]
+    publish_bundle(db, bundle(version="1.1.0"), now)
+    assert [f.version for f in db.published_fixes(ORG.key_id)] == ["1.1.0"]
     with pytest.raises(ConfigError, match="already offers disk-cleanup 1.1.0"):
-        publish_bundle(store, bundle(version="1.0.5"), now)
+        publish_bundle(db, bundle(version="1.0.5"), now)
     with pytest.raises(ConfigError, match="not signed.*puente-tech fix sign"):
-        publish_bundle(store, bundle(signer=None), now)
+        publish_bundle(db, bundle(signer=None), now)
     with pytest.raises(ConfigError, match="expired"):
-        publish_bundle(store, bundle(expires_in=-10), now)
+        publish_bundle(db, bundle(expires_in=-10), now)
     with pytest.raises(ConfigError, match="not a fix bundle"):
-        publish_bundle(store, b"{}", now)
+        publish_bundle(db, b"{}", now)
     # Once the organisation's key is known (its category list), an altered bundle is
     # refused at once rather than only by every agent.
-    store.set_categories(
+    db.set_categories(
         ORG.key_id, issue_category_list(ORG, 1, 0, [Category("storage", "Storage")]).decode(), now
     )
     document = json.loads(bundle(version="1.2.0"))
     document["script"] = base64.b64encode(b"rm -rf ~\n").decode()
     altered = json.dumps(document).encode()
     with pytest.raises(ConfigError, match="agents would refuse this fix"):
-        publish_bundle(store, altered, now)
-    assert [f.version for f in store.published_fixes()] == ["1.1.0"]
+        publish_bundle(db, altered, now)
+    assert [f.version for f in db.published_fixes()] == ["1.1.0"]
 
 
 def test_rule_books_are_kept_by_number(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path)
-    publish_rules(store, issue_rule_book(ORG, 2, 0, RULES), 1.0)
-    assert store.rule_book(ORG.key_id)[0] == 2  # type: ignore[index]
+    db = SQLiteStore(tmp_path)
+    publish_rules(db, issue_rule_book(ORG, 2, 0, RULES), 1.0)
+    assert db.rule_book(ORG.key_id)[0] == 2  # type: ignore[index]
     with pytest.raises(ConfigError, match="number 2 .* newer than number 1"):
-        publish_rules(store, issue_rule_book(ORG, 1, 0, RULES), 2.0)
+        publish_rules(db, issue_rule_book(ORG, 1, 0, RULES), 2.0)
     with pytest.raises(ConfigError, match="not a signed rule book"):
-        publish_rules(store, bundle(), 3.0)
+        publish_rules(db, bundle(), 3.0)
 
 
-# The outcome store and its figures ------------------------------------------------------
+# The outcome db and its figures ------------------------------------------------------
 
 
 def test_figures_count_per_problem_fix_and_category_and_per_organisation(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path)
-    store.record_outcomes(
+    db = SQLiteStore(tmp_path)
+    db.record_outcomes(
         [
             outcome("disk-nearly-full", "disk-cleanup", True),
             outcome("disk-nearly-full", "disk-cleanup", True, category="other"),
@@ -149,7 +152,7 @@ def test_figures_count_per_problem_fix_and_category_and_per_organisation(tmp_pat
         ],
         now=1.0,
     )
-    mine = figures_json(store.outcome_figures(ORG.key_id))
+    mine = figures_json(db.outcome_figures(ORG.key_id))
     assert mine["problems"] == {
         "disk-nearly-full": {
             "disk-cleanup": {"solved": 2, "runs": 3},
@@ -160,12 +163,12 @@ def test_figures_count_per_problem_fix_and_category_and_per_organisation(tmp_pat
         "solved": 1,
         "runs": 2,
     }
-    everyone = figures_json(store.outcome_figures())
+    everyone = figures_json(db.outcome_figures())
     assert everyone["problems"]["disk-nearly-full"]["empty-trash"] == {"solved": 2, "runs": 2}
     # A later triage of the technician's session still finds the problem: not solved.
-    assert store.unsolve_outcomes("s1", "tech", ["disk-nearly-full"]) == 1
-    assert store.unsolve_outcomes("s1", "someone-else", ["disk-nearly-full"]) == 0
-    everyone = figures_json(store.outcome_figures())
+    assert db.unsolve_outcomes("s1", "tech", ["disk-nearly-full"]) == 1
+    assert db.unsolve_outcomes("s1", "someone-else", ["disk-nearly-full"]) == 0
+    everyone = figures_json(db.outcome_figures())
     assert everyone["problems"]["disk-nearly-full"]["empty-trash"] == {"solved": 1, "runs": 2}
 
 
@@ -360,3 +363,41 @@ def test_technicians_report_runs_of_their_own_sessions_and_read_the_figures(
         assert (await http_request(relay, "GET", "/api/outcomes")).status == 401
 
     run_with_relay(tmp_path, scenario)
+
+
+# The same in both stores: SQLite and a real PostgreSQL ----------------------------------
+
+
+def test_published_fixes_and_past_cases_in_both_stores(store: RelayStore) -> None:  # noqa: F811
+    now = time.time()
+    publish_bundle(store, bundle(), now)
+    publish_bundle(store, bundle(version="1.0.1"), now)  # replaces, same id and systems
+    publish_rules(store, issue_rule_book(ORG, 3, 0, RULES), now)
+    [kept] = store.published_fixes(ORG.key_id)
+    assert (kept.fix_id, kept.version, kept.platforms) == ("disk-cleanup", "1.0.1", ("linux",))
+    assert store.published_fixes(OTHER.key_id) == []
+    assert store.rule_book(ORG.key_id)[0] == 3  # type: ignore[index]
+    store.record_outcomes(
+        [
+            outcome("disk-nearly-full", "disk-cleanup", True),
+            outcome("disk-nearly-full", "disk-cleanup", False, session_id="r2", reporter="r2"),
+            outcome(
+                "disk-nearly-full",
+                "disk-cleanup",
+                True,
+                organisation_key=OTHER.key_id,
+                session_id="r3",
+                reporter="r3",
+            ),
+        ],
+        now,
+    )
+    assert store.count_outcomes("r1", "customer") == 1
+    assert store.outcome_figures(ORG.key_id) == [
+        ("disk-nearly-full", "storage", "disk-cleanup", 1, 2)
+    ]
+    assert store.outcome_figures() == [("disk-nearly-full", "storage", "disk-cleanup", 2, 3)]
+    assert store.unsolve_outcomes("r1", "r1", ["disk-nearly-full"]) == 1
+    assert store.outcome_figures(ORG.key_id)[0][3] == 0
+    assert store.withdraw_fix(ORG.key_id, "disk-cleanup") == 1
+    assert store.published_fixes() == []
