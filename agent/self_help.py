@@ -71,6 +71,9 @@ from protocol.triage import Finding, Rule, load_rules, rank, triage
 
 log = logging.getLogger("agent.self_help")
 
+#: Most bundles read from one answer of the relay (an organisation publishes a few).
+MAX_BUNDLES = 200
+
 
 # The customer's side ----------------------------------------------------------------------
 
@@ -123,7 +126,9 @@ class SelfHelpPrompter(Protocol):
     * Outside text (:class:`Offer` fields, ``ConsentPrompt`` texts, ``progress`` lines
       from a fix's output) is shown through ``protocol.safe_text.safe_text``.
 
-    The methods are called one at a time, from the agent's event loop.
+    The methods are called one at a time, from the agent's event loop. Optional, as
+    for :class:`agent.ui.CustomerUI`: ``attach_trusted_path(path)`` gets the consent
+    gate's :class:`agent.consent.TrustedPath` (a window names itself in it).
     """
 
     async def choose(self, offers: Sequence[Offer]) -> Offer | None:
@@ -170,7 +175,7 @@ def parse_published(answer: Any) -> Published:
     what is not well formed is left out (and would not verify anyway)."""
     bundles: list[bytes] = []
     entries = answer.get("fixes") if isinstance(answer, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
+    for entry in entries[:MAX_BUNDLES] if isinstance(entries, list) else []:
         encoded = entry.get("bundle") if isinstance(entry, dict) else None
         if isinstance(encoded, str) and len(encoded) <= 2 * fixes.MAX_BUNDLE_SIZE:
             try:

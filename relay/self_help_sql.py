@@ -50,8 +50,16 @@ CREATE TABLE IF NOT EXISTS fix_outcomes (
     exit_status       INTEGER,
     solved            INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS fix_outcomes_by_problem ON fix_outcomes (problem, fix_id);
 CREATE INDEX IF NOT EXISTS fix_outcomes_by_session ON fix_outcomes (session_id, source);
+CREATE TABLE IF NOT EXISTS fix_figures (
+    organisation_key  TEXT NOT NULL,
+    problem           TEXT NOT NULL,
+    category          TEXT NOT NULL,
+    fix_id            TEXT NOT NULL,
+    solved            INTEGER NOT NULL,
+    runs              INTEGER NOT NULL,
+    PRIMARY KEY (organisation_key, problem, category, fix_id)
+);
 """
 
 
@@ -192,6 +200,15 @@ class SelfHelpSql:
                     1 if o.solved else 0,
                 ),
             )
+            # The figures are kept added up, so reading them costs the same however
+            # many runs were ever recorded.
+            self._execute(
+                "INSERT INTO fix_figures (organisation_key, problem, category, fix_id, solved,"
+                " runs) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (organisation_key, problem,"
+                " category, fix_id) DO UPDATE SET solved = fix_figures.solved + excluded.solved,"
+                " runs = fix_figures.runs + 1",
+                (o.organisation_key, o.problem, o.category, o.fix_id, 1 if o.solved else 0),
+            )
 
     def count_outcomes(self, session_id: str, source: str) -> int:
         row = self._execute(
@@ -204,12 +221,28 @@ class SelfHelpSql:
         """A later triage still found ``problems``: that session's runs did not solve them."""
         changed = 0
         for problem in set(problems):
-            cursor = self._execute(
-                "UPDATE fix_outcomes SET solved = 0 WHERE session_id = ? AND reporter = ?"
-                " AND problem = ? AND solved = 1",
+            groups = self._execute(
+                "SELECT DISTINCT organisation_key, category, fix_id FROM fix_outcomes"
+                " WHERE session_id = ? AND reporter = ? AND problem = ? AND solved = 1",
                 (session_id, reporter, problem),
-            )
-            changed += int(cursor.rowcount)
+            ).fetchall()
+            for organisation_key, category, fix_id in groups:
+                # Each row turns once, whoever else rechecks at the same time: the
+                # figures lose exactly what this statement changed.
+                cursor = self._execute(
+                    "UPDATE fix_outcomes SET solved = 0 WHERE session_id = ? AND reporter = ?"
+                    " AND problem = ? AND organisation_key = ? AND category = ? AND fix_id = ?"
+                    " AND solved = 1",
+                    (session_id, reporter, problem, organisation_key, category, fix_id),
+                )
+                turned = int(cursor.rowcount)
+                if turned:
+                    self._execute(
+                        "UPDATE fix_figures SET solved = solved - ? WHERE organisation_key = ?"
+                        " AND problem = ? AND category = ? AND fix_id = ?",
+                        (turned, organisation_key, problem, category, fix_id),
+                    )
+                changed += turned
         return changed
 
     def outcome_figures(self, organisation_key: str | None = None) -> list[FigureRow]:
@@ -219,7 +252,7 @@ class SelfHelpSql:
         if organisation_key is None:
             where, params = "", []
         rows = self._execute(
-            "SELECT problem, category, fix_id, SUM(solved), COUNT(*) FROM fix_outcomes"
+            "SELECT problem, category, fix_id, SUM(solved), SUM(runs) FROM fix_figures"
             f" {where} GROUP BY problem, category, fix_id ORDER BY problem, category, fix_id",
             params,
         ).fetchall()
