@@ -23,15 +23,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .errors import ForeignSigner, MalformedDocument, RuleError
+from .errors import MalformedDocument, RuleError
 from .identity import (
     MAX_DOCUMENT_SIZE,
     OrganisationSecret,
     _integer,
     _split_signed,
     b64encode,
+    check_pinned_signer,
     check_self_signed,
-    key_id,
     raw_public_key,
     sign_document,
 )
@@ -121,9 +121,5 @@ def parse_rule_book(data: bytes) -> RuleBook:
 def verify_rule_book(data: bytes, organisation_key: Ed25519PublicKey) -> RuleBook:
     """The rule book in ``data`` if the pinned ``organisation_key`` signed it."""
     book = parse_rule_book(data)
-    if book.organisation_key != key_id(organisation_key):
-        raise ForeignSigner(
-            "The rule book was signed by another organisation's key, not by the one this "
-            "computer trusts."
-        )
+    check_pinned_signer(book.organisation_key, organisation_key, "rule book")
     return book

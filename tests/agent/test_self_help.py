@@ -18,7 +18,6 @@ from agent.audit import AgentLog
 from agent.capabilities.base import ConsentPrompt
 from agent.self_help import Offer, Published, find_offers, run_offer, run_self_help
 from agent.trust import AgentTrust
-from protocol.categories import Category, issue_category_list
 from protocol.fixbundle import make_bundle
 from protocol.identity import OrganisationSecret
 from protocol.rulebook import issue_rule_book
@@ -26,8 +25,8 @@ from relay.self_help import publish_bundle
 from relay.server import RelayServer
 from relay.testing import http_request
 from tests.relay.test_rest import run_with_relay
+from tests.relay.test_self_help import ORG, _filed
 
-ORG = OrganisationSecret("Example Org", Ed25519PrivateKey.generate())
 STRANGER = OrganisationSecret("Stranger Org", Ed25519PrivateKey.generate())
 
 #: An edited snapshot, as the triage tests use: one disk nearly full, DNS fine.
@@ -238,28 +237,12 @@ def _dead_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _filed(relay: RelayServer) -> tuple[str, str]:
-    document = issue_category_list(ORG, 1, 0, [Category("storage", "Storage")]).decode()
-    relay.store.set_categories(ORG.key_id, document, relay.config.clock())
-    filed = await http_request(
-        relay,
-        "POST",
-        "/help/requests",
-        json_body={
-            "organisation_key": ORG.key_id,
-            "description": "Disk full",
-            "category": "storage",
-        },
-    )
-    assert filed.status == 201, filed.body
-    return filed.json()["request_id"], filed.json()["token"]
-
-
 def test_self_help_with_the_relay_unreachable_is_skipped_and_the_request_stays(
     tmp_path: Path,
 ) -> None:
     async def scenario(relay: RelayServer) -> None:
-        request_id, token = await _filed(relay)
+        request_id, customer_header = await _filed(relay)
+        token = customer_header["Authorization"].removeprefix("Bearer ")
         customer = Customer("disk-cleanup", [True])
         solved = await run_self_help(
             f"http://127.0.0.1:{_dead_port()}", request_id, token, trust(), customer,
@@ -282,7 +265,8 @@ def test_self_help_with_the_relay_unreachable_is_skipped_and_the_request_stays(
 def test_self_help_through_a_real_relay_solves_the_request(tmp_path: Path) -> None:
     async def scenario(relay: RelayServer) -> None:
         publish_bundle(relay.store, fix("disk-cleanup"), relay.config.clock())
-        request_id, token = await _filed(relay)
+        request_id, customer_header = await _filed(relay)
+        token = customer_header["Authorization"].removeprefix("Bearer ")
         customer = Customer("disk-cleanup", [True])
         solved = await run_self_help(
             f"http://127.0.0.1:{relay.port}", request_id, token, trust(), customer,

@@ -33,7 +33,8 @@ from protocol.fixbundle import make_bundle
 from relay.self_help_sql import PublishedFix
 from relay.sqlite_store import SQLiteStore
 from tests.support.customer import ScriptedCustomer
-from tests.support.helpdesk import RequestTracker, rt_missing, wait_until
+from tests.support.device_fixtures import request_tracker  # noqa: F401  (fixture)
+from tests.support.helpdesk import RequestTracker, wait_until
 from tests.support.relay import RelayProcess, start_relay
 from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import Organisation, make_organisation, tech_cli
@@ -133,17 +134,6 @@ fixes = [
 @pytest.fixture(scope="module")
 def org(tmp_path_factory: pytest.TempPathFactory) -> Organisation:
     return make_organisation(tmp_path_factory.mktemp("acme"), "Acme IT")
-
-
-@pytest.fixture(scope="module")
-def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RequestTracker]:
-    if rt_missing() is not None:
-        pytest.skip(str(rt_missing()))
-    server = RequestTracker(tmp_path_factory.mktemp("rt"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -304,8 +294,12 @@ def offers(agent: ScriptedCustomer) -> list[str]:
 
 
 def test_the_signed_fix_ranked_by_past_cases_fixes_it_and_closes_the_ticket(
-    org: Organisation, rt: RequestTracker, full_disk: Path, tmp_path: Path
+    org: Organisation,
+    request_tracker: RequestTracker,  # noqa: F811
+    full_disk: Path,
+    tmp_path: Path,
 ) -> None:
+    rt = request_tracker
     relay = start_relay(
         tmp_path / "relay", "--rt-url", rt.url, "--rt-user", rt.user,
         env={"PUENTE_RT_PASSWORD": rt.password},
