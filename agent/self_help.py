@@ -30,7 +30,9 @@ The flow (``puente-agent --request TEXT``, and the window's Get help):
    with consent): the outcome is recorded and the customer keeps their place.
 
 The customer's side of this is a :class:`SelfHelpPrompter`: the console one is
-:class:`ConsolePrompter`; a window implements the same protocol. Its methods are the
+:class:`ConsolePrompter`; a window implements the same protocol and, once the request
+is filed, awaits ``run_self_help(base, request_id, token, trust, prompter,
+ssl_context=..., log_dir=...)`` (True: solved and closed; False: keep waiting). Its methods are the
 only questions asked, and every text in an :class:`Offer` that came from outside
 (the organisation's fix titles and descriptions, evidence from diagnostics) is to be
 shown through :func:`protocol.safe_text.safe_text`, as the console does.

@@ -642,6 +642,7 @@ def fix_list(args: argparse.Namespace, out: Output) -> int:
 def triage_file(args: argparse.Namespace, out: Output) -> int:
     from .fix_commands import run_triage
     from .outcomes import OutcomeStore, default_outcomes_path
+    from .past_cases import PastCases
     from .triage import RuleError, describe
 
     try:
@@ -666,7 +667,8 @@ def triage_file(args: argparse.Namespace, out: Output) -> int:
             reference_time=None,
             rules_dirs=args.rules,
             library=FixLibrary(args.fixes) if args.fixes else None,
-            outcomes=outcomes,
+            # Offline: the relay's figures kept last time, else this technician's runs.
+            outcomes=PastCases(None, outcomes),
         )
     except RuleError as exc:
         out.error(str(exc))
