@@ -123,6 +123,8 @@ class HelperHub:
         self._session_task: asyncio.Task[None] | None = None
         self._question: _Question | None = None
         self._banner: dict[str, Any] | None = None
+        #: The tasks serving helpers' connections (so that close can end them).
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # Public methods ------------------------------------------------------------------
 
@@ -168,14 +170,17 @@ class HelperHub:
             ) from None
 
     async def close(self) -> None:
-        if self._session_task is not None:
-            self._session_task.cancel()
+        """Stop listening, remove the socket, close every connection."""
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-        for helper in list(self._helpers):
-            helper.writer.close()
+        tasks = list(self._tasks)
+        if self._session_task is not None:
+            tasks.append(self._session_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._helpers.clear()
 
     def open_session(self) -> socket.socket:
@@ -283,6 +288,9 @@ class HelperHub:
     ) -> None:
         pid, uid, _ = peer_credentials(writer.get_extra_info("socket"))
         helper: Helper | None = None
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             helper = await self._admit(reader, writer, pid, uid)
             if helper is None:
@@ -293,7 +301,11 @@ class HelperHub:
             self._say(f"Closed the helper of {user_name(uid)} (pid {pid}): {exc}.")
         except (ConnectionError, TimeoutError):
             pass
+        except asyncio.CancelledError:
+            pass  # the hub is closing: the connection goes with it
         finally:
+            if task is not None:
+                self._tasks.discard(task)
             if helper is not None:
                 self._helpers.discard(helper)
                 self._say(f"The helper of {helper.user} (pid {pid}) left.")
