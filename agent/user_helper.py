@@ -353,7 +353,6 @@ class HelperWindow(CustomerWindow):
         }
         top = tkinter.Toplevel(root)
         super().__init__(cast("tk.Tk", top), lambda _code: None, None, titles)
-        top.title(t("unattended.title"))
         top.minsize(1, 1)  # only the request's sentence: as small as it can be
         self._app = app
         self.attach_trusted_path(_WindowsToService(app.send))
