@@ -175,6 +175,8 @@ class HelperHub:
             self._server.close()
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+            with contextlib.suppress(OSError):  # another service's socket may be there
+                self.path.parent.rmdir()
         tasks = list(self._tasks)
         if self._session_task is not None:
             tasks.append(self._session_task)

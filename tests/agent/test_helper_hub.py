@@ -179,7 +179,7 @@ async def running_hub(rule: SignedInUsers) -> AsyncIterator[tuple[HelperHub, lis
         while Helper.started:
             await Helper.started.pop().stop()
         await hub.close()
-        folder.rmdir()
+        assert not folder.exists()  # the service's folder goes with its socket
 
 
 @asynccontextmanager
@@ -428,8 +428,9 @@ def test_the_socket_folder_and_the_socket(tmp_path: Path) -> None:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o755
         assert stat.S_IMODE((folder / "s.sock").stat().st_mode) == 0o666
         await hub.close()
-        assert not (folder / "s.sock").exists()
+        assert not folder.exists()
         # A socket left by a service that was killed is replaced.
+        folder.mkdir(mode=0o755)
         stale = socket.socket(socket.AF_UNIX)
         stale.bind(str(folder / "s.sock"))
         stale.close()
@@ -439,6 +440,7 @@ def test_the_socket_folder_and_the_socket(tmp_path: Path) -> None:
             client.connect(str(folder / "s.sock"))
             assert peer_credentials(client)[1] == os.geteuid()
         await hub.close()
+        folder.mkdir(mode=0o755)
         (folder / "s.sock").write_text("a file", encoding="utf-8")
         with pytest.raises(HubUnavailable, match="exists and is not a socket"):
             await HelperHub(folder / "s.sock", print).start()

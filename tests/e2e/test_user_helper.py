@@ -183,6 +183,7 @@ def test_the_person_signed_in_answers_in_their_own_desktop(
                 "the question in alice's desktop",
             )
             assert f"within {ANSWER_SECONDS} seconds, the answer is no" in snapshot.read_text()
+            wait_for(lambda: ALLOW_COLOUR in snapshot.read_text(), scaled(10), "Allow armed")
             keep_picture(screenshot(display, pictures / "user-helper-question.png"))
             click_colour(display, wait_window(display, "Unattended access request"), ALLOW_COLOUR)
             assert technician.stdout is not None and technician.stdin is not None
