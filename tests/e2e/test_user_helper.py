@@ -146,6 +146,7 @@ def test_the_person_signed_in_answers_in_their_own_desktop(
     run = shared_folder("puente-run-")
     socket = run / "puente-device-test.sock"
     processes: list[subprocess.Popen[str]] = []
+    shown: Path | None = None
     service = Service(state, socket)
     try:
         with local_users(2) as (alice, bob), signed_in_at_a_display(alice) as display:
@@ -241,8 +242,9 @@ def test_the_person_signed_in_answers_in_their_own_desktop(
             assert "Allow" not in snapshot.read_text()  # the question is gone
             helper.terminate()
             helper.communicate(timeout=scaled(20))
-            shutil.rmtree(shown, ignore_errors=True)
     finally:
+        if shown is not None:
+            shutil.rmtree(shown, ignore_errors=True)
         for process in processes:
             if process.poll() is None:
                 process.kill()
