@@ -244,8 +244,8 @@ class HelperHub:
         """The accepted helpers whose users are still signed in (rule 3); the others are
         told and closed (their users signed out, or switched away from the screen)."""
         helpers = list(self._helpers)
-        verdicts = await asyncio.gather(
-            *(asyncio.to_thread(self._signed_in.check, h.uid, h.display) for h in helpers)
+        verdicts = await asyncio.to_thread(
+            self._signed_in.check_many, [(h.uid, h.display) for h in helpers]
         )
         still = []
         for helper, verdict in zip(helpers, verdicts, strict=True):

@@ -67,8 +67,15 @@ class SignedInUsers:
 
     def check(self, uid: int, display: str) -> Verdict:
         """Whether ``uid``, whose helper names ``display``, is signed in (rules 1-3)."""
-        who = f"{user_name(uid)} (uid {uid})"
+        return self.check_many([(uid, display)])[0]
+
+    def check_many(self, helpers: list[tuple[int, str]]) -> list[Verdict]:
+        """:meth:`check` for each ``(uid, display)``, asking logind once for all."""
         owners = self.logind_owners()
+        return [self._verdict(uid, display, owners) for uid, display in helpers]
+
+    def _verdict(self, uid: int, display: str, owners: set[int] | None) -> Verdict:
+        who = f"{user_name(uid)} (uid {uid})"
         if owners is not None:
             if uid in owners:
                 return Verdict(True, "logind", f"{who} has an active graphical session.")
