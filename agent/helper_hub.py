@@ -20,7 +20,8 @@ Rules:
    names). Another local user's helper, or one of a user not signed in, is refused
    with a reason and closed; the service's log says who and why.
 3. A question goes to every accepted helper whose user is still signed in when it is
-   asked, and to helpers accepted while it is open (with the seconds left). The first
+   asked (the others stay connected, unasked), and to helpers accepted while it is open
+   (with the seconds left). The first
    answer wins and closes it everywhere; an answer to a question that is not open
    grants nothing. The answer travels to the session with the user who gave it, for
    the device's log. The technician and the relay have no way in: they reach neither
@@ -241,8 +242,9 @@ class HelperHub:
             self._end_banner()
 
     async def _still_signed_in(self) -> list[Helper]:
-        """The accepted helpers whose users are still signed in (rule 3); the others are
-        told and closed (their users signed out, or switched away from the screen)."""
+        """The accepted helpers whose users are still signed in (rule 3). The others stay
+        connected but are not asked (their users switched away from the screen, or are
+        signing out); they are asked again once they are back."""
         helpers = list(self._helpers)
         verdicts = await asyncio.to_thread(
             self._signed_in.check_many, [(h.uid, h.display) for h in helpers]
@@ -251,11 +253,8 @@ class HelperHub:
         for helper, verdict in zip(helpers, verdicts, strict=True):
             if verdict.signed_in:
                 still.append(helper)
-            elif helper in self._helpers:
-                helper.send("refused", reason="not_signed_in", message=verdict.sentence)
-                self._helpers.discard(helper)
-                helper.writer.close()
-                self._say(f"Closed the helper of {helper.user}: {verdict.sentence}")
+            else:
+                self._say(f"Not asking the helper of {helper.user}: {verdict.sentence}")
         return still
 
     def _to_session(self, kind: str, **fields: Any) -> None:
