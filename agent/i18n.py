@@ -843,6 +843,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Installed {path}: it starts the helper that shows unattended-access requests and their banner in the desktop of whoever signs in (from their next sign-in).",
         "es": "Instalado {path}: inicia el asistente que muestra las solicitudes de acceso desatendido y su franja en el escritorio de quien entre en el equipo (desde su próxima entrada).",
     },
+    "service.helper_unreachable": {
+        "en": "Warning: other accounts cannot run {path} (a folder above it is private), so the helper will not start in their desktops; install Puente where everyone can run it (for example a virtual environment in /opt) and enrol again.",
+        "es": "Aviso: las demás cuentas no pueden ejecutar {path} (una carpeta por encima es privada), así que el asistente no se iniciará en sus escritorios; instale Puente donde todos puedan ejecutarlo (por ejemplo, un entorno virtual en /opt) e inscriba el equipo de nuevo.",
+    },
     "helper.service_gone": {
         "en": "The link to this computer's Puente service was lost; reconnecting.",
         "es": "Se perdió la conexión con el servicio Puente de este equipo; reconectando.",

@@ -33,6 +33,7 @@ import json
 import os
 import plistlib
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -293,6 +294,9 @@ def install(
     lines = [t("service.unit_written", path=unit)]
     if autostart is not None:
         lines.append(t("service.autostart_written", path=autostart))
+        program_path = Path(service_command(folder, program)[0])
+        if program is None and not _everyone_can_run(program_path):
+            lines.append(t("service.helper_unreachable", path=program_path))
     started = False
     if running:
         problem = _systemctl(scope, "daemon-reload") or _systemctl(
@@ -345,6 +349,17 @@ def _install_helper(
     os.chmod(entry, 0o644)
     files.append(str(entry))
     return str(socket), entry
+
+
+def _everyone_can_run(program: Path) -> bool:
+    """Whether every account may run ``program`` (each folder above it searchable):
+    the helper runs as the person signed in, not as the service."""
+    try:
+        resolved = program.resolve()
+        folders_ok = all(p.stat().st_mode & stat.S_IXOTH for p in resolved.parents)
+        return folders_ok and bool(resolved.stat().st_mode & stat.S_IXOTH)
+    except OSError:
+        return False
 
 
 def read_record(folder: Path) -> InstalledService | None:

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import stat
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -172,6 +173,10 @@ def test_a_system_service_also_starts_the_helper_at_every_sign_in(
     assert recorded["helper_socket"] == service.helper_socket
     assert service_install.read_record(folder) == service
 
+    # The helper runs as whoever signs in: a program only root can reach is said.
+    private = not service_install._everyone_can_run(Path(sys.executable))
+    assert ("other accounts cannot run" in "\n".join(lines)) == private
+
     said = uninstall(folder)
     assert said == [f"Removed: {units / 'puente-device-cdcdcdcdcdcd.service'}, {entry}."]
     assert not entry.exists()
@@ -189,3 +194,17 @@ def test_a_system_service_also_starts_the_helper_at_every_sign_in(
 def test_an_exec_argument_reads_back_as_it_was(word: str) -> None:
     value = " ".join(service_install._exec_word(w) for w in ["prog", word, "--socket", "/s"])
     assert desktop_exec(value) == ["prog", word, "--socket", "/s"]
+
+
+def test_a_program_in_a_private_folder_is_one_others_cannot_run(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    program = private / "puente-agent"
+    program.write_text("#!/bin/sh\n", encoding="utf-8")
+    program.chmod(0o755)
+    assert not service_install._everyone_can_run(program)
+    private.chmod(0o755)
+    tmp_path.chmod(0o755)
+    everyone = all(p.stat().st_mode & stat.S_IXOTH for p in tmp_path.parents)
+    assert service_install._everyone_can_run(program) == everyone
+    assert not service_install._everyone_can_run(tmp_path / "missing")
