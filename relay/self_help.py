@@ -85,7 +85,10 @@ def publish_bundle(store: RelayStore, data: bytes, now: float) -> PublishedFix:
     try:
         bundle = read_bundle(data)
     except TrustError as exc:
-        raise ConfigError(f"This is not a fix bundle ({exc}).") from None
+        raise ConfigError(
+            f"{exc} Publish a bundle made by 'puente-tech fix sign', or a rule book made by "
+            "'puente-tech org rules'."
+        ) from None
     statement = bundle.statement
     if statement is None:
         raise ConfigError(

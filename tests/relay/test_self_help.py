@@ -103,7 +103,7 @@ def test_publishing_keeps_signed_fixes_and_refuses_what_agents_would_refuse(
         publish_bundle(db, bundle(signer=None), now)
     with pytest.raises(ConfigError, match="expired"):
         publish_bundle(db, bundle(expires_in=-10), now)
-    with pytest.raises(ConfigError, match="not a fix bundle"):
+    with pytest.raises(ConfigError, match="not a Puente fix bundle"):
         publish_bundle(db, b"{}", now)
     # Once the organisation's key is known (its category list), an altered bundle is
     # refused at once rather than only by every agent.
