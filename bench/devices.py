@@ -133,6 +133,8 @@ async def _device(
     held[device_id] = websocket
 
 
+#: Tries per device before it counts as failed to connect (jittered waits between).
+CONNECT_ATTEMPTS = 5
 #: Connections a worker saw closed by a timeout or the server (reported per phase).
 DROPPED: set[str] = set()
 #: Devices a worker made fail already (each opens one alert).
@@ -185,16 +187,29 @@ async def _worker(spec: dict[str, Any], pipe: Connection) -> None:
     errors: list[str] = []
     semaphore = asyncio.Semaphore(spec["concurrency"])
 
+    retries = 0
+
     async def join(index: int, device_id: str, raw: bytes) -> None:
+        # As the agent does (agent/device_link.py): a refused or failed connection is
+        # tried again after a jittered wait; the relay answers 503 past its handshake
+        # budget (--max-handshakes) when many devices dial at once on a loaded machine.
+        nonlocal retries
         key = Ed25519PrivateKey.from_private_bytes(raw)
-        async with semaphore:
-            try:
-                await _device(spec["url"], device_id, key, source_address(index, 2), held)
-            except Exception as exc:  # counted and reported, the rest go on
-                errors.append(f"{type(exc).__name__}: {exc}")
+        for attempt in range(CONNECT_ATTEMPTS):
+            async with semaphore:
+                try:
+                    await _device(spec["url"], device_id, key, source_address(index, 2), held)
+                    return
+                except Exception as exc:  # counted and reported, the rest go on
+                    if attempt == CONNECT_ATTEMPTS - 1:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                        return
+            retries += 1
+            ceiling = min(2.0**attempt, 8.0)
+            await asyncio.sleep(ceiling / 2 + random.random() * ceiling / 2)
 
     await asyncio.gather(*(join(i, d, k) for i, d, k in spec["devices"]))
-    pipe.send(("connected", (len(held), errors[:3], len(errors))))
+    pipe.send(("connected", (len(held), errors[:3], len(errors), retries)))
     beats: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
     while True:
@@ -560,6 +575,7 @@ def hold_and_measure(
     took = time.monotonic() - started
     count = sum(c[0] for c in connected)
     failed = sum(c[2] for c in connected)
+    retried = sum(c[3] for c in connected)
     if failed:
         samples = [e for c in connected for e in c[1]]
         progress(f"{name}: {failed} devices could not connect, e.g. {samples[:2]}")
@@ -570,6 +586,7 @@ def hold_and_measure(
     figures: dict[str, Any] = {
         "devices": count,
         "failed_to_connect": failed,
+        "connect_retries": retried,
         "connect_seconds": round(took, 1),
         "rss_before_mib": round(before / 2**20, 1),
         "rss_after_mib": round(after / 2**20, 1),
