@@ -195,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.request is not None:
         from agent.help_request import request_help
 
-        # The window's "Get help" is not built yet: a request runs in the console.
+        if not args.console:
+            from agent import tk_ui
+
+            problem = tk_ui.display_problem()
+            if problem is None:  # the window's Get help, its form filled in from here
+                return tk_ui.run_window(args, None, baked)
+            print(t("app.no_display", detail=problem), flush=True)
         return asyncio.run(
             request_help(
                 args.relay,

@@ -11,6 +11,13 @@ The session pairs without a code (:class:`agent.app.CodeLessJoin`): the relay on
 names the rendezvous; the technician proves their organisation certificate in the key
 exchange itself and the agent checks it against the pinned key, so the relay stays
 blind and cannot stand in for the technician.
+
+Two front ends share everything here but the drawing: the console
+(:func:`request_help`) and the window's "Get help" (:mod:`agent.tk_help`). The steps
+are UI-neutral functions: :func:`prepare_request` (pinned key, verified categories),
+:func:`check_description`, :func:`summary_lines` (what the customer reviews before it
+is attached), :func:`file_request`, and :func:`follow_request`, which tells a
+:class:`RequestWatcher` what to show.
 """
 
 from __future__ import annotations
@@ -24,16 +31,20 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from agent.i18n import current, t
 from agent.settings import BakedSettings
 from link.relay_address import http_url
-from protocol.categories import CategoryList, verify_category_list
+from protocol.categories import MAX_DESCRIPTION, CategoryList, verify_category_list
 from protocol.errors import TrustError
 from protocol.safe_text import safe_text
+
+if TYPE_CHECKING:
+    from agent.trust import AgentTrust
 
 T = TypeVar("T")
 
@@ -128,14 +139,67 @@ def load_categories(
         raise HelpRequestError(t("request.bad_categories", detail=str(exc))) from None
 
 
+@dataclass(frozen=True)
+class PreparedRequest:
+    """What filing a request needs, checked: the relay, its TLS context, the pinned
+    organisation key and the organisation's category list verified against it."""
+
+    relay: str
+    ssl_context: ssl.SSLContext | None
+    trust: AgentTrust
+    categories: CategoryList
+
+    @property
+    def base(self) -> str:
+        return http_url(self.relay)
+
+
+async def prepare_request(
+    relay: str, ca_file: str | None, org_key: Path | BakedSettings | None
+) -> PreparedRequest:
+    """Load the pinned key and the verified categories; HelpRequestError (a sentence for
+    the customer) when this agent cannot ask for help: no pinned key (use a code), no
+    list at the relay, a list the pinned key did not sign, the relay out of reach."""
+    from agent.app import load_trust, ssl_context_for
+    from agent.errors import TrustSetupError
+    from link.errors import LinkError
+
+    try:
+        ssl_context = ssl_context_for(ca_file)
+        trust = await load_trust(org_key, relay, ssl_context)
+    except (LinkError, TrustSetupError) as exc:
+        raise HelpRequestError(t("error.trust_setup", detail=str(exc))) from None
+    if not trust.pinned:
+        raise HelpRequestError(t("request.no_org_key"))
+    listing = await asyncio.to_thread(
+        load_categories, relay, trust.organisation_key, trust.key_id, ssl_context
+    )
+    return PreparedRequest(relay, ssl_context, trust, listing)
+
+
+def one_line(text: str) -> str:
+    """The description as it is sent: one line, runs of spaces and line breaks made one
+    space, invisible control characters dropped."""
+    return "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
+
+
+def check_description(text: str) -> str:
+    """The description to send (:func:`one_line`); HelpRequestError saying what to do if
+    it is empty or longer than :data:`MAX_DESCRIPTION` characters."""
+    line = one_line(text)
+    if not line:
+        raise HelpRequestError(t("request.empty"))
+    if len(line) > MAX_DESCRIPTION:
+        raise HelpRequestError(t("request.too_long", count=len(line), limit=MAX_DESCRIPTION))
+    return line
+
+
 def choose_category(listing: CategoryList, wanted: str | None, ask: Callable[[str], str]) -> str:
     ids = listing.ids()
     if wanted:
         if wanted in ids:
             return wanted
-        raise HelpRequestError(
-            t("request.unknown_category", category=safe_text(wanted, 40), choices=", ".join(ids))
-        )
+        raise HelpRequestError(unknown_category(listing, wanted))
     print(t("request.categories"), flush=True)
     for number, category in enumerate(listing.categories, 1):
         print(f"  {number}. {safe_text(category.title, 80)} ({category.id})", flush=True)
@@ -149,21 +213,40 @@ def choose_category(listing: CategoryList, wanted: str | None, ask: Callable[[st
             return ids[int(answer) - 1]
         if answer in ids:
             return answer
-        print(
-            t("request.unknown_category", category=safe_text(answer, 40), choices=", ".join(ids)),
-            flush=True,
-        )
+        print(unknown_category(listing, answer), flush=True)
+
+
+def unknown_category(listing: CategoryList, wanted: str) -> str:
+    """The sentence for a category that is not in the organisation's list."""
+    return t(
+        "request.unknown_category",
+        category=safe_text(wanted, 40),
+        choices=", ".join(listing.ids()),
+    )
+
+
+def summary_lines() -> list[str]:
+    """Collect diagnostics here and return the summary that would go with a request, one
+    inert line a fact. Nothing leaves the computer: the customer sees these lines and
+    decides (the console asks, the window shows its review screen)."""
+    from agent.capabilities.diagnostics.collection import collect
+    from protocol.diagnostics_facts import summarize
+
+    return [safe_text(line, 200) for line in summarize(collect())]
+
+
+def summary_digest(lines: list[str]) -> str | None:
+    """The diagnostics digest sent with the request (the lines the customer kept)."""
+    return "\n".join(lines)[:MAX_DIGEST] or None
 
 
 def offer_diagnostics(ask: Callable[[str], str]) -> str | None:
-    """Collect diagnostics here, show the customer the summary that would go with the
-    request (and nothing else leaves), and return it only if they say yes."""
-    from agent.capabilities.diagnostics.collection import collect
+    """Show the customer the summary that would go with the request (and nothing else
+    leaves), and return it only if they say yes."""
     from agent.ui import YES
-    from protocol.diagnostics_facts import summarize
 
     print(t("request.collecting"), flush=True)
-    lines = [safe_text(line, 200) for line in summarize(collect())]
+    lines = summary_lines()
     if not lines:
         return None
     print(t("request.digest_intro"), flush=True)
@@ -177,13 +260,140 @@ def offer_diagnostics(ask: Callable[[str], str]) -> str | None:
     if answer.strip().lower() not in YES:
         print(t("request.digest_kept"), flush=True)
         return None
-    return "\n".join(lines)[:MAX_DIGEST]
+    return summary_digest(lines)
+
+
+async def file_request(
+    prepared: PreparedRequest, description: str, category: str, digest: str | None
+) -> dict[str, Any]:
+    """File the request at the relay (which opens the ticket); its first view, with the
+    ``request_id`` and the customer's ``token``. HelpRequestError if refused."""
+    status, filed = await asyncio.to_thread(
+        _call,
+        prepared.base,
+        "POST",
+        "/help/requests",
+        {
+            "organisation_key": prepared.trust.key_id,
+            "description": description,
+            "category": category,
+            "language": current().language,
+            **({"diagnostics_digest": digest} if digest else {}),
+        },
+        None,
+        prepared.ssl_context,
+    )
+    if status != 201 or not isinstance(filed, dict) or "token" not in filed:
+        detail = filed.get("message", status) if isinstance(filed, dict) else status
+        raise HelpRequestError(t("request.refused", detail=safe_text(str(detail), 400)))
+    return filed
 
 
 def _minutes(seconds: int | None) -> str:
     if not seconds:
         return t("request.soon")
     return t("request.minutes", minutes=max(1, round(seconds / 60)))
+
+
+def _count(value: Any) -> int | None:
+    """A count the relay sent (a place, seconds), or None if it is not one."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+class RequestWatcher(Protocol):
+    """What a front end shows while a request is followed: the console prints each
+    sentence, the window puts it in a label. Every sentence is the agent's own, in the
+    customer's language, with what the relay sent made inert (safe_text) inside it."""
+
+    def waiting(self, text: str) -> None:
+        """The place in the queue and the estimated wait changed."""
+
+    def accepted(self, text: str) -> None:
+        """A technician took the request; the session starts next."""
+
+    def transferred(self, text: str) -> None:
+        """The session ended with a transfer: the customer waits again (with the note)."""
+
+    def problem(self, text: str) -> None:
+        """The relay could not be asked this time; the agent tries again."""
+
+    def closed(self, text: str) -> None:
+        """The request is over without a session (withdrawn by the customer, or solved)."""
+
+
+async def follow_request(
+    prepared: PreparedRequest,
+    filed: dict[str, Any],
+    watcher: RequestWatcher,
+    left: Callable[[], Awaitable[object]],
+    run_session: Callable[[str], Awaitable[int]],
+) -> int:
+    """Follow a filed request until it ends; the exit status.
+
+    While it waits, ``watcher`` hears the place and estimate as they change (long-poll),
+    and when ``left()`` completes (Ctrl-C, Cancel request, the window closed) the request
+    is withdrawn and the ticket says so. When a technician accepts, ``run_session`` runs
+    the code-less session for the relay's rendezvous; after a transfer the customer
+    waits again for the next technician.
+    """
+    follower = RequestFollower(
+        prepared.base, filed["request_id"], filed["token"], prepared.ssl_context
+    )
+    view = filed
+    shown: tuple[Any, ...] | None = None
+    while True:
+        if view.get("state") in ("withdrawn", "solved"):
+            watcher.closed(t("request.closed"))
+            return 0
+        nameplate = view.get("nameplate")
+        if view.get("state") == "accepted" and nameplate:
+            technician = safe_text(str(view.get("technician")), 100)
+            watcher.accepted(t("request.accepted", technician=technician))
+            result = await run_session(str(nameplate))
+            try:
+                view = await follower.status(None)
+            except HelpRequestError:
+                return result
+            if view.get("state") not in ("waiting", "offered"):
+                return result
+            shown = None
+            watcher.transferred(
+                t("request.transferred", note=safe_text(str(view.get("note") or ""), 300))
+            )
+            continue
+        position = _count(view.get("position"))
+        estimate = _count(view.get("estimated_wait_seconds"))
+        if position and (view.get("state"), position, estimate) != shown:
+            shown = (view.get("state"), position, estimate)
+            watcher.waiting(t("request.position", position=position, wait=_minutes(estimate)))
+        poll = asyncio.ensure_future(follower.status(view.get("version"), position))
+        leaving = asyncio.ensure_future(left())
+        done, _ = await asyncio.wait([poll, leaving], return_when=asyncio.FIRST_COMPLETED)
+        if leaving in done:
+            poll.cancel()
+            await follower.withdraw()
+            watcher.closed(t("request.withdrawn"))
+            return 0
+        leaving.cancel()
+        try:
+            view = poll.result()
+        except HelpRequestError as exc:
+            watcher.problem(str(exc))
+            await asyncio.sleep(RETRY_SECONDS)
+
+
+class _ConsoleWatcher:
+    """The console's side of :class:`RequestWatcher`: one printed line each."""
+
+    def waiting(self, text: str) -> None:
+        print(text, flush=True)
+
+    accepted = transferred = closed = waiting
+
+    def problem(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
 
 
 async def request_help(
@@ -195,125 +405,56 @@ async def request_help(
     org_key: Path | BakedSettings | None,
     ask: Callable[[str], str] = input,
 ) -> int:
-    """File the request, follow it, run each session it gets; the exit status."""
-    from agent.app import CodeLessJoin, fail, load_trust, run_agent, ssl_context_for
-    from agent.errors import TrustSetupError
+    """The console's help request: file it, follow it, run each session it gets; the
+    exit status. Ctrl-C or SIGTERM while waiting withdraws the request."""
+    from agent.app import CodeLessJoin, fail, run_agent
     from agent.ui import ConsoleUI
-    from link.errors import LinkError
 
     try:
-        ssl_context = ssl_context_for(ca_file)
-        trust = await load_trust(org_key, relay, ssl_context)
-    except (LinkError, TrustSetupError) as exc:
-        return fail(t("error.trust_setup", detail=str(exc)))
-    if not trust.pinned:
-        return fail(t("request.no_org_key"))
-    base = http_url(relay)
-    try:
-        listing = await asyncio.to_thread(
-            load_categories, relay, trust.organisation_key, trust.key_id, ssl_context
-        )
-        chosen = choose_category(listing, category, ask)
+        description = check_description(description)
+        prepared = await prepare_request(relay, ca_file, org_key)
+        chosen = choose_category(prepared.categories, category, ask)
         digest = await asyncio.to_thread(offer_diagnostics, ask)
-        status, filed = await asyncio.to_thread(
-            _call,
-            base,
-            "POST",
-            "/help/requests",
-            {
-                "organisation_key": trust.key_id,
-                "description": description,
-                "category": chosen,
-                "language": current().language,
-                **({"diagnostics_digest": digest} if digest else {}),
-            },
-            None,
-            ssl_context,
-        )
+        filed = await file_request(prepared, description, chosen, digest)
     except HelpRequestError as exc:
         return fail(str(exc))
-    if status != 201:
-        return fail(t("request.refused", detail=safe_text(str(filed.get("message", status)), 400)))
-    request_id, token = filed["request_id"], filed["token"]
-    print(t("request.filed", request=request_id[:8]), flush=True)
-    follower = _Follower(base, request_id, token, ssl_context)
+    print(t("request.filed", request=str(filed["request_id"])[:8]), flush=True)
     loop = asyncio.get_running_loop()
     leaving = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, leaving.set)
-    view = filed
-    shown: tuple[Any, ...] | None = None
-    ui: ConsoleUI | None = None
-    try:
-        while True:
-            if view.get("state") in ("withdrawn", "solved"):
-                print(t("request.closed"), flush=True)
-                return 0
-            nameplate = view.get("nameplate")
-            if view.get("state") == "accepted" and nameplate:
-                print(
-                    t("request.accepted", technician=safe_text(str(view.get("technician")), 100)),
-                    flush=True,
-                )
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.remove_signal_handler(signum)
-                # One console for every session of this request: its reader thread
-                # owns standard input (a second one would lose the customer's answers).
-                ui = ui or ConsoleUI()
-                # run_agent leaves a console it was given to its caller: say what happens.
-                ui.say(t("app.connecting_code_less"))
-                result = await run_agent(
-                    relay, CodeLessJoin(str(nameplate)), log_dir, ca_file, org_key, ui
-                )
-                view = await follower.status(None)
-                if view.get("state") not in ("waiting", "offered"):
-                    return result
-                print(
-                    t("request.transferred", note=safe_text(str(view.get("note") or ""), 300)),
-                    flush=True,
-                )
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.add_signal_handler(signum, leaving.set)
-                continue
-            now_shown = (
-                view.get("state"),
-                view.get("position"),
-                view.get("estimated_wait_seconds"),
-            )
-            if now_shown != shown and view.get("position"):
-                shown = now_shown
-                print(
-                    t(
-                        "request.position",
-                        position=view["position"],
-                        wait=_minutes(view.get("estimated_wait_seconds")),
-                    ),
-                    flush=True,
-                )
-            poll = asyncio.ensure_future(follower.status(view.get("version"), view.get("position")))
-            left = asyncio.ensure_future(leaving.wait())
-            done, _ = await asyncio.wait([poll, left], return_when=asyncio.FIRST_COMPLETED)
-            if left in done:
-                poll.cancel()
-                await follower.withdraw()
-                print(t("request.withdrawn"), flush=True)
-                return 0
-            left.cancel()
-            try:
-                view = poll.result()
-            except HelpRequestError as exc:
-                print(str(exc), file=sys.stderr, flush=True)
-                await asyncio.sleep(RETRY_SECONDS)
-    finally:
+
+    def listen(on: bool) -> None:
+        """Ctrl-C and SIGTERM leave the queue while waiting; in a session they are the
+        session's (run_agent ends it)."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
+                if on:
+                    loop.add_signal_handler(signum, leaving.set)
+                else:
+                    loop.remove_signal_handler(signum)
+
+    # One console for every session of this request: its reader thread owns standard
+    # input (a second one would lose the customer's answers).
+    consoles: list[ConsoleUI] = []
+
+    async def run_session(nameplate: str) -> int:
+        listen(False)
+        ui = consoles[0] if consoles else ConsoleUI()
+        consoles[:] = [ui]
+        # run_agent leaves a console it was given to its caller: say what happens.
+        ui.say(t("app.connecting_code_less"))
+        try:
+            return await run_agent(relay, CodeLessJoin(nameplate), log_dir, ca_file, org_key, ui)
+        finally:
+            listen(True)
+
+    listen(True)
+    try:
+        return await follow_request(prepared, filed, _ConsoleWatcher(), leaving.wait, run_session)
+    finally:
+        listen(False)
 
 
-class _Follower:
+class RequestFollower:
     """The customer's side of ``/help/requests/{id}`` (status, long-poll, withdraw)."""
 
     def __init__(

@@ -812,13 +812,14 @@ class CustomerWindow:
         what: str,
         items: list[ReviewItem],
         answer: Callable[[list[tuple[str | int, ...]]], None],
+        intro: str | None = None,
     ) -> None:
         tk = self.tk
         dialog = self._open_dialog(t("review.title"))
         tk.Label(dialog, text=t("review.title"), font=("TkDefaultFont", 13, "bold")).pack(
             anchor="w"
         )
-        tk.Label(dialog, text=t("review.intro"), wraplength=520, justify="left").pack(
+        tk.Label(dialog, text=intro or t("review.intro"), wraplength=520, justify="left").pack(
             anchor="w", pady=(4, 8)
         )
         # The buttons first, at the bottom, so a long list can never push them away.
@@ -1016,6 +1017,10 @@ def run_window(
         ).start()
 
     window = CustomerWindow(root, connect, code, titles, nameplate)
+    if code is None and nameplate is None:  # no code yet: "Get help" (agent.tk_help)
+        from agent.tk_help import offer_help
+
+        offer_help(window, args, baked, status)
     if args.code and code is not None:
         root.after(100, window._on_connect)  # typed on the command line: no need to confirm
     root.mainloop()
