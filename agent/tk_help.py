@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import threading
 from collections.abc import Awaitable, Callable
@@ -83,7 +84,7 @@ class HelpScreen:
         """ "Get help" under the code field."""
         tk = self.tk
         row = tk.Frame(self.window.connect_frame)
-        row.pack(fill="x", pady=(18, 0))
+        row.pack(fill="x", pady=(6, 0))
         tk.Label(row, text=t("gethelp.no_code"), wraplength=WRAP, justify="left").pack(anchor="w")
         button = self.window._button(row, t("gethelp.button"), HELP_COLOUR, start)
         button.pack(anchor="w", pady=(4, 0))
@@ -301,6 +302,12 @@ class HelpWindowUI(TkUI):
         finally:
             self._window.post(self._window.close_dialog)
         return [line for item, line in zip(items, lines, strict=True) if item.path not in struck]
+
+    def command(self, text: str) -> None:
+        # The flow may have just ended (its loop closed) while the thread winds down:
+        # the window's close box then only waits for it (session_over) and closes.
+        with contextlib.suppress(RuntimeError):
+            super().command(text)
 
     async def wait_for_end(self) -> None:
         """Until the customer leaves: Cancel request, or the window closed."""
