@@ -317,7 +317,8 @@ class RequestWatcher(Protocol):
         """The session ended with a transfer: the customer waits again (with the note)."""
 
     def problem(self, text: str) -> None:
-        """The relay could not be asked this time; the agent tries again."""
+        """The relay could not be asked this time and the agent tries again; ``""``
+        once it answers again."""
 
     def closed(self, text: str) -> None:
         """The request is over without a session (withdrawn by the customer, or solved)."""
@@ -343,6 +344,7 @@ async def follow_request(
     )
     view = filed
     shown: tuple[Any, ...] | None = None
+    troubled = False
     while True:
         if view.get("state") in ("withdrawn", "solved"):
             watcher.closed(t("request.closed"))
@@ -380,8 +382,13 @@ async def follow_request(
         try:
             view = poll.result()
         except HelpRequestError as exc:
+            troubled = True
             watcher.problem(str(exc))
             await asyncio.sleep(RETRY_SECONDS)
+        else:
+            if troubled:
+                troubled = False
+                watcher.problem("")
 
 
 class _ConsoleWatcher:
@@ -393,7 +400,8 @@ class _ConsoleWatcher:
     accepted = transferred = closed = waiting
 
     def problem(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        if text:
+            print(text, file=sys.stderr, flush=True)
 
 
 async def request_help(

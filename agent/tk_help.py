@@ -78,6 +78,7 @@ class HelpScreen:
         self.busy = False
         self._place: Any = None
         self._note: Any = None
+        self._problem: Any = None
         self._form: dict[str, Any] = {}
 
     def offer(self, start: Callable[[], None]) -> None:
@@ -97,7 +98,7 @@ class HelpScreen:
         frame = self.frame = self.tk.Frame(self.window.body, pady=10)
         frame.pack(fill="both", expand=True)
         self.tk.Label(frame, text=heading, font=("TkDefaultFont", 13, "bold")).pack(anchor="w")
-        self._place = self._note = None
+        self._place = self._note = self._problem = None
         self._form = {}
         return frame
 
@@ -223,6 +224,7 @@ class HelpScreen:
             frame, t("gethelp.waiting_place"), font=("TkDefaultFont", 13, "bold")
         )
         self._note = self._text(frame, note, fg=HINT_COLOUR)
+        self._problem = self._text(frame, "", fg=STOP_COLOUR)
         self._text(frame, t("gethelp.waiting_hint"))
         cancel: Any = None
 
@@ -239,9 +241,10 @@ class HelpScreen:
         if self._place is not None:
             self._place.configure(text=text)
 
-    def set_note(self, text: str) -> None:
-        if self._note is not None:
-            self._note.configure(text=text)
+    def set_problem(self, text: str) -> None:
+        """Why the relay did not answer this time (``""``: it answers again)."""
+        if self._problem is not None:
+            self._problem.configure(text=text)
 
     def show_closed(self, text: str) -> None:
         """The request ended without a session (cancelled): say so; Close."""
@@ -331,7 +334,7 @@ class HelpWindowUI(TkUI):
         self._window.post(wait_again)
 
     def problem(self, text: str) -> None:
-        self._window.post(lambda: self.screen.set_note(text))
+        self._window.post(lambda: self.screen.set_problem(text))
 
     def closed(self, text: str) -> None:
         self._window.post(lambda: self.screen.show_closed(text))

@@ -203,6 +203,27 @@ def test_a_request_filed_from_the_window_reaches_rt_and_the_session_runs_in_it_w
         relay.stop()
 
 
+def queued(
+    display: str, relay: RelayProcess, acme: Organisation, tmp_path: Path, description: str
+) -> tuple[Process, str, Path]:
+    """An agent whose form was filled in from the command line (``--request``), sent
+    with no summary (Send nothing), now waiting: the process, its window, its snapshot."""
+    snapshot = tmp_path / f"{description[:12].replace(' ', '-')}.json"
+    agent = agent_window(
+        display,
+        relay.ws_url,
+        snapshot,
+        tmp_path,
+        *("--org-key", str(acme.public), "--request", description, "--category", "printing"),
+    )
+    main = wait_window(display, TITLE)
+    wait_shown(snapshot, has(f"{len(description)} of 500 characters"), "the form")
+    click_colour(display, main, tk_ui.CONNECT_COLOUR)  # Send request
+    click_colour(display, armed_review(display, snapshot), tk_ui.DENY_COLOUR)  # Send nothing
+    wait_shown(snapshot, has("You are number 1 in the queue"), "the place")
+    return agent, main, snapshot
+
+
 def test_cancel_request_and_the_close_box_withdraw_and_the_ticket_says_so(
     org: Organisation,  # noqa: F811
     rt: RequestTracker,  # noqa: F811
@@ -213,22 +234,8 @@ def test_cancel_request_and_the_close_box_withdraw_and_the_ticket_says_so(
     try:
         set_up_desk(relay, org, tmp_path)  # everyone is away: requests wait
         with xvfb() as display:
-            # Cancel request; the form was filled in from the command line, and the
-            # customer sends no summary.
-            snapshot = tmp_path / "cancel.json"
-            agent = agent_window(
-                display,
-                relay.ws_url,
-                snapshot,
-                tmp_path,
-                *("--org-key", str(org.public), "--request", DESCRIPTION),
-                *("--category", "printing"),
-            )
-            main = wait_window(display, TITLE)
-            wait_shown(snapshot, has(f"{len(DESCRIPTION)} of 500 characters"), "the form")
-            click_colour(display, main, tk_ui.CONNECT_COLOUR)
-            click_colour(display, armed_review(display, snapshot), tk_ui.DENY_COLOUR)  # nothing
-            wait_shown(snapshot, has("You are number 1 in the queue"), "the place")
+            # Cancel request.
+            agent, main, snapshot = queued(display, relay, org, tmp_path, DESCRIPTION)
             click_colour(display, main, tk_ui.DENY_COLOUR)  # Cancel request
             shown = wait_shown(snapshot, has("You left the queue"), "the cancellation")
             assert has("your request was cancelled and your help desk was told")(shown)
@@ -237,20 +244,7 @@ def test_cancel_request_and_the_close_box_withdraw_and_the_ticket_says_so(
             assert agent.wait(20) == 0
 
             # The close box while waiting withdraws too.
-            snapshot = tmp_path / "close.json"
-            second = agent_window(
-                display,
-                relay.ws_url,
-                snapshot,
-                tmp_path,
-                *("--org-key", str(org.public), "--request", "The scanner is silent"),
-                *("--category", "printing"),
-            )
-            main = wait_window(display, TITLE)
-            wait_shown(snapshot, has("The scanner is silent"), "the form")
-            click_colour(display, main, tk_ui.CONNECT_COLOUR)
-            click_colour(display, armed_review(display, snapshot), tk_ui.DENY_COLOUR)
-            wait_shown(snapshot, has("You are number 1 in the queue"), "the place")
+            second, main, _ = queued(display, relay, org, tmp_path, "The scanner is silent")
             close_window(display, main)
             assert second.wait(20) == 0
         for words in (DESCRIPTION[:30], "The scanner is silent"):
@@ -381,3 +375,56 @@ def filed_requests(relay: RelayProcess) -> int:
     with sqlite3.connect(relay.data_dir / DATABASE_NAME) as db:
         count: int = db.execute("SELECT count(*) FROM help_requests").fetchone()[0]
     return count
+
+
+def test_a_transfer_shows_the_note_and_the_next_technician_s_session_runs_in_the_window(
+    org: Organisation,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    shots = pictures(tmp_path)
+    relay = start_relay(tmp_path / "relay")
+    try:
+        tokens = set_up_desk(relay, org, tmp_path)
+        for token in tokens.values():
+            tech_run(relay.ws_url, token, "availability", "available")
+        certified = {}
+        for name, stem in (("Paco Printers", "paco-w"), ("Nina Network", "nina-w")):
+            cert, key = org.technician(name, stem)
+            certified[name] = ("--cert", str(cert), "--key", str(key))
+        with xvfb() as display:
+            agent, main, snapshot = queued(display, relay, org, tmp_path, DESCRIPTION)
+            first = tech_process(
+                relay.ws_url,
+                tokens["Paco Printers"],
+                *certified["Paco Printers"],
+                *("queue", "accept", "--next"),
+            )
+            first.expect(r"^Customer joined\. Check code: ", timeout=60)
+            wait_shown(snapshot, has("✔ Verified: Paco Printers, Acme IT"), "Paco's session")
+            first.send('transfer "Nina Network" --note "The printer is fine; the network is not"')
+            first.expect(r"^ok transfer: transferred to Nina Network")
+            assert first.wait(60) == 0, first.output + first.read_stderr()
+            # Waiting again, with the note (the rating comes at the end of the last one).
+            shown = wait_shown(snapshot, has("(note: The printer is fine"), "the note")
+            assert has("Waiting for a technician")(shown)
+            assert not has("Paco Printers")(shown)  # the first session's screen is gone
+            screenshot(display, shots / "gethelp-transferred.png")
+            second = tech_process(
+                relay.ws_url,
+                tokens["Nina Network"],
+                *certified["Nina Network"],
+                *("queue", "accept", "--next"),
+            )
+            second.expect(r"^Customer joined\. Check code: ", timeout=60)
+            check_code = second.lines[-1].split("Check code: ")[1].split(" - ")[0]
+            shown = wait_shown(snapshot, has(f"Check code: {check_code}"), "Nina's check code")
+            assert has("✔ Verified: Nina Network, Acme IT")(shown)
+            assert len([w for w in shown if w["text"].startswith("Check code:")]) == 1
+            second.send("end")
+            wait_shown(snapshot, has("How would you rate this help"), "the rating")
+            click_colour(display, main, tk_ui.DENY_COLOUR)  # Skip
+            assert second.wait(60) == 0, second.output + second.read_stderr()
+            wait_shown(snapshot, has("The session has ended."), "the end")
+            agent.kill()
+    finally:
+        relay.stop()
