@@ -79,6 +79,7 @@ class HelpScreen:
         self._place: Any = None
         self._note: Any = None
         self._problem: Any = None
+        self._hint: Any = None
         self._form: dict[str, Any] = {}
 
     def offer(self, start: Callable[[], None]) -> None:
@@ -225,7 +226,9 @@ class HelpScreen:
         )
         self._note = self._text(frame, note, fg=HINT_COLOUR)
         self._problem = self._text(frame, "", fg=STOP_COLOUR)
-        self._text(frame, t("gethelp.waiting_hint"))
+        self._hint = self._text(frame, t("gethelp.waiting_hint"))
+        for label in (self._note, self._problem):
+            self._show_text(label, label.cget("text"))
         cancel: Any = None
 
         def cancel_request() -> None:
@@ -244,7 +247,15 @@ class HelpScreen:
     def set_problem(self, text: str) -> None:
         """Why the relay did not answer this time (``""``: it answers again)."""
         if self._problem is not None:
-            self._problem.configure(text=text)
+            self._show_text(self._problem, text)
+
+    def _show_text(self, label: Any, text: str) -> None:
+        """``text`` in ``label``, which takes no room while it has none."""
+        label.configure(text=text)
+        if text:
+            label.pack(anchor="w", pady=(6, 0), before=self._hint)
+        else:
+            label.pack_forget()
 
     def show_closed(self, text: str) -> None:
         """The request ended without a session (cancelled): say so; Close."""

@@ -44,7 +44,7 @@ from tests.support.trust_fixtures import Organisation, tech_cli
 from tests.support.xdisplay import (
     click_colour,
     close_window,
-    screenshot,
+    grab,
     wait_window,
     xdotool,
     xvfb,
@@ -52,6 +52,7 @@ from tests.support.xdisplay import (
 
 TITLE = "Puente remote support"
 REVIEW = "Check what will be sent"
+REFERENCE = re.compile(r"\(reference ([0-9a-f]{8})\)")
 
 
 def agent_window(
@@ -86,6 +87,19 @@ def pictures(tmp_path: Path) -> Path:
     return folder
 
 
+def picture(display: str, path: Path) -> None:
+    """A screenshot cut to the windows on it (the rest of Xvfb's screen is black)."""
+    import mss.tools
+    import numpy as np
+
+    rgb, width, height = grab(display)
+    pixels = np.frombuffer(rgb, np.uint8).reshape(height, width, 3)
+    lit = np.argwhere(pixels.any(axis=2))
+    (top, left), (bottom, right) = lit.min(0), lit.max(0) + 1
+    cropped = np.ascontiguousarray(pixels[top:bottom, left:right])
+    mss.tools.to_png(cropped.tobytes(), (int(right - left), int(bottom - top)), output=str(path))
+
+
 def text_box(snapshot: Path) -> str:
     """What the description box holds now."""
     return next((w["text"] for w in read_snapshot(snapshot) if w["class"] == "Text"), "")
@@ -109,7 +123,7 @@ def test_a_request_filed_from_the_window_reaches_rt_and_the_session_runs_in_it_w
             )
             main = wait_window(display, TITLE)
             wait_shown(snapshot, has("No session code? Ask your help desk"), "Get help")
-            screenshot(display, shots / "gethelp-1-start.png")
+            picture(display, shots / "gethelp-1-start.png")
 
             # The form: a sentence, its count, the organisation's verified kinds of problem.
             click_colour(display, main, tk_help.HELP_COLOUR)
@@ -121,7 +135,7 @@ def test_a_request_filed_from_the_window_reaches_rt_and_the_session_runs_in_it_w
             xdotool(display, "key", "Tab", "space")  # the first kind: Printers
             wait_shown(snapshot, has(f"{len(DESCRIPTION)} of 500 characters"), "the count")
             assert text_box(snapshot) == DESCRIPTION
-            screenshot(display, shots / "gethelp-2-form.png")
+            picture(display, shots / "gethelp-2-form.png")
             click_colour(display, main, tk_ui.CONNECT_COLOUR)  # Send request
 
             # The summary that would go with it, in the window's review screen.
@@ -129,7 +143,7 @@ def test_a_request_filed_from_the_window_reaches_rt_and_the_session_runs_in_it_w
             shown = wait_shown(snapshot, has("would go with your request", REVIEW), "the review")
             summary = [w["text"] for w in shown if w["class"] == "Checkbutton"]
             assert summary, shown
-            screenshot(display, shots / "gethelp-3-review.png")
+            picture(display, shots / "gethelp-3-review.png")
             click_colour(display, review, tk_ui.ALLOW_COLOUR)  # Send
 
             # Waiting, with the place and the estimate.
@@ -137,7 +151,7 @@ def test_a_request_filed_from_the_window_reaches_rt_and_the_session_runs_in_it_w
                 snapshot, has("You are number 1 in the queue; estimated wait:"), "the place"
             )
             assert has("Waiting for a technician")(shown) and has("Cancel request")(shown)
-            screenshot(display, shots / "gethelp-4-waiting.png")
+            picture(display, shots / "gethelp-4-waiting.png")
             listing = json.loads(
                 tech_run(relay.ws_url, tokens["Paco Printers"], "queue", "list", "--json")
             )
@@ -160,7 +174,7 @@ def test_a_request_filed_from_the_window_reaches_rt_and_the_session_runs_in_it_w
             shown = wait_shown(snapshot, has(f"Check code: {check_code}"), "the check code")
             assert has("✔ Verified: Paco Printers, Acme IT")(shown)
             assert not has("Waiting for a technician")(shown)  # the session replaced it
-            screenshot(display, shots / "gethelp-5-session.png")
+            picture(display, shots / "gethelp-5-session.png")
 
             # The same questions as with a code.
             out = tmp_path / "diag.json"
@@ -205,9 +219,10 @@ def test_a_request_filed_from_the_window_reaches_rt_and_the_session_runs_in_it_w
 
 def queued(
     display: str, relay: RelayProcess, acme: Organisation, tmp_path: Path, description: str
-) -> tuple[Process, str, Path]:
+) -> tuple[Process, str, Path, str]:
     """An agent whose form was filled in from the command line (``--request``), sent
-    with no summary (Send nothing), now waiting: the process, its window, its snapshot."""
+    with no summary (Send nothing), now waiting: the process, its window, its snapshot
+    and the request's reference."""
     snapshot = tmp_path / f"{description[:12].replace(' ', '-')}.json"
     agent = agent_window(
         display,
@@ -220,8 +235,9 @@ def queued(
     wait_shown(snapshot, has(f"{len(description)} of 500 characters"), "the form")
     click_colour(display, main, tk_ui.CONNECT_COLOUR)  # Send request
     click_colour(display, armed_review(display, snapshot), tk_ui.DENY_COLOUR)  # Send nothing
-    wait_shown(snapshot, has("You are number 1 in the queue"), "the place")
-    return agent, main, snapshot
+    shown = wait_shown(snapshot, has("You are number 1 in the queue"), "the place")
+    [reference] = [m.group(1) for text in texts(shown) if (m := re.search(REFERENCE, text))]
+    return agent, main, snapshot, reference
 
 
 def test_cancel_request_and_the_close_box_withdraw_and_the_ticket_says_so(
@@ -235,30 +251,30 @@ def test_cancel_request_and_the_close_box_withdraw_and_the_ticket_says_so(
         set_up_desk(relay, org, tmp_path)  # everyone is away: requests wait
         with xvfb() as display:
             # Cancel request.
-            agent, main, snapshot = queued(display, relay, org, tmp_path, DESCRIPTION)
+            agent, main, snapshot, cancelled = queued(display, relay, org, tmp_path, DESCRIPTION)
             click_colour(display, main, tk_ui.DENY_COLOUR)  # Cancel request
             shown = wait_shown(snapshot, has("You left the queue"), "the cancellation")
             assert has("your request was cancelled and your help desk was told")(shown)
-            screenshot(display, shots / "gethelp-6-cancelled.png")
+            picture(display, shots / "gethelp-6-cancelled.png")
             close_window(display, main)
             assert agent.wait(20) == 0
 
             # The close box while waiting withdraws too.
-            second, main, _ = queued(display, relay, org, tmp_path, "The scanner is silent")
+            second, main, _, closed = queued(display, relay, org, tmp_path, "The scanner is silent")
             close_window(display, main)
             assert second.wait(20) == 0
-        for words in (DESCRIPTION[:30], "The scanner is silent"):
+        for reference in (cancelled, closed):
             wait_until(
-                lambda w=words: any(
+                lambda r=reference: any(
                     "withdrawn" in c["subject"]
-                    for ticket in rt_search(rt, w)
+                    for ticket in rt_search(rt, f"puente request {r}")
                     for c in rt.comments(ticket)
                 ),
                 60,
-                f"the withdrawal comment on {words!r}",
+                f"the withdrawal comment on request {reference}",
                 0.5,
             )
-        [ticket] = rt_search(rt, DESCRIPTION[:30])
+        [ticket] = rt_search(rt, f"puente request {cancelled}")
         [opened] = rt.comments(ticket, kind="Create")
         assert "none attached" in opened["text"]  # Send nothing: no summary went
     finally:
@@ -284,7 +300,7 @@ def test_lists_that_cannot_be_verified_unknown_categories_and_long_descriptions_
             click_colour(display, main, tk_help.HELP_COLOUR)
             shown = wait_shown(snapshot, has("Could not ask for help"), "the refusal")
             assert has("does not take requests from the agent yet")(shown)
-            screenshot(display, shots / "gethelp-7-no-list.png")
+            picture(display, shots / "gethelp-7-no-list.png")
             click_colour(display, main, tk_ui.DENY_COLOUR)  # Back to the code field
             wait_shown(snapshot, has("Session code from your technician:"), "the code field")
 
@@ -293,7 +309,7 @@ def test_lists_that_cannot_be_verified_unknown_categories_and_long_descriptions_
             click_colour(display, main, tk_help.HELP_COLOUR)
             shown = wait_shown(snapshot, has("is not signed by your organisation"), "refusal")
             assert not has("Printers")(shown) and not has("Call 555")(shown)
-            screenshot(display, shots / "gethelp-8-unverified-list.png")
+            picture(display, shots / "gethelp-8-unverified-list.png")
             agent.kill()
 
             # An unknown category from the command line, in Spanish.
@@ -321,7 +337,7 @@ def test_lists_that_cannot_be_verified_unknown_categories_and_long_descriptions_
             shown = wait_shown(snapshot, has(f"Su descripción tiene {count} caracteres"), "refusal")
             assert has("acórtela a 500 o menos")(shown)
             assert text_box(snapshot) == long_text.strip()  # nothing typed is lost
-            screenshot(display, shots / "gethelp-9-too-long-es.png")
+            picture(display, shots / "gethelp-9-too-long-es.png")
             templates = spanish_templates()
             lines = {
                 line.strip()
@@ -392,7 +408,7 @@ def test_a_transfer_shows_the_note_and_the_next_technician_s_session_runs_in_the
             cert, key = org.technician(name, stem)
             certified[name] = ("--cert", str(cert), "--key", str(key))
         with xvfb() as display:
-            agent, main, snapshot = queued(display, relay, org, tmp_path, DESCRIPTION)
+            agent, main, snapshot, _ = queued(display, relay, org, tmp_path, DESCRIPTION)
             first = tech_process(
                 relay.ws_url,
                 tokens["Paco Printers"],
@@ -408,7 +424,7 @@ def test_a_transfer_shows_the_note_and_the_next_technician_s_session_runs_in_the
             shown = wait_shown(snapshot, has("(note: The printer is fine"), "the note")
             assert has("Waiting for a technician")(shown)
             assert not has("Paco Printers")(shown)  # the first session's screen is gone
-            screenshot(display, shots / "gethelp-transferred.png")
+            picture(display, shots / "gethelp-10-transferred.png")
             second = tech_process(
                 relay.ws_url,
                 tokens["Nina Network"],
