@@ -177,18 +177,20 @@ async def prepare_request(
     return PreparedRequest(relay, ssl_context, trust, listing)
 
 
-def one_line(text: str) -> str:
-    """The description as it is sent: one line, runs of spaces and line breaks made one
-    space, invisible control characters dropped."""
-    return "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
+def description_line(text: str) -> str:
+    """The description as it is sent: one line, each run of spaces and line breaks made
+    one space (what the form counts against :data:`MAX_DESCRIPTION`)."""
+    return " ".join(text.split())
 
 
 def check_description(text: str) -> str:
-    """The description to send (:func:`one_line`); HelpRequestError saying what to do if
-    it is empty or longer than :data:`MAX_DESCRIPTION` characters."""
-    line = one_line(text)
+    """The description to send (:func:`description_line`); HelpRequestError saying what
+    to do if it is empty, not plain text, or longer than :data:`MAX_DESCRIPTION`."""
+    line = description_line(text)
     if not line:
         raise HelpRequestError(t("request.empty"))
+    if not line.isprintable():
+        raise HelpRequestError(t("request.not_plain"))
     if len(line) > MAX_DESCRIPTION:
         raise HelpRequestError(t("request.too_long", count=len(line), limit=MAX_DESCRIPTION))
     return line

@@ -137,6 +137,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Describe the problem first, in one sentence.",
         "es": "Describa primero el problema, en una frase.",
     },
+    "request.not_plain": {
+        "en": "Your description has characters that are not plain text (control characters); type it again in plain words.",
+        "es": "Su descripción tiene caracteres que no son texto normal (caracteres de control); escríbala de nuevo con palabras normales.",
+    },
     "request.too_long": {
         "en": "Your description has {count} characters; shorten it to {limit} or fewer. The summary of this computer you can attach next carries the details.",
         "es": "Su descripción tiene {count} caracteres; acórtela a {limit} o menos. El resumen de este equipo que puede adjuntar después lleva los detalles.",

@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agent.help_request import (
     HelpRequestError,
     check_description,
+    description_line,
     file_request,
     follow_request,
-    one_line,
     prepare_request,
     summary_digest,
     summary_lines,
@@ -151,7 +151,7 @@ class HelpScreen:
 
         def recount(_: Any = None) -> None:
             box.edit_modified(False)
-            typed = len(one_line(box.get("1.0", "end")))
+            typed = len(description_line(box.get("1.0", "end")))
             over = typed > MAX_DESCRIPTION
             count.configure(
                 text=t("gethelp.count", count=typed, limit=MAX_DESCRIPTION),
@@ -433,11 +433,18 @@ async def ask_for_help(
     )
 
 
+def get_help(
+    args: argparse.Namespace, baked: BakedSettings
+) -> Callable[[CustomerWindow, dict[str, int]], None]:
+    """What :func:`agent.tk_ui.run_window` calls (``on_open``) to offer Get help."""
+    return functools.partial(offer_help, args=args, baked=baked)
+
+
 def offer_help(
     window: CustomerWindow,
+    status: dict[str, int],
     args: argparse.Namespace,
     baked: BakedSettings,
-    status: dict[str, int],
 ) -> None:
     """Offer "Get help" in ``window`` if this agent pins an organisation key; with
     ``--request TEXT [--category C]`` open the form at once, filled in. An agent

@@ -980,8 +980,10 @@ def run_window(
     code: SessionCode | None,
     baked: BakedSettings,
     nameplate: str | None = None,
+    on_open: Callable[[CustomerWindow, dict[str, int]], None] | None = None,
 ) -> int:
-    """Open the window; run sessions from it on a worker thread. Returns the exit status."""
+    """Open the window (``on_open(window, status)`` may add to it, agent.tk_help); run
+    sessions from it on a worker thread. Returns the exit status (``status["code"]``)."""
     import tkinter as tk
 
     from agent.app import run_agent
@@ -1017,10 +1019,8 @@ def run_window(
         ).start()
 
     window = CustomerWindow(root, connect, code, titles, nameplate)
-    if code is None and nameplate is None:  # no code yet: "Get help" (agent.tk_help)
-        from agent.tk_help import offer_help
-
-        offer_help(window, args, baked, status)
+    if on_open is not None:  # more to offer (agent.tk_help's Get help)
+        on_open(window, status)
     if args.code and code is not None:
         root.after(100, window._on_connect)  # typed on the command line: no need to confirm
     root.mainloop()
