@@ -139,7 +139,7 @@ def test_a_request_filed_from_the_window_reaches_rt_and_the_session_runs_in_it_w
             click_colour(display, main, tk_ui.CONNECT_COLOUR)  # Send request
 
             # The summary that would go with it, in the window's review screen.
-            review = wait_window(display, REVIEW)
+            review = armed_review(display, snapshot)
             shown = wait_shown(snapshot, has("would go with your request", REVIEW), "the review")
             summary = [w["text"] for w in shown if w["class"] == "Checkbutton"]
             assert summary, shown
