@@ -1,6 +1,8 @@
-"""Asking for help without a code: the customer files a help request, waits in the
-queue with a live position and estimate, then joins the session the relay names
-when a technician accepts (``puente-agent --request TEXT [--category C]``).
+"""Asking for help without a code: the customer files a help request, is offered
+self-help first (:mod:`agent.self_help`: the organisation's verified fixes for what
+triage finds here), waits in the queue with a live position and estimate, then joins
+the session the relay names when a technician accepts (``puente-agent --request TEXT
+[--category C]``).
 
 Only an agent that pins an organisation key may do this (the category list is
 checked against that key). The wait is a long-poll: the relay holds each ``GET``
@@ -16,26 +18,26 @@ Two front ends share everything here but the drawing: the console
 (:func:`request_help`) and the window's "Get help" (:mod:`agent.tk_help`). The steps
 are UI-neutral functions: :func:`prepare_request` (pinned key, verified categories),
 :func:`check_description`, :func:`summary_lines` (what the customer reviews before it
-is attached), :func:`file_request`, and :func:`follow_request`, which tells a
-:class:`RequestWatcher` what to show.
+is attached), :func:`file_request`, and :func:`follow_request`, which runs self-help
+with the front end's :class:`agent.self_help.SelfHelpPrompter`, then tells a
+:class:`RequestWatcher` what to show while the request waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import ssl
 import sys
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.help_http import HelpRequestError as HelpRequestError
+from agent.help_http import call as _call
+from agent.help_http import in_daemon_thread as _in_daemon_thread
 from agent.i18n import current, t
 from agent.settings import BakedSettings
 from link.relay_address import http_url
@@ -44,9 +46,8 @@ from protocol.errors import TrustError
 from protocol.safe_text import safe_text
 
 if TYPE_CHECKING:
+    from agent.self_help import SelfHelpPrompter
     from agent.trust import AgentTrust
-
-T = TypeVar("T")
 
 #: Seconds a long-poll may take before the agent gives up on that one answer.
 POLL_TIMEOUT = 40.0
@@ -54,71 +55,6 @@ POLL_TIMEOUT = 40.0
 MAX_DIGEST = 2000
 #: The relay answers stopped coming: seconds between tries.
 RETRY_SECONDS = 3.0
-
-
-class HelpRequestError(Exception):
-    """Filing or following the request failed; the message is for the customer."""
-
-
-def _call(
-    base: str,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None,
-    token: str | None,
-    ssl_context: ssl.SSLContext | None,
-    timeout: float = 20.0,
-) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=ssl_context) as answer:
-            raw = answer.read()
-            return int(answer.status), (
-                raw if path.startswith("/help/categories/") else json.loads(raw)
-            )
-    except urllib.error.HTTPError as exc:
-        with exc:
-            try:
-                detail = json.loads(exc.read())
-            except ValueError:
-                detail = {}
-        return int(exc.code), detail
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise HelpRequestError(
-            t("request.unreachable", detail=getattr(exc, "reason", exc))
-        ) from None
-
-
-async def _in_daemon_thread(function: Callable[[], T]) -> T:
-    """Run a blocking call in a daemon thread: a long-poll in flight must never keep
-    the agent from exiting when the customer closes it."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def work() -> None:
-        try:
-            result = function()
-        except BaseException as exc:  # handed to the waiting coroutine
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=work, name="puente-help-request", daemon=True).start()
-    return await future
 
 
 def load_categories(
@@ -332,18 +268,29 @@ async def follow_request(
     watcher: RequestWatcher,
     left: Callable[[], Awaitable[object]],
     run_session: Callable[[str], Awaitable[int]],
+    prompter: SelfHelpPrompter | None = None,
+    log_dir: Path | None = None,
 ) -> int:
     """Follow a filed request until it ends; the exit status.
 
-    While it waits, ``watcher`` hears the place and estimate as they change (long-poll),
-    and when ``left()`` completes (Ctrl-C, Cancel request, the window closed) the request
-    is withdrawn and the ticket says so. When a technician accepts, ``run_session`` runs
-    the code-less session for the relay's rendezvous; after a transfer the customer
-    waits again for the next technician.
+    First self-help, with ``prompter`` (if given): "That fixed it" closes the request
+    and ends here. Then, while it waits, ``watcher`` hears the place and estimate as
+    they change (long-poll). Whenever ``left()`` completes (Ctrl-C, Cancel request, the
+    window closed) the request is withdrawn and the ticket says so. When a technician
+    accepts, ``run_session`` runs the code-less session for the relay's rendezvous;
+    after a transfer the customer waits again for the next technician.
     """
     follower = RequestFollower(
         prepared.base, filed["request_id"], filed["token"], prepared.ssl_context
     )
+    if prompter is not None:
+        solved = await _self_help_first(prepared, filed, prompter, left, log_dir)
+        if solved is None:
+            await follower.withdraw()
+            watcher.closed(t("request.withdrawn"))
+            return 0
+        if solved:
+            return 0  # solved by self-help: the request is closed
     view = filed
     shown: tuple[Any, ...] | None = None
     troubled = False
@@ -391,6 +338,44 @@ async def follow_request(
             if troubled:
                 troubled = False
                 watcher.problem("")
+
+
+async def _self_help_first(
+    prepared: PreparedRequest,
+    filed: dict[str, Any],
+    prompter: SelfHelpPrompter,
+    left: Callable[[], Awaitable[object]],
+    log_dir: Path | None,
+) -> bool | None:
+    """Self-help for the filed request: True if it solved it (the request is closed),
+    False to wait for a technician, None if the customer left meanwhile. The request
+    keeps its place in the queue throughout."""
+    from agent.self_help import run_self_help
+
+    helping = asyncio.ensure_future(
+        run_self_help(
+            prepared.base,
+            filed["request_id"],
+            filed["token"],
+            prepared.trust,
+            prompter,
+            ssl_context=prepared.ssl_context,
+            log_dir=log_dir,
+        )
+    )
+    leaving = asyncio.ensure_future(left())
+    await asyncio.wait([helping, leaving], return_when=asyncio.FIRST_COMPLETED)
+    leaving.cancel()
+    if not helping.done():
+        helping.cancel()
+        with contextlib.suppress(BaseException):
+            await helping
+        return None
+    try:
+        return bool(helping.result())
+    except Exception as exc:  # a bug in self-help must not lose the request
+        prompter.progress(t("selfhelp.unavailable", detail=safe_text(str(exc), 300)))
+        return False
 
 
 class _ConsoleWatcher:
@@ -457,9 +442,19 @@ async def request_help(
         finally:
             listen(True)
 
+    from agent.self_help import ConsolePrompter
+
     listen(True)
     try:
-        return await follow_request(prepared, filed, _ConsoleWatcher(), leaving.wait, run_session)
+        return await follow_request(
+            prepared,
+            filed,
+            _ConsoleWatcher(),
+            leaving.wait,
+            run_session,
+            ConsolePrompter(ask),
+            log_dir,
+        )
     finally:
         listen(False)
 

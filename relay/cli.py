@@ -24,7 +24,7 @@ from typing import Any
 from protocol.allocator import keep_freed_memory
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
-from . import audit, queue_cli
+from . import audit, queue_cli, self_help_cli
 from .config import RelayConfig
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .downloads import SYSTEMS, downloads_command
@@ -473,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(queue_cli.add_categories_command(commands))
     for queue_parser in queue_cli.add_queue_command(commands):
         _add_data_dir(queue_parser)
+    for fixes_parser in self_help_cli.add_fixes_command(commands):
+        _add_data_dir(fixes_parser)
 
     audit_parser = commands.add_parser(
         "audit",
@@ -619,14 +621,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "deliveries":
             return _deliveries(args)
-        if args.command in ("categories", "queue"):
+        if args.command in ("categories", "queue", "fixes"):
             store = open_store(args.data_dir, args.database_url)
             try:
-                run = (
-                    queue_cli.run_categories
-                    if args.command == "categories"
-                    else queue_cli.run_queue
-                )
+                run = {
+                    "categories": queue_cli.run_categories,
+                    "queue": queue_cli.run_queue,
+                    "fixes": self_help_cli.run_fixes,
+                }[args.command]
                 return run(store, args)
             finally:
                 store.close()
