@@ -233,6 +233,16 @@ def _minutes(seconds: int | None) -> str:
     return t("request.minutes", minutes=max(1, round(seconds / 60)))
 
 
+def place_sentence(view: dict[str, Any]) -> str | None:
+    """The customer's place in the queue and estimated wait in a request's ``view`` (as
+    the relay sent it: numbers only are used), or None while it has no place."""
+    position = _count(view.get("position"))
+    if not position:
+        return None
+    wait = _minutes(_count(view.get("estimated_wait_seconds")))
+    return t("request.position", position=position, wait=wait)
+
+
 def _count(value: Any) -> int | None:
     """A count the relay sent (a place, seconds), or None if it is not one."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -260,6 +270,9 @@ class RequestWatcher(Protocol):
 
     def closed(self, text: str) -> None:
         """The request is over without a session (withdrawn by the customer, or solved)."""
+
+    def solved(self) -> None:
+        """Self-help solved the problem; the request is closed (self-help said so)."""
 
 
 async def follow_request(
@@ -290,7 +303,8 @@ async def follow_request(
             watcher.closed(t("request.withdrawn"))
             return 0
         if solved:
-            return 0  # solved by self-help: the request is closed
+            watcher.solved()  # the request is closed
+            return 0
     view = filed
     shown: tuple[Any, ...] | None = None
     troubled = False
@@ -314,11 +328,11 @@ async def follow_request(
                 t("request.transferred", note=safe_text(str(view.get("note") or ""), 300))
             )
             continue
+        sentence = place_sentence(view)
+        if sentence and (view.get("state"), sentence) != shown:
+            shown = (view.get("state"), sentence)
+            watcher.waiting(sentence)
         position = _count(view.get("position"))
-        estimate = _count(view.get("estimated_wait_seconds"))
-        if position and (view.get("state"), position, estimate) != shown:
-            shown = (view.get("state"), position, estimate)
-            watcher.waiting(t("request.position", position=position, wait=_minutes(estimate)))
         poll = asyncio.ensure_future(follower.status(view.get("version"), position))
         leaving = asyncio.ensure_future(left())
         done, _ = await asyncio.wait([poll, leaving], return_when=asyncio.FIRST_COMPLETED)
@@ -385,6 +399,9 @@ class _ConsoleWatcher:
         print(text, flush=True)
 
     accepted = transferred = closed = waiting
+
+    def solved(self) -> None:
+        pass  # self-help's console prompter said it
 
     def problem(self, text: str) -> None:
         if text:

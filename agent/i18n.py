@@ -205,6 +205,24 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Cancelling your request ...",
         "es": "Cancelando su solicitud ...",
     },
+    "gethelp.try_first": {"en": "Try this first", "es": "Pruebe esto primero"},
+    "gethelp.for_problem": {"en": "For: {problem}", "es": "Para: {problem}"},
+    "gethelp.try_fix": {"en": "Try this fix", "es": "Probar este arreglo"},
+    "gethelp.no_thanks": {
+        "en": "No thanks, wait for a technician",
+        "es": "No, gracias: esperar a un técnico",
+    },
+    "gethelp.fixed_title": {"en": "After the fix", "es": "Después del arreglo"},
+    "gethelp.fixed_question": {
+        "en": 'Did "{title}" fix your problem?',
+        "es": '¿"{title}" resolvió su problema?',
+    },
+    "gethelp.fixed_hint": {
+        "en": '"That fixed it" closes your request. "Still broken" keeps your place in the queue.',
+        "es": '"Ya está resuelto" cierra su solicitud. "Sigue fallando" conserva su lugar en la cola.',
+    },
+    "gethelp.fixed_yes": {"en": "That fixed it", "es": "Ya está resuelto"},
+    "gethelp.fixed_no": {"en": "Still broken", "es": "Sigue fallando"},
     "gethelp.problem_title": {
         "en": "Could not ask for help",
         "es": "No se pudo pedir ayuda",

@@ -10,7 +10,9 @@ under the code field. The screens, all in the customer's window:
    review screen (:meth:`agent.tk_ui.CustomerWindow.review`): untick any line, or
    send nothing;
 3. waiting: the place in the queue and the estimated wait, updated live, and
-   Cancel request (closing the window cancels too; the ticket says so);
+   Cancel request (closing the window cancels too; the ticket says so); meanwhile
+   self-help offers the organisation's verified fixes for what it finds here
+   (:mod:`agent.tk_self_help`): "That fixed it" closes the request;
 4. the session, exactly as with a code (:class:`agent.tk_ui.TkUI`: the same
    questions, check code, Stop and rating).
 
@@ -32,7 +34,7 @@ import asyncio
 import contextlib
 import functools
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.help_request import (
@@ -41,6 +43,7 @@ from agent.help_request import (
     description_line,
     file_request,
     follow_request,
+    place_sentence,
     prepare_request,
     summary_digest,
     summary_lines,
@@ -49,11 +52,14 @@ from agent.help_request import (
 from agent.i18n import t
 from agent.review import ReviewItem
 from agent.settings import BakedSettings
+from agent.tk_self_help import SelfHelpPanel, ask_fixed, offer_view
 from agent.tk_ui import CONNECT_COLOUR, DENY_COLOUR, STOP_COLOUR, TkUI
 from protocol.categories import MAX_DESCRIPTION, Category
 from protocol.safe_text import safe_text
 
 if TYPE_CHECKING:
+    from agent.capabilities.base import ConsentPrompt
+    from agent.self_help import Offer
     from agent.tk_ui import CustomerWindow
     from agent.ui import SessionInfo
 
@@ -80,7 +86,10 @@ class HelpScreen:
         self._note: Any = None
         self._problem: Any = None
         self._hint: Any = None
+        self._self_help: Any = None
         self._form: dict[str, Any] = {}
+        #: Self-help's part of the waiting screen (agent.tk_self_help).
+        self.self_help = SelfHelpPanel(window, self.self_help_area)
 
     def offer(self, start: Callable[[], None]) -> None:
         """ "Get help" under the code field."""
@@ -99,7 +108,8 @@ class HelpScreen:
         frame = self.frame = self.tk.Frame(self.window.body, pady=10)
         frame.pack(fill="both", expand=True)
         self.tk.Label(frame, text=heading, font=("TkDefaultFont", 13, "bold")).pack(anchor="w")
-        self._place = self._note = self._problem = None
+        self._place = self._note = self._problem = self._hint = self._self_help = None
+        self.self_help.reset()
         self._form = {}
         return frame
 
@@ -237,12 +247,19 @@ class HelpScreen:
             if self.window.ui is not None:
                 self.window.ui.command("end")
 
-        cancel = self.window._button(frame, t("gethelp.cancel"), DENY_COLOUR, cancel_request)
+        cancel = self.window._button(frame, t("gethelp.cancel"), STOP_COLOUR, cancel_request)
         cancel.pack(anchor="w", pady=(14, 0))
 
     def set_place(self, text: str) -> None:
         if self._place is not None:
             self._place.configure(text=text)
+
+    def self_help_area(self) -> Any:
+        """Where self-help draws in the waiting screen (None if it is not shown)."""
+        if self._self_help is None and self._hint is not None:
+            self._self_help = self.tk.Frame(self.frame)
+            self._self_help.pack(fill="x", before=self._hint)
+        return self._self_help
 
     def set_problem(self, text: str) -> None:
         """Why the relay did not answer this time (``""``: it answers again)."""
@@ -281,7 +298,9 @@ def forget_session(window: CustomerWindow) -> None:
 
 class HelpWindowUI(TkUI):
     """The window's side of a help request: the :class:`RequestWatcher` of
-    :func:`agent.help_request.follow_request`, then the session's UI (a TkUI)."""
+    :func:`agent.help_request.follow_request`, self-help's
+    :class:`agent.self_help.SelfHelpPrompter` (drawn by :mod:`agent.tk_self_help`), then
+    the session's UI (a TkUI)."""
 
     def __init__(
         self, window: CustomerWindow, loop: asyncio.AbstractEventLoop, screen: HelpScreen
@@ -349,6 +368,57 @@ class HelpWindowUI(TkUI):
 
     def closed(self, text: str) -> None:
         self._window.post(lambda: self.screen.show_closed(text))
+
+    def solved(self) -> None:
+        self._window.post(lambda: self.screen.show_closed(t("selfhelp.solved")))
+
+    # SelfHelpPrompter (agent.self_help): its questions in this window ----------------------
+
+    async def choose(self, offers: Sequence[Offer]) -> Offer | None:
+        views = [offer_view(offer) for offer in offers]
+        answer: asyncio.Future[int | None] = self._loop.create_future()
+        self._window.post(
+            lambda: self.screen.self_help.show_offers(views, self._resolver(answer, None))
+        )
+        try:
+            chosen = await answer
+        finally:
+            self._window.post(self.screen.self_help.clear_offers)
+        return offers[chosen] if chosen is not None else None
+
+    async def confirm_run(self, offer: Offer, prompt: ConsentPrompt) -> bool:
+        """The per-run question in the window's consent dialog, as for a technician's
+        fix (the script can be read first), headed "You chose to run: ..."."""
+        title = safe_text(prompt.title, 200)
+        heading = t("selfhelp.you_chose", title=title)
+        answer: asyncio.Future[bool] = self._loop.create_future()
+        self._window.post(
+            lambda: self._window.ask_consent(
+                title,
+                prompt.description,
+                prompt.detail,
+                self._resolver(answer, False),
+                tuple(prompt.documents),
+                heading=heading,
+            )
+        )
+        try:
+            return await answer
+        finally:
+            self._window.post(self._window.close_dialog)
+
+    async def fixed(self, offer: Offer) -> bool:
+        title = safe_text(offer.title, 200)
+        answer: asyncio.Future[bool] = self._loop.create_future()
+        self._window.post(lambda: ask_fixed(self._window, title, self._resolver(answer, False)))
+        try:
+            return await answer
+        finally:
+            self._window.post(self._window.close_dialog)
+
+    def progress(self, text: str) -> None:
+        shown = safe_text(text, 4000, multiline=True)
+        self._window.post(lambda: self.screen.self_help.progress(shown))
 
 
 class _Left(Exception):
@@ -419,6 +489,9 @@ async def ask_for_help(
         leaving.cancel()
     ui.reference = str(filed["request_id"])[:8]
     window.post(lambda: screen.show_waiting(ui.reference))
+    place = place_sentence(filed)
+    if place:
+        ui.waiting(place)
 
     async def left_already() -> None:
         return None
@@ -429,7 +502,13 @@ async def ask_for_help(
         )
 
     return await follow_request(
-        prepared, filed, ui, left_already if gone else ui.wait_for_end, run_session
+        prepared,
+        filed,
+        ui,
+        left_already if gone else ui.wait_for_end,
+        run_session,
+        prompter=ui,
+        log_dir=args.log_dir,
     )
 
 

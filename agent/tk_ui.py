@@ -655,12 +655,13 @@ class CustomerWindow:
         detail: str,
         answer: Callable[[bool], None],
         documents: tuple[tuple[str, str], ...] = (),
+        heading: str | None = None,
     ) -> None:
         tk = self.tk
         dialog = self._open_dialog(t("tk.consent_title"))
         tk.Label(
             dialog,
-            text=t("tk.consent_heading", name=self._technician, title=title),
+            text=heading or t("tk.consent_heading", name=self._technician, title=title),
             font=("TkDefaultFont", 13, "bold"),
             wraplength=440,
             justify="left",

@@ -36,6 +36,9 @@ from tests.e2e.test_help_request import (  # noqa: F401  (org and rt are fixture
     tech_process,
     tech_run,
 )
+from tests.e2e.test_self_help import DESCRIPTION as DISK_FULL
+from tests.e2e.test_self_help import FILLER, TAMPERED_ID, UNSIGNED_ID, full_disk  # noqa: F401
+from tests.e2e.test_self_help import set_up as publish_self_help
 from tests.support.customer import Process
 from tests.support.helpdesk import RequestTracker, wait_until
 from tests.support.proxy import RecordingProxy
@@ -66,19 +69,22 @@ def agent_window(
     )
 
 
-def armed_review(display: str, snapshot: Path) -> str:
-    """The review window, once its buttons take a press (the main window's own grey
-    Back may show through its rectangle until then)."""
-    review = wait_window(display, REVIEW)
+def armed(display: str, snapshot: Path, title: str, button: str) -> str:
+    """The window titled ``title``, once its ``button`` takes a press (until then what
+    lies under its rectangle, such as a button of the same colour, may show through)."""
+    window = wait_window(display, title)
     wait_shown(
         snapshot,
         lambda shown: any(
-            w["window"] == REVIEW and w["text"] == "Send nothing" and w["state"] == "normal"
-            for w in shown
+            w["window"] == title and w["text"] == button and w["state"] == "normal" for w in shown
         ),
-        "the review's buttons armed",
+        f"{button!r} armed in {title!r}",
     )
-    return review
+    return window
+
+
+def armed_review(display: str, snapshot: Path) -> str:
+    return armed(display, snapshot, REVIEW, "Send nothing")
 
 
 def pictures(tmp_path: Path) -> Path:
@@ -252,7 +258,7 @@ def test_cancel_request_and_the_close_box_withdraw_and_the_ticket_says_so(
         with xvfb() as display:
             # Cancel request.
             agent, main, snapshot, cancelled = queued(display, relay, org, tmp_path, DESCRIPTION)
-            click_colour(display, main, tk_ui.DENY_COLOUR)  # Cancel request
+            click_colour(display, main, tk_ui.STOP_COLOUR)  # Cancel request
             shown = wait_shown(snapshot, has("You left the queue"), "the cancellation")
             assert has("your request was cancelled and your help desk was told")(shown)
             picture(display, shots / "gethelp-6-cancelled.png")
@@ -442,5 +448,87 @@ def test_a_transfer_shows_the_note_and_the_next_technician_s_session_runs_in_the
             assert second.wait(60) == 0, second.output + second.read_stderr()
             wait_shown(snapshot, has("The session has ended."), "the end")
             agent.kill()
+    finally:
+        relay.stop()
+
+
+def test_self_help_in_the_window_offers_the_signed_fix_and_that_fixed_it_closes_the_request(
+    org: Organisation,  # noqa: F811
+    rt: RequestTracker,  # noqa: F811
+    full_disk: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Acceptance 2 in the window: the known problem planted on a loop-mounted disk, the
+    organisation's signed fix offered first (ranked by past cases; a tampered and an
+    unsigned one never), run with the window's consent, "That fixed it" closes the
+    request and the ticket, with no technician."""
+    shots = pictures(tmp_path)
+    relay = relay_for(rt, tmp_path)
+    try:
+        publish_self_help(relay, org, tmp_path, full_disk)
+        with xvfb() as display:
+            snapshot = tmp_path / "self-help.json"
+            agent = agent_window(
+                display,
+                relay.ws_url,
+                snapshot,
+                tmp_path,
+                *("--org-key", str(org.public), "--request", DISK_FULL, "--category", "storage"),
+            )
+            main = wait_window(display, TITLE)
+            wait_shown(snapshot, has(f"{len(DISK_FULL)} of 500 characters"), "the form")
+            click_colour(display, main, tk_ui.CONNECT_COLOUR)  # Send request
+            click_colour(display, armed_review(display, snapshot), tk_ui.DENY_COLOUR)
+            shown = wait_shown(snapshot, has("Try this first"), "the offers", timeout=60)
+            offered = [w["text"] for w in shown if w["class"] == "Radiobutton"]
+            assert len(offered) == 3, offered
+            assert offered[0] == "Clear the full test disk (solved 3 of 4 past cases)"
+            assert not any(TAMPERED_ID in text or UNSIGNED_ID in text for text in texts(shown))
+            # The details of the one chosen (the best): the problem, the evidence found
+            # here, what the fix does.
+            assert has("For: a disk is nearly full")(shown) and has(f"{full_disk} is")(shown)
+            assert has("Deletes the large filler file that fills the disk.")(shown)
+            assert has("You are number 1 in the queue")(shown)  # the place is kept
+            [reference] = [m.group(1) for x in texts(shown) if (m := re.search(REFERENCE, x))]
+            picture(display, shots / "gethelp-11-self-help.png")
+
+            click_colour(display, main, tk_ui.ALLOW_COLOUR)  # Try this fix (the best)
+            dialog = armed(display, snapshot, "Permission requested", "Allow")
+            shown = wait_shown(
+                snapshot, has("You chose to run: Fix: Clear the full test disk"), "the question"
+            )
+            assert has("Read the script")(shown)  # the script can be read first
+            picture(display, shots / "gethelp-12-self-help-consent.png")
+            click_colour(display, dialog, tk_ui.ALLOW_COLOUR)
+
+            question = armed(display, snapshot, "After the fix", "That fixed it")
+            shown = wait_shown(snapshot, has("removed the filler from"), "the fix's output")
+            assert not (full_disk / FILLER).exists()
+            picture(display, shots / "gethelp-13-did-it-work.png")
+            click_colour(display, question, tk_ui.ALLOW_COLOUR)  # That fixed it
+            shown = wait_shown(snapshot, has("Glad it is fixed"), "the request closed")
+            assert not has("Cancel request")(shown)
+            picture(display, shots / "gethelp-14-solved.png")
+            close_window(display, main)
+            assert agent.wait(20) == 0, agent.read_stderr()
+
+        def tickets() -> list[int]:
+            return rt_search(rt, f"puente request {reference}")
+
+        wait_until(
+            lambda: any(
+                "Solved by self-help" in c["text"] for t in tickets() for c in rt.comments(t)
+            ),
+            60,
+            "the self-help outcome on the RT ticket",
+            0.5,
+        )
+        [ticket] = tickets()
+        wait_until(
+            lambda: rt.rest("GET", f"/ticket/{ticket}")[1].get("Status") == "resolved",
+            30,
+            "the ticket resolved",
+            0.5,
+        )
     finally:
         relay.stop()
