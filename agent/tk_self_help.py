@@ -165,15 +165,4 @@ def ask_fixed(window: CustomerWindow, title: str, answer: Callable[[bool], None]
     tk.Label(dialog, text=t("gethelp.fixed_hint"), wraplength=440, justify="left").pack(
         anchor="w", pady=(8, 0)
     )
-    row = tk.Frame(dialog)
-    row.pack(fill="x", pady=(14, 0))
-
-    def done(value: bool) -> None:
-        answer(value)
-        window.close_dialog()
-
-    fixed = window._button(row, t("gethelp.fixed_yes"), ALLOW_COLOUR, lambda: done(True))
-    fixed.pack(side="left", expand=True, fill="x", padx=(0, 6))
-    broken = window._button(row, t("gethelp.fixed_no"), DENY_COLOUR, lambda: done(False))
-    broken.pack(side="left", expand=True, fill="x", padx=(6, 0))
-    window._arm(dialog, [(fixed, ALLOW_COLOUR), (broken, DENY_COLOUR)])
+    window._allow_or_deny(dialog, answer, (t("gethelp.fixed_yes"), t("gethelp.fixed_no")))

@@ -685,8 +685,10 @@ class CustomerWindow:
             ).pack(anchor="w", pady=(6, 0))
         self._allow_or_deny(dialog, answer)
 
-    def _allow_or_deny(self, dialog: Any, answer: Callable[[bool], None]) -> None:
-        """The Allow and Deny buttons of ``dialog``, armed (see :meth:`_arm`)."""
+    def _allow_or_deny(
+        self, dialog: Any, answer: Callable[[bool], None], words: tuple[str, str] | None = None
+    ) -> None:
+        """The Allow and Deny buttons of ``dialog`` (or ``words``), armed (see :meth:`_arm`)."""
         row = self.tk.Frame(dialog)
         row.pack(fill="x", pady=(14, 0))
 
@@ -694,9 +696,10 @@ class CustomerWindow:
             answer(value)
             self.close_dialog()
 
-        allow = self._button(row, t("tk.allow"), ALLOW_COLOUR, lambda: done(True))
+        yes, no = words or (t("tk.allow"), t("tk.deny"))
+        allow = self._button(row, yes, ALLOW_COLOUR, lambda: done(True))
         allow.pack(side="left", expand=True, fill="x", padx=(0, 6))
-        deny = self._button(row, t("tk.deny"), DENY_COLOUR, lambda: done(False))
+        deny = self._button(row, no, DENY_COLOUR, lambda: done(False))
         deny.pack(side="left", expand=True, fill="x", padx=(6, 0))
         self._arm(dialog, [(allow, ALLOW_COLOUR), (deny, DENY_COLOUR)])
 

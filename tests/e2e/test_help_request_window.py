@@ -224,7 +224,12 @@ def test_a_request_filed_from_the_window_reaches_rt_and_the_session_runs_in_it_w
 
 
 def queued(
-    display: str, relay: RelayProcess, acme: Organisation, tmp_path: Path, description: str
+    display: str,
+    relay: RelayProcess,
+    acme: Organisation,
+    tmp_path: Path,
+    description: str,
+    category: str = "printing",
 ) -> tuple[Process, str, Path, str]:
     """An agent whose form was filled in from the command line (``--request``), sent
     with no summary (Send nothing), now waiting: the process, its window, its snapshot
@@ -235,7 +240,7 @@ def queued(
         relay.ws_url,
         snapshot,
         tmp_path,
-        *("--org-key", str(acme.public), "--request", description, "--category", "printing"),
+        *("--org-key", str(acme.public), "--request", description, "--category", category),
     )
     main = wait_window(display, TITLE)
     wait_shown(snapshot, has(f"{len(description)} of 500 characters"), "the form")
@@ -467,18 +472,9 @@ def test_self_help_in_the_window_offers_the_signed_fix_and_that_fixed_it_closes_
     try:
         publish_self_help(relay, org, tmp_path, full_disk)
         with xvfb() as display:
-            snapshot = tmp_path / "self-help.json"
-            agent = agent_window(
-                display,
-                relay.ws_url,
-                snapshot,
-                tmp_path,
-                *("--org-key", str(org.public), "--request", DISK_FULL, "--category", "storage"),
+            agent, main, snapshot, reference = queued(
+                display, relay, org, tmp_path, DISK_FULL, "storage"
             )
-            main = wait_window(display, TITLE)
-            wait_shown(snapshot, has(f"{len(DISK_FULL)} of 500 characters"), "the form")
-            click_colour(display, main, tk_ui.CONNECT_COLOUR)  # Send request
-            click_colour(display, armed_review(display, snapshot), tk_ui.DENY_COLOUR)
             shown = wait_shown(snapshot, has("Try this first"), "the offers", timeout=60)
             offered = [w["text"] for w in shown if w["class"] == "Radiobutton"]
             assert len(offered) == 3, offered
@@ -489,7 +485,6 @@ def test_self_help_in_the_window_offers_the_signed_fix_and_that_fixed_it_closes_
             assert has("For: a disk is nearly full")(shown) and has(f"{full_disk} is")(shown)
             assert has("Deletes the large filler file that fills the disk.")(shown)
             assert has("You are number 1 in the queue")(shown)  # the place is kept
-            [reference] = [m.group(1) for x in texts(shown) if (m := re.search(REFERENCE, x))]
             picture(display, shots / "gethelp-11-self-help.png")
 
             click_colour(display, main, tk_ui.ALLOW_COLOUR)  # Try this fix (the best)
