@@ -68,8 +68,11 @@ def test_one_ticket_per_alert_with_comments_and_resolution(
 
     book = AlertBook(path)  # a restart before anything was delivered
     (opening,) = book.pending()
-    # A relay that died after RT made the ticket but before noting it: the ticket exists...
-    first = desk.open_ticket(opening)
+    # A relay that died after RT made the ticket but before noting it: it counted the
+    # attempt before calling RT (relay.alert_delivery, rule 4), and the ticket exists...
+    first = desk.open_ticket(book.begin_attempt(opening))
+    book.close()
+    book = AlertBook(path)
     # ...and the retry after the restart finds it instead of making a second one.
     assert book.deliver(desk) == 1
     assert tickets_tagged(rt, opening.alert_tag) == [int(first)]
@@ -80,7 +83,7 @@ def test_one_ticket_per_alert_with_comments_and_resolution(
     assert book.observe(result("failing", 240)).action is Action.NONE
     assert book.observe(result("failing", 240 + HOUR)).action is Action.COMMENT
     (comment,) = book.pending()
-    desk.comment(first, comment)  # delivered, but the relay did not note it
+    desk.comment(first, book.begin_attempt(comment))  # delivered, but the relay did not note it
     assert book.deliver(desk) == 1
     still = [s for s in comment_subjects(rt, int(first)) if s.startswith(comment.tag)]
     assert len(still) == 1 and "still failing" in still[0]
