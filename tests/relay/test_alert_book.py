@@ -12,6 +12,7 @@ from pathlib import Path
 from relay.alert_book import _SCHEMA, AlertBook, RequestTrackerAlerts
 from relay.alerts import Action, AlertState, Observation
 from tests.support.helpdesk import RequestTracker
+from tests.support.rt_doubles import AnswerLosingProxy
 
 HOUR = 3600.0
 
@@ -180,4 +181,29 @@ def test_open_alerts_in_full_for_technicians(tmp_path: Path) -> None:
     assert alert["ticket"] == "42"
     book.observe(result("ok", 300))  # recovered: no longer open
     assert book.open_alert_details() == {}
+    book.close()
+
+
+def test_a_ticket_whose_answer_was_lost_is_not_made_twice_in_request_tracker(
+    request_tracker: RequestTracker, tmp_path: Path
+) -> None:
+    """The first creation skips RT's search (nothing can be there yet); RT makes the
+    ticket but its answer is lost on the way back (a proxy drops the connection); the
+    retry searches, finds it, and makes no second one."""
+    rt = request_tracker
+    book = AlertBook(tmp_path / "relay.db")
+    for minute in range(3):
+        book.observe(result("failing", minute * 60.0))
+    (opening,) = book.pending()
+    with AnswerLosingProxy(rt.url, lose_answers=1) as proxy:
+        desk = RequestTrackerAlerts(proxy.url, user=rt.user, password=rt.password)
+        assert book.deliver(desk) == 0
+        assert proxy.lost == 1
+        (made,) = tickets_tagged(rt, opening.alert_tag)  # RT has it; the relay does not know
+        assert book.ticket(opening.alert_id) is None
+        (retry,) = book.pending()
+        assert not retry.first_attempt
+        assert book.deliver(desk) == 1
+    assert tickets_tagged(rt, opening.alert_tag) == [made]
+    assert book.ticket(opening.alert_id) == str(made)
     book.close()
