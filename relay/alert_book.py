@@ -6,8 +6,8 @@ resolve) into ``alert_actions``: the transactional-outbox pattern of
 :mod:`relay.outbox`, so a relay killed at any point loses no action and a restart
 finds every undelivered one.
 
-:meth:`AlertBook.deliver` hands the pending actions, oldest first, to a
-:class:`Ticketing` help desk, several alerts at once (:mod:`relay.alert_delivery`).
+:mod:`relay.alert_delivery` hands the pending actions, oldest first, to a
+:class:`Ticketing` help desk, several alerts at once.
 An alert's actions go in order: a comment waits for its ticket to exist. Delivery is at
 least once, so the help desk side is idempotent: the ticket's subject and every
 comment's subject carry a tag, and an action whose earlier attempt may have reached the
@@ -32,7 +32,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .alert_delivery import DEFAULT_WORKERS, AlertDelivery
 from .alerts import REPEAT_INTERVAL, Action, AlertState, Observation, PairState, Step, step
 from .connectors import RequestTrackerConnector
 from .errors import DeliveryError
@@ -452,12 +451,3 @@ class AlertBook:
         self._db.execute(
             "UPDATE alert_actions SET last_error = ? WHERE id = ?", (error[:500], action.id)
         )
-
-    def deliver(self, ticketing: Ticketing, workers: int = DEFAULT_WORKERS) -> int:
-        """Deliver every pending action once, the actions of one alert in order and up to
-        ``workers`` alerts at once; return how many were delivered.
-
-        A failed action is kept (with its error) and holds back the later actions of
-        the same alert until a later pass delivers it.
-        """
-        return AlertDelivery(ticketing, workers).deliver(self)

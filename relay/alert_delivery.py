@@ -38,13 +38,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
+from .alert_book import AlertAction, AlertBook, Ticketing
 from .alerts import Action
 from .errors import DeliveryError
-
-if TYPE_CHECKING:
-    from .alert_book import AlertAction, AlertBook, Ticketing
 
 logger = logging.getLogger("relay.alert_delivery")
 
@@ -55,6 +52,13 @@ DEFAULT_WORKERS = 4
 RETRY_AFTER = 30.0
 
 _POKE = object()  # a wake-up in the owner's queue: new actions may be owed
+
+
+def deliver(book: AlertBook, ticketing: Ticketing, workers: int = DEFAULT_WORKERS) -> int:
+    """Deliver every action ``book`` owes once, the actions of one alert in order and up
+    to ``workers`` alerts at once; how many were delivered. A failed action is kept
+    (with its error) and holds back its alert's later actions until a later pass."""
+    return AlertDelivery(ticketing, workers).deliver(book)
 
 
 def call_help_desk(ticketing: Ticketing, action: AlertAction, ticket: str | None) -> str:

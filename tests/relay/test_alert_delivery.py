@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from relay.alert_book import _SCHEMA, AlertBook, RequestTrackerAlerts
-from relay.alert_delivery import AlertDelivery
+from relay.alert_delivery import AlertDelivery, deliver
 from relay.alerts import Action, Observation
 from relay.sqlite_store import DATABASE_NAME
 from tests.support.helpdesk import wait_until
@@ -125,7 +125,7 @@ def test_a_failed_action_holds_back_only_its_own_alert(
     whole_lives(book, devices)
     stand_in.refuse_subjects = {"laptop-down"}
     desk = desk_for(stand_in)
-    assert book.deliver(desk, workers=3) == 8  # the other two alerts, whole
+    assert deliver(book, desk, workers=3) == 8  # the other two alerts, whole
     left = book.pending()
     assert {a.device for a in left} == {"laptop-down"}
     assert [a.kind for a in left] == [Action.OPEN, Action.NOTE, Action.COMMENT, Action.RESOLVE]
@@ -133,7 +133,7 @@ def test_a_failed_action_holds_back_only_its_own_alert(
     assert stand_in.tickets_named("laptop-down") == []
 
     stand_in.refuse_subjects = set()  # RT takes it again: the next pass catches up
-    assert book.deliver(desk, workers=3) == 4
+    assert deliver(book, desk, workers=3) == 4
     (ticket,) = stand_in.tickets_named("laptop-down")
     assert ticket.status == "resolved" and len(ticket.comments) == 3
     # The retried creation searched first (its first attempt was refused, so nothing
@@ -150,9 +150,9 @@ def test_a_creation_whose_answer_was_lost_is_found_not_made_again(
     open_alerts(book, devices)
     stand_in.lose_answers = 2  # RT makes two tickets, their answers never come back
     desk = desk_for(stand_in)
-    assert book.deliver(desk, workers=5) == 3
+    assert deliver(book, desk, workers=5) == 3
     assert len(stand_in.tickets) == 5
-    assert book.deliver(desk, workers=5) == 2
+    assert deliver(book, desk, workers=5) == 2
     assert stand_in.count("search") == 2  # only the two retries searched
     assert len(stand_in.tickets) == 5  # and found theirs
     for device in devices:
