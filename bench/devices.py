@@ -490,6 +490,7 @@ def burst_figures(
             found_all_busy += in_flight(calls, at) >= workers
     searches = [c.ended - c.started for c in calls if c.method == "GET"]
     creations = [c.ended - c.started for c in calls if c.device]
+    made = [c.device for c in calls if c.device and c.status == 201]
     span = max((c.ended for c in calls), default=0.0) - min((c.started for c in calls), default=0)
     return {
         "failing_results": len(sent),
@@ -507,6 +508,9 @@ def burst_figures(
         "found_all_workers_busy": found_all_busy,
         "most_calls_in_flight": max((in_flight(calls, c.started) for c in calls), default=0),
         "searches": len(searches),
+        # Tickets RT made beyond one per alert (a retry that did not find an earlier
+        # attempt's ticket, still being made when it searched).
+        "duplicate_tickets": len(made) - len(set(made)),
         "search_p50_s": percentile(searches, 0.5),
         "create_p50_s": percentile(creations, 0.5),
         "create_p99_s": percentile(creations, 0.99),
@@ -845,7 +849,7 @@ def ticket_line(label: str, alerts: dict[str, Any], workers: int) -> str:
         f"{alerts['over_2s']} over 2 s (goal p99 < 2 s: {'met' if met else 'MISSED'}); of "
         f"which in RT's HTTP calls p50 {alerts['in_rt_p50_s']} s, p99 {alerts['in_rt_p99_s']} "
         f"s (creation p50 {alerts['create_p50_s']} s, p99 {alerts['create_p99_s']} s; "
-        f"{alerts['searches']} searches), before RT p50 {alerts['before_rt_p50_s']} s, p99 "
+        f"{alerts['searches']} searches, {alerts['duplicate_tickets']} duplicate tickets), before RT p50 {alerts['before_rt_p50_s']} s, p99 "
         f"{alerts['before_rt_p99_s']} s ({alerts['found_all_workers_busy']} alerts found all "
         f"{workers} delivery workers busy); at most {alerts['most_calls_in_flight']} RT calls "
         f"at once, RT busy {alerts['rt_busy_percent']} % of the delivery span; among "
