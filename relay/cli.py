@@ -406,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
         "PUENTE_DELIVERY_WORKERS",
         "Request Tracker calls the relay makes at once for enrolled devices' alerts, each "
         "for a different alert (one alert's ticket, comments and resolution still go in "
-        "order); keep it at or under the number of requests your RT serves at once "
-        "(rt-server: 10 workers)",
+        "order); keep it at or under your RT server's CPUs and worker processes "
+        "(rt-server: 10): past them each call only gets slower (docs/PERFORMANCE.md)",
         default=str(ALERT_WORKERS),
         type=_count,
         metavar="N",
