@@ -25,6 +25,7 @@ from protocol.allocator import keep_freed_memory
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
 from . import audit, queue_cli, self_help_cli
+from .alert_delivery import DEFAULT_WORKERS as ALERT_WORKERS
 from .config import RelayConfig
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .downloads import SYSTEMS, downloads_command
@@ -401,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
     )
     connector(
+        "--delivery-workers",
+        "PUENTE_DELIVERY_WORKERS",
+        "Request Tracker calls the relay makes at once for enrolled devices' alerts, each "
+        "for a different alert (one alert's ticket, comments and resolution still go in "
+        "order); keep it at or under your RT server's CPUs and worker processes "
+        "(rt-server: 10): past them each call only gets slower (docs/PERFORMANCE.md)",
+        default=str(ALERT_WORKERS),
+        type=_count,
+        metavar="N",
+    )
+    connector(
         "--retry-max",
         "PUENTE_RETRY_MAX",
         "longest wait between two delivery attempts; waits double from 2 s up to this, with jitter",
@@ -680,7 +692,11 @@ def _serve(args: argparse.Namespace) -> int:
         cluster_heartbeat_ttl=args.node_timeout,
         cluster_heartbeat_interval=args.node_timeout / 3,
         connectors=connectors,
-        delivery=DeliverySettings(timeout=args.delivery_timeout, backoff_cap=args.retry_max),
+        delivery=DeliverySettings(
+            timeout=args.delivery_timeout,
+            backoff_cap=args.retry_max,
+            alert_workers=args.delivery_workers,
+        ),
         agent_download_url=args.agent_download_url or None,
         download_rate=args.download_rate * 1e6,
     )

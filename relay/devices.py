@@ -6,8 +6,9 @@ enrolment requests (``process_request``), serves each device's WebSocket once th
 front door accepted the upgrade (``serve``), keeps who is online in memory, written
 down lazily and shared across cluster nodes (:mod:`relay.presence`), and feeds each
 result summary to the alert book
-(:mod:`relay.alert_book`), whose owed ticket actions one background task delivers
-to Request Tracker when the relay has it configured.
+(:mod:`relay.alert_book`), whose owed ticket actions one background thread delivers
+to Request Tracker when the relay has it configured, several alerts at once
+(:mod:`relay.alert_delivery`).
 
 The relay never sees what a check found, only which check, its kind, status and
 severity; details arrive sealed to the organisation's details key
@@ -28,6 +29,7 @@ import http
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from protocol.identity import public_key_from_raw, verify_signature
 from protocol.safe_text import safe_text
 
 from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
+from .alert_delivery import DEFAULT_WORKERS, AlertDelivery
 from .alerts import Observation
 from .cluster import ClusterNode
 from .config import RelayConfig
@@ -100,6 +103,7 @@ class DeviceDesk:
         clock: Callable[[], float] = time.time,
         cluster: ClusterNode | None = None,
         audit: Callable[[NewEvent], object] | None = None,
+        delivery_workers: int = DEFAULT_WORKERS,
     ) -> None:
         self.heartbeat = heartbeat
         self._audit = audit
@@ -113,46 +117,54 @@ class DeviceDesk:
         # them, and tell() speaks to the newest.
         self._connections: dict[str, list[ServerConnection]] = {}
         self._policies: dict[str, DevicePolicy] = {}
-        self._wake = asyncio.Event()
-        self._delivery: asyncio.Task[None] | None = None
+        self._delivery = (
+            AlertDelivery(ticketing, delivery_workers, retry_after=heartbeat)
+            if ticketing is not None and database is not None
+            else None
+        )
+        self._delivery_task: asyncio.Task[None] | None = None
+        self._stop_delivery = threading.Event()
 
     # -- life --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Deliver what a previous run still owed, then whatever comes."""
-        if self._alerts is not None and self._ticketing is not None:
-            self._delivery = asyncio.create_task(self._deliver_loop(), name="device-alerts")
+        if self._delivery is not None:
+            self._delivery_task = asyncio.create_task(
+                asyncio.to_thread(self._deliver_until_stopped), name="device-alerts"
+            )
         if self.presence_book is not None:
             self.presence_book.start()
 
     async def close(self) -> None:
         if self.presence_book is not None:
             await self.presence_book.close()
-        if self._delivery is not None:
-            self._delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._delivery
+        if self._delivery is not None and self._delivery_task is not None:
+            self._stop_delivery.set()
+            self._delivery.poke()
+            # Returns at once: calls still in flight end on their own, their actions
+            # owed and counted as tried (relay.alert_delivery, rule 4).
+            await self._delivery_task
         for book in (self._enrolment, self._alerts):
             if book is not None:
                 book.close()
 
-    async def _deliver_loop(self) -> None:
-        assert self._database is not None and self._ticketing is not None
-        # Its own connection, used only in the worker thread (SQLite connections are
-        # not shared between threads).
-        book = await asyncio.to_thread(AlertBook, self._database, self._clock, thread_safe=True)
-        try:
-            while True:
-                self._wake.clear()
-                try:
-                    await asyncio.to_thread(book.deliver, self._ticketing)
-                except Exception:  # a bug or a locked database: keep the loop alive
-                    logger.exception("alert delivery pass failed")
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.heartbeat):
-                        await self._wake.wait()
-        finally:
-            book.close()
+    def _deliver_until_stopped(self) -> None:
+        """The delivery's owner thread, with its own connection to the book."""
+        assert self._database is not None and self._delivery is not None
+        while not self._stop_delivery.is_set():
+            book = AlertBook(self._database, self._clock)
+            try:
+                self._delivery.run(book, self._stop_delivery, idle=self.heartbeat)
+            except Exception:  # a bug or a locked database: keep delivering
+                logger.exception("alert delivery failed; starting again in %d s", self.heartbeat)
+                self._stop_delivery.wait(self.heartbeat)
+            finally:
+                book.close()
+
+    def _wake_delivery(self) -> None:
+        if self._delivery is not None:
+            self._delivery.poke()
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -361,7 +373,7 @@ class DeviceDesk:
             "owed" if noted else "no open alert",
         )
         if noted:
-            self._wake.set()
+            self._wake_delivery()
         if self._audit is not None:
             fields = ("check", "fix", "outcome", "note")
             data = {name: message[name] for name in fields}
@@ -397,7 +409,7 @@ class DeviceDesk:
             )
             spoke |= step.action.value != "none"
         if spoke:
-            self._wake.set()
+            self._wake_delivery()
 
     async def tell(self, device_id: str, text: str) -> bool:
         """Send one message to ``device_id`` if it is online here; False if it is not.
@@ -476,7 +488,14 @@ def device_desk(
         ),
         None,
     )
-    return DeviceDesk(database, ticketing, clock=config.clock, cluster=cluster, audit=audit)
+    return DeviceDesk(
+        database,
+        ticketing,
+        clock=config.clock,
+        cluster=cluster,
+        audit=audit,
+        delivery_workers=config.delivery.alert_workers,
+    )
 
 
 @functools.lru_cache(maxsize=256)
