@@ -352,8 +352,10 @@ class CustomerWindow:
         dialog.focus_force()
         since: list[float | None] = [None]
 
+        watched: Any = dialog  # not narrowed by the identity test below
+
         def look() -> None:
-            if self._dialog is not dialog or not dialog.winfo_exists():
+            if self._dialog is not watched or not dialog.winfo_exists():
                 return
             focused = False
             with contextlib.suppress(KeyError, self.tk.TclError):

@@ -111,9 +111,10 @@ async def _clipboard_handler(call: CapabilityCall) -> dict[str, Any]:
         if call.notify is not None:
             call.notify(t("clipboard.was_read", count=len(text)))
         return {"text": text}
-    text = call.args.get("text")
-    if not isinstance(text, str):
+    given = call.args.get("text")
+    if not isinstance(given, str):
         raise ValueError("write needs the text to put on the clipboard")
+    text = given
     if len(text) > MAX_CHARACTERS:
         raise ValueError(english("clipboard.too_long", limit=MAX_CHARACTERS))
     await asyncio.to_thread(_write, tool, text)

@@ -31,7 +31,7 @@ from protocol.identity import (
 from protocol.messages import ReplyStatus
 from technician.client import RelayAPI, TechnicianSession
 from technician.credentials import TechnicianCredentials
-from tests.support.proxy import RecordingProxy
+from tests.support.proxy import RecordingProxy, content_samples
 from tests.support.relay import RelayProcess
 from tests.support.scripted_ui import ScriptedUI
 from tests.support.timeouts import scaled
@@ -119,10 +119,7 @@ def test_a_help_request_session_pairs_without_a_code_and_the_relay_sees_nothing(
     # The relay (through the proxy: every byte both ends exchanged with it) saw neither
     # the content nor the certificate nor any private key.
     diagnostics = json.dumps(result, sort_keys=True)
-    # Words the relay says itself (its Server header, its program name in the customer's
-    # process list) prove nothing about what it saw of the content.
-    public = b"HTTP/1.1 puente-relay Server:"
-    samples = [v for v in _strings(result) if len(v) >= 12 and v.encode() not in public][:20]
+    samples = content_samples(result)
     assert samples, diagnostics[:200]
     for sample in samples:
         assert sample.encode() not in recorded, f"the relay saw {sample!r}"
@@ -169,16 +166,6 @@ def test_an_agent_without_a_pinned_key_is_told_to_use_a_code(
     )
     assert status == 1
     assert ui.ended is not None and "cannot connect without a session code" in ui.ended
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for item in value.values() for s in _strings(item)]
-    if isinstance(value, list):
-        return [s for item in value for s in _strings(item)]
-    return []
 
 
 def test_the_technician_cannot_swap_certificates_after_a_code_less_pairing(

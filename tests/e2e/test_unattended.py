@@ -23,7 +23,7 @@ from typing import Any
 
 from agent.audit import verify_log
 from tests.support.device_fixtures import enrol_argv, enrolment_token
-from tests.support.proxy import RecordingProxy
+from tests.support.proxy import RecordingProxy, content_samples
 from tests.support.relay import RelayProcess
 from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import Organisation, make_organisation, tech_cli
@@ -276,7 +276,7 @@ def test_ask_allow_starts_after_the_countdown_with_the_banner(
     # (The summary the technician uploads for the ticket is meant for the help desk: what
     # it quotes of the diagnostics digest is not counted.)
     shared = json.dumps(session["summary"], ensure_ascii=False)
-    samples = [value for value in _long_strings(collected) if value not in shared][:20]
+    samples = content_samples(collected, known=shared)
     assert samples
     for value in samples:
         assert value.encode() not in recorded, f"the relay saw {value!r}"
@@ -365,13 +365,3 @@ def _reap(process: subprocess.Popen[str]) -> None:
     if process.returncode is None:
         process.kill()
         process.communicate()
-
-
-def _long_strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value] if len(value) >= 12 else []
-    if isinstance(value, dict):
-        return [s for item in value.values() for s in _long_strings(item)]
-    if isinstance(value, list):
-        return [s for item in value for s in _long_strings(item)]
-    return []

@@ -133,3 +133,29 @@ class FaultInjectingProxy(RecordingProxy):
                 dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+#: What the relay says about itself (its Server header, its program's name, which also
+#: shows in the customer's process list): finding it in the traffic proves nothing.
+RELAY_OWN_WORDS = "HTTP/1.1 Server: puente-relay"
+
+
+def content_samples(value: object, *, known: str = "", limit: int = 20) -> list[str]:
+    """Strings of 12 characters or more from collected ``value`` (JSON-like) to look for
+    in what the relay saw: none the relay says itself, none in ``known`` (text meant for
+    the help desk, such as a session summary)."""
+    found: list[str] = []
+
+    def walk(item: object) -> None:
+        if isinstance(item, str):
+            if len(item) >= 12 and item not in RELAY_OWN_WORDS and item not in known:
+                found.append(item)
+        elif isinstance(item, dict):
+            for inner in item.values():
+                walk(inner)
+        elif isinstance(item, list):
+            for inner in item:
+                walk(inner)
+
+    walk(value)
+    return found[:limit]
