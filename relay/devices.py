@@ -7,7 +7,15 @@ front door accepted the upgrade (``serve``), keeps who is online in memory, writ
 down lazily and shared across cluster nodes (:mod:`relay.presence`), and feeds each
 result summary to the alert book
 (:mod:`relay.alert_book`), whose owed ticket actions one background task delivers
-to Request Tracker when the relay has it configured.
+to Request Tracker when the relay has it configured (on one node of a cluster at a
+time: the one holding the delivery lease, :class:`relay.device_sql.Lease`).
+
+Everything is kept in the relay's SQLite file, or in the PostgreSQL database of a
+cluster (:mod:`relay.device_sql`). In a cluster a device's WebSocket is on one node
+and a technician may ask any node: a message for the device (an unattended request)
+is passed over Redis to the node holding it (:meth:`relay.cluster.ClusterNode.tell_device`),
+and so are the news that an alert action is owed (to wake the node delivering) and
+that a device was unenrolled (to close its connections everywhere).
 
 The relay never sees what a check found, only which check, its kind, status and
 severity; details arrive sealed to the organisation's details key
@@ -27,7 +35,9 @@ import functools
 import http
 import json
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,12 +59,12 @@ from .alerts import Observation
 from .cluster import ClusterNode
 from .config import RelayConfig
 from .connectors import RequestTrackerConnector
+from .device_sql import DeviceDatabase, Lease
 from .enrolment import EnrolmentBook
 from .errors import EnrolmentRefused, HeaderError
 from .events import EventType, NewEvent
 from .http import bearer_token, error_response, json_response
 from .presence import PresenceBook, SealedDetails, open_tickets, stored_details
-from .sqlite_store import DATABASE_NAME
 
 logger = logging.getLogger("relay.devices")
 
@@ -68,6 +78,12 @@ HEARTBEAT = 30
 MISSED_HEARTBEATS = 3
 #: Seconds a device has to answer the challenge.
 PROOF_TIMEOUT = 10.0
+#: The alert-delivery lease: held this long, renewed every third of it while its
+#: holder lives (relay.device_sql, rule "delivery").
+DELIVERY_LEASE = "alert-delivery"
+LEASE_SECONDS = 10.0
+#: Seconds a node waits for another to say it passed a message to a device.
+TELL_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -90,11 +106,11 @@ class Presence:
 
 
 class DeviceDesk:
-    """Everything the relay does for enrolled devices (SQLite store only)."""
+    """Everything the relay does for enrolled devices."""
 
     def __init__(
         self,
-        database: Path | None,
+        database: Path | DeviceDatabase | None,
         ticketing: Ticketing | None = None,
         heartbeat: int = HEARTBEAT,
         clock: Callable[[], float] = time.time,
@@ -105,36 +121,78 @@ class DeviceDesk:
         self._audit = audit
         self._clock = clock
         self._ticketing = ticketing
-        self._database = database
-        self._enrolment = EnrolmentBook(database) if database else None
-        self._alerts = AlertBook(database, clock) if database else None
-        self.presence_book = PresenceBook(database, clock, cluster) if database else None
+        self._cluster = cluster
+        self._database = DeviceDatabase.of(database) if database is not None else None
+        self._enrolment = EnrolmentBook(self._database) if self._database else None
+        self._alerts = AlertBook(self._database, clock) if self._database else None
+        # The event loop's own connection for the technicians' reads (details, tickets).
+        self._db = self._database.connect() if self._database else None
+        self.presence_book = (
+            PresenceBook(self._database, clock, cluster) if self._database else None
+        )
         # Live connections per device, oldest first: unenrolling drops every one of
         # them, and tell() speaks to the newest.
         self._connections: dict[str, list[ServerConnection]] = {}
         self._policies: dict[str, DevicePolicy] = {}
         self._wake = asyncio.Event()
-        self._delivery: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._spawned: set[asyncio.Task[Any]] = set()
+        #: Whether this process holds the delivery lease (as of its last renewal).
+        self.delivering = False
+        self._holder = (
+            cluster.node_id
+            if cluster is not None
+            else f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
+        if cluster is not None:
+            cluster.on_device_message = self._cluster_message
 
     # -- life --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Deliver what a previous run still owed, then whatever comes."""
         if self._alerts is not None and self._ticketing is not None:
-            self._delivery = asyncio.create_task(self._deliver_loop(), name="device-alerts")
+            self._tasks = [
+                asyncio.create_task(self._lease_loop(), name="device-alerts-lease"),
+                asyncio.create_task(self._deliver_loop(), name="device-alerts"),
+            ]
         if self.presence_book is not None:
             self.presence_book.start()
 
     async def close(self) -> None:
         if self.presence_book is not None:
             await self.presence_book.close()
-        if self._delivery is not None:
-            self._delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._delivery
-        for book in (self._enrolment, self._alerts):
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for book in (self._enrolment, self._alerts, self._db):
             if book is not None:
                 book.close()
+
+    async def _lease_loop(self) -> None:
+        """Take the delivery lease when it is free or lapsed, and keep it while alive."""
+        assert self._database is not None
+        connection = await asyncio.to_thread(self._database.connect, thread_safe=True)
+        lease = Lease(connection, DELIVERY_LEASE, self._holder)
+        try:
+            while True:
+                try:
+                    held = await asyncio.to_thread(lease.take, self._clock(), LEASE_SECONDS)
+                except Exception:  # the database away: deliver nothing until it is back
+                    logger.exception("the alert-delivery lease could not be renewed")
+                    held = False
+                if held != self.delivering:
+                    logger.info("alert delivery %s here", "starts" if held else "stops")
+                    self.delivering = held
+                    self._wake.set()
+                await asyncio.sleep(LEASE_SECONDS / 3)
+        finally:
+            # A clean stop lets the next node take over at once.
+            with contextlib.suppress(Exception):
+                if self.delivering:
+                    await asyncio.to_thread(lease.release)
+            self.delivering = False
+            connection.close()
 
     async def _deliver_loop(self) -> None:
         assert self._database is not None and self._ticketing is not None
@@ -144,15 +202,48 @@ class DeviceDesk:
         try:
             while True:
                 self._wake.clear()
-                try:
-                    await asyncio.to_thread(book.deliver, self._ticketing)
-                except Exception:  # a bug or a locked database: keep the loop alive
-                    logger.exception("alert delivery pass failed")
+                if self.delivering:
+                    try:
+                        await asyncio.to_thread(book.deliver, self._ticketing)
+                    except Exception:  # a bug or a locked database: keep the loop alive
+                        logger.exception("alert delivery pass failed")
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.heartbeat):
                         await self._wake.wait()
         finally:
             book.close()
+
+    def _owed(self) -> None:
+        """An alert action was recorded: deliver it here, or wake the node that delivers."""
+        self._wake.set()
+        if self._cluster is not None and not self.delivering:
+            self._spawn(self._cluster.publish_device_message({"kind": "wake"}))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
+    def _cluster_message(self, message: dict[str, Any]) -> None:
+        """What another node said about devices (relay.cluster, on the device channel)."""
+        kind = message.get("kind")
+        if kind == "wake":
+            self._wake.set()
+        elif kind == "tell" and message.get("device_id") in self._connections:
+            assert self._cluster is not None
+            self._spawn(self._tell_for(self._cluster, message))
+        elif kind == "forgotten" and isinstance(message.get("device_id"), str):
+            device_id = message["device_id"]
+            if device_id in self._connections and self.presence_book is not None:
+                self.presence_book.forgotten(device_id)
+                self._spawn(self._drop_others(device_id, None))
+
+    async def _tell_for(self, cluster: ClusterNode, message: dict[str, Any]) -> None:
+        """Pass another node's message to a device connected here, and say if it went."""
+        if not await cluster.claim_reply(str(message["reply"])):
+            return  # another node holding a connection of the device took it
+        sent = await self.tell(str(message["device_id"]), str(message["text"]), locally=True)
+        await cluster.reply(str(message["reply"]), sent)
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -172,7 +263,8 @@ class DeviceDesk:
             return error_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
                 "unavailable",
-                "This relay does not enrol devices (it needs its SQLite store, --data-dir).",
+                "This relay does not enrol devices (it needs its store: --data-dir or "
+                "--database-url).",
             )
         path = request.path.partition("?")[0]
         now = self._clock()
@@ -219,14 +311,14 @@ class DeviceDesk:
 
     def _device_api(self, device_id: str) -> Response:
         one = [p for p in self.presence() if p.device_id == device_id]
-        if not one or self._database is None or self.presence_book is None:
+        if not one or self._db is None or self.presence_book is None:
             return error_response(
                 http.HTTPStatus.NOT_FOUND,
                 "not_found",
                 f"No device {device_id[:40]!r} is enrolled here; 'puente-tech devices' lists them.",
             )
         details: dict[str, SealedDetails] = {
-            d.check: d for d in stored_details(self._database, device_id)
+            d.check: d for d in stored_details(self._db, device_id)
         }
         for newer in self.presence_book.details_owed(device_id):
             if newer.check not in details or newer.at >= details[newer.check].at:
@@ -235,7 +327,7 @@ class DeviceDesk:
         body = {
             **one[0].as_dict(),
             "details": [details[check].as_dict() for check in sorted(details)],
-            "tickets": open_tickets(self._database, device_id),
+            "tickets": open_tickets(self._db, device_id),
             # The signed policy, for the technician's side to verify (the relay cannot).
             "policy": device.policy if device is not None else None,
         }
@@ -275,6 +367,10 @@ class DeviceDesk:
                     logger.info("device unenrolled device=%s", device_id)
                     await connection.send(wire.encode("goodbye"))
                     await self._drop_others(device_id, connection)
+                    if self._cluster is not None:  # its service may be on another node
+                        await self._cluster.publish_device_message(
+                            {"kind": "forgotten", "device_id": device_id}
+                        )
                     return
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument(
@@ -297,7 +393,7 @@ class DeviceDesk:
                 book.left(device_id)  # no-op if forgotten
                 logger.info("device offline device=%s", device_id)
 
-    async def _drop_others(self, device_id: str, unenrolling: ServerConnection) -> None:
+    async def _drop_others(self, device_id: str, unenrolling: ServerConnection | None) -> None:
         """Close the device's other connections (its service, while ``unenrol`` runs
         beside it): its key no longer works, and its next dial is refused."""
         for other in list(self._connections.get(device_id, ())):
@@ -311,8 +407,8 @@ class DeviceDesk:
                 hello = wire.parse_device_message(await connection.recv())
                 if self._enrolment is None:
                     raise MalformedDocument(
-                        "This relay does not serve enrolled devices (it needs its SQLite "
-                        "store); ask your help desk which relay to use."
+                        "This relay does not serve enrolled devices (it has no store for "
+                        "them); ask your help desk which relay to use."
                     )
                 if hello["type"] != "hello":
                     raise MalformedDocument("A device starts with hello.")
@@ -361,7 +457,7 @@ class DeviceDesk:
             "owed" if noted else "no open alert",
         )
         if noted:
-            self._wake.set()
+            self._owed()
         if self._audit is not None:
             fields = ("check", "fix", "outcome", "note")
             data = {name: message[name] for name in fields}
@@ -397,19 +493,26 @@ class DeviceDesk:
             )
             spoke |= step.action.value != "none"
         if spoke:
-            self._wake.set()
+            self._owed()
 
-    async def tell(self, device_id: str, text: str) -> bool:
-        """Send one message to ``device_id`` if it is online here; False if it is not.
-        It goes to the device's newest live connection (an older one may be a link
-        that is about to time out)."""
+    async def tell(self, device_id: str, text: str, *, locally: bool = False) -> bool:
+        """Send one message to ``device_id``; False if it is not online. It goes to the
+        device's newest live connection here (an older one may be a link that is about
+        to time out), else, in a cluster, to the node that holds one (unless
+        ``locally``)."""
         for connection in reversed(list(self._connections.get(device_id, ()))):
             try:
                 await connection.send(text)
             except ConnectionClosed:
                 continue
             return True
-        return False
+        if self._cluster is None or locally:
+            return False
+        try:
+            return await self._cluster.tell_device(device_id, text, TELL_TIMEOUT)
+        except Exception as exc:  # Redis away: as good as offline, and said so in the log
+            logger.warning("could not ask the cluster for device=%s (%s)", device_id, exc)
+            return False
 
     def registration(self, device_id: str) -> tuple[bytes, DevicePolicy] | None:
         """The device's registered public key and (unverified) policy, if it is enrolled."""
@@ -462,12 +565,13 @@ def device_desk(
     cluster: ClusterNode | None = None,
     audit: Callable[[NewEvent], object] | None = None,
 ) -> DeviceDesk:
-    """The desk for this relay's settings: enrolment needs the SQLite store; alerts
-    become Request Tracker tickets when the relay has RT configured; ``audit`` records
-    an event in the relay's audit log (failure actions)."""
+    """The desk for this relay's settings: devices live in its store (SQLite in
+    ``data_dir``, or PostgreSQL at ``database_url``); alerts become Request Tracker
+    tickets when the relay has RT configured; ``audit`` records an event in the relay's
+    audit log (failure actions)."""
     database = None
-    if config.data_dir and not config.database_url:
-        database = Path(config.data_dir) / DATABASE_NAME
+    if config.data_dir or config.database_url:
+        database = DeviceDatabase.for_relay(config.data_dir, config.database_url)
     ticketing = next(
         (
             RequestTrackerAlerts.from_connector(c)
