@@ -242,8 +242,12 @@ class DeviceDesk:
         """Pass another node's message to a device connected here, and say if it went."""
         if not await cluster.claim_reply(str(message["reply"])):
             return  # another node holding a connection of the device took it
-        sent = await self.tell(str(message["device_id"]), str(message["text"]), locally=True)
+        device_id = str(message["device_id"])
+        sent = await self.tell(device_id, str(message["text"]), locally=True)
         await cluster.reply(str(message["reply"]), sent)
+        logger.info(
+            "message passed for node=%s device=%s sent=%s", message.get("node"), device_id, sent
+        )
 
     # -- HTTP --------------------------------------------------------------------------
 
