@@ -10,7 +10,10 @@ policy names one: :mod:`protocol.sealed_details`), then the outcome of any failu
 action that came due (:mod:`agent.failure_actions`).
 When the relay says a technician asks for an unattended session, the device starts
 ``puente-agent unattended`` for it (:mod:`agent.unattended`; one at a time), which
-pairs end to end and lets the owner's policy decide.
+pairs end to end and lets the owner's policy decide. When the relay passes on a newer
+policy or fix bundles the organisation published, the device verifies and applies or
+refuses them (:mod:`agent.device_updates`), answers ``updated``, and goes on under the
+policy in force (redialling at once when it changed, so everything runs under it).
 A refusal by the relay (an unknown device, a key that does not match) ends the loop
 with the relay's sentence; a dropped link is redialled after an exponential,
 jittered wait (the relay may be restarting along with many devices).
@@ -31,6 +34,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from agent.device_updates import apply_update
 from agent.enrolment import DeviceState
 from agent.failure_actions import FailureActions
 from agent.i18n import t
@@ -48,7 +52,8 @@ CHECK_TICK = 60.0
 #: third of the frames of the websockets default (20 s) across 10,000 devices.
 LINK_SETTINGS: dict[str, Any] = {
     "compression": None,
-    "max_size": wire.MAX_MESSAGE,
+    # An update carries fix bundles; every other message the relay sends is small.
+    "max_size": wire.MAX_UPDATE_MESSAGE,
     "ping_interval": 60,
     "ping_timeout": 30,
 }
@@ -57,6 +62,14 @@ BACKOFF_BASE, BACKOFF_CAP = 1.0, 60.0
 
 class DeviceRefused(Exception):
     """The relay refused this device; the message is its sentence."""
+
+
+class PolicyChanged(Exception):
+    """An update put a new policy in force: go on under ``state``'s."""
+
+    def __init__(self, state: DeviceState) -> None:
+        super().__init__("the policy in force changed")
+        self.state = state
 
 
 def _ws_url(relay: str) -> str:
@@ -86,7 +99,10 @@ async def say_goodbye(state: DeviceState, ssl: ssl_module.SSLContext | None = No
     async with connect(_ws_url(state.relay), ssl=ssl, **LINK_SETTINGS) as websocket:
         await _prove(websocket, state)
         await websocket.send(wire.encode("unenrol"))
-        answer = wire.parse_device_message(await websocket.recv())
+        while True:
+            answer = wire.parse_device_message(await websocket.recv())
+            if answer["type"] not in ("update", "unattended"):  # none is for us now
+                break
         if answer["type"] != "goodbye":
             raise DeviceRefused(str(answer.get("message", "the relay did not say goodbye")))
 
@@ -101,15 +117,13 @@ async def stay_online(
     """Keep the device online until cancelled; DeviceRefused if the relay refuses it.
 
     ``ca_file`` is passed on to the unattended sessions it starts."""
-    policy = state.verified_policy()
     sessions = UnattendedStarter(state, say, ca_file)
-    actions = FailureActions(state, policy)
     this = asyncio.current_task()
     if this is not None:  # a service manager stops the device with SIGTERM: stop cleanly
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
     try:
-        await _stay_online(state, say, ssl, check_tick, policy, sessions, actions)
+        await _stay_online(state, say, ssl, check_tick, sessions)
     finally:
         sessions.stop()  # an unattended session does not outlive the device link
 
@@ -119,10 +133,10 @@ async def _stay_online(
     say: Callable[[str], None],
     ssl: ssl_module.SSLContext | None,
     check_tick: float,
-    policy: DevicePolicy,
     sessions: UnattendedStarter,
-    actions: FailureActions,
 ) -> None:
+    policy = state.verified_policy()
+    actions = FailureActions(state, policy)
     last_runs: dict[str, float] = {}
     attempt = 0
     latest: list[str] = []  # the last results message, sent again after a reconnect
@@ -147,8 +161,14 @@ async def _stay_online(
                             check_tick,
                             actions,
                         ),
-                        _listen(websocket, sessions),
+                        _listen(websocket, sessions, state, policy, say),
                     )
+            except PolicyChanged as change:
+                state, policy = change.state, change.state.verified_policy()
+                actions = FailureActions(state, policy)  # its counts are kept on disk
+                sessions.state = state
+                last_runs.clear()  # the new policy's checks run at once
+                say(t("update.policy_in_force", number=policy.number))
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 attempt += 1
                 ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt - 1, 10))
@@ -227,8 +247,14 @@ async def _first_of(*work: Coroutine[Any, Any, None]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _listen(websocket: ClientConnection, sessions: UnattendedStarter) -> None:
-    """What the relay sends once the device is online: unattended requests only."""
+async def _listen(
+    websocket: ClientConnection,
+    sessions: UnattendedStarter,
+    state: DeviceState,
+    policy: DevicePolicy,
+    say: Callable[[str], None],
+) -> None:
+    """What the relay sends once the device is online: unattended requests, updates."""
     async for text in websocket:
         try:
             message = wire.parse_device_message(text)
@@ -236,6 +262,22 @@ async def _listen(websocket: ClientConnection, sessions: UnattendedStarter) -> N
             continue  # a newer relay's message: nothing to do with it here
         if message["type"] == "unattended":
             await sessions.start(message["nameplate"], message["ticket_id"])
+        elif message["type"] == "update":
+            done = await asyncio.to_thread(
+                apply_update, state, policy, message["policy"], message["fixes"]
+            )
+            say(t(f"update.{done.outcome}", note=safe_text(done.note, wire.MAX_NOTE)))
+            await websocket.send(
+                wire.encode(
+                    "updated",
+                    id=message["id"],
+                    outcome=done.outcome,
+                    policy=done.policy_number,
+                    note=done.note[: wire.MAX_NOTE],
+                )
+            )
+            if done.state is not None:
+                raise PolicyChanged(done.state)
     raise ConnectionError("the relay closed the device's connection")
 
 
@@ -243,7 +285,7 @@ class UnattendedStarter:
     """Starts ``puente-agent unattended`` for each request, one session at a time."""
 
     def __init__(self, state: DeviceState, say: Callable[[str], None], ca_file: str | None):
-        self._state = state
+        self.state = state
         self._say = say
         self._ca_file = ca_file
         self._running: asyncio.subprocess.Process | None = None
@@ -256,7 +298,7 @@ class UnattendedStarter:
             return
         self._say(t("unattended.asked", ticket=safe_text(ticket, 200)))
         self._running = await asyncio.create_subprocess_exec(
-            *command_line(self._state.folder, nameplate, ticket, self._ca_file),
+            *command_line(self.state.folder, nameplate, ticket, self._ca_file),
             stdin=asyncio.subprocess.DEVNULL,
         )
 

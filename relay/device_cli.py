@@ -56,6 +56,34 @@ def add_commands(commands: Any, add_data_dir: Callable[[argparse.ArgumentParser]
     withdraw = actions.add_parser("withdraw", help="stop a token from enrolling anything more")
     add_data_dir(withdraw)
     withdraw.add_argument("token_id", help="the token's id, as 'enrolment list' shows it")
+    publish = actions.add_parser(
+        "publish",
+        help="send enrolled devices a newer signed policy or fix bundles",
+        description="Give the devices a token enrolled (and those it enrols from now on) "
+        "a newer signed policy ('puente-tech policy sign', with a higher number) and/or "
+        "signed fix bundles ('puente-tech fix sign') without enrolling them again. "
+        "Connected devices get it within seconds, the others when they connect. Each "
+        "device verifies it against its organisation key; it applies a policy only if "
+        "it widens nothing its owner agreed to (unattended access, capabilities, failure "
+        "actions, details leaving the device): a wider one is refused, and the help desk "
+        "sees the device's 'policy-update' alert and ticket. 'puente-relay devices' and "
+        "'puente-tech devices' show it.",
+        epilog="examples:\n  puente-relay enrolment publish 3f9c1a2b4d5e6f70 --policy "
+        "acme-v2.policy --data-dir /var/lib/puente\n  puente-relay enrolment publish --all "
+        "--fix disk-cleanup.puentefix --data-dir /var/lib/puente",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_dir(publish)
+    publish.add_argument(
+        "token_ids", nargs="*", metavar="TOKEN_ID", help="tokens whose devices get it"
+    )
+    publish.add_argument("--all", action="store_true", help="the devices of every token")
+    publish.add_argument("--policy", type=Path, help="the newer signed device policy")
+    publish.add_argument(
+        "--fix", type=Path, action="append", default=[], metavar="BUNDLE",
+        help="a signed fix bundle (repeat for several)",
+    )  # fmt: skip
+    publish.add_argument("--json", action="store_true", help="print what was filed as JSON")
     devices = commands.add_parser(
         "devices",
         help="enrolled devices: online or not, open alerts",
@@ -76,6 +104,8 @@ def database(args: argparse.Namespace) -> DeviceDatabase:
 def run_enrolment(args: argparse.Namespace) -> int:
     from .enrolment import EnrolmentBook, check_signed_policy
 
+    if args.action == "publish":
+        return run_publish(args)
     policy = None
     if getattr(args, "policy", None) is not None:
         try:
@@ -112,6 +142,74 @@ def run_enrolment(args: argparse.Namespace) -> int:
         return 0
     finally:
         book.close()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path} ({exc.strerror or exc}).") from None
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    """``enrolment publish``: file the update (relay.device_updates) and say who gets it."""
+    from .device_updates import UpdateBook, policy_number
+    from .enrolment import EnrolmentBook
+
+    if args.all == bool(args.token_ids):
+        raise ConfigError(
+            "Name the tokens whose devices get the update ('puente-relay enrolment list' "
+            "shows them), or --all; not both."
+        )
+    if args.policy is None and not args.fix:
+        raise ConfigError("Say what to publish: --policy FILE, --fix BUNDLE or both.")
+    policy = _read(args.policy) if args.policy is not None else None
+    fixes = [(str(path), _read(path)) for path in args.fix]
+    where = database(args)
+    enrolment = EnrolmentBook(where)
+    updates = UpdateBook(where)
+    try:
+        tokens = [t.token_id for t in enrolment.tokens()] if args.all else list(args.token_ids)
+        if not tokens:
+            raise ConfigError("There are no enrolment tokens yet; nothing to publish to.")
+        filed = updates.publish(tokens, time.time(), policy, fixes)
+        devices = [d for d in enrolment.devices() if d.token_id in tokens]
+    finally:
+        enrolment.close()
+        updates.close()
+    fix_ids = list(dict.fromkeys(p.name for p in filed if p.kind == "fix"))
+    number = policy_number(policy.decode("utf-8", "replace")) if policy is not None else None
+    what = ([f"policy {number}"] if policy is not None else []) + [f"fix {i}" for i in fix_ids]
+    _audit(args, tokens, number, fix_ids)
+    if args.json:
+        print(json.dumps({"tokens": tokens, "policy": number, "fixes": fix_ids,
+                          "devices": len(devices)}))  # fmt: skip
+        return 0
+    print(
+        f"Published {' and '.join(what)} for the devices of {len(tokens)} token(s): "
+        f"{len(devices)} enrolled now, and those enrolled from now on. Connected devices "
+        "get it within seconds, the others when they connect; a device that refuses it "
+        "raises the 'policy-update' alert."
+    )
+    return 0
+
+
+def _audit(
+    args: argparse.Namespace, tokens: list[str], number: int | None, fixes: list[str]
+) -> None:
+    """The publication in the relay's audit log (``puente-relay audit export``)."""
+    from .events import EventType, NewEvent
+    from .stores import open_store
+
+    store = open_store(args.data_dir, args.database_url)
+    try:
+        for token_id in tokens:
+            data = {"outcome": "published", "policy": number, "fixes": fixes}
+            store.record_event(
+                NewEvent(EventType.DEVICE_UPDATE, f"token-{token_id}", data), time.time(), ()
+            )
+    finally:
+        store.close()
 
 
 def run_devices(args: argparse.Namespace, existing_store: Callable[[], RelayStore]) -> int:

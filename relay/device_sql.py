@@ -1,12 +1,13 @@
 """Enrolled devices' tables, in SQL that SQLite and PostgreSQL both run.
 
 Enrolment tokens, enrolled devices, the alert book (pair states, owed ticket actions,
-tickets), the sealed details and the delivery lease live in the relay's SQLite file
-(``DATA_DIR/relay.sqlite3``), or, when the relay runs with ``--database-url``, in the
-PostgreSQL database its sessions and help queue already share across nodes. The books
-(:mod:`relay.enrolment`, :mod:`relay.alert_book`, :mod:`relay.presence`) write one SQL
-for both through a :class:`DeviceConnection` (``?`` placeholders); this module supplies
-the connections, the schema and the rules that keep nodes from both winning.
+tickets), the sealed details, the published updates and the delivery lease live in the
+relay's SQLite file (``DATA_DIR/relay.sqlite3``), or, when the relay runs with
+``--database-url``, in the PostgreSQL database its sessions and help queue already
+share across nodes. The books (:mod:`relay.enrolment`, :mod:`relay.alert_book`,
+:mod:`relay.presence`, :mod:`relay.device_updates`) write one SQL for both through a
+:class:`DeviceConnection` (``?`` placeholders); this module supplies the connections,
+the schema and the rules that keep nodes from both winning.
 
 Rules::
 
@@ -71,7 +72,9 @@ CREATE TABLE IF NOT EXISTS enrolled_devices (
     token_id TEXT NOT NULL,
     enrolled_at {real} NOT NULL,
     last_seen {real},
-    online INTEGER NOT NULL DEFAULT 0
+    online INTEGER NOT NULL DEFAULT 0,
+    policy TEXT,
+    update_seen INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS alert_pairs (
     device TEXT NOT NULL,
@@ -113,6 +116,16 @@ CREATE TABLE IF NOT EXISTS device_details (
     sealed TEXT NOT NULL,
     PRIMARY KEY (device_id, check_id)
 );
+CREATE TABLE IF NOT EXISTS device_publications (
+    id {serial},
+    token_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    published_at {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS device_publications_by_token
+    ON device_publications (token_id, kind, name, id);
 CREATE TABLE IF NOT EXISTS device_leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -123,6 +136,13 @@ CREATE TABLE IF NOT EXISTS device_leases (
 
 _SQLITE_SCHEMA = device_schema("REAL", "BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT")
 _POSTGRES_SCHEMA = device_schema("DOUBLE PRECISION", "BYTEA", "BIGSERIAL PRIMARY KEY")
+
+#: Columns added after a table was first made: (table, column, definition).
+_ADDED_COLUMNS = (
+    ("alert_actions", "note", "TEXT"),  # failure actions
+    ("enrolled_devices", "policy", "TEXT"),  # updates (relay.device_updates)
+    ("enrolled_devices", "update_seen", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 class DeviceConnection(abc.ABC):
@@ -231,9 +251,10 @@ class _SQLiteConnection(DeviceConnection):
 
     def make_schema(self) -> None:
         self._db.executescript(_SQLITE_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(alert_actions)")}
-        if "note" not in columns:  # a book made before failure actions
-            self._db.execute("ALTER TABLE alert_actions ADD COLUMN note TEXT")
+        for table, column, definition in _ADDED_COLUMNS:  # a database made by an older relay
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
         return self._db.execute(sql, params)
@@ -309,6 +330,10 @@ class _PostgresConnection(DeviceConnection):
         with self._errors(), self._open().transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             self._conn.execute(_POSTGRES_SCHEMA)  # a constant, not user input
+            for table, column, definition in _ADDED_COLUMNS:
+                self._conn.execute(
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}"
+                )
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
         with self._errors():

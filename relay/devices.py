@@ -60,6 +60,7 @@ from .cluster import ClusterNode
 from .config import RelayConfig
 from .connectors import RequestTrackerConnector
 from .device_sql import DeviceDatabase, Lease
+from .device_updates import UpdateDesk
 from .enrolment import EnrolmentBook
 from .errors import EnrolmentRefused, HeaderError
 from .events import EventType, NewEvent
@@ -130,10 +131,24 @@ class DeviceDesk:
         self.presence_book = (
             PresenceBook(self._database, clock, cluster) if self._database else None
         )
+        # Newer policies and fixes for the devices connected here (relay.device_updates).
+        self.updates = (
+            UpdateDesk(
+                self._database,
+                self._alerts,
+                clock,
+                functools.partial(self.tell, locally=True),
+                self._owed,
+                audit,
+            )
+            if self._database and self._alerts
+            else None
+        )
         # Live connections per device, oldest first: unenrolling drops every one of
         # them, and tell() speaks to the newest.
         self._connections: dict[str, list[ServerConnection]] = {}
         self._policies: dict[str, DevicePolicy] = {}
+        self._tokens: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
@@ -158,10 +173,14 @@ class DeviceDesk:
             ]
         if self.presence_book is not None:
             self.presence_book.start()
+        if self.updates is not None:
+            self.updates.start()
 
     async def close(self) -> None:
         if self.presence_book is not None:
             await self.presence_book.close()
+        if self.updates is not None:
+            await self.updates.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -348,6 +367,8 @@ class DeviceDesk:
         assert book is not None  # _prove refuses devices without the store
         book.arrived(device_id)
         self._connections.setdefault(device_id, []).append(connection)
+        updates = self.updates
+        assert updates is not None  # made with the store, like the presence book
         # The device's heartbeats prove it alive (MISSED_HEARTBEATS of them lost and it is
         # gone): the server's keepalive pings would add two frames per device every 20 s,
         # most of the relay's CPU for 10,000 idle devices (docs/PERFORMANCE.md).
@@ -356,6 +377,8 @@ class DeviceDesk:
             connection.keepalive_task = None
         logger.info("device online device=%s", device_id)
         try:
+            updates.arrived(device_id, self._tokens[device_id])
+            await updates.offer(device_id)
             while True:
                 async with asyncio.timeout(self.heartbeat * MISSED_HEARTBEATS):
                     text = await connection.recv()
@@ -365,6 +388,9 @@ class DeviceDesk:
                     self._results(device_id, message["results"], message["at"])
                 elif message["type"] == "action":
                     self._action(device_id, message)
+                elif message["type"] == "updated":
+                    updates.answered(device_id, message)
+                    self._policies.pop(device_id, None)  # it may run another one now
                 elif message["type"] == "unenrol" and self._enrolment is not None:
                     self._enrolment.forget(device_id)
                     book.forgotten(device_id)
@@ -379,7 +405,7 @@ class DeviceDesk:
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument(
                         "A device sends only heartbeats, check results, failure-action "
-                        "reports and its unenrolment; update the agent."
+                        "reports, answers to updates and its unenrolment; update the agent."
                     )
         except (ConnectionClosed, TimeoutError):
             pass
@@ -394,6 +420,7 @@ class DeviceDesk:
                 # Offline only when its last connection goes (a service and 'unenrol'
                 # beside it, or a dead link still timing out, are two at once).
                 self._connections.pop(device_id, None)
+                updates.left(device_id)
                 book.left(device_id)  # no-op if forgotten
                 logger.info("device offline device=%s", device_id)
 
@@ -438,6 +465,7 @@ class DeviceDesk:
                         "enrol it again with a new token."
                     )
                 self._policies[device.device_id] = _alert_policy(device.policy)
+                self._tokens[device.device_id] = device.token_id
                 await connection.send(wire.encode("welcome", heartbeat=self.heartbeat))
                 return device.device_id
         except (ConnectionClosed, TimeoutError):
@@ -471,7 +499,11 @@ class DeviceDesk:
     def _results(self, device_id: str, results: list[dict[str, Any]], reported_at: int) -> None:
         if self._alerts is None:
             return
-        policy = self._policies.get(device_id) or _alert_policy(None)
+        policy = self._policies.get(device_id)
+        if policy is None:  # an update changed it: read the one it runs now
+            registered = self.registration(device_id)
+            policy = registered[1] if registered is not None else _alert_policy(None)
+            self._policies[device_id] = policy
         now = self._clock()
         quiet = policy.in_maintenance(int(now))
         spoke = False

@@ -65,6 +65,7 @@ class EnrolledDevice:
     public_key: bytes
     token_id: str
     enrolled_at: float
+    #: The signed policy the device runs (None: the default policy).
     policy: str | None
     last_seen: float | None = None
     online: bool = False
@@ -162,9 +163,12 @@ class EnrolmentBook:
     def _usable(self, token_id: str, secret: str | None, now: float) -> str | None:
         """The token's policy if it may enrol now; else EnrolmentRefused saying why.
         ``secret`` None: the caller checked it already."""
+        # The policy is the token's newest published one, if any (relay.device_updates).
         row = self._db.execute(
-            "SELECT secret_hash, expires_at, uses_allowed, uses, withdrawn, policy "
-            "FROM enrolment_tokens WHERE token_id = ?",
+            "SELECT t.secret_hash, t.expires_at, t.uses_allowed, t.uses, t.withdrawn, "
+            "COALESCE((SELECT p.document FROM device_publications p WHERE p.token_id = "
+            "t.token_id AND p.kind = 'policy' ORDER BY p.id DESC LIMIT 1), t.policy) "
+            "FROM enrolment_tokens t WHERE t.token_id = ?",
             (token_id,),
         ).fetchone()
         if row is None or (
@@ -213,9 +217,9 @@ class EnrolmentBook:
             self._usable(token_id, None, now)  # says why (used up, withdrawn, expired)
             raise EnrolmentRefused("This enrolment token cannot enrol a device now.")
         self._db.execute(
-            "INSERT INTO enrolled_devices (device_id, public_key, token_id, enrolled_at) "
-            "VALUES (?, ?, ?, ?)",
-            (device_id, public_key, token_id, now),
+            "INSERT INTO enrolled_devices (device_id, public_key, token_id, enrolled_at, "
+            "policy) VALUES (?, ?, ?, ?, ?)",
+            (device_id, public_key, token_id, now, policy),
         )
         return EnrolledDevice(device_id, public_key, token_id, now, policy)
 
@@ -240,9 +244,12 @@ class EnrolmentBook:
         return None if row is None else _device(row)
 
 
+# A device runs the policy it enrolled with or last took (relay.device_updates); one
+# enrolled before updates existed, its token's.
 _DEVICE_SELECT = (
-    "SELECT d.device_id, d.public_key, d.token_id, d.enrolled_at, t.policy, d.last_seen, "
-    "d.online FROM enrolled_devices d JOIN enrolment_tokens t USING (token_id)"
+    "SELECT d.device_id, d.public_key, d.token_id, d.enrolled_at, COALESCE(d.policy, "
+    "t.policy), d.last_seen, d.online FROM enrolled_devices d JOIN enrolment_tokens t "
+    "USING (token_id)"
 )
 
 
