@@ -35,11 +35,10 @@ from protocol import device_wire as wire
 from relay.stores import open_store
 from tests.e2e.test_unattended import certify
 from tests.relay.test_devices import post
-from tests.support.device_fixtures import (  # noqa: F401  (fixture)
+from tests.support.device_fixtures import (
     enrol_argv,
     enrol_in_foreground,
     relay_cli,
-    request_tracker,
     signed_policy,
 )
 from tests.support.helpdesk import RequestTracker, wait_until
@@ -102,7 +101,7 @@ def cluster(
     tmp_path: Path,
     redis_server: RedisServer,  # noqa: F811
     postgres_server: PostgresServer,  # noqa: F811
-    request_tracker: RequestTracker,  # noqa: F811
+    request_tracker: RequestTracker,
 ) -> Iterator[Cluster]:
     """Nodes A and B on one PostgreSQL database and one Redis, both filing in RT."""
     database = postgres_server.new_database(f"puente_devices_cluster_{next(_databases)}")
