@@ -14,7 +14,7 @@ change anything without breaking a signature. Rules (deny by default):
    (:func:`protocol.device_policy.widenings`: unattended access, capabilities, failure
    actions, details leaving the device) is refused: the owner's consent cannot be
    widened from afar. The help desk sees it as the ``policy-update`` alert; the owner
-   may enrol again to accept it. A narrower or equal one applies at once.
+   may unenrol and enrol again to accept it. A narrower or equal one applies at once.
 4. A fix bundle is taken only if :func:`protocol.fixbundle.verify_bundle` accepts it
    (signed by the pinned key, unaltered, in date, for this system) and it is not older
    than the copy kept (no rollback); it is kept in ``fixes/`` for the failure actions,
@@ -136,8 +136,8 @@ def _judge_policy(
     if wider:
         return (
             f"The new policy {offered.number} was refused: it would {'; '.join(wider)}, "
-            "which the owner of this computer did not agree to. It needs the owner: enrol "
-            "this computer again with a token that carries it."
+            "which the owner of this computer did not agree to. It needs the owner: unenrol "
+            "this computer and enrol it again with a token that carries it."
         )
     return None
 
