@@ -157,6 +157,11 @@ class UpdateBook:
         row = self._db.execute("SELECT MAX(id) FROM device_publications").fetchone()
         return int(row[0] or 0)
 
+    def tokens(self) -> set[str]:
+        """Tokens with any publication."""
+        rows = self._db.execute("SELECT DISTINCT token_id FROM device_publications").fetchall()
+        return {str(row[0]) for row in rows}
+
     def tokens_since(self, after: int) -> set[str]:
         """Tokens with a publication numbered above ``after``."""
         rows = self._db.execute(
@@ -166,19 +171,13 @@ class UpdateBook:
 
     def owed(self, device_id: str) -> list[Update]:
         """What ``device_id`` is owed (rule ``owed``), in order; [] if nothing."""
-        row = self._db.execute(
-            "SELECT token_id, update_seen FROM enrolled_devices WHERE device_id = ?",
-            (device_id,),
-        ).fetchone()
-        if row is None:
-            return []
-        token_id, seen = str(row[0]), int(row[1])
         items = self._db.execute(
-            "SELECT p.id, p.kind, p.document FROM device_publications p "
-            "WHERE p.token_id = ? AND p.id > ? AND p.id = (SELECT MAX(q.id) FROM "
-            "device_publications q WHERE q.token_id = p.token_id AND q.kind = p.kind "
-            "AND q.name = p.name) ORDER BY p.id",
-            (token_id, seen),
+            "SELECT p.id, p.kind, p.document FROM enrolled_devices d JOIN "
+            "device_publications p ON p.token_id = d.token_id AND p.id > d.update_seen "
+            "WHERE d.device_id = ? AND p.id = (SELECT MAX(q.id) FROM device_publications q "
+            "WHERE q.token_id = p.token_id AND q.kind = p.kind AND q.name = p.name) "
+            "ORDER BY p.id",
+            (device_id,),
         ).fetchall()
         updates: list[Update] = []
         policy: str | None = None
@@ -248,10 +247,14 @@ class UpdateDesk:
         #: Device -> update number -> the policy that update offered (or None).
         self._offered: dict[str, dict[int, str | None]] = {}
         self._newest = 0
+        #: Tokens with a publication: a device of another token is owed nothing, and
+        #: its connection costs no query (most devices, most of the time).
+        self._published: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self, poll_seconds: float = POLL_SECONDS) -> None:
         self._newest = self.book.newest()
+        self._published = self.book.tokens()
         self._task = asyncio.create_task(self._poll(poll_seconds), name="device-updates")
 
     async def close(self) -> None:
@@ -270,6 +273,8 @@ class UpdateDesk:
 
     async def offer(self, device_id: str) -> None:
         """Send ``device_id`` what it is owed and was not offered on this connection."""
+        if self.connected.get(device_id) not in self._published:
+            return
         offered = self._offered.setdefault(device_id, {})
         for update in self.book.owed(device_id):
             if offered and max(offered) >= update.id:
@@ -325,6 +330,7 @@ class UpdateDesk:
                     continue
                 tokens = self.book.tokens_since(self._newest)
                 self._newest = newest
+                self._published |= tokens
                 for device_id, token_id in list(self.connected.items()):
                     if token_id in tokens:
                         await self.offer(device_id)

@@ -55,7 +55,7 @@ from protocol.identity import public_key_from_raw, verify_signature
 from protocol.safe_text import safe_text
 
 from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
-from .alerts import Observation
+from .alerts import Action, Observation
 from .cluster import ClusterNode
 from .config import RelayConfig
 from .connectors import RequestTrackerConnector
@@ -506,7 +506,7 @@ class DeviceDesk:
             self._policies[device_id] = policy
         now = self._clock()
         quiet = policy.in_maintenance(int(now))
-        spoke = False
+        observations = []
         for summary in results:
             if "sealed" in summary and self.presence_book is not None:
                 self.presence_book.sealed(
@@ -514,7 +514,7 @@ class DeviceDesk:
                 )
             check = policy.check(summary["check"])
             threshold = check.failures_before_alert if check is not None else 3
-            step = self._alerts.observe(
+            observations.append(
                 Observation(
                     device_id,
                     summary["check"],
@@ -527,8 +527,8 @@ class DeviceDesk:
                     policy.repeat_comment_seconds,
                 )
             )
-            spoke |= step.action.value != "none"
-        if spoke:
+        steps = self._alerts.observe_results(observations)
+        if any(step.action is not Action.NONE for step in steps):
             self._owed()
 
     async def tell(self, device_id: str, text: str, *, locally: bool = False) -> bool:

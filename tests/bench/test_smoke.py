@@ -169,3 +169,17 @@ def test_devices_benchmark_quick_run_opens_tickets_in_the_real_request_tracker()
     # Each alert's own RT calls (a search, a creation) are timed and part of its latency.
     assert 0 < rt["in_rt_p50_s"] <= rt["p50_s"]
     assert rt["rest_calls"] >= 2 * rt["tickets"]
+
+
+def test_device_store_benchmark_quick_run_measures_both_stores() -> None:
+    command = [sys.executable, str(ROOT / "bench" / "device_store.py"), "--quick", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=scaled(120))
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["devices"] == 100
+    stores = ["sqlite"] + (["postgresql"] if figures["postgresql"] is not None else [])
+    for store in stores:
+        assert set(figures[store]) == {
+            "enrol", "results ok", "results failing", "presence pass", "connect", "lease",
+        }  # fmt: skip
+        assert all(value > 0 for value in figures[store].values())

@@ -263,3 +263,41 @@ def test_the_operator_commands_run_on_postgresql(
     assert f"{device.device_id}  offline  no open alerts" in devices.stdout
     wrong = relay_cli("enrolment", "list", "--database-url", "mysql://nope")
     assert wrong.returncode != 0 and "must be a PostgreSQL URL" in wrong.stderr
+
+
+def test_a_results_message_writes_only_what_changes(database: DeviceDatabase) -> None:
+    """``observe_results``: passing results of clear pairs change nothing and write
+    nothing; a failure counts, and a pass after it clears the count (it is written)."""
+    books = AlertBook(database), AlertBook(database)
+    reader = database.connect()
+
+    def rows() -> list[tuple[str, str, int]]:
+        return [
+            (str(r[0]), str(r[1]), int(r[2]))
+            for r in reader.execute(
+                "SELECT check_id, state, failures FROM alert_pairs ORDER BY check_id"
+            ).fetchall()
+        ]
+
+    def message(at: int, **statuses: str) -> list[Observation]:
+        return [
+            Observation("laptop-1", check, status, "warning", time.time(), 2, False, at)
+            for check, status in statuses.items()
+        ]
+
+    try:
+        steps = books[0].observe_results(message(1, disk="ok", memory="ok"))
+        assert [s.action for s in steps] == [Action.NONE, Action.NONE]
+        assert rows() == []  # nothing to write
+        books[0].observe_results(message(2, disk="failing", memory="ok"))
+        assert rows() == [("disk", "failing", 1)]
+        # The device redials another node, which sees its results next.
+        books[1].observe_results(message(3, disk="ok", memory="ok"))
+        assert rows() == [("disk", "clear", 0)]
+        books[1].observe_results(message(4, disk="failing"))
+        [opened] = books[0].observe_results(message(5, disk="failing"))
+        assert opened.action is Action.OPEN
+    finally:
+        reader.close()
+        for book in books:
+            book.close()
