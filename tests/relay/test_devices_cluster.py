@@ -8,6 +8,8 @@ A (its connection cut, so it redials and sends its latest results again to a nod
 has not seen them) still has one alert and one ticket; a technician on node A lists it
 online with its alert and connects to it while its WebSocket is on node B. Two
 enrolments with a one-use token, one on each node at once: one device is enrolled.
+The node delivering alerts dies with an alert it could not deliver: the other takes
+the delivery lease when it lapses and delivers it, once.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol import device_wire as wire
 from relay.stores import open_store
 from tests.e2e.test_unattended import certify
-from tests.relay.test_devices import post
+from tests.relay.test_devices import enrol, post
+from tests.relay.test_presence import online
 from tests.support.device_fixtures import (
     enrol_argv,
     enrol_in_foreground,
@@ -49,6 +52,7 @@ from tests.support.services import (  # noqa: F401  (fixtures)
     RedisServer,
     postgres_server,
     redis_server,
+    spare_port,
 )
 from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import make_organisation, tech_cli
@@ -323,3 +327,86 @@ def test_a_one_use_token_enrols_once_when_both_nodes_are_asked_at_once(
         assert cluster.rows("SELECT uses FROM enrolment_tokens WHERE token_id = %s", token_id) == [
             (1,)
         ]
+
+
+def test_alerts_owed_when_the_delivering_node_dies_are_delivered_by_the_other(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    postgres_server: PostgresServer,  # noqa: F811
+    request_tracker: RequestTracker,
+) -> None:
+    """Node A holds the delivery lease but cannot reach RT; node B can, and still
+    delivers nothing while A holds it. A is killed: B takes the lease when it lapses
+    and delivers what A owed. One ticket."""
+    rt = request_tracker
+    database = postgres_server.new_database(f"puente_devices_cluster_{next(_databases)}")
+    env = {
+        "PUENTE_REDIS_URL": redis_server.url,
+        "PUENTE_DATABASE_URL": database,
+        "PUENTE_RT_PASSWORD": rt.password,
+    }
+    unreachable = f"http://127.0.0.1:{spare_port()}"
+    a = start_relay(tmp_path / "node-a", "--node-timeout", "2", "--rt-url", unreachable,
+                    "--rt-user", rt.user, env=env)  # fmt: skip
+    b = None
+    try:
+        wait_until(
+            lambda: "alert delivery starts here" in logged(a), scaled(20), "A holding the lease"
+        )
+        b = start_relay(tmp_path / "node-b", "--node-timeout", "2", "--rt-url", rt.url,
+                        "--rt-user", rt.user, env=env)  # fmt: skip
+        cluster = Cluster(a, b, database, rt)
+        token = cluster.enrolment_token("--uses", "1")
+        key = Ed25519PrivateKey.generate()
+        device_id = enrol(b, token, key)
+
+        async def three_failures_through_b() -> None:
+            async with online(b, device_id, key) as websocket:
+                for at in (100, 200, 300):  # the default policy: an alert after 3
+                    failing = {"check": "disk-system", "kind": "disk_free",
+                               "status": "failing", "severity": "critical"}  # fmt: skip
+                    await websocket.send(wire.encode("results", at=at, results=[failing]))
+                await websocket.send(wire.encode("heartbeat"))
+                await asyncio.sleep(0.5)
+
+        asyncio.run(three_failures_through_b())
+
+        def tried_by_a() -> bool:
+            rows = cluster.rows(
+                "SELECT attempts, last_error, delivered_at FROM alert_actions WHERE device = %s",
+                device_id,
+            )
+            return bool(rows) and rows[0][0] >= 1 and rows[0][1] is not None
+
+        wait_until(tried_by_a, scaled(30), "A's failed attempt at the ticket")
+        assert (
+            "could not reach"
+            in cluster.rows("SELECT last_error FROM alert_actions WHERE device = %s", device_id)[0][
+                0
+            ]
+        )
+        assert alert_tickets_about(rt, device_id) == []  # B did not deliver it meanwhile
+
+        a.proc.kill()  # no clean stop: the lease is not released, it lapses
+        a.proc.wait(scaled(10))
+        wait_until(
+            lambda: len(alert_tickets_about(rt, device_id)) == 1,
+            scaled(60),
+            "the ticket delivered by B once A's lease lapsed",
+        )
+        assert "alert delivery starts here" in logged(b)
+        [(delivered,)] = cluster.rows(
+            "SELECT delivered_at IS NOT NULL FROM alert_actions WHERE device = %s", device_id
+        )
+        assert delivered
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+
+
+def alert_tickets_about(rt: RequestTracker, device_id: str) -> list[int]:
+    query = urllib.parse.quote(f"Subject LIKE '{device_id}: check disk-system is failing'")
+    status, body = rt.rest("GET", f"/tickets?query={query}")
+    assert status == 200, body
+    return [int(item["id"]) for item in body["items"]]
