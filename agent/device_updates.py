@@ -10,11 +10,14 @@ change anything without breaking a signature. Rules (deny by default):
 2. Only a newer policy (a higher ``number``) can replace the one in force; the same
    document again is "unchanged"; an older or different one with the same number is
    refused (no rollback).
-3. A newer policy that widens what the owner agreed to
-   (:func:`protocol.device_policy.widenings`: unattended access, capabilities, failure
-   actions, details leaving the device) is refused: the owner's consent cannot be
-   widened from afar. The help desk sees it as the ``policy-update`` alert; the owner
-   may unenrol and enrol again to accept it. A narrower or equal one applies at once.
+3. A newer policy that widens what the owner agreed to — the policy they read and
+   accepted at enrolment, kept as ``agreed_policy`` in the state file once another is
+   in force — (:func:`protocol.device_policy.widenings`: unattended access,
+   capabilities, failure actions, details leaving the device) is refused: the owner's
+   consent cannot be widened from afar. The help desk sees it as the ``policy-update``
+   alert; the owner may unenrol and enrol again to accept it. A narrower or equal one
+   applies at once (so a policy narrowed for a while may widen again up to what the
+   owner agreed to, never beyond).
 4. A fix bundle is taken only if :func:`protocol.fixbundle.verify_bundle` accepts it
    (signed by the pinned key, unaltered, in date, for this system) and it is not older
    than the copy kept (no rollback); it is kept in ``fixes/`` for the failure actions,
@@ -75,7 +78,7 @@ def apply_update(
         except TrustError as exc:
             refusals.append(f"The new policy was refused: {exc}")
         else:
-            verdict = _judge_policy(state, in_force, document, offered)
+            verdict = _judge_policy(state, in_force, document, offered, _agreed(state))
             if verdict is None:
                 new_policy = offered
                 applied.append(f"policy {offered.number} (was {in_force.number})")
@@ -121,8 +124,19 @@ def apply_update(
     return outcome
 
 
+def _agreed(state: DeviceState) -> DevicePolicy:
+    """The policy the owner accepted at enrolment (rule 3), verified again."""
+    kept = json.loads((state.folder / STATE_FILE).read_text(encoding="utf-8"))
+    document = kept["agreed_policy"] if "agreed_policy" in kept else kept.get("policy")
+    return replace(state, policy=document).verified_policy()
+
+
 def _judge_policy(
-    state: DeviceState, in_force: DevicePolicy, document: str, offered: DevicePolicy
+    state: DeviceState,
+    in_force: DevicePolicy,
+    document: str,
+    offered: DevicePolicy,
+    agreed: DevicePolicy,
 ) -> str | None:
     """None: apply ``offered``; "": the same policy again; else why it is refused."""
     if offered.number <= in_force.number:
@@ -132,7 +146,7 @@ def _judge_policy(
             f"The new policy was refused: its number {offered.number} is not newer than the "
             f"policy {in_force.number} in force (an older policy is never taken back)."
         )
-    wider = widenings(in_force, offered)
+    wider = widenings(agreed, offered)
     if wider:
         return (
             f"The new policy {offered.number} was refused: it would {'; '.join(wider)}, "
@@ -174,6 +188,7 @@ def _write_policy(state: DeviceState, document: str) -> DeviceState:
     """The state file with ``document`` as the policy, replaced whole (0600)."""
     path = state.folder / STATE_FILE
     kept = json.loads(path.read_text(encoding="utf-8"))
+    kept.setdefault("agreed_policy", kept.get("policy"))  # what the owner accepted
     kept["policy"] = document
     kept["policy_updated_at"] = int(time.time())
     partial = path.with_name(path.name + ".new")

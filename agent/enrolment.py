@@ -255,8 +255,8 @@ def unenrol(folder: Path, tell_relay: Callable[[DeviceState], str | None]) -> st
     problem = tell_relay(state)
     for name in (KEY_FILE, STATE_FILE, HISTORY_FILE, AUDIT_FILE, FAILURE_COUNTS_FILE):
         (folder / name).unlink(missing_ok=True)
-    for path in folder.glob("fix-versions-*.json"):
-        path.unlink()
+    for path in [*folder.glob("fix-versions-*.json"), *folder.glob("*.new")]:
+        path.unlink()  # .new: a file being replaced when the service stopped
     shutil.rmtree(folder / FIXES_FOLDER, ignore_errors=True)
     if not any(folder.iterdir()):
         shutil.rmtree(folder)

@@ -12,7 +12,8 @@ Rules::
     owed       a device is owed the latest policy and the latest bundle of each fix
                published for its token with a number above the last it answered
                (``enrolled_devices.update_seen``), in number order, in as many
-               ``update`` messages as their size needs (protocol.device_wire).
+               ``update`` messages as their size needs (as small as other messages,
+               64 KiB; a bigger bundle alone in one: protocol.device_wire).
     when       at each connection (after ``welcome``), and, while it is connected, at
                the first pass (every few seconds, on every node) after a publication
                for its token.
@@ -184,8 +185,10 @@ class UpdateBook:
         fixes: list[str] = []
         size = last = 0
         for number, kind, document in items:
+            # Small messages, as every other one the relay sends; a bundle too big for
+            # one goes alone, up to MAX_UPDATE_MESSAGE.
             if (policy is not None or fixes) and size + len(document) > (
-                wire.MAX_UPDATE_MESSAGE - _ENVELOPE
+                wire.MAX_MESSAGE - _ENVELOPE
             ):
                 updates.append(Update(last, policy, tuple(fixes)))
                 policy, fixes, size = None, [], 0

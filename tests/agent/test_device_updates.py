@@ -152,3 +152,27 @@ def test_fix_bundles_are_verified_kept_and_never_rolled_back(
     assert apply_update(state, policy, None, [bundle(secret, "1.1.0")]).outcome == "unchanged"
     assert len(audit(state.folder)) == 4
     assert key_id(secret.private_key.public_key()) == policy.organisation_key
+
+
+def test_a_policy_narrowed_for_a_while_may_widen_again_up_to_what_the_owner_agreed(
+    acme: Organisation, tmp_path: Path
+) -> None:
+    secret = acme.secret()
+    agreed = signed(secret, 1, '[unattended]\nmode = "ask-allow"\ncountdown_seconds = 30\n')
+    state = enrolled(acme, tmp_path / "state", agreed)
+    narrowed = apply_update(
+        state, state.verified_policy(), signed(secret, 2, '[unattended]\nmode = "never"\n'), []
+    )
+    assert narrowed.outcome == "applied" and narrowed.state is not None
+    state = narrowed.state
+    kept = json.loads((state.folder / STATE_FILE).read_text())
+    assert kept["agreed_policy"] == agreed  # kept once another policy is in force
+    back = signed(secret, 3, '[unattended]\nmode = "ask-allow"\ncountdown_seconds = 30\n')
+    again = apply_update(state, state.verified_policy(), back, [])
+    assert again.outcome == "applied" and again.policy_number == 3
+    assert again.state is not None
+    beyond = signed(secret, 4, '[unattended]\nmode = "ask-allow"\ncountdown_seconds = 5\n')
+    refused = apply_update(again.state, again.state.verified_policy(), beyond, [])
+    assert refused.outcome == "refused" and "countdown of 5 s, not 30 s" in refused.note
+    kept = json.loads((state.folder / STATE_FILE).read_text())
+    assert kept["agreed_policy"] == agreed

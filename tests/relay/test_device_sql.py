@@ -301,3 +301,63 @@ def test_a_results_message_writes_only_what_changes(database: DeviceDatabase) ->
         reader.close()
         for book in books:
             book.close()
+
+
+def test_a_device_is_owed_the_newest_of_each_publication_in_order(
+    database: DeviceDatabase, tmp_path: Path
+) -> None:
+    """relay.device_updates, rule "owed": the newest policy and the newest bundle of
+    each fix above what the device answered, in number order, in messages of the
+    usual size (a bundle too big for one alone)."""
+    from protocol.fixbundle import make_bundle
+    from protocol.identity import OrganisationSecret
+    from relay.device_updates import UpdateBook
+    from tests.support.device_fixtures import FREE_SPACE_MANIFEST
+
+    secret = OrganisationSecret("Acme IT", Ed25519PrivateKey.generate())
+
+    def bundle(fix_id: str, padding: int) -> bytes:
+        manifest = FREE_SPACE_MANIFEST.format(target="/tmp/x").replace("free-space", fix_id)
+        script = "#!/bin/sh\n" + "# padding\n" * (padding // 10) + "true\n"
+        now = int(time.time())
+        return make_bundle(manifest.encode(), script.encode(), signer=secret,
+                           signed_at=now, expires_at=now + 3600)  # fmt: skip
+
+    def policy(number: int) -> bytes:
+        source = f"number = {number}\n" + '[[checks]]\nid = "r"\nkind = "pending_reboot"\n'
+        from protocol.device_policy import policy_from_toml, sign_policy
+
+        return sign_policy(policy_from_toml(source, "Acme IT", secret.key_id), secret)
+
+    enrolment, updates = EnrolmentBook(database), UpdateBook(database)
+    try:
+        token, record = enrolment.create_token(time.time(), 2, 1)
+        device = enrolment.redeem(token, device_key(), time.time()).device_id
+        other_token, _ = enrolment.create_token(time.time(), 1, 1)
+        other = enrolment.redeem(other_token, device_key(), time.time()).device_id
+        assert updates.owed(device) == []
+        updates.publish([record.token_id], 1.0, policy(2), [("a", bundle("fix-a", 100))])
+        updates.publish([record.token_id], 2.0, policy(3))  # the newer policy wins
+        [first] = updates.owed(device)
+        assert first.policy is not None and b'"number":3' in first.policy.replace(" ", "").encode()
+        assert len(first.fixes) == 1 and first.id == max(p.id for p in updates.publications())
+        assert updates.owed(other) == []  # another token's device is owed nothing
+        updates.answered(device, first.id, first.policy)
+        assert updates.owed(device) == []
+        runs = enrolment.device(device).policy  # type: ignore[union-attr]
+        assert runs == first.policy
+        # Two bundles of 40 KB and one of 100 KB: three messages, numbered in order.
+        updates.publish(
+            [record.token_id], 3.0, None,
+            [("b", bundle("fix-b", 40_000)), ("c", bundle("fix-c", 40_000)),
+             ("d", bundle("fix-d", 100_000))],
+        )  # fmt: skip
+        owed = updates.owed(device)
+        assert [len(u.fixes) for u in owed] == [1, 1, 1]
+        assert [u.id for u in owed] == sorted(u.id for u in owed)
+        assert all(u.policy is None for u in owed)
+        updates.answered(device, owed[0].id, None)  # the link dropped after the first
+        assert [u.id for u in updates.owed(device)] == [u.id for u in owed[1:]]
+    finally:
+        enrolment.close()
+        updates.close()
