@@ -55,6 +55,7 @@ examples:
   puente-agent checks run --once --policy acme.policy --org-key acme-org/org.pub
   puente-agent enrol --relay wss://support.example.org --org-key acme-org.pub --token pe_... --no-service
   puente-agent service show --os macos      (the service definitions: 'service --help')
+  puente-agent user-helper        (in your desktop: a service's questions and banner)
 """
 
 AUDIT_DESCRIPTION = """\
@@ -167,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_library_warnings()
         return unattended_main(argv[1:])
+    if argv[:1] == ["user-helper"]:
+        from agent.user_helper import user_helper_main
+
+        quiet_library_warnings()
+        return user_helper_main(argv[1:])
     if argv[:1] == ["service"]:
         from agent.service_command import service_main
 

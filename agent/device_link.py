@@ -10,10 +10,12 @@ policy names one: :mod:`protocol.sealed_details`), then the outcome of any failu
 action that came due (:mod:`agent.failure_actions`).
 When the relay says a technician asks for an unattended session, the device starts
 ``puente-agent unattended`` for it (:mod:`agent.unattended`; one at a time), which
-pairs end to end and lets the owner's policy decide. When the relay passes on a newer
-policy or fix bundles the organisation published, the device verifies and applies or
-refuses them (:mod:`agent.device_updates`), answers ``updated``, and goes on under the
-policy in force (redialling at once when it changed, so everything runs under it).
+pairs end to end and lets the owner's policy decide; a system service also listens
+for the helpers of the people signed in (:mod:`agent.helper_hub`) and hands each
+session its way to them. When the relay passes on a newer policy or fix bundles the
+organisation published, the device verifies and applies or refuses them
+(:mod:`agent.device_updates`), answers ``updated``, and goes on under the policy in
+force (redialling at once when it changed, so everything runs under it).
 A refusal by the relay (an unknown device, a key that does not match) ends the loop
 with the relay's sentence; a dropped link is redialled after an exponential,
 jittered wait (the relay may be restarting along with many devices).
@@ -29,6 +31,7 @@ import signal
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -36,7 +39,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from agent.device_updates import apply_update
 from agent.enrolment import DeviceState
+from agent.errors import HubUnavailable
 from agent.failure_actions import FailureActions
+from agent.helper_hub import HelperHub
 from agent.i18n import t
 from agent.monitoring.history import MeasurementHistory
 from agent.monitoring.runner import due_checks, run_policy
@@ -113,11 +118,15 @@ async def stay_online(
     ssl: ssl_module.SSLContext | None = None,
     check_tick: float = CHECK_TICK,
     ca_file: str | None = None,
+    helper_socket: Path | None = None,
 ) -> None:
     """Keep the device online until cancelled; DeviceRefused if the relay refuses it.
 
-    ``ca_file`` is passed on to the unattended sessions it starts."""
-    sessions = UnattendedStarter(state, say, ca_file)
+    ``ca_file`` is passed on to the unattended sessions it starts. ``helper_socket``
+    (a system service's): where the helpers of the people signed in connect
+    (:mod:`agent.helper_hub`), through which those sessions ask and show the banner."""
+    hub = await _open_hub(helper_socket, say) if helper_socket is not None else None
+    sessions = UnattendedStarter(state, say, ca_file, hub)
     this = asyncio.current_task()
     if this is not None:  # a service manager stops the device with SIGTERM: stop cleanly
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -126,6 +135,20 @@ async def stay_online(
         await _stay_online(state, say, ssl, check_tick, sessions)
     finally:
         sessions.stop()  # an unattended session does not outlive the device link
+        if hub is not None:
+            await hub.close()
+
+
+async def _open_hub(path: Path, say: Callable[[str], None]) -> HelperHub | None:
+    """The helpers' socket, or None (said why: the questions go to the console then)."""
+    hub = HelperHub(path, say)
+    try:
+        await hub.start()
+    except HubUnavailable as exc:
+        say(str(exc))
+        return None
+    say(t("service.helpers_listening", path=path))
+    return hub
 
 
 async def _stay_online(
@@ -282,12 +305,20 @@ async def _listen(
 
 
 class UnattendedStarter:
-    """Starts ``puente-agent unattended`` for each request, one session at a time."""
+    """Starts ``puente-agent unattended`` for each request, one session at a time; with
+    a hub, the session gets its end of a socket pair to the signed-in users' helpers."""
 
-    def __init__(self, state: DeviceState, say: Callable[[str], None], ca_file: str | None):
+    def __init__(
+        self,
+        state: DeviceState,
+        say: Callable[[str], None],
+        ca_file: str | None,
+        hub: HelperHub | None = None,
+    ):
         self.state = state
         self._say = say
         self._ca_file = ca_file
+        self._hub = hub
         self._running: asyncio.subprocess.Process | None = None
 
     async def start(self, nameplate: str, ticket: str) -> None:
@@ -297,10 +328,17 @@ class UnattendedStarter:
             self._say(t("unattended.busy", ticket=safe_text(ticket, 200)))
             return
         self._say(t("unattended.asked", ticket=safe_text(ticket, 200)))
-        self._running = await asyncio.create_subprocess_exec(
-            *command_line(self.state.folder, nameplate, ticket, self._ca_file),
-            stdin=asyncio.subprocess.DEVNULL,
-        )
+        helpers = self._hub.open_session() if self._hub is not None else None
+        fd = helpers.fileno() if helpers is not None else None
+        try:
+            self._running = await asyncio.create_subprocess_exec(
+                *command_line(self.state.folder, nameplate, ticket, self._ca_file, fd),
+                stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=() if fd is None else (fd,),
+            )
+        finally:
+            if helpers is not None:
+                helpers.close()  # the session's process has its own copy
 
     def stop(self) -> None:
         if self._running is not None and self._running.returncode is None:

@@ -21,6 +21,8 @@ The tree::
      │                       symbolic link leading out)
      ├── WriteRefused        a file transfer that would change a start-up or
      │                       shell-initialisation location, or set setuid/setgid
+     ├── HubUnavailable      an enrolled device's service cannot open the socket of the
+     │                       signed-in users' helpers; its questions go to the console
      └── LinkRefused         a path turned into a symbolic link between its check and
                              its opening (links are never followed when opening)
 
@@ -83,6 +85,10 @@ class PathRefused(AgentError):
 
 class WriteRefused(AgentError):
     """A Files write that could make something run later; the sentence says what to do."""
+
+
+class HubUnavailable(AgentError):
+    """The helpers' socket cannot be opened (agent.helper_hub); the sentence says why."""
 
 
 class LinkRefused(AgentError):

@@ -546,6 +546,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Puente cannot see a screen on this computer: no graphical desktop is running (no DISPLAY). Screen view and remote control are not possible in this session; diagnostics and the other tools still work.",
         "es": "Puente no puede ver una pantalla en este equipo: no hay un escritorio gráfico en marcha (sin DISPLAY). Ver la pantalla y el control remoto no son posibles en esta sesión; el diagnóstico y las demás herramientas siguen funcionando.",
     },
+    "screen.from_service": {
+        "en": "The screen is not available from the service on this computer: Puente runs here as a system service, which cannot reach the desktop of the person signed in. Screen view and remote control are not possible in this unattended session; diagnostics and the other tools still work.",
+        "es": "La pantalla no está disponible desde el servicio en este equipo: Puente funciona aquí como un servicio del sistema, que no puede llegar al escritorio de la persona que tiene la sesión abierta. Ver la pantalla y el control remoto no son posibles en esta sesión desatendida; el diagnóstico y las demás herramientas siguen funcionando.",
+    },
     "screen.wayland": {
         "en": "This computer's desktop uses Wayland, which does not let programs like Puente see or control the screen. To share the screen, log out and choose an Xorg session (for example 'GNOME on Xorg') at the login screen, then start a new session.",
         "es": "El escritorio de este equipo usa Wayland, que no permite a programas como Puente ver ni controlar la pantalla. Para compartir la pantalla, cierre la sesión y elija una sesión Xorg (por ejemplo 'GNOME on Xorg') en la pantalla de inicio, y luego inicie una sesión nueva.",
@@ -769,6 +773,83 @@ CATALOG: dict[str, dict[str, str]] = {
     "unattended.policy_unusable": {
         "en": "This computer's kept policy cannot be verified ({detail}); unattended access is refused. Unenrol it and enrol it again.",
         "es": "La directiva guardada de este equipo no se puede verificar ({detail}); se rechaza el acceso desatendido. Dé de baja el equipo e inscríbalo de nuevo.",
+    },
+    # The signed-in user's helper (agent/user_helper.py) --------------------------------
+    "helper.connected": {
+        "en": "Puente is ready: if your help desk asks to connect to this computer, you will be asked here.",
+        "es": "Puente está listo: si su servicio de asistencia pide conectarse a este equipo, se le preguntará aquí.",
+    },
+    "helper.waiting_service": {
+        "en": "Waiting for this computer's Puente service ({path})...",
+        "es": "Esperando al servicio Puente de este equipo ({path})...",
+    },
+    "helper.no_socket": {
+        "en": "No Puente service of this computer was found in {folder}. Is this computer enrolled ('puente-agent enrol')? Name the service's socket with --socket.",
+        "es": "No se encontró ningún servicio Puente de este equipo en {folder}. ¿Está inscrito este equipo ('puente-agent enrol')? Indique el socket del servicio con --socket.",
+    },
+    "helper.no_display": {
+        "en": "The helper shows your help desk's requests in your desktop, and there is none here ({detail}). It starts by itself when you sign in to your desktop.",
+        "es": "El asistente muestra las solicitudes de su servicio de asistencia en su escritorio, y aquí no hay ninguno ({detail}). Se inicia solo cuando usted entra en su escritorio.",
+    },
+    "helper.refused_not_signed_in": {
+        "en": "This computer's Puente service did not accept this helper: only the person signed in at the screen is asked ({detail}). Nothing will be shown here.",
+        "es": "El servicio Puente de este equipo no aceptó este asistente: solo se pregunta a la persona que tiene la sesión abierta en la pantalla ({detail}). Aquí no se mostrará nada.",
+    },
+    "helper.refused_other": {
+        "en": "This computer's Puente service did not accept this helper ({detail}). Sign out and in again; if it happens again, tell your help desk.",
+        "es": "El servicio Puente de este equipo no aceptó este asistente ({detail}). Cierre la sesión y vuelva a entrar; si vuelve a ocurrir, avise a su servicio de asistencia.",
+    },
+    "helper.asked": {
+        "en": "A technician of your help desk asks to connect to this computer.",
+        "es": "Un técnico de su servicio de asistencia pide conectarse a este equipo.",
+    },
+    "helper.you_allowed": {
+        "en": "You let the technician in.",
+        "es": "Usted dejó entrar al técnico.",
+    },
+    "helper.you_denied": {
+        "en": "You said no: the technician was not let in.",
+        "es": "Usted dijo que no: el técnico no ha entrado.",
+    },
+    "helper.closed_answered": {
+        "en": "Another person signed in at this computer answered first.",
+        "es": "Otra persona con la sesión abierta en este equipo respondió primero.",
+    },
+    "helper.time_up_denied": {
+        "en": "Nobody answered in time, so the technician was not let in.",
+        "es": "Nadie respondió a tiempo, así que el técnico no ha entrado.",
+    },
+    "helper.time_up_allowed": {
+        "en": "Nobody answered in time, so this computer's policy lets the technician in. You can end the session at any time.",
+        "es": "Nadie respondió a tiempo, así que la directiva de este equipo deja entrar al técnico. Usted puede terminar la sesión en cualquier momento.",
+    },
+    "helper.closed_cancelled": {
+        "en": "The request was withdrawn.",
+        "es": "La solicitud se ha retirado.",
+    },
+    "helper.session_on": {
+        "en": "A technician is connected to this computer. The purple banner at the bottom of the screen stays for the whole session: press End session there at any time.",
+        "es": "Un técnico está conectado a este equipo. La franja morada de la parte inferior de la pantalla se queda durante toda la sesión: pulse Terminar la sesión en ella en cualquier momento.",
+    },
+    "helper.session_over": {
+        "en": "The unattended session is over.",
+        "es": "La sesión desatendida ha terminado.",
+    },
+    "service.helpers_listening": {
+        "en": "The helpers of the people signed in at this computer connect at {path}.",
+        "es": "Los asistentes de las personas con la sesión abierta en este equipo se conectan en {path}.",
+    },
+    "service.autostart_written": {
+        "en": "Installed {path}: it starts the helper that shows unattended-access requests and their banner in the desktop of whoever signs in (from their next sign-in).",
+        "es": "Instalado {path}: inicia el asistente que muestra las solicitudes de acceso desatendido y su franja en el escritorio de quien entre en el equipo (desde su próxima entrada).",
+    },
+    "service.helper_unreachable": {
+        "en": "Warning: other accounts cannot run {path} (a folder above it is private), so the helper will not start in their desktops; install Puente where everyone can run it (for example a virtual environment in /opt) and enrol again.",
+        "es": "Aviso: las demás cuentas no pueden ejecutar {path} (una carpeta por encima es privada), así que el asistente no se iniciará en sus escritorios; instale Puente donde todos puedan ejecutarlo (por ejemplo, un entorno virtual en /opt) e inscriba el equipo de nuevo.",
+    },
+    "helper.service_gone": {
+        "en": "The link to this computer's Puente service was lost; reconnecting.",
+        "es": "Se perdió la conexión con el servicio Puente de este equipo; reconectando.",
     },
     "tk.ended": {"en": "The session has ended.", "es": "La sesión ha terminado."},
     "tk.close": {"en": "Close", "es": "Cerrar"},

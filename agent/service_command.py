@@ -23,6 +23,7 @@ from agent.service_install import (
     current_system,
     default_scope,
     definition_for,
+    read_record,
     service_command,
     service_name,
 )
@@ -42,6 +43,7 @@ exit status: 0 done, 1 failed (the sentence says why), 2 usage,
 EXAMPLES = """\
 examples:
   puente-agent service run --state-dir /var/lib/puente/device
+  puente-agent service run --state-dir /srv/puente --helper-socket /run/puente/device.sock
   puente-agent service show --os macos --scope system > org.puente.device.plist
   puente-agent service show --os windows --state-dir 'C:\\ProgramData\\Puente\\device'
 """
@@ -70,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--state-dir", type=Path, default=default_folder(), help="the enrolment's folder"
         )
     run.add_argument("--ca-file", help="CA bundle to trust for the relay's certificate")
+    run.add_argument(
+        "--helper-socket",
+        type=Path,
+        help="listen here for the helpers of the people signed in ('puente-agent "
+        "user-helper'), which show unattended-access questions and the session's banner "
+        "in their desktops (default: the socket a system service was installed with, "
+        "/run/puente/NAME.sock; none for a per-user service)",
+    )
     run.add_argument("--lang", choices=LANGUAGES, help="language of the sentences")
     return parser
 
@@ -103,9 +113,23 @@ def _run(args: argparse.Namespace) -> int:
     if state is None:
         fail(t("service.not_enrolled", folder=args.state_dir))
         return EXIT_NOT_ENROLLED
+    helper_socket = args.helper_socket
+    if helper_socket is None:
+        try:
+            installed = read_record(args.state_dir)
+        except TrustSetupError as exc:
+            return fail(str(exc))
+        if installed is not None and installed.helper_socket:
+            helper_socket = Path(installed.helper_socket)
     try:
         asyncio.run(
-            stay_online(state, lambda line: print(line, flush=True), ssl, ca_file=args.ca_file)
+            stay_online(
+                state,
+                lambda line: print(line, flush=True),
+                ssl,
+                ca_file=args.ca_file,
+                helper_socket=helper_socket,
+            )
         )
     except DeviceRefused as exc:
         fail(t("enrol.device_refused", reason=exc))

@@ -16,7 +16,12 @@ Rules:
 4. The service exits with :data:`EXIT_NOT_ENROLLED` when it is not enrolled or the
    relay refused it; the unit tells systemd not to restart it then
    (``RestartPreventExitStatus``), as restarting cannot help.
-5. Windows (a Task Scheduler definition run at start-up as SYSTEM) and macOS (a
+5. A system-wide service has no display: it also installs an XDG autostart entry
+   (``/etc/xdg/autostart``, the first of ``$XDG_CONFIG_DIRS``) that starts
+   ``puente-agent user-helper`` in the desktop of whoever signs in, pointed at the
+   service's socket (:mod:`agent.helper_hub`); the socket's path is kept in
+   ``service.json`` for ``service run``, and the entry is removed with the unit.
+6. Windows (a Task Scheduler definition run at start-up as SYSTEM) and macOS (a
    launchd plist) definitions are generated here (``puente-agent service show``) and
    linted by the CI build workflow; installing them is not in this build, and
    ``enrol`` says so on those systems before anything is spent.
@@ -28,6 +33,7 @@ import json
 import os
 import plistlib
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -37,6 +43,7 @@ from xml.sax.saxutils import escape
 
 from agent.errors import EnrolmentFailed
 from agent.i18n import t
+from protocol.safe_text import safe_text
 
 RECORD_FILE = "service.json"
 EXIT_NOT_ENROLLED = 4
@@ -154,12 +161,58 @@ def windows_task(name: str, command: Sequence[str], scope: str) -> str:
 def definition_for(
     system: str, scope: str, name: str, command: Sequence[str], folder: Path, organisation: str
 ) -> bytes:
-    """The service definition for ``system`` (see rule 5 for Windows and macOS)."""
+    """The service definition for ``system`` (see rule 6 for Windows and macOS)."""
     if system == "linux":
         return systemd_unit(command, scope, organisation).encode()
     if system == "macos":
         return launchd_plist(f"org.puente.{name}", command, folder)
     return windows_task(name, command, scope).encode("utf-16")
+
+
+#: What needs quoting in a desktop entry's Exec key (the Desktop Entry Specification's
+#: reserved characters).
+_EXEC_RESERVED = set(" \t\n\"'\\><~|&;$*?#()`")
+
+
+def _exec_word(word: str) -> str:
+    """One Exec argument as a desktop entry reads it: quoted when it must be, with the
+    field-code ``%`` doubled and the string escapes of the key's value applied."""
+    word = word.replace("%", "%%")
+    if word and not any(c in _EXEC_RESERVED for c in word):
+        return word
+    quoted = '"' + "".join("\\" + c if c in '"`$\\' else c for c in word) + '"'
+    # Then the escapes of any string value of a desktop entry.
+    for plain, escaped in (("\\", "\\\\"), ("\n", "\\n"), ("\t", "\\t"), ("\r", "\\r")):
+        quoted = quoted.replace(plain, escaped)
+    return quoted
+
+
+def helper_command(socket: Path, program: Path | None = None) -> list[str]:
+    """What the autostart entry runs in a person's desktop (rule 5)."""
+    start = [str(program)] if program is not None else [sys.executable, "-m", "agent.cli"]
+    return [*start, "user-helper", "--socket", str(socket)]
+
+
+def autostart_entry(command: Sequence[str], organisation: str) -> str:
+    """The XDG autostart entry that starts the helper at every sign-in (rule 5)."""
+    organisation = safe_text(organisation, 100).replace("\\", "")
+    return (
+        "[Desktop Entry]\n"
+        "Type=Application\n"
+        f"Name=Puente help desk requests ({organisation})\n"
+        "Comment=Asks you when your help desk wants to connect to this computer, and shows "
+        "a banner while it is connected\n"
+        f"Exec={' '.join(_exec_word(word) for word in command)}\n"
+        "Terminal=false\n"
+        "NoDisplay=true\n"
+        "X-GNOME-Autostart-enabled=true\n"
+    )
+
+
+def autostart_folder() -> Path:
+    """Where system-wide autostart entries live: the first of $XDG_CONFIG_DIRS."""
+    first = (os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":")[0] or "/etc/xdg"
+    return Path(first) / "autostart"
 
 
 def unit_folder(scope: str) -> Path:
@@ -206,6 +259,8 @@ class InstalledService:
     files: tuple[str, ...]
     command: tuple[str, ...]
     started: bool
+    #: A system service's socket for the signed-in users' helpers (rule 5).
+    helper_socket: str | None = None
 
 
 def install(
@@ -229,11 +284,19 @@ def install(
         unit.write_text(systemd_unit(command, scope, organisation), encoding="utf-8")
         os.chmod(unit, 0o644)  # systemd reads it; it holds no secret
         files.append(str(unit))
+        helper_socket = autostart = None
+        if scope == "system":
+            helper_socket, autostart = _install_helper(name, program, organisation, files)
     except OSError as exc:
         _remove(files)
         raise EnrolmentFailed(t("service.write_failed", path=unit, reason=exc)) from None
     running = systemd_running(scope)
     lines = [t("service.unit_written", path=unit)]
+    if autostart is not None:
+        lines.append(t("service.autostart_written", path=autostart))
+        program_path = Path(service_command(folder, program)[0])
+        if program is None and not _everyone_can_run(program_path):
+            lines.append(t("service.helper_unreachable", path=program_path))
     started = False
     if running:
         problem = _systemctl(scope, "daemon-reload") or _systemctl(
@@ -249,19 +312,54 @@ def install(
             lines.append(t("service.linger"))
     else:
         lines.append(t("service.no_systemd", command=" ".join(command)))
-    service = InstalledService(name, scope, tuple(files), tuple(command), started)
+    service = InstalledService(name, scope, tuple(files), tuple(command), started, helper_socket)
     record = {
         "name": name,
         "scope": scope,
         "files": files,
         "command": command,
         "started": started,
+        "helper_socket": helper_socket,
     }
     path = folder / RECORD_FILE
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         json.dump(record, file, indent=2)
     return service, lines
+
+
+def _install_helper(
+    name: str, program: Path | None, organisation: str, files: list[str]
+) -> tuple[str, Path]:
+    """Rule 5: the autostart entry (and, for a one-file agent, a copy every account may
+    run: the one in the state folder is the service's alone); the socket and the entry."""
+    from agent.helper_hub import socket_path
+
+    socket = socket_path(name)
+    if program is not None:
+        shared = Path("/usr/local/lib") / f"{name}-agent"
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(program, shared)
+        os.chmod(shared, 0o755)
+        files.append(str(shared))
+        program = shared
+    entry = autostart_folder() / f"{name}-helper.desktop"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(autostart_entry(helper_command(socket, program), organisation), "utf-8")
+    os.chmod(entry, 0o644)
+    files.append(str(entry))
+    return str(socket), entry
+
+
+def _everyone_can_run(program: Path) -> bool:
+    """Whether every account may run ``program`` (each folder above it searchable):
+    the helper runs as the person signed in, not as the service."""
+    try:
+        resolved = program.resolve()
+        folders_ok = all(p.stat().st_mode & stat.S_IXOTH for p in resolved.parents)
+        return folders_ok and bool(resolved.stat().st_mode & stat.S_IXOTH)
+    except OSError:
+        return False
 
 
 def read_record(folder: Path) -> InstalledService | None:
@@ -277,6 +375,7 @@ def read_record(folder: Path) -> InstalledService | None:
         tuple(map(str, raw["files"])),
         tuple(map(str, raw["command"])),
         bool(raw.get("started")),
+        str(raw["helper_socket"]) if raw.get("helper_socket") else None,
     )
 
 

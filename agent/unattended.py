@@ -15,6 +15,11 @@ starts ``puente-agent unattended`` (this module), which:
    by one can be used (:meth:`agent.consent.ConsentGate.follow_policy`), and a banner
    stays up for the whole session, from which whoever is signed in can end it.
 
+When the device's service runs it (``--helpers-fd``, :mod:`agent.helper_hub`), the
+service has no display: the question and the banner reach the people signed in through
+their helpers (:mod:`agent.helper_ui`, :mod:`agent.user_helper`), and screen view and
+remote control say they are not available from the service (:func:`capabilities_for`).
+
 Every request, refusal and session goes in the device's own hash-chained log
 (``unattended.log`` in the device's state folder, :class:`agent.audit.AgentLog`); the
 ticket gets the technician's summary at the end, as for any session.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 import threading
@@ -41,6 +47,7 @@ from protocol.errors import TrustError
 from protocol.safe_text import safe_text
 
 if TYPE_CHECKING:
+    from agent.capabilities.base import CapabilityRegistry
     from agent.session import Admission, AgentSession
     from agent.ui import CustomerUI
     from protocol.identity import Certificate
@@ -71,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--console", action="store_true", help="ask and show the banner in this terminal"
     )
     parser.add_argument("--lang", choices=("en", "es"), help="language of what is shown")
+    parser.add_argument(
+        "--helpers-fd",
+        type=int,
+        metavar="FD",
+        help="the socket an enrolled device's service hands over: ask and show the banner "
+        "in the desktops of the people signed in, through their helpers "
+        "('puente-agent user-helper'); the service sets it",
+    )
     return parser
 
 
@@ -94,6 +109,15 @@ def unattended_main(argv: list[str]) -> int:
         policy = state.verified_policy()
     except TrustError as exc:
         return fail(t("unattended.policy_unusable", detail=exc))
+    if args.helpers_fd is not None:
+        from agent.helper_ui import HelperUI
+
+        ui = HelperUI(args.helpers_fd)
+        return asyncio.run(
+            run_unattended(
+                state, policy, args.nameplate, args.ticket, args.ca_file, ui, from_service=True
+            )
+        )
     if not args.console:
         from agent import tk_ui
 
@@ -109,10 +133,14 @@ async def run_unattended(
     ticket: str,
     ca_file: str | None,
     ui: CustomerUI | None = None,
+    from_service: bool = False,
 ) -> int:
-    """Pair with the technician, let the policy decide, serve the session; exit status."""
+    """Pair with the technician, let the policy decide, serve the session; exit status.
+
+    ``from_service``: run by an enrolled device's service (``--helpers-fd``), whose
+    ``ui`` reaches the people signed in through their helpers (:mod:`agent.helper_ui`)
+    and which cannot see their screen (:func:`capabilities_for`)."""
     from agent.app import load_trust
-    from agent.capabilities.registry import default_registry
     from agent.session import AgentSession
     from agent.settings import BakedSettings
     from agent.ui import ConsoleUI
@@ -126,6 +154,7 @@ async def run_unattended(
         f"{policy.unattended.mode}."
     )
     try:
+        await _start_ui(ui, log)
         ssl_context = ssl_context_for(ca_file)
         trust = await load_trust(
             BakedSettings(org_public_key=state.organisation_key_pem), state.relay, ssl_context
@@ -138,9 +167,10 @@ async def run_unattended(
         )
     except (TrustSetupError, LinkError) as exc:
         log.write(f"Refused before anything was shown or allowed: {exc}")
-        log.close()
         message = customer_error(exc, state.relay) if isinstance(exc, LinkError) else str(exc)
         ui.session_ended(message)
+        await _stop_ui(ui)
+        log.close()
         return fail(message)
     certificate = link.technician_certificate
     if certificate is not None:
@@ -149,7 +179,7 @@ async def run_unattended(
             f"certificate {certificate.serial[:8]}, role {UNATTENDED_ROLE})."
         )
     session = AgentSession(
-        link, ui, default_registry(), log, trust, admit=_admission(policy, ticket, ui)
+        link, ui, capabilities_for(from_service), log, trust, admit=_admission(policy, ticket, ui)
     )
     try:
         reason = await session.run()
@@ -157,13 +187,52 @@ async def run_unattended(
         ui.session_ended(str(exc))
         log.write(f"Unattended session over: {exc}")
         return 1
+    else:
+        ui.session_ended(session.customer_reason(reason))
     finally:
+        await _stop_ui(ui)
         log.write("Log closed.")
         log.close()
         await link.close()
-    log_reason = session.customer_reason(reason)
-    ui.session_ended(log_reason)
     return 0
+
+
+def capabilities_for(from_service: bool) -> CapabilityRegistry:
+    """The capabilities of an unattended session. Run by the service, which has no
+    display and cannot reach the one of the person signed in, screen view and remote
+    control say so in a sentence (``FROM_SERVICE``) instead of failing obscurely."""
+    from agent.capabilities.base import CapabilityRegistry
+    from agent.capabilities.registry import default_registry
+    from agent.capabilities.screen.capture import unavailable_from_service
+
+    registry = default_registry()
+    if not from_service:
+        return registry
+    adapted = CapabilityRegistry()
+    for name in registry.names():
+        capability = registry.get(name)
+        assert capability is not None
+        if name in ("screen", "control"):
+            capability = dataclasses.replace(capability, unavailable=unavailable_from_service)
+        adapted.register(capability)
+    return adapted
+
+
+async def _start_ui(ui: CustomerUI, log: AgentLog) -> None:
+    """A UI that reaches people through the service (agent.helper_ui) opens its link."""
+    start = getattr(ui, "start", None)
+    if start is None:
+        return
+    try:
+        await start(log.write)
+    except OSError as exc:
+        log.write(f"The service's link to the helpers of the people signed in is unusable: {exc}")
+
+
+async def _stop_ui(ui: CustomerUI) -> None:
+    stop = getattr(ui, "stop", None)
+    if stop is not None:
+        await stop()
 
 
 def _admission(policy: DevicePolicy, ticket: str, ui: CustomerUI) -> Admission:
@@ -288,12 +357,20 @@ def _close_later(root: Any) -> None:
     root.after(3000, root.destroy)
 
 
-def command_line(state_dir: Path, nameplate: str, ticket: str, ca_file: str | None) -> list[str]:
+def command_line(
+    state_dir: Path,
+    nameplate: str,
+    ticket: str,
+    ca_file: str | None,
+    helpers_fd: int | None = None,
+) -> list[str]:
     """How the device link starts this (the one-file build is its own interpreter)."""
     program = (
         [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "agent.cli"]
     )
     extra = ["--ca-file", ca_file] if ca_file else []
+    if helpers_fd is not None:
+        extra += ["--helpers-fd", str(helpers_fd)]
     return [
         *program,
         "unattended",
@@ -307,4 +384,11 @@ def command_line(state_dir: Path, nameplate: str, ticket: str, ca_file: str | No
     ]
 
 
-__all__ = ["UNATTENDED_ROLE", "admission", "command_line", "run_unattended", "unattended_main"]
+__all__ = [
+    "UNATTENDED_ROLE",
+    "admission",
+    "capabilities_for",
+    "command_line",
+    "run_unattended",
+    "unattended_main",
+]

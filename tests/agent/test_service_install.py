@@ -13,6 +13,7 @@ import shlex
 import shutil
 import stat
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -119,3 +120,91 @@ def test_the_service_without_an_enrolment_stops_for_good(tmp_path: Path) -> None
     assert done.returncode == EXIT_NOT_ENROLLED
     assert "This computer is not enrolled" in done.stderr
     assert "the service has nothing to do and stops" in done.stderr
+
+
+def desktop_exec(value: str) -> list[str]:
+    """An Exec value read as the Desktop Entry Specification says: the string escapes of
+    the value first, then the arguments (quoted ones unescaped), then %% -> %."""
+    text = value.replace("\\n", "\n").replace("\\t", "\t").replace("\\r", "\r")
+    text = text.replace("\\\\", "\\")
+    words: list[str] = []
+    word, quoted, escaped, started = "", False, False, False
+    for char in text:
+        if escaped:
+            word, escaped = word + char, False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted, started = not quoted, True
+        elif char == " " and not quoted:
+            if word or started:
+                words.append(word)
+            word, started = "", False
+        else:
+            word += char
+    if word or started:
+        words.append(word)
+    return [w.replace("%%", "%") for w in words]
+
+
+def test_a_system_service_also_starts_the_helper_at_every_sign_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 5: the autostart entry (listed in service.json, removed by uninstall) runs
+    ``puente-agent user-helper`` pointed at the service's socket, which service.json keeps."""
+    units, xdg = tmp_path / "units", tmp_path / "xdg"
+    monkeypatch.setattr(service_install, "unit_folder", lambda scope: units)
+    monkeypatch.setattr(service_install, "systemd_running", lambda scope: False)
+    monkeypatch.setenv("XDG_CONFIG_DIRS", f"{xdg}:/etc/xdg")
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o700)
+    service, lines = install(folder, "cd" * 16, "system", 'Acme "IT"\n%evil')
+    entry = xdg / "autostart" / "puente-device-cdcdcdcdcdcd-helper.desktop"
+    assert service.files == (str(units / "puente-device-cdcdcdcdcdcd.service"), str(entry))
+    assert service.helper_socket == "/run/puente/puente-device-cdcdcdcdcdcd.sock"
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o644
+    assert f"Installed {entry}: it starts the helper" in "\n".join(lines)
+    text = entry.read_text(encoding="utf-8")
+    keys = dict(line.split("=", 1) for line in text.splitlines()[1:])
+    assert text.startswith("[Desktop Entry]\n") and keys["Type"] == "Application"
+    assert keys["NoDisplay"] == "true" and "\n" not in keys["Name"]
+    assert desktop_exec(keys["Exec"]) == service_install.helper_command(Path(service.helper_socket))
+    recorded = json.loads((folder / RECORD_FILE).read_text())
+    assert recorded["helper_socket"] == service.helper_socket
+    assert service_install.read_record(folder) == service
+
+    # The helper runs as whoever signs in: a program only root can reach is said.
+    private = not service_install._everyone_can_run(Path(sys.executable))
+    assert ("other accounts cannot run" in "\n".join(lines)) == private
+
+    said = uninstall(folder)
+    assert said == [f"Removed: {units / 'puente-device-cdcdcdcdcdcd.service'}, {entry}."]
+    assert not entry.exists()
+    # A per-user service runs in its user's session already: no entry, no socket.
+    user_service, _ = install(folder, "ef" * 16, "user", "Acme IT")
+    assert user_service.helper_socket is None and len(user_service.files) == 1
+    uninstall(folder)
+
+
+@pytest.mark.parametrize(
+    "word",
+    ["/usr/bin/python3", "/opt/odd folder/100% $HOME/puente-agent", 'say "hi" `now`',
+     "back\\slash", "tab\there", ""],
+)  # fmt: skip
+def test_an_exec_argument_reads_back_as_it_was(word: str) -> None:
+    value = " ".join(service_install._exec_word(w) for w in ["prog", word, "--socket", "/s"])
+    assert desktop_exec(value) == ["prog", word, "--socket", "/s"]
+
+
+def test_a_program_in_a_private_folder_is_one_others_cannot_run(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    program = private / "puente-agent"
+    program.write_text("#!/bin/sh\n", encoding="utf-8")
+    program.chmod(0o755)
+    assert not service_install._everyone_can_run(program)
+    private.chmod(0o755)
+    tmp_path.chmod(0o755)
+    everyone = all(p.stat().st_mode & stat.S_IXOTH for p in tmp_path.parents)
+    assert service_install._everyone_can_run(program) == everyone
+    assert not service_install._everyone_can_run(tmp_path / "missing")

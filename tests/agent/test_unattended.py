@@ -150,3 +150,30 @@ def test_the_console_asks_in_english_and_spanish_and_closed_input_is_nobody() ->
     assert asyncio.run(answer("yes\n")) is True
     assert asyncio.run(answer("no\n")) is False
     assert asyncio.run(answer("")) is None
+
+
+def test_run_by_the_service_the_screen_says_it_is_not_available_from_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A system service has no display and cannot reach the one of the person signed in:
+    screen view and remote control say so (before anyone is asked); in the foreground,
+    the usual reasons stay (tests/e2e/test_user_helper.py sees it from the technician)."""
+    from agent.capabilities.screen.capture import FROM_SERVICE, NO_DISPLAY
+    from agent.unattended import capabilities_for
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    for name in ("screen", "control"):
+        found = capabilities_for(from_service=True).get(name)
+        assert found is not None and found.unavailable is not None
+        assert found.unavailable() == FROM_SERVICE
+        usual = capabilities_for(from_service=False).get(name)
+        assert usual is not None and usual.unavailable is not None
+        assert usual.unavailable() == NO_DISPLAY
+    assert capabilities_for(True).names() == capabilities_for(False).names()
+    diagnostics = capabilities_for(True).get("diagnostics")
+    assert diagnostics is not None and diagnostics.unavailable is None
+    monkeypatch.setenv("DISPLAY", ":0")  # a service that can reach a display uses it
+    screen = capabilities_for(True).get("screen")
+    assert screen is not None and screen.unavailable is not None
+    assert screen.unavailable() is None

@@ -1,7 +1,8 @@
 """Acceptance point 1 of issue 18, on loopback, as root: ``puente-agent enrol`` without
 ``--no-service`` installs a systemd unit (system-wide in the real /etc/systemd/system,
 or per user), the device is online for the technician (``puente-tech devices --json``), and
-``puente-agent unenrol`` leaves nothing behind: no unit, no state, no relay record.
+``puente-agent unenrol`` leaves nothing behind: no unit, no helper autostart entry, no
+state, no relay record.
 
 systemd does not run in this sandbox (no /run/systemd/system), so the unit cannot be
 started by it: the test checks the unit with ``systemd-analyze verify`` and then runs
@@ -29,6 +30,7 @@ from tests.support.timeouts import scaled
 from tests.support.trust_fixtures import make_organisation, tech_cli
 
 SYSTEM_UNITS = Path("/etc/systemd/system")
+AUTOSTART = Path("/etc/xdg/autostart")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a system-wide service needs root")
@@ -74,6 +76,16 @@ def test_enrol_as_a_service_see_it_online_unenrol_leaves_nothing(
             assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
             assert (state / name).stat().st_uid == 0
 
+        # A system service has no display: whoever signs in gets the helper that shows
+        # its questions and banner (tests/e2e/test_user_helper.py), started from here.
+        entry = AUTOSTART / f"{unit.stem}-helper.desktop"
+        helper_socket = Path("/run/puente") / f"{unit.stem}.sock"
+        if scope == "system":
+            assert f"Installed {entry}: it starts the helper" in enrolled.stdout
+            assert f"--socket {helper_socket}" in entry.read_text(encoding="utf-8")
+        else:
+            assert not entry.exists()
+
         text = unit.read_text(encoding="utf-8")
         (line,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]
         command = shlex.split(line.removeprefix("ExecStart="))
@@ -112,7 +124,8 @@ def test_enrol_as_a_service_see_it_online_unenrol_leaves_nothing(
 
         gone = agent_command("unenrol", "--state-dir", str(state))
         assert gone.returncode == 0, gone.stderr
-        assert f"Removed: {unit}." in gone.stdout
+        removed = f"{unit}, {entry}" if scope == "system" else str(unit)
+        assert f"Removed: {removed}." in gone.stdout
         assert "the relay forgot device" in gone.stdout
         if service is not None:
             # Under systemd, unenrol stopped the unit; here the relay's refusal stops it
@@ -120,8 +133,12 @@ def test_enrol_as_a_service_see_it_online_unenrol_leaves_nothing(
             output, _ = service.communicate(timeout=scaled(60))
             assert service.returncode == 4, output
             assert "The relay refused this device" in output
+            if scope == "system":
+                assert f"connect at {helper_socket}." in output
+            assert not helper_socket.exists()
             service = None
         assert our_units() == units_before
+        assert not entry.exists()
         assert not state.exists()
         assert listed() == []
         done = relay_cli("devices", "--data-dir", str(relay.data_dir), "--json")
@@ -132,4 +149,5 @@ def test_enrol_as_a_service_see_it_online_unenrol_leaves_nothing(
             service.communicate()
         for leftover in our_units() - units_before:
             (units / leftover).unlink()
+            (AUTOSTART / f"{Path(leftover).stem}-helper.desktop").unlink(missing_ok=True)
         relay.stop()

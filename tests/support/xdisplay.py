@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +35,22 @@ def need_x_tools() -> None:
         pytest.skip("mss is not installed (pip install -e '.[dev]')")
 
 
-def start_xvfb(width: int = WIDTH, height: int = HEIGHT) -> tuple[subprocess.Popen[bytes], str]:
+def start_xvfb(
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    run_as: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start Xvfb (24-bit, no TCP) on a display number it picks; return it and ``:N``.
 
     The caller stops it. Shared by the window tests, the screen tests and
-    bench/screen_vs_vnc.py.
+    bench/screen_vs_vnc.py. ``run_as``: a prefix that runs it as another account (its
+    display's socket is then that account's, as a desktop's is), with ``env``.
     """
     read, write = os.pipe()
     proc = subprocess.Popen(
         [
+            *run_as,
             "Xvfb",
             "-displayfd",
             str(write),
@@ -59,6 +66,7 @@ def start_xvfb(width: int = WIDTH, height: int = HEIGHT) -> tuple[subprocess.Pop
         pass_fds=(write,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     os.close(write)
     with os.fdopen(read) as pipe:

@@ -28,6 +28,12 @@ NO_DISPLAY = (
     "(no DISPLAY). Screen view and remote control are not possible in this session; "
     "diagnostics and the other tools still work."
 )
+FROM_SERVICE = (
+    "The screen is not available from the service on this computer: Puente runs here as "
+    "a system service, which cannot reach the desktop of the person signed in. Screen "
+    "view and remote control are not possible in this unattended session; diagnostics "
+    "and the other tools still work."
+)
 WAYLAND = (
     "This computer's desktop uses Wayland, which does not let programs like Puente see "
     "or control the screen. To share the screen, log out and choose an Xorg session "
@@ -52,6 +58,15 @@ def unavailable_reason(
     if not env.get("DISPLAY"):
         return NO_DISPLAY
     return None
+
+
+def unavailable_from_service(
+    environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> str | None:
+    """Why an enrolled device's service (agent.unattended, run with the signed-in users'
+    helpers) cannot show the screen: :data:`FROM_SERVICE` where this process has no
+    capturable desktop, None where it has one."""
+    return FROM_SERVICE if unavailable_reason(environ, platform) else None
 
 
 @dataclass(frozen=True)
