@@ -1,6 +1,8 @@
-"""Asking for help without a code: the customer files a help request, waits in the
-queue with a live position and estimate, then joins the session the relay names
-when a technician accepts (``puente-agent --request TEXT [--category C]``).
+"""Asking for help without a code: the customer files a help request, is offered
+self-help first (:mod:`agent.self_help`: the organisation's verified fixes for what
+triage finds here), waits in the queue with a live position and estimate, then joins
+the session the relay names when a technician accepts (``puente-agent --request TEXT
+[--category C]``).
 
 Only an agent that pins an organisation key may do this (the category list is
 checked against that key). The wait is a long-poll: the relay holds each ``GET``
@@ -17,17 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import ssl
 import sys
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from agent.help_http import HelpRequestError as HelpRequestError
+from agent.help_http import call as _call
+from agent.help_http import in_daemon_thread as _in_daemon_thread
 from agent.i18n import current, t
 from agent.settings import BakedSettings
 from link.relay_address import http_url
@@ -35,79 +36,12 @@ from protocol.categories import CategoryList, verify_category_list
 from protocol.errors import TrustError
 from protocol.safe_text import safe_text
 
-T = TypeVar("T")
-
 #: Seconds a long-poll may take before the agent gives up on that one answer.
 POLL_TIMEOUT = 40.0
 #: Longest diagnostics summary sent with a request (the relay's limit).
 MAX_DIGEST = 2000
 #: The relay answers stopped coming: seconds between tries.
 RETRY_SECONDS = 3.0
-
-
-class HelpRequestError(Exception):
-    """Filing or following the request failed; the message is for the customer."""
-
-
-def _call(
-    base: str,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None,
-    token: str | None,
-    ssl_context: ssl.SSLContext | None,
-    timeout: float = 20.0,
-) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=ssl_context) as answer:
-            raw = answer.read()
-            return int(answer.status), (
-                raw if path.startswith("/help/categories/") else json.loads(raw)
-            )
-    except urllib.error.HTTPError as exc:
-        with exc:
-            try:
-                detail = json.loads(exc.read())
-            except ValueError:
-                detail = {}
-        return int(exc.code), detail
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise HelpRequestError(
-            t("request.unreachable", detail=getattr(exc, "reason", exc))
-        ) from None
-
-
-async def _in_daemon_thread(function: Callable[[], T]) -> T:
-    """Run a blocking call in a daemon thread: a long-poll in flight must never keep
-    the agent from exiting when the customer closes it."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def work() -> None:
-        try:
-            result = function()
-        except BaseException as exc:  # handed to the waiting coroutine
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=work, name="puente-help-request", daemon=True).start()
-    return await future
 
 
 def load_categories(
@@ -246,6 +180,38 @@ async def request_help(
     shown: tuple[Any, ...] | None = None
     ui: ConsoleUI | None = None
     try:
+        # Self-help first (agent.self_help): the request keeps its place meanwhile, and
+        # closing the agent now withdraws it as it does while waiting.
+        from agent.self_help import ConsolePrompter, run_self_help
+
+        helping = asyncio.ensure_future(
+            run_self_help(
+                base,
+                request_id,
+                token,
+                trust,
+                ConsolePrompter(ask),
+                ssl_context=ssl_context,
+                log_dir=log_dir,
+            )
+        )
+        left = asyncio.ensure_future(leaving.wait())
+        await asyncio.wait([helping, left], return_when=asyncio.FIRST_COMPLETED)
+        left.cancel()
+        if not helping.done():
+            helping.cancel()
+            with contextlib.suppress(BaseException):
+                await helping
+            await follower.withdraw()
+            print(t("request.withdrawn"), flush=True)
+            return 0
+        try:
+            solved = helping.result()
+        except Exception as exc:  # a bug in self-help must not lose the request
+            print(t("selfhelp.unavailable", detail=safe_text(str(exc), 300)), flush=True)
+            solved = False
+        if solved:
+            return 0  # solved by self-help: the request is closed
         while True:
             if view.get("state") in ("withdrawn", "solved"):
                 print(t("request.closed"), flush=True)

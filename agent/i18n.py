@@ -29,6 +29,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from agent.self_help_words import SELF_HELP_WORDS
 from protocol.customer_words import CUSTOMER_WORDS
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ DEFAULT_LANGUAGE = "en"
 CATALOG: dict[str, dict[str, str]] = {
     # Shared with the join page (protocol.customer_words), word for word --------------------
     **CUSTOMER_WORDS,
+    # Self-help while a request waits (agent.self_help), in a module of its own --------
+    **SELF_HELP_WORDS,
     # Help requests (agent.help_request) ---------------------------------------------
     "opt.request": {
         "en": "ask your organisation's help desk for help without a code: describe the problem in one line",
@@ -614,6 +617,10 @@ CATALOG: dict[str, dict[str, str]] = {
     "fix.values": {
         "en": "Values chosen by the technician:",
         "es": "Valores elegidos por el técnico:",
+    },
+    "fix.values_self_help": {
+        "en": "Values found on this computer:",
+        "es": "Valores encontrados en este equipo:",
     },
     "fix.risk": {
         "en": "Risk: {risk}. Needs administrator rights: {admin}. Stopped automatically after {timeout} seconds.",

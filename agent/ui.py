@@ -103,6 +103,33 @@ def unattended_lines(question: UnattendedQuestion) -> list[str]:
     return lines
 
 
+def consent_lines(capability: ConsentSubject, detail: str, heading: str | None = None) -> list[str]:
+    """A consent question as console lines, outside text made inert: what is asked
+    (``heading``, by default "The technician asks for ..."), its description and
+    detail, and the documents the customer may read first (the console's and
+    self-help's console prompter show the same)."""
+    documents = dict(getattr(capability, "documents", ()) or ())
+    title = safe_text(current().capability_title(capability), 200)
+    lines = ["", heading or t("consent.asks", title=title)]
+    for line in current().capability_description(capability).splitlines() or [""]:
+        lines.append(f"  {safe_text(line)}")
+    lines += [f"  {safe_text(line)}" for line in detail.splitlines()]
+    if documents:
+        lines.append("  " + t("consent.documents", names=t("consent.or").join(documents)))
+    return lines
+
+
+def document_lines(name: str, text: str) -> list[str]:
+    """A document the customer asked to read (a fix's script), numbered, made inert."""
+    lines = text.splitlines()
+    shown = [t("document.start", name=name, lines=len(lines))]
+    shown += [
+        f"{number:4d} | {safe_text(line, multiline=True)}"
+        for number, line in enumerate(lines, start=1)
+    ]
+    return [*shown, t("document.end", name=name)]
+
+
 #: The most of one chat message the customer is shown (the rest is cut, marked with …).
 CHAT_SHOWN = 1000
 
@@ -159,16 +186,8 @@ class ConsoleUI:
         self._start_reader()
         documents = dict(getattr(capability, "documents", ()) or ())
         title = safe_text(current().capability_title(capability), 200)
-        self.say("")
-        self.say(t("consent.asks", title=title))
-        for line in current().capability_description(capability).splitlines() or [""]:
-            self.say(f"  {safe_text(line)}")
-        if detail:
-            for line in detail.splitlines():
-                self.say(f"  {safe_text(line)}")
-        if documents:
-            names = t("consent.or").join(documents)
-            self.say("  " + t("consent.documents", names=names))
+        for line in consent_lines(capability, detail):
+            self.say(line)
         while True:
             self.say(t("consent.question", title=title))
             if self._input_closed:
@@ -204,11 +223,8 @@ class ConsoleUI:
         self.say("*** " + text + " ***")
 
     def _show_document(self, name: str, text: str) -> None:
-        lines = text.splitlines()
-        self.say(t("document.start", name=name, lines=len(lines)))
-        for number, line in enumerate(lines, start=1):
-            self.say(f"{number:4d} | {safe_text(line, multiline=True)}")
-        self.say(t("document.end", name=name))
+        for line in document_lines(name, text):
+            self.say(line)
 
     async def ask_choice(
         self, capability: ConsentSubject, question: str, default: str

@@ -20,15 +20,18 @@ alerts   (relay only) for ``--spread`` s the devices send check results at the
          policy's rate (each device every ``--results-every`` s: 5 minutes), and
          ``--failures`` of them (100) a failing result of a check whose policy opens an
          alert at the first failure; the relay turns each into a ticket through its
-         Request Tracker connector. Two bursts, other devices failing in each: first
-         into a stand-in (a local receiver answering the REST 2.0 calls the relay
-         makes at once), then into the real Request Tracker 5 (Debian's rt-server on
-         its SQLite database, as tests/support/helpdesk.py starts it). The relay's
-         --rt-url is a recording pass-through in this script, which times every REST
-         call: latency = RT's 201 to the ticket's creation - result sent by the device
-         (both CLOCK_REALTIME on this machine); "in RT" = the alert's own calls (its
-         ticket search and creation); the rest is the relay's time and the wait behind
-         earlier alerts (the relay delivers them one at a time). Goal p99 < 2 s.
+         Request Tracker connector, ``--delivery-workers`` alerts at once. Bursts, other
+         devices failing in each: first into a stand-in (a local receiver answering the
+         REST 2.0 calls the relay makes at once), then into the real Request Tracker 5
+         (Debian's rt-server on its SQLite database, as tests/support/helpdesk.py starts
+         it: Starlet with its default 10 worker processes), one burst per
+         ``--rt-failures`` count (default: --failures). The relay's --rt-url is a
+         recording pass-through in this script, which times every REST call: latency =
+         RT's 201 to the ticket's creation - result sent by the device (both
+         CLOCK_REALTIME on this machine); "in RT" = the alert's own calls (its creation;
+         a search too if a first attempt failed); "before RT" = the rest: the relay's
+         own time, and the wait for a free delivery worker when all were busy (counted
+         apart). Goal p99 < 2 s.
 
 The devices are enrolled before the relay starts, with the relay's own enrolment code
 (:class:`relay.enrolment.EnrolmentBook`: one token, one signed policy, N keys). The
@@ -42,6 +45,8 @@ Examples::
     python bench/devices.py --devices 2000 --window 30 --compress 10
     python bench/devices.py --quick                # a smoke run: 100 devices, seconds
     python bench/devices.py --rt stand-in          # tickets into the stand-in only
+    python bench/devices.py --no-peer --rt real --rt-failures 20,60,100  # three rates
+    python bench/devices.py --devices 1000 --no-peer --rt real --delivery-workers 1
     python bench/devices.py --json                 # results as JSON on stdout
 
 Exit status 0 when every figure was measured (goals met or not), 1 when a
@@ -86,6 +91,7 @@ from bench.relay_load import cpu_seconds, progress, source_address, split  # noq
 from protocol import device_wire as wire  # noqa: E402
 from protocol.device_policy import policy_from_toml, sign_policy  # noqa: E402
 from protocol.identity import OrganisationSecret  # noqa: E402
+from relay.alert_delivery import DEFAULT_WORKERS as ALERT_WORKERS  # noqa: E402
 from relay.enrolment import EnrolmentBook  # noqa: E402
 from relay.sqlite_store import DATABASE_NAME  # noqa: E402
 
@@ -133,6 +139,8 @@ async def _device(
     held[device_id] = websocket
 
 
+#: Tries per device before it counts as failed to connect (jittered waits between).
+CONNECT_ATTEMPTS = 5
 #: Connections a worker saw closed by a timeout or the server (reported per phase).
 DROPPED: set[str] = set()
 #: Devices a worker made fail already (each opens one alert).
@@ -185,16 +193,29 @@ async def _worker(spec: dict[str, Any], pipe: Connection) -> None:
     errors: list[str] = []
     semaphore = asyncio.Semaphore(spec["concurrency"])
 
+    retries = 0
+
     async def join(index: int, device_id: str, raw: bytes) -> None:
+        # As the agent does (agent/device_link.py): a refused or failed connection is
+        # tried again after a jittered wait; the relay answers 503 past its handshake
+        # budget (--max-handshakes) when many devices dial at once on a loaded machine.
+        nonlocal retries
         key = Ed25519PrivateKey.from_private_bytes(raw)
-        async with semaphore:
-            try:
-                await _device(spec["url"], device_id, key, source_address(index, 2), held)
-            except Exception as exc:  # counted and reported, the rest go on
-                errors.append(f"{type(exc).__name__}: {exc}")
+        for attempt in range(CONNECT_ATTEMPTS):
+            async with semaphore:
+                try:
+                    await _device(spec["url"], device_id, key, source_address(index, 2), held)
+                    return
+                except Exception as exc:  # counted and reported, the rest go on
+                    if attempt == CONNECT_ATTEMPTS - 1:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                        return
+            retries += 1
+            ceiling = min(2.0**attempt, 8.0)
+            await asyncio.sleep(ceiling / 2 + random.random() * ceiling / 2)
 
     await asyncio.gather(*(join(i, d, k) for i, d, k in spec["devices"]))
-    pipe.send(("connected", (len(held), errors[:3], len(errors))))
+    pipe.send(("connected", (len(held), errors[:3], len(errors), retries)))
     beats: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
     while True:
@@ -445,7 +466,7 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 def burst_figures(
-    sent: list[tuple[str, float]], passing: RecordingPassThrough, since: float
+    sent: list[tuple[str, float]], passing: RecordingPassThrough, since: float, workers: int
 ) -> dict[str, Any]:
     """Check failing -> ticket latencies of one burst, and where the time went."""
     calls = [call for call in passing.calls[:] if call.started >= since]
@@ -458,20 +479,18 @@ def burst_figures(
             first_call[call.tag] = min(first_call.get(call.tag, call.started), call.started)
     latencies: list[float] = []
     own_rt: list[float] = []
-    waiting: list[float] = []
-    relay_own: list[float] = []
+    before_rt: list[float] = []
+    found_all_busy = 0
     for device, at in sent:
         if (ticket := created.get(device)) is not None and ticket.tag:
             latencies.append(ticket.ended - at)
             own_rt.append(in_rt[ticket.tag])
-            # The relay delivers one alert at a time: until the RT call before this
-            # alert's first one ended, it was waiting; after that, the relay's own time.
-            started = first_call[ticket.tag]
-            free = max([at] + [c.ended for c in calls if c.ended <= started])
-            relay_own.append(started - free)
-            waiting.append(latencies[-1] - own_rt[-1] - relay_own[-1])
+            before_rt.append(first_call[ticket.tag] - at)
+            # Every delivery worker in an RT call when the result came: it had to wait.
+            found_all_busy += in_flight(calls, at) >= workers
     searches = [c.ended - c.started for c in calls if c.method == "GET"]
     creations = [c.ended - c.started for c in calls if c.device]
+    made = [c.device for c in calls if c.device and c.status == 201]
     span = max((c.ended for c in calls), default=0.0) - min((c.started for c in calls), default=0)
     return {
         "failing_results": len(sent),
@@ -481,21 +500,38 @@ def burst_figures(
         "p99_s": percentile(latencies, 0.99),
         "max_s": percentile(latencies, 1.0),
         "over_1s": sum(latency > 1.0 for latency in latencies),
+        "over_2s": sum(latency > 2.0 for latency in latencies),
         "in_rt_p50_s": percentile(own_rt, 0.5),
         "in_rt_p99_s": percentile(own_rt, 0.99),
-        "waiting_p50_s": percentile(waiting, 0.5),
-        "waiting_p99_s": percentile(waiting, 0.99),
-        "relay_p50_s": percentile(relay_own, 0.5),
-        "relay_p99_s": percentile(relay_own, 0.99),
+        "before_rt_p50_s": percentile(before_rt, 0.5),
+        "before_rt_p99_s": percentile(before_rt, 0.99),
+        "found_all_workers_busy": found_all_busy,
+        "most_calls_in_flight": max((in_flight(calls, c.started) for c in calls), default=0),
+        "searches": len(searches),
+        # Tickets RT made beyond one per alert (a retry that did not find an earlier
+        # attempt's ticket, still being made when it searched).
+        "duplicate_tickets": len(made) - len(set(made)),
         "search_p50_s": percentile(searches, 0.5),
-        "search_p99_s": percentile(searches, 0.99),
         "create_p50_s": percentile(creations, 0.5),
         "create_p99_s": percentile(creations, 0.99),
-        "rt_busy_percent": round(100 * sum(c.ended - c.started for c in calls) / span, 1)
-        if span > 0
-        else None,
+        "rt_busy_percent": round(100 * union_seconds(calls) / span, 1) if span > 0 else None,
         "rest_calls": len(calls),
     }
+
+
+def in_flight(calls: list[RestCall], at: float) -> int:
+    """RT calls under way at ``at``."""
+    return sum(call.started <= at < call.ended for call in calls)
+
+
+def union_seconds(calls: list[RestCall]) -> float:
+    """Seconds during which at least one call was under way."""
+    total, reach = 0.0, float("-inf")
+    for call in sorted(calls, key=lambda c: c.started):
+        if call.ended > reach:
+            total += call.ended - max(call.started, reach)
+            reach = call.ended
+    return total
 
 
 # ---------------------------------------------------------------------------
@@ -560,6 +596,7 @@ def hold_and_measure(
     took = time.monotonic() - started
     count = sum(c[0] for c in connected)
     failed = sum(c[2] for c in connected)
+    retried = sum(c[3] for c in connected)
     if failed:
         samples = [e for c in connected for e in c[1]]
         progress(f"{name}: {failed} devices could not connect, e.g. {samples[:2]}")
@@ -570,6 +607,7 @@ def hold_and_measure(
     figures: dict[str, Any] = {
         "devices": count,
         "failed_to_connect": failed,
+        "connect_retries": retried,
         "connect_seconds": round(took, 1),
         "rss_before_mib": round(before / 2**20, 1),
         "rss_after_mib": round(after / 2**20, 1),
@@ -617,25 +655,38 @@ def start_request_tracker(tmp: Path) -> Any:
     return rt
 
 
+def rt_workers(rt: Any) -> int:
+    """rt-server's worker processes (Starlet forks them from the first)."""
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        count += int(fields[1]) == rt.proc.pid  # the parent pid
+    return count
+
+
 def alert_burst(
     held: Devices,
     passing: RecordingPassThrough,
     name: str,
     relay_pid: int,
     args: argparse.Namespace,
+    failures: int,
 ) -> dict[str, Any]:
-    """Devices send results for ``--spread`` s, ``--failures`` of them failing; the
+    """Devices send results for ``--spread`` s, ``failures`` of them failing; the
     relay opens a ticket for each through ``passing``; wait for them and measure."""
-    senders = max(args.failures, round(args.devices * args.spread / args.results_every))
+    senders = max(failures, round(args.devices * args.spread / args.results_every))
     progress(
         f"relay -> {name}: {senders} devices send a result within {args.spread:.0f} s (each "
-        f"device every {args.results_every:.0f} s), {args.failures} of them failing"
+        f"device every {args.results_every:.0f} s), {failures} of them failing"
     )
     since = time.time()
     before = cpu_seconds([relay_pid])
     ask = {
         "spread": args.spread,
-        "failures": args.failures // args.workers,
+        "failures": failures // args.workers,
         "senders": senders // args.workers,
     }
     sent = [item for part in held.ask("results", ask) for item in part]
@@ -643,7 +694,8 @@ def alert_burst(
     deadline = time.monotonic() + args.ticket_wait
     while time.monotonic() < deadline and len(passing.created(since)) < len(sent):
         time.sleep(0.2)
-    figures = burst_figures(sent, passing, since)
+    figures = burst_figures(sent, passing, since, args.delivery_workers)
+    figures["alerts_per_minute"] = round(len(sent) * 60 / args.spread, 1)
     figures["cpu_percent_during"] = round(cpu, 1)
     figures["results_per_second"] = round(senders / args.spread, 1)
     figures["dropped_connections"] = sum(held.ask("dropped"))
@@ -685,6 +737,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             str(args.devices + 100),
             "--rt-url",
             passing.url,
+            "--delivery-workers",
+            str(args.delivery_workers),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -703,11 +757,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["relay_open_file_limit"] = _limit_of(relay.pid)
         results["relay"], held = hold_and_measure("relay", relay.pid, url, devices, args)
         results["alerts"] = {}
+        results["delivery_workers"] = args.delivery_workers
         if args.rt in ("both", "stand-in"):
-            results["alerts"]["stand-in"] = alert_burst(held, passing, "stand-in", relay.pid, args)
+            results["alerts"]["stand-in"] = alert_burst(
+                held, passing, "stand-in", relay.pid, args, args.failures
+            )
         if rt is not None:
             passing.backend = rt.url
-            results["alerts"]["rt"] = alert_burst(held, passing, "real RT", relay.pid, args)
+            results["request_tracker"] = {
+                "server": "rt-server (Starlet, prefork)",
+                "workers": rt_workers(rt),
+                "database": "SQLite (Debian's rt5-db-sqlite)",
+            }
+            progress(f"Request Tracker: {results['request_tracker']}")
+            for index, failures in enumerate(args.rt_failures):
+                key = "rt" if index == 0 else f"rt-{index + 1}"
+                results["alerts"][key] = alert_burst(
+                    held, passing, "real RT", relay.pid, args, failures
+                )
         both = results["alerts"]
         if both.get("rt", {}).get("p99_s") and both.get("stand-in", {}).get("p99_s"):
             results["ratios"] = {
@@ -768,7 +835,7 @@ def _limit_of(pid: int) -> int | None:
     return None
 
 
-def ticket_line(label: str, alerts: dict[str, Any]) -> str:
+def ticket_line(label: str, alerts: dict[str, Any], workers: int) -> str:
     p99 = alerts["p99_s"]
     met = (
         p99 is not None
@@ -776,17 +843,18 @@ def ticket_line(label: str, alerts: dict[str, Any]) -> str:
         and alerts["tickets"] == alerts["failing_results"] > 0
     )
     return (
-        f"check failing -> ticket in the {label}: {alerts['tickets']}/"
-        f"{alerts['failing_results']} tickets, p50 {alerts['p50_s']} s, p99 {p99} s, max "
-        f"{alerts['max_s']} s (goal p99 < 2 s: {'met' if met else 'MISSED'}); of which "
-        f"in RT's HTTP calls p50 {alerts['in_rt_p50_s']} s, p99 {alerts['in_rt_p99_s']} s "
-        f"(search p50 {alerts['search_p50_s']} s, creation p50 {alerts['create_p50_s']} s), "
-        f"waiting behind earlier alerts' RT calls p50 {alerts['waiting_p50_s']} s, p99 "
-        f"{alerts['waiting_p99_s']} s, the relay's own time p50 {alerts['relay_p50_s']} s, "
-        f"p99 {alerts['relay_p99_s']} s; RT busy {alerts['rt_busy_percent']} % of the delivery "
-        f"span; among {alerts['results_per_second']} results/s (relay CPU "
-        f"{alerts['cpu_percent_during']} %, connections dropped so far "
-        f"{alerts['dropped_connections']})"
+        f"check failing -> ticket in the {label}, {alerts['alerts_per_minute']:g} alerts a "
+        f"minute: {alerts['tickets']}/{alerts['failing_results']} tickets, p50 "
+        f"{alerts['p50_s']} s, p90 {alerts['p90_s']} s, p99 {p99} s, max {alerts['max_s']} s, "
+        f"{alerts['over_2s']} over 2 s (goal p99 < 2 s: {'met' if met else 'MISSED'}); of "
+        f"which in RT's HTTP calls p50 {alerts['in_rt_p50_s']} s, p99 {alerts['in_rt_p99_s']} "
+        f"s (creation p50 {alerts['create_p50_s']} s, p99 {alerts['create_p99_s']} s; "
+        f"{alerts['searches']} searches, {alerts['duplicate_tickets']} duplicate tickets), before RT p50 {alerts['before_rt_p50_s']} s, p99 "
+        f"{alerts['before_rt_p99_s']} s ({alerts['found_all_workers_busy']} alerts found all "
+        f"{workers} delivery workers busy); at most {alerts['most_calls_in_flight']} RT calls "
+        f"at once, RT busy {alerts['rt_busy_percent']} % of the delivery span; among "
+        f"{alerts['results_per_second']} results/s (relay CPU {alerts['cpu_percent_during']} "
+        f"%, connections dropped so far {alerts['dropped_connections']})"
     )
 
 
@@ -833,9 +901,16 @@ def report(results: dict[str, Any]) -> None:
         f"presence CPU at 30 s heartbeats: {relay['cpu_percent_30s']:.2f} % of one core "
         f"(goal < 10 %: {'met' if relay['cpu_percent_30s'] < GOAL_CPU_PERCENT else 'MISSED'})"
     )
-    for name, label in (("stand-in", "RT stand-in"), ("rt", "real Request Tracker 5")):
-        if name in alerts:
-            print(ticket_line(label, alerts[name]))
+    workers = results["delivery_workers"]
+    if "request_tracker" in results:
+        rt = results["request_tracker"]
+        print(
+            f"real Request Tracker 5: {rt['server']} with {rt['workers']} worker processes, "
+            f"{rt['database']}; the relay delivers {workers} alerts at once (--delivery-workers)"
+        )
+    for name in alerts:
+        label = "RT stand-in" if name == "stand-in" else "real Request Tracker 5"
+        print(ticket_line(label, alerts[name], workers))
     if "ticket_p99_rt_to_stand_in" in results["ratios"]:
         print(f"ticket p99, real RT / stand-in: {results['ratios']['ticket_p99_rt_to_stand_in']}")
     print(
@@ -845,6 +920,16 @@ def report(results: dict[str, Any]) -> None:
         f"{peer.get('dropped_while_connecting', '-')} / "
         f"{peer.get('dropped_at_30s', 0) + peer.get('dropped_compressed', 0)}"
     )
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of positive numbers, e.g. 20,100")
+    return counts
 
 
 def main() -> int:
@@ -872,6 +957,18 @@ def main() -> int:
     )
     parser.add_argument("--failures", type=int, default=100, help="failing results per burst (100)")
     parser.add_argument(
+        "--rt-failures",
+        type=_counts,
+        help="failing results of each burst into the real RT, one burst per number, "
+        "e.g. 20,60,100 (default: --failures)",
+    )
+    parser.add_argument(
+        "--delivery-workers",
+        type=int,
+        default=ALERT_WORKERS,
+        help=f"the relay's --delivery-workers: alerts delivered at once ({ALERT_WORKERS})",
+    )
+    parser.add_argument(
         "--rt",
         choices=("both", "stand-in", "real"),
         help="where tickets go: the stand-in, the real Request Tracker 5, or a burst "
@@ -892,6 +989,9 @@ def main() -> int:
         args.spread, args.failures, args.compress, args.results_every = 2.0, 10, 10.0, 2.0
         args.ticket_wait = 60.0
     args.rt = args.rt or ("stand-in" if args.quick else "both")
+    args.rt_failures = args.rt_failures or [args.failures]
+    if args.delivery_workers < 1:
+        parser.error("--delivery-workers must be 1 or more")
     if args.devices < 1 or args.workers < 1 or args.window <= 0 or args.spread <= 0:
         parser.error("--devices, --workers, --window and --spread must be positive")
     try:

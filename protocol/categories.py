@@ -22,14 +22,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .errors import ForeignSigner, MalformedDocument
+from .errors import MalformedDocument
 from .identity import (
     OrganisationSecret,
     _integer,
     _split_signed,
     b64encode,
+    check_pinned_signer,
     check_self_signed,
-    key_id,
     raw_public_key,
     sign_document,
 )
@@ -140,9 +140,5 @@ def parse_category_list(data: bytes) -> CategoryList:
 def verify_category_list(data: bytes, organisation_key: Ed25519PublicKey) -> CategoryList:
     """The list in ``data`` if the pinned ``organisation_key`` signed it."""
     listing = parse_category_list(data)
-    if listing.organisation_key != key_id(organisation_key):
-        raise ForeignSigner(
-            "The category list was signed by another organisation's key, not by the one "
-            "this computer trusts."
-        )
+    check_pinned_signer(listing.organisation_key, organisation_key, "category list")
     return listing

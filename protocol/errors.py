@@ -43,6 +43,8 @@ The tree::
      │    └── RolledBack           an older version of a fix than one this agent has
      │                             already seen signed by its organisation
      ├── FixRequestError           a fix was asked for with parameters its manifest refuses
+     ├── RuleError                 a knowledge-base rule file is not valid (names the
+     │                             file and the rule; :mod:`protocol.triage`)
      ├── SummaryInvalid            a session summary does not fit its schema (also a
      │                             ValueError); the relay's API answers 400 with it
      └── InvalidCodeError          text a person typed is not a session code (also a
@@ -251,6 +253,10 @@ class RolledBack(TrustError):
 
 class FixRequestError(PuenteError):
     """A fix was asked for with parameter values its manifest does not accept."""
+
+
+class RuleError(PuenteError):
+    """A rule file is not valid; the message names the file and the rule."""
 
 
 class SummaryInvalid(PuenteError, ValueError):

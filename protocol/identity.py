@@ -702,12 +702,18 @@ def check_self_signed(
     return organisation_key, public_raw
 
 
+def check_pinned_signer(signer: str, organisation_key: Ed25519PublicKey, what: str) -> None:
+    """Refuse (:class:`ForeignSigner`) an organisation document whose signing key (its
+    id, ``signer``) is not the pinned ``organisation_key``."""
+    if signer != key_id(organisation_key):
+        raise ForeignSigner(
+            f"The {what} was signed by another organisation's key, not by the one this "
+            "computer trusts."
+        )
+
+
 def verify_revocation_list(data: bytes, organisation_key: Ed25519PublicKey) -> RevocationList:
     """The list in ``data`` if the pinned ``organisation_key`` signed it."""
     revocations = parse_revocation_list(data)
-    if revocations.organisation_key != key_id(organisation_key):
-        raise ForeignSigner(
-            "The revocation list was signed by another organisation's key, not by the one "
-            "this computer trusts."
-        )
+    check_pinned_signer(revocations.organisation_key, organisation_key, "revocation list")
     return revocations

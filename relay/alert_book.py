@@ -9,11 +9,14 @@ database relay nodes share (:mod:`relay.device_sql`): the pair's row is locked b
 its state is read, so two nodes seeing results of one device never open two alerts,
 and one node at a time delivers (the lease of :class:`relay.device_sql.Lease`).
 
-:meth:`AlertBook.deliver` hands the pending actions, oldest first, to a
-:class:`Ticketing` help desk. An alert's actions go in order: a comment waits for its
-ticket to exist. Delivery is at least once, so the help desk side is idempotent: the
-ticket's subject and every comment's subject carry a tag, and a retry first looks for
-it (:class:`RequestTrackerAlerts`), so nothing is duplicated either.
+:mod:`relay.alert_delivery` hands the pending actions, oldest first, to a
+:class:`Ticketing` help desk, several alerts at once.
+An alert's actions go in order: a comment waits for its ticket to exist. Delivery is at
+least once, so the help desk side is idempotent: the ticket's subject and every
+comment's subject carry a tag, and an action whose earlier attempt may have reached the
+help desk first looks for it (:class:`RequestTrackerAlerts`), so nothing is duplicated
+either. Each attempt is counted before its call starts, so "may have reached" survives
+any crash, and a first attempt (nothing can be there yet) skips the search.
 
 Only the alert's metadata is here: which device, which check, which severity, how many
 failures. What the check found stays on the device (and with the organisation).
@@ -27,7 +30,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,10 @@ from .device_sql import DeviceConnection, DeviceDatabase
 from .errors import DeliveryError
 from .events import rt_event_tag
 
+#: Since this upgrade ``alert_actions.attempts`` counts attempts begun (written before
+#: the help desk is called), where it used to count attempts finished.
+_ATTEMPTS_BEGUN = "attempts-counted-when-begun"
+
 
 @dataclass(frozen=True)
 class AlertAction:
@@ -61,6 +68,13 @@ class AlertAction:
     repeats: int
     at: float
     note: str | None = None
+    #: Attempts begun before this one. 0: nothing of this action can be at the help
+    #: desk yet, so it need not look for an earlier attempt's ticket or comment.
+    attempts: int = 0
+
+    @property
+    def first_attempt(self) -> bool:
+        return self.attempts == 0
 
     @property
     def tag_id(self) -> str:
@@ -110,7 +124,10 @@ class AlertAction:
 
 
 class Ticketing(abc.ABC):
-    """A help desk that takes alert actions. Each method is idempotent (see module doc)."""
+    """A help desk that takes alert actions. Each method is idempotent across attempts:
+    when ``action.first_attempt`` is False an earlier attempt may have reached the help
+    desk, and what it made is found, not made again (see module doc). The methods are
+    called from worker threads, for different alerts at once (relay.alert_delivery)."""
 
     @abc.abstractmethod
     def open_ticket(self, action: AlertAction) -> str:
@@ -143,9 +160,10 @@ class RequestTrackerAlerts(RequestTrackerConnector, Ticketing):
         return alerts
 
     def open_ticket(self, action: AlertAction) -> str:
-        existing = self._find_ticket(action.alert_tag)
-        if existing is not None:
-            return existing
+        if not action.first_attempt:  # the earlier one's answer (or the relay) was lost
+            existing = self._find_ticket(action.alert_tag)
+            if existing is not None:
+                return existing
         payload = {
             "Queue": self.queue,
             "Subject": action.subject(),
@@ -158,7 +176,7 @@ class RequestTrackerAlerts(RequestTrackerConnector, Ticketing):
         return str(json.loads(body)["id"])
 
     def comment(self, ticket: str, action: AlertAction) -> None:
-        if self._already_commented(action.tag_id):
+        if not action.first_attempt and self._already_commented(action.tag_id):
             return
         payload = {
             "Subject": action.subject(),
@@ -199,11 +217,33 @@ class AlertBook:
         # thread_safe: the connection may be used from a thread other than its maker's
         # (one thread at a time: the relay's delivery task runs one pass after another).
         self._db: DeviceConnection = DeviceDatabase.of(database).connect(thread_safe=thread_safe)
+        self._count_attempts_when_begun()
         self._clock = clock
         self._repeat_interval = repeat_interval
 
     def close(self) -> None:
         self._db.close()
+
+    def _count_attempts_when_begun(self) -> None:
+        """An older relay counted an attempt once it ended: one stopped during a call left
+        0 behind, though the help desk may have the ticket. Every action such a relay
+        left undelivered is taken as tried (its next attempt searches first), once.
+
+        Only an older relay's SQLite book needs it; on a fresh book (and on PostgreSQL,
+        whose books never counted the old way) it only writes its mark. The mark is
+        written first, by a conditional insert, so nodes starting together upgrade once.
+        """
+        with self._db.transaction():
+            marked = self._db.execute(
+                "INSERT INTO alert_book_upgrades (name) VALUES (?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (_ATTEMPTS_BEGUN,),
+            )
+            if marked.rowcount == 1:
+                self._db.execute(
+                    "UPDATE alert_actions SET attempts = 1 "
+                    "WHERE delivered_at IS NULL AND attempts = 0"
+                )
 
     # -- recording ---------------------------------------------------------------------
 
@@ -348,13 +388,21 @@ class AlertBook:
 
     # -- delivering --------------------------------------------------------------------
 
-    def pending(self) -> list[AlertAction]:
+    def pending(self, after: int = 0, alert_id: str | None = None) -> list[AlertAction]:
+        """Undelivered actions, oldest first: those after id ``after``, of one alert if
+        ``alert_id`` is given."""
+        arguments: list[int | str]
+        where, arguments = "delivered_at IS NULL AND id > ?", [after]
+        if alert_id is not None:
+            where += " AND alert_id = ?"
+            arguments = [after, alert_id]
         rows = self._db.execute(
-            "SELECT id, alert_id, kind, device, check_id, severity, failures, repeats, at, note "
-            "FROM alert_actions WHERE delivered_at IS NULL ORDER BY id"
+            "SELECT id, alert_id, kind, device, check_id, severity, failures, repeats, at, "
+            f"note, attempts FROM alert_actions WHERE {where} ORDER BY id",
+            arguments,
         ).fetchall()
         return [
-            AlertAction(r[0], r[1], Action(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            AlertAction(r[0], r[1], Action(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
             for r in rows
         ]
 
@@ -364,47 +412,31 @@ class AlertBook:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def deliver(self, ticketing: Ticketing) -> int:
-        """Deliver every pending action once, in order; return how many were delivered.
+    def begin_attempt(self, action: AlertAction) -> AlertAction:
+        """Count an attempt at ``action`` before the help desk is called (committed when
+        this returns); the action as the attempt sees it (``attempts`` = those before)."""
+        (begun,) = self._db.execute(
+            "UPDATE alert_actions SET attempts = attempts + 1 WHERE id = ? RETURNING attempts",
+            (action.id,),
+        ).fetchall()
+        return replace(action, attempts=int(begun[0]) - 1)
 
-        A failed action is kept (with its error) and holds back the later actions of
-        the same alert until a later pass delivers it.
-        """
-        delivered = 0
-        blocked: set[str] = set()
-        for action in self.pending():
-            if action.alert_id in blocked:
-                continue
-            try:
-                self._deliver_one(ticketing, action)
-            except DeliveryError as exc:
-                blocked.add(action.alert_id)
+    def delivered(self, action: AlertAction, ticket: str) -> None:
+        """The help desk acknowledged ``action``; ``ticket`` is its alert's ticket."""
+        with self._db.transaction():
+            if action.kind is Action.OPEN:
                 self._db.execute(
-                    "UPDATE alert_actions SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                    (str(exc), action.id),
+                    "INSERT INTO alert_tickets (alert_id, ticket) VALUES (?, ?) "
+                    "ON CONFLICT (alert_id) DO UPDATE SET ticket = excluded.ticket",
+                    (action.alert_id, ticket),
                 )
-                continue
             self._db.execute(
-                "UPDATE alert_actions SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+                "UPDATE alert_actions SET delivered_at = ?, last_error = NULL WHERE id = ?",
                 (self._clock(), action.id),
             )
-            delivered += 1
-        return delivered
 
-    def _deliver_one(self, ticketing: Ticketing, action: AlertAction) -> None:
-        if action.kind is Action.OPEN:
-            ticket = ticketing.open_ticket(action)
-            self._db.execute(
-                "INSERT INTO alert_tickets (alert_id, ticket) VALUES (?, ?) "
-                "ON CONFLICT (alert_id) DO UPDATE SET ticket = excluded.ticket",
-                (action.alert_id, ticket),
-            )
-            return
-        known = self.ticket(action.alert_id)
-        if known is None:  # its OPEN is delivered first (same alert, lower id)
-            raise DeliveryError(f"alert {action.alert_id} has no ticket yet")
-        ticket = known
-        if action.kind in (Action.COMMENT, Action.NOTE):
-            ticketing.comment(ticket, action)
-        else:
-            ticketing.resolve(ticket, action)
+    def failed(self, action: AlertAction, error: str) -> None:
+        """An attempt at ``action`` failed; it stays owed, with ``error`` for the operator."""
+        self._db.execute(
+            "UPDATE alert_actions SET last_error = ? WHERE id = ?", (error[:500], action.id)
+        )

@@ -29,6 +29,8 @@ GET     /api/sessions/{id}/summary    the summary, or 404
 POST    /api/revocations              publish an organisation's signed revocation list
 /api/queue..., /api/availability      the help queue, technicians' side (:mod:`relay.help_api`)
 /help/...                             the help queue, customers' side (no account)
+/api/outcomes...                      past cases: every fix run's outcome (:mod:`relay.self_help`)
+/help/requests/{id}/self-help, /outcomes  self-help while a request waits (same module)
 GET     /revocations/{key_id}         the newest list for that organisation key (no auth)
 ======  ============================  ===========================================
 
@@ -79,6 +81,7 @@ from .openapi import OPENAPI
 from .outbox import Outbox
 from .ratelimit import SlidingWindowLimiter
 from .records import SessionRecord, SessionState, Technician
+from .self_help import SelfHelpApi
 from .store import RelayStore
 
 logger = logging.getLogger("relay.api")
@@ -165,6 +168,8 @@ class RestApi:
         )
         #: The help queue's routes (:mod:`relay.help_api`).
         self.help = HelpApi(queue, _json_body, _query_params)
+        #: Self-help and past cases (:mod:`relay.self_help`).
+        self.self_help = SelfHelpApi(store, queue, clock, _json_body, _query_params)
 
     def handle(self, request: Request, body: bytes, client_ip: str = "unknown") -> Response:
         """Route one request and always return a response (errors included)."""
@@ -202,6 +207,10 @@ class RestApi:
                 path, technician, request, body, query
             ):
                 handlers = queue_handlers
+            elif outcome_handlers := self.self_help.technician_routes(
+                path, technician, request, body, query
+            ):
+                handlers = outcome_handlers
             elif path == "/api/revocations":
                 handlers = {
                     "POST": lambda: self._publish_revocations(
@@ -212,6 +221,8 @@ class RestApi:
                 raise _not_found()
         elif help_handlers := self.help.customer_routes(path, request, body, query, client_ip):
             handlers = help_handlers
+        elif self_help_handlers := self.self_help.customer_routes(path, request, body, query):
+            handlers = self_help_handlers
         elif match := _REVOCATIONS_PATH.fullmatch(path):
             organisation_key = match.group(1)
             handlers = {"GET": lambda: self._get_revocations(organisation_key, query)}

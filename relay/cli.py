@@ -24,7 +24,8 @@ from typing import Any
 from protocol.allocator import keep_freed_memory
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
-from . import audit, device_cli, queue_cli
+from . import audit, device_cli, queue_cli, self_help_cli
+from .alert_delivery import DEFAULT_WORKERS as ALERT_WORKERS
 from .config import RelayConfig
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
 from .downloads import SYSTEMS, downloads_command
@@ -401,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
     )
     connector(
+        "--delivery-workers",
+        "PUENTE_DELIVERY_WORKERS",
+        "Request Tracker calls the relay makes at once for enrolled devices' alerts, each "
+        "for a different alert (one alert's ticket, comments and resolution still go in "
+        "order); keep it at or under your RT server's CPUs and worker processes "
+        "(rt-server: 10): past them each call only gets slower (docs/PERFORMANCE.md)",
+        default=str(ALERT_WORKERS),
+        type=_count,
+        metavar="N",
+    )
+    connector(
         "--retry-max",
         "PUENTE_RETRY_MAX",
         "longest wait between two delivery attempts; waits double from 2 s up to this, with jitter",
@@ -473,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(queue_cli.add_categories_command(commands))
     for queue_parser in queue_cli.add_queue_command(commands):
         _add_data_dir(queue_parser)
+    for fixes_parser in self_help_cli.add_fixes_command(commands):
+        _add_data_dir(fixes_parser)
 
     audit_parser = commands.add_parser(
         "audit",
@@ -580,14 +594,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "deliveries":
             return _deliveries(args)
-        if args.command in ("categories", "queue"):
+        if args.command in ("categories", "queue", "fixes"):
             store = open_store(args.data_dir, args.database_url)
             try:
-                run = (
-                    queue_cli.run_categories
-                    if args.command == "categories"
-                    else queue_cli.run_queue
-                )
+                run = {
+                    "categories": queue_cli.run_categories,
+                    "queue": queue_cli.run_queue,
+                    "fixes": self_help_cli.run_fixes,
+                }[args.command]
                 return run(store, args)
             finally:
                 store.close()
@@ -639,7 +653,11 @@ def _serve(args: argparse.Namespace) -> int:
         cluster_heartbeat_ttl=args.node_timeout,
         cluster_heartbeat_interval=args.node_timeout / 3,
         connectors=connectors,
-        delivery=DeliverySettings(timeout=args.delivery_timeout, backoff_cap=args.retry_max),
+        delivery=DeliverySettings(
+            timeout=args.delivery_timeout,
+            backoff_cap=args.retry_max,
+            alert_workers=args.delivery_workers,
+        ),
         agent_download_url=args.agent_download_url or None,
         download_rate=args.download_rate * 1e6,
     )

@@ -13,7 +13,8 @@ a worker thread. Connector URLs are ``https://``, or ``http://`` on loopback onl
   the summary when it is uploaded, for tickets whose id is RT's number (``1042``,
   ``#1042``, ``RT-1042``). A help request opens a ticket (``request.created``: ``POST
   /REST/2.0/ticket`` in the configured queue) whose subject carries the request's tag;
-  its later events are comments on the ticket found by that tag. RT has no idempotency keys, so the comment's subject carries
+  its later events are comments on the ticket found by that tag, and
+  ``request.solved`` (self-help fixed it) also resolves the ticket. RT has no idempotency keys, so the comment's subject carries
   the event id and a retry first searches RT for it, so that a comment whose
   acknowledgement was lost is not posted twice.
 """
@@ -253,7 +254,16 @@ class RequestTrackerConnector(Connector):
             raise DeliveryError(f"Request Tracker answered HTTP {status}: {_rt_message(body)}")
         if existing is None:
             raise DeliveryError("the help request's RT ticket is not there yet")
-        return self._comment(existing, document, attempt, *rt_request_comment(document))
+        done = self._comment(existing, document, attempt, *rt_request_comment(document))
+        if document["type"] == EventType.REQUEST_SOLVED:
+            status, body = self._call("PUT", f"/ticket/{existing}", {"Status": "resolved"})
+            if not 200 <= status < 300:  # retried: the comment is not posted twice
+                raise DeliveryError(
+                    f"Request Tracker answered HTTP {status} resolving ticket {existing}: "
+                    f"{_rt_message(body)}"
+                )
+            done += ", ticket resolved"
+        return done
 
     def _request_ticket(self, request_id: str) -> int | None:
         """The RT ticket opened for a help request, found by the tag in its subject."""

@@ -108,6 +108,9 @@ CREATE TABLE IF NOT EXISTS alert_tickets (
     alert_id TEXT PRIMARY KEY,
     ticket TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert_book_upgrades (
+    name TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS device_details (
     device_id TEXT NOT NULL,
     check_id TEXT NOT NULL,

@@ -6,9 +6,11 @@ enrolment requests (``process_request``), serves each device's WebSocket once th
 front door accepted the upgrade (``serve``), keeps who is online in memory, written
 down lazily and shared across cluster nodes (:mod:`relay.presence`), and feeds each
 result summary to the alert book
-(:mod:`relay.alert_book`), whose owed ticket actions one background task delivers
-to Request Tracker when the relay has it configured (on one node of a cluster at a
-time: the one holding the delivery lease, :class:`relay.device_sql.Lease`).
+(:mod:`relay.alert_book`), whose owed ticket actions one background thread delivers
+to Request Tracker when the relay has it configured, several alerts at once
+(:mod:`relay.alert_delivery`), on one node of a cluster at a time: the one holding
+the delivery lease (:class:`relay.device_sql.Lease`); the thread runs only while this
+process holds it.
 
 Everything is kept in the relay's SQLite file, or in the PostgreSQL database of a
 cluster (:mod:`relay.device_sql`). In a cluster a device's WebSocket is on one node
@@ -38,6 +40,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +58,7 @@ from protocol.identity import public_key_from_raw, verify_signature
 from protocol.safe_text import safe_text
 
 from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
+from .alert_delivery import DEFAULT_WORKERS, AlertDelivery
 from .alerts import Action, Observation
 from .cluster import ClusterNode
 from .config import RelayConfig
@@ -117,6 +121,7 @@ class DeviceDesk:
         clock: Callable[[], float] = time.time,
         cluster: ClusterNode | None = None,
         audit: Callable[[NewEvent], object] | None = None,
+        delivery_workers: int = DEFAULT_WORKERS,
     ) -> None:
         self.heartbeat = heartbeat
         self._audit = audit
@@ -149,10 +154,9 @@ class DeviceDesk:
         self._connections: dict[str, list[ServerConnection]] = {}
         self._policies: dict[str, DevicePolicy] = {}
         self._tokens: dict[str, str] = {}
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
-        #: Whether this process holds the delivery lease (as of its last renewal).
+        #: Whether this process holds the delivery lease (as of its last renewal); the
+        #: delivery's owner thread runs only while it does.
         self.delivering = False
         self._holder = (
             cluster.node_id
@@ -161,16 +165,21 @@ class DeviceDesk:
         )
         if cluster is not None:
             cluster.on_device_message = self._cluster_message
+        self._delivery = (
+            AlertDelivery(ticketing, delivery_workers, retry_after=heartbeat)
+            if ticketing is not None and self._database is not None
+            else None
+        )
+        self._lease_task: asyncio.Task[None] | None = None
+        self._delivery_task: asyncio.Task[None] | None = None
+        self._stop_delivery = threading.Event()
 
     # -- life --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Deliver what a previous run still owed, then whatever comes."""
-        if self._alerts is not None and self._ticketing is not None:
-            self._tasks = [
-                asyncio.create_task(self._lease_loop(), name="device-alerts-lease"),
-                asyncio.create_task(self._deliver_loop(), name="device-alerts"),
-            ]
+        if self._delivery is not None:
+            self._lease_task = asyncio.create_task(self._lease_loop(), name="device-alerts-lease")
         if self.presence_book is not None:
             self.presence_book.start()
         if self.updates is not None:
@@ -181,15 +190,16 @@ class DeviceDesk:
             await self.presence_book.close()
         if self.updates is not None:
             await self.updates.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._lease_task is not None:  # stops the delivery, then lets the lease go
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
         for book in (self._enrolment, self._alerts, self._db):
             if book is not None:
                 book.close()
 
     async def _lease_loop(self) -> None:
-        """Take the delivery lease when it is free or lapsed, and keep it while alive."""
+        """Take the delivery lease when it is free or lapsed, and keep it while alive;
+        deliver while it is held."""
         assert self._database is not None
         connection = await asyncio.to_thread(self._database.connect, thread_safe=True)
         lease = Lease(connection, DELIVERY_LEASE, self._holder)
@@ -203,38 +213,69 @@ class DeviceDesk:
                 if held != self.delivering:
                     logger.info("alert delivery %s here", "starts" if held else "stops")
                     self.delivering = held
-                    self._wake.set()
+                    if held:
+                        self._start_delivering()
+                    else:
+                        await self._stop_delivering()
                 await asyncio.sleep(LEASE_SECONDS / 3)
         finally:
+            self.delivering = False
+            await self._stop_delivering()
             # A clean stop lets the next node take over at once.
             with contextlib.suppress(Exception):
-                if self.delivering:
-                    await asyncio.to_thread(lease.release)
-            self.delivering = False
+                await asyncio.to_thread(lease.release)
             connection.close()
 
-    async def _deliver_loop(self) -> None:
-        assert self._database is not None and self._ticketing is not None
-        # Its own connection, used only in the worker thread (SQLite connections are
-        # not shared between threads).
-        book = await asyncio.to_thread(AlertBook, self._database, self._clock, thread_safe=True)
+    def _start_delivering(self) -> None:
+        """The lease is ours: the delivery's owner thread starts (what a previous holder
+        still owed, then whatever comes)."""
+        self._stop_delivery = threading.Event()
+        self._delivery_task = asyncio.create_task(
+            asyncio.to_thread(self._deliver_until_stopped, self._stop_delivery),
+            name="device-alerts",
+        )
+
+    async def _stop_delivering(self) -> None:
+        """The lease is lost or let go: the owner thread stops. Calls still in flight
+        end on their own, their actions owed and counted as tried (relay.alert_delivery,
+        rule 4), so the next holder looks for what they made before making it again."""
+        task, self._delivery_task = self._delivery_task, None
+        if task is None or self._delivery is None:
+            return
+        self._stop_delivery.set()
+        self._delivery.poke()
         try:
-            while True:
-                self._wake.clear()
-                if self.delivering:
-                    try:
-                        await asyncio.to_thread(book.deliver, self._ticketing)
-                    except Exception:  # a bug or a locked database: keep the loop alive
-                        logger.exception("alert delivery pass failed")
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.heartbeat):
-                        await self._wake.wait()
-        finally:
-            book.close()
+            await asyncio.shield(task)
+        except Exception:
+            logger.exception("alert delivery ended with an error")
+
+    def _deliver_until_stopped(self, stop: threading.Event) -> None:
+        """The delivery's owner thread, with its own connection to the book
+        (relay.device_sql: a connection is never shared between threads at once)."""
+        assert self._database is not None and self._delivery is not None
+        while not stop.is_set():
+            try:
+                book = AlertBook(self._database, self._clock)
+            except Exception:  # the database away: try again after a heartbeat
+                logger.exception("alert delivery cannot open the alert book")
+                stop.wait(self.heartbeat)
+                continue
+            try:
+                self._delivery.run(book, stop, idle=self.heartbeat)
+            except Exception:  # a bug or a locked database: keep delivering
+                logger.exception("alert delivery failed; starting again in %d s", self.heartbeat)
+                stop.wait(self.heartbeat)
+            finally:
+                book.close()
+
+    def _wake_delivery(self) -> None:
+        """New actions may be owed: the owner thread, if it runs here, reads them now."""
+        if self._delivery is not None and self.delivering:
+            self._delivery.poke()
 
     def _owed(self) -> None:
         """An alert action was recorded: deliver it here, or wake the node that delivers."""
-        self._wake.set()
+        self._wake_delivery()
         if self._cluster is not None and not self.delivering:
             self._spawn(self._cluster.publish_device_message({"kind": "wake"}))
 
@@ -247,7 +288,7 @@ class DeviceDesk:
         """What another node said about devices (relay.cluster, on the device channel)."""
         kind = message.get("kind")
         if kind == "wake":
-            self._wake.set()
+            self._wake_delivery()
         elif kind == "tell" and message.get("device_id") in self._connections:
             assert self._cluster is not None
             self._spawn(self._tell_for(self._cluster, message))
@@ -616,7 +657,14 @@ def device_desk(
         ),
         None,
     )
-    return DeviceDesk(database, ticketing, clock=config.clock, cluster=cluster, audit=audit)
+    return DeviceDesk(
+        database,
+        ticketing,
+        clock=config.clock,
+        cluster=cluster,
+        audit=audit,
+        delivery_workers=config.delivery.alert_workers,
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,6 +16,8 @@ type                   when                                carries
 ``request.accepted``   a technician accepted it            the request, the technician
 ``request.transferred`` moved on with a note               the request, target, note
 ``request.withdrawn``  the customer left while queued      the request, the reason
+``request.solved``     self-help fixed it while queued     the request, the outcome (the
+                                                           fix, its version, the problem)
 =====================  ==================================  ============================
 
 An event document (the webhook's JSON body) is::
@@ -69,6 +71,8 @@ class EventType(enum.StrEnum):
     REQUEST_ACCEPTED = "request.accepted"
     REQUEST_TRANSFERRED = "request.transferred"
     REQUEST_WITHDRAWN = "request.withdrawn"
+    #: Self-help solved it (relay.self_help): the ticket gets the outcome and is resolved.
+    REQUEST_SOLVED = "request.solved"
     #: Audit only: a help desk acknowledged an event (never sent anywhere).
     DELIVERY_ACKNOWLEDGED = "delivery.acknowledged"
     #: Audit only: an enrolled device's failure action and its outcome (relay.devices);
@@ -180,6 +184,17 @@ def rt_request_comment(doc: dict[str, Any]) -> tuple[str, str]:
             f"was withdrawn ({doc.get('reason') or 'no reason given'})."
         )
         return f"Help request withdrawn {tag}", text + "\n"
+    if doc["type"] == EventType.REQUEST_SOLVED:
+        outcome = doc.get("outcome") or {}
+        text = (
+            "Solved by self-help, with no technician involved: while the request waited "
+            f"in the queue, the customer ran the organisation's signed fix {outcome.get('fix')} "
+            f"{outcome.get('version')} ({outcome.get('title')}) for the problem "
+            f"{outcome.get('problem') or 'found by triage'}; it ended with exit status "
+            f'{outcome.get("exit_status")}, and the customer answered "That fixed it". '
+            "Puente resolved this ticket."
+        )
+        return f"Help request solved by self-help {tag}", text + "\n"
     if doc["type"] == EventType.REQUEST_TRANSFERRED:
         text = f"Transferred to {doc.get('to')} with the note: {request.get('note')}"
         return f"Help request transferred {tag}", text + "\n"

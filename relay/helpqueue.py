@@ -26,6 +26,8 @@ Rules::
                queue); the current session ends.
     withdraw   the customer left while waiting: withdrawn; request.withdrawn (the
                ticket says so).
+    solve      self-help fixed it while the request waited (relay.self_help): solved;
+               request.solved (the outcome on the ticket, which is resolved).
 """
 
 from __future__ import annotations
@@ -198,17 +200,26 @@ class HelpQueue:
         return request
 
     def withdraw(self, request: HelpRequest, reason: str) -> HelpRequest:
+        return self._close(request, RequestState.WITHDRAWN, "request.withdrawn", {"reason": reason})
+
+    def solve(self, request: HelpRequest, outcome: dict[str, Any]) -> HelpRequest:
+        """Self-help fixed it: solved; request.solved (the ticket gets the outcome and is
+        resolved). A request no longer waiting is returned unchanged."""
+        return self._close(request, RequestState.SOLVED, "request.solved", {"outcome": outcome})
+
+    def _close(
+        self, request: HelpRequest, state: RequestState, event: str, data: dict[str, Any]
+    ) -> HelpRequest:
+        """Close a request still in the queue (compare-and-set, retried a few times)."""
         for _ in range(5):
             if not request.state.open:
                 return request
             changed = self._store.change_help_request(
-                request.id,
-                request.version,
-                {"state": RequestState.WITHDRAWN, "finished_at": self._clock()},
+                request.id, request.version, {"state": state, "finished_at": self._clock()}
             )
             if changed is not None:
-                logger.info("help request withdrawn request=%s", request.id)
-                self._record_event("request.withdrawn", changed, {"reason": reason})
+                logger.info("help request %s request=%s", state, request.id)
+                self._record_event(event, changed, data)
                 self._wake(changed.id)
                 self.dispatch()
                 return changed

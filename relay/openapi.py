@@ -837,3 +837,140 @@ for _action, _summary in (
     }
 
 OPENAPI["paths"].update(HELP_PATHS)
+
+# Self-help and past cases (relay.self_help) -------------------------------------------------
+
+_PAST_CASES = {
+    "type": "object",
+    "description": "Solved and runs per problem and fix ({problem: {fix: {solved, runs}}}), "
+    "overall and per category; both triage rankings read them.",
+    "properties": {"problems": _OBJECT, "categories": _OBJECT},
+    "required": ["problems", "categories"],
+}
+_FIX_RUN = {
+    "fix": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,63}$"},
+    "version": {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z.+-]{0,31}$"},
+    "exit_status": {"type": ["integer", "null"]},
+}
+_PROBLEM = {"type": "string", "pattern": "^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$"}
+
+
+def _body(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": sorted(properties),
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+
+
+SELF_HELP_PATHS: dict[str, Any] = {
+    "/help/requests/{request_id}/self-help": {
+        "parameters": [_REQUEST_ID, _CUSTOMER_AUTH],
+        "get": {
+            "summary": "What the organisation published for self-help (the waiting customer's agent)",
+            "description": (
+                "The signed fix bundles (base64) and rule book the organisation published "
+                "('puente-relay fixes publish'), with the past cases of its fixes. The relay "
+                "vouches for nothing: agents verify every bundle and the rule book against "
+                "their pinned organisation key and never offer what fails. 409 once the "
+                "request no longer waits."
+            ),
+            "security": [],
+            "responses": {
+                "200": _json(
+                    "Fixes, rules and past cases.",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "fixes": {"type": "array", "items": _OBJECT},
+                            "rules": {"type": ["string", "null"]},
+                            "past_cases": _PAST_CASES,
+                            "category": {"type": "string"},
+                        },
+                        "required": ["fixes", "rules", "past_cases", "category"],
+                    },
+                ),
+                "400": _ERROR,
+                "404": _ERROR,
+                "409": _ERROR,
+            },
+        },
+    },
+    "/help/requests/{request_id}/outcomes": {
+        "parameters": [_REQUEST_ID, _CUSTOMER_AUTH],
+        "post": {
+            "summary": "A self-help run ended: record it; 'fixed' closes the request as solved",
+            "description": (
+                "fixed=true: the request is solved, the ticket gets the outcome and is "
+                "resolved, no technician involved. fixed=false: the customer keeps their "
+                "place. Only fixes published for the organisation, at most 5 per request "
+                "(429), only while it waits (409)."
+            ),
+            "security": [],
+            "requestBody": _body({**_FIX_RUN, "problem": _PROBLEM, "fixed": {"type": "boolean"}}),
+            "responses": {
+                "201": _json("Recorded; the request's status.", _HELP_STATUS),
+                "400": _ERROR,
+                "404": _ERROR,
+                "409": _ERROR,
+                "415": _ERROR,
+                "429": _ERROR,
+            },
+        },
+    },
+    "/api/outcomes": {
+        "get": {
+            "summary": "Past cases: how every fix run ended, per problem, fix and category",
+            "responses": {"200": _json("The figures.", _PAST_CASES), "401": _ERROR},
+        },
+        "post": {
+            "summary": "Record a fix run of one of your sessions, for the problems triage found",
+            "description": "Solved when it exited with status 0, until a recheck says the "
+            "problem is still there. An empty problems list records the run without one.",
+            "requestBody": _body(
+                {
+                    **_FIX_RUN,
+                    "session_id": _SESSION_ID["schema"],
+                    "problems": {"type": "array", "items": _PROBLEM, "maxItems": 20},
+                }
+            ),
+            "responses": {
+                "201": _json("Recorded."),
+                "400": _ERROR,
+                "401": _ERROR,
+                "404": _ERROR,
+                "415": _ERROR,
+                "429": _ERROR,
+            },
+        },
+    },
+    "/api/outcomes/recheck": {
+        "post": {
+            "summary": "A later triage in your session still finds these problems",
+            "description": "The session's runs for them did not solve them.",
+            "requestBody": _body(
+                {
+                    "session_id": _SESSION_ID["schema"],
+                    "present": {"type": "array", "items": _PROBLEM, "maxItems": 20},
+                }
+            ),
+            "responses": {
+                "200": _json("How many runs changed."),
+                "400": _ERROR,
+                "401": _ERROR,
+                "404": _ERROR,
+                "415": _ERROR,
+            },
+        }
+    },
+}
+
+OPENAPI["paths"].update(SELF_HELP_PATHS)

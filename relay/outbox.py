@@ -28,6 +28,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .alert_delivery import DEFAULT_WORKERS as ALERT_WORKERS
 from .connectors import Connector, DeliveryError
 from .events import (
     EventType,
@@ -53,6 +54,9 @@ class DeliverySettings:
     timeout: float = 10.0
     poll_interval: float = 1.0
     batch: int = 20
+    #: Device alerts' help-desk calls in flight at once (relay.alert_delivery); session
+    #: events go one at a time per connector.
+    alert_workers: int = ALERT_WORKERS
 
     @property
     def lease(self) -> float:

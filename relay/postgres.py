@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from .errors import StoreError
 from .queue_sql import queue_schema
+from .self_help_sql import self_help_schema
 from .sqlite_store import SqlStore
 
 try:
@@ -162,6 +163,7 @@ class PostgresStore(SqlStore):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 conn.execute(_SCHEMA)  # a constant, not user input
                 conn.execute(queue_schema("DOUBLE PRECISION"))  # the help queue's tables
+                conn.execute(self_help_schema("DOUBLE PRECISION", "BIGSERIAL"))  # self-help's
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:

@@ -24,6 +24,7 @@ from .events import ONCE_PER_SESSION, NewEvent, document
 from .nameplates import choose_nameplate
 from .queue_sql import QueueSql, queue_schema
 from .records import Delivery, SessionRecord, SessionState, StoredSummary, Technician
+from .self_help_sql import SelfHelpSql, self_help_schema
 from .store import RelayStore
 from .tokens import hash_secret, new_token, parse_token
 
@@ -136,7 +137,7 @@ _SELECT_SESSION = (
 _DUMMY_HASH = hash_secret("no such token")
 
 
-class SqlStore(QueueSql, RelayStore):
+class SqlStore(SelfHelpSql, QueueSql, RelayStore):
     """Every method of :class:`RelayStore`, in SQL both SQLite and PostgreSQL speak.
 
     A dialect supplies how statements run (:meth:`_execute`, ``?`` placeholders), what a
@@ -533,6 +534,7 @@ class SQLiteStore(SqlStore):
             self._db.executescript(_SCHEMA)
             self._db.executescript(_HELPDESK_SCHEMA)
             self._db.executescript(queue_schema())
+            self._db.executescript(self_help_schema())
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"Cannot open the relay database in {str(directory)!r} ({exc}); "

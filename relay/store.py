@@ -18,13 +18,14 @@ old, finished session never shadows a new one.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from .audit import AuditEntry
 from .events import NewEvent
 from .help_records import HelpRequest, TechnicianProfile
 from .records import Delivery, SessionRecord, SessionState, StoredSummary, Technician
 from .routing import Availability
+from .self_help_sql import FigureRow, FixOutcome, PublishedFix
 
 
 class RelayStore(abc.ABC):
@@ -273,4 +274,52 @@ class RelayStore(abc.ABC):
 
     def get_categories(self, organisation_key: str) -> str | None:
         """The organisation's category list document (JSON text), or None."""
+        raise NotImplementedError
+
+    # self-help and past cases (relay.self_help): fixes and rule books published for
+    # self-help, and every fix run's outcome. Stores without them raise NotImplementedError.
+
+    def publish_fix(self, fix: PublishedFix) -> None:
+        """Keep a signed fix bundle for self-help (replacing the one with the same
+        organisation, id and platforms)."""
+        raise NotImplementedError
+
+    def published_fixes(self, organisation_key: str | None = None) -> list[PublishedFix]:
+        """The fixes kept for one organisation (every one with None), by id."""
+        raise NotImplementedError
+
+    def withdraw_fix(self, organisation_key: str, fix_id: str) -> int:
+        """Stop offering a fix (every platform's bundle); how many were removed."""
+        raise NotImplementedError
+
+    def publish_rule_book(
+        self, organisation_key: str, number: int, document: str, now: float
+    ) -> None:
+        """Keep an organisation's signed rule book (checked by the caller)."""
+        raise NotImplementedError
+
+    def rule_book(self, organisation_key: str) -> tuple[int, str] | None:
+        """The organisation's rule book as ``(number, JSON text)``, or None."""
+        raise NotImplementedError
+
+    def record_outcomes(self, outcomes: Sequence[FixOutcome], now: float) -> None:
+        """Record fix-run outcomes (one per problem a run was for)."""
+        raise NotImplementedError
+
+    def count_outcomes(self, session_id: str, source: str) -> int:
+        """How many outcomes a session (or a help request) reported already."""
+        raise NotImplementedError
+
+    def unsolve_outcomes(self, session_id: str, reporter: str, problems: Collection[str]) -> int:
+        """A later triage of the session still finds ``problems``: its runs for them did
+        not solve them. How many rows changed."""
+        raise NotImplementedError
+
+    def outcome_figures(self, organisation_key: str | None = None) -> list[FigureRow]:
+        """``(problem, category, fix, solved, runs)`` rows; for one organisation, its own
+        outcomes and those of no known organisation."""
+        raise NotImplementedError
+
+    def request_category(self, session_id: str) -> str:
+        """The category of the help request a session was made for, or ""."""
         raise NotImplementedError

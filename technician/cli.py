@@ -540,13 +540,13 @@ async def serve_session(
 ) -> int:
     """Run the console on a paired session, then upload its summary; the exit status."""
     watch_session(session, out)
-    status = await _console_until_ended(args, session, out)
+    status = await _console_until_ended(args, session, out, api)
     await upload_summary(api, created, session, out)
     return status
 
 
 async def _console_until_ended(
-    args: argparse.Namespace, session: TechnicianSession, out: Output
+    args: argparse.Namespace, session: TechnicianSession, out: Output, api: RelayAPI
 ) -> int:
     from .console import SessionConsole
     from .console_commands import load_commands
@@ -560,6 +560,7 @@ async def _console_until_ended(
         settings={
             "fixes_dir": args.fixes,
             "outcomes": args.outcomes or default_outcomes_path(),
+            "api": api,  # past cases are the relay's (technician.past_cases)
             "rules_dirs": args.rules,
             "queue_request": getattr(args, "queue_request", None),
         },
@@ -681,7 +682,7 @@ async def run_connect(args: argparse.Namespace, out: Output, ssl_context: Any) -
         sas=session.sas,
     )
     watch_session(session, out)
-    status = await _console_until_ended(args, session, out)
+    status = await _console_until_ended(args, session, out, api)
     mode = str(terms.get("mode", ""))
     await upload_summary(
         api, created, session, out, {"device_id": args.device, "mode": mode} if mode else None

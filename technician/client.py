@@ -159,6 +159,38 @@ class RelayAPI:
         result: dict[str, Any] = self._call("POST", path, body or {})
         return result
 
+    # past cases (relay.self_help)
+
+    def outcomes(self) -> dict[str, Any]:
+        """The organisation's past cases: ``{"problems": ..., "categories": ...}``."""
+        result: dict[str, Any] = self._call("GET", "/api/outcomes")
+        return result
+
+    def report_outcome(
+        self,
+        session_id: str,
+        problems: list[str],
+        fix_id: str,
+        version: str,
+        exit_status: int | None,
+    ) -> dict[str, Any]:
+        """Record a fix run of one of your sessions, for the problems it was run for."""
+        body = {
+            "session_id": session_id,
+            "problems": problems,
+            "fix": fix_id,
+            "version": version,
+            "exit_status": exit_status,
+        }
+        result: dict[str, Any] = self._call("POST", "/api/outcomes", body)
+        return result
+
+    def recheck_outcomes(self, session_id: str, present: list[str]) -> dict[str, Any]:
+        """A later triage in the session still finds ``present``: its runs did not solve."""
+        body = {"session_id": session_id, "present": present}
+        result: dict[str, Any] = self._call("POST", "/api/outcomes/recheck", body)
+        return result
+
     def end_session(self, session_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
             "DELETE", f"/api/sessions/{urllib.parse.quote(session_id)}"

@@ -5,7 +5,6 @@ The tree::
     TechnicianError
      ├── CredentialsError   a key, certificate or passphrase could not be used
      ├── FixLibraryError    a fix directory, bundle or library entry could not be used
-     ├── RuleError          a knowledge-base rule file is not valid (names file and rule)
      ├── StreamRefused      the agent did not start a screen stream; ``reply`` says why
      └── UsageError         a session-console command line lacks arguments (the console
                             answers with the command's usage)
@@ -14,6 +13,10 @@ The tree::
      └── RelayApiError      the relay's REST API refused a request: ``status`` (HTTP)
                             and ``code``; a LinkError, so one ``except LinkError`` covers
                             everything the relay can answer
+
+    protocol.errors.RuleError  a knowledge-base rule file is not valid (names file and
+                            rule); raised by the shared engine (protocol.triage) and
+                            offered here as ``technician.errors.RuleError``
 
     protocol.errors.MalformedMessage
      └── ScreenDataError    the agent sent pixels that do not decode as announced; the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 from link.errors import LinkError
 from protocol.errors import MalformedMessage
+from protocol.errors import RuleError as RuleError  # the shared engine's (protocol.triage)
 from protocol.messages import Reply
 
 
@@ -40,10 +44,6 @@ class CredentialsError(TechnicianError):
 
 class FixLibraryError(TechnicianError):
     """A fix directory, bundle or library entry could not be used; says what to do."""
-
-
-class RuleError(TechnicianError):
-    """A rule file is not valid; the message names the file and the rule."""
 
 
 class StreamRefused(TechnicianError):

@@ -9,13 +9,16 @@ stdout|`` for a dry run) and one result line carries the exit status.
 
 ``triage [FILE]`` matches a diagnostics snapshot against the knowledge base: FILE, or
 a fresh snapshot from the customer (asks for diagnostics if not yet allowed). It
-prints the findings with the suggested fixes ranked by past cases. A later ``fix``
-run is recorded against the problems the last triage suggested it for; a later
-fresh ``triage`` of the same session checks whether those problems are gone.
+prints the findings with the suggested fixes ranked by past cases: the
+organisation's, from the relay (:mod:`technician.past_cases`; the local outcomes
+file is the cache and fallback). A later ``fix`` run is reported to the relay against
+the problems the last triage suggested it for; a later fresh ``triage`` of the same
+session tells it whether those problems are gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -34,6 +37,7 @@ from .console import Result, SessionConsole, command, need, reply_result
 from .errors import UsageError
 from .fixlib import FixLibrary, FixLibraryError, load_fix_target
 from .outcomes import OutcomeStore
+from .past_cases import PastCases
 from .triage import Finding, RuleError, describe, load_rules, platform_of, rank, triage
 
 
@@ -42,15 +46,18 @@ def _library(console: SessionConsole) -> FixLibrary | None:
     return FixLibrary(Path(directory)) if directory else None
 
 
-def _outcomes(console: SessionConsole) -> OutcomeStore | None:
-    store = console.state.get("outcomes")
-    if store is None and console.settings.get("outcomes"):
-        try:
-            store = OutcomeStore(Path(console.settings["outcomes"]))
-        except (OSError, sqlite3.Error):
-            return None  # past cases are a help, never a reason to fail a command
-        console.state["outcomes"] = store
-    return store
+def _past_cases(console: SessionConsole) -> PastCases:
+    """The session's past cases: the relay's figures, the local file as cache and fallback."""
+    past: PastCases | None = console.state.get("past_cases")
+    if past is None:
+        store = None
+        if console.settings.get("outcomes"):
+            try:
+                store = OutcomeStore(Path(console.settings["outcomes"]))
+            except (OSError, sqlite3.Error):
+                store = None  # past cases are a help, never a reason to fail a command
+        past = console.state["past_cases"] = PastCases(console.settings.get("api"), store)
+    return past
 
 
 def _parse_fix_words(words: list[str]) -> tuple[str, dict[str, str]]:
@@ -177,7 +184,7 @@ async def _fix(console: SessionConsole, args: list[str]) -> Result:
 
     done = await run_fix(console.session, args[0], action, params, _library(console), on_line)
     if done.counts:
-        _record(console, done.fix_id, done.version, done.exit_status)
+        await _record(console, done.fix_id, done.version, done.exit_status)
     return done.result
 
 
@@ -206,25 +213,24 @@ def _journal_fix(
     session.journal.fix_run(time.time(), fix_id, title, outcome, exit_status)
 
 
-def _record(console: SessionConsole, fix_id: str, version: str, exit_status: int | None) -> None:
-    store = _outcomes(console)
-    if store is None:
-        return
+async def _record(
+    console: SessionConsole, fix_id: str, version: str, exit_status: int | None
+) -> None:
     findings: list[Finding] = console.state.get("last_findings", [])
     problems = [f.problem for f in findings if any(s.fix_id == fix_id for s in f.suggestions)]
     link = console.session.link
-    try:
-        store.record(
-            session_id=link.session_id,
-            ticket_id=str(link.paired_info.get("ticket_id", "")),
-            problems=problems,
-            fix_id=fix_id,
-            fix_version=version,
-            exit_status=exit_status,
-            now=time.time(),
-        )
-    except sqlite3.Error:
-        pass  # past cases are a help, never a reason to fail a command
+    problem = await asyncio.to_thread(
+        _past_cases(console).record,
+        session_id=link.session_id,
+        ticket_id=str(link.paired_info.get("ticket_id", "")),
+        problems=problems,
+        fix_id=fix_id,
+        version=version,
+        exit_status=exit_status,
+        now=time.time(),
+    )
+    if problem:
+        console.stream("fix", "note", problem)
 
 
 def run_triage(
@@ -233,12 +239,20 @@ def run_triage(
     reference_time: float | None,
     rules_dirs: list[Path],
     library: FixLibrary | None,
-    outcomes: OutcomeStore | None,
+    outcomes: OutcomeStore | PastCases | None,
     platform: str | None = None,
 ) -> list[Finding]:
-    """Findings for a snapshot, suggestions ranked by past cases and marked by availability."""
+    """Findings for a snapshot, suggestions ranked by past cases and marked by availability.
+
+    ``outcomes`` is where past cases come from: :class:`PastCases` (the relay's
+    figures; blocking, so call this from a thread), or a local file only.
+    """
     findings = triage(diagnostics, load_rules(rules_dirs), reference_time)
-    history = outcomes.history(f.problem for f in findings) if outcomes else {}
+    problems = [f.problem for f in findings]
+    if isinstance(outcomes, PastCases):
+        history = outcomes.history(problems, time.time())
+    else:
+        history = outcomes.history(problems) if outcomes else {}
     available = None
     if library is not None:
         platform = platform or platform_of(diagnostics)
@@ -281,23 +295,22 @@ async def _triage(console: SessionConsole, args: list[str]) -> Result:
             return refused
         reference_time = time.time()
         diagnostics = reply.result or {}
-    outcomes = _outcomes(console)
+    past = _past_cases(console)
     try:
-        findings = run_triage(
+        findings = await asyncio.to_thread(
+            run_triage,
             diagnostics,
             reference_time=reference_time,
             rules_dirs=[Path(p) for p in console.settings.get("rules_dirs", [])],
             library=_library(console),
-            outcomes=outcomes,
+            outcomes=past,
             platform=console.session.agent_hello.platform or None,
         )
     except (RuleError, FixLibraryError) as exc:
         return Result("error", str(exc))
-    if not args and outcomes is not None:
-        try:
-            outcomes.recheck(console.session.link.session_id, {f.problem for f in findings})
-        except sqlite3.Error:
-            pass
+    if not args:
+        present = {f.problem for f in findings}
+        await asyncio.to_thread(past.recheck, console.session.link.session_id, present)
     console.state["last_findings"] = findings
     note_findings(console.session, findings)
     if not console.as_json:

@@ -1,4 +1,9 @@
-"""Past cases: how each fix run ended, per problem, in a small local SQLite file.
+"""Past cases on the technician's machine: a cache of the organisation's figures and a
+record of this technician's own runs, in a small local SQLite file.
+
+The organisation's past cases live at the relay (:mod:`technician.past_cases` reads
+and reports them); this file keeps the relay's last figures (:meth:`OutcomeStore.cache_figures`)
+and, as a fallback when the relay cannot be reached, this technician's own runs.
 
 Every fix run from the session console is recorded with the session and ticket, for
 each problem the last triage of that session suggested it for (or with an empty
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 _SCHEMA = """
@@ -33,6 +38,14 @@ CREATE TABLE IF NOT EXISTS fix_outcomes (
 );
 CREATE INDEX IF NOT EXISTS outcomes_by_problem ON fix_outcomes (problem, fix_id);
 CREATE INDEX IF NOT EXISTS outcomes_by_session ON fix_outcomes (session_id);
+CREATE TABLE IF NOT EXISTS relay_figures (
+    problem      TEXT NOT NULL,
+    fix_id       TEXT NOT NULL,
+    solved       INTEGER NOT NULL,
+    runs         INTEGER NOT NULL,
+    fetched_at   REAL NOT NULL,
+    PRIMARY KEY (problem, fix_id)
+);
 """
 
 
@@ -53,7 +66,8 @@ class OutcomeStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None)
+        # Used by one console at a time, from its worker threads in turn.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
 
@@ -104,6 +118,42 @@ class OutcomeStore:
                 "SELECT fix_id, SUM(solved), COUNT(*) FROM fix_outcomes WHERE problem = ? "
                 "GROUP BY fix_id",
                 (problem,),
+            ).fetchall()
+            result[problem] = {fix: (int(solved), int(runs)) for fix, solved, runs in rows}
+        return result
+
+    def cache_figures(
+        self, figures: Mapping[str, Mapping[str, tuple[int, int]]], now: float
+    ) -> None:
+        """Keep the relay's figures (all of them, replacing the last ones kept)."""
+        rows = [
+            (problem, fix, solved, runs, now)
+            for problem, fixes in figures.items()
+            for fix, (solved, runs) in fixes.items()
+        ]
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute("DELETE FROM relay_figures")
+            self._db.executemany(
+                "INSERT INTO relay_figures (problem, fix_id, solved, runs, fetched_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def cached_figures(
+        self, problems: Iterable[str]
+    ) -> dict[str, dict[str, tuple[int, int]]] | None:
+        """The relay's last figures for ``problems``, or None if none were ever kept."""
+        if self._db.execute("SELECT COUNT(*) FROM relay_figures").fetchone()[0] == 0:
+            return None
+        result: dict[str, dict[str, tuple[int, int]]] = {}
+        for problem in set(problems):
+            rows = self._db.execute(
+                "SELECT fix_id, solved, runs FROM relay_figures WHERE problem = ?", (problem,)
             ).fetchall()
             result[problem] = {fix: (int(solved), int(runs)) for fix, solved, runs in rows}
         return result

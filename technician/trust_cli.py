@@ -40,6 +40,7 @@ from protocol.identity import (
     short_key_id,
     verify_revocation_list,
 )
+from protocol.rulebook import check_source, issue_rule_book
 from protocol.safe_text import safe_text
 
 from .credentials import CredentialsError, open_organisation_key, read_passphrase, write_new_file
@@ -145,6 +146,22 @@ def add_commands(commands: Any) -> None:
     categories.add_argument("--out", required=True, type=Path, help="file to write")
     categories.add_argument(
         "--number", type=int, default=1, help="list number; a newer list has a higher one"
+    )
+
+    rules = org_commands.add_parser(
+        "rules",
+        help="sign knowledge-base rules for customers' self-help",
+        description="Sign a rule file (the TOML language of protocol/rules/default.toml) "
+        "into a rule book; give it to the relay's operator ('puente-relay fixes publish "
+        "FILE'). Customers' agents add these rules to their built-in ones when they look "
+        "for problems to offer self-help fixes for, and use them only if this organisation "
+        "signed them.",
+    )
+    rules.add_argument("file", type=Path, help="the rule file (TOML)")
+    rules.add_argument("--org-key", required=True, type=Path, help="the organisation's org.key")
+    rules.add_argument("--out", required=True, type=Path, help="file to write")
+    rules.add_argument(
+        "--number", type=int, default=1, help="rule book number; a newer one has a higher one"
     )
 
     publish = org_commands.add_parser(
@@ -258,6 +275,7 @@ def run(args: argparse.Namespace, out: Output) -> int | None:
                 "certify": org_certify,
                 "revoke": org_revoke,
                 "categories": org_categories,
+                "rules": org_rules,
                 "sign-agent": org_sign_agent,
                 "show": org_show,
             }[args.org_command](args, out)
@@ -476,6 +494,28 @@ def org_categories(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def org_rules(args: argparse.Namespace, out: Output) -> int:
+    try:
+        source = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(f"Cannot read {args.file} ({exc}); check the path.") from None
+    try:
+        count = len(check_source(source))
+    except TrustError as exc:
+        raise CredentialsError(f"{args.file}: {exc}") from None
+    secret = open_organisation_key(args.org_key)
+    write_new_file(args.out, issue_rule_book(secret, args.number, int(time.time()), source), 0o644)
+    out.event(
+        "rules",
+        f"Signed {count} rules into rule book number {args.number}, {args.out}. Give it to "
+        f"the relay's operator: puente-relay fixes publish {args.out}",
+        rules=count,
+        number=args.number,
+        path=str(args.out),
+    )
+    return EXIT_OK
+
+
 def org_sign_agent(args: argparse.Namespace, out: Output) -> int:
     digest, size = hashlib.sha256(), 0
     try:
@@ -602,6 +642,7 @@ def fix_list(args: argparse.Namespace, out: Output) -> int:
 def triage_file(args: argparse.Namespace, out: Output) -> int:
     from .fix_commands import run_triage
     from .outcomes import OutcomeStore, default_outcomes_path
+    from .past_cases import PastCases
     from .triage import RuleError, describe
 
     try:
@@ -626,7 +667,8 @@ def triage_file(args: argparse.Namespace, out: Output) -> int:
             reference_time=None,
             rules_dirs=args.rules,
             library=FixLibrary(args.fixes) if args.fixes else None,
-            outcomes=outcomes,
+            # Offline: the relay's figures kept last time, else this technician's runs.
+            outcomes=PastCases(None, outcomes),
         )
     except RuleError as exc:
         out.error(str(exc))

@@ -93,6 +93,8 @@ class FixRequest:
     action: str
     values: dict[str, str]
     interpreter: list[str]
+    #: The customer chose it themselves (self-help), rather than a technician asking.
+    self_help: bool = False
 
 
 # Checks before anyone is asked ----------------------------------------------------------
@@ -180,10 +182,11 @@ async def prepare(context: RequestContext) -> PreparedRequest:
     except FixRequestError as exc:
         raise _refuse(str(exc)) from None
     request = FixRequest(fix, context.action, values, interpreter)
-    return PreparedRequest(_prompt(request, context.action), request)
+    return PreparedRequest(consent_prompt(request, context.action), request)
 
 
-def _prompt(request: FixRequest, action: str, after_preview: bool = False) -> ConsentPrompt:
+def consent_prompt(request: FixRequest, action: str, after_preview: bool = False) -> ConsentPrompt:
+    """What the customer is asked before ``action`` of a checked fix (also self-help's)."""
     fix, manifest = request.fix, request.fix.manifest
     # The framing is the agent's (translated); the fix's title and description are the
     # organisation's own words and are shown as they were signed.
@@ -210,7 +213,7 @@ def _prompt(request: FixRequest, action: str, after_preview: bool = False) -> Co
         ),
     ]
     if request.values:
-        lines.append(t("fix.values"))
+        lines.append(t("fix.values_self_help" if request.self_help else "fix.values"))
         described = {p.name: p.description for p in manifest.parameters}
         for name, value in request.values.items():
             lines.append(f"  {name} = {safe_text(value)}   ({described[name]})")
@@ -488,7 +491,7 @@ async def handle(call: CapabilityCall) -> dict[str, Any]:
             return {**result, **summary(preview), "stopped_after_preview": True}
         assert call.confirm is not None and call.release is not None
         call.release(call.authorization)
-        authorization = await call.confirm(_prompt(request, "run", after_preview=True))
+        authorization = await call.confirm(consent_prompt(request, "run", after_preview=True))
         try:
             outcome = await run_script(request, authorization, output("run"))
         finally:

@@ -50,6 +50,7 @@ from ..errors import RelayApiError, StreamRefused
 from ..fix_commands import note_findings, run_fix, run_triage
 from ..fixlib import FixLibrary, FixLibraryError
 from ..outcomes import OutcomeStore
+from ..past_cases import PastCases
 from ..screen_stream import ControlStream, CursorState, ScreenStream, StreamFigures
 from ..ssh_commands import Refused, SSHAccess, get_file, put_file, session_access
 from ..summary import build_summary
@@ -124,6 +125,8 @@ class SessionWorker(QObject):
         self.control: ControlStream | None = None
         self._api: RelayAPI | None = None
         self._session_id = ""
+        #: The last triage's findings: a fix run is reported for the problems they name.
+        self._last_findings: list[Any] = []
         self._technician = "Technician"
         self._ticket = ""
         self._ticket_url = ""
@@ -667,30 +670,30 @@ class SessionWorker(QObject):
         platform = session.agent_hello.platform or None
 
         def triage_here() -> list[Any]:
-            # Past cases rank the fixes when their database exists (opened in this
-            # thread: SQLite connections stay in the thread that made them).
-            store = None
-            if self._outcomes is not None and self._outcomes.exists():
-                with contextlib.suppress(OSError, sqlite3.Error):
-                    store = OutcomeStore(self._outcomes)
+            # Past cases rank the fixes: the relay's figures, the local file as cache.
+            past = self._past_cases()
             try:
-                return run_triage(
+                findings = run_triage(
                     snapshot,
                     reference_time=time.time(),
                     rules_dirs=self._rules_dirs,
                     library=library,
-                    outcomes=store,
+                    outcomes=past,
                     platform=platform,
                 )
+                if self._session_id:
+                    past.recheck(self._session_id, {f.problem for f in findings})
+                return findings
             finally:
-                if store is not None:
-                    store.close()
+                if past.local is not None:
+                    past.local.close()
 
         try:
             findings = await asyncio.to_thread(triage_here)
         except (RuleError, FixLibraryError, sqlite3.Error) as exc:
             self.diagnostics_problem.emit(str(exc))
             findings = []
+        self._last_findings = findings
         note_findings(session, findings)
         self.diagnostics_ready.emit(snapshot, [f.as_dict() for f in findings])
 
@@ -705,6 +708,41 @@ class SessionWorker(QObject):
 
         done = await run_fix(session, fix_id, action, params, library, on_line)
         self.fix_done.emit(done.result.status, result_sentence(done.result.message))
+        if done.counts and self._session_id:
+            problem = await asyncio.to_thread(
+                self._report_run, done.fix_id, done.version, done.exit_status
+            )
+            if problem:
+                self.notice.emit(problem)
+
+    def _past_cases(self) -> PastCases:
+        """The relay's past cases, with the local file (opened in the calling thread)."""
+        store = None
+        if self._outcomes is not None:
+            with contextlib.suppress(OSError, sqlite3.Error):
+                store = OutcomeStore(self._outcomes)
+        return PastCases(self._api, store)
+
+    def _report_run(self, fix_id: str, version: str, exit_status: int | None) -> str | None:
+        """Report a fix run to the organisation's past cases, for the problems the last
+        triage suggested it for (blocking: runs in a thread)."""
+        problems = [
+            f.problem for f in self._last_findings if any(s.fix_id == fix_id for s in f.suggestions)
+        ]
+        past = self._past_cases()
+        try:
+            return past.record(
+                session_id=self._session_id,
+                ticket_id=self._ticket,
+                problems=problems,
+                fix_id=fix_id,
+                version=version,
+                exit_status=exit_status,
+                now=time.time(),
+            )
+        finally:
+            if past.local is not None:
+                past.local.close()
 
     def _need_session(self) -> TechnicianSession | None:
         if self.session is None:

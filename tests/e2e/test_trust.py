@@ -567,6 +567,9 @@ def test_triage_then_disk_cleanup_with_preview(
             "SELECT ticket_id, problem, fix_id, exit_status, solved FROM fix_outcomes"
         ).fetchall()
     assert rows == [("HD-77", "disk-nearly-full", "disk-cleanup", 0, 1)]
+    # ... and, first of all, one of the organisation's past cases at the relay.
+    _, figures = rest(relay_process, "GET", "/api/outcomes", token)
+    assert figures["problems"] == {"disk-nearly-full": {"disk-cleanup": {"solved": 1, "runs": 1}}}
     done = tech_cli("triage", str(snapshot), "--outcomes", str(outcomes), "--fixes", str(library))
     assert "    suggested 1: fix disk-cleanup   (solved 1 of 1 past cases)" in done.stdout
 

@@ -10,9 +10,11 @@ import urllib.parse
 from pathlib import Path
 
 from relay.alert_book import AlertBook, RequestTrackerAlerts
+from relay.alert_delivery import deliver
 from relay.alerts import Action, AlertState, Observation
 from relay.device_sql import _SQLITE_SCHEMA as _SCHEMA
 from tests.support.helpdesk import RequestTracker
+from tests.support.rt_doubles import AnswerLosingProxy
 
 HOUR = 3600.0
 
@@ -69,20 +71,23 @@ def test_one_ticket_per_alert_with_comments_and_resolution(
 
     book = AlertBook(path)  # a restart before anything was delivered
     (opening,) = book.pending()
-    # A relay that died after RT made the ticket but before noting it: the ticket exists...
-    first = desk.open_ticket(opening)
+    # A relay that died after RT made the ticket but before noting it: it counted the
+    # attempt before calling RT (relay.alert_delivery, rule 4), and the ticket exists...
+    first = desk.open_ticket(book.begin_attempt(opening))
+    book.close()
+    book = AlertBook(path)
     # ...and the retry after the restart finds it instead of making a second one.
-    assert book.deliver(desk) == 1
+    assert deliver(book, desk) == 1
     assert tickets_tagged(rt, opening.alert_tag) == [int(first)]
     assert book.ticket(opening.alert_id) == first
-    assert book.deliver(desk) == 0  # nothing owed twice
+    assert deliver(book, desk) == 0  # nothing owed twice
 
     # Repeats: the next failure within the hour is quiet, the one after an hour comments.
     assert book.observe(result("failing", 240)).action is Action.NONE
     assert book.observe(result("failing", 240 + HOUR)).action is Action.COMMENT
     (comment,) = book.pending()
-    desk.comment(first, comment)  # delivered, but the relay did not note it
-    assert book.deliver(desk) == 1
+    desk.comment(first, book.begin_attempt(comment))  # delivered, but the relay did not note it
+    assert deliver(book, desk) == 1
     still = [s for s in comment_subjects(rt, int(first)) if s.startswith(comment.tag)]
     assert len(still) == 1 and "still failing" in still[0]
 
@@ -92,7 +97,7 @@ def test_one_ticket_per_alert_with_comments_and_resolution(
 
     # Recovery: a comment and the ticket resolved; the pair is clear again.
     assert book.observe(result("ok", 4 * HOUR)).action is Action.RESOLVE
-    assert book.deliver(desk) == 1
+    assert deliver(book, desk) == 1
     status, ticket = rt.rest("GET", f"/ticket/{first}")
     assert status == 200 and ticket["Status"] == "resolved"
     assert any("passes again" in s for s in comment_subjects(rt, int(first)))
@@ -103,7 +108,7 @@ def test_one_ticket_per_alert_with_comments_and_resolution(
         book.observe(result("failing", 5 * HOUR + minute * 60))
     (again,) = book.pending()
     assert again.alert_id != opening.alert_id
-    assert book.deliver(desk) == 1
+    assert deliver(book, desk) == 1
     assert book.ticket(again.alert_id) not in (None, first)
     book.close()
 
@@ -114,7 +119,7 @@ def test_an_unreachable_help_desk_keeps_the_actions_in_order(tmp_path: Path) -> 
         book.observe(result("failing", minute * 60.0))
     book.observe(result("ok", 300))
     down = RequestTrackerAlerts("http://127.0.0.1:9", user="root", password="x")
-    assert book.deliver(down) == 0
+    assert deliver(book, down) == 0
     assert [a.kind for a in book.pending()] == [Action.OPEN, Action.RESOLVE]
     book.close()
 
@@ -134,13 +139,13 @@ def test_a_failure_action_note_goes_on_the_alerts_ticket(
     book.close()
 
     book = AlertBook(tmp_path / "relay.db")  # owed across a restart, in order
-    assert book.deliver(RequestTrackerAlerts("http://127.0.0.1:9", user="x", password="x")) == 0
-    assert book.deliver(desk) == 2
+    assert deliver(book, RequestTrackerAlerts("http://127.0.0.1:9", user="x", password="x")) == 0
+    assert deliver(book, desk) == 2
     ticket = int(str(book.ticket(book.state("laptop-7", "disk-system").alert_id or "")))
     (subject,) = [s for s in comment_subjects(rt, ticket) if "failure action" in s]
     assert "laptop-7: failure action for check disk-system" in subject
     assert any(note in c["text"] for c in rt.comments(ticket)), rt.comments(ticket)
-    assert book.deliver(desk) == 0
+    assert deliver(book, desk) == 0
     book.close()
 
 
@@ -178,4 +183,29 @@ def test_open_alerts_in_full_for_technicians(tmp_path: Path) -> None:
     assert alert["ticket"] == "42"
     book.observe(result("ok", 300))  # recovered: no longer open
     assert book.open_alert_details() == {}
+    book.close()
+
+
+def test_a_ticket_whose_answer_was_lost_is_not_made_twice_in_request_tracker(
+    request_tracker: RequestTracker, tmp_path: Path
+) -> None:
+    """The first creation skips RT's search (nothing can be there yet); RT makes the
+    ticket but its answer is lost on the way back (a proxy drops the connection); the
+    retry searches, finds it, and makes no second one."""
+    rt = request_tracker
+    book = AlertBook(tmp_path / "relay.db")
+    for minute in range(3):
+        book.observe(result("failing", minute * 60.0))
+    (opening,) = book.pending()
+    with AnswerLosingProxy(rt.url, lose_answers=1) as proxy:
+        desk = RequestTrackerAlerts(proxy.url, user=rt.user, password=rt.password)
+        assert deliver(book, desk) == 0
+        assert proxy.lost == 1
+        (made,) = tickets_tagged(rt, opening.alert_tag)  # RT has it; the relay does not know
+        assert book.ticket(opening.alert_id) is None
+        (retry,) = book.pending()
+        assert not retry.first_attempt
+        assert deliver(book, desk) == 1
+    assert tickets_tagged(rt, opening.alert_tag) == [made]
+    assert book.ticket(opening.alert_id) == str(made)
     book.close()

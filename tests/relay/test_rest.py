@@ -84,6 +84,10 @@ def test_healthz_and_openapi_need_no_token(tmp_path: Path) -> None:
             "/api/queue/{request_id}/accept",
             "/api/queue/{request_id}/decline",
             "/api/queue/{request_id}/transfer",
+            "/help/requests/{request_id}/self-help",
+            "/help/requests/{request_id}/outcomes",
+            "/api/outcomes",
+            "/api/outcomes/recheck",
         }
         assert set(document["paths"]["/api/sessions"]) == {"get", "post"}
         assert set(document["paths"]["/api/sessions/{session_id}"]) == {

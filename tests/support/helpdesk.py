@@ -212,9 +212,12 @@ class RequestTracker:
     user = "root"
     password = "password"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, server_args: tuple[str, ...] = ()) -> None:
+        """``server_args``: more rt-server options, e.g. ``("--max-workers", "2")`` (it
+        runs Starlet with 10 worker processes unless told)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self._workdir = workdir
+        self._server_args = server_args
         self._database = workdir / "rtdb"
         shutil.copyfile(RT_DATABASE, self._database)
         (workdir / "conf.d").mkdir(exist_ok=True)
@@ -245,7 +248,7 @@ class RequestTracker:
         self._logfile = self._workdir / f"rt-{port}.log"
         self._log = self._logfile.open("w")
         self.proc = subprocess.Popen(
-            [str(RT_SERVER), "--port", str(port)],
+            [str(RT_SERVER), "--port", str(port), *self._server_args],
             cwd=self._workdir,
             env=env,
             stdin=subprocess.DEVNULL,
