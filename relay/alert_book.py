@@ -235,8 +235,7 @@ class AlertBook:
         """
         with self._db.transaction():
             marked = self._db.execute(
-                "INSERT INTO alert_book_upgrades (name) VALUES (?) "
-                "ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO alert_book_upgrades (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
                 (_ATTEMPTS_BEGUN,),
             )
             if marked.rowcount == 1:
