@@ -201,7 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.request is not None:
         from agent.help_request import request_help
 
-        # The window's "Get help" is not built yet: a request runs in the console.
+        if not args.console:
+            from agent import tk_ui
+
+            problem = tk_ui.display_problem()
+            if problem is None:  # the window's Get help, its form filled in from here
+                from agent.tk_help import get_help
+
+                return tk_ui.run_window(args, None, baked, None, get_help(args, baked))
+            print(t("app.no_display", detail=problem), flush=True)
         return asyncio.run(
             request_help(
                 args.relay,
@@ -236,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
 
         problem = tk_ui.display_problem()
         if problem is None:
-            return tk_ui.run_window(args, code, baked, nameplate)
+            offer = None
+            if code is None and nameplate is None:  # no code yet: Get help too
+                from agent.tk_help import get_help
+
+                offer = get_help(args, baked)
+            return tk_ui.run_window(args, code, baked, nameplate, offer)
         print(t("app.no_display", detail=problem), flush=True)
     if code is None:
         prompt = t("app.digits_prompt", nameplate=nameplate) if nameplate else t("app.code_prompt")

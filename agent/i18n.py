@@ -29,6 +29,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from agent.get_help_words import GET_HELP_WORDS
 from agent.self_help_words import SELF_HELP_WORDS
 from protocol.customer_words import CUSTOMER_WORDS
 
@@ -43,6 +44,8 @@ CATALOG: dict[str, dict[str, str]] = {
     **CUSTOMER_WORDS,
     # Self-help while a request waits (agent.self_help), in a module of its own --------
     **SELF_HELP_WORDS,
+    # The window's Get help (agent.tk_help, agent.tk_self_help), in a module of its own
+    **GET_HELP_WORDS,
     # Help requests (agent.help_request) ---------------------------------------------
     "opt.request": {
         "en": "ask your organisation's help desk for help without a code: describe the problem in one line",

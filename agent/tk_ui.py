@@ -655,12 +655,13 @@ class CustomerWindow:
         detail: str,
         answer: Callable[[bool], None],
         documents: tuple[tuple[str, str], ...] = (),
+        heading: str | None = None,
     ) -> None:
         tk = self.tk
         dialog = self._open_dialog(t("tk.consent_title"))
         tk.Label(
             dialog,
-            text=t("tk.consent_heading", name=self._technician, title=title),
+            text=heading or t("tk.consent_heading", name=self._technician, title=title),
             font=("TkDefaultFont", 13, "bold"),
             wraplength=440,
             justify="left",
@@ -684,8 +685,10 @@ class CustomerWindow:
             ).pack(anchor="w", pady=(6, 0))
         self._allow_or_deny(dialog, answer)
 
-    def _allow_or_deny(self, dialog: Any, answer: Callable[[bool], None]) -> None:
-        """The Allow and Deny buttons of ``dialog``, armed (see :meth:`_arm`)."""
+    def _allow_or_deny(
+        self, dialog: Any, answer: Callable[[bool], None], words: tuple[str, str] | None = None
+    ) -> None:
+        """The Allow and Deny buttons of ``dialog`` (or ``words``), armed (see :meth:`_arm`)."""
         row = self.tk.Frame(dialog)
         row.pack(fill="x", pady=(14, 0))
 
@@ -693,9 +696,10 @@ class CustomerWindow:
             answer(value)
             self.close_dialog()
 
-        allow = self._button(row, t("tk.allow"), ALLOW_COLOUR, lambda: done(True))
+        yes, no = words or (t("tk.allow"), t("tk.deny"))
+        allow = self._button(row, yes, ALLOW_COLOUR, lambda: done(True))
         allow.pack(side="left", expand=True, fill="x", padx=(0, 6))
-        deny = self._button(row, t("tk.deny"), DENY_COLOUR, lambda: done(False))
+        deny = self._button(row, no, DENY_COLOUR, lambda: done(False))
         deny.pack(side="left", expand=True, fill="x", padx=(6, 0))
         self._arm(dialog, [(allow, ALLOW_COLOUR), (deny, DENY_COLOUR)])
 
@@ -812,13 +816,14 @@ class CustomerWindow:
         what: str,
         items: list[ReviewItem],
         answer: Callable[[list[tuple[str | int, ...]]], None],
+        intro: str | None = None,
     ) -> None:
         tk = self.tk
         dialog = self._open_dialog(t("review.title"))
         tk.Label(dialog, text=t("review.title"), font=("TkDefaultFont", 13, "bold")).pack(
             anchor="w"
         )
-        tk.Label(dialog, text=t("review.intro"), wraplength=520, justify="left").pack(
+        tk.Label(dialog, text=intro or t("review.intro"), wraplength=520, justify="left").pack(
             anchor="w", pady=(4, 8)
         )
         # The buttons first, at the bottom, so a long list can never push them away.
@@ -979,8 +984,10 @@ def run_window(
     code: SessionCode | None,
     baked: BakedSettings,
     nameplate: str | None = None,
+    on_open: Callable[[CustomerWindow, dict[str, int]], None] | None = None,
 ) -> int:
-    """Open the window; run sessions from it on a worker thread. Returns the exit status."""
+    """Open the window (``on_open(window, status)`` may add to it, agent.tk_help); run
+    sessions from it on a worker thread. Returns the exit status (``status["code"]``)."""
     import tkinter as tk
 
     from agent.app import run_agent
@@ -1016,6 +1023,8 @@ def run_window(
         ).start()
 
     window = CustomerWindow(root, connect, code, titles, nameplate)
+    if on_open is not None:  # more to offer (agent.tk_help's Get help)
+        on_open(window, status)
     if args.code and code is not None:
         root.after(100, window._on_connect)  # typed on the command line: no need to confirm
     root.mainloop()

@@ -41,6 +41,9 @@ CATEGORIES_FORMAT = "puente-categories/1"
 CATEGORY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 MAX_CATEGORIES = 100
 MAX_TITLE = 80
+#: The longest description of a help request, in characters: the relay refuses a longer
+#: one, and the agent's form and console say so before anything is sent.
+MAX_DESCRIPTION = 500
 
 
 @dataclass(frozen=True)

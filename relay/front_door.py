@@ -128,6 +128,9 @@ class FrontDoor:
                 request, connection.request_body, self.relay.store.authenticate
             )
         elif (held := self._api.help.long_poll(request)) is not None:
+            # Held up to LONG_POLL_SECONDS by the queue itself: past open_timeout, which
+            # would otherwise cut a quiet queue's wait with no answer at all.
+            connection.lift_open_timeout()
             logger.info("http %s %s held (long-poll) ip=%s", request.method, request.path, ip)
             return held
         else:

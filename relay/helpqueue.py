@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.categories import parse_category_list
+from protocol.categories import MAX_DESCRIPTION, parse_category_list
 from protocol.errors import TrustError
 
 from .errors import QueueRefusal
@@ -63,7 +63,6 @@ from .tokens import hash_secret
 
 logger = logging.getLogger("relay.helpqueue")
 
-MAX_DESCRIPTION = 500
 PER_ADDRESS = 5  # per 10 minutes
 PER_ORGANISATION = 200  # per hour
 OFFER_TIMEOUT = 120.0

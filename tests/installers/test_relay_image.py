@@ -82,21 +82,40 @@ def test_image_configuration(image: str) -> None:
     assert env["PUENTE_DATA_DIR"] == "/var/lib/puente" and env["PUENTE_HOST"] == "0.0.0.0"
 
 
+def serve_in(container: str) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """The image's relay serving on a spare port: the process, the port, ``buildah run``.
+
+    A port free a moment ago may be taken by the time the container starts (other tests
+    and programs on this machine bind ports too): then the relay says so and ends, and
+    another port is tried.
+    """
+    for _ in range(3):
+        port = spare_port()
+        run = ["run", "--isolation", "chroot", "--env", f"PUENTE_PORT={port}", container, "--"]
+        relay = subprocess.Popen(
+            ["buildah", *run, "puente-relay", "serve"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert relay.stdout is not None and relay.stderr is not None
+        first = relay.stdout.readline()
+        if first:
+            assert re.search(r"listening on http://0\.0\.0\.0:\d+", first)
+            return relay, port, run
+        log = relay.stderr.read()
+        status = relay.wait(10)
+        if "already in use" not in log:
+            pytest.fail(f"the relay in the image ended at start (status {status}): {log[-3000:]}")
+    pytest.fail("three spare ports were taken before the relay in the image could listen")
+
+
 def test_the_image_answers_healthz_and_pairs_an_agent_with_a_technician(
     image: str, tmp_path: Path
 ) -> None:
     container = buildah("from", "--name", f"puente-test-{secrets.token_hex(4)}", image).strip()
-    port = spare_port()
-    run = ["run", "--isolation", "chroot", "--env", f"PUENTE_PORT={port}", container, "--"]
-    relay = subprocess.Popen(
-        ["buildah", *run, "puente-relay", "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    relay, port, run = serve_in(container)
     try:
-        assert relay.stdout is not None
-        assert re.search(r"listening on http://0\.0\.0\.0:\d+", relay.stdout.readline())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
             assert json.loads(reply.read()) == {"status": "ok"}
         # The image's own healthcheck command, inside the container.

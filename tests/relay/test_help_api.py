@@ -145,3 +145,34 @@ def test_a_waiting_request_survives_a_relay_restart(tmp_path: Path) -> None:
 
     run_with_relay(tmp_path, before)
     run_with_relay(tmp_path, after)  # a new relay process's state: only the store is kept
+
+
+def test_a_held_long_poll_outlives_the_handshake_deadline(tmp_path: Path) -> None:
+    """In a quiet queue the customer's long-poll is held past ``open_timeout`` (the queue
+    bounds it by LONG_POLL_SECONDS), not cut with no answer: the agent would show "could
+    not reach the relay" every few seconds while nothing is wrong."""
+
+    async def scenario(relay: RelayServer) -> None:
+        tokens = set_up(relay)
+        view = (await http_request(relay, "POST", "/help/requests", json_body=REQUEST)).json()
+        held = asyncio.ensure_future(
+            http_request(
+                relay,
+                "GET",
+                f"/help/requests/{view['request_id']}?after={view['version']}",
+                headers={"Authorization": f"Bearer {view['token']}"},
+            )
+        )
+        await asyncio.sleep(1.5)  # three times the deadline of an opening handshake
+        assert not held.done()
+        await http_request(
+            relay,
+            "PUT",
+            "/api/availability",
+            token=tokens["Ana"],
+            json_body={"availability": "available"},
+        )
+        answer = await asyncio.wait_for(held, 5)
+        assert answer.status == 200 and answer.json()["state"] == "offered"
+
+    run_with_relay(tmp_path, scenario, open_timeout=0.5)

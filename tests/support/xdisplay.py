@@ -246,3 +246,25 @@ def x_clipboard(display: str, text: str | None = None) -> str:
         check=True,
     )
     return text
+
+
+def close_window(display: str, window: str) -> None:
+    """Press ``window``'s close box, as a window manager does for a person: send it
+    WM_DELETE_WINDOW (Xvfb has no window manager, and xdotool only destroys windows)."""
+    from Xlib import X, protocol
+    from Xlib.display import Display
+
+    connection = Display(display)
+    try:
+        target = connection.create_resource_object("window", int(window))
+        event = protocol.event.ClientMessage(
+            window=target,
+            client_type=connection.intern_atom("WM_PROTOCOLS"),
+            data=(32, [connection.intern_atom("WM_DELETE_WINDOW"), X.CurrentTime, 0, 0, 0]),
+        )
+        target.send_event(event, event_mask=X.NoEventMask)
+        # A round trip: the server has done the request before the connection closes
+        # (a close with unread data resets the socket and may lose it).
+        connection.sync()
+    finally:
+        connection.close()
