@@ -16,13 +16,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.identity import raw_public_key
-from relay.alert_book import AlertBook
+from relay.alert_book import AlertBook, RequestTrackerAlerts
+from relay.alert_delivery import deliver
 from relay.alerts import Action, Observation
 from relay.device_sql import DeviceDatabase, Lease
 from relay.enrolment import EnrolmentBook
 from relay.errors import EnrolmentRefused
 from relay.presence import PresenceBook, open_tickets, stored_details
 from tests.support.device_fixtures import relay_cli
+from tests.support.rt_doubles import RequestTrackerStandIn
 from tests.support.services import PostgresServer, postgres_server  # noqa: F401  (fixture)
 from tests.support.timeouts import scaled
 
@@ -163,6 +165,33 @@ def test_one_alert_per_device_and_check_when_two_nodes_see_the_results(
     finally:
         for book in books:
             book.close()
+
+
+def test_concurrent_alert_delivery_on_every_store(database: DeviceDatabase) -> None:
+    """relay.alert_delivery on either store's connection: nodes opening the book at once
+    upgrade it once (a new action is still a first attempt, which does not search);
+    alerts go at once; an answer lost on the way back is retried with a search and
+    makes nothing twice."""
+    database.connect().close()  # the tables made; the books' upgrade is what races
+    opened = Racer(lambda: AlertBook(database), 4).race(lambda node: node.pending())
+    assert opened == [[], [], [], []], opened
+    book = AlertBook(database)
+    try:
+        with RequestTrackerStandIn() as stand_in:
+            for device in ("desk-1", "desk-2", "desk-3"):
+                for reported_at in (100, 200):
+                    book.observe(failure(device, reported_at))
+            assert [a.first_attempt for a in book.pending()] == [True, True, True]
+            stand_in.lose_answers = 1
+            desk = RequestTrackerAlerts(stand_in.url, token="t", timeout=scaled(30))
+            assert deliver(book, desk, workers=3) == 2
+            (retry,) = book.pending()
+            assert not retry.first_attempt
+            assert deliver(book, desk) == 1
+            assert len(stand_in.tickets) == 3 and stand_in.count("search") == 1
+            assert book.ticket(retry.alert_id) is not None
+    finally:
+        book.close()
 
 
 class _LeaseBook:
