@@ -119,7 +119,10 @@ def test_a_help_request_session_pairs_without_a_code_and_the_relay_sees_nothing(
     # The relay (through the proxy: every byte both ends exchanged with it) saw neither
     # the content nor the certificate nor any private key.
     diagnostics = json.dumps(result, sort_keys=True)
-    samples = [v for v in _strings(result) if len(v) >= 12][:20]
+    # Words the relay says itself (its Server header, its program name in the customer's
+    # process list) prove nothing about what it saw of the content.
+    public = b"HTTP/1.1 puente-relay Server:"
+    samples = [v for v in _strings(result) if len(v) >= 12 and v.encode() not in public][:20]
     assert samples, diagnostics[:200]
     for sample in samples:
         assert sample.encode() not in recorded, f"the relay saw {sample!r}"
