@@ -12,7 +12,10 @@ When the relay says a technician asks for an unattended session, the device star
 ``puente-agent unattended`` for it (:mod:`agent.unattended`; one at a time), which
 pairs end to end and lets the owner's policy decide; a system service also listens
 for the helpers of the people signed in (:mod:`agent.helper_hub`) and hands each
-session its way to them.
+session its way to them. When the relay passes on a newer policy or fix bundles the
+organisation published, the device verifies and applies or refuses them
+(:mod:`agent.device_updates`), answers ``updated``, and goes on under the policy in
+force (redialling at once when it changed, so everything runs under it).
 A refusal by the relay (an unknown device, a key that does not match) ends the loop
 with the relay's sentence; a dropped link is redialled after an exponential,
 jittered wait (the relay may be restarting along with many devices).
@@ -34,6 +37,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from agent.device_updates import apply_update
 from agent.enrolment import DeviceState
 from agent.errors import HubUnavailable
 from agent.failure_actions import FailureActions
@@ -53,7 +57,8 @@ CHECK_TICK = 60.0
 #: third of the frames of the websockets default (20 s) across 10,000 devices.
 LINK_SETTINGS: dict[str, Any] = {
     "compression": None,
-    "max_size": wire.MAX_MESSAGE,
+    # An update carries fix bundles; every other message the relay sends is small.
+    "max_size": wire.MAX_UPDATE_MESSAGE,
     "ping_interval": 60,
     "ping_timeout": 30,
 }
@@ -62,6 +67,14 @@ BACKOFF_BASE, BACKOFF_CAP = 1.0, 60.0
 
 class DeviceRefused(Exception):
     """The relay refused this device; the message is its sentence."""
+
+
+class PolicyChanged(Exception):
+    """An update put a new policy in force: go on under ``state``'s."""
+
+    def __init__(self, state: DeviceState) -> None:
+        super().__init__("the policy in force changed")
+        self.state = state
 
 
 def _ws_url(relay: str) -> str:
@@ -91,7 +104,10 @@ async def say_goodbye(state: DeviceState, ssl: ssl_module.SSLContext | None = No
     async with connect(_ws_url(state.relay), ssl=ssl, **LINK_SETTINGS) as websocket:
         await _prove(websocket, state)
         await websocket.send(wire.encode("unenrol"))
-        answer = wire.parse_device_message(await websocket.recv())
+        while True:
+            answer = wire.parse_device_message(await websocket.recv())
+            if answer["type"] not in ("update", "unattended"):  # none is for us now
+                break
         if answer["type"] != "goodbye":
             raise DeviceRefused(str(answer.get("message", "the relay did not say goodbye")))
 
@@ -109,16 +125,14 @@ async def stay_online(
     ``ca_file`` is passed on to the unattended sessions it starts. ``helper_socket``
     (a system service's): where the helpers of the people signed in connect
     (:mod:`agent.helper_hub`), through which those sessions ask and show the banner."""
-    policy = state.verified_policy()
     hub = await _open_hub(helper_socket, say) if helper_socket is not None else None
     sessions = UnattendedStarter(state, say, ca_file, hub)
-    actions = FailureActions(state, policy)
     this = asyncio.current_task()
     if this is not None:  # a service manager stops the device with SIGTERM: stop cleanly
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
     try:
-        await _stay_online(state, say, ssl, check_tick, policy, sessions, actions)
+        await _stay_online(state, say, ssl, check_tick, sessions)
     finally:
         sessions.stop()  # an unattended session does not outlive the device link
         if hub is not None:
@@ -142,10 +156,10 @@ async def _stay_online(
     say: Callable[[str], None],
     ssl: ssl_module.SSLContext | None,
     check_tick: float,
-    policy: DevicePolicy,
     sessions: UnattendedStarter,
-    actions: FailureActions,
 ) -> None:
+    policy = state.verified_policy()
+    actions = FailureActions(state, policy)
     last_runs: dict[str, float] = {}
     attempt = 0
     latest: list[str] = []  # the last results message, sent again after a reconnect
@@ -170,8 +184,14 @@ async def _stay_online(
                             check_tick,
                             actions,
                         ),
-                        _listen(websocket, sessions),
+                        _listen(websocket, sessions, state, policy, say),
                     )
+            except PolicyChanged as change:
+                state, policy = change.state, change.state.verified_policy()
+                actions = FailureActions(state, policy)  # its counts are kept on disk
+                sessions.state = state
+                last_runs.clear()  # the new policy's checks run at once
+                say(t("update.policy_in_force", number=policy.number))
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 attempt += 1
                 ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt - 1, 10))
@@ -250,8 +270,14 @@ async def _first_of(*work: Coroutine[Any, Any, None]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _listen(websocket: ClientConnection, sessions: UnattendedStarter) -> None:
-    """What the relay sends once the device is online: unattended requests only."""
+async def _listen(
+    websocket: ClientConnection,
+    sessions: UnattendedStarter,
+    state: DeviceState,
+    policy: DevicePolicy,
+    say: Callable[[str], None],
+) -> None:
+    """What the relay sends once the device is online: unattended requests, updates."""
     async for text in websocket:
         try:
             message = wire.parse_device_message(text)
@@ -259,6 +285,22 @@ async def _listen(websocket: ClientConnection, sessions: UnattendedStarter) -> N
             continue  # a newer relay's message: nothing to do with it here
         if message["type"] == "unattended":
             await sessions.start(message["nameplate"], message["ticket_id"])
+        elif message["type"] == "update":
+            done = await asyncio.to_thread(
+                apply_update, state, policy, message["policy"], message["fixes"]
+            )
+            say(t(f"update.{done.outcome}", note=safe_text(done.note, wire.MAX_NOTE)))
+            await websocket.send(
+                wire.encode(
+                    "updated",
+                    id=message["id"],
+                    outcome=done.outcome,
+                    policy=done.policy_number,
+                    note=done.note[: wire.MAX_NOTE],
+                )
+            )
+            if done.state is not None:
+                raise PolicyChanged(done.state)
     raise ConnectionError("the relay closed the device's connection")
 
 
@@ -273,7 +315,7 @@ class UnattendedStarter:
         ca_file: str | None,
         hub: HelperHub | None = None,
     ):
-        self._state = state
+        self.state = state
         self._say = say
         self._ca_file = ca_file
         self._hub = hub
@@ -290,7 +332,7 @@ class UnattendedStarter:
         fd = helpers.fileno() if helpers is not None else None
         try:
             self._running = await asyncio.create_subprocess_exec(
-                *command_line(self._state.folder, nameplate, ticket, self._ca_file, fd),
+                *command_line(self.state.folder, nameplate, ticket, self._ca_file, fd),
                 stdin=asyncio.subprocess.DEVNULL,
                 pass_fds=() if fd is None else (fd,),
             )

@@ -58,6 +58,7 @@ from protocol.safe_text import safe_text
 
 #: Kept in the state folder by agent.failure_actions (named here, which it imports).
 AUDIT_FILE, FIXES_FOLDER = "audit.log", "fixes"
+FAILURE_COUNTS_FILE = "failure-counts.json"
 KEY_FILE = "device.key"
 STATE_FILE = "device.json"
 TIMEOUT = 15.0
@@ -252,10 +253,10 @@ def unenrol(folder: Path, tell_relay: Callable[[DeviceState], str | None]) -> st
     if state is None:
         return t("unenrol.nothing", folder=folder)
     problem = tell_relay(state)
-    for name in (KEY_FILE, STATE_FILE, HISTORY_FILE, AUDIT_FILE):
+    for name in (KEY_FILE, STATE_FILE, HISTORY_FILE, AUDIT_FILE, FAILURE_COUNTS_FILE):
         (folder / name).unlink(missing_ok=True)
-    for path in folder.glob("fix-versions-*.json"):
-        path.unlink()
+    for path in [*folder.glob("fix-versions-*.json"), *folder.glob("*.new")]:
+        path.unlink()  # .new: a file being replaced when the service stopped
     shutil.rmtree(folder / FIXES_FOLDER, ignore_errors=True)
     if not any(folder.iterdir()):
         shutil.rmtree(folder)

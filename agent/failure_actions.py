@@ -6,8 +6,11 @@ Rules (deny by default; the order matters):
 1. A check that names an ``action`` counts its consecutive failures here. The action
    is due when the count reaches the check's ``failures_before_alert`` (the count at
    which the relay opens the alert), once per run of failures: a pass starts again.
-   Nothing is due inside a maintenance window (no alert opens then either). The count
-   lives in memory: a restarted service starts counting again.
+   Nothing is due inside a maintenance window (no alert opens then either). The counts
+   are kept in the state folder (``failure-counts.json``, owner only, replaced whole at
+   each change), so a restarted service goes on counting where it stopped, as the
+   relay does: an action neither runs twice for one run of failures nor misses its
+   turn. An unreadable file counts from zero, and says so in the audit log.
 2. The fix is the bundle ``fixes/ACTION.puentefix`` in the state folder (copied there
    by ``puente-agent enrol --fix``), verified at every run against the pinned
    organisation key, with the versions seen (no rollback): unsigned, another
@@ -27,6 +30,7 @@ Rules (deny by default; the order matters):
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -35,7 +39,7 @@ from pathlib import Path
 from agent.audit import AgentLog
 from agent.capabilities.fixes import FixRequest, interpreter_command, is_admin, run_script
 from agent.consent import authorize_failure_action
-from agent.enrolment import AUDIT_FILE, FIXES_FOLDER, DeviceState
+from agent.enrolment import AUDIT_FILE, FAILURE_COUNTS_FILE, FIXES_FOLDER, DeviceState
 from agent.errors import AgentError, ConsentDeclined
 from agent.i18n import t
 from agent.monitoring.history import owner_only_directory
@@ -73,11 +77,12 @@ class FailureActions:
         self.state = state
         self.policy = policy
         self._organisation_key = load_public_key(state.organisation_key_pem.encode())
-        self._failures: dict[str, int] = {}
+        self._failures: dict[str, int] = self._read_counts()
 
     def due(self, report: Report) -> list[CheckDefinition]:
         """Rule 1: the checks whose action is due after ``report``."""
         due = []
+        before = dict(self._failures)
         quiet = self.policy.in_maintenance(int(report.at))
         for result in report.results:
             check = self.policy.check(result.check)
@@ -90,7 +95,56 @@ class FailureActions:
             self._failures[check.id] = count
             if count == check.failures_before_alert and not quiet:
                 due.append(check)
+        if self._failures != before:
+            self._write_counts()
         return due
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Consecutive failures per check with an action (rule 1), as kept."""
+        return dict(self._failures)
+
+    def _read_counts(self) -> dict[str, int]:
+        """The kept counts of the policy's checks with an action; {} if there are none."""
+        path = self.state.folder / FAILURE_COUNTS_FILE
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            self._log(t("actions.counts_unreadable", path=path, reason=exc))
+            return {}
+        counts = kept.get("failures") if isinstance(kept, dict) else None
+        if not isinstance(counts, dict):
+            self._log(t("actions.counts_unreadable", path=path, reason="not a table of counts"))
+            return {}
+        acting = {check.id for check in self.policy.checks if check.action is not None}
+        return {
+            check: count
+            for check, count in counts.items()
+            if check in acting
+            and isinstance(count, int)
+            and not isinstance(count, bool)
+            and count > 0
+        }
+
+    def _write_counts(self) -> None:
+        """Replace the kept counts whole (a crash leaves the old file or the new one)."""
+        path = self.state.folder / FAILURE_COUNTS_FILE
+        partial = path.with_name(path.name + ".new")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump({"failures": self._failures}, file, sort_keys=True)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+
+    def _log(self, line: str) -> None:
+        log = AgentLog(self.state.folder / AUDIT_FILE)
+        try:
+            log.write(line)
+        finally:
+            log.close()
 
     async def run(self, check: CheckDefinition) -> ActionOutcome:
         """Rules 2 to 5 for one due check; the outcome is in the audit log already."""

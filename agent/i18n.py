@@ -1080,6 +1080,26 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "The policy names the fix {fix} as a failure action, but it was not given with --fix; it will be reported as not run until this computer is enrolled again with it.",
         "es": "La directiva nombra la corrección {fix} como acción ante fallos, pero no se dio con --fix; se indicará que no se ejecutó hasta que este equipo se inscriba de nuevo con ella.",
     },
+    "update.applied": {
+        "en": "Your help desk updated this computer's policy or fixes: {note}",
+        "es": "Su servicio de asistencia actualizó la directiva o las correcciones de este equipo: {note}",
+    },
+    "update.unchanged": {
+        "en": "Your help desk sent an update this computer already had; nothing changed.",
+        "es": "Su servicio de asistencia envió una actualización que este equipo ya tenía; no cambió nada.",
+    },
+    "update.refused": {
+        "en": "An update from your help desk was refused, and the policy you agreed to stays in force: {note}",
+        "es": "Se rechazó una actualización de su servicio de asistencia, y sigue en vigor la directiva que usted aceptó: {note}",
+    },
+    "update.policy_in_force": {
+        "en": "Now running under policy {number}.",
+        "es": "Ahora funciona con la directiva {number}.",
+    },
+    "actions.counts_unreadable": {
+        "en": "The kept count of failed checks {path} could not be read ({reason}); counting starts again from zero.",
+        "es": "No se pudo leer el recuento guardado de comprobaciones fallidas {path} ({reason}); la cuenta vuelve a empezar desde cero.",
+    },
     "enrol.actions.automatic": {
         "en": "- When a check fails, this computer runs by itself, without asking, the fix your help desk signed for it ({fixes}); each run is written in this computer's log and on the help desk's ticket.",
         "es": "- Cuando una comprobación falla, este equipo ejecuta por sí mismo, sin preguntar, la corrección que su servicio de asistencia firmó para ella ({fixes}); cada ejecución queda escrita en el registro de este equipo y en el ticket del servicio de asistencia.",

@@ -43,6 +43,16 @@ Rules (everything an agent accepts of a policy is decided here):
    to a week. Like ``failure_actions`` and ``every_seconds``, the signed body carries
    it only when it is not the default.
 10. Times are integer Unix seconds passed in as ``now``; nothing here reads a clock.
+11. An enrolled device takes a newer policy from its organisation without enrolling
+    again only if it widens nothing its owner agreed to (:func:`widenings`): more
+    unattended access (a mode further along ``never``, ``ask-deny``, ``ask-allow``,
+    ``allowed``; a shorter ``ask-allow`` countdown; a capability not listed before),
+    failure actions that run by themselves where none did, or fixes that run by
+    themselves that the owner was not shown, and check details leaving the device
+    (sealed where they stayed, or to the help desk's tickets where they did not). A
+    narrower or equal policy applies; a wider one needs the owner, like an enrolment.
+    The check id ``policy-update`` is the relay's (the alert of a refused update) and
+    no policy may use it.
 """
 
 from __future__ import annotations
@@ -87,6 +97,8 @@ MIN_REPEAT_COMMENT_SECONDS = 10
 WEEK_SECONDS = 7 * 86400
 MAX_TEXT = 500
 _CHECK_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+#: The relay's own alert for a refused policy update (rule 11).
+POLICY_UPDATE_CHECK = "policy-update"
 _FIX_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
@@ -310,6 +322,11 @@ def _parse_check(raw: Any, index: int) -> CheckDefinition:
             f"{where} needs an id of lowercase letters, digits, - or _ (for example 'disk-root')."
         )
     where = f"Check {check_id!r}"
+    if check_id == POLICY_UPDATE_CHECK:
+        raise _fail(
+            f"{where}: the id {POLICY_UPDATE_CHECK!r} names the relay's alert of a refused "
+            "policy update; give the check another id."
+        )
     kind = raw.get("kind")
     if kind not in CHECK_KINDS:
         raise UnknownCheckKind(
@@ -486,6 +503,48 @@ def policy_from_toml(text: str, organisation: str, organisation_key: str) -> Dev
     except tomllib.TOMLDecodeError as exc:
         raise _fail(f"The policy file is not valid TOML ({exc}).") from None
     return _parse_body(raw, organisation, organisation_key)
+
+
+# ---------------------------------------------------------------------------
+# Updates (rule 11)
+# ---------------------------------------------------------------------------
+
+
+def _automatic_fixes(policy: DevicePolicy) -> set[str]:
+    if not policy.failure_actions:
+        return set()
+    return {check.action for check in policy.checks if check.action is not None}
+
+
+def widenings(agreed: DevicePolicy, offered: DevicePolicy) -> list[str]:
+    """What ``offered`` allows beyond the ``agreed`` policy (rule 11), each as a phrase
+    for a sentence ("it would ..."); empty when it is narrower or equal."""
+    found: list[str] = []
+    before, after = agreed.unattended, offered.unattended
+    rank = UNATTENDED_MODES.index
+    if rank(after.mode) > rank(before.mode):
+        found.append(f"let technicians in unattended as {after.mode!r}, not {before.mode!r}")
+    elif (
+        after.mode == before.mode == "ask-allow"
+        and after.countdown_seconds < before.countdown_seconds
+    ):
+        found.append(
+            f"let technicians in after a countdown of {after.countdown_seconds} s, "
+            f"not {before.countdown_seconds} s"
+        )
+    added = [c for c in after.capabilities if c not in before.capabilities]
+    if added and after.mode != "never":
+        found.append(f"allow {', '.join(added)} in unattended sessions")
+    if offered.failure_actions and not agreed.failure_actions:
+        found.append("run fixes by themselves when a check fails")
+    new_fixes = sorted(_automatic_fixes(offered) - _automatic_fixes(agreed))
+    if new_fixes and agreed.failure_actions:
+        found.append(f"run other fixes by themselves ({', '.join(new_fixes)})")
+    if offered.details_key and not agreed.details_key:
+        found.append("send check details off this computer (sealed to the organisation)")
+    if offered.details_to_help_desk and not agreed.details_to_help_desk:
+        found.append("let the help desk put check details on its tickets")
+    return found
 
 
 # ---------------------------------------------------------------------------

@@ -35,6 +35,19 @@ Presence is one WebSocket, ``/v1/device``, of small JSON text messages:
    rendezvous nameplate the device claims code-less with its device key. It names no
    technician: the device learns who asks only in the key exchange, end to end, and
    its own policy decides (:mod:`agent.unattended`).
+10. relay → ``{"type": "update", "id": N, "policy": DOCUMENT or null, "fixes": [B64...]}``
+    when the organisation published a new signed policy or fix bundles for the device
+    (``puente-relay enrolment publish``; N numbers the publication): the relay passes
+    them on unread. The device verifies each against its pinned organisation key and
+    applies a policy only if it is newer and widens nothing its owner agreed to
+    (:mod:`agent.device_updates`). Up to :data:`MAX_UPDATE_MESSAGE` long (a bundle is
+    up to 1 MiB): the relay spreads many bundles over several updates, each numbered
+    by the newest publication it carries, in order; every other message is
+    :data:`MAX_MESSAGE` at most.
+11. device → ``{"type": "updated", "id": N, "outcome": OUTCOME, "policy": NUMBER, "note":
+    SENTENCE}``: what became of update N (applied, unchanged or refused) and the number
+    of the policy the device now runs. A refusal raises the ``policy-update`` alert the
+    help desk sees (:mod:`relay.device_updates`); a later update applied resolves it.
 
 Every message is checked here (:func:`parse_device_message`); anything else is
 refused with a sentence (:class:`protocol.errors.MalformedDocument`).
@@ -55,6 +68,9 @@ ENROL_POLICY_PATH = "/v1/enrol/policy"
 PROOF_LABEL = b"puente/1 device presence\n"
 NONCE_SIZE = 32
 MAX_MESSAGE = 64 * 1024
+#: An update carries fix bundles (1 MiB each at most, base64) as well as a policy.
+MAX_UPDATE_MESSAGE = 4 * 1024 * 1024
+UPDATE_OUTCOMES = ("applied", "unchanged", "refused")
 MAX_RESULTS = 100
 _DEVICE_ID = re.compile(r"[0-9a-f]{32}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -76,6 +92,8 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "unenrol": frozenset(),
     "goodbye": frozenset(),
     "unattended": frozenset({"nameplate", "ticket_id"}),
+    "update": frozenset({"id", "policy", "fixes"}),
+    "updated": frozenset({"id", "outcome", "policy", "note"}),
 }
 _NAMEPLATE = re.compile(r"[0-9]{3,12}")
 MAX_TICKET = 200
@@ -116,7 +134,7 @@ def _check_summary(item: Any) -> dict[str, Any]:
 
 def parse_device_message(text: str | bytes) -> dict[str, Any]:
     """One checked message of the device WebSocket (see the module doc)."""
-    if isinstance(text, bytes) or len(text) > MAX_MESSAGE:
+    if isinstance(text, bytes) or len(text) > MAX_UPDATE_MESSAGE:
         raise MalformedDocument("Device messages are small JSON texts.")
     try:
         message = json.loads(text)
@@ -127,6 +145,29 @@ def parse_device_message(text: str | bytes) -> dict[str, Any]:
     kind = message.get("type")
     if kind not in MESSAGE_FIELDS or set(message) - {"type"} != MESSAGE_FIELDS[kind]:
         raise MalformedDocument(f"Unknown or malformed device message {str(kind)[:40]!r}.")
+    if kind != "update" and len(text) > MAX_MESSAGE:
+        raise MalformedDocument("Device messages are small JSON texts.")
+    if kind in ("update", "updated") and (
+        not isinstance(message["id"], int) or isinstance(message["id"], bool) or message["id"] < 1
+    ):
+        raise MalformedDocument("An update is numbered by the relay, from 1.")
+    if kind == "update":
+        fixes = message["fixes"]
+        if (
+            not (message["policy"] is None or isinstance(message["policy"], str))
+            or not isinstance(fixes, list)
+            or len(fixes) > 100
+            or not all(isinstance(item, str) for item in fixes)
+        ):
+            raise MalformedDocument("An update carries a signed policy or null, and fix bundles.")
+    if kind == "updated":
+        number, note = message["policy"], message["note"]
+        if message["outcome"] not in UPDATE_OUTCOMES:
+            raise MalformedDocument("An update's outcome is not one Puente knows.")
+        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+            raise MalformedDocument("An update's answer names the policy number the device runs.")
+        if not isinstance(note, str) or not 0 < len(note) <= MAX_NOTE:
+            raise MalformedDocument(f"An update's note is a text of 1 to {MAX_NOTE}.")
     if kind == "hello":
         check_device_id(message["device_id"])
     if kind == "results":

@@ -14,8 +14,9 @@ Rules (everything about order and durability lives here):
 2. Actions of different alerts go at once, up to ``workers`` calls in flight, the alert
    whose next action was owed first going first.
 3. Only the owner thread (the one running :meth:`AlertDelivery.deliver` or
-   :meth:`AlertDelivery.run`) touches the book: its SQLite connection is single-threaded,
-   and a write per call (a few milliseconds) is small beside the call. Workers only call
+   :meth:`AlertDelivery.run`) touches the book: its connection (SQLite or PostgreSQL,
+   :mod:`relay.device_sql`) is never shared between threads, and a write per call (a
+   few milliseconds) is small beside the call. Workers only call
    the help desk and hand back their outcome through a queue.
 4. An attempt is counted, and committed, before its call starts
    (:meth:`AlertBook.begin_attempt`). An action whose earlier attempt may have reached

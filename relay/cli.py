@@ -24,7 +24,7 @@ from typing import Any
 from protocol.allocator import keep_freed_memory
 from protocol.process import quiet_library_warnings, quiet_on_closed_stdout
 
-from . import audit, queue_cli, self_help_cli
+from . import audit, device_cli, queue_cli, self_help_cli
 from .alert_delivery import DEFAULT_WORKERS as ALERT_WORKERS
 from .config import RelayConfig
 from .connectors import Connector, RequestTrackerConnector, WebhookConnector
@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(deliveries)
     deliveries.add_argument("--all", action="store_true", help="include delivered events")
     deliveries.add_argument("--json", action="store_true", help="one JSON object per line")
-    _add_enrolment_commands(commands)
+    device_cli.add_commands(commands, _add_data_dir)
     return parser
 
 
@@ -573,45 +573,6 @@ def _add_downloads_parser(commands: Any) -> None:
         _add_data_dir(parser)
 
 
-def _add_enrolment_commands(commands: Any) -> None:
-    enrolment = commands.add_parser(
-        "enrolment",
-        help="enrolment tokens for devices the help desk looks after",
-        description="Make, list and withdraw enrolment tokens. A device enrols with "
-        "'puente-agent enrol --token TOKEN'; the token carries the organisation's signed "
-        "device policy (from 'puente-tech policy sign'), or none for the default: ask the "
-        "signed-in user and deny when nobody answers within 60 s, and the standard checks. "
-        "SQLite store only (--data-dir).",
-    )
-    actions = enrolment.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = actions.add_parser(
-        "create",
-        help="make a token; it is printed once, on the last line",
-        description="Make an enrolment token valid for N days and N devices. The relay "
-        "keeps only its hash; the token is printed once, as the last line of output.",
-    )
-    _add_data_dir(create)
-    create.add_argument("--uses", type=int, required=True, help="how many devices it may enrol")
-    create.add_argument("--valid-days", type=int, required=True, help="days it stays valid")
-    create.add_argument(
-        "--policy", type=Path, help="the signed device policy (default: the standard one)"
-    )
-    listing = actions.add_parser("list", help="list tokens (never their secrets)")
-    _add_data_dir(listing)
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    devices = commands.add_parser(
-        "devices",
-        help="enrolled devices: online or not, open alerts",
-        description="List enrolled devices with whether they are online (heard from within "
-        "three heartbeats) and their open alerts. Works while the relay is running.",
-    )
-    _add_data_dir(devices)
-    devices.add_argument("--json", action="store_true", help="one JSON object per line")
-    withdraw = actions.add_parser("withdraw", help="stop a token from enrolling anything more")
-    _add_data_dir(withdraw)
-    withdraw.add_argument("token_id", help="the token's id, as 'enrolment list' shows it")
-
-
 @quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``puente-relay`` with ``argv`` (default: the command line); return the exit status."""
@@ -647,9 +608,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "downloads":
             return downloads_command(args)
         if args.command == "enrolment":
-            return _enrolment(args)
+            return device_cli.run_enrolment(args)
         if args.command == "devices":
-            return _devices(args)
+            return device_cli.run_devices(args, functools.partial(_existing_store, args))
         return _technician(args)
     except (RelayError, ValueError) as exc:
         print(f"puente-relay: {exc}", file=sys.stderr)
@@ -942,88 +903,6 @@ def _technician(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
-
-
-def _enrolment(args: argparse.Namespace) -> int:
-    from .enrolment import EnrolmentBook, check_signed_policy
-
-    if args.database_url or not args.data_dir:
-        raise ConfigError(
-            "Enrolment tokens live in the SQLite store for now; pass --data-dir DIR "
-            "(PostgreSQL is not supported yet)."
-        )
-    policy = None
-    if getattr(args, "policy", None) is not None:
-        try:
-            policy = check_signed_policy(args.policy.read_bytes())
-        except OSError as exc:
-            raise ConfigError(f"Cannot read {args.policy} ({exc.strerror or exc}).") from None
-    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    book = EnrolmentBook(Path(args.data_dir) / DATABASE_NAME)
-    try:
-        if args.action == "create":
-            token, record = book.create_token(time.time(), args.uses, args.valid_days, policy)
-            expires = datetime.fromtimestamp(record.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            print(
-                f"Enrolment token {record.token_id}: {args.uses} device(s), valid until "
-                f"{expires}, policy: {args.policy or 'the default (ask, deny after 60 s)'}."
-            )
-            print("Give it to the device owner; it is shown only now:")
-            print(token)
-            return 0
-        if args.action == "withdraw":
-            if not book.withdraw(args.token_id):
-                raise ConfigError(
-                    f"No enrolment token {args.token_id!r}; see 'puente-relay enrolment list'."
-                )
-            print(f"Enrolment token {args.token_id} withdrawn; it enrols nothing more.")
-            return 0
-        for record in book.tokens():
-            if args.json:
-                print(json.dumps(record.as_dict()))
-                continue
-            state = "withdrawn" if record.withdrawn else f"{record.uses}/{record.uses_allowed} used"
-            expires = datetime.fromtimestamp(record.expires_at, UTC).strftime("%Y-%m-%d")
-            policy_word = "signed policy" if record.policy else "default policy"
-            print(f"{record.token_id}  {state}  until {expires}  {policy_word}")
-        return 0
-    finally:
-        book.close()
-
-
-def _devices(args: argparse.Namespace) -> int:
-    from .alert_book import AlertBook
-    from .devices import HEARTBEAT, MISSED_HEARTBEATS
-    from .enrolment import EnrolmentBook
-
-    store = _existing_store(args)  # the same refusal as other commands for a wrong DIR
-    store.close()
-    database = Path(args.data_dir) / DATABASE_NAME
-    enrolment, alerts = EnrolmentBook(database), AlertBook(database)
-    try:
-        now = time.time()
-        open_alerts = alerts.open_alerts()
-        for device in enrolment.devices():
-            recent = device.last_seen is not None and now - device.last_seen < (
-                HEARTBEAT * MISSED_HEARTBEATS
-            )
-            row = {
-                "device_id": device.device_id,
-                "online": device.online and recent,
-                "last_seen": device.last_seen,
-                "enrolled_at": device.enrolled_at,
-                "open_alerts": open_alerts.get(device.device_id, []),
-            }
-            if args.json:
-                print(json.dumps(row))
-                continue
-            state = "online" if row["online"] else "offline"
-            alerts_text = ", ".join(row["open_alerts"]) or "no open alerts"
-            print(f"{device.device_id}  {state}  {alerts_text}")
-        return 0
-    finally:
-        enrolment.close()
-        alerts.close()
 
 
 if __name__ == "__main__":

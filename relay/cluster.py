@@ -39,6 +39,15 @@ Rules::
                  can read Redis is inside the cluster's trust boundary.
     control      ending a session through the REST API on any node is published
                  on the control channel; the node holding its connections ends them.
+    devices      an enrolled device's WebSocket lives on one node; news about
+                 devices cross on the device channel (relay.devices handles them):
+                 ``tell`` asks the node holding a device's connection to pass it
+                 one message (an unattended request): the first node holding one
+                 claims the reply key (SET NX) and pushes "sent" or "failed" on
+                 it; the asking node waits a few seconds, then takes the device
+                 as offline. ``wake`` says an alert action is owed (the node
+                 delivering alerts looks at once); ``forgotten`` that a device was
+                 unenrolled (its connections elsewhere close).
     failures     Redis unreachable: claims that need routing are refused with
                  "shutdown" (try again), paired sessions go on. An owner that
                  cannot be reached: the claim is refused the same way. Losing a
@@ -83,6 +92,7 @@ logger = logging.getLogger("relay.cluster")
 PREFIX = "puente:"
 SECRET_KEY = PREFIX + "cluster-secret"
 CONTROL_CHANNEL = PREFIX + "control"
+DEVICE_CHANNEL = PREFIX + "device-news"
 NODES_KEY = PREFIX + "nodes"
 
 
@@ -187,6 +197,8 @@ class ClusterNode:
         self._join_ids = 0
         #: Connections this node currently passes on to other nodes.
         self.proxied = 0
+        #: Called with each message of the device channel (set by relay.devices).
+        self.on_device_message: Callable[[dict[str, Any]], object] | None = None
 
     # ------------------------------------------------------------------
     # Life
@@ -285,6 +297,44 @@ class ClusterNode:
                 name = device.decode() if isinstance(device, bytes) else str(device)
                 found[name] = max(found.get(name, 0.0), float(seen))
         return found
+
+    async def publish_device_message(self, message: dict[str, Any]) -> None:
+        """Say ``message`` to every node's devices (see ``devices`` in the module doc)."""
+        try:
+            await self._redis.publish(DEVICE_CHANNEL, json.dumps({**message, "node": self.node_id}))
+        except Exception as exc:
+            logger.warning("could not publish device news (%s); Redis unreachable", exc)
+
+    async def tell_device(self, device_id: str, text: str, timeout: float) -> bool:
+        """Pass ``text`` to ``device_id`` through the node holding its connection; True
+        once that node says it sent it, False if none did within ``timeout`` seconds."""
+        reply = f"{PREFIX}device-reply:{secrets.token_hex(12)}"
+        message = {"kind": "tell", "device_id": device_id, "text": text, "reply": reply}
+        try:
+            await self._redis.publish(DEVICE_CHANNEL, json.dumps({**message, "node": self.node_id}))
+            answer = await self._redis.blpop([reply], timeout=timeout)
+        except Exception as exc:
+            raise RedisUnavailable(str(exc)) from exc
+        if answer is None:
+            return False
+        value = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
+        return value == "sent"
+
+    async def claim_reply(self, reply: str) -> bool:
+        """Whether this node is the one to answer ``reply`` (the first to ask)."""
+        if not reply.startswith(f"{PREFIX}device-reply:"):
+            return False
+        try:
+            return bool(await self._redis.set(reply + ":by", self.node_id, nx=True, ex=60))
+        except Exception:
+            return False
+
+    async def reply(self, reply: str, sent: bool) -> None:
+        with contextlib.suppress(Exception):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(reply, "sent" if sent else "failed")
+                pipe.expire(reply, 60)
+                await pipe.execute()
 
     # ------------------------------------------------------------------
     # Routing
@@ -469,15 +519,33 @@ class ClusterNode:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CONTROL_CHANNEL)
+                    await pubsub.subscribe(CONTROL_CHANNEL, DEVICE_CHANNEL)
                     async for item in pubsub.listen():
-                        if item.get("type") == "message":
+                        if item.get("type") != "message":
+                            continue
+                        channel = item.get("channel")
+                        if isinstance(channel, bytes):
+                            channel = channel.decode()
+                        if channel == DEVICE_CHANNEL:
+                            self._device_news(item["data"])
+                        else:
                             self._control(item["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("cluster control channel lost (%s); resubscribing", exc)
                 await asyncio.sleep(1.0)
+
+    def _device_news(self, data: bytes | str) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            logger.warning("ignored a malformed device message")
+            return
+        if self.on_device_message is not None:
+            self.on_device_message(message)
 
     def _control(self, data: bytes | str) -> None:
         try:

@@ -8,7 +8,16 @@ down lazily and shared across cluster nodes (:mod:`relay.presence`), and feeds e
 result summary to the alert book
 (:mod:`relay.alert_book`), whose owed ticket actions one background thread delivers
 to Request Tracker when the relay has it configured, several alerts at once
-(:mod:`relay.alert_delivery`).
+(:mod:`relay.alert_delivery`), on one node of a cluster at a time: the one holding
+the delivery lease (:class:`relay.device_sql.Lease`); the thread runs only while this
+process holds it.
+
+Everything is kept in the relay's SQLite file, or in the PostgreSQL database of a
+cluster (:mod:`relay.device_sql`). In a cluster a device's WebSocket is on one node
+and a technician may ask any node: a message for the device (an unattended request)
+is passed over Redis to the node holding it (:meth:`relay.cluster.ClusterNode.tell_device`),
+and so are the news that an alert action is owed (to wake the node delivering) and
+that a device was unenrolled (to close its connections everywhere).
 
 The relay never sees what a check found, only which check, its kind, status and
 severity; details arrive sealed to the organisation's details key
@@ -28,7 +37,9 @@ import functools
 import http
 import json
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -48,16 +59,17 @@ from protocol.safe_text import safe_text
 
 from .alert_book import AlertBook, RequestTrackerAlerts, Ticketing
 from .alert_delivery import DEFAULT_WORKERS, AlertDelivery
-from .alerts import Observation
+from .alerts import Action, Observation
 from .cluster import ClusterNode
 from .config import RelayConfig
 from .connectors import RequestTrackerConnector
+from .device_sql import DeviceDatabase, Lease
+from .device_updates import UpdateDesk
 from .enrolment import EnrolmentBook
 from .errors import EnrolmentRefused, HeaderError
 from .events import EventType, NewEvent
 from .http import bearer_token, error_response, json_response
 from .presence import PresenceBook, SealedDetails, open_tickets, stored_details
-from .sqlite_store import DATABASE_NAME
 
 logger = logging.getLogger("relay.devices")
 
@@ -71,6 +83,12 @@ HEARTBEAT = 30
 MISSED_HEARTBEATS = 3
 #: Seconds a device has to answer the challenge.
 PROOF_TIMEOUT = 10.0
+#: The alert-delivery lease: held this long, renewed every third of it while its
+#: holder lives (relay.device_sql, rule "delivery").
+DELIVERY_LEASE = "alert-delivery"
+LEASE_SECONDS = 10.0
+#: Seconds a node waits for another to say it passed a message to a device.
+TELL_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -93,11 +111,11 @@ class Presence:
 
 
 class DeviceDesk:
-    """Everything the relay does for enrolled devices (SQLite store only)."""
+    """Everything the relay does for enrolled devices."""
 
     def __init__(
         self,
-        database: Path | None,
+        database: Path | DeviceDatabase | None,
         ticketing: Ticketing | None = None,
         heartbeat: int = HEARTBEAT,
         clock: Callable[[], float] = time.time,
@@ -109,19 +127,50 @@ class DeviceDesk:
         self._audit = audit
         self._clock = clock
         self._ticketing = ticketing
-        self._database = database
-        self._enrolment = EnrolmentBook(database) if database else None
-        self._alerts = AlertBook(database, clock) if database else None
-        self.presence_book = PresenceBook(database, clock, cluster) if database else None
+        self._cluster = cluster
+        self._database = DeviceDatabase.of(database) if database is not None else None
+        self._enrolment = EnrolmentBook(self._database) if self._database else None
+        self._alerts = AlertBook(self._database, clock) if self._database else None
+        # The event loop's own connection for the technicians' reads (details, tickets).
+        self._db = self._database.connect() if self._database else None
+        self.presence_book = (
+            PresenceBook(self._database, clock, cluster) if self._database else None
+        )
+        # Newer policies and fixes for the devices connected here (relay.device_updates).
+        self.updates = (
+            UpdateDesk(
+                self._database,
+                self._alerts,
+                clock,
+                functools.partial(self.tell, locally=True),
+                self._owed,
+                audit,
+            )
+            if self._database and self._alerts
+            else None
+        )
         # Live connections per device, oldest first: unenrolling drops every one of
         # them, and tell() speaks to the newest.
         self._connections: dict[str, list[ServerConnection]] = {}
         self._policies: dict[str, DevicePolicy] = {}
+        self._tokens: dict[str, str] = {}
+        self._spawned: set[asyncio.Task[Any]] = set()
+        #: Whether this process holds the delivery lease (as of its last renewal); the
+        #: delivery's owner thread runs only while it does.
+        self.delivering = False
+        self._holder = (
+            cluster.node_id
+            if cluster is not None
+            else f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
+        if cluster is not None:
+            cluster.on_device_message = self._cluster_message
         self._delivery = (
             AlertDelivery(ticketing, delivery_workers, retry_after=heartbeat)
-            if ticketing is not None and database is not None
+            if ticketing is not None and self._database is not None
             else None
         )
+        self._lease_task: asyncio.Task[None] | None = None
         self._delivery_task: asyncio.Task[None] | None = None
         self._stop_delivery = threading.Event()
 
@@ -130,41 +179,135 @@ class DeviceDesk:
     def start(self) -> None:
         """Deliver what a previous run still owed, then whatever comes."""
         if self._delivery is not None:
-            self._delivery_task = asyncio.create_task(
-                asyncio.to_thread(self._deliver_until_stopped), name="device-alerts"
-            )
+            self._lease_task = asyncio.create_task(self._lease_loop(), name="device-alerts-lease")
         if self.presence_book is not None:
             self.presence_book.start()
+        if self.updates is not None:
+            self.updates.start()
 
     async def close(self) -> None:
         if self.presence_book is not None:
             await self.presence_book.close()
-        if self._delivery is not None and self._delivery_task is not None:
-            self._stop_delivery.set()
-            self._delivery.poke()
-            # Returns at once: calls still in flight end on their own, their actions
-            # owed and counted as tried (relay.alert_delivery, rule 4).
-            await self._delivery_task
-        for book in (self._enrolment, self._alerts):
+        if self.updates is not None:
+            await self.updates.close()
+        if self._lease_task is not None:  # stops the delivery, then lets the lease go
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
+        for book in (self._enrolment, self._alerts, self._db):
             if book is not None:
                 book.close()
 
-    def _deliver_until_stopped(self) -> None:
-        """The delivery's owner thread, with its own connection to the book."""
+    async def _lease_loop(self) -> None:
+        """Take the delivery lease when it is free or lapsed, and keep it while alive;
+        deliver while it is held."""
+        assert self._database is not None
+        connection = await asyncio.to_thread(self._database.connect, thread_safe=True)
+        lease = Lease(connection, DELIVERY_LEASE, self._holder)
+        try:
+            while True:
+                try:
+                    held = await asyncio.to_thread(lease.take, self._clock(), LEASE_SECONDS)
+                except Exception:  # the database away: deliver nothing until it is back
+                    logger.exception("the alert-delivery lease could not be renewed")
+                    held = False
+                if held != self.delivering:
+                    logger.info("alert delivery %s here", "starts" if held else "stops")
+                    self.delivering = held
+                    if held:
+                        self._start_delivering()
+                    else:
+                        await self._stop_delivering()
+                await asyncio.sleep(LEASE_SECONDS / 3)
+        finally:
+            self.delivering = False
+            await self._stop_delivering()
+            # A clean stop lets the next node take over at once.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(lease.release)
+            connection.close()
+
+    def _start_delivering(self) -> None:
+        """The lease is ours: the delivery's owner thread starts (what a previous holder
+        still owed, then whatever comes)."""
+        self._stop_delivery = threading.Event()
+        self._delivery_task = asyncio.create_task(
+            asyncio.to_thread(self._deliver_until_stopped, self._stop_delivery),
+            name="device-alerts",
+        )
+
+    async def _stop_delivering(self) -> None:
+        """The lease is lost or let go: the owner thread stops. Calls still in flight
+        end on their own, their actions owed and counted as tried (relay.alert_delivery,
+        rule 4), so the next holder looks for what they made before making it again."""
+        task, self._delivery_task = self._delivery_task, None
+        if task is None or self._delivery is None:
+            return
+        self._stop_delivery.set()
+        self._delivery.poke()
+        try:
+            await asyncio.shield(task)
+        except Exception:
+            logger.exception("alert delivery ended with an error")
+
+    def _deliver_until_stopped(self, stop: threading.Event) -> None:
+        """The delivery's owner thread, with its own connection to the book
+        (relay.device_sql: a connection is never shared between threads at once)."""
         assert self._database is not None and self._delivery is not None
-        while not self._stop_delivery.is_set():
-            book = AlertBook(self._database, self._clock)
+        while not stop.is_set():
             try:
-                self._delivery.run(book, self._stop_delivery, idle=self.heartbeat)
+                book = AlertBook(self._database, self._clock)
+            except Exception:  # the database away: try again after a heartbeat
+                logger.exception("alert delivery cannot open the alert book")
+                stop.wait(self.heartbeat)
+                continue
+            try:
+                self._delivery.run(book, stop, idle=self.heartbeat)
             except Exception:  # a bug or a locked database: keep delivering
                 logger.exception("alert delivery failed; starting again in %d s", self.heartbeat)
-                self._stop_delivery.wait(self.heartbeat)
+                stop.wait(self.heartbeat)
             finally:
                 book.close()
 
     def _wake_delivery(self) -> None:
-        if self._delivery is not None:
+        """New actions may be owed: the owner thread, if it runs here, reads them now."""
+        if self._delivery is not None and self.delivering:
             self._delivery.poke()
+
+    def _owed(self) -> None:
+        """An alert action was recorded: deliver it here, or wake the node that delivers."""
+        self._wake_delivery()
+        if self._cluster is not None and not self.delivering:
+            self._spawn(self._cluster.publish_device_message({"kind": "wake"}))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
+    def _cluster_message(self, message: dict[str, Any]) -> None:
+        """What another node said about devices (relay.cluster, on the device channel)."""
+        kind = message.get("kind")
+        if kind == "wake":
+            self._wake_delivery()
+        elif kind == "tell" and message.get("device_id") in self._connections:
+            assert self._cluster is not None
+            self._spawn(self._tell_for(self._cluster, message))
+        elif kind == "forgotten" and isinstance(message.get("device_id"), str):
+            device_id = message["device_id"]
+            if device_id in self._connections and self.presence_book is not None:
+                self.presence_book.forgotten(device_id)
+                self._spawn(self._drop_others(device_id, None))
+
+    async def _tell_for(self, cluster: ClusterNode, message: dict[str, Any]) -> None:
+        """Pass another node's message to a device connected here, and say if it went."""
+        if not await cluster.claim_reply(str(message["reply"])):
+            return  # another node holding a connection of the device took it
+        device_id = str(message["device_id"])
+        sent = await self.tell(device_id, str(message["text"]), locally=True)
+        await cluster.reply(str(message["reply"]), sent)
+        logger.info(
+            "message passed for node=%s device=%s sent=%s", message.get("node"), device_id, sent
+        )
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -184,7 +327,8 @@ class DeviceDesk:
             return error_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
                 "unavailable",
-                "This relay does not enrol devices (it needs its SQLite store, --data-dir).",
+                "This relay does not enrol devices (it needs its store: --data-dir or "
+                "--database-url).",
             )
         path = request.path.partition("?")[0]
         now = self._clock()
@@ -231,14 +375,14 @@ class DeviceDesk:
 
     def _device_api(self, device_id: str) -> Response:
         one = [p for p in self.presence() if p.device_id == device_id]
-        if not one or self._database is None or self.presence_book is None:
+        if not one or self._db is None or self.presence_book is None:
             return error_response(
                 http.HTTPStatus.NOT_FOUND,
                 "not_found",
                 f"No device {device_id[:40]!r} is enrolled here; 'puente-tech devices' lists them.",
             )
         details: dict[str, SealedDetails] = {
-            d.check: d for d in stored_details(self._database, device_id)
+            d.check: d for d in stored_details(self._db, device_id)
         }
         for newer in self.presence_book.details_owed(device_id):
             if newer.check not in details or newer.at >= details[newer.check].at:
@@ -247,7 +391,7 @@ class DeviceDesk:
         body = {
             **one[0].as_dict(),
             "details": [details[check].as_dict() for check in sorted(details)],
-            "tickets": open_tickets(self._database, device_id),
+            "tickets": open_tickets(self._db, device_id),
             # The signed policy, for the technician's side to verify (the relay cannot).
             "policy": device.policy if device is not None else None,
         }
@@ -264,6 +408,8 @@ class DeviceDesk:
         assert book is not None  # _prove refuses devices without the store
         book.arrived(device_id)
         self._connections.setdefault(device_id, []).append(connection)
+        updates = self.updates
+        assert updates is not None  # made with the store, like the presence book
         # The device's heartbeats prove it alive (MISSED_HEARTBEATS of them lost and it is
         # gone): the server's keepalive pings would add two frames per device every 20 s,
         # most of the relay's CPU for 10,000 idle devices (docs/PERFORMANCE.md).
@@ -272,6 +418,8 @@ class DeviceDesk:
             connection.keepalive_task = None
         logger.info("device online device=%s", device_id)
         try:
+            updates.arrived(device_id, self._tokens[device_id])
+            await updates.offer(device_id)
             while True:
                 async with asyncio.timeout(self.heartbeat * MISSED_HEARTBEATS):
                     text = await connection.recv()
@@ -281,17 +429,24 @@ class DeviceDesk:
                     self._results(device_id, message["results"], message["at"])
                 elif message["type"] == "action":
                     self._action(device_id, message)
+                elif message["type"] == "updated":
+                    updates.answered(device_id, message)
+                    self._policies.pop(device_id, None)  # it may run another one now
                 elif message["type"] == "unenrol" and self._enrolment is not None:
                     self._enrolment.forget(device_id)
                     book.forgotten(device_id)
                     logger.info("device unenrolled device=%s", device_id)
                     await connection.send(wire.encode("goodbye"))
                     await self._drop_others(device_id, connection)
+                    if self._cluster is not None:  # its service may be on another node
+                        await self._cluster.publish_device_message(
+                            {"kind": "forgotten", "device_id": device_id}
+                        )
                     return
                 elif message["type"] != "heartbeat":
                     raise MalformedDocument(
                         "A device sends only heartbeats, check results, failure-action "
-                        "reports and its unenrolment; update the agent."
+                        "reports, answers to updates and its unenrolment; update the agent."
                     )
         except (ConnectionClosed, TimeoutError):
             pass
@@ -306,10 +461,11 @@ class DeviceDesk:
                 # Offline only when its last connection goes (a service and 'unenrol'
                 # beside it, or a dead link still timing out, are two at once).
                 self._connections.pop(device_id, None)
+                updates.left(device_id)
                 book.left(device_id)  # no-op if forgotten
                 logger.info("device offline device=%s", device_id)
 
-    async def _drop_others(self, device_id: str, unenrolling: ServerConnection) -> None:
+    async def _drop_others(self, device_id: str, unenrolling: ServerConnection | None) -> None:
         """Close the device's other connections (its service, while ``unenrol`` runs
         beside it): its key no longer works, and its next dial is refused."""
         for other in list(self._connections.get(device_id, ())):
@@ -323,8 +479,8 @@ class DeviceDesk:
                 hello = wire.parse_device_message(await connection.recv())
                 if self._enrolment is None:
                     raise MalformedDocument(
-                        "This relay does not serve enrolled devices (it needs its SQLite "
-                        "store); ask your help desk which relay to use."
+                        "This relay does not serve enrolled devices (it has no store for "
+                        "them); ask your help desk which relay to use."
                     )
                 if hello["type"] != "hello":
                     raise MalformedDocument("A device starts with hello.")
@@ -350,6 +506,7 @@ class DeviceDesk:
                         "enrol it again with a new token."
                     )
                 self._policies[device.device_id] = _alert_policy(device.policy)
+                self._tokens[device.device_id] = device.token_id
                 await connection.send(wire.encode("welcome", heartbeat=self.heartbeat))
                 return device.device_id
         except (ConnectionClosed, TimeoutError):
@@ -373,7 +530,7 @@ class DeviceDesk:
             "owed" if noted else "no open alert",
         )
         if noted:
-            self._wake_delivery()
+            self._owed()
         if self._audit is not None:
             fields = ("check", "fix", "outcome", "note")
             data = {name: message[name] for name in fields}
@@ -383,10 +540,14 @@ class DeviceDesk:
     def _results(self, device_id: str, results: list[dict[str, Any]], reported_at: int) -> None:
         if self._alerts is None:
             return
-        policy = self._policies.get(device_id) or _alert_policy(None)
+        policy = self._policies.get(device_id)
+        if policy is None:  # an update changed it: read the one it runs now
+            registered = self.registration(device_id)
+            policy = registered[1] if registered is not None else _alert_policy(None)
+            self._policies[device_id] = policy
         now = self._clock()
         quiet = policy.in_maintenance(int(now))
-        spoke = False
+        observations = []
         for summary in results:
             if "sealed" in summary and self.presence_book is not None:
                 self.presence_book.sealed(
@@ -394,7 +555,7 @@ class DeviceDesk:
                 )
             check = policy.check(summary["check"])
             threshold = check.failures_before_alert if check is not None else 3
-            step = self._alerts.observe(
+            observations.append(
                 Observation(
                     device_id,
                     summary["check"],
@@ -407,21 +568,28 @@ class DeviceDesk:
                     policy.repeat_comment_seconds,
                 )
             )
-            spoke |= step.action.value != "none"
-        if spoke:
-            self._wake_delivery()
+        steps = self._alerts.observe_results(observations)
+        if any(step.action is not Action.NONE for step in steps):
+            self._owed()
 
-    async def tell(self, device_id: str, text: str) -> bool:
-        """Send one message to ``device_id`` if it is online here; False if it is not.
-        It goes to the device's newest live connection (an older one may be a link
-        that is about to time out)."""
+    async def tell(self, device_id: str, text: str, *, locally: bool = False) -> bool:
+        """Send one message to ``device_id``; False if it is not online. It goes to the
+        device's newest live connection here (an older one may be a link that is about
+        to time out), else, in a cluster, to the node that holds one (unless
+        ``locally``)."""
         for connection in reversed(list(self._connections.get(device_id, ()))):
             try:
                 await connection.send(text)
             except ConnectionClosed:
                 continue
             return True
-        return False
+        if self._cluster is None or locally:
+            return False
+        try:
+            return await self._cluster.tell_device(device_id, text, TELL_TIMEOUT)
+        except Exception as exc:  # Redis away: as good as offline, and said so in the log
+            logger.warning("could not ask the cluster for device=%s (%s)", device_id, exc)
+            return False
 
     def registration(self, device_id: str) -> tuple[bytes, DevicePolicy] | None:
         """The device's registered public key and (unverified) policy, if it is enrolled."""
@@ -474,12 +642,13 @@ def device_desk(
     cluster: ClusterNode | None = None,
     audit: Callable[[NewEvent], object] | None = None,
 ) -> DeviceDesk:
-    """The desk for this relay's settings: enrolment needs the SQLite store; alerts
-    become Request Tracker tickets when the relay has RT configured; ``audit`` records
-    an event in the relay's audit log (failure actions)."""
+    """The desk for this relay's settings: devices live in its store (SQLite in
+    ``data_dir``, or PostgreSQL at ``database_url``); alerts become Request Tracker
+    tickets when the relay has RT configured; ``audit`` records an event in the relay's
+    audit log (failure actions)."""
     database = None
-    if config.data_dir and not config.database_url:
-        database = Path(config.data_dir) / DATABASE_NAME
+    if config.data_dir or config.database_url:
+        database = DeviceDatabase.for_relay(config.data_dir, config.database_url)
     ticketing = next(
         (
             RequestTrackerAlerts.from_connector(c)

@@ -1,11 +1,14 @@
-"""Enrolment tokens and the devices they enrolled, in the relay's SQLite database.
+"""Enrolment tokens and the devices they enrolled, in the relay's database (SQLite, or
+the PostgreSQL database relay nodes share: :mod:`relay.device_sql`).
 
 An operator makes a token (``puente-relay enrolment create``): ``pe_<id>_<secret>``,
 valid for some days and some uses, optionally carrying the organisation's signed
 device policy. Only the SHA-256 of the secret is kept (:func:`relay.tokens.hash_secret`),
 as for API tokens. :meth:`EnrolmentBook.redeem` spends one use and registers the
 device's public key, in one transaction, or refuses with a sentence that says what to
-do: an unknown, expired, used-up or withdrawn token changes nothing.
+do: an unknown, expired, used-up or withdrawn token changes nothing. The use is spent
+by a compare-and-set on the token's row (:mod:`relay.device_sql`, rule ``tokens``), so
+relay nodes redeeming the same token at once never spend more uses than it has.
 
 The relay cannot verify the policy (it holds no organisation key, by design): it
 checks only that the file is a signed Puente device policy, and hands it to the
@@ -17,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,33 +28,13 @@ from protocol.device_policy import read_policy_unverified
 from protocol.errors import TrustError
 from protocol.identity import public_key_from_raw
 
+from .device_sql import DeviceConnection, DeviceDatabase
 from .errors import EnrolmentRefused
 from .tokens import hash_secret
 
 TOKEN_PREFIX = "pe"
 MAX_USES = 100_000
 MAX_VALID_DAYS = 365
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS enrolment_tokens (
-    token_id TEXT PRIMARY KEY,
-    secret_hash TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    uses_allowed INTEGER NOT NULL,
-    uses INTEGER NOT NULL DEFAULT 0,
-    withdrawn INTEGER NOT NULL DEFAULT 0,
-    policy TEXT
-);
-CREATE TABLE IF NOT EXISTS enrolled_devices (
-    device_id TEXT PRIMARY KEY,
-    public_key BLOB NOT NULL UNIQUE,
-    token_id TEXT NOT NULL,
-    enrolled_at REAL NOT NULL,
-    last_seen REAL,
-    online INTEGER NOT NULL DEFAULT 0
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -83,6 +65,7 @@ class EnrolledDevice:
     public_key: bytes
     token_id: str
     enrolled_at: float
+    #: The signed policy the device runs (None: the default policy).
     policy: str | None
     last_seen: float | None = None
     online: bool = False
@@ -111,12 +94,11 @@ def device_id_for(public_key: bytes) -> str:
 
 
 class EnrolmentBook:
-    """Enrolment tokens and enrolled devices in ``path`` (the relay's database file)."""
+    """Enrolment tokens and enrolled devices in ``database`` (a SQLite file's path, or a
+    :class:`relay.device_sql.DeviceDatabase`)."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+    def __init__(self, database: Path | DeviceDatabase) -> None:
+        self._db: DeviceConnection = DeviceDatabase.of(database).connect()
 
     def close(self) -> None:
         self._db.close()
@@ -165,24 +147,33 @@ class EnrolmentBook:
         except TrustError as exc:
             raise EnrolmentRefused(str(exc)) from None
         token_id, secret = _split_token(token)
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            policy = self._usable(token_id, secret, now)
-            device = self._register(token_id, public_key, now, policy)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        return device
+            with self._db.transaction():
+                policy = self._usable(token_id, secret, now)
+                return self._register(token_id, public_key, now, policy)
+        except Exception as exc:
+            if not self._db.is_duplicate(exc):
+                raise
+        # Another node registered the same key between our look and our insert.
+        raise EnrolmentRefused(
+            f"This device key is already enrolled (device {device_id_for(public_key)}); "
+            "unenrol it first or keep using it."
+        )
 
-    def _usable(self, token_id: str, secret: str, now: float) -> str | None:
-        """The token's policy if it may enrol now; else EnrolmentRefused saying why."""
+    def _usable(self, token_id: str, secret: str | None, now: float) -> str | None:
+        """The token's policy if it may enrol now; else EnrolmentRefused saying why.
+        ``secret`` None: the caller checked it already."""
+        # The policy is the token's newest published one, if any (relay.device_updates).
         row = self._db.execute(
-            "SELECT secret_hash, expires_at, uses_allowed, uses, withdrawn, policy "
-            "FROM enrolment_tokens WHERE token_id = ?",
+            "SELECT t.secret_hash, t.expires_at, t.uses_allowed, t.uses, t.withdrawn, "
+            "COALESCE((SELECT p.document FROM device_publications p WHERE p.token_id = "
+            "t.token_id AND p.kind = 'policy' ORDER BY p.id DESC LIMIT 1), t.policy) "
+            "FROM enrolment_tokens t WHERE t.token_id = ?",
             (token_id,),
         ).fetchone()
-        if row is None or not hmac.compare_digest(row[0], hash_secret(secret)):
+        if row is None or (
+            secret is not None and not hmac.compare_digest(row[0], hash_secret(secret))
+        ):
             raise EnrolmentRefused(
                 "This enrolment token is not known to the relay; check that it was copied "
                 "whole, or ask your help desk for a new one."
@@ -215,13 +206,20 @@ class EnrolmentBook:
                 f"This device key is already enrolled (device {known[0]}); unenrol it first "
                 "or keep using it."
             )
-        self._db.execute(
-            "UPDATE enrolment_tokens SET uses = uses + 1 WHERE token_id = ?", (token_id,)
+        # Compare-and-set: the condition is judged against the row as it is when the
+        # update runs, so another node spending the last use first leaves us none.
+        spent = self._db.execute(
+            "UPDATE enrolment_tokens SET uses = uses + 1 WHERE token_id = ? AND uses < "
+            "uses_allowed AND withdrawn = 0 AND expires_at > ?",
+            (token_id, now),
         )
+        if spent.rowcount != 1:
+            self._usable(token_id, None, now)  # says why (used up, withdrawn, expired)
+            raise EnrolmentRefused("This enrolment token cannot enrol a device now.")
         self._db.execute(
-            "INSERT INTO enrolled_devices (device_id, public_key, token_id, enrolled_at) "
-            "VALUES (?, ?, ?, ?)",
-            (device_id, public_key, token_id, now),
+            "INSERT INTO enrolled_devices (device_id, public_key, token_id, enrolled_at, "
+            "policy) VALUES (?, ?, ?, ?, ?)",
+            (device_id, public_key, token_id, now, policy),
         )
         return EnrolledDevice(device_id, public_key, token_id, now, policy)
 
@@ -246,9 +244,12 @@ class EnrolmentBook:
         return None if row is None else _device(row)
 
 
+# A device runs the policy it enrolled with or last took (relay.device_updates); one
+# enrolled before updates existed, its token's.
 _DEVICE_SELECT = (
-    "SELECT d.device_id, d.public_key, d.token_id, d.enrolled_at, t.policy, d.last_seen, "
-    "d.online FROM enrolled_devices d JOIN enrolment_tokens t USING (token_id)"
+    "SELECT d.device_id, d.public_key, d.token_id, d.enrolled_at, COALESCE(d.policy, "
+    "t.policy), d.last_seen, d.online FROM enrolled_devices d JOIN enrolment_tokens t "
+    "USING (token_id)"
 )
 
 

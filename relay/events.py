@@ -78,6 +78,9 @@ class EventType(enum.StrEnum):
     #: Audit only: an enrolled device's failure action and its outcome (relay.devices);
     #: its session_id is ``device-`` and the device id.
     DEVICE_FAILURE_ACTION = "device.failure_action"
+    #: Audit only: an enrolled device's answer to an update of its policy or fixes
+    #: (relay.device_updates): applied, unchanged or refused.
+    DEVICE_UPDATE = "device.update"
 
 
 #: Event types recorded at most once per session (a unique index enforces it).

@@ -1,8 +1,8 @@
 """Who is online, kept in memory and written down lazily; across cluster nodes.
 
 A heartbeat from each of 10,000 devices every 30 s is 333 a second: writing each to
-SQLite on the event loop would make presence cost more than everything else the relay
-does. So (rules):
+the database on the event loop would make presence cost more than everything else the
+relay does. So (rules):
 
 1. A heartbeat, a connection and a disconnection change only this process's memory
    (:meth:`PresenceBook.heard`, :meth:`PresenceBook.arrived`, :meth:`PresenceBook.left`):
@@ -10,7 +10,8 @@ does. So (rules):
 2. Every ``flush_seconds`` one task writes what changed since the last pass — the
    latest ``last_seen`` of each device heard from, at most once per device per pass,
    and the online flag of those that came or went — in one transaction, in a worker
-   thread with its own SQLite connection (:meth:`PresenceBook.flush`). The same pass
+   thread with its own connection (:meth:`PresenceBook.flush`; the relay's SQLite
+   file, or the PostgreSQL database of a cluster: :mod:`relay.device_sql`). The same pass
    writes the sealed details that arrived (only the latest per device and check).
    A crash loses at most one pass of ``last_seen`` times, never an enrolment or an
    alert (those are written at once, elsewhere); a device sends its latest results
@@ -19,8 +20,12 @@ does. So (rules):
    node's online devices to Redis under the node's own key, with a lifetime of a few
    passes so a lost node's devices drop out by themselves, and reads the other live
    nodes' keys. ``online`` answers for the whole cluster, up to one pass late.
-4. When the relay starts, every device the database still marks online (a crash, a
-   kill) is marked offline: only a live connection makes a device online.
+4. When a relay that is not part of a cluster starts, every device the database still
+   marks online (a crash, a kill) is marked offline: only a live connection makes a
+   device online. A cluster node does not (the other nodes' devices are online);
+   there a lost node's devices go offline in Redis (rule 3), and
+   ``puente-relay devices`` counts a device online only if it was heard from within
+   three heartbeats.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .device_sql import DeviceConnection, DeviceDatabase
 
 if TYPE_CHECKING:
     from .cluster import ClusterNode
@@ -41,17 +47,6 @@ logger = logging.getLogger("relay.presence")
 
 #: Seconds between two passes writing presence down (and publishing it to the cluster).
 FLUSH_SECONDS = 5.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS device_details (
-    device_id TEXT NOT NULL,
-    check_id TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    sealed TEXT NOT NULL,
-    PRIMARY KEY (device_id, check_id)
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -73,12 +68,12 @@ class PresenceBook:
 
     def __init__(
         self,
-        database: Path,
+        database: Path | DeviceDatabase,
         clock: Callable[[], float],
         cluster: ClusterNode | None = None,
         flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
-        self._database = database
+        self._database = DeviceDatabase.of(database)
         self._clock = clock
         self._cluster = cluster
         self.flush_seconds = flush_seconds
@@ -157,7 +152,8 @@ class PresenceBook:
                 await self._cluster.unpublish_devices()
 
     async def _loop(self) -> None:
-        await asyncio.to_thread(_mark_all_offline, self._database)
+        if self._cluster is None:  # rule 4
+            await asyncio.to_thread(_mark_all_offline, self._database)
         while True:
             try:
                 await self.flush()
@@ -189,15 +185,8 @@ class PresenceBook:
             self._elsewhere = {d: seen for d, seen in elsewhere.items() if d not in self._here}
 
 
-def _connect(database: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(database, isolation_level=None, timeout=30)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(_SCHEMA)
-    return db
-
-
-def _mark_all_offline(database: Path) -> None:
-    db = _connect(database)
+def _mark_all_offline(database: DeviceDatabase) -> None:
+    db = database.connect(thread_safe=True)
     try:
         db.execute("UPDATE enrolled_devices SET online = 0 WHERE online = 1")
     finally:
@@ -205,17 +194,16 @@ def _mark_all_offline(database: Path) -> None:
 
 
 def _write(
-    database: Path,
+    database: DeviceDatabase,
     owed: dict[str, tuple[float, bool]],
     details: list[SealedDetails],
     forgotten: set[str],
 ) -> None:
     if not owed and not details and not forgotten:
         return
-    db = _connect(database)
+    db = database.connect(thread_safe=True)
     try:
-        with db:
-            db.execute("BEGIN IMMEDIATE")
+        with db.transaction():
             db.executemany(
                 "UPDATE enrolled_devices SET last_seen = ?, online = ? WHERE device_id = ?",
                 [(seen, int(online), device_id) for device_id, (seen, online) in owed.items()],
@@ -225,7 +213,8 @@ def _write(
                 "SELECT ?, ?, ?, ?, ? WHERE EXISTS "
                 "(SELECT 1 FROM enrolled_devices WHERE device_id = ?) "
                 "ON CONFLICT (device_id, check_id) DO UPDATE SET at = excluded.at, "
-                "status = excluded.status, sealed = excluded.sealed WHERE excluded.at >= at",
+                "status = excluded.status, sealed = excluded.sealed "
+                "WHERE excluded.at >= device_details.at",
                 [(d.device_id, d.check, d.at, d.status, d.sealed, d.device_id) for d in details],
             )
             db.executemany(
@@ -236,32 +225,22 @@ def _write(
         db.close()
 
 
-def stored_details(database: Path, device_id: str) -> list[SealedDetails]:
+def stored_details(db: DeviceConnection, device_id: str) -> list[SealedDetails]:
     """The sealed details written down for ``device_id`` (newest run per check)."""
-    db = _connect(database)
-    try:
-        rows = db.execute(
-            "SELECT device_id, check_id, at, status, sealed FROM device_details "
-            "WHERE device_id = ? ORDER BY check_id",
-            (device_id,),
-        ).fetchall()
-    finally:
-        db.close()
+    rows = db.execute(
+        "SELECT device_id, check_id, at, status, sealed FROM device_details "
+        "WHERE device_id = ? ORDER BY check_id",
+        (device_id,),
+    ).fetchall()
     return [SealedDetails(*row) for row in rows]
 
 
-def open_tickets(database: Path, device_id: str) -> dict[str, str]:
+def open_tickets(db: DeviceConnection, device_id: str) -> dict[str, str]:
     """Check -> ticket of the device's open alerts that have one (for the technician's
     side, which posts opened details there when the policy allows)."""
-    db = _connect(database)
-    try:
-        rows = db.execute(
-            "SELECT p.check_id, t.ticket FROM alert_pairs p JOIN alert_tickets t "
-            "USING (alert_id) WHERE p.device = ? AND p.state = 'open'",
-            (device_id,),
-        ).fetchall()
-    except sqlite3.OperationalError:  # no alert has ever been opened here
-        rows = []
-    finally:
-        db.close()
+    rows = db.execute(
+        "SELECT p.check_id, t.ticket FROM alert_pairs p JOIN alert_tickets t "
+        "USING (alert_id) WHERE p.device = ? AND p.state = 'open'",
+        (device_id,),
+    ).fetchall()
     return {check: ticket for check, ticket in rows}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.audit import verify_log
-from agent.enrolment import AUDIT_FILE, DeviceState
+from agent.enrolment import AUDIT_FILE, FAILURE_COUNTS_FILE, DeviceState
 from agent.errors import AgentError
 from agent.failure_actions import FailureActions, bundle_path, keep_bundles, read_bundles
 from agent.monitoring.checks import CheckResult
@@ -157,3 +158,44 @@ def test_enrol_refuses_a_bundle_the_organisation_did_not_sign(
     (kept,) = keep_bundles(tmp_path / "state", bundles)
     assert kept == bundle_path(tmp_path / "state", "free-space")
     assert oct(kept.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_failure_count_survives_a_restart_of_the_service(
+    acme: Organisation, tmp_path: Path
+) -> None:
+    """The service stops between two failures (an update, a reboot): the count goes on
+    where it stopped, so the action runs at the second failure, once; a restart after
+    it does not run it again for the same run of failures."""
+    state, policy = device(acme, tmp_path / "state", allow=True)
+    first = FailureActions(state, policy)
+    assert first.due(report(policy, "failing")) == []  # 1 of 2
+    kept = state.folder / FAILURE_COUNTS_FILE
+    assert json.loads(kept.read_text()) == {"failures": {"small-disk": 1}}
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+    second = FailureActions(state, policy)  # the service started again
+    assert second.counts == {"small-disk": 1}
+    (due,) = second.due(report(policy, "failing"))  # 2 of 2: due now, not at 3
+    assert due.action == "free-space"
+
+    third = FailureActions(state, policy)  # and again, still failing
+    assert third.due(report(policy, "failing")) == []  # once per run of failures
+    assert third.counts == {"small-disk": 3}
+    third.due(report(policy, "ok"))
+    assert FailureActions(state, policy).counts == {}  # a pass is kept too
+
+
+def test_an_unreadable_count_starts_from_zero_and_says_so(
+    acme: Organisation, tmp_path: Path
+) -> None:
+    state, policy = device(acme, tmp_path / "state", allow=True)
+    (state.folder / FAILURE_COUNTS_FILE).write_text("{not json")
+    actions = FailureActions(state, policy)
+    assert actions.counts == {}
+    [line] = audit(state.folder)
+    assert "could not be read" in line and "counting starts again from zero" in line
+    # Counts of checks the policy no longer has (or without an action) are dropped.
+    (state.folder / FAILURE_COUNTS_FILE).write_text(
+        json.dumps({"failures": {"small-disk": 1, "gone": 5, "small-disk-2": True}})
+    )
+    assert FailureActions(state, policy).counts == {"small-disk": 1}

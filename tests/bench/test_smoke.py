@@ -175,6 +175,20 @@ def test_devices_benchmark_quick_run_opens_tickets_in_the_real_request_tracker()
     assert figures["request_tracker"]["workers"] >= 1
 
 
+def test_device_store_benchmark_quick_run_measures_both_stores() -> None:
+    command = [sys.executable, str(ROOT / "bench" / "device_store.py"), "--quick", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=scaled(120))
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["devices"] == 100
+    stores = ["sqlite"] + (["postgresql"] if figures["postgresql"] is not None else [])
+    for store in stores:
+        assert set(figures[store]) == {
+            "enrol", "results ok", "results failing", "presence pass", "connect", "lease",
+        }  # fmt: skip
+        assert all(value > 0 for value in figures[store].values())
+
+
 def test_rt_concurrency_benchmark_measures_request_tracker_one_and_two_at_once() -> None:
     missing = rt_missing()
     if missing is not None:

@@ -12,10 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol.device_policy import (
     CHECK_KINDS,
     POLICY_LABEL,
+    DevicePolicy,
     default_policy,
     policy_from_toml,
     sign_policy,
     verify_policy,
+    widenings,
 )
 from protocol.errors import ForeignSigner, MalformedDocument, SignatureMismatch, UnknownCheckKind
 from protocol.identity import OrganisationSecret, sign_document
@@ -97,6 +99,7 @@ def test_a_check_kind_the_agent_does_not_know_is_refused_even_when_signed() -> N
         ('[[maintenance]]\ndays = ["sun"]\nstart = "25:00"\nminutes = 60\n', "02:30"),
         ("checks = [", "not valid TOML"),
         ("colour = 1\n", "unknown setting"),
+        ('[[checks]]\nid = "policy-update"\nkind = "pending_reboot"\n', "relay's alert"),
     ],
 )
 def test_bad_policy_files_get_a_sentence(source: str, sentence: str) -> None:
@@ -193,3 +196,65 @@ def test_repeat_comment_seconds_has_an_hour_default_and_bounds() -> None:
             policy_from_toml(
                 _one_check("", f"repeat_comment_seconds = {json.dumps(wrong)}\n"), "", ""
             )
+
+
+def _update(source: str) -> DevicePolicy:
+    return policy_from_toml(source, "Acme IT", "0" * 64)
+
+
+_CHECK_WITH_ACTION = '[[checks]]\nid = "d"\nkind = "disk_free"\npath = "/"\nmin_free_percent = 5\n'
+
+
+@pytest.mark.parametrize(
+    ("agreed", "offered", "widens"),
+    [
+        # Unattended access: a mode further along, a shorter countdown, a capability.
+        ('[unattended]\nmode = "ask-deny"\n', '[unattended]\nmode = "ask-allow"\n', "ask-allow"),
+        ('[unattended]\nmode = "never"\n', "", "'ask-deny', not 'never'"),
+        (
+            '[unattended]\nmode = "ask-allow"\ncountdown_seconds = 60\n',
+            '[unattended]\nmode = "ask-allow"\ncountdown_seconds = 10\n',
+            "countdown of 10 s",
+        ),
+        (
+            '[unattended]\nmode = "allowed"\ncapabilities = ["diagnostics"]\n',
+            '[unattended]\nmode = "allowed"\ncapabilities = ["diagnostics", "shell"]\n',
+            "allow shell",
+        ),
+        # Failure actions: turned on, or another fix running by itself.
+        (_CHECK_WITH_ACTION + 'action = "a"\n', "failure_actions = true\n" + _CHECK_WITH_ACTION
+         + 'action = "a"\n', "run fixes by themselves"),
+        ("failure_actions = true\n" + _CHECK_WITH_ACTION + 'action = "a"\n',
+         "failure_actions = true\n" + _CHECK_WITH_ACTION + 'action = "b"\n',
+         "run other fixes by themselves (b)"),
+        # Details leaving the device.
+        ("", "DETAILS_KEY", "send check details off this computer"),
+    ],
+)  # fmt: skip
+def test_a_policy_that_widens_what_the_owner_agreed_to_says_how(
+    agreed: str, offered: str, widens: str
+) -> None:
+    if offered == "DETAILS_KEY":  # a real key, made here
+        from protocol.sealed_details import new_details_key, public_text
+
+        offered = f'details_key = "{public_text(new_details_key())}"\n'
+    found = widenings(_update(agreed), _update(offered))
+    assert any(widens in phrase for phrase in found), found
+
+
+@pytest.mark.parametrize(
+    ("agreed", "offered"),
+    [
+        ('[unattended]\nmode = "ask-allow"\n', '[unattended]\nmode = "ask-deny"\n'),
+        ('[unattended]\nmode = "allowed"\ncapabilities = ["diagnostics", "shell"]\n',
+         '[unattended]\nmode = "allowed"\ncapabilities = ["shell"]\n'),
+        ("failure_actions = true\n" + _CHECK_WITH_ACTION + 'action = "a"\n', _CHECK_WITH_ACTION),
+        ('[unattended]\nmode = "ask-allow"\ncountdown_seconds = 10\n',
+         '[unattended]\nmode = "ask-allow"\ncountdown_seconds = 60\n'),
+        # Checks, thresholds and maintenance windows are the organisation's to change.
+        ("", _CHECK_WITH_ACTION + '[[maintenance]]\ndays = ["sun"]\nstart = "02:00"\nminutes = 60\n'),
+        ("", ""),
+    ],
+)  # fmt: skip
+def test_a_narrower_or_equal_policy_widens_nothing(agreed: str, offered: str) -> None:
+    assert widenings(_update(agreed), _update(offered)) == []

@@ -119,3 +119,34 @@ def test_a_failure_action_outcome_parses_and_bad_ones_get_a_sentence() -> None:
     ):
         with pytest.raises(MalformedDocument, match=sentence):
             wire.parse_device_message(wire.encode("action", **bad))
+
+
+def test_an_update_and_its_answer_parse_and_bad_ones_get_a_sentence() -> None:
+    update = wire.parse_device_message(
+        wire.encode("update", id=7, policy='{"policy": {}}', fixes=["YnVuZGxl"])
+    )
+    assert (update["id"], update["fixes"]) == (7, ["YnVuZGxl"])
+    assert wire.parse_device_message(wire.encode("update", id=1, policy=None, fixes=[]))
+    # An update may carry bundles (up to 1 MiB each): more than any other message.
+    big = wire.encode("update", id=2, policy=None, fixes=["A" * (wire.MAX_MESSAGE * 4)])
+    assert wire.parse_device_message(big)["id"] == 2
+    with pytest.raises(MalformedDocument, match="small JSON texts"):
+        wire.parse_device_message(wire.encode("heartbeat") + " " * wire.MAX_MESSAGE)
+    answer = {"id": 7, "outcome": "refused", "policy": 3, "note": "It would widen."}
+    assert wire.parse_device_message(wire.encode("updated", **answer))["outcome"] == "refused"
+    for bad, sentence in (
+        ({**answer, "outcome": "ignored"}, "outcome is not one Puente knows"),
+        ({**answer, "id": 0}, "numbered by the relay"),
+        ({**answer, "id": True}, "numbered by the relay"),
+        ({**answer, "policy": -1}, "policy number"),
+        ({**answer, "note": ""}, "note is a text of 1 to"),
+    ):
+        with pytest.raises(MalformedDocument, match=sentence):
+            wire.parse_device_message(wire.encode("updated", **bad))
+    for bad_update in (
+        {"id": 1, "policy": 5, "fixes": []},
+        {"id": 1, "policy": None, "fixes": "x"},
+        {"id": 1, "policy": None, "fixes": [1]},
+    ):
+        with pytest.raises(MalformedDocument, match="signed policy or null"):
+            wire.parse_device_message(wire.encode("update", **bad_update))

@@ -9,9 +9,10 @@ import sqlite3
 import urllib.parse
 from pathlib import Path
 
-from relay.alert_book import _SCHEMA, AlertBook, RequestTrackerAlerts
+from relay.alert_book import AlertBook, RequestTrackerAlerts
 from relay.alert_delivery import deliver
 from relay.alerts import Action, AlertState, Observation
+from relay.device_sql import _SQLITE_SCHEMA as _SCHEMA
 from tests.support.helpdesk import RequestTracker
 from tests.support.rt_doubles import AnswerLosingProxy
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from relay.alert_book import _SCHEMA, AlertBook, RequestTrackerAlerts
+from relay.alert_book import AlertBook, RequestTrackerAlerts
 from relay.alert_delivery import AlertDelivery, deliver
 from relay.alerts import Action, Observation
+from relay.device_sql import _SQLITE_SCHEMA as _SCHEMA
 from relay.sqlite_store import DATABASE_NAME
 from tests.support.helpdesk import wait_until
 from tests.support.relay import start_relay

@@ -159,13 +159,16 @@ class RequestTrackerStandIn:
                 return
             status, answer, what, about, lose = self._act(handler.command, path, query, body)
             held = self.hold_answers.is_set() and what in ("create", "comment")
-            if lose or (held and not self._released.wait(scaled(60))):
+            dropped = lose or (held and not self._released.wait(scaled(60)))
+            # ended: counted before the answer (or the dropped connection) leaves, so a
+            # call the relay starts once it has the answer always counts as later.
+            with self._lock:
+                self.calls.append(Call(what, about, started, self._tick()))
+            if dropped:
                 handler.close_connection = True
                 handler.connection.shutdown(socket.SHUT_RDWR)
             else:
                 self._answer(handler, status, answer)
-            with self._lock:  # ended: answered (or dropped)
-                self.calls.append(Call(what, about, started, self._tick()))
         finally:
             with self._lock:
                 self.in_flight -= 1

@@ -7,6 +7,7 @@ needs one is skipped, with the package to install, only when the program is miss
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import ipaddress
@@ -135,22 +136,30 @@ class PostgresServer:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A throwaway PostgreSQL cluster (initdb) on a spare port, shared by a test session.
+def postgres_missing() -> str | None:
+    """Why PostgreSQL cannot run here, or None if it can."""
+    if _postgres_bin("initdb") is None or _postgres_bin("postgres") is None:
+        return "PostgreSQL is not installed (apt install postgresql)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root without a 'postgres' user to run PostgreSQL as"
+    return None
+
+
+@contextlib.contextmanager
+def running_postgres(durable: bool = False) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster (initdb) on a spare port, stopped and removed when
+    the block ends (see :func:`postgres_missing` first). ``durable``: with fsync, as in
+    production (tests run without: they never pull the plug).
 
     PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user
     that Debian's package creates.
     """
     initdb, postgres = _postgres_bin("initdb"), _postgres_bin("postgres")
-    if initdb is None or postgres is None:
-        pytest.skip("PostgreSQL is not installed (apt install postgresql)")
-    user = None
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root without a 'postgres' user to run PostgreSQL as")
+    assert initdb is not None and postgres is not None, postgres_missing()
+    user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
     base = Path(tempfile.mkdtemp(prefix="puente-pg-"))
     data_dir, socket_dir = base / "data", base / "socket"
     socket_dir.mkdir()
@@ -181,7 +190,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             "-c",
             "listen_addresses=127.0.0.1",
             "-c",
-            "fsync=off",
+            f"fsync={'on' if durable else 'off'}",
             "-c",
             "max_connections=200",
         ],
@@ -204,6 +213,17 @@ def postgres_server() -> Iterator[PostgresServer]:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL for the test session (:func:`running_postgres`), or a skip
+    saying what is missing."""
+    missing = postgres_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    with running_postgres() as server:
+        yield server
 
 
 def _wait_ready(url: str) -> None:
